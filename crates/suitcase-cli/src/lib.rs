@@ -1,6 +1,54 @@
-//! The suitcase command-line tool.
+//! The suitcase command-line tool: one binary, `suitcase`, with a module per subcommand.
+//!
+//! Exit codes: 0 success (or `accept`), 1 a verdict of `reject`, 2 a usage or I/O error.
 
-/// Runs the CLI.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    reason = "a std binary: the core/alloc discipline matters for the device crates only"
+)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod describe;
+mod diag;
+mod input;
+mod keys;
+mod manifest;
+mod profile;
+
+/// suitcase: secure over-the-air updates for IoT fleets, built on IETF SUIT manifests.
+///
+/// Start with `suitcase manifest inspect FILE` to look inside an envelope and
+/// `suitcase manifest check FILE --trust KEY --device PROFILE.json` to see whether a device
+/// would install it. Every command takes --help.
+#[derive(Debug, Parser)]
+#[command(name = "suitcase", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect SUIT envelopes and check them against keys and a simulated device.
+    #[command(subcommand)]
+    Manifest(manifest::Command),
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Manifest(c) => manifest::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

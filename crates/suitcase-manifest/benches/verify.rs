@@ -1,1 +1,3 @@
+//! Placeholder replaced by the decode+verify benchmark.
+
 fn main() {}

@@ -180,10 +180,8 @@ pub(crate) fn verify_blocks(
             }
             signer.with_to_be_signed(auth.digest_bytes, |tbs| {
                 for (i, anchor) in anchors.iter().enumerate().take(MAX_ANCHORS) {
-                    if let (Some(want), Some(got)) = (anchor.kid, signer.headers.kid) {
-                        if want != got {
-                            continue;
-                        }
+                    if crate::cose::kids_conflict(anchor.kid, signer.headers.kid) {
+                        continue;
                     }
                     if anchor.key.supports(alg, block.kind)
                         && anchor.key.verify(tbs, signer.signature)

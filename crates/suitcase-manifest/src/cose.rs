@@ -198,6 +198,12 @@ fn check_disjoint(protected: &[u8], unprotected: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a key restricted to `want` must skip a COSE layer that names `got` (RFC 9052 §3.1:
+/// kid is a hint; a layer without one may be tried with any key).
+pub(crate) fn kids_conflict(want: Option<&[u8]>, got: Option<&[u8]>) -> bool {
+    matches!((want, got), (Some(w), Some(g)) if w != g)
+}
+
 /// Which COSE structure an authentication block is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {

@@ -136,7 +136,7 @@ impl<'a> Manifest<'a> {
                     }
                     key::INSTALL => m.install = Some(severable_seq(r)?),
                     key::TEXT => {
-                        m.text = Some(severable(r, |bytes| Text::decode(bytes))?);
+                        m.text = Some(severable(r, Text::decode)?);
                     }
                     key::COSWID => {
                         m.coswid = Some(severable(r, |bytes| {

@@ -827,8 +827,10 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 let capacity = self.platform.capacity(&component).unwrap_or(0);
                 // A fragment-only URI names an integrated payload in the envelope (manifest
                 // §7.6); it is taken from the authenticated envelope, never from the network.
-                if let Some(name) = uri.strip_prefix('#').map(|_| uri) {
-                    if let Some(bytes) = self.manifest.envelope().integrated(name) {
+                if uri.starts_with('#')
+                    && let Some(bytes) = self.manifest.envelope().integrated(uri)
+                {
+                    {
                         self.check_capacity(&component, bytes.len() as u64)?;
                         self.platform
                             .write_begin(&component, Some(bytes.len() as u64))

@@ -24,12 +24,11 @@ pub(crate) fn validate<'a>(m: &Manifest<'a>, sections: &Sections<'a>) -> Result<
     if let Some(seq) = m.shared_sequence {
         sequence(&seq, top(true))?;
     }
-    let severable =
-        |s: Option<Severable<'a, CommandSequence<'a>>>, found: Option<CommandSequence<'a>>| match s
-        {
-            Some(Severable::Inline(seq)) => Some(seq),
-            _ => found,
-        };
+    let severable = |s: Option<Severable<'a, CommandSequence<'a>>>,
+                     found: Option<CommandSequence<'a>>| match s {
+        Some(Severable::Inline(seq)) => Some(seq),
+        _ => found,
+    };
     let all = [
         severable(m.dependency_resolution, sections.dependency_resolution),
         severable(m.payload_fetch, sections.payload_fetch),

@@ -1,6 +1,13 @@
 //! Every envelope in `testdata/vectors/` (the SUIT working group's own examples, plus derived
 //! negative cases) with the conclusion its README says a correct processor must reach.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use suitcase_manifest::encryption::{DecryptionKey, EncryptionInfo, KeyMaterial, decrypt_payload};
 use suitcase_manifest::memory::{Effect, MemoryComponent, MemoryDevice};
@@ -587,11 +594,7 @@ fn encrypted_fetch_then_copy_decrypts() {
         let v = verify(&bytes, mac_key()).unwrap();
         let mut dev = device(&[&[dst], &[src]]);
         dev.keys.keys.push((None, KeyMaterial::Aes128Kw(KEK)));
-        let uri = if dst == [0] {
-            "coaps://example.com/encrypted-firmware"
-        } else {
-            "coaps://example.com/encrypted-firmware"
-        };
+        let uri = "coaps://example.com/encrypted-firmware";
         dev.payloads.push((
             uri.into(),
             vector("encryption/encrypted-payload-aes-kw-aes-gcm.hex"),
@@ -731,7 +734,7 @@ fn our_streaming_gcm_agrees_with_the_aes_gcm_crate() {
         )
         .unwrap();
     assert_eq!(decrypt_payload(&info_bytes, &cek, &ct).unwrap(), plaintext);
-    let mut bad = ct.clone();
+    let mut bad = ct;
     *bad.last_mut().unwrap() ^= 1;
     assert_eq!(
         decrypt_payload(&info_bytes, &cek, &bad).unwrap_err(),

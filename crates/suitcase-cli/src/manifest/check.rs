@@ -1,0 +1,283 @@
+//! `suitcase manifest check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use suitcase_manifest::memory::{Effect, MemoryDevice};
+use suitcase_manifest::{
+    DigestAlgorithm, Envelope, Error, Processor, ProcessorPolicy, Reason, Section, SectionState,
+    TrustPolicy, VerifiedManifest,
+};
+
+/// Arguments of `manifest check`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The envelope: a file with raw CBOR or hex text, or `-` for stdin.
+    envelope: PathBuf,
+    /// A trusted key: a PEM public key (SPKI, P-256 or Ed25519) or a COSE_Key file (also
+    /// Symmetric, for HMAC). Repeat for several anchors; one valid signature from any is enough.
+    #[arg(long = "trust", value_name = "KEY", required = true)]
+    trust: Vec<PathBuf>,
+    /// A simulated device (JSON profile: identities, components, payloads by URI, decryption
+    /// keys, installed sequence number). Without it only authenticity and well-formedness are
+    /// checked.
+    #[arg(long, value_name = "PROFILE.json")]
+    device: Option<PathBuf>,
+    /// Print one JSON object: {"verdict", "reason", "detail", "sequence_number", "components", ...}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &Args) -> Result<ExitCode> {
+    let bytes = crate::input::read_binary(&args.envelope)?;
+    let anchors = args
+        .trust
+        .iter()
+        .map(|p| crate::keys::load_trust_anchor(p))
+        .collect::<Result<Vec<_>>>()?;
+    let device = args
+        .device
+        .as_deref()
+        .map(crate::profile::Profile::load)
+        .transpose()?;
+    let trust: Vec<_> = anchors
+        .iter()
+        .map(crate::keys::LoadedAnchor::as_anchor)
+        .collect();
+
+    let mut report = Report::default();
+    let outcome = check(&bytes, &trust, device, &mut report);
+    let (verdict, reason, detail) = match &outcome {
+        Ok(()) => ("accept", None, report.summary.clone()),
+        Err(e) => ("reject", Some(e.reason()), e.to_string()),
+    };
+    let signers: Vec<&str> = report
+        .signers
+        .iter()
+        .filter_map(|&i| anchors.get(i))
+        .map(|a| a.name.as_str())
+        .collect();
+    if args.json {
+        let out = json!({
+            "verdict": verdict,
+            "reason": reason.map(Reason::code),
+            "detail": detail,
+            "sequence_number": report.sequence_number,
+            "components": report.components,
+            "signers": signers,
+            "sections_run": report.sections_run,
+            "sections_skipped": report.sections_skipped,
+            "effects": report.effects,
+            "records": report.records,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        match reason {
+            None => println!("ACCEPT {}", args.envelope.display()),
+            Some(r) => println!("REJECT {} ({r}): {detail}", args.envelope.display()),
+        }
+        if !signers.is_empty() {
+            println!("  authenticated by: {}", signers.join(", "));
+        }
+        if let Some(seq) = report.sequence_number {
+            println!("  sequence number: {seq}");
+        }
+        if !report.sections_run.is_empty() {
+            println!("  sections run: {}", report.sections_run.join(", "));
+        }
+        for s in &report.sections_skipped {
+            println!("  skipped: {s}");
+        }
+        for e in &report.effects {
+            println!("  effect: {e}");
+        }
+        for c in &report.components {
+            println!(
+                "  component {}: {} bytes, sha-256 {}",
+                c["id"],
+                c["size"],
+                c["sha256"].as_str().unwrap_or("-")
+            );
+        }
+        if let Some(r) = reason {
+            println!("  hint: {}", hint(r));
+        }
+    }
+    Ok(if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Default)]
+struct Report {
+    summary: String,
+    sequence_number: Option<u64>,
+    signers: Vec<usize>,
+    components: Vec<Value>,
+    sections_run: Vec<&'static str>,
+    sections_skipped: Vec<String>,
+    effects: Vec<String>,
+    records: Vec<Value>,
+}
+
+fn check(
+    bytes: &[u8],
+    trust: &[suitcase_manifest::TrustAnchor<'_>],
+    device: Option<(crate::profile::Profile, MemoryDevice)>,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let envelope = Envelope::decode(bytes)?;
+    let verified = envelope.verify(trust, &TrustPolicy::default())?;
+    report.sequence_number = Some(verified.sequence_number());
+    report.signers = verified.signers().iter().collect();
+    let Some((profile, mut dev)) = device else {
+        report.summary = "authentic and well-formed (no device given: nothing was run)".into();
+        report.components = verified
+            .manifest()
+            .components
+            .iter()
+            .map(|c| json!({"id": crate::describe::component(&c), "size": null, "sha256": null}))
+            .collect();
+        return Ok(());
+    };
+    let policy = ProcessorPolicy {
+        installed_sequence: profile.installed_sequence,
+        allow_same_sequence: false,
+    };
+    let result = run_device(&verified, &mut dev, policy, report);
+    report.effects = dev.effects.iter().map(effect).collect();
+    report.records = dev
+        .records
+        .iter()
+        .map(|r| json!({"section": r.section, "offset": r.offset, "command": r.command, "component": r.component, "success": r.success}))
+        .collect();
+    report.components = verified
+        .manifest()
+        .components
+        .iter()
+        .map(|c| {
+            let id = crate::describe::component(&c);
+            let content = dev
+                .components
+                .iter()
+                .find(|m| c.eq_segments(&m.id))
+                .map(|m| &m.content);
+            match content {
+                Some(bytes) => json!({
+                    "id": id,
+                    "size": bytes.len(),
+                    "sha256": hex::encode(DigestAlgorithm::Sha256.digest(bytes).as_bytes()),
+                }),
+                None => json!({"id": id, "size": null, "sha256": null}),
+            }
+        })
+        .collect();
+    result?;
+    report.summary = format!(
+        "ran {} on the simulated device",
+        report.sections_run.join(", ")
+    );
+    Ok(())
+}
+
+/// Runs the update procedure, then the invocation procedure. A severed section that the
+/// envelope does not carry is skipped and reported, as a device given a severed envelope would
+/// only boot (manifest §8.4.12 lets severed members be dropped after installation).
+fn run_device(
+    verified: &VerifiedManifest<'_>,
+    dev: &mut MemoryDevice,
+    policy: ProcessorPolicy,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let mut processor = Processor::new(verified, dev, policy)?;
+    let order = [
+        Section::DependencyResolution,
+        Section::PayloadFetch,
+        Section::CandidateVerification,
+        Section::Install,
+        Section::Validate,
+        Section::Load,
+        Section::Invoke,
+    ];
+    for section in order {
+        match verified.section(section) {
+            SectionState::Absent => {}
+            SectionState::Severed => report.sections_skipped.push(format!(
+                "{} (severed and not in the envelope)",
+                section.name()
+            )),
+            SectionState::Present(_) => {
+                processor.run(section)?;
+                report.sections_run.push(section.name());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn effect(e: &Effect) -> String {
+    match e {
+        Effect::Fetched {
+            component,
+            uri,
+            bytes,
+        } => format!("fetched {bytes} bytes from {uri} into component {component}"),
+        Effect::Written { component, bytes } => {
+            format!("wrote {bytes} bytes to component {component}")
+        }
+        Effect::Swapped { a, b } => format!("swapped components {a} and {b}"),
+        Effect::Invoked { component, args } => match args {
+            Some(a) => format!(
+                "invoked component {component} with arguments {:?}",
+                String::from_utf8_lossy(a)
+            ),
+            None => format!("invoked component {component}"),
+        },
+    }
+}
+
+/// What to do next, per reason.
+fn hint(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Signature => {
+            "check that --trust names the public key the release was signed with (PEM SPKI or COSE_Key); an unsigned envelope is always refused"
+        }
+        Reason::Digest => {
+            "the payload or a severed member is not the one the manifest was signed for: rebuild or re-download it"
+        }
+        Reason::VendorId | Reason::ClassId | Reason::DeviceId => {
+            "the manifest targets other devices: compare its identifiers (`suitcase manifest inspect`) with the device profile"
+        }
+        Reason::SequenceRollback => {
+            "the device already runs this or a newer release: build the release with a higher sequence number"
+        }
+        Reason::Version => "this manifest uses an encoding version other than 1",
+        Reason::Malformed => {
+            "the envelope is not valid SUIT CBOR; `suitcase manifest inspect` shows where decoding stopped"
+        }
+        Reason::UnsupportedCritical => {
+            "the manifest uses a command, parameter, component or COSE header this device does not support"
+        }
+        Reason::UnsupportedAlgorithm => {
+            "the manifest uses an algorithm this build does not implement"
+        }
+        Reason::Size => {
+            "an image is larger than the component can hold: check max_size in the device profile"
+        }
+        Reason::NestingLimit => "try-each/run-sequence nest deeper than 16 levels",
+        Reason::Decrypt => {
+            "the device holds no key for any recipient, or the ciphertext was altered: check keys.decrypt in the profile"
+        }
+        Reason::Fetch => {
+            "a payload URI could not be fetched: map it to a file under \"fetch\" in the device profile"
+        }
+        Reason::Condition => {
+            "a condition of the manifest (slot, battery, time, version, abort...) did not hold on this device"
+        }
+        Reason::Storage => "the device could not write, copy, swap or invoke a component",
+    }
+}
