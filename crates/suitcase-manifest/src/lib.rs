@@ -53,6 +53,8 @@ extern crate alloc;
 extern crate std;
 
 mod auth;
+#[cfg(feature = "alloc")]
+pub mod build;
 mod cbor;
 pub mod codepoints;
 mod command;
