@@ -2,7 +2,12 @@
 //!
 //! `cargo bench -p suitcase-manifest --bench verify` — results in docs/benchmarks.md.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, reason = "benchmark code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmark code"
+)]
 
 use std::hint::black_box;
 
@@ -55,11 +60,17 @@ fn bench(c: &mut Criterion) {
     });
     let envelope = b.encode();
     let vk = *p256_key.verifying_key();
-    let anchors = [TrustAnchor { name: "p256", key: PublicKey::P256(vk), kid: None }];
+    let anchors = [TrustAnchor {
+        name: "p256",
+        key: PublicKey::P256(vk),
+        kid: None,
+    }];
     group.bench_function("es256/decode+verify", |bench| {
         bench.iter(|| {
             let env = Envelope::decode(black_box(&envelope)).unwrap();
-            env.verify(&anchors, &TrustPolicy::default()).unwrap().sequence_number()
+            env.verify(&anchors, &TrustPolicy::default())
+                .unwrap()
+                .sequence_number()
         });
     });
     let signature = p256::ecdsa::Signature::from_slice(&sig).unwrap();
@@ -78,11 +89,17 @@ fn bench(c: &mut Criterion) {
     });
     let ed_envelope = b.encode();
     let ed_vk = ed_key.verifying_key();
-    let ed_anchors = [TrustAnchor { name: "ed25519", key: PublicKey::Ed25519(ed_vk), kid: None }];
+    let ed_anchors = [TrustAnchor {
+        name: "ed25519",
+        key: PublicKey::Ed25519(ed_vk),
+        kid: None,
+    }];
     group.bench_function("ed25519/decode+verify", |bench| {
         bench.iter(|| {
             let env = Envelope::decode(black_box(&ed_envelope)).unwrap();
-            env.verify(&ed_anchors, &TrustPolicy::default()).unwrap().sequence_number()
+            env.verify(&ed_anchors, &TrustPolicy::default())
+                .unwrap()
+                .sequence_number()
         });
     });
     let ed_sig = ed_key.sign(&ed_tbs);
@@ -91,7 +108,9 @@ fn bench(c: &mut Criterion) {
     });
 
     // The specification's own example 0 (ES256, 237 bytes).
-    let example0 = hex::decode(include_str!("../../../testdata/vectors/manifest/example0.signed.hex").trim()).unwrap();
+    let example0 =
+        hex::decode(include_str!("../../../testdata/vectors/manifest/example0.signed.hex").trim())
+            .unwrap();
     let example_key = {
         use p256::pkcs8::DecodePublicKey;
         p256::ecdsa::VerifyingKey::from_public_key_pem(include_str!(
@@ -99,10 +118,18 @@ fn bench(c: &mut Criterion) {
         ))
         .unwrap()
     };
-    let example_anchors = [TrustAnchor { name: "example", key: PublicKey::P256(example_key), kid: None }];
+    let example_anchors = [TrustAnchor {
+        name: "example",
+        key: PublicKey::P256(example_key),
+        kid: None,
+    }];
     group.bench_function("spec-example0/decode+verify", |bench| {
         bench.iter(|| {
-            Envelope::decode(black_box(&example0)).unwrap().verify(&example_anchors, &TrustPolicy::default()).unwrap().sequence_number()
+            Envelope::decode(black_box(&example0))
+                .unwrap()
+                .verify(&example_anchors, &TrustPolicy::default())
+                .unwrap()
+                .sequence_number()
         });
     });
 
@@ -110,7 +137,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("decode-only", |bench| {
         bench.iter(|| {
             let env = Envelope::decode(black_box(&envelope)).unwrap();
-            suitcase_manifest::Manifest::decode_unauthenticated(env.manifest_bytes()).unwrap().sequence_number
+            suitcase_manifest::Manifest::decode_unauthenticated(env.manifest_bytes())
+                .unwrap()
+                .sequence_number
         });
     });
     group.finish();

@@ -68,7 +68,10 @@ pub enum CustomValue {
 
 /// A parameter, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(missing_docs, reason = "each variant is the parameter of the same name")]
+#[expect(
+    missing_docs,
+    reason = "each variant is the parameter of the same name"
+)]
 pub enum Param {
     VendorIdentifier(Vec<u8>),
     VendorPen(Vec<u8>),
@@ -131,7 +134,10 @@ pub type TextField = (String, Option<Vec<Vec<u8>>>, i64, String);
 /// A manifest, owned. Build one, then [`ManifestBuilder::encode`] or wrap it in an
 /// [`EnvelopeBuilder`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[expect(missing_docs, reason = "each field is the manifest member of the same name")]
+#[expect(
+    missing_docs,
+    reason = "each field is the manifest member of the same name"
+)]
 pub struct ManifestBuilder {
     pub sequence_number: u64,
     pub reference_uri: Option<String>,
@@ -257,14 +263,18 @@ fn encode_param(p: &Param) -> Vec<u8> {
         Param::StrictOrder(b) | Param::SoftFailure(b) => vec![if *b { 0xf5 } else { 0xf4 }],
         Param::Uri(s) => tstr(s),
         Param::UpdatePriority(n) => int(*n),
-        Param::Version(cmp, v) => {
-            bstr(&array(&[uint(*cmp), array(&v.iter().map(|n| int(*n)).collect::<Vec<_>>())]))
-        }
+        Param::Version(cmp, v) => bstr(&array(&[
+            uint(*cmp),
+            array(&v.iter().map(|n| int(*n)).collect::<Vec<_>>()),
+        ])),
     }
 }
 
 fn encode_params(params: &[Param]) -> Vec<u8> {
-    map(params.iter().map(|p| (int(p.key()), encode_param(p))).collect())
+    map(params
+        .iter()
+        .map(|p| (int(p.key()), encode_param(p)))
+        .collect())
 }
 
 /// Encodes a command sequence (the content of its bstr wrapper).
@@ -283,7 +293,8 @@ pub fn encode_sequence(cmds: &[Cmd]) -> Vec<u8> {
                 },
             ),
             Cmd::TryEach(branches, allow_all_fail) => {
-                let mut b: Vec<Vec<u8>> = branches.iter().map(|s| bstr(&encode_sequence(s))).collect();
+                let mut b: Vec<Vec<u8>> =
+                    branches.iter().map(|s| bstr(&encode_sequence(s))).collect();
                 if *allow_all_fail {
                     b.push(vec![NULL]);
                 }
@@ -294,13 +305,21 @@ pub fn encode_sequence(cmds: &[Cmd]) -> Vec<u8> {
             Cmd::SetParameters(p) => (cmd::SET_PARAMETERS, encode_params(p)),
             Cmd::OverrideMultiple(per) => (
                 cmd::OVERRIDE_MULTIPLE,
-                map(per.iter().map(|(i, p)| (uint(*i), encode_params(p))).collect()),
+                map(per
+                    .iter()
+                    .map(|(i, p)| (uint(*i), encode_params(p)))
+                    .collect()),
             ),
             Cmd::CopyParams(per) => (
                 cmd::COPY_PARAMS,
                 map(per
                     .iter()
-                    .map(|(i, keys)| (uint(*i), array(&keys.iter().map(|k| int(*k)).collect::<Vec<_>>())))
+                    .map(|(i, keys)| {
+                        (
+                            uint(*i),
+                            array(&keys.iter().map(|k| int(*k)).collect::<Vec<_>>()),
+                        )
+                    })
                     .collect()),
             ),
             Cmd::Custom(id, v) => (
@@ -343,7 +362,10 @@ impl ManifestBuilder {
                 .iter()
                 .map(|(i, prefix)| {
                     let meta = match prefix {
-                        Some(p) => map(vec![(uint(crate::codepoints::dependency::PREFIX), encode_component_id(p))]),
+                        Some(p) => map(vec![(
+                            uint(crate::codepoints::dependency::PREFIX),
+                            encode_component_id(p),
+                        )]),
                         None => map(Vec::new()),
                     };
                     (uint(*i), meta)
@@ -352,7 +374,11 @@ impl ManifestBuilder {
             common_entries.push((uint(common::DEPENDENCIES), map(deps)));
         }
         if !self.components.is_empty() {
-            let ids: Vec<Vec<u8>> = self.components.iter().map(|c| encode_component_id(c)).collect();
+            let ids: Vec<Vec<u8>> = self
+                .components
+                .iter()
+                .map(|c| encode_component_id(c))
+                .collect();
             common_entries.push((uint(common::COMPONENTS), array(&ids)));
         }
         if let Some(s) = &self.shared_sequence {
@@ -365,7 +391,11 @@ impl ManifestBuilder {
         if let Some(id) = &self.manifest_component_id {
             entries.push((uint(key::MANIFEST_COMPONENT_ID), encode_component_id(id)));
         }
-        for (k, s) in [(key::VALIDATE, &self.validate), (key::LOAD, &self.load), (key::INVOKE, &self.invoke)] {
+        for (k, s) in [
+            (key::VALIDATE, &self.validate),
+            (key::LOAD, &self.load),
+            (key::INVOKE, &self.invoke),
+        ] {
             if let Some(s) = s {
                 entries.push((uint(k), bstr(&encode_sequence(s))));
             }
@@ -393,7 +423,10 @@ impl ManifestBuilder {
         if !self.text.is_empty() {
             severable(key::TEXT, encode_text(&self.text), &mut entries);
         }
-        EncodedManifest { manifest: map(entries), severed }
+        EncodedManifest {
+            manifest: map(entries),
+            severed,
+        }
     }
 
     /// Reads a decoded manifest back into the owned model (severed members that are not
@@ -404,15 +437,23 @@ impl ManifestBuilder {
             Some(Severable::Inline(s)) => Some(owned_sequence(s)),
             _ => None,
         };
-        let segments = |c: crate::ComponentId<'_>| c.segments().map(<[u8]>::to_vec).collect::<Vec<_>>();
+        let segments =
+            |c: crate::ComponentId<'_>| c.segments().map(<[u8]>::to_vec).collect::<Vec<_>>();
         let text = match m.text {
             Some(Severable::Inline(t)) => t
                 .entries()
                 .map(|e| match e {
-                    TextEntry::Manifest { language, key, text } => (language.into(), None, key, text.into()),
-                    TextEntry::Component { language, component, key, text } => {
-                        (language.into(), Some(segments(component)), key, text.into())
-                    }
+                    TextEntry::Manifest {
+                        language,
+                        key,
+                        text,
+                    } => (language.into(), None, key, text.into()),
+                    TextEntry::Component {
+                        language,
+                        component,
+                        key,
+                        text,
+                    } => (language.into(), Some(segments(component)), key, text.into()),
                 })
                 .collect(),
             _ => Vec::new(),
@@ -421,7 +462,11 @@ impl ManifestBuilder {
             sequence_number: m.sequence_number,
             reference_uri: m.reference_uri.map(Into::into),
             components: m.components.iter().map(segments).collect(),
-            dependencies: m.dependencies.iter().map(|(i, p)| (i, p.map(segments))).collect(),
+            dependencies: m
+                .dependencies
+                .iter()
+                .map(|(i, p)| (i, p.map(segments)))
+                .collect(),
             shared_sequence: seq(m.shared_sequence),
             dependency_resolution: sev(&m.dependency_resolution),
             payload_fetch: sev(&m.payload_fetch),
@@ -446,9 +491,13 @@ fn encode_text(fields: &[TextField]) -> Vec<u8> {
         .into_iter()
         .map(|lang| {
             let mine: Vec<&TextField> = fields.iter().filter(|f| f.0 == lang).collect();
-            let mut entries: Vec<(Vec<u8>, Vec<u8>)> =
-                mine.iter().filter(|f| f.1.is_none()).map(|f| (int(f.2), tstr(&f.3))).collect();
-            let mut components: Vec<&Vec<Vec<u8>>> = mine.iter().filter_map(|f| f.1.as_ref()).collect();
+            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = mine
+                .iter()
+                .filter(|f| f.1.is_none())
+                .map(|f| (int(f.2), tstr(&f.3)))
+                .collect();
+            let mut components: Vec<&Vec<Vec<u8>>> =
+                mine.iter().filter_map(|f| f.1.as_ref()).collect();
             components.sort();
             components.dedup();
             for c in components {
@@ -483,11 +532,16 @@ fn owned_command(c: &Command<'_>) -> Cmd {
             IndexArg::All => Index::All,
             IndexArg::List(l) => Index::List(l.iter().collect()),
         }),
-        Command::TryEach(t) => Cmd::TryEach(t.branches().map(|b| owned_sequence(&b)).collect(), t.allow_all_fail),
+        Command::TryEach(t) => Cmd::TryEach(
+            t.branches().map(|b| owned_sequence(&b)).collect(),
+            t.allow_all_fail,
+        ),
         Command::RunSequence(s) => Cmd::RunSequence(owned_sequence(s)),
         Command::OverrideParameters(p) => Cmd::OverrideParameters(owned_params(p)),
         Command::SetParameters(p) => Cmd::SetParameters(owned_params(p)),
-        Command::OverrideMultiple(mp) => Cmd::OverrideMultiple(mp.iter().map(|(i, p)| (i, owned_params(&p))).collect()),
+        Command::OverrideMultiple(mp) => {
+            Cmd::OverrideMultiple(mp.iter().map(|(i, p)| (i, owned_params(&p))).collect())
+        }
         Command::CopyParams(cp) => {
             let mut per: Vec<(u64, Vec<i64>)> = Vec::new();
             for (src, k) in cp.iter() {
@@ -554,7 +608,12 @@ impl EnvelopeBuilder {
     /// Starts an envelope around an already encoded manifest.
     pub fn from_encoded(manifest: EncodedManifest, alg: DigestAlgorithm) -> Self {
         let digest = encode_digest(alg, alg.digest(&bstr(&manifest.manifest)).as_bytes());
-        Self { manifest, digest, blocks: Vec::new(), integrated: Vec::new() }
+        Self {
+            manifest,
+            digest,
+            blocks: Vec::new(),
+            integrated: Vec::new(),
+        }
     }
 
     /// The encoded SUIT_Digest: the detached payload every authentication block covers.
@@ -575,7 +634,12 @@ impl EnvelopeBuilder {
 
     /// Adds a COSE_Sign1 block: `sign` receives the Sig_structure bytes and returns the
     /// signature. `protected` extra entries beyond alg (e.g. `crit`) may be given pre-encoded.
-    pub fn sign1(&mut self, alg: i64, kid: Option<&[u8]>, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> &mut Self {
+    pub fn sign1(
+        &mut self,
+        alg: i64,
+        kid: Option<&[u8]>,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> &mut Self {
         let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
         self.sign1_with_headers(protected, kid, sign)
     }
@@ -587,20 +651,46 @@ impl EnvelopeBuilder {
         kid: Option<&[u8]>,
         sign: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> &mut Self {
-        let tbs = array(&[tstr("Signature1"), bstr(&protected), bstr(&[]), bstr(&self.digest)]);
+        let tbs = array(&[
+            tstr("Signature1"),
+            bstr(&protected),
+            bstr(&[]),
+            bstr(&self.digest),
+        ]);
         let signature = sign(&tbs);
         let unprotected = unprotected(kid);
-        let block = tagged(tag::COSE_SIGN1, &array(&[bstr(&protected), unprotected, vec![NULL], bstr(&signature)]));
+        let block = tagged(
+            tag::COSE_SIGN1,
+            &array(&[bstr(&protected), unprotected, vec![NULL], bstr(&signature)]),
+        );
         self.blocks.push(block);
         self
     }
 
     /// Adds a COSE_Mac0 block: `mac` receives the MAC_structure bytes and returns the tag.
-    pub fn mac0(&mut self, alg: i64, kid: Option<&[u8]>, mac: impl FnOnce(&[u8]) -> Vec<u8>) -> &mut Self {
+    pub fn mac0(
+        &mut self,
+        alg: i64,
+        kid: Option<&[u8]>,
+        mac: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> &mut Self {
         let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
-        let tbs = array(&[tstr("MAC0"), bstr(&protected), bstr(&[]), bstr(&self.digest)]);
+        let tbs = array(&[
+            tstr("MAC0"),
+            bstr(&protected),
+            bstr(&[]),
+            bstr(&self.digest),
+        ]);
         let tag_bytes = mac(&tbs);
-        let block = tagged(tag::COSE_MAC0, &array(&[bstr(&protected), unprotected(kid), vec![NULL], bstr(&tag_bytes)]));
+        let block = tagged(
+            tag::COSE_MAC0,
+            &array(&[
+                bstr(&protected),
+                unprotected(kid),
+                vec![NULL],
+                bstr(&tag_bytes),
+            ]),
+        );
         self.blocks.push(block);
         self
     }

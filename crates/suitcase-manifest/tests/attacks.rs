@@ -3,7 +3,12 @@
 //! encoder and authenticated with real keys, so that each case fails for the reason under test
 //! and not for a bad signature.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use hmac::{KeyInit, Mac};
 use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param, raw};
@@ -25,7 +30,11 @@ fn hmac(data: &[u8]) -> Vec<u8> {
 }
 
 fn anchors() -> [TrustAnchor<'static>; 1] {
-    [TrustAnchor { name: "mac", key: PublicKey::Hmac256(KEY), kid: None }]
+    [TrustAnchor {
+        name: "mac",
+        key: PublicKey::Hmac256(KEY),
+        kid: None,
+    }]
 }
 
 /// A valid one-component manifest: identity checks, then writes `content` on install.
@@ -37,7 +46,10 @@ fn manifest(content: &[u8]) -> ManifestBuilder {
             Cmd::OverrideParameters(vec![
                 Param::VendorIdentifier(VENDOR.to_vec()),
                 Param::ClassIdentifier(CLASS.to_vec()),
-                Param::ImageDigest(DigestAlgorithm::Sha256, DigestAlgorithm::Sha256.digest(content).as_bytes().to_vec()),
+                Param::ImageDigest(
+                    DigestAlgorithm::Sha256,
+                    DigestAlgorithm::Sha256.digest(content).as_bytes().to_vec(),
+                ),
                 Param::ImageSize(content.len() as u64),
             ]),
             Cmd::Condition(Condition::VendorIdentifier, 15),
@@ -62,23 +74,55 @@ fn signed(m: &ManifestBuilder) -> Vec<u8> {
 
 /// Signs an arbitrary (possibly malformed) manifest map.
 fn signed_raw_manifest(manifest: Vec<u8>) -> Vec<u8> {
-    let digest = raw::array(&[raw::int(-16), raw::bstr(DigestAlgorithm::Sha256.digest(&raw::bstr(&manifest)).as_bytes())]);
+    let digest = raw::array(&[
+        raw::int(-16),
+        raw::bstr(
+            DigestAlgorithm::Sha256
+                .digest(&raw::bstr(&manifest))
+                .as_bytes(),
+        ),
+    ]);
     let protected = raw::map(vec![(raw::int(1), raw::int(alg::HMAC_256))]);
-    let tbs = raw::array(&[raw::tstr("MAC0"), raw::bstr(&protected), raw::bstr(&[]), raw::bstr(&digest)]);
-    let block = raw::tagged(17, &raw::array(&[raw::bstr(&protected), raw::map(vec![]), vec![0xf6], raw::bstr(&hmac(&tbs))]));
+    let tbs = raw::array(&[
+        raw::tstr("MAC0"),
+        raw::bstr(&protected),
+        raw::bstr(&[]),
+        raw::bstr(&digest),
+    ]);
+    let block = raw::tagged(
+        17,
+        &raw::array(&[
+            raw::bstr(&protected),
+            raw::map(vec![]),
+            vec![0xf6],
+            raw::bstr(&hmac(&tbs)),
+        ]),
+    );
     let auth = raw::array(&[raw::bstr(&digest), raw::bstr(&block)]);
-    raw::tagged(107, &raw::map(vec![(raw::uint(2), raw::bstr(&auth)), (raw::uint(3), raw::bstr(&manifest))]))
+    raw::tagged(
+        107,
+        &raw::map(vec![
+            (raw::uint(2), raw::bstr(&auth)),
+            (raw::uint(3), raw::bstr(&manifest)),
+        ]),
+    )
 }
 
 fn verify(bytes: &[u8]) -> Result<(), Error> {
-    Envelope::decode(bytes)?.verify(&anchors(), &TrustPolicy::default()).map(|_| ())
+    Envelope::decode(bytes)?
+        .verify(&anchors(), &TrustPolicy::default())
+        .map(|_| ())
 }
 
 fn device() -> MemoryDevice {
     MemoryDevice {
         vendor_id: Some((false, VENDOR.to_vec())),
         class_id: Some(CLASS.to_vec()),
-        components: vec![MemoryComponent { id: vec![vec![0]], capacity: 4096, ..Default::default() }],
+        components: vec![MemoryComponent {
+            id: vec![vec![0]],
+            capacity: 4096,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -96,14 +140,26 @@ fn a_well_formed_update_installs_verifies_and_invokes() {
     let mut dev = device();
     run(&bytes, &mut dev).unwrap();
     assert_eq!(dev.components[0].content, b"firmware v7");
-    assert_eq!(dev.effects.last(), Some(&Effect::Invoked { component: 0, args: None }));
+    assert_eq!(
+        dev.effects.last(),
+        Some(&Effect::Invoked {
+            component: 0,
+            args: None
+        })
+    );
 }
 
 #[test]
 fn attack_trailing_bytes_after_envelope() {
     let mut bytes = signed(&manifest(b"x"));
     bytes.push(0x00);
-    assert!(matches!(verify(&bytes), Err(Error::Malformed { what: "trailing bytes after envelope", .. })));
+    assert!(matches!(
+        verify(&bytes),
+        Err(Error::Malformed {
+            what: "trailing bytes after envelope",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -120,12 +176,26 @@ fn attack_duplicate_key_in_manifest_replaces_sequence_number() {
     // {1: 1, 2: 9, 2: 0, 3: <<{}>>}: a later duplicate could lower the checked sequence number.
     let common = raw::bstr(&raw::map(vec![]));
     let mut m = vec![0xa4];
-    for (k, v) in [(1, raw::uint(1)), (2, raw::uint(9)), (2, raw::uint(0)), (3, common)] {
+    for (k, v) in [
+        (1, raw::uint(1)),
+        (2, raw::uint(9)),
+        (2, raw::uint(0)),
+        (3, common),
+    ] {
         m.extend(raw::uint(k));
         m.extend(v);
     }
     let err = verify(&signed_raw_manifest(m)).unwrap_err();
-    assert!(matches!(err, Error::Malformed { what: "duplicate map key", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                what: "duplicate map key",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,11 +207,26 @@ fn attack_duplicate_key_in_parameter_map() {
     let m = raw::map(vec![
         (raw::uint(1), raw::uint(1)),
         (raw::uint(2), raw::uint(1)),
-        (raw::uint(3), raw::bstr(&raw::map(vec![(raw::uint(2), raw::array(&[raw::array(&[raw::bstr(&[0])])]))]))),
+        (
+            raw::uint(3),
+            raw::bstr(&raw::map(vec![(
+                raw::uint(2),
+                raw::array(&[raw::array(&[raw::bstr(&[0])])]),
+            )])),
+        ),
         (raw::uint(9), raw::bstr(&seq)),
     ]);
     let err = verify(&signed_raw_manifest(m)).unwrap_err();
-    assert!(matches!(err, Error::Malformed { what: "duplicate map key", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                what: "duplicate map key",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,7 +241,16 @@ fn attack_indefinite_length_manifest() {
     m.extend(raw::bstr(&raw::map(vec![])));
     m.push(0xff);
     let err = verify(&signed_raw_manifest(m)).unwrap_err();
-    assert!(matches!(err, Error::Malformed { what: "indefinite-length item", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                what: "indefinite-length item",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -171,7 +265,16 @@ fn attack_manifest_placed_before_auth_wrapper() {
     m.extend(raw::uint(2));
     m.extend(auth);
     let err = verify(&raw::tagged(107, &m)).unwrap_err();
-    assert!(matches!(err, Error::Malformed { what: "envelope must begin with the authentication wrapper", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                what: "envelope must begin with the authentication wrapper",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -184,18 +287,25 @@ fn attack_untagged_envelope() {
 #[test]
 fn attack_unsigned_envelope_from_the_builder() {
     let bytes = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256).encode();
-    assert_eq!(verify(&bytes).unwrap_err(), Error::Unauthenticated(AuthError::NoAuthenticationBlock));
+    assert_eq!(
+        verify(&bytes).unwrap_err(),
+        Error::Unauthenticated(AuthError::NoAuthenticationBlock)
+    );
 }
 
 #[test]
 fn attack_mac_with_the_wrong_key() {
     let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
     b.mac0(alg::HMAC_256, None, |tbs| {
-        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"another key another key another!").unwrap();
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"another key another key another!")
+            .unwrap();
         m.update(tbs);
         m.finalize().into_bytes().to_vec()
     });
-    assert_eq!(verify(&b.encode()).unwrap_err(), Error::Unauthenticated(AuthError::NoTrustedSignature));
+    assert_eq!(
+        verify(&b.encode()).unwrap_err(),
+        Error::Unauthenticated(AuthError::NoTrustedSignature)
+    );
 }
 
 #[test]
@@ -204,18 +314,32 @@ fn attack_weak_manifest_digest_algorithm() {
     let m = manifest(b"x").encode(DigestAlgorithm::Sha256).manifest;
     let digest = raw::array(&[raw::int(-15), raw::bstr(&[0; 8])]);
     let auth = raw::array(&[raw::bstr(&digest)]);
-    let env = raw::tagged(107, &raw::map(vec![(raw::uint(2), raw::bstr(&auth)), (raw::uint(3), raw::bstr(&m))]));
+    let env = raw::tagged(
+        107,
+        &raw::map(vec![
+            (raw::uint(2), raw::bstr(&auth)),
+            (raw::uint(3), raw::bstr(&m)),
+        ]),
+    );
     let err = verify(&env).unwrap_err();
     assert_eq!(err, Error::UnsupportedAlgorithm { alg: -15 });
 }
 
 #[test]
 fn sha512_and_shake256_manifest_digests_are_accepted() {
-    for alg in [DigestAlgorithm::Sha384, DigestAlgorithm::Sha512, DigestAlgorithm::Shake128, DigestAlgorithm::Shake256] {
+    for alg in [
+        DigestAlgorithm::Sha384,
+        DigestAlgorithm::Sha512,
+        DigestAlgorithm::Shake128,
+        DigestAlgorithm::Shake256,
+    ] {
         let mut b = EnvelopeBuilder::new(&manifest(b"x"), alg);
         b.mac0(alg::HMAC_256, None, hmac);
         let bytes = b.encode();
-        let v = Envelope::decode(&bytes).unwrap().verify(&anchors(), &TrustPolicy::default()).unwrap();
+        let v = Envelope::decode(&bytes)
+            .unwrap()
+            .verify(&anchors(), &TrustPolicy::default())
+            .unwrap();
         assert_eq!(v.digest().algorithm, alg);
     }
 }
@@ -223,13 +347,36 @@ fn sha512_and_shake256_manifest_digests_are_accepted() {
 #[test]
 fn attack_unknown_critical_cose_header() {
     // crit: [99] in the protected header: a verifier that ignored it would miss a constraint.
-    let protected = raw::map(vec![(raw::int(1), raw::int(alg::HMAC_256)), (raw::int(2), raw::array(&[raw::int(99)])), (raw::int(99), raw::uint(1))]);
+    let protected = raw::map(vec![
+        (raw::int(1), raw::int(alg::HMAC_256)),
+        (raw::int(2), raw::array(&[raw::int(99)])),
+        (raw::int(99), raw::uint(1)),
+    ]);
     let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
-    let tbs = raw::array(&[raw::tstr("MAC0"), raw::bstr(&protected), raw::bstr(&[]), raw::bstr(b.digest_bytes())]);
-    let block = raw::tagged(17, &raw::array(&[raw::bstr(&protected), raw::map(vec![]), vec![0xf6], raw::bstr(&hmac(&tbs))]));
+    let tbs = raw::array(&[
+        raw::tstr("MAC0"),
+        raw::bstr(&protected),
+        raw::bstr(&[]),
+        raw::bstr(b.digest_bytes()),
+    ]);
+    let block = raw::tagged(
+        17,
+        &raw::array(&[
+            raw::bstr(&protected),
+            raw::map(vec![]),
+            vec![0xf6],
+            raw::bstr(&hmac(&tbs)),
+        ]),
+    );
     b.raw_block(block.clone());
     let err = verify(&b.encode()).unwrap_err();
-    assert_eq!(err, Error::UnsupportedCritical { what: Unsupported::CoseCritical, id: 99 });
+    assert_eq!(
+        err,
+        Error::UnsupportedCritical {
+            what: Unsupported::CoseCritical,
+            id: 99
+        }
+    );
     assert_eq!(err.reason(), Reason::UnsupportedCritical);
     // A second, understood block from a trusted key still authenticates the envelope.
     b.mac0(alg::HMAC_256, None, hmac);
@@ -239,25 +386,65 @@ fn attack_unknown_critical_cose_header() {
 #[test]
 fn attack_algorithm_in_unprotected_header() {
     let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
-    let tbs = raw::array(&[raw::tstr("MAC0"), raw::bstr(&[]), raw::bstr(&[]), raw::bstr(b.digest_bytes())]);
-    let block = raw::tagged(17, &raw::array(&[raw::bstr(&[]), raw::map(vec![(raw::int(1), raw::int(5))]), vec![0xf6], raw::bstr(&hmac(&tbs))]));
+    let tbs = raw::array(&[
+        raw::tstr("MAC0"),
+        raw::bstr(&[]),
+        raw::bstr(&[]),
+        raw::bstr(b.digest_bytes()),
+    ]);
+    let block = raw::tagged(
+        17,
+        &raw::array(&[
+            raw::bstr(&[]),
+            raw::map(vec![(raw::int(1), raw::int(5))]),
+            vec![0xf6],
+            raw::bstr(&hmac(&tbs)),
+        ]),
+    );
     b.raw_block(block);
     let err = verify(&b.encode()).unwrap_err();
-    assert!(matches!(err, Error::Malformed { what: "COSE alg must be a protected header", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Malformed {
+                what: "COSE alg must be a protected header",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn attack_attached_payload_instead_of_detached() {
     let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
     let protected = raw::map(vec![(raw::int(1), raw::int(5))]);
-    let block = raw::tagged(17, &raw::array(&[raw::bstr(&protected), raw::map(vec![]), raw::bstr(b.digest_bytes()), raw::bstr(&[0; 32])]));
+    let block = raw::tagged(
+        17,
+        &raw::array(&[
+            raw::bstr(&protected),
+            raw::map(vec![]),
+            raw::bstr(b.digest_bytes()),
+            raw::bstr(&[0; 32]),
+        ]),
+    );
     b.raw_block(block);
-    assert!(matches!(verify(&b.encode()), Err(Error::Malformed { what: "COSE payload must be nil (detached)", .. })));
+    assert!(matches!(
+        verify(&b.encode()),
+        Err(Error::Malformed {
+            what: "COSE payload must be nil (detached)",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn attack_manifest_version_2() {
-    let m = raw::map(vec![(raw::uint(1), raw::uint(2)), (raw::uint(2), raw::uint(1)), (raw::uint(3), raw::bstr(&raw::map(vec![])))]);
+    let m = raw::map(vec![
+        (raw::uint(1), raw::uint(2)),
+        (raw::uint(2), raw::uint(1)),
+        (raw::uint(3), raw::bstr(&raw::map(vec![]))),
+    ]);
     let err = verify(&signed_raw_manifest(m)).unwrap_err();
     assert_eq!(err, Error::UnsupportedVersion { version: 2 });
     assert_eq!(err.reason(), Reason::Version);
@@ -265,8 +452,19 @@ fn attack_manifest_version_2() {
 
 #[test]
 fn attack_unknown_manifest_member() {
-    let m = raw::map(vec![(raw::uint(1), raw::uint(1)), (raw::uint(2), raw::uint(1)), (raw::uint(3), raw::bstr(&raw::map(vec![]))), (raw::uint(99), raw::uint(0))]);
-    assert_eq!(verify(&signed_raw_manifest(m)).unwrap_err(), Error::UnsupportedCritical { what: Unsupported::ManifestMember, id: 99 });
+    let m = raw::map(vec![
+        (raw::uint(1), raw::uint(1)),
+        (raw::uint(2), raw::uint(1)),
+        (raw::uint(3), raw::bstr(&raw::map(vec![]))),
+        (raw::uint(99), raw::uint(0)),
+    ]);
+    assert_eq!(
+        verify(&signed_raw_manifest(m)).unwrap_err(),
+        Error::UnsupportedCritical {
+            what: Unsupported::ManifestMember,
+            id: 99
+        }
+    );
 }
 
 #[test]
@@ -276,11 +474,23 @@ fn attack_unknown_command() {
     let raw_manifest = raw::map(vec![
         (raw::uint(1), raw::uint(1)),
         (raw::uint(2), raw::uint(1)),
-        (raw::uint(3), raw::bstr(&raw::map(vec![(raw::uint(2), raw::array(&[raw::array(&[raw::bstr(&[0])])]))]))),
+        (
+            raw::uint(3),
+            raw::bstr(&raw::map(vec![(
+                raw::uint(2),
+                raw::array(&[raw::array(&[raw::bstr(&[0])])]),
+            )])),
+        ),
         (raw::uint(9), raw::bstr(&seq)),
     ]);
     let err = verify(&signed_raw_manifest(raw_manifest)).unwrap_err();
-    assert_eq!(err, Error::UnsupportedCritical { what: Unsupported::Command, id: 30 });
+    assert_eq!(
+        err,
+        Error::UnsupportedCritical {
+            what: Unsupported::Command,
+            id: 30
+        }
+    );
 }
 
 #[test]
@@ -289,10 +499,22 @@ fn attack_unknown_parameter() {
     let m = raw::map(vec![
         (raw::uint(1), raw::uint(1)),
         (raw::uint(2), raw::uint(1)),
-        (raw::uint(3), raw::bstr(&raw::map(vec![(raw::uint(2), raw::array(&[raw::array(&[raw::bstr(&[0])])]))]))),
+        (
+            raw::uint(3),
+            raw::bstr(&raw::map(vec![(
+                raw::uint(2),
+                raw::array(&[raw::array(&[raw::bstr(&[0])])]),
+            )])),
+        ),
         (raw::uint(9), raw::bstr(&seq)),
     ]);
-    assert_eq!(verify(&signed_raw_manifest(m)).unwrap_err(), Error::UnsupportedCritical { what: Unsupported::Parameter, id: 31 });
+    assert_eq!(
+        verify(&signed_raw_manifest(m)).unwrap_err(),
+        Error::UnsupportedCritical {
+            what: Unsupported::Parameter,
+            id: 31
+        }
+    );
 }
 
 fn nested(depth: usize) -> Vec<Cmd> {
@@ -313,7 +535,13 @@ fn attack_nesting_beyond_the_limit() {
     m.invoke = Some(nested(16));
     let mut dev = device();
     run(&signed(&m), &mut dev).unwrap();
-    assert_eq!(dev.effects.last(), Some(&Effect::Invoked { component: 0, args: None }));
+    assert_eq!(
+        dev.effects.last(),
+        Some(&Effect::Invoked {
+            component: 0,
+            args: None
+        })
+    );
 }
 
 #[test]
@@ -329,35 +557,59 @@ fn attack_deep_nesting_cannot_exhaust_the_stack() {
         (raw::uint(3), raw::bstr(&raw::map(vec![]))),
         (raw::uint(9), raw::bstr(&seq)),
     ]);
-    assert_eq!(verify(&signed_raw_manifest(m)).unwrap_err(), Error::NestingLimit { limit: 16 });
+    assert_eq!(
+        verify(&signed_raw_manifest(m)).unwrap_err(),
+        Error::NestingLimit { limit: 16 }
+    );
 }
 
 #[test]
 fn attack_soft_failure_set_outside_try_each() {
     let mut m = manifest(b"x");
-    m.invoke = Some(vec![Cmd::OverrideParameters(vec![Param::SoftFailure(true)]), Cmd::Condition(Condition::Abort, 0)]);
-    assert!(matches!(verify(&signed(&m)), Err(Error::Malformed { what: "soft-failure set outside try-each or run-sequence", .. })));
+    m.invoke = Some(vec![
+        Cmd::OverrideParameters(vec![Param::SoftFailure(true)]),
+        Cmd::Condition(Condition::Abort, 0),
+    ]);
+    assert!(matches!(
+        verify(&signed(&m)),
+        Err(Error::Malformed {
+            what: "soft-failure set outside try-each or run-sequence",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn attack_custom_command_in_shared_sequence() {
     let mut m = manifest(b"x");
-    m.shared_sequence.as_mut().unwrap().push(Cmd::Custom(-300, suitcase_manifest::build::CustomValue::Nil));
+    m.shared_sequence.as_mut().unwrap().push(Cmd::Custom(
+        -300,
+        suitcase_manifest::build::CustomValue::Nil,
+    ));
     assert!(matches!(verify(&signed(&m)), Err(Error::Malformed { .. })));
 }
 
 #[test]
 fn attack_directive_in_shared_sequence() {
     let mut m = manifest(b"x");
-    m.shared_sequence.as_mut().unwrap().push(Cmd::Directive(Directive::Invoke, 0));
+    m.shared_sequence
+        .as_mut()
+        .unwrap()
+        .push(Cmd::Directive(Directive::Invoke, 0));
     assert!(matches!(verify(&signed(&m)), Err(Error::Malformed { .. })));
 }
 
 #[test]
 fn attack_component_index_out_of_range() {
     let mut m = manifest(b"x");
-    m.invoke = Some(vec![Cmd::SetComponentIndex(Index::One(5)), Cmd::Directive(Directive::Invoke, 0)]);
-    assert_eq!(verify(&signed(&m)).unwrap_err(), Error::ComponentIndex { index: 5 });
+    m.invoke = Some(vec![
+        Cmd::SetComponentIndex(Index::One(5)),
+        Cmd::Directive(Directive::Invoke, 0),
+    ]);
+    assert_eq!(
+        verify(&signed(&m)).unwrap_err(),
+        Error::ComponentIndex { index: 5 }
+    );
 }
 
 #[test]
@@ -372,7 +624,10 @@ fn attack_severed_member_without_digest_in_manifest() {
     // The manifest keeps install inline; an extra install copy is added to the envelope.
     let m = manifest(b"x");
     let mut enc = m.encode(DigestAlgorithm::Sha256);
-    enc.severed.push((20, suitcase_manifest::build::encode_sequence(&[Cmd::Directive(Directive::Invoke, 0)])));
+    enc.severed.push((
+        20,
+        suitcase_manifest::build::encode_sequence(&[Cmd::Directive(Directive::Invoke, 0)]),
+    ));
     let mut b = EnvelopeBuilder::from_encoded(enc, DigestAlgorithm::Sha256);
     b.mac0(alg::HMAC_256, None, hmac);
     assert!(matches!(verify(&b.encode()), Err(Error::Malformed { .. })));
@@ -392,10 +647,22 @@ fn severed_members_round_trip_and_are_checked() {
 #[test]
 fn attack_rollback_to_older_sequence() {
     let bytes = signed(&manifest(b"x"));
-    let v = Envelope::decode(&bytes).unwrap().verify(&anchors(), &TrustPolicy::default()).unwrap();
+    let v = Envelope::decode(&bytes)
+        .unwrap()
+        .verify(&anchors(), &TrustPolicy::default())
+        .unwrap();
     let mut dev = device();
-    let policy = ProcessorPolicy { installed_sequence: Some(8), ..Default::default() };
-    assert_eq!(Processor::new(&v, &mut dev, policy).unwrap_err(), Error::SequenceRollback { installed: 8, offered: 7 });
+    let policy = ProcessorPolicy {
+        installed_sequence: Some(8),
+        ..Default::default()
+    };
+    assert_eq!(
+        Processor::new(&v, &mut dev, policy).unwrap_err(),
+        Error::SequenceRollback {
+            installed: 8,
+            offered: 7
+        }
+    );
 }
 
 #[test]
@@ -403,7 +670,10 @@ fn attack_wrong_vendor_stops_before_any_write() {
     let bytes = signed(&manifest(b"x"));
     let mut dev = device();
     dev.vendor_id = Some((false, vec![0; 16]));
-    assert_eq!(run(&bytes, &mut dev).unwrap_err().reason(), Reason::VendorId);
+    assert_eq!(
+        run(&bytes, &mut dev).unwrap_err().reason(),
+        Reason::VendorId
+    );
     assert!(dev.effects.is_empty());
 }
 
@@ -411,12 +681,17 @@ fn attack_wrong_vendor_stops_before_any_write() {
 fn attack_wrong_device_identifier() {
     let mut m = manifest(b"x");
     let shared = m.shared_sequence.as_mut().unwrap();
-    shared.push(Cmd::OverrideParameters(vec![Param::DeviceIdentifier(vec![7; 16])]));
+    shared.push(Cmd::OverrideParameters(vec![Param::DeviceIdentifier(
+        vec![7; 16],
+    )]));
     shared.push(Cmd::Condition(Condition::DeviceIdentifier, 15));
     let bytes = signed(&m);
     let mut dev = device();
     dev.device_id = Some(vec![8; 16]);
-    assert_eq!(run(&bytes, &mut dev).unwrap_err().reason(), Reason::DeviceId);
+    assert_eq!(
+        run(&bytes, &mut dev).unwrap_err().reason(),
+        Reason::DeviceId
+    );
     dev.device_id = Some(vec![7; 16]);
     run(&bytes, &mut dev).unwrap();
 }
@@ -424,39 +699,91 @@ fn attack_wrong_device_identifier() {
 #[test]
 fn attack_image_tampered_after_write_fails_validation() {
     let bytes = signed(&manifest(b"good image"));
-    let v = Envelope::decode(&bytes).unwrap().verify(&anchors(), &TrustPolicy::default()).unwrap();
+    let v = Envelope::decode(&bytes)
+        .unwrap()
+        .verify(&anchors(), &TrustPolicy::default())
+        .unwrap();
     let mut dev = device();
-    Processor::new(&v, &mut dev, ProcessorPolicy::default()).unwrap().update().unwrap();
+    Processor::new(&v, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .update()
+        .unwrap();
     dev.components[0].content[0] ^= 1;
-    let err = Processor::new(&v, &mut dev, ProcessorPolicy::default()).unwrap().invoke().unwrap_err();
-    assert_eq!(err, Error::ConditionFailed { condition: Condition::ImageMatch, component: 0 });
-    assert_eq!(dev.effects.iter().filter(|e| matches!(e, Effect::Invoked { .. })).count(), 0);
+    let err = Processor::new(&v, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .invoke()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::ConditionFailed {
+            condition: Condition::ImageMatch,
+            component: 0
+        }
+    );
+    assert_eq!(
+        dev.effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Invoked { .. }))
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn try_each_takes_the_first_branch_that_passes() {
     let mut m = manifest(b"x");
-    m.invoke = Some(vec![Cmd::TryEach(
-        vec![
-            vec![Cmd::Condition(Condition::Abort, 0), Cmd::OverrideParameters(vec![Param::InvokeArgs(b"first".to_vec())])],
-            vec![Cmd::OverrideParameters(vec![Param::InvokeArgs(b"second".to_vec())])],
-            vec![Cmd::OverrideParameters(vec![Param::InvokeArgs(b"third".to_vec())])],
-        ],
-        false,
-    ), Cmd::Directive(Directive::Invoke, 0)]);
+    m.invoke = Some(vec![
+        Cmd::TryEach(
+            vec![
+                vec![
+                    Cmd::Condition(Condition::Abort, 0),
+                    Cmd::OverrideParameters(vec![Param::InvokeArgs(b"first".to_vec())]),
+                ],
+                vec![Cmd::OverrideParameters(vec![Param::InvokeArgs(
+                    b"second".to_vec(),
+                )])],
+                vec![Cmd::OverrideParameters(vec![Param::InvokeArgs(
+                    b"third".to_vec(),
+                )])],
+            ],
+            false,
+        ),
+        Cmd::Directive(Directive::Invoke, 0),
+    ]);
     let mut dev = device();
     run(&signed(&m), &mut dev).unwrap();
-    assert_eq!(dev.effects.last(), Some(&Effect::Invoked { component: 0, args: Some(b"second".to_vec()) }));
+    assert_eq!(
+        dev.effects.last(),
+        Some(&Effect::Invoked {
+            component: 0,
+            args: Some(b"second".to_vec())
+        })
+    );
 }
 
 #[test]
 fn try_each_without_a_passing_branch_fails_unless_nil_is_given() {
-    let branches = vec![vec![Cmd::Condition(Condition::Abort, 0)], vec![Cmd::Condition(Condition::Abort, 0)]];
+    let branches = vec![
+        vec![Cmd::Condition(Condition::Abort, 0)],
+        vec![Cmd::Condition(Condition::Abort, 0)],
+    ];
     let mut m = manifest(b"x");
-    m.invoke = Some(vec![Cmd::TryEach(branches.clone(), false), Cmd::Directive(Directive::Invoke, 0)]);
+    m.invoke = Some(vec![
+        Cmd::TryEach(branches.clone(), false),
+        Cmd::Directive(Directive::Invoke, 0),
+    ]);
     let mut dev = device();
-    assert!(matches!(run(&signed(&m), &mut dev), Err(Error::ConditionFailed { condition: Condition::Abort, .. })));
-    m.invoke = Some(vec![Cmd::TryEach(branches, true), Cmd::Directive(Directive::Invoke, 0)]);
+    assert!(matches!(
+        run(&signed(&m), &mut dev),
+        Err(Error::ConditionFailed {
+            condition: Condition::Abort,
+            ..
+        })
+    ));
+    m.invoke = Some(vec![
+        Cmd::TryEach(branches, true),
+        Cmd::Directive(Directive::Invoke, 0),
+    ]);
     let mut dev = device();
     run(&signed(&m), &mut dev).unwrap();
 }
@@ -464,16 +791,30 @@ fn try_each_without_a_passing_branch_fails_unless_nil_is_given() {
 #[test]
 fn try_each_branch_with_soft_failure_false_aborts_the_try_each() {
     let mut m = manifest(b"x");
-    m.invoke = Some(vec![Cmd::TryEach(
-        vec![
-            vec![Cmd::OverrideParameters(vec![Param::SoftFailure(false)]), Cmd::Condition(Condition::Abort, 0)],
-            vec![Cmd::OverrideParameters(vec![Param::InvokeArgs(b"never".to_vec())])],
-        ],
-        true,
-    ), Cmd::Directive(Directive::Invoke, 0)]);
+    m.invoke = Some(vec![
+        Cmd::TryEach(
+            vec![
+                vec![
+                    Cmd::OverrideParameters(vec![Param::SoftFailure(false)]),
+                    Cmd::Condition(Condition::Abort, 0),
+                ],
+                vec![Cmd::OverrideParameters(vec![Param::InvokeArgs(
+                    b"never".to_vec(),
+                )])],
+            ],
+            true,
+        ),
+        Cmd::Directive(Directive::Invoke, 0),
+    ]);
     let mut dev = device();
     let err = run(&signed(&m), &mut dev).unwrap_err();
-    assert_eq!(err, Error::ConditionFailed { condition: Condition::Abort, component: 0 });
+    assert_eq!(
+        err,
+        Error::ConditionFailed {
+            condition: Condition::Abort,
+            component: 0
+        }
+    );
 }
 
 #[test]
@@ -489,9 +830,18 @@ fn run_sequence_with_soft_failure_continues_after_a_failed_condition() {
     ]);
     let mut dev = device();
     run(&signed(&m), &mut dev).unwrap();
-    assert_eq!(dev.effects.last(), Some(&Effect::Invoked { component: 0, args: None }));
+    assert_eq!(
+        dev.effects.last(),
+        Some(&Effect::Invoked {
+            component: 0,
+            args: None
+        })
+    );
     // Without soft-failure the same condition aborts.
-    m.invoke = Some(vec![Cmd::RunSequence(vec![Cmd::Condition(Condition::Abort, 0)]), Cmd::Directive(Directive::Invoke, 0)]);
+    m.invoke = Some(vec![
+        Cmd::RunSequence(vec![Cmd::Condition(Condition::Abort, 0)]),
+        Cmd::Directive(Directive::Invoke, 0),
+    ]);
     assert!(run(&signed(&m), &mut device()).is_err());
 }
 
@@ -512,9 +862,19 @@ fn component_index_true_and_lists_select_components() {
     m.validate = None;
     m.invoke = None;
     let mut dev = device();
-    dev.components = (0..3).map(|i| MemoryComponent { id: vec![vec![i]], capacity: 64, ..Default::default() }).collect();
+    dev.components = (0..3)
+        .map(|i| MemoryComponent {
+            id: vec![vec![i]],
+            capacity: 64,
+            ..Default::default()
+        })
+        .collect();
     run(&signed(&m), &mut dev).unwrap();
-    let contents: Vec<&[u8]> = dev.components.iter().map(|c| c.content.as_slice()).collect();
+    let contents: Vec<&[u8]> = dev
+        .components
+        .iter()
+        .map(|c| c.content.as_slice())
+        .collect();
     assert_eq!(contents, [&b"list"[..], b"all", b"list"]);
 }
 
@@ -553,15 +913,31 @@ fn attack_swapped_integrated_payload_fails_image_match() {
 #[test]
 fn check_content_compares_whole_content() {
     let mut m = manifest(b"abc");
-    m.validate = Some(vec![Cmd::OverrideParameters(vec![Param::Content(b"abc".to_vec())]), Cmd::Condition(Condition::CheckContent, 15)]);
+    m.validate = Some(vec![
+        Cmd::OverrideParameters(vec![Param::Content(b"abc".to_vec())]),
+        Cmd::Condition(Condition::CheckContent, 15),
+    ]);
     let bytes = signed(&m);
     let mut dev = device();
     run(&bytes, &mut dev).unwrap();
     for other in [&b"abd"[..], b"ab", b"abcd"] {
         dev.components[0].content = other.to_vec();
-        let v = Envelope::decode(&bytes).unwrap().verify(&anchors(), &TrustPolicy::default()).unwrap();
-        let err = Processor::new(&v, &mut dev, ProcessorPolicy::default()).unwrap().run(Section::Validate).unwrap_err();
-        assert_eq!(err, Error::ConditionFailed { condition: Condition::CheckContent, component: 0 }, "{other:?}");
+        let v = Envelope::decode(&bytes)
+            .unwrap()
+            .verify(&anchors(), &TrustPolicy::default())
+            .unwrap();
+        let err = Processor::new(&v, &mut dev, ProcessorPolicy::default())
+            .unwrap()
+            .run(Section::Validate)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::ConditionFailed {
+                condition: Condition::CheckContent,
+                component: 0
+            },
+            "{other:?}"
+        );
     }
 }
 
@@ -579,17 +955,34 @@ fn copy_and_swap_move_content_between_components() {
         Cmd::Directive(Directive::Copy, 0),
     ]);
     m.validate = None;
-    m.invoke = Some(vec![Cmd::SetComponentIndex(Index::One(0)), Cmd::OverrideParameters(vec![Param::SourceComponent(1)]), Cmd::Directive(Directive::Swap, 0)]);
+    m.invoke = Some(vec![
+        Cmd::SetComponentIndex(Index::One(0)),
+        Cmd::OverrideParameters(vec![Param::SourceComponent(1)]),
+        Cmd::Directive(Directive::Swap, 0),
+    ]);
     let mut dev = device();
-    dev.components = (0..2).map(|i| MemoryComponent { id: vec![vec![i]], capacity: 64, content: vec![i], ..Default::default() }).collect();
+    dev.components = (0..2)
+        .map(|i| MemoryComponent {
+            id: vec![vec![i]],
+            capacity: 64,
+            content: vec![i],
+            ..Default::default()
+        })
+        .collect();
     let bytes = signed(&m);
-    let v = Envelope::decode(&bytes).unwrap().verify(&anchors(), &TrustPolicy::default()).unwrap();
+    let v = Envelope::decode(&bytes)
+        .unwrap()
+        .verify(&anchors(), &TrustPolicy::default())
+        .unwrap();
     let mut p = Processor::new(&v, &mut dev, ProcessorPolicy::default()).unwrap();
     p.run(Section::Install).unwrap();
     drop(p);
     assert_eq!(dev.components[0].content, b"staged");
     dev.components[1].content = b"other".to_vec();
-    Processor::new(&v, &mut dev, ProcessorPolicy::default()).unwrap().run(Section::Invoke).unwrap();
+    Processor::new(&v, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .run(Section::Invoke)
+        .unwrap();
     assert_eq!(dev.components[0].content, b"other");
     assert_eq!(dev.components[1].content, b"staged");
 }
@@ -601,7 +994,13 @@ fn attack_parameter_used_but_never_set() {
     m.validate = Some(vec![Cmd::Condition(Condition::ImageMatch, 15)]);
     m.install = None;
     let err = run(&signed(&m), &mut device()).unwrap_err();
-    assert_eq!(err, Error::MissingParameter { parameter: 3, component: 0 });
+    assert_eq!(
+        err,
+        Error::MissingParameter {
+            parameter: 3,
+            component: 0
+        }
+    );
     assert_eq!(err.reason(), Reason::Malformed);
 }
 
@@ -633,12 +1032,27 @@ mod signatures {
             }
             let bytes = b.encode();
             let anchors = [
-                TrustAnchor { name: "p256", key: PublicKey::P256(*p256_key().verifying_key()), kid: None },
-                TrustAnchor { name: "ed25519", key: PublicKey::Ed25519(ed25519().verifying_key()), kid: None },
+                TrustAnchor {
+                    name: "p256",
+                    key: PublicKey::P256(*p256_key().verifying_key()),
+                    kid: None,
+                },
+                TrustAnchor {
+                    name: "ed25519",
+                    key: PublicKey::Ed25519(ed25519().verifying_key()),
+                    kid: None,
+                },
             ];
-            let v = Envelope::decode(&bytes).unwrap().verify(&anchors, &TrustPolicy::default()).unwrap();
+            let v = Envelope::decode(&bytes)
+                .unwrap()
+                .verify(&anchors, &TrustPolicy::default())
+                .unwrap();
             let expected = usize::from(a == alg::EDDSA || a == alg::ED25519);
-            assert_eq!(v.signers().iter().collect::<Vec<_>>(), [expected], "alg {a}");
+            assert_eq!(
+                v.signers().iter().collect::<Vec<_>>(),
+                [expected],
+                "alg {a}"
+            );
         }
     }
 
@@ -647,7 +1061,10 @@ mod signatures {
         // An ES256 block must never be checked against an HMAC secret.
         let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
         b.sign1(alg::ES256, None, hmac);
-        assert_eq!(verify(&b.encode()).unwrap_err(), Error::Unauthenticated(AuthError::NoTrustedSignature));
+        assert_eq!(
+            verify(&b.encode()).unwrap_err(),
+            Error::Unauthenticated(AuthError::NoTrustedSignature)
+        );
     }
 
     #[test]
@@ -656,8 +1073,15 @@ mod signatures {
         b.sign1(alg::ESP256, Some(b"author-2026"), es256);
         let bytes = b.encode();
         let verify_with = |kid: &'static [u8]| {
-            let anchors = [TrustAnchor { name: "a", key: PublicKey::P256(*p256_key().verifying_key()), kid: Some(kid) }];
-            Envelope::decode(&bytes).unwrap().verify(&anchors, &TrustPolicy::default()).map(|_| ())
+            let anchors = [TrustAnchor {
+                name: "a",
+                key: PublicKey::P256(*p256_key().verifying_key()),
+                kid: Some(kid),
+            }];
+            Envelope::decode(&bytes)
+                .unwrap()
+                .verify(&anchors, &TrustPolicy::default())
+                .map(|_| ())
         };
         verify_with(b"author-2026").unwrap();
         assert!(verify_with(b"someone-else").is_err());
@@ -666,22 +1090,55 @@ mod signatures {
     #[test]
     fn two_signer_policy_rejects_one_signature_and_accepts_two() {
         let anchors = [
-            TrustAnchor { name: "author", key: PublicKey::P256(*p256_key().verifying_key()), kid: None },
-            TrustAnchor { name: "operator", key: PublicKey::Ed25519(ed25519().verifying_key()), kid: None },
+            TrustAnchor {
+                name: "author",
+                key: PublicKey::P256(*p256_key().verifying_key()),
+                kid: None,
+            },
+            TrustAnchor {
+                name: "operator",
+                key: PublicKey::Ed25519(ed25519().verifying_key()),
+                kid: None,
+            },
         ];
-        let two = TrustPolicy { threshold: core::num::NonZeroUsize::new(2).unwrap() };
+        let two = TrustPolicy {
+            threshold: core::num::NonZeroUsize::new(2).unwrap(),
+        };
         let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
         b.sign1(alg::ESP256, None, es256);
         let one_signature = b.encode();
-        let err = Envelope::decode(&one_signature).unwrap().verify(&anchors, &two).unwrap_err();
-        assert_eq!(err, Error::Unauthenticated(AuthError::ThresholdNotMet { required: 2, verified: 1 }));
+        let err = Envelope::decode(&one_signature)
+            .unwrap()
+            .verify(&anchors, &two)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::Unauthenticated(AuthError::ThresholdNotMet {
+                required: 2,
+                verified: 1
+            })
+        );
         // The same signer twice is still one signer.
         b.sign1(alg::ES256, None, es256);
-        let err = Envelope::decode(&b.encode()).unwrap().verify(&anchors, &two).unwrap_err();
-        assert_eq!(err, Error::Unauthenticated(AuthError::ThresholdNotMet { required: 2, verified: 1 }));
-        b.sign1(alg::ED25519, None, |tbs| ed25519().sign(tbs).to_bytes().to_vec());
+        let err = Envelope::decode(&b.encode())
+            .unwrap()
+            .verify(&anchors, &two)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::Unauthenticated(AuthError::ThresholdNotMet {
+                required: 2,
+                verified: 1
+            })
+        );
+        b.sign1(alg::ED25519, None, |tbs| {
+            ed25519().sign(tbs).to_bytes().to_vec()
+        });
         let both = b.encode();
-        let v = Envelope::decode(&both).unwrap().verify(&anchors, &two).unwrap();
+        let v = Envelope::decode(&both)
+            .unwrap()
+            .verify(&anchors, &two)
+            .unwrap();
         assert_eq!(v.signers().count(), 2);
     }
 
@@ -692,21 +1149,48 @@ mod signatures {
         let body_protected: Vec<u8> = Vec::new();
         let sig = |alg_id: i64, f: &dyn Fn(&[u8]) -> Vec<u8>| {
             let protected = raw::map(vec![(raw::int(1), raw::int(alg_id))]);
-            let tbs = raw::array(&[raw::tstr("Signature"), raw::bstr(&body_protected), raw::bstr(&protected), raw::bstr(&[]), raw::bstr(&payload)]);
+            let tbs = raw::array(&[
+                raw::tstr("Signature"),
+                raw::bstr(&body_protected),
+                raw::bstr(&protected),
+                raw::bstr(&[]),
+                raw::bstr(&payload),
+            ]);
             raw::array(&[raw::bstr(&protected), raw::map(vec![]), raw::bstr(&f(&tbs))])
         };
         let s1 = sig(alg::ESP256, &es256);
         let s2 = sig(alg::ED25519, &|tbs| ed25519().sign(tbs).to_bytes().to_vec());
-        let block = raw::tagged(98, &raw::array(&[raw::bstr(&body_protected), raw::map(vec![]), vec![0xf6], raw::array(&[s1, s2])]));
+        let block = raw::tagged(
+            98,
+            &raw::array(&[
+                raw::bstr(&body_protected),
+                raw::map(vec![]),
+                vec![0xf6],
+                raw::array(&[s1, s2]),
+            ]),
+        );
         let mut b = digest_builder;
         b.raw_block(block);
         let anchors = [
-            TrustAnchor { name: "author", key: PublicKey::P256(*p256_key().verifying_key()), kid: None },
-            TrustAnchor { name: "operator", key: PublicKey::Ed25519(ed25519().verifying_key()), kid: None },
+            TrustAnchor {
+                name: "author",
+                key: PublicKey::P256(*p256_key().verifying_key()),
+                kid: None,
+            },
+            TrustAnchor {
+                name: "operator",
+                key: PublicKey::Ed25519(ed25519().verifying_key()),
+                kid: None,
+            },
         ];
-        let two = TrustPolicy { threshold: core::num::NonZeroUsize::new(2).unwrap() };
+        let two = TrustPolicy {
+            threshold: core::num::NonZeroUsize::new(2).unwrap(),
+        };
         let bytes = b.encode();
-        let v = Envelope::decode(&bytes).unwrap().verify(&anchors, &two).unwrap();
+        let v = Envelope::decode(&bytes)
+            .unwrap()
+            .verify(&anchors, &two)
+            .unwrap();
         assert_eq!(v.signers().count(), 2);
     }
 }

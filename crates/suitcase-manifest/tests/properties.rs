@@ -1,7 +1,12 @@
 //! Property tests: the encoder and decoder agree, hostile bytes never panic and never
 //! authenticate, and an independent CBOR decoder (ciborium) reads what we read.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use hmac::{KeyInit, Mac};
 use proptest::prelude::*;
@@ -20,7 +25,9 @@ fn hmac(data: &[u8]) -> Vec<u8> {
 }
 
 fn encryption_info() -> Vec<u8> {
-    let text = include_str!("../../../testdata/vectors/encryption/suit-encryption-info-aes-kw-aes-gcm.hex");
+    let text = include_str!(
+        "../../../testdata/vectors/encryption/suit-encryption-info-aes-kw-aes-gcm.hex"
+    );
     hex::decode(text.trim()).unwrap()
 }
 
@@ -31,9 +38,12 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 fn param() -> impl Strategy<Value = Param> {
     prop_oneof![
         prop::array::uniform16(any::<u8>()).prop_map(|b| Param::VendorIdentifier(b.to_vec())),
-        bytes(6).prop_filter("non-empty", |b| !b.is_empty()).prop_map(Param::VendorPen),
+        bytes(6)
+            .prop_filter("non-empty", |b| !b.is_empty())
+            .prop_map(Param::VendorPen),
         prop::array::uniform16(any::<u8>()).prop_map(|b| Param::ClassIdentifier(b.to_vec())),
-        prop::array::uniform32(any::<u8>()).prop_map(|b| Param::ImageDigest(DigestAlgorithm::Sha256, b.to_vec())),
+        prop::array::uniform32(any::<u8>())
+            .prop_map(|b| Param::ImageDigest(DigestAlgorithm::Sha256, b.to_vec())),
         any::<u64>().prop_map(Param::UseBefore),
         any::<u64>().prop_map(Param::ComponentSlot),
         any::<bool>().prop_map(Param::StrictOrder),
@@ -48,7 +58,8 @@ fn param() -> impl Strategy<Value = Param> {
         bytes(8).prop_map(Param::FetchArguments),
         any::<u64>().prop_map(Param::MinimumBattery),
         any::<i64>().prop_map(Param::UpdatePriority),
-        ((1u64..=5), prop::collection::vec(any::<i64>(), 1..4)).prop_map(|(c, v)| Param::Version(c, v)),
+        ((1u64..=5), prop::collection::vec(any::<i64>(), 1..4))
+            .prop_map(|(c, v)| Param::Version(c, v)),
         Just(Param::WaitInfo(vec![0xa1, 0x02, 0x0a])),
         Just(Param::ComponentMetadata(vec![0xa0])),
     ]
@@ -112,7 +123,10 @@ fn command() -> impl Strategy<Value = Cmd> {
         params().prop_map(Cmd::OverrideParameters),
         params().prop_map(Cmd::SetParameters),
         (0u64..4, params()).prop_map(|(i, p)| Cmd::OverrideMultiple(vec![(i, p)])),
-        (0u64..4, prop::collection::vec(prop::sample::select(vec![1i64, 3, 14, 21]), 1..3))
+        (
+            0u64..4,
+            prop::collection::vec(prop::sample::select(vec![1i64, 3, 14, 21]), 1..3)
+        )
             .prop_map(|(i, k)| Cmd::CopyParams(vec![(i, k)])),
         (
             -1000i64..=-256,
@@ -128,7 +142,8 @@ fn command() -> impl Strategy<Value = Cmd> {
     leaf.prop_recursive(3, 24, 3, |inner| {
         let seq = prop::collection::vec(inner, 1..4);
         prop_oneof![
-            (prop::collection::vec(seq.clone(), 2..4), any::<bool>()).prop_map(|(b, nil)| Cmd::TryEach(b, nil)),
+            (prop::collection::vec(seq.clone(), 2..4), any::<bool>())
+                .prop_map(|(b, nil)| Cmd::TryEach(b, nil)),
             seq.prop_map(Cmd::RunSequence),
         ]
     })
@@ -151,25 +166,34 @@ fn manifest() -> impl Strategy<Value = ManifestBuilder> {
         (sequence(), sequence(), sequence(), sequence()),
         prop::option::of(component_id()),
     )
-        .prop_map(|(seq, uri, components, (shared, dr, pf, cv), (install, validate, load, invoke), mcid)| {
-            ManifestBuilder {
-                sequence_number: seq,
-                reference_uri: uri,
+        .prop_map(
+            |(
+                seq,
+                uri,
                 components,
-                dependencies: Vec::new(),
-                shared_sequence: shared,
-                dependency_resolution: dr,
-                payload_fetch: pf,
-                candidate_verification: cv,
-                install,
-                validate,
-                load,
-                invoke,
-                text: Vec::new(),
-                manifest_component_id: mcid,
-                sever: Vec::new(),
-            }
-        })
+                (shared, dr, pf, cv),
+                (install, validate, load, invoke),
+                mcid,
+            )| {
+                ManifestBuilder {
+                    sequence_number: seq,
+                    reference_uri: uri,
+                    components,
+                    dependencies: Vec::new(),
+                    shared_sequence: shared,
+                    dependency_resolution: dr,
+                    payload_fetch: pf,
+                    candidate_verification: cv,
+                    install,
+                    validate,
+                    load,
+                    invoke,
+                    text: Vec::new(),
+                    manifest_component_id: mcid,
+                    sever: Vec::new(),
+                }
+            },
+        )
 }
 
 proptest! {
@@ -242,8 +266,14 @@ fn vectors() -> Vec<(String, Vec<u8>)> {
         for entry in std::fs::read_dir(format!("{dir}/{sub}")).unwrap() {
             let path = entry.unwrap().path();
             let name = path.display().to_string();
-            if name.ends_with(".hex") && !name.contains("encryption-info") && !name.contains("encrypted-payload") {
-                out.push((name.clone(), hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap()));
+            if name.ends_with(".hex")
+                && !name.contains("encryption-info")
+                && !name.contains("encrypted-payload")
+            {
+                out.push((
+                    name.clone(),
+                    hex::decode(std::fs::read_to_string(&path).unwrap().trim()).unwrap(),
+                ));
             }
         }
     }
@@ -254,7 +284,11 @@ fn vectors() -> Vec<(String, Vec<u8>)> {
 fn example_anchor() -> TrustAnchor<'static> {
     use p256::pkcs8::DecodePublicKey;
     let pem = include_str!("../../../testdata/vectors/keys/suit-example-es256-public.pem");
-    TrustAnchor { name: "example", key: PublicKey::P256(p256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap()), kid: None }
+    TrustAnchor {
+        name: "example",
+        key: PublicKey::P256(p256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap()),
+        kid: None,
+    }
 }
 
 proptest! {
@@ -293,8 +327,12 @@ fn ciborium_agrees_on_every_vector() {
     use ciborium::value::Value;
     for (name, bytes) in vectors() {
         let value: Value = ciborium::from_reader(bytes.as_slice()).unwrap();
-        let Value::Tag(107, inner) = value else { panic!("{name}: not tag 107") };
-        let Value::Map(entries) = *inner else { panic!("{name}: not a map") };
+        let Value::Tag(107, inner) = value else {
+            panic!("{name}: not tag 107")
+        };
+        let Value::Map(entries) = *inner else {
+            panic!("{name}: not a map")
+        };
         let manifest_bytes = entries
             .iter()
             .find(|(k, _)| k.as_integer() == Some(3.into()))
@@ -303,10 +341,30 @@ fn ciborium_agrees_on_every_vector() {
         let ours = Envelope::decode(&bytes).unwrap();
         assert_eq!(ours.manifest_bytes(), manifest_bytes.as_slice(), "{name}");
         let m: Value = ciborium::from_reader(manifest_bytes.as_slice()).unwrap();
-        let seq = m.as_map().unwrap().iter().find(|(k, _)| k.as_integer() == Some(2.into())).unwrap().1.as_integer().unwrap();
+        let seq = m
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_integer() == Some(2.into()))
+            .unwrap()
+            .1
+            .as_integer()
+            .unwrap();
         let parsed = Manifest::decode_unauthenticated(ours.manifest_bytes()).unwrap();
-        assert_eq!(u64::try_from(seq).unwrap(), parsed.sequence_number, "{name}");
-        assert_eq!(entries.len(), 2 + ours.integrated_payloads().count() + [14u64, 15, 16, 18, 20, 23].iter().filter(|k| ours.member(**k).is_some()).count(), "{name}");
+        assert_eq!(
+            u64::try_from(seq).unwrap(),
+            parsed.sequence_number,
+            "{name}"
+        );
+        assert_eq!(
+            entries.len(),
+            2 + ours.integrated_payloads().count()
+                + [14u64, 15, 16, 18, 20, 23]
+                    .iter()
+                    .filter(|k| ours.member(**k).is_some())
+                    .count(),
+            "{name}"
+        );
     }
 }
 
@@ -317,22 +375,40 @@ fn ciborium_reads_our_encoding() {
     let m = ManifestBuilder {
         sequence_number: 1_700_000_000,
         components: vec![vec![b"usr".to_vec(), b"bin".to_vec()]],
-        install: Some(vec![Cmd::OverrideParameters(vec![Param::Uri("https://x/y.bin".into()), Param::ImageSize(5)])]),
+        install: Some(vec![Cmd::OverrideParameters(vec![
+            Param::Uri("https://x/y.bin".into()),
+            Param::ImageSize(5),
+        ])]),
         ..Default::default()
     };
     let mut b = EnvelopeBuilder::new(&m, DigestAlgorithm::Sha256);
     b.mac0(alg::HMAC_256, None, hmac);
     let bytes = b.encode();
-    let Value::Tag(107, inner) = ciborium::from_reader::<Value, _>(bytes.as_slice()).unwrap() else { panic!() };
+    let Value::Tag(107, inner) = ciborium::from_reader::<Value, _>(bytes.as_slice()).unwrap()
+    else {
+        panic!()
+    };
     let map = inner.as_map().unwrap();
-    assert_eq!(map[0].0, Value::Integer(2.into()), "the auth wrapper comes first");
+    assert_eq!(
+        map[0].0,
+        Value::Integer(2.into()),
+        "the auth wrapper comes first"
+    );
     let manifest: Value = ciborium::from_reader(map[1].1.as_bytes().unwrap().as_slice()).unwrap();
-    let keys: Vec<i128> = manifest.as_map().unwrap().iter().map(|(k, _)| k.as_integer().unwrap().into()).collect();
+    let keys: Vec<i128> = manifest
+        .as_map()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_integer().unwrap().into())
+        .collect();
     assert_eq!(keys, [1, 2, 3, 20], "deterministic key order");
     let install = manifest.as_map().unwrap()[3].1.as_bytes().unwrap().clone();
     let install: Value = ciborium::from_reader(install.as_slice()).unwrap();
     let params = install.as_array().unwrap()[1].as_map().unwrap();
-    let pkeys: Vec<i128> = params.iter().map(|(k, _)| k.as_integer().unwrap().into()).collect();
+    let pkeys: Vec<i128> = params
+        .iter()
+        .map(|(k, _)| k.as_integer().unwrap().into())
+        .collect();
     assert_eq!(pkeys, [14, 21]);
     assert_eq!(params[1].1, Value::Text("https://x/y.bin".into()));
 }
