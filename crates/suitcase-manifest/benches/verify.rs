@@ -9,7 +9,7 @@
     reason = "benchmark code"
 )]
 
-use std::hint::black_box;
+use core::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;

@@ -30,9 +30,9 @@ pub enum Cmd {
     /// set-component-index.
     SetComponentIndex(Index),
     /// try-each: branches, and whether a trailing nil lets all fail.
-    TryEach(Vec<Vec<Cmd>>, bool),
+    TryEach(Vec<Vec<Self>>, bool),
     /// run-sequence.
-    RunSequence(Vec<Cmd>),
+    RunSequence(Vec<Self>),
     /// override-parameters.
     OverrideParameters(Vec<Param>),
     /// set-parameters.

@@ -368,7 +368,7 @@ fn attack_unknown_critical_cose_header() {
             raw::bstr(&hmac(&tbs)),
         ]),
     );
-    b.raw_block(block.clone());
+    b.raw_block(block);
     let err = verify(&b.encode()).unwrap_err();
     assert_eq!(
         err,
@@ -974,9 +974,10 @@ fn copy_and_swap_move_content_between_components() {
         .unwrap()
         .verify(&anchors(), &TrustPolicy::default())
         .unwrap();
-    let mut p = Processor::new(&v, &mut dev, ProcessorPolicy::default()).unwrap();
-    p.run(Section::Install).unwrap();
-    drop(p);
+    Processor::new(&v, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .run(Section::Install)
+        .unwrap();
     assert_eq!(dev.components[0].content, b"staged");
     dev.components[1].content = b"other".to_vec();
     Processor::new(&v, &mut dev, ProcessorPolicy::default())

@@ -311,8 +311,10 @@ proptest! {
             _ => data.truncate(i),
         }
         let anchors = [example_anchor(), TrustAnchor { name: "mac", key: PublicKey::Hmac256(&[b'a'; 32]), kid: None }];
-        if let Ok(env) = Envelope::decode(&data) {
-            if let Ok(v) = env.verify(&anchors, &TrustPolicy::default()) {
+        if let Ok(env) = Envelope::decode(&data)
+            && let Ok(v) = env.verify(&anchors, &TrustPolicy::default())
+        {
+            {
                 let original_env = Envelope::decode(original).unwrap();
                 prop_assert_eq!(v.manifest().raw, original_env.manifest_bytes(), "{} accepted a changed manifest", name);
             }
