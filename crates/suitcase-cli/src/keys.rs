@@ -41,6 +41,7 @@ impl LoadedAnchor {
             name: &self.name,
             key,
             kid: self.kid.as_deref(),
+            permissions: suitcase_manifest::Permissions::ALL,
         }
     }
 }

@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
         name: "p256",
         key: PublicKey::P256(vk),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }];
     group.bench_function("es256/decode+verify", |bench| {
         bench.iter(|| {
@@ -93,6 +94,7 @@ fn bench(c: &mut Criterion) {
         name: "ed25519",
         key: PublicKey::Ed25519(ed_vk),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }];
     group.bench_function("ed25519/decode+verify", |bench| {
         bench.iter(|| {
@@ -122,6 +124,7 @@ fn bench(c: &mut Criterion) {
         name: "example",
         key: PublicKey::P256(example_key),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }];
     group.bench_function("spec-example0/decode+verify", |bench| {
         bench.iter(|| {

@@ -1,6 +1,9 @@
 //! Trust anchors, signer policy and the verification of authentication blocks.
 
+use core::num::NonZeroUsize;
+
 use crate::codepoints::alg;
+use crate::component::ComponentId;
 use crate::cose::BlockKind;
 use crate::envelope::Authentication;
 use crate::error::{AuthError, Error};
@@ -20,12 +23,23 @@ pub enum PublicKey<'k> {
     Ed25519(ed25519_dalek::VerifyingKey),
     /// A shared HMAC-SHA-256 secret: verifies COSE_Mac0 with alg 5.
     Hmac256(&'k [u8]),
+    /// An HSS public key (RFC 8554 encoding): verifies HSS-LMS (-46, RFC 8778).
+    #[cfg(feature = "hss-lms")]
+    HssLms(&'k [u8]),
+    /// An ML-DSA-65 public key: verifies ML-DSA-65 (-49, draft-ietf-cose-dilithium).
+    #[cfg(feature = "ml-dsa")]
+    MlDsa65(&'k ml_dsa::VerifyingKey<ml_dsa::MlDsa65>),
 }
 
 impl PublicKey<'_> {
     /// Whether this key can check a block that uses `alg` in a structure of `kind`.
     pub fn supports(&self, alg: i64, kind: BlockKind) -> bool {
-        #[cfg(any(feature = "es256", feature = "ed25519"))]
+        #[cfg(any(
+            feature = "es256",
+            feature = "ed25519",
+            feature = "hss-lms",
+            feature = "ml-dsa"
+        ))]
         let signature = matches!(kind, BlockKind::Sign1 | BlockKind::Sign);
         match self {
             #[cfg(feature = "es256")]
@@ -33,6 +47,22 @@ impl PublicKey<'_> {
             #[cfg(feature = "ed25519")]
             Self::Ed25519(_) => signature && matches!(alg, alg::EDDSA | alg::ED25519),
             Self::Hmac256(_) => kind == BlockKind::Mac0 && alg == alg::HMAC_256,
+            #[cfg(feature = "hss-lms")]
+            Self::HssLms(_) => signature && alg == alg::HSS_LMS,
+            #[cfg(feature = "ml-dsa")]
+            Self::MlDsa65(_) => signature && alg == alg::ML_DSA_65,
+        }
+    }
+
+    /// Whether the key's algorithm is believed to resist quantum computers (hash-based or
+    /// lattice signatures). A hybrid policy needs one signer of each kind.
+    pub fn is_post_quantum(&self) -> bool {
+        match self {
+            #[cfg(feature = "hss-lms")]
+            Self::HssLms(_) => true,
+            #[cfg(feature = "ml-dsa")]
+            Self::MlDsa65(_) => true,
+            _ => false,
         }
     }
 
@@ -44,6 +74,10 @@ impl PublicKey<'_> {
             #[cfg(feature = "ed25519")]
             Self::Ed25519(_) => "ed25519",
             Self::Hmac256(_) => "hmac256",
+            #[cfg(feature = "hss-lms")]
+            Self::HssLms(_) => "hss-lms",
+            #[cfg(feature = "ml-dsa")]
+            Self::MlDsa65(_) => "ml-dsa-65",
         }
     }
 
@@ -72,6 +106,18 @@ impl PublicKey<'_> {
                 // Constant-time comparison of the full 256-bit tag.
                 mac.verify_slice(signature).is_ok()
             }
+            #[cfg(feature = "hss-lms")]
+            Self::HssLms(public) => {
+                // RFC 8778 §2: the COSE signature is the HSS signature of RFC 8554 §6.
+                hbs_lms::verify::<hbs_lms::Sha256_256>(message, signature, public).is_ok()
+            }
+            #[cfg(feature = "ml-dsa")]
+            Self::MlDsa65(key) => {
+                use ml_dsa::signature::Verifier;
+                // draft-ietf-cose-dilithium: pure ML-DSA over the ToBeSigned, empty context.
+                ml_dsa::Signature::<ml_dsa::MlDsa65>::try_from(signature)
+                    .is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
         }
     }
 }
@@ -84,6 +130,10 @@ pub fn algorithm_supported(id: i64) -> bool {
         #[cfg(feature = "ed25519")]
         alg::EDDSA | alg::ED25519 => true,
         alg::HMAC_256 => true,
+        #[cfg(feature = "hss-lms")]
+        alg::HSS_LMS => true,
+        #[cfg(feature = "ml-dsa")]
+        alg::ML_DSA_65 => true,
         _ => false,
     }
 }
@@ -97,20 +147,117 @@ pub struct TrustAnchor<'k> {
     pub key: PublicKey<'k>,
     /// If set, only blocks without a kid or with this kid are checked against this anchor.
     pub kid: Option<&'k [u8]>,
+    /// What this anchor may authorise (manifest §9, access control lists, third model).
+    pub permissions: Permissions<'k>,
 }
 
-/// How many distinct trusted signers must authenticate a manifest.
+impl<'k> TrustAnchor<'k> {
+    /// An anchor that may authorise everything.
+    pub fn new(name: &'k str, key: PublicKey<'k>) -> Self {
+        Self {
+            name,
+            key,
+            kid: None,
+            permissions: Permissions::ALL,
+        }
+    }
+}
+
+/// Actions a signer may authorise on a component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actions(u8);
+
+impl Actions {
+    /// Write a component: fetch, write, copy into, swap (update procedure).
+    pub const INSTALL: Self = Self(1);
+    /// Run a component: invoke (invocation procedure, secure boot).
+    pub const INVOKE: Self = Self(2);
+    /// Both.
+    pub const ALL: Self = Self(3);
+
+    /// Whether every action in `other` is allowed.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union.
+    #[must_use]
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+/// Which components and actions an anchor may authorise.
 #[derive(Clone, Copy, Debug)]
-pub struct TrustPolicy {
-    /// The number of distinct anchors whose signature must verify (at least 1).
-    pub threshold: core::num::NonZeroUsize,
+pub struct Permissions<'k> {
+    /// Component-identifier prefixes this anchor covers; `None` covers every component.
+    pub components: Option<&'k [ComponentId<'k>]>,
+    /// The actions allowed on those components.
+    pub actions: Actions,
 }
 
-impl Default for TrustPolicy {
+impl Permissions<'_> {
+    /// Everything: the single-trusted-key model of manifest §9.
+    pub const ALL: Permissions<'static> = Permissions {
+        components: None,
+        actions: Actions::ALL,
+    };
+
+    fn covers(&self, id: &ComponentId<'_>, action: Actions) -> bool {
+        self.actions.contains(action)
+            && self
+                .components
+                .is_none_or(|prefixes| prefixes.iter().any(|p| is_prefix(p, id)))
+    }
+}
+
+/// Whether `prefix`'s segments start `id`'s segments.
+pub fn is_prefix(prefix: &ComponentId<'_>, id: &ComponentId<'_>) -> bool {
+    let mut segments = id.segments();
+    prefix.segments().all(|p| segments.next() == Some(p))
+}
+
+/// An extra requirement for some components: at least `threshold` distinct signers, drawn from
+/// `signers` (anchor indices) if given, must have signed.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule<'k> {
+    /// Components (by identifier prefix) the rule applies to.
+    pub components: ComponentId<'k>,
+    /// Distinct signers required.
+    pub threshold: NonZeroUsize,
+    /// The anchors (indices into the anchor slice) that count; `None`: any permitted anchor.
+    pub signers: Option<&'k [usize]>,
+}
+
+/// How many and which trusted signers must authenticate a manifest (RFC 9019 §6: authorization
+/// policies with several signers, e.g. the author AND the fleet operator).
+#[derive(Clone, Copy, Debug)]
+pub struct TrustPolicy<'k> {
+    /// Distinct anchors whose signature must verify, over the whole manifest (at least 1).
+    pub threshold: NonZeroUsize,
+    /// Per-component requirements on top of the threshold.
+    pub rules: &'k [Rule<'k>],
+    /// Require at least one classical and one post-quantum signer (hybrid mode).
+    pub hybrid: bool,
+}
+
+impl Default for TrustPolicy<'_> {
     /// One trusted signature, the specification's minimum.
     fn default() -> Self {
         Self {
-            threshold: core::num::NonZeroUsize::MIN,
+            threshold: NonZeroUsize::MIN,
+            rules: &[],
+            hybrid: false,
+        }
+    }
+}
+
+impl TrustPolicy<'_> {
+    /// A policy that needs `n` distinct signers.
+    pub fn threshold(n: NonZeroUsize) -> Self {
+        Self {
+            threshold: n,
+            ..Self::default()
         }
     }
 }
@@ -146,6 +293,8 @@ impl Signers {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct VerificationOutcome {
     pub(crate) signers: Signers,
+    /// Per component index: the actions the verified signers may authorise.
+    pub(crate) authorized: [Actions; crate::MAX_COMPONENTS],
 }
 
 /// Checks every authentication block against every anchor.
@@ -157,8 +306,8 @@ pub(crate) struct VerificationOutcome {
 pub(crate) fn verify_blocks(
     auth: &Authentication<'_>,
     anchors: &[TrustAnchor<'_>],
-    policy: &TrustPolicy,
-) -> Result<VerificationOutcome, Error> {
+    policy: &TrustPolicy<'_>,
+) -> Result<Signers, Error> {
     // Manifest §8.3: a wrapper "containing only the SUIT_Digest" is an unsigned envelope, which
     // a device must not act on.
     if auth.block_count() == 0 {
@@ -194,13 +343,92 @@ pub(crate) fn verify_blocks(
     }
     let required = policy.threshold.get();
     match signers.count() {
-        n if n >= required => Ok(VerificationOutcome { signers }),
         0 => Err(unsupported_crit
             .or(unsupported_alg.map(|alg| Error::UnsupportedAlgorithm { alg }))
             .unwrap_or(Error::Unauthenticated(AuthError::NoTrustedSignature))),
-        verified => Err(Error::Unauthenticated(AuthError::ThresholdNotMet {
-            required,
-            verified,
-        })),
+        verified if verified < required => {
+            Err(Error::Unauthenticated(AuthError::ThresholdNotMet {
+                required,
+                verified,
+            }))
+        }
+        _ => {
+            if policy.hybrid {
+                let pq = signers
+                    .iter()
+                    .filter_map(|i| anchors.get(i))
+                    .filter(|a| a.key.is_post_quantum())
+                    .count();
+                if pq == 0 || pq == signers.count() {
+                    return Err(Error::Unauthenticated(AuthError::HybridNotMet));
+                }
+            }
+            Ok(signers)
+        }
     }
+}
+
+/// Works out, for every component, which actions the verified signers may authorise under
+/// the anchors' permissions and the policy's rules.
+pub(crate) fn authorize(
+    manifest: &crate::Manifest<'_>,
+    signers: Signers,
+    anchors: &[TrustAnchor<'_>],
+    policy: &TrustPolicy<'_>,
+) -> Result<VerificationOutcome, Error> {
+    let mut authorized = [Actions(0); crate::MAX_COMPONENTS];
+    for (index, slot) in authorized
+        .iter_mut()
+        .enumerate()
+        .take(manifest.index_count())
+    {
+        let Some(id) = manifest.component_id(index) else {
+            continue;
+        };
+        let mut refusal = None;
+        for action in [Actions::INSTALL, Actions::INVOKE] {
+            match allowed(&id, action, signers, anchors, policy) {
+                Ok(()) => *slot = slot.union(action),
+                Err(e) => refusal = Some(e),
+            }
+        }
+        // Every component the manifest names must be covered by the signers for something;
+        // otherwise a signer could reach components it has no rights to.
+        if let (Actions(0), Some(e)) = (*slot, refusal) {
+            return Err(Error::Unauthenticated(e));
+        }
+    }
+    Ok(VerificationOutcome {
+        signers,
+        authorized,
+    })
+}
+
+fn allowed(
+    id: &ComponentId<'_>,
+    action: Actions,
+    signers: Signers,
+    anchors: &[TrustAnchor<'_>],
+    policy: &TrustPolicy<'_>,
+) -> Result<(), AuthError> {
+    let permitted = |i: &usize| {
+        anchors
+            .get(*i)
+            .is_some_and(|a| a.permissions.covers(id, action))
+    };
+    if !signers.iter().any(|i| permitted(&i)) {
+        return Err(AuthError::NotAuthorized);
+    }
+    for rule in policy.rules.iter().filter(|r| is_prefix(&r.components, id)) {
+        let verified = signers
+            .iter()
+            .filter(permitted)
+            .filter(|i| rule.signers.is_none_or(|list| list.contains(i)))
+            .count();
+        let required = rule.threshold.get();
+        if verified < required {
+            return Err(AuthError::ThresholdNotMet { required, verified });
+        }
+    }
+    Ok(())
 }

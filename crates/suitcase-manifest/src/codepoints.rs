@@ -244,6 +244,9 @@ pub mod header {
     pub const EPHEMERAL_KEY: i64 = -1;
     /// salt (ECDH/HKDF, RFC 9053 §5.1).
     pub const SALT: i64 = -20;
+    /// suitcase private use: the ML-KEM ciphertext in a COSE_recipient's unprotected header
+    /// (labels below -65536 are private).
+    pub const SUITCASE_KEM_CIPHERTEXT: i64 = -70001;
 }
 
 /// COSE algorithm identifiers.
@@ -304,4 +307,9 @@ pub mod alg {
     pub const A192CTR: i64 = -65533;
     /// A256CTR.
     pub const A256CTR: i64 = -65532;
+    /// suitcase private use (COSE algorithms below -65536 are private): ML-KEM-768 (FIPS 203)
+    /// encapsulates a shared secret, HKDF-SHA256 over the COSE_KDF_Context derives a 256-bit KEK,
+    /// and A256KW wraps the content key. COSE has no identifier for ML-KEM yet
+    /// (draft-ietf-jose-pqc-kem); this one is defined here and nowhere else.
+    pub const SUITCASE_ML_KEM_768_A256KW: i64 = -70000;
 }

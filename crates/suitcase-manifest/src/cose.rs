@@ -25,6 +25,7 @@ const UNDERSTOOD_LABELS: &[i64] = &[
     header::X5CHAIN,
     header::EPHEMERAL_KEY,
     header::SALT,
+    header::SUITCASE_KEM_CIPHERTEXT,
 ];
 
 /// The parsed protected and unprotected headers of one COSE layer.
@@ -46,6 +47,8 @@ pub struct Headers<'a> {
     pub ephemeral_key: Option<&'a [u8]>,
     /// HKDF salt (ECDH recipients).
     pub salt: Option<&'a [u8]>,
+    /// KEM ciphertext (suitcase ML-KEM recipients).
+    pub kem_ciphertext: Option<&'a [u8]>,
     /// A `crit` label this implementation does not understand, if any.
     pub unknown_critical: Option<i64>,
 }
@@ -157,6 +160,7 @@ impl<'a> Headers<'a> {
                     self.ephemeral_key = Some(r.skip()?);
                 }
                 header::SALT => self.salt = Some(r.bstr()?),
+                header::SUITCASE_KEM_CIPHERTEXT => self.kem_ciphertext = Some(r.bstr()?),
                 _ => {
                     r.skip()?;
                 }

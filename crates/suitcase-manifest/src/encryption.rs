@@ -119,6 +119,12 @@ pub enum KeyMaterial {
     /// A static P-256 private key (recipients with ECDH-ES+A128KW -29 / +A256KW -31).
     #[cfg(feature = "es256")]
     P256(p256::SecretKey),
+    /// A static X25519 private key (ECDH-ES+AES-KW with an OKP ephemeral key).
+    #[cfg(feature = "x25519")]
+    X25519([u8; 32]),
+    /// An ML-KEM-768 decapsulation key seed (d || z, 64 bytes; suitcase ML-KEM recipients).
+    #[cfg(feature = "ml-kem")]
+    MlKem768([u8; 64]),
 }
 
 /// A device key with its optional key id.
@@ -193,8 +199,35 @@ fn unwrap_one(
         }
         #[cfg(feature = "es256")]
         (a::ECDH_ES_A128KW | a::ECDH_ES_A256KW, KeyMaterial::P256(secret)) => {
-            ecdh_p256_unwrap(secret, alg, recipient, cek).map(Some)
+            match recipient
+                .headers
+                .ephemeral_key
+                .map(crate::key::CoseKey::decode)
+            {
+                Some(Ok(k)) if k.kty == crate::key::kty::EC2 => {
+                    ecdh_p256_unwrap(secret, alg, recipient, cek).map(Some)
+                }
+                _ => Ok(None),
+            }
         }
+        #[cfg(feature = "x25519")]
+        (a::ECDH_ES_A128KW | a::ECDH_ES_A256KW, KeyMaterial::X25519(secret)) => {
+            match recipient
+                .headers
+                .ephemeral_key
+                .map(crate::key::CoseKey::decode)
+            {
+                Some(Ok(k)) if k.kty == crate::key::kty::OKP => {
+                    ecdh_x25519_unwrap(secret, alg, recipient, cek).map(Some)
+                }
+                _ => Ok(None),
+            }
+        }
+        #[cfg(feature = "ml-kem")]
+        (a::SUITCASE_ML_KEM_768_A256KW, KeyMaterial::MlKem768(seed)) => {
+            ml_kem_unwrap(seed, alg, recipient, cek).map(Some)
+        }
+        (a::SUITCASE_ML_KEM_768_A256KW, _) => Ok(None),
         (a::A128KW | a::A256KW | a::ECDH_ES_A128KW | a::ECDH_ES_A256KW, _) => Ok(None),
         _ => Err(Error::UnsupportedAlgorithm { alg }),
     }
@@ -234,25 +267,91 @@ fn ecdh_p256_unwrap(
     recipient: &Recipient<'_>,
     cek: &mut [u8; 32],
 ) -> Result<usize, Error> {
-    use crate::codepoints::alg as a;
     let ephemeral = recipient.headers.ephemeral_key.ok_or(Error::Malformed {
         at: 0,
         what: "ECDH-ES recipient has no ephemeral key",
     })?;
     let public = crate::key::p256_public_from_cose(ephemeral)?;
     let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), public.as_affine());
-    let (wrap_alg, kek_len) = if alg == a::ECDH_ES_A128KW {
-        (a::A128KW, 16)
-    } else {
-        (a::A256KW, 32)
+    derive_and_unwrap(alg, recipient, shared.raw_secret_bytes(), cek)
+}
+
+/// ES-DH with an X25519 static key (firmware-encryption §6.2.2 with an OKP ephemeral key).
+#[cfg(feature = "x25519")]
+fn ecdh_x25519_unwrap(
+    secret: &[u8; 32],
+    alg: i64,
+    recipient: &Recipient<'_>,
+    cek: &mut [u8; 32],
+) -> Result<usize, Error> {
+    let bad = Error::Malformed {
+        at: 0,
+        what: "ephemeral key must be an OKP X25519 COSE_Key with x",
     };
+    let key = crate::key::CoseKey::decode(recipient.headers.ephemeral_key.ok_or(bad)?)?;
+    if key.kty != crate::key::kty::OKP || key.crv != Some(crate::key::crv::X25519) {
+        return Err(bad);
+    }
+    let x: [u8; 32] = key.x.and_then(|x| x.try_into().ok()).ok_or(bad)?;
+    let shared =
+        x25519_dalek::StaticSecret::from(*secret).diffie_hellman(&x25519_dalek::PublicKey::from(x));
+    // RFC 7748 §6.1: refuse an all-zero shared secret (a low-order ephemeral point).
+    if !shared.was_contributory() {
+        return Err(Error::Decrypt);
+    }
+    derive_and_unwrap(alg, recipient, shared.as_bytes(), cek)
+}
+
+/// suitcase ML-KEM recipient: decapsulate, then the same KDF and key wrap as ES-DH.
+#[cfg(feature = "ml-kem")]
+fn ml_kem_unwrap(
+    seed: &[u8; 64],
+    alg: i64,
+    recipient: &Recipient<'_>,
+    cek: &mut [u8; 32],
+) -> Result<usize, Error> {
+    use ml_kem::Decapsulate;
+    let ct = recipient.headers.kem_ciphertext.ok_or(Error::Malformed {
+        at: 0,
+        what: "ML-KEM recipient has no KEM ciphertext",
+    })?;
+    let dk = ml_kem::DecapsulationKey::<ml_kem::MlKem768>::from_seed((*seed).into());
+    let shared = dk.decapsulate_slice(ct).map_err(|_| Error::Malformed {
+        at: 0,
+        what: "ML-KEM-768 ciphertext must be 1088 bytes",
+    })?;
+    derive_and_unwrap(alg, recipient, shared.as_slice(), cek)
+}
+
+/// KEK = HKDF-SHA256(salt, IKM = shared secret, info = COSE_KDF_Context), then AES-KW unwrap.
+#[cfg(any(feature = "es256", feature = "x25519", feature = "ml-kem"))]
+fn derive_and_unwrap(
+    alg: i64,
+    recipient: &Recipient<'_>,
+    shared: &[u8],
+    cek: &mut [u8; 32],
+) -> Result<usize, Error> {
+    let (wrap_alg, kek_len) = kek_for(alg)?;
     let mut info = [0u8; 128];
     let info = kdf_context(wrap_alg, kek_len, recipient.headers.protected, &mut info)?;
-    let hk = hkdf::Hkdf::<sha2::Sha256>::new(recipient.headers.salt, shared.raw_secret_bytes());
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(recipient.headers.salt, shared);
     let mut kek = [0u8; 32];
     let kek = kek.get_mut(..kek_len).ok_or(Error::Decrypt)?;
     hk.expand(info, kek).map_err(|_| Error::Decrypt)?;
     aes_kw_unwrap(kek, recipient.encrypted_key, cek)
+}
+
+/// The key-wrap algorithm and KEK length a key-agreement algorithm implies.
+///
+/// # Errors
+/// [`Error::UnsupportedAlgorithm`] for anything else.
+pub fn kek_for(alg: i64) -> Result<(i64, usize), Error> {
+    use crate::codepoints::alg as a;
+    match alg {
+        a::ECDH_ES_A128KW => Ok((a::A128KW, 16)),
+        a::ECDH_ES_A256KW | a::SUITCASE_ML_KEM_768_A256KW => Ok((a::A256KW, 32)),
+        _ => Err(Error::UnsupportedAlgorithm { alg }),
+    }
 }
 
 /// COSE_KDF_Context (RFC 9053 §5.2) as the firmware-encryption draft fixes it:

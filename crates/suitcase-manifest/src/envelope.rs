@@ -192,7 +192,7 @@ impl<'a> Envelope<'a> {
     pub fn verify(
         &self,
         anchors: &[TrustAnchor<'_>],
-        policy: &TrustPolicy,
+        policy: &TrustPolicy<'_>,
     ) -> Result<VerifiedManifest<'a>, Error> {
         let auth = self.authentication()?;
         // Manifest §8.3 / RFC 9019 §6: the digest binds the signatures to this manifest.
@@ -200,10 +200,11 @@ impl<'a> Envelope<'a> {
         if !auth.digest.matches_value(&digest) {
             return Err(Error::Unauthenticated(AuthError::DigestMismatch));
         }
-        let outcome = crate::auth::verify_blocks(&auth, anchors, policy)?;
+        let signers = crate::auth::verify_blocks(&auth, anchors, policy)?;
         let manifest = Manifest::parse(self.manifest)?;
         let sections = self.resolve_severed(&manifest)?;
         crate::validate::validate(&manifest, &sections)?;
+        let outcome = crate::auth::authorize(&manifest, signers, anchors, policy)?;
         Ok(VerifiedManifest {
             envelope: *self,
             manifest,
@@ -360,6 +361,15 @@ impl<'a> VerifiedManifest<'a> {
     /// Which trust anchors signed.
     pub fn signers(&self) -> Signers {
         self.outcome.signers
+    }
+
+    /// Whether the verified signers may authorise `action` on the component at `index`
+    /// (manifest §9: access control lists).
+    pub fn authorizes(&self, index: usize, action: crate::Actions) -> bool {
+        self.outcome
+            .authorized
+            .get(index)
+            .is_some_and(|a| a.contains(action))
     }
 
     /// The sequence number.

@@ -124,6 +124,10 @@ pub enum AuthError {
         /// Distinct trusted signers that verified.
         verified: usize,
     },
+    /// The hybrid policy needs both a classical and a post-quantum signer.
+    HybridNotMet,
+    /// No verified signer is permitted to authorise this component (or this action on it).
+    NotAuthorized,
 }
 
 /// Which registry an unsupported identifier belongs to.
@@ -300,6 +304,12 @@ impl fmt::Display for Error {
                 AuthError::ThresholdNotMet { required, verified } => write!(
                     f,
                     "{verified} trusted signer(s) verified but the policy requires {required}"
+                ),
+                AuthError::HybridNotMet => f.write_str(
+                    "the hybrid policy needs both a classical and a post-quantum signature",
+                ),
+                AuthError::NotAuthorized => f.write_str(
+                    "no verified signer is permitted to authorise this component or action",
                 ),
             },
             Self::SeveredMemberMismatch { key } => {

@@ -28,7 +28,7 @@
 //! let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&hex::decode(
 //!     "048496811aae0baaabd26157189eecda26beaa8bf11b6f3fe6e2b5659c85dbc0ad\
 //!      3b1f2a4b6c098131c0a36dacd1d78bd381dcdfb09c052db33991db7338b4a896").unwrap()).unwrap();
-//! let anchors = [TrustAnchor { name: "author", key: PublicKey::P256(key), kid: None }];
+//! let anchors = [TrustAnchor { name: "author", key: PublicKey::P256(key), kid: None, permissions: suitcase_manifest::Permissions::ALL  }];
 //!
 //! let verified = Envelope::decode(&envelope)?.verify(&anchors, &TrustPolicy::default())?;
 //! assert_eq!(verified.sequence_number(), 0);
@@ -76,7 +76,10 @@ mod validate;
 #[doc(hidden)]
 pub mod __fuzz;
 
-pub use auth::{MAX_ANCHORS, PublicKey, Signers, TrustAnchor, TrustPolicy, algorithm_supported};
+pub use auth::{
+    Actions, MAX_ANCHORS, Permissions, PublicKey, Rule, Signers, TrustAnchor, TrustPolicy,
+    algorithm_supported, is_prefix,
+};
 pub use command::{
     Command, CommandSequence, Commands, Condition, CopyParams, CustomArg, Directive, IndexArg,
     IndexList, MultipleParameters, ReportingPolicy, TryEach,

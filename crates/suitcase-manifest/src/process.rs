@@ -803,6 +803,20 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 component: index,
             }
         };
+        // Manifest §9 (access control lists, third model): a signer's rights are per component
+        // and per command. Writing a component needs INSTALL, running it needs INVOKE.
+        let needs = match directive {
+            Directive::Write | Directive::Fetch | Directive::Copy | Directive::Swap => {
+                Some(crate::Actions::INSTALL)
+            }
+            Directive::Invoke => Some(crate::Actions::INVOKE),
+            _ => None,
+        };
+        if let Some(action) = needs
+            && !self.manifest.authorizes(index, action)
+        {
+            return Err(Error::Unauthenticated(crate::AuthError::NotAuthorized));
+        }
         match directive {
             Directive::Write => {
                 let content = p
@@ -871,6 +885,11 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                     });
                 }
                 let source = self.component(src)?;
+                if directive == Directive::Swap
+                    && !self.manifest.authorizes(src, crate::Actions::INSTALL)
+                {
+                    return Err(Error::Unauthenticated(crate::AuthError::NotAuthorized));
+                }
                 if directive == Directive::Swap {
                     return self
                         .platform

@@ -34,6 +34,7 @@ fn anchors() -> [TrustAnchor<'static>; 1] {
         name: "mac",
         key: PublicKey::Hmac256(KEY),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }]
 }
 
@@ -1037,11 +1038,13 @@ mod signatures {
                     name: "p256",
                     key: PublicKey::P256(*p256_key().verifying_key()),
                     kid: None,
+                    permissions: suitcase_manifest::Permissions::ALL,
                 },
                 TrustAnchor {
                     name: "ed25519",
                     key: PublicKey::Ed25519(ed25519().verifying_key()),
                     kid: None,
+                    permissions: suitcase_manifest::Permissions::ALL,
                 },
             ];
             let v = Envelope::decode(&bytes)
@@ -1078,6 +1081,7 @@ mod signatures {
                 name: "a",
                 key: PublicKey::P256(*p256_key().verifying_key()),
                 kid: Some(kid),
+                permissions: suitcase_manifest::Permissions::ALL,
             }];
             Envelope::decode(&bytes)
                 .unwrap()
@@ -1095,16 +1099,16 @@ mod signatures {
                 name: "author",
                 key: PublicKey::P256(*p256_key().verifying_key()),
                 kid: None,
+                permissions: suitcase_manifest::Permissions::ALL,
             },
             TrustAnchor {
                 name: "operator",
                 key: PublicKey::Ed25519(ed25519().verifying_key()),
                 kid: None,
+                permissions: suitcase_manifest::Permissions::ALL,
             },
         ];
-        let two = TrustPolicy {
-            threshold: core::num::NonZeroUsize::new(2).unwrap(),
-        };
+        let two = TrustPolicy::threshold(core::num::NonZeroUsize::new(2).unwrap());
         let mut b = EnvelopeBuilder::new(&manifest(b"x"), DigestAlgorithm::Sha256);
         b.sign1(alg::ESP256, None, es256);
         let one_signature = b.encode();
@@ -1177,16 +1181,16 @@ mod signatures {
                 name: "author",
                 key: PublicKey::P256(*p256_key().verifying_key()),
                 kid: None,
+                permissions: suitcase_manifest::Permissions::ALL,
             },
             TrustAnchor {
                 name: "operator",
                 key: PublicKey::Ed25519(ed25519().verifying_key()),
                 kid: None,
+                permissions: suitcase_manifest::Permissions::ALL,
             },
         ];
-        let two = TrustPolicy {
-            threshold: core::num::NonZeroUsize::new(2).unwrap(),
-        };
+        let two = TrustPolicy::threshold(core::num::NonZeroUsize::new(2).unwrap());
         let bytes = b.encode();
         let v = Envelope::decode(&bytes)
             .unwrap()

@@ -227,7 +227,7 @@ proptest! {
         b.mac0(alg::HMAC_256, None, hmac);
         let bytes = b.encode();
         let env = Envelope::decode(&bytes).unwrap();
-        let anchors = [TrustAnchor { name: "k", key: PublicKey::Hmac256(KEY), kid: None }];
+        let anchors = [TrustAnchor { name: "k", key: PublicKey::Hmac256(KEY), kid: None, permissions: suitcase_manifest::Permissions::ALL  }];
         // Validation may refuse what the generator produced (e.g. an index out of range), but
         // never for an authentication or structure reason.
         match env.verify(&anchors, &TrustPolicy::default()) {
@@ -288,6 +288,7 @@ fn example_anchor() -> TrustAnchor<'static> {
         name: "example",
         key: PublicKey::P256(p256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap()),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }
 }
 
@@ -310,7 +311,7 @@ proptest! {
             2 => { data.remove(i); }
             _ => data.truncate(i),
         }
-        let anchors = [example_anchor(), TrustAnchor { name: "mac", key: PublicKey::Hmac256(&[b'a'; 32]), kid: None }];
+        let anchors = [example_anchor(), TrustAnchor { name: "mac", key: PublicKey::Hmac256(&[b'a'; 32]), kid: None, permissions: suitcase_manifest::Permissions::ALL  }];
         if let Ok(env) = Envelope::decode(&data)
             && let Ok(v) = env.verify(&anchors, &TrustPolicy::default())
         {

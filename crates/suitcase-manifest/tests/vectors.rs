@@ -39,6 +39,7 @@ fn p256_anchor(pem_path: &'static str) -> TrustAnchor<'static> {
         name: pem_path,
         key: PublicKey::P256(key),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }
 }
 
@@ -55,6 +56,7 @@ fn mac_key() -> TrustAnchor<'static> {
         name: "mac",
         key: PublicKey::Hmac256(MAC_KEY),
         kid: None,
+        permissions: suitcase_manifest::Permissions::ALL,
     }
 }
 
