@@ -633,15 +633,34 @@ impl EnvelopeBuilder {
     }
 
     /// Adds a COSE_Sign1 block: `sign` receives the Sig_structure bytes and returns the
-    /// signature. `protected` extra entries beyond alg (e.g. `crit`) may be given pre-encoded.
+    /// signature.
     pub fn sign1(
         &mut self,
         alg: i64,
         kid: Option<&[u8]>,
         sign: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> &mut Self {
-        let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
-        self.sign1_with_headers(protected, kid, sign)
+        let block = sign1_block(alg, kid, &self.digest, |tbs| {
+            Ok::<_, core::convert::Infallible>(sign(tbs))
+        });
+        let Ok(block) = block;
+        self.blocks.push(block);
+        self
+    }
+
+    /// Adds a COSE_Sign1 block with a signer that can fail.
+    ///
+    /// # Errors
+    /// Whatever `sign` returns.
+    pub fn try_sign1<E>(
+        &mut self,
+        alg: i64,
+        kid: Option<&[u8]>,
+        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    ) -> Result<&mut Self, E> {
+        let block = sign1_block(alg, kid, &self.digest, sign)?;
+        self.blocks.push(block);
+        Ok(self)
     }
 
     /// Adds a COSE_Sign1 block with a caller-encoded protected header map.
@@ -658,10 +677,14 @@ impl EnvelopeBuilder {
             bstr(&self.digest),
         ]);
         let signature = sign(&tbs);
-        let unprotected = unprotected(kid);
         let block = tagged(
             tag::COSE_SIGN1,
-            &array(&[bstr(&protected), unprotected, vec![NULL], bstr(&signature)]),
+            &array(&[
+                bstr(&protected),
+                unprotected(kid),
+                vec![NULL],
+                bstr(&signature),
+            ]),
         );
         self.blocks.push(block);
         self
@@ -674,25 +697,27 @@ impl EnvelopeBuilder {
         kid: Option<&[u8]>,
         mac: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> &mut Self {
-        let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
-        let tbs = array(&[
-            tstr("MAC0"),
-            bstr(&protected),
-            bstr(&[]),
-            bstr(&self.digest),
-        ]);
-        let tag_bytes = mac(&tbs);
-        let block = tagged(
-            tag::COSE_MAC0,
-            &array(&[
-                bstr(&protected),
-                unprotected(kid),
-                vec![NULL],
-                bstr(&tag_bytes),
-            ]),
-        );
+        let block = mac0_block(alg, kid, &self.digest, |tbs| {
+            Ok::<_, core::convert::Infallible>(mac(tbs))
+        });
+        let Ok(block) = block;
         self.blocks.push(block);
         self
+    }
+
+    /// Adds a COSE_Mac0 block with a MAC function that can fail.
+    ///
+    /// # Errors
+    /// Whatever `mac` returns.
+    pub fn try_mac0<E>(
+        &mut self,
+        alg: i64,
+        kid: Option<&[u8]>,
+        mac: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    ) -> Result<&mut Self, E> {
+        let block = mac0_block(alg, kid, &self.digest, mac)?;
+        self.blocks.push(block);
+        Ok(self)
     }
 
     /// Adds an already encoded authentication block.
@@ -717,6 +742,105 @@ impl EnvelopeBuilder {
         }
         tagged(tag::ENVELOPE, &map(entries))
     }
+}
+
+/// Encodes a tagged COSE_Sign1 authentication block over the encoded SUIT_Digest `payload`
+/// (detached), with `alg` in the protected header and `kid` in the unprotected one.
+///
+/// # Errors
+/// Whatever `sign` returns.
+pub fn sign1_block<E>(
+    alg: i64,
+    kid: Option<&[u8]>,
+    payload: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, E> {
+    let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
+    let tbs = array(&[
+        tstr("Signature1"),
+        bstr(&protected),
+        bstr(&[]),
+        bstr(payload),
+    ]);
+    let signature = sign(&tbs)?;
+    Ok(tagged(
+        tag::COSE_SIGN1,
+        &array(&[
+            bstr(&protected),
+            unprotected(kid),
+            vec![NULL],
+            bstr(&signature),
+        ]),
+    ))
+}
+
+/// Encodes a tagged COSE_Mac0 authentication block over the encoded SUIT_Digest `payload`.
+///
+/// # Errors
+/// Whatever `mac` returns.
+pub fn mac0_block<E>(
+    alg: i64,
+    kid: Option<&[u8]>,
+    payload: &[u8],
+    mac: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, E> {
+    let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
+    let tbs = array(&[tstr("MAC0"), bstr(&protected), bstr(&[]), bstr(payload)]);
+    let tag_bytes = mac(&tbs)?;
+    Ok(tagged(
+        tag::COSE_MAC0,
+        &array(&[
+            bstr(&protected),
+            unprotected(kid),
+            vec![NULL],
+            bstr(&tag_bytes),
+        ]),
+    ))
+}
+
+/// Adds authentication blocks to an existing envelope (a countersignature: the operator signs
+/// what the author built). The manifest and every other member stay byte-identical, so the
+/// manifest digest, and with it every earlier signature, remains valid.
+///
+/// # Errors
+/// [`crate::Error::Malformed`] if `envelope` is not a well-formed envelope.
+pub fn add_auth_blocks(envelope: &[u8], blocks: &[Vec<u8>]) -> Result<Vec<u8>, crate::Error> {
+    let env = crate::Envelope::decode(envelope)?;
+    env.authentication()?;
+    let mut r = crate::cbor::Reader::new(envelope);
+    r.tag()?;
+    let mut m = r.map()?;
+    let mut entries = Vec::new();
+    while r.next_entry(&mut m).is_some() {
+        let key = r.skip()?.to_vec();
+        let value_start = r.position();
+        let value = r.skip()?;
+        let _ = value_start;
+        if key == uint(crate::codepoints::envelope::AUTHENTICATION_WRAPPER) {
+            let mut w = crate::cbor::Reader::new(value);
+            let wrapper = w.bstr()?;
+            let mut a = crate::cbor::Reader::new(wrapper);
+            let n = a.array()?;
+            let mut items = Vec::new();
+            for _ in 0..n {
+                items.push(a.skip()?.to_vec());
+            }
+            items.extend(blocks.iter().map(|b| bstr(b)));
+            entries.push((key, bstr(&array(&items))));
+        } else {
+            entries.push((key, value.to_vec()));
+        }
+    }
+    // Keep the original member order (the auth wrapper first, as decoding checked).
+    let mut e = new_enc();
+    let _ = e.tag(minicbor::data::Tag::new(tag::ENVELOPE));
+    let _ = e.map(entries.len() as u64);
+    let mut out = done(e);
+    for (k, v) in entries {
+        out.extend_from_slice(&k);
+        out.extend_from_slice(&v);
+    }
+    Ok(out)
 }
 
 fn unprotected(kid: Option<&[u8]>) -> Vec<u8> {

@@ -29,6 +29,8 @@ pub mod kty {
     pub const EC2: i64 = 2;
     /// Symmetric.
     pub const SYMMETRIC: i64 = 4;
+    /// HSS-LMS public key (RFC 8778 §4).
+    pub const HSS_LMS: i64 = 5;
     /// Algorithm key pair (ML-DSA, draft-ietf-cose-dilithium).
     pub const AKP: i64 = 7;
 }
@@ -104,7 +106,8 @@ impl<'a> CoseKey<'a> {
             let int = |raw: &'a [u8]| decode_exact(raw, "bad COSE_Key value", |v| v.int());
             match key.kty {
                 kty::SYMMETRIC => key.k = m1.map(bstr).transpose()?,
-                kty::AKP => {
+                // AKP (draft-ietf-cose-dilithium) and HSS-LMS (RFC 8778 §4): -1 is the public key.
+                kty::AKP | kty::HSS_LMS => {
                     key.public = m1.map(bstr).transpose()?;
                     key.private = m2.map(bstr).transpose()?;
                 }

@@ -1,0 +1,327 @@
+//! Stateful HSS-LMS signing keys (RFC 8554; COSE alg -46, RFC 8778).
+//!
+//! An HSS-LMS private key is a set of one-time keys. Signing twice with the same one-time key
+//! lets an attacker forge signatures, so the key's state (the index of the next unused one-time
+//! key) must reach stable storage **before** a signature is released (RFC 8554 §10; NIST
+//! SP 800-208 §8.1). The signer here:
+//!
+//! 1. takes an exclusive lock on `KEY.lock`, so two signing processes cannot use one state;
+//! 2. reads the state from the key file;
+//! 3. computes the signature; `hbs-lms` calls back with the advanced state *before* returning it;
+//! 4. in that callback writes the advanced state durably ([`StateStore::store`]: temporary file,
+//!    fsync, rename over the key file, fsync of the directory) and only if that succeeded
+//! 5. releases the signature.
+//!
+//! A crash before step 4 completes loses a signature that was never released; a crash after it
+//! skips an index. Neither reuses one. `tests/hss_crash.rs` cuts power at every storage step.
+//!
+//! The key file is a CBOR map with text keys: `suitcase` = `"hss-lms-private-key"`, `version`
+//! = 1, `kid`, `public` (the RFC 8554 public key), `state` (the hbs-lms private key, which
+//! carries the index).
+
+use std::path::{Path, PathBuf};
+
+use hbs_lms::{HssParameter, LmotsAlgorithm, LmsAlgorithm, Sha256_256};
+use minicbor::Decoder;
+use suitcase_manifest::build::raw::{bstr, map, tstr, uint};
+use zeroize::Zeroizing;
+
+use crate::error::{AuthorError, Result};
+
+const MAGIC: &str = "hss-lms-private-key";
+
+/// Parses tree parameters: levels separated by commas, each `h<height>w<winternitz>`, e.g.
+/// `h10w4,h10w4` (two levels of 2^10, 2^20 signatures). Heights 5, 10, 15, 20, 25; Winternitz
+/// 1, 2, 4, 8.
+///
+/// # Errors
+/// [`AuthorError::Release`] describing the accepted syntax.
+pub fn parse_params(text: &str) -> Result<Vec<HssParameter<Sha256_256>>> {
+    let bad = || {
+        AuthorError::Release(format!(
+            "bad HSS-LMS parameters {text:?}: use levels like h10w4,h10w4 (heights 5/10/15/20/25, Winternitz 1/2/4/8, 1 to 8 levels)"
+        ))
+    };
+    let levels: Vec<&str> = text.split(',').map(str::trim).collect();
+    if levels.is_empty() || levels.len() > 8 {
+        return Err(bad());
+    }
+    levels
+        .iter()
+        .map(|level| {
+            let rest = level.strip_prefix('h').ok_or_else(bad)?;
+            let (h, w) = rest.split_once('w').ok_or_else(bad)?;
+            let lms = match h {
+                "5" => LmsAlgorithm::LmsH5,
+                "10" => LmsAlgorithm::LmsH10,
+                "15" => LmsAlgorithm::LmsH15,
+                "20" => LmsAlgorithm::LmsH20,
+                "25" => LmsAlgorithm::LmsH25,
+                _ => return Err(bad()),
+            };
+            let ots = match w {
+                "1" => LmotsAlgorithm::LmotsW1,
+                "2" => LmotsAlgorithm::LmotsW2,
+                "4" => LmotsAlgorithm::LmotsW4,
+                "8" => LmotsAlgorithm::LmotsW8,
+                _ => return Err(bad()),
+            };
+            Ok(HssParameter::new(ots, lms))
+        })
+        .collect()
+}
+
+/// The contents of an HSS-LMS private key file.
+#[derive(Clone)]
+pub struct HssKeyFile {
+    /// The key id.
+    pub kid: Vec<u8>,
+    /// The RFC 8554 public key.
+    pub public: Vec<u8>,
+    state: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for HssKeyFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HssKeyFile")
+            .field("kid", &hex::encode(&self.kid))
+            .finish_non_exhaustive()
+    }
+}
+
+impl HssKeyFile {
+    /// Generates a new key with the given tree parameters.
+    ///
+    /// # Errors
+    /// [`AuthorError::Rng`], or [`AuthorError::Sign`] if the parameters are refused.
+    pub fn generate(params: &[HssParameter<Sha256_256>]) -> Result<Self> {
+        let mut seed = hbs_lms::Seed::<Sha256_256>::default();
+        crate::rng::fill(seed.as_mut_slice())?;
+        let (sk, vk) = with_large_stack(|| hbs_lms::keygen::<Sha256_256>(params, &seed, None))?
+            .map_err(|_| AuthorError::Sign("HSS-LMS key generation failed".into()))?;
+        let public = vk.as_slice().to_vec();
+        Ok(Self {
+            kid: crate::keys::kid_of(&public),
+            public,
+            state: Zeroizing::new(sk.as_slice().to_vec()),
+        })
+    }
+
+    /// Whether `raw` looks like an HSS-LMS private key file.
+    pub fn is_hss_key_file(raw: &[u8]) -> bool {
+        Self::parse(raw).is_some()
+    }
+
+    /// Encodes the key file.
+    pub fn encode(&self) -> Vec<u8> {
+        map(vec![
+            (tstr("suitcase"), tstr(MAGIC)),
+            (tstr("version"), uint(1)),
+            (tstr("kid"), bstr(&self.kid)),
+            (tstr("public"), bstr(&self.public)),
+            (tstr("state"), bstr(&self.state)),
+        ])
+    }
+
+    fn parse(raw: &[u8]) -> Option<Self> {
+        let mut d = Decoder::new(raw);
+        let n = d.map().ok()??;
+        let (mut magic, mut version, mut kid, mut public, mut state) =
+            (None, None, None, None, None);
+        for _ in 0..n {
+            match d.str().ok()? {
+                "suitcase" => magic = Some(d.str().ok()?),
+                "version" => version = Some(d.u64().ok()?),
+                "kid" => kid = Some(d.bytes().ok()?.to_vec()),
+                "public" => public = Some(d.bytes().ok()?.to_vec()),
+                "state" => state = Some(d.bytes().ok()?.to_vec()),
+                _ => d.skip().ok()?,
+            }
+        }
+        if magic != Some(MAGIC) || version != Some(1) || d.position() != raw.len() {
+            return None;
+        }
+        Some(Self {
+            kid: kid?,
+            public: public?,
+            state: Zeroizing::new(state?),
+        })
+    }
+
+    /// Decodes a key file read from `path`.
+    ///
+    /// # Errors
+    /// [`AuthorError::Key`] if it is not an HSS-LMS key file.
+    pub fn decode(path: &Path, raw: &[u8]) -> Result<Self> {
+        Self::parse(raw).ok_or_else(|| AuthorError::Key {
+            path: path.to_path_buf(),
+            what: "not an HSS-LMS private key file".into(),
+        })
+    }
+
+    /// Reads a key file.
+    ///
+    /// # Errors
+    /// [`AuthorError::Read`] or [`AuthorError::Key`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let raw = std::fs::read(path).map_err(|source| AuthorError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::decode(path, &raw)
+    }
+
+    /// How many signatures the key can still make.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if the state is corrupt.
+    pub fn signatures_left(&self) -> Result<u64> {
+        let key = hbs_lms::SigningKey::<Sha256_256>::from_bytes(&self.state)
+            .map_err(|_| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?;
+        // hbs-lms cannot expand the key once every one-time key is used: that is exhaustion.
+        Ok(key.get_lifetime().unwrap_or(0))
+    }
+}
+
+/// Where an HSS-LMS key's state lives. `store` must not return `Ok` before the state is
+/// durable: the signature is released right after.
+pub trait StateStore: Send {
+    /// Reads the current key file.
+    ///
+    /// # Errors
+    /// Any I/O failure.
+    fn load(&mut self) -> std::io::Result<Vec<u8>>;
+    /// Replaces the key file durably.
+    ///
+    /// # Errors
+    /// Any I/O failure; the signature is then withheld.
+    fn store(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// The key file on disk, replaced atomically (temporary file, fsync, rename, directory fsync).
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// A store for the key file at `path`.
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl StateStore for FileStore {
+    fn load(&mut self) -> std::io::Result<Vec<u8>> {
+        std::fs::read(&self.path)
+    }
+
+    fn store(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        crate::keys::write_atomic(&self.path, bytes, true)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+/// Signs `message` with the key in `store`, advancing the durable state first.
+///
+/// # Errors
+/// [`AuthorError::HssExhausted`] when no one-time key is left, [`AuthorError::Sign`] if the
+/// state could not be stored (no signature is released then).
+pub fn sign_with(store: &mut dyn StateStore, path: &Path, message: &[u8]) -> Result<Vec<u8>> {
+    let raw = store.load().map_err(|source| AuthorError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let key = HssKeyFile::decode(path, &raw)?;
+    if key.signatures_left()? == 0 {
+        return Err(AuthorError::HssExhausted {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut stored = false;
+    let mut store_error = None;
+    let signature = with_large_stack(|| {
+        hbs_lms::sign::<Sha256_256>(
+            message,
+            &key.state,
+            &mut |next: &[u8]| {
+                let advanced = HssKeyFile {
+                    kid: key.kid.clone(),
+                    public: key.public.clone(),
+                    state: Zeroizing::new(next.to_vec()),
+                };
+                match store.store(&advanced.encode()) {
+                    Ok(()) => {
+                        stored = true;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        store_error = Some(e.to_string());
+                        Err(())
+                    }
+                }
+            },
+            None,
+        )
+    })?;
+    match (signature, stored) {
+        (Ok(sig), true) => Ok(sig.as_ref().to_vec()),
+        _ => Err(AuthorError::Sign(match store_error {
+            Some(e) => {
+                format!("the HSS-LMS state could not be saved ({e}); no signature was released")
+            }
+            None => "HSS-LMS signing failed".into(),
+        })),
+    }
+}
+
+/// hbs-lms keeps whole trees on the stack while it generates keys and signs: more than the
+/// 2 MiB a spawned thread gets by default with the default (largest) parameter limits. Run it on
+/// a thread of its own with room to spare, whatever thread the caller is on.
+fn with_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("hss-lms".into())
+            .stack_size(64 << 20)
+            .spawn_scoped(scope, f)
+            .map_err(|e| AuthorError::Sign(format!("cannot start the HSS-LMS thread: {e}")))?
+            .join()
+            .map_err(|_| AuthorError::Sign("the HSS-LMS computation failed".into()))
+    })
+}
+
+/// Signs with the key file at `path`, holding an exclusive lock on `path.lock` meanwhile.
+///
+/// # Errors
+/// [`AuthorError::HssLocked`] if another signer holds the lock, else as [`sign_with`].
+pub fn sign_file(path: &Path, message: &[u8]) -> Result<Vec<u8>> {
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| AuthorError::Write {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(AuthorError::HssLocked {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(AuthorError::Write {
+                path: lock_path,
+                source,
+            });
+        }
+    }
+    let result = sign_with(&mut FileStore::new(path), path, message);
+    let _ = lock.unlock();
+    result
+}

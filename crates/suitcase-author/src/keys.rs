@@ -1,0 +1,762 @@
+//! Key generation and key files.
+//!
+//! Formats, chosen so that standard tools can read what they know:
+//!
+//! | algorithm | private file | public file |
+//! |---|---|---|
+//! | es256, p256-ecdh | PKCS#8 PEM | SPKI PEM |
+//! | ed25519 | PKCS#8 PEM | SPKI PEM |
+//! | x25519 | COSE_Key OKP (crv 4, d, x) | COSE_Key OKP (crv 4, x) |
+//! | hmac256, a128kw, a256kw | COSE_Key Symmetric (k) | the same secret (the device needs it) |
+//! | hss-lms | stateful HSS key file (see [`crate::hss`]) | COSE_Key kty HSS-LMS (5), label -1 = RFC 8554 public key |
+//! | ml-dsa-65 | COSE_Key AKP (7), alg -49, -1 public, -2 seed | COSE_Key AKP, -1 public |
+//! | ml-kem-768 | COSE_Key AKP (7), alg [`SUITCASE_ML_KEM_768_A256KW`], -2 seed (d‖z) | COSE_Key AKP, -1 encapsulation key |
+//!
+//! COSE_Key files are binary CBOR; readers also accept hex text. Every COSE_Key carries a key
+//! id (kid): the first 8 bytes of SHA-256 over the public key (or over the secret, for
+//! symmetric keys, so that the kid never reveals it: SHA-256 is one-way).
+//!
+//! [`SUITCASE_ML_KEM_768_A256KW`]: suitcase_manifest::codepoints::alg::SUITCASE_ML_KEM_768_A256KW
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
+};
+use p256::elliptic_curve::sec1::ToSec1Point as _;
+use sha2::Digest as _;
+use suitcase_manifest::build::raw::{bstr, int, map};
+use suitcase_manifest::codepoints::alg;
+use suitcase_manifest::encryption::KeyMaterial;
+use suitcase_manifest::key::{CoseKey, crv, kty, label};
+use zeroize::Zeroizing;
+
+use crate::error::{AuthorError, Result};
+
+/// COSE key type for HSS-LMS public keys (RFC 8778 §4).
+pub const KTY_HSS_LMS: i64 = kty::HSS_LMS;
+
+/// The algorithms `suitcase key generate` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyAlg {
+    /// ECDSA P-256 signing (COSE ESP256 -9 / ES256 -7).
+    Es256,
+    /// Ed25519 signing (COSE Ed25519 -19 / EdDSA -8).
+    Ed25519,
+    /// HMAC-SHA-256 (COSE_Mac0 alg 5), for devices that hold only a symmetric key.
+    Hmac256,
+    /// HSS-LMS (RFC 8554, COSE -46): stateful hash-based signatures.
+    HssLms,
+    /// ML-DSA-65 (FIPS 204, COSE -49): lattice signatures.
+    MlDsa65,
+    /// X25519 key agreement, for ECDH-ES+AES-KW recipients.
+    X25519,
+    /// P-256 key agreement, for ECDH-ES+AES-KW recipients.
+    P256Ecdh,
+    /// ML-KEM-768 (FIPS 203) key encapsulation, for post-quantum recipients.
+    MlKem768,
+    /// A 128-bit AES key-encryption key (A128KW recipients).
+    A128Kw,
+    /// A 256-bit AES key-encryption key (A256KW recipients).
+    A256Kw,
+}
+
+impl KeyAlg {
+    /// Every algorithm, in the order `--help` lists them.
+    pub const ALL: [Self; 10] = [
+        Self::Es256,
+        Self::Ed25519,
+        Self::Hmac256,
+        Self::HssLms,
+        Self::MlDsa65,
+        Self::X25519,
+        Self::P256Ecdh,
+        Self::MlKem768,
+        Self::A128Kw,
+        Self::A256Kw,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es256 => "es256",
+            Self::Ed25519 => "ed25519",
+            Self::Hmac256 => "hmac256",
+            Self::HssLms => "hss-lms",
+            Self::MlDsa65 => "ml-dsa-65",
+            Self::X25519 => "x25519",
+            Self::P256Ecdh => "p256-ecdh",
+            Self::MlKem768 => "ml-kem-768",
+            Self::A128Kw => "a128kw",
+            Self::A256Kw => "a256kw",
+        }
+    }
+
+    /// Parses a command-line name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+/// A private key, loaded.
+#[derive(Debug)]
+pub enum PrivateKey {
+    /// P-256 (signing or key agreement).
+    P256(p256::SecretKey),
+    /// Ed25519.
+    Ed25519(ed25519_dalek::SigningKey),
+    /// A symmetric key: HMAC-256, A128KW or A256KW, told apart by `alg`.
+    Symmetric {
+        /// COSE alg of the key (5, -3 or -5).
+        alg: i64,
+        /// The secret.
+        k: Zeroizing<Vec<u8>>,
+        /// The key id.
+        kid: Vec<u8>,
+    },
+    /// An HSS-LMS key: stateful, so it is used through its file ([`crate::hss::HssKeyFile`]).
+    HssLms(PathBuf),
+    /// ML-DSA-65 (seed).
+    MlDsa65(Zeroizing<[u8; 32]>),
+    /// X25519 (secret scalar).
+    X25519(Zeroizing<[u8; 32]>),
+    /// ML-KEM-768 (seed d‖z).
+    MlKem768(Zeroizing<[u8; 64]>),
+}
+
+/// A public key (or, for symmetric algorithms, the shared secret), loaded.
+#[derive(Clone, Debug)]
+pub enum PublicKey {
+    /// P-256.
+    P256(p256::PublicKey),
+    /// Ed25519.
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// A shared symmetric key.
+    Symmetric {
+        /// COSE alg of the key (5, -3 or -5).
+        alg: i64,
+        /// The secret.
+        k: Zeroizing<Vec<u8>>,
+    },
+    /// An HSS public key (RFC 8554 encoding).
+    HssLms(Vec<u8>),
+    /// ML-DSA-65.
+    MlDsa65(Box<ml_dsa::VerifyingKey<ml_dsa::MlDsa65>>),
+    /// X25519.
+    X25519([u8; 32]),
+    /// ML-KEM-768 encapsulation key.
+    MlKem768(Box<ml_kem::EncapsulationKey<ml_kem::MlKem768>>),
+}
+
+/// A generated key pair, as file contents.
+#[derive(Debug)]
+pub struct Generated {
+    /// The private key file.
+    pub private: Vec<u8>,
+    /// Whether the private file is PEM text (else binary CBOR).
+    pub pem: bool,
+    /// The key id.
+    pub kid: Vec<u8>,
+}
+
+/// The key id of a public key or a symmetric secret: SHA-256, first 8 bytes.
+pub fn kid_of(material: &[u8]) -> Vec<u8> {
+    sha2::Sha256::digest(material)[..8].to_vec()
+}
+
+/// Generates a key. HSS-LMS keys take their tree parameters from `hss_params`
+/// (see [`crate::hss::parse_params`]).
+///
+/// # Errors
+/// [`AuthorError::Rng`] if randomness fails, [`AuthorError::Release`] for bad HSS parameters.
+pub fn generate(alg: KeyAlg, hss_params: &str) -> Result<Generated> {
+    let pem = |s: Result<String, String>| {
+        s.map_err(|e| AuthorError::Sign(format!("encoding the key: {e}")))
+    };
+    Ok(match alg {
+        KeyAlg::Es256 | KeyAlg::P256Ecdh => {
+            let secret = loop {
+                if let Ok(k) = p256::SecretKey::from_slice(&crate::rng::bytes::<32>()?) {
+                    break k;
+                }
+            };
+            let kid = kid_of(secret.public_key().to_sec1_point(false).as_bytes());
+            let text = pem(secret
+                .to_pkcs8_pem(Default::default())
+                .map(|s| s.to_string())
+                .map_err(|e| e.to_string()))?;
+            Generated {
+                private: text.into_bytes(),
+                pem: true,
+                kid,
+            }
+        }
+        KeyAlg::Ed25519 => {
+            let key = ed25519_dalek::SigningKey::from_bytes(&crate::rng::bytes::<32>()?);
+            let kid = kid_of(key.verifying_key().as_bytes());
+            let text = pem(key
+                .to_pkcs8_pem(Default::default())
+                .map(|s| s.to_string())
+                .map_err(|e| e.to_string()))?;
+            Generated {
+                private: text.into_bytes(),
+                pem: true,
+                kid,
+            }
+        }
+        KeyAlg::Hmac256 | KeyAlg::A128Kw | KeyAlg::A256Kw => {
+            let (cose_alg, len) = match alg {
+                KeyAlg::Hmac256 => (alg::HMAC_256, 32),
+                KeyAlg::A128Kw => (alg::A128KW, 16),
+                _ => (alg::A256KW, 32),
+            };
+            let mut k = Zeroizing::new(vec![0u8; len]);
+            crate::rng::fill(&mut k)?;
+            let kid = kid_of(&k);
+            let private = symmetric_cose_key(cose_alg, &k, &kid);
+            Generated {
+                private,
+                pem: false,
+                kid,
+            }
+        }
+        KeyAlg::HssLms => {
+            let file = crate::hss::HssKeyFile::generate(&crate::hss::parse_params(hss_params)?)?;
+            let kid = file.kid.clone();
+            Generated {
+                private: file.encode(),
+                pem: false,
+                kid,
+            }
+        }
+        KeyAlg::MlDsa65 => {
+            let seed = Zeroizing::new(crate::rng::bytes::<32>()?);
+            let public = ml_dsa_public(&seed);
+            let kid = kid_of(&public);
+            let private = map(vec![
+                (int(label::KTY), int(kty::AKP)),
+                (int(label::KID), bstr(&kid)),
+                (int(label::ALG), int(alg::ML_DSA_65)),
+                (int(-1), bstr(&public)),
+                (int(-2), bstr(seed.as_slice())),
+            ]);
+            Generated {
+                private,
+                pem: false,
+                kid,
+            }
+        }
+        KeyAlg::X25519 => {
+            let secret = Zeroizing::new(crate::rng::bytes::<32>()?);
+            let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret))
+                .to_bytes();
+            let kid = kid_of(&public);
+            let private = map(vec![
+                (int(label::KTY), int(kty::OKP)),
+                (int(label::KID), bstr(&kid)),
+                (int(label::CRV_OR_K), int(crv::X25519)),
+                (int(label::X), bstr(&public)),
+                (int(label::D), bstr(secret.as_slice())),
+            ]);
+            Generated {
+                private,
+                pem: false,
+                kid,
+            }
+        }
+        KeyAlg::MlKem768 => {
+            let seed = Zeroizing::new(crate::rng::bytes::<64>()?);
+            let public = ml_kem_public(&seed);
+            let kid = kid_of(&public);
+            let private = map(vec![
+                (int(label::KTY), int(kty::AKP)),
+                (int(label::KID), bstr(&kid)),
+                (int(label::ALG), int(alg::SUITCASE_ML_KEM_768_A256KW)),
+                (int(-1), bstr(&public)),
+                (int(-2), bstr(seed.as_slice())),
+            ]);
+            Generated {
+                private,
+                pem: false,
+                kid,
+            }
+        }
+    })
+}
+
+fn symmetric_cose_key(cose_alg: i64, k: &[u8], kid: &[u8]) -> Vec<u8> {
+    map(vec![
+        (int(label::KTY), int(kty::SYMMETRIC)),
+        (int(label::KID), bstr(kid)),
+        (int(label::ALG), int(cose_alg)),
+        (int(label::CRV_OR_K), bstr(k)),
+    ])
+}
+
+fn ml_dsa_public(seed: &[u8; 32]) -> Vec<u8> {
+    let sk = ml_dsa::SigningKey::<ml_dsa::MlDsa65>::from_seed(&(*seed).into());
+    sk.expanded_key().verifying_key().encode().to_vec()
+}
+
+fn ml_kem_public(seed: &[u8; 64]) -> Vec<u8> {
+    use ml_kem::KeyExport;
+    let dk = ml_kem::DecapsulationKey::<ml_kem::MlKem768>::from_seed((*seed).into());
+    dk.encapsulation_key().to_bytes().to_vec()
+}
+
+fn key_err(path: &Path, what: impl Into<String>) -> AuthorError {
+    AuthorError::Key {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+/// Reads a file, accepting hex text for binary formats.
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| AuthorError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn decode_maybe_hex(bytes: &[u8]) -> Vec<u8> {
+    let text = bytes
+        .iter()
+        .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace());
+    if text {
+        let digits: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_hexdigit)
+            .collect();
+        if let Ok(b) = hex::decode(digits) {
+            return b;
+        }
+    }
+    bytes.to_vec()
+}
+
+fn pem_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"))
+}
+
+/// Loads a private key file in any format `generate` writes (and SEC1 PEM for P-256).
+///
+/// # Errors
+/// [`AuthorError::Key`] naming what the file should hold.
+pub fn load_private(path: &Path) -> Result<PrivateKey> {
+    let bytes = read(path)?;
+    if let Some(text) = pem_text(&bytes) {
+        if let Ok(k) =
+            p256::SecretKey::from_pkcs8_pem(text).or_else(|_| p256::SecretKey::from_sec1_pem(text))
+        {
+            return Ok(PrivateKey::P256(k));
+        }
+        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(text) {
+            return Ok(PrivateKey::Ed25519(k));
+        }
+        return Err(key_err(
+            path,
+            "a PEM private key must be PKCS#8 or SEC1 P-256, or PKCS#8 Ed25519",
+        ));
+    }
+    let raw = decode_maybe_hex(&bytes);
+    if crate::hss::HssKeyFile::is_hss_key_file(&raw) {
+        return Ok(PrivateKey::HssLms(path.to_path_buf()));
+    }
+    let key = CoseKey::decode(&raw).map_err(|e| {
+        key_err(
+            path,
+            format!(
+                "{e}; expected a private key written by `suitcase key generate` (PEM or COSE_Key)"
+            ),
+        )
+    })?;
+    private_from_cose(path, &key)
+}
+
+fn private_from_cose(path: &Path, key: &CoseKey<'_>) -> Result<PrivateKey> {
+    match (key.kty, key.crv, key.alg) {
+        (kty::SYMMETRIC, _, a) => {
+            let k = key
+                .k
+                .ok_or_else(|| key_err(path, "symmetric COSE_Key without k"))?;
+            let alg = match (a, k.len()) {
+                (Some(a), _) => a,
+                (None, 16) => alg::A128KW,
+                (None, _) => alg::HMAC_256,
+            };
+            let kid = key.kid.map_or_else(|| kid_of(k), <[u8]>::to_vec);
+            Ok(PrivateKey::Symmetric {
+                alg,
+                k: Zeroizing::new(k.to_vec()),
+                kid,
+            })
+        }
+        (kty::EC2, Some(crv::P256), _) => {
+            let d = key
+                .d
+                .ok_or_else(|| key_err(path, "EC2 key has no private part d"))?;
+            p256::SecretKey::from_slice(d)
+                .map(PrivateKey::P256)
+                .map_err(|_| key_err(path, "bad P-256 d"))
+        }
+        (kty::OKP, Some(crv::X25519), _) => {
+            let d: [u8; 32] = key
+                .d
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| key_err(path, "X25519 key needs a 32-byte d"))?;
+            Ok(PrivateKey::X25519(Zeroizing::new(d)))
+        }
+        (kty::OKP, Some(crv::ED25519), _) => {
+            let d: [u8; 32] = key
+                .d
+                .and_then(|d| d.try_into().ok())
+                .ok_or_else(|| key_err(path, "Ed25519 key needs a 32-byte d"))?;
+            Ok(PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+                &d,
+            )))
+        }
+        (kty::AKP, _, Some(alg::ML_DSA_65)) => {
+            let seed: [u8; 32] = key
+                .private
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| key_err(path, "ML-DSA-65 key needs a 32-byte seed (-2)"))?;
+            Ok(PrivateKey::MlDsa65(Zeroizing::new(seed)))
+        }
+        (kty::AKP, _, Some(alg::SUITCASE_ML_KEM_768_A256KW)) => {
+            let seed: [u8; 64] = key
+                .private
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| key_err(path, "ML-KEM-768 key needs a 64-byte seed (-2)"))?;
+            Ok(PrivateKey::MlKem768(Zeroizing::new(seed)))
+        }
+        (t, c, a) => Err(key_err(
+            path,
+            format!("not a private key this tool reads (kty {t}, crv {c:?}, alg {a:?})"),
+        )),
+    }
+}
+
+/// Loads a public key (or shared secret) in any format `key public` writes; a private key file
+/// is accepted too and its public half used.
+///
+/// # Errors
+/// [`AuthorError::Key`] naming what the file should hold.
+pub fn load_public(path: &Path) -> Result<PublicKey> {
+    let bytes = read(path)?;
+    if let Some(text) = pem_text(&bytes) {
+        if let Ok(k) = p256::PublicKey::from_public_key_pem(text) {
+            return Ok(PublicKey::P256(k));
+        }
+        if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(text) {
+            return Ok(PublicKey::Ed25519(k));
+        }
+        return public_of(&load_private(path)?);
+    }
+    let raw = decode_maybe_hex(&bytes);
+    if crate::hss::HssKeyFile::is_hss_key_file(&raw) {
+        return Ok(PublicKey::HssLms(
+            crate::hss::HssKeyFile::decode(path, &raw)?.public,
+        ));
+    }
+    let key = CoseKey::decode(&raw).map_err(|e| {
+        key_err(
+            path,
+            format!("{e}; expected a PEM public key (SPKI) or a COSE_Key"),
+        )
+    })?;
+    match (key.kty, key.crv, key.alg) {
+        (kty::EC2, Some(crv::P256), _) => {
+            let (Some(x), Some(y)) = (key.x, key.y) else {
+                return Err(key_err(path, "EC2 key without x and y"));
+            };
+            let mut sec1 = vec![4u8];
+            sec1.extend_from_slice(x);
+            sec1.extend_from_slice(y);
+            p256::PublicKey::from_sec1_bytes(&sec1)
+                .map(PublicKey::P256)
+                .map_err(|_| key_err(path, "not a P-256 point"))
+        }
+        (kty::OKP, Some(crv::ED25519), _) => {
+            let x: [u8; 32] = key
+                .x
+                .and_then(|x| x.try_into().ok())
+                .ok_or_else(|| key_err(path, "Ed25519 key needs a 32-byte x"))?;
+            ed25519_dalek::VerifyingKey::from_bytes(&x)
+                .map(PublicKey::Ed25519)
+                .map_err(|_| key_err(path, "not an Ed25519 key"))
+        }
+        (kty::OKP, Some(crv::X25519), _) => {
+            let x: [u8; 32] = key
+                .x
+                .and_then(|x| x.try_into().ok())
+                .ok_or_else(|| key_err(path, "X25519 key needs a 32-byte x"))?;
+            Ok(PublicKey::X25519(x))
+        }
+        (KTY_HSS_LMS, _, _) => {
+            let public = key
+                .public
+                .ok_or_else(|| key_err(path, "HSS-LMS key without its public key (-1)"))?;
+            Ok(PublicKey::HssLms(public.to_vec()))
+        }
+        (kty::AKP, _, Some(alg::ML_DSA_65)) => {
+            let public = key
+                .public
+                .ok_or_else(|| key_err(path, "ML-DSA-65 key without its public key (-1)"))?;
+            let enc = ml_dsa::EncodedVerifyingKey::<ml_dsa::MlDsa65>::try_from(public)
+                .map_err(|_| key_err(path, "an ML-DSA-65 public key is 1952 bytes"))?;
+            Ok(PublicKey::MlDsa65(Box::new(ml_dsa::VerifyingKey::decode(
+                &enc,
+            ))))
+        }
+        (kty::AKP, _, Some(alg::SUITCASE_ML_KEM_768_A256KW)) => {
+            use ml_kem::TryKeyInit;
+            let public = key.public.ok_or_else(|| {
+                key_err(path, "ML-KEM-768 key without its encapsulation key (-1)")
+            })?;
+            let ek = ml_kem::EncapsulationKey::<ml_kem::MlKem768>::new_from_slice(public).map_err(
+                |_| key_err(path, "an ML-KEM-768 encapsulation key is 1184 valid bytes"),
+            )?;
+            Ok(PublicKey::MlKem768(Box::new(ek)))
+        }
+        (kty::SYMMETRIC, _, _) => match private_from_cose(path, &key)? {
+            PrivateKey::Symmetric { alg, k, .. } => Ok(PublicKey::Symmetric { alg, k }),
+            _ => Err(key_err(path, "bad symmetric key")),
+        },
+        _ => public_of(&private_from_cose(path, &key)?),
+    }
+}
+
+/// The public half of a private key (the secret itself for symmetric keys).
+///
+/// # Errors
+/// [`AuthorError::Key`] if an HSS-LMS key file cannot be read.
+pub fn public_of(key: &PrivateKey) -> Result<PublicKey> {
+    Ok(match key {
+        PrivateKey::P256(k) => PublicKey::P256(k.public_key()),
+        PrivateKey::Ed25519(k) => PublicKey::Ed25519(k.verifying_key()),
+        PrivateKey::Symmetric { alg, k, .. } => PublicKey::Symmetric {
+            alg: *alg,
+            k: k.clone(),
+        },
+        PrivateKey::HssLms(path) => PublicKey::HssLms(crate::hss::HssKeyFile::load(path)?.public),
+        PrivateKey::MlDsa65(seed) => {
+            let enc = ml_dsa_public(seed);
+            let enc = ml_dsa::EncodedVerifyingKey::<ml_dsa::MlDsa65>::try_from(enc.as_slice())
+                .map_err(|_| AuthorError::Sign("ML-DSA public key".into()))?;
+            PublicKey::MlDsa65(Box::new(ml_dsa::VerifyingKey::decode(&enc)))
+        }
+        PrivateKey::X25519(secret) => PublicKey::X25519(
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(**secret)).to_bytes(),
+        ),
+        PrivateKey::MlKem768(seed) => {
+            let dk = ml_kem::DecapsulationKey::<ml_kem::MlKem768>::from_seed((**seed).into());
+            PublicKey::MlKem768(Box::new(dk.encapsulation_key().clone()))
+        }
+    })
+}
+
+impl PublicKey {
+    /// The key id, derived as `generate` derives it.
+    pub fn kid(&self) -> Vec<u8> {
+        use ml_kem::KeyExport;
+        match self {
+            Self::P256(k) => kid_of(k.to_sec1_point(false).as_bytes()),
+            Self::Ed25519(k) => kid_of(k.as_bytes()),
+            Self::Symmetric { k, .. } => kid_of(k),
+            Self::HssLms(p) => kid_of(p),
+            Self::MlDsa65(k) => kid_of(&k.encode()),
+            Self::X25519(x) => kid_of(x),
+            Self::MlKem768(ek) => kid_of(&ek.to_bytes()),
+        }
+    }
+
+    /// A short name of the key type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::P256(_) => "p256",
+            Self::Ed25519(_) => "ed25519",
+            Self::Symmetric {
+                alg: alg::HMAC_256, ..
+            } => "hmac256",
+            Self::Symmetric {
+                alg: alg::A128KW, ..
+            } => "a128kw",
+            Self::Symmetric { .. } => "a256kw",
+            Self::HssLms(_) => "hss-lms",
+            Self::MlDsa65(_) => "ml-dsa-65",
+            Self::X25519(_) => "x25519",
+            Self::MlKem768(_) => "ml-kem-768",
+        }
+    }
+
+    /// The public key file contents: SPKI PEM for P-256 and Ed25519, COSE_Key otherwise.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if PEM encoding fails.
+    pub fn encode(&self) -> Result<(Vec<u8>, bool)> {
+        use ml_kem::KeyExport;
+        let kid = self.kid();
+        let pem_err = |e: String| AuthorError::Sign(format!("encoding the key: {e}"));
+        Ok(match self {
+            Self::P256(k) => (
+                k.to_public_key_pem(Default::default())
+                    .map_err(|e| pem_err(e.to_string()))?
+                    .into_bytes(),
+                true,
+            ),
+            Self::Ed25519(k) => (
+                k.to_public_key_pem(Default::default())
+                    .map_err(|e| pem_err(e.to_string()))?
+                    .into_bytes(),
+                true,
+            ),
+            Self::Symmetric { alg, k } => (symmetric_cose_key(*alg, k, &kid), false),
+            Self::HssLms(p) => (
+                map(vec![
+                    (int(label::KTY), int(KTY_HSS_LMS)),
+                    (int(label::KID), bstr(&kid)),
+                    (int(label::ALG), int(alg::HSS_LMS)),
+                    (int(-1), bstr(p)),
+                ]),
+                false,
+            ),
+            Self::MlDsa65(k) => (
+                map(vec![
+                    (int(label::KTY), int(kty::AKP)),
+                    (int(label::KID), bstr(&kid)),
+                    (int(label::ALG), int(alg::ML_DSA_65)),
+                    (int(-1), bstr(&k.encode())),
+                ]),
+                false,
+            ),
+            Self::X25519(x) => (
+                map(vec![
+                    (int(label::KTY), int(kty::OKP)),
+                    (int(label::KID), bstr(&kid)),
+                    (int(label::CRV_OR_K), int(crv::X25519)),
+                    (int(label::X), bstr(x)),
+                ]),
+                false,
+            ),
+            Self::MlKem768(ek) => (
+                map(vec![
+                    (int(label::KTY), int(kty::AKP)),
+                    (int(label::KID), bstr(&kid)),
+                    (int(label::ALG), int(alg::SUITCASE_ML_KEM_768_A256KW)),
+                    (int(-1), bstr(&ek.to_bytes())),
+                ]),
+                false,
+            ),
+        })
+    }
+
+    /// Whether this key signs or MACs manifests (as opposed to receiving content keys).
+    pub fn is_authenticator(&self) -> bool {
+        matches!(
+            self,
+            Self::P256(_) | Self::Ed25519(_) | Self::HssLms(_) | Self::MlDsa65(_)
+        ) || matches!(
+            self,
+            Self::Symmetric {
+                alg: alg::HMAC_256,
+                ..
+            }
+        )
+    }
+
+    /// Whether this is a post-quantum algorithm.
+    pub fn is_post_quantum(&self) -> bool {
+        matches!(self, Self::HssLms(_) | Self::MlDsa65(_) | Self::MlKem768(_))
+    }
+
+    /// Borrows the key as a device trust anchor key, if it can authenticate manifests.
+    pub fn as_trust_key(&self) -> Option<suitcase_manifest::PublicKey<'_>> {
+        Some(match self {
+            Self::P256(k) => {
+                suitcase_manifest::PublicKey::P256(p256::ecdsa::VerifyingKey::from(*k))
+            }
+            Self::Ed25519(k) => suitcase_manifest::PublicKey::Ed25519(*k),
+            Self::Symmetric {
+                alg: alg::HMAC_256,
+                k,
+            } => suitcase_manifest::PublicKey::Hmac256(k),
+            Self::HssLms(p) => suitcase_manifest::PublicKey::HssLms(p),
+            Self::MlDsa65(k) => suitcase_manifest::PublicKey::MlDsa65(k),
+            _ => return None,
+        })
+    }
+}
+
+impl PrivateKey {
+    /// The device-side decryption key material, if this key can recover content keys.
+    pub fn key_material(&self) -> Option<KeyMaterial> {
+        Some(match self {
+            Self::P256(k) => KeyMaterial::P256(k.clone()),
+            Self::Symmetric {
+                alg: alg::A128KW,
+                k,
+                ..
+            } => KeyMaterial::Aes128Kw(k.as_slice().try_into().ok()?),
+            Self::Symmetric {
+                alg: alg::A256KW,
+                k,
+                ..
+            } => KeyMaterial::Aes256Kw(k.as_slice().try_into().ok()?),
+            Self::X25519(s) => KeyMaterial::X25519(**s),
+            Self::MlKem768(s) => KeyMaterial::MlKem768(**s),
+            _ => return None,
+        })
+    }
+
+    /// The key id stored with or derived for this key.
+    ///
+    /// # Errors
+    /// [`AuthorError::Key`] if an HSS-LMS key file cannot be read.
+    pub fn kid(&self) -> Result<Vec<u8>> {
+        match self {
+            Self::Symmetric { kid, .. } => Ok(kid.clone()),
+            other => Ok(public_of(other)?.kid()),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
+/// disk, then renamed over the target. A crash leaves either the old file or the new one.
+///
+/// # Errors
+/// [`AuthorError::Write`].
+pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    use std::io::Write;
+    let err = |source| AuthorError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".suitcase-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    if secret {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
+        }
+    }
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

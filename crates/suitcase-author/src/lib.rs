@@ -1,0 +1,25 @@
+//! The author's side of suitcase: key generation and key files, signing (including stateful
+//! HSS-LMS whose one-time keys are never reused, even across crashes), payload encryption for
+//! devices and groups, the NTIA security tiers as profiles, and building signed releases.
+//!
+//! This crate runs on build machines and signing hosts, never on devices: it allocates, reads
+//! and writes files and uses the operating system's random number generator. Devices only
+//! verify, with `suitcase-manifest`.
+
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    reason = "a host crate: the core/alloc discipline matters for the device crates only"
+)]
+
+pub mod encrypt;
+mod error;
+pub mod hss;
+pub mod keys;
+pub mod profile;
+pub mod release;
+pub mod rng;
+pub mod uuid;
+
+pub use error::AuthorError;
+pub use profile::{Profile, Tier};

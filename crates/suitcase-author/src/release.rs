@@ -1,0 +1,668 @@
+//! Building a signed release from one or more images.
+//!
+//! The manifest this writes, per image (component index `i`; encrypted images also use a
+//! staging component `s`, the target's identifier with a last segment `staging`):
+//!
+//! ```text
+//! shared:   set-index all; override {vendor-id, class-id}; check vendor; check class
+//!           [override {device-id}; check device]
+//!           set-index i; override {image-digest (of the plaintext), image-size}
+//!           [set-index s; override {image-size (of the ciphertext)}]
+//! install:  plaintext:  set-index i; override {uri}; fetch; image-match
+//!           encrypted:  set-index s; override {uri}; fetch;
+//!                       set-index i; override {encryption-info, source-component s}; copy; image-match
+//! validate: set-index i; image-match
+//! invoke:   set-index i; invoke              (images marked `invoke = true`)
+//! ```
+//!
+//! The install section is severable when the manifest carries text; the text section is always
+//! severed, so a server can strip it for constrained devices.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param};
+use suitcase_manifest::codepoints::{alg, text};
+use suitcase_manifest::{Condition, DigestAlgorithm, Directive};
+
+use crate::error::{AuthorError, Result};
+use crate::keys::{PrivateKey, PublicKey};
+use crate::profile::Tier;
+
+/// One image to release.
+#[derive(Clone, Debug)]
+pub struct ImageInput {
+    /// A name for reports (usually the file name).
+    pub name: String,
+    /// The image.
+    pub bytes: Vec<u8>,
+    /// The component identifier's segments.
+    pub component: Vec<Vec<u8>>,
+    /// Where devices fetch the payload; `None` with `integrated` puts it in the envelope.
+    pub uri: Option<String>,
+    /// Carry the payload inside the envelope (`uri` becomes `#<name>`).
+    pub integrated: bool,
+    /// Add an invoke section for this component.
+    pub invoke: bool,
+}
+
+/// Everything a release is built from.
+#[derive(Clone, Debug)]
+pub struct ReleaseRequest {
+    /// The sequence number (anti-rollback counter).
+    pub sequence: u64,
+    /// The security tier.
+    pub tier: Tier,
+    /// The vendor identifier.
+    pub vendor: [u8; 16],
+    /// The class identifier.
+    pub class: [u8; 16],
+    /// A device identifier, to target one device.
+    pub device: Option<[u8; 16]>,
+    /// The images.
+    pub images: Vec<ImageInput>,
+    /// Signing key files.
+    pub sign: Vec<PathBuf>,
+    /// Recipient key files (public keys, or shared KEKs).
+    pub encrypt_for: Vec<PathBuf>,
+    /// Content encryption algorithm; the tier's default if `None`.
+    pub content: Option<i64>,
+    /// suit-reference-uri.
+    pub reference_uri: Option<String>,
+    /// A description for the text section.
+    pub description: Option<String>,
+}
+
+/// A payload to serve.
+#[derive(Clone, Debug)]
+pub struct BuiltPayload {
+    /// The image name.
+    pub name: String,
+    /// Where devices will fetch it (`None` for integrated payloads).
+    pub uri: Option<String>,
+    /// The bytes to serve: the ciphertext when encrypted.
+    pub bytes: Vec<u8>,
+    /// Whether `bytes` is ciphertext.
+    pub encrypted: bool,
+    /// SHA-256 (or the tier's digest) of the plaintext image.
+    pub image_digest: Vec<u8>,
+    /// The plaintext image size.
+    pub image_size: u64,
+}
+
+/// A built release.
+#[derive(Clone, Debug)]
+pub struct BuiltRelease {
+    /// The signed envelope.
+    pub envelope: Vec<u8>,
+    /// The manifest digest.
+    pub manifest_digest: Vec<u8>,
+    /// The digest algorithm.
+    pub digest_algorithm: DigestAlgorithm,
+    /// Payloads to serve, one per image.
+    pub payloads: Vec<BuiltPayload>,
+    /// `(key kind, COSE alg, kid)` of each signature.
+    pub signatures: Vec<(String, i64, Vec<u8>)>,
+    /// The number of encryption recipients.
+    pub recipients: usize,
+    /// The manifest's component identifiers.
+    pub components: Vec<Vec<Vec<u8>>>,
+}
+
+/// Progress reports while building: `(what, bytes done, bytes total)`.
+pub type Progress<'p> = &'p mut dyn FnMut(&str, u64, u64);
+
+/// Builds and signs a release.
+///
+/// # Errors
+/// Any key, profile or signing error, described so the user can fix the input.
+pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltRelease> {
+    if req.images.is_empty() {
+        return Err(AuthorError::Release(
+            "a release needs at least one image".into(),
+        ));
+    }
+    let profile = req.tier.profile();
+    let signers: Vec<PrivateKey> = req
+        .sign
+        .iter()
+        .map(|p| crate::keys::load_private(p))
+        .collect::<Result<_>>()?;
+    let signer_publics: Vec<PublicKey> = signers
+        .iter()
+        .map(crate::keys::public_of)
+        .collect::<Result<_>>()?;
+    let recipients: Vec<PublicKey> = req
+        .encrypt_for
+        .iter()
+        .map(|p| crate::keys::load_public(p))
+        .collect::<Result<_>>()?;
+    let content = if recipients.is_empty() {
+        None
+    } else {
+        req.content.or(profile.default_content)
+    };
+    profile.check(&signer_publics, &recipients, content)?;
+    let digest = profile.digest;
+
+    let mut components: Vec<Vec<Vec<u8>>> =
+        req.images.iter().map(|i| i.component.clone()).collect();
+    for (i, c) in components.iter().enumerate() {
+        if components.iter().skip(i + 1).any(|o| o == c) {
+            return Err(AuthorError::Release(format!(
+                "two images use component {}",
+                show_component(c)
+            )));
+        }
+    }
+    let staging_base = components.len() as u64;
+    let encrypted = content.is_some();
+    if encrypted {
+        for image in &req.images {
+            let mut s = image.component.clone();
+            s.push(b"staging".to_vec());
+            components.push(s);
+        }
+    }
+
+    let mut shared = vec![
+        Cmd::SetComponentIndex(Index::All),
+        Cmd::OverrideParameters(vec![
+            Param::VendorIdentifier(req.vendor.to_vec()),
+            Param::ClassIdentifier(req.class.to_vec()),
+        ]),
+        Cmd::Condition(Condition::VendorIdentifier, 15),
+        Cmd::Condition(Condition::ClassIdentifier, 15),
+    ];
+    if let Some(device) = req.device {
+        shared.push(Cmd::OverrideParameters(vec![Param::DeviceIdentifier(
+            device.to_vec(),
+        )]));
+        shared.push(Cmd::Condition(Condition::DeviceIdentifier, 15));
+    }
+    let (mut install, mut validate, mut invoke) = (Vec::new(), Vec::new(), Vec::new());
+    let mut payloads = Vec::new();
+    let mut integrated = Vec::new();
+    for (i, image) in req.images.iter().enumerate() {
+        let index = i as u64;
+        let image_digest = hash_with_progress(digest, &image.bytes, &image.name, progress);
+        let size = image.bytes.len() as u64;
+        shared.push(Cmd::SetComponentIndex(Index::One(index)));
+        shared.push(Cmd::OverrideParameters(vec![
+            Param::ImageDigest(digest, image_digest.clone()),
+            Param::ImageSize(size),
+        ]));
+        let uri = match (&image.uri, image.integrated) {
+            (Some(u), false) => u.clone(),
+            (None, true) => format!("#{}", image.name),
+            (Some(_), true) => {
+                return Err(AuthorError::Release(format!(
+                    "image {}: give a URI or integrated, not both",
+                    image.name
+                )));
+            }
+            (None, false) => {
+                return Err(AuthorError::Release(format!(
+                    "image {}: needs a URI (--uri) or --integrated",
+                    image.name
+                )));
+            }
+        };
+        let (served, enc_info) = match content {
+            Some(c) => {
+                progress(&format!("encrypting {}", image.name), 0, size);
+                let e = crate::encrypt::encrypt(&image.bytes, c, profile.ecdh_alg, &recipients)?;
+                progress(&format!("encrypting {}", image.name), size, size);
+                (e.ciphertext, Some(e.info))
+            }
+            None => (image.bytes.clone(), None),
+        };
+        match &enc_info {
+            None => install.extend([
+                Cmd::SetComponentIndex(Index::One(index)),
+                Cmd::OverrideParameters(vec![Param::Uri(uri.clone())]),
+                Cmd::Directive(Directive::Fetch, 2),
+                Cmd::Condition(Condition::ImageMatch, 15),
+            ]),
+            Some(info) => {
+                let staging = staging_base + index;
+                shared.push(Cmd::SetComponentIndex(Index::One(staging)));
+                shared.push(Cmd::OverrideParameters(vec![Param::ImageSize(
+                    served.len() as u64,
+                )]));
+                install.extend([
+                    Cmd::SetComponentIndex(Index::One(staging)),
+                    Cmd::OverrideParameters(vec![Param::Uri(uri.clone())]),
+                    Cmd::Directive(Directive::Fetch, 2),
+                    Cmd::SetComponentIndex(Index::One(index)),
+                    Cmd::OverrideParameters(vec![
+                        Param::EncryptionInfo(info.clone()),
+                        Param::SourceComponent(staging),
+                    ]),
+                    Cmd::Directive(Directive::Copy, 2),
+                    Cmd::Condition(Condition::ImageMatch, 15),
+                ]);
+            }
+        }
+        validate.extend([
+            Cmd::SetComponentIndex(Index::One(index)),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ]);
+        if image.invoke {
+            invoke.extend([
+                Cmd::SetComponentIndex(Index::One(index)),
+                Cmd::Directive(Directive::Invoke, 2),
+            ]);
+        }
+        if image.integrated {
+            integrated.push((uri.clone(), served.clone()));
+        }
+        payloads.push(BuiltPayload {
+            name: image.name.clone(),
+            uri: (!image.integrated).then_some(uri),
+            bytes: served,
+            encrypted: enc_info.is_some(),
+            image_digest,
+            image_size: size,
+        });
+    }
+
+    let mut text_fields = Vec::new();
+    if let Some(d) = &req.description {
+        text_fields.push(("en".to_owned(), None, text::MANIFEST_DESCRIPTION, d.clone()));
+    }
+    for image in &req.images {
+        text_fields.push((
+            "en".to_owned(),
+            Some(image.component.clone()),
+            text::COMPONENT_DESCRIPTION,
+            image.name.clone(),
+        ));
+    }
+    let manifest = ManifestBuilder {
+        sequence_number: req.sequence,
+        reference_uri: req.reference_uri.clone(),
+        components: components.clone(),
+        shared_sequence: Some(shared),
+        install: Some(install),
+        validate: Some(validate),
+        invoke: (!invoke.is_empty()).then_some(invoke),
+        text: text_fields,
+        sever: vec![suitcase_manifest::codepoints::manifest::TEXT],
+        ..ManifestBuilder::default()
+    };
+    let mut envelope = EnvelopeBuilder::new(&manifest, digest);
+    for (name, bytes) in integrated {
+        envelope.integrate(&name, bytes);
+    }
+    let mut signatures = Vec::new();
+    for (key, (path, public)) in signers.iter().zip(req.sign.iter().zip(&signer_publics)) {
+        let block = sign_block(key, path, envelope.digest_bytes())?;
+        signatures.push((public.kind().to_owned(), block.alg, block.kid.clone()));
+        envelope.raw_block(block.bytes);
+    }
+    let bytes = envelope.encode();
+    let manifest_digest = digest
+        .digest(&suitcase_manifest::build::raw::bstr(
+            envelope.manifest_bytes(),
+        ))
+        .as_bytes()
+        .to_vec();
+    Ok(BuiltRelease {
+        envelope: bytes,
+        manifest_digest,
+        digest_algorithm: digest,
+        payloads,
+        signatures,
+        recipients: recipients.len(),
+        components,
+    })
+}
+
+fn hash_with_progress(
+    alg: DigestAlgorithm,
+    bytes: &[u8],
+    name: &str,
+    progress: Progress<'_>,
+) -> Vec<u8> {
+    let mut h = suitcase_manifest::Hasher::new(alg);
+    let total = bytes.len() as u64;
+    let what = format!("hashing {name}");
+    for (i, chunk) in bytes.chunks(1 << 20).enumerate() {
+        h.update(chunk);
+        progress(
+            &what,
+            ((i as u64) << 20)
+                .saturating_add(chunk.len() as u64)
+                .min(total),
+            total,
+        );
+    }
+    progress(&what, total, total);
+    h.finish().as_bytes().to_vec()
+}
+
+/// An encoded authentication block and what made it.
+#[derive(Clone, Debug)]
+pub struct SignedBlock {
+    /// The tagged COSE_Sign1 / COSE_Mac0.
+    pub bytes: Vec<u8>,
+    /// Its COSE algorithm.
+    pub alg: i64,
+    /// The signer's key id.
+    pub kid: Vec<u8>,
+}
+
+/// Signs the encoded SUIT_Digest `payload` with `key`: COSE_Sign1 for signature keys (ESP256,
+/// Ed25519, HSS-LMS, ML-DSA-65), COSE_Mac0 for an HMAC key.
+///
+/// # Errors
+/// [`AuthorError::Key`] for a key that cannot authenticate manifests, or a signing failure.
+pub fn sign_block(key: &PrivateKey, path: &Path, payload: &[u8]) -> Result<SignedBlock> {
+    use suitcase_manifest::build::{mac0_block, sign1_block};
+    let kid = key.kid()?;
+    let (cose_alg, bytes) = match key {
+        PrivateKey::P256(k) => {
+            use p256::ecdsa::signature::Signer;
+            let sk = p256::ecdsa::SigningKey::from(k);
+            (
+                alg::ESP256,
+                sign1_block(alg::ESP256, Some(&kid), payload, |tbs| {
+                    let s: p256::ecdsa::Signature = sk.sign(tbs);
+                    Ok::<_, AuthorError>(s.to_bytes().to_vec())
+                })?,
+            )
+        }
+        PrivateKey::Ed25519(k) => {
+            use ed25519_dalek::Signer;
+            (
+                alg::ED25519,
+                sign1_block(alg::ED25519, Some(&kid), payload, |tbs| {
+                    Ok::<_, AuthorError>(k.sign(tbs).to_bytes().to_vec())
+                })?,
+            )
+        }
+        PrivateKey::Symmetric {
+            alg: alg::HMAC_256,
+            k,
+            ..
+        } => {
+            use hmac::{KeyInit, Mac};
+            (
+                alg::HMAC_256,
+                mac0_block(alg::HMAC_256, Some(&kid), payload, |tbs| {
+                    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(k)
+                        .map_err(|_| AuthorError::Sign("HMAC key".into()))?;
+                    m.update(tbs);
+                    Ok::<_, AuthorError>(m.finalize().into_bytes().to_vec())
+                })?,
+            )
+        }
+        PrivateKey::HssLms(file) => (
+            alg::HSS_LMS,
+            sign1_block(alg::HSS_LMS, Some(&kid), payload, |tbs| {
+                crate::hss::sign_file(file, tbs)
+            })?,
+        ),
+        PrivateKey::MlDsa65(seed) => {
+            use ml_dsa::SignatureEncoding;
+            use ml_dsa::signature::Signer;
+            let sk = ml_dsa::SigningKey::<ml_dsa::MlDsa65>::from_seed(&(**seed).into());
+            (
+                alg::ML_DSA_65,
+                sign1_block(alg::ML_DSA_65, Some(&kid), payload, |tbs| {
+                    Ok::<_, AuthorError>(sk.sign(tbs).to_bytes().to_vec())
+                })?,
+            )
+        }
+        _ => {
+            return Err(AuthorError::Key {
+                path: path.to_path_buf(),
+                what: "this key cannot sign manifests: use an es256, ed25519, hmac256, hss-lms or ml-dsa-65 key".into(),
+            });
+        }
+    };
+    Ok(SignedBlock {
+        bytes,
+        alg: cose_alg,
+        kid,
+    })
+}
+
+/// Adds a signature (a countersignature, e.g. the fleet operator's) to an envelope. The
+/// manifest and its digest do not change, so earlier signatures stay valid.
+///
+/// # Errors
+/// [`AuthorError::Manifest`] if `envelope` is not a valid envelope; signing errors.
+pub fn countersign(envelope: &[u8], key_path: &Path) -> Result<(Vec<u8>, SignedBlock)> {
+    let env = suitcase_manifest::Envelope::decode(envelope)?;
+    let auth = env.authentication()?;
+    // A signing application "MUST verify the suit-manifest element against the SUIT_Digest
+    // prior to signing" (manifest §8.3).
+    if !auth
+        .digest
+        .matches_value(&env.manifest_digest(auth.digest.algorithm))
+    {
+        return Err(AuthorError::Release(
+            "the envelope's manifest does not match its digest; refusing to sign it".into(),
+        ));
+    }
+    let key = crate::keys::load_private(key_path)?;
+    let block = sign_block(&key, key_path, auth.digest_bytes)?;
+    let out =
+        suitcase_manifest::build::add_auth_blocks(envelope, std::slice::from_ref(&block.bytes))?;
+    Ok((out, block))
+}
+
+/// A component identifier for people: `["00"]`-style hex segments.
+pub fn show_component(c: &[Vec<u8>]) -> String {
+    let segs: Vec<String> = c
+        .iter()
+        .map(|s| format!("\"{}\"", hex::encode(s)))
+        .collect();
+    format!("[{}]", segs.join(", "))
+}
+
+/// Parses a component identifier from hex segments separated by `/` or `,` (`00`, `00/01`).
+///
+/// # Errors
+/// [`AuthorError::Release`] for bad hex.
+pub fn parse_component(text: &str) -> Result<Vec<Vec<u8>>> {
+    text.split(['/', ','])
+        .map(|s| {
+            hex::decode(s.trim()).map_err(|_| {
+                AuthorError::Release(format!(
+                    "component segment {s:?} is not hex (e.g. --component 00)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// RELEASE.toml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseFile {
+    /// The sequence number, or `"timestamp"` for the current UTC time in seconds.
+    pub sequence: SequenceSpec,
+    /// basic | upgraded | enhanced | quantum.
+    pub profile: String,
+    /// Vendor: a domain name (turned into a UUIDv5) or a UUID.
+    pub vendor: String,
+    /// Class: a name (UUIDv5 under the vendor) or a UUID.
+    pub class: String,
+    /// Optional device identifier (UUID) to target one device.
+    pub device: Option<String>,
+    /// Signing key files.
+    #[serde(default)]
+    pub sign: Vec<PathBuf>,
+    /// Recipient key files.
+    #[serde(default)]
+    pub encrypt_for: Vec<PathBuf>,
+    /// Content algorithm: a128gcm | a256gcm | a128ctr | a256ctr.
+    pub content: Option<String>,
+    /// suit-reference-uri.
+    pub reference_uri: Option<String>,
+    /// A description for the text section.
+    pub description: Option<String>,
+    /// The images.
+    #[serde(rename = "image")]
+    pub images: Vec<ImageFile>,
+}
+
+/// A sequence number or `"timestamp"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SequenceSpec {
+    /// An explicit number.
+    Number(u64),
+    /// `"timestamp"`.
+    Word(String),
+}
+
+/// One `[[image]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFile {
+    /// The image file.
+    pub file: PathBuf,
+    /// Component id as hex segments: `"00"` or `["00"]` or `["6170", "01"]`.
+    pub component: ComponentSpec,
+    /// Fetch URI.
+    pub uri: Option<String>,
+    /// Carry the payload in the envelope.
+    #[serde(default)]
+    pub integrated: bool,
+    /// Add an invoke section.
+    #[serde(default)]
+    pub invoke: bool,
+    /// Where to write the payload to serve (default: next to the envelope).
+    pub payload_out: Option<PathBuf>,
+}
+
+/// A component id in TOML.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ComponentSpec {
+    /// `"00"` or `"00/01"`.
+    One(String),
+    /// `["00", "01"]`.
+    Segments(Vec<String>),
+}
+
+impl ReleaseFile {
+    /// Reads and resolves a RELEASE.toml (paths relative to the file).
+    ///
+    /// # Errors
+    /// [`AuthorError::Read`] or [`AuthorError::Release`] naming the problem.
+    pub fn load(path: &Path) -> Result<(ReleaseRequest, Vec<Option<PathBuf>>)> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuthorError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: Self = toml::from_str(&text)
+            .map_err(|e| AuthorError::Release(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let tier = Tier::from_name(&file.profile).ok_or_else(|| {
+            AuthorError::Release(format!(
+                "profile {:?}: use basic, upgraded, enhanced or quantum",
+                file.profile
+            ))
+        })?;
+        let sequence = match file.sequence {
+            SequenceSpec::Number(n) => n,
+            SequenceSpec::Word(w) if w == "timestamp" => now(),
+            SequenceSpec::Word(w) => {
+                return Err(AuthorError::Release(format!(
+                    "sequence {w:?}: a number or \"timestamp\""
+                )));
+            }
+        };
+        let vendor = crate::uuid::vendor(&file.vendor);
+        let class = crate::uuid::class(&vendor, &file.class);
+        let device = file
+            .device
+            .as_deref()
+            .map(|d| {
+                crate::uuid::parse(d)
+                    .ok_or_else(|| AuthorError::Release(format!("device {d:?} is not a UUID")))
+            })
+            .transpose()?;
+        let mut images = Vec::new();
+        let mut outs = Vec::new();
+        for img in &file.images {
+            let p = rel(&img.file);
+            let bytes = std::fs::read(&p).map_err(|source| AuthorError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            let component = match &img.component {
+                ComponentSpec::One(s) => parse_component(s)?,
+                ComponentSpec::Segments(v) => v
+                    .iter()
+                    .map(|s| {
+                        hex::decode(s).map_err(|_| {
+                            AuthorError::Release(format!("component segment {s:?} is not hex"))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            let name = p
+                .file_name()
+                .map_or_else(|| "image".to_owned(), |n| n.to_string_lossy().into_owned());
+            images.push(ImageInput {
+                name,
+                bytes,
+                component,
+                uri: img.uri.clone(),
+                integrated: img.integrated,
+                invoke: img.invoke,
+            });
+            outs.push(img.payload_out.as_deref().map(rel));
+        }
+        let request = ReleaseRequest {
+            sequence,
+            tier,
+            vendor,
+            class,
+            device,
+            images,
+            sign: file.sign.iter().map(|p| rel(p)).collect(),
+            encrypt_for: file.encrypt_for.iter().map(|p| rel(p)).collect(),
+            content: file.content.as_deref().map(content_alg).transpose()?,
+            reference_uri: file.reference_uri,
+            description: file.description,
+        };
+        Ok((request, outs))
+    }
+}
+
+/// Seconds since 1970 (sequence numbers as timestamps, manifest §8.4.3).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Parses a content algorithm name.
+///
+/// # Errors
+/// [`AuthorError::Release`] listing the names.
+pub fn content_alg(name: &str) -> Result<i64> {
+    match name {
+        "a128gcm" => Ok(alg::A128GCM),
+        "a256gcm" => Ok(alg::A256GCM),
+        "a128ctr" => Ok(alg::A128CTR),
+        "a256ctr" => Ok(alg::A256CTR),
+        _ => Err(AuthorError::Release(format!(
+            "content algorithm {name:?}: use a128gcm, a256gcm, a128ctr or a256ctr"
+        ))),
+    }
+}
