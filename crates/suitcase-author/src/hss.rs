@@ -166,7 +166,7 @@ impl HssKeyFile {
     pub fn load(path: &Path) -> Result<Self> {
         let raw = std::fs::read(path).map_err(|source| AuthorError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         Self::decode(path, &raw)
     }
@@ -232,7 +232,7 @@ impl StateStore for FileStore {
 pub fn sign_with(store: &mut dyn StateStore, path: &Path, message: &[u8]) -> Result<Vec<u8>> {
     let raw = store.load().map_err(|source| AuthorError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let key = HssKeyFile::decode(path, &raw)?;
     if key.signatures_left()? == 0 {
@@ -305,7 +305,7 @@ pub fn sign_file(path: &Path, message: &[u8]) -> Result<Vec<u8>> {
         .open(&lock_path)
         .map_err(|source| AuthorError::Write {
             path: lock_path.clone(),
-            source,
+            error: source,
         })?;
     match lock.try_lock() {
         Ok(()) => {}
@@ -317,7 +317,7 @@ pub fn sign_file(path: &Path, message: &[u8]) -> Result<Vec<u8>> {
         Err(std::fs::TryLockError::Error(source)) => {
             return Err(AuthorError::Write {
                 path: lock_path,
-                source,
+                error: source,
             });
         }
     }

@@ -315,7 +315,7 @@ fn key_err(path: &Path, what: impl Into<String>) -> AuthorError {
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| AuthorError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })
 }
 
@@ -733,7 +733,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     use std::io::Write;
     let err = |source| AuthorError::Write {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let dir = path
         .parent()

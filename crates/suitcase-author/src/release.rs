@@ -558,7 +558,7 @@ impl ReleaseFile {
     pub fn load(path: &Path) -> Result<(ReleaseRequest, Vec<Option<PathBuf>>)> {
         let text = std::fs::read_to_string(path).map_err(|source| AuthorError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         let file: Self = toml::from_str(&text)
             .map_err(|e| AuthorError::Release(format!("{}: {e}", path.display())))?;
@@ -601,7 +601,7 @@ impl ReleaseFile {
             let p = rel(&img.file);
             let bytes = std::fs::read(&p).map_err(|source| AuthorError::Read {
                 path: p.clone(),
-                source,
+                error: source,
             })?;
             let component = match &img.component {
                 ComponentSpec::One(s) => parse_component(s)?,

@@ -15,9 +15,11 @@ use clap::{Parser, Subcommand};
 mod describe;
 mod diag;
 mod input;
+mod key;
 mod keys;
 mod manifest;
 mod profile;
+mod release;
 
 /// suitcase: secure over-the-air updates for IoT fleets, built on IETF SUIT manifests.
 ///
@@ -36,6 +38,12 @@ enum Command {
     /// Inspect SUIT envelopes and check them against keys and a simulated device.
     #[command(subcommand)]
     Manifest(manifest::Command),
+    /// Generate keys for signing and for encryption recipients.
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Build, sign and countersign releases.
+    #[command(subcommand)]
+    Release(release::Command),
 }
 
 /// Parses the command line and runs the command.
@@ -43,6 +51,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Manifest(c) => manifest::run(c),
+        Command::Key(c) => key::run(c),
+        Command::Release(c) => release::run(c),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,54 @@ pub(crate) struct Profile {
     battery_mwh: Option<u64>,
     /// The application's answer to update-authorized.
     authorized: Option<bool>,
+    /// The device's signer policy.
+    #[serde(default)]
+    pub(crate) policy: PolicyProfile,
+}
+
+/// `"policy": {"threshold": 2, "hybrid": true, "rules": [{"components": [["00"]], "threshold": 2}]}`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyProfile {
+    /// Distinct trusted signers required for every manifest.
+    pub(crate) threshold: Option<usize>,
+    /// Require a classical and a post-quantum signature.
+    #[serde(default)]
+    pub(crate) hybrid: bool,
+    /// Extra thresholds for components (by identifier prefix).
+    #[serde(default)]
+    pub(crate) rules: Vec<RuleProfile>,
+}
+
+/// One per-component rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleProfile {
+    /// The component identifier prefix, as hex segments.
+    pub(crate) components: Vec<String>,
+    /// Distinct signers required for those components.
+    pub(crate) threshold: usize,
+}
+
+impl PolicyProfile {
+    /// The encoded component-id prefix of each rule.
+    pub(crate) fn rule_components(&self) -> Result<Vec<Vec<u8>>> {
+        self.rules
+            .iter()
+            .map(|r| {
+                let segments = r
+                    .components
+                    .iter()
+                    .map(|s| {
+                        hex::decode(s).with_context(|| {
+                            format!("policy rule component segment {s:?} is not hex")
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(suitcase_manifest::build::encode_component_id(&segments))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::num::NonZeroUsize;
+
+use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
 use suitcase_manifest::memory::{Effect, MemoryDevice};
 use suitcase_manifest::{
@@ -25,6 +27,12 @@ pub(crate) struct Args {
     /// checked.
     #[arg(long, value_name = "PROFILE.json")]
     device: Option<PathBuf>,
+    /// Require this many distinct trusted signers (e.g. 2: the author AND the fleet operator).
+    #[arg(long, value_name = "N")]
+    threshold: Option<usize>,
+    /// Require at least one classical and one post-quantum signature (Quantum tier).
+    #[arg(long)]
+    hybrid: bool,
     /// Print one JSON object: {"verdict", "reason", "detail", "sequence_number", "components", ...}.
     #[arg(long)]
     json: bool,
@@ -47,8 +55,33 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
         .map(crate::keys::LoadedAnchor::as_anchor)
         .collect();
 
+    let profile_policy = device
+        .as_ref()
+        .map(|(p, _)| p.policy.clone())
+        .unwrap_or_default();
+    let rule_ids = profile_policy.rule_components()?;
+    let rules = rule_ids
+        .iter()
+        .zip(&profile_policy.rules)
+        .map(|(id, rule)| {
+            Ok(suitcase_manifest::Rule {
+                components: suitcase_manifest::ComponentId::decode(id)?,
+                threshold: NonZeroUsize::new(rule.threshold)
+                    .ok_or_else(|| anyhow!("a policy rule threshold must be at least 1"))?,
+                signers: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let threshold = args.threshold.or(profile_policy.threshold).unwrap_or(1);
+    let policy = TrustPolicy {
+        threshold: NonZeroUsize::new(threshold)
+            .ok_or_else(|| anyhow!("--threshold must be at least 1"))?,
+        rules: &rules,
+        hybrid: args.hybrid || profile_policy.hybrid,
+    };
+
     let mut report = Report::default();
-    let outcome = check(&bytes, &trust, device, &mut report);
+    let outcome = check(&bytes, &trust, &policy, device, &mut report);
     let (verdict, reason, detail) = match &outcome {
         Ok(()) => ("accept", None, report.summary.clone()),
         Err(e) => ("reject", Some(e.reason()), e.to_string()),
@@ -127,11 +160,12 @@ struct Report {
 fn check(
     bytes: &[u8],
     trust: &[suitcase_manifest::TrustAnchor<'_>],
+    policy: &TrustPolicy<'_>,
     device: Option<(crate::profile::Profile, MemoryDevice)>,
     report: &mut Report,
 ) -> Result<(), Error> {
     let envelope = Envelope::decode(bytes)?;
-    let verified = envelope.verify(trust, &TrustPolicy::default())?;
+    let verified = envelope.verify(trust, policy)?;
     report.sequence_number = Some(verified.sequence_number());
     report.signers = verified.signers().iter().collect();
     let Some((profile, mut dev)) = device else {

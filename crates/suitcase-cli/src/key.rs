@@ -1,0 +1,141 @@
+//! `suitcase key`: generate keys and derive public keys.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use clap::Subcommand;
+use serde_json::json;
+use suitcase_author::keys::{self, KeyAlg};
+
+/// The `key` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Generate a key pair (or a symmetric key) and write the private key file.
+    ///
+    /// Signing: es256, ed25519, hmac256 (symmetric), hss-lms (stateful: back the file up
+    /// before every release, never copy it to two signers), ml-dsa-65. Receiving content
+    /// keys: a128kw, a256kw (symmetric, per device or group), p256-ecdh, x25519, ml-kem-768.
+    /// P-256 and Ed25519 keys are PKCS#8 PEM; the others are COSE_Key (binary CBOR).
+    Generate(GenerateArgs),
+    /// Write the public key of a private key file (the shared secret itself for symmetric
+    /// keys, since the device needs it). P-256 and Ed25519 as SPKI PEM, others as COSE_Key.
+    Public(PublicArgs),
+}
+
+/// Arguments of `key generate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GenerateArgs {
+    /// The algorithm.
+    #[arg(long, value_parser = alg_names())]
+    alg: String,
+    /// Where to write the private key (created with mode 0600).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also write the public key here.
+    #[arg(long)]
+    public: Option<PathBuf>,
+    /// HSS-LMS tree levels: `h<height>w<winternitz>` per level. The default, h10w4,h10w4,
+    /// allows 1,048,576 signatures.
+    #[arg(long, default_value = "h10w4,h10w4")]
+    hss_params: String,
+    /// Overwrite an existing key file.
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON object: {"alg", "private", "public", "kid"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `key public`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PublicArgs {
+    /// The private key file.
+    private: PathBuf,
+    /// Where to write the public key.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Print a JSON object: {"kind", "public", "kid"}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn alg_names() -> Vec<&'static str> {
+    KeyAlg::ALL.iter().map(|a| a.name()).collect()
+}
+
+pub(crate) fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Generate(args) => generate(&args),
+        Command::Public(args) => public(&args),
+    }
+}
+
+fn generate(args: &GenerateArgs) -> Result<ExitCode> {
+    let alg =
+        KeyAlg::from_name(&args.alg).ok_or_else(|| anyhow!("unknown algorithm {}", args.alg))?;
+    if args.output.exists() && !args.force {
+        return Err(anyhow!(
+            "{} exists; refusing to overwrite a key (use --force if you mean it)",
+            args.output.display()
+        ));
+    }
+    let generated = keys::generate(alg, &args.hss_params)?;
+    keys::write_atomic(&args.output, &generated.private, true)?;
+    if let Some(public) = &args.public {
+        let (bytes, _) = keys::load_public(&args.output)?.encode()?;
+        keys::write_atomic(public, &bytes, false)?;
+    }
+    if args.json {
+        let out = json!({
+            "alg": alg.name(),
+            "private": args.output,
+            "public": args.public,
+            "kid": hex::encode(&generated.kid),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "wrote {} key {} (kid {})",
+            alg.name(),
+            args.output.display(),
+            hex::encode(&generated.kid)
+        );
+        if let Some(p) = &args.public {
+            println!("wrote its public key {}", p.display());
+        }
+        if alg == KeyAlg::HssLms {
+            println!(
+                "note: HSS-LMS keys are stateful; each signature updates the file. Never restore an old copy or sign from two places."
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn public(args: &PublicArgs) -> Result<ExitCode> {
+    let key = keys::load_public(&args.private)?;
+    let (bytes, pem) = key.encode()?;
+    keys::write_atomic(
+        &args.output,
+        &bytes,
+        !key.is_authenticator() || matches!(key, keys::PublicKey::Symmetric { .. }),
+    )?;
+    if args.json {
+        let out = json!({"kind": key.kind(), "public": args.output, "kid": hex::encode(key.kid()), "pem": pem});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "wrote {} public key {} (kid {})",
+            key.kind(),
+            args.output.display(),
+            hex::encode(key.kid())
+        );
+        if matches!(key, keys::PublicKey::Symmetric { .. }) {
+            println!(
+                "note: a symmetric key has no public half; this file is the secret itself. Provision it to devices over a protected channel."
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
