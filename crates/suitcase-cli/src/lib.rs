@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod describe;
 mod diag;
 mod input;
@@ -44,6 +45,9 @@ enum Command {
     /// Build, sign and countersign releases.
     #[command(subcommand)]
     Release(release::Command),
+    /// Measure: the figures in docs/benchmarks.md come from here.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 /// Parses the command line and runs the command.
@@ -53,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Manifest(c) => manifest::run(c),
         Command::Key(c) => key::run(c),
         Command::Release(c) => release::run(c),
+        Command::Bench(c) => bench::run(c),
     };
     match result {
         Ok(code) => code,
