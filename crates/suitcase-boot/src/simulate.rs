@@ -3,7 +3,9 @@
 //!
 //! [`power_cut_proof`] first runs the scenario without a cut and counts its program and erase
 //! operations, `T`. Then, for every `n` in `0..T`, it starts again from the factory state and
-//! tears operation `n` ([`suitcase_flash_sim::Tear`], shaped by the seed). After each cut it
+//! tears operation `n`: a random partial program or erase shaped by the seed, and (with
+//! [`SimConfig::edge_tears`]) once more with nothing applied and once with everything applied
+//! but the power gone before completion ([`suitcase_flash_sim::Tear`]). After each cut it
 //! resets the device: the bootloader runs, possibly cut again ([`SimConfig::repeat_cuts`]),
 //! possibly several times, and then the simulated application carries on from whatever the
 //! device booted, exactly as a field device would: it re-stages an update that did not stick,
@@ -37,7 +39,7 @@ use std::vec::Vec;
 
 use embedded_storage::nor_flash::ReadNorFlash;
 use sha2::{Digest, Sha256};
-use suitcase_flash_sim::{Partition, SectorMap, SharedFlash, SimFlash, Stats};
+use suitcase_flash_sim::{Partition, SectorMap, SharedFlash, SimFlash, Stats, Tear};
 
 use crate::{
     BootDecision, BootError, BootLoader, BootStatus, BootTarget, Config, ConfigError, Failure,
@@ -53,7 +55,8 @@ pub const SIM_ERASE_SIZE: usize = 64;
 pub const SIM_HEADER_LEN: u32 = 64;
 
 const SIM_MAGIC: [u8; 4] = *b"SIMG";
-/// Boots a run may take before the update counts as impossible to finish.
+/// Boots a run may take before the update counts as impossible to finish, beyond four per
+/// allowed trial boot.
 const BOOT_LIMIT: u32 = 60;
 
 /// A partition of the simulated part.
@@ -129,6 +132,10 @@ pub struct SimConfig {
     /// Further power cuts per run after the first, each at a pseudo-random distance into the
     /// recovery that follows the previous one.
     pub repeat_cuts: u32,
+    /// Besides the seeded random tear, also run every cut point with the two edge cases:
+    /// the operation changed nothing ([`Tear::Nothing`]), and it completed but the power went
+    /// before it reported so ([`Tear::Complete`]). Triples the runs.
+    pub edge_tears: bool,
     /// Seed for the shape of torn operations and the distance of repeated cuts.
     pub seed: u64,
 }
@@ -145,6 +152,7 @@ impl SimConfig {
             max_trial_boots: 2,
             write_chunk: 128,
             repeat_cuts: 1,
+            edge_tears: true,
             seed: 1,
         }
     }
@@ -161,6 +169,7 @@ impl Default for SimConfig {
             max_trial_boots: 2,
             write_chunk: 256,
             repeat_cuts: 1,
+            edge_tears: true,
             seed: 1,
         }
     }
@@ -274,11 +283,53 @@ pub fn power_cut_proof(config: &SimConfig) -> Result<Report, SimulateError> {
 }
 
 fn prove<const N: usize>(config: &SimConfig) -> Result<Report, SimulateError> {
+    let (versions, mut report) = measured::<N>(config)?;
+    let tears: &[Tear] = if config.edge_tears {
+        &[Tear::Random, Tear::Nothing, Tear::Complete]
+    } else {
+        &[Tear::Random]
+    };
+    for n in 0..report.cut_points {
+        for &tear in tears {
+            let seed = config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut run = Run::new(config, &versions, seed, Some(n))?;
+            let _ = run.device.flash().with(|f| f.set_tear(tear));
+            let outcome = run.execute();
+            report.cuts = report.cuts.saturating_add(run.cuts);
+            if let Err(problem) = outcome {
+                match problem.kind {
+                    ProblemKind::Bricked => report.bricked += 1,
+                    ProblemKind::Mixed => report.mixed += 1,
+                    ProblemKind::Inconsistent => report.inconsistent += 1,
+                }
+                report.first_problem.get_or_insert_with(|| {
+                    format!("cut at operation {n} ({tear:?} tear): {}", problem.message)
+                });
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Run the scenario once without cutting the power: what an update costs, and how many cut
+/// points the proof will have. The returned report has no cuts and no findings.
+///
+/// # Errors
+///
+/// [`SimulateError`] if the configuration is unusable or the scenario fails.
+pub fn measure(config: &SimConfig) -> Result<Report, SimulateError> {
+    match config.layout {
+        Layout::Ab | Layout::Swap => measured::<1>(config).map(|(_, r)| r),
+        Layout::Multi => measured::<2>(config).map(|(_, r)| r),
+    }
+}
+
+fn measured<const N: usize>(config: &SimConfig) -> Result<(Versions<N>, Report), SimulateError> {
     check(config)?;
     let versions = Versions::<N>::new(config.image_size);
     let golden = Run::new(config, &versions, config.seed, None)?.execute();
     let golden = golden.map_err(|p| SimulateError::UncutRunFailed(p.message))?;
-    let mut report = Report {
+    let report = Report {
         layout: config.layout,
         cut_points: golden.mutations,
         cuts: 0,
@@ -291,23 +342,7 @@ fn prove<const N: usize>(config: &SimConfig) -> Result<Report, SimulateError> {
         image_bytes: u64::from(config.image_size).saturating_mul(N as u64),
         first_problem: None,
     };
-    for n in 0..golden.mutations {
-        let seed = config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut run = Run::new(config, &versions, seed, Some(n))?;
-        let outcome = run.execute();
-        report.cuts = report.cuts.saturating_add(run.cuts);
-        if let Err(problem) = outcome {
-            match problem.kind {
-                ProblemKind::Bricked => report.bricked += 1,
-                ProblemKind::Mixed => report.mixed += 1,
-                ProblemKind::Inconsistent => report.inconsistent += 1,
-            }
-            report
-                .first_problem
-                .get_or_insert_with(|| format!("cut at operation {n}: {}", problem.message));
-        }
-    }
-    Ok(report)
+    Ok((versions, report))
 }
 
 fn check(config: &SimConfig) -> Result<(), SimulateError> {
@@ -768,8 +803,9 @@ impl<'v, const N: usize> Run<'v, N> {
         let mut good_confirmed = false;
         let mut bad_staged = false;
         let mut counters = [SecurityVersion(0); N];
-        let mut marks: [Option<Stats>; 4] = [None; 4];
-        for boots in 0..BOOT_LIMIT {
+        let mut snapshots: [Option<Stats>; 4] = [None; 4];
+        let limit = BOOT_LIMIT + 4 * u32::from(self.config.max_trial_boots);
+        for boots in 0..limit {
             if boots > 0 {
                 self.reset();
             }
@@ -800,7 +836,7 @@ impl<'v, const N: usize> Run<'v, N> {
                             "v1 booted after v2 was confirmed".into(),
                         ));
                     }
-                    marks[0].get_or_insert(self.device.stats());
+                    snapshots[0].get_or_insert(self.device.stats());
                     let _ = self.device.stage(self.versions.set(V2), chunk);
                 }
                 (Goal::InstallGood, V2, true) => {
@@ -812,14 +848,14 @@ impl<'v, const N: usize> Run<'v, N> {
                     if goal == Goal::InstallGood {
                         goal = Goal::RejectBad;
                         good_confirmed = true;
-                        marks[1] = Some(self.device.stats());
+                        snapshots[1] = Some(self.device.stats());
                     }
                     if bad_staged && status.last_failure == Some(Failure::NotConfirmed) {
-                        marks[3] = Some(self.device.stats());
+                        snapshots[3] = Some(self.device.stats());
                         let _ = self.device.flash().with(|f| f.cancel_power_cut());
-                        return Ok(self.finish(&marks));
+                        return Ok(self.finish(&snapshots));
                     }
-                    marks[2].get_or_insert(self.device.stats());
+                    snapshots[2].get_or_insert(self.device.stats());
                     if self.device.stage(self.versions.set(V3), chunk).is_ok() {
                         bad_staged = true;
                     }
@@ -835,18 +871,16 @@ impl<'v, const N: usize> Run<'v, N> {
                     ));
                 }
             }
-            if self.device.is_powered() {
-                // The application did what it had to; the next reset is an ordinary one.
-                continue;
-            }
         }
         Err(problem(
             Bricked,
-            format!("update not finished within {BOOT_LIMIT} boots"),
+            format!("update not finished within {limit} boots"),
         ))
     }
 
-    fn finish(&self, marks: &[Option<Stats>; 4]) -> Finished {
+    /// `snapshots`: counters before the good update, once it is confirmed, before the bad
+    /// update, and once it is reverted.
+    fn finish(&self, snapshots: &[Option<Stats>; 4]) -> Finished {
         let delta = |from: Option<Stats>, to: Option<Stats>| match (from, to) {
             (Some(a), Some(b)) => Stats {
                 bytes_written: b.bytes_written.saturating_sub(a.bytes_written),
@@ -857,8 +891,8 @@ impl<'v, const N: usize> Run<'v, N> {
         };
         Finished {
             mutations: self.device.stats().mutations(),
-            update: delta(marks[0], marks[1]),
-            failed_update: delta(marks[2], marks[3]),
+            update: delta(snapshots[0], snapshots[1]),
+            failed_update: delta(snapshots[2], snapshots[3]),
         }
     }
 

@@ -9,7 +9,7 @@
     reason = "test code"
 )]
 
-use suitcase_boot::simulate::{Layout, SimConfig, power_cut_proof};
+use suitcase_boot::simulate::{Layout, SimConfig, measure, power_cut_proof};
 
 fn prove(config: SimConfig) {
     let report = power_cut_proof(&config).expect("scenario runs");
@@ -31,4 +31,77 @@ fn swap_survives_a_power_cut_at_every_operation() {
 #[test]
 fn multi_image_survives_a_power_cut_at_every_operation() {
     prove(SimConfig::small(Layout::Multi));
+}
+
+#[test]
+fn proof_holds_for_other_seeds_and_sizes() {
+    for (layout, seed, image_size, write_chunk) in [
+        (Layout::Ab, 7, 1024, 64),
+        (Layout::Swap, 7, 257, 256),
+        (Layout::Swap, 99, 1024, 4),
+        (Layout::Multi, 3, 100, 128),
+    ] {
+        prove(SimConfig {
+            seed,
+            image_size,
+            write_chunk,
+            edge_tears: false,
+            ..SimConfig::small(layout)
+        });
+    }
+}
+
+#[test]
+fn a_single_trial_boot_still_proves() {
+    for layout in Layout::ALL {
+        prove(SimConfig {
+            max_trial_boots: 1,
+            ..SimConfig::small(layout)
+        });
+    }
+}
+
+/// The table in docs/boot.md: flash bytes programmed per update, by layout and image size,
+/// on 4 KiB sectors and 128 KiB slots. Print it with
+/// `cargo test -p suitcase-boot --features std --test power_cuts -- --nocapture writes_per_update`.
+#[test]
+fn writes_per_update_by_layout_and_image_size() {
+    println!(
+        "| layout | image bytes | bytes written per update | ratio | sectors erased | bytes written, failed update + revert |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for layout in Layout::ALL {
+        for image_size in [4_000, 16_000, 64_000, 120_000] {
+            let config = SimConfig {
+                layout,
+                sector_size: 4096,
+                slot_size: 128 * 1024,
+                image_size,
+                max_trial_boots: 2,
+                write_chunk: 256,
+                ..SimConfig::default()
+            };
+            let r = measure(&config).unwrap();
+            let ratio = r.writes_per_update as f64 / r.image_bytes as f64;
+            println!(
+                "| {} | {} | {} | {ratio:.2} | {} | {} |",
+                r.layout,
+                r.image_bytes,
+                r.writes_per_update,
+                r.erases_per_update,
+                r.writes_per_failed_update
+            );
+            // The staged image is written once; A/B adds only state records, swap moves each
+            // occupied sector three times (move, in, out).
+            assert!(r.writes_per_update >= r.image_bytes);
+            let sectors =
+                u64::from(image_size.div_ceil(4096)) * (r.image_bytes / u64::from(image_size));
+            match layout {
+                Layout::Ab => assert!(r.writes_per_update < r.image_bytes + 1024),
+                Layout::Swap | Layout::Multi => {
+                    assert!(r.writes_per_update <= r.image_bytes + 3 * sectors * 4096 + 2048)
+                }
+            }
+        }
+    }
 }

@@ -406,12 +406,22 @@ impl<const WRITE_SIZE: usize, const ERASE_SIZE: usize, R: ProgramRule>
             }
         }
         self.stats.writes = self.stats.writes.saturating_add(1);
-        let torn = self.starts_torn();
-        let plan = if torn {
-            self.tear_plan(bytes.len())
-        } else {
-            vec![Some(0xFF); bytes.len()]
-        };
+        if !self.starts_torn() {
+            if let Some(target) = self.mem.get_mut(range) {
+                for (cell, &data) in target.iter_mut().zip(bytes) {
+                    *cell &= data;
+                }
+            }
+            if let Some(flags) = self.programmed.get_mut(words) {
+                flags.fill(true);
+            }
+            self.stats.bytes_written = self
+                .stats
+                .bytes_written
+                .saturating_add(u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+            return Ok(());
+        }
+        let plan = self.tear_plan(bytes.len());
         let before: Vec<u8> = self.mem.get(range.clone()).unwrap_or_default().to_vec();
         let mut touched = 0u64;
         if let Some(target) = self.mem.get_mut(range) {
@@ -440,10 +450,7 @@ impl<const WRITE_SIZE: usize, const ERASE_SIZE: usize, R: ProgramRule>
                 *flag = true;
             }
         }
-        if torn {
-            return Err(self.power_cut());
-        }
-        Ok(())
+        Err(self.power_cut())
     }
 
     fn do_erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
@@ -463,11 +470,32 @@ impl<const WRITE_SIZE: usize, const ERASE_SIZE: usize, R: ProgramRule>
         let range = self.range(from, len)?;
         self.stats.erases = self.stats.erases.saturating_add(1);
         let torn = self.starts_torn();
-        let plan = if torn {
-            self.tear_plan(len)
-        } else {
-            vec![Some(0xFF); len]
-        };
+        let first = self.map.index_of(from).unwrap_or(0);
+        let last = self.map.index_of(to.saturating_sub(1)).unwrap_or(first);
+        if !torn {
+            if let Some(target) = self.mem.get_mut(range.clone()) {
+                target.fill(ERASED);
+            }
+            if let Some(flags) = self
+                .programmed
+                .get_mut(range.start / WRITE_SIZE..range.end / WRITE_SIZE)
+            {
+                flags.fill(false);
+            }
+            if let Some(wear) = self.wear.get_mut(first..=last) {
+                for w in wear {
+                    *w = w.saturating_add(1);
+                }
+            }
+            let sectors = u64::try_from(last - first + 1).unwrap_or(u64::MAX);
+            self.stats.sectors_erased = self.stats.sectors_erased.saturating_add(sectors);
+            self.stats.bytes_erased = self
+                .stats
+                .bytes_erased
+                .saturating_add(u64::try_from(len).unwrap_or(u64::MAX));
+            return Ok(());
+        }
+        let plan = self.tear_plan(len);
         let mut touched = 0u64;
         if let Some(target) = self.mem.get_mut(range.clone()) {
             for (cell, step) in target.iter_mut().zip(&plan) {
@@ -487,8 +515,6 @@ impl<const WRITE_SIZE: usize, const ERASE_SIZE: usize, R: ProgramRule>
                 *flag = false;
             }
         }
-        let first = self.map.index_of(from).unwrap_or(0);
-        let last = self.map.index_of(to.saturating_sub(1)).unwrap_or(first);
         for sector in first..=last {
             let Some(s) = self.map.sectors().get(sector).copied() else {
                 continue;
@@ -505,10 +531,7 @@ impl<const WRITE_SIZE: usize, const ERASE_SIZE: usize, R: ProgramRule>
                 self.stats.sectors_erased = self.stats.sectors_erased.saturating_add(1);
             }
         }
-        if torn {
-            return Err(self.power_cut());
-        }
-        Ok(())
+        Err(self.power_cut())
     }
 
     fn do_read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
@@ -677,7 +700,9 @@ mod tests {
 
     #[test]
     fn multiwrite_ands_and_never_sets_a_bit() {
+        fn is_multiwrite<F: MultiwriteNorFlash>(_: &F) {}
         let mut f = SimFlash::<4, 64, Multiwrite>::uniform(256, 1, 1).unwrap();
+        is_multiwrite(&f);
         f.write(0, &[0x0F, 0xF0, 0xFF, 0xFF]).unwrap();
         f.write(0, &[0xFF, 0x3F, 0x0F, 0xFF]).unwrap();
         assert_eq!(f.peek(0, 4).unwrap(), &[0x0F, 0x30, 0x0F, 0xFF]);
