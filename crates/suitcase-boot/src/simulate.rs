@@ -378,11 +378,10 @@ fn check(config: &SimConfig) -> Result<(), SimulateError> {
 /// | 17..32 | zero |
 /// | 32..64 | SHA-256 of bytes 0..32 followed by the body |
 ///
-/// # Panics
-///
-/// Never for `size` ≥ 64; smaller sizes give a 64-byte image.
+/// Sizes below [`SIM_HEADER_LEN`] + 1 are raised to it: the body is never empty.
 pub fn sim_image(image: ImageIndex, version: u64, size: u32) -> Vec<u8> {
-    let len = usize::try_from(size.max(SIM_HEADER_LEN)).unwrap_or(64);
+    let size = size.max(SIM_HEADER_LEN + 1);
+    let len = usize::try_from(size).unwrap_or(65);
     let mut bytes = vec![0u8; len];
     let mut state = version
         .wrapping_mul(0x2545_F491_4F6C_DD1D)
@@ -397,7 +396,7 @@ pub fn sim_image(image: ImageIndex, version: u64, size: u32) -> Vec<u8> {
     let mut header = [0u8; 32];
     let fields: [(usize, &[u8]); 4] = [
         (0, &SIM_MAGIC),
-        (4, &size.max(SIM_HEADER_LEN).to_le_bytes()),
+        (4, &size.to_le_bytes()),
         (8, &version.to_le_bytes()),
         (16, &[image.0]),
     ];

@@ -351,6 +351,7 @@ impl<const WRITE_SIZE: usize, const ERASE_SIZE: usize, R: ProgramRule>
     fn tear_plan(&mut self, len: usize) -> Vec<Option<u8>> {
         match self.pick_tear() {
             Tear::Nothing => vec![None; len],
+            // `pick_tear` has already resolved `Random` into `Prefix` or `Scatter`.
             Tear::Complete | Tear::Random => vec![Some(0xFF); len],
             Tear::Prefix => {
                 let bound = u64::try_from(len).unwrap_or(u64::MAX).saturating_add(1);
