@@ -146,6 +146,8 @@ pub enum PublicKey {
     X25519([u8; 32]),
     /// ML-KEM-768 encapsulation key.
     MlKem768(Box<ml_kem::EncapsulationKey<ml_kem::MlKem768>>),
+    /// A trust-anchor certificate (DER): trusts signers whose x5chain leads to it.
+    X509Root(Vec<u8>),
 }
 
 /// A generated key pair, as file contents.
@@ -447,6 +449,14 @@ fn private_from_cose(path: &Path, key: &CoseKey<'_>) -> Result<PrivateKey> {
 /// [`AuthorError::Key`] naming what the file should hold.
 pub fn load_public(path: &Path) -> Result<PublicKey> {
     let bytes = read(path)?;
+    if pem_text(&bytes).is_some_and(|t| t.contains("-----BEGIN CERTIFICATE-----")) {
+        let certs = crate::x509::read_certs(path)?;
+        return certs
+            .into_iter()
+            .next()
+            .map(PublicKey::X509Root)
+            .ok_or_else(|| key_err(path, "no certificate"));
+    }
     if let Some(text) = pem_text(&bytes) {
         if let Ok(k) = p256::PublicKey::from_public_key_pem(text) {
             return Ok(PublicKey::P256(k));
@@ -571,6 +581,7 @@ impl PublicKey {
             Self::MlDsa65(k) => kid_of(&k.encode()),
             Self::X25519(x) => kid_of(x),
             Self::MlKem768(ek) => kid_of(&ek.to_bytes()),
+            Self::X509Root(der) => kid_of(der),
         }
     }
 
@@ -590,6 +601,7 @@ impl PublicKey {
             Self::MlDsa65(_) => "ml-dsa-65",
             Self::X25519(_) => "x25519",
             Self::MlKem768(_) => "ml-kem-768",
+            Self::X509Root(_) => "x509-root",
         }
     }
 
@@ -651,6 +663,10 @@ impl PublicKey {
                 ]),
                 false,
             ),
+            Self::X509Root(der) => (
+                crate::x509::to_pem(std::slice::from_ref(der)).into_bytes(),
+                true,
+            ),
         })
     }
 
@@ -658,7 +674,11 @@ impl PublicKey {
     pub fn is_authenticator(&self) -> bool {
         matches!(
             self,
-            Self::P256(_) | Self::Ed25519(_) | Self::HssLms(_) | Self::MlDsa65(_)
+            Self::P256(_)
+                | Self::Ed25519(_)
+                | Self::HssLms(_)
+                | Self::MlDsa65(_)
+                | Self::X509Root(_)
         ) || matches!(
             self,
             Self::Symmetric {
@@ -686,6 +706,7 @@ impl PublicKey {
             } => suitcase_manifest::PublicKey::Hmac256(k),
             Self::HssLms(p) => suitcase_manifest::PublicKey::HssLms(p),
             Self::MlDsa65(k) => suitcase_manifest::PublicKey::MlDsa65(k),
+            Self::X509Root(der) => suitcase_manifest::PublicKey::X509Root(der),
             _ => return None,
         })
     }

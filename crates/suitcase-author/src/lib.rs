@@ -20,6 +20,7 @@ pub mod profile;
 pub mod release;
 pub mod rng;
 pub mod uuid;
+pub mod x509;
 
 pub use error::AuthorError;
 pub use profile::{Profile, Tier};

@@ -65,6 +65,9 @@ pub struct ReleaseRequest {
     pub sign: Vec<PathBuf>,
     /// Recipient key files (public keys, or shared KEKs).
     pub encrypt_for: Vec<PathBuf>,
+    /// Certificate chain files (PEM, leaf first); each is attached as x5chain to the signer
+    /// whose public key its leaf certifies.
+    pub x5chain: Vec<PathBuf>,
     /// Content encryption algorithm; the tier's default if `None`.
     pub content: Option<i64>,
     /// suit-reference-uri.
@@ -295,11 +298,26 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
     for (name, bytes) in integrated {
         envelope.integrate(&name, bytes);
     }
+    let chains = req
+        .x5chain
+        .iter()
+        .map(|p| crate::x509::read_certs(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut used = vec![false; chains.len()];
     let mut signatures = Vec::new();
     for (key, (path, public)) in signers.iter().zip(req.sign.iter().zip(&signer_publics)) {
-        let block = sign_block(key, path, envelope.digest_bytes())?;
+        let chain = chain_for(public, &chains, &mut used);
+        let block = sign_block(key, path, chain, envelope.digest_bytes())?;
         signatures.push((public.kind().to_owned(), block.alg, block.kid.clone()));
         envelope.raw_block(block.bytes);
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(AuthorError::Release(format!(
+            "certificate chain {} certifies none of the signing keys",
+            req.x5chain
+                .get(i)
+                .map_or_else(String::new, |p| p.display().to_string())
+        )));
     }
     let bytes = envelope.encode();
     let manifest_digest = digest
@@ -342,6 +360,31 @@ fn hash_with_progress(
     h.finish().as_bytes().to_vec()
 }
 
+/// The chain (leaf first) whose leaf certifies `public`, if any.
+fn chain_for<'c>(
+    public: &PublicKey,
+    chains: &'c [Vec<Vec<u8>>],
+    used: &mut [bool],
+) -> &'c [Vec<u8>] {
+    let PublicKey::P256(key) = public else {
+        return &[];
+    };
+    for (i, chain) in chains.iter().enumerate() {
+        if chain
+            .first()
+            .and_then(|leaf| crate::x509::p256_public_key(leaf))
+            .as_ref()
+            == Some(key)
+        {
+            if let Some(u) = used.get_mut(i) {
+                *u = true;
+            }
+            return chain;
+        }
+    }
+    &[]
+}
+
 /// An encoded authentication block and what made it.
 #[derive(Clone, Debug)]
 pub struct SignedBlock {
@@ -358,8 +401,13 @@ pub struct SignedBlock {
 ///
 /// # Errors
 /// [`AuthorError::Key`] for a key that cannot authenticate manifests, or a signing failure.
-pub fn sign_block(key: &PrivateKey, path: &Path, payload: &[u8]) -> Result<SignedBlock> {
-    use suitcase_manifest::build::{mac0_block, sign1_block};
+pub fn sign_block(
+    key: &PrivateKey,
+    path: &Path,
+    chain: &[Vec<u8>],
+    payload: &[u8],
+) -> Result<SignedBlock> {
+    use suitcase_manifest::build::{mac0_block, sign1_block, sign1_block_with_chain};
     let kid = key.kid()?;
     let (cose_alg, bytes) = match key {
         PrivateKey::P256(k) => {
@@ -367,7 +415,7 @@ pub fn sign_block(key: &PrivateKey, path: &Path, payload: &[u8]) -> Result<Signe
             let sk = p256::ecdsa::SigningKey::from(k);
             (
                 alg::ESP256,
-                sign1_block(alg::ESP256, Some(&kid), payload, |tbs| {
+                sign1_block_with_chain(alg::ESP256, Some(&kid), chain, payload, |tbs| {
                     let s: p256::ecdsa::Signature = sk.sign(tbs);
                     Ok::<_, AuthorError>(s.to_bytes().to_vec())
                 })?,
@@ -434,7 +482,11 @@ pub fn sign_block(key: &PrivateKey, path: &Path, payload: &[u8]) -> Result<Signe
 ///
 /// # Errors
 /// [`AuthorError::Manifest`] if `envelope` is not a valid envelope; signing errors.
-pub fn countersign(envelope: &[u8], key_path: &Path) -> Result<(Vec<u8>, SignedBlock)> {
+pub fn countersign(
+    envelope: &[u8],
+    key_path: &Path,
+    chain: Option<&Path>,
+) -> Result<(Vec<u8>, SignedBlock)> {
     let env = suitcase_manifest::Envelope::decode(envelope)?;
     let auth = env.authentication()?;
     // A signing application "MUST verify the suit-manifest element against the SUIT_Digest
@@ -448,7 +500,11 @@ pub fn countersign(envelope: &[u8], key_path: &Path) -> Result<(Vec<u8>, SignedB
         ));
     }
     let key = crate::keys::load_private(key_path)?;
-    let block = sign_block(&key, key_path, auth.digest_bytes)?;
+    let certs = chain
+        .map(crate::x509::read_certs)
+        .transpose()?
+        .unwrap_or_default();
+    let block = sign_block(&key, key_path, &certs, auth.digest_bytes)?;
     let out =
         suitcase_manifest::build::add_auth_blocks(envelope, std::slice::from_ref(&block.bytes))?;
     Ok((out, block))
@@ -499,6 +555,9 @@ pub struct ReleaseFile {
     /// Recipient key files.
     #[serde(default)]
     pub encrypt_for: Vec<PathBuf>,
+    /// Certificate chain files (PEM, leaf first) for the signing keys.
+    #[serde(default)]
+    pub x5chain: Vec<PathBuf>,
     /// Content algorithm: a128gcm | a256gcm | a128ctr | a256ctr.
     pub content: Option<String>,
     /// suit-reference-uri.
@@ -636,6 +695,7 @@ impl ReleaseFile {
             images,
             sign: file.sign.iter().map(|p| rel(p)).collect(),
             encrypt_for: file.encrypt_for.iter().map(|p| rel(p)).collect(),
+            x5chain: file.x5chain.iter().map(|p| rel(p)).collect(),
             content: file.content.as_deref().map(content_alg).transpose()?,
             reference_uri: file.reference_uri,
             description: file.description,

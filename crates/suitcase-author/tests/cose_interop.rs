@@ -38,6 +38,7 @@ fn request(
         }],
         sign,
         encrypt_for,
+        x5chain: vec![],
         content: None,
         reference_uri: None,
         description: None,

@@ -101,6 +101,7 @@ fn request(tier: Tier, k: &Keys) -> ReleaseRequest {
         }],
         sign: k.signers.clone(),
         encrypt_for: k.recipients_public.clone(),
+        x5chain: vec![],
         content: None,
         reference_uri: None,
         description: Some(format!("{} tier test release", tier.name())),
@@ -157,7 +158,7 @@ fn policy_for(tier: Tier) -> TrustPolicy<'static> {
     TrustPolicy {
         threshold: NonZeroUsize::new(profile.device_threshold).unwrap(),
         hybrid: profile.hybrid,
-        rules: &[],
+        ..TrustPolicy::default()
     }
 }
 
@@ -355,7 +356,7 @@ fn two_signer_rule_needs_the_operator_countersignature() {
         })
     );
     // The operator countersigns: the manifest digest is unchanged, both signatures verify.
-    let (countersigned, _) = release::countersign(&built.envelope, &operator).unwrap();
+    let (countersigned, _) = release::countersign(&built.envelope, &operator, None).unwrap();
     let v = Envelope::decode(&countersigned)
         .unwrap()
         .verify(&anchors, &policy)
@@ -459,5 +460,152 @@ impl MaybeIntegrated<'_> {
         let mut b = self.0.clone();
         b.payloads.retain(|p| p.uri.is_some());
         b
+    }
+}
+
+mod pki {
+    use super::*;
+    use suitcase_author::x509::{Issuer, issue};
+
+    struct Pki {
+        root: Vec<u8>,
+        chain: PathBuf,
+        signer: PathBuf,
+    }
+
+    fn pki(dir: &Path, prefix: &str) -> Pki {
+        let root_key =
+            keys::load_private(&key(dir, KeyAlg::Es256, &format!("{prefix}-root.key"))).unwrap();
+        let inter_key =
+            keys::load_private(&key(dir, KeyAlg::Es256, &format!("{prefix}-inter.key"))).unwrap();
+        let signer = key(dir, KeyAlg::Es256, &format!("{prefix}-signer.key"));
+        let signer_key = keys::load_private(&signer).unwrap();
+        let (
+            keys::PrivateKey::P256(root_key),
+            keys::PrivateKey::P256(inter_key),
+            keys::PrivateKey::P256(signer_key),
+        ) = (root_key, inter_key, signer_key)
+        else {
+            panic!("P-256 keys");
+        };
+        let root = issue(
+            &root_key.public_key(),
+            &format!("{prefix} root"),
+            true,
+            3650,
+            &Issuer::SelfSigned(&root_key),
+        )
+        .unwrap();
+        let inter = issue(
+            &inter_key.public_key(),
+            &format!("{prefix} intermediate"),
+            true,
+            3650,
+            &Issuer::Ca {
+                key: &root_key,
+                cert: &root,
+            },
+        )
+        .unwrap();
+        let leaf = issue(
+            &signer_key.public_key(),
+            &format!("{prefix} release signer"),
+            false,
+            365,
+            &Issuer::Ca {
+                key: &inter_key,
+                cert: &inter,
+            },
+        )
+        .unwrap();
+        let chain = dir.join(format!("{prefix}-chain.pem"));
+        std::fs::write(&chain, suitcase_author::x509::to_pem(&[leaf, inter])).unwrap();
+        Pki {
+            root,
+            chain,
+            signer,
+        }
+    }
+
+    fn build_signed(pki: &Pki, chain: Option<PathBuf>) -> Vec<u8> {
+        let k = Keys {
+            signers: vec![pki.signer.clone()],
+            recipients_public: vec![],
+            recipients_private: vec![],
+        };
+        let mut req = request(Tier::Enhanced, &k);
+        req.x5chain = chain.into_iter().collect();
+        release::build(&req, &mut |_, _, _| {}).unwrap().envelope
+    }
+
+    fn verify_with_root(envelope: &[u8], root: &[u8], time: Option<u64>) -> Result<(), Error> {
+        let anchors = [TrustAnchor::new(
+            "root",
+            suitcase_manifest::PublicKey::X509Root(root),
+        )];
+        let policy = TrustPolicy {
+            time,
+            ..TrustPolicy::default()
+        };
+        Envelope::decode(envelope)?
+            .verify(&anchors, &policy)
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_signer_certified_by_the_trusted_root_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pki(dir.path(), "acme");
+        let envelope = build_signed(&p, Some(p.chain.clone()));
+        verify_with_root(&envelope, &p.root, Some(release::now())).unwrap();
+        let auth = Envelope::decode(&envelope).unwrap();
+        let block = auth.authentication().unwrap().blocks().next().unwrap();
+        assert!(block.signers().next().unwrap().headers.x5chain.is_some());
+    }
+
+    #[test]
+    fn attack_certificate_used_after_it_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pki(dir.path(), "acme");
+        let envelope = build_signed(&p, Some(p.chain.clone()));
+        let in_two_years = release::now() + 2 * 365 * 86_400;
+        let err = verify_with_root(&envelope, &p.root, Some(in_two_years)).unwrap_err();
+        assert_eq!(err, Error::Unauthenticated(AuthError::NoTrustedSignature));
+        // Without a clock the device cannot check validity and trusts no chain.
+        assert!(verify_with_root(&envelope, &p.root, None).is_err());
+    }
+
+    #[test]
+    fn attack_chain_from_another_certificate_authority() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = pki(dir.path(), "acme");
+        let theirs = pki(dir.path(), "evil");
+        // A valid chain, but to a root this device does not trust.
+        let envelope = build_signed(&theirs, Some(theirs.chain.clone()));
+        assert!(verify_with_root(&envelope, &ours.root, Some(release::now())).is_err());
+        // A signature without any chain cannot be tied to the root.
+        let envelope = build_signed(&ours, None);
+        assert!(verify_with_root(&envelope, &ours.root, Some(release::now())).is_err());
+    }
+
+    #[test]
+    fn attack_signer_key_swapped_under_a_valid_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pki(dir.path(), "acme");
+        // Sign with another key but present acme's chain: the leaf key does not match.
+        let intruder = key(dir.path(), KeyAlg::Es256, "intruder.key");
+        let k = Keys {
+            signers: vec![intruder],
+            recipients_public: vec![],
+            recipients_private: vec![],
+        };
+        let mut req = request(Tier::Enhanced, &k);
+        req.x5chain = vec![p.chain];
+        let err = release::build(&req, &mut |_, _, _| {}).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("certifies none of the signing keys"),
+            "{err}"
+        );
     }
 }

@@ -83,6 +83,7 @@ fn request(
         }],
         sign,
         encrypt_for,
+        x5chain: vec![],
         content: None,
         reference_uri: None,
         description: None,
@@ -120,7 +121,7 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
         };
         let mut block = None;
         let sign_us = time(iterations, || {
-            let b = release::sign_block(&private, &key_path(alg), &payload)?;
+            let b = release::sign_block(&private, &key_path(alg), &[], &payload)?;
             block = Some(b);
             Ok(())
         })?;
@@ -130,8 +131,12 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
             &bench_manifest(),
             suitcase_manifest::DigestAlgorithm::Sha256,
         );
-        let envelope_block =
-            release::sign_block(&private, &key_path(alg), envelope_builder.digest_bytes())?;
+        let envelope_block = release::sign_block(
+            &private,
+            &key_path(alg),
+            &[],
+            envelope_builder.digest_bytes(),
+        )?;
         envelope_builder.raw_block(envelope_block.bytes);
         let envelope = envelope_builder.encode();
         let trust = public
@@ -211,7 +216,7 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
             threshold: std::num::NonZeroUsize::new(profile.device_threshold)
                 .unwrap_or(std::num::NonZeroUsize::MIN),
             hybrid: profile.hybrid,
-            rules: &[],
+            ..TrustPolicy::default()
         };
         let verify_us = time(args.iterations, || {
             Ok(Envelope::decode(&built.envelope)?

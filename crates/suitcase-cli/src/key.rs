@@ -21,6 +21,43 @@ pub(crate) enum Command {
     /// Write the public key of a private key file (the shared secret itself for symmetric
     /// keys, since the device needs it). P-256 and Ed25519 as SPKI PEM, others as COSE_Key.
     Public(PublicArgs),
+    /// Issue an X.509 certificate for a P-256 key (Enhanced tier PKI): a self-signed root CA,
+    /// an intermediate CA, or a release signer. Every certificate allows code signing, which
+    /// devices require on the whole path.
+    ///
+    ///   suitcase key cert --key root.key --cn "Acme Root" --ca -o root.pem
+    ///   suitcase key cert --key ops.key --cn "Acme Ops CA" --ca --issuer-key root.key --issuer-chain root.pem -o ops.pem
+    ///   suitcase key cert --key signer.pub --cn "Acme Release 2026" --issuer-key ops.key --issuer-chain ops.pem -o signer-chain.pem
+    ///
+    /// The output holds the new certificate followed by the issuer's chain, ready for
+    /// `release build --x5chain`. Devices trust the root with `manifest check --trust root.pem`.
+    Cert(CertArgs),
+}
+
+/// Arguments of `key cert`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CertArgs {
+    /// The subject's key (P-256 private or public key).
+    #[arg(long)]
+    key: PathBuf,
+    /// The subject's common name (make it unique: path building goes by names).
+    #[arg(long)]
+    cn: String,
+    /// Make a CA certificate (may issue further certificates).
+    #[arg(long)]
+    ca: bool,
+    /// The issuer's P-256 private key; without it the certificate is self-signed by --key.
+    #[arg(long, requires = "issuer_chain")]
+    issuer_key: Option<PathBuf>,
+    /// The issuer's certificate file (its first certificate is the issuer; the file is appended).
+    #[arg(long)]
+    issuer_chain: Option<PathBuf>,
+    /// Validity in days from now.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Where to write the PEM chain (new certificate first).
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 /// Arguments of `key generate`.
@@ -68,7 +105,77 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Generate(args) => generate(&args),
         Command::Public(args) => public(&args),
+        Command::Cert(args) => cert(&args),
     }
+}
+
+fn p256_secret(path: &std::path::Path) -> Result<p256::SecretKey> {
+    match keys::load_private(path)? {
+        keys::PrivateKey::P256(k) => Ok(k),
+        _ => Err(anyhow!(
+            "{}: certificates are issued for and by P-256 keys (es256)",
+            path.display()
+        )),
+    }
+}
+
+fn cert(args: &CertArgs) -> Result<ExitCode> {
+    use suitcase_author::x509::{Issuer, issue, read_certs, to_pem};
+    let subject = match keys::load_public(&args.key)? {
+        keys::PublicKey::P256(k) => k,
+        other => {
+            return Err(anyhow!(
+                "{}: a {} key cannot be certified; use a P-256 (es256) key",
+                args.key.display(),
+                other.kind()
+            ));
+        }
+    };
+    let (der, mut chain) = match (&args.issuer_key, &args.issuer_chain) {
+        (Some(key), Some(chain_path)) => {
+            let issuer_key = p256_secret(key)?;
+            let chain = read_certs(chain_path)?;
+            let issuer_cert = chain
+                .first()
+                .ok_or_else(|| anyhow!("{}: no certificate", chain_path.display()))?;
+            (
+                issue(
+                    &subject,
+                    &args.cn,
+                    args.ca,
+                    args.days,
+                    &Issuer::Ca {
+                        key: &issuer_key,
+                        cert: issuer_cert,
+                    },
+                )?,
+                chain,
+            )
+        }
+        _ => {
+            let own = p256_secret(&args.key).map_err(|_| anyhow!("a self-signed certificate needs the private key as --key (or give --issuer-key and --issuer-chain)"))?;
+            (
+                issue(
+                    &subject,
+                    &args.cn,
+                    args.ca,
+                    args.days,
+                    &Issuer::SelfSigned(&own),
+                )?,
+                Vec::new(),
+            )
+        }
+    };
+    chain.insert(0, der);
+    keys::write_atomic(&args.output, to_pem(&chain).as_bytes(), false)?;
+    println!(
+        "wrote {} ({} certificate(s), {} valid {} days)",
+        args.output.display(),
+        chain.len(),
+        if args.ca { "CA" } else { "signer" },
+        args.days
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(args: &GenerateArgs) -> Result<ExitCode> {

@@ -71,6 +71,10 @@ pub(crate) struct BuildArgs {
     /// A recipient key (a device's or a group's public key, or a shared KEK); repeat.
     #[arg(long = "encrypt-for", value_name = "RECIPIENT")]
     encrypt_for: Vec<PathBuf>,
+    /// A certificate chain (PEM, leaf first, from `key cert`) for a P-256 signing key; it is
+    /// attached as x5chain to the signer whose key the leaf certifies. Repeatable.
+    #[arg(long, value_name = "CHAIN.pem")]
+    x5chain: Vec<PathBuf>,
     /// Content encryption: a128gcm, a256gcm, a128ctr or a256ctr (default: the tier's).
     #[arg(long)]
     content: Option<String>,
@@ -96,6 +100,9 @@ pub(crate) struct SignArgs {
     /// The signing key.
     #[arg(long)]
     key: PathBuf,
+    /// The signing key's certificate chain (PEM, leaf first), attached as x5chain.
+    #[arg(long, value_name = "CHAIN.pem")]
+    x5chain: Option<PathBuf>,
     /// Where to write the countersigned envelope (may be the input).
     #[arg(short, long)]
     output: PathBuf,
@@ -154,6 +161,7 @@ fn single_image_request(args: &BuildArgs) -> Result<ReleaseRequest> {
         }],
         sign: args.sign.clone(),
         encrypt_for: args.encrypt_for.clone(),
+        x5chain: args.x5chain.clone(),
         content: args
             .content
             .as_deref()
@@ -278,7 +286,7 @@ fn print_summary(s: &Value) {
 
 fn sign(args: &SignArgs) -> Result<ExitCode> {
     let envelope = crate::input::read_binary(&args.input)?;
-    let (signed, block) = release::countersign(&envelope, &args.key)?;
+    let (signed, block) = release::countersign(&envelope, &args.key, args.x5chain.as_deref())?;
     keys::write_atomic(&args.output, &signed, false)?;
     let blocks = suitcase_manifest::Envelope::decode(&signed)?
         .authentication()?

@@ -414,3 +414,145 @@ fn sha256(data: &[u8]) -> Vec<u8> {
         .as_bytes()
         .to_vec()
 }
+
+#[test]
+fn enhanced_tier_with_a_certificate_chain_to_a_trusted_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("app.bin"), b"enhanced firmware").unwrap();
+    for k in ["root", "ops", "signer"] {
+        keygen(d, "es256", k);
+    }
+    ok(
+        d,
+        &[
+            "key",
+            "cert",
+            "--key",
+            "root",
+            "--cn",
+            "Acme Root",
+            "--ca",
+            "--days",
+            "3650",
+            "-o",
+            "root.pem",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "key",
+            "cert",
+            "--key",
+            "ops",
+            "--cn",
+            "Acme Ops CA",
+            "--ca",
+            "--issuer-key",
+            "root",
+            "--issuer-chain",
+            "root.pem",
+            "-o",
+            "ops.pem",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "key",
+            "cert",
+            "--key",
+            "signer.pub",
+            "--cn",
+            "Acme Release",
+            "--issuer-key",
+            "ops",
+            "--issuer-chain",
+            "ops.pem",
+            "-o",
+            "signer-chain.pem",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "release",
+            "build",
+            "--image",
+            "app.bin",
+            "--vendor",
+            "acme.example",
+            "--class",
+            "plc",
+            "--sequence",
+            "5",
+            "--uri",
+            "https://fw/app.bin",
+            "--profile",
+            "enhanced",
+            "--sign",
+            "signer",
+            "--x5chain",
+            "signer-chain.pem",
+            "-o",
+            "app.suit",
+        ],
+    );
+    // The device trusts only the root certificate.
+    let accepted = ok(
+        d,
+        &[
+            "manifest", "check", "app.suit", "--trust", "root.pem", "--json",
+        ],
+    );
+    assert_eq!(accepted["verdict"], "accept");
+    // Two years later the signer's certificate has expired.
+    let later = (suitcase_author_now() + 2 * 365 * 86_400).to_string();
+    let (code, json, out) = suitcase(
+        d,
+        &[
+            "manifest", "check", "app.suit", "--trust", "root.pem", "--time", &later, "--json",
+        ],
+    );
+    assert_eq!(
+        (code, json["reason"].as_str()),
+        (1, Some("signature")),
+        "{out}"
+    );
+    // Another organisation's root does not vouch for it.
+    keygen(d, "es256", "other-root");
+    ok(
+        d,
+        &[
+            "key",
+            "cert",
+            "--key",
+            "other-root",
+            "--cn",
+            "Other Root",
+            "--ca",
+            "-o",
+            "other-root.pem",
+        ],
+    );
+    let (code, _, _) = suitcase(
+        d,
+        &[
+            "manifest",
+            "check",
+            "app.suit",
+            "--trust",
+            "other-root.pem",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+}
+
+fn suitcase_author_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

@@ -29,6 +29,10 @@ pub enum PublicKey<'k> {
     /// An ML-DSA-65 public key: verifies ML-DSA-65 (-49, draft-ietf-cose-dilithium).
     #[cfg(feature = "ml-dsa")]
     MlDsa65(&'k ml_dsa::VerifyingKey<ml_dsa::MlDsa65>),
+    /// A trust-anchor certificate (DER): verifies ES256/ESP256/Ed25519 blocks that carry an
+    /// `x5chain` leading to it, for code signing, valid at [`TrustPolicy::time`] (RFC 9360).
+    #[cfg(feature = "x509")]
+    X509Root(&'k [u8]),
 }
 
 impl PublicKey<'_> {
@@ -51,6 +55,10 @@ impl PublicKey<'_> {
             Self::HssLms(_) => signature && alg == alg::HSS_LMS,
             #[cfg(feature = "ml-dsa")]
             Self::MlDsa65(_) => signature && alg == alg::ML_DSA_65,
+            #[cfg(feature = "x509")]
+            Self::X509Root(_) => {
+                signature && matches!(alg, alg::ES256 | alg::ESP256 | alg::EDDSA | alg::ED25519)
+            }
         }
     }
 
@@ -78,6 +86,8 @@ impl PublicKey<'_> {
             Self::HssLms(_) => "hss-lms",
             #[cfg(feature = "ml-dsa")]
             Self::MlDsa65(_) => "ml-dsa-65",
+            #[cfg(feature = "x509")]
+            Self::X509Root(_) => "x509-root",
         }
     }
 
@@ -118,6 +128,9 @@ impl PublicKey<'_> {
                 ml_dsa::Signature::<ml_dsa::MlDsa65>::try_from(signature)
                     .is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
+            // Needs the block's certificate chain and a time: see `verify_blocks`.
+            #[cfg(feature = "x509")]
+            Self::X509Root(_) => false,
         }
     }
 }
@@ -239,6 +252,9 @@ pub struct TrustPolicy<'k> {
     pub rules: &'k [Rule<'k>],
     /// Require at least one classical and one post-quantum signer (hybrid mode).
     pub hybrid: bool,
+    /// The current time (seconds since 1970), for certificate validity. X.509 trust anchors
+    /// are unusable without it: a chain cannot be checked for expiry.
+    pub time: Option<u64>,
 }
 
 impl Default for TrustPolicy<'_> {
@@ -248,6 +264,7 @@ impl Default for TrustPolicy<'_> {
             threshold: NonZeroUsize::MIN,
             rules: &[],
             hybrid: false,
+            time: None,
         }
     }
 }
@@ -333,7 +350,7 @@ pub(crate) fn verify_blocks(
                         continue;
                     }
                     if anchor.key.supports(alg, block.kind)
-                        && anchor.key.verify(tbs, signer.signature)
+                        && verify_with(anchor, policy, &signer, alg, tbs)
                     {
                         signers.insert(i);
                     }
@@ -364,6 +381,30 @@ pub(crate) fn verify_blocks(
                 }
             }
             Ok(signers)
+        }
+    }
+}
+
+fn verify_with(
+    anchor: &TrustAnchor<'_>,
+    policy: &TrustPolicy<'_>,
+    signer: &crate::cose::Signer<'_>,
+    alg: i64,
+    tbs: &[u8],
+) -> bool {
+    match anchor.key {
+        // RFC 9360 §2: the leaf of x5chain carries the signing key; the chain must lead to
+        // the anchor, be valid now, and allow code signing.
+        #[cfg(feature = "x509")]
+        PublicKey::X509Root(root) => match (signer.headers.x5chain, policy.time) {
+            (Some(chain), Some(now)) => {
+                crate::x509::verify(root, chain, now, alg, tbs, signer.signature)
+            }
+            _ => false,
+        },
+        _ => {
+            let _ = (policy, alg);
+            anchor.key.verify(tbs, signer.signature)
         }
     }
 }

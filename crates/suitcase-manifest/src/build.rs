@@ -755,6 +755,21 @@ pub fn sign1_block<E>(
     payload: &[u8],
     sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
 ) -> Result<Vec<u8>, E> {
+    sign1_block_with_chain(alg, kid, &[], payload, sign)
+}
+
+/// As [`sign1_block`], with an X.509 certificate chain (DER, leaf first) in the unprotected
+/// `x5chain` header (RFC 9360 §2: one bstr for a single certificate, else an array).
+///
+/// # Errors
+/// Whatever `sign` returns.
+pub fn sign1_block_with_chain<E>(
+    alg: i64,
+    kid: Option<&[u8]>,
+    chain: &[Vec<u8>],
+    payload: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<Vec<u8>, E> {
     let protected = map(vec![(int(crate::codepoints::header::ALG), int(alg))]);
     let tbs = array(&[
         tstr("Signature1"),
@@ -763,14 +778,21 @@ pub fn sign1_block<E>(
         bstr(payload),
     ]);
     let signature = sign(&tbs)?;
+    let mut headers = Vec::new();
+    if let Some(k) = kid {
+        headers.push((int(crate::codepoints::header::KID), bstr(k)));
+    }
+    match chain {
+        [] => {}
+        [one] => headers.push((int(crate::codepoints::header::X5CHAIN), bstr(one))),
+        many => headers.push((
+            int(crate::codepoints::header::X5CHAIN),
+            array(&many.iter().map(|c| bstr(c)).collect::<Vec<_>>()),
+        )),
+    }
     Ok(tagged(
         tag::COSE_SIGN1,
-        &array(&[
-            bstr(&protected),
-            unprotected(kid),
-            vec![NULL],
-            bstr(&signature),
-        ]),
+        &array(&[bstr(&protected), map(headers), vec![NULL], bstr(&signature)]),
     ))
 }
 

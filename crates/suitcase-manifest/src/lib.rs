@@ -72,6 +72,8 @@ pub mod memory;
 mod params;
 mod process;
 mod validate;
+#[cfg(feature = "x509")]
+mod x509;
 
 #[doc(hidden)]
 pub mod __fuzz;

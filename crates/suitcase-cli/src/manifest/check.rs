@@ -33,6 +33,10 @@ pub(crate) struct Args {
     /// Require at least one classical and one post-quantum signature (Quantum tier).
     #[arg(long)]
     hybrid: bool,
+    /// The time for certificate validity, in seconds since 1970 (default: now). Only matters
+    /// for X.509 trust anchors (`--trust root.pem`).
+    #[arg(long, value_name = "SECONDS")]
+    time: Option<u64>,
     /// Print one JSON object: {"verdict", "reason", "detail", "sequence_number", "components", ...}.
     #[arg(long)]
     json: bool,
@@ -78,6 +82,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
             .ok_or_else(|| anyhow!("--threshold must be at least 1"))?,
         rules: &rules,
         hybrid: args.hybrid || profile_policy.hybrid,
+        time: Some(args.time.unwrap_or_else(suitcase_author::release::now)),
     };
 
     let mut report = Report::default();

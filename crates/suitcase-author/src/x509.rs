@@ -1,0 +1,188 @@
+//! Certificates for the Enhanced tier's PKI: a root CA, intermediate CAs and signer (leaf)
+//! certificates, all P-256, all marked for code signing (RFC 5280 §4.2.1.12 id-kp-codeSigning)
+//! because the device requires that purpose on every certificate of the path.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use p256::pkcs8::EncodePublicKey as _;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::TbsCertificate;
+use x509_cert::der::oid::ObjectIdentifier;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectKeyIdentifier,
+};
+use x509_cert::ext::{Extension, ToExtension};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+use x509_cert::time::Validity;
+
+use crate::error::{AuthorError, Result};
+
+const CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
+
+/// Who signs a new certificate.
+#[derive(Debug)]
+pub enum Issuer<'a> {
+    /// The subject itself (a root CA).
+    SelfSigned(&'a p256::SecretKey),
+    /// A CA, by its key and certificate (DER).
+    Ca {
+        /// The CA's private key.
+        key: &'a p256::SecretKey,
+        /// The CA's certificate.
+        cert: &'a [u8],
+    },
+}
+
+struct Profile {
+    subject: Name,
+    issuer: Option<Name>,
+    ca: bool,
+}
+
+impl BuilderProfile for Profile {
+    fn get_issuer(&self, subject: &Name) -> Name {
+        self.issuer.clone().unwrap_or_else(|| subject.clone())
+    }
+
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        spk: SubjectPublicKeyInfoRef<'_>,
+        issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        let mut ext = Vec::new();
+        let ski = SubjectKeyIdentifier::try_from(spk)?;
+        let aki = SubjectKeyIdentifier::try_from(issuer_spk)?;
+        ext.push(
+            AuthorityKeyIdentifier {
+                key_identifier: Some(aki.0),
+                ..Default::default()
+            }
+            .to_extension(tbs.subject(), &ext)?,
+        );
+        ext.push(
+            BasicConstraints {
+                ca: self.ca,
+                path_len_constraint: None,
+            }
+            .to_extension(tbs.subject(), &ext)?,
+        );
+        let usage = if self.ca {
+            KeyUsages::KeyCertSign | KeyUsages::CRLSign
+        } else {
+            KeyUsages::DigitalSignature.into()
+        };
+        ext.push(KeyUsage(usage).to_extension(tbs.subject(), &ext)?);
+        let code_signing =
+            ObjectIdentifier::new(CODE_SIGNING).map_err(x509_cert::der::Error::from)?;
+        ext.push(ExtendedKeyUsage(vec![code_signing]).to_extension(tbs.subject(), &ext)?);
+        ext.push(ski.to_extension(tbs.subject(), &ext)?);
+        Ok(ext)
+    }
+}
+
+fn err(e: impl core::fmt::Display) -> AuthorError {
+    AuthorError::Sign(format!("certificate: {e}"))
+}
+
+/// Issues a certificate for `subject` (a P-256 public key) named `common_name`, valid for
+/// `days` from now. `ca` makes it a CA certificate.
+///
+/// # Errors
+/// [`AuthorError::Sign`] for a bad name or issuer certificate.
+pub fn issue(
+    subject: &p256::PublicKey,
+    common_name: &str,
+    ca: bool,
+    days: u32,
+    issuer: &Issuer<'_>,
+) -> Result<Vec<u8>> {
+    // Distinct subject names for every certificate: path building keys on names.
+    let subject_name = Name::from_str(&format!("CN={common_name},O=suitcase")).map_err(err)?;
+    let (issuer_name, signing) = match issuer {
+        Issuer::SelfSigned(key) => (None, *key),
+        Issuer::Ca { key, cert } => {
+            let cert = x509_cert::Certificate::from_der(cert).map_err(err)?;
+            (Some(cert.tbs_certificate().subject().clone()), *key)
+        }
+    };
+    let spki_der = subject.to_public_key_der().map_err(err)?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(err)?;
+    let serial = SerialNumber::new(&crate::rng::bytes::<16>()?.map(|b| b & 0x7f)).map_err(err)?;
+    let validity =
+        Validity::from_now(Duration::from_secs(u64::from(days) * 86_400)).map_err(err)?;
+    let profile = Profile {
+        subject: subject_name,
+        issuer: issuer_name,
+        ca,
+    };
+    let builder = CertificateBuilder::new(profile, serial, validity, spki).map_err(err)?;
+    let signer = p256::ecdsa::SigningKey::from(signing);
+    let cert = builder
+        .build::<_, p256::ecdsa::DerSignature>(&signer)
+        .map_err(err)?;
+    cert.to_der().map_err(err)
+}
+
+/// PEM-encodes certificates (leaf first when it is a chain).
+pub fn to_pem(certs: &[Vec<u8>]) -> String {
+    certs
+        .iter()
+        .filter_map(|der| pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der).ok())
+        .collect()
+}
+
+/// Reads every certificate in a PEM file (or one DER certificate), in file order.
+///
+/// # Errors
+/// [`AuthorError::Key`] if the file holds no certificate.
+pub fn read_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(path).map_err(|error| AuthorError::Read { path: path.to_path_buf(), error })?;
+    let bad = || AuthorError::Key {
+        path: path.to_path_buf(),
+        what: "expected PEM certificates (-----BEGIN CERTIFICATE-----) or a DER certificate".into(),
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        x509_cert::Certificate::from_der(&bytes).map_err(|_| bad())?;
+        return Ok(vec![bytes]);
+    };
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut certs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let end = rest[start..].find(END).ok_or_else(bad)? + start + END.len();
+        let (label, der) = pem_rfc7468::decode_vec(&rest.as_bytes()[start..end]).map_err(|_| bad())?;
+        if label != "CERTIFICATE" {
+            return Err(bad());
+        }
+        x509_cert::Certificate::from_der(&der).map_err(|_| bad())?;
+        certs.push(der);
+        rest = &rest[end..];
+    }
+    if certs.is_empty() {
+        return Err(bad());
+    }
+    Ok(certs)
+}
+
+/// The P-256 public key of a certificate, if it has one.
+pub fn p256_public_key(cert: &[u8]) -> Option<p256::PublicKey> {
+    use p256::pkcs8::DecodePublicKey as _;
+    let cert = x509_cert::Certificate::from_der(cert).ok()?;
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()?;
+    p256::PublicKey::from_public_key_der(&spki).ok()
+}
