@@ -138,7 +138,9 @@ pub fn issue(
 pub fn to_pem(certs: &[Vec<u8>]) -> String {
     certs
         .iter()
-        .filter_map(|der| pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der).ok())
+        .filter_map(|der| {
+            pem_rfc7468::encode_string("CERTIFICATE", pem_rfc7468::LineEnding::LF, der).ok()
+        })
         .collect()
 }
 
@@ -147,7 +149,10 @@ pub fn to_pem(certs: &[Vec<u8>]) -> String {
 /// # Errors
 /// [`AuthorError::Key`] if the file holds no certificate.
 pub fn read_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
-    let bytes = std::fs::read(path).map_err(|error| AuthorError::Read { path: path.to_path_buf(), error })?;
+    let bytes = std::fs::read(path).map_err(|error| AuthorError::Read {
+        path: path.to_path_buf(),
+        error,
+    })?;
     let bad = || AuthorError::Key {
         path: path.to_path_buf(),
         what: "expected PEM certificates (-----BEGIN CERTIFICATE-----) or a DER certificate".into(),
@@ -161,7 +166,8 @@ pub fn read_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
         let end = rest[start..].find(END).ok_or_else(bad)? + start + END.len();
-        let (label, der) = pem_rfc7468::decode_vec(&rest.as_bytes()[start..end]).map_err(|_| bad())?;
+        let (label, der) =
+            pem_rfc7468::decode_vec(&rest.as_bytes()[start..end]).map_err(|_| bad())?;
         if label != "CERTIFICATE" {
             return Err(bad());
         }

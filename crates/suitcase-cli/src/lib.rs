@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod boot;
 mod describe;
 mod diag;
 mod input;
@@ -45,6 +46,9 @@ enum Command {
     /// Build, sign and countersign releases.
     #[command(subcommand)]
     Release(release::Command),
+    /// The bootloader: prove it power-fail safe on simulated flash.
+    #[command(subcommand)]
+    Boot(boot::Command),
     /// Measure: the figures in docs/benchmarks.md come from here.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -57,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Manifest(c) => manifest::run(c),
         Command::Key(c) => key::run(c),
         Command::Release(c) => release::run(c),
+        Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
     };
     match result {

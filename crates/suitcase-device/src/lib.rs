@@ -1,0 +1,39 @@
+//! Device-side glue between the SUIT processor and the bootloader.
+//!
+//! [`SuitVerifier`] is the `suitcase-boot` [`ImageVerifier`] for secure boot: before every boot
+//! it re-authenticates the SUIT envelope stored in the slot and runs the manifest's validate
+//! section (identity conditions, image-match) against the image beside it, and reports the
+//! image digest and the manifest's sequence number as the security version that the
+//! bootloader's anti-rollback counter is compared with.
+//!
+//! **What it does not do.** It is `#![no_std]` and does not allocate (the `alloc` feature only
+//! adds [`pack`] for hosts); it reads the slot through `ReadNorFlash` and never writes it.
+//!
+//! The slot image format (little-endian), written by [`pack`]:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `SUIT` |
+//! | 4 | 2 | format version (1) |
+//! | 6 | 2 | reserved, 0 |
+//! | 8 | 4 | envelope length *N* |
+//! | 12 | 4 | image offset *O* (≥ 32 + *N*, a multiple of 4) |
+//! | 16 | 4 | image length *M* |
+//! | 20 | 12 | reserved, 0 |
+//! | 32 | *N* | the SUIT envelope |
+//! | *O* | *M* | the image (aligned for execute-in-place) |
+
+#![no_std]
+#![deny(clippy::indexing_slicing)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod verifier;
+
+pub use verifier::{DeviceIdentity, HEADER_SIZE, MAGIC, SlotHeader, SuitVerifier};
+
+#[cfg(feature = "alloc")]
+pub use verifier::pack;
+
+pub use suitcase_boot::ImageVerifier;
