@@ -605,6 +605,36 @@ impl PublicKey {
         }
     }
 
+    /// The public key as a COSE_Key (RFC 9052 §7), whatever its algorithm.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if the key cannot be encoded.
+    pub fn encode_cose(&self) -> Result<Vec<u8>> {
+        let kid = self.kid();
+        Ok(match self {
+            Self::P256(k) => {
+                let point = k.to_sec1_point(false);
+                let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                    return Err(AuthorError::Sign("P-256 point at infinity".into()));
+                };
+                map(vec![
+                    (int(label::KTY), int(kty::EC2)),
+                    (int(label::KID), bstr(&kid)),
+                    (int(label::CRV_OR_K), int(crv::P256)),
+                    (int(label::X), bstr(x)),
+                    (int(label::Y), bstr(y)),
+                ])
+            }
+            Self::Ed25519(k) => map(vec![
+                (int(label::KTY), int(kty::OKP)),
+                (int(label::KID), bstr(&kid)),
+                (int(label::CRV_OR_K), int(crv::ED25519)),
+                (int(label::X), bstr(k.as_bytes())),
+            ]),
+            other => other.encode()?.0,
+        })
+    }
+
     /// The public key file contents: SPKI PEM for P-256 and Ed25519, COSE_Key otherwise.
     ///
     /// # Errors
@@ -713,6 +743,55 @@ impl PublicKey {
 }
 
 impl PrivateKey {
+    /// The private key as a COSE_Key (P-256 and Ed25519 with `d`; the others are already
+    /// COSE_Key files). `None` for an HSS-LMS key, whose file format carries its state.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if the key cannot be encoded.
+    pub fn encode_cose(&self) -> Result<Option<Vec<u8>>> {
+        let public = public_of(self)?;
+        let with_d = |d: &[u8]| -> Result<Option<Vec<u8>>> {
+            let cose = public.encode_cose()?;
+            let key = CoseKey::decode(&cose).map_err(|e| AuthorError::Sign(e.to_string()))?;
+            let mut entries = vec![
+                (int(label::KTY), int(key.kty)),
+                (int(label::KID), bstr(&public.kid())),
+                (int(label::D), bstr(d)),
+            ];
+            if let Some(c) = key.crv {
+                entries.push((int(label::CRV_OR_K), int(c)));
+            }
+            if let Some(x) = key.x {
+                entries.push((int(label::X), bstr(x)));
+            }
+            if let Some(y) = key.y {
+                entries.push((int(label::Y), bstr(y)));
+            }
+            Ok(Some(map(entries)))
+        };
+        match self {
+            Self::P256(k) => with_d(&k.to_bytes()),
+            Self::Ed25519(k) => with_d(k.as_bytes()),
+            Self::HssLms(_) => Ok(None),
+            Self::Symmetric { alg, k, kid } => Ok(Some(symmetric_cose_key(*alg, k, kid))),
+            Self::MlDsa65(seed) => Ok(Some(map(vec![
+                (int(label::KTY), int(kty::AKP)),
+                (int(label::KID), bstr(&public.kid())),
+                (int(label::ALG), int(alg::ML_DSA_65)),
+                (int(-1), bstr(&ml_dsa_public(seed))),
+                (int(-2), bstr(seed.as_slice())),
+            ]))),
+            Self::X25519(secret) => with_d(secret.as_slice()),
+            Self::MlKem768(seed) => Ok(Some(map(vec![
+                (int(label::KTY), int(kty::AKP)),
+                (int(label::KID), bstr(&public.kid())),
+                (int(label::ALG), int(alg::SUITCASE_ML_KEM_768_A256KW)),
+                (int(-1), bstr(&ml_kem_public(seed))),
+                (int(-2), bstr(seed.as_slice())),
+            ]))),
+        }
+    }
+
     /// The device-side decryption key material, if this key can recover content keys.
     pub fn key_material(&self) -> Option<KeyMaterial> {
         Some(match self {

@@ -76,6 +76,10 @@ pub(crate) struct GenerateArgs {
     /// allows 1,048,576 signatures.
     #[arg(long, default_value = "h10w4,h10w4")]
     hss_params: String,
+    /// File format: `pem` (PKCS#8 / SPKI for es256, p256-ecdh and ed25519; COSE_Key for the
+    /// rest) or `cose` (COSE_Key for every algorithm).
+    #[arg(long, value_parser = ["pem", "cose"], default_value = "pem")]
+    format: String,
     /// Overwrite an existing key file.
     #[arg(long)]
     force: bool,
@@ -92,6 +96,9 @@ pub(crate) struct PublicArgs {
     /// Where to write the public key.
     #[arg(short, long)]
     output: PathBuf,
+    /// File format: `pem` (SPKI for P-256 and Ed25519, COSE_Key otherwise) or `cose`.
+    #[arg(long, value_parser = ["pem", "cose"], default_value = "pem")]
+    format: String,
     /// Print a JSON object: {"kind", "public", "kid"}.
     #[arg(long)]
     json: bool,
@@ -189,8 +196,18 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
     }
     let generated = keys::generate(alg, &args.hss_params)?;
     keys::write_atomic(&args.output, &generated.private, true)?;
+    if args.format == "cose"
+        && let Some(cose) = keys::load_private(&args.output)?.encode_cose()?
+    {
+        keys::write_atomic(&args.output, &cose, true)?;
+    }
     if let Some(public) = &args.public {
-        let (bytes, _) = keys::load_public(&args.output)?.encode()?;
+        let key = keys::load_public(&args.output)?;
+        let bytes = if args.format == "cose" {
+            key.encode_cose()?
+        } else {
+            key.encode()?.0
+        };
         keys::write_atomic(public, &bytes, false)?;
     }
     if args.json {
@@ -222,7 +239,11 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
 
 fn public(args: &PublicArgs) -> Result<ExitCode> {
     let key = keys::load_public(&args.private)?;
-    let (bytes, pem) = key.encode()?;
+    let (bytes, pem) = if args.format == "cose" {
+        (key.encode_cose()?, false)
+    } else {
+        key.encode()?
+    };
     keys::write_atomic(
         &args.output,
         &bytes,

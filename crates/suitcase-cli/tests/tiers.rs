@@ -556,3 +556,72 @@ fn suitcase_author_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+#[test]
+fn cose_key_files_in_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("app.bin"), b"cose keys").unwrap();
+    for alg in ["es256", "ed25519"] {
+        ok(
+            d,
+            &[
+                "key",
+                "generate",
+                "--alg",
+                alg,
+                "--format",
+                "cose",
+                "-o",
+                alg,
+                "--public",
+                &format!("{alg}.pub"),
+            ],
+        );
+        let private = std::fs::read(d.join(alg)).unwrap();
+        assert_eq!(private[0] & 0xe0, 0xa0, "{alg}: a CBOR map, not PEM");
+        // The same key converted to PEM still verifies what the COSE form signed.
+        ok(
+            d,
+            &[
+                "key",
+                "public",
+                alg,
+                "--format",
+                "pem",
+                "-o",
+                &format!("{alg}.pem"),
+            ],
+        );
+    }
+    ok(
+        d,
+        &[
+            "release",
+            "build",
+            "--image",
+            "app.bin",
+            "--vendor",
+            "v.example",
+            "--class",
+            "c",
+            "--sequence",
+            "1",
+            "--uri",
+            "https://x/app.bin",
+            "--sign",
+            "es256",
+            "--sign",
+            "ed25519",
+            "-o",
+            "app.suit",
+        ],
+    );
+    for trust in ["es256.pub", "ed25519.pub", "es256.pem", "ed25519.pem"] {
+        let json = ok(
+            d,
+            &["manifest", "check", "app.suit", "--trust", trust, "--json"],
+        );
+        assert_eq!(json["verdict"], "accept", "{trust}");
+    }
+}

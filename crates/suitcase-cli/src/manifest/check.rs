@@ -206,12 +206,15 @@ fn check(
                 .find(|m| c.eq_segments(&m.id))
                 .map(|m| &m.content);
             match content {
+                // The post-install checksum record (NTIA +1 re-verify: "hash and checksum
+                // (CRC-16)"): what a device keeps and reports about each installed image.
                 Some(bytes) => json!({
                     "id": id,
                     "size": bytes.len(),
                     "sha256": hex::encode(DigestAlgorithm::Sha256.digest(bytes).as_bytes()),
+                    "crc16": format!("{:04x}", CRC16.checksum(bytes)),
                 }),
-                None => json!({"id": id, "size": null, "sha256": null}),
+                None => json!({"id": id, "size": null, "sha256": null, "crc16": null}),
             }
         })
         .collect();
@@ -278,6 +281,9 @@ fn effect(e: &Effect) -> String {
         },
     }
 }
+
+/// CRC-16/CCITT-FALSE (IBM-3740), the CRC most MCU bootloaders and flash tools print.
+const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740);
 
 /// What to do next, per reason.
 fn hint(reason: Reason) -> &'static str {
