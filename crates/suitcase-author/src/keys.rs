@@ -231,58 +231,28 @@ pub fn generate(alg: KeyAlg, hss_params: &str) -> Result<Generated> {
                 kid,
             }
         }
-        KeyAlg::MlDsa65 => {
-            let seed = Zeroizing::new(crate::rng::bytes::<32>()?);
-            let public = ml_dsa_public(&seed);
-            let kid = kid_of(&public);
-            let private = map(vec![
-                (int(label::KTY), int(kty::AKP)),
-                (int(label::KID), bstr(&kid)),
-                (int(label::ALG), int(alg::ML_DSA_65)),
-                (int(-1), bstr(&public)),
-                (int(-2), bstr(seed.as_slice())),
-            ]);
-            Generated {
-                private,
-                pem: false,
-                kid,
-            }
-        }
-        KeyAlg::X25519 => {
-            let secret = Zeroizing::new(crate::rng::bytes::<32>()?);
-            let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret))
-                .to_bytes();
-            let kid = kid_of(&public);
-            let private = map(vec![
-                (int(label::KTY), int(kty::OKP)),
-                (int(label::KID), bstr(&kid)),
-                (int(label::CRV_OR_K), int(crv::X25519)),
-                (int(label::X), bstr(&public)),
-                (int(label::D), bstr(secret.as_slice())),
-            ]);
-            Generated {
-                private,
-                pem: false,
-                kid,
-            }
-        }
-        KeyAlg::MlKem768 => {
-            let seed = Zeroizing::new(crate::rng::bytes::<64>()?);
-            let public = ml_kem_public(&seed);
-            let kid = kid_of(&public);
-            let private = map(vec![
-                (int(label::KTY), int(kty::AKP)),
-                (int(label::KID), bstr(&kid)),
-                (int(label::ALG), int(alg::SUITCASE_ML_KEM_768_A256KW)),
-                (int(-1), bstr(&public)),
-                (int(-2), bstr(seed.as_slice())),
-            ]);
-            Generated {
-                private,
-                pem: false,
-                kid,
-            }
-        }
+        KeyAlg::MlDsa65 => cose_generated(PrivateKey::MlDsa65(Zeroizing::new(
+            crate::rng::bytes::<32>()?,
+        )))?,
+        KeyAlg::X25519 => cose_generated(PrivateKey::X25519(Zeroizing::new(crate::rng::bytes::<
+            32,
+        >()?)))?,
+        KeyAlg::MlKem768 => cose_generated(PrivateKey::MlKem768(Zeroizing::new(
+            crate::rng::bytes::<64>()?,
+        )))?,
+    })
+}
+
+/// A generated key written as its COSE_Key form.
+fn cose_generated(key: PrivateKey) -> Result<Generated> {
+    let kid = key.kid()?;
+    let private = key
+        .encode_cose()?
+        .ok_or_else(|| AuthorError::Sign("no COSE_Key form".into()))?;
+    Ok(Generated {
+        private,
+        pem: false,
+        kid,
     })
 }
 

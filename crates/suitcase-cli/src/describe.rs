@@ -313,19 +313,8 @@ fn parameter(p: &Parameter<'_>) -> Value {
 }
 
 fn uuid_text(b: &[u8]) -> String {
-    let h = hex::encode(b);
-    if h.len() == 32 {
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..]
-        )
-    } else {
-        h
-    }
+    <[u8; 16]>::try_from(b)
+        .map_or_else(|_| hex::encode(b), |u| suitcase_author::uuid::to_string(&u))
 }
 
 fn block_name(kind: suitcase_manifest::BlockKind) -> &'static str {

@@ -19,19 +19,21 @@ const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
 /// The most intermediate certificates accepted in one chain.
 pub(crate) const MAX_INTERMEDIATES: usize = 4;
 
-/// ECDSA P-256 / SHA-256 with a DER signature, as certificates carry it.
+/// ECDSA P-256 / SHA-256. Certificates carry DER signatures; COSE carries `r || s`
+/// (RFC 9053 §2.1).
 #[derive(Debug)]
-struct EcdsaP256Der;
+struct EcdsaP256 {
+    der: bool,
+}
 
-/// ECDSA P-256 / SHA-256 with an `r || s` signature, as COSE carries it (RFC 9053 §2.1).
-#[derive(Debug)]
-struct EcdsaP256Cose;
+const ECDSA_P256_DER: EcdsaP256 = EcdsaP256 { der: true };
+const ECDSA_P256_COSE: EcdsaP256 = EcdsaP256 { der: false };
 
 /// Ed25519 (certificates and COSE use the same encoding).
 #[derive(Debug)]
 struct Ed25519;
 
-impl SignatureVerificationAlgorithm for EcdsaP256Der {
+impl SignatureVerificationAlgorithm for EcdsaP256 {
     fn verify_signature(
         &self,
         public_key: &[u8],
@@ -41,28 +43,13 @@ impl SignatureVerificationAlgorithm for EcdsaP256Der {
         use p256::ecdsa::signature::Verifier;
         let key =
             p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
-        let sig = p256::ecdsa::DerSignature::try_from(signature).map_err(|_| InvalidSignature)?;
-        key.verify(message, &sig).map_err(|_| InvalidSignature)
-    }
-    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ECDSA_P256
-    }
-    fn signature_alg_id(&self) -> AlgorithmIdentifier {
-        alg_id::ECDSA_SHA256
-    }
-}
-
-impl SignatureVerificationAlgorithm for EcdsaP256Cose {
-    fn verify_signature(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), InvalidSignature> {
-        use p256::ecdsa::signature::Verifier;
-        let key =
-            p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key).map_err(|_| InvalidSignature)?;
-        let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|_| InvalidSignature)?;
+        let sig = if self.der {
+            p256::ecdsa::DerSignature::try_from(signature)
+                .and_then(|s| p256::ecdsa::Signature::from_der(s.as_bytes()))
+                .map_err(|_| InvalidSignature)?
+        } else {
+            p256::ecdsa::Signature::from_slice(signature).map_err(|_| InvalidSignature)?
+        };
         key.verify(message, &sig).map_err(|_| InvalidSignature)
     }
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
@@ -104,7 +91,7 @@ impl SignatureVerificationAlgorithm for Ed25519 {
     }
 }
 
-static CHAIN_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[&EcdsaP256Der, &Ed25519];
+static CHAIN_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] = &[&ECDSA_P256_DER, &Ed25519];
 
 /// Verifies `signature` over `message` with the leaf of `x5chain`, after validating the chain to
 /// the trust-anchor certificate `root` at `now` (seconds since 1970) for code signing.
@@ -153,7 +140,7 @@ pub(crate) fn verify(
         return false;
     }
     let cose_alg: &dyn SignatureVerificationAlgorithm = match alg {
-        crate::codepoints::alg::ES256 | crate::codepoints::alg::ESP256 => &EcdsaP256Cose,
+        crate::codepoints::alg::ES256 | crate::codepoints::alg::ESP256 => &ECDSA_P256_COSE,
         crate::codepoints::alg::EDDSA | crate::codepoints::alg::ED25519 => &Ed25519,
         _ => return false,
     };
