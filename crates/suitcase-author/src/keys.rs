@@ -319,8 +319,13 @@ fn pem_text(bytes: &[u8]) -> Option<&str> {
 /// # Errors
 /// [`AuthorError::Key`] naming what the file should hold.
 pub fn load_private(path: &Path) -> Result<PrivateKey> {
-    let bytes = read(path)?;
-    if let Some(text) = pem_text(&bytes) {
+    parse_private(path, &read(path)?)
+}
+
+/// Parses a private key from the bytes of the file at `path` (an HSS-LMS key stays a path: its
+/// state lives in that file).
+fn parse_private(path: &Path, bytes: &[u8]) -> Result<PrivateKey> {
+    if let Some(text) = pem_text(bytes) {
         if let Ok(k) =
             p256::SecretKey::from_pkcs8_pem(text).or_else(|_| p256::SecretKey::from_sec1_pem(text))
         {
@@ -334,7 +339,7 @@ pub fn load_private(path: &Path) -> Result<PrivateKey> {
             "a PEM private key must be PKCS#8 or SEC1 P-256, or PKCS#8 Ed25519",
         ));
     }
-    let raw = decode_maybe_hex(&bytes);
+    let raw = decode_maybe_hex(bytes);
     if crate::hss::HssKeyFile::is_hss_key_file(&raw) {
         return Ok(PrivateKey::HssLms(path.to_path_buf()));
     }
@@ -418,25 +423,35 @@ fn private_from_cose(path: &Path, key: &CoseKey<'_>) -> Result<PrivateKey> {
 /// # Errors
 /// [`AuthorError::Key`] naming what the file should hold.
 pub fn load_public(path: &Path) -> Result<PublicKey> {
-    let bytes = read(path)?;
-    if pem_text(&bytes).is_some_and(|t| t.contains("-----BEGIN CERTIFICATE-----")) {
-        let certs = crate::x509::read_certs(path)?;
+    parse_public(path, &read(path)?)
+}
+
+/// Parses a public key (or shared secret) from bytes in any format [`load_public`] reads; for
+/// keys that arrive over the network. `origin` names the source in errors. An HSS-LMS private
+/// key file is refused here: its state must stay with the signer.
+///
+/// # Errors
+/// [`AuthorError::Key`] naming what the bytes should hold.
+pub fn parse_public(origin: &Path, bytes: &[u8]) -> Result<PublicKey> {
+    let path = origin;
+    if pem_text(bytes).is_some_and(|t| t.contains("-----BEGIN CERTIFICATE-----")) {
+        let certs = crate::x509::parse_certs(path, bytes)?;
         return certs
             .into_iter()
             .next()
             .map(PublicKey::X509Root)
             .ok_or_else(|| key_err(path, "no certificate"));
     }
-    if let Some(text) = pem_text(&bytes) {
+    if let Some(text) = pem_text(bytes) {
         if let Ok(k) = p256::PublicKey::from_public_key_pem(text) {
             return Ok(PublicKey::P256(k));
         }
         if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(text) {
             return Ok(PublicKey::Ed25519(k));
         }
-        return public_of(&load_private(path)?);
+        return public_of(&parse_private(path, bytes)?);
     }
-    let raw = decode_maybe_hex(&bytes);
+    let raw = decode_maybe_hex(bytes);
     if crate::hss::HssKeyFile::is_hss_key_file(&raw) {
         return Ok(PublicKey::HssLms(
             crate::hss::HssKeyFile::decode(path, &raw)?.public,

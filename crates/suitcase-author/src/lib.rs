@@ -19,6 +19,7 @@ pub mod keys;
 pub mod profile;
 pub mod release;
 pub mod rng;
+pub mod summary;
 pub mod uuid;
 pub mod x509;
 

@@ -153,13 +153,22 @@ pub fn read_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
         path: path.to_path_buf(),
         error,
     })?;
+    parse_certs(path, &bytes)
+}
+
+/// Parses PEM certificates (or one DER certificate) from bytes; `path` names the source in
+/// errors.
+///
+/// # Errors
+/// [`AuthorError::Key`] if the bytes are not certificates.
+pub fn parse_certs(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let bad = || AuthorError::Key {
         path: path.to_path_buf(),
         what: "expected PEM certificates (-----BEGIN CERTIFICATE-----) or a DER certificate".into(),
     };
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        x509_cert::Certificate::from_der(&bytes).map_err(|_| bad())?;
-        return Ok(vec![bytes]);
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        x509_cert::Certificate::from_der(bytes).map_err(|_| bad())?;
+        return Ok(vec![bytes.to_vec()]);
     };
     const END: &str = "-----END CERTIFICATE-----";
     let mut certs = Vec::new();

@@ -1,0 +1,243 @@
+//! What a verified release installs, for the servers and tools that store and target it.
+//!
+//! A server must know, without running the manifest against a device, which vendor and class
+//! a release is for, which components it writes, which payloads devices will fetch (by URI) and
+//! the digest and size each image must have. This module reads that from the command sequences
+//! of a [`VerifiedManifest`] by following set-component-index and the parameter commands, the
+//! way a processor would (manifest §8.4.10 for override-parameters, trust-domains §6.4 for
+//! set-parameters). It is a description, not an enforcement: devices still run every
+//! condition themselves.
+
+use serde::{Deserialize, Serialize};
+use suitcase_manifest::{
+    Command, CommandSequence, Identifier, IndexArg, Parameter, ParameterMap, Section, SectionState,
+    VerifiedManifest,
+};
+
+/// One component a release writes or checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentSummary {
+    /// The component identifier's segments, hex.
+    pub id: Vec<String>,
+    /// The vendor identifier (UUID text, or hex for a PEN) the manifest checks, if any.
+    pub vendor_id: Option<String>,
+    /// The class identifier the manifest checks, if any.
+    pub class_id: Option<String>,
+    /// A device identifier, if the release targets one device.
+    pub device_id: Option<String>,
+    /// The image digest the component must have after installation: (algorithm, hex).
+    pub image_digest: Option<(String, String)>,
+    /// The image size.
+    pub image_size: Option<u64>,
+    /// Where the payload is fetched from (absent for integrated payloads or copies).
+    pub uri: Option<String>,
+    /// Whether the payload is encrypted (an encryption-info parameter is set).
+    pub encrypted: bool,
+    /// The component index it is copied or patched from (source-component), if any.
+    pub source_component: Option<u64>,
+}
+
+/// A release as a server sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    /// The manifest sequence number (anti-rollback counter).
+    pub sequence_number: u64,
+    /// The manifest digest: (algorithm, hex).
+    pub manifest_digest: (String, String),
+    /// The components, in manifest order.
+    pub components: Vec<ComponentSummary>,
+    /// Integrated payloads: (key, bytes).
+    pub integrated: Vec<(String, usize)>,
+}
+
+impl ReleaseSummary {
+    /// The vendor identifiers the release checks (deduplicated).
+    pub fn vendor_ids(&self) -> Vec<String> {
+        dedup(self.components.iter().filter_map(|c| c.vendor_id.clone()))
+    }
+
+    /// The class identifiers the release checks (deduplicated).
+    pub fn class_ids(&self) -> Vec<String> {
+        dedup(self.components.iter().filter_map(|c| c.class_id.clone()))
+    }
+
+    /// The payload URIs devices fetch, with the component each is for.
+    pub fn fetched(&self) -> impl Iterator<Item = (&str, &ComponentSummary)> {
+        self.components
+            .iter()
+            .filter_map(|c| c.uri.as_deref().map(|u| (u, c)))
+            .filter(|(u, _)| !u.starts_with('#'))
+    }
+}
+
+fn dedup(it: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for s in it {
+        if !v.contains(&s) {
+            v.push(s);
+        }
+    }
+    v
+}
+
+/// Summarises a verified manifest. Severed sections missing from the envelope are skipped.
+pub fn summarize(verified: &VerifiedManifest<'_>) -> ReleaseSummary {
+    let m = verified.manifest();
+    let mut comps: Vec<ComponentSummary> = m
+        .components
+        .iter()
+        .map(|c| ComponentSummary {
+            id: c.segments().map(hex::encode).collect(),
+            ..ComponentSummary::default()
+        })
+        .collect();
+    let mut walker = Walker {
+        comps: &mut comps,
+        current: vec![0],
+        depth: 0,
+    };
+    if let Some(seq) = m.shared_sequence {
+        walker.sequence(&seq);
+    }
+    for section in [
+        Section::DependencyResolution,
+        Section::PayloadFetch,
+        Section::Install,
+        Section::Validate,
+    ] {
+        if let SectionState::Present(seq) = verified.section(section) {
+            walker.current = vec![0];
+            walker.sequence(&seq);
+        }
+    }
+    let digest = verified.digest();
+    ReleaseSummary {
+        sequence_number: verified.sequence_number(),
+        manifest_digest: (digest_name(verified), hex::encode(digest.as_bytes())),
+        components: comps,
+        integrated: verified
+            .envelope()
+            .integrated_payloads()
+            .map(|(k, v)| (k.to_owned(), v.len()))
+            .collect(),
+    }
+}
+
+fn digest_name(verified: &VerifiedManifest<'_>) -> String {
+    verified
+        .envelope()
+        .authentication()
+        .map(|a| a.digest.algorithm.name().to_owned())
+        .unwrap_or_default()
+}
+
+/// Walks command sequences, tracking the selected components. Nesting is bounded by the
+/// decoder (MAX_NESTING), and `depth` guards again so a hand-built manifest cannot recurse
+/// without end.
+struct Walker<'c> {
+    comps: &'c mut Vec<ComponentSummary>,
+    current: Vec<usize>,
+    depth: usize,
+}
+
+impl Walker<'_> {
+    fn sequence(&mut self, seq: &CommandSequence<'_>) {
+        if self.depth > 8 {
+            return;
+        }
+        self.depth += 1;
+        for (_, command) in seq.iter() {
+            self.command(&command);
+        }
+        self.depth -= 1;
+    }
+
+    fn command(&mut self, command: &Command<'_>) {
+        match command {
+            Command::SetComponentIndex(IndexArg::One(i)) => {
+                self.current = usize::try_from(*i).map(|i| vec![i]).unwrap_or_default();
+            }
+            Command::SetComponentIndex(IndexArg::All) => {
+                self.current = (0..self.comps.len()).collect();
+            }
+            Command::SetComponentIndex(IndexArg::List(list)) => {
+                self.current = list
+                    .iter()
+                    .filter_map(|i| usize::try_from(i).ok())
+                    .collect();
+            }
+            Command::OverrideParameters(p) => self.params(p, true, None),
+            Command::SetParameters(p) => self.params(p, false, None),
+            Command::OverrideMultiple(mp) => {
+                for (i, p) in mp.iter() {
+                    if let Ok(i) = usize::try_from(i) {
+                        self.params(&p, true, Some(i));
+                    }
+                }
+            }
+            Command::TryEach(t) => {
+                // The first branch is the one a device normally takes; the others are fallbacks.
+                if let Some(first) = t.branches().next() {
+                    let saved = self.current.clone();
+                    self.sequence(&first);
+                    self.current = saved;
+                }
+            }
+            Command::RunSequence(s) => {
+                let saved = self.current.clone();
+                self.sequence(s);
+                self.current = saved;
+            }
+            _ => {}
+        }
+    }
+
+    fn params(&mut self, p: &ParameterMap<'_>, overwrite: bool, only: Option<usize>) {
+        let targets = only.map_or_else(|| self.current.clone(), |i| vec![i]);
+        for index in targets {
+            let Some(c) = self.comps.get_mut(index) else {
+                continue;
+            };
+            for param in p.iter() {
+                apply(c, &param, overwrite);
+            }
+        }
+    }
+}
+
+fn set<T>(slot: &mut Option<T>, value: T, overwrite: bool) {
+    if overwrite || slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+fn apply(c: &mut ComponentSummary, p: &Parameter<'_>, overwrite: bool) {
+    match p {
+        Parameter::VendorIdentifier(Identifier::Uuid(b)) => {
+            set(&mut c.vendor_id, uuid(b), overwrite)
+        }
+        Parameter::VendorIdentifier(Identifier::Pen(b)) => {
+            set(
+                &mut c.vendor_id,
+                format!("pen:{}", hex::encode(b)),
+                overwrite,
+            );
+        }
+        Parameter::ClassIdentifier(b) => set(&mut c.class_id, uuid(b), overwrite),
+        Parameter::DeviceIdentifier(b) => set(&mut c.device_id, uuid(b), overwrite),
+        Parameter::ImageDigest(d) => set(
+            &mut c.image_digest,
+            (d.algorithm.name().to_owned(), hex::encode(d.bytes)),
+            overwrite,
+        ),
+        Parameter::ImageSize(n) => set(&mut c.image_size, *n, overwrite),
+        Parameter::Uri(u) => set(&mut c.uri, (*u).to_owned(), overwrite),
+        Parameter::EncryptionInfo(_) => c.encrypted = true,
+        Parameter::SourceComponent(n) => set(&mut c.source_component, *n, overwrite),
+        _ => {}
+    }
+}
+
+fn uuid(b: &[u8]) -> String {
+    <[u8; 16]>::try_from(b).map_or_else(|_| hex::encode(b), |u| crate::uuid::to_string(&u))
+}

@@ -1,0 +1,102 @@
+//! `summary::summarize` reports what a release installs, and `keys::parse_public` reads keys
+//! that arrive as bytes (a server's key registry).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    reason = "test code"
+)]
+
+use std::path::Path;
+
+use suitcase_author::keys::{self, KeyAlg};
+use suitcase_author::release::{self, ImageInput, ReleaseRequest};
+use suitcase_author::summary::summarize;
+use suitcase_author::{Tier, uuid};
+use suitcase_manifest::{Envelope, TrustAnchor, TrustPolicy};
+
+#[test]
+fn summary_lists_components_identities_digests_and_uris() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
+    let key_path = dir.path().join("a.key");
+    keys::write_atomic(&key_path, &g.private, true).unwrap();
+    let vendor = uuid::vendor("example.com");
+    let class = uuid::class(&vendor, "thermostat");
+    let app = vec![0x5a; 3000];
+    let radio = vec![0x11; 777];
+    let req = ReleaseRequest {
+        sequence: 42,
+        tier: Tier::Basic,
+        vendor,
+        class,
+        device: None,
+        images: vec![
+            ImageInput {
+                name: "app".into(),
+                bytes: app.clone(),
+                component: vec![b"app".to_vec()],
+                uri: Some("https://fw.example/app-42.bin".into()),
+                integrated: false,
+                invoke: true,
+            },
+            ImageInput {
+                name: "radio".into(),
+                bytes: radio.clone(),
+                component: vec![b"radio".to_vec(), vec![0]],
+                uri: None,
+                integrated: true,
+                invoke: false,
+            },
+        ],
+        sign: vec![key_path.clone()],
+        encrypt_for: vec![],
+        x5chain: vec![],
+        content: None,
+        reference_uri: None,
+        description: None,
+    };
+    let built = release::build(&req, &mut |_, _, _| {}).unwrap();
+
+    // The key arrives as bytes (as in an upload), not as a file.
+    let public = keys::load_public(&key_path).unwrap();
+    let (pub_bytes, _) = public.encode().unwrap();
+    let parsed = keys::parse_public(Path::new("upload"), &pub_bytes).unwrap();
+    let anchor = [TrustAnchor::new("author", parsed.as_trust_key().unwrap())];
+    let env = Envelope::decode(&built.envelope).unwrap();
+    let verified = env.verify(&anchor, &TrustPolicy::default()).unwrap();
+    let s = summarize(&verified);
+
+    assert_eq!(s.sequence_number, 42);
+    assert_eq!(s.manifest_digest.1, hex::encode(&built.manifest_digest));
+    assert_eq!(s.components.len(), 2);
+    let a = &s.components[0];
+    assert_eq!(a.id, vec![hex::encode(b"app")]);
+    assert_eq!(a.uri.as_deref(), Some("https://fw.example/app-42.bin"));
+    assert_eq!(a.image_size, Some(3000));
+    assert_eq!(
+        a.image_digest.as_ref().unwrap().1,
+        hex::encode(&built.payloads[0].image_digest)
+    );
+    assert_eq!(
+        a.vendor_id.as_deref(),
+        Some(uuid::to_string(&vendor).as_str())
+    );
+    assert_eq!(s.vendor_ids().len(), 1);
+    assert_eq!(s.class_ids(), vec![uuid::to_string(&class)]);
+    let r = &s.components[1];
+    assert_eq!(r.image_size, Some(777));
+    assert!(r.uri.as_deref().unwrap_or("#").starts_with('#'));
+    // Only the fetched payload is listed for download; the integrated one travels inside.
+    let fetched: Vec<&str> = s.fetched().map(|(u, _)| u).collect();
+    assert_eq!(fetched, vec!["https://fw.example/app-42.bin"]);
+    assert_eq!(s.integrated.len(), 1);
+}
+
+#[test]
+fn parse_public_names_the_origin_for_garbage() {
+    let err = keys::parse_public(Path::new("upload:bad"), b"not a key").unwrap_err();
+    assert!(err.to_string().contains("upload:bad"), "{err}");
+}
