@@ -36,7 +36,7 @@ fn summary_lists_components_identities_digests_and_uris() {
         images: vec![
             ImageInput {
                 name: "app".into(),
-                bytes: app.clone(),
+                bytes: app,
                 component: vec![b"app".to_vec()],
                 uri: Some("https://fw.example/app-42.bin".into()),
                 integrated: false,
@@ -44,7 +44,7 @@ fn summary_lists_components_identities_digests_and_uris() {
             },
             ImageInput {
                 name: "radio".into(),
-                bytes: radio.clone(),
+                bytes: radio,
                 component: vec![b"radio".to_vec(), vec![0]],
                 uri: None,
                 integrated: true,
