@@ -1,2 +1,47 @@
-//! Differential updates (work in progress; see issue 8).
+//! Differential updates that fit a microcontroller.
+//!
+//! * [`create`] (feature `std`) makes a patch from an old and a new image: a bsdiff-style
+//!   alignment search (approximate matches with difference literals, plain literals, and
+//!   copies from the new image itself) entropy-coded with an adaptive binary range coder.
+//! * [`Applier`] applies it: `no_std`, no allocation, fed patch bytes in chunks of any size,
+//!   reading the old image and writing the new one through [`OldImage`] and [`NewImage`]. Its
+//!   whole state is [`REQUIRED_RAM`] bytes (under 16 KiB), declared in every patch header
+//!   and checked against the device's [`Limits`].
+//! * [`InPlaceApplier`] applies in-place patches in a single slot and resumes after a power
+//!   cut from a small progress record the caller persists ([`ProgressStore`]).
+//! * [`parse_info`] gives a SUIT processor the source and result digests without allocating.
+//!
+//! The patch format is documented in `docs/delta.md` and in [`format`].
 #![cfg_attr(not(feature = "std"), no_std)]
+
+#[cfg(feature = "std")]
+extern crate alloc;
+
+mod apply;
+mod error;
+pub mod format;
+mod inplace;
+mod model;
+mod rc;
+
+#[cfg(feature = "std")]
+mod encode;
+
+pub use apply::{Applier, NewImage, OldImage, REQUIRED_RAM, SliceImage, Status};
+pub use error::Error;
+pub use format::{Geometry, Header, Limits, MAX_RAM_BOUND, Mode, PatchInfo, parse_info};
+pub use inplace::{Flash, InPlaceApplier, Phase, Progress, ProgressStore};
+
+#[cfg(feature = "std")]
+pub use encode::{CreateError, InPlaceOptions, Options, Patch, Strategy, create};
+
+/// Applies a whole patch held in memory to `old`, returning the new image (host helper).
+#[cfg(feature = "std")]
+pub fn apply_to_vec(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut applier = Applier::new(Limits::DEFAULT);
+    let mut out = Vec::new();
+    let mut o = old;
+    applier.feed(patch, &mut o, &mut out)?;
+    applier.finish()?;
+    Ok(out)
+}

@@ -1,0 +1,291 @@
+//! Adaptive binary range coder (the LZMA design: 32-bit range, 12-bit probabilities).
+//!
+//! Hand-written rather than taken from a crate: the applier must decode one bounded step at a
+//! time from a caller-fed buffer, without allocation, with its whole model inside the patch's
+//! RAM bound. `lzma-rs` and `lzma-rust` allocate their dictionary and buffers on the heap;
+//! `miniz_oxide`/`zstd` need a 32 KiB to 8 MiB window; `heatshrink` has no entropy coder
+//! (its patches are 30-45 % larger). What we need is only the arithmetic coder itself (about
+//! a hundred lines), with the window replaced by random access to the old and new images.
+
+use crate::Error;
+
+/// Precision of a probability: `p / 2^PROB_BITS` is the chance of a 0 bit.
+pub(crate) const PROB_BITS: u32 = 12;
+/// The initial probability (one half).
+pub(crate) const PROB_INIT: u16 = 1 << (PROB_BITS - 1);
+const PROB_TOTAL: u32 = 1 << PROB_BITS;
+/// Adaptation speed: each coded bit moves the probability by 1/2^MOVE of the way.
+const MOVE: u32 = 5;
+const TOP: u32 = 1 << 24;
+
+/// One adaptive probability.
+pub(crate) type Prob = u16;
+
+#[inline]
+fn update(p: &mut Prob, bit: u32) {
+    let v = u32::from(*p);
+    let nv = if bit == 0 {
+        v + ((PROB_TOTAL - v) >> MOVE)
+    } else {
+        v - (v >> MOVE)
+    };
+    // nv stays within [31, 4065]: both branches move strictly inside (0, PROB_TOTAL).
+    *p = u16::try_from(nv).unwrap_or(PROB_INIT);
+}
+
+/// The coding side of the shared model: an encoder, a decoder or a price estimator.
+///
+/// Model code calls `bit`/`direct` with the value it wants to code; an encoder codes it and
+/// returns it, a decoder ignores it and returns the decoded value.
+pub(crate) trait Io {
+    /// Codes one bit with an adaptive probability.
+    fn bit(&mut self, p: &mut Prob, bit: u32) -> Result<u32, Error>;
+    /// Codes `n` (at most 32) equiprobable bits, most significant first.
+    fn direct(&mut self, value: u32, n: u32) -> Result<u32, Error>;
+}
+
+/// Range decoder state (the input cursor lives with the caller).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RcDec {
+    range: u32,
+    code: u32,
+}
+
+impl RcDec {
+    /// Bytes that `init` consumes.
+    pub(crate) const INIT_BYTES: usize = 5;
+
+    pub(crate) const fn new() -> Self {
+        Self {
+            range: 0xFFFF_FFFF,
+            code: 0,
+        }
+    }
+
+    /// Starts decoding from the first five bytes of a stream.
+    pub(crate) fn init(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let Some((&first, rest)) = bytes.split_first() else {
+            return Err(Error::Truncated);
+        };
+        if first != 0 || rest.len() < 4 {
+            return Err(if first != 0 {
+                Error::Corrupt
+            } else {
+                Error::Truncated
+            });
+        }
+        self.range = 0xFFFF_FFFF;
+        self.code = 0;
+        for &b in rest.iter().take(4) {
+            self.code = (self.code << 8) | u32::from(b);
+        }
+        if self.code == 0xFFFF_FFFF {
+            return Err(Error::Corrupt);
+        }
+        Ok(())
+    }
+}
+
+/// A decoder bound to an input slice for one step.
+#[derive(Debug)]
+pub(crate) struct DecIo<'a> {
+    pub(crate) rc: &'a mut RcDec,
+    pub(crate) input: &'a [u8],
+    pub(crate) pos: usize,
+}
+
+impl DecIo<'_> {
+    #[inline]
+    fn normalize(&mut self) -> Result<(), Error> {
+        while self.rc.range < TOP {
+            let b = *self.input.get(self.pos).ok_or(Error::Truncated)?;
+            self.pos += 1;
+            self.rc.range <<= 8;
+            // code < range < 2^24 here, so the shift cannot overflow.
+            self.rc.code = (self.rc.code << 8) | u32::from(b);
+        }
+        Ok(())
+    }
+}
+
+impl Io for DecIo<'_> {
+    #[inline]
+    fn bit(&mut self, p: &mut Prob, _bit: u32) -> Result<u32, Error> {
+        let bound = (self.rc.range >> PROB_BITS) * u32::from(*p);
+        let bit = if self.rc.code < bound {
+            self.rc.range = bound;
+            0
+        } else {
+            self.rc.range -= bound;
+            self.rc.code -= bound;
+            1
+        };
+        update(p, bit);
+        self.normalize()?;
+        Ok(bit)
+    }
+
+    fn direct(&mut self, _value: u32, n: u32) -> Result<u32, Error> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            self.rc.range >>= 1;
+            let bit = if self.rc.code >= self.rc.range {
+                self.rc.code -= self.rc.range;
+                1
+            } else {
+                0
+            };
+            v = (v << 1) | bit;
+            self.normalize()?;
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(feature = "std")]
+pub(crate) use enc::{Pricer, RcEnc};
+
+#[cfg(feature = "std")]
+mod enc {
+    use super::{Io, PROB_BITS, PROB_TOTAL, Prob, TOP, update};
+    use crate::Error;
+    use alloc::vec::Vec;
+
+    /// Range encoder writing to a vector.
+    #[derive(Debug)]
+    pub(crate) struct RcEnc {
+        low: u64,
+        range: u32,
+        cache: u8,
+        cache_size: u64,
+        pub(crate) out: Vec<u8>,
+    }
+
+    impl RcEnc {
+        pub(crate) const fn new() -> Self {
+            Self {
+                low: 0,
+                range: 0xFFFF_FFFF,
+                cache: 0,
+                cache_size: 1,
+                out: Vec::new(),
+            }
+        }
+
+        fn shift_low(&mut self) {
+            if self.low < 0xFF00_0000 || self.low > 0xFFFF_FFFF {
+                let carry = u8::from(self.low > 0xFFFF_FFFF);
+                let mut temp = self.cache;
+                loop {
+                    self.out.push(temp.wrapping_add(carry));
+                    temp = 0xFF;
+                    self.cache_size -= 1;
+                    if self.cache_size == 0 {
+                        break;
+                    }
+                }
+                self.cache = ((self.low >> 24) & 0xFF) as u8; // masked: fits
+            }
+            self.cache_size += 1;
+            self.low = (self.low & 0x00FF_FFFF) << 8;
+        }
+
+        /// Flushes and returns the stream.
+        pub(crate) fn finish(mut self) -> Vec<u8> {
+            for _ in 0..5 {
+                self.shift_low();
+            }
+            self.out
+        }
+    }
+
+    impl Io for RcEnc {
+        #[inline]
+        fn bit(&mut self, p: &mut Prob, bit: u32) -> Result<u32, Error> {
+            let bound = (self.range >> PROB_BITS) * u32::from(*p);
+            if bit == 0 {
+                self.range = bound;
+            } else {
+                self.low += u64::from(bound);
+                self.range -= bound;
+            }
+            update(p, bit);
+            while self.range < TOP {
+                self.range <<= 8;
+                self.shift_low();
+            }
+            Ok(bit)
+        }
+
+        fn direct(&mut self, value: u32, n: u32) -> Result<u32, Error> {
+            for i in (0..n).rev() {
+                self.range >>= 1;
+                if (value >> i) & 1 == 1 {
+                    self.low += u64::from(self.range);
+                }
+                while self.range < TOP {
+                    self.range <<= 8;
+                    self.shift_low();
+                }
+            }
+            Ok(value)
+        }
+    }
+
+    /// Cost of a bit in 1/16 bit units, by probability (indexed by `p >> 4`).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::std_instead_of_core,
+        reason = "prices are small positive numbers; OnceLock is std-only"
+    )]
+    fn price_table() -> &'static [u32; 256] {
+        static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut t = [0u32; 256];
+            for (i, slot) in t.iter_mut().enumerate() {
+                let p = (i as f64 + 0.5) / 256.0;
+                *slot = (-p.log2() * 16.0).round() as u32;
+            }
+            t
+        })
+    }
+
+    /// Estimates the cost of coding, without changing the model.
+    #[derive(Debug)]
+    pub(crate) struct Pricer {
+        pub(crate) cost: u32,
+        table: &'static [u32; 256],
+    }
+
+    impl Pricer {
+        pub(crate) fn new() -> Self {
+            Self {
+                cost: 0,
+                table: price_table(),
+            }
+        }
+        /// Price of one bit with probability `p`, in 1/16 bit.
+        #[inline]
+        pub(crate) fn price(&self, p: Prob, bit: u32) -> u32 {
+            let p0 = u32::from(p);
+            let q = if bit == 0 { p0 } else { PROB_TOTAL - p0 };
+            self.table
+                .get(((q >> (PROB_BITS - 8)) & 0xFF) as usize)
+                .copied()
+                .unwrap_or(0)
+        }
+    }
+
+    impl Io for Pricer {
+        #[inline]
+        fn bit(&mut self, p: &mut Prob, bit: u32) -> Result<u32, Error> {
+            self.cost += self.price(*p, bit);
+            Ok(bit)
+        }
+        fn direct(&mut self, value: u32, n: u32) -> Result<u32, Error> {
+            self.cost += 16 * n;
+            Ok(value)
+        }
+    }
+}

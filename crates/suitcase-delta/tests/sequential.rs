@@ -1,0 +1,249 @@
+//! Sequential and full-image patches: round trips and refusals.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::cast_possible_truncation,
+    missing_docs
+)]
+
+mod common;
+
+use common::{apply_chunked, testdata_pairs};
+use suitcase_delta::{
+    Applier, Error, Limits, MAX_RAM_BOUND, Mode, Options, REQUIRED_RAM, Strategy, create,
+    parse_info,
+};
+
+fn make(old: &[u8], new: &[u8], strategy: Strategy) -> Vec<u8> {
+    create(
+        old,
+        new,
+        &Options {
+            strategy,
+            in_place: None,
+        },
+    )
+    .unwrap()
+    .bytes
+}
+
+#[test]
+fn applier_state_fits_16_kib() {
+    assert!(
+        size_of::<Applier>() <= 16 * 1024,
+        "{}",
+        size_of::<Applier>()
+    );
+    assert_eq!(REQUIRED_RAM as usize, size_of::<Applier>());
+    const { assert!(REQUIRED_RAM <= MAX_RAM_BOUND) };
+}
+
+#[test]
+fn testdata_pairs_round_trip_in_every_mode_and_chunking() {
+    for (name, old, new) in testdata_pairs() {
+        for strategy in [Strategy::Auto, Strategy::Delta, Strategy::Full] {
+            let patch = make(&old, &new, strategy);
+            for chunk in [1, 3, 64, 1000, usize::MAX] {
+                let (res, slot) =
+                    apply_chunked(&old, &patch, chunk.min(patch.len().max(1)), new.len());
+                res.unwrap_or_else(|e| panic!("{name} {strategy:?} chunk {chunk}: {e}"));
+                assert_eq!(slot.buf, new, "{name} {strategy:?} chunk {chunk}");
+            }
+        }
+    }
+}
+
+#[test]
+fn shifted_thumb_code_gives_a_small_patch() {
+    let pairs = testdata_pairs();
+    let (_, old, new) = pairs.iter().find(|(n, ..)| n == "thumb-shift").unwrap();
+    let patch = make(old, new, Strategy::Auto);
+    assert!(
+        patch.len() < new.len() / 8,
+        "patch {} for {} bytes",
+        patch.len(),
+        new.len()
+    );
+}
+
+#[test]
+fn unrelated_image_falls_back_to_full_mode() {
+    let pairs = testdata_pairs();
+    let (_, old, new) = pairs.iter().find(|(n, ..)| n == "unrelated").unwrap();
+    let p = create(old, new, &Options::default()).unwrap();
+    assert_eq!(p.header.mode, Mode::Full);
+    assert!(p.rejected_delta_bytes.is_some());
+    // A full patch applies without the old image.
+    let (res, slot) = apply_chunked(&[], &p.bytes, 100, new.len());
+    res.unwrap();
+    assert_eq!(&slot.buf, new);
+}
+
+#[test]
+fn header_info_names_source_and_result() {
+    let pairs = testdata_pairs();
+    let (_, old, new) = pairs.iter().find(|(n, ..)| n == "thumb-shift").unwrap();
+    let patch = make(old, new, Strategy::Delta);
+    let info = parse_info(&patch).unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        info.source_digest,
+        <[u8; 32]>::from(sha2::Sha256::digest(old))
+    );
+    assert_eq!(
+        info.result_digest,
+        <[u8; 32]>::from(sha2::Sha256::digest(new))
+    );
+    assert_eq!(info.new_size as usize, new.len());
+    assert_eq!(info.ram_bound, REQUIRED_RAM);
+    assert!(info.needs_source && !info.in_place);
+    assert_eq!(parse_info(&patch[..40]), Err(Error::Truncated));
+}
+
+fn thumb() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let pairs = testdata_pairs();
+    let (_, old, new) = pairs
+        .into_iter()
+        .find(|(n, ..)| n == "thumb-insert")
+        .unwrap();
+    let patch = make(&old, &new, Strategy::Delta);
+    (old, new, patch)
+}
+
+#[test]
+fn truncated_patch_is_refused() {
+    let (old, new, patch) = thumb();
+    for cut in 0..patch.len() {
+        let (res, slot) = apply_chunked(&old, &patch[..cut], 17, new.len());
+        assert!(res.is_err(), "accepted a patch cut at {cut}");
+        assert!(slot.high_water <= new.len());
+    }
+}
+
+#[test]
+fn patch_with_trailing_bytes_is_refused() {
+    let (old, new, mut patch) = thumb();
+    patch.push(0);
+    let (res, _) = apply_chunked(&old, &patch, 1000, new.len());
+    assert_eq!(res, Err(Error::TrailingData));
+}
+
+#[test]
+fn patch_claiming_huge_ram_bound_is_refused() {
+    let (old, new, mut patch) = thumb();
+    patch[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
+    let (res, slot) = apply_chunked(&old, &patch, 1000, new.len());
+    assert!(
+        matches!(res, Err(Error::RamBoundTooLarge { .. })),
+        "{res:?}"
+    );
+    assert_eq!(slot.high_water, 0);
+    // And a device granting less RAM than the patch declares refuses it too.
+    let (_, _, patch) = thumb();
+    let mut a = Applier::new(Limits {
+        max_ram: 4096,
+        slot_size: u32::MAX,
+    });
+    let mut o = old.as_slice();
+    let mut out = Vec::new();
+    assert!(matches!(
+        a.feed(&patch, &mut o, &mut out),
+        Err(Error::RamBoundTooLarge { .. })
+    ));
+}
+
+#[test]
+fn patch_claiming_too_little_ram_is_refused() {
+    let (old, new, mut patch) = thumb();
+    patch[8..12].copy_from_slice(&64u32.to_le_bytes());
+    let (res, _) = apply_chunked(&old, &patch, 1000, new.len());
+    assert!(
+        matches!(res, Err(Error::RamBoundTooSmall { .. })),
+        "{res:?}"
+    );
+}
+
+#[test]
+fn patch_for_other_source_image_is_refused() {
+    let (mut old, new, patch) = thumb();
+    old[100] ^= 1;
+    let (res, slot) = apply_chunked(&old, &patch, 1000, new.len());
+    assert_eq!(res, Err(Error::SourceDigestMismatch));
+    assert_eq!(slot.high_water, 0, "wrote before checking the source");
+    let (res, _) = apply_chunked(&old[..old.len() - 1], &patch, 1000, new.len());
+    assert!(res.is_err());
+}
+
+#[test]
+fn patch_larger_than_slot_is_refused_before_writing() {
+    let (old, new, patch) = thumb();
+    let (res, slot) = apply_chunked(&old, &patch, 1000, new.len() - 1);
+    assert!(matches!(res, Err(Error::TooLargeForSlot { .. })), "{res:?}");
+    assert_eq!(slot.high_water, 0);
+}
+
+#[test]
+fn forged_result_digest_is_refused() {
+    let (old, new, mut patch) = thumb();
+    patch[60] ^= 0x80;
+    let (res, _) = apply_chunked(&old, &patch, 1000, new.len());
+    assert_eq!(res, Err(Error::ResultDigestMismatch));
+}
+
+#[test]
+fn every_single_byte_corruption_is_refused_without_writing_past_the_slot() {
+    let (old, new, patch) = thumb();
+    for i in 0..patch.len() {
+        for flip in [0x01u8, 0x80, 0xFF] {
+            let mut p = patch.clone();
+            p[i] ^= flip;
+            let (res, slot) = apply_chunked(&old, &p, 97, new.len());
+            assert!(slot.high_water <= new.len());
+            if res.is_ok() {
+                // Only possible if the corruption did not change the output (e.g. a reserved
+                // byte we do not read); the result digest was verified.
+                assert_eq!(
+                    slot.buf, new,
+                    "byte {i} flip {flip:#x} accepted with a wrong image"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_magic_and_version_are_refused() {
+    let (old, new, patch) = thumb();
+    let mut p = patch.clone();
+    p[0] = b'X';
+    assert_eq!(
+        apply_chunked(&old, &p, 10, new.len()).0,
+        Err(Error::BadMagic)
+    );
+    let mut p = patch.clone();
+    p[4] = 9;
+    assert_eq!(
+        apply_chunked(&old, &p, 10, new.len()).0,
+        Err(Error::UnsupportedVersion(9))
+    );
+    let mut p = patch;
+    p[6] = 1;
+    assert_eq!(
+        apply_chunked(&old, &p, 10, new.len()).0,
+        Err(Error::UnsupportedFlags(1))
+    );
+}
+
+#[test]
+fn empty_images_round_trip() {
+    for (old, new) in [(&b""[..], &b""[..]), (b"abc", b""), (b"", b"x")] {
+        for strategy in [Strategy::Auto, Strategy::Delta, Strategy::Full] {
+            let patch = make(old, new, strategy);
+            let (res, slot) = apply_chunked(old, &patch, 5, new.len());
+            res.unwrap();
+            assert_eq!(slot.buf, new);
+        }
+    }
+}
