@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(
     dead_code,
+    unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::std_instead_of_core
