@@ -539,12 +539,11 @@ impl Applier {
             pos: self.in_pos,
         };
         if self.expect_run {
-            let n = self.model.run(&mut io, &self.ctx, 0)?;
+            let n = self.model.run(&mut io, &mut self.ctx, 0)?;
             self.in_pos = io.pos;
             if n > self.seg_end - self.pos {
                 return Err(Error::Corrupt);
             }
-            self.ctx.hist = ((self.ctx.hist << 1) | usize::from(n == 0)) & 3;
             self.expect_run = false;
             for _ in 0..n {
                 let b = self.src_byte(&h, old, new)?;
@@ -568,7 +567,9 @@ impl Applier {
         match op {
             Miss::Diff(x) => {
                 self.ctx.st = ST_DIFF;
-                self.ctx.last_diff = x;
+                if let Some(l) = self.ctx.last_diff.get_mut((self.pos & 7) as usize) {
+                    *l = x;
+                }
                 self.emit(pred.wrapping_add(x), new)?;
             }
             Miss::Plain(b) => {

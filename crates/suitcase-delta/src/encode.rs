@@ -242,7 +242,12 @@ const MIN_MATCH: usize = 4;
 const CHAIN_DEPTH: usize = 48;
 const WINDOW: usize = 32;
 /// Estimated cost of one mispredicted byte, in 1/16 bit.
-const MISS_COST: u32 = 12 * 16;
+fn miss_cost() -> u32 {
+    std::env::var("MC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
 
 /// Greedy encoder over `old ++ new`.
 struct Encoder {
@@ -369,6 +374,11 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
     let mut ctx = Ctx::new(d0);
     let mut p = start;
     let mut cands = Vec::new();
+    let stats_on = std::env::var_os("SUITCASE_DELTA_STATS").is_some();
+    let mc = miss_cost();
+    let mut stats = [(0u64, 0u64); 10];
+    let mut buckets: Vec<u64> = alloc::vec![0; (end as usize >> 14) + 1];
+    let mut last_bytes = 0usize;
     let header = Header {
         mode: Mode::Sequential,
         ram_bound: 0,
@@ -381,9 +391,20 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
     };
     while p < end {
         e.insert_upto(e.old_len + p as usize);
+        if stats_on {
+            let now = rc_len(&rc);
+            buckets[p as usize >> 14] += (now - last_bytes) as u64;
+            last_bytes = now;
+        }
         let r = e.run_len(ctx.d, p, end, min_old);
-        model.run(&mut rc, &ctx, r)?;
-        ctx.hist = ((ctx.hist << 1) | usize::from(r == 0)) & 3;
+        if stats_on {
+            let mut pr = Pricer::new();
+            let mut c2 = ctx;
+            let _ = model.run(&mut pr, &mut c2, r);
+            stats[0].0 += 1;
+            stats[0].1 += u64::from(pr.cost);
+        }
+        model.run(&mut rc, &mut ctx, r)?;
         p += r;
         if p >= end {
             break;
@@ -410,7 +431,7 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
         };
         let stay = e.score(ctx.d, p, end, min_old, 1);
         let window = (end - p).min(WINDOW as u32);
-        let cost_stay = lit_cost + (window - 1 - stay) * MISS_COST;
+        let cost_stay = lit_cost + (window - 1 - stay) * mc;
         // Jump candidates.
         e.candidates(p, end, min_old, &mut cands);
         for &r in &ctx.reps {
@@ -425,7 +446,7 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
                 continue;
             }
             let sc = e.score(d, p, end, min_old, 0);
-            let miss_cost = (window - sc) * MISS_COST;
+            let miss_cost = (window - sc) * mc;
             if miss_cost >= best_cost {
                 continue;
             }
@@ -438,6 +459,17 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
         }
         match best {
             Some((op, d)) => {
+                if stats_on {
+                    let mut pr = Pricer::new();
+                    let _ = model.miss(&mut pr, &ctx, p, pred, op);
+                    let k = if let Miss::Jump(k, _) = op {
+                        3 + k.min(6) as usize
+                    } else {
+                        0
+                    };
+                    stats[k].0 += 1;
+                    stats[k].1 += u64::from(pr.cost);
+                }
                 model.miss(&mut rc, &ctx, p, pred, op)?;
                 let Miss::Jump(kind, param) = op else {
                     return Err(CreateError::Internal(Error::Corrupt));
@@ -448,11 +480,18 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
                 ctx.st = ST_JUMP;
             }
             None => {
+                if stats_on {
+                    let mut pr = Pricer::new();
+                    let _ = model.miss(&mut pr, &ctx, p, pred, lit);
+                    let k = if let Miss::Diff(_) = lit { 1 } else { 2 };
+                    stats[k].0 += 1;
+                    stats[k].1 += u64::from(pr.cost);
+                }
                 model.miss(&mut rc, &ctx, p, pred, lit)?;
                 match lit {
                     Miss::Diff(x) => {
                         ctx.st = ST_DIFF;
-                        ctx.last_diff = x;
+                        ctx.last_diff[(p & 7) as usize] = x;
                     }
                     _ => ctx.st = ST_PLAIN,
                 }
@@ -460,7 +499,24 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
             }
         }
     }
+    if stats_on {
+        let names = [
+            "run", "diff", "plain", "rep0", "rep1", "rep2", "rep3", "adj", "old", "new",
+        ];
+        for (n, (c, b)) in names.iter().zip(stats) {
+            std::eprintln!("  {n:6} {c:8} ops {:9} bytes", b / 128);
+        }
+        let mut top: Vec<(u64, usize)> = buckets.iter().copied().zip(0..).collect();
+        top.sort_unstable_by(|a, b| b.cmp(a));
+        for (b, i) in top.iter().take(100_000) {
+            std::eprintln!("  bucket {:#08x}: {b} bytes", i << 14);
+        }
+    }
     Ok(rc.finish())
+}
+
+fn rc_len(rc: &RcEnc) -> usize {
+    rc.out.len()
 }
 
 fn jump_price(

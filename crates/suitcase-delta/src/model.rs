@@ -36,6 +36,7 @@ pub(crate) const J_NEW: u32 = 6;
 /// the rest direct for long ones).
 #[derive(Debug, Clone)]
 pub(crate) struct UintModel {
+    zero: Prob,
     slot: [Prob; 64],
     low: [Prob; 128],
     high: [[Prob; 8]; 26],
@@ -44,6 +45,7 @@ pub(crate) struct UintModel {
 impl UintModel {
     pub(crate) const fn new() -> Self {
         Self {
+            zero: PROB_INIT,
             slot: [PROB_INIT; 64],
             low: [PROB_INIT; 128],
             high: [[PROB_INIT; 8]; 26],
@@ -51,9 +53,15 @@ impl UintModel {
     }
 
     pub(crate) fn code<I: Io>(&mut self, io: &mut I, v: u32) -> Result<u32, Error> {
+        if io.bit(&mut self.zero, u32::from(v == 0))? == 1 {
+            return Ok(0);
+        }
         let x = u64::from(v) + 1;
         let nb = 64 - x.leading_zeros(); // 1..=33
         let slot = code_tree(io, &mut self.slot, 6, nb - 1)?;
+        if slot == 0 {
+            return Err(Error::Corrupt); // zero has its own flag
+        }
         if slot > 32 {
             return Err(Error::Corrupt);
         }
@@ -139,7 +147,7 @@ pub(crate) struct Model {
     run: [UintModel; 3],
     is_jump: [[Prob; 4]; 3],
     is_plain: [[Prob; 4]; 3],
-    same_diff: [[Prob; 4]; 3],
+    same_diff: [[Prob; 8]; 3],
     diff: [[Prob; 256]; 4],
     plain: [[Prob; 0x300]; 4],
     jump_kind: [[Prob; 8]; 3],
@@ -160,7 +168,9 @@ pub(crate) struct Ctx {
     /// Kind of the previous operation.
     pub(crate) st: usize,
     /// Last difference literal.
-    pub(crate) last_diff: u8,
+    pub(crate) last_diff: [u8; 8],
+    /// Last run length after each kind of operation.
+    pub(crate) last_run: [u32; 3],
     /// Previous output byte.
     pub(crate) prev: u8,
     /// Recent miss kinds (2 bits).
@@ -173,7 +183,8 @@ impl Ctx {
             d,
             reps: [d; 4],
             st: ST_JUMP,
-            last_diff: 0,
+            last_diff: [0; 8],
+            last_run: [u32::MAX; 3],
             prev: 0,
             hist: 0,
         }
@@ -197,7 +208,7 @@ impl Model {
             run: [UintModel::new(), UintModel::new(), UintModel::new()],
             is_jump: [[PROB_INIT; 4]; 3],
             is_plain: [[PROB_INIT; 4]; 3],
-            same_diff: [[PROB_INIT; 4]; 3],
+            same_diff: [[PROB_INIT; 8]; 3],
             diff: [[PROB_INIT; 256]; 4],
             plain: [[PROB_INIT; 0x300]; 4],
             jump_kind: [[PROB_INIT; 8]; 3],
@@ -210,9 +221,16 @@ impl Model {
     }
 
     /// Codes a run length.
-    pub(crate) fn run<I: Io>(&mut self, io: &mut I, ctx: &Ctx, n: u32) -> Result<u32, Error> {
-        let m = self.run.get_mut(ctx.st).ok_or(Error::Corrupt)?;
-        m.code(io, n)
+    /// Codes a run length (and updates the run history in `ctx`).
+    pub(crate) fn run<I: Io>(&mut self, io: &mut I, ctx: &mut Ctx, n: u32) -> Result<u32, Error> {
+        let st = ctx.st;
+        let m = self.run.get_mut(st).ok_or(Error::Corrupt)?;
+        let n = m.code(io, n)?;
+        if let Some(l) = ctx.last_run.get_mut(st) {
+            *l = n;
+        }
+        ctx.hist = ((ctx.hist << 1) | usize::from(n == 0)) & 3;
+        Ok(n)
     }
 
     /// Codes a miss operation at new position `pos` with predicted byte `pred`.
@@ -283,14 +301,16 @@ impl Model {
                 Miss::Diff(x) => x,
                 _ => 1,
             };
-            let same = u32::from(want == ctx.last_diff);
+            let lane = (pos & 7) as usize;
+            let last = ctx.last_diff.get(lane).copied().unwrap_or(0);
+            let same = u32::from(want == last);
             let p = self
                 .same_diff
                 .get_mut(st)
-                .and_then(|a| a.get_mut(pa))
+                .and_then(|a| a.get_mut(lane))
                 .ok_or(Error::Corrupt)?;
             let diff = if io.bit(p, same)? == 1 {
-                ctx.last_diff
+                last
             } else {
                 let probs = self.diff.get_mut(pa).ok_or(Error::Corrupt)?;
                 let v = code_tree(io, probs, 8, u32::from(want))?;

@@ -14,23 +14,37 @@ pub(crate) const PROB_BITS: u32 = 12;
 /// The initial probability (one half).
 pub(crate) const PROB_INIT: u16 = 1 << (PROB_BITS - 1);
 const PROB_TOTAL: u32 = 1 << PROB_BITS;
-/// Adaptation speed: each coded bit moves the probability by 1/2^MOVE of the way.
-const MOVE: u32 = 5;
 const TOP: u32 = 1 << 24;
 
 /// One adaptive probability.
 pub(crate) type Prob = u16;
 
+/// Adaptation shift by how many bits a probability has seen (the top four bits of a
+/// [`Prob`]): fast while a context is new, steady once it is trained.
+const RATE: [u32; 16] = [1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5];
+const P_MIN: u32 = 31;
+const P_MAX: u32 = PROB_TOTAL - 31;
+
+/// The probability part of a [`Prob`].
+#[inline]
+pub(crate) const fn p12(p: Prob) -> u32 {
+    (p & 0x0FFF) as u32
+}
+
 #[inline]
 fn update(p: &mut Prob, bit: u32) {
-    let v = u32::from(*p);
+    let v = p12(*p);
+    let n = u32::from(*p >> 12);
+    let rate = RATE.get(n as usize).copied().unwrap_or(5);
     let nv = if bit == 0 {
-        v + ((PROB_TOTAL - v) >> MOVE)
+        v + ((PROB_TOTAL - v) >> rate)
     } else {
-        v - (v >> MOVE)
+        v - (v >> rate)
     };
-    // nv stays within [31, 4065]: both branches move strictly inside (0, PROB_TOTAL).
-    *p = u16::try_from(nv).unwrap_or(PROB_INIT);
+    let nv = nv.clamp(P_MIN, P_MAX);
+    let n2 = if n < 15 { n + 1 } else { 15 };
+    // nv < 4096 and n2 < 16: the packed value fits 16 bits.
+    *p = u16::try_from(nv | (n2 << 12)).unwrap_or(PROB_INIT);
 }
 
 /// The coding side of the shared model: an encoder, a decoder or a price estimator.
@@ -111,7 +125,7 @@ impl DecIo<'_> {
 impl Io for DecIo<'_> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> Result<u32, Error> {
-        let bound = (self.rc.range >> PROB_BITS) * u32::from(*p);
+        let bound = (self.rc.range >> PROB_BITS) * p12(*p);
         let bit = if self.rc.code < bound {
             self.rc.range = bound;
             0
@@ -147,7 +161,7 @@ pub(crate) use enc::{Pricer, RcEnc};
 
 #[cfg(feature = "std")]
 mod enc {
-    use super::{Io, PROB_BITS, PROB_TOTAL, Prob, TOP, update};
+    use super::{Io, PROB_BITS, PROB_TOTAL, Prob, TOP, p12, update};
     use crate::Error;
     use alloc::vec::Vec;
 
@@ -202,7 +216,7 @@ mod enc {
     impl Io for RcEnc {
         #[inline]
         fn bit(&mut self, p: &mut Prob, bit: u32) -> Result<u32, Error> {
-            let bound = (self.range >> PROB_BITS) * u32::from(*p);
+            let bound = (self.range >> PROB_BITS) * p12(*p);
             if bit == 0 {
                 self.range = bound;
             } else {
@@ -268,7 +282,7 @@ mod enc {
         /// Price of one bit with probability `p`, in 1/16 bit.
         #[inline]
         pub(crate) fn price(&self, p: Prob, bit: u32) -> u32 {
-            let p0 = u32::from(p);
+            let p0 = p12(p);
             let q = if bit == 0 { p0 } else { PROB_TOTAL - p0 };
             self.table
                 .get(((q >> (PROB_BITS - 8)) & 0xFF) as usize)
