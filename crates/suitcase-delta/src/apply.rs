@@ -79,6 +79,30 @@ impl NewImage for Vec<u8> {
     }
 }
 
+/// Old and new image access in one object (the in-place applier reads and writes one flash).
+pub(crate) trait Images {
+    fn read_old(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Error>;
+    fn read_new(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Error>;
+    fn write_new(&mut self, offset: u32, data: &[u8]) -> Result<(), Error>;
+}
+
+struct Pair<'a, O, N> {
+    old: &'a mut O,
+    new: &'a mut N,
+}
+
+impl<O: OldImage, N: NewImage> Images for Pair<'_, O, N> {
+    fn read_old(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Error> {
+        self.old.read(offset, buf)
+    }
+    fn read_new(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), Error> {
+        self.new.read(offset, buf)
+    }
+    fn write_new(&mut self, offset: u32, data: &[u8]) -> Result<(), Error> {
+        self.new.write(offset, data)
+    }
+}
+
 /// Input buffer: one decoding step never needs more than `STEP_MAX` bytes.
 const IN_BUF: usize = 256;
 const STEP_MAX: usize = 96;
@@ -238,8 +262,9 @@ impl Applier {
         old: &mut O,
         new: &mut N,
     ) -> Result<Status, Error> {
+        let mut img = Pair { old, new };
         loop {
-            let (used, ev) = self.feed_some(data, old, new)?;
+            let (used, ev) = self.feed_some(data, &mut img)?;
             data = data.get(used..).unwrap_or(&[]);
             if ev == Event::Done {
                 if !data.is_empty() {
@@ -273,24 +298,18 @@ impl Applier {
     }
 
     /// Processes a prefix of `data`; returns how much was used and what happened.
-    pub(crate) fn feed_some<O: OldImage, N: NewImage>(
+    pub(crate) fn feed_some<I: Images>(
         &mut self,
         data: &[u8],
-        old: &mut O,
-        new: &mut N,
+        img: &mut I,
     ) -> Result<(usize, Event), Error> {
-        match self.step(data, old, new) {
+        match self.step(data, img) {
             Ok(r) => Ok(r),
             Err(e) => self.fail(e),
         }
     }
 
-    fn step<O: OldImage, N: NewImage>(
-        &mut self,
-        data: &[u8],
-        old: &mut O,
-        new: &mut N,
-    ) -> Result<(usize, Event), Error> {
+    fn step<I: Images>(&mut self, data: &[u8], img: &mut I) -> Result<(usize, Event), Error> {
         match self.stage {
             Stage::Failed => Err(Error::Corrupt),
             Stage::Done => {
@@ -300,16 +319,16 @@ impl Applier {
                     Err(Error::TrailingData)
                 }
             }
-            Stage::Header => self.step_header(data, old),
+            Stage::Header => self.step_header(data, img),
             Stage::SegLen => self.step_seglen(data),
-            Stage::Body => self.step_body(data, old, new),
+            Stage::Body => self.step_body(data, img),
         }
     }
 
-    fn step_header<O: OldImage>(
+    fn step_header<I: Images>(
         &mut self,
         data: &[u8],
-        old: &mut O,
+        img: &mut I,
     ) -> Result<(usize, Event), Error> {
         let want = match Header::prefix(self.hdr.get(..self.hdr_len).unwrap_or(&[]))? {
             Some((_, len)) => len,
@@ -335,19 +354,20 @@ impl Applier {
         h.check_limits(&self.limits)?;
         self.header = Some(h);
         if self.verify_source && h.mode != Mode::Full {
-            self.check_source(&h, old)?;
+            self.check_source(&h, img)?;
         }
         self.start_payload(&h)?;
         Ok((take, Event::Header))
     }
 
-    fn check_source<O: OldImage>(&mut self, h: &Header, old: &mut O) -> Result<(), Error> {
+    fn check_source<I: Images>(&mut self, h: &Header, img: &mut I) -> Result<(), Error> {
         let mut sha = Sha256::new();
         let mut off = 0u32;
         while off < h.old_size {
             let n = (h.old_size - off).min(CACHE as u32) as usize;
             let buf = self.cache.get_mut(..n).ok_or(Error::Corrupt)?;
-            old.read(off, buf).map_err(|_| Error::SourceSizeMismatch)?;
+            img.read_old(off, buf)
+                .map_err(|_| Error::SourceSizeMismatch)?;
             sha.update(&*buf);
             off += n as u32;
         }
@@ -441,12 +461,7 @@ impl Applier {
         Ok((used, Event::None))
     }
 
-    fn step_body<O: OldImage, N: NewImage>(
-        &mut self,
-        data: &[u8],
-        old: &mut O,
-        new: &mut N,
-    ) -> Result<(usize, Event), Error> {
+    fn step_body<I: Images>(&mut self, data: &[u8], img: &mut I) -> Result<(usize, Event), Error> {
         // Take input.
         if self.in_pos > IN_BUF / 2 {
             self.inbuf.copy_within(self.in_pos..self.in_end, 0);
@@ -482,7 +497,7 @@ impl Applier {
             self.rc_started = true;
         }
         while self.pos < self.seg_end && (all_in || self.in_end - self.in_pos >= STEP_MAX) {
-            self.decode_op(old, new)?;
+            self.decode_op(img)?;
         }
         if self.pos < self.seg_end {
             if all_in {
@@ -497,7 +512,7 @@ impl Applier {
         if self.in_pos != self.in_end {
             return Err(Error::Corrupt);
         }
-        self.flush(new)?;
+        self.flush(img)?;
         let h = self.header.ok_or(Error::Corrupt)?;
         if h.mode == Mode::InPlace {
             self.seg_index += 1;
@@ -526,11 +541,7 @@ impl Applier {
         Ok((take, Event::Done))
     }
 
-    fn decode_op<O: OldImage, N: NewImage>(
-        &mut self,
-        old: &mut O,
-        new: &mut N,
-    ) -> Result<(), Error> {
+    fn decode_op<I: Images>(&mut self, img: &mut I) -> Result<(), Error> {
         let h = self.header.ok_or(Error::Corrupt)?;
         let input = self.inbuf.get(..self.in_end).ok_or(Error::Corrupt)?;
         let mut io = DecIo {
@@ -546,12 +557,12 @@ impl Applier {
             }
             self.expect_run = false;
             for _ in 0..n {
-                let b = self.src_byte(&h, old, new)?;
-                self.emit(b, new)?;
+                let b = self.src_byte(&h, img)?;
+                self.emit(b, img)?;
             }
             return Ok(());
         }
-        let pred = self.src_byte(&h, old, new)?;
+        let pred = self.src_byte(&h, img)?;
         // `io` borrowed self.rc; re-create after src_byte (which needs &mut self).
         let input = self.inbuf.get(..self.in_end).ok_or(Error::Corrupt)?;
         let mut io = DecIo {
@@ -570,11 +581,11 @@ impl Applier {
                 if let Some(l) = self.ctx.last_diff.get_mut((self.pos & 7) as usize) {
                     *l = x;
                 }
-                self.emit(pred.wrapping_add(x), new)?;
+                self.emit(pred.wrapping_add(x), img)?;
             }
             Miss::Plain(b) => {
                 self.ctx.st = ST_PLAIN;
-                self.emit(b, new)?;
+                self.emit(b, img)?;
             }
             Miss::Jump(kind, param) => {
                 let d = resolve_jump(&self.ctx, &h, self.pos, kind, param)?;
@@ -585,12 +596,7 @@ impl Applier {
         Ok(())
     }
 
-    fn src_byte<O: OldImage, N: NewImage>(
-        &mut self,
-        h: &Header,
-        old: &mut O,
-        new: &mut N,
-    ) -> Result<u8, Error> {
+    fn src_byte<I: Images>(&mut self, h: &Header, img: &mut I) -> Result<u8, Error> {
         let d = u64::from(self.ctx.d);
         if d == 0 {
             return Ok(0);
@@ -622,7 +628,7 @@ impl Applier {
             }
             let len = (u64::from(self.flushed) - n).min(CACHE as u64) as usize;
             let buf = self.cache.get_mut(..len).ok_or(Error::Corrupt)?;
-            new.read(n as u32, buf)?;
+            img.read_new(n as u32, buf)?;
             self.cache_base = key;
             self.cache_len = len;
             return self.cache.first().copied().ok_or(Error::Corrupt);
@@ -639,13 +645,13 @@ impl Applier {
         }
         let len = (old_size - v).min(CACHE as u64) as usize;
         let buf = self.cache.get_mut(..len).ok_or(Error::Corrupt)?;
-        old.read(v as u32, buf)?;
+        img.read_old(v as u32, buf)?;
         self.cache_base = v;
         self.cache_len = len;
         self.cache.first().copied().ok_or(Error::Corrupt)
     }
 
-    fn emit<N: NewImage>(&mut self, b: u8, new: &mut N) -> Result<(), Error> {
+    fn emit<I: Images>(&mut self, b: u8, img: &mut I) -> Result<(), Error> {
         if self.pos >= self.seg_end {
             return Err(Error::Corrupt);
         }
@@ -655,17 +661,17 @@ impl Applier {
         self.pos += 1;
         self.ctx.prev = b;
         if (self.pos - self.flushed) as usize >= FLUSH {
-            self.flush(new)?;
+            self.flush(img)?;
         }
         Ok(())
     }
 
-    fn flush<N: NewImage>(&mut self, new: &mut N) -> Result<(), Error> {
+    fn flush<I: Images>(&mut self, img: &mut I) -> Result<(), Error> {
         while self.flushed < self.pos {
             let start = self.flushed as usize % RING;
             let n = ((self.pos - self.flushed) as usize).min(RING - start);
             let chunk = self.ring.get(start..start + n).ok_or(Error::Corrupt)?;
-            new.write(self.flushed, chunk)?;
+            img.write_new(self.flushed, chunk)?;
             if self.hash_stream {
                 self.sha.update(chunk);
             }
