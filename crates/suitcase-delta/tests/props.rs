@@ -1,0 +1,118 @@
+//! Property tests: round trips on random and mutated images; no panic on any patch bytes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::cast_possible_truncation,
+    missing_docs
+)]
+
+mod common;
+
+use common::apply_chunked;
+use proptest::prelude::*;
+use suitcase_delta::{Options, Strategy as Plan, create};
+
+/// An image and an edited copy of it (insertions, deletions, byte changes, moved blocks).
+fn pair() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    (
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        proptest::collection::vec((0usize..4, any::<usize>(), any::<u8>(), 1usize..64), 0..12),
+        any::<bool>(),
+    )
+        .prop_map(|(mut old, edits, structured)| {
+            if structured {
+                // Code-like: repeat a small alphabet so matches are ambiguous.
+                for b in &mut old {
+                    *b %= 7;
+                }
+            }
+            let mut new = old.clone();
+            for (kind, at, val, len) in edits {
+                let at = if new.is_empty() { 0 } else { at % new.len() };
+                match kind {
+                    0 => new
+                        .splice(at..at, std::iter::repeat_n(val, len))
+                        .for_each(drop),
+                    1 => {
+                        let end = (at + len).min(new.len());
+                        new.drain(at..end);
+                    }
+                    2 => {
+                        if let Some(b) = new.get_mut(at) {
+                            *b = b.wrapping_add(val | 1);
+                        }
+                    }
+                    _ => {
+                        let end = (at + len).min(new.len());
+                        let chunk: Vec<u8> = new[at..end].to_vec();
+                        new.extend_from_slice(&chunk);
+                    }
+                }
+            }
+            (old, new)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_edits_round_trip((old, new) in pair(), chunk in 1usize..300, full in any::<bool>()) {
+        let strategy = if full { Plan::Full } else { Plan::Auto };
+        let patch = create(&old, &new, &Options { strategy, in_place: None }).unwrap();
+        let (res, slot) = apply_chunked(&old, &patch.bytes, chunk, new.len());
+        prop_assert_eq!(res, Ok(()));
+        prop_assert_eq!(slot.buf, new);
+    }
+
+    #[test]
+    fn mutated_patches_never_panic_nor_write_past_the_slot(
+        (old, new) in pair(),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        cut in any::<usize>(),
+        chunk in 1usize..200,
+    ) {
+        let patch = create(&old, &new, &Options::default()).unwrap().bytes;
+        let mut p = patch.clone();
+        for (at, x) in flips {
+            let i = at % p.len();
+            p[i] ^= x | 1;
+        }
+        if cut % 3 == 0 {
+            p.truncate(cut % (p.len() + 1));
+        }
+        let (res, slot) = apply_chunked(&old, &p, chunk, new.len());
+        prop_assert!(slot.high_water <= new.len());
+        if res.is_ok() {
+            prop_assert_eq!(slot.buf, new);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        tail in proptest::collection::vec(any::<u8>(), 0..600),
+        mode in 0u8..3,
+        sizes in (0u32..5000, 0u32..5000, 0u32..700),
+        chunk in 1usize..100,
+    ) {
+        // A well-formed header so that the payload decoder is reached, then garbage.
+        let old = vec![0x55u8; sizes.0 as usize];
+        let mut p = Vec::new();
+        p.extend_from_slice(b"SCDP");
+        p.extend_from_slice(&[1, mode.min(1), 0, 0]);
+        p.extend_from_slice(&suitcase_delta::REQUIRED_RAM.to_le_bytes());
+        p.extend_from_slice(&(if mode == 1 { 0 } else { sizes.0 }).to_le_bytes());
+        p.extend_from_slice(&sizes.1.to_le_bytes());
+        p.extend_from_slice(&(tail.len() as u32).to_le_bytes());
+        use sha2::Digest;
+        let d: [u8; 32] = if mode == 1 { [0; 32] } else { sha2::Sha256::digest(&old).into() };
+        p.extend_from_slice(&d);
+        p.extend_from_slice(&[0xAB; 32]);
+        p.extend_from_slice(&tail);
+        let (res, slot) = apply_chunked(&old, &p, chunk, sizes.1 as usize);
+        prop_assert!(res.is_err());
+        prop_assert!(slot.high_water <= sizes.1 as usize);
+    }
+}
