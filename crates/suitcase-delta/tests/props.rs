@@ -74,8 +74,7 @@ proptest! {
         cut in any::<usize>(),
         chunk in 1usize..200,
     ) {
-        let patch = create(&old, &new, &Options::default()).unwrap().bytes;
-        let mut p = patch.clone();
+        let mut p = create(&old, &new, &Options::default()).unwrap().bytes;
         for (at, x) in flips {
             let i = at % p.len();
             p[i] ^= x | 1;
