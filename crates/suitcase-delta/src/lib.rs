@@ -26,6 +26,8 @@ mod rc;
 
 #[cfg(feature = "std")]
 mod encode;
+#[cfg(feature = "std")]
+pub mod host;
 
 pub use apply::{Applier, NewImage, OldImage, REQUIRED_RAM, SliceImage, Status};
 pub use error::Error;
@@ -35,13 +37,8 @@ pub use inplace::{Flash, InPlaceApplier, Phase, Progress, ProgressStore};
 #[cfg(feature = "std")]
 pub use encode::{CreateError, InPlaceOptions, Options, Patch, Strategy, create};
 
-/// Applies a whole patch held in memory to `old`, returning the new image (host helper).
+/// Applies a whole patch (any mode) held in memory to `old`, returning the new image.
 #[cfg(feature = "std")]
 pub fn apply_to_vec(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut applier = Applier::new(Limits::DEFAULT);
-    let mut out = Vec::new();
-    let mut o = old;
-    applier.feed(patch, &mut o, &mut out)?;
-    applier.finish()?;
-    Ok(out)
+    host::apply_with_progress(old, patch, 64 * 1024, Limits::DEFAULT, |_| {})
 }
