@@ -112,13 +112,19 @@ const RING: usize = 1024;
 const FLUSH: usize = 256;
 const CACHE: usize = 64;
 
-/// Bytes of RAM the applier's state takes: the figure every patch declares as its RAM bound.
+/// Bytes of RAM the applier's state takes (the larger of [`Applier`] and
+/// [`crate::InPlaceApplier`], model, buffers and SHA-256 state included): the figure every
+/// patch declares as its RAM bound. Stack frames (a few hundred bytes) come on top.
 #[allow(
     clippy::cast_possible_truncation,
     reason = "checked by the assertion below"
 )]
-pub const REQUIRED_RAM: u32 = size_of::<Applier>() as u32;
-const _: () = assert!(size_of::<Applier>() <= 16 * 1024);
+pub const REQUIRED_RAM: u32 = {
+    let a = size_of::<Applier>();
+    let b = size_of::<crate::InPlaceApplier>();
+    (if a > b { a } else { b }) as u32
+};
+const _: () = assert!(REQUIRED_RAM <= 16 * 1024);
 
 /// What `feed` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
