@@ -232,7 +232,7 @@ impl Applier {
             rc: RcDec::new(),
             rc_started: false,
             expect_run: true,
-            model: Model::new(),
+            model: Model::new(0),
             ctx: Ctx::new(0),
             pending_run: 0,
             pos: 0,
@@ -419,7 +419,7 @@ impl Applier {
         self.expect_run = true;
         self.pending_run = 0;
         self.cache_len = 0;
-        self.model = Model::new();
+        self.model = Model::new(h.flags);
         let d = if h.mode == Mode::Full { 0 } else { h.old_size };
         self.ctx = Ctx::new(d);
         if let Some(g) = h.geometry {

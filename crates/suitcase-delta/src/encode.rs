@@ -14,7 +14,7 @@ use crate::Error;
 use crate::apply::{REQUIRED_RAM, jump_to, resolve_jump};
 use crate::format::{Geometry, Header, INPLACE_HEADER_LEN, Mode};
 use crate::model::{
-    Ctx, J_ADJ, J_NEW, J_OLD, Miss, Model, ST_DIFF, ST_JUMP, ST_PLAIN, signed_param,
+    Ctx, FLAG_ORDER1, J_ADJ, J_NEW, J_OLD, Miss, Model, ST_DIFF, ST_JUMP, ST_PLAIN, signed_param,
 };
 use crate::rc::{Pricer, RcEnc};
 
@@ -99,33 +99,42 @@ pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateErr
     let old_size = u32::try_from(old.len()).map_err(|_| CreateError::TooLarge)?;
     let new_size = u32::try_from(new.len()).map_err(|_| CreateError::TooLarge)?;
     if let Some(ip) = opts.in_place {
-        return create_in_place(old, new, old_size, new_size, &ip);
+        return best_of(model_variants(new.len()), |flags| {
+            create_in_place(old, new, old_size, new_size, &ip, flags)
+        });
     }
+    let variants = model_variants(new.len());
     let delta = || -> Result<Patch, CreateError> {
-        let mut enc = Encoder::new(old, new);
-        let payload = enc.segment(0, new_size, 0)?;
-        Ok(assemble(
-            Mode::Sequential,
-            old_size,
-            new_size,
-            sha256(old),
-            sha256(new),
-            None,
-            &payload,
-        ))
+        best_of(variants, |flags| {
+            let mut enc = Encoder::new(old, new);
+            let payload = enc.segment(0, new_size, 0, flags)?;
+            Ok(assemble(
+                Mode::Sequential,
+                old_size,
+                new_size,
+                sha256(old),
+                sha256(new),
+                None,
+                flags,
+                &payload,
+            ))
+        })
     };
     let full = || -> Result<Patch, CreateError> {
-        let mut enc = Encoder::new(&[], new);
-        let payload = enc.segment(0, new_size, 0)?;
-        Ok(assemble(
-            Mode::Full,
-            0,
-            new_size,
-            [0; 32],
-            sha256(new),
-            None,
-            &payload,
-        ))
+        best_of(variants, |flags| {
+            let mut enc = Encoder::new(&[], new);
+            let payload = enc.segment(0, new_size, 0, flags)?;
+            Ok(assemble(
+                Mode::Full,
+                0,
+                new_size,
+                [0; 32],
+                sha256(new),
+                None,
+                flags,
+                &payload,
+            ))
+        })
     };
     match opts.strategy {
         Strategy::Delta => delta(),
@@ -147,6 +156,32 @@ pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateErr
     }
 }
 
+/// Model flag sets worth trying: both literal models for images up to 4 MiB (encoding twice),
+/// the default alone above.
+fn model_variants(new_len: usize) -> &'static [u8] {
+    if new_len <= 4 << 20 {
+        &[0, FLAG_ORDER1]
+    } else {
+        &[0]
+    }
+}
+
+/// Encodes with each flag set and keeps the smallest patch.
+fn best_of(
+    variants: &[u8],
+    mut make: impl FnMut(u8) -> Result<Patch, CreateError>,
+) -> Result<Patch, CreateError> {
+    let mut best: Option<Patch> = None;
+    for &flags in variants {
+        let p = make(flags)?;
+        if best.as_ref().is_none_or(|b| p.bytes.len() < b.bytes.len()) {
+            best = Some(p);
+        }
+    }
+    best.ok_or(CreateError::Internal(Error::Corrupt))
+}
+
+#[allow(clippy::too_many_arguments, reason = "one header field each")]
 fn assemble(
     mode: Mode,
     old_size: u32,
@@ -154,6 +189,7 @@ fn assemble(
     old_digest: [u8; 32],
     new_digest: [u8; 32],
     geometry: Option<Geometry>,
+    flags: u8,
     payload: &[u8],
 ) -> Patch {
     let header = Header {
@@ -165,6 +201,7 @@ fn assemble(
         old_digest,
         new_digest,
         geometry,
+        flags,
     };
     let mut hb = [0u8; INPLACE_HEADER_LEN];
     let n = header.write(&mut hb);
@@ -184,6 +221,7 @@ fn create_in_place(
     old_size: u32,
     new_size: u32,
     ip: &InPlaceOptions,
+    flags: u8,
 ) -> Result<Patch, CreateError> {
     let bs = ip.block_size;
     if !bs.is_power_of_two() || !(64..=1 << 20).contains(&bs) {
@@ -221,7 +259,7 @@ fn create_in_place(
         let end = start.saturating_add(segment_size).min(new_size);
         let end_block = u64::from(end).div_ceil(u64::from(bs)) * u64::from(bs);
         let min_old = u32::try_from(end_block.saturating_sub(u64::from(room))).unwrap_or(u32::MAX);
-        let seg = enc.segment(start, end, min_old)?;
+        let seg = enc.segment(start, end, min_old, flags)?;
         payload.extend_from_slice(&u32::try_from(seg.len()).unwrap_or(u32::MAX).to_le_bytes());
         payload.extend_from_slice(&seg);
         start = end;
@@ -233,6 +271,7 @@ fn create_in_place(
         sha256(old),
         sha256(new),
         Some(geometry),
+        flags,
         &payload,
     ))
 }
@@ -362,13 +401,25 @@ impl Encoder {
         }
     }
 
-    fn segment(&mut self, start: u32, end: u32, min_old: u32) -> Result<Vec<u8>, CreateError> {
-        seg_encode(self, start, end, min_old)
+    fn segment(
+        &mut self,
+        start: u32,
+        end: u32,
+        min_old: u32,
+        flags: u8,
+    ) -> Result<Vec<u8>, CreateError> {
+        seg_encode(self, start, end, min_old, flags)
     }
 }
 
-fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec<u8>, CreateError> {
-    let mut model = Model::new();
+fn seg_encode(
+    e: &mut Encoder,
+    start: u32,
+    end: u32,
+    min_old: u32,
+    flags: u8,
+) -> Result<Vec<u8>, CreateError> {
+    let mut model = Model::new(flags);
     let mut rc = RcEnc::new();
     let d0 = if e.old_len == 0 { 0 } else { e.old_len as u32 };
     let mut ctx = Ctx::new(d0);
@@ -388,6 +439,7 @@ fn seg_encode(e: &mut Encoder, start: u32, end: u32, min_old: u32) -> Result<Vec
         old_digest: [0; 32],
         new_digest: [0; 32],
         geometry: None,
+        flags,
     };
     while p < end {
         e.insert_upto(e.old_len + p as usize);

@@ -5,7 +5,7 @@
 //!      0    4 magic "SCDP"
 //!      4    1 version (1)
 //!      5    1 mode: 0 sequential delta, 1 full image (no source), 2 in-place delta
-//!      6    1 filter flags (reserved, 0)
+//!      6    1 model flags: bit 0 order-1 literals; other bits reserved (0)
 //!      7    1 reserved (0)
 //!      8    4 ram_bound: bytes of applier state this patch needs (<= 16384)
 //!     12    4 old_size: bytes of the source image (0 in full mode)
@@ -80,6 +80,8 @@ pub struct Header {
     pub new_digest: [u8; 32],
     /// In-place geometry (in-place mode only).
     pub geometry: Option<Geometry>,
+    /// Model flags (bit 0: order-1 literal model).
+    pub flags: u8,
 }
 
 /// What the SUIT processor needs to know about a delta payload.
@@ -151,7 +153,7 @@ impl Header {
         let Some(&flags) = bytes.get(6) else {
             return Ok(None);
         };
-        if flags != 0 {
+        if flags & !crate::model::KNOWN_FLAGS != 0 {
             return Err(Error::UnsupportedFlags(flags));
         }
         let Some(&reserved) = bytes.get(7) else {
@@ -202,6 +204,7 @@ impl Header {
             old_digest: digest_at(bytes, 24),
             new_digest: digest_at(bytes, 56),
             geometry,
+            flags: bytes.get(6).copied().unwrap_or(0),
         };
         if mode == Mode::Full && (h.old_size != 0 || h.old_digest != [0; 32]) {
             return Err(Error::Corrupt);
@@ -276,6 +279,7 @@ impl Header {
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
         out[5] = self.mode.byte();
+        out[6] = self.flags;
         out[8..12].copy_from_slice(&self.ram_bound.to_le_bytes());
         out[12..16].copy_from_slice(&self.old_size.to_le_bytes());
         out[16..20].copy_from_slice(&self.new_size.to_le_bytes());

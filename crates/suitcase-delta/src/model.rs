@@ -26,6 +26,11 @@ pub(crate) const ST_JUMP: usize = 0;
 pub(crate) const ST_DIFF: usize = 1;
 pub(crate) const ST_PLAIN: usize = 2;
 
+/// Header flag bit 0: order-1 plain literals instead of matched literals.
+pub(crate) const FLAG_ORDER1: u8 = 1;
+/// All flag bits this version understands.
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_ORDER1;
+
 /// Jump kinds.
 pub(crate) const J_ADJ: u32 = 4;
 pub(crate) const J_OLD: u32 = 5;
@@ -110,7 +115,7 @@ pub(crate) fn code_tree<I: Io>(
 /// match byte, the probabilities are also indexed by the match byte's bits.
 fn code_matched<I: Io>(
     io: &mut I,
-    probs: &mut [Prob; 0x300],
+    probs: &mut [Prob],
     byte: u32,
     mbyte: u32,
 ) -> Result<u32, Error> {
@@ -149,7 +154,10 @@ pub(crate) struct Model {
     is_plain: [[Prob; 4]; 3],
     same_diff: [[Prob; 8]; 3],
     diff: [[Prob; 256]; 4],
-    plain: [[Prob; 0x300]; 4],
+    plain: [Prob; 0xC00],
+    /// Literal model variant (header flag bit 0): LZMA matched literals in the context of
+    /// two bits of the previous byte, or plain order-1 literals on three bits of it.
+    order1: bool,
     jump_kind: [[Prob; 8]; 3],
     adj_sign: [Prob; 2],
     adj: UintModel,
@@ -203,14 +211,15 @@ pub(crate) enum Miss {
 }
 
 impl Model {
-    pub(crate) const fn new() -> Self {
+    pub(crate) const fn new(flags: u8) -> Self {
         Self {
             run: [UintModel::new(), UintModel::new(), UintModel::new()],
             is_jump: [[PROB_INIT; 4]; 3],
             is_plain: [[PROB_INIT; 4]; 3],
             same_diff: [[PROB_INIT; 8]; 3],
             diff: [[PROB_INIT; 256]; 4],
-            plain: [[PROB_INIT; 0x300]; 4],
+            plain: [PROB_INIT; 0xC00],
+            order1: flags & FLAG_ORDER1 != 0,
             jump_kind: [[PROB_INIT; 8]; 3],
             adj_sign: [PROB_INIT; 2],
             adj: UintModel::new(),
@@ -290,11 +299,21 @@ impl Model {
                 Miss::Plain(b) => b,
                 _ => 0,
             };
-            let probs = self
-                .plain
-                .get_mut(usize::from(ctx.prev >> 6))
-                .ok_or(Error::Corrupt)?;
-            let b = code_matched(io, probs, u32::from(b), u32::from(pred))?;
+            let b = if self.order1 {
+                let base = usize::from(ctx.prev >> 5) * 0x100;
+                let probs = self
+                    .plain
+                    .get_mut(base..base + 0x100)
+                    .ok_or(Error::Corrupt)?;
+                code_tree(io, probs, 8, u32::from(b))?
+            } else {
+                let base = usize::from(ctx.prev >> 6) * 0x300;
+                let probs = self
+                    .plain
+                    .get_mut(base..base + 0x300)
+                    .ok_or(Error::Corrupt)?;
+                code_matched(io, probs, u32::from(b), u32::from(pred))?
+            };
             Ok(Miss::Plain((b & 0xFF) as u8))
         } else {
             let want = match op {

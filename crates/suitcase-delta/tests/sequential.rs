@@ -233,10 +233,10 @@ fn wrong_magic_and_version_are_refused() {
         Err(Error::UnsupportedVersion(9))
     );
     let mut p = patch;
-    p[6] = 1;
+    p[6] = 0x80;
     assert_eq!(
         apply_chunked(&old, &p, 10, new.len()).0,
-        Err(Error::UnsupportedFlags(1))
+        Err(Error::UnsupportedFlags(0x80))
     );
 }
 
