@@ -1,0 +1,903 @@
+//! The wire types of the suitcase APIs, shared by the server, the device agent and the CLI.
+//!
+//! Two APIs, both versioned under `/api/v1`:
+//!
+//! * the **device API** (`/api/v1/device/...`): check-in with inventory, manifest and payload
+//!   download, step reports. A device authenticates with its bearer token or TLS client
+//!   certificate; no device identifier ever appears in a URL (RFC 8240 §3 privacy). Bodies are
+//!   JSON, or CBOR (`application/cbor`) for constrained devices: the same structures, with
+//!   byte strings as CBOR byte strings instead of base64 text.
+//! * the **management API** (`/api/v1/...`): keys, releases, devices, groups, campaigns,
+//!   tokens and the audit log, for operators and their tools.
+//!
+//! Field names are stable within a version; new optional fields may be added, so clients must
+//! ignore unknown fields (the serde default here).
+
+use serde::{Deserialize, Serialize};
+
+/// The API version these types describe.
+pub const API_VERSION: &str = "v1";
+
+/// The media type of a SUIT envelope (draft-ietf-suit-manifest §13.3).
+pub const SUIT_MEDIA_TYPE: &str = "application/suit-envelope+cose";
+
+/// Byte strings: base64 text in JSON, a byte string in CBOR.
+pub mod bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    /// Serialises bytes (see the module documentation).
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(b) if s.is_human_readable() => s.serialize_some(&STANDARD.encode(b)),
+            Some(b) => s.serialize_some(&Bytes(b)),
+        }
+    }
+
+    struct Bytes<'a>(&'a [u8]);
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    /// Deserialises bytes from base64 text or a byte string.
+    ///
+    /// # Errors
+    /// If the value is neither, or the text is not base64.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Vec<u8>>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("base64 text or a byte string")
+            }
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Self::Value, E> {
+                STANDARD
+                    .decode(v)
+                    .map(Some)
+                    .map_err(|e| E::custom(format!("not base64: {e}")))
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Some(v.to_vec()))
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                Ok(Some(v))
+            }
+        }
+        d.deserialize_option(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device API
+// ---------------------------------------------------------------------------------------------
+
+/// One installed component, as the device reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstalledComponent {
+    /// The SUIT component identifier's segments, hex.
+    pub id: Vec<String>,
+    /// The sequence number of the manifest that installed it.
+    pub sequence_number: u64,
+    /// The SHA-256 of the installed image, hex, if the device knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The image size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// A human-readable version, if the vendor has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The boot state the bootloader left.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BootStatus {
+    /// The slot that booted (e.g. "a" or "b").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// The running image is on trial: not yet confirmed.
+    #[serde(default)]
+    pub trial: bool,
+    /// The bootloader reverted a failed trial since the last check-in.
+    #[serde(default)]
+    pub reverted: bool,
+}
+
+/// A device's check-in: who it is (by its credentials), what it runs, what it can take.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckIn {
+    /// The vendor identifier (UUID text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    /// The class identifier (UUID text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<String>,
+    /// The installed components.
+    #[serde(default)]
+    pub components: Vec<InstalledComponent>,
+    /// Free space for a download, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_storage: Option<u64>,
+    /// The boot state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootStatus>,
+    /// The agent's name and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+}
+
+/// What the server wants the device to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing to do; check in again after `next_poll_seconds`.
+    None,
+    /// An update is offered (see `update`).
+    Update,
+}
+
+/// A payload the device downloads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PayloadOffer {
+    /// The URI the manifest names (what the SUIT processor fetches).
+    pub uri: String,
+    /// Where to download it from this server (a path on the server, relative to its base URL).
+    pub url: String,
+    /// Bytes to download.
+    pub size: u64,
+    /// SHA-256 of the bytes served (ciphertext if encrypted), hex. The manifest's image digest
+    /// is what the device must trust; this only lets a download resume and be checked early.
+    pub sha256: String,
+}
+
+/// An update offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateOffer {
+    /// The release, an opaque identifier to quote in reports.
+    pub release_id: String,
+    /// The manifest sequence number.
+    pub sequence_number: u64,
+    /// Where to download the envelope (a path on the server).
+    pub manifest_url: String,
+    /// The envelope size in bytes.
+    pub manifest_size: u64,
+    /// The payloads the manifest fetches.
+    pub payloads: Vec<PayloadOffer>,
+    /// The operator asked for the user's consent before installing (NTIA step 7, Announce).
+    pub requires_consent: bool,
+    /// This offer rolls a failed update back to the previous software.
+    pub rollback: bool,
+}
+
+/// The answer to a check-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckInAnswer {
+    /// What to do.
+    pub action: Action,
+    /// Seconds until the next check-in: the fleet's interval with random jitter, so that a
+    /// fleet does not poll in lock step (NTIA: server-side random back-off).
+    pub next_poll_seconds: u32,
+    /// The offer, when `action` is `update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateOffer>,
+    /// Where to listen for push notifications, if the server pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushInfo>,
+}
+
+/// MQTT push settings for hybrid (push + poll) devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushInfo {
+    /// The broker, e.g. `mqtt://broker.example:1883`.
+    pub broker: String,
+    /// Topics to subscribe to: this device's (an opaque name, not its identifier) and its
+    /// groups'. A message on any of them means "check in now".
+    pub topics: Vec<String>,
+}
+
+/// The NTIA update steps a device reports (seed "NTIA update steps", 4-13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// 4: the manifest and payloads are downloaded.
+    Receive,
+    /// 5: the manifest is authenticated and checked for applicability.
+    Check,
+    /// 6-7: the update is announced; consent is asked for.
+    Announce,
+    /// 8: components go to local slots or secondary processors.
+    Distribute,
+    /// 9: decryption and decompression.
+    Process,
+    /// 10: the pre-update state and the new image are stored.
+    Stage,
+    /// 11: the image is written to its slot.
+    Apply,
+    /// 11b: the written image's digest is checked again.
+    Reverify,
+    /// 12: the new image runs (on trial).
+    Activate,
+    /// 13: confirmed, reported, temporary data removed.
+    CleanUp,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Self; 10] = [
+        Self::Receive,
+        Self::Check,
+        Self::Announce,
+        Self::Distribute,
+        Self::Process,
+        Self::Stage,
+        Self::Apply,
+        Self::Reverify,
+        Self::Activate,
+        Self::CleanUp,
+    ];
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Receive => "receive",
+            Self::Check => "check",
+            Self::Announce => "announce",
+            Self::Distribute => "distribute",
+            Self::Process => "process",
+            Self::Stage => "stage",
+            Self::Apply => "apply",
+            Self::Reverify => "reverify",
+            Self::Activate => "activate",
+            Self::CleanUp => "clean-up",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// How a step went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Started (with progress, for long steps).
+    InProgress,
+    /// Done.
+    Success,
+    /// Failed; `reason` says why. For the last steps this ends the update on this device.
+    Failure,
+    /// Put off: consent withheld, outside the maintenance window, or not enough battery.
+    Deferred,
+}
+
+impl Outcome {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InProgress => "in-progress",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Deferred => "deferred",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [
+            Self::InProgress,
+            Self::Success,
+            Self::Failure,
+            Self::Deferred,
+        ]
+        .into_iter()
+        .find(|x| x.name() == s)
+    }
+}
+
+/// A step report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepReport {
+    /// The release the report is about, as the offer named it.
+    pub release_id: String,
+    /// The step.
+    pub step: Step,
+    /// How it went.
+    pub outcome: Outcome,
+    /// A reason code on failure (the SUIT processor's codes, e.g. `unauthenticated`,
+    /// `condition`, `rollback`, or the agent's, e.g. `no-space`, `health-check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Bytes done, for progress on long steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u64>,
+    /// A SUIT report (draft-ietf-suit-report), if the device produces one.
+    #[serde(default, with = "bytes", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
+    pub suit_report: Option<Vec<u8>>,
+}
+
+/// What the server holds about the device itself (`GET /api/v1/device/state`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceSelf {
+    /// The device's name.
+    pub name: String,
+    /// The last inventory the server stored.
+    pub inventory: Option<CheckIn>,
+    /// The current or last update.
+    pub update: Option<UpdateStatus>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Management API
+// ---------------------------------------------------------------------------------------------
+
+/// Roles of management tokens. RFC 9019 §3: the author must not be able to deploy by itself,
+/// so an author can upload releases but not start campaigns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Viewer,
+    /// Uploads releases.
+    Author,
+    /// Manages devices, groups and campaigns.
+    Operator,
+    /// Everything, including keys and tokens.
+    Admin,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Author => "author",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Self::Viewer, Self::Author, Self::Operator, Self::Admin]
+            .into_iter()
+            .find(|r| r.name() == s)
+    }
+}
+
+/// Create a management token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenCreate {
+    /// Who or what uses it.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// A management token; `token` is shown once, at creation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    /// The token's id (for revocation).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The secret, only in the answer to its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Revoked tokens no longer work.
+    pub revoked: bool,
+}
+
+/// Register a release-signing key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCreate {
+    /// A name for the key (e.g. the author).
+    pub name: String,
+    /// The public key: PEM (SPKI or certificate) text, or a COSE_Key as hex, as
+    /// `suitcase key public` writes.
+    pub key: String,
+}
+
+/// A registered release-signing key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyInfo {
+    /// The key's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// What kind of key it is (e.g. `P-256`, `ML-DSA-65`).
+    pub kind: String,
+    /// Its COSE key id, hex.
+    pub kid: String,
+    /// Whether it is post-quantum.
+    pub post_quantum: bool,
+}
+
+/// A component a release installs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseComponent {
+    /// The component identifier's segments, hex.
+    pub id: Vec<String>,
+    /// The image digest, hex (SHA-256 unless `digest_algorithm` says otherwise).
+    pub image_digest: Option<String>,
+    /// The digest algorithm.
+    pub digest_algorithm: Option<String>,
+    /// The image size.
+    pub image_size: Option<u64>,
+    /// The payload URI, when fetched.
+    pub uri: Option<String>,
+    /// The payload is encrypted.
+    pub encrypted: bool,
+}
+
+/// A payload of a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleasePayload {
+    /// Its index: upload it with `PUT /api/v1/releases/{id}/payloads/{index}`.
+    pub index: u32,
+    /// The URI the manifest names.
+    pub uri: String,
+    /// Whether it has been uploaded.
+    pub uploaded: bool,
+    /// Bytes stored.
+    pub size: Option<u64>,
+    /// SHA-256 of the bytes stored, hex.
+    pub sha256: Option<String>,
+}
+
+/// A release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseInfo {
+    /// The release id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The manifest sequence number.
+    pub sequence_number: u64,
+    /// The manifest digest, hex.
+    pub manifest_digest: String,
+    /// Vendor identifiers the manifest checks.
+    pub vendor_ids: Vec<String>,
+    /// Class identifiers the manifest checks.
+    pub class_ids: Vec<String>,
+    /// The components.
+    pub components: Vec<ReleaseComponent>,
+    /// The payloads devices fetch.
+    pub payloads: Vec<ReleasePayload>,
+    /// Names of the registered keys whose signatures verified.
+    pub signed_by: Vec<String>,
+    /// Every payload is uploaded: the release can be deployed.
+    pub complete: bool,
+    /// The envelope size.
+    pub envelope_bytes: u64,
+    /// Who uploaded it.
+    pub created_by: String,
+    /// When, in seconds since 1970.
+    pub created_at: i64,
+}
+
+/// Register a device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceCreate {
+    /// A unique name (e.g. a serial number).
+    pub name: String,
+    /// Tags for targeting.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The SHA-256 of the device's TLS client certificate (DER), hex, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+}
+
+/// A registered device; `token` only in the answer to its creation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceCreated {
+    /// The device id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its bearer token for the device API; shown once.
+    pub token: String,
+}
+
+/// One step's latest outcome in an update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepStatus {
+    /// The step.
+    pub step: Step,
+    /// Its latest outcome.
+    pub outcome: Outcome,
+    /// The reason code on failure.
+    pub reason: Option<String>,
+    /// The detail text.
+    pub detail: Option<String>,
+    /// When the server received it, in seconds since 1970.
+    pub at: i64,
+}
+
+/// A device's current or last update.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateStatus {
+    /// The release.
+    pub release_id: String,
+    /// The campaign that offered it, if any.
+    pub campaign_id: Option<String>,
+    /// `pending`, `notified`, `in-progress`, `succeeded`, `failed`, `cancelled`.
+    pub state: String,
+    /// Every step reported so far, in step order, with its latest outcome.
+    pub steps: Vec<StepStatus>,
+}
+
+/// A device as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceInfo {
+    /// The device id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Vendor id from its last check-in.
+    pub vendor_id: Option<String>,
+    /// Class id from its last check-in.
+    pub class_id: Option<String>,
+    /// The highest installed sequence number.
+    pub sequence_number: Option<u64>,
+    /// Its last inventory.
+    pub inventory: Option<CheckIn>,
+    /// When it last checked in, in seconds since 1970.
+    pub last_seen: Option<i64>,
+    /// When it was registered.
+    pub created_at: i64,
+    /// Its current or last update.
+    pub update: Option<UpdateStatus>,
+    /// Decommissioned devices cannot authenticate.
+    pub revoked: bool,
+}
+
+/// Change a device's tags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevicePatch {
+    /// Tags to add.
+    #[serde(default)]
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    pub remove_tags: Vec<String>,
+}
+
+/// Which devices: every field given must match (an empty filter matches every device).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Filter {
+    /// The device has every one of these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags_all: Vec<String>,
+    /// The device has at least one of these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags_any: Vec<String>,
+    /// The device is in this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The device reported this vendor id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    /// The device reported this class id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<String>,
+    /// The device's installed sequence number is below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence_below: Option<u64>,
+    /// Exactly these device ids (or names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+}
+
+/// A group: a named set of devices, with its own push topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupCreate {
+    /// The group's name.
+    pub name: String,
+    /// Device ids or names to put in it.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+/// A group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// How many devices are in it.
+    pub devices: u64,
+}
+
+/// The size of a rollout wave.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum WaveSize {
+    /// A percentage of the campaign's devices (cumulative waves need not add up to 100: the
+    /// last wave takes the rest).
+    Percent(f64),
+    /// A number of devices.
+    Count(u64),
+}
+
+/// What to do when a wave's failures reach the error threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop offering the update; an operator resumes or cancels.
+    #[default]
+    Pause,
+    /// Cancel the campaign.
+    Abort,
+    /// Cancel, and offer the rollback release to every device of the opened waves.
+    Rollback,
+}
+
+/// A daily maintenance window in UTC. Devices are offered the update only inside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Window {
+    /// Opening time, minutes after midnight UTC (0..1440).
+    pub start_minute: u32,
+    /// Closing time, minutes after midnight UTC; before `start_minute` means it spans midnight.
+    pub end_minute: u32,
+    /// Days of the week it applies to, 0 = Monday .. 6 = Sunday; empty = every day.
+    #[serde(default)]
+    pub days: Vec<u8>,
+}
+
+/// Create a campaign (it starts in the `draft` state).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CampaignCreate {
+    /// A name.
+    pub name: String,
+    /// The release to deploy.
+    pub release_id: String,
+    /// Which devices.
+    #[serde(default)]
+    pub filter: Filter,
+    /// The waves, in order (default: one wave of every device).
+    #[serde(default)]
+    pub waves: Vec<WaveSize>,
+    /// The fraction (0..=1) of a wave's devices that must succeed before the next wave opens.
+    #[serde(default = "default_success")]
+    pub success_threshold: f64,
+    /// The fraction (0..=1) of a wave's devices whose failure triggers `on_error`.
+    #[serde(default = "default_error")]
+    pub error_threshold: f64,
+    /// What happens when the error threshold is reached.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// The release to roll back to (required for `on_error = rollback`). Anti-rollback means
+    /// devices refuse a lower sequence number, so this is the previous image re-signed with a
+    /// sequence number above the failed release's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_release_id: Option<String>,
+    /// At most this many devices start the update per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_minute: Option<u32>,
+    /// Offer the update only inside this window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// Devices must ask their user before installing.
+    #[serde(default)]
+    pub requires_consent: bool,
+}
+
+fn default_success() -> f64 {
+    0.95
+}
+
+fn default_error() -> f64 {
+    0.1
+}
+
+/// Campaign states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Created, not started.
+    Draft,
+    /// Offering the update to the opened waves.
+    Running,
+    /// Stopped by an operator or by the error threshold; can resume.
+    Paused,
+    /// Every device of every wave finished.
+    Completed,
+    /// Stopped for good.
+    Cancelled,
+    /// Failed and rolling back: the rollback release is offered to the opened waves.
+    RolledBack,
+}
+
+impl CampaignState {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        [
+            Self::Draft,
+            Self::Running,
+            Self::Paused,
+            Self::Completed,
+            Self::Cancelled,
+            Self::RolledBack,
+        ]
+        .into_iter()
+        .find(|x| x.name() == s)
+    }
+}
+
+/// Counts of one wave.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaveProgress {
+    /// The wave number (0-based).
+    pub wave: u32,
+    /// Devices in it.
+    pub devices: u64,
+    /// Not yet offered.
+    pub pending: u64,
+    /// Offered, no report yet.
+    pub notified: u64,
+    /// Reporting steps.
+    pub in_progress: u64,
+    /// Finished with success.
+    pub succeeded: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Taken out (cancel, abort).
+    pub cancelled: u64,
+    /// Offered the rollback release.
+    pub rolling_back: u64,
+    /// Rolled back successfully.
+    pub rolled_back: u64,
+}
+
+/// A campaign with its progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CampaignInfo {
+    /// The campaign id.
+    pub id: String,
+    /// Its definition.
+    #[serde(flatten)]
+    pub spec: CampaignCreate,
+    /// Its state.
+    pub state: CampaignState,
+    /// Why it is in that state, when the server changed it (e.g. the error threshold).
+    pub state_reason: Option<String>,
+    /// Waves opened so far.
+    pub opened_waves: u32,
+    /// Per-wave counts.
+    pub waves_progress: Vec<WaveProgress>,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: i64,
+}
+
+/// A device's place in a campaign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CampaignMember {
+    /// The device id.
+    pub device_id: String,
+    /// Its wave.
+    pub wave: u32,
+    /// `pending`, `notified`, `in_progress`, `succeeded`, `failed`, `cancelled`,
+    /// `rolling_back`, `rolled_back` or `rollback_failed`.
+    pub state: String,
+    /// The release it is offered (the rollback release while rolling back).
+    pub release_id: String,
+}
+
+/// Devices to add to or remove from a group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceList {
+    /// Device ids or names.
+    pub devices: Vec<String>,
+}
+
+/// An audit log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// The entry number (increasing).
+    pub id: i64,
+    /// When, in seconds since 1970.
+    pub at: i64,
+    /// The token's name.
+    pub actor: String,
+    /// The token's role.
+    pub role: String,
+    /// What was done, e.g. `release.upload`.
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// Details, as JSON text.
+    pub detail: String,
+}
+
+/// An error answer: a stable code, a message naming what is wrong, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiError {
+    /// A stable, machine-readable code, e.g. `untrusted-release`.
+    pub error: String,
+    /// What is wrong, for people.
+    pub message: String,
+    /// What to do about it, when there is something to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}

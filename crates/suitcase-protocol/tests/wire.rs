@@ -1,0 +1,78 @@
+//! The wire forms: JSON for most clients, CBOR for constrained devices, with byte strings
+//! native in CBOR and base64 in JSON.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use suitcase_protocol::{CheckIn, InstalledComponent, Outcome, Step, StepReport};
+
+fn report() -> StepReport {
+    StepReport {
+        release_id: "r1".into(),
+        step: Step::CleanUp,
+        outcome: Outcome::Failure,
+        reason: Some("health-check".into()),
+        detail: None,
+        progress: None,
+        suit_report: Some(vec![0xd8, 0x6b, 0xa0, 0xff]),
+    }
+}
+
+#[test]
+fn step_report_json_carries_bytes_as_base64_and_names_in_kebab_case() {
+    let json = serde_json::to_value(report()).unwrap();
+    assert_eq!(json["step"], "clean-up");
+    assert_eq!(json["outcome"], "failure");
+    assert_eq!(json["suit_report"], "2Gug/w==");
+    let back: StepReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report());
+}
+
+#[test]
+fn step_report_cbor_carries_bytes_as_a_byte_string() {
+    let mut buf = Vec::new();
+    ciborium::into_writer(&report(), &mut buf).unwrap();
+    // The four report bytes appear as a CBOR bstr (major type 2, length 4), not as text.
+    assert!(buf.windows(5).any(|w| w == [0x44, 0xd8, 0x6b, 0xa0, 0xff]));
+    let back: StepReport = ciborium::from_reader(buf.as_slice()).unwrap();
+    assert_eq!(back, report());
+}
+
+#[test]
+fn checkin_ignores_unknown_fields_and_defaults_missing_ones() {
+    let c: CheckIn = serde_json::from_str(
+        r#"{"components":[{"id":["00"],"sequence_number":3}],"future_field":1}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.components,
+        vec![InstalledComponent {
+            id: vec!["00".into()],
+            sequence_number: 3,
+            ..InstalledComponent::default()
+        }]
+    );
+    assert!(c.vendor_id.is_none());
+}
+
+#[test]
+fn bad_base64_is_refused_with_a_message() {
+    let err = serde_json::from_str::<StepReport>(
+        r#"{"release_id":"r","step":"apply","outcome":"success","suit_report":"!!"}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not base64"), "{err}");
+}
+
+#[test]
+fn every_step_name_round_trips() {
+    for s in Step::ALL {
+        assert_eq!(Step::from_name(s.name()), Some(s));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, format!("\"{}\"", s.name()));
+    }
+}

@@ -1,0 +1,375 @@
+//! Rollout campaigns: create, start, pause, resume, cancel, watch.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use suitcase_protocol::{
+    CampaignCreate, CampaignInfo, CampaignMember, CampaignState, OnError, WaveSize,
+};
+
+use crate::AppState;
+use crate::api::audit;
+use crate::auth::{Cap, Manager, new_id};
+use crate::engine;
+use crate::error::{ApiErr, ApiResult};
+use crate::rollout;
+use crate::store::CampaignRow;
+
+async fn info(state: &AppState, row: CampaignRow) -> ApiResult<CampaignInfo> {
+    let waves_progress = match state.engine.progress(&row.id) {
+        Some(p) => p,
+        None => state.db.campaign_progress(&row.id).await?,
+    };
+    Ok(CampaignInfo {
+        id: row.id,
+        spec: row.spec,
+        state: row.state,
+        state_reason: row.state_reason,
+        opened_waves: row.opened_waves,
+        waves_progress,
+        created_by: row.created_by,
+        created_at: row.created_at,
+    })
+}
+
+async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<()> {
+    let bad = |m: String| Err(ApiErr::unprocessable("bad-campaign", m));
+    if c.name.trim().is_empty() {
+        return bad("a campaign needs a name".into());
+    }
+    for (what, v) in [
+        ("success_threshold", c.success_threshold),
+        ("error_threshold", c.error_threshold),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return bad(format!("{what} is a fraction from 0 to 1, got {v}"));
+        }
+    }
+    if c.error_threshold == 0.0 {
+        return bad(
+            "error_threshold 0 would trip on no failure at all; use a small fraction such as 0.01"
+                .into(),
+        );
+    }
+    for (i, w) in c.waves.iter().enumerate() {
+        match *w {
+            WaveSize::Percent(p) if !(p > 0.0 && p <= 100.0) => {
+                return bad(format!(
+                    "wave {i}: a percentage is above 0 and at most 100, got {p}"
+                ));
+            }
+            WaveSize::Count(0) => return bad(format!("wave {i} has 0 devices")),
+            _ => {}
+        }
+    }
+    if c.rate_per_minute == Some(0) {
+        return bad(
+            "rate_per_minute 0 would never start a device; leave it out for no limit".into(),
+        );
+    }
+    if let Some(w) = &c.window
+        && (w.start_minute >= 1440
+            || w.end_minute >= 1440
+            || w.days.iter().any(|d| *d > 6)
+            || w.start_minute == w.end_minute)
+    {
+        return bad(
+            "window: minutes are 0..1439 after midnight UTC, start != end, days 0 (Monday)..6"
+                .into(),
+        );
+    }
+    if let Some(g) = &c.filter.group
+        && state.db.group_push_id(g).await?.is_none()
+    {
+        return Err(ApiErr::not_found("group", g));
+    }
+    let release = state
+        .db
+        .release_get(&c.release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &c.release_id))?;
+    if !release.complete() {
+        let missing: Vec<String> = release
+            .payloads
+            .iter()
+            .filter(|p| p.object_key.is_none())
+            .map(|p| format!("{} ({})", p.idx, p.uri))
+            .collect();
+        return Err(ApiErr::conflict(
+            "release-incomplete",
+            format!(
+                "release {} lacks payload(s) {}",
+                release.id,
+                missing.join(", ")
+            ),
+        )
+        .hint("upload them with PUT /api/v1/releases/{id}/payloads/{index}"));
+    }
+    match (&c.on_error, &c.rollback_release_id) {
+        (OnError::Rollback, None) => {
+            return bad("on_error = rollback needs rollback_release_id".into());
+        }
+        (_, Some(rb)) => {
+            let r = state
+                .db
+                .release_get(rb)
+                .await?
+                .ok_or_else(|| ApiErr::not_found("release", rb))?;
+            if r.sequence_number <= release.sequence_number {
+                return Err(ApiErr::unprocessable(
+                    "rollback-sequence",
+                    format!(
+                        "the rollback release has sequence number {} but devices that installed release {} (sequence {}) refuse anything not above it (anti-rollback, manifest §8.4.2)",
+                        r.sequence_number, release.id, release.sequence_number
+                    ),
+                )
+                .hint("re-sign the previous image with a higher sequence number and upload that as the rollback release"));
+            }
+            if !r.complete() {
+                return Err(ApiErr::conflict(
+                    "release-incomplete",
+                    format!("the rollback release {} lacks payloads", r.id),
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Create a campaign (in the `draft` state).
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns",
+    request_body = CampaignCreate,
+    responses((status = 201, body = CampaignInfo), (status = 422, body = suitcase_protocol::ApiError)),
+    security(("management_token" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    who: Manager,
+    crate::wire::Wire(_, spec): crate::wire::Wire<CampaignCreate>,
+) -> ApiResult<(StatusCode, axum::Json<CampaignInfo>)> {
+    who.require(Cap::Operate)?;
+    validate(&state, &spec).await?;
+    let row = CampaignRow {
+        id: new_id("cmp_"),
+        spec,
+        state: CampaignState::Draft,
+        state_reason: None,
+        opened_waves: 0,
+        created_by: who.0.name.clone(),
+        created_at: state.now(),
+    };
+    state.db.campaign_create(&row).await?;
+    audit(
+        &state,
+        &who,
+        "campaign.create",
+        &row.id,
+        serde_json::to_value(&row.spec).unwrap_or_default(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(info(&state, row).await?)))
+}
+
+/// List campaigns.
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
+    responses((status = 200, body = Vec<CampaignInfo>)),
+    security(("management_token" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    who: Manager,
+) -> ApiResult<axum::Json<Vec<CampaignInfo>>> {
+    who.require(Cap::Read)?;
+    let mut out = Vec::new();
+    for r in state.db.campaign_list().await? {
+        out.push(info(&state, r).await?);
+    }
+    Ok(axum::Json(out))
+}
+
+async fn find(state: &AppState, id: &str) -> ApiResult<CampaignRow> {
+    state
+        .db
+        .campaign_get(id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("campaign", id))
+}
+
+/// One campaign with per-wave progress.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path)),
+    responses((status = 200, body = CampaignInfo)),
+    security(("management_token" = [])))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    who: Manager,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<CampaignInfo>> {
+    who.require(Cap::Read)?;
+    let row = find(&state, &id).await?;
+    Ok(axum::Json(info(&state, row).await?))
+}
+
+/// Query parameters of the member list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct MembersQuery {
+    /// Only devices in this state (e.g. `failed`).
+    state: Option<String>,
+    /// At most this many (default 1000).
+    limit: Option<i64>,
+}
+
+/// The campaign's devices and where each stands.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices", tag = "campaigns",
+    params(("id" = String, Path), MembersQuery),
+    responses((status = 200, body = Vec<CampaignMember>)),
+    security(("management_token" = [])))]
+pub(crate) async fn members(
+    State(state): State<AppState>,
+    who: Manager,
+    Path(id): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> ApiResult<axum::Json<Vec<CampaignMember>>> {
+    who.require(Cap::Read)?;
+    find(&state, &id).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    let rows = match &q.state {
+        Some(s) => state.db.campaign_members_in_state(&id, s, limit).await?,
+        None => {
+            let mut all = state.db.campaign_members(&id).await?;
+            all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            all
+        }
+    };
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|m| CampaignMember {
+                device_id: m.device_id,
+                wave: m.wave,
+                state: m.state,
+                release_id: m.release_id,
+            })
+            .collect(),
+    ))
+}
+
+/// `start`, `pause`, `resume` or `cancel` a campaign.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/{action}", tag = "campaigns",
+    params(("id" = String, Path), ("action" = String, Path, description = "start, pause, resume or cancel")),
+    responses((status = 200, body = CampaignInfo),
+              (status = 409, body = suitcase_protocol::ApiError, description = "not possible in the campaign's state")),
+    security(("management_token" = [])))]
+pub(crate) async fn act(
+    State(state): State<AppState>,
+    who: Manager,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<axum::Json<CampaignInfo>> {
+    who.require(Cap::Operate)?;
+    let ops = engine::lock_ops(&state).await;
+    let row = find(&state, &id).await?;
+    let wrong = |verb: &str| {
+        Err(ApiErr::conflict(
+            "campaign-state",
+            format!("campaign {id} is {}; it cannot {verb}", row.state.name()),
+        ))
+    };
+    let now = state.now();
+    let mut detail = serde_json::json!({});
+    match action.as_str() {
+        "start" => {
+            if row.state != CampaignState::Draft {
+                return wrong("start");
+            }
+            let release = state
+                .db
+                .release_get(&row.spec.release_id)
+                .await?
+                .ok_or_else(|| ApiErr::not_found("release", &row.spec.release_id))?;
+            let matching = state
+                .db
+                .device_ids_matching(&row.spec.filter, &release.summary.class_ids())
+                .await?;
+            let busy: std::collections::HashSet<String> =
+                state.db.busy_devices().await?.into_iter().collect();
+            let total = matching.len();
+            let free: Vec<String> = matching.into_iter().filter(|d| !busy.contains(d)).collect();
+            let skipped = total - free.len();
+            let members = rollout::assign(&id, free, &row.spec.waves);
+            state
+                .db
+                .campaign_start(&id, &row.spec.release_id, &members, now)
+                .await?;
+            detail = serde_json::json!({"devices": members.len(), "skipped_busy": skipped});
+            engine::reload(&state, &id).await?;
+            engine::notify_wave(&state, &id, 0).await;
+            if let (Some(push), Some(g)) = (&state.push, &row.spec.filter.group)
+                && let Some(pid) = state.db.group_push_id(g).await?
+            {
+                push.notify_group(&pid).await;
+            }
+            engine::react_locked(&state, &id).await?;
+        }
+        "pause" => {
+            if row.state != CampaignState::Running {
+                return wrong("pause");
+            }
+            let reason = format!("paused by {}", who.0.name);
+            state
+                .db
+                .campaign_set_state(&id, CampaignState::Paused, Some(&reason), row.opened_waves)
+                .await?;
+            engine::reload(&state, &id).await?;
+        }
+        "resume" => {
+            if row.state != CampaignState::Paused {
+                return wrong("resume");
+            }
+            state
+                .db
+                .campaign_set_state(&id, CampaignState::Running, None, row.opened_waves)
+                .await?;
+            engine::reload(&state, &id).await?;
+            for w in 0..row.opened_waves {
+                engine::notify_wave(&state, &id, w).await;
+            }
+            engine::react_locked(&state, &id).await?;
+        }
+        "cancel" => {
+            if matches!(
+                row.state,
+                CampaignState::Completed | CampaignState::Cancelled
+            ) {
+                return wrong("cancel");
+            }
+            let n = state
+                .db
+                .members_move(
+                    &id,
+                    &["pending", "notified", "in_progress", "rolling_back"],
+                    "cancelled",
+                    None,
+                    u32::MAX,
+                    now,
+                )
+                .await?;
+            state
+                .db
+                .campaign_set_state(
+                    &id,
+                    CampaignState::Cancelled,
+                    Some(&format!("cancelled by {}", who.0.name)),
+                    row.opened_waves,
+                )
+                .await?;
+            engine::forget(&state, &id);
+            detail = serde_json::json!({"devices_cancelled": n});
+        }
+        other => {
+            return Err(ApiErr::not_found("campaign action", other)
+                .hint("the actions are start, pause, resume and cancel"));
+        }
+    }
+    drop(ops);
+    audit(&state, &who, &format!("campaign.{action}"), &id, detail).await?;
+    let row = find(&state, &id).await?;
+    Ok(axum::Json(info(&state, row).await?))
+}

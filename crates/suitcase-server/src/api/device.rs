@@ -1,0 +1,342 @@
+//! The device API. Devices authenticate with their token or TLS client certificate; no URL
+//! carries a device identifier (RFC 8240 §3).
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use futures::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use suitcase_protocol::{
+    Action, CheckIn, CheckInAnswer, DeviceSelf, Outcome, PushInfo, Step, StepReport, StepStatus,
+    UpdateOffer, UpdateStatus,
+};
+
+use crate::AppState;
+use crate::auth::DeviceAuth;
+use crate::engine;
+use crate::error::{ApiErr, ApiResult};
+use crate::wire::{self, Accepts, Want, Wire};
+
+/// The next poll: the interval (or `retry_after`) with random jitter, so that a fleet does
+/// not check in in lock step after an outage or a push (NTIA: server-side random back-off).
+fn next_poll(interval: u32, retry_after: Option<i64>) -> u32 {
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let unit = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX);
+    let secs = match retry_after {
+        // Never before the window opens: jitter forwards only, by up to 10%.
+        #[allow(clippy::cast_precision_loss, reason = "seconds, at most a day")]
+        Some(after) => (after.max(1) as f64) * (1.0 + 0.1 * unit),
+        None => f64::from(interval.max(1)) * (0.75 + 0.5 * unit),
+    };
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "positive, at most a few days"
+    )]
+    let s = secs.round() as u32;
+    s.max(1)
+}
+
+/// Check in: report the inventory; learn whether an update is offered.
+#[utoipa::path(post, path = "/api/v1/device/checkin", tag = "device",
+    request_body(content((CheckIn = "application/json"), (CheckIn = "application/cbor"))),
+    responses((status = 200, content((CheckInAnswer = "application/json"), (CheckInAnswer = "application/cbor"))),
+              (status = 401, body = suitcase_protocol::ApiError)),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn checkin(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Wire(format, c): Wire<CheckIn>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    state.devices.record(&dev, &c, now);
+    metrics::counter!("suitcase_checkins_total").increment(1);
+    let d = state.engine.decide(&dev.id, &c, now);
+    if let Some(t) = &d.transition {
+        engine::persist(&state, t).await?;
+    }
+    let update = d.offer.map(|(r, rollback, consent)| {
+        metrics::counter!("suitcase_offers_total").increment(1);
+        UpdateOffer {
+            release_id: r.id.clone(),
+            sequence_number: r.sequence_number,
+            manifest_url: format!("/api/v1/device/releases/{}/envelope", r.id),
+            manifest_size: r.manifest_size,
+            payloads: r.payloads.clone(),
+            requires_consent: consent,
+            rollback,
+        }
+    });
+    let push = match &state.push {
+        Some(p) => {
+            let mut topics = vec![p.device_topic(&dev.push_id)];
+            topics.extend(
+                dev.group_push_ids(&state)
+                    .await?
+                    .iter()
+                    .map(|g| p.group_topic(g)),
+            );
+            Some(PushInfo {
+                broker: p.broker.clone(),
+                topics,
+            })
+        }
+        None => None,
+    };
+    let answer = CheckInAnswer {
+        action: if update.is_some() {
+            Action::Update
+        } else {
+            Action::None
+        },
+        next_poll_seconds: next_poll(state.config.poll_interval, d.retry_after),
+        update,
+        push,
+    };
+    Ok(wire::reply(format, StatusCode::OK, &answer))
+}
+
+/// Report the outcome of an update step.
+#[utoipa::path(post, path = "/api/v1/device/reports", tag = "device",
+    request_body(content((StepReport = "application/json"), (StepReport = "application/cbor"))),
+    responses((status = 204, description = "recorded"),
+              (status = 409, body = suitcase_protocol::ApiError, description = "the release was never offered to this device")),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn report(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Wire(_, r): Wire<StepReport>,
+) -> ApiResult<StatusCode> {
+    if r.suit_report.as_ref().is_some_and(|b| b.len() > 64 * 1024) {
+        return Err(ApiErr::bad_request(
+            "report-too-large",
+            "a SUIT report larger than 64 KiB is not stored",
+        ));
+    }
+    let (campaign, transition) = state.engine.on_report(&dev.id, &r);
+    if campaign.is_none() && !state.db.device_offered(&dev.id, &r.release_id).await? {
+        return Err(ApiErr::conflict(
+            "not-offered",
+            format!(
+                "release {:?} was never offered to this device",
+                r.release_id
+            ),
+        ));
+    }
+    let campaign = match campaign {
+        Some(c) => Some(c),
+        None => state
+            .db
+            .latest_membership(&dev.id)
+            .await?
+            .filter(|(_, m)| m.release_id == r.release_id)
+            .map(|(c, _)| c),
+    };
+    state
+        .db
+        .report_insert(&dev.id, campaign.as_deref(), &r, state.now())
+        .await?;
+    metrics::counter!("suitcase_reports_total", "step" => r.step.name(), "outcome" => r.outcome.name())
+        .increment(1);
+    if r.outcome == Outcome::Failure {
+        tracing::info!(device = %dev.name, release = %r.release_id, step = r.step.name(), reason = ?r.reason, "update step failed");
+    }
+    if let Some(t) = transition {
+        engine::persist(&state, &t).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The device's current or last update, with every step's latest outcome.
+pub(crate) async fn update_status(
+    state: &AppState,
+    device_id: &str,
+) -> ApiResult<Option<UpdateStatus>> {
+    let Some((campaign_id, m)) = state.db.latest_membership(device_id).await? else {
+        return Ok(None);
+    };
+    let reports = state.db.reports_for(device_id, &m.release_id).await?;
+    let mut steps: Vec<StepStatus> = Vec::new();
+    for r in reports {
+        let (Some(step), Some(outcome)) =
+            (Step::from_name(&r.step), Outcome::from_name(&r.outcome))
+        else {
+            continue;
+        };
+        let s = StepStatus {
+            step,
+            outcome,
+            reason: r.reason,
+            detail: r.detail,
+            at: r.at,
+        };
+        match steps.iter_mut().find(|x| x.step == step) {
+            Some(x) => *x = s,
+            None => steps.push(s),
+        }
+    }
+    steps.sort_by_key(|s| Step::ALL.iter().position(|x| *x == s.step));
+    Ok(Some(UpdateStatus {
+        release_id: m.release_id,
+        campaign_id: Some(campaign_id),
+        state: m.state,
+        steps,
+    }))
+}
+
+/// What the server holds about this device.
+#[utoipa::path(get, path = "/api/v1/device/state", tag = "device",
+    responses((status = 200, content((DeviceSelf = "application/json"), (DeviceSelf = "application/cbor")))),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn state(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Accepts(format): Accepts,
+) -> ApiResult<Response> {
+    // Buffered check-ins first, so the device sees what it sent.
+    state.devices.flush(&state).await;
+    let row = state
+        .db
+        .device_get(&dev.id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("device", &dev.name))?;
+    let inventory = row
+        .inventory
+        .as_deref()
+        .and_then(|i| serde_json::from_str(i).ok());
+    let body = DeviceSelf {
+        name: row.name,
+        inventory,
+        update: update_status(&state, &dev.id).await?,
+    };
+    Ok(wire::reply(format, StatusCode::OK, &body))
+}
+
+async fn authorize(state: &AppState, device_id: &str, release_id: &str) -> ApiResult<()> {
+    // Not 403: a device must not learn which releases exist for others.
+    if state.db.device_offered(device_id, release_id).await? {
+        Ok(())
+    } else {
+        Err(ApiErr::not_found("release", release_id))
+    }
+}
+
+/// Download the SUIT envelope of an offered release (Range, ETag and If-Range supported).
+#[utoipa::path(get, path = "/api/v1/device/releases/{release_id}/envelope", tag = "device",
+    params(("release_id" = String, Path, description = "the release id from the offer")),
+    responses((status = 200, content_type = "application/suit-envelope+cose", body = Vec<u8>),
+              (status = 206, description = "the requested range"),
+              (status = 404, body = suitcase_protocol::ApiError, description = "no such release offered to this device")),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn envelope(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Path(release_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&state, &dev.id, &release_id).await?;
+    let bytes = state
+        .db
+        .release_envelope(&release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &release_id))?;
+    Ok(serve_bytes(bytes, &headers))
+}
+
+pub(crate) fn serve_bytes(bytes: Vec<u8>, headers: &HeaderMap) -> Response {
+    let etag = wire::etag_of(&hex::encode(Sha256::digest(&bytes)));
+    let size = bytes.len() as u64;
+    let want = wire::want(headers, size, &etag);
+    let body = match want {
+        Want::Part(a, b) => {
+            let (a, b) = (
+                usize::try_from(a).unwrap_or(0),
+                usize::try_from(b).unwrap_or(0),
+            );
+            Some(Body::from(
+                bytes.get(a..b).map(<[u8]>::to_vec).unwrap_or_default(),
+            ))
+        }
+        Want::Full => Some(Body::from(bytes)),
+        _ => None,
+    };
+    wire::ranged_response(want, size, &etag, suitcase_protocol::SUIT_MEDIA_TYPE, body)
+}
+
+/// Download a payload of an offered release (Range, ETag and If-Range supported).
+#[utoipa::path(get, path = "/api/v1/device/payloads/{release_id}/{index}", tag = "device",
+    params(("release_id" = String, Path, description = "the release id from the offer"),
+           ("index" = u32, Path, description = "the payload's index, from the offer's URL")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 206, description = "the requested range"),
+              (status = 416, description = "the range starts beyond the end"),
+              (status = 404, body = suitcase_protocol::ApiError)),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn payload(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Path((release_id, index)): Path<(String, u32)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&state, &dev.id, &release_id).await?;
+    serve_payload(&state, &release_id, index, &headers).await
+}
+
+pub(crate) async fn serve_payload(
+    state: &AppState,
+    release_id: &str,
+    index: u32,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let release = state
+        .db
+        .release_get(release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", release_id))?;
+    let p = release
+        .payloads
+        .iter()
+        .find(|p| p.idx == index)
+        .ok_or_else(|| ApiErr::not_found("payload", &index.to_string()))?;
+    let (Some(key), Some(size), Some(sha)) = (&p.object_key, p.size, &p.sha256) else {
+        return Err(ApiErr::not_found("uploaded payload", &p.uri));
+    };
+    let etag = wire::etag_of(sha);
+    let want = wire::want(headers, size, &etag);
+    let range = match want {
+        Want::Full => Some(0..size),
+        Want::Part(a, b) => Some(a..b),
+        _ => None,
+    };
+    let body = match range {
+        Some(r) => {
+            metrics::counter!("suitcase_payload_bytes_total").increment(r.end - r.start);
+            let stream = state.blobs.get_range(key, r).await?;
+            Some(Body::from_stream(
+                stream.map(|c| c.map_err(std::io::Error::other)),
+            ))
+        }
+        None => None,
+    };
+    Ok(wire::ranged_response(
+        want,
+        size,
+        &etag,
+        "application/octet-stream",
+        body,
+    ))
+}
+
+impl From<crate::blobs::UploadError> for ApiErr {
+    fn from(e: crate::blobs::UploadError) -> Self {
+        match e {
+            crate::blobs::UploadError::TooLarge(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", e.to_string())
+            }
+            crate::blobs::UploadError::Body(_) => Self::bad_request("upload-cut", e.to_string()),
+            crate::blobs::UploadError::Store(s) => Self::internal(s),
+        }
+    }
+}

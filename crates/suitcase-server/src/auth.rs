@@ -1,0 +1,230 @@
+//! Who is asking: management tokens with roles, and device credentials (bearer token or TLS
+//! client certificate).
+//!
+//! Secrets are 256-bit random values; the server stores only their SHA-256, so a database
+//! leak does not hand out credentials. A token's prefix says what it is (`sct_a_` management,
+//! `sct_d_` device) so that a token pasted in the wrong place gets a clear error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+use suitcase_protocol::Role;
+
+use crate::AppState;
+use crate::devices::DeviceEntry;
+use crate::error::ApiErr;
+use crate::serve::ConnInfo;
+use crate::store::TokenRow;
+
+/// A random identifier with a prefix, e.g. `dev_3f2a...`.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 12];
+    fill(&mut b);
+    format!("{prefix}{}", hex::encode(b))
+}
+
+fn fill(b: &mut [u8]) {
+    // The OS generator does not fail on the platforms the server runs on; if it ever did,
+    // refusing to start beats issuing guessable credentials.
+    #[allow(
+        clippy::expect_used,
+        reason = "no safe fallback for credential randomness"
+    )]
+    getrandom::fill(b).expect("the operating system's random generator failed");
+}
+
+/// A new secret and the hash to store.
+pub(crate) fn new_secret(prefix: &str) -> (String, String) {
+    let mut b = [0u8; 32];
+    fill(&mut b);
+    let token = format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    );
+    let hash = hash_secret(&token);
+    (token, hash)
+}
+
+/// The stored form of a secret.
+pub(crate) fn hash_secret(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// Management tokens seen recently (hash → row), so that each request costs no query.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    map: RwLock<HashMap<String, TokenRow>>,
+}
+
+impl TokenCache {
+    pub(crate) fn forget(&self, id: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.retain(|_, t| t.id != id);
+        }
+    }
+}
+
+/// What a role may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cap {
+    /// Read anything.
+    Read,
+    /// Upload releases and payloads.
+    Upload,
+    /// Devices, groups and campaigns.
+    Operate,
+    /// Keys and tokens.
+    Administer,
+}
+
+impl Cap {
+    fn allowed(self, role: Role) -> bool {
+        match self {
+            Self::Read => true,
+            Self::Upload => matches!(role, Role::Author | Role::Admin),
+            Self::Operate => matches!(role, Role::Operator | Role::Admin),
+            Self::Administer => role == Role::Admin,
+        }
+    }
+
+    fn needs(self) -> &'static str {
+        match self {
+            Self::Read => "any role",
+            Self::Upload => "the author or admin role",
+            Self::Operate => "the operator or admin role",
+            Self::Administer => "the admin role",
+        }
+    }
+}
+
+/// An authenticated management client.
+#[derive(Clone, Debug)]
+pub(crate) struct Manager(pub(crate) TokenRow);
+
+impl Manager {
+    /// Refuses unless the role has the capability. RFC 9019 §3: separation of the author
+    /// (uploads) from the operator (deploys).
+    pub(crate) fn require(&self, cap: Cap) -> Result<(), ApiErr> {
+        if cap.allowed(self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiErr::forbidden(format!(
+                "token {:?} has the {} role; this needs {}",
+                self.0.name,
+                self.0.role.name(),
+                cap.needs()
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Manager {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiErr> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiErr::unauthorized("no management token")
+                .hint("send Authorization: Bearer <token>; the first admin token is in the server's data directory (admin-token)")
+        })?;
+        if token.starts_with("sct_d_") {
+            return Err(ApiErr::unauthorized(
+                "this is a device token; the management API needs a management token",
+            ));
+        }
+        let hash = hash_secret(token);
+        let cached = state
+            .managers
+            .map
+            .read()
+            .ok()
+            .and_then(|m| m.get(&hash).cloned());
+        let row = match cached {
+            Some(r) => r,
+            None => {
+                let row = state
+                    .db
+                    .token_by_hash(&hash)
+                    .await?
+                    .ok_or_else(|| ApiErr::unauthorized("unknown management token"))?;
+                if let Ok(mut m) = state.managers.map.write() {
+                    m.insert(hash, row.clone());
+                }
+                row
+            }
+        };
+        if row.revoked {
+            return Err(ApiErr::unauthorized(format!(
+                "token {:?} was revoked",
+                row.name
+            )));
+        }
+        Ok(Self(row))
+    }
+}
+
+/// An authenticated device.
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceAuth(pub(crate) Arc<DeviceEntry>);
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiErr> {
+        let conn = parts.extensions.get::<ConnInfo>().cloned();
+        // RFC 8240 §3: a device's credential identifies it; do not let it cross a network in
+        // clear text unless the operator opted in.
+        if let Some(c) = &conn
+            && !c.tls
+            && !c.peer.ip().is_loopback()
+            && !state.config.allow_plaintext_devices
+        {
+            return Err(ApiErr::forbidden(
+                "the device API is not served over plain HTTP to other hosts: a device's credentials identify it (RFC 8240 §3)",
+            )
+            .hint("start the server with --tls-cert/--tls-key, or with --allow-plaintext-devices on a trusted network"));
+        }
+        let entry = if let Some(token) = bearer(parts) {
+            if token.starts_with("sct_a_") {
+                return Err(ApiErr::unauthorized(
+                    "this is a management token; the device API needs the device's own token",
+                ));
+            }
+            state
+                .devices
+                .by_credential(state, "token_hash", &hash_secret(token))
+                .await?
+        } else if let Some(cert) = conn.as_ref().and_then(|c| c.client_cert.as_ref()) {
+            state
+                .devices
+                .by_credential(state, "cert_sha256", &hex::encode(Sha256::digest(cert)))
+                .await?
+        } else {
+            None
+        };
+        let entry = entry.ok_or_else(|| {
+            ApiErr::unauthorized("unknown device credentials")
+                .hint("send the device token as Authorization: Bearer <token>, or connect with the device's registered TLS client certificate")
+        })?;
+        if entry.revoked() {
+            return Err(ApiErr::unauthorized("this device was decommissioned"));
+        }
+        Ok(Self(entry))
+    }
+}

@@ -1,0 +1,154 @@
+//! Payload storage: a local directory by default, or an S3-style object store
+//! (`s3://bucket/prefix`, with credentials, region and endpoint from the usual `AWS_*`
+//! environment variables). Uploads stream through a SHA-256 hasher into a multipart upload, so
+//! payload size is bounded by the store, not by the server's memory.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, WriteMultipart};
+use sha2::{Digest as _, Sha256};
+
+use crate::Config;
+
+/// The payload store.
+#[derive(Clone)]
+pub(crate) struct Blobs {
+    store: Arc<dyn ObjectStore>,
+    pub(crate) describe: String,
+}
+
+/// Why an upload stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    #[error("the upload is larger than the server's limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("the upload was cut off: {0}")]
+    Body(String),
+    #[error("payload store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+impl Blobs {
+    pub(crate) fn open(config: &Config) -> Result<Self> {
+        let spec = config.payloads.clone();
+        match spec.as_deref() {
+            Some(url) if url.starts_with("s3://") => {
+                let parsed = url::Url::parse(url)
+                    .with_context(|| format!("bad payload store URL {url:?}"))?;
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .with_context(|| format!("{url:?} names no bucket: use s3://BUCKET/PREFIX"))?;
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .with_context(|| format!("cannot configure the S3 store {url:?} (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a non-AWS store, AWS_ENDPOINT and AWS_ALLOW_HTTP)"))?;
+                let prefix = parsed.path().trim_matches('/').to_owned();
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                };
+                Ok(Self {
+                    store,
+                    describe: url.to_owned(),
+                })
+            }
+            Some(other) if other.contains("://") => {
+                bail!("unsupported payload store {other:?}: use a directory or s3://BUCKET/PREFIX")
+            }
+            _ => {
+                let dir = spec
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| config.data_dir.join("payloads"));
+                std::fs::create_dir_all(&dir).with_context(|| {
+                    format!("cannot create the payload directory {}", dir.display())
+                })?;
+                let store = LocalFileSystem::new_with_prefix(&dir).with_context(|| {
+                    format!("cannot open the payload directory {}", dir.display())
+                })?;
+                Ok(Self {
+                    store: Arc::new(store),
+                    describe: dir.display().to_string(),
+                })
+            }
+        }
+    }
+
+    /// Streams a body into the store; returns the size and SHA-256 (hex). Nothing is left
+    /// behind if the body fails or is too large.
+    pub(crate) async fn put_stream<E: core::fmt::Display>(
+        &self,
+        key: &str,
+        mut body: BoxStream<'_, Result<Bytes, E>>,
+        limit: u64,
+    ) -> Result<(u64, String), UploadError> {
+        let path = Path::from(key);
+        let upload = self.store.put_multipart(&path).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(UploadError::Body(e.to_string()));
+                }
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                let _ = writer.abort().await;
+                return Err(UploadError::TooLarge(limit));
+            }
+            hasher.update(&chunk);
+            writer.wait_for_capacity(4).await?;
+            writer.put(chunk);
+        }
+        writer.finish().await?;
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+
+    /// The bytes `range` of an object, as a stream.
+    pub(crate) async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, object_store::Error>>, object_store::Error> {
+        if range.is_empty() {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        Ok(self
+            .store
+            .get_opts(&Path::from(key), opts)
+            .await?
+            .into_stream())
+    }
+
+    /// Reads a whole object (for small ones).
+    #[allow(dead_code, reason = "used by tests and the delta cache")]
+    pub(crate) async fn get_all(&self, key: &str) -> Result<Vec<u8>> {
+        let s = self.store.get(&Path::from(key)).await?.into_stream();
+        let chunks: Vec<Bytes> = s.try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    pub(crate) async fn delete(&self, key: &str) {
+        if let Err(e) = self.store.delete(&Path::from(key)).await {
+            tracing::warn!(error = %e, key, "cannot delete a payload");
+        }
+    }
+}

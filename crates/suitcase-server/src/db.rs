@@ -1,0 +1,168 @@
+//! The database: SQLite (the zero-configuration default) or PostgreSQL (for scale), behind one
+//! sqlx `Any` pool. The SQL is shared (`$n` placeholders, BIGINT, TEXT, ON CONFLICT and
+//! RETURNING work in both); only the schema differs, so each backend has its own migration
+//! list, applied in order and recorded in `schema_migrations`.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
+
+/// Which SQL backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (bundled): one file, no server.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The database handle.
+#[derive(Clone, Debug)]
+pub(crate) struct Db {
+    pub(crate) pool: AnyPool,
+    pub(crate) dialect: Dialect,
+}
+
+/// Migrations: (version, statements). Never edit a released migration; add one.
+fn migrations(dialect: Dialect) -> Vec<(i64, String)> {
+    let (serial, blob) = match dialect {
+        Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+        Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+    };
+    let v1 = format!(
+        "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE, revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL);
+CREATE TABLE author_keys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, kid TEXT NOT NULL,
+    key_bytes {blob} NOT NULL, post_quantum BIGINT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE releases (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, sequence_number BIGINT NOT NULL,
+    manifest_digest TEXT NOT NULL UNIQUE, summary TEXT NOT NULL, signed_by TEXT NOT NULL,
+    envelope {blob} NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE payloads (
+    release_id TEXT NOT NULL, idx BIGINT NOT NULL, uri TEXT NOT NULL, object_key TEXT,
+    size BIGINT, sha256 TEXT, PRIMARY KEY (release_id, idx));
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
+    cert_sha256 TEXT UNIQUE, push_id TEXT NOT NULL UNIQUE, vendor_id TEXT, class_id TEXT,
+    sequence_number BIGINT, inventory TEXT, last_seen BIGINT,
+    revoked BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL);
+CREATE TABLE device_tags (device_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (device_id, tag));
+CREATE INDEX device_tags_tag ON device_tags (tag);
+CREATE TABLE fleet_groups (name TEXT PRIMARY KEY, push_id TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL);
+CREATE TABLE group_members (
+    group_name TEXT NOT NULL, device_id TEXT NOT NULL, PRIMARY KEY (group_name, device_id));
+CREATE INDEX group_members_device ON group_members (device_id);
+CREATE TABLE campaigns (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, release_id TEXT NOT NULL, spec TEXT NOT NULL,
+    state TEXT NOT NULL, state_reason TEXT, opened_waves BIGINT NOT NULL DEFAULT 0,
+    created_by TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE campaign_devices (
+    campaign_id TEXT NOT NULL, device_id TEXT NOT NULL, wave BIGINT NOT NULL, state TEXT NOT NULL,
+    release_id TEXT NOT NULL, updated_at BIGINT NOT NULL, PRIMARY KEY (campaign_id, device_id));
+CREATE INDEX campaign_devices_device ON campaign_devices (device_id);
+CREATE TABLE reports (
+    id {serial}, device_id TEXT NOT NULL, release_id TEXT NOT NULL, campaign_id TEXT,
+    step TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT, detail TEXT, progress BIGINT,
+    suit_report {blob}, at BIGINT NOT NULL);
+CREATE INDEX reports_device ON reports (device_id, release_id);
+CREATE TABLE audit (
+    id {serial}, at BIGINT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)
+"
+    );
+    vec![(1, v1)]
+}
+
+impl Db {
+    /// Connects and migrates. `url` is `sqlite://PATH` or `postgres://...`.
+    pub(crate) async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            bail!("unsupported database URL {url:?}: use sqlite://FILE or postgres://USER@HOST/DB");
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .with_context(|| format!("bad database URL {}", redact(url)))?
+            .disable_statement_logging();
+        let max = match dialect {
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL: readers do not block the writer; NORMAL sync is durable across
+                        // process crashes (the case the server must survive) and fast.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact(url)))?;
+        let db = Self { pool, dialect };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .context("cannot create schema_migrations")?;
+        for (version, sql) in migrations(self.dialect) {
+            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                // Migration text is a constant of this module.
+                tx.execute(sqlx::AssertSqlSafe(stmt.to_owned()))
+                    .await
+                    .with_context(|| format!("migration {version} failed at: {stmt}"))?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(crate::unix_now())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, "database migrated");
+        }
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,257 @@
+//! The suitcase server: the firmware server and the status tracker of RFC 9019 (§2.3, §3).
+//!
+//! ```text
+//!  authors ──upload (verified against registered keys)──▶ releases ─┐
+//!  operators ──devices, groups, campaigns (waves, thresholds)──────▶ rollout engine
+//!  devices ──check-in──▶ offer (or nothing + jittered next poll) ◀──┘
+//!          ──GET envelope / payload (Range, ETag, If-Range)──▶ payload store (files or S3)
+//!          ──step reports──▶ status tracker ──▶ wave advance / pause / rollback
+//!  MQTT ◀── "check in now" to opaque per-device and per-group topics
+//! ```
+//!
+//! Modules: [`db`] (SQLite or PostgreSQL, migrations) and `store` (every query); `rollout`
+//! (pure wave and threshold rules) and `engine` (campaign state in memory, persisted on every
+//! change); `auth` (management roles, device credentials); `blobs` (payload storage);
+//! `wire` (JSON/CBOR and ranges); `push` (MQTT); `api` (the HTTP handlers and the OpenAPI
+//! description); `serve` (listeners, TLS and mutual TLS).
+
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    reason = "a host crate: the core/alloc discipline matters for the device crates only"
+)]
+
+mod api;
+mod auth;
+mod blobs;
+pub mod db;
+mod devices;
+mod engine;
+mod error;
+mod metrics;
+mod push;
+mod rollout;
+mod serve;
+mod store;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+pub use serve::{ConnInfo, RunningServer, TlsConfig};
+
+/// Seconds since 1970.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The server's clock; tests move it.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Server settings. [`Config::new`] gives the zero-configuration defaults.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the SQLite database, payloads and the first admin token live.
+    pub data_dir: PathBuf,
+    /// `sqlite://FILE` or `postgres://...`; default: SQLite in `data_dir`.
+    pub database: Option<String>,
+    /// Payload store: a directory, or `s3://bucket/prefix` (credentials and endpoint from the
+    /// usual AWS_* environment variables); default: `data_dir/payloads`.
+    pub payloads: Option<String>,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The devices' polling interval in seconds (each answer adds ±25% random jitter).
+    pub poll_interval: u32,
+    /// MQTT broker for push notifications, e.g. `mqtt://127.0.0.1:1883`.
+    pub mqtt: Option<String>,
+    /// Topic prefix for push notifications.
+    pub mqtt_prefix: String,
+    /// TLS (and mutual TLS) settings; plain HTTP without.
+    pub tls: Option<TlsConfig>,
+    /// Accept device requests over plain HTTP from other hosts. Off by default: the bearer
+    /// token would identify the device in clear text (RFC 8240 §3). Loopback is always allowed.
+    pub allow_plaintext_devices: bool,
+    /// How many registered keys must have signed an uploaded release.
+    pub release_signatures: usize,
+    /// How often buffered check-ins are written to the database.
+    pub flush_interval: Duration,
+    /// The clock.
+    pub clock: Clock,
+    /// The largest envelope or payload accepted, in bytes.
+    pub max_upload: u64,
+}
+
+impl core::fmt::Debug for Config {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database.as_deref().map(db::redact))
+            .field("payloads", &self.payloads)
+            .field("listen", &self.listen)
+            .field("poll_interval", &self.poll_interval)
+            .field("mqtt", &self.mqtt)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The defaults: `./suitcase-data`, SQLite, 127.0.0.1:8080, polling every 5 minutes.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            database: None,
+            payloads: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            poll_interval: 300,
+            mqtt: None,
+            mqtt_prefix: "suitcase".into(),
+            tls: None,
+            allow_plaintext_devices: false,
+            release_signatures: 1,
+            flush_interval: Duration::from_secs(1),
+            clock: Arc::new(unix_now),
+            max_upload: 4 << 30,
+        }
+    }
+
+    fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("suitcase.db").display()
+            )
+        })
+    }
+}
+
+/// Shared server state.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) db: db::Db,
+    pub(crate) blobs: blobs::Blobs,
+    pub(crate) config: Config,
+    pub(crate) engine: engine::Engine,
+    pub(crate) devices: devices::Devices,
+    pub(crate) managers: auth::TokenCache,
+    pub(crate) push: Option<push::Push>,
+    pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl core::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub(crate) fn now(&self) -> i64 {
+        (self.config.clock)()
+    }
+}
+
+/// What [`open`] found or created on first start.
+#[derive(Debug)]
+pub struct Opened {
+    /// The first admin token, if this start created it (it is also in `admin_token_file`).
+    pub admin_token: Option<String>,
+    /// Where the first admin token was written.
+    pub admin_token_file: PathBuf,
+    /// The database, without its password.
+    pub database: String,
+    /// The payload store.
+    pub payloads: String,
+}
+
+/// Opens the database and payload store, creating the first admin token on first start.
+async fn open_state(config: Config) -> Result<(AppState, Opened)> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let database = db::redact(&config.database_url());
+    let db = db::Db::open(&config.database_url()).await?;
+    let blobs = blobs::Blobs::open(&config)?;
+    let push = match &config.mqtt {
+        Some(url) => Some(push::Push::connect(url, &config.mqtt_prefix)?),
+        None => None,
+    };
+    let admin_token_file = config.data_dir.join("admin-token");
+    let mut admin_token = None;
+    if db.token_count().await? == 0 {
+        let (token, hash) = auth::new_secret("sct_a_");
+        let id = auth::new_id("tok_");
+        db.token_create(
+            &id,
+            "admin",
+            suitcase_protocol::Role::Admin,
+            &hash,
+            unix_now(),
+        )
+        .await?;
+        suitcase_author::keys::write_atomic(
+            &admin_token_file,
+            format!("{token}\n").as_bytes(),
+            true,
+        )
+        .with_context(|| format!("cannot write {}", admin_token_file.display()))?;
+        admin_token = Some(token);
+    }
+    let payloads = blobs.describe.clone();
+    let state = AppState(Arc::new(Inner {
+        engine: engine::Engine::default(),
+        devices: devices::Devices::default(),
+        managers: auth::TokenCache::default(),
+        metrics: metrics::handle(),
+        db,
+        blobs,
+        push,
+        config,
+    }));
+    engine::load(&state).await?;
+    Ok((
+        state,
+        Opened {
+            admin_token,
+            admin_token_file,
+            database,
+            payloads,
+        },
+    ))
+}
+
+/// The server's router without a listener, for embedding and in-process tests. Buffered
+/// check-ins are written in the background while the router lives.
+///
+/// # Errors
+/// If the database or payload store cannot be opened.
+pub async fn app(config: Config) -> Result<(axum::Router, Opened)> {
+    let (state, opened) = open_state(config).await?;
+    tokio::spawn(devices::flusher(
+        Arc::downgrade(&state.0),
+        state.config.flush_interval,
+        None,
+    ));
+    Ok((api::router(state), opened))
+}
+
+/// Starts the server: binds, serves in the background, and returns a handle.
+///
+/// # Errors
+/// If the database, payload store or listener cannot be opened.
+pub async fn start(config: Config) -> Result<(RunningServer, Opened)> {
+    let (state, opened) = open_state(config).await?;
+    let server = serve::serve(state).await?;
+    Ok((server, opened))
+}

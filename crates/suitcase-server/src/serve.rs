@@ -1,0 +1,262 @@
+//! Listeners: plain HTTP, or TLS with optional client certificates (mutual TLS), HTTP/1.1 and
+//! HTTP/2, and a graceful stop that drains connections and writes buffered check-ins.
+//!
+//! axum's own `serve` cannot hand a TLS client certificate to handlers, so connections are
+//! accepted here (tokio-rustls + hyper-util) and each request carries a [`ConnInfo`]: the
+//! peer address, whether the connection is TLS, and the client certificate if one was shown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tower::ServiceExt as _;
+
+use crate::AppState;
+
+/// What the connection tells about a request. The listener inserts it into every request;
+/// a program that serves [`crate::app`]'s router itself should insert it too (without it, a
+/// request counts as local).
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The client certificate (DER), if the peer showed one.
+    pub client_cert: Option<Vec<u8>>,
+}
+
+/// TLS settings.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// CA certificates (PEM) that issue device certificates. With it, devices may
+    /// authenticate with a client certificate instead of a token.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    flusher: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The base URL.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops accepting, lets open requests finish (up to 10 s) and writes buffered check-ins.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+        let _ = self.flusher.await;
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("stopping");
+        self.shutdown().await;
+    }
+}
+
+fn tls_acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.cert)
+        .with_context(|| format!("cannot read the TLS certificate {}", cfg.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad PEM in {}", cfg.cert.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no certificate", cfg.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&cfg.key)
+        .with_context(|| format!("cannot read the TLS key {}", cfg.key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let mut config = match &cfg.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("cannot read the client CA {}", ca.display()))?
+            {
+                roots
+                    .add(c.with_context(|| format!("bad PEM in {}", ca.display()))?)
+                    .with_context(|| format!("bad CA certificate in {}", ca.display()))?;
+            }
+            // Certificates are optional at the handshake: devices with tokens and management
+            // clients connect without one. A certificate that is shown must chain to the CA.
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)
+        }
+        None => builder.with_no_client_auth().with_single_cert(certs, key),
+    }
+    .context("the TLS certificate and key do not match")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Binds and serves in the background.
+pub(crate) async fn serve(state: AppState) -> Result<RunningServer> {
+    let acceptor = state.config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let listener = TcpListener::bind(state.config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", state.config.listen))?;
+    let addr = listener.local_addr()?;
+    let router = crate::api::router(state.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let flusher = tokio::spawn(crate::devices::flusher(
+        Arc::downgrade(&state.0),
+        state.config.flush_interval,
+        Some(stop_rx.clone()),
+    ));
+    let tls = acceptor.is_some();
+    let accept = tokio::spawn(accept_loop(listener, router, acceptor, stop_rx));
+    Ok(RunningServer {
+        addr,
+        tls,
+        stop,
+        accept,
+        flusher,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    acceptor: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let make = |info: ConnInfo| {
+                hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    router.clone().oneshot(req.map(Body::new))
+                })
+            };
+            match acceptor {
+                None => {
+                    let info = ConnInfo {
+                        peer,
+                        tls: false,
+                        client_cert: None,
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), make(info));
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let client_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.as_ref().to_vec());
+                    let info = ConnInfo {
+                        peer,
+                        tls: true,
+                        client_cert,
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), make(info));
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+}

@@ -1,0 +1,1247 @@
+//! Every query the server makes, as methods on [`Db`]. The same SQL runs on SQLite and
+//! PostgreSQL.
+
+use anyhow::{Context, Result};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Row as _};
+use suitcase_author::summary::ReleaseSummary;
+use suitcase_protocol::{
+    AuditEntry, CampaignCreate, CampaignState, Filter, Role, StepReport, WaveProgress,
+};
+
+use crate::db::Db;
+
+/// A bind value for dynamically built queries.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    S(String),
+    I(i64),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    vals: &'q [Val],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for v in vals {
+        q = match v {
+            Val::S(s) => q.bind(s.as_str()),
+            Val::I(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// A query whose text is built at run time. Every such text in this module is assembled only
+/// from constant fragments and numbered placeholders (`$n`); values always travel as bind
+/// parameters, never in the SQL text.
+fn dynamic<'q>(sql: &str) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    sqlx::query(AssertSqlSafe(sql.to_owned()))
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------------
+
+/// A management token.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) revoked: bool,
+}
+
+fn token_row(r: &AnyRow) -> Result<TokenRow> {
+    let role: String = r.try_get("role")?;
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: Role::from_name(&role).unwrap_or(Role::Viewer),
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
+    })
+}
+
+impl Db {
+    pub(crate) async fn token_create(
+        &self,
+        id: &str,
+        name: &str,
+        role: Role,
+        hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(role.name())
+        .bind(hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        sqlx::query("SELECT id, name, role, revoked FROM tokens WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(token_row)
+            .transpose()
+    }
+
+    pub(crate) async fn token_list(&self) -> Result<Vec<TokenRow>> {
+        sqlx::query("SELECT id, name, role, revoked FROM tokens ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(token_row)
+            .collect()
+    }
+
+    pub(crate) async fn token_count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM tokens")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub(crate) async fn token_revoke(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Author keys
+// ---------------------------------------------------------------------------------------------
+
+/// A registered release-signing key.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) kid: String,
+    pub(crate) key_bytes: Vec<u8>,
+    pub(crate) post_quantum: bool,
+}
+
+impl Db {
+    pub(crate) async fn key_create(&self, k: &KeyRow, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO author_keys (id, name, kind, kid, key_bytes, post_quantum, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.kind)
+        .bind(&k.kid)
+        .bind(&k.key_bytes)
+        .bind(i64::from(k.post_quantum))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn key_list(&self) -> Result<Vec<KeyRow>> {
+        sqlx::query(
+            "SELECT id, name, kind, kid, key_bytes, post_quantum FROM author_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KeyRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                kind: r.try_get("kind")?,
+                kid: r.try_get("kid")?,
+                key_bytes: r.try_get("key_bytes")?,
+                post_quantum: r.try_get::<i64, _>("post_quantum")? != 0,
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) async fn key_delete(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM author_keys WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases and payloads
+// ---------------------------------------------------------------------------------------------
+
+/// A stored payload.
+#[derive(Clone, Debug)]
+pub(crate) struct PayloadRow {
+    pub(crate) idx: u32,
+    pub(crate) uri: String,
+    pub(crate) object_key: Option<String>,
+    pub(crate) size: Option<u64>,
+    pub(crate) sha256: Option<String>,
+}
+
+/// A stored release (without its envelope bytes).
+#[derive(Clone, Debug)]
+pub(crate) struct ReleaseRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) sequence_number: u64,
+    pub(crate) manifest_digest: String,
+    pub(crate) summary: ReleaseSummary,
+    pub(crate) signed_by: Vec<String>,
+    pub(crate) envelope_bytes: u64,
+    pub(crate) created_by: String,
+    pub(crate) created_at: i64,
+    pub(crate) payloads: Vec<PayloadRow>,
+}
+
+impl ReleaseRow {
+    /// Every payload is uploaded.
+    pub(crate) fn complete(&self) -> bool {
+        self.payloads.iter().all(|p| p.object_key.is_some())
+    }
+}
+
+const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes";
+
+impl Db {
+    pub(crate) async fn release_create(
+        &self,
+        r: &ReleaseRow,
+        envelope: &[u8],
+        uris: &[String],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO releases (id, name, sequence_number, manifest_digest, summary, signed_by, envelope, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&r.id)
+        .bind(&r.name)
+        .bind(to_i64(r.sequence_number))
+        .bind(&r.manifest_digest)
+        .bind(serde_json::to_string(&r.summary)?)
+        .bind(serde_json::to_string(&r.signed_by)?)
+        .bind(envelope)
+        .bind(&r.created_by)
+        .bind(r.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for (i, uri) in uris.iter().enumerate() {
+            sqlx::query("INSERT INTO payloads (release_id, idx, uri) VALUES ($1, $2, $3)")
+                .bind(&r.id)
+                .bind(i64::try_from(i)?)
+                .bind(uri)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn release_by_digest(&self, digest: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query("SELECT id FROM releases WHERE manifest_digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()?,
+        )
+    }
+
+    async fn payloads_of(&self, release_id: &str) -> Result<Vec<PayloadRow>> {
+        sqlx::query(
+            "SELECT idx, uri, object_key, size, sha256 FROM payloads WHERE release_id = $1 ORDER BY idx",
+        )
+        .bind(release_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PayloadRow {
+                idx: u32::try_from(r.try_get::<i64, _>("idx")?)?,
+                uri: r.try_get("uri")?,
+                object_key: r.try_get("object_key")?,
+                size: r.try_get::<Option<i64>, _>("size")?.map(to_u64),
+                sha256: r.try_get("sha256")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn release_row(&self, r: &AnyRow) -> Result<ReleaseRow> {
+        let id: String = r.try_get("id")?;
+        let summary: String = r.try_get("summary")?;
+        let signed_by: String = r.try_get("signed_by")?;
+        Ok(ReleaseRow {
+            payloads: self.payloads_of(&id).await?,
+            id,
+            name: r.try_get("name")?,
+            sequence_number: to_u64(r.try_get("sequence_number")?),
+            manifest_digest: r.try_get("manifest_digest")?,
+            summary: serde_json::from_str(&summary).context("stored release summary")?,
+            signed_by: serde_json::from_str(&signed_by).context("stored signers")?,
+            envelope_bytes: to_u64(r.try_get("envelope_bytes")?),
+            created_by: r.try_get("created_by")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+
+    pub(crate) async fn release_get(&self, id: &str) -> Result<Option<ReleaseRow>> {
+        let row = dynamic(&format!(
+            "SELECT {RELEASE_COLS} FROM releases WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some(self.release_row(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn release_list(&self) -> Result<Vec<ReleaseRow>> {
+        let rows = dynamic(&format!(
+            "SELECT {RELEASE_COLS} FROM releases ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.release_row(r).await?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn release_envelope(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query("SELECT envelope FROM releases WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get::<Vec<u8>, _>(0))
+            .transpose()?)
+    }
+
+    pub(crate) async fn payload_stored(
+        &self,
+        release_id: &str,
+        idx: u32,
+        object_key: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE payloads SET object_key = $1, size = $2, sha256 = $3 WHERE release_id = $4 AND idx = $5",
+        )
+        .bind(object_key)
+        .bind(to_i64(size))
+        .bind(sha256)
+        .bind(release_id)
+        .bind(i64::from(idx))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices, tags, groups
+// ---------------------------------------------------------------------------------------------
+
+/// A device.
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) push_id: String,
+    pub(crate) vendor_id: Option<String>,
+    pub(crate) class_id: Option<String>,
+    pub(crate) sequence_number: Option<u64>,
+    pub(crate) inventory: Option<String>,
+    pub(crate) last_seen: Option<i64>,
+    pub(crate) revoked: bool,
+    pub(crate) created_at: i64,
+}
+
+const DEVICE_COLS: &str = "id, name, push_id, vendor_id, class_id, sequence_number, inventory, last_seen, revoked, created_at";
+
+fn device_row(r: &AnyRow) -> Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        push_id: r.try_get("push_id")?,
+        vendor_id: r.try_get("vendor_id")?,
+        class_id: r.try_get("class_id")?,
+        sequence_number: r.try_get::<Option<i64>, _>("sequence_number")?.map(to_u64),
+        inventory: r.try_get("inventory")?,
+        last_seen: r.try_get("last_seen")?,
+        revoked: r.try_get::<i64, _>("revoked")? != 0,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// A new device for [`Db::device_create_many`].
+#[derive(Clone, Debug)]
+pub(crate) struct NewDevice {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) token_hash: String,
+    pub(crate) cert_sha256: Option<String>,
+    pub(crate) push_id: String,
+    pub(crate) tags: Vec<String>,
+}
+
+/// Check-in data to write back.
+#[derive(Clone, Debug)]
+pub(crate) struct SeenUpdate {
+    pub(crate) device_id: String,
+    pub(crate) last_seen: i64,
+    pub(crate) inventory: Option<String>,
+    pub(crate) vendor_id: Option<String>,
+    pub(crate) class_id: Option<String>,
+    pub(crate) sequence_number: Option<u64>,
+}
+
+impl Db {
+    /// Inserts devices in one transaction (all or none).
+    pub(crate) async fn device_create_many(&self, devices: &[NewDevice], now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for d in devices {
+            sqlx::query(
+                "INSERT INTO devices (id, name, token_hash, cert_sha256, push_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&d.id)
+            .bind(&d.name)
+            .bind(&d.token_hash)
+            .bind(d.cert_sha256.as_deref())
+            .bind(&d.push_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            for t in &d.tags {
+                sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(&d.id)
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn device_names_taken(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut taken = Vec::new();
+        for chunk in names.chunks(500) {
+            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let vals: Vec<Val> = chunk.iter().map(|n| Val::S(n.clone())).collect();
+            let sql = format!("SELECT name FROM devices WHERE name IN ({})", ph.join(","));
+            for r in bind_all(dynamic(&sql), &vals).fetch_all(&self.pool).await? {
+                taken.push(r.try_get(0)?);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The device a token or certificate belongs to.
+    pub(crate) async fn device_by_credential(
+        &self,
+        column: &str,
+        hash: &str,
+    ) -> Result<Option<DeviceRow>> {
+        let column = if column == "cert_sha256" {
+            "cert_sha256"
+        } else {
+            "token_hash"
+        };
+        dynamic(&format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE {column} = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(device_row)
+        .transpose()
+    }
+
+    /// A device by id or name.
+    pub(crate) async fn device_get(&self, id_or_name: &str) -> Result<Option<DeviceRow>> {
+        dynamic(&format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE id = $1 OR name = $1"
+        ))
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(device_row)
+        .transpose()
+    }
+
+    pub(crate) async fn device_tags(&self, id: &str) -> Result<Vec<String>> {
+        sqlx::query("SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    pub(crate) async fn device_set_tags(
+        &self,
+        id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for t in add {
+            sqlx::query(
+                "INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in remove {
+            sqlx::query("DELETE FROM device_tags WHERE device_id = $1 AND tag = $2")
+                .bind(id)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn device_revoke(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query("UPDATE devices SET revoked = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    pub(crate) async fn device_set_token(&self, id: &str, hash: &str) -> Result<()> {
+        sqlx::query("UPDATE devices SET token_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Devices matching a filter, ordered by id, with paging.
+    pub(crate) async fn device_list(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<DeviceRow>> {
+        let (cond, mut vals) = filter_sql(filter);
+        let n = vals.len();
+        vals.push(Val::I(limit));
+        vals.push(Val::I(offset));
+        let sql = format!(
+            "SELECT {DEVICE_COLS} FROM devices d WHERE {cond} ORDER BY id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        bind_all(dynamic(&sql), &vals)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(device_row)
+            .collect()
+    }
+
+    /// Ids of the devices matching a filter. With `classes`, devices that reported another
+    /// class are left out (they would refuse the manifest: manifest §8.4.8.2); devices that
+    /// never reported a class are kept.
+    pub(crate) async fn device_ids_matching(
+        &self,
+        filter: &Filter,
+        classes: &[String],
+    ) -> Result<Vec<String>> {
+        let (mut cond, mut vals) = filter_sql(filter);
+        if !classes.is_empty() {
+            let ps: Vec<String> = classes
+                .iter()
+                .map(|c| {
+                    vals.push(Val::S(c.clone()));
+                    format!("${}", vals.len())
+                })
+                .collect();
+            cond.push_str(&format!(
+                " AND (d.class_id IS NULL OR d.class_id IN ({}))",
+                ps.join(",")
+            ));
+        }
+        let sql = format!("SELECT id FROM devices d WHERE {cond} ORDER BY id");
+        bind_all(dynamic(&sql), &vals)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
+    /// Writes back buffered check-ins in one transaction.
+    pub(crate) async fn device_seen(&self, updates: &[SeenUpdate]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for u in updates {
+            match &u.inventory {
+                Some(inv) => {
+                    sqlx::query(
+                        "UPDATE devices SET last_seen = $1, inventory = $2, vendor_id = $3, class_id = $4, sequence_number = $5 WHERE id = $6",
+                    )
+                    .bind(u.last_seen)
+                    .bind(inv)
+                    .bind(u.vendor_id.as_deref())
+                    .bind(u.class_id.as_deref())
+                    .bind(u.sequence_number.map(to_i64))
+                    .bind(&u.device_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
+                        .bind(u.last_seen)
+                        .bind(&u.device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn push_ids(&self, device_ids: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(device_ids.len());
+        for chunk in device_ids.chunks(500) {
+            let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let vals: Vec<Val> = chunk.iter().map(|n| Val::S(n.clone())).collect();
+            let sql = format!("SELECT push_id FROM devices WHERE id IN ({})", ph.join(","));
+            for r in bind_all(dynamic(&sql), &vals).fetch_all(&self.pool).await? {
+                out.push(r.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn group_create(&self, name: &str, push_id: &str, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO fleet_groups (name, push_id, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(push_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn group_add(&self, name: &str, device_ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for d in device_ids {
+            sqlx::query("INSERT INTO group_members (group_name, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(name)
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn group_remove(&self, name: &str, device_ids: &[String]) -> Result<()> {
+        for d in device_ids {
+            sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND device_id = $2")
+                .bind(name)
+                .bind(d)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn group_list(&self) -> Result<Vec<(String, String, i64)>> {
+        sqlx::query(
+            "SELECT g.name, g.push_id, (SELECT COUNT(*) FROM group_members m WHERE m.group_name = g.name) AS n FROM fleet_groups g ORDER BY g.name",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+    }
+
+    /// Push ids of the groups a device is in.
+    pub(crate) async fn device_group_push_ids(&self, device_id: &str) -> Result<Vec<String>> {
+        sqlx::query(
+            "SELECT g.push_id FROM fleet_groups g JOIN group_members m ON m.group_name = g.name WHERE m.device_id = $1 ORDER BY g.name",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    pub(crate) async fn group_push_id(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query("SELECT push_id FROM fleet_groups WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()?,
+        )
+    }
+}
+
+/// The WHERE clause of a device filter (over `devices d`) and its bind values.
+fn filter_sql(f: &Filter) -> (String, Vec<Val>) {
+    let mut conds = vec!["d.revoked = 0".to_owned()];
+    let mut vals = Vec::new();
+    let next = |vals: &mut Vec<Val>, v: Val| {
+        vals.push(v);
+        format!("${}", vals.len())
+    };
+    for t in &f.tags_all {
+        let p = next(&mut vals, Val::S(t.clone()));
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag = {p})"
+        ));
+    }
+    if !f.tags_any.is_empty() {
+        let ps: Vec<String> = f
+            .tags_any
+            .iter()
+            .map(|t| next(&mut vals, Val::S(t.clone())))
+            .collect();
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = d.id AND t.tag IN ({}))",
+            ps.join(",")
+        ));
+    }
+    if let Some(g) = &f.group {
+        let p = next(&mut vals, Val::S(g.clone()));
+        conds.push(format!(
+            "EXISTS (SELECT 1 FROM group_members m WHERE m.device_id = d.id AND m.group_name = {p})"
+        ));
+    }
+    if let Some(v) = &f.vendor_id {
+        let p = next(&mut vals, Val::S(v.clone()));
+        conds.push(format!("d.vendor_id = {p}"));
+    }
+    if let Some(c) = &f.class_id {
+        let p = next(&mut vals, Val::S(c.clone()));
+        conds.push(format!("d.class_id = {p}"));
+    }
+    if let Some(s) = f.sequence_below {
+        let p = next(&mut vals, Val::I(to_i64(s)));
+        conds.push(format!(
+            "(d.sequence_number IS NULL OR d.sequence_number < {p})"
+        ));
+    }
+    if !f.devices.is_empty() {
+        let ps: Vec<String> = f
+            .devices
+            .iter()
+            .map(|t| next(&mut vals, Val::S(t.clone())))
+            .collect();
+        let list = ps.join(",");
+        conds.push(format!("(d.id IN ({list}) OR d.name IN ({list}))"));
+    }
+    (conds.join(" AND "), vals)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Campaigns
+// ---------------------------------------------------------------------------------------------
+
+/// A stored campaign.
+#[derive(Clone, Debug)]
+pub(crate) struct CampaignRow {
+    pub(crate) id: String,
+    pub(crate) spec: CampaignCreate,
+    pub(crate) state: CampaignState,
+    pub(crate) state_reason: Option<String>,
+    pub(crate) opened_waves: u32,
+    pub(crate) created_by: String,
+    pub(crate) created_at: i64,
+}
+
+fn campaign_row(r: &AnyRow) -> Result<CampaignRow> {
+    let spec: String = r.try_get("spec")?;
+    let state: String = r.try_get("state")?;
+    Ok(CampaignRow {
+        id: r.try_get("id")?,
+        spec: serde_json::from_str(&spec).context("stored campaign spec")?,
+        state: CampaignState::from_name(&state).unwrap_or(CampaignState::Paused),
+        state_reason: r.try_get("state_reason")?,
+        opened_waves: u32::try_from(r.try_get::<i64, _>("opened_waves")?).unwrap_or(0),
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const CAMPAIGN_COLS: &str = "id, spec, state, state_reason, opened_waves, created_by, created_at";
+
+/// A device's place in a campaign.
+#[derive(Clone, Debug)]
+pub(crate) struct MemberRow {
+    pub(crate) device_id: String,
+    pub(crate) wave: u32,
+    pub(crate) state: String,
+    pub(crate) release_id: String,
+}
+
+impl Db {
+    pub(crate) async fn campaign_create(&self, c: &CampaignRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO campaigns (id, name, release_id, spec, state, state_reason, opened_waves, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&c.id)
+        .bind(&c.spec.name)
+        .bind(&c.spec.release_id)
+        .bind(serde_json::to_string(&c.spec)?)
+        .bind(c.state.name())
+        .bind(c.state_reason.as_deref())
+        .bind(i64::from(c.opened_waves))
+        .bind(&c.created_by)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn campaign_get(&self, id: &str) -> Result<Option<CampaignRow>> {
+        dynamic(&format!(
+            "SELECT {CAMPAIGN_COLS} FROM campaigns WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(campaign_row)
+        .transpose()
+    }
+
+    pub(crate) async fn campaign_list(&self) -> Result<Vec<CampaignRow>> {
+        dynamic(&format!(
+            "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(campaign_row)
+        .collect()
+    }
+
+    pub(crate) async fn campaign_set_state(
+        &self,
+        id: &str,
+        state: CampaignState,
+        reason: Option<&str>,
+        opened_waves: u32,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaigns SET state = $1, state_reason = $2, opened_waves = $3 WHERE id = $4",
+        )
+        .bind(state.name())
+        .bind(reason)
+        .bind(i64::from(opened_waves))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Devices with an unfinished update in a live campaign.
+    pub(crate) async fn busy_devices(&self) -> Result<Vec<String>> {
+        sqlx::query(
+            "SELECT cd.device_id FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id WHERE c.state IN ('running', 'paused', 'rolled_back') AND cd.state IN ('pending', 'notified', 'in_progress', 'rolling_back')",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    /// Adds the campaign's members (wave assignments) and marks it running, in one transaction.
+    pub(crate) async fn campaign_start(
+        &self,
+        id: &str,
+        release_id: &str,
+        members: &[(String, u32)],
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in members.chunks(400) {
+            let mut sql = String::from(
+                "INSERT INTO campaign_devices (campaign_id, device_id, wave, state, release_id, updated_at) VALUES ",
+            );
+            let mut vals = Vec::with_capacity(chunk.len() * 6);
+            for (i, (dev, wave)) in chunk.iter().enumerate() {
+                let b = i * 6;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+                vals.push(Val::S(id.to_owned()));
+                vals.push(Val::S(dev.clone()));
+                vals.push(Val::I(i64::from(*wave)));
+                vals.push(Val::S("pending".into()));
+                vals.push(Val::S(release_id.to_owned()));
+                vals.push(Val::I(now));
+            }
+            bind_all(dynamic(&sql), &vals).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE campaigns SET state = 'running', state_reason = NULL, opened_waves = 1 WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn campaign_members(&self, id: &str) -> Result<Vec<MemberRow>> {
+        sqlx::query(
+            "SELECT device_id, wave, state, release_id FROM campaign_devices WHERE campaign_id = $1 ORDER BY wave, device_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(MemberRow {
+                device_id: r.try_get(0)?,
+                wave: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                state: r.try_get(2)?,
+                release_id: r.try_get(3)?,
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) async fn campaign_members_in_state(
+        &self,
+        id: &str,
+        state: &str,
+        limit: i64,
+    ) -> Result<Vec<MemberRow>> {
+        sqlx::query(
+            "SELECT device_id, wave, state, release_id FROM campaign_devices WHERE campaign_id = $1 AND state = $2 ORDER BY wave, device_id LIMIT $3",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(MemberRow {
+                device_id: r.try_get(0)?,
+                wave: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                state: r.try_get(2)?,
+                release_id: r.try_get(3)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Per-wave counts of a campaign.
+    pub(crate) async fn campaign_progress(&self, id: &str) -> Result<Vec<WaveProgress>> {
+        let rows = sqlx::query(
+            "SELECT wave, state, COUNT(*) FROM campaign_devices WHERE campaign_id = $1 GROUP BY wave, state ORDER BY wave",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<WaveProgress> = Vec::new();
+        for r in rows {
+            let wave = u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0);
+            let state: String = r.try_get(1)?;
+            let n = to_u64(r.try_get(2)?);
+            while out.len() <= wave as usize {
+                let w = u32::try_from(out.len()).unwrap_or(u32::MAX);
+                out.push(WaveProgress {
+                    wave: w,
+                    ..WaveProgress::default()
+                });
+            }
+            if let Some(w) = out.get_mut(wave as usize) {
+                w.devices += n;
+                match state.as_str() {
+                    "pending" => w.pending += n,
+                    "notified" => w.notified += n,
+                    "in_progress" => w.in_progress += n,
+                    "succeeded" => w.succeeded += n,
+                    "failed" | "rollback_failed" => w.failed += n,
+                    "cancelled" => w.cancelled += n,
+                    "rolling_back" => w.rolling_back += n,
+                    "rolled_back" => w.rolled_back += n,
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets one member's state (and release, for rollbacks).
+    pub(crate) async fn member_set(
+        &self,
+        campaign_id: &str,
+        device_id: &str,
+        state: &str,
+        release_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaign_devices SET state = $1, release_id = $2, updated_at = $3 WHERE campaign_id = $4 AND device_id = $5",
+        )
+        .bind(state)
+        .bind(release_id)
+        .bind(now)
+        .bind(campaign_id)
+        .bind(device_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves every member of a campaign in one of `from` states (in opened waves) to `to`.
+    pub(crate) async fn members_move(
+        &self,
+        campaign_id: &str,
+        from: &[&str],
+        to: &str,
+        release_id: Option<&str>,
+        below_wave: u32,
+        now: i64,
+    ) -> Result<u64> {
+        let mut vals = vec![
+            Val::S(to.to_owned()),
+            Val::I(now),
+            Val::S(campaign_id.to_owned()),
+            Val::I(i64::from(below_wave)),
+        ];
+        let mut set_release = String::new();
+        if let Some(r) = release_id {
+            vals.push(Val::S(r.to_owned()));
+            set_release = format!(", release_id = ${}", vals.len());
+        }
+        let ps: Vec<String> = from
+            .iter()
+            .map(|s| {
+                vals.push(Val::S((*s).to_owned()));
+                format!("${}", vals.len())
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE campaign_devices SET state = $1, updated_at = $2{set_release} WHERE campaign_id = $3 AND wave < $4 AND state IN ({})",
+            ps.join(",")
+        );
+        Ok(bind_all(dynamic(&sql), &vals)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// The device's most recent campaign membership.
+    pub(crate) async fn latest_membership(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<(String, MemberRow)>> {
+        let row = sqlx::query(
+            "SELECT campaign_id, device_id, wave, state, release_id FROM campaign_devices WHERE device_id = $1 ORDER BY updated_at DESC, campaign_id DESC LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get(0)?,
+                MemberRow {
+                    device_id: r.try_get(1)?,
+                    wave: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                    state: r.try_get(3)?,
+                    release_id: r.try_get(4)?,
+                },
+            ))
+        })
+        .transpose()
+    }
+
+    /// Whether the device was ever offered this release (by any campaign, including as a
+    /// rollback).
+    pub(crate) async fn device_offered(&self, device_id: &str, release_id: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM campaign_devices WHERE device_id = $1 AND release_id = $2 LIMIT 1",
+        )
+        .bind(device_id)
+        .bind(release_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some()
+            || sqlx::query(
+                "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id WHERE cd.device_id = $1 AND c.release_id = $2 LIMIT 1",
+            )
+            .bind(device_id)
+            .bind(release_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports and audit
+// ---------------------------------------------------------------------------------------------
+
+/// A stored report.
+#[derive(Clone, Debug)]
+pub(crate) struct ReportRow {
+    pub(crate) step: String,
+    pub(crate) outcome: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) detail: Option<String>,
+    pub(crate) at: i64,
+}
+
+impl Db {
+    pub(crate) async fn report_insert(
+        &self,
+        device_id: &str,
+        campaign_id: Option<&str>,
+        r: &StepReport,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(device_id)
+        .bind(&r.release_id)
+        .bind(campaign_id)
+        .bind(r.step.name())
+        .bind(r.outcome.name())
+        .bind(r.reason.as_deref())
+        .bind(r.detail.as_deref())
+        .bind(r.progress.map(to_i64))
+        .bind(r.suit_report.as_deref())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A device's reports for a release, oldest first.
+    pub(crate) async fn reports_for(
+        &self,
+        device_id: &str,
+        release_id: &str,
+    ) -> Result<Vec<ReportRow>> {
+        sqlx::query(
+            "SELECT step, outcome, reason, detail, at FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id",
+        )
+        .bind(device_id)
+        .bind(release_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ReportRow {
+                step: r.try_get(0)?,
+                outcome: r.try_get(1)?,
+                reason: r.try_get(2)?,
+                detail: r.try_get(3)?,
+                at: r.try_get(4)?,
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        now: i64,
+        actor: &str,
+        role: &str,
+        action: &str,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(role)
+        .bind(action)
+        .bind(target)
+        .bind(detail.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn audit_list(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+        sqlx::query(
+            "SELECT id, at, actor, role, action, target, detail FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get(0)?,
+                at: r.try_get(1)?,
+                actor: r.try_get(2)?,
+                role: r.try_get(3)?,
+                action: r.try_get(4)?,
+                target: r.try_get(5)?,
+                detail: r.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+}
