@@ -281,11 +281,8 @@ const MIN_MATCH: usize = 4;
 const CHAIN_DEPTH: usize = 48;
 const WINDOW: usize = 32;
 /// Estimated cost of one mispredicted byte, in 1/16 bit.
-fn miss_cost() -> u32 {
-    std::env::var("MC")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
+const fn miss_cost() -> u32 {
+    4 * 16
 }
 
 /// Greedy encoder over `old ++ new`.
@@ -425,6 +422,7 @@ fn seg_encode(
     let mut ctx = Ctx::new(d0);
     let mut p = start;
     let mut cands = Vec::new();
+    // Diagnostics: SUITCASE_DELTA_STATS=1 prints the cost of each operation kind to stderr.
     let stats_on = std::env::var_os("SUITCASE_DELTA_STATS").is_some();
     let mc = miss_cost();
     let mut stats = [(0u64, 0u64); 10];
@@ -560,7 +558,7 @@ fn seg_encode(
         }
         let mut top: Vec<(u64, usize)> = buckets.iter().copied().zip(0..).collect();
         top.sort_unstable_by(|a, b| b.cmp(a));
-        for (b, i) in top.iter().take(100_000) {
+        for (b, i) in top.iter().take(20) {
             std::eprintln!("  bucket {:#08x}: {b} bytes", i << 14);
         }
     }
