@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod boot;
+mod delta;
 mod describe;
 mod diag;
 mod input;
@@ -22,6 +23,7 @@ mod keys;
 mod manifest;
 mod profile;
 mod release;
+mod server;
 
 /// suitcase: secure over-the-air updates for IoT fleets, built on IETF SUIT manifests.
 ///
@@ -46,6 +48,12 @@ enum Command {
     /// Build, sign and countersign releases.
     #[command(subcommand)]
     Release(release::Command),
+    /// Differential updates: make, apply and inspect delta patches for bounded-RAM devices.
+    #[command(subcommand)]
+    Delta(delta::DeltaArgs),
+    /// Run the firmware server and status tracker (zero configuration: SQLite and local
+    /// files under ./suitcase-data).
+    Server(server::Args),
     /// The bootloader: prove it power-fail safe on simulated flash.
     #[command(subcommand)]
     Boot(boot::Command),
@@ -61,6 +69,8 @@ pub fn main() -> ExitCode {
         Command::Manifest(c) => manifest::run(c),
         Command::Key(c) => key::run(c),
         Command::Release(c) => release::run(c),
+        Command::Delta(c) => delta::run(c),
+        Command::Server(a) => server::run(a),
         Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
     };

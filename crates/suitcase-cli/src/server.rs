@@ -1,0 +1,124 @@
+//! `suitcase server`: the firmware server and status tracker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use suitcase_server::{Config, TlsConfig};
+
+/// Arguments of `suitcase server`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Where the SQLite database, the payloads and the first admin token live. Created if
+    /// missing; reusing it keeps everything across restarts.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "suitcase-data",
+        env = "SUITCASE_DATA"
+    )]
+    data: PathBuf,
+    /// Address and port to listen on. The default serves this machine only; use
+    /// 0.0.0.0:8080 (with --tls-cert) to serve a fleet.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8080",
+        env = "SUITCASE_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// Use PostgreSQL instead of the embedded SQLite, e.g.
+    /// postgres://suitcase@db.example/suitcase.
+    #[arg(long, value_name = "URL", env = "SUITCASE_DATABASE")]
+    database: Option<String>,
+    /// Where payloads go: a directory (default DATA/payloads), or s3://BUCKET/PREFIX with the
+    /// usual AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT variables.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX", env = "SUITCASE_PAYLOADS")]
+    payloads: Option<String>,
+    /// MQTT broker for push notifications (devices then update without waiting for their
+    /// next poll), e.g. mqtt://127.0.0.1:1883.
+    #[arg(long, value_name = "URL", env = "SUITCASE_MQTT")]
+    mqtt: Option<String>,
+    /// How often devices poll, in seconds; each answer adds ±25% random jitter.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    poll_interval: u32,
+    /// TLS certificate chain (PEM). With --tls-key, the server speaks HTTPS only.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) of device certificates: devices may then authenticate with a
+    /// TLS client certificate (mutual TLS) instead of a token.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Serve the device API over plain HTTP to other hosts. A device's token identifies it,
+    /// so by default plain HTTP is for this machine only (RFC 8240 §3).
+    #[arg(long)]
+    allow_plaintext_devices: bool,
+    /// How many registered keys must have signed an uploaded release (2 = author and
+    /// operator, for example).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    release_signatures: usize,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    init_logging(args.log_json);
+    let mut config = Config::new(&args.data);
+    config.listen = args.listen;
+    config.database = args.database;
+    config.payloads = args.payloads;
+    config.mqtt = args.mqtt;
+    config.poll_interval = args.poll_interval.max(1);
+    config.allow_plaintext_devices = args.allow_plaintext_devices;
+    config.release_signatures = args.release_signatures.max(1);
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsConfig {
+            cert,
+            key,
+            client_ca: args.client_ca,
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (server, opened) = suitcase_server::start(config).await?;
+        println!("suitcase server listening on {}", server.url());
+        println!("  database: {}", opened.database);
+        println!("  payloads: {}", opened.payloads);
+        match &opened.admin_token {
+            Some(_) => println!(
+                "  first admin token written to {} (keep it secret; create other tokens with it)",
+                opened.admin_token_file.display()
+            ),
+            None => println!(
+                "  admin token: see {} (or a token created since)",
+                opened.admin_token_file.display()
+            ),
+        }
+        println!("  API description: {}/openapi.json", server.url());
+        server.run_until_signal().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rumqttc=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
