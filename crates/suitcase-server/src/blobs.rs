@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt as _, TryStreamExt as _};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -48,8 +48,17 @@ impl Blobs {
                     .host_str()
                     .filter(|b| !b.is_empty())
                     .with_context(|| format!("{url:?} names no bucket: use s3://BUCKET/PREFIX"))?;
-                let s3 = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                for (k, v) in parsed.query_pairs() {
+                    let key: AmazonS3ConfigKey = k.parse().with_context(|| {
+                        format!("unknown S3 setting {k:?} in {url:?} (e.g. endpoint, region, access_key_id, secret_access_key)")
+                    })?;
+                    if key == AmazonS3ConfigKey::Endpoint && v.starts_with("http://") {
+                        builder = builder.with_allow_http(true);
+                    }
+                    builder = builder.with_config(key, v.as_ref());
+                }
+                let s3 = builder
                     .build()
                     .with_context(|| format!("cannot configure the S3 store {url:?} (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and, for a non-AWS store, AWS_ENDPOINT and AWS_ALLOW_HTTP)"))?;
                 let prefix = parsed.path().trim_matches('/').to_owned();
@@ -60,7 +69,8 @@ impl Blobs {
                 };
                 Ok(Self {
                     store,
-                    describe: url.to_owned(),
+                    // Never echo settings that may hold secrets.
+                    describe: format!("s3://{bucket}/{prefix}"),
                 })
             }
             Some(other) if other.contains("://") => {

@@ -74,6 +74,14 @@ impl Harness {
     }
 
     pub async fn with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::with_client(backend, tweak, reqwest::Client::new()).await
+    }
+
+    pub async fn with_client(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        client: reqwest::Client,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(AtomicI64::new(1_800_000_000));
         let c2 = clock.clone();
@@ -105,7 +113,7 @@ impl Harness {
             server: Some(server),
             base,
             admin,
-            client: reqwest::Client::new(),
+            client,
             dir,
             key,
             clock,
