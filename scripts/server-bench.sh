@@ -25,7 +25,7 @@ for tool in wrk nginx; do
 done
 echo "building suitcase (release)..." >&2
 cargo build --release -q -p suitcase-cli
-BIN=target/release/suitcase
+BIN="${CARGO_TARGET_DIR:-target}/release/suitcase"
 
 cleanup() {
   [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true
