@@ -55,15 +55,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Wire<T> {
             ApiErr::new(e.status(), "bad-body", format!("cannot read the body: {e}"))
         })?;
         let value = if cbor {
+            // (ciborium does not expose its deserializer, so no field path here.)
             ciborium::from_reader(bytes.as_ref()).map_err(|e| {
                 ApiErr::bad_request("bad-body", format!("the CBOR body does not match: {e}"))
             })?
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                ApiErr::bad_request("bad-body", format!("the JSON body does not match: {e}")).hint(
+            // serde_path_to_error names the field that did not match (`components[0].id`).
+            let mut de = serde_json::Deserializer::from_slice(&bytes);
+            let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                ApiErr::bad_request(
+                    "bad-body",
+                    format!(
+                        "the JSON body does not match at {}: {}",
+                        e.path(),
+                        e.inner()
+                    ),
+                )
+                .hint(
                     "send JSON with Content-Type: application/json, or CBOR with application/cbor",
                 )
-            })?
+            })?;
+            de.end().map_err(|e| {
+                ApiErr::bad_request(
+                    "bad-body",
+                    format!("trailing data after the JSON body: {e}"),
+                )
+            })?;
+            v
         };
         Ok(Self(out, value))
     }

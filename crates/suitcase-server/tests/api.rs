@@ -31,7 +31,39 @@ both_backends!(
     window_rate_limit_and_consent,
     inventory_showing_the_release_counts_as_success,
     device_status_shows_every_step,
+    campaign_aborts_on_errors_when_asked,
 );
+
+async fn campaign_aborts_on_errors_when_asked(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(60, &[6u8; 500]).await;
+    let devs = h.devices("ab", 3, &["ab"]).await;
+    let cid = h
+        .campaign(
+            json!({"name": "a", "release_id": rel, "filter": {"tags_all": ["ab"]},
+                         "error_threshold": 0.3, "on_error": "abort"}),
+        )
+        .await;
+    for (_, t) in &devs {
+        assert_eq!(h.checkin(t, 1).await.action, Action::Update);
+    }
+    h.report(
+        &devs[0].1,
+        &rel,
+        Step::Check,
+        Outcome::Failure,
+        Some("unauthenticated"),
+    )
+    .await;
+    let info = h.campaign_info(&cid).await;
+    assert_eq!(info["state"], "cancelled", "{info}");
+    assert_eq!(info["waves_progress"][0]["cancelled"], 2);
+    // Nobody is offered the release any more.
+    for (_, t) in &devs {
+        assert_eq!(h.checkin(t, 1).await.action, Action::None);
+    }
+    h.stop().await;
+}
 
 async fn openapi_health_and_metrics(b: Backend) {
     let h = Harness::new(b).await;

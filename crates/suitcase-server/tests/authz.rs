@@ -354,3 +354,73 @@ async fn plaintext_device_requests_from_other_hosts_are_refused() {
         assert_eq!(resp.status(), want, "allow={allow} peer={peer} tls={tls}");
     }
 }
+
+/// The same router without a socket: the operational endpoints and a device check-in.
+#[tokio::test]
+async fn in_process_router_serves_the_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, opened) = suitcase_server::app(suitcase_server::Config::new(dir.path()))
+        .await
+        .unwrap();
+    let admin = opened.admin_token.unwrap();
+    let call = |req: axum::http::Request<Body>| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            )
+        }
+    };
+    let (s, doc) = call(
+        axum::http::Request::get("/openapi.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["paths"]["/api/v1/device/checkin"]["post"].is_object());
+    let (s, dev) = call(
+        axum::http::Request::post("/api/v1/devices")
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"name":"inproc-1"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let token = dev["token"].as_str().unwrap();
+    assert!(token.starts_with("sct_d_"));
+    let (s, answer) = call(
+        axum::http::Request::post("/api/v1/device/checkin")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"components":[{"id":["00"],"sequence_number":4}]}"#,
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(answer["action"], "none");
+    // A malformed body is a 400 that names the problem, not a 500.
+    let (s, err) = call(
+        axum::http::Request::post("/api/v1/device/checkin")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"components":"lots"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"], "bad-body");
+    assert!(
+        err["message"].as_str().unwrap().contains("components"),
+        "{err}"
+    );
+}
