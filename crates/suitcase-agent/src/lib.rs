@@ -1,0 +1,1 @@
+//! The device agent (work in progress; see issue 6).
