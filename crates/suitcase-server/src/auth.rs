@@ -208,12 +208,12 @@ impl FromRequestParts<AppState> for DeviceAuth {
             }
             state
                 .devices
-                .by_credential(state, "token_hash", &hash_secret(token))
+                .by_credential(state, "token_hash", Sha256::digest(token.as_bytes()).into())
                 .await?
         } else if let Some(cert) = conn.as_ref().and_then(|c| c.client_cert.as_ref()) {
             state
                 .devices
-                .by_credential(state, "cert_sha256", &hex::encode(Sha256::digest(cert)))
+                .by_credential(state, "cert_sha256", Sha256::digest(cert).into())
                 .await?
         } else {
             None

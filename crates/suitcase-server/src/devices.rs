@@ -54,22 +54,46 @@ impl DeviceEntry {
     }
 }
 
+/// A credential's cache key: which kind (token or certificate) and its SHA-256.
+type CredKey = (u8, [u8; 32]);
+
+/// Hashes a [`CredKey`] by taking bytes of the SHA-256 it holds. The digest is already uniform
+/// and an attacker cannot choose it without a SHA-256 preimage, so SipHash's protection
+/// against crafted collisions buys nothing here; this is the check-in hot path.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl core::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+type DigestMap<V> = HashMap<CredKey, V, core::hash::BuildHasherDefault<DigestHasher>>;
+
 /// The device cache and check-in buffer.
 #[derive(Default)]
 pub(crate) struct Devices {
-    by_credential: RwLock<HashMap<String, Arc<DeviceEntry>>>,
+    by_credential: RwLock<DigestMap<Arc<DeviceEntry>>>,
     pending: Mutex<HashMap<String, SeenUpdate>>,
 }
 
 impl Devices {
-    /// The device for a credential hash (`column` is `token_hash` or `cert_sha256`).
+    /// The device for a credential's SHA-256 (`column` is `token_hash` or `cert_sha256`).
     pub(crate) async fn by_credential(
         &self,
         state: &AppState,
         column: &str,
-        hash: &str,
+        digest: [u8; 32],
     ) -> Result<Option<Arc<DeviceEntry>>, ApiErr> {
-        let key = format!("{column}:{hash}");
+        let key: CredKey = (u8::from(column == "cert_sha256"), digest);
         if let Some(e) = self
             .by_credential
             .read()
@@ -78,7 +102,11 @@ impl Devices {
         {
             return Ok(Some(e));
         }
-        let Some(row) = state.db.device_by_credential(column, hash).await? else {
+        let Some(row) = state
+            .db
+            .device_by_credential(column, &hex::encode(digest))
+            .await?
+        else {
             return Ok(None);
         };
         let entry = Arc::new(DeviceEntry {

@@ -25,17 +25,55 @@ pub(crate) fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Route names as `&'static str`, so that recording a request allocates nothing. Routes are
+/// the router's fixed patterns, so the set is small and bounded.
+fn intern(route: &str) -> &'static str {
+    static ROUTES: OnceLock<std::sync::RwLock<std::collections::HashMap<String, &'static str>>> =
+        OnceLock::new();
+    let map = ROUTES.get_or_init(Default::default);
+    if let Some(r) = map.read().ok().and_then(|m| m.get(route).copied()) {
+        return r;
+    }
+    let Ok(mut m) = map.write() else {
+        return "unknown";
+    };
+    if m.len() >= 256 {
+        return "other";
+    }
+    *m.entry(route.to_owned())
+        .or_insert_with(|| Box::leak(route.to_owned().into_boxed_str()))
+}
+
+fn method_name(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
 /// Records each request's route, status and duration.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+        .map_or("unmatched", |p| intern(p.as_str()));
+    let method = method_name(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("suitcase_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    let status = response.status();
+    let class = match status.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!("suitcase_http_requests_total", "route" => route, "method" => method, "status" => class)
         .increment(1);
     metrics::histogram!("suitcase_http_request_seconds", "route" => route, "method" => method)
         .record(start.elapsed().as_secs_f64());

@@ -21,9 +21,8 @@ use crate::wire::{self, Accepts, Want, Wire};
 /// The next poll: the interval (or `retry_after`) with random jitter, so that a fleet does
 /// not check in in lock step after an outage or a push (NTIA: server-side random back-off).
 fn next_poll(interval: u32, retry_after: Option<i64>) -> u32 {
-    let mut r = [0u8; 2];
-    let _ = getrandom::fill(&mut r);
-    let unit = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX);
+    // Jitter needs spread, not secrecy: a fast thread-local generator, no system call.
+    let unit = fastrand::f64();
     let secs = match retry_after {
         // Never before the window opens: jitter forwards only, by up to 10%.
         #[allow(clippy::cast_precision_loss, reason = "seconds, at most a day")]
