@@ -40,7 +40,7 @@ fn intern(route: &str) -> &'static str {
     if m.len() >= 256 {
         return "other";
     }
-    *m.entry(route.to_owned())
+    m.entry(route.to_owned())
         .or_insert_with(|| Box::leak(route.to_owned().into_boxed_str()))
 }
 
