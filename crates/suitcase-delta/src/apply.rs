@@ -6,13 +6,11 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::format::{Header, INPLACE_HEADER_LEN, Limits, Mode};
-use crate::model::{
-    Ctx, J_ADJ, J_NEW, J_OLD, Miss, Model, ST_DIFF, ST_JUMP, ST_PLAIN, param_signed,
-};
+use crate::format::{Header, Limits, MAX_HEADER_LEN, Mode};
+use crate::model::{Carry, Ctx, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, param_signed, predict};
 
 use crate::Error;
-use crate::rc::{DecIo, RcDec};
+use crate::rc::{DecIo, Io, RcDec};
 
 /// Reads the installed (old) image by random access, e.g. memory-mapped or SPI flash.
 pub trait OldImage {
@@ -102,7 +100,6 @@ impl<O: OldImage, N: NewImage> Images for Pair<'_, O, N> {
         self.new.write(offset, data)
     }
 }
-
 /// Input buffer: one decoding step never needs more than `STEP_MAX` bytes.
 const IN_BUF: usize = 256;
 const STEP_MAX: usize = 96;
@@ -110,7 +107,12 @@ const STEP_MAX: usize = 96;
 const RING: usize = 1024;
 /// Output is written to the slot in chunks of this size.
 const FLUSH: usize = 256;
-const CACHE: usize = 64;
+/// Bytes per read-cache line (two lines: a stride prediction reads two places at once).
+const LINE: usize = 32;
+/// Raw bytes decoded per step.
+const RAW_STEP: u32 = 32;
+/// Most operations in a row that produce no byte (the encoder writes at most two).
+const MAX_IDLE: u8 = 4;
 
 /// Bytes of RAM the applier's state takes (the larger of [`Applier`] and
 /// [`crate::InPlaceApplier`], model, buffers and SHA-256 state included): the figure every
@@ -153,6 +155,107 @@ enum Stage {
     Failed,
 }
 
+/// One read-cache line.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    /// Virtual index of `data[0]` (new-image lines have bit 40 set).
+    key: u64,
+    len: u8,
+    data: [u8; LINE],
+}
+
+impl Line {
+    const EMPTY: Self = Self {
+        key: 0,
+        len: 0,
+        data: [0; LINE],
+    };
+}
+
+/// The decoder's view of `old ++ new`: the most recent output in a ring, older bytes of the
+/// new image and the old image through two cache lines.
+#[derive(Debug, Clone)]
+struct Window {
+    ring: [u8; RING],
+    lines: [Line; 2],
+    victim: usize,
+    old_size: u32,
+    /// Old bytes below this offset may not be read (overwritten in place).
+    min_old: u32,
+    full: bool,
+    /// First new position of the segment (the ring holds nothing older).
+    seg_start: u32,
+    /// Next new position to produce.
+    pos: u32,
+    /// New bytes below this position are in the slot.
+    flushed: u32,
+}
+
+/// A [`Window`] with the storage it reads from.
+struct View<'a, I> {
+    w: &'a mut Window,
+    img: &'a mut I,
+}
+
+impl<I: Images> View<'_, I> {
+    fn cached(&mut self, key: u64, len: usize) -> Result<u8, Error> {
+        for l in &self.w.lines {
+            if key >= l.key && key < l.key + u64::from(l.len) {
+                return l
+                    .data
+                    .get((key - l.key) as usize)
+                    .copied()
+                    .ok_or(Error::Corrupt);
+            }
+        }
+        let i = self.w.victim & 1;
+        self.w.victim = i ^ 1;
+        let line = self.w.lines.get_mut(i).ok_or(Error::Corrupt)?;
+        let len = len.min(LINE);
+        let buf = line.data.get_mut(..len).ok_or(Error::Corrupt)?;
+        if key >> 40 == 1 {
+            self.img.read_new((key & 0xFF_FFFF_FFFF) as u32, buf)?;
+        } else {
+            self.img.read_old(key as u32, buf)?;
+        }
+        line.key = key;
+        line.len = len as u8;
+        line.data.first().copied().ok_or(Error::Corrupt)
+    }
+}
+
+impl<I: Images> Source for View<'_, I> {
+    fn old_size(&self) -> u64 {
+        u64::from(self.w.old_size)
+    }
+
+    fn virt(&mut self, v: u64) -> Result<u8, Error> {
+        let old = u64::from(self.w.old_size);
+        if v >= old {
+            let n = v - old;
+            let pos = u64::from(self.w.pos);
+            if n >= pos {
+                return Err(Error::Corrupt);
+            }
+            if n >= u64::from(self.w.seg_start) && pos - n <= RING as u64 {
+                return self
+                    .w
+                    .ring
+                    .get(n as usize % RING)
+                    .copied()
+                    .ok_or(Error::Corrupt);
+            }
+            // Older than the ring: already in the slot.
+            let len = (u64::from(self.w.flushed).saturating_sub(n)) as usize;
+            return self.cached(n | (1 << 40), len);
+        }
+        if self.w.full || v < u64::from(self.w.min_old) {
+            return Ok(0);
+        }
+        self.cached(v, (old - v).min(LINE as u64) as usize)
+    }
+}
+
 /// The applier for sequential and full-image patches (and the engine of in-place mode).
 ///
 /// ```no_run
@@ -170,7 +273,7 @@ enum Stage {
 pub struct Applier {
     limits: Limits,
     stage: Stage,
-    hdr: [u8; INPLACE_HEADER_LEN],
+    hdr: [u8; MAX_HEADER_LEN],
     hdr_len: usize,
     header: Option<Header>,
     /// Payload bytes seen (after the header).
@@ -180,30 +283,25 @@ pub struct Applier {
     /// Payload bytes before this offset are skipped (resuming in place).
     pub(crate) skip_until: u32,
     pub(crate) seg_index: u32,
-    seg_start: u32,
     seg_end: u32,
     seg_len: u32,
     seg_fed: u32,
-    seglen_buf: [u8; 4],
-    seglen_have: usize,
-    pub(crate) min_old: u32,
+    seglen_val: u32,
+    seglen_bytes: u8,
     pub(crate) verify_source: bool,
     pub(crate) hash_stream: bool,
     rc: RcDec,
     rc_started: bool,
     expect_run: bool,
+    idle: u8,
+    pending_raw: u32,
     model: Model,
     ctx: Ctx,
-    pending_run: u32,
-    pos: u32,
+    carry: Carry,
     inbuf: [u8; IN_BUF],
     in_pos: usize,
     in_end: usize,
-    ring: [u8; RING],
-    flushed: u32,
-    cache: [u8; CACHE],
-    cache_base: u64,
-    cache_len: usize,
+    win: Window,
     sha: Sha256,
 }
 
@@ -213,37 +311,42 @@ impl Applier {
         Self {
             limits,
             stage: Stage::Header,
-            hdr: [0; INPLACE_HEADER_LEN],
+            hdr: [0; MAX_HEADER_LEN],
             hdr_len: 0,
             header: None,
             payload_seen: 0,
             seg_offset: 0,
             skip_until: 0,
             seg_index: 0,
-            seg_start: 0,
             seg_end: 0,
             seg_len: 0,
             seg_fed: 0,
-            seglen_buf: [0; 4],
-            seglen_have: 0,
-            min_old: 0,
+            seglen_val: 0,
+            seglen_bytes: 0,
             verify_source: true,
             hash_stream: true,
             rc: RcDec::new(),
             rc_started: false,
             expect_run: true,
+            idle: 0,
+            pending_raw: 0,
             model: Model::new(0),
             ctx: Ctx::new(0),
-            pending_run: 0,
-            pos: 0,
+            carry: Carry::NONE,
             inbuf: [0; IN_BUF],
             in_pos: 0,
             in_end: 0,
-            ring: [0; RING],
-            flushed: 0,
-            cache: [0; CACHE],
-            cache_base: 0,
-            cache_len: 0,
+            win: Window {
+                ring: [0; RING],
+                lines: [Line::EMPTY; 2],
+                victim: 0,
+                old_size: 0,
+                min_old: 0,
+                full: false,
+                seg_start: 0,
+                pos: 0,
+                flushed: 0,
+            },
             sha: Sha256::new(),
         }
     }
@@ -255,7 +358,7 @@ impl Applier {
 
     /// Bytes of the new image produced so far.
     pub const fn position(&self) -> u32 {
-        self.pos
+        self.win.pos
     }
 
     /// Feeds the next chunk of the patch (any size, including empty).
@@ -336,25 +439,16 @@ impl Applier {
         data: &[u8],
         img: &mut I,
     ) -> Result<(usize, Event), Error> {
-        let want = match Header::prefix(self.hdr.get(..self.hdr_len).unwrap_or(&[]))? {
-            Some((_, len)) => len,
-            None => 8,
-        };
-        let take = want.saturating_sub(self.hdr_len).min(data.len());
-        let dst = self
-            .hdr
-            .get_mut(self.hdr_len..self.hdr_len + take)
-            .ok_or(Error::Corrupt)?;
-        dst.copy_from_slice(data.get(..take).ok_or(Error::Corrupt)?);
-        self.hdr_len += take;
-        if self.hdr_len < want {
-            return Ok((take, Event::None));
-        }
-        if Header::prefix(self.hdr.get(..self.hdr_len).unwrap_or(&[]))?.map(|(_, l)| l)
-            != Some(self.hdr_len)
-        {
-            // Prefix just completed: the full length is now known; read on.
-            return Ok((take, Event::None));
+        // The header's length is known only once its sizes are: take one byte at a time.
+        let mut used = 0;
+        while Header::prefix(self.hdr.get(..self.hdr_len).unwrap_or(&[]))?.is_none() {
+            let Some(&b) = data.get(used) else {
+                return Ok((used, Event::None));
+            };
+            let slot = self.hdr.get_mut(self.hdr_len).ok_or(Error::Corrupt)?;
+            *slot = b;
+            self.hdr_len += 1;
+            used += 1;
         }
         let h = Header::parse(self.hdr.get(..self.hdr_len).unwrap_or(&[]))?;
         h.check_limits(&self.limits)?;
@@ -363,21 +457,21 @@ impl Applier {
             self.check_source(&h, img)?;
         }
         self.start_payload(&h)?;
-        Ok((take, Event::Header))
+        Ok((used, Event::Header))
     }
 
     fn check_source<I: Images>(&mut self, h: &Header, img: &mut I) -> Result<(), Error> {
         let mut sha = Sha256::new();
         let mut off = 0u32;
+        let buf = &mut self.win.ring;
         while off < h.old_size {
-            let n = (h.old_size - off).min(CACHE as u32) as usize;
-            let buf = self.cache.get_mut(..n).ok_or(Error::Corrupt)?;
-            img.read_old(off, buf)
+            let n = (h.old_size - off).min(RING as u32) as usize;
+            let b = buf.get_mut(..n).ok_or(Error::Corrupt)?;
+            img.read_old(off, b)
                 .map_err(|_| Error::SourceSizeMismatch)?;
-            sha.update(&*buf);
+            sha.update(&*b);
             off += n as u32;
         }
-        self.cache_len = 0;
         let digest: [u8; 32] = sha.finalize().into();
         if digest != h.old_digest {
             return Err(Error::SourceDigestMismatch);
@@ -388,7 +482,8 @@ impl Applier {
     fn start_payload(&mut self, h: &Header) -> Result<(), Error> {
         if h.mode == Mode::InPlace {
             self.stage = Stage::SegLen;
-            self.seglen_have = 0;
+            self.seglen_val = 0;
+            self.seglen_bytes = 0;
             if self.payload_seen >= h.payload_len && h.new_size == 0 {
                 self.stage = Stage::Done;
             }
@@ -407,25 +502,31 @@ impl Applier {
         if len > remaining {
             return Err(Error::Truncated);
         }
-        self.seg_start = start;
         self.seg_end = end;
         self.seg_len = len;
         self.seg_fed = 0;
-        self.pos = start;
-        self.flushed = start;
         self.in_pos = 0;
         self.in_end = 0;
         self.rc_started = false;
         self.expect_run = true;
-        self.pending_run = 0;
-        self.cache_len = 0;
+        self.idle = 0;
+        self.pending_raw = 0;
         self.model = Model::new(h.flags);
         let d = if h.mode == Mode::Full { 0 } else { h.old_size };
         self.ctx = Ctx::new(d);
+        self.carry = Carry::NONE;
+        let w = &mut self.win;
+        w.seg_start = start;
+        w.pos = start;
+        w.flushed = start;
+        w.lines = [Line::EMPTY; 2];
+        w.old_size = h.old_size;
+        w.full = h.mode == Mode::Full;
+        w.min_old = 0;
         if let Some(g) = h.geometry {
             let end_block =
                 u64::from(end).div_ceil(u64::from(g.block_size)) * u64::from(g.block_size);
-            self.min_old =
+            w.min_old =
                 u32::try_from(end_block.saturating_sub(u64::from(g.shift))).unwrap_or(u32::MAX);
         }
         self.stage = Stage::Body;
@@ -442,19 +543,28 @@ impl Applier {
             self.payload_seen += n as u32;
             return Ok((n, Event::None));
         }
-        while self.seglen_have < 4 {
+        // The segment's stream length: LEB128, at most five bytes.
+        loop {
             let Some(&b) = data.get(used) else {
                 return Ok((used, Event::None));
             };
             if self.payload_seen >= h.payload_len {
                 return Err(Error::TrailingData);
             }
-            self.seglen_buf[self.seglen_have & 3] = b;
-            self.seglen_have += 1;
+            if self.seglen_bytes >= 5 || (self.seglen_bytes == 4 && b > 0x0F) {
+                return Err(Error::Corrupt);
+            }
+            self.seglen_val |= u32::from(b & 0x7F) << (7 * u32::from(self.seglen_bytes));
+            self.seglen_bytes += 1;
             self.payload_seen += 1;
             used += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
         }
-        let len = u32::from_le_bytes(self.seglen_buf);
+        let len = self.seglen_val;
+        self.seglen_val = 0;
+        self.seglen_bytes = 0;
         let start = self
             .seg_index
             .checked_mul(g.segment_size)
@@ -469,12 +579,12 @@ impl Applier {
 
     fn step_body<I: Images>(&mut self, data: &[u8], img: &mut I) -> Result<(usize, Event), Error> {
         // Take input.
-        if self.in_pos > IN_BUF / 2 {
+        if self.in_pos > IN_BUF / 2 && self.in_pos <= self.in_end {
             self.inbuf.copy_within(self.in_pos..self.in_end, 0);
             self.in_end -= self.in_pos;
             self.in_pos = 0;
         }
-        let room = IN_BUF - self.in_end;
+        let room = IN_BUF.saturating_sub(self.in_end);
         let seg_left = (self.seg_len - self.seg_fed) as usize;
         let take = room.min(seg_left).min(data.len());
         let dst = self
@@ -488,34 +598,31 @@ impl Applier {
         let all_in = self.seg_fed == self.seg_len;
 
         if !self.rc_started {
-            if self.in_end - self.in_pos < RcDec::INIT_BYTES {
-                if all_in {
-                    return Err(Error::Truncated);
-                }
+            let avail = self.in_end.saturating_sub(self.in_pos);
+            if avail < RcDec::INIT_BYTES && !all_in {
                 return Ok((take, Event::None));
             }
-            let init = self
-                .inbuf
-                .get(self.in_pos..self.in_pos + RcDec::INIT_BYTES)
-                .ok_or(Error::Corrupt)?;
+            // A stream shorter than four bytes is followed by zeros.
+            let mut init = [0u8; RcDec::INIT_BYTES];
+            for (i, b) in init.iter_mut().enumerate() {
+                if self.in_pos + i < self.in_end {
+                    *b = self.inbuf.get(self.in_pos + i).copied().unwrap_or(0);
+                }
+            }
             self.rc.init(init)?;
             self.in_pos += RcDec::INIT_BYTES;
             self.rc_started = true;
         }
-        while self.pos < self.seg_end && (all_in || self.in_end - self.in_pos >= STEP_MAX) {
-            self.decode_op(img)?;
+        while self.win.pos < self.seg_end
+            && (all_in || self.in_end.saturating_sub(self.in_pos) >= STEP_MAX)
+        {
+            self.decode_op(img, all_in)?;
         }
-        if self.pos < self.seg_end {
-            if all_in {
-                return Err(Error::Truncated);
-            }
+        if self.win.pos < self.seg_end {
             return Ok((take, Event::None));
         }
         // Segment complete: its stream must be fully consumed.
-        if !all_in {
-            return Err(Error::Corrupt);
-        }
-        if self.in_pos != self.in_end {
+        if !all_in || self.in_pos < self.in_end || self.pending_raw != 0 {
             return Err(Error::Corrupt);
         }
         self.flush(img)?;
@@ -524,7 +631,6 @@ impl Applier {
             self.seg_index += 1;
             self.seg_offset = self.payload_seen;
             self.stage = Stage::SegLen;
-            self.seglen_have = 0;
             if self.seg_end >= h.new_size {
                 if self.payload_seen != h.payload_len {
                     return Err(Error::TrailingData);
@@ -547,141 +653,136 @@ impl Applier {
         Ok((take, Event::Done))
     }
 
-    fn decode_op<I: Images>(&mut self, img: &mut I) -> Result<(), Error> {
+    /// The byte predicted for the current position.
+    fn predict<I: Images>(&mut self, img: &mut I) -> Result<u8, Error> {
+        let pos = self.win.pos;
+        let mut view = View {
+            w: &mut self.win,
+            img,
+        };
+        predict(&mut view, &self.ctx, pos, &mut self.carry)
+    }
+
+    fn decode_op<I: Images>(&mut self, img: &mut I, pad: bool) -> Result<(), Error> {
         let h = self.header.ok_or(Error::Corrupt)?;
         let input = self.inbuf.get(..self.in_end).ok_or(Error::Corrupt)?;
         let mut io = DecIo {
             rc: &mut self.rc,
             input,
             pos: self.in_pos,
+            pad,
         };
+        if self.pending_raw > 0 {
+            let k = self.pending_raw.min(RAW_STEP);
+            for _ in 0..k {
+                let b = io.direct(0, 8)?;
+                self.in_pos = io.pos;
+                self.emit((b & 0xFF) as u8, img)?;
+                let input = self.inbuf.get(..self.in_end).ok_or(Error::Corrupt)?;
+                io = DecIo {
+                    rc: &mut self.rc,
+                    input,
+                    pos: self.in_pos,
+                    pad,
+                };
+            }
+            self.pending_raw -= k;
+            if self.pending_raw == 0 {
+                self.expect_run = true;
+            }
+            return Ok(());
+        }
         if self.expect_run {
-            let n = self.model.run(&mut io, &mut self.ctx, 0)?;
+            let n = self.model.run(&mut io, &mut self.ctx, self.win.pos, 0)?;
             self.in_pos = io.pos;
-            if n > self.seg_end - self.pos {
+            if n > self.seg_end - self.win.pos {
                 return Err(Error::Corrupt);
             }
             self.expect_run = false;
+            if n > 0 {
+                self.idle = 0;
+            }
             for _ in 0..n {
-                let b = self.src_byte(&h, img)?;
+                let b = self.predict(img)?;
                 self.emit(b, img)?;
             }
             return Ok(());
         }
-        let pred = self.src_byte(&h, img)?;
-        // `io` borrowed self.rc; re-create after src_byte (which needs &mut self).
+        let pred = self.predict(img)?;
+        // `io` borrowed self.rc; re-create after `predict` (which needs &mut self).
         let input = self.inbuf.get(..self.in_end).ok_or(Error::Corrupt)?;
         let mut io = DecIo {
             rc: &mut self.rc,
             input,
             pos: self.in_pos,
+            pad,
         };
+        let pos = self.win.pos;
         let op = self
             .model
-            .miss(&mut io, &self.ctx, self.pos, pred, Miss::Diff(1))?;
+            .miss(&mut io, &self.ctx, pos, pred, Miss::Diff(1))?;
         self.in_pos = io.pos;
         self.expect_run = true;
+        let mut d = self.ctx.d;
         match op {
             Miss::Diff(x) => {
-                self.ctx.st = ST_DIFF;
-                if let Some(l) = self.ctx.last_diff.get_mut((self.pos & 7) as usize) {
-                    *l = x;
-                }
+                self.idle = 0;
                 self.emit(pred.wrapping_add(x), img)?;
             }
             Miss::Plain(b) => {
-                self.ctx.st = ST_PLAIN;
+                self.idle = 0;
                 self.emit(b, img)?;
             }
-            Miss::Jump(kind, param) => {
-                let d = resolve_jump(&self.ctx, &h, self.pos, kind, param)?;
-                jump_to(&mut self.ctx, d);
-                self.ctx.st = ST_JUMP;
+            Miss::Raw(n) => {
+                if n > self.seg_end - pos {
+                    return Err(Error::Corrupt);
+                }
+                self.idle = 0;
+                self.pending_raw = n;
+                self.expect_run = false;
             }
+            Miss::Jump(kind, param) => {
+                self.idle += 1;
+                d = resolve_jump(&self.ctx, h.old_size, pos, kind, param)?;
+            }
+            Miss::Stride(..) => self.idle += 1,
+        }
+        // (A literal already emitted its byte, which set `prev`; the state change does not
+        // touch it.)
+        self.ctx.after_miss(pos, op, d);
+        if self.idle > MAX_IDLE {
+            return Err(Error::Corrupt);
         }
         Ok(())
     }
 
-    fn src_byte<I: Images>(&mut self, h: &Header, img: &mut I) -> Result<u8, Error> {
-        let d = u64::from(self.ctx.d);
-        if d == 0 {
-            return Ok(0);
-        }
-        let old_size = u64::from(h.old_size);
-        // Alignments outside what may be read (before the image, destroyed in place, or an
-        // old image in full mode) predict zero: every alignment is defined, none is trusted.
-        let Some(v) = (old_size + u64::from(self.pos)).checked_sub(d) else {
-            return Ok(0);
-        };
-        if v >= old_size {
-            let n = v - old_size; // < pos
-            let dist = u64::from(self.pos) - n;
-            if dist <= RING as u64 {
-                return self
-                    .ring
-                    .get(n as usize % RING)
-                    .copied()
-                    .ok_or(Error::Corrupt);
-            }
-            // Older than the ring: already flushed to the slot.
-            let key = v | (1 << 40);
-            if key >= self.cache_base && key < self.cache_base + self.cache_len as u64 {
-                return self
-                    .cache
-                    .get((key - self.cache_base) as usize)
-                    .copied()
-                    .ok_or(Error::Corrupt);
-            }
-            let len = (u64::from(self.flushed) - n).min(CACHE as u64) as usize;
-            let buf = self.cache.get_mut(..len).ok_or(Error::Corrupt)?;
-            img.read_new(n as u32, buf)?;
-            self.cache_base = key;
-            self.cache_len = len;
-            return self.cache.first().copied().ok_or(Error::Corrupt);
-        }
-        if h.mode == Mode::Full || v < u64::from(self.min_old) {
-            return Ok(0);
-        }
-        if v >= self.cache_base && v < self.cache_base + self.cache_len as u64 {
-            return self
-                .cache
-                .get((v - self.cache_base) as usize)
-                .copied()
-                .ok_or(Error::Corrupt);
-        }
-        let len = (old_size - v).min(CACHE as u64) as usize;
-        let buf = self.cache.get_mut(..len).ok_or(Error::Corrupt)?;
-        img.read_old(v as u32, buf)?;
-        self.cache_base = v;
-        self.cache_len = len;
-        self.cache.first().copied().ok_or(Error::Corrupt)
-    }
-
     fn emit<I: Images>(&mut self, b: u8, img: &mut I) -> Result<(), Error> {
-        if self.pos >= self.seg_end {
+        let w = &mut self.win;
+        if w.pos >= self.seg_end {
             return Err(Error::Corrupt);
         }
-        if let Some(slot) = self.ring.get_mut(self.pos as usize % RING) {
+        if let Some(slot) = w.ring.get_mut(w.pos as usize % RING) {
             *slot = b;
         }
-        self.pos += 1;
+        w.pos += 1;
         self.ctx.prev = b;
-        if (self.pos - self.flushed) as usize >= FLUSH {
+        if (w.pos - w.flushed) as usize >= FLUSH {
             self.flush(img)?;
         }
         Ok(())
     }
 
     fn flush<I: Images>(&mut self, img: &mut I) -> Result<(), Error> {
-        while self.flushed < self.pos {
-            let start = self.flushed as usize % RING;
-            let n = ((self.pos - self.flushed) as usize).min(RING - start);
-            let chunk = self.ring.get(start..start + n).ok_or(Error::Corrupt)?;
-            img.write_new(self.flushed, chunk)?;
+        let w = &mut self.win;
+        while w.flushed < w.pos {
+            let start = w.flushed as usize % RING;
+            let n = ((w.pos - w.flushed) as usize).min(RING - start);
+            let chunk = w.ring.get(start..start + n).ok_or(Error::Corrupt)?;
+            img.write_new(w.flushed, chunk)?;
             if self.hash_stream {
                 self.sha.update(chunk);
             }
-            self.flushed += n as u32;
+            w.flushed += n as u32;
         }
         Ok(())
     }
@@ -690,7 +791,7 @@ impl Applier {
 /// Turns a decoded jump into an alignment.
 pub(crate) fn resolve_jump(
     ctx: &Ctx,
-    h: &Header,
+    old_size: u32,
     pos: u32,
     kind: u32,
     param: u32,
@@ -704,8 +805,8 @@ pub(crate) fn resolve_jump(
         J_OLD => {
             // param: signed offset of the old position relative to `pos`.
             let old_pos = i64::from(pos) + param_signed(param);
-            let d = i64::from(h.old_size) + i64::from(pos) - old_pos;
-            if old_pos < 0 || old_pos >= i64::from(h.old_size) {
+            let d = i64::from(old_size) + i64::from(pos) - old_pos;
+            if old_pos < 0 || old_pos >= i64::from(old_size) {
                 return Err(Error::Corrupt);
             }
             u32::try_from(d).map_err(|_| Error::Corrupt)
@@ -713,16 +814,4 @@ pub(crate) fn resolve_jump(
         J_NEW => param.checked_add(1).ok_or(Error::Corrupt),
         _ => Err(Error::Corrupt),
     }
-}
-
-/// Moves to alignment `d`, keeping the most recent alignments.
-pub(crate) fn jump_to(ctx: &mut Ctx, d: u32) {
-    let idx = ctx.reps.iter().position(|&r| r == d).unwrap_or(3);
-    let mut i = idx;
-    while i > 0 {
-        ctx.reps[i] = ctx.reps[i - 1];
-        i -= 1;
-    }
-    ctx.reps[0] = ctx.d;
-    ctx.d = d;
 }

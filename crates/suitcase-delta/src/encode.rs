@@ -1,5 +1,6 @@
-//! The encoder (host side, `std`): greedy bsdiff-style alignment search priced with the
-//! decoder's own adaptive model.
+//! The encoder (host side, `std`): a price-based optimal parse (as in LZMA's encoder) over
+//! literals, alignments, strides and raw runs, priced and coded with the decoder's own
+//! adaptive model.
 
 #![allow(
     clippy::cast_possible_truncation,
@@ -11,12 +12,13 @@ use alloc::vec::Vec;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::apply::{REQUIRED_RAM, jump_to, resolve_jump};
-use crate::format::{Geometry, Header, INPLACE_HEADER_LEN, Mode};
+use crate::apply::{REQUIRED_RAM, resolve_jump};
+use crate::format::{Geometry, Header, MAX_HEADER_LEN, Mode, put_varint};
 use crate::model::{
-    Ctx, FLAG_ORDER1, J_ADJ, J_NEW, J_OLD, Miss, Model, ST_DIFF, ST_JUMP, ST_PLAIN, signed_param,
+    Carry, Ctx, FLAG_ORDER1, J_ADJ, J_NEW, J_OLD, MAX_RAW, Miss, Model, Source, predict,
+    signed_param,
 };
-use crate::rc::{Pricer, RcEnc};
+use crate::rc::{BIT, Io, Pricer, RcEnc, Trainer};
 
 /// Which kind of patch to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -203,7 +205,7 @@ fn assemble(
         geometry,
         flags,
     };
-    let mut hb = [0u8; INPLACE_HEADER_LEN];
+    let mut hb = [0u8; MAX_HEADER_LEN];
     let n = header.write(&mut hb);
     let mut bytes = Vec::with_capacity(n + payload.len());
     bytes.extend_from_slice(hb.get(..n).unwrap_or(&[]));
@@ -260,7 +262,9 @@ fn create_in_place(
         let end_block = u64::from(end).div_ceil(u64::from(bs)) * u64::from(bs);
         let min_old = u32::try_from(end_block.saturating_sub(u64::from(room))).unwrap_or(u32::MAX);
         let seg = enc.segment(start, end, min_old, flags)?;
-        payload.extend_from_slice(&u32::try_from(seg.len()).unwrap_or(u32::MAX).to_le_bytes());
+        let mut len = [0u8; 5];
+        let n = put_varint(&mut len, 0, u32::try_from(seg.len()).unwrap_or(u32::MAX));
+        payload.extend_from_slice(&len[..n]);
         payload.extend_from_slice(&seg);
         start = end;
     }
@@ -279,19 +283,35 @@ fn create_in_place(
 const HASH_BITS: u32 = 20;
 const MIN_MATCH: usize = 4;
 const CHAIN_DEPTH: usize = 48;
-const WINDOW: usize = 32;
-/// Estimated cost of one mispredicted byte, in 1/16 bit.
-const fn miss_cost() -> u32 {
-    4 * 16
-}
+/// Jump candidates kept per position (the longest matches).
+const MAX_CANDS: usize = 8;
+/// Positions the parse looks ahead before it commits.
+const LIMIT: usize = 4096;
+/// A run at least this long is taken at once.
+const NICE: u32 = 160;
+/// Every run length up to this one is tried after a miss (longer runs: only the longest).
+const SHORT_RUNS: u32 = 20;
+/// Strides tried (bytes).
+const MAX_STRIDE: u32 = 64;
+/// Stride candidates kept per position.
+const MAX_STRIDES: usize = 3;
+/// Shortest raw run worth its own operation.
+const MIN_RAW: u32 = 64;
+/// A position is matchable if the hash chains hold a match at least this long.
+const RAW_MATCH: usize = 8;
 
-/// Greedy encoder over `old ++ new`.
-struct Encoder {
-    buf: Vec<u8>,
-    old_len: usize,
+/// Hash chains over `old ++ new`, grown as the search advances.
+struct Chains {
     head: Vec<u32>,
     prev: Vec<u32>,
     inserted: usize,
+}
+
+/// The encoder's input: `old ++ new` and its hash chains.
+struct Encoder {
+    buf: Vec<u8>,
+    old_len: usize,
+    chains: Chains,
 }
 
 fn hash4(b: &[u8]) -> usize {
@@ -300,29 +320,30 @@ fn hash4(b: &[u8]) -> usize {
     (u32::from_le_bytes(w).wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
 
-impl Encoder {
-    fn new(old: &[u8], new: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(old.len() + new.len());
-        buf.extend_from_slice(old);
-        buf.extend_from_slice(new);
-        let n = buf.len();
-        let mut e = Self {
-            buf,
-            old_len: old.len(),
-            head: alloc::vec![u32::MAX; 1 << HASH_BITS],
-            prev: alloc::vec![u32::MAX; n],
-            inserted: 0,
-        };
-        e.insert_upto(old.len());
-        e
+/// Length of the common prefix of `a` and `b`.
+fn common_len(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or([0; 8]));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
 
-    fn insert_upto(&mut self, end: usize) {
-        let n = self.buf.len();
+impl Chains {
+    fn insert_upto(&mut self, buf: &[u8], end: usize) {
         while self.inserted < end {
             let i = self.inserted;
-            if i + MIN_MATCH <= n {
-                let h = hash4(&self.buf[i..]);
+            if i + MIN_MATCH <= buf.len() {
+                let h = hash4(&buf[i..]);
                 self.prev[i] = self.head[h];
                 self.head[h] = i as u32;
             }
@@ -330,71 +351,79 @@ impl Encoder {
         }
     }
 
-    /// Predicted byte for new position `p` under alignment `d` (mirrors the decoder).
-    #[inline]
-    fn pred(&self, d: u32, p: u32, min_old: u32) -> u8 {
-        if d == 0 {
-            return 0;
-        }
-        let t = self.old_len as u64 + u64::from(p);
-        let Some(v) = t.checked_sub(u64::from(d)) else {
-            return 0;
-        };
-        if v < self.old_len as u64 && v < u64::from(min_old) {
-            return 0;
-        }
-        self.buf[v as usize]
-    }
-
-    #[inline]
-    fn newb(&self, p: u32) -> u8 {
-        self.buf[self.old_len + p as usize]
-    }
-
-    fn run_len(&self, d: u32, p: u32, end: u32, min_old: u32) -> u32 {
-        let mut q = p;
-        while q < end && self.pred(d, q, min_old) == self.newb(q) {
-            q += 1;
-        }
-        q - p
-    }
-
-    fn score(&self, d: u32, p: u32, end: u32, min_old: u32, from: u32) -> u32 {
-        let stop = (p + WINDOW as u32).min(end);
-        let mut s = 0;
-        let mut q = p + from;
-        while q < stop {
-            s += u32::from(self.pred(d, q, min_old) == self.newb(q));
-            q += 1;
-        }
-        s
-    }
-
-    /// Candidate alignments at `p` found in the hash chains, with their exact match length.
-    fn candidates(&self, p: u32, end: u32, min_old: u32, out: &mut Vec<(u32, u32)>) {
+    /// Matches for `buf[t..t_end]` at earlier positions (not below `min_old` in the old
+    /// image): `(alignment, length)`, longest first, at most `MAX_CANDS`.
+    fn candidates(
+        &self,
+        buf: &[u8],
+        old_len: usize,
+        t: usize,
+        t_end: usize,
+        min_old: u32,
+        out: &mut Vec<(u32, u32)>,
+    ) {
         out.clear();
-        let t = self.old_len + p as usize;
-        if t + MIN_MATCH > self.buf.len() || p + MIN_MATCH as u32 > end {
+        if t + MIN_MATCH > t_end {
             return;
         }
-        let h = hash4(&self.buf[t..]);
-        let mut c = self.head[h];
+        let mut c = self.head[hash4(&buf[t..])];
         let mut depth = 0;
-        let limit = (end - p) as usize;
         while c != u32::MAX && depth < CHAIN_DEPTH {
             let ci = c as usize;
             depth += 1;
-            if ci < t && !(ci < self.old_len && ci < min_old as usize) {
-                let mut l = 0;
-                while l < limit && l < 4096 && self.buf[ci + l] == self.buf[t + l] {
-                    l += 1;
-                }
+            if ci < t && !(ci < old_len && ci < min_old as usize) {
+                let l = common_len(&buf[ci..t_end - t + ci], &buf[t..t_end]);
                 if l >= MIN_MATCH {
                     let d = (t - ci) as u32;
-                    out.push((d, l as u32));
+                    if !out.iter().any(|&(x, _)| x == d) {
+                        out.push((d, l as u32));
+                    }
                 }
             }
             c = self.prev[ci];
+        }
+        out.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(MAX_CANDS);
+    }
+
+    /// Whether the chains hold a match of at least `RAW_MATCH` bytes for `buf[t..]`.
+    fn matchable(&self, buf: &[u8], t: usize, min_old: u32, old_len: usize) -> bool {
+        if t + RAW_MATCH > buf.len() {
+            return false;
+        }
+        let mut c = self.head[hash4(&buf[t..])];
+        let mut depth = 0;
+        while c != u32::MAX && depth < 8 {
+            let ci = c as usize;
+            depth += 1;
+            if ci < t
+                && !(ci < old_len && ci < min_old as usize)
+                && buf[ci..ci + RAW_MATCH] == buf[t..t + RAW_MATCH]
+            {
+                return true;
+            }
+            c = self.prev[ci];
+        }
+        false
+    }
+}
+
+impl Encoder {
+    fn new(old: &[u8], new: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(old.len() + new.len());
+        buf.extend_from_slice(old);
+        buf.extend_from_slice(new);
+        let n = buf.len();
+        let mut chains = Chains {
+            head: alloc::vec![u32::MAX; 1 << HASH_BITS],
+            prev: alloc::vec![u32::MAX; n],
+            inserted: 0,
+        };
+        chains.insert_upto(&buf, old.len());
+        Self {
+            buf,
+            old_len: old.len(),
+            chains,
         }
     }
 
@@ -405,202 +434,761 @@ impl Encoder {
         min_old: u32,
         flags: u8,
     ) -> Result<Vec<u8>, CreateError> {
-        seg_encode(self, start, end, min_old, flags)
+        // Pass 1 prices with the model as it adapts; pass 2 prices with the model pass 1
+        // ended with (kept adapting), so that early decisions see realistic costs.
+        let (first, trained) = self.pass(start, end, min_old, flags, None)?;
+        let (second, _) = self.pass(start, end, min_old, flags, Some(trained))?;
+        Ok(if second.len() <= first.len() {
+            second
+        } else {
+            first
+        })
+    }
+
+    fn pass(
+        &mut self,
+        start: u32,
+        end: u32,
+        min_old: u32,
+        flags: u8,
+        trained: Option<Model>,
+    ) -> Result<(Vec<u8>, Model), CreateError> {
+        let Self {
+            buf,
+            old_len,
+            chains,
+        } = self;
+        let target = *old_len + start as usize;
+        if chains.inserted > target {
+            chains.head.fill(u32::MAX);
+            chains.inserted = 0;
+        }
+        chains.insert_upto(buf, target);
+        let img = Img {
+            buf,
+            old_len: *old_len,
+            min_old,
+        };
+        Search::new(img, chains, start, end, flags, trained).run()
     }
 }
 
-fn seg_encode(
-    e: &mut Encoder,
+/// `old ++ new` as the decoder sees it while producing one segment.
+struct Img<'a> {
+    buf: &'a [u8],
+    old_len: usize,
+    min_old: u32,
+}
+
+impl Source for Img<'_> {
+    fn virt(&mut self, v: u64) -> Result<u8, Error> {
+        let v = v as usize;
+        if v < self.old_len && v < self.min_old as usize {
+            return Ok(0);
+        }
+        Ok(self.buf.get(v).copied().unwrap_or(0))
+    }
+    fn old_size(&self) -> u64 {
+        self.old_len as u64
+    }
+}
+
+impl Img<'_> {
+    #[inline]
+    fn newb(&self, q: u32) -> u8 {
+        self.buf[self.old_len + q as usize]
+    }
+
+    fn pred(&mut self, ctx: &Ctx, q: u32) -> u8 {
+        let mut c = Carry::NONE;
+        predict(self, ctx, q, &mut c).unwrap_or(0)
+    }
+
+    /// The byte alignment `d` predicts for `q` (no stride).
+    fn aligned(&mut self, d: u32, q: u32) -> u8 {
+        crate::model::aligned(self, d, i64::from(q)).unwrap_or(0)
+    }
+
+    /// How many bytes from `q` on (before `end`) `ctx` predicts correctly.
+    fn run_len(&mut self, ctx: &Ctx, q: u32, end: u32) -> u32 {
+        if ctx.stride != 0 {
+            let mut c = Carry::NONE;
+            let mut i = q;
+            while i < end && predict(self, ctx, i, &mut c).unwrap_or(0) == self.newb(i) {
+                i += 1;
+            }
+            return i - q;
+        }
+        let d = i64::from(ctx.d);
+        let mut i = q;
+        if d == 0 {
+            while i < end && self.newb(i) == 0 {
+                i += 1;
+            }
+            return i - q;
+        }
+        // Where the alignment points before the image or at unreadable old bytes, it
+        // predicts zeros.
+        while i < end {
+            let v = self.old_len as i64 + i64::from(i) - d;
+            if v >= 0 && (v as usize >= self.old_len || v >= i64::from(self.min_old)) {
+                let v = v as usize;
+                let t = self.old_len + i as usize;
+                let n = (end - i) as usize;
+                let l = common_len(&self.buf[v..v + n], &self.buf[t..t + n]);
+                return i - q + l as u32;
+            }
+            if self.newb(i) != 0 {
+                break;
+            }
+            i += 1;
+        }
+        i - q
+    }
+}
+
+/// A coded step: a miss, then (unless the segment ended) a run.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    op: Miss,
+    run: u32,
+}
+
+/// A parse node: the cheapest known way to reach a position where a miss is due.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    cost: u64,
+    ctx: Ctx,
+    from: u32,
+    step: Step,
+}
+
+const UNREACHED: u64 = u64::MAX;
+
+const EMPTY_NODE: Node = Node {
+    cost: UNREACHED,
+    ctx: Ctx::new(0),
+    from: 0,
+    step: Step {
+        op: Miss::Plain(0),
+        run: 0,
+    },
+};
+
+/// Diagnostics (SUITCASE_DELTA_STATS=1): count and cost per operation kind.
+#[derive(Default)]
+struct Stats {
+    ops: [(u64, u64); 8],
+}
+
+const STAT_NAMES: [&str; 8] = [
+    "run", "diff", "plain", "rep", "adj", "old/new", "stride", "raw",
+];
+
+/// One segment's optimal parse and coding.
+struct Search<'a> {
+    img: Img<'a>,
+    chains: &'a mut Chains,
     start: u32,
     end: u32,
-    min_old: u32,
-    flags: u8,
-) -> Result<Vec<u8>, CreateError> {
-    let mut model = Model::new(flags);
-    let mut rc = RcEnc::new();
-    let d0 = if e.old_len == 0 { 0 } else { e.old_len as u32 };
-    let mut ctx = Ctx::new(d0);
-    let mut p = start;
-    let mut cands = Vec::new();
-    // Diagnostics: SUITCASE_DELTA_STATS=1 prints the cost of each operation kind to stderr.
-    let stats_on = std::env::var_os("SUITCASE_DELTA_STATS").is_some();
-    let mc = miss_cost();
-    let mut stats = [(0u64, 0u64); 10];
-    let mut buckets: Vec<u64> = alloc::vec![0; (end as usize >> 14) + 1];
-    let mut last_bytes = 0usize;
-    let header = Header {
-        mode: Mode::Sequential,
-        ram_bound: 0,
-        old_size: e.old_len as u32,
-        new_size: 0,
-        payload_len: 0,
-        old_digest: [0; 32],
-        new_digest: [0; 32],
-        geometry: None,
-        flags,
-    };
-    while p < end {
-        e.insert_upto(e.old_len + p as usize);
-        if stats_on {
-            let now = rc_len(&rc);
-            buckets[p as usize >> 14] += (now - last_bytes) as u64;
-            last_bytes = now;
+    model: Model,
+    /// The model prices come from (pass 2), adapting along with `model`.
+    pm: Option<Model>,
+    rc: RcEnc,
+    ctx: Ctx,
+    pos: u32,
+    nodes: Vec<Node>,
+    touched: usize,
+    /// Prices of runs of 1..=64 bytes per operation kind, and the runs coded since.
+    run_tab: [[u32; 64]; 3],
+    run_age: u32,
+    cands: Vec<(u32, u32)>,
+    /// Raw-run cache: positions in `[raw_from, raw_to)` have no long match.
+    raw_from: u32,
+    raw_to: u32,
+    /// Raw runs starting below this were found not to pay.
+    raw_refused_to: u32,
+    stats: Option<Stats>,
+}
+
+/// The best far-reaching step found at a node, taken at once.
+#[derive(Debug, Clone, Copy)]
+struct Long {
+    land: u32,
+    cost: u64,
+    step: Step,
+}
+
+impl<'a> Search<'a> {
+    fn new(
+        img: Img<'a>,
+        chains: &'a mut Chains,
+        start: u32,
+        end: u32,
+        flags: u8,
+        pm: Option<Model>,
+    ) -> Self {
+        let d0 = img.old_len as u32;
+        Self {
+            img,
+            chains,
+            start,
+            end,
+            model: Model::new(flags),
+            pm,
+            rc: RcEnc::new(),
+            ctx: Ctx::new(d0),
+            pos: start,
+            nodes: alloc::vec![EMPTY_NODE; LIMIT + 1],
+            touched: LIMIT,
+            run_tab: [[0; 64]; 3],
+            run_age: u32::MAX,
+            cands: Vec::new(),
+            raw_from: 0,
+            raw_to: 0,
+            raw_refused_to: 0,
+            stats: std::env::var_os("SUITCASE_DELTA_STATS").map(|_| Stats::default()),
         }
-        let r = e.run_len(ctx.d, p, end, min_old);
-        if stats_on {
-            let mut pr = Pricer::new();
-            let mut c2 = ctx;
-            let _ = model.run(&mut pr, &mut c2, r);
-            stats[0].0 += 1;
-            stats[0].1 += u64::from(pr.cost);
+    }
+
+    /// The model prices come from.
+    fn pm(&mut self) -> &mut Model {
+        match &mut self.pm {
+            Some(m) => m,
+            None => &mut self.model,
         }
-        model.run(&mut rc, &mut ctx, r)?;
-        p += r;
-        if p >= end {
-            break;
+    }
+
+    fn run(mut self) -> Result<(Vec<u8>, Model), CreateError> {
+        if self.start < self.end {
+            let r = self.img.run_len(&self.ctx, self.start, self.end);
+            self.code_run(r)?;
         }
-        e.insert_upto(e.old_len + p as usize);
-        ctx.prev = if p > start { e.newb(p - 1) } else { 0 };
-        let pred = e.pred(ctx.d, p, min_old);
-        let byte = e.newb(p);
-        // Literal options.
-        let diff = Miss::Diff(byte.wrapping_sub(pred));
-        let plain = Miss::Plain(byte);
-        let price = |m: &mut Model, op: Miss| -> u32 {
-            let mut pr = Pricer::new();
-            if m.miss(&mut pr, &ctx, p, pred, op).is_ok() {
-                pr.cost
-            } else {
-                u32::MAX
+        while self.pos < self.end {
+            let steps = self.block()?;
+            for s in steps {
+                self.code_step(s)?;
             }
+        }
+        if let Some(st) = &self.stats {
+            for (n, (c, b)) in STAT_NAMES.iter().zip(st.ops) {
+                std::eprintln!("  {n:7} {c:8} ops {:9} bytes", b / u64::from(8 * BIT));
+            }
+        }
+        Ok((self.rc.finish(), self.model))
+    }
+
+    fn prev_byte(&self, q: u32) -> u8 {
+        if q > self.start {
+            self.img.newb(q - 1)
+        } else {
+            0
+        }
+    }
+
+    fn stat(&mut self, kind: usize, cost: u32) {
+        if let Some(s) = &mut self.stats {
+            s.ops[kind].0 += 1;
+            s.ops[kind].1 += u64::from(cost);
+        }
+    }
+
+    fn code_run(&mut self, n: u32) -> Result<(), CreateError> {
+        if self.stats.is_some() {
+            let c = self.run_price(&self.ctx.clone(), self.pos, n);
+            self.stat(0, c);
+        }
+        debug_assert!(self.img.run_len(&self.ctx, self.pos, self.end) >= n);
+        if let Some(pm) = &mut self.pm {
+            let mut c = self.ctx;
+            pm.run(&mut Trainer(Pricer::new()), &mut c, self.pos, n)?;
+        }
+        self.model.run(&mut self.rc, &mut self.ctx, self.pos, n)?;
+        self.pos += n;
+        self.run_age = self.run_age.saturating_add(1);
+        Ok(())
+    }
+
+    fn code_step(&mut self, s: Step) -> Result<(), CreateError> {
+        let p = self.pos;
+        self.ctx.prev = self.prev_byte(p);
+        let pred = self.img.pred(&self.ctx, p);
+        if self.stats.is_some() {
+            let kind = match s.op {
+                Miss::Diff(_) => 1,
+                Miss::Plain(_) => 2,
+                Miss::Jump(0..=3, _) => 3,
+                Miss::Jump(J_ADJ, _) => 4,
+                Miss::Jump(..) => 5,
+                Miss::Stride(..) => 6,
+                Miss::Raw(_) => 7,
+            };
+            let c = self.miss_price(&self.ctx.clone(), p, pred, s.op);
+            self.stat(kind, c);
+        }
+        if let Some(pm) = &mut self.pm {
+            pm.miss(&mut Trainer(Pricer::new()), &self.ctx, p, pred, s.op)?;
+        }
+        self.model.miss(&mut self.rc, &self.ctx, p, pred, s.op)?;
+        let mut d = self.ctx.d;
+        match s.op {
+            Miss::Diff(x) => {
+                debug_assert_eq!(pred.wrapping_add(x), self.img.newb(p));
+                self.pos += 1;
+            }
+            Miss::Plain(b) => {
+                debug_assert_eq!(b, self.img.newb(p));
+                self.pos += 1;
+            }
+            Miss::Raw(m) => {
+                for i in 0..m {
+                    self.rc.direct(u32::from(self.img.newb(p + i)), 8)?;
+                }
+                if let Some(st) = &mut self.stats {
+                    st.ops[7].1 += u64::from(m) * u64::from(8 * BIT);
+                }
+                self.pos += m;
+            }
+            Miss::Jump(kind, param) => {
+                d = resolve_jump(&self.ctx, self.img.old_len as u32, p, kind, param)?;
+            }
+            Miss::Stride(..) => {}
+        }
+        self.ctx.after_miss(p, s.op, d);
+        if self.pos < self.end {
+            self.code_run(s.run)?;
+        }
+        Ok(())
+    }
+
+    fn miss_price(&mut self, ctx: &Ctx, p: u32, pred: u8, op: Miss) -> u32 {
+        let mut pr = Pricer::new();
+        match self.pm().miss(&mut pr, ctx, p, pred, op) {
+            Ok(_) => pr.cost,
+            Err(_) => u32::MAX / 4,
+        }
+    }
+
+    fn refresh_run_prices(&mut self) {
+        if self.run_age < 256 {
+            return;
+        }
+        self.run_age = 0;
+        for st in 0..3 {
+            for v in 0..64u32 {
+                let mut pr = Pricer::new();
+                let _ = self.pm().run_tail(&mut pr, st, v);
+                self.run_tab[st][v as usize] = pr.cost;
+            }
+        }
+    }
+
+    /// Price of a run of `n` bytes at `pos` in state `ctx`.
+    fn run_price(&mut self, ctx: &Ctx, pos: u32, n: u32) -> u32 {
+        let pz = self.pm().run_zero_prob(ctx, pos);
+        let pr = Pricer::new();
+        if n == 0 {
+            return pr.price(pz, 1);
+        }
+        let z = pr.price(pz, 0);
+        if let Some(&c) = self
+            .run_tab
+            .get(ctx.st)
+            .and_then(|t| t.get((n - 1) as usize))
+        {
+            return z + c;
+        }
+        let mut pr = Pricer::new();
+        let _ = self.pm().run_tail(&mut pr, ctx.st, n - 1);
+        z + pr.cost
+    }
+
+    /// Parses ahead from the current position and returns the steps to code.
+    fn block(&mut self) -> Result<Vec<Step>, CreateError> {
+        self.refresh_run_prices();
+        let base = self.pos;
+        let lim = LIMIT.min((self.end - base) as usize);
+        for n in self.nodes.iter_mut().take(self.touched + 1) {
+            n.cost = UNREACHED;
+        }
+        self.nodes[0] = Node {
+            cost: 0,
+            ctx: self.ctx,
+            from: 0,
+            step: EMPTY_NODE.step,
         };
-        let (lit, lit_cost) = {
-            let pd = price(&mut model, diff);
-            let pp = price(&mut model, plain);
-            if pd <= pp { (diff, pd) } else { (plain, pp) }
-        };
-        let stay = e.score(ctx.d, p, end, min_old, 1);
-        let window = (end - p).min(WINDOW as u32);
-        let cost_stay = lit_cost + (window - 1 - stay) * mc;
-        // Jump candidates.
-        e.candidates(p, end, min_old, &mut cands);
-        for &r in &ctx.reps {
-            if r != 0 && r != ctx.d && e.pred(r, p, min_old) == byte {
-                cands.push((r, 1));
+        let mut len_end = 0usize;
+        let mut cur = 0usize;
+        loop {
+            if self.nodes[cur].cost != UNREACHED
+                && (base as usize + cur) < self.end as usize
+                && let Some(long) = self.expand(base, cur, lim, &mut len_end)?
+            {
+                self.touched = len_end;
+                let mut steps = self.backtrack(cur);
+                steps.push(long.step);
+                return Ok(steps);
+            }
+            if cur >= len_end {
+                break;
+            }
+            cur += 1;
+        }
+        self.touched = len_end;
+        Ok(self.backtrack(len_end))
+    }
+
+    fn backtrack(&self, mut i: usize) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while i != 0 {
+            let n = &self.nodes[i];
+            steps.push(n.step);
+            i = n.from as usize;
+        }
+        steps.reverse();
+        steps
+    }
+
+    /// Relaxes the edges "`op` then a run of `n` bytes from `p0`" for the useful `n <= r`.
+    #[allow(clippy::too_many_arguments, reason = "one edge's description")]
+    fn relax_runs(
+        &mut self,
+        base: u32,
+        cur: usize,
+        lim: usize,
+        len_end: &mut usize,
+        long: &mut Option<Long>,
+        p0: u32,
+        after: Ctx,
+        op: Miss,
+        cost0: u64,
+        r: u32,
+        min_run: u32,
+    ) {
+        if r < min_run {
+            return;
+        }
+        if r >= NICE {
+            let cost = cost0 + u64::from(self.run_price(&after, p0, r));
+            let land = p0 + r;
+            if long.is_none_or(|l| land > l.land || (land == l.land && cost < l.cost)) {
+                *long = Some(Long {
+                    land,
+                    cost,
+                    step: Step { op, run: r },
+                });
+            }
+        }
+        let off = (p0 - base) as usize;
+        if off > lim {
+            return;
+        }
+        let room = (lim - off) as u32;
+        let top = r.min(room);
+        let mut n = min_run;
+        loop {
+            if n > top {
+                break;
+            }
+            let price = self.run_price(&after, p0, n);
+            let cost = cost0 + u64::from(price);
+            let land = (p0 - base + n) as usize;
+            if cost < self.nodes[land].cost {
+                let mut c = after;
+                c.hist = ((c.hist << 1) | usize::from(n == 0)) & 3;
+                self.nodes[land] = Node {
+                    cost,
+                    ctx: c,
+                    from: cur as u32,
+                    step: Step { op, run: n },
+                };
+                *len_end = (*len_end).max(land);
+            }
+            if n == top {
+                break;
+            }
+            n = if n < SHORT_RUNS { n + 1 } else { top };
+        }
+    }
+
+    /// Relaxes every edge from node `cur`; returns a far-reaching step to take at once.
+    fn expand(
+        &mut self,
+        base: u32,
+        cur: usize,
+        lim: usize,
+        len_end: &mut usize,
+    ) -> Result<Option<Long>, CreateError> {
+        let q = base + cur as u32;
+        let end = self.end;
+        let node = self.nodes[cur];
+        let mut ctx = node.ctx;
+        ctx.prev = self.prev_byte(q);
+        self.chains
+            .insert_upto(self.img.buf, self.img.old_len + q as usize);
+        let pred = self.img.pred(&ctx, q);
+        let byte = self.img.newb(q);
+        let mut long: Option<Long> = None;
+
+        // A literal, then the alignment continues.
+        let plain = Miss::Plain(byte);
+        let mut lit = (plain, self.miss_price(&ctx, q, pred, plain));
+        if byte != pred {
+            let diff = Miss::Diff(byte.wrapping_sub(pred));
+            let c = self.miss_price(&ctx, q, pred, diff);
+            if c < lit.1 {
+                lit = (diff, c);
+            }
+        }
+        let mut after = ctx;
+        after.after_miss(q, lit.0, ctx.d);
+        let cost = node.cost + u64::from(lit.1);
+        if q + 1 == end {
+            let land = cur + 1;
+            if cost < self.nodes[land].cost {
+                self.nodes[land] = Node {
+                    cost,
+                    ctx: after,
+                    from: cur as u32,
+                    step: Step { op: lit.0, run: 0 },
+                };
+                *len_end = (*len_end).max(land);
+            }
+        } else {
+            let r = self.img.run_len(&after, q + 1, end);
+            self.relax_runs(
+                base,
+                cur,
+                lim,
+                len_end,
+                &mut long,
+                q + 1,
+                after,
+                lit.0,
+                cost,
+                r,
+                0,
+            );
+        }
+
+        // Raw bytes.
+        if let Some(m) = self.raw_span(&ctx, q) {
+            let mut after = ctx;
+            after.after_miss(q, Miss::Raw(m), ctx.d);
+            let r = if q + m < end {
+                self.img.run_len(&after, q + m, end)
+            } else {
+                0
+            };
+            let land = q + m + r;
+            if long.is_none_or(|l| land >= l.land) {
+                long = Some(Long {
+                    land,
+                    cost: 0,
+                    step: Step {
+                        op: Miss::Raw(m),
+                        run: r,
+                    },
+                });
+            }
+        }
+
+        // Jumps to other alignments.
+        let t = self.img.old_len + q as usize;
+        let t_end = self.img.old_len + end as usize;
+        let mut cands = core::mem::take(&mut self.cands);
+        self.chains.candidates(
+            self.img.buf,
+            self.img.old_len,
+            t,
+            t_end,
+            self.img.min_old,
+            &mut cands,
+        );
+        let mut targets: Vec<(u32, bool, Option<u32>)> = Vec::with_capacity(cands.len() * 2 + 4);
+        for &(d, l) in &cands {
+            if ctx.stride == 0 {
+                targets.push((d, true, Some(l)));
+            } else {
+                targets.push((d, false, Some(l)));
+                targets.push((d, true, None));
+            }
+        }
+        self.cands = cands;
+        for r in ctx.reps {
+            if r != ctx.d && !targets.iter().any(|&(d, keep, _)| d == r && keep) {
+                targets.push((r, true, None));
+            }
+        }
+        for (d, keep, known) in targets {
+            let Some((op, jc)) = self.jump_price(&ctx, q, pred, d, keep) else {
+                continue;
+            };
+            let mut after = ctx;
+            after.after_miss(q, op, d);
+            let l = match known {
+                Some(l) if after.stride == 0 => l,
+                _ => self.img.run_len(&after, q, end),
+            };
+            let cost = node.cost + u64::from(jc);
+            self.relax_runs(base, cur, lim, len_end, &mut long, q, after, op, cost, l, 1);
+        }
+
+        // Strides.
+        for (s, w) in self.stride_candidates(&ctx, q) {
+            let op = Miss::Stride(s, w);
+            let mut after = ctx;
+            after.after_miss(q, op, ctx.d);
+            let l = self.img.run_len(&after, q, end);
+            if l < 2 {
+                continue;
+            }
+            let jc = self.miss_price(&ctx, q, pred, op);
+            let cost = node.cost + u64::from(jc);
+            self.relax_runs(base, cur, lim, len_end, &mut long, q, after, op, cost, l, 1);
+        }
+        Ok(long)
+    }
+
+    /// The cheapest way to jump to alignment `d` (keeping the stride, or clearing it).
+    fn jump_price(
+        &mut self,
+        ctx: &Ctx,
+        q: u32,
+        pred: u8,
+        d: u32,
+        keep: bool,
+    ) -> Option<(Miss, u32)> {
+        let mut opts: [Option<Miss>; 4] = [None; 4];
+        let any = ctx.stride == 0;
+        if keep || any {
+            if let Some(k) = ctx.reps.iter().position(|&r| r == d) {
+                opts[0] = Some(Miss::Jump(k as u32, k as u32));
+            }
+            let delta = i64::from(d) - i64::from(ctx.d);
+            if delta != 0 && delta.unsigned_abs() < (1 << 30) {
+                opts[1] = Some(Miss::Jump(J_ADJ, signed_param(delta)));
+            }
+        }
+        if !keep || any {
+            let old_len = self.img.old_len as u64;
+            if d > q {
+                let old_pos = (old_len + u64::from(q)).checked_sub(u64::from(d))?;
+                opts[2] = Some(Miss::Jump(
+                    J_OLD,
+                    signed_param(old_pos as i64 - i64::from(q)),
+                ));
+            } else if d >= 1 {
+                opts[3] = Some(Miss::Jump(J_NEW, d - 1));
             }
         }
         let mut best: Option<(Miss, u32)> = None;
-        let mut best_cost = cost_stay;
-        for &(d, _len) in &cands {
-            if d == ctx.d {
-                continue;
-            }
-            let sc = e.score(d, p, end, min_old, 0);
-            let miss_cost = (window - sc) * mc;
-            if miss_cost >= best_cost {
-                continue;
-            }
-            let (op, jc) = jump_price(&mut model, e, &ctx, p, d, pred);
-            let c = jc.saturating_add(miss_cost);
-            if c < best_cost {
-                best_cost = c;
-                best = Some((op, d));
+        for op in opts.into_iter().flatten() {
+            let c = self.miss_price(ctx, q, pred, op);
+            if best.is_none_or(|b| c < b.1) {
+                best = Some((op, c));
             }
         }
-        match best {
-            Some((op, d)) => {
-                if stats_on {
-                    let mut pr = Pricer::new();
-                    let _ = model.miss(&mut pr, &ctx, p, pred, op);
-                    let k = if let Miss::Jump(k, _) = op {
-                        3 + k.min(6) as usize
-                    } else {
-                        0
-                    };
-                    stats[k].0 += 1;
-                    stats[k].1 += u64::from(pr.cost);
-                }
-                model.miss(&mut rc, &ctx, p, pred, op)?;
-                let Miss::Jump(kind, param) = op else {
-                    return Err(CreateError::Internal(Error::Corrupt));
-                };
-                let got = resolve_jump(&ctx, &header, p, kind, param)?;
-                debug_assert_eq!(got, d);
-                jump_to(&mut ctx, got);
-                ctx.st = ST_JUMP;
+        best
+    }
+
+    /// Strides under which the byte at `q` is predicted (its difference against the current
+    /// alignment repeats `s` bytes earlier), longest runs first.
+    fn stride_candidates(&mut self, ctx: &Ctx, q: u32) -> Vec<(u8, u8)> {
+        let mut out: Vec<(u8, u8, u32)> = Vec::new();
+        let d = ctx.d;
+        let x0 = self.img.newb(q).wrapping_sub(self.img.aligned(d, q));
+        if ctx.stride != 0 {
+            let mut c = *ctx;
+            c.stride = 0;
+            c.word = 0;
+            let l = self.img.run_len(&c, q, self.end);
+            if l >= 2 {
+                out.push((0, 0, l));
             }
-            None => {
-                if stats_on {
-                    let mut pr = Pricer::new();
-                    let _ = model.miss(&mut pr, &ctx, p, pred, lit);
-                    let k = if let Miss::Diff(_) = lit { 1 } else { 2 };
-                    stats[k].0 += 1;
-                    stats[k].1 += u64::from(pr.cost);
+        }
+        if x0 != 0 {
+            let lo = q.saturating_sub(self.start.min(q)).min(MAX_STRIDE);
+            let max_s = q.min(MAX_STRIDE).max(lo);
+            let mut found = 0;
+            for s in 1..=max_s {
+                let xs = self
+                    .img
+                    .newb(q - s)
+                    .wrapping_sub(self.img.aligned(d, q - s));
+                if xs != x0 {
+                    continue;
                 }
-                model.miss(&mut rc, &ctx, p, pred, lit)?;
-                match lit {
-                    Miss::Diff(x) => {
-                        ctx.st = ST_DIFF;
-                        ctx.last_diff[(p & 7) as usize] = x;
+                found += 1;
+                for w in 0..=3u8 {
+                    if s % (1 << w) != 0 || (s as u8 == ctx.stride && w == ctx.word) {
+                        continue;
                     }
-                    _ => ctx.st = ST_PLAIN,
+                    let mut c = *ctx;
+                    c.stride = s as u8;
+                    c.word = w;
+                    let l = self.img.run_len(&c, q, self.end);
+                    if l >= 2 {
+                        out.push((s as u8, w, l));
+                    }
                 }
-                p += 1;
+                if found >= 6 {
+                    break;
+                }
             }
         }
+        out.sort_unstable_by_key(|a| core::cmp::Reverse(a.2));
+        out.truncate(MAX_STRIDES);
+        out.into_iter().map(|(s, w, _)| (s, w)).collect()
     }
-    if stats_on {
-        let names = [
-            "run", "diff", "plain", "rep0", "rep1", "rep2", "rep3", "adj", "old", "new",
-        ];
-        for (n, (c, b)) in names.iter().zip(stats) {
-            std::eprintln!("  {n:6} {c:8} ops {:9} bytes", b / 128);
-        }
-        let mut top: Vec<(u64, usize)> = buckets.iter().copied().zip(0..).collect();
-        top.sort_unstable_by(|a, b| b.cmp(a));
-        for (b, i) in top.iter().take(20) {
-            std::eprintln!("  bucket {:#08x}: {b} bytes", i << 14);
-        }
-    }
-    Ok(rc.finish())
-}
 
-fn rc_len(rc: &RcEnc) -> usize {
-    rc.out.len()
-}
-
-fn jump_price(
-    model: &mut Model,
-    e: &Encoder,
-    ctx: &Ctx,
-    p: u32,
-    target: u32,
-    pred: u8,
-) -> (Miss, u32) {
-    let mut best = (Miss::Jump(J_NEW, 0), u32::MAX);
-    let mut options: [Option<Miss>; 4] = [None; 4];
-    if let Some(k) = ctx.reps.iter().position(|&r| r == target) {
-        options[0] = Some(Miss::Jump(k as u32, k as u32));
-    }
-    let delta = i64::from(target) - i64::from(ctx.d);
-    if delta != 0 && delta.unsigned_abs() < (1 << 30) {
-        options[1] = Some(Miss::Jump(J_ADJ, signed_param(delta)));
-    }
-    let t = e.old_len as u64 + u64::from(p);
-    if u64::from(target) > u64::from(p) {
-        let old_pos = t - u64::from(target);
-        options[2] = Some(Miss::Jump(
-            J_OLD,
-            signed_param(old_pos as i64 - i64::from(p)),
-        ));
-    } else {
-        options[3] = Some(Miss::Jump(J_NEW, target - 1));
-    }
-    for op in options.into_iter().flatten() {
-        let mut pr = Pricer::new();
-        if model.miss(&mut pr, ctx, p, pred, op).is_ok() && pr.cost < best.1 {
-            best = (op, pr.cost);
+    /// A raw run from `q` (to the next matchable position) if it is cheaper than literals.
+    fn raw_span(&mut self, ctx: &Ctx, q: u32) -> Option<u32> {
+        if q < self.raw_refused_to {
+            return None;
+        }
+        if !(self.raw_from <= q && q < self.raw_to) {
+            let mut x = q;
+            let lim = self.end.min(q.saturating_add(MAX_RAW));
+            while x < lim
+                && !self.chains.matchable(
+                    self.img.buf,
+                    self.img.old_len + x as usize,
+                    self.img.min_old,
+                    self.img.old_len,
+                )
+            {
+                x += 1;
+            }
+            self.raw_from = q;
+            self.raw_to = x;
+        }
+        let m = self.raw_to - q;
+        if m < MIN_RAW {
+            return None;
+        }
+        // Literal price of the span, adapting a copy of the model as coding would.
+        let mut model = self.pm().clone();
+        let mut tr = Trainer(Pricer::new());
+        let mut c = *ctx;
+        for i in q..q + m {
+            c.prev = self.prev_byte(i);
+            let pred = self.img.pred(&c, i);
+            let b = self.img.newb(i);
+            let _ = model.miss(&mut tr, &c, i, pred, Miss::Plain(b));
+            c.st = crate::model::ST_PLAIN;
+            if i + 1 < self.end {
+                let _ = model.run(&mut tr, &mut c, i + 1, 0);
+            }
+        }
+        let lit = u64::from(tr.0.cost);
+        let raw =
+            u64::from(m) * u64::from(8 * BIT) + u64::from(self.miss_price(ctx, q, 0, Miss::Raw(m)));
+        if raw < lit {
+            Some(m)
+        } else {
+            self.raw_refused_to = self.raw_to;
+            None
         }
     }
-    best
 }

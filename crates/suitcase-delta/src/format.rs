@@ -1,31 +1,30 @@
-//! The patch header: fixed layout, little-endian, parsed without allocation.
+//! The patch header: little-endian, variable length (LEB128 sizes), parsed without allocation.
 //!
 //! ```text
-//! offset size field
-//!      0    4 magic "SCDP"
-//!      4    1 version (1)
-//!      5    1 mode: 0 sequential delta, 1 full image (no source), 2 in-place delta
-//!      6    1 model flags: bit 0 order-1 literals; other bits reserved (0)
-//!      7    1 reserved (0)
-//!      8    4 ram_bound: bytes of applier state this patch needs (<= 16384)
-//!     12    4 old_size: bytes of the source image (0 in full mode)
-//!     16    4 new_size: bytes of the result image
-//!     20    4 payload_len: bytes of payload after the header
-//!     24   32 SHA-256 of the source image (zero in full mode)
-//!     56   32 SHA-256 of the result image
-//!     88      (in-place mode only) 4 block_size, 4 shift, 4 segment_size
+//! size field
+//!    4 magic "SCDP"
+//!    1 version (2)
+//!    1 mode: 0 sequential delta, 1 full image (no source), 2 in-place delta
+//!    1 flags: bit 0 order-1 literals, bit 1 Thumb branch filter; other bits reserved (0)
+//!  1-5 ram_bound: bytes of applier state this patch needs (<= 16384)
+//!  1-5 old_size: bytes of the source image (absent in full mode)
+//!  1-5 new_size: bytes of the result image
+//!  1-5 payload_len: bytes of payload after the header
+//!   32 SHA-256 of the source image (absent in full mode)
+//!   32 SHA-256 of the result image
+//!  1-5 (in-place mode only) block_size, shift, segment_size (1-5 bytes each)
 //! ```
+//!
+//! Each size is an unsigned LEB128 number of at most five bytes, in its shortest form.
 
 use crate::Error;
 
 /// The four magic bytes.
 pub const MAGIC: [u8; 4] = *b"SCDP";
 /// The format version this crate writes and reads.
-pub const VERSION: u8 = 1;
-/// Header bytes in sequential and full modes.
-pub const BASE_HEADER_LEN: usize = 88;
-/// Header bytes in in-place mode.
-pub const INPLACE_HEADER_LEN: usize = 100;
+pub const VERSION: u8 = 2;
+/// The longest header (in-place mode, every size five bytes long).
+pub const MAX_HEADER_LEN: usize = 7 + 4 * 5 + 64 + 3 * 5;
 /// The most applier RAM any patch may declare (16 KiB).
 pub const MAX_RAM_BOUND: u32 = 16 * 1024;
 
@@ -103,84 +102,135 @@ pub struct PatchInfo {
     pub in_place: bool,
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        w.copy_from_slice(s);
-    }
-    u32::from_le_bytes(w)
+/// Bytes of the shortest LEB128 form of `v`.
+pub(crate) const fn varint_len(v: u32) -> usize {
+    let bits = 32 - (v | 1).leading_zeros();
+    bits.div_ceil(7) as usize
 }
 
-fn digest_at(b: &[u8], at: usize) -> [u8; 32] {
-    let mut d = [0u8; 32];
-    if let Some(s) = b.get(at..at + 32) {
-        d.copy_from_slice(s);
+/// Writes `v` as LEB128 at `out[at..]`; returns the new position.
+pub(crate) fn put_varint(out: &mut [u8], mut at: usize, mut v: u32) -> usize {
+    loop {
+        let more = v >= 0x80;
+        if let Some(b) = out.get_mut(at) {
+            *b = ((v & 0x7F) as u8) | if more { 0x80 } else { 0 };
+        }
+        at += 1;
+        v >>= 7;
+        if !more {
+            return at;
+        }
     }
-    d
+}
+
+/// A cursor over header bytes that may still be incomplete.
+struct Cur<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Cur<'_> {
+    /// The next byte, or `None` if not yet available.
+    fn byte(&mut self) -> Option<u8> {
+        let v = self.b.get(self.at).copied();
+        if v.is_some() {
+            self.at += 1;
+        }
+        v
+    }
+
+    /// A shortest-form LEB128 `u32`: `Ok(None)` if incomplete.
+    fn varint(&mut self) -> Result<Option<u32>, Error> {
+        let mut v = 0u32;
+        for i in 0..5 {
+            let Some(b) = self.byte() else {
+                return Ok(None);
+            };
+            let part = u32::from(b & 0x7F);
+            if i == 4 && part > 0x0F {
+                return Err(Error::Corrupt);
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && part == 0 {
+                    return Err(Error::Corrupt); // not the shortest form
+                }
+                return Ok(Some(v));
+            }
+        }
+        Err(Error::Corrupt)
+    }
+
+    fn digest(&mut self) -> Option<[u8; 32]> {
+        let s = self.b.get(self.at..self.at + 32)?;
+        let mut d = [0u8; 32];
+        d.copy_from_slice(s);
+        self.at += 32;
+        Some(d)
+    }
+}
+
+/// `Ok(Some(v))`, or return `Ok(None)` from the enclosing function (incomplete input).
+macro_rules! need {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return Ok(None),
+        }
+    };
 }
 
 impl Header {
-    /// Header length for a mode byte (after the first 6 bytes are known).
-    pub(crate) const fn len_for_mode(mode: Mode) -> usize {
-        match mode {
-            Mode::InPlace => INPLACE_HEADER_LEN,
-            _ => BASE_HEADER_LEN,
-        }
-    }
-
-    /// Checks the fixed prefix (magic, version, mode, flags) and returns the header length.
-    pub(crate) fn prefix(bytes: &[u8]) -> Result<Option<(Mode, usize)>, Error> {
+    /// Parses as much of a header as `bytes` holds: `Ok(None)` if more bytes are needed,
+    /// else the header and its length. Checks structure (not RAM or slot limits).
+    fn parse_partial(bytes: &[u8]) -> Result<Option<(Self, usize)>, Error> {
         for (i, &b) in bytes.iter().take(4).enumerate() {
             if MAGIC.get(i) != Some(&b) {
                 return Err(Error::BadMagic);
             }
         }
-        let Some(&version) = bytes.get(4) else {
+        let mut c = Cur { b: bytes, at: 4 };
+        if bytes.len() < 4 {
             return Ok(None);
-        };
+        }
+        let version = need!(c.byte());
         if version != VERSION {
             return Err(Error::UnsupportedVersion(version));
         }
-        let Some(&mode) = bytes.get(5) else {
-            return Ok(None);
-        };
-        let mode = match mode {
+        let mode = match need!(c.byte()) {
             0 => Mode::Sequential,
             1 => Mode::Full,
             2 => Mode::InPlace,
             m => return Err(Error::UnsupportedMode(m)),
         };
-        let Some(&flags) = bytes.get(6) else {
-            return Ok(None);
-        };
+        let flags = need!(c.byte());
         if flags & !crate::model::KNOWN_FLAGS != 0 {
             return Err(Error::UnsupportedFlags(flags));
         }
-        let Some(&reserved) = bytes.get(7) else {
-            return Ok(None);
-        };
-        if reserved != 0 {
-            return Err(Error::UnsupportedFlags(reserved));
+        let ram_bound = need!(c.varint()?);
+        if ram_bound > MAX_RAM_BOUND {
+            return Err(Error::RamBoundTooLarge {
+                declared: ram_bound,
+                limit: MAX_RAM_BOUND,
+            });
         }
-        Ok(Some((mode, Self::len_for_mode(mode))))
-    }
-
-    /// Parses a header from the start of `bytes` (which may hold more).
-    ///
-    /// Checks the structure only; the RAM bound against a device limit is checked by
-    /// [`crate::Applier`] (or by the caller with [`Header::check_limits`]).
-    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let Some((mode, len)) = Self::prefix(bytes)? else {
-            return Err(Error::Truncated);
-        };
-        if bytes.len() < len {
-            return Err(Error::Truncated);
+        if ram_bound < crate::apply::REQUIRED_RAM {
+            return Err(Error::RamBoundTooSmall {
+                declared: ram_bound,
+                required: crate::apply::REQUIRED_RAM,
+            });
         }
+        let full = mode == Mode::Full;
+        let old_size = if full { 0 } else { need!(c.varint()?) };
+        let new_size = need!(c.varint()?);
+        let payload_len = need!(c.varint()?);
+        let old_digest = if full { [0; 32] } else { need!(c.digest()) };
+        let new_digest = need!(c.digest());
         let geometry = if mode == Mode::InPlace {
             let g = Geometry {
-                block_size: u32_at(bytes, 88),
-                shift: u32_at(bytes, 92),
-                segment_size: u32_at(bytes, 96),
+                block_size: need!(c.varint()?),
+                shift: need!(c.varint()?),
+                segment_size: need!(c.varint()?),
             };
             let bs = g.block_size;
             if !bs.is_power_of_two()
@@ -197,36 +247,46 @@ impl Header {
         };
         let h = Self {
             mode,
-            ram_bound: u32_at(bytes, 8),
-            old_size: u32_at(bytes, 12),
-            new_size: u32_at(bytes, 16),
-            payload_len: u32_at(bytes, 20),
-            old_digest: digest_at(bytes, 24),
-            new_digest: digest_at(bytes, 56),
+            ram_bound,
+            old_size,
+            new_size,
+            payload_len,
+            old_digest,
+            new_digest,
             geometry,
-            flags: bytes.get(6).copied().unwrap_or(0),
+            flags,
         };
-        if mode == Mode::Full && (h.old_size != 0 || h.old_digest != [0; 32]) {
-            return Err(Error::Corrupt);
+        Ok(Some((h, c.at)))
+    }
+
+    /// Checks the bytes seen so far; returns the mode and the header's length once they
+    /// determine it (`None`: feed more bytes, at least one).
+    pub(crate) fn prefix(bytes: &[u8]) -> Result<Option<(Mode, usize)>, Error> {
+        Ok(Self::parse_partial(bytes)?.map(|(h, n)| (h.mode, n)))
+    }
+
+    /// Parses a header from the start of `bytes` (which may hold more).
+    ///
+    /// Checks the structure only; the RAM bound against a device limit is checked by
+    /// [`crate::Applier`] (or by the caller with [`Header::check_limits`]).
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        match Self::parse_partial(bytes)? {
+            Some((h, _)) => Ok(h),
+            None => Err(Error::Truncated),
         }
-        if h.ram_bound > MAX_RAM_BOUND {
-            return Err(Error::RamBoundTooLarge {
-                declared: h.ram_bound,
-                limit: MAX_RAM_BOUND,
-            });
-        }
-        if h.ram_bound < crate::apply::REQUIRED_RAM {
-            return Err(Error::RamBoundTooSmall {
-                declared: h.ram_bound,
-                required: crate::apply::REQUIRED_RAM,
-            });
-        }
-        Ok(h)
     }
 
     /// The header's length in bytes.
     pub const fn len(&self) -> usize {
-        Self::len_for_mode(self.mode)
+        let mut n = 7 + varint_len(self.ram_bound) + varint_len(self.new_size);
+        n += varint_len(self.payload_len) + 32;
+        if !matches!(self.mode, Mode::Full) {
+            n += varint_len(self.old_size) + 32;
+        }
+        if let Some(g) = self.geometry {
+            n += varint_len(g.block_size) + varint_len(g.shift) + varint_len(g.segment_size);
+        }
+        n
     }
 
     /// Always false (a header is never empty); present for API symmetry with `len`.
@@ -273,25 +333,31 @@ impl Header {
         }
     }
 
-    /// Serialises the header.
-    pub fn write(&self, out: &mut [u8; INPLACE_HEADER_LEN]) -> usize {
+    /// Serialises the header; returns its length ([`Header::len`]).
+    pub fn write(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
         out.fill(0);
         out[0..4].copy_from_slice(&MAGIC);
         out[4] = VERSION;
         out[5] = self.mode.byte();
         out[6] = self.flags;
-        out[8..12].copy_from_slice(&self.ram_bound.to_le_bytes());
-        out[12..16].copy_from_slice(&self.old_size.to_le_bytes());
-        out[16..20].copy_from_slice(&self.new_size.to_le_bytes());
-        out[20..24].copy_from_slice(&self.payload_len.to_le_bytes());
-        out[24..56].copy_from_slice(&self.old_digest);
-        out[56..88].copy_from_slice(&self.new_digest);
-        if let Some(g) = self.geometry {
-            out[88..92].copy_from_slice(&g.block_size.to_le_bytes());
-            out[92..96].copy_from_slice(&g.shift.to_le_bytes());
-            out[96..100].copy_from_slice(&g.segment_size.to_le_bytes());
+        let mut at = put_varint(out, 7, self.ram_bound);
+        if self.mode != Mode::Full {
+            at = put_varint(out, at, self.old_size);
         }
-        self.len()
+        at = put_varint(out, at, self.new_size);
+        at = put_varint(out, at, self.payload_len);
+        if self.mode != Mode::Full {
+            out[at..at + 32].copy_from_slice(&self.old_digest);
+            at += 32;
+        }
+        out[at..at + 32].copy_from_slice(&self.new_digest);
+        at += 32;
+        if let Some(g) = self.geometry {
+            at = put_varint(out, at, g.block_size);
+            at = put_varint(out, at, g.shift);
+            at = put_varint(out, at, g.segment_size);
+        }
+        at
     }
 }
 

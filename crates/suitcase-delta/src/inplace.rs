@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::apply::{Applier, Event, Images, Status};
-use crate::format::{Header, INPLACE_HEADER_LEN, Limits, Mode};
+use crate::format::{Header, Limits, MAX_HEADER_LEN, Mode};
 
 /// The single slot's flash, as the in-place applier needs it.
 pub trait Flash {
@@ -168,7 +168,7 @@ pub struct InPlaceApplier {
     inner: Applier,
     limits: Limits,
     state: State,
-    hdr: [u8; INPLACE_HEADER_LEN],
+    hdr: [u8; MAX_HEADER_LEN],
     hdr_len: usize,
     header: Option<Header>,
     erased_to: u32,
@@ -185,7 +185,7 @@ impl InPlaceApplier {
             inner,
             limits,
             state: State::Header,
-            hdr: [0; INPLACE_HEADER_LEN],
+            hdr: [0; MAX_HEADER_LEN],
             hdr_len: 0,
             header: None,
             erased_to: 0,
@@ -235,28 +235,25 @@ impl InPlaceApplier {
                 State::Failed => return Err(Error::Corrupt),
                 State::Finished => return Ok(Status::Done),
                 State::Header => {
-                    let want = match Header::prefix(self.hdr.get(..self.hdr_len).unwrap_or(&[]))? {
-                        Some((mode, len)) => {
-                            if mode != Mode::InPlace {
-                                return Err(Error::UnsupportedMode(0));
-                            }
-                            len
+                    // One byte at a time until the header's length is known.
+                    match Header::prefix(self.hdr.get(..self.hdr_len).unwrap_or(&[]))? {
+                        Some((Mode::InPlace, _)) => {}
+                        Some((m, _)) => {
+                            return Err(Error::UnsupportedMode(match m {
+                                Mode::Sequential => 0,
+                                _ => 1,
+                            }));
                         }
-                        None => 8,
-                    };
-                    let take = want.saturating_sub(self.hdr_len).min(data.len());
-                    let dst = self
-                        .hdr
-                        .get_mut(self.hdr_len..self.hdr_len + take)
-                        .ok_or(Error::Corrupt)?;
-                    dst.copy_from_slice(data.get(..take).ok_or(Error::Corrupt)?);
-                    self.hdr_len += take;
-                    data = data.get(take..).unwrap_or(&[]);
-                    if self.hdr_len < want {
-                        return Ok(Status::NeedMore);
-                    }
-                    if want == 8 {
-                        continue; // the prefix is complete; now the full length is known
+                        None => {
+                            let Some((&b, rest)) = data.split_first() else {
+                                return Ok(Status::NeedMore);
+                            };
+                            let slot = self.hdr.get_mut(self.hdr_len).ok_or(Error::Corrupt)?;
+                            *slot = b;
+                            self.hdr_len += 1;
+                            data = rest;
+                            continue;
+                        }
                     }
                     let h = Header::parse(self.hdr.get(..self.hdr_len).unwrap_or(&[]))?;
                     h.check_limits(&self.limits)?;

@@ -32,7 +32,7 @@ pub(crate) const fn p12(p: Prob) -> u32 {
 }
 
 #[inline]
-fn update(p: &mut Prob, bit: u32) {
+pub(crate) fn update(p: &mut Prob, bit: u32) {
     let v = p12(*p);
     let n = u32::from(*p >> 12);
     let rate = RATE.get(n as usize).copied().unwrap_or(5);
@@ -67,7 +67,7 @@ pub(crate) struct RcDec {
 
 impl RcDec {
     /// Bytes that `init` consumes.
-    pub(crate) const INIT_BYTES: usize = 5;
+    pub(crate) const INIT_BYTES: usize = 4;
 
     pub(crate) const fn new() -> Self {
         Self {
@@ -76,23 +76,11 @@ impl RcDec {
         }
     }
 
-    /// Starts decoding from the first five bytes of a stream.
-    pub(crate) fn init(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let Some((&first, rest)) = bytes.split_first() else {
-            return Err(Error::Truncated);
-        };
-        if first != 0 || rest.len() < 4 {
-            return Err(if first != 0 {
-                Error::Corrupt
-            } else {
-                Error::Truncated
-            });
-        }
+    /// Starts decoding from the first four bytes of a stream (LZMA's always-zero first byte
+    /// is not transmitted).
+    pub(crate) fn init(&mut self, bytes: [u8; 4]) -> Result<(), Error> {
         self.range = 0xFFFF_FFFF;
-        self.code = 0;
-        for &b in rest.iter().take(4) {
-            self.code = (self.code << 8) | u32::from(b);
-        }
+        self.code = u32::from_be_bytes(bytes);
         if self.code == 0xFFFF_FFFF {
             return Err(Error::Corrupt);
         }
@@ -106,13 +94,20 @@ pub(crate) struct DecIo<'a> {
     pub(crate) rc: &'a mut RcDec,
     pub(crate) input: &'a [u8],
     pub(crate) pos: usize,
+    /// The input is the end of the stream: read zeros past it (the encoder drops trailing
+    /// zero bytes).
+    pub(crate) pad: bool,
 }
 
 impl DecIo<'_> {
     #[inline]
     fn normalize(&mut self) -> Result<(), Error> {
         while self.rc.range < TOP {
-            let b = *self.input.get(self.pos).ok_or(Error::Truncated)?;
+            let b = match self.input.get(self.pos) {
+                Some(&b) => b,
+                None if self.pad => 0,
+                None => return Err(Error::Truncated),
+            };
             self.pos += 1;
             self.rc.range <<= 8;
             // code < range < 2^24 here, so the shift cannot overflow.
@@ -157,11 +152,12 @@ impl Io for DecIo<'_> {
 }
 
 #[cfg(feature = "std")]
-pub(crate) use enc::{Pricer, RcEnc};
+pub(crate) use enc::{BIT, Pricer, RcEnc, Trainer};
 
 #[cfg(feature = "std")]
 mod enc {
     use super::{Io, PROB_BITS, PROB_TOTAL, Prob, TOP, p12, update};
+
     use crate::Error;
     use alloc::vec::Vec;
 
@@ -204,12 +200,30 @@ mod enc {
             self.low = (self.low & 0x00FF_FFFF) << 8;
         }
 
-        /// Flushes and returns the stream.
+        /// Flushes and returns the stream: the shortest byte string that, followed by
+        /// zeros, decodes correctly, without LZMA's always-zero first byte.
         pub(crate) fn finish(mut self) -> Vec<u8> {
+            // Any value in [low, low + range) decodes the same: take the one with the most
+            // trailing zero bits.
+            let end = self.low + u64::from(self.range);
+            for k in (0..=32).rev() {
+                let mask = (1u64 << k) - 1;
+                let v = (self.low + mask) & !mask;
+                if v < end {
+                    self.low = v;
+                    break;
+                }
+            }
             for _ in 0..5 {
                 self.shift_low();
             }
-            self.out
+            let mut out = self.out;
+            debug_assert_eq!(out.first(), Some(&0));
+            out.remove(0);
+            while out.last() == Some(&0) {
+                out.pop();
+            }
+            out
         }
     }
 
@@ -246,20 +260,23 @@ mod enc {
         }
     }
 
-    /// Cost of a bit in 1/16 bit units, by probability (indexed by `p >> 4`).
+    /// Price units per bit.
+    pub(crate) const BIT: u32 = 256;
+
+    /// Cost of a bit in 1/256 bit units, by the probability of that bit (12 bits).
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
         clippy::std_instead_of_core,
         reason = "prices are small positive numbers; OnceLock is std-only"
     )]
-    fn price_table() -> &'static [u32; 256] {
-        static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    fn price_table() -> &'static [u32; PROB_TOTAL as usize] {
+        static TABLE: std::sync::OnceLock<[u32; PROB_TOTAL as usize]> = std::sync::OnceLock::new();
         TABLE.get_or_init(|| {
-            let mut t = [0u32; 256];
+            let mut t = [0u32; PROB_TOTAL as usize];
             for (i, slot) in t.iter_mut().enumerate() {
-                let p = (i as f64 + 0.5) / 256.0;
-                *slot = (-p.log2() * 16.0).round() as u32;
+                let p = (i.max(1) as f64) / f64::from(PROB_TOTAL);
+                *slot = (-p.log2() * f64::from(BIT)).round() as u32;
             }
             t
         })
@@ -269,7 +286,7 @@ mod enc {
     #[derive(Debug)]
     pub(crate) struct Pricer {
         pub(crate) cost: u32,
-        table: &'static [u32; 256],
+        table: &'static [u32; PROB_TOTAL as usize],
     }
 
     impl Pricer {
@@ -279,15 +296,29 @@ mod enc {
                 table: price_table(),
             }
         }
-        /// Price of one bit with probability `p`, in 1/16 bit.
+        /// Price of one bit with probability `p`, in 1/256 bit.
         #[inline]
         pub(crate) fn price(&self, p: Prob, bit: u32) -> u32 {
             let p0 = p12(p);
             let q = if bit == 0 { p0 } else { PROB_TOTAL - p0 };
-            self.table
-                .get(((q >> (PROB_BITS - 8)) & 0xFF) as usize)
-                .copied()
-                .unwrap_or(0)
+            self.table.get(q as usize).copied().unwrap_or(0)
+        }
+    }
+
+    /// Prices like [`Pricer`] and adapts the model as an encoder would.
+    #[derive(Debug)]
+    pub(crate) struct Trainer(pub(crate) Pricer);
+
+    impl Io for Trainer {
+        #[inline]
+        fn bit(&mut self, p: &mut Prob, bit: u32) -> Result<u32, Error> {
+            self.0.cost += self.0.price(*p, bit);
+            update(p, bit);
+            Ok(bit)
+        }
+        fn direct(&mut self, value: u32, n: u32) -> Result<u32, Error> {
+            self.0.cost += BIT * n;
+            Ok(value)
         }
     }
 
@@ -298,7 +329,7 @@ mod enc {
             Ok(bit)
         }
         fn direct(&mut self, value: u32, n: u32) -> Result<u32, Error> {
-            self.cost += 16 * n;
+            self.cost += BIT * n;
             Ok(value)
         }
     }

@@ -98,17 +98,22 @@ proptest! {
     ) {
         // A well-formed header so that the payload decoder is reached, then garbage.
         let old = vec![0x55u8; sizes.0 as usize];
-        let mut p = Vec::new();
-        p.extend_from_slice(b"SCDP");
-        p.extend_from_slice(&[1, mode.min(1), 0, 0]);
-        p.extend_from_slice(&suitcase_delta::REQUIRED_RAM.to_le_bytes());
-        p.extend_from_slice(&(if mode == 1 { 0 } else { sizes.0 }).to_le_bytes());
-        p.extend_from_slice(&sizes.1.to_le_bytes());
-        p.extend_from_slice(&(tail.len() as u32).to_le_bytes());
         use sha2::Digest;
-        let d: [u8; 32] = if mode == 1 { [0; 32] } else { sha2::Sha256::digest(&old).into() };
-        p.extend_from_slice(&d);
-        p.extend_from_slice(&[0xAB; 32]);
+        let full = mode == 1;
+        let h = suitcase_delta::Header {
+            mode: if full { suitcase_delta::Mode::Full } else { suitcase_delta::Mode::Sequential },
+            ram_bound: suitcase_delta::REQUIRED_RAM,
+            old_size: if full { 0 } else { sizes.0 },
+            new_size: sizes.1,
+            payload_len: tail.len() as u32,
+            old_digest: if full { [0; 32] } else { sha2::Sha256::digest(&old).into() },
+            new_digest: [0xAB; 32],
+            geometry: None,
+            flags: 0,
+        };
+        let mut buf = [0u8; suitcase_delta::format::MAX_HEADER_LEN];
+        let n = h.write(&mut buf);
+        let mut p = buf[..n].to_vec();
         p.extend_from_slice(&tail);
         let (res, slot) = apply_chunked(&old, &p, chunk, sizes.1 as usize);
         prop_assert!(res.is_err());

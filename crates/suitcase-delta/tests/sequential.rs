@@ -11,10 +11,23 @@
 mod common;
 
 use common::{apply_chunked, testdata_pairs};
+use suitcase_delta::format::MAX_HEADER_LEN;
 use suitcase_delta::{
-    Applier, Error, Limits, MAX_RAM_BOUND, Mode, Options, REQUIRED_RAM, Strategy, create,
+    Applier, Error, Header, Limits, MAX_RAM_BOUND, Mode, Options, REQUIRED_RAM, Strategy, create,
     parse_info,
 };
+
+/// The patch with its header rewritten by `edit` (the header's length may change).
+fn with_header(patch: &[u8], edit: impl FnOnce(&mut Header)) -> Vec<u8> {
+    let mut h = Header::parse(patch).unwrap();
+    let old_len = h.len();
+    edit(&mut h);
+    let mut buf = [0u8; MAX_HEADER_LEN];
+    let n = h.write(&mut buf);
+    let mut out = buf[..n].to_vec();
+    out.extend_from_slice(&patch[old_len..]);
+    out
+}
 
 fn make(old: &[u8], new: &[u8], strategy: Strategy) -> Vec<u8> {
     create(
@@ -136,8 +149,8 @@ fn patch_with_trailing_bytes_is_refused() {
 
 #[test]
 fn patch_claiming_huge_ram_bound_is_refused() {
-    let (old, new, mut patch) = thumb();
-    patch[8..12].copy_from_slice(&(1u32 << 20).to_le_bytes());
+    let (old, new, patch) = thumb();
+    let patch = with_header(&patch, |h| h.ram_bound = 1 << 20);
     let (res, slot) = apply_chunked(&old, &patch, 1000, new.len());
     assert!(
         matches!(res, Err(Error::RamBoundTooLarge { .. })),
@@ -160,8 +173,8 @@ fn patch_claiming_huge_ram_bound_is_refused() {
 
 #[test]
 fn patch_claiming_too_little_ram_is_refused() {
-    let (old, new, mut patch) = thumb();
-    patch[8..12].copy_from_slice(&64u32.to_le_bytes());
+    let (old, new, patch) = thumb();
+    let patch = with_header(&patch, |h| h.ram_bound = 64);
     let (res, _) = apply_chunked(&old, &patch, 1000, new.len());
     assert!(
         matches!(res, Err(Error::RamBoundTooSmall { .. })),
@@ -191,7 +204,9 @@ fn patch_larger_than_slot_is_refused_before_writing() {
 #[test]
 fn forged_result_digest_is_refused() {
     let (old, new, mut patch) = thumb();
-    patch[60] ^= 0x80;
+    // The result digest is the header's last 32 bytes (sequential mode).
+    let at = Header::parse(&patch).unwrap().len() - 20;
+    patch[at] ^= 0x80;
     let (res, _) = apply_chunked(&old, &patch, 1000, new.len());
     assert_eq!(res, Err(Error::ResultDigestMismatch));
 }
