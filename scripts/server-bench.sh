@@ -36,6 +36,8 @@ trap cleanup EXIT
 # --- nginx: a static 200 and the same payload file ------------------------------------------
 head -c $((PAYLOAD_MB * 1024 * 1024)) /dev/urandom > "$WORK/payload.bin"
 mkdir -p "$WORK/www" && cp "$WORK/payload.bin" "$WORK/www/payload.bin"
+# nginx workers run as nobody: let them read the file.
+chmod 755 "$WORK" "$WORK/www" && chmod 644 "$WORK/www/payload.bin"
 cat > "$WORK/nginx.conf" <<EOF
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -48,6 +50,9 @@ http {
   server {
     listen 127.0.0.1:$NGINX_PORT;
     location = /ok { return 200 "ok"; }
+    # The same request the check-in benchmark sends, answered with a static 200, so that
+    # both sides pay the same load-generator cost.
+    location = /api/v1/device/checkin { default_type application/json; return 200 '{"action":"none","next_poll_seconds":300}'; }
     location / { root $WORK/www; }
   }
 }
@@ -57,6 +62,9 @@ nginx -c "$WORK/nginx.conf"
 # --- wrk scripts -------------------------------------------------------------------------------
 cat > "$WORK/report.lua" <<'EOF'
 done = function(summary, latency, requests)
+  if summary.errors.status > 0 then
+    io.stderr:write(string.format("WARNING: %d responses were not 2xx/3xx\n", summary.errors.status))
+  end
   io.write(string.format("RESULT %.0f %.2f %.1f\n",
     summary.requests / (summary.duration / 1e6),
     latency:percentile(99) / 1000,
@@ -141,7 +149,7 @@ EOF
 
   echo "[$name] warming up, then measuring check-ins..." >&2
   TOKENS="$WORK/tokens-$name.txt" DURATION=5 run_wrk "http://127.0.0.1:$PORT" "$WORK/checkin.lua" >/dev/null
-  local nginx_ok; nginx_ok=$(run_wrk "http://127.0.0.1:$NGINX_PORT/ok" "$WORK/report.lua")
+  local nginx_ok; nginx_ok=$(TOKENS="$WORK/tokens-$name.txt" run_wrk "http://127.0.0.1:$NGINX_PORT" "$WORK/checkin.lua")
   local checkin; checkin=$(TOKENS="$WORK/tokens-$name.txt" run_wrk "http://127.0.0.1:$PORT" "$WORK/checkin.lua")
   echo "[$name] measuring downloads..." >&2
   local nginx_dl; nginx_dl=$(DL_PATH=/payload.bin run_wrk "http://127.0.0.1:$NGINX_PORT" "$WORK/download.lua")
@@ -160,7 +168,7 @@ EOF
 }
 
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; check-ins rotate over $ACTIVE of the registered devices; payload $PAYLOAD_MB MiB"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; the same check-in request (rotating over $ACTIVE of the registered devices' tokens) goes to suitcase and to nginx, which answers it with a static 200; payload $PAYLOAD_MB MiB"
 echo
 echo "| backend | devices | registration | check-in req/s | check-in p99 | nginx 200 req/s | nginx p99 | check-in / nginx | download | nginx download | download / nginx |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
