@@ -170,6 +170,27 @@ pub struct PayloadOffer {
     /// SHA-256 of the bytes served (ciphertext if encrypted), hex. The manifest's image digest
     /// is what the device must trust; this only lets a download resume and be checked early.
     pub sha256: String,
+    /// A smaller alternative: a `suitcase-delta` patch from the image the device reported
+    /// installed (its `digest`) to this payload. Applying it must give exactly the image the
+    /// signed manifest names (its image digest), so it needs no signature of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaOffer>,
+}
+
+/// A delta patch the device may download instead of a full payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeltaOffer {
+    /// Where to download it (a path on the server).
+    pub url: String,
+    /// Patch bytes.
+    pub size: u64,
+    /// SHA-256 of the patch, hex.
+    pub sha256: String,
+    /// SHA-256 of the image the patch applies to, hex (what the device reported installed).
+    pub source_sha256: String,
+    /// Applier RAM the patch needs, bytes (from its header).
+    pub ram_bound: u32,
 }
 
 /// An update offer.
@@ -518,6 +539,27 @@ pub struct ReleaseInfo {
     pub created_by: String,
     /// When, in seconds since 1970.
     pub created_at: i64,
+    /// Delta patches the server made from earlier releases' images to this one's.
+    #[serde(default)]
+    pub deltas: Vec<ReleaseDelta>,
+}
+
+/// A delta patch the server generated for a release's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseDelta {
+    /// The payload index it produces.
+    pub index: u32,
+    /// The release whose image it starts from.
+    pub source_release_id: String,
+    /// SHA-256 of that image, hex.
+    pub source_sha256: String,
+    /// Patch bytes.
+    pub size: u64,
+    /// The full payload's bytes, for comparison.
+    pub full_size: u64,
+    /// Applier RAM the patch needs.
+    pub ram_bound: u32,
 }
 
 /// Register a device.

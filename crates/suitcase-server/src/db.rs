@@ -77,7 +77,16 @@ CREATE TABLE audit (
     action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL)
 "
     );
-    vec![(1, v1)]
+    let v2 = "
+CREATE TABLE deltas (
+    id TEXT PRIMARY KEY, release_id TEXT NOT NULL, idx BIGINT NOT NULL,
+    source_release_id TEXT NOT NULL, source_sha256 TEXT NOT NULL, object_key TEXT NOT NULL,
+    size BIGINT NOT NULL, sha256 TEXT NOT NULL, ram_bound BIGINT NOT NULL,
+    full_size BIGINT NOT NULL, created_at BIGINT NOT NULL,
+    UNIQUE (release_id, idx, source_sha256))
+"
+    .to_owned();
+    vec![(1, v1), (2, v2)]
 }
 
 impl Db {

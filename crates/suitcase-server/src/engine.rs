@@ -93,6 +93,8 @@ pub(crate) struct ReleaseRt {
     pub(crate) sequence_number: u64,
     pub(crate) manifest_size: u64,
     pub(crate) payloads: Vec<PayloadOffer>,
+    /// The component each payload is for (by payload position).
+    pub(crate) payload_components: Vec<Option<Vec<String>>>,
     pub(crate) components: Vec<Vec<String>>,
 }
 
@@ -110,6 +112,18 @@ impl ReleaseRt {
                     url: format!("/api/v1/device/payloads/{}/{}", r.id, p.idx),
                     size: p.size.unwrap_or(0),
                     sha256: p.sha256.clone().unwrap_or_default(),
+                    delta: None,
+                })
+                .collect(),
+            payload_components: r
+                .payloads
+                .iter()
+                .map(|p| {
+                    r.summary
+                        .components
+                        .iter()
+                        .find(|c| c.uri.as_deref() == Some(p.uri.as_str()))
+                        .map(|c| c.id.clone())
                 })
                 .collect(),
             components: r.summary.components.iter().map(|c| c.id.clone()).collect(),

@@ -25,6 +25,7 @@ mod api;
 mod auth;
 mod blobs;
 pub mod db;
+mod deltas;
 mod devices;
 mod engine;
 mod error;
@@ -85,6 +86,9 @@ pub struct Config {
     pub clock: Clock,
     /// The largest envelope or payload accepted, in bytes.
     pub max_upload: u64,
+    /// Make delta patches from earlier releases when a payload is uploaded, and offer them to
+    /// devices that run the source image.
+    pub deltas: bool,
 }
 
 impl core::fmt::Debug for Config {
@@ -118,6 +122,7 @@ impl Config {
             flush_interval: Duration::from_secs(1),
             clock: Arc::new(unix_now),
             max_upload: 4 << 30,
+            deltas: true,
         }
     }
 
@@ -143,6 +148,7 @@ pub(crate) struct Inner {
     pub(crate) devices: devices::Devices,
     pub(crate) managers: auth::TokenCache,
     pub(crate) push: Option<push::Push>,
+    pub(crate) deltas: deltas::Deltas,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
@@ -213,6 +219,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
         engine: engine::Engine::default(),
         devices: devices::Devices::default(),
         managers: auth::TokenCache::default(),
+        deltas: deltas::Deltas::new(),
         metrics: metrics::handle(),
         db,
         blobs,
@@ -220,6 +227,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
         config,
     }));
     engine::load(&state).await?;
+    deltas::load(&state).await?;
     Ok((
         state,
         Opened {

@@ -1245,3 +1245,53 @@ impl Db {
         .collect()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deltas
+// ---------------------------------------------------------------------------------------------
+
+impl Db {
+    pub(crate) async fn delta_insert(&self, d: &crate::deltas::DeltaRow, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deltas (id, release_id, idx, source_release_id, source_sha256, object_key, size, sha256, ram_bound, full_size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+        )
+        .bind(&d.id)
+        .bind(&d.release_id)
+        .bind(i64::from(d.idx))
+        .bind(&d.source_release_id)
+        .bind(&d.source_sha256)
+        .bind(&d.object_key)
+        .bind(to_i64(d.size))
+        .bind(&d.sha256)
+        .bind(i64::from(d.ram_bound))
+        .bind(to_i64(d.full_size))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn delta_list(&self) -> Result<Vec<crate::deltas::DeltaRow>> {
+        sqlx::query(
+            "SELECT id, release_id, idx, source_release_id, source_sha256, object_key, size, sha256, ram_bound, full_size FROM deltas ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(crate::deltas::DeltaRow {
+                id: r.try_get(0)?,
+                release_id: r.try_get(1)?,
+                idx: u32::try_from(r.try_get::<i64, _>(2)?)?,
+                source_release_id: r.try_get(3)?,
+                source_sha256: r.try_get(4)?,
+                object_key: r.try_get(5)?,
+                size: to_u64(r.try_get(6)?),
+                sha256: r.try_get(7)?,
+                ram_bound: u32::try_from(r.try_get::<i64, _>(8)?)?,
+                full_size: to_u64(r.try_get(9)?),
+            })
+        })
+        .collect()
+    }
+}

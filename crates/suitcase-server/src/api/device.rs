@@ -63,7 +63,27 @@ pub(crate) async fn checkin(
             sequence_number: r.sequence_number,
             manifest_url: format!("/api/v1/device/releases/{}/envelope", r.id),
             manifest_size: r.manifest_size,
-            payloads: r.payloads.clone(),
+            payloads: r
+                .payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut p = p.clone();
+                    // Offer a delta when the device runs an image the server has a patch from.
+                    let installed = r
+                        .payload_components
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .and_then(|id| c.components.iter().find(|ic| &ic.id == id))
+                        .and_then(|ic| ic.digest.as_deref());
+                    if let (Some(digest), Ok(idx)) = (installed, u32::try_from(i))
+                        && let Some(d) = state.deltas.find(&r.id, idx, digest)
+                    {
+                        p.delta = Some(d.offer());
+                    }
+                    p
+                })
+                .collect(),
             requires_consent: consent,
             rollback,
         }
@@ -302,6 +322,17 @@ pub(crate) async fn serve_payload(
     let (Some(key), Some(size), Some(sha)) = (&p.object_key, p.size, &p.sha256) else {
         return Err(ApiErr::not_found("uploaded payload", &p.uri));
     };
+    serve_object(state, key, size, sha, headers).await
+}
+
+/// Serves a stored object with Range, ETag and If-Range.
+async fn serve_object(
+    state: &AppState,
+    key: &str,
+    size: u64,
+    sha: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let etag = wire::etag_of(sha);
     let want = wire::want(headers, size, &etag);
     let range = match want {
@@ -326,6 +357,29 @@ pub(crate) async fn serve_payload(
         "application/octet-stream",
         body,
     ))
+}
+
+/// Download a delta patch that a check-in offered (Range, ETag and If-Range supported).
+#[utoipa::path(get, path = "/api/v1/device/deltas/{delta_id}", tag = "device",
+    params(("delta_id" = String, Path, description = "from the offer's delta URL")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 206, description = "the requested range"),
+              (status = 404, body = suitcase_protocol::ApiError)),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn delta(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Path(delta_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let d = state
+        .deltas
+        .get(&delta_id)
+        .ok_or_else(|| ApiErr::not_found("delta", &delta_id))?;
+    authorize(&state, &dev.id, &d.release_id).await?;
+    metrics::counter!("suitcase_delta_bytes_saved_total")
+        .increment(d.full_size.saturating_sub(d.size));
+    serve_object(&state, &d.object_key, d.size, &d.sha256, &headers).await
 }
 
 impl From<crate::blobs::UploadError> for ApiErr {

@@ -42,7 +42,7 @@ impl Modify for Security {
         license(name = "Apache-2.0 OR MIT")
     ),
     paths(
-        device::checkin, device::report, device::state, device::envelope, device::payload,
+        device::checkin, device::report, device::state, device::envelope, device::payload, device::delta,
         releases::upload, releases::put_payload, releases::list, releases::get, releases::envelope,
         fleet::create, fleet::create_batch, fleet::list, fleet::get, fleet::patch, fleet::revoke,
         fleet::rotate_token, fleet::groups, fleet::group_create, fleet::group_add, fleet::group_remove,

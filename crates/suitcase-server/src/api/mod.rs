@@ -35,7 +35,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/v1/device/payloads/{release_id}/{index}",
             get(device::payload),
-        );
+        )
+        .route("/api/v1/device/deltas/{delta_id}", get(device::delta));
     let manage = Router::new()
         .route(
             "/api/v1/tokens",

@@ -19,7 +19,7 @@ use crate::auth::{Cap, Manager};
 use crate::error::{ApiErr, ApiResult};
 use crate::store::ReleaseRow;
 
-pub(crate) fn info(r: &ReleaseRow) -> ReleaseInfo {
+pub(crate) fn info(state: &AppState, r: &ReleaseRow) -> ReleaseInfo {
     ReleaseInfo {
         id: r.id.clone(),
         name: r.name.clone(),
@@ -56,6 +56,7 @@ pub(crate) fn info(r: &ReleaseRow) -> ReleaseInfo {
         envelope_bytes: r.envelope_bytes,
         created_by: r.created_by.clone(),
         created_at: r.created_at,
+        deltas: state.deltas.of_release(&r.id),
     }
 }
 
@@ -174,7 +175,7 @@ pub(crate) async fn upload(
         .release_get(&row.id)
         .await?
         .ok_or_else(|| ApiErr::internal("release vanished after insert"))?;
-    Ok((StatusCode::CREATED, axum::Json(info(&stored))))
+    Ok((StatusCode::CREATED, axum::Json(info(&state, &stored))))
 }
 
 /// Upload one payload. Unencrypted payloads must match the manifest's image size and digest.
@@ -257,6 +258,7 @@ pub(crate) async fn put_payload(
         .db
         .payload_stored(&id, index, &key, size, &sha)
         .await?;
+    crate::deltas::schedule(&state, &id, index);
     audit(
         &state,
         &who,
@@ -270,7 +272,7 @@ pub(crate) async fn put_payload(
         .release_get(&id)
         .await?
         .ok_or_else(|| ApiErr::not_found("release", &id))?;
-    Ok(axum::Json(info(&stored)))
+    Ok(axum::Json(info(&state, &stored)))
 }
 
 /// List releases.
@@ -283,7 +285,13 @@ pub(crate) async fn list(
 ) -> ApiResult<axum::Json<Vec<ReleaseInfo>>> {
     who.require(Cap::Read)?;
     Ok(axum::Json(
-        state.db.release_list().await?.iter().map(info).collect(),
+        state
+            .db
+            .release_list()
+            .await?
+            .iter()
+            .map(|r| info(&state, r))
+            .collect(),
     ))
 }
 
@@ -303,7 +311,7 @@ pub(crate) async fn get(
         .release_get(&id)
         .await?
         .ok_or_else(|| ApiErr::not_found("release", &id))?;
-    Ok(axum::Json(info(&r)))
+    Ok(axum::Json(info(&state, &r)))
 }
 
 /// A release's envelope, as uploaded.
