@@ -15,8 +15,7 @@ use crate::Error;
 use crate::apply::{REQUIRED_RAM, resolve_jump};
 use crate::format::{Geometry, Header, MAX_HEADER_LEN, Mode, put_varint};
 use crate::model::{
-    Carry, Ctx, FLAG_ORDER1, J_ADJ, J_NEW, J_OLD, MAX_RAW, Miss, Model, Source, predict,
-    signed_param,
+    Carry, Ctx, FLAG_ORDER1, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, predict, signed_param,
 };
 use crate::rc::{BIT, Io, Pricer, RcEnc, Trainer};
 
@@ -66,7 +65,7 @@ pub struct Patch {
 /// Why a patch could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateError {
-    /// An image is 4 GiB or larger.
+    /// An image is 4 GiB or larger, or the sizes differ by 2 GiB or more.
     TooLarge,
     /// The in-place geometry cannot work (see the message).
     Geometry(&'static str),
@@ -77,7 +76,9 @@ pub enum CreateError {
 impl core::fmt::Display for CreateError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::TooLarge => f.write_str("images must be smaller than 4 GiB"),
+            Self::TooLarge => {
+                f.write_str("images must be smaller than 4 GiB and differ by less than 2 GiB")
+            }
             Self::Geometry(m) => write!(f, "in-place geometry: {m}"),
             Self::Internal(e) => write!(f, "internal encoder error: {e}"),
         }
@@ -100,6 +101,9 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateError> {
     let old_size = u32::try_from(old.len()).map_err(|_| CreateError::TooLarge)?;
     let new_size = u32::try_from(new.len()).map_err(|_| CreateError::TooLarge)?;
+    if old_size.abs_diff(new_size) >= 1 << 31 {
+        return Err(CreateError::TooLarge);
+    }
     if let Some(ip) = opts.in_place {
         return best_of(model_variants(new.len()), |flags| {
             create_in_place(old, new, old_size, new_size, &ip, flags)
@@ -280,7 +284,6 @@ fn create_in_place(
     ))
 }
 
-const HASH_BITS: u32 = 20;
 const MIN_MATCH: usize = 4;
 const CHAIN_DEPTH: usize = 48;
 /// Jump candidates kept per position (the longest matches).
@@ -297,11 +300,15 @@ const MAX_STRIDE: u32 = 64;
 const MAX_STRIDES: usize = 3;
 /// Shortest raw run worth its own operation.
 const MIN_RAW: u32 = 64;
+/// Longest raw run the encoder makes (each is priced against literals on its own, so that a
+/// compressible stretch after random data is not swallowed).
+const RAW_SPAN: u32 = 4096;
 /// A position is matchable if the hash chains hold a match at least this long.
 const RAW_MATCH: usize = 8;
 
 /// Hash chains over `old ++ new`, grown as the search advances.
 struct Chains {
+    bits: u32,
     head: Vec<u32>,
     prev: Vec<u32>,
     inserted: usize,
@@ -314,10 +321,10 @@ struct Encoder {
     chains: Chains,
 }
 
-fn hash4(b: &[u8]) -> usize {
+fn hash4(b: &[u8], bits: u32) -> usize {
     let mut w = [0u8; 4];
     w.copy_from_slice(b.get(..4).unwrap_or(&[0; 4]));
-    (u32::from_le_bytes(w).wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
+    (u32::from_le_bytes(w).wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
 }
 
 /// Length of the common prefix of `a` and `b`.
@@ -343,7 +350,7 @@ impl Chains {
         while self.inserted < end {
             let i = self.inserted;
             if i + MIN_MATCH <= buf.len() {
-                let h = hash4(&buf[i..]);
+                let h = hash4(&buf[i..], self.bits);
                 self.prev[i] = self.head[h];
                 self.head[h] = i as u32;
             }
@@ -366,7 +373,7 @@ impl Chains {
         if t + MIN_MATCH > t_end {
             return;
         }
-        let mut c = self.head[hash4(&buf[t..])];
+        let mut c = self.head[hash4(&buf[t..], self.bits)];
         let mut depth = 0;
         while c != u32::MAX && depth < CHAIN_DEPTH {
             let ci = c as usize;
@@ -391,9 +398,9 @@ impl Chains {
         if t + RAW_MATCH > buf.len() {
             return false;
         }
-        let mut c = self.head[hash4(&buf[t..])];
+        let mut c = self.head[hash4(&buf[t..], self.bits)];
         let mut depth = 0;
-        while c != u32::MAX && depth < 8 {
+        while c != u32::MAX && depth < CHAIN_DEPTH {
             let ci = c as usize;
             depth += 1;
             if ci < t
@@ -414,8 +421,11 @@ impl Encoder {
         buf.extend_from_slice(old);
         buf.extend_from_slice(new);
         let n = buf.len();
+        // About one bucket per position (16 to 24 bits).
+        let bits = (usize::BITS - n.max(1).leading_zeros()).clamp(16, 24);
         let mut chains = Chains {
-            head: alloc::vec![u32::MAX; 1 << HASH_BITS],
+            bits,
+            head: alloc::vec![u32::MAX; 1 << bits],
             prev: alloc::vec![u32::MAX; n],
             inserted: 0,
         };
@@ -609,6 +619,8 @@ struct Search<'a> {
     /// Raw runs starting below this were found not to pay.
     raw_refused_to: u32,
     stats: Option<Stats>,
+    /// Literal dump for model experiments (SUITCASE_DELTA_DUMP=file).
+    dump: Option<Vec<u8>>,
 }
 
 /// The best far-reaching step found at a node, taken at once.
@@ -648,6 +660,7 @@ impl<'a> Search<'a> {
             raw_to: 0,
             raw_refused_to: 0,
             stats: std::env::var_os("SUITCASE_DELTA_STATS").map(|_| Stats::default()),
+            dump: std::env::var_os("SUITCASE_DELTA_DUMP").map(|_| Vec::new()),
         }
     }
 
@@ -674,6 +687,9 @@ impl<'a> Search<'a> {
             for (n, (c, b)) in STAT_NAMES.iter().zip(st.ops) {
                 std::eprintln!("  {n:7} {c:8} ops {:9} bytes", b / u64::from(8 * BIT));
             }
+        }
+        if let (Some(d), Some(path)) = (&self.dump, std::env::var_os("SUITCASE_DELTA_DUMP")) {
+            let _ = std::fs::write(path, d);
         }
         Ok((self.rc.finish(), self.model))
     }
@@ -713,6 +729,39 @@ impl<'a> Search<'a> {
         let p = self.pos;
         self.ctx.prev = self.prev_byte(p);
         let pred = self.img.pred(&self.ctx, p);
+        if let Some(d) = &mut self.dump {
+            // kind, pos (4), byte, pred, prev, prev2, old byte before/after the prediction
+            let k = match s.op {
+                Miss::Diff(_) => 1u8,
+                Miss::Plain(_) => 2,
+                _ => 0,
+            };
+            if k != 0 {
+                let pp = if p > self.start + 1 {
+                    self.img.newb(p - 2)
+                } else {
+                    0
+                };
+                let d0 = self.ctx.d;
+                let before = self.img.aligned(d0, p.wrapping_sub(1));
+                let after = if p + 1 < self.end {
+                    self.img.aligned(d0, p + 1)
+                } else {
+                    0
+                };
+                d.push(k);
+                d.extend_from_slice(&p.to_le_bytes());
+                d.extend_from_slice(&[
+                    self.img.newb(p),
+                    pred,
+                    self.ctx.prev,
+                    pp,
+                    before,
+                    after,
+                    self.ctx.st as u8,
+                ]);
+            }
+        }
         if self.stats.is_some() {
             let kind = match s.op {
                 Miss::Diff(_) => 1,
@@ -972,7 +1021,10 @@ impl<'a> Search<'a> {
         }
 
         // Raw bytes.
-        if let Some(m) = self.raw_span(&ctx, q) {
+        if let Some(m) = self
+            .raw_span(&ctx, q)
+            .filter(|_| std::env::var_os("SD_NORAW").is_none())
+        {
             let mut after = ctx;
             after.after_miss(q, Miss::Raw(m), ctx.d);
             let r = if q + m < end {
@@ -1035,7 +1087,12 @@ impl<'a> Search<'a> {
         }
 
         // Strides.
-        for (s, w) in self.stride_candidates(&ctx, q) {
+        let sc = if std::env::var_os("SD_NOSTRIDE").is_some() {
+            Vec::new()
+        } else {
+            self.stride_candidates(&ctx, q)
+        };
+        for (s, w) in sc {
             let op = Miss::Stride(s, w);
             let mut after = ctx;
             after.after_miss(q, op, ctx.d);
@@ -1149,7 +1206,7 @@ impl<'a> Search<'a> {
         }
         if !(self.raw_from <= q && q < self.raw_to) {
             let mut x = q;
-            let lim = self.end.min(q.saturating_add(MAX_RAW));
+            let lim = self.end.min(q.saturating_add(RAW_SPAN));
             while x < lim
                 && !self.chains.matchable(
                     self.img.buf,

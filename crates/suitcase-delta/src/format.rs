@@ -7,8 +7,8 @@
 //!    1 mode: 0 sequential delta, 1 full image (no source), 2 in-place delta
 //!    1 flags: bit 0 order-1 literals, bit 1 Thumb branch filter; other bits reserved (0)
 //!  1-5 ram_bound: bytes of applier state this patch needs (<= 16384)
-//!  1-5 old_size: bytes of the source image (absent in full mode)
 //!  1-5 new_size: bytes of the result image
+//!  1-5 old_size - new_size, zigzag-coded (absent in full mode; |difference| < 2^31)
 //!  1-5 payload_len: bytes of payload after the header
 //!   32 SHA-256 of the source image (absent in full mode)
 //!   32 SHA-256 of the result image
@@ -100,6 +100,14 @@ pub struct PatchInfo {
     pub needs_source: bool,
     /// Whether the patch is applied in place.
     pub in_place: bool,
+}
+
+/// `old - new` zigzag-coded (the encoder refuses sizes 2 GiB apart; larger differences are
+/// clamped here, which `Header::parse` then reads back as a different size).
+pub(crate) fn zigzag_delta(old: u32, new: u32) -> u32 {
+    let d = i64::from(old) - i64::from(new);
+    let z = ((d << 1) ^ (d >> 63)).cast_unsigned();
+    u32::try_from(z).unwrap_or(u32::MAX)
 }
 
 /// Bytes of the shortest LEB128 form of `v`.
@@ -221,8 +229,14 @@ impl Header {
             });
         }
         let full = mode == Mode::Full;
-        let old_size = if full { 0 } else { need!(c.varint()?) };
         let new_size = need!(c.varint()?);
+        let old_size = if full {
+            0
+        } else {
+            let z = need!(c.varint()?);
+            let delta = i64::from(z >> 1) ^ -i64::from(z & 1);
+            u32::try_from(i64::from(new_size) + delta).map_err(|_| Error::Corrupt)?
+        };
         let payload_len = need!(c.varint()?);
         let old_digest = if full { [0; 32] } else { need!(c.digest()) };
         let new_digest = need!(c.digest());
@@ -277,11 +291,11 @@ impl Header {
     }
 
     /// The header's length in bytes.
-    pub const fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         let mut n = 7 + varint_len(self.ram_bound) + varint_len(self.new_size);
         n += varint_len(self.payload_len) + 32;
         if !matches!(self.mode, Mode::Full) {
-            n += varint_len(self.old_size) + 32;
+            n += varint_len(zigzag_delta(self.old_size, self.new_size)) + 32;
         }
         if let Some(g) = self.geometry {
             n += varint_len(g.block_size) + varint_len(g.shift) + varint_len(g.segment_size);
@@ -341,10 +355,10 @@ impl Header {
         out[5] = self.mode.byte();
         out[6] = self.flags;
         let mut at = put_varint(out, 7, self.ram_bound);
-        if self.mode != Mode::Full {
-            at = put_varint(out, at, self.old_size);
-        }
         at = put_varint(out, at, self.new_size);
+        if self.mode != Mode::Full {
+            at = put_varint(out, at, zigzag_delta(self.old_size, self.new_size));
+        }
         at = put_varint(out, at, self.payload_len);
         if self.mode != Mode::Full {
             out[at..at + 32].copy_from_slice(&self.old_digest);

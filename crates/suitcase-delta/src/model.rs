@@ -165,7 +165,8 @@ pub(crate) struct Model {
     diff: [[Prob; 256]; 4],
     plain: [Prob; 0xC00],
     /// Literal model variant (header flag bit 0): LZMA matched literals in the context of
-    /// two bits of the previous byte, or plain order-1 literals on three bits of it.
+    /// the position's parity and the previous byte's top bit, or plain order-1 literals in
+    /// the context of the parity and the previous byte's top two bits.
     order1: bool,
     jump_kind: [[Prob; 8]; NST],
     ext: Prob,
@@ -175,7 +176,8 @@ pub(crate) struct Model {
     old: UintModel,
     new: UintModel,
     raw: UintModel,
-    stride_hi: [Prob; 16],
+    stride_flags: [Prob; 3],
+    stride: [Prob; 256],
     word: [Prob; 4],
 }
 
@@ -187,6 +189,8 @@ pub(crate) struct Ctx {
     /// Current stride (0: none) and log2 of its word size.
     pub(crate) stride: u8,
     pub(crate) word: u8,
+    /// The two most recent strides set (stride, word), most recent first.
+    pub(crate) sreps: [(u8, u8); 2],
     /// Recent alignments, most recent first.
     pub(crate) reps: [u32; 4],
     /// Kind of the previous operation.
@@ -205,6 +209,7 @@ impl Ctx {
             d,
             stride: 0,
             word: 0,
+            sreps: [(4, 2), (8, 3)],
             reps: [d; 4],
             st: ST_JUMP,
             last_diff: [0; 8],
@@ -236,6 +241,10 @@ impl Ctx {
             Miss::Stride(s, w) => {
                 self.stride = s;
                 self.word = w;
+                if s != 0 && self.sreps[0] != (s, w) {
+                    self.sreps[1] = self.sreps[0];
+                    self.sreps[0] = (s, w);
+                }
                 self.st = ST_JUMP;
             }
         }
@@ -288,7 +297,8 @@ impl Model {
             old: UintModel::new(),
             new: UintModel::new(),
             raw: UintModel::new(),
-            stride_hi: [PROB_INIT; 16],
+            stride_flags: [PROB_INIT; 3],
+            stride: [PROB_INIT; 256],
             word: [PROB_INIT; 4],
         }
     }
@@ -360,7 +370,7 @@ impl Model {
             .and_then(|a| a.get_mut(h))
             .ok_or(Error::Corrupt)?;
         if io.bit(p, is_jump)? == 1 {
-            return self.jump(io, st, op);
+            return self.jump(io, st, ctx.sreps, op);
         }
         let is_plain = u32::from(matches!(op, Miss::Plain(_)));
         let p = self
@@ -373,15 +383,16 @@ impl Model {
                 Miss::Plain(b) => b,
                 _ => 0,
             };
+            let par = pos as usize & 1;
             let b = if self.order1 {
-                let base = usize::from(ctx.prev >> 5) * 0x100;
+                let base = (par * 4 + usize::from(ctx.prev >> 6)) * 0x100;
                 let probs = self
                     .plain
                     .get_mut(base..base + 0x100)
                     .ok_or(Error::Corrupt)?;
                 code_tree(io, probs, 8, u32::from(b))?
             } else {
-                let base = usize::from(ctx.prev >> 6) * 0x300;
+                let base = (par * 2 + usize::from(ctx.prev >> 7)) * 0x300;
                 let probs = self
                     .plain
                     .get_mut(base..base + 0x300)
@@ -419,7 +430,13 @@ impl Model {
         }
     }
 
-    fn jump<I: Io>(&mut self, io: &mut I, st: usize, op: Miss) -> Result<Miss, Error> {
+    fn jump<I: Io>(
+        &mut self,
+        io: &mut I,
+        st: usize,
+        sreps: [(u8, u8); 2],
+        op: Miss,
+    ) -> Result<Miss, Error> {
         let (kind, param) = match op {
             Miss::Jump(k, v) => (k, v),
             Miss::Stride(..) | Miss::Raw(_) => (J_EXT, 0),
@@ -456,13 +473,27 @@ impl Model {
                     return Ok(Miss::Raw(n + 1));
                 }
                 let (s, w) = match op {
-                    Miss::Stride(s, w) => (u32::from(s), u32::from(w)),
+                    Miss::Stride(s, w) => (s, w),
                     _ => (0, 0),
                 };
-                let hi = code_tree(io, &mut self.stride_hi, 4, s >> 4)?;
-                let lo = io.direct(s & 15, 4)?;
-                let w = code_tree(io, &mut self.word, 2, w)?;
-                return Ok(Miss::Stride(((hi << 4) | lo) as u8, w as u8));
+                // Off, one of the two recent strides, or explicit.
+                let [f_off, f_rep, f_rep1] = &mut self.stride_flags;
+                if io.bit(f_off, u32::from(s == 0))? == 1 {
+                    return Ok(Miss::Stride(0, 0));
+                }
+                let [r0, r1] = sreps;
+                if io.bit(f_rep, u32::from((s, w) == r0))? == 1 {
+                    return Ok(Miss::Stride(r0.0, r0.1));
+                }
+                if io.bit(f_rep1, u32::from((s, w) == r1))? == 1 {
+                    return Ok(Miss::Stride(r1.0, r1.1));
+                }
+                let s = code_tree(io, &mut self.stride, 8, u32::from(s))?;
+                if s == 0 {
+                    return Err(Error::Corrupt);
+                }
+                let w = code_tree(io, &mut self.word, 2, u32::from(w))?;
+                return Ok(Miss::Stride((s & 0xFF) as u8, (w & 3) as u8));
             }
         };
         Ok(Miss::Jump(kind, param))
