@@ -17,6 +17,7 @@ mod boot;
 mod delta;
 mod describe;
 mod diag;
+mod fleet;
 mod input;
 mod key;
 mod keys;
@@ -54,6 +55,8 @@ enum Command {
     /// Run the firmware server and status tracker (zero configuration: SQLite and local
     /// files under ./suitcase-data).
     Server(server::Args),
+    /// Manage a running server: keys, releases, devices, groups, campaigns, tokens, audit.
+    Fleet(fleet::FleetArgs),
     /// The bootloader: prove it power-fail safe on simulated flash.
     #[command(subcommand)]
     Boot(boot::Command),
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Release(c) => release::run(c),
         Command::Delta(c) => delta::run(c),
         Command::Server(a) => server::run(a),
+        Command::Fleet(a) => fleet::run(a),
         Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
     };

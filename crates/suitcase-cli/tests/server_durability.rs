@@ -48,13 +48,16 @@ async fn start(data: &Path, port: u16, database: Option<&str>) -> Server {
     }
     let child = cmd.spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    let server = Server { child, base };
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            return Server { child, base };
+        if client.get(format!("{}/healthz", server.base)).send().await.is_ok() {
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let base = server.base.clone();
+    server.kill();
     panic!("suitcase server did not come up on {base}");
 }
 

@@ -1,0 +1,117 @@
+//! `suitcase agent`: the device agent (firmware consumer and status-tracker client).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use suitcase_agent::{Agent, AgentError, Event, Finished, Hooks};
+
+/// Arguments of `suitcase agent`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The agent configuration (server, credentials, trust anchors, identity, components);
+    /// see docs/agent.md.
+    #[arg(long, value_name = "agent.toml", env = "SUITCASE_AGENT_CONFIG")]
+    config: PathBuf,
+    /// One cycle (finish an interrupted update, check in, install what is offered), then
+    /// exit: 0 installed or nothing to do, 1 the update failed, 3 deferred, 2 an error (the
+    /// state is kept and the next run resumes).
+    #[arg(long)]
+    once: bool,
+    /// Print one JSON object per status event on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Check the configuration and print the inventory the agent would report, then exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn sink(json: bool) -> suitcase_agent::EventSink {
+    Arc::new(move |e: &Event| {
+        if json {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+            return;
+        }
+        match e {
+            Event::CheckIn {
+                action,
+                release_id,
+                next_poll_seconds,
+            } => println!(
+                "check-in: {action}{} (next poll in {next_poll_seconds} s)",
+                release_id
+                    .as_deref()
+                    .map(|r| format!(" {r}"))
+                    .unwrap_or_default()
+            ),
+            Event::Step {
+                step,
+                outcome,
+                reason,
+                detail,
+                ..
+            } => println!(
+                "  {step:<10} {outcome}{}{}",
+                reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+            ),
+            Event::Resume { release_id, step } => {
+                println!("resuming {release_id} at {step}");
+            }
+            Event::Update {
+                release_id, result, ..
+            } => println!("update {release_id}: {result}"),
+            Event::Push { topic } => println!("push on {topic}"),
+            Event::Error {
+                message,
+                retry_in_seconds,
+            } => eprintln!(
+                "error: {message}{}",
+                retry_in_seconds
+                    .map(|s| format!(" (retrying in {s:.1} s)"))
+                    .unwrap_or_default()
+            ),
+            Event::Sleep { .. } | Event::Subscribed { .. } => {}
+        }
+    })
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let config = suitcase_agent::Config::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut agent = Agent::new(config, Hooks::default(), sink(args.json))?;
+        if args.check_config {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&agent.inventory()?)?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if args.once {
+            return Ok(match agent.cycle().await {
+                Ok(c) => match c.update.map(|u| u.finished) {
+                    None | Some(Finished::Installed) => ExitCode::SUCCESS,
+                    Some(Finished::Failed(_)) => ExitCode::from(1),
+                    Some(Finished::Deferred(_)) => ExitCode::from(3),
+                },
+                Err(AgentError::Rebooting) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            });
+        }
+        match agent.run().await {
+            Ok(()) | Err(AgentError::Rebooting) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(anyhow::Error::new(e)),
+        }
+    })
+}

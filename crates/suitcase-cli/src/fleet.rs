@@ -1,0 +1,801 @@
+//! `suitcase fleet`: a client for the server's management API (keys, releases, devices,
+//! groups, campaigns, tokens, audit).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the server is and who is asking; shared by every `fleet` command.
+#[derive(Debug, Args)]
+pub(crate) struct Conn {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SUITCASE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// A management token. Default: the first admin token in ./suitcase-data/admin-token, if
+    /// this machine runs the server.
+    #[arg(long, global = true, env = "SUITCASE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A CA certificate (PEM) to trust for an HTTPS server with a private CA.
+    #[arg(long, global = true, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// Print the server's JSON answer instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `suitcase fleet ...`
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Release-signing keys the server trusts (admin).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Upload and list releases (author).
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Register, list and inspect devices (operator).
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Named device groups with their own push topic (operator).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Roll releases out in waves (operator).
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Management tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The audit log: every management action.
+    Audit {
+        /// Show at most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Register a public key (as `suitcase key public` writes it); uploads must be signed by
+    /// registered keys.
+    Add { name: String, public_key: PathBuf },
+    /// List the registered keys.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCmd {
+    /// Upload a signed envelope and its payloads. Each --payload FILE goes to the payload
+    /// whose URI ends with the file's name, else to the next one in order.
+    Upload {
+        envelope: PathBuf,
+        #[arg(long = "payload", value_name = "FILE")]
+        payloads: Vec<PathBuf>,
+        /// A name for the release.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List releases.
+    List,
+    /// Show one release.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCmd {
+    /// Register a device and print its token (shown once: put it on the device).
+    Add {
+        name: String,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// SHA-256 of the device's TLS client certificate (DER), for mutual TLS.
+        #[arg(long)]
+        certificate_sha256: Option<String>,
+    },
+    /// List devices.
+    List {
+        /// Only devices with all these tags.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show a device: inventory and every step of its last update.
+    Show { id: String },
+    /// Add or remove tags.
+    Tag {
+        id: String,
+        #[arg(long = "add")]
+        add: Vec<String>,
+        #[arg(long = "remove")]
+        remove: Vec<String>,
+    },
+    /// Decommission a device: its credentials stop working.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCmd {
+    /// Create a group.
+    Create {
+        name: String,
+        #[arg(long = "device")]
+        devices: Vec<String>,
+    },
+    /// Add devices to a group.
+    Add { name: String, devices: Vec<String> },
+    /// List groups.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignCmd {
+    /// Create a campaign (and start it with --start).
+    Create(Box<CampaignSpec>),
+    /// Start a draft campaign.
+    Start { id: String },
+    /// Stop offering the update (devices mid-update finish).
+    Pause { id: String },
+    /// Resume a paused campaign.
+    Resume { id: String },
+    /// Cancel for good.
+    Cancel { id: String },
+    /// Progress per wave.
+    Show { id: String },
+    /// List campaigns.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct CampaignSpec {
+    /// The release to deploy.
+    #[arg(long)]
+    release: String,
+    /// A name (default: the release id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Devices with all these tags.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Devices in this group.
+    #[arg(long)]
+    group: Option<String>,
+    /// These devices (ids or names).
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// Waves: percentages or counts, e.g. 1%,10%,100% or 5,50,100%.
+    #[arg(long, value_delimiter = ',')]
+    waves: Vec<String>,
+    /// Fraction of a wave that must succeed before the next opens.
+    #[arg(long, default_value_t = 0.95)]
+    success: f64,
+    /// Fraction of a wave whose failure triggers --on-error.
+    #[arg(long, default_value_t = 0.1)]
+    error: f64,
+    /// pause, abort or rollback.
+    #[arg(long, default_value = "pause", value_parser = ["pause", "abort", "rollback"])]
+    on_error: String,
+    /// For --on-error rollback: the previous software re-signed above the new sequence number.
+    #[arg(long)]
+    rollback_release: Option<String>,
+    /// At most this many devices start per minute.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Daily maintenance window in UTC, e.g. 01:00-05:00.
+    #[arg(long)]
+    window: Option<String>,
+    /// Devices ask their user before installing.
+    #[arg(long)]
+    consent: bool,
+    /// Start it at once.
+    #[arg(long)]
+    start: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Create a token with a role (viewer, author, operator, admin); prints it once.
+    Create {
+        name: String,
+        #[arg(long, value_parser = ["viewer", "author", "operator", "admin"])]
+        role: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Revoke { id: String },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Client {
+    fn new(c: &Conn) -> Result<Self> {
+        let token = match &c.token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string("suitcase-data/admin-token")
+                .map(|t| t.trim().to_owned())
+                .map_err(|_| {
+                    anyhow!("no management token: pass --token or set SUITCASE_TOKEN (the first admin token is in the server's data directory, file admin-token)")
+                })?,
+        };
+        let mut b = reqwest::Client::builder();
+        if let Some(ca) = &c.ca {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            b = b.tls_certs_merge([reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", ca.display()))?]);
+        }
+        Ok(Self {
+            http: b.build()?,
+            base: c.server.trim_end_matches('/').to_owned(),
+            token,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        self.rt.block_on(async {
+            let r = req.bearer_auth(&self.token).send().await.map_err(|e| {
+                anyhow!("cannot reach the server at {}: {e}\n  is `suitcase server` running? (--server URL)", self.base)
+            })?;
+            let status = r.status();
+            let text = r.text().await?;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if !status.is_success() {
+                let msg = v["message"].as_str().unwrap_or(&text);
+                let hint = v["hint"].as_str().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+                bail!("the server answered {status}: {msg}{hint}");
+            }
+            Ok(v)
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+}
+
+pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
+    let c = Client::new(&args.conn)?;
+    let json = args.conn.json;
+    let out = |v: &Value, human: &dyn Fn(&Value)| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            human(v);
+        }
+    };
+    match args.command {
+        Command::Key(KeyCmd::Add { name, public_key }) => {
+            let key = read_key(&public_key)?;
+            let v = c.post("/api/v1/keys", &json!({"name": name, "key": key}))?;
+            out(&v, &|v| {
+                println!(
+                    "registered {} key {:?} (kid {})",
+                    v["kind"].as_str().unwrap_or("?"),
+                    v["name"].as_str().unwrap_or("?"),
+                    v["kid"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        Command::Key(KeyCmd::List) => {
+            let v = c.get("/api/v1/keys")?;
+            out(&v, &|v| {
+                for k in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  {}  kid {}",
+                        k["id"].as_str().unwrap_or(""),
+                        k["name"].as_str().unwrap_or(""),
+                        k["kind"].as_str().unwrap_or(""),
+                        k["kid"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+        Command::Release(ReleaseCmd::Upload {
+            envelope,
+            payloads,
+            name,
+        }) => {
+            let v = upload(&c, &envelope, &payloads, name.as_deref())?;
+            out(&v, &|v| show_release(v));
+        }
+        Command::Release(ReleaseCmd::List) => {
+            let v = c.get("/api/v1/releases")?;
+            out(&v, &|v| {
+                for r in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  seq {:>6}  {}  {}",
+                        r["id"].as_str().unwrap_or(""),
+                        r["sequence_number"],
+                        if r["complete"] == true {
+                            "complete  "
+                        } else {
+                            "incomplete"
+                        },
+                        r["name"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+        Command::Release(ReleaseCmd::Show { id }) => {
+            let v = c.get(&format!("/api/v1/releases/{id}"))?;
+            out(&v, &|v| show_release(v));
+        }
+        Command::Device(DeviceCmd::Add {
+            name,
+            tags,
+            certificate_sha256,
+        }) => {
+            let v = c.post(
+                "/api/v1/devices",
+                &json!({"name": name, "tags": tags, "certificate_sha256": certificate_sha256}),
+            )?;
+            out(&v, &|v| {
+                println!(
+                    "registered device {} ({})",
+                    v["name"].as_str().unwrap_or(""),
+                    v["id"].as_str().unwrap_or("")
+                );
+                println!(
+                    "token (shown once; install it on the device): {}",
+                    v["token"].as_str().unwrap_or("")
+                );
+            });
+        }
+        Command::Device(DeviceCmd::List { tags, limit }) => {
+            let q = if tags.is_empty() {
+                String::new()
+            } else {
+                format!("&tags={}", tags.join(","))
+            };
+            let v = c.get(&format!("/api/v1/devices?limit={limit}{q}"))?;
+            out(&v, &|v| {
+                for d in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<24} seq {:<8} tags {}",
+                        d["id"].as_str().unwrap_or(""),
+                        d["name"].as_str().unwrap_or(""),
+                        d["sequence_number"]
+                            .as_u64()
+                            .map_or("-".into(), |s| s.to_string()),
+                        d["tags"]
+                    );
+                }
+            });
+        }
+        Command::Device(DeviceCmd::Show { id }) => {
+            let v = c.get(&format!("/api/v1/devices/{id}"))?;
+            out(&v, &|v| show_device(v));
+        }
+        Command::Device(DeviceCmd::Tag { id, add, remove }) => {
+            let v = c.send(
+                c.http
+                    .patch(format!("{}/api/v1/devices/{id}", c.base))
+                    .json(&json!({"add_tags": add, "remove_tags": remove})),
+            )?;
+            out(&v, &|v| {
+                println!("{} tags {}", v["name"].as_str().unwrap_or(""), v["tags"])
+            });
+        }
+        Command::Device(DeviceCmd::Revoke { id }) => {
+            c.send(c.http.delete(format!("{}/api/v1/devices/{id}", c.base)))?;
+            println!("revoked {id}");
+        }
+        Command::Group(GroupCmd::Create { name, devices }) => {
+            let v = c.post("/api/v1/groups", &json!({"name": name, "devices": devices}))?;
+            out(&v, &|v| {
+                println!(
+                    "group {} with {} device(s)",
+                    v["name"].as_str().unwrap_or(""),
+                    v["devices"]
+                )
+            });
+        }
+        Command::Group(GroupCmd::Add { name, devices }) => {
+            c.post(
+                &format!("/api/v1/groups/{name}/devices"),
+                &json!({"devices": devices}),
+            )?;
+            println!("added {} device(s) to {name}", devices.len());
+        }
+        Command::Group(GroupCmd::List) => {
+            let v = c.get("/api/v1/groups")?;
+            out(&v, &|v| {
+                for g in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {} device(s)",
+                        g["name"].as_str().unwrap_or(""),
+                        g["devices"]
+                    );
+                }
+            });
+        }
+        Command::Campaign(CampaignCmd::Create(spec)) => {
+            let body = campaign_body(&spec)?;
+            let mut v = c.post("/api/v1/campaigns", &body)?;
+            if spec.start {
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                v = c.post(&format!("/api/v1/campaigns/{id}/start"), &json!({}))?;
+            }
+            out(&v, &|v| show_campaign(v));
+        }
+        Command::Campaign(CampaignCmd::Start { id }) => act(&c, &id, "start", &out)?,
+        Command::Campaign(CampaignCmd::Pause { id }) => act(&c, &id, "pause", &out)?,
+        Command::Campaign(CampaignCmd::Resume { id }) => act(&c, &id, "resume", &out)?,
+        Command::Campaign(CampaignCmd::Cancel { id }) => act(&c, &id, "cancel", &out)?,
+        Command::Campaign(CampaignCmd::Show { id }) => {
+            let v = c.get(&format!("/api/v1/campaigns/{id}"))?;
+            out(&v, &|v| show_campaign(v));
+        }
+        Command::Campaign(CampaignCmd::List) => {
+            let v = c.get("/api/v1/campaigns")?;
+            out(&v, &|v| {
+                for x in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<12} {}",
+                        x["id"].as_str().unwrap_or(""),
+                        x["state"].as_str().unwrap_or(""),
+                        x["name"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+        Command::Token(TokenCmd::Create { name, role }) => {
+            let v = c.post("/api/v1/tokens", &json!({"name": name, "role": role}))?;
+            out(&v, &|v| {
+                println!(
+                    "{} token {} (shown once): {}",
+                    v["role"].as_str().unwrap_or(""),
+                    v["id"].as_str().unwrap_or(""),
+                    v["token"].as_str().unwrap_or("")
+                )
+            });
+        }
+        Command::Token(TokenCmd::List) => {
+            let v = c.get("/api/v1/tokens")?;
+            out(&v, &|v| {
+                for t in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<9} {}{}",
+                        t["id"].as_str().unwrap_or(""),
+                        t["role"].as_str().unwrap_or(""),
+                        t["name"].as_str().unwrap_or(""),
+                        if t["revoked"] == true {
+                            " (revoked)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            });
+        }
+        Command::Token(TokenCmd::Revoke { id }) => {
+            c.send(c.http.delete(format!("{}/api/v1/tokens/{id}", c.base)))?;
+            println!("revoked {id}");
+        }
+        Command::Audit { limit } => {
+            let all = c.get("/api/v1/audit?limit=10000")?;
+            let list = all.as_array().cloned().unwrap_or_default();
+            let skip = list.len().saturating_sub(limit as usize);
+            let v = Value::Array(list.into_iter().skip(skip).collect());
+            out(&v, &|v| {
+                for e in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:>6}  {}  {:<10} {:<8} {:<20} {}",
+                        e["id"],
+                        e["at"],
+                        e["actor"].as_str().unwrap_or(""),
+                        e["role"].as_str().unwrap_or(""),
+                        e["action"].as_str().unwrap_or(""),
+                        e["target"].as_str().unwrap_or("")
+                    );
+                }
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a value: as JSON with --json, else with the given human formatter.
+type Printer<'a> = &'a dyn Fn(&Value, &dyn Fn(&Value));
+
+fn act(c: &Client, id: &str, action: &str, out: Printer<'_>) -> Result<()> {
+    let v = c.post(&format!("/api/v1/campaigns/{id}/{action}"), &json!({}))?;
+    out(&v, &|v| show_campaign(v));
+    Ok(())
+}
+
+fn read_key(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(match String::from_utf8(bytes.clone()) {
+        Ok(text) if text.contains("-----BEGIN") => text,
+        // COSE_Key files are binary CBOR (or already hex text).
+        Ok(text) if text.trim().chars().all(|c| c.is_ascii_hexdigit()) => text.trim().to_owned(),
+        _ => hex::encode(bytes),
+    })
+}
+
+fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>) -> Result<Value> {
+    let env = crate::input::read_binary(envelope)?;
+    let q = name
+        .map(|n| format!("?name={}", url_escape(n)))
+        .unwrap_or_default();
+    let rel = c.send(
+        c.http
+            .post(format!("{}/api/v1/releases{q}", c.base))
+            .header("content-type", "application/suit-envelope+cose")
+            .body(env),
+    )?;
+    let id = rel["id"].as_str().unwrap_or_default().to_owned();
+    let slots: Vec<(u64, String)> = rel["payloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["index"].as_u64().unwrap_or(0),
+                p["uri"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let mut used = vec![false; slots.len()];
+    let mut last = rel;
+    for file in payloads {
+        let fname = file.file_name().and_then(|f| f.to_str()).unwrap_or("");
+        let pos = slots
+            .iter()
+            .position(|(_, uri)| !fname.is_empty() && uri.ends_with(fname))
+            .filter(|&i| !used[i])
+            .or_else(|| used.iter().position(|u| !u))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: the release has no payload left for it ({} payload(s))",
+                    file.display(),
+                    slots.len()
+                )
+            })?;
+        used[pos] = true;
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let pb = indicatif::ProgressBar::new_spinner().with_message(format!(
+            "uploading {} ({} bytes)",
+            file.display(),
+            bytes.len()
+        ));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        let (index, _) = &slots[pos];
+        last = c.send(
+            c.http
+                .put(format!("{}/api/v1/releases/{id}/payloads/{index}", c.base))
+                .body(bytes),
+        )?;
+        pb.finish_and_clear();
+    }
+    if last["complete"] != true {
+        eprintln!(
+            "note: release {id} still lacks payloads; upload them with `suitcase fleet release upload` or PUT /api/v1/releases/{id}/payloads/INDEX"
+        );
+    }
+    Ok(last)
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn campaign_body(s: &CampaignSpec) -> Result<Value> {
+    let waves: Vec<Value> = s
+        .waves
+        .iter()
+        .map(|w| {
+            let w = w.trim();
+            if let Some(p) = w.strip_suffix('%') {
+                p.parse::<f64>()
+                    .map(|p| json!({"percent": p}))
+                    .map_err(|_| anyhow!("bad wave {w:?}: use 10% or a count"))
+            } else {
+                w.parse::<u64>()
+                    .map(|n| json!({"count": n}))
+                    .map_err(|_| anyhow!("bad wave {w:?}: use 10% or a count"))
+            }
+        })
+        .collect::<Result<_>>()?;
+    let window = match &s.window {
+        None => Value::Null,
+        Some(w) => {
+            let (a, b) = w
+                .split_once('-')
+                .ok_or_else(|| anyhow!("--window is HH:MM-HH:MM (UTC)"))?;
+            json!({"start_minute": minutes(a)?, "end_minute": minutes(b)?})
+        }
+    };
+    let mut filter = json!({});
+    if !s.tags.is_empty() {
+        filter["tags_all"] = json!(s.tags);
+    }
+    if let Some(g) = &s.group {
+        filter["group"] = json!(g);
+    }
+    if !s.devices.is_empty() {
+        filter["devices"] = json!(s.devices);
+    }
+    let mut body = json!({
+        "name": s.name.clone().unwrap_or_else(|| s.release.clone()),
+        "release_id": s.release,
+        "filter": filter,
+        "waves": waves,
+        "success_threshold": s.success,
+        "error_threshold": s.error,
+        "on_error": s.on_error,
+        "requires_consent": s.consent,
+    });
+    if let Some(r) = &s.rollback_release {
+        body["rollback_release_id"] = json!(r);
+    }
+    if let Some(r) = s.rate {
+        body["rate_per_minute"] = json!(r);
+    }
+    if !window.is_null() {
+        body["window"] = window;
+    }
+    Ok(body)
+}
+
+fn minutes(hhmm: &str) -> Result<u32> {
+    let (h, m) = hhmm
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| anyhow!("{hhmm:?}: use HH:MM"))?;
+    let (h, m): (u32, u32) = (h.parse()?, m.parse()?);
+    if h > 23 || m > 59 {
+        bail!("{hhmm:?} is not a time of day");
+    }
+    Ok(h * 60 + m)
+}
+
+fn show_release(v: &Value) {
+    println!(
+        "release {}  {:?}  sequence {}",
+        v["id"].as_str().unwrap_or(""),
+        v["name"].as_str().unwrap_or(""),
+        v["sequence_number"]
+    );
+    println!("  signed by {}", v["signed_by"]);
+    for p in v["payloads"].as_array().into_iter().flatten() {
+        println!(
+            "  payload {} {}: {}",
+            p["index"],
+            p["uri"].as_str().unwrap_or(""),
+            if p["uploaded"] == true {
+                format!("{} bytes", p["size"])
+            } else {
+                "missing".into()
+            }
+        );
+    }
+    for d in v["deltas"].as_array().into_iter().flatten() {
+        println!(
+            "  delta to payload {} from {}: {} bytes instead of {}",
+            d["index"],
+            d["source_release_id"].as_str().unwrap_or(""),
+            d["size"],
+            d["full_size"]
+        );
+    }
+    println!(
+        "  {}",
+        if v["complete"] == true {
+            "complete: ready to deploy"
+        } else {
+            "incomplete: payloads missing"
+        }
+    );
+}
+
+fn show_device(v: &Value) {
+    println!(
+        "device {}  {}",
+        v["name"].as_str().unwrap_or(""),
+        v["id"].as_str().unwrap_or("")
+    );
+    println!(
+        "  tags {}  sequence {}  last seen {}",
+        v["tags"], v["sequence_number"], v["last_seen"]
+    );
+    if let Some(u) = v["update"].as_object() {
+        println!(
+            "  update: release {} ({})",
+            u["release_id"].as_str().unwrap_or(""),
+            u["state"].as_str().unwrap_or("")
+        );
+        for s in u["steps"].as_array().into_iter().flatten() {
+            let reason = s["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            println!(
+                "    {:<10} {}{}",
+                s["step"].as_str().unwrap_or(""),
+                s["outcome"].as_str().unwrap_or(""),
+                reason
+            );
+        }
+    }
+}
+
+fn show_campaign(v: &Value) {
+    println!(
+        "campaign {}  {:?}  {}{}",
+        v["id"].as_str().unwrap_or(""),
+        v["name"].as_str().unwrap_or(""),
+        v["state"].as_str().unwrap_or(""),
+        v["state_reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    let opened = v["opened_waves"].as_u64().unwrap_or(0);
+    for w in v["waves_progress"].as_array().into_iter().flatten() {
+        let n = w["devices"].as_u64().unwrap_or(0);
+        let ok = w["succeeded"].as_u64().unwrap_or(0) + w["rolled_back"].as_u64().unwrap_or(0);
+        let bad = w["failed"].as_u64().unwrap_or(0);
+        let width = 30usize;
+        let fill = |k: u64| {
+            (k * width as u64)
+                .checked_div(n)
+                .map_or(0, |x| usize::try_from(x).unwrap_or(width))
+        };
+        let (f_ok, f_bad) = (fill(ok), fill(bad));
+        let bar = format!(
+            "{}{}{}",
+            "#".repeat(f_ok),
+            "x".repeat(f_bad.min(width - f_ok)),
+            ".".repeat(width.saturating_sub(f_ok + f_bad))
+        );
+        let open = if w["wave"].as_u64().unwrap_or(0) < opened {
+            "open  "
+        } else {
+            "closed"
+        };
+        println!(
+            "  wave {} {open} [{bar}] {ok}/{n} ok, {bad} failed, {} in progress, {} pending",
+            w["wave"],
+            w["in_progress"].as_u64().unwrap_or(0)
+                + w["notified"].as_u64().unwrap_or(0)
+                + w["rolling_back"].as_u64().unwrap_or(0),
+            w["pending"]
+        );
+    }
+}
