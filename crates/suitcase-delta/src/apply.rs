@@ -7,9 +7,12 @@
 use sha2::{Digest, Sha256};
 
 use crate::format::{Header, Limits, MAX_HEADER_LEN, Mode};
-use crate::model::{Carry, Ctx, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, param_signed, predict};
+use crate::model::{
+    Carry, Ctx, FLAG_THUMB, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, param_signed, predict,
+};
 
 use crate::Error;
+use crate::filter::byte_at;
 use crate::rc::{DecIo, Io, RcDec};
 
 /// Reads the installed (old) image by random access, e.g. memory-mapped or SPI flash.
@@ -183,6 +186,9 @@ struct Window {
     /// Old bytes below this offset may not be read (overwritten in place).
     min_old: u32,
     full: bool,
+    /// Thumb branch filter: the model sees filtered images, the slot holds real ones.
+    thumb: bool,
+    new_size: u32,
     /// First new position of the segment (the ring holds nothing older).
     seg_start: u32,
     /// Next new position to produce.
@@ -199,6 +205,9 @@ struct View<'a, I> {
 
 impl<I: Images> View<'_, I> {
     fn cached(&mut self, key: u64, len: usize) -> Result<u8, Error> {
+        if len == 0 {
+            return Err(Error::Corrupt);
+        }
         for l in &self.w.lines {
             if key >= l.key && key < l.key + u64::from(l.len) {
                 return l
@@ -245,12 +254,27 @@ impl<I: Images> Source for View<'_, I> {
                     .copied()
                     .ok_or(Error::Corrupt);
             }
-            // Older than the ring: already in the slot.
-            let len = (u64::from(self.w.flushed).saturating_sub(n)) as usize;
+            // Older than the ring: already in the slot (with the few bytes after it that
+            // the filter looks at).
+            let flushed = self.w.flushed;
+            if self.w.thumb {
+                let size = self.w.new_size;
+                return byte_at(n as u32, size, true, |j| {
+                    let len = flushed.saturating_sub(j) as usize;
+                    self.cached(u64::from(j) | (1 << 40), len)
+                });
+            }
+            let len = (u64::from(flushed).saturating_sub(n)) as usize;
             return self.cached(n | (1 << 40), len);
         }
         if self.w.full || v < u64::from(self.w.min_old) {
             return Ok(0);
+        }
+        if self.w.thumb {
+            let size = self.w.old_size;
+            return byte_at(v as u32, size, true, |j| {
+                self.cached(u64::from(j), size.saturating_sub(j) as usize)
+            });
         }
         self.cached(v, (old - v).min(LINE as u64) as usize)
     }
@@ -343,6 +367,8 @@ impl Applier {
                 old_size: 0,
                 min_old: 0,
                 full: false,
+                thumb: false,
+                new_size: 0,
                 seg_start: 0,
                 pos: 0,
                 flushed: 0,
@@ -522,6 +548,8 @@ impl Applier {
         w.lines = [Line::EMPTY; 2];
         w.old_size = h.old_size;
         w.full = h.mode == Mode::Full;
+        w.thumb = h.flags & FLAG_THUMB != 0;
+        w.new_size = h.new_size;
         w.min_old = 0;
         if let Some(g) = h.geometry {
             let end_block =
@@ -625,7 +653,7 @@ impl Applier {
         if !all_in || self.in_pos < self.in_end || self.pending_raw != 0 {
             return Err(Error::Corrupt);
         }
-        self.flush(img)?;
+        self.flush(img, true)?;
         let h = self.header.ok_or(Error::Corrupt)?;
         if h.mode == Mode::InPlace {
             self.seg_index += 1;
@@ -767,20 +795,42 @@ impl Applier {
         w.pos += 1;
         self.ctx.prev = b;
         if (w.pos - w.flushed) as usize >= FLUSH {
-            self.flush(img)?;
+            self.flush(img, false)?;
         }
         Ok(())
     }
 
-    fn flush<I: Images>(&mut self, img: &mut I) -> Result<(), Error> {
+    /// Writes the output produced so far to the slot (with the filter, all but the last three
+    /// bytes unless `all`: a branch may still be incomplete).
+    fn flush<I: Images>(&mut self, img: &mut I, all: bool) -> Result<(), Error> {
         let w = &mut self.win;
-        while w.flushed < w.pos {
-            let start = w.flushed as usize % RING;
-            let n = ((w.pos - w.flushed) as usize).min(RING - start);
-            let chunk = w.ring.get(start..start + n).ok_or(Error::Corrupt)?;
+        if !w.thumb {
+            while w.flushed < w.pos {
+                let start = w.flushed as usize % RING;
+                let n = ((w.pos - w.flushed) as usize).min(RING - start);
+                let chunk = w.ring.get(start..start + n).ok_or(Error::Corrupt)?;
+                img.write_new(w.flushed, chunk)?;
+                if self.hash_stream {
+                    self.sha.update(chunk);
+                }
+                w.flushed += n as u32;
+            }
+            return Ok(());
+        }
+        let to = if all { w.pos } else { w.pos.saturating_sub(3) };
+        let mut buf = [0u8; 64];
+        while w.flushed < to {
+            let n = ((to - w.flushed) as usize).min(buf.len());
+            let chunk = buf.get_mut(..n).ok_or(Error::Corrupt)?;
+            for (i, b) in chunk.iter_mut().enumerate() {
+                let ring = &w.ring;
+                *b = byte_at(w.flushed + i as u32, w.new_size, false, |j| {
+                    ring.get(j as usize % RING).copied().ok_or(Error::Corrupt)
+                })?;
+            }
             img.write_new(w.flushed, chunk)?;
             if self.hash_stream {
-                self.sha.update(chunk);
+                self.sha.update(&*chunk);
             }
             w.flushed += n as u32;
         }

@@ -15,7 +15,8 @@ use crate::Error;
 use crate::apply::{REQUIRED_RAM, resolve_jump};
 use crate::format::{Geometry, Header, MAX_HEADER_LEN, Mode, put_varint};
 use crate::model::{
-    Carry, Ctx, FLAG_ORDER1, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, predict, signed_param,
+    Carry, Ctx, FLAG_ORDER1, FLAG_THUMB, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, predict,
+    signed_param,
 };
 use crate::rc::{BIT, Io, Pricer, RcEnc, Trainer};
 
@@ -109,17 +110,29 @@ pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateErr
             create_in_place(old, new, old_size, new_size, &ip, flags)
         });
     }
-    let variants = model_variants(new.len());
+    let mut variants = model_variants(new.len()).to_vec();
+    if crate::filter::bl_density(new) > THUMB_DENSITY {
+        let with: Vec<u8> = variants.iter().map(|f| f | FLAG_THUMB).collect();
+        variants.extend(with);
+    }
+    let (old_digest, new_digest) = (sha256(old), sha256(new));
+    let filtered = |flags: u8, img: &[u8]| -> Vec<u8> {
+        if flags & FLAG_THUMB != 0 {
+            crate::filter::filter_image(img)
+        } else {
+            img.to_vec()
+        }
+    };
     let delta = || -> Result<Patch, CreateError> {
-        best_of(variants, |flags| {
-            let mut enc = Encoder::new(old, new);
+        best_of(&variants, |flags| {
+            let mut enc = Encoder::new(&filtered(flags, old), &filtered(flags, new));
             let payload = enc.segment(0, new_size, 0, flags)?;
             Ok(assemble(
                 Mode::Sequential,
                 old_size,
                 new_size,
-                sha256(old),
-                sha256(new),
+                old_digest,
+                new_digest,
                 None,
                 flags,
                 &payload,
@@ -127,15 +140,15 @@ pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateErr
         })
     };
     let full = || -> Result<Patch, CreateError> {
-        best_of(variants, |flags| {
-            let mut enc = Encoder::new(&[], new);
+        best_of(&variants, |flags| {
+            let mut enc = Encoder::new(&[], &filtered(flags, new));
             let payload = enc.segment(0, new_size, 0, flags)?;
             Ok(assemble(
                 Mode::Full,
                 0,
                 new_size,
                 [0; 32],
-                sha256(new),
+                new_digest,
                 None,
                 flags,
                 &payload,
@@ -161,6 +174,10 @@ pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateErr
         }
     }
 }
+
+/// Images with more `BL` patterns than this (share of even offsets) are also tried with the
+/// Thumb branch filter.
+const THUMB_DENSITY: f64 = 0.004;
 
 /// Model flag sets worth trying: both literal models for images up to 4 MiB (encoding twice),
 /// the default alone above.
@@ -621,6 +638,7 @@ struct Search<'a> {
     stats: Option<Stats>,
     /// Literal dump for model experiments (SUITCASE_DELTA_DUMP=file).
     dump: Option<Vec<u8>>,
+    trace: bool,
 }
 
 /// The best far-reaching step found at a node, taken at once.
@@ -661,6 +679,7 @@ impl<'a> Search<'a> {
             raw_refused_to: 0,
             stats: std::env::var_os("SUITCASE_DELTA_STATS").map(|_| Stats::default()),
             dump: std::env::var_os("SUITCASE_DELTA_DUMP").map(|_| Vec::new()),
+            trace: std::env::var_os("SUITCASE_DELTA_STATS").is_some_and(|v| v == "2"),
         }
     }
 
@@ -703,6 +722,14 @@ impl<'a> Search<'a> {
     }
 
     fn stat(&mut self, kind: usize, cost: u32) {
+        if self.trace {
+            std::eprintln!(
+                "    @{} {} {:.1} bits",
+                self.pos,
+                STAT_NAMES[kind],
+                f64::from(cost) / f64::from(BIT)
+            );
+        }
         if let Some(s) = &mut self.stats {
             s.ops[kind].0 += 1;
             s.ops[kind].1 += u64::from(cost);
@@ -1020,13 +1047,11 @@ impl<'a> Search<'a> {
             );
         }
 
-        // Raw bytes.
-        if let Some(m) = self
-            .raw_span(&ctx, q)
-            .filter(|_| std::env::var_os("SD_NORAW").is_none())
-        {
+        // Raw bytes (where they beat adaptive literals): taken at once.
+        if let Some(m) = self.raw_span(&ctx, q) {
+            let op = Miss::Raw(m);
             let mut after = ctx;
-            after.after_miss(q, Miss::Raw(m), ctx.d);
+            after.after_miss(q, op, ctx.d);
             let r = if q + m < end {
                 self.img.run_len(&after, q + m, end)
             } else {
@@ -1037,10 +1062,7 @@ impl<'a> Search<'a> {
                 long = Some(Long {
                     land,
                     cost: 0,
-                    step: Step {
-                        op: Miss::Raw(m),
-                        run: r,
-                    },
+                    step: Step { op, run: r },
                 });
             }
         }
@@ -1224,6 +1246,7 @@ impl<'a> Search<'a> {
         if m < MIN_RAW {
             return None;
         }
+
         // Literal price of the span, adapting a copy of the model as coding would.
         let mut model = self.pm().clone();
         let mut tr = Trainer(Pricer::new());

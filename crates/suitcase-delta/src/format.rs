@@ -5,7 +5,7 @@
 //!    4 magic "SCDP"
 //!    1 version (2)
 //!    1 mode: 0 sequential delta, 1 full image (no source), 2 in-place delta
-//!    1 flags: bit 0 order-1 literals, bit 1 Thumb branch filter; other bits reserved (0)
+//!    1 flags: bit 0 order-1 literals, bit 1 Thumb branch filter (not in place); others 0
 //!  1-5 ram_bound: bytes of applier state this patch needs (<= 16384)
 //!  1-5 new_size: bytes of the result image
 //!  1-5 old_size - new_size, zigzag-coded (absent in full mode; |difference| < 2^31)
@@ -240,6 +240,9 @@ impl Header {
         let payload_len = need!(c.varint()?);
         let old_digest = if full { [0; 32] } else { need!(c.digest()) };
         let new_digest = need!(c.digest());
+        if mode == Mode::InPlace && flags & crate::model::FLAG_THUMB != 0 {
+            return Err(Error::UnsupportedFlags(flags));
+        }
         let geometry = if mode == Mode::InPlace {
             let g = Geometry {
                 block_size: need!(c.varint()?),

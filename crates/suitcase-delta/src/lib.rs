@@ -19,6 +19,7 @@ extern crate alloc;
 
 mod apply;
 mod error;
+mod filter;
 pub mod format;
 mod inplace;
 mod model;

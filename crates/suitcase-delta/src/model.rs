@@ -35,8 +35,10 @@ const NST: usize = 3;
 
 /// Header flag bit 0: order-1 plain literals instead of matched literals.
 pub(crate) const FLAG_ORDER1: u8 = 1;
+/// Header flag bit 1: the Thumb branch filter (sequential and full modes).
+pub(crate) const FLAG_THUMB: u8 = 2;
 /// All flag bits this version understands.
-pub(crate) const KNOWN_FLAGS: u8 = FLAG_ORDER1;
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_ORDER1 | FLAG_THUMB;
 
 /// Jump kinds (0..=3: the recent alignments).
 pub(crate) const J_ADJ: u32 = 4;
@@ -67,6 +69,23 @@ impl UintModel {
             high: [[PROB_INIT; 8]; 13],
             align: [PROB_INIT; 4],
         }
+    }
+
+    /// A model that expects numbers of `k` bits with weight about `r^k` (`r = num / 16`).
+    fn with_prior(num: u64) -> Self {
+        let mut m = Self::new();
+        tree_prior(&mut m.slot, 6, |k| {
+            if k > 32 {
+                0
+            } else {
+                let mut w = 1u64 << 40;
+                for _ in 0..k {
+                    w = w * num / 16;
+                }
+                w + 1
+            }
+        });
+        m
     }
 
     pub(crate) fn code<I: Io>(&mut self, io: &mut I, v: u32) -> Result<u32, Error> {
@@ -100,6 +119,38 @@ impl UintModel {
         let x = (1u64 << k) | u64::from(mant);
         u32::try_from(x - 1).map_err(|_| Error::Corrupt)
     }
+}
+
+/// A probability of a 0 bit (12 bits) that has already counted as two observations.
+const fn prior(p0: u64) -> Prob {
+    let p = if p0 < 31 {
+        31
+    } else if p0 > 4065 {
+        4065
+    } else {
+        p0
+    };
+    (p as u16) | (2 << 12)
+}
+
+/// Sets a bit tree's probabilities to code leaves with the given weights.
+fn tree_prior(probs: &mut [Prob], bits: u32, weight: impl Fn(u32) -> u64) {
+    for depth in 0..bits {
+        let span = 1u32 << (bits - depth);
+        for v in 0..(1u32 << depth) {
+            let lo = v * span;
+            let left: u64 = (lo..lo + span / 2).map(&weight).sum();
+            let right: u64 = (lo + span / 2..lo + span).map(&weight).sum();
+            if let Some(p) = probs.get_mut(((1u32 << depth) + v) as usize) {
+                *p = prior((left * 4096) / (left + right).max(1));
+            }
+        }
+    }
+}
+
+/// Bit length of `v`.
+const fn bit_len(v: u32) -> u32 {
+    32 - v.leading_zeros()
 }
 
 /// Codes `bits` bits of `v` (most significant first) with a binary tree of probabilities.
@@ -279,7 +330,34 @@ pub(crate) enum Miss {
 }
 
 impl Model {
-    pub(crate) const fn new(flags: u8) -> Self {
+    pub(crate) fn new(flags: u8) -> Self {
+        let mut m = Self::blank(flags);
+        // Priors (no tables: computed here, in the decoder too): short runs and small
+        // differences are likely, and a literal's high bits tend to agree with the prediction.
+        let run = UintModel::with_prior(13);
+        m.run = [run.clone(), run.clone(), run];
+        m.adj = UintModel::with_prior(13);
+        for d in &mut m.diff {
+            tree_prior(d, 8, |x| {
+                let mag = u32::from((x as u8 as i8).unsigned_abs());
+                if mag == 0 {
+                    0
+                } else {
+                    1u64 << (2 * (8 - bit_len(mag)))
+                }
+            });
+        }
+        if !m.order1 {
+            for ctx in m.plain.chunks_mut(0x300) {
+                for (i, p) in ctx.iter_mut().enumerate().skip(0x100) {
+                    *p = prior(if i < 0x200 { 2900 } else { 1196 });
+                }
+            }
+        }
+        m
+    }
+
+    const fn blank(flags: u8) -> Self {
         Self {
             run_zero: [[PROB_INIT; 8]; NST],
             run: [UintModel::new(), UintModel::new(), UintModel::new()],
