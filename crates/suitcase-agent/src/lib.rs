@@ -1,1 +1,58 @@
-//! The device agent (work in progress; see issue 6).
+//! The suitcase device agent: the firmware consumer and status-tracker client of RFC 9019 on
+//! the device. It checks in with a `suitcase server`, runs every NTIA update step (Receive,
+//! Check, Announce, Distribute, Process, Stage, Apply, Re-verify, Activate, Clean-up), reports
+//! each one, and survives network cuts, crashes and power loss by resuming from a crash-safe
+//! journal.
+//!
+//! ```text
+//!   Agent::cycle ── check-in ──▶ offer ──▶ update::run ── step machine (machine.rs, pure)
+//!       │                                     │ each step:   I/O adapters
+//!       │                                     ├─ Receive:    http.rs (Range/If-Range resume)
+//!       │                                     ├─ Check/Process/Re-verify: platform.rs (SUIT Platform)
+//!       │                                     ├─ Apply/Activate/Clean-up: slots.rs (Linux A/B),
+//!       │                                     │               mcu.rs (suitcase-boot on flash-sim)
+//!       │                                     └─ journal:    state.rs (write-temp + fsync + rename)
+//!       └─ sleep next_poll_seconds │ push (push.rs, MQTT) │ back-off with jitter on errors
+//! ```
+//!
+//! **Parse, don't validate.** Only a [`suitcase_manifest::VerifiedManifest`] reaches the
+//! install path: Check, Distribute, Process and Re-verify each authenticate the stored
+//! envelope again before they use it.
+//!
+//! **Memory does not grow with the image.** Payloads stream from the network to a file in
+//! chunks; the SUIT processor reads and decrypts them in 256-byte steps through a 64 KiB
+//! window; Apply copies with a 256 KiB buffer. Only the envelope (at most 1 MiB) is held whole.
+//!
+//! The configuration reference, the journal format and the measurements are in
+//! `docs/agent.md`.
+
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    reason = "a host crate: the core/alloc discipline matters for the device crates only"
+)]
+
+mod agent;
+pub mod command;
+pub mod config;
+pub mod consent;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod machine;
+pub mod mcu;
+mod platform;
+mod push;
+pub mod slots;
+pub mod state;
+mod update;
+
+pub use agent::{Agent, Cycle, Hooks, UpdateResult};
+pub use config::Config;
+pub use error::{AgentError, StepFailure};
+pub use events::{Event, EventSink};
+pub use http::Traffic;
+pub use update::{Clock, Finished, MAX_ENVELOPE};
+
+/// The agent's name and version, as sent in check-ins and the User-Agent header.
+pub const AGENT: &str = concat!("suitcase-agent/", env!("CARGO_PKG_VERSION"));

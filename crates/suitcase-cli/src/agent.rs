@@ -55,8 +55,14 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
                 ..
             } => println!(
                 "  {step:<10} {outcome}{}{}",
-                reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
-                detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             ),
             Event::Resume { release_id, step } => {
                 println!("resuming {release_id} at {step}");
@@ -89,10 +95,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     runtime.block_on(async move {
         let mut agent = Agent::new(config, Hooks::default(), sink(args.json))?;
         if args.check_config {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&agent.inventory()?)?
-            );
+            println!("{}", serde_json::to_string_pretty(&agent.inventory()?)?);
             return Ok(ExitCode::SUCCESS);
         }
         if args.once {

@@ -1,0 +1,278 @@
+//! The agent loop: check in, install what is offered, sleep until the next poll or a push;
+//! back off exponentially with jitter when the server cannot be reached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use suitcase_protocol::{Action, CheckInAnswer};
+
+use crate::config::Config;
+use crate::error::AgentError;
+use crate::events::{Event, EventSink};
+use crate::http::{Http, Traffic};
+use crate::machine;
+use crate::state::{Durability, Journal, StateDir};
+use crate::update::{self, Clock, Ctx, Finished};
+
+/// Test hooks: faults to inject and a clock to control. `Hooks::default()` injects nothing.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Crash (stop with [`AgentError::InjectedCrash`], leaving everything as a killed process
+    /// would) right after this many durable writes (journal, outbox, installed, pointer, flash).
+    pub crash_after_writes: Option<u64>,
+    /// Cut the n-th download transfer after `download_cuts[n]` body bytes.
+    pub download_cuts: Vec<u64>,
+    /// The clock (seconds since 1970); the system clock if `None`.
+    pub clock: Option<Clock>,
+}
+
+impl core::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("crash_after_writes", &self.crash_after_writes)
+            .field("download_cuts", &self.download_cuts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an update attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateResult {
+    /// The release.
+    pub release_id: String,
+    /// How it ended.
+    pub finished: Finished,
+}
+
+/// One cycle: a check-in and whatever update it led to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// The server's answer (`None` if an interrupted update was finished first and the
+    /// check-in after it failed).
+    pub answer: Option<CheckInAnswer>,
+    /// The update, if one ran.
+    pub update: Option<UpdateResult>,
+    /// When to check in next.
+    pub next_poll: Duration,
+}
+
+/// The device agent.
+pub struct Agent {
+    ctx: Ctx,
+    push: crate::push::Push,
+    errors: u32,
+}
+
+impl core::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Agent")
+            .field("state_dir", &self.ctx.state.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn system_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Agent {
+    /// An agent for `cfg`.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] for unusable TLS material; [`AgentError::Local`] if the state
+    /// directory cannot be created.
+    pub fn new(cfg: Config, hooks: Hooks, events: EventSink) -> Result<Self, AgentError> {
+        let http = Http::new(&cfg.server, hooks.download_cuts.clone())?;
+        let durability = Arc::new(Durability::crash_after(hooks.crash_after_writes));
+        let state = StateDir::open(&cfg.state_dir, durability)?;
+        let push = crate::push::Push::new(cfg.push.client_id.clone(), events.clone());
+        Ok(Self {
+            ctx: Ctx {
+                cfg: Arc::new(cfg),
+                http,
+                state,
+                events,
+                clock: hooks.clock.unwrap_or_else(|| Arc::new(system_clock)),
+            },
+            push,
+            errors: 0,
+        })
+    }
+
+    /// HTTP traffic so far.
+    pub fn traffic(&self) -> Traffic {
+        self.ctx.http.traffic()
+    }
+
+    /// Durable writes so far (journal, outbox, installed inventory, pointers, flash).
+    pub fn durable_writes(&self) -> u64 {
+        self.ctx.state.durability.writes()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.ctx.cfg
+    }
+
+    /// What the agent would report at check-in now.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] if the state cannot be read.
+    pub fn inventory(&self) -> Result<suitcase_protocol::CheckIn, AgentError> {
+        update::inventory(&self.ctx)
+    }
+
+    async fn checkin(&mut self) -> Result<CheckInAnswer, AgentError> {
+        let inventory = update::inventory(&self.ctx)?;
+        let answer = self.ctx.http.checkin(&inventory).await?;
+        let mut installed = self.ctx.state.installed()?;
+        if installed.reverted {
+            // The server has seen the revert now.
+            installed.reverted = false;
+            self.ctx.state.save_installed(&installed)?;
+        }
+        (self.ctx.events)(&Event::CheckIn {
+            action: match answer.action {
+                Action::None => "none".into(),
+                Action::Update => "update".into(),
+            },
+            release_id: answer.update.as_ref().map(|u| u.release_id.clone()),
+            next_poll_seconds: answer.next_poll_seconds,
+        });
+        if self.ctx.cfg.push.enabled
+            && let Some(p) = &answer.push
+        {
+            self.push.ensure(p);
+        }
+        Ok(answer)
+    }
+
+    async fn resume(&mut self, j: Journal) -> Result<UpdateResult, AgentError> {
+        (self.ctx.events)(&Event::Resume {
+            release_id: j.release().to_owned(),
+            step: j.step.name().into(),
+        });
+        let release_id = j.release().to_owned();
+        let finished = update::run(&self.ctx, j).await?;
+        Ok(UpdateResult {
+            release_id,
+            finished,
+        })
+    }
+
+    /// One cycle: deliver queued reports, finish an update that already changed the device,
+    /// check in, and install (or resume) what is offered.
+    ///
+    /// # Errors
+    /// [`AgentError::Server`] when the server cannot be reached (retry later; the state is
+    /// kept); other errors stop the agent.
+    pub async fn cycle(&mut self) -> Result<Cycle, AgentError> {
+        let _ = update::flush(&self.ctx).await;
+        let mut journal = self.ctx.state.journal()?;
+        // An update that has touched the slots is finished (or undone) first, whatever the
+        // server says: the device must not stay half-updated.
+        if let Some(j) = journal.take_if(|j| machine::touches_device(j.step) || j.undoing.is_some())
+        {
+            let result = self.resume(j).await?;
+            let answer = self.checkin().await.ok();
+            let next_poll = answer.as_ref().map_or(self.ctx.cfg.polling.interval, |a| {
+                Duration::from_secs(u64::from(a.next_poll_seconds))
+            });
+            return Ok(Cycle {
+                answer,
+                update: Some(result),
+                next_poll,
+            });
+        }
+        let answer = self.checkin().await?;
+        let mut next_poll = Duration::from_secs(u64::from(answer.next_poll_seconds));
+        let offer = answer.update.clone();
+        let job = match (journal, offer) {
+            (Some(j), Some(o)) if j.offer.release_id == o.release_id => Some(j),
+            (Some(j), offer) => {
+                tracing::info!(
+                    "the server no longer offers {}; discarding its downloads",
+                    j.release()
+                );
+                self.ctx.state.finish()?;
+                offer.map(|o| self.fresh(o)).transpose()?
+            }
+            (None, Some(o)) => Some(self.fresh(o)?),
+            (None, None) => None,
+        };
+        let update = match job {
+            Some(j) if j.step != suitcase_protocol::Step::Receive || j.envelope.durable > 0 => {
+                Some(self.resume(j).await?)
+            }
+            Some(j) => {
+                let release_id = j.release().to_owned();
+                let finished = update::run(&self.ctx, j).await?;
+                Some(UpdateResult {
+                    release_id,
+                    finished,
+                })
+            }
+            None => None,
+        };
+        if let Some(UpdateResult {
+            finished: Finished::Deferred(Some(retry)),
+            ..
+        }) = &update
+        {
+            next_poll = next_poll.min(Duration::from_secs((*retry).max(1)));
+        }
+        Ok(Cycle {
+            answer: Some(answer),
+            update,
+            next_poll,
+        })
+    }
+
+    fn fresh(&self, offer: suitcase_protocol::UpdateOffer) -> Result<Journal, AgentError> {
+        self.ctx.state.clear_work()?;
+        let j = Journal::new(offer);
+        self.ctx.state.save_journal(&j)?;
+        Ok(j)
+    }
+
+    /// Runs forever: a cycle, then sleep until the next poll or a push notification; after
+    /// server errors, exponential back-off with jitter (polling.backoff_min_seconds doubling
+    /// up to polling.backoff_max_seconds).
+    ///
+    /// # Errors
+    /// Errors that retrying cannot fix (configuration, local storage, an injected crash).
+    pub async fn run(&mut self) -> Result<(), AgentError> {
+        loop {
+            let wait = match self.cycle().await {
+                Ok(c) => {
+                    self.errors = 0;
+                    c.next_poll
+                }
+                Err(e) if e.is_transient() => {
+                    self.errors = self.errors.saturating_add(1);
+                    let wait = update::backoff(
+                        self.ctx.cfg.polling.backoff_min,
+                        self.ctx.cfg.polling.backoff_max,
+                        self.errors,
+                    );
+                    (self.ctx.events)(&Event::Error {
+                        message: e.to_string(),
+                        retry_in_seconds: Some(wait.as_secs_f64()),
+                    });
+                    wait
+                }
+                Err(e) => return Err(e),
+            };
+            (self.ctx.events)(&Event::Sleep {
+                seconds: wait.as_secs_f64(),
+            });
+            let notify = self.push.notify.clone();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = notify.notified() => {}
+            }
+        }
+    }
+}

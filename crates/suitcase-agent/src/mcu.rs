@@ -1,0 +1,371 @@
+//! Simulated MCUs: `suitcase-boot` A/B slots on `suitcase-flash-sim` NOR flash, persisted to a
+//! file, with the SUIT secure-boot verifier of `suitcase-device`.
+//!
+//! Flash layout (sector size S, K sectors per slot): `[state: 2 S][slot A: K S][slot B: K S]`.
+//! The flash file is the raw flash contents, replaced atomically after every sequence of
+//! operations, so a crash loses at most the operations since the last save, exactly like a
+//! power cut between them (which `suitcase-boot` is proven to survive).
+//!
+//! The agent's own MCU (`kind = "mcu"`) verifies with the agent's trust anchors and identity;
+//! a secondary MCU (`kind = "secondary"`) verifies its own manifest, carried inside its slot
+//! image, with its own anchors and identity: the agent only delivers.
+
+use std::io::Read;
+
+use suitcase_boot::{
+    BootDecision, BootLoader, BootStatus, Config as BootConfig, ImageIndex, ImageSlots,
+    Measurement, Slot, Updater, VerifyError,
+};
+use suitcase_device::{DeviceIdentity, HEADER_SIZE, MAGIC, SuitVerifier};
+use suitcase_flash_sim::{Partition, SharedFlash, SimFlash};
+use suitcase_manifest::{ComponentId, TrustAnchor, TrustPolicy};
+
+use crate::config::{Identity, McuConfig};
+use crate::error::{AgentError, local};
+use crate::state::Durability;
+
+type Flash = SharedFlash<4, 256>;
+type Part = Partition<4, 256>;
+
+/// The largest envelope a simulated MCU's verifier holds.
+pub const VERIFIER_BUF: usize = 16 * 1024;
+
+/// The image alignment in slot images the agent writes.
+pub const IMAGE_ALIGN: u64 = 64;
+
+/// Where the image starts in a slot image with an envelope of `envelope_len` bytes.
+pub fn image_offset(envelope_len: u64) -> u64 {
+    (u64::from(HEADER_SIZE) + envelope_len).next_multiple_of(IMAGE_ALIGN)
+}
+
+/// The slot header (format of `suitcase_device`'s slot images).
+pub fn slot_header(envelope_len: u32, image_offset: u32, image_len: u32) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    let fields: [(usize, &[u8]); 5] = [
+        (0, &MAGIC),
+        (4, &1u16.to_le_bytes()),
+        (8, &envelope_len.to_le_bytes()),
+        (12, &image_offset.to_le_bytes()),
+        (16, &image_len.to_le_bytes()),
+    ];
+    for (at, bytes) in fields {
+        if let Some(dst) = h.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+    h
+}
+
+/// Who verifies a simulated MCU's images.
+#[derive(Debug)]
+pub struct VerifierSpec<'k> {
+    /// Trust anchors.
+    pub anchors: Vec<TrustAnchor<'k>>,
+    /// Signer policy.
+    pub policy: TrustPolicy<'k>,
+    /// The identity its manifest must name.
+    pub identity: Identity,
+    /// The encoded component id of the image in its manifest.
+    pub component: Vec<u8>,
+}
+
+/// A simulated MCU opened from its flash file.
+#[derive(Debug)]
+pub struct Mcu<'c> {
+    cfg: &'c McuConfig,
+    flash: Flash,
+}
+
+fn flash_err(what: &str) -> impl Fn(&dyn core::fmt::Display) -> AgentError + '_ {
+    move |e| AgentError::Local(format!("{what}: {e}"))
+}
+
+impl<'c> Mcu<'c> {
+    /// Opens the MCU, creating an erased flash file (with the factory image in slot A, if
+    /// configured) on first use.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] if the file does not match the configured geometry.
+    pub fn open(cfg: &'c McuConfig, durability: &Durability) -> Result<Self, AgentError> {
+        let sectors = 2 + 2 * cfg.slot_sectors;
+        let sim = SimFlash::<4, 256>::uniform(cfg.sector_size, sectors, 1)
+            .map_err(|e| AgentError::Config(format!("{}: {e}", cfg.flash.display())))?;
+        let flash = Flash::new(sim);
+        let capacity = u64::from(cfg.sector_size) * u64::from(sectors);
+        let me = Self { cfg, flash };
+        match std::fs::read(&cfg.flash) {
+            Ok(bytes) => {
+                if bytes.len() as u64 != capacity {
+                    return Err(AgentError::Local(format!(
+                        "{} holds {} bytes but sector_size × (2 + 2 × slot_sectors) = {capacity}: the geometry changed; restore the old settings or remove the file",
+                        cfg.flash.display(),
+                        bytes.len()
+                    )));
+                }
+                me.flash
+                    .with(|f| f.load(0, &bytes))
+                    .map_err(|e| flash_err("flash")(&e))?
+                    .map_err(|e| flash_err("flash")(&e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(factory) = &cfg.factory {
+                    let image = std::fs::read(factory).map_err(local(format!(
+                        "cannot read the factory image {}",
+                        factory.display()
+                    )))?;
+                    if image.len() as u64 > cfg.slot_size() {
+                        return Err(AgentError::Config(format!(
+                            "the factory image {} is larger than a slot",
+                            factory.display()
+                        )));
+                    }
+                    let at = u32::try_from(me.slot_offset(Slot::A)).unwrap_or(u32::MAX);
+                    me.flash
+                        .with(|f| f.load(at, &image))
+                        .map_err(|e| flash_err("flash")(&e))?
+                        .map_err(|e| flash_err("flash")(&e))?;
+                }
+                if let Some(dir) = cfg.flash.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(local(format!("cannot create {}", dir.display())))?;
+                }
+                me.save(durability)?;
+            }
+            Err(e) => {
+                return Err(AgentError::Local(format!(
+                    "cannot read {}: {e}",
+                    cfg.flash.display()
+                )));
+            }
+        }
+        Ok(me)
+    }
+
+    /// Persists the flash (atomically).
+    ///
+    /// # Errors
+    /// [`AgentError::Local`], or the injected crash.
+    pub fn save(&self, durability: &Durability) -> Result<(), AgentError> {
+        let bytes = self
+            .flash
+            .with(|f| f.contents().to_vec())
+            .map_err(|e| flash_err("flash")(&e))?;
+        crate::state::write_atomic(&self.cfg.flash, &bytes)?;
+        durability.wrote()
+    }
+
+    /// The byte offset of a slot in the flash (and the flash file).
+    pub fn slot_offset(&self, slot: Slot) -> u64 {
+        let s = u64::from(self.cfg.sector_size);
+        match slot {
+            Slot::A => 2 * s,
+            Slot::B => 2 * s + self.cfg.slot_size(),
+        }
+    }
+
+    fn boot_config(&self) -> BootConfig {
+        BootConfig::ab(self.cfg.sector_size).with_max_trial_boots(self.cfg.max_trial_boots)
+    }
+
+    fn parts(&self) -> Result<([ImageSlots<Part>; 1], Part), AgentError> {
+        let s = self.cfg.sector_size;
+        let size = u32::try_from(self.cfg.slot_size()).unwrap_or(u32::MAX);
+        let e = |e: suitcase_flash_sim::GeometryError| flash_err("flash partitions")(&e);
+        let a = self.flash.partition(2 * s, size).map_err(e)?;
+        let b = self.flash.partition(2 * s + size, size).map_err(e)?;
+        let state = self.flash.partition(0, 2 * s).map_err(e)?;
+        Ok(([ImageSlots::new(a, b)], state))
+    }
+
+    fn slot_partition(&self, slot: Slot) -> Result<Part, AgentError> {
+        let size = u32::try_from(self.cfg.slot_size()).unwrap_or(u32::MAX);
+        let at = u32::try_from(self.slot_offset(slot)).unwrap_or(u32::MAX);
+        self.flash
+            .partition(at, size)
+            .map_err(|e| flash_err("flash partition")(&e))
+    }
+
+    fn updater(&self) -> Result<Updater<Part, Part, 1>, AgentError> {
+        let (slots, state) = self.parts()?;
+        Updater::new(self.boot_config(), slots, state).map_err(|e| flash_err("bootloader")(&e))
+    }
+
+    /// The boot state.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn status(&self) -> Result<BootStatus<1>, AgentError> {
+        self.updater()?
+            .status()
+            .map_err(|e| flash_err("bootloader state")(&e))
+    }
+
+    /// Stages `total` bytes from `src` into the slot that is not in use and marks them
+    /// pending. Returns the slot.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] for flash errors; a `too large` message when it does not fit.
+    pub fn stage(&self, total: u64, src: &mut dyn Read) -> Result<Slot, String> {
+        let mut updater = self.updater().map_err(|e| e.to_string())?;
+        let target = updater
+            .status()
+            .map_err(|e| e.to_string())?
+            .confirmed
+            .other();
+        let size = u32::try_from(total).map_err(|_| "the image does not fit".to_owned())?;
+        let mut staging = updater.begin([size]).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 4096];
+        let mut offset = 0u32;
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = src
+                    .read(buf.get_mut(filled..).unwrap_or_default())
+                    .map_err(|e| format!("reading the image: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            let padded = filled.next_multiple_of(4);
+            if let Some(pad) = buf.get_mut(filled..padded) {
+                pad.fill(0xFF);
+            }
+            staging
+                .write(ImageIndex(0), offset, buf.get(..padded).unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+            offset = offset.saturating_add(u32::try_from(padded).unwrap_or(u32::MAX));
+            if filled < buf.len() {
+                break;
+            }
+        }
+        if u64::from(offset) < total {
+            return Err(format!("the image ended after {offset} of {total} bytes"));
+        }
+        staging.finish().map_err(|e| e.to_string())?;
+        Ok(target)
+    }
+
+    /// Withdraws a pending update.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn cancel(&self) -> Result<(), AgentError> {
+        self.updater()?
+            .cancel()
+            .map_err(|e| flash_err("bootloader")(&e))
+    }
+
+    /// Confirms the running image.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn confirm(&self) -> Result<(), AgentError> {
+        self.updater()?
+            .confirm()
+            .map_err(|e| flash_err("bootloader")(&e))
+    }
+
+    /// Verifies the image in `slot` with the MCU's own verifier (what its bootloader will do).
+    ///
+    /// # Errors
+    /// What the verifier said.
+    pub fn verify(&self, spec: &VerifierSpec<'_>, slot: Slot) -> Result<Measurement, String> {
+        let mut part = self.slot_partition(slot).map_err(|e| e.to_string())?;
+        let component = ComponentId::decode(&spec.component).map_err(|e| e.to_string())?;
+        let components = [component];
+        let mut v = SuitVerifier::<VERIFIER_BUF>::new(
+            &spec.anchors,
+            spec.policy,
+            identity(&spec.identity),
+            &components,
+        );
+        suitcase_boot::ImageVerifier::verify(&mut v, ImageIndex(0), &mut part)
+            .map_err(|e: VerifyError| format!("the MCU's verifier refuses slot {slot}: {e}"))
+    }
+
+    /// A reset: the bootloader decides what runs.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] for flash errors.
+    pub fn boot(&self, spec: &VerifierSpec<'_>) -> Result<BootDecision<1>, AgentError> {
+        let component = ComponentId::decode(&spec.component)
+            .map_err(|e| AgentError::Local(format!("component id: {e}")))?;
+        let components = [component];
+        let v = SuitVerifier::<VERIFIER_BUF>::new(
+            &spec.anchors,
+            spec.policy,
+            identity(&spec.identity),
+            &components,
+        );
+        let (slots, state) = self.parts()?;
+        BootLoader::new(self.boot_config(), slots, state, v)
+            .map_err(|e| flash_err("bootloader")(&e))?
+            .boot()
+            .map_err(|e| flash_err("boot")(&e))
+    }
+
+    /// Resets until the bootloader has given up on the trial image and reverted (at most the
+    /// configured trial boots, plus one).
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] for flash errors.
+    pub fn revert(&self, spec: &VerifierSpec<'_>) -> Result<String, AgentError> {
+        for _ in 0..=u32::from(self.cfg.max_trial_boots) + 1 {
+            if self.status()?.phase != suitcase_boot::Phase::Trial {
+                break;
+            }
+            let _ = self.boot(spec)?;
+        }
+        let s = self.status()?;
+        Ok(match s.last_failure {
+            Some(f) => format!("bootloader reverted to slot {}: {f}", s.running),
+            None => format!("running slot {}", s.running),
+        })
+    }
+}
+
+fn identity(i: &Identity) -> DeviceIdentity<'_> {
+    DeviceIdentity {
+        vendor: &i.vendor,
+        class: &i.class,
+        device: i.device.as_ref().map(<[u8; 16]>::as_slice),
+    }
+}
+
+/// The slot name the inventory and the journal use.
+pub fn slot_name(s: Slot) -> &'static str {
+    match s {
+        Slot::A => "a",
+        Slot::B => "b",
+    }
+}
+
+/// Parses a slot name.
+pub fn slot_of(name: &str) -> Option<Slot> {
+    match name {
+        "a" | "A" => Some(Slot::A),
+        "b" | "B" => Some(Slot::B),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn headers_parse_as_the_device_crate_reads_them() {
+        let off = image_offset(100);
+        assert_eq!(off % IMAGE_ALIGN, 0);
+        let h = slot_header(100, u32::try_from(off).unwrap(), 5000);
+        let parsed = suitcase_device::SlotHeader::parse(&h).unwrap().unwrap();
+        assert_eq!(parsed.envelope_len, 100);
+        assert_eq!(u64::from(parsed.image_offset), off);
+        assert_eq!(parsed.image_len, 5000);
+    }
+}

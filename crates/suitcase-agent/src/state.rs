@@ -1,0 +1,501 @@
+//! The state directory and its crash-safe files.
+//!
+//! ```text
+//! STATE_DIR/
+//!   journal.json     the update in progress (absent when idle)
+//!   installed.json   what is installed: component ids, sequence numbers, digests
+//!   outbox.json      step reports not yet accepted by the server
+//!   work/            downloads (envelope.suit, payload-N.bin) and candidates (c-N.bin)
+//! ```
+//!
+//! Every file except those under `work/` is replaced atomically: written to a temporary file
+//! in the same directory, flushed to disk (`fsync`), renamed over the old one, and the
+//! directory is flushed too. A crash or power cut leaves the old file or the new one, never a
+//! mixture. `work/` files are appended to and their durable length is recorded in the
+//! journal after an `fsync`, so anything beyond it is discarded on resume.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use suitcase_protocol::{InstalledComponent, Step, StepReport, UpdateOffer};
+
+use crate::error::{AgentError, local};
+use crate::machine::Undo;
+
+/// The journal format version.
+pub const JOURNAL_VERSION: u32 = 1;
+
+/// Counts durable writes, and crashes on cue (a test hook).
+#[derive(Debug, Default)]
+pub struct Durability {
+    writes: AtomicU64,
+    crash_after: Option<u64>,
+}
+
+impl Durability {
+    /// Crash (return [`AgentError::InjectedCrash`]) right after the `n`-th durable write.
+    pub fn crash_after(n: Option<u64>) -> Self {
+        Self {
+            writes: AtomicU64::new(0),
+            crash_after: n,
+        }
+    }
+
+    /// Durable writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Called after each durable write.
+    ///
+    /// # Errors
+    /// [`AgentError::InjectedCrash`] at the armed write.
+    pub fn wrote(&self) -> Result<(), AgentError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.crash_after.is_some_and(|limit| n >= limit) {
+            return Err(AgentError::InjectedCrash);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp + fsync + rename + directory fsync).
+///
+/// # Errors
+/// [`AgentError::Local`] naming the file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let what = format!("cannot write {}", path.display());
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(local(&what))?;
+        f.write_all(bytes).map_err(local(&what))?;
+        f.sync_all().map_err(local(&what))?;
+    }
+    std::fs::rename(&tmp, path).map_err(local(&what))?;
+    sync_dir(dir)
+}
+
+/// Flushes a directory, so that a rename or a new file in it survives a power cut.
+///
+/// # Errors
+/// [`AgentError::Local`].
+pub fn sync_dir(dir: &Path) -> Result<(), AgentError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(local(format!("cannot flush directory {}", dir.display())))
+}
+
+/// A file being downloaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Download {
+    /// The server path.
+    pub url: String,
+    /// Offered size.
+    pub size: u64,
+    /// Offered SHA-256 (hex), for payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// File name under `work/`.
+    pub file: String,
+    /// Bytes known to be on disk (flushed).
+    pub durable: u64,
+    /// The entity tag the bytes came with (for `If-Range`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Every byte is in and checked.
+    pub complete: bool,
+    /// Times the download was resumed with a range request.
+    #[serde(default)]
+    pub resumes: u32,
+    /// Times the whole download was restarted (digest mismatch, changed payload).
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// Where a manifest component goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Its index in the manifest.
+    pub index: usize,
+    /// Its index in the configuration.
+    pub component: usize,
+    /// Its identifier, hex segments.
+    pub id: Vec<String>,
+    /// The configured component's name (with `/staging` for a staging component).
+    pub name: String,
+    /// A staging component: held in the work area, never written to a slot.
+    pub staging: bool,
+    /// The slot running before the update ("a"/"b"); image components only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_slot: Option<String>,
+    /// The slot the update goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_slot: Option<String>,
+    /// The installed sequence number before the update (Stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_sequence: Option<u64>,
+    /// Bytes of the new image known to be in the slot (Apply checkpoints).
+    #[serde(default)]
+    pub written: u64,
+    /// The image length in the slot.
+    #[serde(default)]
+    pub len: u64,
+    /// Where the image starts in the slot (after a slot header for simulated MCUs).
+    #[serde(default)]
+    pub image_offset: u64,
+    /// Apply is complete for this component.
+    #[serde(default)]
+    pub applied: bool,
+    /// The new image is running on trial.
+    #[serde(default)]
+    pub activated: bool,
+    /// SHA-256 of the new image, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The content the processor produced for a component (Process), verified against the
+/// manifest's digest before anything was written to a slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The manifest component index.
+    pub index: usize,
+    /// The file under `work/`.
+    pub file: String,
+    /// Its length.
+    pub len: u64,
+}
+
+/// A failed update being undone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undoing {
+    /// What undoing takes.
+    pub undo: Undo,
+    /// The failed step.
+    pub step: Step,
+    /// Its reason code.
+    pub reason: String,
+    /// Its detail.
+    pub detail: String,
+}
+
+/// The update in progress (`journal.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// [`JOURNAL_VERSION`].
+    pub version: u32,
+    /// The offer being installed.
+    pub offer: UpdateOffer,
+    /// The step in progress (run again after a restart).
+    pub step: Step,
+    /// A failure being undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoing: Option<Undoing>,
+    /// The envelope download.
+    pub envelope: Download,
+    /// The payload downloads, in offer order.
+    pub payloads: Vec<Download>,
+    /// A `deferred` report was sent for this offer.
+    #[serde(default)]
+    pub deferred_reported: bool,
+    /// Announce granted consent.
+    #[serde(default)]
+    pub consent_granted: bool,
+    /// Where each manifest component goes (Distribute).
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// What Process produced.
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+    /// The manifest's sequence number (Check).
+    #[serde(default)]
+    pub sequence: u64,
+}
+
+impl Journal {
+    /// A fresh journal for an offer.
+    pub fn new(offer: UpdateOffer) -> Self {
+        let payloads = offer
+            .payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Download {
+                url: p.url.clone(),
+                size: p.size,
+                sha256: Some(p.sha256.clone()),
+                file: format!("payload-{i}.bin"),
+                durable: 0,
+                etag: None,
+                complete: false,
+                resumes: 0,
+                restarts: 0,
+            })
+            .collect();
+        Self {
+            version: JOURNAL_VERSION,
+            envelope: Download {
+                url: offer.manifest_url.clone(),
+                size: offer.manifest_size,
+                sha256: None,
+                file: "envelope.suit".into(),
+                durable: 0,
+                etag: None,
+                complete: false,
+                resumes: 0,
+                restarts: 0,
+            },
+            sequence: offer.sequence_number,
+            offer,
+            step: Step::Receive,
+            undoing: None,
+            payloads,
+            deferred_reported: false,
+            consent_granted: false,
+            targets: Vec::new(),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// The release id.
+    pub fn release(&self) -> &str {
+        &self.offer.release_id
+    }
+}
+
+/// What is installed (`installed.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    /// Components by identifier, with the sequence number of the manifest that installed them.
+    #[serde(default)]
+    pub components: Vec<InstalledComponent>,
+    /// A failed update was reverted since the last check-in.
+    #[serde(default)]
+    pub reverted: bool,
+    /// The last release installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_release: Option<String>,
+}
+
+impl Installed {
+    /// The installed sequence number of a component.
+    pub fn sequence(&self, id: &[String]) -> Option<u64> {
+        self.components
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.sequence_number)
+    }
+
+    /// Records a component.
+    pub fn set(&mut self, c: InstalledComponent) {
+        match self.components.iter_mut().find(|x| x.id == c.id) {
+            Some(x) => *x = c,
+            None => self.components.push(c),
+        }
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    /// Its path.
+    pub dir: PathBuf,
+    /// The durable-write counter and crash hook.
+    pub durability: Arc<Durability>,
+}
+
+impl StateDir {
+    /// Opens (creating) the state directory.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] if it cannot be created.
+    pub fn open(dir: &Path, durability: Arc<Durability>) -> Result<Self, AgentError> {
+        std::fs::create_dir_all(dir.join("work")).map_err(local(format!(
+            "cannot create the state directory {}",
+            dir.display()
+        )))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            durability,
+        })
+    }
+
+    /// The work directory.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// A file in the work directory.
+    pub fn work_file(&self, name: &str) -> PathBuf {
+        self.work().join(name)
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, AgentError> {
+        let path = self.dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                AgentError::Local(format!(
+                    "{} is damaged ({e}); move it away to start afresh",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(AgentError::Local(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), AgentError> {
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| AgentError::Local(format!("cannot encode {name}: {e}")))?;
+        write_atomic(&self.dir.join(name), &bytes)?;
+        self.durability.wrote()
+    }
+
+    /// The journal, if an update is in progress.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] if it cannot be read or is not this version's.
+    pub fn journal(&self) -> Result<Option<Journal>, AgentError> {
+        let j: Option<Journal> = self.read_json("journal.json")?;
+        if let Some(j) = &j
+            && j.version != JOURNAL_VERSION
+        {
+            return Err(AgentError::Local(format!(
+                "journal.json has version {} but this agent writes {JOURNAL_VERSION}",
+                j.version
+            )));
+        }
+        Ok(j)
+    }
+
+    /// Saves the journal (atomically).
+    ///
+    /// # Errors
+    /// [`AgentError::Local`], or the injected crash.
+    pub fn save_journal(&self, j: &Journal) -> Result<(), AgentError> {
+        self.write_json("journal.json", j)
+    }
+
+    /// Ends the update: removes the journal, then the work area.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`], or the injected crash.
+    pub fn finish(&self) -> Result<(), AgentError> {
+        match std::fs::remove_file(self.dir.join("journal.json")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(AgentError::Local(format!("cannot remove the journal: {e}"))),
+        }
+        sync_dir(&self.dir)?;
+        self.durability.wrote()?;
+        self.clear_work()
+    }
+
+    /// Empties the work area.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn clear_work(&self) -> Result<(), AgentError> {
+        let work = self.work();
+        match std::fs::remove_dir_all(&work) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(AgentError::Local(format!(
+                    "cannot remove {}: {e}",
+                    work.display()
+                )));
+            }
+        }
+        std::fs::create_dir_all(&work).map_err(local(format!("cannot create {}", work.display())))
+    }
+
+    /// What is installed.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn installed(&self) -> Result<Installed, AgentError> {
+        Ok(self.read_json("installed.json")?.unwrap_or_default())
+    }
+
+    /// Saves what is installed.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`], or the injected crash.
+    pub fn save_installed(&self, i: &Installed) -> Result<(), AgentError> {
+        self.write_json("installed.json", i)
+    }
+
+    /// Reports waiting to be delivered.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn outbox(&self) -> Result<Vec<StepReport>, AgentError> {
+        Ok(self.read_json("outbox.json")?.unwrap_or_default())
+    }
+
+    /// Saves the outbox.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`], or the injected crash.
+    pub fn save_outbox(&self, o: &[StepReport]) -> Result<(), AgentError> {
+        self.write_json("outbox.json", &o)
+    }
+
+    /// Free bytes on the state directory's file system.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_count() {
+        let dir = tempfile_dir();
+        let d = Arc::new(Durability::crash_after(Some(2)));
+        let s = StateDir::open(&dir, d.clone()).unwrap();
+        let i = Installed {
+            reverted: true,
+            ..Installed::default()
+        };
+        s.save_installed(&i).unwrap();
+        assert!(s.installed().unwrap().reverted);
+        assert!(matches!(
+            s.save_installed(&Installed::default()),
+            Err(AgentError::InjectedCrash)
+        ));
+        // The write itself happened; the crash is right after it.
+        assert!(!s.installed().unwrap().reverted);
+        assert_eq!(d.writes(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "suitcase-agent-state-{}",
+            hex::encode(crate::config::random_bytes::<6>())
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

@@ -1,0 +1,1592 @@
+//! Runs an update: each NTIA step as a function, the step machine ([`crate::machine`]) between
+//! them, the journal written after every step and at checkpoints inside the long ones, and a
+//! report for every step end.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use suitcase_manifest::{
+    Envelope, Processor, ProcessorPolicy, Section, TrustAnchor, VerifiedManifest,
+};
+use suitcase_protocol::{BootStatus, CheckIn, InstalledComponent, Outcome, Step, StepReport};
+
+use crate::command;
+use crate::config::{ActivateMode, ComponentConfig, Config, ImageFormat, Kind, McuConfig};
+use crate::consent::{self, Decision};
+use crate::error::{AgentError, StepFailure, Stop, reason};
+use crate::events::{Event, EventSink};
+use crate::http::{DownloadError, Http};
+use crate::machine::{self, Ended, Then, Undo};
+use crate::mcu::{self, Mcu, VerifierSpec};
+use crate::platform::{self, Content, DevicePlatform, Mode, Route};
+use crate::slots::{self, Pointer};
+use crate::state::{Candidate, Download, Journal, StateDir, Target, Undoing};
+
+/// The largest envelope the agent accepts (it is held in memory to be verified).
+pub const MAX_ENVELOPE: u64 = 1 << 20;
+
+/// The clock: seconds since 1970.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// What every step needs.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) http: Http,
+    pub(crate) state: StateDir,
+    pub(crate) events: EventSink,
+    pub(crate) clock: Clock,
+}
+
+impl Ctx {
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+}
+
+/// How an update ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Every step succeeded; the new images are confirmed.
+    Installed,
+    /// A step failed; the device was returned to its previous state.
+    Failed(StepFailure),
+    /// Announce deferred it; ask again after this many seconds (or at the next poll).
+    Deferred(Option<u64>),
+}
+
+/// How a step ended when it did not stop.
+enum Done {
+    Success(String),
+    Deferred { detail: String, retry: Option<u64> },
+}
+
+type StepResult = Result<Done, Stop>;
+
+fn fail(step: Step, reason: &str, detail: impl Into<String>) -> Stop {
+    Stop::Fail(StepFailure::new(step, reason, detail))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+// ---------------------------------------------------------------------------------------------
+
+/// Queues a report (durably) and emits its event.
+pub(crate) fn report(
+    ctx: &Ctx,
+    release: &str,
+    step: Step,
+    outcome: Outcome,
+    reason: Option<&str>,
+    detail: Option<String>,
+    progress: Option<u64>,
+) -> Result<(), AgentError> {
+    let r = StepReport {
+        release_id: release.to_owned(),
+        step,
+        outcome,
+        reason: reason.map(str::to_owned),
+        detail,
+        progress,
+        suit_report: None,
+    };
+    (ctx.events)(&Event::Step {
+        release_id: r.release_id.clone(),
+        step: step.name().into(),
+        outcome: outcome.name().into(),
+        reason: r.reason.clone(),
+        detail: r.detail.clone(),
+        progress,
+    });
+    let mut outbox = ctx.state.outbox()?;
+    outbox.push(r);
+    ctx.state.save_outbox(&outbox)
+}
+
+/// Sends queued reports in order; stops at the first that cannot be delivered now.
+pub(crate) async fn flush(ctx: &Ctx) -> Result<(), AgentError> {
+    let outbox = ctx.state.outbox()?;
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let mut sent = 0;
+    let mut error = None;
+    for r in &outbox {
+        match ctx.http.report(r).await {
+            Ok(crate::http::Delivery::Delivered) => sent += 1,
+            Ok(crate::http::Delivery::Refused(status)) => {
+                tracing::warn!(
+                    "the server refused the {} report for {} (HTTP {status}); dropping it",
+                    r.step.name(),
+                    r.release_id
+                );
+                sent += 1;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let rest: Vec<StepReport> = outbox.into_iter().skip(sent).collect();
+    ctx.state.save_outbox(&rest)?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn flush_quietly(ctx: &Ctx) -> Result<(), AgentError> {
+    match flush(ctx).await {
+        Err(AgentError::Server(e)) => {
+            tracing::info!("reports stay queued: {e}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner
+// ---------------------------------------------------------------------------------------------
+
+/// Runs (or resumes) the update in `j` until it is installed, fails, is deferred, or is
+/// interrupted.
+pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentError> {
+    let start = ctx.http.traffic();
+    let release = j.release().to_owned();
+    loop {
+        if let Some(u) = j.undoing.clone() {
+            let note = undo(ctx, &mut j, u.undo).await?;
+            let detail = if note.is_empty() {
+                u.detail.clone()
+            } else {
+                format!("{}; {note}", u.detail)
+            };
+            report(
+                ctx,
+                &release,
+                u.step,
+                Outcome::Failure,
+                Some(&u.reason),
+                Some(detail.clone()),
+                None,
+            )?;
+            ctx.state.finish()?;
+            flush_quietly(ctx).await?;
+            (ctx.events)(&Event::Update {
+                release_id: release.clone(),
+                result: "failed".into(),
+                traffic: Some(ctx.http.traffic().since(&start)),
+            });
+            return Ok(Finished::Failed(StepFailure {
+                step: u.step,
+                reason: u.reason,
+                detail,
+            }));
+        }
+        let step = j.step;
+        match run_step(ctx, &mut j, step).await {
+            Ok(Done::Success(detail)) => {
+                report(
+                    ctx,
+                    &release,
+                    step,
+                    Outcome::Success,
+                    None,
+                    Some(detail),
+                    None,
+                )?;
+                match machine::after(step, Ended::Success).then {
+                    Then::Run(next) => {
+                        j.step = next;
+                        ctx.state.save_journal(&j)?;
+                        flush_quietly(ctx).await?;
+                    }
+                    _ => {
+                        ctx.state.finish()?;
+                        flush_quietly(ctx).await?;
+                        (ctx.events)(&Event::Update {
+                            release_id: release.clone(),
+                            result: "installed".into(),
+                            traffic: Some(ctx.http.traffic().since(&start)),
+                        });
+                        return Ok(Finished::Installed);
+                    }
+                }
+            }
+            Ok(Done::Deferred { detail, retry }) => {
+                if !j.deferred_reported {
+                    report(
+                        ctx,
+                        &release,
+                        step,
+                        Outcome::Deferred,
+                        None,
+                        Some(detail),
+                        None,
+                    )?;
+                    j.deferred_reported = true;
+                    ctx.state.save_journal(&j)?;
+                    flush_quietly(ctx).await?;
+                }
+                (ctx.events)(&Event::Update {
+                    release_id: release.clone(),
+                    result: "deferred".into(),
+                    traffic: None,
+                });
+                return Ok(Finished::Deferred(retry));
+            }
+            Err(Stop::Fail(f)) => {
+                let undo = match machine::after(step, Ended::Failure).then {
+                    Then::Undo(u) => u,
+                    _ => Undo::Revert,
+                };
+                j.undoing = Some(Undoing {
+                    undo,
+                    step: f.step,
+                    reason: f.reason,
+                    detail: f.detail,
+                });
+                ctx.state.save_journal(&j)?;
+            }
+            Err(Stop::Interrupt(e)) => return Err(e),
+        }
+    }
+}
+
+async fn run_step(ctx: &Ctx, j: &mut Journal, step: Step) -> StepResult {
+    match step {
+        Step::Receive => receive(ctx, j).await,
+        Step::Check => blocking(ctx, j, check).await,
+        Step::Announce => announce(ctx, j).await,
+        Step::Distribute => blocking(ctx, j, distribute).await,
+        Step::Process => blocking(ctx, j, process).await,
+        Step::Stage => blocking(ctx, j, stage).await,
+        Step::Apply => blocking(ctx, j, apply).await,
+        Step::Reverify => blocking(ctx, j, reverify).await,
+        Step::Activate => activate(ctx, j).await,
+        Step::CleanUp => clean_up(ctx, j).await,
+    }
+}
+
+/// Runs a file-heavy step on the blocking pool.
+async fn blocking(
+    ctx: &Ctx,
+    j: &mut Journal,
+    f: fn(&Ctx, &mut Journal) -> StepResult,
+) -> StepResult {
+    let c = ctx.clone();
+    let mut owned = j.clone();
+    let (owned, r) = tokio::task::spawn_blocking(move || {
+        let r = f(&c, &mut owned);
+        (owned, r)
+    })
+    .await
+    .map_err(|e| AgentError::Local(format!("step worker: {e}")))?;
+    *j = owned;
+    r
+}
+
+fn env_of(j: &Journal, step: Step) -> Vec<(String, String)> {
+    vec![
+        ("SUITCASE_RELEASE_ID".into(), j.offer.release_id.clone()),
+        ("SUITCASE_SEQUENCE".into(), j.sequence.to_string()),
+        (
+            "SUITCASE_REQUIRES_CONSENT".into(),
+            u8::from(j.offer.requires_consent).to_string(),
+        ),
+        (
+            "SUITCASE_ROLLBACK".into(),
+            u8::from(j.offer.rollback).to_string(),
+        ),
+        ("SUITCASE_STEP".into(), step.name().into()),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4 Receive
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Which {
+    Envelope,
+    Payload(usize),
+}
+
+fn slot_of(j: &mut Journal, w: Which) -> Option<&mut Download> {
+    match w {
+        Which::Envelope => Some(&mut j.envelope),
+        Which::Payload(i) => j.payloads.get_mut(i),
+    }
+}
+
+fn largest_capacity(cfg: &Config) -> u64 {
+    cfg.components
+        .iter()
+        .map(|c| match &c.kind {
+            Kind::File(s) => s.capacity,
+            Kind::Mcu(m) => m.slot_size(),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Receive;
+    if j.envelope.size > MAX_ENVELOPE {
+        return Err(fail(
+            step,
+            reason::ENVELOPE_SIZE,
+            format!(
+                "the envelope is {} bytes; this agent accepts at most {MAX_ENVELOPE}",
+                j.envelope.size
+            ),
+        ));
+    }
+    // Space before any byte is downloaded (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
+    let downloads = || std::iter::once(&j.envelope).chain(&j.payloads);
+    let remaining: u64 = downloads()
+        .filter(|d| !d.complete)
+        .map(|d| d.size.saturating_sub(d.durable))
+        .sum();
+    let total: u64 = downloads().map(|d| d.size).sum();
+    let done: u64 = downloads()
+        .map(|d| if d.complete { d.size } else { d.durable })
+        .sum();
+    if let Some(free) = ctx.state.free_bytes() {
+        let need = remaining.saturating_add(ctx.cfg.reserve_bytes);
+        if need > free {
+            return Err(fail(
+                step,
+                reason::NO_SPACE,
+                format!(
+                    "the update needs {remaining} more bytes in {} but {free} are free (storage.reserve_bytes = {})",
+                    ctx.state.dir.display(),
+                    ctx.cfg.reserve_bytes
+                ),
+            ));
+        }
+    }
+    let largest = largest_capacity(&ctx.cfg);
+    for (i, p) in j.offer.payloads.iter().enumerate() {
+        // A little room for an AEAD tag: the payload may be ciphertext of an image that fits.
+        if p.size > largest.saturating_add(64) {
+            return Err(fail(
+                step,
+                reason::NO_SPACE,
+                format!(
+                    "payload {i} ({}) is {} bytes but the largest component slot holds {largest}",
+                    p.uri, p.size
+                ),
+            ));
+        }
+    }
+    if remaining > 0 {
+        report(
+            ctx,
+            j.release(),
+            step,
+            Outcome::InProgress,
+            None,
+            Some(if done > 0 {
+                format!("resuming the download at {done} of {total} bytes")
+            } else {
+                format!("downloading {total} bytes")
+            }),
+            Some(done),
+        )?;
+        flush_quietly(ctx).await?;
+    }
+    download(ctx, j, Which::Envelope).await?;
+    for i in 0..j.payloads.len() {
+        download(ctx, j, Which::Payload(i)).await?;
+    }
+    let resumes: u32 = std::iter::once(&j.envelope)
+        .chain(&j.payloads)
+        .map(|d| d.resumes)
+        .sum();
+    Ok(Done::Success(format!(
+        "envelope ({} bytes) and {} payload(s) ({} bytes) downloaded{}",
+        j.envelope.size,
+        j.payloads.len(),
+        j.payloads.iter().map(|d| d.size).sum::<u64>(),
+        if resumes > 0 {
+            format!(", resumed {resumes} time(s) with range requests")
+        } else {
+            String::new()
+        }
+    )))
+}
+
+/// Exponential back-off with jitter: `min × 2^(n-1)`, capped at `max`, times [0.5, 1).
+pub(crate) fn backoff(
+    min: std::time::Duration,
+    max: std::time::Duration,
+    n: u32,
+) -> std::time::Duration {
+    let base = min
+        .saturating_mul(
+            1u32.checked_shl(n.saturating_sub(1).min(20))
+                .unwrap_or(u32::MAX),
+        )
+        .min(max);
+    let r = crate::config::random_bytes::<2>();
+    let unit = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX);
+    base.mul_f64(0.5 + 0.5 * unit)
+}
+
+async fn download(ctx: &Ctx, j: &mut Journal, which: Which) -> Result<(), Stop> {
+    let step = Step::Receive;
+    let attempts = ctx.cfg.polling.download_attempts;
+    let mut failures = 0u32;
+    let mut mismatches = 0u32;
+    loop {
+        let Some(d) = slot_of(j, which).cloned() else {
+            return Ok(());
+        };
+        if d.complete {
+            return Ok(());
+        }
+        let path = ctx.state.work_file(&d.file);
+        let mut current = d.clone();
+        let r = {
+            let mut snapshot = j.clone();
+            let state = ctx.state.clone();
+            let mut checkpoint = move |dl: &Download| -> Result<(), AgentError> {
+                if let Some(s) = slot_of(&mut snapshot, which) {
+                    *s = dl.clone();
+                }
+                state.save_journal(&snapshot)
+            };
+            ctx.http
+                .download(&mut current, &path, &mut checkpoint)
+                .await
+        };
+        if let Some(s) = slot_of(j, which) {
+            *s = current.clone();
+        }
+        match r {
+            Ok(()) => {
+                if let Some(want) = &current.sha256 {
+                    let p = path.clone();
+                    let got = tokio::task::spawn_blocking(move || crate::http::sha256_file(&p))
+                        .await
+                        .map_err(|e| AgentError::Local(format!("hash worker: {e}")))??;
+                    if !got.eq_ignore_ascii_case(want) {
+                        mismatches += 1;
+                        if let Some(s) = slot_of(j, which) {
+                            s.durable = 0;
+                            s.etag = None;
+                            s.restarts += 1;
+                        }
+                        ctx.state.save_journal(j)?;
+                        if mismatches >= 2 {
+                            return Err(fail(
+                                step,
+                                reason::DOWNLOAD,
+                                format!(
+                                    "{} does not match the offered SHA-256 {want} (got {got}) after two downloads",
+                                    current.url
+                                ),
+                            ));
+                        }
+                        continue;
+                    }
+                }
+                if let Some(s) = slot_of(j, which) {
+                    s.complete = true;
+                }
+                ctx.state.save_journal(j)?;
+                return Ok(());
+            }
+            Err(DownloadError::Gone(m)) => return Err(fail(step, reason::DOWNLOAD, m)),
+            Err(DownloadError::Local(e)) => return Err(Stop::Interrupt(e)),
+            Err(DownloadError::Transient(m)) => {
+                ctx.state.save_journal(j)?;
+                failures += 1;
+                if failures >= attempts {
+                    return Err(Stop::Interrupt(AgentError::Server(format!(
+                        "{m} (gave up after {failures} attempts; the download resumes at the next cycle)"
+                    ))));
+                }
+                let wait = backoff(
+                    ctx.cfg.polling.backoff_min,
+                    ctx.cfg.polling.backoff_max,
+                    failures,
+                );
+                (ctx.events)(&Event::Error {
+                    message: m,
+                    retry_in_seconds: Some(wait.as_secs_f64()),
+                });
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the verified manifest
+// ---------------------------------------------------------------------------------------------
+
+fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
+    let path = ctx.state.work_file(&j.envelope.file);
+    let mut f = std::fs::File::open(&path).map_err(crate::error::local(format!(
+        "cannot read {}",
+        path.display()
+    )))?;
+    let mut bytes = Vec::new();
+    f.by_ref()
+        .take(MAX_ENVELOPE)
+        .read_to_end(&mut bytes)
+        .map_err(crate::error::local(format!(
+            "cannot read {}",
+            path.display()
+        )))?;
+    Ok(bytes)
+}
+
+/// Authenticates the envelope: the only way to a [`VerifiedManifest`].
+fn verify<'e>(
+    ctx: &Ctx,
+    step: Step,
+    bytes: &'e [u8],
+    anchors: &[TrustAnchor<'_>],
+) -> Result<VerifiedManifest<'e>, Stop> {
+    let policy = ctx.cfg.trust.policy(ctx.now());
+    Envelope::decode(bytes)
+        .and_then(|e| e.verify(anchors, &policy))
+        .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))
+}
+
+fn hex_id(id: &suitcase_manifest::ComponentId<'_>) -> Vec<String> {
+    id.segments().map(hex::encode).collect()
+}
+
+fn installed_sequence(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<Option<u64>, AgentError> {
+    let installed = ctx.state.installed()?;
+    Ok(v.manifest()
+        .components
+        .iter()
+        .filter_map(|c| installed.sequence(&hex_id(&c)))
+        .max())
+}
+
+fn suit_failure(step: Step, e: &suitcase_manifest::Error, p: &DevicePlatform<'_>) -> Stop {
+    let mut detail = e.to_string();
+    if let Some(problem) = &p.problem {
+        detail.push_str(": ");
+        detail.push_str(problem);
+    }
+    if let Some(f) = &p.last_failed {
+        detail.push_str(&format!(" (at {f})"));
+    }
+    if p.no_space {
+        return fail(step, reason::NO_SPACE, detail);
+    }
+    if let suitcase_manifest::Error::UnsupportedCritical {
+        what: suitcase_manifest::Unsupported::Component,
+        ..
+    } = e
+    {
+        detail.push_str(
+            ": the manifest names a component this device does not have (agent.toml [[component]])",
+        );
+    }
+    fail(step, e.reason().code(), detail)
+}
+
+const UPDATE_SECTIONS: [Section; 4] = [
+    Section::DependencyResolution,
+    Section::PayloadFetch,
+    Section::CandidateVerification,
+    Section::Install,
+];
+
+// ---------------------------------------------------------------------------------------------
+// 5 Check
+// ---------------------------------------------------------------------------------------------
+
+fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Check;
+    let bytes = read_envelope(ctx, j)?;
+    let anchors = ctx.cfg.trust.anchors();
+    let v = verify(ctx, step, &bytes, &anchors)?;
+    let signers: Vec<&str> = v
+        .signers()
+        .iter()
+        .filter_map(|i| anchors.get(i))
+        .map(|a| a.name)
+        .collect();
+    let installed = installed_sequence(ctx, &v)?;
+    let mut probe = DevicePlatform::new(
+        &ctx.cfg,
+        Mode::Probe,
+        bytes.len() as u64,
+        ctx.state.work(),
+        Vec::new(),
+        ctx.now(),
+    );
+    let outcome = match Processor::new(
+        &v,
+        &mut probe,
+        ProcessorPolicy {
+            installed_sequence: installed,
+            allow_same_sequence: false,
+        },
+    ) {
+        Ok(mut p) => UPDATE_SECTIONS
+            .iter()
+            .try_for_each(|s| p.run(*s).map(|_| ())),
+        Err(e) => return Err(suit_failure(step, &e, &probe)),
+    };
+    if let Err(e) = outcome
+        && !probe.side_effect
+    {
+        return Err(suit_failure(step, &e, &probe));
+    }
+    j.sequence = v.sequence_number();
+    Ok(Done::Success(format!(
+        "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes)",
+        signers.join(", "),
+        v.sequence_number(),
+        installed.map_or_else(
+            || "(nothing installed yet)".to_owned(),
+            |s| format!("is newer than the installed {s}")
+        ),
+    )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6-7 Announce
+// ---------------------------------------------------------------------------------------------
+
+async fn announce(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Announce;
+    if j.consent_granted {
+        return Ok(Done::Success("consent was given earlier".into()));
+    }
+    let c = &ctx.cfg.consent;
+    let decision = match c.mode {
+        crate::config::ConsentMode::Auto => Decision::Granted(if j.offer.requires_consent {
+            "the operator asked for consent; consent.mode = \"auto\" gives it".into()
+        } else {
+            "installing automatically (consent.mode = \"auto\")".into()
+        }),
+        crate::config::ConsentMode::Command => {
+            match command::run(&c.command, &env_of(j, step), c.timeout).await {
+                command::Exit::Code(code) => consent::from_exit(code),
+                other => Decision::Deferred {
+                    detail: other.describe("the consent command"),
+                    retry_seconds: None,
+                },
+            }
+        }
+        crate::config::ConsentMode::Window => match &c.window {
+            Some(w) => consent::from_window(w, ctx.now()),
+            None => Decision::Granted("no window configured".into()),
+        },
+    };
+    match decision {
+        Decision::Granted(s) => {
+            j.consent_granted = true;
+            Ok(Done::Success(s))
+        }
+        Decision::Deferred {
+            detail,
+            retry_seconds,
+        } => Ok(Done::Deferred {
+            detail,
+            retry: retry_seconds,
+        }),
+        Decision::Refused(s) => Err(fail(step, reason::CONSENT, s)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8 Distribute
+// ---------------------------------------------------------------------------------------------
+
+fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Distribute;
+    let bytes = read_envelope(ctx, j)?;
+    let anchors = ctx.cfg.trust.anchors();
+    let v = verify(ctx, step, &bytes, &anchors)?;
+    let mut targets = Vec::new();
+    let mut notes = Vec::new();
+    for (index, id) in v.manifest().components.iter().enumerate() {
+        let Some(r) = platform::route(&ctx.cfg, &id) else {
+            return Err(fail(
+                step,
+                "unsupported-critical",
+                format!(
+                    "the manifest names component {:?}, which this device does not have",
+                    hex_id(&id)
+                ),
+            ));
+        };
+        let (ci, staging) = match r {
+            Route::Image(i) => (i, false),
+            Route::Staging(i) => (i, true),
+        };
+        let Some(c) = ctx.cfg.components.get(ci) else {
+            return Err(fail(step, "unsupported-critical", "component index"));
+        };
+        let mut t = Target {
+            index,
+            component: ci,
+            id: hex_id(&id),
+            name: if staging {
+                format!("{}/staging", c.name)
+            } else {
+                c.name.clone()
+            },
+            staging,
+            from_slot: None,
+            to_slot: None,
+            installed_sequence: None,
+            written: 0,
+            len: 0,
+            image_offset: 0,
+            applied: false,
+            activated: false,
+            digest: None,
+        };
+        if !staging {
+            let (from, to, what) = match &c.kind {
+                Kind::File(s) => {
+                    slots::check(s).map_err(|m| fail(step, reason::STORAGE, m))?;
+                    let p = slots::read_pointer(&s.pointer)?;
+                    if p.trial() {
+                        return Err(fail(
+                            step,
+                            reason::STORAGE,
+                            format!(
+                                "{}: slot {} is on trial and not confirmed ({}); confirm or revert it first",
+                                c.name,
+                                slots::name(p.active),
+                                s.pointer.display()
+                            ),
+                        ));
+                    }
+                    (
+                        slots::name(p.active),
+                        slots::name(1 - p.active.min(1)),
+                        "file slot",
+                    )
+                }
+                Kind::Mcu(m) => {
+                    let mcu = Mcu::open(m, &ctx.state.durability)?;
+                    let st = mcu.status()?;
+                    if st.phase == suitcase_boot::Phase::Trial {
+                        return Err(fail(
+                            step,
+                            reason::STORAGE,
+                            format!("{}: the MCU runs an unconfirmed trial image", c.name),
+                        ));
+                    }
+                    (
+                        mcu::slot_name(st.confirmed),
+                        mcu::slot_name(st.confirmed.other()),
+                        if m.secondary.is_some() {
+                            "secondary MCU (verifies its own manifest), slot"
+                        } else {
+                            "MCU slot"
+                        },
+                    )
+                }
+            };
+            notes.push(format!("{} → {what} {to}", c.name));
+            t.from_slot = Some(from.into());
+            t.to_slot = Some(to.into());
+        } else {
+            notes.push(format!("{} → work area", t.name));
+        }
+        targets.push(t);
+    }
+    j.targets = targets;
+    Ok(Done::Success(notes.join("; ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9 Process
+// ---------------------------------------------------------------------------------------------
+
+fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Process;
+    let bytes = read_envelope(ctx, j)?;
+    let anchors = ctx.cfg.trust.anchors();
+    let v = verify(ctx, step, &bytes, &anchors)?;
+    let installed = installed_sequence(ctx, &v)?;
+    let payloads = j
+        .offer
+        .payloads
+        .iter()
+        .zip(&j.payloads)
+        .map(|(o, d)| (o.uri.clone(), ctx.state.work_file(&d.file), d.size))
+        .collect();
+    let mut p = DevicePlatform::new(
+        &ctx.cfg,
+        Mode::Process,
+        bytes.len() as u64,
+        ctx.state.work(),
+        payloads,
+        ctx.now(),
+    );
+    let outcome = match Processor::new(
+        &v,
+        &mut p,
+        ProcessorPolicy {
+            installed_sequence: installed,
+            allow_same_sequence: false,
+        },
+    ) {
+        Ok(mut proc) => UPDATE_SECTIONS
+            .iter()
+            .try_for_each(|s| proc.run(*s).map(|_| ())),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        return Err(suit_failure(step, &e, &p));
+    }
+    let mut candidates = Vec::new();
+    for (index, c) in p.content.iter().enumerate() {
+        if let Some(c) = c {
+            let file = c
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            candidates.push(Candidate {
+                index,
+                file,
+                len: c.len,
+            });
+        }
+    }
+    let images = candidates
+        .iter()
+        .filter(|c| j.targets.iter().any(|t| t.index == c.index && !t.staging))
+        .count();
+    j.candidates = candidates;
+    Ok(Done::Success(format!(
+        "{images} candidate image(s) ready and matching the manifest's digests; {} payload(s) decrypted as a stream",
+        p.decrypted
+    )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10 Stage
+// ---------------------------------------------------------------------------------------------
+
+fn stage(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let installed = ctx.state.installed()?;
+    let mut notes = Vec::new();
+    for t in &mut j.targets {
+        t.installed_sequence = installed.sequence(&t.id);
+        t.written = 0;
+        t.applied = false;
+        t.activated = false;
+        if !t.staging {
+            notes.push(format!(
+                "{} runs slot {} (sequence {})",
+                t.name,
+                t.from_slot.as_deref().unwrap_or("?"),
+                t.installed_sequence
+                    .map_or_else(|| "none".to_owned(), |s| s.to_string())
+            ));
+        }
+    }
+    Ok(Done::Success(format!(
+        "pre-update state journalled: {}",
+        notes.join(", ")
+    )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11 Apply
+// ---------------------------------------------------------------------------------------------
+
+fn component<'c>(ctx: &'c Ctx, t: &Target) -> Result<&'c ComponentConfig, Stop> {
+    ctx.cfg.components.get(t.component).ok_or_else(|| {
+        fail(
+            Step::Apply,
+            reason::STORAGE,
+            "component vanished from the configuration",
+        )
+    })
+}
+
+fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Apply;
+    let envelope = read_envelope(ctx, j)?;
+    let mut notes = Vec::new();
+    for ti in 0..j.targets.len() {
+        let Some(t) = j.targets.get(ti).cloned() else {
+            continue;
+        };
+        if t.staging {
+            continue;
+        }
+        let Some(cand) = j.candidates.iter().find(|c| c.index == t.index).cloned() else {
+            notes.push(format!("{}: nothing to write", t.name));
+            continue;
+        };
+        if t.applied {
+            notes.push(format!("{}: written earlier", t.name));
+            continue;
+        }
+        let src = ctx.state.work_file(&cand.file);
+        let c = component(ctx, &t)?;
+        match &c.kind {
+            Kind::File(s) => {
+                let to = t
+                    .to_slot
+                    .as_deref()
+                    .and_then(slots::index)
+                    .ok_or_else(|| fail(step, reason::STORAGE, "no target slot"))?;
+                let mut snapshot = j.clone();
+                let state = ctx.state.clone();
+                let mut checkpoint = |done: u64| -> Result<(), AgentError> {
+                    if let Some(x) = snapshot.targets.get_mut(ti) {
+                        x.written = done;
+                    }
+                    state.save_journal(&snapshot)
+                };
+                let digest = slots::write_slot(s, to, &src, cand.len, t.written, &mut checkpoint)
+                    .map_err(|e| match e {
+                    slots::SlotError::NoSpace(m) => fail(step, reason::NO_SPACE, m),
+                    slots::SlotError::Storage(m) => fail(step, reason::STORAGE, m),
+                    slots::SlotError::Agent(e) => Stop::Interrupt(e),
+                })?;
+                notes.push(format!(
+                    "{}: {} bytes into slot {} (sha-256 {})",
+                    t.name,
+                    cand.len,
+                    slots::name(to),
+                    digest.get(..16).unwrap_or_default()
+                ));
+                if let Some(x) = j.targets.get_mut(ti) {
+                    x.written = cand.len;
+                    x.len = cand.len;
+                    x.image_offset = 0;
+                    x.digest = Some(digest);
+                    x.applied = true;
+                }
+            }
+            Kind::Mcu(m) => {
+                let (total, offset, prefix) = match m.image {
+                    ImageFormat::Raw => {
+                        let env_len = envelope.len() as u64;
+                        let off = mcu::image_offset(env_len);
+                        let mut prefix = mcu::slot_header(
+                            u32::try_from(env_len).unwrap_or(u32::MAX),
+                            u32::try_from(off).unwrap_or(u32::MAX),
+                            u32::try_from(cand.len).unwrap_or(u32::MAX),
+                        )
+                        .to_vec();
+                        prefix.extend_from_slice(&envelope);
+                        prefix.resize(usize::try_from(off).unwrap_or(0), 0);
+                        (off + cand.len, off, prefix)
+                    }
+                    ImageFormat::SlotImage => (cand.len, 0, Vec::new()),
+                };
+                if total > m.slot_size() {
+                    return Err(fail(
+                        step,
+                        reason::NO_SPACE,
+                        format!(
+                            "{}: the slot image is {total} bytes but a slot holds {}",
+                            t.name,
+                            m.slot_size()
+                        ),
+                    ));
+                }
+                let file = std::fs::File::open(&src).map_err(crate::error::local(format!(
+                    "cannot read {}",
+                    src.display()
+                )))?;
+                let mut reader = std::io::Cursor::new(prefix).chain(file.take(cand.len));
+                let device = Mcu::open(m, &ctx.state.durability)?;
+                let slot = device
+                    .stage(total, &mut reader)
+                    .map_err(|e| fail(step, reason::STORAGE, format!("{}: {e}", t.name)))?;
+                device.save(&ctx.state.durability)?;
+                let digest = crate::http::sha256_file(&src)?;
+                notes.push(format!(
+                    "{}: {total} bytes staged in MCU slot {} (pending)",
+                    t.name,
+                    mcu::slot_name(slot)
+                ));
+                if let Some(x) = j.targets.get_mut(ti) {
+                    x.written = total;
+                    x.len = cand.len;
+                    x.image_offset = offset;
+                    x.digest = Some(digest);
+                    x.to_slot = Some(mcu::slot_name(slot).into());
+                    x.applied = true;
+                }
+            }
+        }
+        ctx.state.save_journal(j)?;
+    }
+    Ok(Done::Success(notes.join("; ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11b Re-verify
+// ---------------------------------------------------------------------------------------------
+
+fn verifier_spec<'c>(
+    cfg: &'c Config,
+    now: u64,
+    c: &'c ComponentConfig,
+    m: &'c McuConfig,
+) -> VerifierSpec<'c> {
+    match &m.secondary {
+        Some(s) => VerifierSpec {
+            anchors: crate::config::anchors_of(&s.anchors),
+            policy: suitcase_manifest::TrustPolicy {
+                time: Some(now),
+                ..suitcase_manifest::TrustPolicy::default()
+            },
+            identity: s.identity,
+            component: suitcase_manifest::build::encode_component_id(&s.inner_component),
+        },
+        None => VerifierSpec {
+            anchors: cfg.trust.anchors(),
+            policy: cfg.trust.policy(now),
+            identity: cfg.identity,
+            component: suitcase_manifest::build::encode_component_id(&c.id),
+        },
+    }
+}
+
+fn mcu_slot_offset(m: &McuConfig, slot: &str) -> u64 {
+    let s = u64::from(m.sector_size);
+    if slot == "b" {
+        2 * s + m.slot_size()
+    } else {
+        2 * s
+    }
+}
+
+fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Reverify;
+    let bytes = read_envelope(ctx, j)?;
+    let anchors = ctx.cfg.trust.anchors();
+    let v = verify(ctx, step, &bytes, &anchors)?;
+    let installed = installed_sequence(ctx, &v)?;
+    let mut p = DevicePlatform::new(
+        &ctx.cfg,
+        Mode::Reverify,
+        bytes.len() as u64,
+        ctx.state.work(),
+        Vec::new(),
+        ctx.now(),
+    );
+    for t in &j.targets {
+        let content = if t.staging || !t.applied {
+            j.candidates
+                .iter()
+                .find(|c| c.index == t.index)
+                .map(|c| Content {
+                    path: ctx.state.work_file(&c.file),
+                    offset: 0,
+                    len: c.len,
+                })
+        } else {
+            let c = component(ctx, t)?;
+            let slot = t.to_slot.as_deref().unwrap_or("b");
+            Some(match &c.kind {
+                Kind::File(s) => Content {
+                    path: s
+                        .slots
+                        .get(slots::index(slot).unwrap_or(1))
+                        .cloned()
+                        .unwrap_or_default(),
+                    offset: 0,
+                    len: t.len,
+                },
+                Kind::Mcu(m) => Content {
+                    path: m.flash.clone(),
+                    offset: mcu_slot_offset(m, slot) + t.image_offset,
+                    len: t.len,
+                },
+            })
+        };
+        if let Some(content) = content {
+            p.set_content(t.index, content);
+        }
+    }
+    let outcome = match Processor::new(
+        &v,
+        &mut p,
+        ProcessorPolicy {
+            installed_sequence: installed,
+            allow_same_sequence: false,
+        },
+    ) {
+        Ok(mut proc) => proc.run(Section::Validate),
+        Err(e) => Err(e),
+    };
+    let ran = match outcome {
+        Ok(ran) => ran,
+        Err(e) => return Err(suit_failure(step, &e, &p)),
+    };
+    let mut notes = vec![if ran {
+        "the manifest's validate section accepts what was written".to_owned()
+    } else {
+        "the manifest has no validate section".to_owned()
+    }];
+    for t in j.targets.iter().filter(|t| !t.staging && t.applied) {
+        let c = component(ctx, t)?;
+        if let Kind::Mcu(m) = &c.kind {
+            let device = Mcu::open(m, &ctx.state.durability)?;
+            let spec = verifier_spec(&ctx.cfg, ctx.now(), c, m);
+            let slot = t
+                .to_slot
+                .as_deref()
+                .and_then(mcu::slot_of)
+                .unwrap_or(suitcase_boot::Slot::B);
+            let measured = device
+                .verify(&spec, slot)
+                .map_err(|e| fail(step, reason::BOOT_REFUSED, format!("{}: {e}", t.name)))?;
+            notes.push(format!(
+                "{}: {} accepts slot {slot} (security version {})",
+                t.name,
+                if m.secondary.is_some() {
+                    "the secondary MCU's own verifier"
+                } else {
+                    "the MCU's boot verifier"
+                },
+                measured.security_version.0
+            ));
+        }
+    }
+    Ok(Done::Success(notes.join("; ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12 Activate
+// ---------------------------------------------------------------------------------------------
+
+async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Activate;
+    let mut notes = Vec::new();
+    for ti in 0..j.targets.len() {
+        let Some(t) = j.targets.get(ti).cloned() else {
+            continue;
+        };
+        if t.staging || !t.applied {
+            continue;
+        }
+        let c = component(ctx, &t)?;
+        match &c.kind {
+            Kind::File(s) => {
+                let (Some(from), Some(to)) = (
+                    t.from_slot.as_deref().and_then(slots::index),
+                    t.to_slot.as_deref().and_then(slots::index),
+                ) else {
+                    return Err(fail(
+                        step,
+                        reason::STORAGE,
+                        "slots missing from the journal",
+                    ));
+                };
+                if t.activated && s.activate == ActivateMode::Reboot {
+                    notes.push(format!(
+                        "{}: slot {} active after the reboot",
+                        t.name,
+                        slots::name(to)
+                    ));
+                    continue;
+                }
+                slots::write_pointer(
+                    &s.pointer,
+                    Pointer {
+                        active: to,
+                        confirmed: from,
+                    },
+                )?;
+                ctx.state.durability.wrote()?;
+                if let Some(x) = j.targets.get_mut(ti) {
+                    x.activated = true;
+                }
+                ctx.state.save_journal(j)?;
+                let mut env = env_of(j, step);
+                env.push(("SUITCASE_COMPONENT".into(), c.name.clone()));
+                env.push(("SUITCASE_SLOT".into(), slots::name(to).into()));
+                env.push((
+                    "SUITCASE_SLOT_PATH".into(),
+                    s.slots
+                        .get(to)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                ));
+                match s.activate {
+                    ActivateMode::Restart => {
+                        let exit = command::run(&s.restart, &env, ctx.cfg.health.timeout).await;
+                        if !exit.success() {
+                            return Err(fail(
+                                step,
+                                reason::ACTIVATE,
+                                format!("{}: {}", c.name, exit.describe("the restart command")),
+                            ));
+                        }
+                        notes.push(format!(
+                            "{}: slot {} active on trial{}",
+                            c.name,
+                            slots::name(to),
+                            if s.restart.is_empty() {
+                                String::new()
+                            } else {
+                                ", restarted".to_owned()
+                            }
+                        ));
+                    }
+                    ActivateMode::Reboot => {
+                        if s.reboot.is_empty() {
+                            notes.push(format!(
+                                "{}: slot {} active on trial (no reboot command: reboot simulated)",
+                                c.name,
+                                slots::name(to)
+                            ));
+                        } else {
+                            let exit = command::run(&s.reboot, &env, ctx.cfg.health.timeout).await;
+                            if !exit.success() {
+                                return Err(fail(
+                                    step,
+                                    reason::ACTIVATE,
+                                    exit.describe("the reboot command"),
+                                ));
+                            }
+                            return Err(Stop::Interrupt(AgentError::Rebooting));
+                        }
+                    }
+                }
+            }
+            Kind::Mcu(m) => {
+                if t.activated {
+                    notes.push(format!("{}: booted earlier", t.name));
+                    continue;
+                }
+                let to = t
+                    .to_slot
+                    .as_deref()
+                    .and_then(mcu::slot_of)
+                    .unwrap_or(suitcase_boot::Slot::B);
+                let cfg = ctx.cfg.clone();
+                let state = ctx.state.clone();
+                let clock = ctx.clock.clone();
+                let ci = t.component;
+                let decision = tokio::task::spawn_blocking(move || -> Result<_, AgentError> {
+                    let c = cfg
+                        .components
+                        .get(ci)
+                        .ok_or_else(|| AgentError::Local("component".into()))?;
+                    let Kind::Mcu(m) = &c.kind else {
+                        return Err(AgentError::Local("component kind".into()));
+                    };
+                    let device = Mcu::open(m, &state.durability)?;
+                    let spec = verifier_spec(&cfg, clock(), c, m);
+                    let d = device.boot(&spec)?;
+                    device.save(&state.durability)?;
+                    Ok(d)
+                })
+                .await
+                .map_err(|e| AgentError::Local(format!("boot worker: {e}")))??;
+                match decision {
+                    suitcase_boot::BootDecision::Boot(b)
+                        if b.slot == to
+                            && matches!(b.state, suitcase_boot::ImageState::Trial { .. }) =>
+                    {
+                        let suitcase_boot::ImageState::Trial { boot, max } = b.state else {
+                            continue;
+                        };
+                        notes.push(format!(
+                            "{}: the bootloader booted slot {to} on trial ({boot}/{max})",
+                            c.name
+                        ));
+                        let _ = m;
+                    }
+                    suitcase_boot::BootDecision::Boot(b) => {
+                        return Err(fail(
+                            step,
+                            reason::BOOT_REFUSED,
+                            format!(
+                                "{}: the bootloader kept slot {}{}",
+                                c.name,
+                                b.slot,
+                                b.last_failure.map(|f| format!(": {f}")).unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    suitcase_boot::BootDecision::Recovery { reason: r } => {
+                        return Err(fail(
+                            step,
+                            reason::BOOT_REFUSED,
+                            format!("{}: the bootloader stays in recovery: {r}", c.name),
+                        ));
+                    }
+                }
+                if let Some(x) = j.targets.get_mut(ti) {
+                    x.activated = true;
+                }
+                ctx.state.save_journal(j)?;
+            }
+        }
+    }
+    Ok(Done::Success(notes.join("; ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13 Clean-up
+// ---------------------------------------------------------------------------------------------
+
+async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::CleanUp;
+    let exit = command::run(
+        &ctx.cfg.health.command,
+        &env_of(j, step),
+        ctx.cfg.health.timeout,
+    )
+    .await;
+    if !exit.success() {
+        return Err(fail(
+            step,
+            reason::HEALTH_CHECK,
+            exit.describe("the health check"),
+        ));
+    }
+    let c = ctx.clone();
+    let mut owned = j.clone();
+    let (owned, r) = tokio::task::spawn_blocking(move || {
+        let r = confirm(&c, &mut owned);
+        (owned, r)
+    })
+    .await
+    .map_err(|e| AgentError::Local(format!("confirm worker: {e}")))?;
+    *j = owned;
+    let names = r?;
+    Ok(Done::Success(format!(
+        "{}; confirmed {names}; sequence number {} installed; removing temporary data",
+        if ctx.cfg.health.command.is_empty() {
+            "no health check configured"
+        } else {
+            "health check passed"
+        },
+        j.sequence
+    )))
+}
+
+fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
+    let mut names = Vec::new();
+    for t in j.targets.iter().filter(|t| !t.staging && t.activated) {
+        let c = component(ctx, t)?;
+        match &c.kind {
+            Kind::File(s) => {
+                let to = t.to_slot.as_deref().and_then(slots::index).unwrap_or(1);
+                slots::write_pointer(
+                    &s.pointer,
+                    Pointer {
+                        active: to,
+                        confirmed: to,
+                    },
+                )?;
+                ctx.state.durability.wrote()?;
+            }
+            Kind::Mcu(m) => {
+                let device = Mcu::open(m, &ctx.state.durability)?;
+                device.confirm()?;
+                device.save(&ctx.state.durability)?;
+            }
+        }
+        names.push(format!(
+            "{} (slot {})",
+            t.name,
+            t.to_slot.as_deref().unwrap_or("?")
+        ));
+    }
+    let mut installed = ctx.state.installed()?;
+    for t in &j.targets {
+        let c = ctx.cfg.components.get(t.component);
+        installed.set(InstalledComponent {
+            id: t.id.clone(),
+            sequence_number: j.sequence,
+            digest: if t.staging { None } else { t.digest.clone() },
+            size: (!t.staging && t.len > 0).then_some(t.len),
+            version: if t.staging {
+                None
+            } else {
+                c.and_then(|c| c.version.clone())
+            },
+        });
+    }
+    installed.reverted = false;
+    installed.last_release = Some(j.offer.release_id.clone());
+    ctx.state.save_installed(&installed)?;
+    Ok(if names.is_empty() {
+        "nothing to confirm".to_owned()
+    } else {
+        names.join(", ")
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Undo
+// ---------------------------------------------------------------------------------------------
+
+async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError> {
+    let mut notes = Vec::new();
+    if u == Undo::Discard {
+        return Ok(String::new());
+    }
+    for t in j.targets.clone().iter().filter(|t| !t.staging) {
+        let Some(c) = ctx.cfg.components.get(t.component) else {
+            continue;
+        };
+        match &c.kind {
+            Kind::File(s) => {
+                let (Some(from), Some(to)) = (
+                    t.from_slot.as_deref().and_then(slots::index),
+                    t.to_slot.as_deref().and_then(slots::index),
+                ) else {
+                    continue;
+                };
+                let p = slots::read_pointer(&s.pointer)?;
+                if p.active == to || p.confirmed == to {
+                    slots::write_pointer(
+                        &s.pointer,
+                        Pointer {
+                            active: from,
+                            confirmed: from,
+                        },
+                    )?;
+                    ctx.state.durability.wrote()?;
+                    let mut note = format!("{} reverted to slot {}", c.name, slots::name(from));
+                    if s.activate == ActivateMode::Restart && !s.restart.is_empty() {
+                        let mut env = env_of(j, Step::CleanUp);
+                        env.push(("SUITCASE_COMPONENT".into(), c.name.clone()));
+                        env.push(("SUITCASE_SLOT".into(), slots::name(from).into()));
+                        env.push((
+                            "SUITCASE_SLOT_PATH".into(),
+                            s.slots
+                                .get(from)
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default(),
+                        ));
+                        let exit = command::run(&s.restart, &env, ctx.cfg.health.timeout).await;
+                        note.push_str(&format!(" ({})", exit.describe("restart")));
+                    }
+                    notes.push(note);
+                }
+            }
+            Kind::Mcu(_) => {
+                let cfg = ctx.cfg.clone();
+                let state = ctx.state.clone();
+                let clock = ctx.clock.clone();
+                let ci = t.component;
+                let name = c.name.clone();
+                let note =
+                    tokio::task::spawn_blocking(move || -> Result<Option<String>, AgentError> {
+                        let c = cfg
+                            .components
+                            .get(ci)
+                            .ok_or_else(|| AgentError::Local("component".into()))?;
+                        let Kind::Mcu(m) = &c.kind else {
+                            return Ok(None);
+                        };
+                        let device = Mcu::open(m, &state.durability)?;
+                        let st = device.status()?;
+                        let note = match st.phase {
+                            suitcase_boot::Phase::Pending => {
+                                device.cancel()?;
+                                Some(format!("{name}: pending update withdrawn"))
+                            }
+                            suitcase_boot::Phase::Trial => {
+                                let spec = verifier_spec(&cfg, clock(), c, m);
+                                Some(format!("{name}: {}", device.revert(&spec)?))
+                            }
+                            _ => None,
+                        };
+                        device.save(&state.durability)?;
+                        Ok(note)
+                    })
+                    .await
+                    .map_err(|e| AgentError::Local(format!("revert worker: {e}")))??;
+                notes.extend(note);
+            }
+        }
+    }
+    if u == Undo::Revert {
+        let mut installed = ctx.state.installed()?;
+        installed.reverted = true;
+        ctx.state.save_installed(&installed)?;
+    }
+    Ok(notes.join("; "))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inventory
+// ---------------------------------------------------------------------------------------------
+
+/// What the device reports at check-in.
+pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
+    let installed = ctx.state.installed()?;
+    let mut components = Vec::new();
+    let mut boot: Option<BootStatus> = None;
+    for c in &ctx.cfg.components {
+        let id = c.id_hex();
+        let known = installed.components.iter().find(|x| x.id == id);
+        components.push(InstalledComponent {
+            id: id.clone(),
+            sequence_number: known.map_or(0, |k| k.sequence_number),
+            digest: known.and_then(|k| k.digest.clone()),
+            size: known.and_then(|k| k.size),
+            version: c
+                .version
+                .clone()
+                .or_else(|| known.and_then(|k| k.version.clone())),
+        });
+        let (slot, trial) = match &c.kind {
+            Kind::File(s) => {
+                let p = slots::read_pointer(&s.pointer)?;
+                (slots::name(p.active).to_owned(), p.trial())
+            }
+            Kind::Mcu(m) => {
+                let st = Mcu::open(m, &ctx.state.durability)?.status()?;
+                (
+                    mcu::slot_name(st.running).to_owned(),
+                    st.phase == suitcase_boot::Phase::Trial,
+                )
+            }
+        };
+        match &mut boot {
+            None => {
+                boot = Some(BootStatus {
+                    slot: Some(slot),
+                    trial,
+                    reverted: installed.reverted,
+                });
+            }
+            Some(b) => b.trial |= trial,
+        }
+    }
+    for k in &installed.components {
+        if !components.iter().any(|c| c.id == k.id) {
+            components.push(k.clone());
+        }
+    }
+    Ok(CheckIn {
+        vendor_id: Some(suitcase_author::uuid::to_string(&ctx.cfg.identity.vendor)),
+        class_id: Some(suitcase_author::uuid::to_string(&ctx.cfg.identity.class)),
+        components,
+        free_storage: ctx
+            .state
+            .free_bytes()
+            .map(|f| f.saturating_sub(ctx.cfg.reserve_bytes)),
+        boot,
+        agent: Some(crate::AGENT.into()),
+    })
+}
