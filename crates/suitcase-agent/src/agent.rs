@@ -20,7 +20,8 @@ pub struct Hooks {
     /// Crash (stop with [`AgentError::InjectedCrash`], leaving everything as a killed process
     /// would) right after this many durable writes (journal, outbox, installed, pointer, flash).
     pub crash_after_writes: Option<u64>,
-    /// Cut the n-th download transfer after `download_cuts[n]` body bytes.
+    /// Cut download transfers after `download_cuts[0]`, `[1]`, ... body bytes (each applies to
+    /// the next transfer that would carry more than that).
     pub download_cuts: Vec<u64>,
     /// The clock (seconds since 1970); the system clock if `None`.
     pub clock: Option<Clock>,
@@ -171,6 +172,10 @@ impl Agent {
     pub async fn cycle(&mut self) -> Result<Cycle, AgentError> {
         let _ = update::flush(&self.ctx).await;
         let mut journal = self.ctx.state.journal()?;
+        if journal.is_none() {
+            // A crash between removing the journal and the work area leaves stale files.
+            self.ctx.state.clear_work()?;
+        }
         // An update that has touched the slots is finished (or undone) first, whatever the
         // server says: the device must not stay half-updated.
         if let Some(j) = journal.take_if(|j| machine::touches_device(j.step) || j.undoing.is_some())

@@ -128,8 +128,9 @@ fn header_bytes(headers: &HeaderMap) -> u64 {
 }
 
 impl Http {
-    /// A client for `server`. `cuts` is a test hook: the n-th download transfer is cut after
-    /// `cuts[n]` body bytes, as if the connection dropped.
+    /// A client for `server`. `cuts` is a test hook: download transfers are cut after
+    /// `cuts[0]`, `cuts[1]`, ... body bytes, as if the connection dropped (each cut applies to
+    /// the next transfer that would carry more bytes than it).
     ///
     /// # Errors
     /// [`AgentError::Config`] for unusable certificates or keys.
@@ -393,7 +394,15 @@ impl Http {
                 ));
             }
         }
-        let cut = self.cuts.lock().ok().and_then(|mut c| c.pop_front());
+        // Test hook: the next cut applies to the first transfer long enough to reach it.
+        let left = d.size.saturating_sub(d.durable);
+        let cut = self.cuts.lock().ok().and_then(|mut c| {
+            if c.front().is_some_and(|n| *n < left) {
+                c.pop_front()
+            } else {
+                None
+            }
+        });
         let mut this_transfer = 0u64;
         let mut since_flush = 0u64;
         loop {

@@ -26,6 +26,8 @@ use suitcase_author::release::{self, BuiltRelease, ImageInput, ReleaseRequest};
 use suitcase_author::{Tier, uuid};
 use suitcase_server::RunningServer;
 
+pub mod proxy;
+
 pub struct Fleet {
     pub server: Option<RunningServer>,
     pub base: String,
@@ -280,6 +282,10 @@ impl Fleet {
         v
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().addr
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
@@ -294,6 +300,8 @@ pub struct Device {
     pub id: String,
     pub extra: String,
     pub components: String,
+    /// The server URL the agent uses (a proxy); the fleet's by default.
+    pub base: Option<String>,
 }
 
 pub const APP_COMPONENT: &str = r#"
@@ -318,6 +326,7 @@ impl Device {
             id,
             extra: String::new(),
             components: APP_COMPONENT.into(),
+            base: None,
         }
     }
 
@@ -340,7 +349,7 @@ backoff_max_seconds = 0.05
 {extra}
 {components}
 "#,
-            base = fleet.base,
+            base = self.base.as_deref().unwrap_or(&fleet.base),
             token = self.token,
             anchor = fleet.key_pub.display(),
             extra = self.extra,
