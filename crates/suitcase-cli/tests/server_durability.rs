@@ -51,7 +51,12 @@ async fn start(data: &Path, port: u16, database: Option<&str>) -> Server {
     let server = Server { child, base };
     let client = reqwest::Client::new();
     for _ in 0..200 {
-        if client.get(format!("{}/healthz", server.base)).send().await.is_ok() {
+        if client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_ok()
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
