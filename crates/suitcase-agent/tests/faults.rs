@@ -318,3 +318,67 @@ async fn fault_crash_during_a_failing_update_still_reverts() {
     wait_campaign(&fleet, &campaign, "failed", devices.len() as u64).await;
     fleet.stop().await;
 }
+
+/// The same for the agent's own simulated MCU, whose flash file is one of the durable
+/// writes: whatever write the agent crashes after, the MCU ends on the new image, confirmed,
+/// with its anti-rollback counter advanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_crash_after_every_durable_write_of_an_mcu_update() {
+    use suitcase_agent::config::Kind;
+    let fleet = Fleet::new().await;
+    let img = image(43, 40_000);
+    let built = fleet.build(&fleet.request(
+        7,
+        vec![suitcase_author::release::ImageInput {
+            name: "mcu".into(),
+            bytes: img.clone(),
+            component: vec![b"mcu".to_vec()],
+            uri: Some("https://fw.example/mcu-7.bin".into()),
+            integrated: false,
+            invoke: false,
+        }],
+    ));
+    let rel = fleet.upload(&built).await;
+    let mcu = |d: &mut Device| {
+        d.components = "[[component]]\nname = \"mcu\"\nid = \"6d6375\"\nkind = \"mcu\"\nflash = \"mcu.flash\"\nsector_size = 4096\nslot_sectors = 16\n".into();
+    };
+    let mut probe = Device::new(&fleet, "mcu-probe").await;
+    mcu(&mut probe);
+    fleet.campaign(&rel, &[&probe.id], json!({})).await;
+    let (mut agent, _) = probe.agent(&fleet, Hooks::default());
+    assert_eq!(
+        agent.cycle().await.unwrap().update.unwrap().finished,
+        Finished::Installed
+    );
+    let writes = agent.durable_writes();
+    let mut devices = Vec::new();
+    for i in 0..writes {
+        let mut d = Device::new(&fleet, &format!("mcu-crash-{i}")).await;
+        mcu(&mut d);
+        devices.push(d);
+    }
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let campaign = fleet.campaign(&rel, &ids, json!({})).await;
+    for (i, dev) in devices.iter().enumerate() {
+        let (_, finished) = run_with_crashes(dev, &fleet, &[i as u64 + 1]).await;
+        assert!(
+            matches!(finished, None | Some(Finished::Installed)),
+            "device {i}: {finished:?}"
+        );
+        let cfg = dev.config(&fleet);
+        let Kind::Mcu(m) = &cfg.components[0].kind else {
+            panic!("not an MCU");
+        };
+        let st = suitcase_agent::mcu::Mcu::open(m, &suitcase_agent::state::Durability::default())
+            .unwrap()
+            .status()
+            .unwrap();
+        assert_eq!(
+            (st.phase, st.running, st.min_security_versions[0].0),
+            (suitcase_boot::Phase::Confirmed, suitcase_boot::Slot::B, 7),
+            "device {i}"
+        );
+    }
+    wait_campaign(&fleet, &campaign, "succeeded", writes).await;
+    fleet.stop().await;
+}
