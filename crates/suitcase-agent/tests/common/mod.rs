@@ -70,6 +70,13 @@ impl Fleet {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut suitcase_server::Config)) -> Self {
+        Self::with_client(tweak, reqwest::Client::new()).await
+    }
+
+    pub async fn with_client(
+        tweak: impl FnOnce(&mut suitcase_server::Config),
+        client: reqwest::Client,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = suitcase_server::Config::new(dir.path().join("data"));
         config.listen = "127.0.0.1:0".parse().unwrap();
@@ -86,7 +93,7 @@ impl Fleet {
             server: Some(server),
             base,
             admin,
-            client: reqwest::Client::new(),
+            client,
             dir,
             key,
             key_pub,
