@@ -40,15 +40,17 @@ fn free_port() -> u16 {
 
 async fn broker() -> (Broker, u16) {
     let port = free_port();
-    let child = Command::new("mosquitto")
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("mosquitto is needed for this test ({e})"));
+    let broker = Broker(
+        Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("mosquitto is needed for this test ({e})")),
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (Broker(child), port);
+            return (broker, port);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
