@@ -1,0 +1,150 @@
+//! `agent.toml`: the example in testdata parses with every key, and mistakes are named with
+//! what to write instead.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code"
+)]
+
+use std::path::{Path, PathBuf};
+
+use suitcase_agent::config::{ActivateMode, ConsentMode, ImageFormat, Kind};
+use suitcase_agent::{AgentError, Config};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/agent/agent.toml")
+}
+
+#[test]
+fn the_example_uses_every_key_and_parses() {
+    let c = Config::load(&example()).unwrap();
+    assert_eq!(c.server.url, "https://updates.example.com");
+    assert_eq!(
+        c.server.token.as_deref(),
+        Some("sct_d_example_token_not_valid_anywhere")
+    );
+    assert_eq!(c.trust.anchors.len(), 1);
+    assert_eq!(c.trust.keys.keys.len(), 1);
+    assert_eq!(
+        c.identity.vendor,
+        suitcase_author::uuid::vendor("example.com")
+    );
+    assert_eq!(c.consent.mode, ConsentMode::Window);
+    assert_eq!(c.consent.window.as_ref().unwrap().start_minute, 120);
+    assert_eq!(c.health.command, ["/usr/libexec/healthy"]);
+    assert_eq!(c.push.client_id, "gateway-0042");
+    assert_eq!(c.reserve_bytes, 64 << 20);
+    assert_eq!(c.components.len(), 3);
+    let Kind::File(app) = &c.components[0].kind else {
+        panic!()
+    };
+    assert_eq!(app.activate, ActivateMode::Restart);
+    assert_eq!(app.capacity, 256 << 20);
+    let Kind::Mcu(mcu) = &c.components[1].kind else {
+        panic!()
+    };
+    assert_eq!((mcu.image, mcu.slot_size()), (ImageFormat::Raw, 256 << 10));
+    assert!(mcu.secondary.is_none());
+    let Kind::Mcu(radio) = &c.components[2].kind else {
+        panic!()
+    };
+    assert_eq!(radio.image, ImageFormat::SlotImage);
+    let s = radio.secondary.as_ref().unwrap();
+    assert_eq!(s.inner_component, vec![vec![0u8]]);
+    assert_eq!(
+        s.identity.vendor,
+        suitcase_author::uuid::vendor("radio.example")
+    );
+}
+
+fn parse(text: &str) -> Result<Config, AgentError> {
+    Config::parse(&example(), text)
+}
+
+const BASE: &str = r#"
+state_dir = "state"
+[server]
+url = "http://127.0.0.1:8080"
+token = "t"
+[trust]
+anchors = ["author.pub"]
+[identity]
+vendor = "example.com"
+class = "thermostat"
+"#;
+
+const APP: &str = r#"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["a", "b"]
+pointer = "p"
+capacity = 10
+"#;
+
+fn message(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn mistakes_are_named() {
+    assert!(parse(&format!("{BASE}{APP}")).is_ok());
+    let cases = [
+        (BASE.to_owned(), "no [[component]]"),
+        (
+            format!("{BASE}{APP}").replace("token = \"t\"\n", ""),
+            "needs a credential",
+        ),
+        (
+            format!("{BASE}{APP}").replace("http://127", "ftp://127"),
+            "http:// or https://",
+        ),
+        (
+            format!("{BASE}{APP}").replace("id = \"617070\"", "id = \"zz\""),
+            "is not hex",
+        ),
+        (
+            format!("{BASE}{APP}").replace("capacity = 10\n", ""),
+            "give capacity",
+        ),
+        (
+            format!("{BASE}{APP}").replace("slots = [\"a\", \"b\"]", "slots = [\"a\"]"),
+            "two files or block devices",
+        ),
+        (
+            format!("{BASE}{APP}").replace("author.pub", "missing.pub"),
+            "trust anchor",
+        ),
+        (
+            format!("{BASE}[trust]\nthreshold = 2\n{APP}"),
+            "duplicate key",
+        ),
+        (
+            format!("{BASE}{APP}[consent]\nmode = \"command\"\n"),
+            "needs consent.command",
+        ),
+        (
+            format!(
+                "{BASE}{APP}[consent]\nmode = \"window\"\nwindow = {{ start = \"2am\", end = \"04:00\" }}\n"
+            ),
+            "HH:MM",
+        ),
+        (format!("{BASE}{APP}{APP}"), "share a name or an id"),
+        (
+            format!("{BASE}{APP}").replace("kind = \"file\"", "kind = \"mcu\""),
+            "slots does not apply",
+        ),
+        (format!("{BASE}{APP}frobnicate = 1\n"), "unknown field"),
+    ];
+    for (text, want) in cases {
+        let m = message(&text);
+        assert!(m.contains(want), "{want:?} not in {m:?}");
+    }
+}
