@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod bench;
 mod boot;
 mod delta;
@@ -57,6 +58,9 @@ enum Command {
     Server(server::Args),
     /// Manage a running server: keys, releases, devices, groups, campaigns, tokens, audit.
     Fleet(fleet::FleetArgs),
+    /// Run the device agent: check in, then fetch, verify, stage, activate and confirm
+    /// updates, reporting every step (see docs/agent.md).
+    Agent(agent::Args),
     /// The bootloader: prove it power-fail safe on simulated flash.
     #[command(subcommand)]
     Boot(boot::Command),
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Delta(c) => delta::run(c),
         Command::Server(a) => server::run(a),
         Command::Fleet(a) => fleet::run(a),
+        Command::Agent(a) => agent::run(a),
         Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
     };
