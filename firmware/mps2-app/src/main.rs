@@ -1,0 +1,97 @@
+//! The application the suitcase bootloader boots on `mps2-an386`.
+//!
+//! It prints its version (APP_VERSION at build time) and the boot state over UART0, then, if
+//! it runs on trial, confirms itself through `suitcase-boot`'s [`Updater`] — unless the
+//! command line says `no-confirm`, which stands for a failed self-test: the bootloader then
+//! reverts the update at the next reset. It ends the QEMU run through semihosting (a power
+//! cut, as far as the device is concerned).
+//!
+//! **What it does not do.** It downloads nothing: the test harness stages updates into slot B
+//! from the host (`mps2-flash stage`), as the device agent would.
+//!
+//! Everything it says goes to UART0, prefixed `app:`; tests read it.
+
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+
+use cortex_m_rt::entry;
+use mps2_board::flash::Flash;
+use mps2_board::layout::CONFIG;
+use mps2_board::semihosting;
+use mps2_board::uart::Uart;
+use suitcase_boot::{ImageSlots, Phase, Updater};
+
+const VERSION: &str = match option_env!("APP_VERSION") {
+    Some(v) => v,
+    None => "0.0.0-dev",
+};
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    let mut uart = Uart::init();
+    let _ = writeln!(uart, "app: panic");
+    semihosting::exit(false)
+}
+
+#[entry]
+fn main() -> ! {
+    let mut uart = Uart::init();
+    let _ = writeln!(uart, "app: hello from version {VERSION}");
+    let ok = run(&mut uart);
+    semihosting::exit(ok)
+}
+
+fn run(uart: &mut Uart) -> bool {
+    let mut line = [0u8; 256];
+    let cmdline = semihosting::cmdline(&mut line).unwrap_or_default();
+    let path = semihosting::arg(cmdline, b"flash").unwrap_or(b"flash.bin");
+    // The bootloader loaded the flash in this power cycle; only the file is needed.
+    let Ok(flash) = Flash::attach(path) else {
+        let _ = writeln!(uart, "app: cannot open the flash file");
+        return false;
+    };
+    let (a, b) = flash.slots();
+    let mut updater = match Updater::new(CONFIG, [ImageSlots::new(a, b)], flash.state()) {
+        Ok(updater) => updater,
+        Err(error) => {
+            let _ = writeln!(uart, "app: boot configuration: {error}");
+            return false;
+        }
+    };
+    let status = match updater.status() {
+        Ok(status) => status,
+        Err(error) => {
+            let _ = writeln!(uart, "app: boot state unreadable: {error}");
+            return false;
+        }
+    };
+    let [minimum] = status.min_security_versions;
+    let _ = writeln!(
+        uart,
+        "app: running from slot {}, phase {}, anti-rollback minimum {minimum}",
+        status.running, status.phase
+    );
+    if status.phase != Phase::Trial {
+        return true;
+    }
+    if semihosting::flag(cmdline, b"no-confirm") {
+        let _ = writeln!(
+            uart,
+            "app: on trial (boot {} of {}), not confirming: the bootloader reverts at the next reset",
+            status.trial_boots, status.max_trial_boots
+        );
+        return true;
+    }
+    match updater.confirm() {
+        Ok(()) => {
+            let _ = writeln!(uart, "app: version {VERSION} confirmed");
+            true
+        }
+        Err(error) => {
+            let _ = writeln!(uart, "app: confirm failed: {error}");
+            false
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The suitcase bootloader for QEMU's `mps2-an386` board (Cortex-M4).
+//!
+//! On every reset it loads the flash (a host file standing in for it, see `mps2-board`), lets
+//! `suitcase-boot` decide what runs — finish or undo an interrupted update, verify the image,
+//! boot an update on trial, revert one the application did not confirm — and jumps to the
+//! application in slot A. Whether an image is authentic is decided by `suitcase-device`'s
+//! [`SuitVerifier`]: it re-authenticates the SUIT envelope stored in the slot against the
+//! trust anchor built into this image and runs the manifest's validate section (vendor and
+//! class conditions, image digest) over the image beside it, before every boot.
+//!
+//! **What it does not do.** It never boots an image the verifier refused or one older than the
+//! anti-rollback counter; it fetches nothing and decrypts nothing (the application stages
+//! updates); it holds no signing key. Exactly one verification algorithm is compiled in
+//! (features `es256`, `ed25519`, `hss-lms`, `ml-dsa`), so that each footprint in
+//! docs/benchmarks.md is that algorithm's alone.
+//!
+//! Everything it says goes to UART0, one line per event, prefixed `boot:`; tests read it.
+
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+
+use cortex_m_rt::entry;
+use embedded_storage::nor_flash::ReadNorFlash;
+use mps2_board::flash::{Flash, Partition};
+use mps2_board::layout::{self, APP_BASE, IMAGE_OFFSET, RAM};
+use mps2_board::uart::Uart;
+use mps2_board::{semihosting, stack};
+use suitcase_boot::{
+    BootDecision, BootLoader, ImageIndex, ImageSlots, ImageState, ImageVerifier, Measurement,
+    VerifyError,
+};
+use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader, SuitVerifier};
+use suitcase_manifest::key::CoseKey;
+use suitcase_manifest::{ComponentId, PublicKey, TrustAnchor, TrustPolicy};
+
+#[cfg(not(any(
+    all(
+        feature = "es256",
+        not(feature = "ed25519"),
+        not(feature = "hss-lms"),
+        not(feature = "ml-dsa")
+    ),
+    all(
+        feature = "ed25519",
+        not(feature = "es256"),
+        not(feature = "hss-lms"),
+        not(feature = "ml-dsa")
+    ),
+    all(
+        feature = "hss-lms",
+        not(feature = "es256"),
+        not(feature = "ed25519"),
+        not(feature = "ml-dsa")
+    ),
+    all(
+        feature = "ml-dsa",
+        not(feature = "es256"),
+        not(feature = "ed25519"),
+        not(feature = "hss-lms")
+    ),
+)))]
+compile_error!("enable exactly one verifier feature: es256, ed25519, hss-lms or ml-dsa");
+
+/// The author's public key, a COSE_Key (`suitcase key generate --format cose --public`).
+const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
+
+/// RAM for the envelope while it is verified: a manifest and one classical signature, or a
+/// post-quantum signature (HSS-LMS h10w4,h10w4 5,076 bytes; ML-DSA-65 3,309 bytes) next to the
+/// classical one the Quantum tier also carries.
+#[cfg(any(feature = "es256", feature = "ed25519"))]
+const ENVELOPE_BUF: usize = 1024;
+#[cfg(feature = "hss-lms")]
+const ENVELOPE_BUF: usize = 6144;
+#[cfg(feature = "ml-dsa")]
+const ENVELOPE_BUF: usize = 4096;
+
+#[cfg(feature = "es256")]
+const ALG: &str = "es256";
+#[cfg(feature = "ed25519")]
+const ALG: &str = "ed25519";
+#[cfg(feature = "hss-lms")]
+const ALG: &str = "hss-lms";
+#[cfg(feature = "ml-dsa")]
+const ALG: &str = "ml-dsa-65";
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    let mut uart = Uart::init();
+    let _ = writeln!(uart, "boot: panic");
+    semihosting::exit(false)
+}
+
+#[entry]
+fn main() -> ! {
+    let mut uart = Uart::init();
+    let _ = writeln!(
+        uart,
+        "boot: suitcase bootloader on mps2-an386, verifier {ALG}"
+    );
+    match boot(&mut uart) {
+        Ok(()) => {
+            let _ = writeln!(uart, "boot: jumping to {APP_BASE:#010x}");
+            // SAFETY: `check_vectors` found a vector table at APP_BASE whose stack pointer
+            // lies in RAM and whose reset handler lies inside the verified image; the
+            // bootloader holds no resources the application could conflict with.
+            unsafe {
+                (*cortex_m::peripheral::SCB::PTR).vtor.write(APP_BASE);
+                cortex_m::asm::bootload(APP_BASE as *const u32)
+            }
+        }
+        Err(why) => {
+            let _ = writeln!(uart, "boot: nothing to boot: {why}");
+            semihosting::exit(false)
+        }
+    }
+}
+
+/// Decide what to boot, report it, and check the image before the jump.
+fn boot(uart: &mut Uart) -> Result<(), &'static str> {
+    let mut line = [0u8; 256];
+    let cmdline = semihosting::cmdline(&mut line).unwrap_or_default();
+    let path = semihosting::arg(cmdline, b"flash").unwrap_or(b"flash.bin");
+    let flash = Flash::load(path).map_err(|_| "cannot load the flash file (flash=PATH)")?;
+    let (a, b) = flash.slots();
+    with_anchor(|key| {
+        let anchors = [TrustAnchor::new("author", key)];
+        let components =
+            [ComponentId::decode(&layout::COMPONENT_ID).map_err(|_| "bad component id")?];
+        let identity = DeviceIdentity {
+            vendor: &layout::VENDOR_ID,
+            class: &layout::CLASS_ID,
+            device: None,
+        };
+        let mut verifier = Measured {
+            inner: SuitVerifier::<ENVELOPE_BUF>::new(
+                &anchors,
+                TrustPolicy::default(),
+                identity,
+                &components,
+            ),
+            peak: 0,
+            calls: 0,
+        };
+        let decision = BootLoader::new(
+            layout::CONFIG,
+            [ImageSlots::new(a, b)],
+            flash.state(),
+            &mut verifier,
+        )
+        .map_err(|_| "the partitions do not fit the boot configuration")?
+        .boot();
+        let _ = writeln!(
+            uart,
+            "boot: verification stack peak {} bytes over {} verifications; static RAM {} bytes",
+            verifier.peak,
+            verifier.calls,
+            stack::static_ram(RAM.0 as usize)
+        );
+        match decision {
+            Ok(BootDecision::Boot(target)) => {
+                if let Some(failure) = target.last_failure {
+                    let _ = writeln!(uart, "boot: last update failed: {failure}");
+                }
+                let [measurement] = target.measurements;
+                report(uart, target.slot, target.state, &measurement);
+                Ok(())
+            }
+            Ok(BootDecision::Recovery { reason }) => {
+                let _ = writeln!(uart, "boot: recovery: {reason}");
+                Err("no image may run")
+            }
+            Err(error) => {
+                let _ = writeln!(uart, "boot: error: {error}");
+                Err("the boot state could not be processed")
+            }
+        }
+    })
+    .ok_or("the built-in trust anchor is not a usable COSE_Key")??;
+    let (mut a, _) = flash.slots();
+    check_vectors(&mut a)
+}
+
+fn report(uart: &mut Uart, slot: suitcase_boot::Slot, state: ImageState, m: &Measurement) {
+    let _ = write!(
+        uart,
+        "boot: verified slot {slot}: security version {}, image digest ",
+        m.security_version
+    );
+    for byte in m.digest.as_bytes().iter().take(8) {
+        let _ = write!(uart, "{byte:02x}");
+    }
+    let _ = writeln!(uart, "...");
+    match state {
+        ImageState::Confirmed => {
+            let _ = writeln!(uart, "boot: booting slot {slot} (confirmed)");
+        }
+        ImageState::Trial { boot, max } => {
+            let _ = writeln!(
+                uart,
+                "boot: booting slot {slot} (trial boot {boot} of {max})"
+            );
+        }
+    }
+}
+
+/// The verified slot holds a header, the envelope and the image; before jumping, check that
+/// the image sits where the application is linked and that its vector table points into RAM
+/// and into the image. The manifest's digest already covers these bytes; this guards against
+/// an authentic image built for another layout, which would otherwise crash the device.
+fn check_vectors(slot: &mut Partition) -> Result<(), &'static str> {
+    let mut raw = [0u8; HEADER_SIZE as usize];
+    slot.read(0, &mut raw).map_err(|_| "slot A unreadable")?;
+    let header = SlotHeader::parse(&raw)
+        .ok()
+        .flatten()
+        .ok_or("slot A has no slot header")?;
+    if header.image_offset != IMAGE_OFFSET {
+        return Err("the image is not at the offset the application is linked for");
+    }
+    let mut vectors = [0u8; 8];
+    slot.read(IMAGE_OFFSET, &mut vectors)
+        .map_err(|_| "slot A unreadable")?;
+    let [sp0, sp1, sp2, sp3, pc0, pc1, pc2, pc3] = vectors;
+    let sp = u32::from_le_bytes([sp0, sp1, sp2, sp3]);
+    let reset = u32::from_le_bytes([pc0, pc1, pc2, pc3]);
+    let ram = RAM.0..=RAM.0 + RAM.1;
+    let image = APP_BASE..APP_BASE.saturating_add(header.image_len);
+    // Thumb code: the reset vector's bit 0 must be set.
+    if !ram.contains(&sp) || reset & 1 == 0 || !image.contains(&(reset & !1)) {
+        return Err("the image's vector table does not point into RAM and the image");
+    }
+    Ok(())
+}
+
+/// Calls `f` with the built-in trust anchor as a key.
+#[cfg(feature = "es256")]
+fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
+    use suitcase_manifest::key::{crv, kty};
+    let key = CoseKey::decode(ANCHOR).ok()?;
+    if key.kty != kty::EC2 || key.crv != Some(crv::P256) {
+        return None;
+    }
+    let mut sec1 = [0u8; 65];
+    let (tag, xy) = sec1.split_at_mut(1);
+    let (x, y) = xy.split_at_mut(32);
+    tag.copy_from_slice(&[4]);
+    x.copy_from_slice(key.x.filter(|x| x.len() == 32)?);
+    y.copy_from_slice(key.y.filter(|y| y.len() == 32)?);
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+    Some(f(PublicKey::P256(key)))
+}
+
+/// Calls `f` with the built-in trust anchor as a key.
+#[cfg(feature = "ed25519")]
+fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
+    use suitcase_manifest::key::{crv, kty};
+    let key = CoseKey::decode(ANCHOR).ok()?;
+    if key.kty != kty::OKP || key.crv != Some(crv::ED25519) {
+        return None;
+    }
+    let x: [u8; 32] = key.x?.try_into().ok()?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).ok()?;
+    Some(f(PublicKey::Ed25519(key)))
+}
+
+/// Calls `f` with the built-in trust anchor as a key.
+#[cfg(feature = "hss-lms")]
+fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
+    use suitcase_manifest::key::kty;
+    let key = CoseKey::decode(ANCHOR).ok()?;
+    if key.kty != kty::HSS_LMS {
+        return None;
+    }
+    Some(f(PublicKey::HssLms(key.public?)))
+}
+
+/// Calls `f` with the built-in trust anchor as a key.
+#[cfg(feature = "ml-dsa")]
+fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
+    use suitcase_manifest::key::kty;
+    let key = CoseKey::decode(ANCHOR).ok()?;
+    if key.kty != kty::AKP {
+        return None;
+    }
+    let encoded = ml_dsa::EncodedVerifyingKey::<ml_dsa::MlDsa65>::try_from(key.public?).ok()?;
+    let key = ml_dsa::VerifyingKey::<ml_dsa::MlDsa65>::decode(&encoded);
+    Some(f(PublicKey::MlDsa65(&key)))
+}
+
+/// An [`ImageVerifier`] that measures the stack its inner verifier uses: it paints the free
+/// stack before each verification and records the deepest point reached.
+struct Measured<V> {
+    inner: V,
+    /// The deepest stack (bytes from the top) any verification reached.
+    peak: usize,
+    calls: u32,
+}
+
+impl<V: ImageVerifier> ImageVerifier for Measured<V> {
+    fn verify<F: ReadNorFlash>(
+        &mut self,
+        image: ImageIndex,
+        slot: &mut F,
+    ) -> Result<Measurement, VerifyError> {
+        stack::paint();
+        let result = self.inner.verify(image, slot);
+        self.peak = self.peak.max(stack::peak());
+        self.calls = self.calls.saturating_add(1);
+        result
+    }
+}

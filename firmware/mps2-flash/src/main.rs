@@ -1,0 +1,201 @@
+//! `mps2-flash`: the host side of the mps2-an386 firmware test.
+//!
+//! ```text
+//! mps2-flash pack --envelope APP.suit --image APP.bin -o APP.slot   slot image (suitcase-device format)
+//! mps2-flash tamper APP.slot -o BAD.slot                            flip one bit of the image
+//! mps2-flash init --slot APP.slot -o FLASH.bin                      factory flash: APP in slot A
+//! mps2-flash stage --flash FLASH.bin --slot APP.slot                stage an update into slot B
+//! mps2-flash status --flash FLASH.bin                               print the boot state
+//! ```
+//!
+//! Staging goes through `suitcase-boot`'s [`Updater`] on a simulated NOR flash holding the
+//! file, exactly as an application on the device would stage an update it downloaded: erase
+//! the secondary slot, program it, then record the update pending. The partition map is
+//! `mps2-board`'s, the one the firmware is built with.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mps2_board::layout::{
+    CONFIG, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, SECTOR, SLOT_A, SLOT_B, STATE,
+};
+use suitcase_boot::{ImageIndex, ImageSlots, Updater};
+use suitcase_flash_sim::{SharedFlash, SimFlash};
+
+type Flash = SharedFlash<4, { SECTOR as usize }>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mps2-flash: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let (command, rest) = args.split_first().ok_or_else(usage)?;
+    let opt = |name: &str| -> Result<PathBuf, String> {
+        rest.iter()
+            .position(|a| a == name)
+            .and_then(|i| rest.get(i + 1))
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("{command}: {name} PATH is required\n{}", usage()))
+    };
+    match command.as_str() {
+        "pack" => pack(&opt("--envelope")?, &opt("--image")?, &opt("-o")?),
+        "tamper" => {
+            let input = rest.first().map(PathBuf::from).ok_or_else(usage)?;
+            tamper(&input, &opt("-o")?)
+        }
+        "init" => init(&opt("--slot")?, &opt("-o")?),
+        "stage" => stage(&opt("--flash")?, &opt("--slot")?),
+        "status" => status(&opt("--flash")?),
+        _ => Err(usage()),
+    }
+}
+
+fn usage() -> String {
+    "usage: mps2-flash pack --envelope E --image I -o SLOT | tamper SLOT -o SLOT | \
+     init --slot SLOT -o FLASH | stage --flash FLASH --slot SLOT | status --flash FLASH"
+        .into()
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn write(path: &PathBuf, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A slot image whose application starts at IMAGE_OFFSET, where the application is linked.
+fn pack(envelope: &PathBuf, image: &PathBuf, out: &PathBuf) -> Result<(), String> {
+    let (envelope, image) = (read(envelope)?, read(image)?);
+    if image.len() > MAX_IMAGE as usize {
+        return Err(format!(
+            "the image is {} bytes; a slot takes {MAX_IMAGE}",
+            image.len()
+        ));
+    }
+    let slot = suitcase_device::pack(&envelope, &image, IMAGE_OFFSET)
+        .ok_or("the envelope or image is too large to pack")?;
+    if slot.len() != IMAGE_OFFSET as usize + image.len() {
+        return Err(format!(
+            "the envelope is {} bytes; at most {} fit before the image",
+            envelope.len(),
+            IMAGE_OFFSET - suitcase_device::HEADER_SIZE
+        ));
+    }
+    write(out, &slot)?;
+    println!(
+        "packed {} ({} bytes envelope, {} bytes image)",
+        out.display(),
+        envelope.len(),
+        image.len()
+    );
+    Ok(())
+}
+
+/// Flip one bit in the middle of the application image, as a corrupted download or an
+/// attacker with a flash probe would.
+fn tamper(input: &PathBuf, out: &PathBuf) -> Result<(), String> {
+    let mut slot = read(input)?;
+    let at = IMAGE_OFFSET as usize + (slot.len() - IMAGE_OFFSET as usize) / 2;
+    let byte = slot
+        .get_mut(at)
+        .ok_or("the slot image holds no application image")?;
+    *byte ^= 0x10;
+    write(out, &slot)?;
+    println!("tampered {}: bit 4 of byte {at:#x} flipped", out.display());
+    Ok(())
+}
+
+fn init(slot: &PathBuf, out: &PathBuf) -> Result<(), String> {
+    let slot = read(slot)?;
+    if slot.len() > SLOT_B.1 as usize {
+        return Err("the slot image does not fit a slot".into());
+    }
+    let mut flash = vec![0xFF; FLASH_SIZE as usize];
+    let at = SLOT_A.0 as usize;
+    flash
+        .get_mut(at..at + slot.len())
+        .ok_or("the slot image does not fit slot A")?
+        .copy_from_slice(&slot);
+    write(out, &flash)?;
+    println!(
+        "flash {}: slot A holds the factory image, boot state erased",
+        out.display()
+    );
+    Ok(())
+}
+
+fn open(path: &PathBuf) -> Result<Flash, String> {
+    let bytes = read(path)?;
+    if bytes.len() != FLASH_SIZE as usize {
+        return Err(format!(
+            "{} is not a {FLASH_SIZE}-byte flash image",
+            path.display()
+        ));
+    }
+    let sectors = FLASH_SIZE / SECTOR;
+    let mut sim = SimFlash::uniform(SECTOR, sectors, 1).map_err(|e| format!("{e:?}"))?;
+    sim.load(0, &bytes).map_err(|e| format!("{e:?}"))?;
+    Ok(SharedFlash::new(sim))
+}
+
+type Parts = (
+    [ImageSlots<suitcase_flash_sim::Partition<4, { SECTOR as usize }>>; 1],
+    suitcase_flash_sim::Partition<4, { SECTOR as usize }>,
+);
+
+fn parts(flash: &Flash) -> Result<Parts, String> {
+    let part =
+        |(offset, size): (u32, u32)| flash.partition(offset, size).map_err(|e| format!("{e:?}"));
+    Ok((
+        [ImageSlots::new(part(SLOT_A)?, part(SLOT_B)?)],
+        part(STATE)?,
+    ))
+}
+
+fn stage(path: &PathBuf, slot: &PathBuf) -> Result<(), String> {
+    let mut slot = read(slot)?;
+    let flash = open(path)?;
+    let (slots, state) = parts(&flash)?;
+    let mut updater = Updater::new(CONFIG, slots, state).map_err(|e| e.to_string())?;
+    let size = u32::try_from(slot.len()).map_err(|_| "slot image too large")?;
+    // Programming is in whole 4-byte words; pad with erased bytes.
+    slot.resize(slot.len().next_multiple_of(4), 0xFF);
+    let mut staging = updater.begin([size]).map_err(|e| e.to_string())?;
+    let target = staging.target();
+    staging
+        .write(ImageIndex(0), 0, &slot)
+        .map_err(|e| e.to_string())?;
+    staging.finish().map_err(|e| e.to_string())?;
+    drop(updater);
+    let bytes = flash
+        .with(|f| f.contents().to_vec())
+        .map_err(|e| format!("{e:?}"))?;
+    write(path, &bytes)?;
+    println!("staged {size} bytes into slot {target}; update pending");
+    Ok(())
+}
+
+fn status(path: &PathBuf) -> Result<(), String> {
+    let flash = open(path)?;
+    let (slots, state) = parts(&flash)?;
+    let mut updater = Updater::new(CONFIG, slots, state).map_err(|e| e.to_string())?;
+    let s = updater.status().map_err(|e| e.to_string())?;
+    let [minimum] = s.min_security_versions;
+    print!(
+        "phase {}, running slot {}, anti-rollback minimum {minimum}",
+        s.phase, s.running
+    );
+    match s.last_failure {
+        Some(failure) => println!(", last failure: {failure}"),
+        None => println!(),
+    }
+    Ok(())
+}
