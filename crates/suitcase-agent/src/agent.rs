@@ -25,6 +25,25 @@ pub struct Hooks {
     pub download_cuts: Vec<u64>,
     /// The clock (seconds since 1970); the system clock if `None`.
     pub clock: Option<Clock>,
+    /// An HTTP client to share (a simulated fleet in one process uses one connection pool
+    /// for all its devices). The caller configures it: `server.ca_file`, `client_cert` and
+    /// `timeout_seconds` are not applied to it; the device's token still is.
+    pub client: Option<reqwest::Client>,
+    /// A health check run in-process instead of `health.command` (a simulated device
+    /// "boots" its new image and says whether it works); `None` runs the command.
+    pub health: Option<HealthHook>,
+}
+
+/// An in-process health check: `true` confirms the update, `false` reverts it.
+pub type HealthHook = Arc<dyn Fn(&HealthCheck) -> bool + Send + Sync>;
+
+/// What an in-process health check is told about the update it judges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The release.
+    pub release_id: String,
+    /// The manifest's sequence number.
+    pub sequence: u64,
 }
 
 impl core::fmt::Debug for Hooks {
@@ -32,6 +51,8 @@ impl core::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("crash_after_writes", &self.crash_after_writes)
             .field("download_cuts", &self.download_cuts)
+            .field("shared_client", &self.client.is_some())
+            .field("health_hook", &self.health.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +106,10 @@ impl Agent {
     /// [`AgentError::Config`] for unusable TLS material; [`AgentError::Local`] if the state
     /// directory cannot be created.
     pub fn new(cfg: Config, hooks: Hooks, events: EventSink) -> Result<Self, AgentError> {
-        let http = Http::new(&cfg.server, hooks.download_cuts.clone())?;
+        let http = match hooks.client.clone() {
+            Some(client) => Http::with_client(client, &cfg.server, hooks.download_cuts.clone()),
+            None => Http::new(&cfg.server, hooks.download_cuts.clone())?,
+        };
         let durability = Arc::new(Durability::crash_after(hooks.crash_after_writes));
         let state = StateDir::open(&cfg.state_dir, durability)?;
         let push = crate::push::Push::new(cfg.push.client_id.clone(), events.clone());
@@ -96,6 +120,7 @@ impl Agent {
                 state,
                 events,
                 clock: hooks.clock.unwrap_or_else(|| Arc::new(system_clock)),
+                health: hooks.health,
             },
             push,
             errors: 0,

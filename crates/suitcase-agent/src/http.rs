@@ -164,6 +164,18 @@ impl Http {
         })
     }
 
+    /// A client for `server` over an existing (shared) `client`; the device's token is
+    /// still sent, the TLS settings of `server` are the shared client's business.
+    pub fn with_client(client: reqwest::Client, server: &Server, cuts: Vec<u64>) -> Self {
+        Self {
+            client,
+            base: server.url.clone(),
+            token: server.token.clone(),
+            counters: Arc::new(Counters::default()),
+            cuts: Arc::new(Mutex::new(cuts.into())),
+        }
+    }
+
     /// The traffic so far.
     pub fn traffic(&self) -> Traffic {
         self.counters.snapshot()

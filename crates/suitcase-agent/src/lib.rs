@@ -47,7 +47,7 @@ pub mod slots;
 pub mod state;
 mod update;
 
-pub use agent::{Agent, Cycle, Hooks, UpdateResult};
+pub use agent::{Agent, Cycle, HealthCheck, HealthHook, Hooks, UpdateResult};
 pub use config::Config;
 pub use error::{AgentError, StepFailure};
 pub use events::{Event, EventSink};

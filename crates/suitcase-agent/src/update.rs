@@ -36,6 +36,7 @@ pub(crate) struct Ctx {
     pub(crate) state: StateDir,
     pub(crate) events: EventSink,
     pub(crate) clock: Clock,
+    pub(crate) health: Option<crate::agent::HealthHook>,
 }
 
 impl Ctx {
@@ -1346,12 +1347,23 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
 
 async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::CleanUp;
-    let exit = command::run(
-        &ctx.cfg.health.command,
-        &env_of(j, step),
-        ctx.cfg.health.timeout,
-    )
-    .await;
+    let exit = match &ctx.health {
+        Some(hook) => {
+            let healthy = hook(&crate::agent::HealthCheck {
+                release_id: j.offer.release_id.clone(),
+                sequence: j.sequence,
+            });
+            command::Exit::Code(Some(if healthy { 0 } else { 1 }))
+        }
+        None => {
+            command::run(
+                &ctx.cfg.health.command,
+                &env_of(j, step),
+                ctx.cfg.health.timeout,
+            )
+            .await
+        }
+    };
     if !exit.success() {
         return Err(fail(
             step,
@@ -1371,7 +1383,7 @@ async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let names = r?;
     Ok(Done::Success(format!(
         "{}; confirmed {names}; sequence number {} installed; removing temporary data",
-        if ctx.cfg.health.command.is_empty() {
+        if ctx.cfg.health.command.is_empty() && ctx.health.is_none() {
             "no health check configured"
         } else {
             "health check passed"

@@ -26,6 +26,7 @@ mod manifest;
 mod profile;
 mod release;
 mod server;
+mod sim;
 
 /// suitcase: secure over-the-air updates for IoT fleets, built on IETF SUIT manifests.
 ///
@@ -58,6 +59,11 @@ enum Command {
     Server(server::Args),
     /// Manage a running server: keys, releases, devices, groups, campaigns, tokens, audit.
     Fleet(fleet::FleetArgs),
+    /// The whole system in one command: a server, a signed release, a campaign in waves and
+    /// simulated devices that update, reboot, confirm and report; then a summary.
+    Demo(sim::DemoArgs),
+    /// Rehearse a rollout against a server with simulated devices and injected faults.
+    Sim(sim::SimArgs),
     /// Run the device agent: check in, then fetch, verify, stage, activate and confirm
     /// updates, reporting every step (see docs/agent.md).
     Agent(agent::Args),
@@ -80,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::Server(a) => server::run(a),
         Command::Fleet(a) => fleet::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Demo(a) => sim::run_demo(a),
+        Command::Sim(a) => sim::run_sim(a),
         Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
     };

@@ -202,6 +202,8 @@ pub(crate) struct Engine {
 pub(crate) struct Transition {
     pub(crate) campaign_id: String,
     pub(crate) device_id: String,
+    /// The state the device left: the write only lands if the database still has it.
+    pub(crate) from: MState,
     pub(crate) to: MState,
     pub(crate) release_id: String,
 }
@@ -387,6 +389,7 @@ fn apply(
     Transition {
         campaign_id: m.campaign.clone(),
         device_id: device_id.to_owned(),
+        from: m.state,
         to,
         release_id: release_id.to_owned(),
     }
@@ -489,16 +492,24 @@ pub(crate) async fn reload(state: &AppState, campaign_id: &str) -> Result<()> {
 
 /// Persists a device transition and lets the campaign react.
 pub(crate) async fn persist(state: &AppState, t: &Transition) -> Result<()> {
-    state
+    // Compare-and-set: a bulk move (a trip's rollback, abort or cancel) may have moved the
+    // device between the in-memory transition and this write. The bulk move wins: it
+    // reloads the in-memory state from the database after its move, so both agree, and
+    // the device is not left "failed" in the database while a rollback is offered to it.
+    let landed = state
         .db
         .member_set(
             &t.campaign_id,
             &t.device_id,
+            t.from.name(),
             t.to.name(),
             &t.release_id,
             state.now(),
         )
         .await?;
+    if !landed {
+        tracing::debug!(device = %t.device_id, from = t.from.name(), to = t.to.name(), "transition superseded by a campaign-wide move");
+    }
     react(state, &t.campaign_id).await
 }
 

@@ -1027,25 +1027,28 @@ impl Db {
     }
 
     /// Sets one member's state (and release, for rollbacks).
+    /// Moves one member from state `from` to `to`; `false` if it was not in `from` any more.
     pub(crate) async fn member_set(
         &self,
         campaign_id: &str,
         device_id: &str,
-        state: &str,
+        from: &str,
+        to: &str,
         release_id: &str,
         now: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE campaign_devices SET state = $1, release_id = $2, updated_at = $3 WHERE campaign_id = $4 AND device_id = $5",
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE campaign_devices SET state = $1, release_id = $2, updated_at = $3 WHERE campaign_id = $4 AND device_id = $5 AND state = $6",
         )
-        .bind(state)
+        .bind(to)
         .bind(release_id)
         .bind(now)
         .bind(campaign_id)
         .bind(device_id)
+        .bind(from)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
 
     /// Moves every member of a campaign in one of `from` states (in opened waves) to `to`.
