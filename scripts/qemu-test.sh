@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Boots the suitcase bootloader on an emulated Cortex-M4 (QEMU mps2-an386) and checks, from
+# what the bootloader and the application print on UART0, that:
+#   1. a signed factory image boots;
+#   2. a tampered update is refused and the old image keeps running;
+#   3. an update the application does not confirm boots once on trial, then reverts at the
+#      next reset;
+#   4. an update staged by the host boots on trial, is confirmed, and stays;
+#   5. an authentic but older update is refused (anti-rollback).
+# With --footprint it also builds one bootloader per verification path (ES256, Ed25519,
+# HSS-LMS, ML-DSA-65), boots each with an envelope signed for it, and prints the footprint
+# table of docs/benchmarks.md (flash, static RAM, painted-stack peak measured in QEMU).
+#
+# Toolchain: Debian's rustc-web 1.96 with its standard-library sources builds `core` for
+# thumbv7em-none-eabihf (-Zbuild-std); it stays separate from the rustup toolchain the rest of
+# the project uses: /usr/bin goes first on PATH only inside `thumb_cargo` below. Without the
+# packages this script prints SKIP and exits 0:
+#   apt-get install -y rustc-web cargo-web rust-web-src lld qemu-system-arm
+#
+# Environment: SUITCASE_BIN (a built `suitcase`, else it is built with the host toolchain),
+# SUITCASE_QEMU_OUT (work directory, default target/thumb).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+FOOTPRINT=0
+for arg in "$@"; do
+  case "$arg" in
+    --footprint) FOOTPRINT=1 ;;
+    *) echo "usage: $0 [--footprint]" >&2; exit 2 ;;
+  esac
+done
+
+TARGET=thumbv7em-none-eabihf
+OBJCOPY=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-objcopy
+missing=()
+[ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] || missing+=("rustc-web/cargo-web (/usr/bin/cargo, /usr/bin/rustc)")
+[ -d /usr/lib/rustlib/src/rust/library/core ] || missing+=("rust-web-src (/usr/lib/rustlib/src/rust/library)")
+command -v ld.lld >/dev/null || missing+=("lld (ld.lld)")
+command -v qemu-system-arm >/dev/null || missing+=("qemu-system-arm")
+[ -x "$OBJCOPY" ] || missing+=("rust-objcopy (rustc-web)")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "SKIP: QEMU boot test: missing ${missing[*]};"
+  echo "      install with: apt-get install -y rustc-web cargo-web rust-web-src lld qemu-system-arm"
+  exit 0
+fi
+
+OUT=${SUITCASE_QEMU_OUT:-$ROOT/target/thumb}
+RUN=$OUT/run
+rm -rf "$RUN"
+mkdir -p "$RUN/keys"
+
+# The Debian toolchain, for the firmware workspace only. RUSTFLAGS is set here because an
+# inherited one (CI sets -D warnings) would replace firmware/.cargo/config.toml's.
+thumb_cargo() {
+  (cd "$ROOT/firmware" &&
+    PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$OUT/cargo" \
+      RUSTFLAGS='-D warnings --cfg sha2_backend_soft="compact"' \
+      /usr/bin/cargo "$@")
+}
+ELF_DIR=$OUT/cargo/$TARGET/release
+
+step() { printf '\n--> %s\n' "$*"; }
+
+step "toolchain: $(/usr/bin/rustc --version), $(qemu-system-arm --version | head -1)"
+
+step "the suitcase CLI (host toolchain)"
+if [ -n "${SUITCASE_BIN:-}" ]; then
+  SUITCASE=$SUITCASE_BIN
+else
+  cargo build -q -p suitcase-cli
+  SUITCASE=$ROOT/target/debug/suitcase
+fi
+"$SUITCASE" --version
+
+step "host tool mps2-flash (Debian toolchain, host target)"
+thumb_cargo build -q -j2 --release -p mps2-flash
+FLASHTOOL=$OUT/cargo/release/mps2-flash
+
+step "keys"
+# One signing key per verification path; the bootloader embeds the COSE_Key public key.
+for alg in es256 ed25519 ml-dsa-65 hss-lms; do
+  "$SUITCASE" key generate --alg "$alg" --format cose -o "$RUN/keys/$alg.key" \
+    --public "$RUN/keys/$alg.pub" >/dev/null
+done
+
+step "application, versions 1.0.0 and 2.0.0"
+for version in 1.0.0 2.0.0; do
+  APP_VERSION=$version thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-app
+  "$OBJCOPY" -O binary "$ELF_DIR/mps2-app" "$RUN/app-$version.bin"
+  cp "$ELF_DIR/mps2-app" "$RUN/app-$version.elf"
+done
+
+# bootloader FEATURE KEY: build the bootloader with one verifier, trusting KEY's public key.
+bootloader() {
+  SUITCASE_TRUST_ANCHOR="$RUN/keys/$2.pub" \
+    thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-bootloader --features "$1"
+  cp "$ELF_DIR/mps2-bootloader" "$RUN/bootloader-$1.elf"
+}
+
+# release VERSION SEQUENCE OUT PROFILE KEY...: a signed envelope for app VERSION, packed into
+# a slot image.
+release() {
+  local version=$1 sequence=$2 out=$3 profile=$4
+  shift 4
+  local signs=()
+  for key in "$@"; do signs+=(--sign "$RUN/keys/$key.key"); done
+  "$SUITCASE" release build --image "$RUN/app-$version.bin" --component 00 \
+    --vendor example.com --class mps2-an386 --sequence "$sequence" \
+    --uri "https://fw.example.com/mps2/app-$version.bin" --profile "$profile" \
+    "${signs[@]}" -o "$RUN/$out.suit" >/dev/null
+  "$FLASHTOOL" pack --envelope "$RUN/$out.suit" --image "$RUN/app-$version.bin" -o "$RUN/$out.slot"
+}
+
+# boot NAME BOOTLOADER APPEND PATTERN...: one power cycle. Every PATTERN must appear in the
+# UART output, and none prefixed with '!' may; QEMU must exit 0 within the timeout.
+boot() {
+  local name=$1 bl=$2 append=$3
+  shift 3
+  local log=$RUN/$name.log status=0
+  (cd "$RUN" && timeout 60 qemu-system-arm -M mps2-an386 -nographic -semihosting \
+    -kernel "$bl" -append "flash=flash.bin $append" </dev/null >"$log" 2>&1) || status=$?
+  local failed=()
+  [ "$status" -eq 0 ] || failed+=("QEMU exited with status $status (124: timeout)")
+  for pattern in "$@"; do
+    if [[ $pattern == '!'* ]]; then
+      ! grep -qF -- "${pattern#!}" "$log" || failed+=("unexpected line: ${pattern#!}")
+    else
+      grep -qF -- "$pattern" "$log" || failed+=("missing line: $pattern")
+    fi
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAIL: $name"
+    printf '  %s\n' "${failed[@]}"
+    echo "  UART output ($log):"
+    sed 's/^/  | /' "$log"
+    exit 1
+  fi
+  echo "ok: $name"
+}
+
+step "bootloader (ES256) and releases: v1 (sequence 1), v2 (sequence 2), v2 tampered"
+bootloader es256 es256
+BL=$RUN/bootloader-es256.elf
+release 1.0.0 1 v1 basic es256
+release 2.0.0 2 v2 basic es256
+"$FLASHTOOL" tamper "$RUN/v2.slot" -o "$RUN/v2-tampered.slot"
+
+step "scenarios (one QEMU run per reset)"
+"$FLASHTOOL" init --slot "$RUN/v1.slot" -o "$RUN/flash.bin"
+boot 1-factory-image "$BL" "" \
+  "boot: verified slot A: security version 1" "boot: booting slot A (confirmed)" \
+  "app: hello from version 1.0.0" "app: running from slot A, phase confirmed"
+
+"$FLASHTOOL" stage --flash "$RUN/flash.bin" --slot "$RUN/v2-tampered.slot"
+boot 2-tampered-update-refused "$BL" "" \
+  "boot: last update failed: image 0 invalid: image rejected by the verifier" \
+  "boot: booting slot A (confirmed)" "app: hello from version 1.0.0" \
+  "!app: hello from version 2.0.0"
+
+"$FLASHTOOL" stage --flash "$RUN/flash.bin" --slot "$RUN/v2.slot"
+boot 3a-update-on-trial-not-confirmed "$BL" "no-confirm" \
+  "boot: verified slot A: security version 2" "boot: booting slot A (trial boot 1 of 1)" \
+  "app: hello from version 2.0.0" "app: on trial (boot 1 of 1), not confirming"
+boot 3b-unconfirmed-update-reverted "$BL" "" \
+  "boot: last update failed: trial image not confirmed; reverted" \
+  "boot: verified slot A: security version 1" "boot: booting slot A (confirmed)" \
+  "app: hello from version 1.0.0" "app: running from slot A, phase confirmed, anti-rollback minimum 0"
+
+"$FLASHTOOL" stage --flash "$RUN/flash.bin" --slot "$RUN/v2.slot"
+boot 4a-update-on-trial-confirmed "$BL" "" \
+  "boot: booting slot A (trial boot 1 of 1)" "app: hello from version 2.0.0" \
+  "app: version 2.0.0 confirmed"
+boot 4b-confirmed-update-stays "$BL" "" \
+  "boot: verified slot A: security version 2" "boot: booting slot A (confirmed)" \
+  "app: hello from version 2.0.0" "app: running from slot A, phase confirmed, anti-rollback minimum 2"
+
+"$FLASHTOOL" stage --flash "$RUN/flash.bin" --slot "$RUN/v1.slot"
+boot 5-rollback-refused "$BL" "" \
+  "boot: last update failed: image 0 rolls back: security version 1 is below 2" \
+  "boot: booting slot A (confirmed)" "app: hello from version 2.0.0" \
+  "!app: hello from version 1.0.0"
+
+# section_size ELF NAME: the size in bytes of section NAME (0 if absent), from readelf.
+section_size() {
+  local hex
+  hex=$(readelf -SW "$1" | sed -n "s/^ *\[ *[0-9]*\] $2  *[A-Z_]*  *[0-9a-f]*  *[0-9a-f]*  *\([0-9a-f]*\) .*/\1/p")
+  echo $((16#${hex:-0}))
+}
+
+if [ "$FOOTPRINT" -eq 1 ]; then
+  step "footprint: one bootloader per verification path (thumbv7em, opt-level z, LTO)"
+  # feature, key, profile and signing keys of the envelope. The Quantum tier is hybrid, so
+  # its envelopes also carry an ES256 signature, which a bootloader without ES256 skips
+  # (manifest §8.3: an unsupported algorithm does not invalidate the envelope).
+  table=$RUN/footprint.md
+  {
+    echo "| verification path | envelope bytes | flash: text + rodata (+ 1 KiB vectors) | static RAM (.data + .bss) | peak stack during verification |"
+    echo "|---|---|---|---|---|"
+  } >"$table"
+  for spec in "es256 es256 basic es256" "ed25519 ed25519 basic ed25519" \
+    "hss-lms hss-lms quantum es256 hss-lms" "ml-dsa ml-dsa-65 quantum es256 ml-dsa-65"; do
+    # shellcheck disable=SC2086
+    set -- $spec
+    feature=$1 key=$2 profile=$3
+    shift 3
+    [ "$feature" = es256 ] || bootloader "$feature" "$key"
+    release 1.0.0 1 "fp-$feature" "$profile" "$@"
+    "$FLASHTOOL" init --slot "$RUN/fp-$feature.slot" -o "$RUN/flash.bin"
+    boot "footprint-$feature" "$RUN/bootloader-$feature.elf" "" \
+      "boot: verified slot A: security version 1" "app: hello from version 1.0.0"
+    elf=$RUN/bootloader-$feature.elf
+    text=$(section_size "$elf" .text) rodata=$(section_size "$elf" .rodata)
+    vectors=$(section_size "$elf" .vector_table)
+    data=$(section_size "$elf" .data) bss=$(section_size "$elf" .bss)
+    stack=$(sed -n 's/.*verification stack peak \([0-9]*\) bytes.*/\1/p' "$RUN/footprint-$feature.log")
+    envelope=$(stat -c %s "$RUN/fp-$feature.suit")
+    echo "| $feature | $envelope | $((text + rodata)) (+ $vectors) | $((data + bss)) | $stack |" >>"$table"
+  done
+  echo
+  cat "$table"
+fi
+
+echo
+echo "QEMU boot test: all scenarios passed"
