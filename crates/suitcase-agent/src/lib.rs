@@ -36,6 +36,7 @@ mod agent;
 pub mod command;
 pub mod config;
 pub mod consent;
+pub mod delta;
 pub mod error;
 pub mod events;
 pub mod http;

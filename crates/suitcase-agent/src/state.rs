@@ -217,6 +217,9 @@ pub struct Journal {
     /// What Process produced.
     #[serde(default)]
     pub candidates: Vec<Candidate>,
+    /// Delta patches tried instead of full payloads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<crate::delta::DeltaState>,
     /// The manifest's sequence number (Check).
     #[serde(default)]
     pub sequence: u64,
@@ -263,6 +266,7 @@ impl Journal {
             consent_granted: false,
             targets: Vec::new(),
             candidates: Vec::new(),
+            deltas: Vec::new(),
         }
     }
 

@@ -313,12 +313,19 @@ fn env_of(j: &Journal, step: Step) -> Vec<(String, String)> {
 enum Which {
     Envelope,
     Payload(usize),
+    /// The delta patch offered for payload `i`.
+    Delta(usize),
 }
 
 fn slot_of(j: &mut Journal, w: Which) -> Option<&mut Download> {
     match w {
         Which::Envelope => Some(&mut j.envelope),
         Which::Payload(i) => j.payloads.get_mut(i),
+        Which::Delta(i) => j
+            .deltas
+            .iter_mut()
+            .find(|d| d.index == i)
+            .map(|d| &mut d.patch),
     }
 }
 
@@ -401,14 +408,29 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
     }
     download(ctx, j, Which::Envelope).await?;
     for i in 0..j.payloads.len() {
-        download(ctx, j, Which::Payload(i)).await?;
+        if !by_delta(ctx, j, i).await? {
+            download(ctx, j, Which::Payload(i)).await?;
+        }
     }
     let resumes: u32 = std::iter::once(&j.envelope)
         .chain(&j.payloads)
+        .chain(j.deltas.iter().map(|d| &d.patch))
         .map(|d| d.resumes)
         .sum();
+    let deltas: Vec<String> = j
+        .deltas
+        .iter()
+        .map(|d| match (&d.reason, d.abandoned) {
+            (_, false) => format!(
+                "payload {} rebuilt from a {}-byte delta patch against the installed image",
+                d.index, d.patch.size
+            ),
+            (Some(r), true) => format!("delta for payload {} not used: {r}", d.index),
+            (None, true) => format!("delta for payload {} not used", d.index),
+        })
+        .collect();
     Ok(Done::Success(format!(
-        "envelope ({} bytes) and {} payload(s) ({} bytes) downloaded{}",
+        "envelope ({} bytes) and {} payload(s) ({} bytes) downloaded{}{}",
         j.envelope.size,
         j.payloads.len(),
         j.payloads.iter().map(|d| d.size).sum::<u64>(),
@@ -416,8 +438,131 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
             format!(", resumed {resumes} time(s) with range requests")
         } else {
             String::new()
+        },
+        if deltas.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", deltas.join("; "))
         }
     )))
+}
+
+/// Tries the delta patch the server offered for payload `i`: `Ok(true)` when the payload
+/// file was rebuilt from it, `Ok(false)` when the full payload must be downloaded (no
+/// offer, no matching installed image, or the delta was abandoned).
+async fn by_delta(ctx: &Ctx, j: &mut Journal, i: usize) -> Result<bool, Stop> {
+    let Some(p) = j.payloads.get(i).cloned() else {
+        return Ok(false);
+    };
+    if p.complete || p.durable > 0 {
+        // Done, or a full download is under way: finish that.
+        return Ok(false);
+    }
+    let Some(offer) = j.offer.payloads.get(i).and_then(|o| o.delta.clone()) else {
+        return Ok(false);
+    };
+    if j.deltas.iter().any(|d| d.index == i && d.abandoned) {
+        return Ok(false);
+    }
+    if offer.ram_bound > suitcase_delta::MAX_RAM_BOUND {
+        return abandon(
+            ctx,
+            j,
+            i,
+            format!("it needs {} bytes of applier RAM", offer.ram_bound),
+        );
+    }
+    let Some(src) = crate::delta::source(ctx, &offer.source_sha256)? else {
+        return abandon(
+            ctx,
+            j,
+            i,
+            "no installed image matches its source digest".into(),
+        );
+    };
+    if !j.deltas.iter().any(|d| d.index == i) {
+        j.deltas.push(crate::delta::DeltaState {
+            index: i,
+            patch: Download {
+                url: offer.url.clone(),
+                size: offer.size,
+                sha256: Some(offer.sha256.clone()),
+                file: format!("delta-{i}.patch"),
+                durable: 0,
+                etag: None,
+                complete: false,
+                resumes: 0,
+                restarts: 0,
+            },
+            abandoned: false,
+            reason: None,
+        });
+        ctx.state.save_journal(j)?;
+    }
+    match download(ctx, j, Which::Delta(i)).await {
+        Ok(()) => {}
+        Err(Stop::Fail(f)) => return abandon(ctx, j, i, f.detail),
+        Err(e) => return Err(e),
+    }
+    let Some(d) = j.deltas.iter().find(|d| d.index == i) else {
+        return Ok(false);
+    };
+    let patch = ctx.state.work_file(&d.patch.file);
+    let out = ctx.state.work_file(&p.file);
+    let (size, want) = (p.size, p.sha256.clone().unwrap_or_default());
+    let got = tokio::task::spawn_blocking(move || crate::delta::apply(&src, &patch, &out, size))
+        .await
+        .map_err(|e| AgentError::Local(format!("delta worker: {e}")))?;
+    match got {
+        Ok(got) if got.eq_ignore_ascii_case(&want) => {
+            if let Some(p) = j.payloads.get_mut(i) {
+                p.durable = p.size;
+                p.complete = true;
+            }
+            ctx.state.save_journal(j)?;
+            Ok(true)
+        }
+        Ok(got) => abandon(
+            ctx,
+            j,
+            i,
+            format!("the patched image hashes to {got}, not the offered {want}"),
+        ),
+        Err(m) => abandon(ctx, j, i, m),
+    }
+}
+
+/// Gives the delta for payload `i` up: the full payload is downloaded instead.
+fn abandon(ctx: &Ctx, j: &mut Journal, i: usize, reason: String) -> Result<bool, Stop> {
+    tracing::info!("delta for payload {i} not used: {reason}; downloading the full payload");
+    match j.deltas.iter_mut().find(|d| d.index == i) {
+        Some(d) => {
+            d.abandoned = true;
+            d.reason = Some(reason);
+        }
+        None => j.deltas.push(crate::delta::DeltaState {
+            index: i,
+            patch: Download {
+                url: String::new(),
+                size: 0,
+                sha256: None,
+                file: format!("delta-{i}.patch"),
+                durable: 0,
+                etag: None,
+                complete: false,
+                resumes: 0,
+                restarts: 0,
+            },
+            abandoned: true,
+            reason: Some(reason),
+        }),
+    }
+    if let Some(p) = j.payloads.get(i) {
+        // A half-written result must not pass for downloaded bytes.
+        let _ = std::fs::remove_file(ctx.state.work_file(&p.file));
+    }
+    ctx.state.save_journal(j)?;
+    Ok(false)
 }
 
 /// Exponential back-off with jitter: `min × 2^(n-1)`, capped at `max`, times [0.5, 1).

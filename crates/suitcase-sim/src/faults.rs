@@ -89,12 +89,14 @@ impl Faults {
             || self.bad_image
     }
 
-    /// The faults of one device. `payload_len` bounds where downloads are cut.
-    pub fn for_device(&self, rng: &mut Rng, payload_len: u64) -> DeviceFaults {
+    /// The faults of one device. Downloads are cut before `max_cut` bytes of a transfer:
+    /// below the smallest transfer of an update (the envelope, a delta patch), every cut
+    /// hits one.
+    pub fn for_device(&self, rng: &mut Rng, max_cut: u64) -> DeviceFaults {
         let mut d = DeviceFaults::default();
-        if rng.chance(self.drop) && payload_len > 1 {
+        if rng.chance(self.drop) && max_cut > 1 {
             let n = 1 + rng.below(3);
-            let mut cuts: Vec<u64> = (0..n).map(|_| 1 + rng.below(payload_len - 1)).collect();
+            let mut cuts: Vec<u64> = (0..n).map(|_| 1 + rng.below(max_cut - 1)).collect();
             cuts.sort_unstable();
             d.cuts = cuts;
         }

@@ -193,19 +193,27 @@ struct Built {
     factory: PathBuf,
 }
 
-/// The simulated application image of version `sequence`: a recognisable header, then
-/// pseudo-random bytes (firmware does not compress well either).
+/// The simulated application image of version `sequence`: a recognisable header, then the
+/// same pseudo-random body in every version (firmware does not compress well) with a few
+/// bytes changed per version every 2 KiB, as a small code change moves a few addresses. So
+/// the server's delta patches between versions pay, as they do for real firmware.
 fn app_image(sequence: u64, size: usize, bad: bool) -> Vec<u8> {
     let mut img = format!(
         "SUITCASE-SIM-APP v{sequence} {}\n",
         if bad { "crashes-on-boot" } else { "healthy" }
     )
     .into_bytes();
-    let mut rng = Rng::new(sequence.wrapping_mul(0x1000_0001));
+    let mut body = Rng::new(0x5EED);
     while img.len() < size {
-        img.extend_from_slice(&rng.next_u64().to_le_bytes());
+        img.extend_from_slice(&body.next_u64().to_le_bytes());
     }
     img.truncate(size.max(64));
+    let mut edits = Rng::new(sequence.wrapping_mul(0x1000_0001));
+    for at in (1024..img.len().saturating_sub(8)).step_by(2048) {
+        if let Some(b) = img.get_mut(at..at + 8) {
+            b.copy_from_slice(&edits.next_u64().to_le_bytes());
+        }
+    }
     img
 }
 
@@ -356,7 +364,9 @@ pub async fn rehearse(
     let mut devices = Vec::with_capacity(created.len());
     let mut faulty = FaultCounts::default();
     for d in &created {
-        let faults = plan.faults.for_device(&mut rng, size as u64);
+        // Cuts within the first 300 bytes of a transfer: the envelope (about 400 bytes) and
+        // the delta patches are the smallest transfers.
+        let faults = plan.faults.for_device(&mut rng, 300);
         faulty.drop += usize::from(!faults.cuts.is_empty());
         faulty.power_cut += usize::from(faults.power_cut_after.is_some());
         faulty.sleepy += usize::from(faults.sleepy);
