@@ -125,6 +125,8 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
     let flash = Flash::load(path).map_err(|_| "cannot load the flash file (flash=PATH)")?;
     let (a, b) = flash.slots();
     with_anchor(|key| {
+        // Manifest §8.3: one trusted signature from the built-in anchor authorises the
+        // manifest (TrustPolicy::default, threshold 1).
         let anchors = [TrustAnchor::new("author", key)];
         let components =
             [ComponentId::decode(&layout::COMPONENT_ID).map_err(|_| "bad component id")?];
@@ -143,6 +145,10 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
             peak: 0,
             calls: 0,
         };
+        // RFC 9019 §4: the firmware verifier checks every image before it is invoked. The
+        // bootloader calls the verifier for a pending update before it moves anything and for
+        // the image it is about to boot on every reset, and boots nothing the verifier refused
+        // or whose sequence number is below the anti-rollback counter (RFC 9019 §6).
         let decision = BootLoader::new(
             layout::CONFIG,
             [ImageSlots::new(a, b)],
