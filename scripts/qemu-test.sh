@@ -51,11 +51,12 @@ rm -rf "$RUN"
 mkdir -p "$RUN/keys"
 
 # The Debian toolchain, for the firmware workspace only. RUSTFLAGS is set here because an
-# inherited one (CI sets -D warnings) would replace firmware/.cargo/config.toml's.
+# inherited one (CI sets -D warnings) would replace firmware/.cargo/config.toml's. THUMB_CFG
+# adds flags for one build (the Class 1 configuration's --cfg suitcase_small).
 thumb_cargo() {
   (cd "$ROOT/firmware" &&
     PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$OUT/cargo" \
-      RUSTFLAGS='-D warnings --cfg sha2_backend_soft="compact"' \
+      RUSTFLAGS="-D warnings --cfg sha2_backend_soft=\"compact\" ${THUMB_CFG:-}" \
       /usr/bin/cargo "$@")
 }
 ELF_DIR=$OUT/cargo/$TARGET/release
@@ -91,10 +92,13 @@ for version in 1.0.0 2.0.0; do
   cp "$ELF_DIR/mps2-app" "$RUN/app-$version.elf"
 done
 
-# bootloader FEATURE KEY: build the bootloader with one verifier, trusting KEY's public key.
+# bootloader NAME KEY: build bootloader-NAME.elf with one verifier (NAME is the feature,
+# with -small for the Class 1 configuration), trusting KEY's public key.
 bootloader() {
-  SUITCASE_TRUST_ANCHOR="$RUN/keys/$2.pub" \
-    thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-bootloader --features "$1"
+  local feature=${1%-small} cfg=""
+  [ "$feature" = "$1" ] || cfg="--cfg suitcase_small"
+  SUITCASE_TRUST_ANCHOR="$RUN/keys/$2.pub" THUMB_CFG="$cfg" \
+    thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-bootloader --features "$feature"
   cp "$ELF_DIR/mps2-bootloader" "$RUN/bootloader-$1.elf"
 }
 
@@ -192,13 +196,14 @@ if [ "$FOOTPRINT" -eq 1 ]; then
   step "footprint: one bootloader per verification path (thumbv7em, opt-level z, LTO)"
   # feature, key, profile and signing keys of the envelope. The Quantum tier is hybrid, so
   # its envelopes also carry an ES256 signature, which a bootloader without ES256 skips
-  # (manifest §8.3: an unsupported algorithm does not invalidate the envelope).
+  # (manifest §8.3: an unsupported algorithm does not invalidate the envelope). es256-small is
+  # the Class 1 configuration: two components at most, a 512-byte envelope buffer.
   table=$RUN/footprint.md
   {
     echo "| verification path | envelope bytes | flash: text + rodata (+ 1 KiB vectors) | static RAM (.data + .bss) | peak stack during verification |"
     echo "|---|---|---|---|---|"
   } >"$table"
-  for spec in "es256 es256 basic es256" "ed25519 ed25519 basic ed25519" \
+  for spec in "es256 es256 basic es256" "es256-small es256 basic es256" "ed25519 ed25519 basic ed25519" \
     "hss-lms hss-lms quantum es256 hss-lms" "ml-dsa ml-dsa-65 quantum es256 ml-dsa-65"; do
     # shellcheck disable=SC2086
     set -- $spec

@@ -8,7 +8,19 @@ use crate::digest::SuitDigest;
 use crate::error::{Error, Unsupported};
 
 /// The most components a manifest may list. Matches the processor's parameter table.
+#[cfg(not(suitcase_small))]
 pub const MAX_COMPONENTS: usize = 16;
+/// The most components a manifest may list. Matches the processor's parameter table.
+///
+/// `--cfg suitcase_small` builds for single-MCU bootloaders: two components (an image and,
+/// for encrypted payloads, its staging component) instead of 16. Each component costs the
+/// processor a parameter set (216 bytes on Thumb) and copies of it; on a Cortex-M4 this bound
+/// takes the ES256 bootloader's peak stack from 19.2 KB to 12.9 KB (docs/benchmarks.md). A
+/// manifest with more components is refused before anything is processed. It is a
+/// `cfg`, not a feature, because it narrows what the crate accepts: a feature would change
+/// every other user of the crate in the same build.
+#[cfg(suitcase_small)]
+pub const MAX_COMPONENTS: usize = 2;
 
 /// A severable member as found in the manifest: the member itself, or the digest of the
 /// severed copy that lives in the envelope (manifest §8.4.12).

@@ -69,8 +69,12 @@ const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
 /// RAM for the envelope while it is verified: a manifest and one classical signature, or a
 /// post-quantum signature (HSS-LMS h10w4,h10w4 5,076 bytes; ML-DSA-65 3,309 bytes) next to the
 /// classical one the Quantum tier also carries.
-#[cfg(any(feature = "es256", feature = "ed25519"))]
+#[cfg(all(any(feature = "es256", feature = "ed25519"), not(suitcase_small)))]
 const ENVELOPE_BUF: usize = 1024;
+/// The Class 1 configuration (`--cfg suitcase_small`) takes Basic-tier envelopes of one image,
+/// about 370 bytes with their text.
+#[cfg(all(any(feature = "es256", feature = "ed25519"), suitcase_small))]
+const ENVELOPE_BUF: usize = 512;
 #[cfg(feature = "hss-lms")]
 const ENVELOPE_BUF: usize = 6144;
 #[cfg(feature = "ml-dsa")]
