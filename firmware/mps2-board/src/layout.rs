@@ -61,5 +61,6 @@ const _: () = {
     assert!(SLOT_B.0 == SLOT_A.0 + SLOT_A.1);
     assert!(FLASH_SIZE == SLOT_B.0 + SLOT_B.1);
     assert!(SLOT_A.1 == SLOT_B.1 + SECTOR);
-    assert!(APP_BASE % 512 == 0); // vector table alignment for up to 128 entries
+    // Vector table alignment for up to 128 entries.
+    assert!(APP_BASE.is_multiple_of(512));
 };

@@ -103,7 +103,12 @@ fn pack(envelope: &PathBuf, image: &PathBuf, out: &PathBuf) -> Result<(), String
 /// attacker with a flash probe would.
 fn tamper(input: &PathBuf, out: &PathBuf) -> Result<(), String> {
     let mut slot = read(input)?;
-    let at = IMAGE_OFFSET as usize + (slot.len() - IMAGE_OFFSET as usize) / 2;
+    let image_len = slot
+        .len()
+        .checked_sub(IMAGE_OFFSET as usize)
+        .filter(|len| *len > 0)
+        .ok_or("the slot image holds no application image")?;
+    let at = IMAGE_OFFSET as usize + image_len / 2;
     let byte = slot
         .get_mut(at)
         .ok_or("the slot image holds no application image")?;
