@@ -360,6 +360,17 @@ impl Engine {
         st.campaigns.get(campaign_id).map(|rt| rt.waves.clone())
     }
 
+    /// Opens waves up to `opened` (the database has it already).
+    fn open_waves(&self, campaign_id: &str, opened: u32) {
+        if let Ok(mut st) = self.state.write()
+            && let Some(rt) = st.campaigns.get_mut(campaign_id)
+        {
+            rt.row.opened_waves = opened;
+            rt.row.state = CampaignState::Running;
+            rt.row.state_reason = None;
+        }
+    }
+
     fn forget(&self, campaign_id: &str) {
         if let Ok(mut st) = self.state.write() {
             st.campaigns.remove(campaign_id);
@@ -433,16 +444,32 @@ pub(crate) async fn reload(state: &AppState, campaign_id: &str) -> Result<()> {
             .map(|r| Arc::new(ReleaseRt::from_row(&r))),
         None => None,
     };
+    // Members and counts come from one snapshot: counting in a second query could see a
+    // transition the first did not, and count a device twice.
     let members = state.db.campaign_members(campaign_id).await?;
-    let waves = state.db.campaign_progress(campaign_id).await?;
     let n_waves = row.spec.waves.len().max(1);
-    let mut waves_full = waves;
-    while waves_full.len() < n_waves {
-        let w = u32::try_from(waves_full.len()).unwrap_or(u32::MAX);
-        waves_full.push(WaveProgress {
-            wave: w,
+    let mut waves_full: Vec<WaveProgress> = (0..n_waves)
+        .map(|w| WaveProgress {
+            wave: u32::try_from(w).unwrap_or(u32::MAX),
             ..WaveProgress::default()
-        });
+        })
+        .collect();
+    for m in &members {
+        let Some(ms) = MState::from_name(&m.state) else {
+            continue;
+        };
+        let i = m.wave as usize;
+        while waves_full.len() <= i {
+            let w = u32::try_from(waves_full.len()).unwrap_or(u32::MAX);
+            waves_full.push(WaveProgress {
+                wave: w,
+                ..WaveProgress::default()
+            });
+        }
+        if let Some(w) = waves_full.get_mut(i) {
+            w.devices += 1;
+            ms.count(w, 1);
+        }
     }
     let now = state.now();
     let bucket = row.spec.rate_per_minute.map(|r| Bucket {
@@ -551,7 +578,9 @@ pub(crate) async fn react_locked(state: &AppState, campaign_id: &str) -> Result<
                     serde_json::json!({"opened_waves": opened}),
                 )
                 .await;
-                reload(state, campaign_id).await?;
+                // Every member is in memory already (unopened waves included); reloading
+                // them from the database here would race with transitions being written.
+                state.engine.open_waves(campaign_id, opened);
                 notify_wave(state, campaign_id, opened - 1).await;
             }
             Verdict::Complete => {

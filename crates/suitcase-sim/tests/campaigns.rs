@@ -100,6 +100,25 @@ async fn campaign_over_a_small_fleet_completes() {
     // The server offered delta patches from the installed image, and the devices used them:
     // far fewer bytes than 24 full 16 KiB payloads.
     assert!(s.download_bytes < 24 * 16 * 1024 / 4, "{s:#?}");
+    // The server's in-memory counts agree with its database, wave by wave.
+    let c = srv
+        .get(&format!("/api/v1/campaigns/{}", s.campaign_id))
+        .await;
+    for w in c["waves_progress"].as_array().unwrap() {
+        let states = [
+            "pending",
+            "notified",
+            "in_progress",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "rolling_back",
+            "rolled_back",
+        ];
+        let sum: u64 = states.iter().map(|k| w[k].as_u64().unwrap()).sum();
+        assert_eq!(sum, w["devices"].as_u64().unwrap(), "{w}");
+        assert_eq!(w["succeeded"], w["devices"], "{w}");
+    }
     let members = srv.members(&s).await;
     assert_eq!(members.len(), 24);
     for m in &members {
