@@ -122,6 +122,23 @@ pub struct Download {
     pub restarts: u32,
 }
 
+impl Download {
+    /// A download not started yet.
+    pub fn new(url: String, size: u64, sha256: Option<String>, file: String) -> Self {
+        Self {
+            url,
+            size,
+            sha256,
+            file,
+            durable: 0,
+            etag: None,
+            complete: false,
+            resumes: 0,
+            restarts: 0,
+        }
+    }
+}
+
 /// Where a manifest component goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
@@ -232,31 +249,23 @@ impl Journal {
             .payloads
             .iter()
             .enumerate()
-            .map(|(i, p)| Download {
-                url: p.url.clone(),
-                size: p.size,
-                sha256: Some(p.sha256.clone()),
-                file: format!("payload-{i}.bin"),
-                durable: 0,
-                etag: None,
-                complete: false,
-                resumes: 0,
-                restarts: 0,
+            .map(|(i, p)| {
+                Download::new(
+                    p.url.clone(),
+                    p.size,
+                    Some(p.sha256.clone()),
+                    format!("payload-{i}.bin"),
+                )
             })
             .collect();
         Self {
             version: JOURNAL_VERSION,
-            envelope: Download {
-                url: offer.manifest_url.clone(),
-                size: offer.manifest_size,
-                sha256: None,
-                file: "envelope.suit".into(),
-                durable: 0,
-                etag: None,
-                complete: false,
-                resumes: 0,
-                restarts: 0,
-            },
+            envelope: Download::new(
+                offer.manifest_url.clone(),
+                offer.manifest_size,
+                None,
+                "envelope.suit".into(),
+            ),
             sequence: offer.sequence_number,
             offer,
             step: Step::Receive,

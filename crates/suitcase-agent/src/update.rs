@@ -483,17 +483,12 @@ async fn by_delta(ctx: &Ctx, j: &mut Journal, i: usize) -> Result<bool, Stop> {
     if !j.deltas.iter().any(|d| d.index == i) {
         j.deltas.push(crate::delta::DeltaState {
             index: i,
-            patch: Download {
-                url: offer.url.clone(),
-                size: offer.size,
-                sha256: Some(offer.sha256.clone()),
-                file: format!("delta-{i}.patch"),
-                durable: 0,
-                etag: None,
-                complete: false,
-                resumes: 0,
-                restarts: 0,
-            },
+            patch: Download::new(
+                offer.url.clone(),
+                offer.size,
+                Some(offer.sha256.clone()),
+                format!("delta-{i}.patch"),
+            ),
             abandoned: false,
             reason: None,
         });
@@ -542,17 +537,7 @@ fn abandon(ctx: &Ctx, j: &mut Journal, i: usize, reason: String) -> Result<bool,
         }
         None => j.deltas.push(crate::delta::DeltaState {
             index: i,
-            patch: Download {
-                url: String::new(),
-                size: 0,
-                sha256: None,
-                file: format!("delta-{i}.patch"),
-                durable: 0,
-                etag: None,
-                complete: false,
-                resumes: 0,
-                restarts: 0,
-            },
+            patch: Download::new(String::new(), 0, None, format!("delta-{i}.patch")),
             abandoned: true,
             reason: Some(reason),
         }),
