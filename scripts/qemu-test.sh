@@ -70,7 +70,10 @@ if [ -n "${SUITCASE_BIN:-}" ]; then
   SUITCASE=$SUITCASE_BIN
 else
   cargo build -q -p suitcase-cli
-  SUITCASE=$ROOT/target/debug/suitcase
+  # Where cargo put it: CARGO_TARGET_DIR if set (absolute or relative to the repository).
+  target_dir=${CARGO_TARGET_DIR:-target}
+  case $target_dir in /*) ;; *) target_dir=$ROOT/$target_dir ;; esac
+  SUITCASE=$target_dir/debug/suitcase
 fi
 "$SUITCASE" --version
 
