@@ -608,8 +608,10 @@ pub(crate) async fn react_locked(state: &AppState, campaign_id: &str) -> Result<
                 failed,
                 total,
             } => {
+                // Waves are numbered from 1 for people, as the CLI and the docs do.
                 let reason = format!(
-                    "wave {wave}: {failed} of {total} devices failed, at or above the error threshold {}",
+                    "wave {}: {failed} of {total} devices failed, at or above the error threshold {}",
+                    u64::from(wave) + 1,
                     row.spec.error_threshold
                 );
                 return trip(state, &row, &reason).await;

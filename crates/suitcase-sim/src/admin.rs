@@ -170,6 +170,36 @@ impl Admin {
         Ok(c.id)
     }
 
+    /// Waits (up to `timeout`) until the server has made a delta patch for the release:
+    /// it makes them in the background after an upload, and devices offered the update
+    /// before that download the full payload. `false` if none came (a delta may not pay).
+    ///
+    /// # Errors
+    /// [`Error::Server`].
+    pub async fn wait_for_deltas(
+        &self,
+        release_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<bool, Error> {
+        let start = std::time::Instant::now();
+        loop {
+            let v: Value = self
+                .send(
+                    "read the release",
+                    self.http
+                        .get(format!("{}/api/v1/releases/{release_id}", self.base)),
+                )
+                .await?;
+            if v["deltas"].as_array().is_some_and(|d| !d.is_empty()) {
+                return Ok(true);
+            }
+            if start.elapsed() >= timeout {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// A campaign's state and wave counts.
     ///
     /// # Errors

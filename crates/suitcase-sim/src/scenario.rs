@@ -407,7 +407,11 @@ pub async fn rehearse(
         });
     }
 
-    // 4. The campaign.
+    // 4. The campaign, once the server has its delta patches (made in the background after
+    //    the upload; devices that check in before get the full payload).
+    admin
+        .wait_for_deltas(&rel.new.id, Duration::from_secs(30))
+        .await?;
     let campaign = admin
         .campaign(&CampaignCreate {
             name: format!("sim {run}"),

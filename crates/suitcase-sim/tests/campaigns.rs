@@ -166,7 +166,7 @@ async fn fault_bad_image_campaign_pauses_and_rolls_the_wave_back() {
     assert!(
         s.campaign_reason
             .as_deref()
-            .is_some_and(|r| r.contains("error threshold")),
+            .is_some_and(|r| r.starts_with("wave 1: ") && r.contains("error threshold")),
         "{s:#?}"
     );
     // The first wave is 10% of 20 devices.
