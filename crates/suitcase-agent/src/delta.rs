@@ -72,32 +72,13 @@ pub(crate) fn source(ctx: &Ctx, sha256: &str) -> Result<Option<Source>, AgentErr
             }
         }
         Kind::Mcu(m) => {
-            let mcu = Mcu::open(m, &ctx.state.durability)?;
-            let st = mcu.status()?;
-            let base = mcu.slot_offset(st.running);
-            let f = File::open(&m.flash).map_err(crate::error::local(format!(
-                "cannot read {}",
-                m.flash.display()
-            )))?;
-            let mut h = [0u8; 32];
-            if f.read_exact_at(&mut h, base).is_err() {
-                return Ok(None);
-            }
-            let field = |o: usize| {
-                h.get(o..o + 4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u32::from_le_bytes)
-            };
-            let (Some(off), Some(len)) = (field(12), field(16)) else {
+            let Some((base, len)) = Mcu::open(m, &ctx.state.durability)?.running_image()? else {
                 return Ok(None);
             };
-            if h.get(..4) != Some(&suitcase_device::MAGIC[..]) {
-                return Ok(None);
-            }
             Source {
                 path: m.flash.clone(),
-                base: base + u64::from(off),
-                len: u64::from(len),
+                base,
+                len,
             }
         }
     };

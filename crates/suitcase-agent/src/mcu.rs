@@ -154,6 +154,28 @@ impl<'c> Mcu<'c> {
         durability.wrote()
     }
 
+    /// Where the image the bootloader runs lies in the flash file: `(offset, length)`, from
+    /// the running slot's header (`suitcase_device::SlotHeader`); `None` if that slot holds
+    /// no valid slot image.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] if the boot state cannot be read.
+    pub fn running_image(&self) -> Result<Option<(u64, u64)>, AgentError> {
+        let base = self.slot_offset(self.status()?.running);
+        let at = usize::try_from(base).unwrap_or(usize::MAX);
+        let header: Option<[u8; HEADER_SIZE as usize]> = self
+            .flash
+            .with(|f| {
+                f.contents()
+                    .get(at..at.saturating_add(HEADER_SIZE as usize))
+                    .and_then(|b| b.try_into().ok())
+            })
+            .map_err(|e| flash_err("flash")(&e))?;
+        Ok(header
+            .and_then(|h| suitcase_device::SlotHeader::parse(&h).ok().flatten())
+            .map(|hd| (base + u64::from(hd.image_offset), u64::from(hd.image_len))))
+    }
+
     /// The byte offset of a slot in the flash (and the flash file).
     pub fn slot_offset(&self, slot: Slot) -> u64 {
         let s = u64::from(self.cfg.sector_size);

@@ -271,12 +271,12 @@ async fn run_step(ctx: &Ctx, j: &mut Journal, step: Step) -> StepResult {
     }
 }
 
-/// Runs a file-heavy step on the blocking pool.
-async fn blocking(
+/// Runs file-heavy work (a step, or part of one) on the blocking pool.
+async fn blocking<T: Send + 'static>(
     ctx: &Ctx,
     j: &mut Journal,
-    f: fn(&Ctx, &mut Journal) -> StepResult,
-) -> StepResult {
+    f: fn(&Ctx, &mut Journal) -> Result<T, Stop>,
+) -> Result<T, Stop> {
     let c = ctx.clone();
     let mut owned = j.clone();
     let (owned, r) = tokio::task::spawn_blocking(move || {
@@ -1501,16 +1501,7 @@ async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
             exit.describe("the health check"),
         ));
     }
-    let c = ctx.clone();
-    let mut owned = j.clone();
-    let (owned, r) = tokio::task::spawn_blocking(move || {
-        let r = confirm(&c, &mut owned);
-        (owned, r)
-    })
-    .await
-    .map_err(|e| AgentError::Local(format!("confirm worker: {e}")))?;
-    *j = owned;
-    let names = r?;
+    let names = blocking(ctx, j, confirm).await?;
     Ok(Done::Success(format!(
         "{}; confirmed {names}; sequence number {} installed; removing temporary data",
         if ctx.cfg.health.command.is_empty() && ctx.health.is_none() {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -300,13 +299,8 @@ fn report(s: &Summary, json: bool) -> Result<ExitCode> {
 
 async fn rehearse(plan: &Plan, json: bool) -> Result<Summary> {
     let display = Display::new(plan.devices, json);
-    let last = Mutex::new(());
-    let summary = suitcase_sim::rehearse(plan, &|s: &Snapshot| {
-        if let Ok(_g) = last.lock() {
-            display.show(s);
-        }
-    })
-    .await;
+    // indicatif's bar is thread-safe: no lock of our own.
+    let summary = suitcase_sim::rehearse(plan, &|s: &Snapshot| display.show(s)).await;
     display.finish();
     Ok(summary?)
 }

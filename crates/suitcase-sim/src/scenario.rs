@@ -596,23 +596,16 @@ fn running_image(dir: &Path) -> Result<(String, bool), Error> {
     };
     let mcu = Mcu::open(m, &Durability::default()).map_err(|e| Error::Input(e.to_string()))?;
     let status = mcu.status().map_err(|e| Error::Input(e.to_string()))?;
+    let (at, len) = mcu
+        .running_image()
+        .map_err(|e| Error::Input(e.to_string()))?
+        .ok_or_else(|| Error::Input("the running slot holds no slot image".into()))?;
     let flash =
         std::fs::read(&m.flash).map_err(|e| Error::Input(format!("{}: {e}", m.flash.display())))?;
-    let at = usize::try_from(mcu.slot_offset(status.running)).unwrap_or(usize::MAX);
-    let slot = flash
-        .get(at..)
-        .ok_or_else(|| Error::Input("the flash is shorter than its layout".into()))?;
-    let field = |o: usize| {
-        slot.get(o..o + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .map(|v| v as usize)
-    };
-    let (Some(off), Some(len)) = (field(12), field(16)) else {
-        return Err(Error::Input("the running slot has no header".into()));
-    };
-    let image = slot
-        .get(off..off.saturating_add(len))
+    let image = usize::try_from(at)
+        .ok()
+        .zip(usize::try_from(len).ok())
+        .and_then(|(at, len)| flash.get(at..at.checked_add(len)?))
         .ok_or_else(|| Error::Input("the running slot's header points outside it".into()))?;
     let confirmed = status.phase == suitcase_boot::Phase::Confirmed;
     Ok((hex::encode(Sha256::digest(image)), confirmed))
