@@ -175,6 +175,7 @@ async fn measure(mib: usize, time_v: bool) -> Value {
                 uri: Some("https://fw.example/app.bin".into()),
                 integrated: false,
                 invoke: false,
+                delta_from: None,
             }],
             sign: vec![key],
             encrypt_for: vec![],

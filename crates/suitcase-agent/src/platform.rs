@@ -309,6 +309,34 @@ impl Platform for DevicePlatform<'_> {
         }
     }
 
+    /// A delta copy (suitcase-parameter-delta-base) reads back the image it is writing.
+    fn read_staged(
+        &mut self,
+        component: &Component<'_>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, PlatformError> {
+        let Some(w) = self.writing.as_mut() else {
+            return Err(PlatformError::Failed);
+        };
+        if w.index != component.index || offset >= w.len {
+            return Err(PlatformError::Failed);
+        }
+        let n = usize::try_from(w.len - offset)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let path = w.path.clone();
+        let r = w.file.flush().and_then(|()| {
+            w.file
+                .get_ref()
+                .read_exact_at(buf.get_mut(..n).unwrap_or_default(), offset)
+        });
+        match r {
+            Ok(()) => Ok(n),
+            Err(e) => Err(self.io_fail(&format!("cannot read back {}", path.display()), &e)),
+        }
+    }
+
     fn write(
         &mut self,
         component: &Component<'_>,

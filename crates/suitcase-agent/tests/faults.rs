@@ -336,6 +336,7 @@ async fn fault_crash_after_every_durable_write_of_an_mcu_update() {
             uri: Some("https://fw.example/mcu-7.bin".into()),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
     ));
     let rel = fleet.upload(&built).await;

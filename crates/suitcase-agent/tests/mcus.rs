@@ -66,6 +66,7 @@ async fn mcu_update_boots_on_trial_through_the_bootloader_and_is_confirmed() {
             uri: Some("https://fw.example/mcu-4.bin".into()),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
     ));
     let rel = fleet.upload(&built).await;
@@ -137,6 +138,7 @@ async fn fault_mcu_health_check_failure_reverts_through_the_bootloader() {
             uri: Some("https://fw.example/mcu.bin".into()),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
     ));
     let rel = fleet.upload(&built).await;
@@ -192,6 +194,7 @@ fn radio_slot_image(
             uri: Some("https://fw.example/radio.bin".into()),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
     );
     req.vendor = s.vendor;
@@ -242,6 +245,7 @@ async fn multi_component_update_with_a_secondary_mcu() {
                 uri: Some("https://fw.example/radio-6.bin".into()),
                 integrated: false,
                 invoke: false,
+                delta_from: None,
             },
         ],
     ));
@@ -295,6 +299,7 @@ async fn attack_secondary_image_signed_by_an_untrusted_key_is_refused_by_the_sec
                 uri: Some("https://fw.example/radio-6.bin".into()),
                 integrated: false,
                 invoke: false,
+                delta_from: None,
             },
         ],
     ));

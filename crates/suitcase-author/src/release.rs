@@ -44,6 +44,10 @@ pub struct ImageInput {
     pub integrated: bool,
     /// Add an invoke section for this component.
     pub invoke: bool,
+    /// The image installed on the devices: ship a `suitcase-delta` patch from it instead of
+    /// the image (docs/delta.md, "SUIT integration"). Devices running anything else refuse
+    /// the release (the manifest names this image by digest), so target them accordingly.
+    pub delta_from: Option<Vec<u8>>,
 }
 
 /// Everything a release is built from.
@@ -91,6 +95,12 @@ pub struct BuiltPayload {
     pub image_digest: Vec<u8>,
     /// The plaintext image size.
     pub image_size: u64,
+    /// For a delta release: the digest of the image the patch applies to (`bytes` is then
+    /// the patch, or its ciphertext).
+    pub delta_from: Option<Vec<u8>>,
+    /// For a delta requested where it does not pay: the patch size that was rejected (the
+    /// release ships the full image instead).
+    pub delta_rejected: Option<usize>,
 }
 
 /// A built release.
@@ -158,15 +168,13 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
             )));
         }
     }
-    let staging_base = components.len() as u64;
-    let encrypted = content.is_some();
-    if encrypted {
-        for image in &req.images {
-            let mut s = image.component.clone();
-            s.push(b"staging".to_vec());
-            components.push(s);
-        }
-    }
+    // Helper components (encryption staging, delta patch and base) follow the images.
+    let mut helper = |image: &ImageInput, suffix: &[u8]| -> u64 {
+        let mut s = image.component.clone();
+        s.push(suffix.to_vec());
+        components.push(s);
+        components.len() as u64 - 1
+    };
 
     let mut shared = vec![
         Cmd::SetComponentIndex(Index::All),
@@ -211,42 +219,96 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
                 )));
             }
         };
+        let mut delta = match &image.delta_from {
+            Some(old) => make_delta(old, image, digest, progress)?,
+            None => Delta::None,
+        };
+        let is_patch = matches!(delta, Delta::Patch { .. });
+        let plain = match &mut delta {
+            Delta::Patch { patch, .. } => std::mem::take(patch),
+            _ => image.bytes.clone(),
+        };
         let (served, enc_info) = match content {
             Some(c) => {
-                progress(&format!("encrypting {}", image.name), 0, size);
-                let e = crate::encrypt::encrypt(&image.bytes, c, profile.ecdh_alg, &recipients)?;
-                progress(&format!("encrypting {}", image.name), size, size);
+                let n = plain.len() as u64;
+                progress(&format!("encrypting {}", image.name), 0, n);
+                let e = crate::encrypt::encrypt(&plain, c, profile.ecdh_alg, &recipients)?;
+                progress(&format!("encrypting {}", image.name), n, n);
                 (e.ciphertext, Some(e.info))
             }
-            None => (image.bytes.clone(), None),
+            None => (plain, None),
         };
-        match &enc_info {
-            None => install.extend([
-                Cmd::SetComponentIndex(Index::One(index)),
-                Cmd::OverrideParameters(vec![Param::Uri(uri.clone())]),
-                Cmd::Directive(Directive::Fetch, 2),
+        // Where the fetched bytes land: the component itself for a plain full image, else
+        // a staging component the next step copies from (decrypting and/or patching).
+        let fetch_into = if enc_info.is_none() && !is_patch {
+            index
+        } else {
+            let staging = helper(image, b"staging");
+            shared.push(Cmd::SetComponentIndex(Index::One(staging)));
+            shared.push(Cmd::OverrideParameters(vec![Param::ImageSize(
+                served.len() as u64,
+            )]));
+            staging
+        };
+        let base = if let Delta::Patch {
+            old_digest,
+            old_size,
+            ..
+        } = &delta
+        {
+            // Name the installed image by digest before fetching anything (manifest
+            // §8.4.9.2 image-match on the base component).
+            let base = helper(image, b"installed");
+            shared.push(Cmd::SetComponentIndex(Index::One(base)));
+            shared.push(Cmd::OverrideParameters(vec![
+                Param::ImageDigest(digest, old_digest.clone()),
+                Param::ImageSize(*old_size),
+            ]));
+            install.extend([
+                Cmd::SetComponentIndex(Index::One(base)),
                 Cmd::Condition(Condition::ImageMatch, 15),
-            ]),
-            Some(info) => {
-                let staging = staging_base + index;
-                shared.push(Cmd::SetComponentIndex(Index::One(staging)));
-                shared.push(Cmd::OverrideParameters(vec![Param::ImageSize(
-                    served.len() as u64,
-                )]));
-                install.extend([
-                    Cmd::SetComponentIndex(Index::One(staging)),
-                    Cmd::OverrideParameters(vec![Param::Uri(uri.clone())]),
-                    Cmd::Directive(Directive::Fetch, 2),
-                    Cmd::SetComponentIndex(Index::One(index)),
-                    Cmd::OverrideParameters(vec![
-                        Param::EncryptionInfo(info.clone()),
-                        Param::SourceComponent(staging),
-                    ]),
-                    Cmd::Directive(Directive::Copy, 2),
-                    Cmd::Condition(Condition::ImageMatch, 15),
-                ]);
-            }
+            ]);
+            Some(base)
+        } else {
+            None
+        };
+        install.extend([
+            Cmd::SetComponentIndex(Index::One(fetch_into)),
+            Cmd::OverrideParameters(vec![Param::Uri(uri.clone())]),
+            Cmd::Directive(Directive::Fetch, 2),
+        ]);
+        // The patch (plaintext) is in `patch_at` after the optional decryption.
+        let mut patch_at = fetch_into;
+        if let Some(info) = &enc_info {
+            let to = if is_patch {
+                helper(image, b"patch")
+            } else {
+                index
+            };
+            install.extend([
+                Cmd::SetComponentIndex(Index::One(to)),
+                Cmd::OverrideParameters(vec![
+                    Param::EncryptionInfo(info.clone()),
+                    Param::SourceComponent(fetch_into),
+                ]),
+                Cmd::Directive(Directive::Copy, 2),
+            ]);
+            patch_at = to;
         }
+        if let Some(base) = base {
+            install.extend([
+                Cmd::SetComponentIndex(Index::One(index)),
+                Cmd::OverrideParameters(vec![
+                    Param::SourceComponent(patch_at),
+                    Param::DeltaBase(base),
+                ]),
+                Cmd::Directive(Directive::Copy, 2),
+            ]);
+        }
+        install.extend([
+            Cmd::SetComponentIndex(Index::One(index)),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ]);
         validate.extend([
             Cmd::SetComponentIndex(Index::One(index)),
             Cmd::Condition(Condition::ImageMatch, 15),
@@ -267,9 +329,26 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
             encrypted: enc_info.is_some(),
             image_digest,
             image_size: size,
+            delta_from: match &delta {
+                Delta::Patch { old_digest, .. } => Some(old_digest.clone()),
+                _ => None,
+            },
+            delta_rejected: match delta {
+                Delta::DoesNotPay(n) => Some(n),
+                _ => None,
+            },
         });
     }
 
+    for (i, c) in components.iter().enumerate() {
+        if components.iter().skip(i + 1).any(|o| o == c) {
+            return Err(AuthorError::Release(format!(
+                "component {} is both an image and a helper (staging/patch/installed) of \
+                 another image; choose other component ids",
+                show_component(c)
+            )));
+        }
+    }
     let mut text_fields = Vec::new();
     if let Some(d) = &req.description {
         text_fields.push(("en".to_owned(), None, text::MANIFEST_DESCRIPTION, d.clone()));
@@ -334,6 +413,45 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         signatures,
         recipients: recipients.len(),
         components,
+    })
+}
+
+/// The payload of one image when a delta was asked for.
+enum Delta {
+    /// No delta asked for.
+    None,
+    /// A patch from the installed image.
+    Patch {
+        patch: Vec<u8>,
+        old_digest: Vec<u8>,
+        old_size: u64,
+    },
+    /// The delta would have had this many bytes and does not pay: ship the image.
+    DoesNotPay(usize),
+}
+
+fn make_delta(
+    old: &[u8],
+    image: &ImageInput,
+    alg: DigestAlgorithm,
+    progress: Progress<'_>,
+) -> Result<Delta> {
+    let what = format!("diffing {}", image.name);
+    let size = image.bytes.len() as u64;
+    progress(&what, 0, size);
+    let patch = suitcase_delta::create(old, &image.bytes, &suitcase_delta::Options::default())
+        .map_err(|e| AuthorError::Release(format!("image {}: {e}", image.name)))?;
+    progress(&what, size, size);
+    if patch.header.mode == suitcase_delta::Mode::Full {
+        // The encoder found the delta not worth it (suitcase-delta's Strategy::Auto).
+        return Ok(Delta::DoesNotPay(
+            patch.rejected_delta_bytes.unwrap_or(patch.bytes.len()),
+        ));
+    }
+    Ok(Delta::Patch {
+        patch: patch.bytes,
+        old_digest: alg.digest(old).as_bytes().to_vec(),
+        old_size: old.len() as u64,
     })
 }
 
@@ -597,6 +715,8 @@ pub struct ImageFile {
     pub invoke: bool,
     /// Where to write the payload to serve (default: next to the envelope).
     pub payload_out: Option<PathBuf>,
+    /// The image installed on the devices: ship a delta patch from it.
+    pub delta_from: Option<PathBuf>,
 }
 
 /// A component id in TOML.
@@ -676,6 +796,16 @@ impl ReleaseFile {
             let name = p
                 .file_name()
                 .map_or_else(|| "image".to_owned(), |n| n.to_string_lossy().into_owned());
+            let delta_from = match &img.delta_from {
+                Some(old) => {
+                    let old = rel(old);
+                    Some(std::fs::read(&old).map_err(|source| AuthorError::Read {
+                        path: old.clone(),
+                        error: source,
+                    })?)
+                }
+                None => None,
+            };
             images.push(ImageInput {
                 name,
                 bytes,
@@ -683,6 +813,7 @@ impl ReleaseFile {
                 uri: img.uri.clone(),
                 integrated: img.integrated,
                 invoke: img.invoke,
+                delta_from,
             });
             outs.push(img.payload_out.as_deref().map(rel));
         }

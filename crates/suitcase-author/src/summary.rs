@@ -35,6 +35,9 @@ pub struct ComponentSummary {
     pub encrypted: bool,
     /// The component index it is copied or patched from (source-component), if any.
     pub source_component: Option<u64>,
+    /// For a delta copy: the component holding the image the patch applies to.
+    #[serde(default)]
+    pub delta_base: Option<u64>,
 }
 
 /// A release as a server sees it.
@@ -234,6 +237,7 @@ fn apply(c: &mut ComponentSummary, p: &Parameter<'_>, overwrite: bool) {
         Parameter::Uri(u) => set(&mut c.uri, (*u).to_owned(), overwrite),
         Parameter::EncryptionInfo(_) => c.encrypted = true,
         Parameter::SourceComponent(n) => set(&mut c.source_component, *n, overwrite),
+        Parameter::DeltaBase(n) => set(&mut c.delta_base, *n, overwrite),
         _ => {}
     }
 }

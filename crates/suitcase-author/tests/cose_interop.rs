@@ -35,6 +35,7 @@ fn request(
             uri: Some("https://x/a.bin".into()),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
         sign,
         encrypt_for,

@@ -41,6 +41,7 @@ fn summary_lists_components_identities_digests_and_uris() {
                 uri: Some("https://fw.example/app-42.bin".into()),
                 integrated: false,
                 invoke: true,
+                delta_from: None,
             },
             ImageInput {
                 name: "radio".into(),
@@ -49,6 +50,7 @@ fn summary_lists_components_identities_digests_and_uris() {
                 uri: None,
                 integrated: true,
                 invoke: false,
+                delta_from: None,
             },
         ],
         sign: vec![key_path.clone()],

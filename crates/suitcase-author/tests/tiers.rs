@@ -98,6 +98,7 @@ fn request(tier: Tier, k: &Keys) -> ReleaseRequest {
             uri: Some("https://fw.example.com/app.bin".into()),
             integrated: false,
             invoke: true,
+            delta_from: None,
         }],
         sign: k.signers.clone(),
         encrypt_for: k.recipients_public.clone(),
@@ -437,6 +438,7 @@ fn integrated_and_multi_image_releases() {
         uri: None,
         integrated: true,
         invoke: false,
+        delta_from: None,
     });
     let built = release::build(&req, &mut |_, _, _| {}).unwrap();
     assert_eq!(

@@ -80,6 +80,7 @@ fn request(
             uri: Some("https://fw.example.com/app.bin".into()),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
         sign,
         encrypt_for,

@@ -55,6 +55,10 @@ pub(crate) struct CreateArgs {
     /// In-place: the flash erase block size in bytes (a power of two).
     #[arg(long, default_value_t = 4096, requires = "in_place")]
     block_size: u32,
+    /// Put full 32-byte SHA-256 digests in the header (default: 16-byte truncated SHA-256,
+    /// which names the images as surely; a signed manifest carries the full digest anyway).
+    #[arg(long)]
+    full_digests: bool,
     /// Print one JSON object: {"patch_bytes", "new_bytes", "ram_bound", "seconds", ...}.
     #[arg(long)]
     json: bool,
@@ -145,7 +149,15 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
     };
     let bar = spinner(!args.json && new.len() >= PROGRESS_MIN, "creating patch");
     let start = Instant::now();
-    let patch = suitcase_delta::create(&old, &new, &Options { strategy, in_place })
+    let patch = suitcase_delta::create(
+        &old,
+        &new,
+        &Options {
+            strategy,
+            in_place,
+            full_digests: args.full_digests,
+        },
+    )
         .map_err(|e| anyhow!("{e}; for --in-place give a --slot-size larger than both images and a power-of-two --block-size"))?;
     let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -268,8 +280,9 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
             "old_bytes": h.old_size,
             "new_bytes": h.new_size,
             "ram_bound": h.ram_bound,
-            "source_sha256": hex::encode(h.old_digest),
-            "result_sha256": hex::encode(h.new_digest),
+            "source_sha256": hex::encode(&h.old_digest[..h.digest_len()]),
+            "result_sha256": hex::encode(&h.new_digest[..h.digest_len()]),
+            "digest_bytes": h.digest_len(),
             "complete": patch.len() as u64 == expected,
         });
         if let Some(g) = h.geometry {
@@ -279,6 +292,7 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
         }
         println!("{out}");
     } else {
+        let trunc = if h.digest_len() < 32 { "/128" } else { "" };
         println!("mode:          {}", mode_name(h.mode));
         println!(
             "patch bytes:   {} (header {}, payload {})",
@@ -287,14 +301,16 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
             h.payload_len
         );
         println!(
-            "old image:     {} bytes, SHA-256 {}",
+            "old image:     {} bytes, SHA-256{} {}",
             h.old_size,
-            hex::encode(h.old_digest)
+            trunc,
+            hex::encode(&h.old_digest[..h.digest_len()])
         );
         println!(
-            "new image:     {} bytes, SHA-256 {}",
+            "new image:     {} bytes, SHA-256{} {}",
             h.new_size,
-            hex::encode(h.new_digest)
+            trunc,
+            hex::encode(&h.new_digest[..h.digest_len()])
         );
         println!("applier RAM:   {} bytes", h.ram_bound);
         if let Some(g) = h.geometry {

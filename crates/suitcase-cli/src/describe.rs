@@ -282,6 +282,7 @@ fn parameter(p: &Parameter<'_>) -> Value {
         | Parameter::ComponentSlot(v)
         | Parameter::ImageSize(v)
         | Parameter::SourceComponent(v)
+        | Parameter::DeltaBase(v)
         | Parameter::MinimumBattery(v) => json!(v),
         Parameter::StrictOrder(b) | Parameter::SoftFailure(b) => json!(b),
         Parameter::Content(b) | Parameter::InvokeArgs(b) | Parameter::FetchArguments(b) => {

@@ -84,9 +84,16 @@ pub(crate) struct BuildArgs {
     /// A description for the manifest's text section.
     #[arg(long)]
     description: Option<String>,
-    /// Write the bytes to serve at the URI here (the ciphertext when encrypted).
+    /// Write the bytes to serve at the URI here (the ciphertext when encrypted, the patch
+    /// for a delta release).
     #[arg(long)]
     payload_out: Option<PathBuf>,
+    /// The image installed on the devices: ship a `suitcase-delta` patch from it instead of
+    /// the whole image. The manifest names that image by digest, so devices running another
+    /// one refuse the release (build a full release for them). Where a delta does not pay,
+    /// the full image is shipped and the output says so.
+    #[arg(long, value_name = "OLD_IMAGE", conflicts_with = "release")]
+    delta_from: Option<PathBuf>,
     /// Print one JSON object describing the release.
     #[arg(long)]
     json: bool,
@@ -158,6 +165,14 @@ fn single_image_request(args: &BuildArgs) -> Result<ReleaseRequest> {
             uri: args.uri.clone(),
             integrated: args.integrated,
             invoke: args.invoke,
+            delta_from: args
+                .delta_from
+                .as_deref()
+                .map(|p| {
+                    std::fs::read(p)
+                        .with_context(|| format!("cannot read --delta-from {}", p.display()))
+                })
+                .transpose()?,
         }],
         sign: args.sign.clone(),
         encrypt_for: args.encrypt_for.clone(),
@@ -190,8 +205,10 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
     keys::write_atomic(&args.output, &built.envelope, false)?;
     let mut payloads = Vec::new();
     for (i, (payload, out)) in built.payloads.iter().zip(&payload_outs).enumerate() {
-        // The ciphertext exists nowhere else: write it even without an explicit destination.
-        let target = match (out, payload.encrypted) {
+        // The ciphertext or patch exists nowhere else: write it even without an explicit
+        // destination.
+        let made = payload.encrypted || payload.delta_from.is_some();
+        let target = match (out, made) {
             (Some(path), _) => Some(path.clone()),
             (None, true) if payload.uri.is_some() => Some(default_payload_path(&args.output, i)),
             _ => None,
@@ -207,7 +224,16 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
             "encrypted": payload.encrypted,
             "image_size": payload.image_size,
             "image_digest": hex::encode(&payload.image_digest),
+            "delta_from": payload.delta_from.as_ref().map(hex::encode),
+            "delta_rejected_bytes": payload.delta_rejected,
         }));
+        if let Some(n) = payload.delta_rejected {
+            eprintln!(
+                "note: a delta for {} does not pay ({n} bytes for a {}-byte image); the release \
+                 ships the full image",
+                payload.name, payload.image_size
+            );
+        }
     }
     let summary = json!({
         "envelope": args.output,
@@ -276,8 +302,12 @@ fn print_summary(s: &Value) {
             .as_str()
             .map(|f| format!(" (written to {f})"))
             .unwrap_or_default();
+        let delta = p["delta_from"]
+            .as_str()
+            .map(|d| format!(", a delta patch for devices running the image with digest {d}"))
+            .unwrap_or_default();
         println!(
-            "  payload {}: {} bytes, {at}{file}",
+            "  payload {}: {} bytes, {at}{file}{delta}",
             text(&p["name"]),
             p["bytes"]
         );

@@ -166,6 +166,7 @@ async fn agent_killed_at_random_moments_installs_exactly_once() {
                 uri: Some("https://fw.example/app-3.bin".into()),
                 integrated: false,
                 invoke: false,
+                delta_from: None,
             }],
             sign: vec![key.clone()],
             encrypt_for: vec![],

@@ -193,6 +193,7 @@ async fn scenario(database: Option<String>) {
                 uri: Some("https://fw.example/app.bin".into()),
                 integrated: false,
                 invoke: false,
+                delta_from: None,
             }],
             sign: vec![key],
             encrypt_for: vec![],

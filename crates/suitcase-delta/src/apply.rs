@@ -499,7 +499,7 @@ impl Applier {
             off += n as u32;
         }
         let digest: [u8; 32] = sha.finalize().into();
-        if digest != h.old_digest {
+        if !h.source_matches(&digest) {
             return Err(Error::SourceDigestMismatch);
         }
         Ok(())
@@ -673,7 +673,7 @@ impl Applier {
         }
         if self.hash_stream {
             let digest: [u8; 32] = self.sha.clone().finalize().into();
-            if digest != h.new_digest {
+            if !h.result_matches(&digest) {
                 return Err(Error::ResultDigestMismatch);
             }
         }

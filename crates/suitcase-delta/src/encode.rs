@@ -15,8 +15,8 @@ use crate::Error;
 use crate::apply::{REQUIRED_RAM, resolve_jump};
 use crate::format::{Geometry, Header, MAX_HEADER_LEN, Mode, put_varint};
 use crate::model::{
-    Carry, Ctx, FLAG_ORDER1, FLAG_THUMB, J_ADJ, J_NEW, J_OLD, Miss, Model, Source, predict,
-    signed_param,
+    Carry, Ctx, FLAG_ORDER1, FLAG_SHORT_DIGESTS, FLAG_THUMB, J_ADJ, J_NEW, J_OLD, Miss, Model,
+    Source, predict, signed_param,
 };
 use crate::rc::{BIT, Io, Pricer, RcEnc, Trainer};
 
@@ -50,6 +50,9 @@ pub struct Options {
     pub strategy: Strategy,
     /// Make an in-place patch (ignores `strategy`).
     pub in_place: Option<InPlaceOptions>,
+    /// Write full 32-byte SHA-256 digests in the header instead of the 16-byte truncated
+    /// ones (see `format`: the signed manifest carries the full digest either way).
+    pub full_digests: bool,
 }
 
 /// A created patch.
@@ -100,6 +103,21 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// Makes a patch from `old` to `new`.
 pub fn create(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateError> {
+    let mut patch = create_payload(old, new, opts)?;
+    if !opts.full_digests {
+        // The digest length does not change the payload: rewrite the header only.
+        let old_len = patch.header.len();
+        patch.header.flags |= FLAG_SHORT_DIGESTS;
+        let mut hb = [0u8; MAX_HEADER_LEN];
+        let n = patch.header.write(&mut hb);
+        patch
+            .bytes
+            .splice(..old_len, hb.get(..n).unwrap_or(&[]).iter().copied());
+    }
+    Ok(patch)
+}
+
+fn create_payload(old: &[u8], new: &[u8], opts: &Options) -> Result<Patch, CreateError> {
     let old_size = u32::try_from(old.len()).map_err(|_| CreateError::TooLarge)?;
     let new_size = u32::try_from(new.len()).map_err(|_| CreateError::TooLarge)?;
     if old_size.abs_diff(new_size) >= 1 << 31 {

@@ -5,13 +5,24 @@
 //!    4 magic "SCDP"
 //!    1 version (2)
 //!    1 mode: 0 sequential delta, 1 full image (no source), 2 in-place delta
-//!    1 flags: bit 0 order-1 literals, bit 1 Thumb branch filter (not in place); others 0
+//!    1 flags: bit 0 order-1 literals, bit 1 Thumb branch filter (not in place),
+//!             bit 2 short digests; others 0
 //!  1-5 ram_bound: bytes of applier state this patch needs (<= 16384)
 //!  1-5 new_size: bytes of the result image
 //!  1-5 old_size - new_size, zigzag-coded (absent in full mode; |difference| < 2^31)
 //!  1-5 payload_len: bytes of payload after the header
-//!   32 SHA-256 of the source image (absent in full mode)
-//!   32 SHA-256 of the result image
+//! 16/32 SHA-256 of the source image (absent in full mode)
+//! 16/32 SHA-256 of the result image
+//! ```
+//!
+//! With flag bit 2 the digests are SHA-256 truncated to its first 128 bits (the
+//! `sha-256-128` of the RFC 6920 Named Information registry): 2^128 work for a second
+//! preimage, 2^64 for a collision. The patch's digests name the source and catch a wrong or
+//! damaged result; the integrity of what a device installs rests on the signed manifest's
+//! full digest of the new image (RFC 9124 §4.3.7, checked by `suit-condition-image-match`
+//! after the patch is applied), so 32 more bytes per patch buy no security there.
+//!
+//! ```text
 //!  1-5 (in-place mode only) block_size, shift, segment_size (1-5 bytes each)
 //! ```
 //!
@@ -86,10 +97,13 @@ pub struct Header {
 /// What the SUIT processor needs to know about a delta payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchInfo {
-    /// SHA-256 of the image the patch applies to (all zero for a full-image patch).
+    /// SHA-256 of the image the patch applies to (all zero for a full-image patch); only the
+    /// first `digest_len` bytes are meaningful (the rest are zero).
     pub source_digest: [u8; 32],
-    /// SHA-256 of the image the patch produces.
+    /// SHA-256 of the image the patch produces (first `digest_len` bytes meaningful).
     pub result_digest: [u8; 32],
+    /// 16 (SHA-256 truncated to 128 bits) or 32.
+    pub digest_len: u8,
     /// Size of the produced image.
     pub new_size: u32,
     /// Size of the source image.
@@ -100,6 +114,35 @@ pub struct PatchInfo {
     pub needs_source: bool,
     /// Whether the patch is applied in place.
     pub in_place: bool,
+}
+
+impl PatchInfo {
+    /// Whether the installed image with this full SHA-256 is the patch's source.
+    pub fn source_matches(&self, sha256: &[u8; 32]) -> bool {
+        self.needs_source && digest_matches(&self.source_digest, sha256, self.digest_len.into())
+    }
+
+    /// Whether the image the manifest names (by its full SHA-256) is what the patch makes.
+    pub fn result_matches(&self, sha256: &[u8; 32]) -> bool {
+        digest_matches(&self.result_digest, sha256, self.digest_len.into())
+    }
+}
+
+/// Digest bytes per digest for these header flags.
+pub(crate) const fn digest_len(flags: u8) -> usize {
+    if flags & crate::model::FLAG_SHORT_DIGESTS != 0 {
+        16
+    } else {
+        32
+    }
+}
+
+/// Compares the first `len` bytes of a header digest with a full SHA-256.
+pub(crate) fn digest_matches(header: &[u8; 32], sha256: &[u8; 32], len: usize) -> bool {
+    match (header.get(..len), sha256.get(..len)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// `old - new` zigzag-coded (the encoder refuses sizes 2 GiB apart; larger differences are
@@ -169,11 +212,12 @@ impl Cur<'_> {
         Err(Error::Corrupt)
     }
 
-    fn digest(&mut self) -> Option<[u8; 32]> {
-        let s = self.b.get(self.at..self.at + 32)?;
+    /// `len` digest bytes, zero-padded to 32.
+    fn digest(&mut self, len: usize) -> Option<[u8; 32]> {
+        let s = self.b.get(self.at..self.at + len)?;
         let mut d = [0u8; 32];
-        d.copy_from_slice(s);
-        self.at += 32;
+        d.get_mut(..len)?.copy_from_slice(s);
+        self.at += len;
         Some(d)
     }
 }
@@ -238,8 +282,9 @@ impl Header {
             u32::try_from(i64::from(new_size) + delta).map_err(|_| Error::Corrupt)?
         };
         let payload_len = need!(c.varint()?);
-        let old_digest = if full { [0; 32] } else { need!(c.digest()) };
-        let new_digest = need!(c.digest());
+        let dlen = digest_len(flags);
+        let old_digest = if full { [0; 32] } else { need!(c.digest(dlen)) };
+        let new_digest = need!(c.digest(dlen));
         if mode == Mode::InPlace && flags & crate::model::FLAG_THUMB != 0 {
             return Err(Error::UnsupportedFlags(flags));
         }
@@ -295,15 +340,31 @@ impl Header {
 
     /// The header's length in bytes.
     pub fn len(&self) -> usize {
+        let d = self.digest_len();
         let mut n = 7 + varint_len(self.ram_bound) + varint_len(self.new_size);
-        n += varint_len(self.payload_len) + 32;
+        n += varint_len(self.payload_len) + d;
         if !matches!(self.mode, Mode::Full) {
-            n += varint_len(zigzag_delta(self.old_size, self.new_size)) + 32;
+            n += varint_len(zigzag_delta(self.old_size, self.new_size)) + d;
         }
         if let Some(g) = self.geometry {
             n += varint_len(g.block_size) + varint_len(g.shift) + varint_len(g.segment_size);
         }
         n
+    }
+
+    /// Bytes of each digest in the header: 16 (truncated SHA-256) or 32.
+    pub const fn digest_len(&self) -> usize {
+        digest_len(self.flags)
+    }
+
+    /// Whether `sha256` (a full SHA-256) is the source digest this header names.
+    pub fn source_matches(&self, sha256: &[u8; 32]) -> bool {
+        digest_matches(&self.old_digest, sha256, self.digest_len())
+    }
+
+    /// Whether `sha256` (a full SHA-256) is the result digest this header names.
+    pub fn result_matches(&self, sha256: &[u8; 32]) -> bool {
+        digest_matches(&self.new_digest, sha256, self.digest_len())
     }
 
     /// Always false (a header is never empty); present for API symmetry with `len`.
@@ -342,6 +403,11 @@ impl Header {
         PatchInfo {
             source_digest: self.old_digest,
             result_digest: self.new_digest,
+            digest_len: if self.flags & crate::model::FLAG_SHORT_DIGESTS != 0 {
+                16
+            } else {
+                32
+            },
             new_size: self.new_size,
             old_size: self.old_size,
             ram_bound: self.ram_bound,
@@ -363,12 +429,13 @@ impl Header {
             at = put_varint(out, at, zigzag_delta(self.old_size, self.new_size));
         }
         at = put_varint(out, at, self.payload_len);
+        let d = self.digest_len();
         if self.mode != Mode::Full {
-            out[at..at + 32].copy_from_slice(&self.old_digest);
-            at += 32;
+            out[at..at + d].copy_from_slice(&self.old_digest[..d]);
+            at += d;
         }
-        out[at..at + 32].copy_from_slice(&self.new_digest);
-        at += 32;
+        out[at..at + d].copy_from_slice(&self.new_digest[..d]);
+        at += d;
         if let Some(g) = self.geometry {
             at = put_varint(out, at, g.block_size);
             at = put_varint(out, at, g.shift);

@@ -356,10 +356,12 @@ impl InPlaceApplier {
                 moved_from: u32::MAX,
             })
         {
-            verify_digest(flash, 0, h.old_size, &h.old_digest).map_err(|e| match e {
-                Error::ResultDigestMismatch => Error::SourceDigestMismatch,
-                e => e,
-            })?;
+            verify_digest(flash, 0, h.old_size, &h.old_digest, h.digest_len()).map_err(
+                |e| match e {
+                    Error::ResultDigestMismatch => Error::SourceDigestMismatch,
+                    e => e,
+                },
+            )?;
             phase = Phase::Shift {
                 moved_from: nblocks,
             };
@@ -446,6 +448,7 @@ fn verify_digest<F: Flash>(
     start: u32,
     len: u32,
     want: &[u8; 32],
+    want_len: usize,
 ) -> Result<(), Error> {
     let mut sha = Sha256::new();
     let mut buf = [0u8; 64];
@@ -458,7 +461,7 @@ fn verify_digest<F: Flash>(
         off += n;
     }
     let d: [u8; 32] = sha.finalize().into();
-    if &d == want {
+    if crate::format::digest_matches(want, &d, want_len) {
         Ok(())
     } else {
         Err(Error::ResultDigestMismatch)
@@ -466,7 +469,7 @@ fn verify_digest<F: Flash>(
 }
 
 fn check_result<F: Flash>(h: &Header, flash: &mut F) -> Result<(), Error> {
-    verify_digest(flash, 0, h.new_size, &h.new_digest)
+    verify_digest(flash, 0, h.new_size, &h.new_digest, h.digest_len())
 }
 
 /// Storage that refuses everything (the header stage touches none).

@@ -37,8 +37,10 @@ const NST: usize = 3;
 pub(crate) const FLAG_ORDER1: u8 = 1;
 /// Header flag bit 1: the Thumb branch filter (sequential and full modes).
 pub(crate) const FLAG_THUMB: u8 = 2;
+/// Header flag bit 2: the digests are SHA-256 truncated to 128 bits (16 bytes each).
+pub(crate) const FLAG_SHORT_DIGESTS: u8 = 4;
 /// All flag bits this version understands.
-pub(crate) const KNOWN_FLAGS: u8 = FLAG_ORDER1 | FLAG_THUMB;
+pub(crate) const KNOWN_FLAGS: u8 = FLAG_ORDER1 | FLAG_THUMB | FLAG_SHORT_DIGESTS;
 
 /// Jump kinds (0..=3: the recent alignments).
 pub(crate) const J_ADJ: u32 = 4;

@@ -61,7 +61,7 @@ proptest! {
     #[test]
     fn random_edits_round_trip((old, new) in pair(), chunk in 1usize..300, full in any::<bool>()) {
         let strategy = if full { Plan::Full } else { Plan::Auto };
-        let patch = create(&old, &new, &Options { strategy, in_place: None }).unwrap();
+        let patch = create(&old, &new, &Options { strategy, ..Options::default() }).unwrap();
         let (res, slot) = apply_chunked(&old, &patch.bytes, chunk, new.len());
         prop_assert_eq!(res, Ok(()));
         prop_assert_eq!(slot.buf, new);

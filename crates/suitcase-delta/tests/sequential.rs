@@ -35,7 +35,7 @@ fn make(old: &[u8], new: &[u8], strategy: Strategy) -> Vec<u8> {
         new,
         &Options {
             strategy,
-            in_place: None,
+            ..Options::default()
         },
     )
     .unwrap()
@@ -105,18 +105,43 @@ fn header_info_names_source_and_result() {
     let patch = make(old, new, Strategy::Delta);
     let info = parse_info(&patch).unwrap();
     use sha2::Digest;
-    assert_eq!(
-        info.source_digest,
-        <[u8; 32]>::from(sha2::Sha256::digest(old))
+    let (old_sha, new_sha) = (
+        <[u8; 32]>::from(sha2::Sha256::digest(old)),
+        <[u8; 32]>::from(sha2::Sha256::digest(new)),
     );
-    assert_eq!(
-        info.result_digest,
-        <[u8; 32]>::from(sha2::Sha256::digest(new))
-    );
+    // By default the header carries SHA-256 truncated to 128 bits.
+    assert_eq!(info.digest_len, 16);
+    assert_eq!(info.source_digest[..16], old_sha[..16]);
+    assert_eq!(info.result_digest[..16], new_sha[..16]);
+    assert!(info.source_matches(&old_sha) && info.result_matches(&new_sha));
+    assert!(!info.source_matches(&new_sha) && !info.result_matches(&old_sha));
     assert_eq!(info.new_size as usize, new.len());
     assert_eq!(info.ram_bound, REQUIRED_RAM);
     assert!(info.needs_source && !info.in_place);
     assert_eq!(parse_info(&patch[..40]), Err(Error::Truncated));
+
+    // --full-digests: the whole SHA-256, 32 bytes more, the same payload.
+    let full = create(
+        old,
+        new,
+        &Options {
+            strategy: Strategy::Delta,
+            full_digests: true,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+    .bytes;
+    let finfo = parse_info(&full).unwrap();
+    assert_eq!(finfo.digest_len, 32);
+    assert_eq!(
+        (finfo.source_digest, finfo.result_digest),
+        (old_sha, new_sha)
+    );
+    assert_eq!(full.len(), patch.len() + 32);
+    let (res, slot) = apply_chunked(old, &full, 7, new.len());
+    res.unwrap();
+    assert_eq!(&slot.buf, new);
 }
 
 fn thumb() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
@@ -204,8 +229,10 @@ fn patch_larger_than_slot_is_refused_before_writing() {
 #[test]
 fn forged_result_digest_is_refused() {
     let (old, new, mut patch) = thumb();
-    // The result digest is the header's last 32 bytes (sequential mode).
-    let at = Header::parse(&patch).unwrap().len() - 20;
+    // The result digest is the header's last 16 bytes (sequential mode, truncated SHA-256).
+    let h = Header::parse(&patch).unwrap();
+    assert_eq!(h.digest_len(), 16);
+    let at = h.len() - 10;
     patch[at] ^= 0x80;
     let (res, _) = apply_chunked(&old, &patch, 1000, new.len());
     assert_eq!(res, Err(Error::ResultDigestMismatch));

@@ -98,6 +98,8 @@ pub enum Param {
     WaitInfo(Vec<u8>),
     /// An encoded component-metadata map.
     ComponentMetadata(Vec<u8>),
+    /// suitcase-parameter-delta-base (private): the component a delta patch applies to.
+    DeltaBase(u64),
 }
 
 impl Param {
@@ -124,6 +126,7 @@ impl Param {
             Self::Version(..) => param::VERSION,
             Self::WaitInfo(_) => param::WAIT_INFO,
             Self::ComponentMetadata(_) => param::COMPONENT_METADATA,
+            Self::DeltaBase(_) => param::SUITCASE_DELTA_BASE,
         }
     }
 }
@@ -259,6 +262,7 @@ fn encode_param(p: &Param) -> Vec<u8> {
         | Param::ComponentSlot(n)
         | Param::ImageSize(n)
         | Param::SourceComponent(n)
+        | Param::DeltaBase(n)
         | Param::MinimumBattery(n) => uint(*n),
         Param::StrictOrder(b) | Param::SoftFailure(b) => vec![if *b { 0xf5 } else { 0xf4 }],
         Param::Uri(s) => tstr(s),
@@ -587,6 +591,7 @@ fn owned_param(p: &Parameter<'_>) -> Param {
         Parameter::Version(v) => Param::Version(v.comparison, v.version().collect()),
         Parameter::WaitInfo(b) => Param::WaitInfo(b.to_vec()),
         Parameter::ComponentMetadata(b) => Param::ComponentMetadata(b.to_vec()),
+        Parameter::DeltaBase(n) => Param::DeltaBase(n),
     }
 }
 

@@ -194,6 +194,11 @@ pub mod param {
     pub const WAIT_INFO: i64 = 29;
     /// suit-parameter-component-metadata (update-management).
     pub const COMPONENT_METADATA: i64 = 30;
+    /// suitcase-parameter-delta-base (private use, a custom parameter per manifest §8.4.8):
+    /// the index of the component holding the installed image a `suitcase-delta` patch was
+    /// made from. With it, `suit-directive-copy` applies the patch in `source-component` to that
+    /// image instead of copying the patch bytes (docs/delta.md, "SUIT integration").
+    pub const SUITCASE_DELTA_BASE: i64 = -70002;
 }
 
 /// SUIT_Text_Map keys.

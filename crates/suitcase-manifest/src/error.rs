@@ -98,6 +98,13 @@ pub enum Error {
     },
     /// A payload could not be decrypted (wrong key, tampered ciphertext or tag).
     Decrypt,
+    /// A delta patch (suitcase-parameter-delta-base) could not be applied.
+    Delta {
+        /// The component being written.
+        component: usize,
+        /// Why.
+        cause: DeltaCause,
+    },
     /// The platform failed an operation it was asked to do.
     Platform {
         /// The operation.
@@ -105,6 +112,19 @@ pub enum Error {
         /// The component index.
         component: usize,
     },
+}
+
+/// Why a delta patch was refused (`Error::Delta`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaCause {
+    /// The base component does not hold the image the patch was made from.
+    WrongBase,
+    /// The patch makes an image other than the one the manifest names (digest or size).
+    WrongResult,
+    /// The patch is damaged, truncated or forged.
+    Corrupt,
+    /// The patch is not one this device can apply (format version, mode, flags, RAM).
+    Unsupported,
 }
 
 /// Authentication failures. Opaque on purpose: a forger learns nothing from which check failed.
@@ -258,6 +278,12 @@ impl Error {
             },
             Self::TooLarge { .. } | Self::TooManyComponents { .. } => Reason::Size,
             Self::Decrypt => Reason::Decrypt,
+            Self::Delta { cause, .. } => match cause {
+                DeltaCause::Unsupported => Reason::UnsupportedAlgorithm,
+                DeltaCause::WrongBase | DeltaCause::WrongResult | DeltaCause::Corrupt => {
+                    Reason::Digest
+                }
+            },
             Self::Platform {
                 op: Operation::Fetch,
                 ..
@@ -364,6 +390,27 @@ impl fmt::Display for Error {
                 write!(f, "component index {index} is outside the component list")
             }
             Self::Decrypt => f.write_str("payload decryption failed (wrong key or tampered)"),
+            Self::Delta { component, cause } => match cause {
+                DeltaCause::WrongBase => write!(
+                    f,
+                    "delta patch for component {component} was made from another image than \
+                     the installed one; fetch the full image"
+                ),
+                DeltaCause::WrongResult => write!(
+                    f,
+                    "delta patch for component {component} makes an image other than the \
+                     manifest's image digest and size"
+                ),
+                DeltaCause::Corrupt => write!(
+                    f,
+                    "delta patch for component {component} is damaged or truncated; fetch it again"
+                ),
+                DeltaCause::Unsupported => write!(
+                    f,
+                    "delta patch for component {component} uses a format, mode or RAM bound \
+                     this device does not support"
+                ),
+            },
             Self::Platform { op, component } => {
                 let op = match op {
                     Operation::Fetch => "fetch",

@@ -60,6 +60,8 @@ pub mod codepoints;
 mod command;
 mod component;
 mod cose;
+#[cfg(feature = "delta")]
+mod delta;
 pub mod design;
 mod digest;
 pub mod encryption;
@@ -90,7 +92,7 @@ pub use component::{ComponentId, Components, MAX_COMPONENT_SEGMENTS, Segments};
 pub use cose::{AuthBlock, BlockKind, Headers, Signer};
 pub use digest::{DigestAlgorithm, DigestValue, Hasher, MAX_DIGEST_LEN, SuitDigest};
 pub use envelope::{Authentication, Envelope, SectionState, VerifiedManifest};
-pub use error::{AuthError, Error, Operation, Reason, Unsupported};
+pub use error::{AuthError, DeltaCause, Error, Operation, Reason, Unsupported};
 pub use manifest::{Dependencies, MAX_COMPONENTS, Manifest, Severable, Text, TextEntry};
 pub use params::{Identifier, Parameter, ParameterMap, Parameters, VersionMatch, parameter_name};
 pub use process::{

@@ -119,6 +119,17 @@ impl MemoryDevice {
     }
 }
 
+/// Copies what `bytes` holds at `offset` into `buf`; returns the count (0 at the end).
+fn read_at(bytes: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, PlatformError> {
+    let start = usize::try_from(offset).map_err(|_| PlatformError::Failed)?;
+    let rest = bytes.get(start..).unwrap_or_default();
+    let n = rest.len().min(buf.len());
+    buf.get_mut(..n)
+        .ok_or(PlatformError::Failed)?
+        .copy_from_slice(rest.get(..n).unwrap_or_default());
+    Ok(n)
+}
+
 impl Platform for MemoryDevice {
     fn capacity(&self, component: &Component<'_>) -> Option<u64> {
         self.find(component)
@@ -148,13 +159,7 @@ impl Platform for MemoryDevice {
     ) -> Result<usize, PlatformError> {
         let i = self.find(component).ok_or(PlatformError::Failed)?;
         let content = &self.components.get(i).ok_or(PlatformError::Failed)?.content;
-        let start = usize::try_from(offset).map_err(|_| PlatformError::Failed)?;
-        let rest = content.get(start..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf.get_mut(..n)
-            .ok_or(PlatformError::Failed)?
-            .copy_from_slice(rest.get(..n).unwrap_or_default());
-        Ok(n)
+        read_at(content, offset, buf)
     }
 
     fn write_begin(
@@ -185,6 +190,17 @@ impl Platform for MemoryDevice {
         }
         buf.extend_from_slice(data);
         Ok(())
+    }
+
+    fn read_staged(
+        &mut self,
+        component: &Component<'_>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, PlatformError> {
+        let i = self.find(component).ok_or(PlatformError::Failed)?;
+        let m = self.components.get(i).ok_or(PlatformError::Failed)?;
+        read_at(m.staged.as_ref().ok_or(PlatformError::Failed)?, offset, buf)
     }
 
     fn write_end(&mut self, component: &Component<'_>) -> Result<(), PlatformError> {

@@ -119,6 +119,8 @@ pub enum Parameter<'a> {
     WaitInfo(&'a [u8]),
     /// The bstr-wrapped component-metadata map, still encoded.
     ComponentMetadata(&'a [u8]),
+    /// suitcase-parameter-delta-base (private use; `delta` feature).
+    DeltaBase(u64),
 }
 
 impl<'a> Parameter<'a> {
@@ -152,6 +154,10 @@ impl<'a> Parameter<'a> {
             param::VERSION => Self::Version(VersionMatch::decode(r.bstr()?)?),
             param::WAIT_INFO => Self::WaitInfo(read_wrapped_map(r)?),
             param::COMPONENT_METADATA => Self::ComponentMetadata(read_wrapped_map(r)?),
+            // A private parameter this processor implements only with the `delta` feature;
+            // without it the manifest is refused like any unknown parameter (§8.4.8).
+            #[cfg(feature = "delta")]
+            param::SUITCASE_DELTA_BASE => Self::DeltaBase(r.uint()?),
             // Manifest §8.4.8: unknown parameters, including custom (private-use) ones this
             // processor has no meaning for, must not be ignored.
             _ => {
@@ -186,6 +192,7 @@ impl<'a> Parameter<'a> {
             Self::Version(_) => param::VERSION,
             Self::WaitInfo(_) => param::WAIT_INFO,
             Self::ComponentMetadata(_) => param::COMPONENT_METADATA,
+            Self::DeltaBase(_) => param::SUITCASE_DELTA_BASE,
         }
     }
 }
@@ -293,6 +300,8 @@ pub struct Parameters<'a> {
     pub version: Option<VersionMatch<'a>>,
     pub wait_info: Option<&'a [u8]>,
     pub component_metadata: Option<&'a [u8]>,
+    /// suitcase-parameter-delta-base (private): the component a delta patch applies to.
+    pub delta_base: Option<u64>,
 }
 
 /// How a parameter map is applied.
@@ -334,6 +343,7 @@ impl<'a> Parameters<'a> {
             Parameter::Version(v) => put(&mut self.version, v, mode),
             Parameter::WaitInfo(v) => put(&mut self.wait_info, v, mode),
             Parameter::ComponentMetadata(v) => put(&mut self.component_metadata, v, mode),
+            Parameter::DeltaBase(v) => put(&mut self.delta_base, v, mode),
         }
     }
 
@@ -359,6 +369,7 @@ impl<'a> Parameters<'a> {
             param::VERSION => self.version = src.version,
             param::WAIT_INFO => self.wait_info = src.wait_info,
             param::COMPONENT_METADATA => self.component_metadata = src.component_metadata,
+            param::SUITCASE_DELTA_BASE => self.delta_base = src.delta_base,
             _ => {}
         }
     }
@@ -387,6 +398,7 @@ pub fn parameter_name(key: i64) -> &'static str {
         param::VERSION => "version",
         param::WAIT_INFO => "wait-info",
         param::COMPONENT_METADATA => "component-metadata",
+        param::SUITCASE_DELTA_BASE => "suitcase-delta-base",
         _ => "custom",
     }
 }

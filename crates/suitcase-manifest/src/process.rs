@@ -191,6 +191,21 @@ pub trait Platform {
     /// [`PlatformError`] on a storage failure.
     fn write_end(&mut self, component: &Component<'_>) -> Result<(), PlatformError>;
 
+    /// Reads back bytes written since `write_begin` (a delta patch refers to earlier parts
+    /// of the image it is producing). Returns the number read. Only delta copies
+    /// (suitcase-parameter-delta-base) need it.
+    ///
+    /// # Errors
+    /// [`PlatformError`] if unsupported or the bytes cannot be read.
+    fn read_staged(
+        &mut self,
+        _component: &Component<'_>,
+        _offset: u64,
+        _buf: &mut [u8],
+    ) -> Result<usize, PlatformError> {
+        Err(PlatformError::Unsupported)
+    }
+
     /// The slot the component occupies (condition-component-slot), if the device has slots.
     fn slot(&self, _component: &Component<'_>) -> Option<u64> {
         None
@@ -874,17 +889,7 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 let src = p
                     .source_component
                     .ok_or_else(|| Self::missing(param::SOURCE_COMPONENT, index))?;
-                let src = usize::try_from(src).unwrap_or(usize::MAX);
-                if src >= self.indices {
-                    return Err(Error::ComponentIndex { index: src as u64 });
-                }
-                if src == index {
-                    return Err(Error::Malformed {
-                        at: 0,
-                        what: "copy or swap with itself",
-                    });
-                }
-                let source = self.component(src)?;
+                let (src, source) = self.other_component(src, index, "copy or swap with itself")?;
                 if directive == Directive::Swap
                     && !self.manifest.authorizes(src, crate::Actions::INSTALL)
                 {
@@ -895,6 +900,17 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                         .platform
                         .swap(&component, &source)
                         .map_err(fail(Operation::Storage));
+                }
+                if let Some(base) = p.delta_base {
+                    if p.encryption_info.is_some() {
+                        // One transformation per copy: decrypt into a staging component
+                        // first, then apply the patch from there.
+                        return Err(Error::Malformed {
+                            at: 0,
+                            what: "copy with both encryption-info and delta-base",
+                        });
+                    }
+                    return self.patch_into(&component, &source, base);
                 }
                 if let Some(info) = p.encryption_info {
                     return self.decrypt_into(&component, info, Source::Component(source));
@@ -1038,6 +1054,59 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
             offset += n as u64;
         }
         self.platform.write_end(to).map_err(|_| storage(to))
+    }
+
+    /// suit-directive-copy with suitcase-parameter-delta-base: applies the `suitcase-delta`
+    /// patch held by `patch` to the base component's image, writing `to`.
+    #[cfg(feature = "delta")]
+    fn patch_into(
+        &mut self,
+        to: &Component<'a>,
+        patch: &Component<'a>,
+        base: u64,
+    ) -> Result<(), Error> {
+        // Sequential patches read the base while writing the target: they must differ.
+        let (_, base) =
+            self.other_component(base, to.index, "delta-base is the component being written")?;
+        let p = self.params(to.index)?;
+        let want = crate::delta::Expected {
+            digest: p.image_digest,
+            size: p.image_size,
+        };
+        let capacity = self.platform.capacity(to).unwrap_or(0);
+        crate::delta::apply(self.platform, patch, &base, to, want, capacity)
+    }
+
+    /// Without the `delta` feature the parameter is refused while parsing; unreachable.
+    #[cfg(not(feature = "delta"))]
+    fn patch_into(
+        &mut self,
+        _to: &Component<'a>,
+        _patch: &Component<'a>,
+        _base: u64,
+    ) -> Result<(), Error> {
+        Err(Error::UnsupportedCritical {
+            what: Unsupported::Parameter,
+            id: crate::codepoints::param::SUITCASE_DELTA_BASE,
+        })
+    }
+
+    /// The component a parameter names (source-component, delta-base) for a command on
+    /// component `index`: it must exist and be another component (`same` says why not).
+    fn other_component(
+        &self,
+        raw: u64,
+        index: usize,
+        same: &'static str,
+    ) -> Result<(usize, Component<'a>), Error> {
+        let i = usize::try_from(raw).unwrap_or(usize::MAX);
+        if i >= self.indices {
+            return Err(Error::ComponentIndex { index: raw });
+        }
+        if i == index {
+            return Err(Error::Malformed { at: 0, what: same });
+        }
+        Ok((i, self.component(i)?))
     }
 
     fn decrypt_into(

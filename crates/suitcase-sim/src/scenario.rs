@@ -253,6 +253,7 @@ async fn build_release(
             uri: Some(format!("https://sim.invalid/{run}/app-{sequence}.bin")),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }],
         sign: vec![key.to_path_buf()],
         encrypt_for: vec![],

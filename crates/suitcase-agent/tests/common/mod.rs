@@ -170,6 +170,7 @@ impl Fleet {
             uri: Some(format!("https://fw.example/app-{sequence}.bin")),
             integrated: false,
             invoke: false,
+            delta_from: None,
         }
     }
 

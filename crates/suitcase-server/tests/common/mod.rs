@@ -214,6 +214,7 @@ impl Harness {
                 uri: Some(uri.into()),
                 integrated: false,
                 invoke: true,
+                delta_from: None,
             }],
             sign: vec![key.to_path_buf()],
             encrypt_for: vec![],
