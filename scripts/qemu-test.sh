@@ -54,6 +54,8 @@ mkdir -p "$RUN/keys"
 # inherited one (CI sets -D warnings) would replace firmware/.cargo/config.toml's. THUMB_CFG
 # adds flags for one build (the Class 1 configuration's --cfg suitcase_small).
 thumb_cargo() {
+  # .ci/run exports heal_dev_null (a regular-file /dev/null breaks cargo's target probe).
+  if declare -F heal_dev_null >/dev/null; then heal_dev_null; fi
   (cd "$ROOT/firmware" &&
     PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$OUT/cargo" \
       RUSTFLAGS="-D warnings --cfg sha2_backend_soft=\"compact\" ${THUMB_CFG:-}" \
