@@ -56,35 +56,68 @@ pub(crate) fn source(ctx: &Ctx, sha256: &str) -> Result<Option<Source>, AgentErr
     }) else {
         return Ok(None);
     };
-    let Some(comp) = ctx.cfg.components.iter().find(|c| c.id_hex() == known.id) else {
+    let Some(index) = ctx
+        .cfg
+        .components
+        .iter()
+        .position(|c| c.id_hex() == known.id)
+    else {
         return Ok(None);
     };
-    let src = match &comp.kind {
-        Kind::File(s) => {
-            let p = crate::slots::read_pointer(&s.pointer)?;
-            let Some(len) = known.size else {
-                return Ok(None);
-            };
-            Source {
-                path: s.slots[p.active.min(1)].clone(),
-                base: 0,
-                len,
-            }
-        }
-        Kind::Mcu(m) => {
-            let Some((base, len)) = Mcu::open(m, &ctx.state.durability)?.running_image()? else {
-                return Ok(None);
-            };
-            Source {
-                path: m.flash.clone(),
-                base,
-                len,
-            }
-        }
+    let Some(src) = running(ctx, index)? else {
+        return Ok(None);
     };
     // The inventory could be stale (a slot rewritten behind the agent's back): hash it.
     let got = hash_range(&src)?;
     Ok(got.eq_ignore_ascii_case(sha256).then_some(src))
+}
+
+/// Where the image configured component `index` runs now is: the active file slot (as long
+/// as the inventory says the image is, else the whole file), or the running MCU slot's image.
+/// `None` when nothing is installed there. Nothing is hashed: a caller that trusts the bytes
+/// checks them (the SUIT processor's image-match does).
+pub(crate) fn running(ctx: &Ctx, index: usize) -> Result<Option<Source>, AgentError> {
+    let Some(comp) = ctx.cfg.components.get(index) else {
+        return Ok(None);
+    };
+    Ok(match &comp.kind {
+        Kind::File(s) => {
+            let p = crate::slots::read_pointer(&s.pointer)?;
+            let path = s.slots[p.active.min(1)].clone();
+            let id = comp.id_hex();
+            let recorded = ctx
+                .state
+                .installed()?
+                .components
+                .iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.size);
+            let len = match recorded {
+                Some(n) => Some(n),
+                None => std::fs::metadata(&path).ok().map(|m| m.len()),
+            };
+            len.filter(|n| *n > 0)
+                .map(|len| Source { path, base: 0, len })
+        }
+        Kind::Mcu(m) => Mcu::open(m, &ctx.state.durability)?
+            .running_image()?
+            .map(|(base, len)| Source {
+                path: m.flash.clone(),
+                base,
+                len,
+            }),
+    })
+}
+
+impl Source {
+    /// The running image as the SUIT platform's component content.
+    pub(crate) fn content(self) -> crate::platform::Content {
+        crate::platform::Content {
+            path: self.path,
+            offset: self.base,
+            len: self.len,
+        }
+    }
 }
 
 fn hash_range(src: &Source) -> Result<String, AgentError> {

@@ -12,6 +12,11 @@
 //! * **Reverify** (Re-verify): reads come from what Apply wrote into the inactive slots, and
 //!   the validate section checks it.
 //!
+//! Every mode reads an `<id>/installed` helper (the base of a delta patch) where the running
+//! image is, so Check refuses a delta release built for another image before anything is
+//! processed, and Process patches that image (a copy with suitcase-parameter-delta-base) into
+//! a candidate file like any other write.
+//!
 //! Reads go through a 64 KiB window per component, so memory does not depend on image sizes.
 
 use std::io::Write as _;
@@ -38,23 +43,55 @@ pub(crate) enum Mode {
 pub(crate) enum Route {
     /// A configured component (its index in the configuration).
     Image(usize),
-    /// The staging component of a configured component (encrypted payloads are fetched into
-    /// it): the downloaded ciphertext in the work area.
-    Staging(usize),
+    /// A work-area helper of a configured component: `<id>/staging` (an encrypted payload or
+    /// a delta patch is fetched into it) or `<id>/patch` (a delta patch after decryption).
+    /// Held in the work area, never written to a slot.
+    Work(usize),
+    /// `<id>/installed`: the image the configured component runs now, read where it is (the
+    /// base of a delta patch, named by digest with image-match before anything is fetched).
+    /// Never written.
+    Running(usize),
 }
 
-/// Finds the configured component (or its staging component) with this identifier.
+impl Route {
+    /// The configured component.
+    pub(crate) fn component(self) -> usize {
+        match self {
+            Self::Image(i) | Self::Work(i) | Self::Running(i) => i,
+        }
+    }
+
+    /// The suffix of a helper component's name (`/staging`, ...), empty for an image.
+    pub(crate) fn suffix(self, id: &ComponentId<'_>) -> String {
+        match self {
+            Self::Image(_) => String::new(),
+            Self::Work(_) | Self::Running(_) => id
+                .segments()
+                .last()
+                .map_or_else(String::new, |s| format!("/{}", String::from_utf8_lossy(s))),
+        }
+    }
+}
+
+/// Finds the configured component (or its helper component) with this identifier. The
+/// helpers are the ones `suitcase release build` makes (suitcase-author's release module).
 pub(crate) fn route(cfg: &Config, id: &ComponentId<'_>) -> Option<Route> {
     let segments: Vec<&[u8]> = id.segments().collect();
     for (i, c) in cfg.components.iter().enumerate() {
         if id.eq_segments(&c.id) {
             return Some(Route::Image(i));
         }
-        if segments.len() == c.id.len() + 1
-            && segments.last() == Some(&&b"staging"[..])
-            && segments.iter().zip(&c.id).all(|(a, b)| *a == b.as_slice())
+        if segments.len() != c.id.len() + 1
+            || !segments.iter().zip(&c.id).all(|(a, b)| *a == b.as_slice())
         {
-            return Some(Route::Staging(i));
+            continue;
+        }
+        let last = segments.last().copied().unwrap_or_default();
+        if last == b"staging" || last == b"patch" {
+            return Some(Route::Work(i));
+        }
+        if last == b"installed" {
+            return Some(Route::Running(i));
         }
     }
     None
@@ -63,8 +100,8 @@ pub(crate) fn route(cfg: &Config, id: &ComponentId<'_>) -> Option<Route> {
 /// The bytes a configured component can hold (after the slot header, for raw MCU images).
 pub(crate) fn capacity(cfg: &Config, r: Route, envelope_len: u64) -> u64 {
     match r {
-        Route::Staging(_) => u64::MAX,
-        Route::Image(i) => match cfg.components.get(i).map(|c| &c.kind) {
+        Route::Work(_) => u64::MAX,
+        Route::Image(i) | Route::Running(i) => match cfg.components.get(i).map(|c| &c.kind) {
             Some(Kind::File(s)) => s.capacity,
             Some(Kind::Mcu(m)) => match m.image {
                 ImageFormat::Raw => m
@@ -228,9 +265,8 @@ impl Platform for DevicePlatform<'_> {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, PlatformError> {
-        if self.mode == Mode::Probe {
-            return Ok(0);
-        }
+        // In Probe mode only the running images (`<id>/installed`) have content: reading
+        // them is no side effect, so Check already refuses a delta release for another image.
         let Some(c) = self.content.get(component.index).cloned().flatten() else {
             return Ok(0);
         };
@@ -292,7 +328,14 @@ impl Platform for DevicePlatform<'_> {
                     *c = None;
                 }
                 self.window = None;
-                let file = match std::fs::File::create(&path) {
+                // Readable too: a delta copy reads back what it wrote (read_staged).
+                let file = match std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                {
                     Ok(f) => f,
                     Err(e) => {
                         return Err(self.io_fail(&format!("cannot create {}", path.display()), &e));
@@ -309,14 +352,16 @@ impl Platform for DevicePlatform<'_> {
         }
     }
 
-    /// A delta copy (suitcase-parameter-delta-base) reads back the image it is writing.
+    /// A delta copy (suitcase-parameter-delta-base) reads back the image it is writing: the
+    /// part already flushed from the file, the rest from the write buffer (no flush, so the
+    /// candidate is still written in 64 KiB pieces however often the patch looks back).
     fn read_staged(
         &mut self,
         component: &Component<'_>,
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, PlatformError> {
-        let Some(w) = self.writing.as_mut() else {
+        let Some(w) = self.writing.as_ref() else {
             return Err(PlatformError::Failed);
         };
         if w.index != component.index || offset >= w.len {
@@ -325,16 +370,30 @@ impl Platform for DevicePlatform<'_> {
         let n = usize::try_from(w.len - offset)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        let path = w.path.clone();
-        let r = w.file.flush().and_then(|()| {
-            w.file
-                .get_ref()
-                .read_exact_at(buf.get_mut(..n).unwrap_or_default(), offset)
-        });
-        match r {
-            Ok(()) => Ok(n),
-            Err(e) => Err(self.io_fail(&format!("cannot read back {}", path.display()), &e)),
+        let pending = w.file.buffer();
+        let flushed = w.len - pending.len() as u64;
+        let from_file = usize::try_from(flushed.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(n);
+        let Some(head) = buf.get_mut(..n) else {
+            return Err(PlatformError::Failed);
+        };
+        let (file_part, buffer_part) = head.split_at_mut(from_file);
+        if !buffer_part.is_empty() {
+            // Here offset + from_file >= flushed: the rest starts inside the buffer.
+            let at = usize::try_from(offset + from_file as u64 - flushed).unwrap_or(usize::MAX);
+            let Some(src) = pending.get(at..).and_then(|p| p.get(..buffer_part.len())) else {
+                return Err(PlatformError::Failed);
+            };
+            buffer_part.copy_from_slice(src);
         }
+        if !file_part.is_empty()
+            && let Err(e) = w.file.get_ref().read_exact_at(file_part, offset)
+        {
+            let what = format!("cannot read back {}", w.path.display());
+            return Err(self.io_fail(&what, &e));
+        }
+        Ok(n)
     }
 
     fn write(
@@ -446,5 +505,78 @@ impl Platform for DevicePlatform<'_> {
                 record.component
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::cast_possible_truncation,
+        reason = "test code"
+    )]
+    use super::*;
+
+    /// A delta copy looks back at what it wrote: the bytes come back right whether they are
+    /// already in the file, still in the write buffer, or split between the two.
+    #[test]
+    fn read_staged_returns_flushed_and_buffered_bytes() {
+        let dir = std::env::temp_dir().join(format!(
+            "suitcase-agent-platform-{}",
+            hex::encode(crate::config::random_bytes::<6>())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let g =
+            suitcase_author::keys::generate(suitcase_author::keys::KeyAlg::Ed25519, "t").unwrap();
+        let private = dir.join("a.key");
+        suitcase_author::keys::write_atomic(&private, &g.private, true).unwrap();
+        let key = suitcase_author::keys::load_private(&private).unwrap();
+        let (public, _) = suitcase_author::keys::public_of(&key)
+            .unwrap()
+            .encode()
+            .unwrap();
+        std::fs::write(dir.join("a.pub"), public).unwrap();
+        let cfg = Config::parse(
+            &dir.join("agent.toml"),
+            "state_dir = \"state\"\n[server]\nurl = \"http://127.0.0.1:1\"\ntoken = \"t\"\n[trust]\nanchors = [\"a.pub\"]\n[identity]\nvendor = \"example.com\"\nclass = \"c\"\n[[component]]\nname = \"app\"\nid = \"41\"\nkind = \"file\"\nslots = [\"a.bin\", \"b.bin\"]\npointer = \"app.slot\"\ncapacity = 1048576\n",
+        )
+        .unwrap();
+        let mut p = DevicePlatform::new(&cfg, Mode::Process, 0, dir.clone(), Vec::new(), 0);
+        // 0x41 = "A": a one-segment identifier, bstr "A" in an array.
+        let raw = [0x81, 0x41, b'A'];
+        let c = Component {
+            index: 0,
+            id: ComponentId::decode(&raw).unwrap(),
+        };
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        p.write_begin(&c, None).unwrap();
+        for chunk in data.chunks(10_000) {
+            let at = p.writing.as_ref().unwrap().len;
+            p.write(&c, at, chunk).unwrap();
+        }
+        let flushed = 200_000 - p.writing.as_ref().unwrap().file.buffer().len();
+        assert!(
+            flushed > 0 && flushed < 200_000,
+            "both parts exist: {flushed}"
+        );
+        for (offset, len) in [
+            (0, 100),
+            (flushed - 10, 20),
+            (flushed, 64),
+            (199_990, 64),
+            (5, 150_000),
+        ] {
+            let mut buf = vec![0u8; len];
+            let n = p
+                .read_staged(&c, offset as u64, &mut buf)
+                .unwrap_or_else(|e| panic!("offset {offset}, length {len}: {e:?}"));
+            let want = &data[offset..(offset + len).min(data.len())];
+            assert_eq!(&buf[..n], want, "offset {offset}, length {len}");
+        }
+        // Past the end, or another component: an error, not stale bytes.
+        assert!(p.read_staged(&c, 200_000, &mut [0u8; 4]).is_err());
+        p.write_end(&c).unwrap();
+        assert_eq!(std::fs::read(dir.join("c-0.bin")).unwrap(), data);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -148,10 +148,14 @@ pub struct Target {
     pub component: usize,
     /// Its identifier, hex segments.
     pub id: Vec<String>,
-    /// The configured component's name (with `/staging` for a staging component).
+    /// The configured component's name (with `/staging`, `/patch` or `/installed` for a
+    /// helper component).
     pub name: String,
-    /// A staging component: held in the work area, never written to a slot.
+    /// A helper component: held in the work area or read in place, never written to a slot.
     pub staging: bool,
+    /// The `<id>/installed` helper: the running image, read where it is (a delta base).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub running: bool,
     /// The slot running before the update ("a"/"b"); image components only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_slot: Option<String>,

@@ -703,6 +703,32 @@ fn installed_sequence(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<Option<u64>
         .max())
 }
 
+/// Points each `<id>/installed` helper of the manifest at the image its component runs now
+/// (the base of a delta patch). The manifest names that image by digest (image-match,
+/// draft-ietf-suit-manifest §8.4.9.2) before anything is fetched or patched, so Check refuses a
+/// delta built for another image and the applier only ever reads a verified base.
+fn preset_running(
+    ctx: &Ctx,
+    v: &VerifiedManifest<'_>,
+    p: &mut DevicePlatform<'_>,
+) -> Result<(), AgentError> {
+    for (index, id) in v.manifest().components.iter().enumerate() {
+        let Some(Route::Running(ci)) = platform::route(&ctx.cfg, &id) else {
+            continue;
+        };
+        match crate::delta::running(ctx, ci)? {
+            Some(src) => p.set_content(index, src.content()),
+            None => {
+                let name = ctx.cfg.components.get(ci).map_or("?", |c| c.name.as_str());
+                p.problem.get_or_insert_with(|| {
+                    format!("the release is a delta from an installed image, but nothing is installed in {name}")
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn suit_failure(step: Step, e: &suitcase_manifest::Error, p: &DevicePlatform<'_>) -> Stop {
     let mut detail = e.to_string();
     if let Some(problem) = &p.problem {
@@ -758,6 +784,7 @@ fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
         Vec::new(),
         ctx.now(),
     );
+    preset_running(ctx, &v, &mut probe)?;
     let outcome = match Processor::new(
         &v,
         &mut probe,
@@ -856,10 +883,8 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 ),
             ));
         };
-        let (ci, staging) = match r {
-            Route::Image(i) => (i, false),
-            Route::Staging(i) => (i, true),
-        };
+        let ci = r.component();
+        let staging = r != Route::Image(ci);
         let Some(c) = ctx.cfg.components.get(ci) else {
             return Err(fail(step, "unsupported-critical", "component index"));
         };
@@ -867,12 +892,9 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             index,
             component: ci,
             id: hex_id(&id),
-            name: if staging {
-                format!("{}/staging", c.name)
-            } else {
-                c.name.clone()
-            },
+            name: format!("{}{}", c.name, r.suffix(&id)),
             staging,
+            running: r == Route::Running(ci),
             from_slot: None,
             to_slot: None,
             installed_sequence: None,
@@ -930,6 +952,8 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             notes.push(format!("{} → {what} {to}", c.name));
             t.from_slot = Some(from.into());
             t.to_slot = Some(to.into());
+        } else if t.running {
+            notes.push(format!("{} ← the running image (delta base)", t.name));
         } else {
             notes.push(format!("{} → work area", t.name));
         }
@@ -964,6 +988,7 @@ fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
         payloads,
         ctx.now(),
     );
+    preset_running(ctx, &v, &mut p)?;
     let outcome = match Processor::new(
         &v,
         &mut p,
@@ -982,6 +1007,10 @@ fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
     }
     let mut candidates = Vec::new();
     for (index, c) in p.content.iter().enumerate() {
+        // A running image is read in place; it is no candidate (nothing of it is written).
+        if j.targets.iter().any(|t| t.index == index && t.running) {
+            continue;
+        }
         if let Some(c) = c {
             let file = c
                 .path

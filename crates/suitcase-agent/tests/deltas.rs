@@ -137,3 +137,186 @@ async fn attack_delta_against_a_tampered_slot_falls_back_to_the_full_payload() {
     assert!(detail.contains("delta for payload 0 not used"), "{detail}");
     fleet.stop().await;
 }
+
+/// Builds and uploads a delta release of `app` (sequence `sequence`) from `old` to `new`, as
+/// `suitcase release build --delta-from` does; returns the release id and the patch size.
+async fn delta_release(
+    fleet: &Fleet,
+    sequence: u64,
+    old: &[u8],
+    new: &[u8],
+    tweak: impl FnOnce(&mut suitcase_author::release::ReleaseRequest),
+) -> (String, usize) {
+    let mut app = fleet.app(new, sequence);
+    app.delta_from = Some(old.to_vec());
+    let mut req = fleet.request(sequence, vec![app]);
+    tweak(&mut req);
+    let built = fleet.build(&req);
+    let p = &built.payloads[0];
+    assert!(p.delta_from.is_some(), "the author made no delta");
+    (fleet.upload(&built).await, p.bytes.len())
+}
+
+fn step_detail(events: &common::Events, name: &str) -> String {
+    events
+        .all()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Step {
+                step,
+                detail: Some(d),
+                ..
+            } if step == name => Some(d),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A delta release signed by the author (manifest-level: image-match on `app/installed`,
+/// the patch fetched into `app/staging`, a copy with suitcase-parameter-delta-base into
+/// `app`): the agent patches the running slot into a candidate, the manifest's image-match
+/// accepts it, and it is installed like a full image, for a fraction of the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_release_is_patched_from_the_running_image() {
+    let fleet = Fleet::with(|c| c.deltas = false).await;
+    let dev = Device::new(&fleet, "delta-release").await;
+    let v1 = image(23, 300_000);
+    // New code the old image lacks, three times: the patch copies its later copies from the
+    // image it is writing (the platform's read_staged).
+    let mut v2 = edited(&v1);
+    let fresh = image(99, 16_000);
+    for _ in 0..3 {
+        v2.extend_from_slice(&fresh);
+    }
+    install_v1(&fleet, &dev, &v1).await;
+
+    let (r2, patch_len) = delta_release(&fleet, 2, &v1, &v2, |_| {}).await;
+    assert!(patch_len < 40_000, "patch of {patch_len} bytes");
+    fleet.campaign(&r2, &[&dev.id], json!({})).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let before = agent.traffic();
+    let u = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
+    let t = agent.traffic().since(&before);
+    assert!(t.download_body < patch_len as u64 + 4_000, "{t:?}");
+    assert_eq!(dev.read("app-a.bin"), v2);
+    assert_eq!(dev.read("app-b.bin"), v1, "the old slot is untouched");
+    assert_eq!(dev.text("app.slot"), "active=a\nconfirmed=a\n");
+    let distribute = step_detail(&events, "distribute");
+    assert!(
+        distribute.contains("app/installed ← the running image"),
+        "{distribute}"
+    );
+    assert!(
+        dev.work_is_empty(),
+        "the patch and candidate are cleaned up"
+    );
+    // The inventory names the new image, so a next delta can start from it.
+    let v3 = edited(&v2);
+    let (r3, _) = delta_release(&fleet, 3, &v2, &v3, |_| {}).await;
+    fleet.campaign(&r3, &[&dev.id], json!({})).await;
+    let u = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
+    assert_eq!(dev.read("app-b.bin"), v3);
+    fleet.stop().await;
+}
+
+/// A delta release built for another image than the one the device reports: the server
+/// does not offer it (the device would download the patch only to refuse it at Check); it
+/// records the failure of step check with reason `digest`, as the device would, and the
+/// campaign counts the device as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_delta_release_for_another_image_is_not_offered() {
+    let fleet = Fleet::with(|c| c.deltas = false).await;
+    let dev = Device::new(&fleet, "delta-other-base").await;
+    let v1 = image(24, 200_000);
+    install_v1(&fleet, &dev, &v1).await;
+    let elsewhere = image(25, 200_000);
+    let v2 = edited(&elsewhere);
+    let (r2, _) = delta_release(&fleet, 2, &elsewhere, &v2, |_| {}).await;
+    let campaign = fleet.campaign(&r2, &[&dev.id], json!({})).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let before = agent.traffic();
+    let cycle = agent.cycle().await.unwrap();
+    assert!(cycle.update.is_none(), "offered: {:?}", events.all());
+    assert_eq!(agent.traffic().since(&before).download_body, 0);
+    assert_eq!(dev.read("app-b.bin"), v1);
+    assert_eq!(dev.text("app.slot"), "active=b\nconfirmed=b\n");
+    let steps = common::server_steps(&fleet.device_info(&dev.id).await);
+    let check = steps.iter().find(|s| s.0 == "check").unwrap();
+    assert_eq!(
+        (check.1.as_str(), check.2.as_deref()),
+        ("failure", Some("digest")),
+        "{steps:?}"
+    );
+    let info = common::wait_campaign(&fleet, &campaign, "failed", 1).await;
+    assert_eq!(info["waves_progress"][0]["succeeded"], 0, "{info}");
+    // The device does not get it on its next check-in either.
+    assert!(agent.cycle().await.unwrap().update.is_none());
+    fleet.stop().await;
+}
+
+/// The running slot was changed behind the agent's back (the inventory still names v1):
+/// the image-match on `app/installed` hashes the slot's bytes, not the inventory, so Check
+/// refuses the patch and nothing is written to a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_delta_release_against_a_tampered_running_slot_writes_nothing() {
+    let fleet = Fleet::with(|c| c.deltas = false).await;
+    let dev = Device::new(&fleet, "delta-release-tampered").await;
+    let v1 = image(26, 200_000);
+    let v2 = edited(&v1);
+    install_v1(&fleet, &dev, &v1).await;
+    let mut slot = dev.read("app-b.bin");
+    slot[5000] ^= 0x01;
+    std::fs::write(dev.path("app-b.bin"), &slot).unwrap();
+    let (r2, _) = delta_release(&fleet, 2, &v1, &v2, |_| {}).await;
+    fleet.campaign(&r2, &[&dev.id], json!({})).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let Finished::Failed(f) = agent.cycle().await.unwrap().update.unwrap().finished else {
+        panic!("patched a tampered base: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("check", "digest"),
+        "{f:?}"
+    );
+    assert!(!dev.path("app-a.bin").exists() || dev.read("app-a.bin").is_empty());
+    assert_eq!(dev.text("app.slot"), "active=b\nconfirmed=b\n");
+    fleet.stop().await;
+}
+
+/// An encrypted delta release (Upgraded tier): the patch's ciphertext is decrypted into
+/// `app/patch` in the work area, then applied to the running image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_delta_release_is_decrypted_then_patched() {
+    let fleet = Fleet::with(|c| c.deltas = false).await;
+    let (kek, _) = common::keypair(
+        fleet.dir.path(),
+        "device-kek",
+        suitcase_author::keys::KeyAlg::A128Kw,
+    );
+    let dev = Device::new(&fleet, "delta-enc").await;
+    let v1 = image(27, 250_000);
+    let v2 = edited(&v1);
+    install_v1(&fleet, &dev, &v1).await;
+    let (r2, _) = delta_release(&fleet, 2, &v1, &v2, |req| {
+        req.tier = suitcase_author::Tier::Upgraded;
+        req.encrypt_for = vec![kek.clone()];
+    })
+    .await;
+    fleet.campaign(&r2, &[&dev.id], json!({})).await;
+    let toml = dev.toml(&fleet).replace(
+        "[trust]\n",
+        &format!("[trust]\ndecrypt = [\"{}\"]\n", kek.display()),
+    );
+    std::fs::write(dev.path("agent.toml"), toml).unwrap();
+    let cfg = suitcase_agent::Config::load(&dev.path("agent.toml")).unwrap();
+    let events = common::Events::default();
+    let mut agent = suitcase_agent::Agent::new(cfg, Hooks::default(), events.sink()).unwrap();
+    let u = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
+    assert_eq!(dev.read("app-a.bin"), v2);
+    let process = step_detail(&events, "process");
+    assert!(process.contains("1 payload(s) decrypted"), "{process}");
+    fleet.stop().await;
+}

@@ -328,3 +328,59 @@ async fn attack_secondary_image_signed_by_an_untrusted_key_is_refused_by_the_sec
     )));
     fleet.stop().await;
 }
+
+/// A delta release for the MCU: the patch applies to the image in the running slot (after
+/// its slot header), the candidate goes into the other slot with the delta manifest, and the
+/// bootloader's SUIT verifier accepts that manifest (its helper components name no slot) and
+/// boots the image on trial before the agent confirms it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcu_delta_release_patches_the_running_slot() {
+    let fleet = Fleet::with(|c| c.deltas = false).await;
+    let mut dev = Device::new(&fleet, "mcu-delta").await;
+    dev.components = MCU_COMPONENT.into();
+    let mcu_image = |bytes: &[u8], seq: u64, from: Option<&[u8]>| ImageInput {
+        name: "mcu".into(),
+        bytes: bytes.to_vec(),
+        component: vec![b"mcu".to_vec()],
+        uri: Some(format!("https://fw.example/mcu-{seq}.bin")),
+        integrated: false,
+        invoke: false,
+        delta_from: from.map(<[u8]>::to_vec),
+    };
+    let v1 = image(12, 60_000);
+    let mut v2 = v1.clone();
+    for at in (300..v2.len()).step_by(5000) {
+        v2[at] ^= 0x5A;
+    }
+    let r1 = fleet
+        .upload(&fleet.build(&fleet.request(4, vec![mcu_image(&v1, 4, None)])))
+        .await;
+    fleet.campaign(&r1, &[&dev.id], json!({})).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let u = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
+
+    let built = fleet.build(&fleet.request(5, vec![mcu_image(&v2, 5, Some(&v1))]));
+    let patch = built.payloads[0].bytes.len();
+    assert!(
+        built.payloads[0].delta_from.is_some() && patch < 6_000,
+        "{patch}"
+    );
+    let r2 = fleet.upload(&built).await;
+    fleet.campaign(&r2, &[&dev.id], json!({})).await;
+    let before = agent.traffic();
+    let u = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
+    assert!(agent.traffic().since(&before).download_body < patch as u64 + 4_000);
+    let st = mcu_status(&dev, &fleet, "mcu");
+    assert_eq!((st.phase, st.running), (Phase::Confirmed, Slot::A));
+    assert_eq!(st.min_security_versions[0].0, 5);
+    let flash = dev.read("mcu.flash");
+    let slot_a = &flash[2 * 4096..2 * 4096 + 32 * 4096];
+    let header = suitcase_device::SlotHeader::parse(slot_a[..32].try_into().unwrap())
+        .unwrap()
+        .unwrap();
+    let off = header.image_offset as usize;
+    assert_eq!(&slot_a[off..off + v2.len()], &v2[..]);
+    fleet.stop().await;
+}

@@ -171,7 +171,12 @@ async fn generate(state: &AppState, release_id: &str, idx: u32) -> Result<()> {
     else {
         return Ok(());
     };
-    if component.encrypted || component.source_component.is_some() {
+    // Only full images: not ciphertexts, not copies, and not the patch of a delta release
+    // (fetched into a helper component that has no image digest).
+    if component.encrypted
+        || component.source_component.is_some()
+        || component.image_digest.is_none()
+    {
         return Ok(());
     }
     // Earlier releases' images of the same component, newest first.
@@ -184,7 +189,10 @@ async fn generate(state: &AppState, release_id: &str, idx: u32) -> Result<()> {
     {
         for p in &r.payloads {
             let same = r.summary.components.iter().any(|c| {
-                c.id == component.id && !c.encrypted && c.uri.as_deref() == Some(p.uri.as_str())
+                c.id == component.id
+                    && !c.encrypted
+                    && c.image_digest.is_some()
+                    && c.uri.as_deref() == Some(p.uri.as_str())
             });
             if let (true, Some(k), Some(s)) = (same, &p.object_key, &p.sha256)
                 && s != sha

@@ -96,6 +96,9 @@ pub(crate) struct ReleaseRt {
     /// The component each payload is for (by payload position).
     pub(crate) payload_components: Vec<Option<Vec<String>>>,
     pub(crate) components: Vec<Vec<String>>,
+    /// For a delta release: each patched component and the SHA-256 (hex) of the image the
+    /// patch applies to (the image-match on its base component).
+    pub(crate) delta_bases: Vec<(Vec<String>, String)>,
 }
 
 impl ReleaseRt {
@@ -127,7 +130,40 @@ impl ReleaseRt {
                 })
                 .collect(),
             components: r.summary.components.iter().map(|c| c.id.clone()).collect(),
+            delta_bases: r
+                .summary
+                .components
+                .iter()
+                .filter_map(|c| {
+                    let base = r
+                        .summary
+                        .components
+                        .get(usize::try_from(c.delta_base?).ok()?)?;
+                    match &base.image_digest {
+                        Some((alg, hex)) if alg == "sha-256" => Some((c.id.clone(), hex.clone())),
+                        _ => None,
+                    }
+                })
+                .collect(),
         }
+    }
+
+    /// A delta release the device cannot apply: it reports another image on a component the
+    /// patch rebuilds. Returns why, for the report. A device that reports no digest is given
+    /// the release; its own processor checks the base (the manifest's image-match).
+    pub(crate) fn delta_base_mismatch(&self, c: &CheckIn) -> Option<String> {
+        self.delta_bases.iter().find_map(|(id, base)| {
+            let running = c.components.iter().find(|ic| &ic.id == id)?;
+            let digest = running.digest.as_deref()?;
+            (!digest.eq_ignore_ascii_case(base)).then(|| {
+                format!(
+                    "not offered: the release is a delta patch from the image with SHA-256 {}…, but the device reports {}… on component {}; give it a full release or a delta from its image",
+                    base.get(..16).unwrap_or(base),
+                    digest.get(..16).unwrap_or(digest),
+                    id.join("/")
+                )
+            })
+        })
     }
 
     /// The device reports this release (or a later one) installed on every component it

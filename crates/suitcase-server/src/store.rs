@@ -1095,7 +1095,13 @@ impl Db {
         device_id: &str,
     ) -> Result<Option<(String, MemberRow)>> {
         let row = sqlx::query(
-            "SELECT campaign_id, device_id, wave, state, release_id FROM campaign_devices WHERE device_id = $1 ORDER BY updated_at DESC, campaign_id DESC LIMIT 1",
+            // Timestamps are seconds: two campaigns can touch the device within one. Then a
+            // live membership wins, then the one with the newest report.
+            "SELECT campaign_id, device_id, wave, state, release_id FROM campaign_devices cd WHERE device_id = $1 \
+             ORDER BY updated_at DESC, \
+             CASE WHEN state IN ('pending', 'notified', 'in_progress', 'rolling_back') THEN 1 ELSE 0 END DESC, \
+             COALESCE((SELECT MAX(r.id) FROM reports r WHERE r.device_id = cd.device_id AND r.campaign_id = cd.campaign_id), 0) DESC, \
+             campaign_id DESC LIMIT 1",
         )
         .bind(device_id)
         .fetch_optional(&self.pool)
