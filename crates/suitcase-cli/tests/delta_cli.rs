@@ -12,31 +12,12 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::{keygen, ok, suitcase};
 use serde_json::{Value, json};
-
-fn suitcase(dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        json,
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Value {
-    let (code, json, out) = suitcase(dir, args);
-    assert_eq!(code, 0, "suitcase {args:?}:\n{out}");
-    json
-}
 
 /// The firmware corpus: SUITCASE_CORPUS or ../shared/corpus/firmware next to the checkout.
 fn corpus() -> Option<PathBuf> {
@@ -182,23 +163,6 @@ fn delta_apply_errors_say_what_is_wrong() {
     );
     assert_ne!(code, 0);
     assert!(out.contains("--ram-limit"), "{out}");
-}
-
-fn keygen(dir: &Path, alg: &str, name: &str) {
-    ok(
-        dir,
-        &[
-            "key",
-            "generate",
-            "--alg",
-            alg,
-            "-o",
-            name,
-            "--public",
-            &format!("{name}.pub"),
-            "--json",
-        ],
-    );
 }
 
 /// A device profile with the three components a delta release uses: the image, the staging

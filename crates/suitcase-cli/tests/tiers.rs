@@ -10,50 +10,12 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
+use common::{keygen, ok, suitcase};
 use serde_json::{Value, json};
-
-fn suitcase(dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        json,
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
-fn ok(dir: &Path, args: &[&str]) -> Value {
-    let (code, json, out) = suitcase(dir, args);
-    assert_eq!(code, 0, "suitcase {args:?}:\n{out}");
-    json
-}
-
-fn keygen(dir: &Path, alg: &str, name: &str) {
-    ok(
-        dir,
-        &[
-            "key",
-            "generate",
-            "--alg",
-            alg,
-            "--hss-params",
-            "h5w4",
-            "-o",
-            name,
-            "--public",
-            &format!("{name}.pub"),
-            "--json",
-        ],
-    );
-}
 
 struct Tier {
     name: &'static str,
