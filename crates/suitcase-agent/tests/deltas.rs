@@ -305,14 +305,7 @@ async fn encrypted_delta_release_is_decrypted_then_patched() {
     })
     .await;
     fleet.campaign(&r2, &[&dev.id], json!({})).await;
-    let toml = dev.toml(&fleet).replace(
-        "[trust]\n",
-        &format!("[trust]\ndecrypt = [\"{}\"]\n", kek.display()),
-    );
-    std::fs::write(dev.path("agent.toml"), toml).unwrap();
-    let cfg = suitcase_agent::Config::load(&dev.path("agent.toml")).unwrap();
-    let events = common::Events::default();
-    let mut agent = suitcase_agent::Agent::new(cfg, Hooks::default(), events.sink()).unwrap();
+    let (mut agent, events) = dev.agent_with_key(&fleet, &kek);
     let u = agent.cycle().await.unwrap().update.unwrap();
     assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
     assert_eq!(dev.read("app-a.bin"), v2);

@@ -316,14 +316,7 @@ async fn encrypted_payload_is_decrypted_as_a_stream() {
     fleet.campaign(&rel, &[&dev.id, &other.id], json!({})).await;
 
     // The device with the key.
-    let toml = dev.toml(&fleet).replace(
-        "[trust]\n",
-        &format!("[trust]\ndecrypt = [\"{}\"]\n", kek.display()),
-    );
-    std::fs::write(dev.path("agent.toml"), toml).unwrap();
-    let cfg = suitcase_agent::Config::load(&dev.path("agent.toml")).unwrap();
-    let events = common::Events::default();
-    let mut agent = suitcase_agent::Agent::new(cfg, Hooks::default(), events.sink()).unwrap();
+    let (mut agent, events) = dev.agent_with_key(&fleet, &kek);
     let u = agent.cycle().await.unwrap().update.unwrap();
     assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
     assert_eq!(dev.read("app-b.bin"), img);

@@ -381,6 +381,25 @@ backoff_max_seconds = 0.05
         (agent, events)
     }
 
+    /// An agent for this device that holds the key-encryption key `kek` (`trust.decrypt`),
+    /// for encrypted (Upgraded tier and up) releases.
+    pub fn agent_with_key(&self, fleet: &Fleet, kek: &Path) -> (Agent, Events) {
+        let toml = self.toml(fleet).replace(
+            "[trust]\n",
+            &format!("[trust]\ndecrypt = [\"{}\"]\n", kek.display()),
+        );
+        let path = self.dir.join("agent.toml");
+        std::fs::write(&path, toml).unwrap();
+        let events = Events::default();
+        let agent = Agent::new(
+            Config::load(&path).unwrap(),
+            Hooks::default(),
+            events.sink(),
+        )
+        .unwrap();
+        (agent, events)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
