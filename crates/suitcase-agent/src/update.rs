@@ -1571,18 +1571,16 @@ fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
         ));
     }
     let mut installed = ctx.state.installed()?;
-    for t in &j.targets {
+    // The images, not the helper components (staging, patch, the delta base): nothing of
+    // those stays on the device.
+    for t in j.targets.iter().filter(|t| !t.staging) {
         let c = ctx.cfg.components.get(t.component);
         installed.set(InstalledComponent {
             id: t.id.clone(),
             sequence_number: j.sequence,
-            digest: if t.staging { None } else { t.digest.clone() },
-            size: (!t.staging && t.len > 0).then_some(t.len),
-            version: if t.staging {
-                None
-            } else {
-                c.and_then(|c| c.version.clone())
-            },
+            digest: t.digest.clone(),
+            size: (t.len > 0).then_some(t.len),
+            version: c.and_then(|c| c.version.clone()),
         });
     }
     installed.reverted = false;

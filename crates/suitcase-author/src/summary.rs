@@ -64,6 +64,22 @@ impl ReleaseSummary {
         dedup(self.components.iter().filter_map(|c| c.class_id.clone()))
     }
 
+    /// The components that hold an installed image: all but the intermediate ones another
+    /// component copies or patches from (a staging area, a decrypted patch, the base of a
+    /// delta), which a device keeps only while it processes the release.
+    pub fn images(&self) -> impl Iterator<Item = &ComponentSummary> {
+        let helper = |i: usize| {
+            self.components
+                .iter()
+                .any(|c| c.source_component == Some(i as u64) || c.delta_base == Some(i as u64))
+        };
+        self.components
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !helper(*i))
+            .map(|(_, c)| c)
+    }
+
     /// The payload URIs devices fetch, with the component each is for.
     pub fn fetched(&self) -> impl Iterator<Item = (&str, &ComponentSummary)> {
         self.components

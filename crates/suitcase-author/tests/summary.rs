@@ -102,3 +102,66 @@ fn parse_public_names_the_origin_for_garbage() {
     let err = keys::parse_public(Path::new("upload:bad"), b"not a key").unwrap_err();
     assert!(err.to_string().contains("upload:bad"), "{err}");
 }
+
+/// A delta release names three components: the image, the staging area the patch is fetched
+/// into and the installed base it applies to. Only the image is what a device keeps
+/// (`images()`), which is what a server waits to see installed.
+#[test]
+fn delta_release_summary_separates_the_image_from_its_helpers() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
+    let key_path = dir.path().join("a.key");
+    keys::write_atomic(&key_path, &g.private, true).unwrap();
+    let vendor = uuid::vendor("example.com");
+    let old: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut new = old.clone();
+    new[7_000..7_010].fill(0xEE);
+    let req = ReleaseRequest {
+        sequence: 43,
+        tier: Tier::Basic,
+        vendor,
+        class: uuid::class(&vendor, "thermostat"),
+        device: None,
+        images: vec![ImageInput {
+            name: "app".into(),
+            bytes: new,
+            component: vec![b"app".to_vec()],
+            uri: Some("https://fw.example/app-43.patch".into()),
+            integrated: false,
+            invoke: false,
+            delta_from: Some(old),
+        }],
+        sign: vec![key_path.clone()],
+        encrypt_for: vec![],
+        x5chain: vec![],
+        content: None,
+        reference_uri: None,
+        description: None,
+    };
+    let built = release::build(&req, &mut |_, _, _| {}).unwrap();
+    let public = keys::load_public(&key_path).unwrap();
+    let anchor = [TrustAnchor::new("author", public.as_trust_key().unwrap())];
+    let env = Envelope::decode(&built.envelope).unwrap();
+    let s = summarize(&env.verify(&anchor, &TrustPolicy::default()).unwrap());
+
+    let ids: Vec<String> = s.components.iter().map(|c| c.id.join("/")).collect();
+    let app = hex::encode(b"app");
+    assert_eq!(
+        ids,
+        vec![
+            app.clone(),
+            format!("{app}/{}", hex::encode(b"staging")),
+            format!("{app}/{}", hex::encode(b"installed")),
+        ]
+    );
+    assert_eq!(s.components[0].delta_base, Some(2));
+    assert_eq!(s.components[0].source_component, Some(1));
+    let images: Vec<&Vec<String>> = s.images().map(|c| &c.id).collect();
+    assert_eq!(images, vec![&vec![app]]);
+    // The patch is what devices fetch, into the staging component.
+    let fetched: Vec<(&str, usize)> = s
+        .fetched()
+        .map(|(u, c)| (u, s.components.iter().position(|x| x == c).unwrap()))
+        .collect();
+    assert_eq!(fetched, vec![("https://fw.example/app-43.patch", 1)]);
+}

@@ -95,6 +95,8 @@ pub(crate) struct ReleaseRt {
     pub(crate) payloads: Vec<PayloadOffer>,
     /// The component each payload is for (by payload position).
     pub(crate) payload_components: Vec<Option<Vec<String>>>,
+    /// The image components (not the helpers a device only uses while processing), which a
+    /// device that installed the release reports.
     pub(crate) components: Vec<Vec<String>>,
     /// For a delta release: each patched component and the SHA-256 (hex) of the image the
     /// patch applies to (the image-match on its base component).
@@ -129,7 +131,7 @@ impl ReleaseRt {
                         .map(|c| c.id.clone())
                 })
                 .collect(),
-            components: r.summary.components.iter().map(|c| c.id.clone()).collect(),
+            components: r.summary.images().map(|c| c.id.clone()).collect(),
             delta_bases: r
                 .summary
                 .components
