@@ -17,23 +17,45 @@ use suitcase_author::summary::summarize;
 use suitcase_author::{Tier, uuid};
 use suitcase_manifest::{Envelope, TrustAnchor, TrustPolicy};
 
+/// An ES256 author key in `dir`; returns its path.
+fn author_key(dir: &Path) -> std::path::PathBuf {
+    let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
+    let key_path = dir.join("a.key");
+    keys::write_atomic(&key_path, &g.private, true).unwrap();
+    key_path
+}
+
+/// A Basic-tier release request for the thermostat class, signed with `key`.
+fn request(sequence: u64, key: &Path, images: Vec<ImageInput>) -> ReleaseRequest {
+    let vendor = uuid::vendor("example.com");
+    ReleaseRequest {
+        sequence,
+        tier: Tier::Basic,
+        vendor,
+        class: uuid::class(&vendor, "thermostat"),
+        device: None,
+        images,
+        sign: vec![key.to_path_buf()],
+        encrypt_for: vec![],
+        x5chain: vec![],
+        content: None,
+        reference_uri: None,
+        description: None,
+    }
+}
+
 #[test]
 fn summary_lists_components_identities_digests_and_uris() {
     let dir = tempfile::tempdir().unwrap();
-    let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
-    let key_path = dir.path().join("a.key");
-    keys::write_atomic(&key_path, &g.private, true).unwrap();
+    let key_path = author_key(dir.path());
     let vendor = uuid::vendor("example.com");
     let class = uuid::class(&vendor, "thermostat");
     let app = vec![0x5a; 3000];
     let radio = vec![0x11; 777];
-    let req = ReleaseRequest {
-        sequence: 42,
-        tier: Tier::Basic,
-        vendor,
-        class,
-        device: None,
-        images: vec![
+    let req = request(
+        42,
+        &key_path,
+        vec![
             ImageInput {
                 name: "app".into(),
                 bytes: app,
@@ -53,13 +75,7 @@ fn summary_lists_components_identities_digests_and_uris() {
                 delta_from: None,
             },
         ],
-        sign: vec![key_path.clone()],
-        encrypt_for: vec![],
-        x5chain: vec![],
-        content: None,
-        reference_uri: None,
-        description: None,
-    };
+    );
     let built = release::build(&req, &mut |_, _, _| {}).unwrap();
 
     // The key arrives as bytes (as in an upload), not as a file.
@@ -109,20 +125,14 @@ fn parse_public_names_the_origin_for_garbage() {
 #[test]
 fn delta_release_summary_separates_the_image_from_its_helpers() {
     let dir = tempfile::tempdir().unwrap();
-    let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
-    let key_path = dir.path().join("a.key");
-    keys::write_atomic(&key_path, &g.private, true).unwrap();
-    let vendor = uuid::vendor("example.com");
+    let key_path = author_key(dir.path());
     let old: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let mut new = old.clone();
     new[7_000..7_010].fill(0xEE);
-    let req = ReleaseRequest {
-        sequence: 43,
-        tier: Tier::Basic,
-        vendor,
-        class: uuid::class(&vendor, "thermostat"),
-        device: None,
-        images: vec![ImageInput {
+    let req = request(
+        43,
+        &key_path,
+        vec![ImageInput {
             name: "app".into(),
             bytes: new,
             component: vec![b"app".to_vec()],
@@ -131,13 +141,7 @@ fn delta_release_summary_separates_the_image_from_its_helpers() {
             invoke: false,
             delta_from: Some(old),
         }],
-        sign: vec![key_path.clone()],
-        encrypt_for: vec![],
-        x5chain: vec![],
-        content: None,
-        reference_uri: None,
-        description: None,
-    };
+    );
     let built = release::build(&req, &mut |_, _, _| {}).unwrap();
     let public = keys::load_public(&key_path).unwrap();
     let anchor = [TrustAnchor::new("author", public.as_trust_key().unwrap())];
