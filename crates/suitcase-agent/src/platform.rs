@@ -23,6 +23,7 @@ use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 
+use suitcase_manifest::codepoints::helper;
 use suitcase_manifest::encryption::EncryptionInfo;
 use suitcase_manifest::{
     Component, ComponentId, FetchRequest, Identifier, IdentityKind, Platform, PlatformError, Record,
@@ -87,10 +88,10 @@ pub(crate) fn route(cfg: &Config, id: &ComponentId<'_>) -> Option<Route> {
             continue;
         }
         let last = segments.last().copied().unwrap_or_default();
-        if last == b"staging" || last == b"patch" {
+        if last == helper::STAGING || last == helper::PATCH {
             return Some(Route::Work(i));
         }
-        if last == b"installed" {
+        if last == helper::INSTALLED {
             return Some(Route::Running(i));
         }
     }

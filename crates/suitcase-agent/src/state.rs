@@ -151,8 +151,10 @@ pub struct Target {
     /// The configured component's name (with `/staging`, `/patch` or `/installed` for a
     /// helper component).
     pub name: String,
-    /// A helper component: held in the work area or read in place, never written to a slot.
-    pub staging: bool,
+    /// A helper component (staging, patch, the delta base): held in the work area or read
+    /// in place, never written to a slot. Journals call it `staging`, its first kind.
+    #[serde(rename = "staging")]
+    pub helper: bool,
     /// The `<id>/installed` helper: the running image, read where it is (a delta base).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub running: bool,

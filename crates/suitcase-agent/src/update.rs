@@ -884,7 +884,7 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             ));
         };
         let ci = r.component();
-        let staging = r != Route::Image(ci);
+        let helper = !matches!(r, Route::Image(_));
         let Some(c) = ctx.cfg.components.get(ci) else {
             return Err(fail(step, "unsupported-critical", "component index"));
         };
@@ -893,7 +893,7 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             component: ci,
             id: hex_id(&id),
             name: format!("{}{}", c.name, r.suffix(&id)),
-            staging,
+            helper,
             running: r == Route::Running(ci),
             from_slot: None,
             to_slot: None,
@@ -905,7 +905,7 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             activated: false,
             digest: None,
         };
-        if !staging {
+        if !helper {
             let (from, to, what) = match &c.kind {
                 Kind::File(s) => {
                     slots::check(s).map_err(|m| fail(step, reason::STORAGE, m))?;
@@ -1026,7 +1026,7 @@ fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
     }
     let images = candidates
         .iter()
-        .filter(|c| j.targets.iter().any(|t| t.index == c.index && !t.staging))
+        .filter(|c| j.targets.iter().any(|t| t.index == c.index && !t.helper))
         .count();
     j.candidates = candidates;
     Ok(Done::Success(format!(
@@ -1047,7 +1047,7 @@ fn stage(ctx: &Ctx, j: &mut Journal) -> StepResult {
         t.written = 0;
         t.applied = false;
         t.activated = false;
-        if !t.staging {
+        if !t.helper {
             notes.push(format!(
                 "{} runs slot {} (sequence {})",
                 t.name,
@@ -1085,7 +1085,7 @@ fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
         let Some(t) = j.targets.get(ti).cloned() else {
             continue;
         };
-        if t.staging {
+        if t.helper {
             continue;
         }
         let Some(cand) = j.candidates.iter().find(|c| c.index == t.index).cloned() else {
@@ -1246,7 +1246,7 @@ fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
         ctx.now(),
     );
     for t in &j.targets {
-        let content = if t.staging || !t.applied {
+        let content = if t.helper || !t.applied {
             j.candidates
                 .iter()
                 .find(|c| c.index == t.index)
@@ -1299,7 +1299,7 @@ fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
     } else {
         "the manifest has no validate section".to_owned()
     }];
-    for t in j.targets.iter().filter(|t| !t.staging && t.applied) {
+    for t in j.targets.iter().filter(|t| !t.helper && t.applied) {
         let c = component(ctx, t)?;
         if let Kind::Mcu(m) = &c.kind {
             let device = Mcu::open(m, &ctx.state.durability)?;
@@ -1338,7 +1338,7 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
         let Some(t) = j.targets.get(ti).cloned() else {
             continue;
         };
-        if t.staging || !t.applied {
+        if t.helper || !t.applied {
             continue;
         }
         let c = component(ctx, &t)?;
@@ -1544,7 +1544,7 @@ async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
 
 fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
     let mut names = Vec::new();
-    for t in j.targets.iter().filter(|t| !t.staging && t.activated) {
+    for t in j.targets.iter().filter(|t| !t.helper && t.activated) {
         let c = component(ctx, t)?;
         match &c.kind {
             Kind::File(s) => {
@@ -1573,7 +1573,7 @@ fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
     let mut installed = ctx.state.installed()?;
     // The images, not the helper components (staging, patch, the delta base): nothing of
     // those stays on the device.
-    for t in j.targets.iter().filter(|t| !t.staging) {
+    for t in j.targets.iter().filter(|t| !t.helper) {
         let c = ctx.cfg.components.get(t.component);
         installed.set(InstalledComponent {
             id: t.id.clone(),
@@ -1602,7 +1602,7 @@ async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError>
     if u == Undo::Discard {
         return Ok(String::new());
     }
-    for t in j.targets.clone().iter().filter(|t| !t.staging) {
+    for t in j.targets.clone().iter().filter(|t| !t.helper) {
         let Some(c) = ctx.cfg.components.get(t.component) else {
             continue;
         };

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param};
-use suitcase_manifest::codepoints::{alg, text};
+use suitcase_manifest::codepoints::{alg, helper, text};
 use suitcase_manifest::{Condition, DigestAlgorithm, Directive};
 
 use crate::error::{AuthorError, Result};
@@ -169,7 +169,7 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         }
     }
     // Helper components (encryption staging, delta patch and base) follow the images.
-    let mut helper = |image: &ImageInput, suffix: &[u8]| -> u64 {
+    let mut add_helper = |image: &ImageInput, suffix: &[u8]| -> u64 {
         let mut s = image.component.clone();
         s.push(suffix.to_vec());
         components.push(s);
@@ -243,7 +243,7 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         let fetch_into = if enc_info.is_none() && !is_patch {
             index
         } else {
-            let staging = helper(image, b"staging");
+            let staging = add_helper(image, helper::STAGING);
             shared.push(Cmd::SetComponentIndex(Index::One(staging)));
             shared.push(Cmd::OverrideParameters(vec![Param::ImageSize(
                 served.len() as u64,
@@ -258,7 +258,7 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         {
             // Name the installed image by digest before fetching anything (manifest
             // §8.4.9.2 image-match on the base component).
-            let base = helper(image, b"installed");
+            let base = add_helper(image, helper::INSTALLED);
             shared.push(Cmd::SetComponentIndex(Index::One(base)));
             shared.push(Cmd::OverrideParameters(vec![
                 Param::ImageDigest(digest, old_digest.clone()),
@@ -281,7 +281,7 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         let mut patch_at = fetch_into;
         if let Some(info) = &enc_info {
             let to = if is_patch {
-                helper(image, b"patch")
+                add_helper(image, helper::PATCH)
             } else {
                 index
             };

@@ -318,3 +318,16 @@ pub mod alg {
     /// (draft-ietf-jose-pqc-kem); this one is defined here and nowhere else.
     pub const SUITCASE_ML_KEM_768_A256KW: i64 = -70000;
 }
+
+/// The last identifier segment of the helper components `suitcase release build` adds next to
+/// an image component `<id>` (not SUIT codepoints: a suitcase convention that the author and
+/// the agent share, docs/delta.md). A processor needs nothing from them; a device that maps
+/// components to storage (the agent) routes them by these names.
+pub mod helper {
+    /// `<id>/staging`: where an encrypted payload or a delta patch is fetched to.
+    pub const STAGING: &[u8] = b"staging";
+    /// `<id>/patch`: a delta patch after decryption.
+    pub const PATCH: &[u8] = b"patch";
+    /// `<id>/installed`: the image the device runs now, the base of a delta patch.
+    pub const INSTALLED: &[u8] = b"installed";
+}
