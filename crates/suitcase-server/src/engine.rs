@@ -253,6 +253,9 @@ pub(crate) struct Decision {
     pub(crate) transition: Option<Transition>,
     /// Check in again after this many seconds (a closed window or the rate limit).
     pub(crate) retry_after: Option<i64>,
+    /// The release was not offered because the device cannot install it (a delta release for
+    /// another image): the failure to record as the device's Check report, and the campaign.
+    pub(crate) refused: Option<(String, String)>,
 }
 
 impl Engine {
@@ -324,6 +327,17 @@ impl Engine {
                 }
             }
             _ => return decision,
+        }
+        // A manifest-level delta release for another image than the device runs: it would
+        // download the patch only for its processor to refuse it at Check (image-match on the
+        // base component, draft-ietf-suit-manifest §8.4.9.2). Fail it here instead.
+        if !rolling_back
+            && !matches!(to, Some(MState::Succeeded))
+            && let Some(why) = release.delta_base_mismatch(checkin)
+        {
+            decision.refused = Some((member.campaign.clone(), why));
+            decision.transition = Some(apply(st, device_id, &member, MState::Failed, &release.id));
+            return decision;
         }
         if !matches!(to, Some(MState::Succeeded | MState::RolledBack)) {
             decision.offer = Some((

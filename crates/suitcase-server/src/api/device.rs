@@ -14,7 +14,6 @@ use suitcase_protocol::{
 
 use crate::AppState;
 use crate::auth::DeviceAuth;
-use crate::devices::DeviceEntry;
 use crate::engine;
 use crate::error::{ApiErr, ApiResult};
 use crate::wire::{self, Accepts, Want, Wire};
@@ -53,28 +52,25 @@ pub(crate) async fn checkin(
     let now = state.now();
     state.devices.record(&dev, &c, now);
     metrics::counter!("suitcase_checkins_total").increment(1);
-    let mut d = state.engine.decide(&dev.id, &c, now);
-    if let Some(t) = &d.transition {
-        engine::persist(&state, t).await?;
-    }
-    // A manifest-level delta release for another image than the device runs: it would
-    // download the patch only for its processor to refuse it at Check (image-match on the
-    // base component, draft-ietf-suit-manifest §8.4.9.2). The server records that failure
-    // itself, as the device would report it, and offers nothing.
-    if let Some((r, false, _)) = &d.offer
-        && let Some(why) = r.delta_base_mismatch(&c)
-    {
+    let d = state.engine.decide(&dev.id, &c, now);
+    if let (Some(t), Some((campaign, why))) = (&d.transition, &d.refused) {
+        // Recorded as the device would report it, so the operator sees why it failed.
         let report = StepReport {
-            release_id: r.id.clone(),
+            release_id: t.release_id.clone(),
             step: Step::Check,
             outcome: Outcome::Failure,
             reason: Some("digest".into()),
-            detail: Some(why),
+            detail: Some(why.clone()),
             progress: None,
             suit_report: None,
         };
-        d.offer = None;
-        record_report(&state, &dev, &report).await?;
+        state
+            .db
+            .report_insert(&dev.id, Some(campaign), &report, now)
+            .await?;
+    }
+    if let Some(t) = &d.transition {
+        engine::persist(&state, t).await?;
     }
     let update = d.offer.map(|(r, rollback, consent)| {
         metrics::counter!("suitcase_offers_total").increment(1);
@@ -154,13 +150,7 @@ pub(crate) async fn report(
             "a SUIT report larger than 64 KiB is not stored",
         ));
     }
-    record_report(&state, &dev, &r).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Records a step report and the campaign transition it causes.
-async fn record_report(state: &AppState, dev: &DeviceEntry, r: &StepReport) -> ApiResult<()> {
-    let (campaign, transition) = state.engine.on_report(&dev.id, r);
+    let (campaign, transition) = state.engine.on_report(&dev.id, &r);
     if campaign.is_none() && !state.db.device_offered(&dev.id, &r.release_id).await? {
         return Err(ApiErr::conflict(
             "not-offered",
@@ -181,7 +171,7 @@ async fn record_report(state: &AppState, dev: &DeviceEntry, r: &StepReport) -> A
     };
     state
         .db
-        .report_insert(&dev.id, campaign.as_deref(), r, state.now())
+        .report_insert(&dev.id, campaign.as_deref(), &r, state.now())
         .await?;
     metrics::counter!("suitcase_reports_total", "step" => r.step.name(), "outcome" => r.outcome.name())
         .increment(1);
@@ -189,9 +179,9 @@ async fn record_report(state: &AppState, dev: &DeviceEntry, r: &StepReport) -> A
         tracing::info!(device = %dev.name, release = %r.release_id, step = r.step.name(), reason = ?r.reason, "update step failed");
     }
     if let Some(t) = transition {
-        engine::persist(state, &t).await?;
+        engine::persist(&state, &t).await?;
     }
-    Ok(())
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The device's current or last update, with every step's latest outcome.
