@@ -37,6 +37,17 @@ pub enum Error {
         /// Bytes in the slot.
         slot: u32,
     },
+    /// A size the patch header declares exceeds what the applier allows (host applier:
+    /// `host::MAX_IMAGE_SIZE` or the caller's slot size); refused before any
+    /// allocation, as a forged header can claim gigabytes in a few bytes.
+    ImageTooLarge {
+        /// Which size: "new image", "old image" or "old image plus in-place shift".
+        what: &'static str,
+        /// Bytes the header declares.
+        size: u64,
+        /// Bytes allowed.
+        limit: u64,
+    },
     /// The installed image has the wrong size for this patch.
     SourceSizeMismatch,
     /// The installed image is not the one this patch was made for (its SHA-256 differs).
@@ -77,6 +88,11 @@ impl fmt::Display for Error {
             Self::TooLargeForSlot { needed, slot } => {
                 write!(f, "patch needs {needed} bytes of slot, the slot has {slot}")
             }
+            Self::ImageTooLarge { what, size, limit } => write!(
+                f,
+                "patch header declares a {what} of {size} bytes, more than the {limit} bytes \
+                 allowed (a damaged or forged patch)"
+            ),
             Self::SourceSizeMismatch => {
                 f.write_str("installed image has the wrong size for this patch")
             }
