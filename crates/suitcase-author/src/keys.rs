@@ -525,6 +525,23 @@ pub fn parse_public(origin: &Path, bytes: &[u8]) -> Result<PublicKey> {
     }
 }
 
+/// Whether these bytes hold private (asymmetric) key material: a PEM private key, an HSS-LMS
+/// private key file with its state, or a COSE_Key with `d` or an AKP private key. A public
+/// key is read from such a file too (its public half), but a server or device that is handed
+/// one as a trust anchor must refuse it: the secret would sit where only the public key
+/// belongs (in a database, in a device's configuration). Shared HMAC secrets are not
+/// "private keys" here; callers decide about them separately.
+pub fn holds_private_key(bytes: &[u8]) -> bool {
+    if let Some(text) = pem_text(bytes) {
+        return text.contains("PRIVATE KEY-----");
+    }
+    let raw = decode_maybe_hex(bytes);
+    if crate::hss::HssKeyFile::is_hss_key_file(&raw) {
+        return true;
+    }
+    CoseKey::decode(&raw).is_ok_and(|k| k.d.is_some() || k.private.is_some())
+}
+
 /// The public half of a private key (the secret itself for symmetric keys).
 ///
 /// # Errors

@@ -16,7 +16,8 @@ pub(crate) struct Args {
         long,
         value_name = "DIR",
         default_value = "suitcase-data",
-        env = "SUITCASE_DATA"
+        env = "SUITCASE_DATA",
+        global = true
     )]
     data: PathBuf,
     /// Address and port to listen on. The default serves this machine only; use
@@ -30,7 +31,7 @@ pub(crate) struct Args {
     listen: SocketAddr,
     /// Use PostgreSQL instead of the embedded SQLite, e.g.
     /// postgres://suitcase@db.example/suitcase.
-    #[arg(long, value_name = "URL", env = "SUITCASE_DATABASE")]
+    #[arg(long, value_name = "URL", env = "SUITCASE_DATABASE", global = true)]
     database: Option<String>,
     /// Where payloads go: a directory (default DATA/payloads), or s3://BUCKET/PREFIX with the
     /// usual AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT variables.
@@ -64,11 +65,33 @@ pub(crate) struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    #[command(subcommand)]
+    action: Option<Action>,
+}
+
+/// Local maintenance, run on the server's machine instead of serving.
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Show how many admin tokens work, or, with --reset, create a new admin token when
+    /// every one was revoked or lost. Needs the data directory (and --database, if the server
+    /// uses PostgreSQL); the server may keep running. The new token is written to
+    /// DATA/admin-token and the reset is recorded in the audit log.
+    ///
+    /// Example: suitcase server --data /var/lib/suitcase admin-token --reset
+    AdminToken {
+        /// Create a new admin token.
+        #[arg(long)]
+        reset: bool,
+    },
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     init_logging(args.log_json);
     let mut config = Config::new(&args.data);
+    if let Some(Action::AdminToken { reset }) = args.action {
+        config.database = args.database;
+        return admin_token(&config, reset);
+    }
     config.listen = args.listen;
     config.database = args.database;
     config.payloads = args.payloads;
@@ -106,6 +129,28 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         server.run_until_signal().await;
         Ok::<_, anyhow::Error>(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn admin_token(config: &Config, reset: bool) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if !reset {
+        let n = runtime.block_on(suitcase_server::admin_token_count(config))?;
+        println!("{n} admin token(s) work");
+        if n == 0 {
+            println!("  none: create one with `suitcase server --data DIR admin-token --reset`");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = runtime.block_on(suitcase_server::reset_admin_token(config))?;
+    println!(
+        "new admin token written to {} ({} admin token(s) worked before; the reset is in the audit log)",
+        done.file.display(),
+        done.working_before
+    );
     Ok(ExitCode::SUCCESS)
 }
 

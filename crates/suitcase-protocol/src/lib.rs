@@ -21,6 +21,91 @@ pub const API_VERSION: &str = "v1";
 /// The media type of a SUIT envelope (draft-ietf-suit-manifest §13.3).
 pub const SUIT_MEDIA_TYPE: &str = "application/suit-envelope+cose";
 
+/// The limits the server enforces on what clients send, in one place (the server checks them,
+/// the OpenAPI description states them, the CLI can check early).
+pub mod limits {
+    /// The most characters in any human-facing name: device, tag, group, campaign, token, key
+    /// and release names.
+    pub const NAME_MAX_CHARS: usize = 200;
+    /// The JSON Schema pattern of a name: no control characters (C0, DEL, C1).
+    pub const NAME_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+    /// The most tags in one device filter (`tags_all` and `tags_any` each).
+    pub const FILTER_TAGS_MAX: usize = 64;
+    /// The most device ids or names in one campaign filter.
+    pub const FILTER_DEVICES_MAX: usize = 100_000;
+    /// The most characters of a step report's `detail`.
+    pub const REPORT_DETAIL_MAX: usize = 4096;
+    /// The most characters of a step report's `reason` code.
+    pub const REPORT_REASON_MAX: usize = 64;
+    /// The most bytes of a SUIT report attached to a step report.
+    pub const SUIT_REPORT_MAX: usize = 64 * 1024;
+
+    /// Why a name was refused.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum NameError {
+        /// Empty, or only white space.
+        Blank,
+        /// Longer than [`NAME_MAX_CHARS`] characters (how many it has).
+        TooLong(usize),
+        /// Holds a control character (newline, escape, ...) at this character position.
+        Control(usize),
+    }
+
+    impl core::fmt::Display for NameError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                Self::Blank => write!(f, "it is empty"),
+                Self::TooLong(n) => {
+                    write!(f, "it has {n} characters, more than {NAME_MAX_CHARS}")
+                }
+                Self::Control(i) => write!(
+                    f,
+                    "it holds a control character (newline, tab, escape, ...) at position {i}"
+                ),
+            }
+        }
+    }
+
+    /// The one rule for every human-facing name: 1 to [`NAME_MAX_CHARS`] characters, not
+    /// only white space, no control characters (they would forge lines in logs and move the
+    /// cursor in terminals that show the name).
+    ///
+    /// # Errors
+    /// Says which part of the rule the name breaks.
+    pub fn check_name(s: &str) -> Result<(), NameError> {
+        if s.trim().is_empty() {
+            return Err(NameError::Blank);
+        }
+        if let Some(i) = s.chars().position(char::is_control) {
+            return Err(NameError::Control(i));
+        }
+        let n = s.chars().count();
+        if n > NAME_MAX_CHARS {
+            return Err(NameError::TooLong(n));
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn names_with_control_characters_blanks_or_100_kb_are_refused() {
+            assert_eq!(check_name("sn-0001"), Ok(()));
+            assert_eq!(check_name("Größe 7 · beta"), Ok(()));
+            assert_eq!(check_name(""), Err(NameError::Blank));
+            assert_eq!(check_name("  "), Err(NameError::Blank));
+            assert_eq!(check_name("a\nb"), Err(NameError::Control(1)));
+            assert_eq!(check_name("\u{1b}[2J"), Err(NameError::Control(0)));
+            assert_eq!(check_name("x\u{85}"), Err(NameError::Control(1)));
+            let long = "x".repeat(100_000);
+            assert_eq!(check_name(&long), Err(NameError::TooLong(100_000)));
+            assert_eq!(check_name(&"é".repeat(NAME_MAX_CHARS)), Ok(()));
+        }
+    }
+}
+
 /// Byte strings: base64 text in JSON, a byte string in CBOR.
 pub mod bytes {
     use base64::Engine as _;
@@ -357,9 +442,11 @@ pub struct StepReport {
     /// A reason code on failure (the SUIT processor's codes, e.g. `unauthenticated`,
     /// `condition`, `rollback`, or the agent's, e.g. `no-space`, `health-check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub reason: Option<String>,
     /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub detail: Option<String>,
     /// Bytes done, for progress on long steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -426,6 +513,14 @@ impl Role {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenCreate {
     /// Who or what uses it.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+        )
+    )]
     pub name: String,
     /// Its role.
     pub role: Role,
@@ -453,6 +548,14 @@ pub struct TokenInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyCreate {
     /// A name for the key (e.g. the author).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+        )
+    )]
     pub name: String,
     /// The public key: PEM (SPKI or certificate) text, or a COSE_Key as hex, as
     /// `suitcase key public` writes.
@@ -567,6 +670,14 @@ pub struct ReleaseDelta {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceCreate {
     /// A unique name (e.g. a serial number).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+        )
+    )]
     pub name: String,
     /// Tags for targeting.
     #[serde(default)]
@@ -664,9 +775,11 @@ pub struct DevicePatch {
 pub struct Filter {
     /// The device has every one of these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub tags_all: Vec<String>,
     /// The device has at least one of these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub tags_any: Vec<String>,
     /// The device is in this group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -682,6 +795,7 @@ pub struct Filter {
     pub sequence_below: Option<u64>,
     /// Exactly these device ids (or names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100000))]
     pub devices: Vec<String>,
 }
 
@@ -690,6 +804,14 @@ pub struct Filter {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupCreate {
     /// The group's name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+        )
+    )]
     pub name: String,
     /// Device ids or names to put in it.
     #[serde(default)]
@@ -750,6 +872,14 @@ pub struct Window {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CampaignCreate {
     /// A name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+        )
+    )]
     pub name: String,
     /// The release to deploy.
     pub release_id: String,
@@ -942,4 +1072,8 @@ pub struct ApiError {
     /// What to do about it, when there is something to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// On a conflict with something that exists (`409`), its id, so that a client can carry
+    /// on with it (e.g. finish an incomplete release's payloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }

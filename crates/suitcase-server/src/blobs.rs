@@ -19,12 +19,70 @@ use sha2::{Digest as _, Sha256};
 
 use crate::Config;
 
+/// Walks a local payload directory's server prefixes and removes orphans (see
+/// [`Blobs::sweep`]). Bounded: at most 16 levels deep.
+fn sweep_dir(
+    root: &std::path::Path,
+    referenced: &std::collections::HashSet<String>,
+    cutoff: std::time::SystemTime,
+) -> Result<usize> {
+    let mut removed = 0;
+    let mut todo: Vec<(std::path::PathBuf, usize)> =
+        PREFIXES.iter().map(|p| (root.join(p), 0)).collect();
+    while let Some((dir, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                if depth < 16 {
+                    todo.push((path, depth + 1));
+                }
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let key: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let key = key.join("/");
+            // A staging file of an upload in progress or cut off: `NAME#N`.
+            let staging = key
+                .rsplit_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let old = meta.modified().is_ok_and(|m| m <= cutoff);
+            if old && (staging || !referenced.contains(&key)) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "cannot remove an orphan")
+                    }
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// The payload store.
 #[derive(Clone)]
 pub(crate) struct Blobs {
     store: Arc<dyn ObjectStore>,
     pub(crate) describe: String,
+    /// The directory, for a local store (its uploads stage in `NAME#N` files that the store
+    /// does not list).
+    local_dir: Option<std::path::PathBuf>,
 }
+
+/// The prefixes the server writes under; the sweep looks nowhere else (the bucket or
+/// directory may be shared).
+const PREFIXES: [&str; 2] = ["releases", "deltas"];
 
 /// Why an upload stopped.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +129,7 @@ impl Blobs {
                     store,
                     // Never echo settings that may hold secrets.
                     describe: format!("s3://{bucket}/{prefix}"),
+                    local_dir: None,
                 })
             }
             Some(other) if other.contains("://") => {
@@ -89,6 +148,7 @@ impl Blobs {
                 Ok(Self {
                     store: Arc::new(store),
                     describe: dir.display().to_string(),
+                    local_dir: Some(dir),
                 })
             }
         }
@@ -156,9 +216,70 @@ impl Blobs {
         Ok(chunks.concat())
     }
 
+    /// Removes orphans older than `age`: objects no database row refers to (an upload whose
+    /// server was killed between storing and recording it, a refused upload whose delete
+    /// failed) and, in a local directory, the staging files of uploads cut off by a kill.
+    /// Young files are left alone: they may belong to an upload in progress. Returns how many
+    /// were removed. (On S3, incomplete multipart uploads are the bucket's lifecycle rule's
+    /// job: `AbortIncompleteMultipartUpload`.)
+    pub(crate) async fn sweep(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+        age: std::time::Duration,
+    ) -> Result<usize> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        if let Some(dir) = &self.local_dir {
+            let dir = dir.clone();
+            let referenced = referenced.clone();
+            removed = tokio::task::spawn_blocking(move || sweep_dir(&dir, &referenced, cutoff))
+                .await
+                .context("the sweep stopped")??;
+            return Ok(removed);
+        }
+        for prefix in PREFIXES {
+            let mut list = self.store.list(Some(&Path::from(prefix)));
+            while let Some(meta) = list.next().await {
+                let meta = meta?;
+                if !referenced.contains(meta.location.as_ref())
+                    && std::time::SystemTime::from(meta.last_modified) <= cutoff
+                {
+                    self.delete(meta.location.as_ref()).await;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) async fn delete(&self, key: &str) {
         if let Err(e) = self.store.delete(&Path::from(key)).await {
             tracing::warn!(error = %e, key, "cannot delete a payload");
         }
+    }
+}
+
+/// Sweeps the payload store for orphans at start and then periodically, while the server
+/// lives.
+pub(crate) async fn sweeper(state: std::sync::Weak<crate::Inner>) {
+    loop {
+        let Some(inner) = state.upgrade() else {
+            return;
+        };
+        let age = inner.config.orphan_age;
+        let result = async {
+            let referenced = inner.db.referenced_objects().await?;
+            inner.blobs.sweep(&referenced, age).await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed orphaned files from the payload store"),
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the payload store"),
+        }
+        drop(inner);
+        tokio::time::sleep((age / 2).max(std::time::Duration::from_secs(60))).await;
     }
 }

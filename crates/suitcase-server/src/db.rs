@@ -86,7 +86,14 @@ CREATE TABLE deltas (
     UNIQUE (release_id, idx, source_sha256))
 "
     .to_owned();
-    vec![(1, v1), (2, v2)]
+    // One payload upload at a time: the upload that claims the row streams, the others get a
+    // 409. A claim is kept fresh while its upload runs, so a crashed server's claim expires.
+    let v3 = "
+ALTER TABLE payloads ADD COLUMN upload_key TEXT;
+ALTER TABLE payloads ADD COLUMN upload_touched BIGINT
+"
+    .to_owned();
+    vec![(1, v1), (2, v2), (3, v3)]
 }
 
 impl Db {

@@ -31,11 +31,38 @@ pub(crate) struct DeviceEntry {
     seen: Mutex<(u64, i64)>,
     /// Push ids of its groups, loaded at the first check-in and dropped when groups change.
     groups: RwLock<Option<Arc<Vec<String>>>>,
+    /// Step reports it may still send now (a token bucket: tokens, last refill time).
+    reports: Mutex<(f64, i64)>,
 }
+
+/// Step reports a device may send in a burst; an update sends about a dozen.
+pub(crate) const REPORT_BURST: f64 = 120.0;
+/// Step reports a device may send per minute after a burst.
+pub(crate) const REPORTS_PER_MINUTE: f64 = 60.0;
 
 impl DeviceEntry {
     pub(crate) fn revoked(&self) -> bool {
         self.revoked.load(Ordering::Relaxed)
+    }
+
+    /// Takes one report from the device's budget; `Err(seconds)` says when the next one is
+    /// welcome. One device cannot grow the database faster than this.
+    pub(crate) fn take_report(&self, now: i64) -> Result<(), i64> {
+        let Ok(mut b) = self.reports.lock() else {
+            return Ok(());
+        };
+        #[allow(clippy::cast_precision_loss, reason = "seconds since the last report")]
+        let elapsed = (now - b.1).max(0) as f64;
+        b.0 = (b.0 + elapsed * REPORTS_PER_MINUTE / 60.0).min(REPORT_BURST);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            Ok(())
+        } else {
+            #[allow(clippy::cast_possible_truncation, reason = "a few seconds at most")]
+            let wait = ((1.0 - b.0) * 60.0 / REPORTS_PER_MINUTE).ceil() as i64;
+            Err(wait.max(1))
+        }
     }
 
     /// The push ids of the device's groups.
@@ -116,6 +143,7 @@ impl Devices {
             revoked: AtomicBool::new(row.revoked),
             seen: Mutex::new((0, row.last_seen.unwrap_or(0))),
             groups: RwLock::new(None),
+            reports: Mutex::new((REPORT_BURST, 0)),
         });
         if let Ok(mut m) = self.by_credential.write() {
             m.insert(key, entry.clone());

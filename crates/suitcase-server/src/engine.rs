@@ -246,6 +246,21 @@ pub(crate) struct Transition {
     pub(crate) release_id: String,
 }
 
+/// What [`Engine::on_report`] makes of a report.
+#[derive(Debug)]
+pub(crate) enum ReportFate {
+    /// The device has no unfinished update for this release in a live campaign: the
+    /// database decides whether it was ever offered it.
+    NotMember,
+    /// The device is in the campaign but was never offered the release.
+    NotOffered,
+    /// A report on the device's current update.
+    Member {
+        campaign: String,
+        transition: Option<Transition>,
+    },
+}
+
 /// The answer to a check-in.
 #[derive(Debug, Default)]
 pub(crate) struct Decision {
@@ -303,19 +318,27 @@ impl Engine {
                 if rt.row.state != CampaignState::Running {
                     return decision;
                 }
-                if let Some(w) = &rt.row.spec.window
-                    && !rollout::in_window(w, now)
-                {
-                    decision.retry_after = Some(rollout::until_window(w, now));
-                    return decision;
+                if release.installed_on(checkin) {
+                    // It runs the release already (docs/server.md §3): it succeeded, and is
+                    // not offered what its processor would refuse as a rollback (manifest
+                    // §8.4.2), which would count as a failure against the error threshold.
+                    // No window or rate limit applies: nothing is installed.
+                    to = Some(MState::Succeeded);
+                } else {
+                    if let Some(w) = &rt.row.spec.window
+                        && !rollout::in_window(w, now)
+                    {
+                        decision.retry_after = Some(rollout::until_window(w, now));
+                        return decision;
+                    }
+                    if let Some(b) = &mut rt.bucket
+                        && !b.take(now)
+                    {
+                        decision.retry_after = Some(30);
+                        return decision;
+                    }
+                    to = Some(MState::Notified);
                 }
-                if let Some(b) = &mut rt.bucket
-                    && !b.take(now)
-                {
-                    decision.retry_after = Some(30);
-                    return decision;
-                }
-                to = Some(MState::Notified);
             }
             MState::Notified | MState::InProgress | MState::RollingBack => {
                 if release.installed_on(checkin) {
@@ -352,23 +375,25 @@ impl Engine {
         decision
     }
 
-    /// The transition a report causes, if any. Returns the campaign the device is in (for the
-    /// report record) and the transition.
-    pub(crate) fn on_report(
-        &self,
-        device_id: &str,
-        r: &StepReport,
-    ) -> (Option<String>, Option<Transition>) {
+    /// What a report means for the campaigns: the campaign the device is in (for the report
+    /// record) and the transition it causes, if any.
+    pub(crate) fn on_report(&self, device_id: &str, r: &StepReport) -> ReportFate {
         let Ok(mut guard) = self.state.write() else {
-            return (None, None);
+            return ReportFate::NotMember;
         };
         let st = &mut *guard;
         let Some(member) = st.members.get(device_id).cloned() else {
-            return (None, None);
+            return ReportFate::NotMember;
         };
         let Some(rt) = st.campaigns.get(&member.campaign) else {
-            return (None, None);
+            return ReportFate::NotMember;
         };
+        // A device that was never offered the release (its wave is not open, or it has not
+        // checked in since) has nothing to report on: a report must not move it
+        // (docs/server.md §3, 409 not-offered).
+        if member.state == MState::Pending {
+            return ReportFate::NotOffered;
+        }
         let rolling_back = member.state == MState::RollingBack;
         let current = if rolling_back {
             rt.rollback.as_ref().map(|r| r.id.clone())
@@ -376,9 +401,9 @@ impl Engine {
             Some(rt.release.id.clone())
         };
         if current.as_deref() != Some(r.release_id.as_str()) {
-            return (None, None);
+            return ReportFate::NotMember;
         }
-        let campaign = Some(member.campaign.clone());
+        let campaign = member.campaign.clone();
         let to = match (r.outcome, r.step, rolling_back) {
             (Outcome::Failure, _, false) => Some(MState::Failed),
             (Outcome::Failure, _, true) => Some(MState::RollbackFailed),
@@ -389,10 +414,10 @@ impl Engine {
             _ => None,
         };
         let release_id = r.release_id.clone();
-        (
+        ReportFate::Member {
             campaign,
-            to.map(|to| apply(st, device_id, &member, to, &release_id)),
-        )
+            transition: to.map(|to| apply(st, device_id, &member, to, &release_id)),
+        }
     }
 
     fn verdict(&self, campaign_id: &str) -> Option<Verdict> {

@@ -22,12 +22,19 @@ impl ApiErr {
                 error: code.to_owned(),
                 message: message.into(),
                 hint: None,
+                id: None,
             },
         }
     }
 
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.body.hint = Some(hint.into());
+        self
+    }
+
+    /// The id of the existing thing a `409` conflicts with.
+    pub(crate) fn id(mut self, id: impl Into<String>) -> Self {
+        self.body.id = Some(id.into());
         self
     }
 
@@ -69,14 +76,33 @@ impl ApiErr {
     }
 }
 
+/// Whether a database error is a unique-constraint violation: two requests created the same
+/// thing at once and the database let one win. That is a conflict for the loser, never a 500.
+pub(crate) fn is_unique_violation(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .and_then(sqlx::Error::as_database_error)
+            .is_some_and(|d| d.is_unique_violation())
+    })
+}
+
 impl From<sqlx::Error> for ApiErr {
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(format!("database: {e}"))
+        Self::from(anyhow::Error::from(e))
     }
 }
 
 impl From<anyhow::Error> for ApiErr {
     fn from(e: anyhow::Error) -> Self {
+        // A race the handler did not foresee: still a 409, not a 500. Handlers that know what
+        // was created answer with its id instead.
+        if is_unique_violation(&e) {
+            return Self::conflict(
+                "already-exists",
+                "another request created the same thing at the same moment",
+            )
+            .hint("look it up and use the existing one, or pick another name");
+        }
         Self::internal(format!("{e:#}"))
     }
 }

@@ -29,6 +29,7 @@ mod deltas;
 mod devices;
 mod engine;
 mod error;
+mod limits;
 mod metrics;
 mod push;
 mod rollout;
@@ -89,6 +90,45 @@ pub struct Config {
     /// Make delta patches from earlier releases when a payload is uploaded, and offer them to
     /// devices that run the source image.
     pub deltas: bool,
+    /// Files in the payload store that nothing refers to and that are older than this are
+    /// removed at start and then every half of this (at least every minute): what a killed
+    /// upload leaves behind.
+    pub orphan_age: Duration,
+    /// Limits on connections and slow clients.
+    pub limits: Limits,
+}
+
+/// Limits on connections and slow clients (docs/server.md §7). Every one bounds what a
+/// client can hold on the server without sending a request's worth of bytes.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The most open connections; more wait in the listen queue, and at the limit the
+    /// longest-idle connection is closed to make room. Default: 10,000, or less when the
+    /// process may open fewer files (three quarters of the soft limit after raising it to the
+    /// hard limit).
+    pub max_connections: usize,
+    /// A request's headers must arrive within this time of the connection opening or of the
+    /// previous answer (slowloris).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request body must arrive within this time (JSON and CBOR bodies, envelopes).
+    pub body_timeout: Duration,
+    /// Payload uploads stream for as long as they need, but a gap this long between two
+    /// pieces of the body ends them.
+    pub upload_stall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            upload_stall: Duration::from_secs(30),
+        }
+    }
 }
 
 impl core::fmt::Debug for Config {
@@ -123,6 +163,8 @@ impl Config {
             clock: Arc::new(unix_now),
             max_upload: 4 << 30,
             deltas: true,
+            orphan_age: Duration::from_secs(3600),
+            limits: Limits::default(),
         }
     }
 
@@ -228,6 +270,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
     }));
     engine::load(&state).await?;
     deltas::load(&state).await?;
+    tokio::spawn(blobs::sweeper(Arc::downgrade(&state.0)));
     Ok((
         state,
         Opened {
@@ -237,6 +280,69 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
             payloads,
         },
     ))
+}
+
+/// What [`reset_admin_token`] did.
+#[derive(Debug)]
+pub struct AdminReset {
+    /// The new admin token (also written to `file`).
+    pub token: String,
+    /// Where it was written (mode 0600).
+    pub file: PathBuf,
+    /// How many admin tokens worked before.
+    pub working_before: i64,
+}
+
+/// How many admin tokens work (are not revoked), without starting the server.
+///
+/// # Errors
+/// If the database cannot be opened.
+pub async fn admin_token_count(config: &Config) -> Result<i64> {
+    let db = db::Db::open(&config.database_url()).await?;
+    db.admin_working_count().await
+}
+
+/// Recovery for an operator locked out (every admin token revoked or lost): creates a new
+/// admin token, writes it to `DATA/admin-token` (mode 0600) and records `token.reset` in the
+/// audit log as the local actor. Whoever can run this can read the data directory or reach
+/// the database directly, so it grants nothing they did not have; the audit entry makes it
+/// visible. The server may be running: nothing else changes.
+///
+/// # Errors
+/// If the database cannot be opened or the token file cannot be written.
+pub async fn reset_admin_token(config: &Config) -> Result<AdminReset> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let db = db::Db::open(&config.database_url()).await?;
+    let working_before = db.admin_working_count().await?;
+    let (token, hash) = auth::new_secret("sct_a_");
+    let id = auth::new_id("tok_");
+    let now = unix_now();
+    let name = format!("admin (reset {now})");
+    db.token_create(&id, &name, suitcase_protocol::Role::Admin, &hash, now)
+        .await?;
+    let file = config.data_dir.join("admin-token");
+    suitcase_author::keys::write_atomic(&file, format!("{token}\n").as_bytes(), true)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    db.audit(
+        now,
+        "local",
+        "system",
+        "token.reset",
+        &id,
+        &serde_json::json!({"name": name, "working_admin_tokens_before": working_before}),
+    )
+    .await?;
+    tracing::warn!(token = %id, working_before, "admin token reset from the command line");
+    Ok(AdminReset {
+        token,
+        file,
+        working_before,
+    })
 }
 
 /// The server's router without a listener, for embedding and in-process tests. Buffered

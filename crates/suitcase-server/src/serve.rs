@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject as _;
@@ -162,7 +162,12 @@ pub(crate) async fn serve(state: AppState) -> Result<RunningServer> {
         Some(stop_rx.clone()),
     ));
     let tls = acceptor.is_some();
-    let accept = tokio::spawn(accept_loop(listener, router, acceptor, stop_rx));
+    let mut limits = state.config.limits.clone();
+    if let Some(room) = crate::limits::connection_room() {
+        limits.max_connections = limits.max_connections.min(room.max(16));
+    }
+    tracing::debug!(max_connections = limits.max_connections, "connection limit");
+    let accept = tokio::spawn(accept_loop(listener, router, acceptor, stop_rx, limits));
     Ok(RunningServer {
         addr,
         tls,
@@ -177,10 +182,46 @@ async fn accept_loop(
     router: axum::Router,
     acceptor: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
+    limits: crate::Limits,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    let mut builder = Builder::new(TokioExecutor::new());
+    // Slowloris: a request's headers must arrive in time, also on a kept-alive connection
+    // waiting for its next request (hyper starts the timer at each new request).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let registry = Arc::new(crate::limits::Registry::new());
     loop {
+        // A slot first: at the limit, the longest-idle connection makes room; if every
+        // connection is busy, new ones wait in the listen queue.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if registry.evict_idlest() {
+                    tracing::debug!("connection limit reached; closed the longest-idle connection");
+                } else {
+                    tracing::warn!(max, "connection limit reached; new connections wait");
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -198,58 +239,95 @@ async fn accept_loop(
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
+        let registry = registry.clone();
+        let idle_timeout = limits.idle_timeout;
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
+            let (id, conn) = registry.open();
             let make = |info: ConnInfo| {
+                let conn = conn.clone();
+                let registry = registry.clone();
                 hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                     req.extensions_mut().insert(info.clone());
-                    router.clone().oneshot(req.map(Body::new))
+                    let guard = conn.begin(&registry);
+                    let fut = router.clone().oneshot(req.map(Body::new));
+                    async move {
+                        // The request lasts until its answer's body is sent (or dropped).
+                        fut.await.map(|res| {
+                            res.map(|b| {
+                                Body::new(GuardedBody {
+                                    inner: b,
+                                    _guard: guard,
+                                })
+                            })
+                        })
+                    }
                 })
             };
-            match acceptor {
-                None => {
-                    let info = ConnInfo {
-                        peer,
-                        tls: false,
-                        client_cert: None,
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), make(info));
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                }
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            return;
+            let served = async {
+                match acceptor {
+                    None => {
+                        let info = ConnInfo {
+                            peer,
+                            tls: false,
+                            client_cert: None,
+                        };
+                        let c = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), make(info));
+                        if let Err(e) = watcher.watch(c.into_owned()).await {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
                         }
-                        Err(_) => return,
-                    };
-                    let client_cert = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| c.as_ref().to_vec());
-                    let info = ConnInfo {
-                        peer,
-                        tls: true,
-                        client_cert,
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tls), make(info));
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    Some(acceptor) => {
+                        let tls =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                        let client_cert = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.as_ref().to_vec());
+                        let info = ConnInfo {
+                            peer,
+                            tls: true,
+                            client_cert,
+                        };
+                        let c =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tls), make(info));
+                        if let Err(e) = watcher.watch(c.into_owned()).await {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        }
                     }
                 }
+            };
+            // Closed when it ends, when evicted, or when idle (no request in flight) for
+            // `idle_timeout` (HTTP/2 has no header timeout between streams).
+            let idle = async {
+                let tick =
+                    (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                loop {
+                    tokio::time::sleep(tick).await;
+                    if conn.is_idle_for(&registry, idle_timeout) {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                () = served => {}
+                () = conn.closed() => tracing::debug!(%peer, "connection evicted"),
+                () = idle => tracing::debug!(%peer, "idle connection closed"),
             }
+            registry.remove(id);
         });
     }
     drop(listener);
@@ -258,5 +336,32 @@ async fn accept_loop(
         .is_err()
     {
         tracing::warn!("connections still open after 10 s; closing them");
+    }
+}
+
+/// An answer's body that ends its request (for the idle and eviction bookkeeping) when it is
+/// sent in full or dropped.
+struct GuardedBody {
+    inner: Body,
+    _guard: crate::limits::RequestGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -59,6 +59,15 @@ pub(crate) struct TokenRow {
     pub(crate) revoked: bool,
 }
 
+/// What [`Db::token_revoke_guarded`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Revoke {
+    Revoked,
+    AlreadyRevoked,
+    LastAdmin,
+    NoSuchToken,
+}
+
 fn token_row(r: &AnyRow) -> Result<TokenRow> {
     let role: String = r.try_get("role")?;
     Ok(TokenRow {
@@ -117,13 +126,52 @@ impl Db {
             .try_get(0)?)
     }
 
-    pub(crate) async fn token_revoke(&self, id: &str) -> Result<bool> {
-        Ok(sqlx::query("UPDATE tokens SET revoked = 1 WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            > 0)
+    /// Revokes a token unless it is the last admin token that works, atomically: two admins
+    /// revoking each other at the same moment cannot both succeed. On PostgreSQL the working
+    /// admin rows are locked first (`FOR UPDATE`), so the second revocation waits and then
+    /// counts what the first left; on SQLite the single conditional `UPDATE` runs under the
+    /// database's one write lock.
+    pub(crate) async fn token_revoke_guarded(&self, id: &str) -> Result<Revoke> {
+        let mut tx = self.pool.begin().await?;
+        if self.dialect == crate::db::Dialect::Postgres {
+            sqlx::query("SELECT id FROM tokens WHERE role = 'admin' AND revoked = 0 FOR UPDATE")
+                .fetch_all(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked = 1 WHERE id = $1 AND revoked = 0 AND (role <> 'admin' OR \
+             (SELECT COUNT(*) FROM tokens o WHERE o.role = 'admin' AND o.revoked = 0 AND o.id <> $1) > 0)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let outcome = if done {
+            Revoke::Revoked
+        } else {
+            match sqlx::query("SELECT role, revoked FROM tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                None => Revoke::NoSuchToken,
+                Some(r) if r.try_get::<i64, _>(1)? != 0 => Revoke::AlreadyRevoked,
+                Some(_) => Revoke::LastAdmin,
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// How many admin tokens are not revoked.
+    pub(crate) async fn admin_working_count(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM tokens WHERE role = 'admin' AND revoked = 0")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 }
 
@@ -345,6 +393,8 @@ impl Db {
             .transpose()?)
     }
 
+    /// Records a finished upload, if `object_key` still holds the claim; `false` if it lost
+    /// it (the claim went stale and another upload took over).
     pub(crate) async fn payload_stored(
         &self,
         release_id: &str,
@@ -352,9 +402,10 @@ impl Db {
         object_key: &str,
         size: u64,
         sha256: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE payloads SET object_key = $1, size = $2, sha256 = $3 WHERE release_id = $4 AND idx = $5",
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE payloads SET object_key = $1, size = $2, sha256 = $3, upload_key = NULL, upload_touched = NULL \
+             WHERE release_id = $4 AND idx = $5 AND object_key IS NULL AND upload_key = $1",
         )
         .bind(object_key)
         .bind(to_i64(size))
@@ -362,8 +413,89 @@ impl Db {
         .bind(release_id)
         .bind(i64::from(idx))
         .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Claims a payload slot for one upload: one conditional update, so of concurrent
+    /// uploads exactly one wins. A claim not touched since `stale_before` is free again.
+    pub(crate) async fn payload_claim(
+        &self,
+        release_id: &str,
+        idx: u32,
+        object_key: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE payloads SET upload_key = $1, upload_touched = $2 \
+             WHERE release_id = $3 AND idx = $4 AND object_key IS NULL \
+             AND (upload_key IS NULL OR upload_touched < $5)",
+        )
+        .bind(object_key)
+        .bind(now)
+        .bind(release_id)
+        .bind(i64::from(idx))
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Keeps a running upload's claim fresh.
+    pub(crate) async fn payload_touch(
+        &self,
+        release_id: &str,
+        idx: u32,
+        object_key: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE payloads SET upload_touched = $1 WHERE release_id = $2 AND idx = $3 AND upload_key = $4",
+        )
+        .bind(now)
+        .bind(release_id)
+        .bind(i64::from(idx))
+        .bind(object_key)
+        .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Gives up a claim (the upload failed).
+    pub(crate) async fn payload_unclaim(
+        &self,
+        release_id: &str,
+        idx: u32,
+        object_key: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE payloads SET upload_key = NULL, upload_touched = NULL WHERE release_id = $1 AND idx = $2 AND upload_key = $3",
+        )
+        .bind(release_id)
+        .bind(i64::from(idx))
+        .bind(object_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every object key the database refers to: stored payloads, uploads in progress, deltas.
+    /// Anything else in the payload store is an orphan.
+    pub(crate) async fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for sql in [
+            "SELECT object_key FROM payloads WHERE object_key IS NOT NULL",
+            "SELECT upload_key FROM payloads WHERE upload_key IS NOT NULL",
+            "SELECT object_key FROM deltas",
+        ] {
+            for r in sqlx::query(sql).fetch_all(&self.pool).await? {
+                out.insert(r.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -453,14 +585,21 @@ impl Db {
         Ok(())
     }
 
-    pub(crate) async fn device_names_taken(&self, names: &[String]) -> Result<Vec<String>> {
+    /// The names already registered, with their devices' ids.
+    pub(crate) async fn device_names_taken(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(String, String)>> {
         let mut taken = Vec::new();
         for chunk in names.chunks(500) {
             let ph: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let vals: Vec<Val> = chunk.iter().map(|n| Val::S(n.clone())).collect();
-            let sql = format!("SELECT name FROM devices WHERE name IN ({})", ph.join(","));
+            let sql = format!(
+                "SELECT name, id FROM devices WHERE name IN ({})",
+                ph.join(",")
+            );
             for r in bind_all(dynamic(&sql), &vals).fetch_all(&self.pool).await? {
-                taken.push(r.try_get(0)?);
+                taken.push((r.try_get(0)?, r.try_get(1)?));
             }
         }
         Ok(taken)
@@ -584,6 +723,28 @@ impl Db {
     /// class are left out (they would refuse the manifest: manifest §8.4.8.2); devices that
     /// never reported a class are kept.
     pub(crate) async fn device_ids_matching(
+        &self,
+        filter: &Filter,
+        classes: &[String],
+    ) -> Result<Vec<String>> {
+        // A long device list is queried in chunks: one query with 40,000 names would pass
+        // SQLite's and PostgreSQL's limits on bind variables.
+        const CHUNK: usize = 500;
+        if filter.devices.len() <= CHUNK {
+            return self.device_ids_matching_one(filter, classes).await;
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for chunk in filter.devices.chunks(CHUNK) {
+            let part = Filter {
+                devices: chunk.to_vec(),
+                ..filter.clone()
+            };
+            ids.extend(self.device_ids_matching_one(&part, classes).await?);
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    async fn device_ids_matching_one(
         &self,
         filter: &Filter,
         classes: &[String],
@@ -1120,25 +1281,21 @@ impl Db {
         .transpose()
     }
 
-    /// Whether the device was ever offered this release (by any campaign, including as a
-    /// rollback).
+    /// Whether the device was offered this release (by any campaign, including as a
+    /// rollback) and may still fetch it and report on it. A member still `pending` (its wave
+    /// is not open, or it has not checked in since) was never offered it; one `cancelled`
+    /// was stopped by the operator. Neither may fetch (docs/server.md §3).
     pub(crate) async fn device_offered(&self, device_id: &str, release_id: &str) -> Result<bool> {
         Ok(sqlx::query(
-            "SELECT 1 FROM campaign_devices WHERE device_id = $1 AND release_id = $2 LIMIT 1",
+            "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id \
+             WHERE cd.device_id = $1 AND (cd.release_id = $2 OR c.release_id = $2) \
+             AND cd.state NOT IN ('pending', 'cancelled') LIMIT 1",
         )
         .bind(device_id)
         .bind(release_id)
         .fetch_optional(&self.pool)
         .await?
-        .is_some()
-            || sqlx::query(
-                "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id WHERE cd.device_id = $1 AND c.release_id = $2 LIMIT 1",
-            )
-            .bind(device_id)
-            .bind(release_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        .is_some())
     }
 }
 
@@ -1180,6 +1337,18 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// How many reports a device sent on a release.
+    pub(crate) async fn report_count(&self, device_id: &str, release_id: &str) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM reports WHERE device_id = $1 AND release_id = $2")
+                .bind(device_id)
+                .bind(release_id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?,
+        )
     }
 
     /// A device's reports for a release, oldest first.

@@ -5,13 +5,13 @@ use std::path::Path as FsPath;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use suitcase_protocol::{AuditEntry, KeyCreate, KeyInfo, Role, TokenCreate, TokenInfo};
+use suitcase_protocol::{AuditEntry, KeyCreate, KeyInfo, TokenCreate, TokenInfo};
 
 use crate::AppState;
-use crate::api::audit as write_audit;
+use crate::api::{audit as write_audit, valid_name};
 use crate::auth::{Cap, Manager, new_id, new_secret};
 use crate::error::{ApiErr, ApiResult};
-use crate::store::KeyRow;
+use crate::store::{KeyRow, Revoke};
 
 /// Create a management token; the answer holds the secret, shown only this once.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "admin",
@@ -24,12 +24,7 @@ pub(crate) async fn token_create(
     crate::wire::Wire(_, t): crate::wire::Wire<TokenCreate>,
 ) -> ApiResult<(StatusCode, axum::Json<TokenInfo>)> {
     who.require(Cap::Administer)?;
-    if t.name.trim().is_empty() {
-        return Err(ApiErr::bad_request(
-            "bad-name",
-            "a token needs a name (who uses it)",
-        ));
-    }
+    valid_name("token name", &t.name)?;
     let (token, hash) = new_secret("sct_a_");
     let id = new_id("tok_");
     state
@@ -98,18 +93,21 @@ pub(crate) async fn token_revoke(
     let Some(target) = all.iter().find(|t| t.id == id) else {
         return Err(ApiErr::not_found("token", &id));
     };
-    let admins = all
-        .iter()
-        .filter(|t| t.role == Role::Admin && !t.revoked)
-        .count();
-    if target.role == Role::Admin && !target.revoked && admins == 1 {
-        return Err(ApiErr::conflict(
-            "last-admin",
-            "this is the last admin token; revoking it would lock everyone out",
-        )
-        .hint("create another admin token first"));
+    // The guard and the revocation are one database step: two admins revoking each other at
+    // once cannot leave zero working admin tokens.
+    match state.db.token_revoke_guarded(&id).await? {
+        Revoke::Revoked | Revoke::AlreadyRevoked => {}
+        Revoke::NoSuchToken => return Err(ApiErr::not_found("token", &id)),
+        Revoke::LastAdmin => {
+            return Err(ApiErr::conflict(
+                "last-admin",
+                "this is the last admin token; revoking it would lock everyone out",
+            )
+            .hint(
+                "create another admin token first (suitcase fleet token create NAME --role admin)",
+            ));
+        }
     }
-    state.db.token_revoke(&id).await?;
     state.managers.forget(&id);
     write_audit(
         &state,
@@ -133,10 +131,17 @@ pub(crate) async fn key_create(
     crate::wire::Wire(_, k): crate::wire::Wire<KeyCreate>,
 ) -> ApiResult<(StatusCode, axum::Json<KeyInfo>)> {
     who.require(Cap::Administer)?;
-    if k.name.trim().is_empty() {
-        return Err(ApiErr::bad_request("bad-name", "a key needs a name"));
-    }
+    valid_name("key name", &k.name)?;
     let bytes = k.key.as_bytes().to_vec();
+    // The database keeps what is registered, and viewers can list it: a private key must
+    // never get there. Refused without echoing any of it.
+    if suitcase_author::keys::holds_private_key(&bytes) {
+        return Err(ApiErr::unprocessable(
+            "private-key",
+            "this is a private key; the server needs only the public key, and the private key must stay with its signer",
+        )
+        .hint("send the public key: `suitcase key public KEY -o KEY.pub` (or the .pub file `suitcase key generate --public` wrote)"));
+    }
     let public = suitcase_author::keys::parse_public(FsPath::new(&k.name), &bytes).map_err(|e| {
         ApiErr::unprocessable("bad-key", e.to_string())
             .hint("send the public key as `suitcase key public` writes it: PEM text, or a COSE_Key in hex")
@@ -153,11 +158,24 @@ pub(crate) async fn key_create(
             "a shared HMAC secret cannot be a server trust anchor: anyone who can verify with it can also sign",
         ));
     }
-    if state.db.key_list().await?.iter().any(|x| x.name == k.name) {
-        return Err(ApiErr::conflict(
+    let exists = |id: Option<String>| {
+        let e = ApiErr::conflict(
             "key-exists",
             format!("a key named {:?} is registered", k.name),
-        ));
+        );
+        match id {
+            Some(id) => e.id(id),
+            None => e,
+        }
+    };
+    if let Some(x) = state
+        .db
+        .key_list()
+        .await?
+        .into_iter()
+        .find(|x| x.name == k.name)
+    {
+        return Err(exists(Some(x.id)));
     }
     let row = KeyRow {
         id: new_id("key_"),
@@ -167,7 +185,20 @@ pub(crate) async fn key_create(
         key_bytes: bytes,
         post_quantum: public.is_post_quantum(),
     };
-    state.db.key_create(&row, state.now()).await?;
+    if let Err(e) = state.db.key_create(&row, state.now()).await {
+        // Registered by a concurrent request between the check and the insert.
+        if crate::error::is_unique_violation(&e) {
+            let id = state
+                .db
+                .key_list()
+                .await?
+                .into_iter()
+                .find(|x| x.name == k.name)
+                .map(|x| x.id);
+            return Err(exists(id));
+        }
+        return Err(e.into());
+    }
     write_audit(
         &state,
         &who,

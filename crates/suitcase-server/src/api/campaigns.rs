@@ -32,11 +32,44 @@ async fn info(state: &AppState, row: CampaignRow) -> ApiResult<CampaignInfo> {
     })
 }
 
+/// The most waves in one campaign.
+const MAX_WAVES: usize = 100;
+
+/// The sizes of a filter (docs/server.md §4): bounded, so that no filter builds a query the
+/// database refuses ("too many SQL variables", "expression tree is too large").
+pub(crate) fn check_filter(f: &suitcase_protocol::Filter) -> ApiResult<()> {
+    use suitcase_protocol::limits::{FILTER_DEVICES_MAX, FILTER_TAGS_MAX};
+    for (what, tags) in [("tags_all", &f.tags_all), ("tags_any", &f.tags_any)] {
+        if tags.len() > FILTER_TAGS_MAX {
+            return Err(ApiErr::bad_request(
+                "filter-too-large",
+                format!(
+                    "{what} has {} tags; a filter takes at most {FILTER_TAGS_MAX}",
+                    tags.len()
+                ),
+            )
+            .hint("put the devices in a group (POST /api/v1/groups) and filter by the group"));
+        }
+        for t in tags {
+            crate::api::valid_name("tag", t)?;
+        }
+    }
+    if f.devices.len() > FILTER_DEVICES_MAX {
+        return Err(ApiErr::bad_request(
+            "filter-too-large",
+            format!(
+                "the filter names {} devices; at most {FILTER_DEVICES_MAX}",
+                f.devices.len()
+            ),
+        )
+        .hint("put the devices in a group or tag them, and filter by that"));
+    }
+    Ok(())
+}
+
 async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<()> {
     let bad = |m: String| Err(ApiErr::unprocessable("bad-campaign", m));
-    if c.name.trim().is_empty() {
-        return bad("a campaign needs a name".into());
-    }
+    crate::api::valid_name("campaign name", &c.name)?;
     for (what, v) in [
         ("success_threshold", c.success_threshold),
         ("error_threshold", c.error_threshold),
@@ -51,17 +84,36 @@ async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<()> {
                 .into(),
         );
     }
+    if c.waves.len() > MAX_WAVES {
+        return bad(format!("at most {MAX_WAVES} waves, got {}", c.waves.len()));
+    }
+    // Waves are numbered from 1 for people, as the CLI and the failure reasons do.
+    let mut widest: Option<(usize, f64)> = None;
     for (i, w) in c.waves.iter().enumerate() {
+        let n = i + 1;
         match *w {
             WaveSize::Percent(p) if !(p > 0.0 && p <= 100.0) => {
                 return bad(format!(
-                    "wave {i}: a percentage is above 0 and at most 100, got {p}"
+                    "wave {n}: a percentage is above 0 and at most 100, got {p}"
                 ));
             }
-            WaveSize::Count(0) => return bad(format!("wave {i} has 0 devices")),
-            _ => {}
+            WaveSize::Percent(p) => {
+                // A rollout widens: a wave smaller than an earlier one is a typo (5%,50%,20%
+                // would silently give the last wave everyone left, not 20%).
+                if let Some((at, before)) = widest
+                    && p < before
+                {
+                    return bad(format!(
+                        "wave {n} ({p}%) is smaller than wave {at} ({before}%): waves widen, and the last wave takes every device left"
+                    ));
+                }
+                widest = Some((n, p));
+            }
+            WaveSize::Count(0) => return bad(format!("wave {n} has 0 devices")),
+            WaveSize::Count(_) => {}
         }
     }
+    check_filter(&c.filter)?;
     if c.rate_per_minute == Some(0) {
         return bad(
             "rate_per_minute 0 would never start a device; leave it out for no limit".into(),
@@ -293,6 +345,19 @@ pub(crate) async fn act(
             let total = matching.len();
             let free: Vec<String> = matching.into_iter().filter(|d| !busy.contains(d)).collect();
             let skipped = total - free.len();
+            if free.is_empty() {
+                // A typo in the filter must not look like a finished rollout.
+                let why = if total == 0 {
+                    "its filter matches no registered device (of the release's class)".to_owned()
+                } else {
+                    format!("all {total} devices it matches are busy in other live campaigns")
+                };
+                return Err(ApiErr::conflict(
+                    "no-devices",
+                    format!("campaign {id} would start with no device: {why}"),
+                )
+                .hint("check the filter (GET /api/v1/devices takes the same tags, group, vendor_id, class_id); the campaign stays a draft"));
+            }
             let members = rollout::assign(&id, free, &row.spec.waves);
             state
                 .db

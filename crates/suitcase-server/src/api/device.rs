@@ -14,7 +14,7 @@ use suitcase_protocol::{
 
 use crate::AppState;
 use crate::auth::DeviceAuth;
-use crate::engine;
+use crate::engine::{self, ReportFate};
 use crate::error::{ApiErr, ApiResult};
 use crate::wire::{self, Accepts, Want, Wire};
 
@@ -133,41 +133,114 @@ pub(crate) async fn checkin(
     Ok(wire::reply(format, StatusCode::OK, &answer))
 }
 
+/// The most step reports stored per device and release.
+const MAX_REPORTS_PER_RELEASE: i64 = 1000;
+
+/// A report's sizes (suitcase_protocol::limits): one device must not grow the database by
+/// megabytes per request.
+fn check_report_size(r: &StepReport) -> ApiResult<()> {
+    use suitcase_protocol::limits::{REPORT_DETAIL_MAX, REPORT_REASON_MAX, SUIT_REPORT_MAX};
+    let too_large = |what: &str, limit: usize, unit: &str| {
+        Err(ApiErr::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "report-too-large",
+            format!("the report's {what} is longer than {limit} {unit}"),
+        )
+        .hint("shorten it; put long diagnostics in the device's own log"))
+    };
+    if r.detail
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > REPORT_DETAIL_MAX)
+    {
+        return too_large("detail", REPORT_DETAIL_MAX, "characters");
+    }
+    if r.reason
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > REPORT_REASON_MAX)
+    {
+        return too_large("reason", REPORT_REASON_MAX, "characters");
+    }
+    if r.suit_report
+        .as_ref()
+        .is_some_and(|b| b.len() > SUIT_REPORT_MAX)
+    {
+        return too_large("SUIT report", SUIT_REPORT_MAX, "bytes");
+    }
+    if r.release_id.len() > 64 {
+        return Err(ApiErr::bad_request(
+            "bad-release-id",
+            "a release id is at most 64 characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Report the outcome of an update step.
 #[utoipa::path(post, path = "/api/v1/device/reports", tag = "device",
     request_body(content((StepReport = "application/json"), (StepReport = "application/cbor"))),
     responses((status = 204, description = "recorded"),
-              (status = 409, body = suitcase_protocol::ApiError, description = "the release was never offered to this device")),
+              (status = 409, body = suitcase_protocol::ApiError, description = "the release was never offered to this device"),
+              (status = 413, body = suitcase_protocol::ApiError, description = "detail, reason or SUIT report too long"),
+              (status = 429, body = suitcase_protocol::ApiError, description = "too many reports from this device")),
     security(("device_token" = []), ("device_certificate" = [])))]
 pub(crate) async fn report(
     State(state): State<AppState>,
     DeviceAuth(dev): DeviceAuth,
     Wire(_, r): Wire<StepReport>,
 ) -> ApiResult<StatusCode> {
-    if r.suit_report.as_ref().is_some_and(|b| b.len() > 64 * 1024) {
-        return Err(ApiErr::bad_request(
-            "report-too-large",
-            "a SUIT report larger than 64 KiB is not stored",
+    check_report_size(&r)?;
+    if let Err(wait) = dev.take_report(state.now()) {
+        return Err(ApiErr::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-reports",
+            format!(
+                "this device sent more than {} step reports in a burst ({} a minute after it)",
+                crate::devices::REPORT_BURST,
+                crate::devices::REPORTS_PER_MINUTE
+            ),
+        )
+        .hint(format!("send it again in {wait} s")));
+    }
+    // However slowly it sends them, one device stores a bounded number of reports on one
+    // release: an update needs about a dozen.
+    if state.db.report_count(&dev.id, &r.release_id).await? >= MAX_REPORTS_PER_RELEASE {
+        return Err(ApiErr::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-reports",
+            format!(
+                "this device has sent {MAX_REPORTS_PER_RELEASE} reports on release {:?}; no more are stored",
+                r.release_id
+            ),
         ));
     }
-    let (campaign, transition) = state.engine.on_report(&dev.id, &r);
-    if campaign.is_none() && !state.db.device_offered(&dev.id, &r.release_id).await? {
-        return Err(ApiErr::conflict(
+    let not_offered = || {
+        ApiErr::conflict(
             "not-offered",
             format!(
                 "release {:?} was never offered to this device",
                 r.release_id
             ),
-        ));
-    }
-    let campaign = match campaign {
-        Some(c) => Some(c),
-        None => state
-            .db
-            .latest_membership(&dev.id)
-            .await?
-            .filter(|(_, m)| m.release_id == r.release_id)
-            .map(|(c, _)| c),
+        )
+        .hint("report only on the release a check-in offered")
+    };
+    let (campaign, transition) = match state.engine.on_report(&dev.id, &r) {
+        ReportFate::NotOffered => return Err(not_offered()),
+        ReportFate::Member {
+            campaign,
+            transition,
+        } => (Some(campaign), transition),
+        ReportFate::NotMember => {
+            if !state.db.device_offered(&dev.id, &r.release_id).await? {
+                return Err(not_offered());
+            }
+            let campaign = state
+                .db
+                .latest_membership(&dev.id)
+                .await?
+                .filter(|(_, m)| m.release_id == r.release_id)
+                .map(|(c, _)| c);
+            (campaign, None)
+        }
     };
     state
         .db

@@ -9,23 +9,13 @@ use suitcase_protocol::{
 };
 
 use crate::AppState;
-use crate::api::audit;
+use crate::api::{audit, valid_name};
 use crate::auth::{Cap, Manager, new_id, new_secret};
 use crate::error::{ApiErr, ApiResult};
 use crate::store::{DeviceRow, NewDevice};
 
 /// The most devices one batch registers.
 const MAX_BATCH: usize = 10_000;
-
-fn valid_name(kind: &str, s: &str) -> ApiResult<()> {
-    if s.is_empty() || s.len() > 200 || s.chars().any(char::is_control) {
-        return Err(ApiErr::bad_request(
-            "bad-name",
-            format!("a {kind} must be 1 to 200 printable characters, got {s:?}"),
-        ));
-    }
-    Ok(())
-}
 
 fn new_device(d: &DeviceCreate) -> ApiResult<(NewDevice, String)> {
     valid_name("device name", &d.name)?;
@@ -93,14 +83,35 @@ async fn register(
         rows.push(row);
     }
     let all: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let name_taken = |taken: Vec<(String, String)>| {
+        let mut e = ApiErr::conflict(
+            "name-taken",
+            format!(
+                "device name(s) already registered: {}",
+                taken
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        if let [(_, id)] = taken.as_slice() {
+            e = e.id(id.clone());
+        }
+        e
+    };
     let taken = state.db.device_names_taken(&all).await?;
     if !taken.is_empty() {
-        return Err(ApiErr::conflict(
-            "name-taken",
-            format!("device name(s) already registered: {}", taken.join(", ")),
-        ));
+        return Err(name_taken(taken));
     }
-    state.db.device_create_many(&rows, state.now()).await?;
+    if let Err(e) = state.db.device_create_many(&rows, state.now()).await {
+        // Another request registered the same name between the check and the insert: the
+        // database's unique constraint decided; answer as the check would have.
+        if crate::error::is_unique_violation(&e) {
+            return Err(name_taken(state.db.device_names_taken(&all).await?));
+        }
+        return Err(e.into());
+    }
     let target = if rows.len() == 1 {
         rows.first().map(|r| r.id.clone()).unwrap_or_default()
     } else {
@@ -224,6 +235,7 @@ pub(crate) async fn list(
         sequence_below: q.sequence_below,
         ..Filter::default()
     };
+    super::campaigns::check_filter(&filter)?;
     let rows = state
         .db
         .device_list(
@@ -323,7 +335,9 @@ pub(crate) async fn revoke(
 /// Issue a new token for a device; the old one stops working.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/token", tag = "devices",
     params(("id" = String, Path)),
-    responses((status = 200, body = DeviceCreated)),
+    responses((status = 200, body = DeviceCreated),
+              (status = 404, body = suitcase_protocol::ApiError),
+              (status = 409, body = suitcase_protocol::ApiError, description = "the device was decommissioned")),
     security(("management_token" = [])))]
 pub(crate) async fn rotate_token(
     State(state): State<AppState>,
@@ -332,6 +346,18 @@ pub(crate) async fn rotate_token(
 ) -> ApiResult<axum::Json<DeviceCreated>> {
     who.require(Cap::Operate)?;
     let row = find(&state, &id).await?;
+    if row.revoked {
+        // A token for a decommissioned device would be refused at its first use.
+        return Err(ApiErr::conflict(
+            "device-decommissioned",
+            format!(
+                "device {} was decommissioned; its credentials stay revoked",
+                row.name
+            ),
+        )
+        .id(row.id)
+        .hint("register it again under a new name to bring it back"));
+    }
     let (token, hash) = new_secret("sct_d_");
     state.db.device_set_token(&row.id, &hash).await?;
     state.devices.forget(&row.id);
@@ -397,19 +423,24 @@ pub(crate) async fn group_create(
 ) -> ApiResult<(StatusCode, axum::Json<GroupInfo>)> {
     who.require(Cap::Operate)?;
     valid_name("group name", &g.name)?;
+    let exists = || {
+        ApiErr::conflict("group-exists", format!("group {:?} exists", g.name)).id(g.name.clone())
+    };
     if state.db.group_push_id(&g.name).await?.is_some() {
-        return Err(ApiErr::conflict(
-            "group-exists",
-            format!("group {:?} exists", g.name),
-        ));
+        return Err(exists());
     }
     let ids = resolve(&state, &g.devices).await?;
     let mut push = [0u8; 16];
     let _ = getrandom::fill(&mut push);
-    state
+    match state
         .db
         .group_create(&g.name, &hex::encode(push), state.now())
-        .await?;
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if crate::error::is_unique_violation(&e) => return Err(exists()),
+        Err(e) => return Err(e.into()),
+    }
     state.db.group_add(&g.name, &ids).await?;
     state.devices.clear_groups();
     audit(

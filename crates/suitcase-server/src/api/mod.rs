@@ -91,9 +91,70 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(uploads)
         .merge(ops)
         .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.config.limits.clone(),
+            crate::limits::pace_bodies,
+        ))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Every error answer in the API's JSON format (`ApiError`), including the ones axum's own
+/// extractors give (a path segment that is not a number, a bad query string, a body over
+/// the size limit, a wrong method), which come as plain text.
+async fn json_errors(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let ops = matches!(req.uri().path(), "/healthz" | "/metrics");
+    let res = next.run(req).await;
+    let status = res.status();
+    let plain = match res.headers().get(header::CONTENT_TYPE) {
+        Some(v) => v.to_str().is_ok_and(|v| v.starts_with("text/plain")),
+        // An empty answer (a wrong method); a 416 carries its meaning in Content-Range.
+        None => status != StatusCode::RANGE_NOT_SATISFIABLE,
+    };
+    if ops || !(status.is_client_error() || status.is_server_error()) || !plain {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::REQUEST_TIMEOUT => "body-timeout",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text.trim().to_owned()
+    };
+    let mut out = crate::error::ApiErr::new(status, code, message);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        out = out.hint(format!(
+            "request bodies are at most {} KiB ({} MiB for envelopes); payloads are uploaded with PUT /api/v1/releases/ID/payloads/INDEX",
+            SMALL_BODY >> 10,
+            ENVELOPE_BODY >> 20
+        ));
+    }
+    let mut res = out.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            res.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    res
 }
 
 async fn not_found() -> crate::error::ApiErr {
@@ -125,6 +186,23 @@ pub(crate) async fn metrics(State(state): State<AppState>, _m: Manager) -> impl 
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// The one rule for every human-facing name (device, tag, group, campaign, token, key,
+/// release): `suitcase_protocol::limits::check_name`, answered as `400 bad-name`.
+pub(crate) fn valid_name(kind: &str, s: &str) -> Result<(), crate::error::ApiErr> {
+    suitcase_protocol::limits::check_name(s).map_err(|e| {
+        // Never echo a 100 KB name or its escape sequences back: a short, escaped prefix.
+        let shown: String = s.chars().take(40).collect();
+        crate::error::ApiErr::bad_request(
+            "bad-name",
+            format!("this {kind} is not a valid name ({shown:?}…): {e}"),
+        )
+        .hint(format!(
+            "names are 1 to {} characters without control characters (newlines, tabs, escapes)",
+            suitcase_protocol::limits::NAME_MAX_CHARS
+        ))
+    })
 }
 
 /// Audit helper for management handlers.

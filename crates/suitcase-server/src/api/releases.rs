@@ -62,8 +62,36 @@ pub(crate) fn info(state: &AppState, r: &ReleaseRow) -> ReleaseInfo {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(crate) struct UploadQuery {
-    /// A name for the release (default: "sequence N").
+    /// A name for the release (default: "sequence N"); 1 to 200 characters, no control
+    /// characters.
+    #[param(max_length = 200)]
     name: Option<String>,
+}
+
+/// The answer to an envelope uploaded before: `409` with the release's id, and, when it
+/// still lacks payloads, how to finish it (the same `suitcase fleet release upload` with
+/// `--payload` carries on where it stopped).
+async fn duplicate(state: &AppState, existing: &str) -> ApiErr {
+    let e = ApiErr::conflict(
+        "duplicate-release",
+        format!("this manifest was already uploaded as release {existing}"),
+    )
+    .id(existing);
+    match state.db.release_get(existing).await {
+        Ok(Some(r)) if !r.complete() => {
+            let missing: Vec<String> = r
+                .payloads
+                .iter()
+                .filter(|p| p.object_key.is_none())
+                .map(|p| format!("{} ({})", p.idx, p.uri))
+                .collect();
+            e.hint(format!(
+                "it still lacks payload(s) {}: run `suitcase fleet release upload ENVELOPE --payload FILE` again, or PUT /api/v1/releases/{existing}/payloads/INDEX",
+                missing.join(", ")
+            ))
+        }
+        _ => e.hint("it is complete; use its id"),
+    }
 }
 
 /// Upload a signed SUIT envelope. The server refuses it unless enough registered keys signed
@@ -130,10 +158,7 @@ pub(crate) async fn upload(
     let summary = summarize(&verified);
     let digest = summary.manifest_digest.1.clone();
     if let Some(existing) = state.db.release_by_digest(&digest).await? {
-        return Err(ApiErr::conflict(
-            "duplicate-release",
-            format!("this manifest was already uploaded as release {existing}"),
-        ));
+        return Err(duplicate(&state, &existing).await);
     }
     let signed_by: Vec<String> = verified
         .signers()
@@ -148,10 +173,13 @@ pub(crate) async fn upload(
     }
     let row = ReleaseRow {
         id: crate::auth::new_id("rel_"),
-        name: q
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| format!("sequence {}", summary.sequence_number)),
+        name: match q.name.filter(|n| !n.trim().is_empty()) {
+            Some(n) => {
+                crate::api::valid_name("release name", &n)?;
+                n
+            }
+            None => format!("sequence {}", summary.sequence_number),
+        },
         sequence_number: summary.sequence_number,
         manifest_digest: digest,
         signed_by,
@@ -161,7 +189,15 @@ pub(crate) async fn upload(
         payloads: Vec::new(),
         summary,
     };
-    state.db.release_create(&row, &body, &uris).await?;
+    if let Err(e) = state.db.release_create(&row, &body, &uris).await {
+        // The same manifest uploaded by a concurrent request: its digest is unique.
+        if crate::error::is_unique_violation(&e)
+            && let Some(existing) = state.db.release_by_digest(&row.manifest_digest).await?
+        {
+            return Err(duplicate(&state, &existing).await);
+        }
+        return Err(e.into());
+    }
     audit(
         &state,
         &who,
@@ -178,12 +214,19 @@ pub(crate) async fn upload(
     Ok((StatusCode::CREATED, axum::Json(info(&state, &stored))))
 }
 
+/// Seconds after which an upload claim that was not refreshed is free again.
+const UPLOAD_CLAIM_STALE: i64 = 120;
+/// How often a running upload refreshes its claim, in seconds.
+const UPLOAD_CLAIM_TOUCH: u64 = 30;
+
 /// Upload one payload. Unencrypted payloads must match the manifest's image size and digest.
 #[utoipa::path(put, path = "/api/v1/releases/{id}/payloads/{index}", tag = "releases",
     params(("id" = String, Path), ("index" = u32, Path, description = "the payload index from the release's `payloads`")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = ReleaseInfo),
-              (status = 409, body = suitcase_protocol::ApiError, description = "already uploaded"),
+              (status = 404, body = suitcase_protocol::ApiError, description = "no such release or payload index"),
+              (status = 409, body = suitcase_protocol::ApiError, description = "already uploaded, or another upload of it is in progress"),
+              (status = 413, body = suitcase_protocol::ApiError, description = "larger than the server's upload limit"),
               (status = 422, body = suitcase_protocol::ApiError, description = "does not match the manifest")),
     security(("management_token" = [])))]
 pub(crate) async fn put_payload(
@@ -212,20 +255,120 @@ pub(crate) async fn put_payload(
         return Err(ApiErr::conflict(
             "payload-exists",
             format!("payload {index} ({}) is already uploaded", p.uri),
-        ));
+        )
+        .id(id.clone()));
     }
-    let key = format!("releases/{id}/{index}-{}", crate::auth::new_id(""));
-    let stream = body.into_data_stream().map_err(|e| e.to_string()).boxed();
-    let (size, sha) = state
-        .blobs
-        .put_stream(&key, stream, state.config.max_upload)
-        .await?;
     let component = release
         .summary
         .components
         .iter()
         .find(|c| c.uri.as_deref() == Some(p.uri.as_str()));
-    if let Some(c) = component.filter(|c| !c.encrypted && c.source_component.is_none()) {
+    // The image itself (not ciphertext or a patch): the manifest says how large it is, so a
+    // larger body is refused as it streams in, not after it filled the disk.
+    let plain = component.filter(|c| !c.encrypted && c.source_component.is_none());
+    let declared = plain.and_then(|c| c.image_size);
+    let limit = declared.map_or(state.config.max_upload, |d| d.min(state.config.max_upload));
+    let key = format!("releases/{id}/{index}-{}", crate::auth::new_id(""));
+    // One upload per payload at a time: the claim is one conditional update, so of
+    // concurrent uploads exactly one streams and the others are told at once.
+    let now = state.now();
+    if !state
+        .db
+        .payload_claim(&id, index, &key, now, now - UPLOAD_CLAIM_STALE)
+        .await?
+    {
+        let again = state.db.release_get(&id).await?;
+        let uploaded = again
+            .as_ref()
+            .and_then(|r| r.payloads.iter().find(|x| x.idx == index))
+            .is_some_and(|x| x.object_key.is_some());
+        return Err(if uploaded {
+            ApiErr::conflict(
+                "payload-exists",
+                format!("payload {index} ({}) is already uploaded", p.uri),
+            )
+        } else {
+            ApiErr::conflict(
+                "upload-in-progress",
+                format!("another upload of payload {index} ({}) is in progress", p.uri),
+            )
+            .hint("wait for it to finish (GET /api/v1/releases/{id} shows `uploaded`); an upload that stopped is forgotten after two minutes")
+        }
+        .id(id.clone()));
+    }
+    let toucher = {
+        let state = state.clone();
+        let (id, key) = (id.clone(), key.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(UPLOAD_CLAIM_TOUCH)).await;
+                if let Err(e) = state.db.payload_touch(&id, index, &key, state.now()).await {
+                    tracing::warn!(error = %e, "cannot refresh an upload claim");
+                }
+            }
+        })
+    };
+    let stream = body.into_data_stream().map_err(|e| e.to_string()).boxed();
+    let streamed = state.blobs.put_stream(&key, stream, limit).await;
+    toucher.abort();
+    let give_up = |e: ApiErr| async {
+        state.blobs.delete(&key).await;
+        if let Err(u) = state.db.payload_unclaim(&id, index, &key).await {
+            tracing::warn!(error = %u, "cannot release an upload claim");
+        }
+        Err(e)
+    };
+    let (size, sha) = match streamed {
+        Ok(x) => x,
+        Err(crate::blobs::UploadError::TooLarge(_)) if declared.is_some() => {
+            return give_up(
+                ApiErr::unprocessable(
+                    "payload-mismatch",
+                    format!(
+                        "payload {index} ({}) is larger than the {limit} bytes the manifest says; the upload was stopped there",
+                        p.uri
+                    ),
+                )
+                .hint("upload the image the release was built from"),
+            )
+            .await;
+        }
+        Err(e) => return give_up(e.into()).await,
+    };
+    // The bytes of another component's image: for an encrypted release, the plaintext (its
+    // digest is in the manifest, for devices to check after decryption); serving it would
+    // fail at every device's decryption, and leak the image. Said before any size or digest
+    // mismatch, which would only mislead.
+    let other = release.summary.components.iter().find(|c| {
+        component.is_none_or(|me| !core::ptr::eq(*c, me))
+            && c.image_digest
+                .as_ref()
+                .is_some_and(|(alg, d)| alg == "sha-256" && *d == sha)
+    });
+    if other.is_some() {
+        let encrypted = release.summary.components.iter().any(|c| c.encrypted);
+        let e = if encrypted {
+            ApiErr::unprocessable(
+                "plaintext-of-encrypted",
+                format!(
+                    "payload {index} ({}) is the encrypted image, but this is the plaintext",
+                    p.uri
+                ),
+            )
+            .hint("upload the ciphertext that `suitcase release build --encrypt-for` wrote (its --payload-out file, or ENVELOPE.0.payload next to the envelope)")
+        } else {
+            ApiErr::unprocessable(
+                "payload-mismatch",
+                format!(
+                    "payload {index} ({}) is not the image the release installs; this upload is that image",
+                    p.uri
+                ),
+            )
+            .hint("upload the file `suitcase release build` wrote for this URI (its --payload-out file, or ENVELOPE.0.payload: a delta patch)")
+        };
+        return give_up(e).await;
+    }
+    if let Some(c) = plain {
         let mut problem = None;
         if let Some(expected) = c.image_size
             && expected != size
@@ -243,21 +386,33 @@ pub(crate) async fn put_payload(
             ));
         }
         if let Some(problem) = problem {
-            state.blobs.delete(&key).await;
-            return Err(ApiErr::unprocessable(
-                "payload-mismatch",
-                format!(
-                    "payload {index} ({}) does not match the manifest: {problem}",
-                    p.uri
-                ),
+            return give_up(
+                ApiErr::unprocessable(
+                    "payload-mismatch",
+                    format!(
+                        "payload {index} ({}) does not match the manifest: {problem}",
+                        p.uri
+                    ),
+                )
+                .hint("upload the image the release was built from"),
             )
-            .hint("upload the image the release was built from"));
+            .await;
         }
     }
-    state
+    if !state
         .db
         .payload_stored(&id, index, &key, size, &sha)
-        .await?;
+        .await?
+    {
+        return give_up(ApiErr::conflict(
+            "upload-in-progress",
+            format!(
+                "payload {index} ({}) was taken over by another upload while this one stalled",
+                p.uri
+            ),
+        ))
+        .await;
+    }
     crate::deltas::schedule(&state, &id, index);
     audit(
         &state,
