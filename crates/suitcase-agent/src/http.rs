@@ -5,6 +5,19 @@
 //! download resumes with `Range: bytes=N-` and `If-Range: <ETag>`: the server answers 206 with
 //! the rest of the same bytes, or 200 with the whole current payload if it changed, which
 //! restarts the file from zero. Nothing beyond the last flushed length is trusted after a crash.
+//!
+//! **Credentials go to the configured server only.** Every request, and every redirect hop,
+//! passes [`Http::admit`]: the bearer token and the TLS client certificate are used only for
+//! the origin (scheme, host, port) of `server.url`; any other origin is fetched anonymously,
+//! and over plain `http://` not at all when the server is `https://`. Redirects are followed
+//! here (at most [`MAX_REDIRECTS`], GET only), not inside reqwest, so each hop is judged
+//! by the same rule.
+//!
+//! **Every answer is read in bounded memory.** Check-in answers, report answers and error
+//! bodies are read up to a limit by type ([`MAX_CHECKIN_ANSWER`], [`MAX_SMALL_ANSWER`],
+//! [`MAX_ERROR_BODY`]), within a total time; envelopes and payloads stream to files and
+//! never beyond the size the offer declared (the envelope at most
+//! [`crate::MAX_ENVELOPE`], a payload at most the largest slot).
 
 use std::collections::VecDeque;
 use std::io::{Seek as _, SeekFrom, Write as _};
@@ -12,8 +25,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_RANGE, ETAG, HeaderMap, IF_RANGE, RANGE};
+use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, ETAG, HeaderMap, IF_RANGE, LOCATION, RANGE};
+use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use suitcase_protocol::{CheckIn, CheckInAnswer, StepReport};
 
@@ -23,6 +36,18 @@ use crate::state::Download;
 
 /// Bytes between flushes (and journal checkpoints) of a download.
 pub const CHECKPOINT_BYTES: u64 = 4 << 20;
+
+/// The largest check-in answer the agent reads: 256 KiB. An answer is a few hundred bytes
+/// plus about 300 per offered payload, so this leaves room for hundreds of payloads; a
+/// server that sends more is refused (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
+pub const MAX_CHECKIN_ANSWER: usize = 256 << 10;
+/// The largest answer to a step report the agent reads: 16 KiB (it only needs the status).
+pub const MAX_SMALL_ANSWER: usize = 16 << 10;
+/// The most bytes of an error body the agent reads: 16 KiB (it shows the first 200
+/// characters); the rest is not read.
+pub const MAX_ERROR_BODY: usize = 16 << 10;
+/// Redirects followed per request.
+pub const MAX_REDIRECTS: usize = 5;
 
 /// Traffic counters, at the HTTP layer: request and status lines, headers and bodies as
 /// HTTP/1.1 frames them (TLS and TCP overhead not included).
@@ -84,6 +109,25 @@ impl Counters {
     }
 }
 
+/// Why a request got no usable answer.
+#[derive(Debug)]
+enum SendError {
+    /// The agent's transport policy refuses the URL (plain HTTP from an HTTPS server, not
+    /// HTTP at all, credentials in the URL, too many redirects): retrying does not help.
+    Refused(String),
+    /// The network or the server failed.
+    Net(reqwest::Error),
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Refused(m) => f.write_str(m),
+            Self::Net(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// How a download ended when it did not complete.
 #[derive(Debug)]
 pub enum DownloadError {
@@ -91,6 +135,8 @@ pub enum DownloadError {
     Transient(String),
     /// The server no longer offers it (404/410).
     Gone(String),
+    /// The transport policy refuses its URL (see [`Http::admit`]).
+    Refused(String),
     /// A local problem (disk) or the injected crash.
     Local(AgentError),
 }
@@ -113,9 +159,17 @@ pub enum Delivery {
 /// The device API client.
 #[derive(Debug, Clone)]
 pub struct Http {
+    /// For the server's origin: its TLS client identity, if configured.
     client: reqwest::Client,
+    /// For every other origin: the same trust roots, no client identity.
+    anonymous: reqwest::Client,
     base: String,
+    /// `server.url`, parsed: its origin is the only one that gets credentials (`None` if it
+    /// does not parse: then no request does).
+    server: Option<Url>,
     token: Option<String>,
+    /// Total time for a request with a small answer (check-in, report), body included.
+    small_timeout: std::time::Duration,
     counters: Arc<Counters>,
     cuts: Arc<Mutex<VecDeque<u64>>>,
 }
@@ -135,42 +189,60 @@ impl Http {
     /// # Errors
     /// [`AgentError::Config`] for unusable certificates or keys.
     pub fn new(server: &Server, cuts: Vec<u64>) -> Result<Self, AgentError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(server.timeout)
-            .read_timeout(server.timeout)
-            .user_agent(crate::AGENT);
-        if let Some(pem) = &server.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| AgentError::Config(format!("server.ca_file: {e}")))?;
-            b = b.tls_certs_only(certs);
-        }
-        if let Some(pem) = &server.identity_pem {
-            let id = reqwest::Identity::from_pem(pem).map_err(|e| {
-                AgentError::Config(format!(
-                    "server.client_cert/client_key: {e} (PEM certificate and PEM private key)"
-                ))
-            })?;
-            b = b.identity(id);
-        }
-        let client = b
-            .build()
-            .map_err(|e| AgentError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self {
-            client,
-            base: server.url.clone(),
-            token: server.token.clone(),
-            counters: Arc::new(Counters::default()),
-            cuts: Arc::new(Mutex::new(cuts.into())),
-        })
+        let builder = |identity: bool| -> Result<reqwest::Client, AgentError> {
+            let mut b = reqwest::Client::builder()
+                .connect_timeout(server.timeout)
+                .read_timeout(server.timeout)
+                // Redirects are followed by `send`, which judges every hop (see `admit`).
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(crate::AGENT);
+            if let Some(pem) = &server.ca_pem {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| AgentError::Config(format!("server.ca_file: {e}")))?;
+                b = b.tls_certs_only(certs);
+            }
+            if identity && let Some(pem) = &server.identity_pem {
+                let id = reqwest::Identity::from_pem(pem).map_err(|e| {
+                    AgentError::Config(format!(
+                        "server.client_cert/client_key: {e} (PEM certificate and PEM private key)"
+                    ))
+                })?;
+                b = b.identity(id);
+            }
+            b.build()
+                .map_err(|e| AgentError::Config(format!("HTTP client: {e}")))
+        };
+        let client = builder(true)?;
+        let anonymous = if server.identity_pem.is_some() {
+            builder(false)?
+        } else {
+            client.clone()
+        };
+        Ok(Self::make(client, anonymous, server, cuts))
     }
 
-    /// A client for `server` over an existing (shared) `client`; the device's token is
-    /// still sent, the TLS settings of `server` are the shared client's business.
+    /// A client for `server` over an existing (shared) `client`, used for every origin; the
+    /// device's token is still sent to the server's origin only, and redirects are still
+    /// judged hop by hop if the shared client does not follow them itself (build it with
+    /// `redirect(Policy::none())`); the TLS settings of `server` are the shared client's
+    /// business.
     pub fn with_client(client: reqwest::Client, server: &Server, cuts: Vec<u64>) -> Self {
+        Self::make(client.clone(), client, server, cuts)
+    }
+
+    fn make(
+        client: reqwest::Client,
+        anonymous: reqwest::Client,
+        server: &Server,
+        cuts: Vec<u64>,
+    ) -> Self {
         Self {
             client,
-            base: server.url.clone(),
+            anonymous,
+            base: server.url.trim_end_matches('/').to_owned(),
+            server: Url::parse(&server.url).ok(),
             token: server.token.clone(),
+            small_timeout: server.timeout.saturating_mul(2),
             counters: Arc::new(Counters::default()),
             cuts: Arc::new(Mutex::new(cuts.into())),
         }
@@ -181,20 +253,146 @@ impl Http {
         self.counters.snapshot()
     }
 
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
+    /// Resolves a URL the server named (an offer's `manifest_url`, a payload's or a delta's
+    /// `url`): a path (`/…`) on the server, or an absolute `http(s)://` URL. Anything else —
+    /// another scheme, a relative or scheme-relative reference, credentials in the URL — is
+    /// refused: pasted after the base URL, `@evil.example/x` would turn the server's
+    /// address into a user name and send the request, token and all, to another host.
+    ///
+    /// # Errors
+    /// What is wrong with the URL.
+    pub fn resolve(&self, url: &str) -> Result<Url, String> {
+        let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+        let parsed = if url.starts_with('/') && !url.starts_with("//") {
+            Url::parse(&format!("{}{url}", self.base))
+        } else if lower.starts_with("http://") || lower.starts_with("https://") {
+            Url::parse(url)
         } else {
-            format!("{}{path}", self.base)
+            return Err(format!(
+                "{url:?} is neither a path on the server nor an http(s):// URL; refused"
+            ));
+        };
+        let parsed = parsed.map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(format!(
+                "{url:?} carries credentials in the URL; refused (the agent sends only its own, and only to its server)"
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// The transport policy for one request or redirect hop: `Ok(true)` sends the device's
+    /// credentials (bearer token, TLS client certificate), `Ok(false)` fetches anonymously.
+    ///
+    /// * Credentials go only to the origin (scheme, host and port, RFC 6454) of `server.url`.
+    ///   A token is the device's identity for the status tracker (RFC 9019 §3, §6: the
+    ///   device authenticates to it); handed to any host an offer names, it lets that host
+    ///   impersonate the device (RFC 8240 §3: a device's credentials identify it and must not
+    ///   cross the network in the clear or to the wrong party). Any other origin — a CDN the
+    ///   manifest names, a redirect target — is fetched without them: what it serves is
+    ///   authenticated by the SUIT manifest's signature and digests, not by the transport
+    ///   (RFC 9019 §5, draft-ietf-suit-manifest §8.4.8.5 image-match).
+    /// * When the server is `https://`, nothing is fetched over plain `http://`: a downgrade
+    ///   would expose what the device fetches (an unencrypted image, its timing) and let any
+    ///   on-path party withhold or stall it (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION, RFC 9019
+    ///   §6 on confidentiality of images), even though it could not alter it.
+    /// * Only `http` and `https`.
+    ///
+    /// # Errors
+    /// Why the URL is refused.
+    pub fn admit(&self, url: &Url) -> Result<bool, String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "{url}: only http and https URLs are fetched; refused"
+            ));
+        }
+        let Some(server) = &self.server else {
+            return Ok(false);
+        };
+        if server.scheme() == "https" && url.scheme() == "http" {
+            return Err(format!(
+                "{url}: refusing plain HTTP while the server is HTTPS (a downgrade); serve it over https"
+            ));
+        }
+        Ok(url.origin() == server.origin())
+    }
+
+    /// Resolves and judges `url` without fetching it (for checks before a download starts).
+    ///
+    /// # Errors
+    /// Why the URL is refused.
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        self.resolve(url).and_then(|u| self.admit(&u)).map(|_| ())
+    }
+
+    /// Sends `req`, following redirects of GET requests (at most [`MAX_REDIRECTS`]); every
+    /// hop goes through [`Self::admit`], so credentials never follow a redirect to another
+    /// origin and no hop downgrades to plain HTTP.
+    async fn send(&self, req: reqwest::Request) -> Result<reqwest::Response, SendError> {
+        let mut req = req;
+        let mut hops = 0usize;
+        loop {
+            let credentials = self.admit(req.url()).map_err(SendError::Refused)?;
+            // The follow-up is cloned before any credential is attached.
+            let mut follow_up = None;
+            if req.method() == Method::GET {
+                req.headers_mut().remove(AUTHORIZATION);
+                follow_up = req.try_clone();
+            }
+            if credentials {
+                if let Some(t) = &self.token
+                    && let Ok(v) = format!("Bearer {t}").parse()
+                {
+                    req.headers_mut().insert(AUTHORIZATION, v);
+                }
+            } else {
+                req.headers_mut().remove(AUTHORIZATION);
+            }
+            let client = if credentials {
+                &self.client
+            } else {
+                &self.anonymous
+            };
+            let resp = self.execute(client, req).await.map_err(SendError::Net)?;
+            let redirect = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let (Some(mut next), true, Some(location)) = (follow_up, redirect, location) else {
+                return Ok(resp);
+            };
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(SendError::Refused(format!(
+                    "{}: more than {MAX_REDIRECTS} redirects; refused",
+                    resp.url()
+                )));
+            }
+            let target = resp.url().join(&location).map_err(|e| {
+                SendError::Refused(format!(
+                    "{}: redirect to {location:?}, which is not a URL: {e}",
+                    resp.url()
+                ))
+            })?;
+            if !target.username().is_empty() || target.password().is_some() {
+                return Err(SendError::Refused(format!(
+                    "{}: redirect to a URL with credentials in it; refused",
+                    resp.url()
+                )));
+            }
+            *next.url_mut() = target;
+            req = next;
         }
     }
 
-    async fn send(&self, mut req: reqwest::Request) -> Result<reqwest::Response, reqwest::Error> {
-        if let Some(t) = &self.token
-            && let Ok(v) = format!("Bearer {t}").parse()
-        {
-            req.headers_mut().insert(reqwest::header::AUTHORIZATION, v);
-        }
+    /// One request, counted.
+    async fn execute(
+        &self,
+        client: &reqwest::Client,
+        req: reqwest::Request,
+    ) -> Result<reqwest::Response, reqwest::Error> {
         let url = req.url();
         let target = url.path().len() + url.query().map_or(0, |q| q.len() + 1);
         let host = url.host_str().map_or(0, str::len) + 12;
@@ -212,7 +410,7 @@ impl Http {
         if req.headers().contains_key(RANGE) {
             self.counters.ranged.fetch_add(1, Ordering::Relaxed);
         }
-        let resp = self.client.execute(req).await?;
+        let resp = client.execute(req).await?;
         // "HTTP/1.1 200 OK\r\n" + headers + blank line.
         let head = 17 + header_bytes(resp.headers()) + 2;
         self.counters.received.fetch_add(head, Ordering::Relaxed);
@@ -222,12 +420,49 @@ impl Http {
         Ok(resp)
     }
 
-    async fn body(&self, resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-        let bytes = resp.bytes().await?;
-        self.counters
-            .received
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(bytes.to_vec())
+    /// Reads a whole body of at most `limit` bytes. A larger one — by its Content-Length, or
+    /// once more than `limit` bytes have arrived — is an error naming `what` and the limit,
+    /// and reading stops there: memory stays bounded whatever the server sends (RFC 9124
+    /// REQ.SEC.RESOURCE-EXHAUSTION).
+    async fn body(
+        &self,
+        mut resp: reqwest::Response,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, String> {
+        if let Some(n) = resp.content_length()
+            && n > limit as u64
+        {
+            return Err(format!(
+                "{what} is {n} bytes, more than the {limit} this agent reads; refused"
+            ));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+            self.counters
+                .received
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            if out.len().saturating_add(chunk.len()) > limit {
+                return Err(format!(
+                    "{what} is larger than the {limit} bytes this agent reads; stopped reading"
+                ));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// The error an error answer stands for, its body read up to [`MAX_ERROR_BODY`].
+    async fn error_answer(
+        &self,
+        what: &str,
+        status: StatusCode,
+        resp: reqwest::Response,
+    ) -> AgentError {
+        match self.body(resp, MAX_ERROR_BODY, "the error body").await {
+            Ok(body) => Self::server_error(what, status, &body),
+            Err(e) => AgentError::Server(format!("{what}: HTTP {status} ({e})")),
+        }
     }
 
     fn server_error(what: &str, status: StatusCode, body: &[u8]) -> AgentError {
@@ -247,26 +482,39 @@ impl Http {
     /// # Errors
     /// [`AgentError::Server`] for network errors and error answers.
     pub async fn checkin(&self, c: &CheckIn) -> Result<CheckInAnswer, AgentError> {
-        let req = self
-            .client
-            .post(self.url("/api/v1/device/checkin"))
-            .json(c)
-            .build()
-            .map_err(|e| AgentError::Server(format!("check-in: {e}")))?;
-        let resp = self
-            .send(req)
-            .await
-            .map_err(|e| AgentError::Server(format!("check-in: {e}")))?;
+        let resp = self.post("check-in", "/api/v1/device/checkin", c).await?;
         let status = resp.status();
+        if status != StatusCode::OK {
+            return Err(self.error_answer("check-in", status, resp).await);
+        }
         let body = self
-            .body(resp)
+            .body(resp, MAX_CHECKIN_ANSWER, "the check-in answer")
             .await
             .map_err(|e| AgentError::Server(format!("check-in: {e}")))?;
-        if status != StatusCode::OK {
-            return Err(Self::server_error("check-in", status, &body));
-        }
         serde_json::from_slice(&body)
             .map_err(|e| AgentError::Server(format!("check-in: the answer does not parse: {e}")))
+    }
+
+    /// POSTs `body` as JSON to the server's `path`, within the total time for small answers.
+    async fn post(
+        &self,
+        what: &str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<reqwest::Response, AgentError> {
+        let url = self
+            .resolve(path)
+            .map_err(|e| AgentError::Server(format!("{what}: {e}")))?;
+        let req = self
+            .client
+            .post(url)
+            .json(body)
+            .timeout(self.small_timeout)
+            .build()
+            .map_err(|e| AgentError::Server(format!("{what}: {e}")))?;
+        self.send(req)
+            .await
+            .map_err(|e| AgentError::Server(format!("{what}: {e}")))
     }
 
     /// Sends a step report.
@@ -274,22 +522,13 @@ impl Http {
     /// # Errors
     /// [`AgentError::Server`] when it may be delivered later.
     pub async fn report(&self, r: &StepReport) -> Result<Delivery, AgentError> {
-        let req = self
-            .client
-            .post(self.url("/api/v1/device/reports"))
-            .json(r)
-            .build()
-            .map_err(|e| AgentError::Server(format!("report: {e}")))?;
-        let resp = self
-            .send(req)
-            .await
-            .map_err(|e| AgentError::Server(format!("report: {e}")))?;
+        let resp = self.post("report", "/api/v1/device/reports", r).await?;
         let status = resp.status();
-        let body = self
-            .body(resp)
-            .await
-            .map_err(|e| AgentError::Server(format!("report: {e}")))?;
         if status.is_success() {
+            // The answer is not needed, but it is read (bounded) so the connection is reused.
+            self.body(resp, MAX_SMALL_ANSWER, "the report answer")
+                .await
+                .map_err(|e| AgentError::Server(format!("report: {e}")))?;
             Ok(Delivery::Delivered)
         } else if status.is_client_error()
             && status != StatusCode::UNAUTHORIZED
@@ -298,7 +537,7 @@ impl Http {
         {
             Ok(Delivery::Refused(status.as_u16()))
         } else {
-            Err(Self::server_error("report", status, &body))
+            Err(self.error_answer("report", status, resp).await)
         }
     }
 
@@ -331,7 +570,8 @@ impl Http {
         file.seek(SeekFrom::Start(d.durable))
             .map_err(local(&what))?;
 
-        let mut rb = self.client.get(self.url(&d.url));
+        let url = self.resolve(&d.url).map_err(DownloadError::Refused)?;
+        let mut rb = self.client.get(url);
         let resuming = d.durable > 0 && d.etag.is_some();
         if resuming {
             rb = rb.header(RANGE, format!("bytes={}-", d.durable));
@@ -347,10 +587,10 @@ impl Http {
         let req = rb
             .build()
             .map_err(|e| DownloadError::Transient(format!("{}: {e}", d.url)))?;
-        let mut resp = self
-            .send(req)
-            .await
-            .map_err(|e| DownloadError::Transient(format!("{}: {e}", d.url)))?;
+        let mut resp = self.send(req).await.map_err(|e| match e {
+            SendError::Refused(m) => DownloadError::Refused(m),
+            SendError::Net(e) => DownloadError::Transient(format!("{}: {e}", d.url)),
+        })?;
         let status = resp.status();
         match status {
             StatusCode::OK => {
@@ -400,9 +640,8 @@ impl Http {
                 )));
             }
             s => {
-                let body = self.body(resp).await.unwrap_or_default();
                 return Err(DownloadError::Transient(
-                    Self::server_error(&d.url, s, &body).to_string(),
+                    self.error_answer(&d.url, s, resp).await.to_string(),
                 ));
             }
         }
@@ -504,4 +743,78 @@ pub fn sha256_file(path: &Path) -> Result<String, AgentError> {
         h.update(buf.get(..n).unwrap_or_default());
     }
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    fn http(url: &str) -> Http {
+        let server = Server {
+            url: url.into(),
+            token: Some("sct_d_t".into()),
+            ca_pem: None,
+            identity_pem: None,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        Http::new(&server, vec![]).unwrap()
+    }
+
+    fn admit(h: &Http, url: &str) -> Result<bool, String> {
+        h.resolve(url).and_then(|u| h.admit(&u))
+    }
+
+    /// With an HTTPS server, nothing is fetched over plain HTTP (an offer or a redirect hop
+    /// that downgrades is refused), and only the server's own origin gets credentials.
+    #[test]
+    fn attack_plain_http_url_from_an_https_server_is_refused() {
+        let h = http("https://updates.example.com");
+        assert_eq!(admit(&h, "/api/v1/device/releases/r/envelope"), Ok(true));
+        assert_eq!(admit(&h, "https://updates.example.com:443/p"), Ok(true));
+        assert_eq!(admit(&h, "HTTPS://UPDATES.example.com/p"), Ok(true));
+        assert_eq!(admit(&h, "https://cdn.example.com/p"), Ok(false));
+        assert_eq!(admit(&h, "https://updates.example.com:8443/p"), Ok(false));
+        for downgrade in [
+            "http://updates.example.com/p",
+            "http://updates.example.com:443/p",
+            "http://cdn.example.com/p",
+            "HTTP://cdn.example.com/p",
+        ] {
+            let e = admit(&h, downgrade).unwrap_err();
+            assert!(e.contains("plain HTTP while the server is HTTPS"), "{e}");
+        }
+        // A redirect hop is judged the same way (send() calls admit for every hop).
+        let hop = Url::parse("http://updates.example.com/p").unwrap();
+        assert!(h.admit(&hop).is_err());
+    }
+
+    /// The origin is scheme, host and port: another port or scheme on the same host is
+    /// another origin and gets no token; URLs that would move the request elsewhere are
+    /// refused.
+    #[test]
+    fn credentials_go_to_the_server_origin_only() {
+        let h = http("http://10.0.0.1:8080/");
+        assert_eq!(admit(&h, "/x"), Ok(true));
+        assert_eq!(admit(&h, "http://10.0.0.1:8080/x"), Ok(true));
+        assert_eq!(admit(&h, "http://10.0.0.1:8081/x"), Ok(false));
+        assert_eq!(admit(&h, "https://10.0.0.1:8080/x"), Ok(false));
+        assert_eq!(admit(&h, "http://10.0.0.2:8080/x"), Ok(false));
+        for trick in [
+            "@evil.example/x",
+            "//evil.example/x",
+            "x",
+            "file:///etc/passwd",
+            "ftp://10.0.0.1:8080/x",
+            "http://u:p@10.0.0.1:8080/x",
+        ] {
+            assert!(admit(&h, trick).is_err(), "{trick}");
+        }
+        assert_eq!(
+            h.resolve("/a").unwrap().as_str(),
+            "http://10.0.0.1:8080/a",
+            "no double slash from a base URL ending in /"
+        );
+    }
 }

@@ -352,6 +352,14 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
             ),
         ));
     }
+    // Every URL the offer names passes the transport policy before any byte is downloaded
+    // (credentials to the server's origin only, no plain HTTP from an HTTPS server: see
+    // `Http::admit`).
+    for d in std::iter::once(&j.envelope).chain(&j.payloads) {
+        if let Err(m) = ctx.http.check_url(&d.url) {
+            return Err(fail(step, reason::DOWNLOAD, m));
+        }
+    }
     // Space before any byte is downloaded (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
     let downloads = || std::iter::once(&j.envelope).chain(&j.payloads);
     let remaining: u64 = downloads()
@@ -463,6 +471,19 @@ async fn by_delta(ctx: &Ctx, j: &mut Journal, i: usize) -> Result<bool, Stop> {
     };
     if j.deltas.iter().any(|d| d.index == i && d.abandoned) {
         return Ok(false);
+    }
+    if offer.size > p.size {
+        // A patch is read to a file up to its offered size; one larger than the full payload
+        // would only cost more disk and time (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
+        return abandon(
+            ctx,
+            j,
+            i,
+            format!(
+                "the patch ({} bytes) is larger than the full payload ({} bytes)",
+                offer.size, p.size
+            ),
+        );
     }
     if offer.ram_bound > suitcase_delta::MAX_RAM_BOUND {
         return abandon(
@@ -631,7 +652,9 @@ async fn download(ctx: &Ctx, j: &mut Journal, which: Which) -> Result<(), Stop> 
                 ctx.state.save_journal(j)?;
                 return Ok(());
             }
-            Err(DownloadError::Gone(m)) => return Err(fail(step, reason::DOWNLOAD, m)),
+            Err(DownloadError::Gone(m) | DownloadError::Refused(m)) => {
+                return Err(fail(step, reason::DOWNLOAD, m));
+            }
             Err(DownloadError::Local(e)) => return Err(Stop::Interrupt(e)),
             Err(DownloadError::Transient(m)) => {
                 ctx.state.save_journal(j)?;

@@ -26,6 +26,7 @@ use suitcase_author::release::{self, BuiltRelease, ImageInput, ReleaseRequest};
 use suitcase_author::{Tier, uuid};
 use suitcase_server::RunningServer;
 
+pub mod hostile;
 pub mod proxy;
 
 pub struct Fleet {

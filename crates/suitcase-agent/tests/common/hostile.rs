@@ -1,0 +1,255 @@
+//! A small HTTP/1.1 server on a loopback socket that answers what the test tells it to: an
+//! update server that lies (offers URLs on other hosts, redirects, endless bodies) or a
+//! "CDN" on another origin. It records every request with its Authorization header, and
+//! counts the body bytes it managed to send before the client hung up.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::cast_possible_truncation,
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "test code"
+)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// The Authorization header, if any.
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What to answer.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// A complete answer.
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// A status line and headers, then body bytes without end (chunked, or after a lying
+    /// Content-Length), until the client hangs up or `cap` bytes are sent.
+    Endless {
+        status: u16,
+        content_length: Option<u64>,
+        cap: u64,
+    },
+}
+
+impl Answer {
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self::Full {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    pub fn bytes(body: &[u8]) -> Self {
+        Self::Full {
+            status: 200,
+            headers: vec![],
+            body: body.to_vec(),
+        }
+    }
+
+    pub fn redirect(to: &str) -> Self {
+        Self::Full {
+            status: 302,
+            headers: vec![("location".into(), to.into())],
+            body: vec![],
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::Full {
+            status: 404,
+            headers: vec![],
+            body: b"no".to_vec(),
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
+
+pub struct Hostile {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Body bytes written to clients (what they accepted before hanging up).
+    pub body_sent: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Hostile {
+    pub async fn start(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let body_sent = Arc::new(AtomicU64::new(0));
+        let handler: Handler = Arc::new(handler);
+        let (s, b) = (seen.clone(), body_sent.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (s, b, h) = (s.clone(), b.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let _ = serve(sock, &s, &b, &h).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            seen,
+            body_sent,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.body_sent.load(Ordering::SeqCst)
+    }
+}
+
+/// One request per connection (answers say `connection: close`).
+async fn serve(
+    mut sock: TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    sent: &AtomicU64,
+    handler: &Handler,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 << 10 {
+            return Ok(());
+        }
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_owned();
+    let path = first.next().unwrap_or_default().to_owned();
+    let mut authorization = None;
+    let mut length = 0usize;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "authorization" => authorization = Some(v.trim().to_owned()),
+                "content-length" => length = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length.min(1 << 20) {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let request = Seen {
+        method,
+        path,
+        authorization,
+        body,
+    };
+    seen.lock().unwrap().push(request.clone());
+    match handler(&request) {
+        Answer::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+            sock.write_all(out.as_bytes()).await?;
+            sock.write_all(&body).await?;
+            sent.fetch_add(body.len() as u64, Ordering::SeqCst);
+        }
+        Answer::Endless {
+            status,
+            content_length,
+            cap,
+        } => {
+            let framing = match content_length {
+                Some(n) => format!("content-length: {n}"),
+                None => "transfer-encoding: chunked".to_owned(),
+            };
+            sock.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{framing}\r\nconnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await?;
+            // JSON-looking filler: an array of zeros that never closes.
+            let mut piece = vec![b'['];
+            while piece.len() < 64 << 10 {
+                piece.extend_from_slice(b"0,");
+            }
+            let mut done = 0u64;
+            while done < cap {
+                let wire = if content_length.is_some() {
+                    piece.clone()
+                } else {
+                    let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
+                    c.extend_from_slice(&piece);
+                    c.extend_from_slice(b"\r\n");
+                    c
+                };
+                sock.write_all(&wire).await?;
+                done += piece.len() as u64;
+                sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
+                piece[0] = b'0';
+            }
+        }
+    }
+    sock.flush().await?;
+    Ok(())
+}
