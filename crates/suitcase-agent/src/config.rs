@@ -534,6 +534,7 @@ fn load_anchors(
         .iter()
         .map(|f| {
             let p = base.join(f);
+            refuse_private_key(path, &p)?;
             let key = suitcase_author::keys::load_public(&p).map_err(|e| {
                 bad(
                     path,
@@ -553,6 +554,34 @@ fn load_anchors(
             Ok((p.display().to_string(), key))
         })
         .collect()
+}
+
+/// Refuses a trust anchor file that holds private key material (a PEM private key, a COSE_Key
+/// with `d` or an AKP private seed, an HSS-LMS key file with its state). `load_public` would
+/// read its public half and work, but the signing secret would then sit on every device, where
+/// it authorises nothing and can be stolen, and whoever extracts it from one device can sign
+/// updates for the whole fleet (RFC 9124 REQ.SEC.KEY.PROTECTION: signing keys are kept where
+/// networked devices cannot reach them; a device verifies with the public key). Shared HMAC secrets
+/// (COSE_Mac0) are secret by nature and not refused here. The error names the file and the
+/// command that writes its public half; it never shows the file's contents.
+fn refuse_private_key(path: &Path, anchor: &Path) -> Result<(), AgentError> {
+    let Ok(bytes) = std::fs::read(anchor) else {
+        // Unreadable: `load_public` reports it with the reason.
+        return Ok(());
+    };
+    if suitcase_author::keys::holds_private_key(&bytes) {
+        return Err(bad(
+            path,
+            format!(
+                "trust anchor {f} is a private key: a device must hold only the public key, \
+                 never the signing secret (remove {f} from this device). List the public key \
+                 instead: the file `suitcase key generate --public FILE.pub` wrote, or make one \
+                 with `suitcase key public {f} -o {f}.pub` on the author's machine",
+                f = anchor.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn load_decryption_key(path: &Path, p: &Path) -> Result<KeyMaterial, AgentError> {

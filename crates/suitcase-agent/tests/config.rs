@@ -148,3 +148,82 @@ fn mistakes_are_named() {
         assert!(m.contains(want), "{want:?} not in {m:?}");
     }
 }
+
+/// A private key listed as a trust anchor is refused in every format the agent reads (PEM,
+/// COSE_Key binary and hex, HSS-LMS key files; top-level and secondary anchors), with an error
+/// naming the file and the public key to list instead, and without a byte of the key in it.
+/// The public halves of the same keys are accepted.
+#[test]
+fn attack_private_key_as_trust_anchor_is_refused_without_echoing_it() {
+    use suitcase_author::keys::{self, KeyAlg};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut cases: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    for alg in [
+        KeyAlg::Es256,
+        KeyAlg::Ed25519,
+        KeyAlg::HssLms,
+        KeyAlg::MlDsa65,
+    ] {
+        let g = keys::generate(alg, "h5w4").unwrap();
+        let path = d.join(format!("{}.key", alg.name()));
+        keys::write_atomic(&path, &g.private, true).unwrap();
+        let private = keys::load_private(&path).unwrap();
+        let (public, _) = keys::public_of(&private).unwrap().encode().unwrap();
+        cases.push((
+            format!("{}.key", alg.name()),
+            g.private.clone(),
+            public.clone(),
+        ));
+        if let Some(cose) = private.encode_cose().unwrap() {
+            cases.push((format!("{}.cose", alg.name()), cose.clone(), public.clone()));
+            cases.push((
+                format!("{}.cose.hex", alg.name()),
+                hex::encode(&cose).into_bytes(),
+                public,
+            ));
+        }
+    }
+    assert!(cases.len() >= 9, "{} formats", cases.len());
+    for (name, private, public) in &cases {
+        let anchor = d.join(name);
+        std::fs::write(&anchor, private).unwrap();
+        let pub_path = d.join(format!("{name}.pub"));
+        std::fs::write(&pub_path, public).unwrap();
+        let with = |a: &Path| {
+            format!("{BASE}{APP}")
+                .replace("\"author.pub\"", &format!("{:?}", a.display().to_string()))
+        };
+        Config::parse(&example(), &with(&pub_path))
+            .unwrap_or_else(|e| panic!("{name}: the public key is refused: {e}"));
+        let m = message(&with(&anchor));
+        assert!(m.contains("is a private key"), "{name}: {m}");
+        assert!(m.contains(&anchor.display().to_string()), "{name}: {m}");
+        assert!(m.contains("suitcase key public"), "{name}: {m}");
+        // No key material: no 16-byte run of the file, as text or as hex.
+        let text = String::from_utf8_lossy(private).into_owned();
+        for line in text
+            .lines()
+            .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+        {
+            assert!(!m.contains(line), "{name}: the error echoes the key: {m}");
+        }
+        for w in private.windows(16).step_by(8) {
+            assert!(
+                !m.contains(&hex::encode(w)),
+                "{name}: the error echoes the key: {m}"
+            );
+        }
+        // A secondary MCU's own anchors go through the same check.
+        let secondary = format!(
+            "{BASE}{APP}\n[[component]]\nname = \"radio\"\nid = \"00\"\nkind = \"secondary\"\n\
+             flash = \"radio.flash\"\ntrust = [{:?}]\nvendor = \"radio.example\"\nclass = \"radio\"\n",
+            anchor.display().to_string()
+        );
+        let m = message(&secondary);
+        assert!(
+            m.contains("is a private key"),
+            "{name} as a secondary anchor: {m}"
+        );
+    }
+}
