@@ -18,55 +18,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::hostile::{Answer, Hostile, Seen};
+use common::hostile::{Answer, Hostile, Seen, offer, release};
 use common::{Device, Fleet, image};
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use suitcase_agent::http::{MAX_CHECKIN_ANSWER, MAX_ERROR_BODY};
 use suitcase_agent::{AgentError, Finished, Hooks};
 
 const CHECKIN: &str = "/api/v1/device/checkin";
 const REPORTS: &str = "/api/v1/device/reports";
-
-/// A signed one-image release: (envelope, payload uri, payload bytes).
-fn release(fleet: &Fleet, sequence: u64, img: &[u8]) -> (Vec<u8>, String, Vec<u8>) {
-    let built = fleet.build(&fleet.request(sequence, vec![fleet.app(img, sequence)]));
-    let p = &built.payloads[0];
-    (
-        built.envelope.clone(),
-        p.uri.clone().unwrap(),
-        p.bytes.clone(),
-    )
-}
-
-/// A check-in answer offering the release at these URLs.
-fn offer(
-    sequence: u64,
-    envelope: &[u8],
-    manifest_url: &str,
-    uri: &str,
-    payload: &[u8],
-    payload_url: &str,
-) -> Value {
-    json!({
-        "action": "update",
-        "next_poll_seconds": 60,
-        "update": {
-            "release_id": "rel_hostile",
-            "sequence_number": sequence,
-            "manifest_url": manifest_url,
-            "manifest_size": envelope.len(),
-            "payloads": [{
-                "uri": uri,
-                "url": payload_url,
-                "size": payload.len(),
-                "sha256": hex::encode(sha2::Sha256::digest(payload)),
-            }],
-            "requires_consent": false,
-            "rollback": false,
-        }
-    })
-}
 
 /// A device whose agent talks to `home` instead of the fleet's server.
 async fn device(fleet: &Fleet, name: &str, home: &Hostile) -> Device {

@@ -15,6 +15,7 @@
 
 mod common;
 
+use common::hostile::{self, Answer, Hostile};
 use common::{ALL_STEPS, Device, Fleet, image, server_steps, wait_campaign};
 use serde_json::json;
 use suitcase_agent::{Finished, Hooks};
@@ -145,11 +146,13 @@ async fn attack_wrong_vendor_manifest_is_refused_at_check() {
 }
 
 /// An authentic but older manifest (sequence 3 after 5 is installed): anti-rollback refuses
-/// it at Check.
+/// it at Check. Our server no longer offers a release older than what a device runs, so the
+/// offer comes from a hostile server (a compromised or impersonated one is exactly who would
+/// try a rollback).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_rollback_to_an_older_authentic_release_is_refused() {
     let fleet = Fleet::new().await;
-    let dev = Device::new(&fleet, "rollback").await;
+    let mut dev = Device::new(&fleet, "rollback").await;
     let (mut agent, _) = dev.agent(&fleet, Hooks::default());
     let new = fleet.release(5, &image(5, 10_000)).await;
     let c1 = fleet.campaign(&new, &[&dev.id], json!({})).await;
@@ -158,8 +161,17 @@ async fn attack_rollback_to_an_older_authentic_release_is_refused() {
         Finished::Installed
     );
     wait_campaign(&fleet, &c1, "succeeded", 1).await;
-    let old = fleet.release(3, &image(3, 10_000)).await;
-    fleet.campaign(&old, &[&dev.id], json!({})).await;
+    let (envelope, uri, payload) = hostile::release(&fleet, 3, &image(3, 10_000));
+    let answer = hostile::offer(3, &envelope, "/envelope", &uri, &payload, "/payload");
+    let home = Hostile::start(move |r| match r.path.as_str() {
+        "/api/v1/device/checkin" => Answer::json(200, &answer),
+        "/envelope" => Answer::bytes(&envelope),
+        "/payload" => Answer::bytes(&payload),
+        _ => Answer::json(200, &json!({})),
+    })
+    .await;
+    dev.base = Some(home.url());
+    let (mut agent, _) = dev.agent(&fleet, Hooks::default());
     let update = agent.cycle().await.unwrap().update.unwrap();
     let Finished::Failed(f) = update.finished else {
         panic!("an older release was installed");

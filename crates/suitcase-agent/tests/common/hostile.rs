@@ -85,6 +85,46 @@ impl Answer {
     }
 }
 
+/// A signed one-image release: (envelope, payload uri, payload bytes).
+pub fn release(fleet: &super::Fleet, sequence: u64, img: &[u8]) -> (Vec<u8>, String, Vec<u8>) {
+    let built = fleet.build(&fleet.request(sequence, vec![fleet.app(img, sequence)]));
+    let p = &built.payloads[0];
+    (
+        built.envelope.clone(),
+        p.uri.clone().unwrap(),
+        p.bytes.clone(),
+    )
+}
+
+/// A check-in answer offering the release at these URLs.
+pub fn offer(
+    sequence: u64,
+    envelope: &[u8],
+    manifest_url: &str,
+    uri: &str,
+    payload: &[u8],
+    payload_url: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "action": "update",
+        "next_poll_seconds": 60,
+        "update": {
+            "release_id": "rel_hostile",
+            "sequence_number": sequence,
+            "manifest_url": manifest_url,
+            "manifest_size": envelope.len(),
+            "payloads": [{
+                "uri": uri,
+                "url": payload_url,
+                "size": payload.len(),
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload)),
+            }],
+            "requires_consent": false,
+            "rollback": false,
+        }
+    })
+}
+
 type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
 
 pub struct Hostile {
