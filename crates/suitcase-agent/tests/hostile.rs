@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::hostile::{Answer, Hostile, Seen, offer, release};
 use common::{Device, Fleet, image};
-use serde_json::{Value, json};
+use serde_json::json;
 use suitcase_agent::http::{MAX_CHECKIN_ANSWER, MAX_ERROR_BODY};
 use suitcase_agent::{AgentError, Finished, Hooks};
 
