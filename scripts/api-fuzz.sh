@@ -52,6 +52,8 @@ if [ ! -x "$bin" ]; then
     exit 2
   fi
 fi
+# Absolute: the set-up below runs it from the work directory.
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 if ! command -v st >/dev/null; then
   echo "api-fuzz: schemathesis is not installed:" \
     "python3 -m pip install -r scripts/api-fuzz-requirements.txt" >&2

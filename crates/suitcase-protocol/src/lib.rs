@@ -29,6 +29,8 @@ pub mod limits {
     pub const NAME_MAX_CHARS: usize = 200;
     /// The JSON Schema pattern of a name: no control characters (C0, DEL, C1).
     pub const NAME_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+    /// The most tags a device is registered with, or one request adds or removes.
+    pub const DEVICE_TAGS_MAX: usize = 64;
     /// The most tags in one device filter (`tags_all` and `tags_any` each).
     pub const FILTER_TAGS_MAX: usize = 64;
     /// The most device ids or names in one campaign filter.
@@ -681,9 +683,11 @@ pub struct DeviceCreate {
     pub name: String,
     /// Tags for targeting.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub tags: Vec<String>,
     /// The SHA-256 of the device's TLS client certificate (DER), hex, for mutual TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{64}$"))]
     pub certificate_sha256: Option<String>,
 }
 
@@ -763,9 +767,11 @@ pub struct DeviceInfo {
 pub struct DevicePatch {
     /// Tags to add.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub add_tags: Vec<String>,
     /// Tags to remove.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub remove_tags: Vec<String>,
 }
 
@@ -859,8 +865,10 @@ pub enum OnError {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Window {
     /// Opening time, minutes after midnight UTC (0..1440).
+    #[cfg_attr(feature = "openapi", schema(maximum = 1439))]
     pub start_minute: u32,
     /// Closing time, minutes after midnight UTC; before `start_minute` means it spans midnight.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1439))]
     pub end_minute: u32,
     /// Days of the week it applies to, 0 = Monday .. 6 = Sunday; empty = every day.
     #[serde(default)]
@@ -888,12 +896,15 @@ pub struct CampaignCreate {
     pub filter: Filter,
     /// The waves, in order (default: one wave of every device).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub waves: Vec<WaveSize>,
     /// The fraction (0..=1) of a wave's devices that must succeed before the next wave opens.
     #[serde(default = "default_success")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1.0))]
     pub success_threshold: f64,
     /// The fraction (0..=1) of a wave's devices whose failure triggers `on_error`.
     #[serde(default = "default_error")]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 1.0))]
     pub error_threshold: f64,
     /// What happens when the error threshold is reached.
     #[serde(default)]

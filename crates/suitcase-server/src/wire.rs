@@ -52,7 +52,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Wire<T> {
         let cbor = header_has(req.headers(), header::CONTENT_TYPE, CBOR);
         let out = answer_format(req.headers());
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiErr::new(e.status(), "bad-body", format!("cannot read the body: {e}"))
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiErr::new(e.status(), "too-large", "the body is larger than 1 MiB")
+                    .hint("send fewer items per request (device batches hold up to 10,000)")
+            } else {
+                ApiErr::new(e.status(), "bad-body", format!("cannot read the body: {e}"))
+            }
         })?;
         let value = if cbor {
             // (ciborium does not expose its deserializer, so no field path here.)

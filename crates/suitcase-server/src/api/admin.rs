@@ -260,6 +260,7 @@ pub(crate) async fn key_delete(
 
 /// Query parameters of the audit log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
     /// Entries after this id.
     after: Option<i64>,

@@ -263,6 +263,7 @@ pub(crate) async fn get(
 
 /// Query parameters of the member list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MembersQuery {
     /// Only devices in this state (e.g. `failed`).
     state: Option<String>,

@@ -17,8 +17,21 @@ use crate::store::{DeviceRow, NewDevice};
 /// The most devices one batch registers.
 const MAX_BATCH: usize = 10_000;
 
+fn check_tags(n: usize) -> ApiResult<()> {
+    let max = suitcase_protocol::limits::DEVICE_TAGS_MAX;
+    if n > max {
+        return Err(ApiErr::bad_request(
+            "too-many-tags",
+            format!("{n} tags in one request; at most {max} are set or removed at once"),
+        )
+        .hint("use a group for large sets of devices"));
+    }
+    Ok(())
+}
+
 fn new_device(d: &DeviceCreate) -> ApiResult<(NewDevice, String)> {
     valid_name("device name", &d.name)?;
+    check_tags(d.tags.len())?;
     for t in &d.tags {
         valid_name("tag", t)?;
     }
@@ -148,7 +161,9 @@ pub(crate) async fn create(
 /// Register up to 10,000 devices in one transaction.
 #[utoipa::path(post, path = "/api/v1/devices/batch", tag = "devices",
     request_body = Vec<DeviceCreate>,
-    responses((status = 201, body = Vec<DeviceCreated>)),
+    responses((status = 201, body = Vec<DeviceCreated>),
+              (status = 400, body = suitcase_protocol::ApiError, description = "more than 10,000 devices, a name twice, or a bad name"),
+              (status = 409, body = suitcase_protocol::ApiError, description = "a name is registered already")),
     security(("management_token" = [])))]
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
@@ -188,6 +203,7 @@ async fn device_info(state: &AppState, row: DeviceRow, with_update: bool) -> Api
 
 /// Query parameters of the device list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Comma-separated tags the device must all have.
     tags: Option<String>,
@@ -287,6 +303,7 @@ pub(crate) async fn patch(
     crate::wire::Wire(_, p): crate::wire::Wire<DevicePatch>,
 ) -> ApiResult<axum::Json<DeviceInfo>> {
     who.require(Cap::Operate)?;
+    check_tags(p.add_tags.len().max(p.remove_tags.len()))?;
     for t in p.add_tags.iter().chain(&p.remove_tags) {
         valid_name("tag", t)?;
     }

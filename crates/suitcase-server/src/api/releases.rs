@@ -61,6 +61,7 @@ pub(crate) fn info(state: &AppState, r: &ReleaseRow) -> ReleaseInfo {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
     /// A name for the release (default: "sequence N"); 1 to 200 characters, no control
     /// characters.
@@ -117,7 +118,7 @@ pub(crate) async fn upload(
             "no-keys",
             "no release-signing keys are registered, so no release can be trusted",
         )
-        .hint("an admin registers the author's public key: suitcase server key add NAME KEY.pub (POST /api/v1/keys)"));
+        .hint("an admin registers the author's public key: suitcase fleet key add NAME KEY.pub (POST /api/v1/keys)"));
     }
     let parsed: Vec<(String, suitcase_author::keys::PublicKey)> = keys
         .iter()
