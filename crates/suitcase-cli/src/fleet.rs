@@ -254,6 +254,24 @@ impl Client {
     }
 
     fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let (status, v, text) = self.send_raw(req)?;
+        if !status.is_success() {
+            let msg = v["message"].as_str().unwrap_or(&text);
+            let hint = v["hint"]
+                .as_str()
+                .map(|h| format!("\n  hint: {h}"))
+                .unwrap_or_default();
+            bail!("the server answered {status}: {msg}{hint}");
+        }
+        Ok(v)
+    }
+
+    /// Sends a request; the status, the JSON answer (or null) and its text, whatever the
+    /// status.
+    fn send_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, Value, String)> {
         self.rt.block_on(async {
             let r = req.bearer_auth(&self.token).send().await.map_err(|e| {
                 anyhow!("cannot reach the server at {}: {e}\n  is `suitcase server` running? (--server URL)", self.base)
@@ -261,12 +279,7 @@ impl Client {
             let status = r.status();
             let text = r.text().await?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if !status.is_success() {
-                let msg = v["message"].as_str().unwrap_or(&text);
-                let hint = v["hint"].as_str().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
-                bail!("the server answered {status}: {msg}{hint}");
-            }
-            Ok(v)
+            Ok((status, v, text))
         })
     }
 
@@ -545,17 +558,43 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
     let q = name
         .map(|n| format!("?name={}", url_escape(n)))
         .unwrap_or_default();
-    let rel = c.send(
-        c.http
-            .post(format!("{}/api/v1/releases{q}", c.base))
-            .header("content-type", "application/suit-envelope+cose")
-            .body(env),
-    )?;
+    let post = c
+        .http
+        .post(format!("{}/api/v1/releases{q}", c.base))
+        .header("content-type", "application/suit-envelope+cose")
+        .body(env);
+    let (status, answer, _) = c.send_raw(post)?;
+    let rel = if status == reqwest::StatusCode::CONFLICT
+        && answer["error"] == "duplicate-release"
+        && let Some(existing) = answer["id"].as_str()
+    {
+        // Uploaded before (perhaps without its payloads): carry on with that release, so
+        // the same command finishes what an interrupted or envelope-only upload started.
+        let rel = c.get(&format!("/api/v1/releases/{existing}"))?;
+        if rel["complete"] == true {
+            eprintln!("note: this envelope is release {existing} already, with every payload");
+        } else {
+            eprintln!("note: this envelope is release {existing} already; uploading what it lacks");
+        }
+        rel
+    } else {
+        if !status.is_success() {
+            let msg = answer["message"].as_str().unwrap_or("(no message)");
+            let hint = answer["hint"]
+                .as_str()
+                .map(|h| format!("\n  hint: {h}"))
+                .unwrap_or_default();
+            bail!("the server answered {status}: {msg}{hint}");
+        }
+        answer
+    };
     let id = rel["id"].as_str().unwrap_or_default().to_owned();
+    // Payloads already uploaded are skipped; files are matched to the rest.
     let slots: Vec<(u64, String)> = rel["payloads"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|p| p["uploaded"] != true)
         .map(|p| {
             (
                 p["index"].as_u64().unwrap_or(0),
@@ -563,6 +602,10 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
             )
         })
         .collect();
+    if slots.is_empty() && !payloads.is_empty() {
+        eprintln!("note: release {id} has every payload already; nothing to upload");
+        return Ok(rel);
+    }
     let mut used = vec![false; slots.len()];
     let mut last = rel;
     for file in payloads {
@@ -598,7 +641,7 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
     }
     if last["complete"] != true {
         eprintln!(
-            "note: release {id} still lacks payloads; upload them with `suitcase fleet release upload` or PUT /api/v1/releases/{id}/payloads/INDEX"
+            "note: release {id} still lacks payloads; run the same `suitcase fleet release upload ENVELOPE --payload FILE` to add them"
         );
     }
     Ok(last)
