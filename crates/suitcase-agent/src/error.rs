@@ -61,8 +61,11 @@ pub enum AgentError {
     /// The state directory or a slot could not be read or written.
     #[error("{0}")]
     Local(String),
-    /// The reboot command ran: the agent stops and resumes at its next start.
-    #[error("rebooting to activate the update; the agent resumes after the reboot")]
+    /// The reboot command ran: the agent stops and resumes at its next start. The update is
+    /// activated on trial, not confirmed: the health check and Clean-up run after the reboot.
+    #[error(
+        "rebooting into the new image on trial; it is not confirmed yet: run the agent again after the reboot"
+    )]
     Rebooting,
     /// A crash injected by a test hook ([`crate::Hooks::crash_after_writes`]).
     #[error("injected crash (test hook)")]

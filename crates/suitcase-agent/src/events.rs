@@ -48,7 +48,8 @@ pub enum Event {
     Update {
         /// The release.
         release_id: String,
-        /// `installed`, `failed` or `deferred`.
+        /// `installed`, `failed`, `deferred`, or `rebooting` (activated on trial and the
+        /// reboot command ran: not confirmed until the agent runs again after the reboot).
         result: String,
         /// Traffic of this update beyond what was already counted.
         #[serde(skip_serializing_if = "Option::is_none")]

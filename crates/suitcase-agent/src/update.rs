@@ -251,7 +251,18 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
                 });
                 ctx.state.save_journal(&j)?;
             }
-            Err(Stop::Interrupt(e)) => return Err(e),
+            Err(Stop::Interrupt(e)) => {
+                if matches!(e, AgentError::Rebooting) {
+                    // Activated on trial, not confirmed: Clean-up (health check, confirm) runs
+                    // when the agent starts again after the reboot. Not "installed".
+                    (ctx.events)(&Event::Update {
+                        release_id: release.clone(),
+                        result: "rebooting".into(),
+                        traffic: Some(ctx.http.traffic().since(&start)),
+                    });
+                }
+                return Err(e);
+            }
         }
     }
 }

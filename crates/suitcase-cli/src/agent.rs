@@ -15,8 +15,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "agent.toml", env = "SUITCASE_AGENT_CONFIG")]
     config: PathBuf,
     /// One cycle (finish an interrupted update, check in, install what is offered), then
-    /// exit: 0 installed or nothing to do, 1 the update failed, 3 deferred, 2 an error (the
-    /// state is kept and the next run resumes).
+    /// exit: 0 installed (and confirmed) or nothing to do, 1 the update failed, 2 an error
+    /// (the state is kept and the next run resumes), 3 deferred, 4 pending: the reboot command
+    /// ran and the new image is on trial, not confirmed; run the agent again after the
+    /// reboot to health-check and confirm it (or revert it).
     #[arg(long)]
     once: bool,
     /// Print one JSON object per status event on stdout.
@@ -26,6 +28,9 @@ pub(crate) struct Args {
     #[arg(long)]
     check_config: bool,
 }
+
+/// `--once` exit status: the reboot command ran; the update is on trial, not confirmed.
+const PENDING: u8 = 4;
 
 fn sink(json: bool) -> suitcase_agent::EventSink {
     Arc::new(move |e: &Event| {
@@ -105,7 +110,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     Some(Finished::Failed(_)) => ExitCode::from(1),
                     Some(Finished::Deferred(_)) => ExitCode::from(3),
                 },
-                Err(AgentError::Rebooting) => ExitCode::SUCCESS,
+                // Not a success: the update is on trial until a run after the reboot
+                // confirms it (docs/agent.md §1).
+                Err(e @ AgentError::Rebooting) => {
+                    eprintln!("{e}");
+                    ExitCode::from(PENDING)
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
@@ -113,6 +123,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             });
         }
         match agent.run().await {
+            // Forever mode stops for the reboot with 0, so that a supervisor restarting failed
+            // services does not start it again (and confirm an image that never booted)
+            // before the machine goes down; it finishes the update when it starts after the
+            // reboot.
             Ok(()) | Err(AgentError::Rebooting) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(anyhow::Error::new(e)),
         }

@@ -56,3 +56,140 @@ pub fn keygen(dir: &Path, alg: &str, name: &str) {
         ],
     );
 }
+
+/// A `suitcase server` child process on a free loopback port, its data in `dir`; killed when
+/// dropped. `fleet` commands run against it with the first admin token.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub base: String,
+    pub admin: String,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_suitcase"))
+            .current_dir(dir)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let token_file = dir.join("suitcase-data/admin-token");
+        for _ in 0..600 {
+            if token_file.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(core::time::Duration::from_millis(50));
+        }
+        let admin = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            admin,
+        }
+    }
+
+    /// `suitcase ARGS` in `dir`, with SUITCASE_SERVER and SUITCASE_TOKEN set for this server.
+    pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_suitcase"));
+        c.current_dir(dir)
+            .env("SUITCASE_SERVER", &self.base)
+            .env("SUITCASE_TOKEN", &self.admin)
+            .args(args);
+        c
+    }
+
+    /// Runs `suitcase ARGS`, which must succeed; returns its stdout.
+    pub fn ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.command(dir, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "suitcase {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Registers an author key, builds and uploads a one-image release of `image` (component
+    /// `617070`, vendor example.com, class thermostat) with sequence number `sequence`;
+    /// returns the release id. The key is `author` / `author.pub` in `dir`.
+    pub fn release(&self, dir: &Path, sequence: u64, image: &[u8]) -> String {
+        if !dir.join("author.pub").exists() {
+            keygen(dir, "es256", "author");
+            self.ok(dir, &["fleet", "key", "add", "author", "author.pub"]);
+        }
+        let bin = format!("app-{sequence}.bin");
+        let suit = format!("app-{sequence}.suit");
+        std::fs::write(dir.join(&bin), image).unwrap();
+        self.ok(
+            dir,
+            &[
+                "release",
+                "build",
+                "--image",
+                &bin,
+                "--component",
+                "617070",
+                "--vendor",
+                "example.com",
+                "--class",
+                "thermostat",
+                "--sequence",
+                &sequence.to_string(),
+                "--uri",
+                &format!("https://fw.example/{bin}"),
+                "--profile",
+                "basic",
+                "--sign",
+                "author",
+                "-o",
+                &suit,
+            ],
+        );
+        let rel: Value = serde_json::from_str(&self.ok(
+            dir,
+            &[
+                "fleet",
+                "--json",
+                "release",
+                "upload",
+                &suit,
+                "--payload",
+                &bin,
+            ],
+        ))
+        .unwrap();
+        rel["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a device; returns (id, token).
+    pub fn device(&self, dir: &Path, name: &str) -> (String, String) {
+        let d: Value =
+            serde_json::from_str(&self.ok(dir, &["fleet", "--json", "device", "add", name]))
+                .unwrap();
+        (
+            d["id"].as_str().unwrap().to_owned(),
+            d["token"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
