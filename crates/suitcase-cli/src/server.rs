@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use suitcase_server::{Config, TlsConfig};
@@ -65,6 +66,23 @@ pub(crate) struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// The most open connections. At the limit the longest-idle connection is closed to make
+    /// room; also capped at three quarters of the open-file limit.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (on a new connection, or between
+    /// requests on a kept-alive one): slow clients cannot hold sockets.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a connection with no request in flight stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds a request body (JSON, CBOR, an envelope) has to arrive.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    body_timeout: u64,
+    /// Seconds a payload upload may stall (it must also average 1 KiB/s over that time).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    upload_stall: u64,
     #[command(subcommand)]
     action: Option<Action>,
 }
@@ -99,6 +117,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     config.poll_interval = args.poll_interval.max(1);
     config.allow_plaintext_devices = args.allow_plaintext_devices;
     config.release_signatures = args.release_signatures.max(1);
+    config.limits = suitcase_server::Limits {
+        max_connections: args.max_connections.max(1),
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        upload_stall: Duration::from_secs(args.upload_stall.max(1)),
+    };
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsConfig {
             cert,
