@@ -36,7 +36,7 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
     Arc::new(move |e: &Event| {
         if json {
             if let Ok(line) = serde_json::to_string(e) {
-                println!("{line}");
+                outln!("{line}");
             }
             return;
         }
@@ -45,7 +45,7 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
                 action,
                 release_id,
                 next_poll_seconds,
-            } => println!(
+            } => outln!(
                 "check-in: {action}{} (next poll in {next_poll_seconds} s)",
                 release_id
                     .as_deref()
@@ -58,7 +58,7 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
                 reason,
                 detail,
                 ..
-            } => println!(
+            } => outln!(
                 "  {step:<10} {outcome}{}{}",
                 reason
                     .as_deref()
@@ -70,16 +70,16 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
                     .unwrap_or_default()
             ),
             Event::Resume { release_id, step } => {
-                println!("resuming {release_id} at {step}");
+                outln!("resuming {release_id} at {step}");
             }
             Event::Update {
                 release_id, result, ..
-            } => println!("update {release_id}: {result}"),
-            Event::Push { topic } => println!("push on {topic}"),
+            } => outln!("update {release_id}: {result}"),
+            Event::Push { topic } => outln!("push on {topic}"),
             Event::Error {
                 message,
                 retry_in_seconds,
-            } => eprintln!(
+            } => errln!(
                 "error: {message}{}",
                 retry_in_seconds
                     .map(|s| format!(" (retrying in {s:.1} s)"))
@@ -100,7 +100,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     runtime.block_on(async move {
         let mut agent = Agent::new(config, Hooks::default(), sink(args.json))?;
         if args.check_config {
-            println!("{}", serde_json::to_string_pretty(&agent.inventory()?)?);
+            outln!("{}", serde_json::to_string_pretty(&agent.inventory()?)?);
             return Ok(ExitCode::SUCCESS);
         }
         if args.once {
@@ -113,11 +113,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 // Not a success: the update is on trial until a run after the reboot
                 // confirms it (docs/agent.md §1).
                 Err(e @ AgentError::Rebooting) => {
-                    eprintln!("{e}");
+                    errln!("{e}");
                     ExitCode::from(PENDING)
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     ExitCode::from(2)
                 }
             });

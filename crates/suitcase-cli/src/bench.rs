@@ -270,7 +270,7 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
 
     let out = json!({"image_bytes": args.image_bytes, "hss_params": args.hss_params, "algorithms": algorithms, "tiers": tiers_out});
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_tables(&out);
     }
@@ -322,13 +322,19 @@ fn print_tables(out: &Value) {
             },
         )
     };
-    println!("per algorithm (image-independent; signature over a SUIT_Digest):");
-    println!(
+    outln!("per algorithm (image-independent; signature over a SUIT_Digest):");
+    outln!(
         "{:<11} {:>9} {:>11} {:>11} {:>14} {:>10} {:>11}",
-        "alg", "COSE alg", "keygen", "sign", "decode+verify", "sig bytes", "pub bytes"
+        "alg",
+        "COSE alg",
+        "keygen",
+        "sign",
+        "decode+verify",
+        "sig bytes",
+        "pub bytes"
     );
     for a in out["algorithms"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{:<11} {:>9} {:>11} {:>11} {:>14} {:>10} {:>11}",
             a["alg"].as_str().unwrap_or(""),
             a["cose_alg"].to_string(),
@@ -339,13 +345,13 @@ fn print_tables(out: &Value) {
             a["public_key_file_bytes"].to_string()
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "per tier ({} byte image; HSS-LMS {}):",
         out["image_bytes"],
         out["hss_params"].as_str().unwrap_or("")
     );
-    println!(
+    outln!(
         "{:<9} {:<28} {:<11} {:>9} {:>9} {:>11} {:>14} {:>11}",
         "tier",
         "signatures",
@@ -363,7 +369,7 @@ fn print_tables(out: &Value) {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        println!(
+        outln!(
             "{:<9} {:<28} {:<11} {:>9} {:>9} {:>11} {:>14} {:>11}",
             t["tier"].as_str().unwrap_or(""),
             sigs.join("+"),

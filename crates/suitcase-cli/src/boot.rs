@@ -95,9 +95,9 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             "image_bytes": report.image_bytes,
             "first_problem": report.first_problem,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("{report}");
+        outln!("{report}");
     }
     Ok(if report.passed() {
         ExitCode::SUCCESS

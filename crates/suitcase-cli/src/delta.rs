@@ -172,9 +172,9 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
             "mode": mode_name(h.mode),
             "rejected_delta_bytes": patch.rejected_delta_bytes,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "{}: {} bytes for a {}-byte image ({:.1}%), {} mode, applier RAM {} bytes, {:.2}s",
             args.output.display(),
             patch.bytes.len(),
@@ -185,7 +185,7 @@ fn create(args: &CreateArgs) -> Result<ExitCode> {
             seconds
         );
         if let Some(d) = patch.rejected_delta_bytes {
-            println!(
+            outln!(
                 "note: a delta does not pay here ({d} bytes); wrote a compressed full image instead"
             );
         }
@@ -250,9 +250,9 @@ fn apply(args: &ApplyArgs) -> Result<ExitCode> {
             "ram_bound": header.ram_bound,
             "seconds": seconds,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "{}: {} bytes, SHA-256 verified, applier RAM {} bytes, {:.2}s",
             args.output.display(),
             new.len(),
@@ -290,33 +290,35 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
             out["shift"] = json!(g.shift);
             out["segment_size"] = json!(g.segment_size);
         }
-        println!("{out}");
+        outln!("{out}");
     } else {
         let trunc = if h.digest_len() < 32 { "/128" } else { "" };
-        println!("mode:          {}", mode_name(h.mode));
-        println!(
+        outln!("mode:          {}", mode_name(h.mode));
+        outln!(
             "patch bytes:   {} (header {}, payload {})",
             patch.len(),
             h.len(),
             h.payload_len
         );
-        println!(
+        outln!(
             "old image:     {} bytes, SHA-256{} {}",
             h.old_size,
             trunc,
             hex::encode(&h.old_digest[..h.digest_len()])
         );
-        println!(
+        outln!(
             "new image:     {} bytes, SHA-256{} {}",
             h.new_size,
             trunc,
             hex::encode(&h.new_digest[..h.digest_len()])
         );
-        println!("applier RAM:   {} bytes", h.ram_bound);
+        outln!("applier RAM:   {} bytes", h.ram_bound);
         if let Some(g) = h.geometry {
-            println!(
+            outln!(
                 "in place:      erase block {}, old image moved up {} bytes, segments of {}",
-                g.block_size, g.shift, g.segment_size
+                g.block_size,
+                g.shift,
+                g.segment_size
             );
         }
         if patch.len() as u64 != expected {

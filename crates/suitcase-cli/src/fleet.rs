@@ -297,7 +297,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
     let json = args.conn.json;
     let out = |v: &Value, human: &dyn Fn(&Value)| {
         if json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         } else {
             human(v);
         }
@@ -307,7 +307,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let key = read_key(&public_key)?;
             let v = c.post("/api/v1/keys", &json!({"name": name, "key": key}))?;
             out(&v, &|v| {
-                println!(
+                outln!(
                     "registered {} key {:?} (kid {})",
                     v["kind"].as_str().unwrap_or("?"),
                     v["name"].as_str().unwrap_or("?"),
@@ -319,7 +319,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = c.get("/api/v1/keys")?;
             out(&v, &|v| {
                 for k in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {}  {}  kid {}",
                         k["id"].as_str().unwrap_or(""),
                         k["name"].as_str().unwrap_or(""),
@@ -341,7 +341,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = c.get("/api/v1/releases")?;
             out(&v, &|v| {
                 for r in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  seq {:>6}  {}  {}",
                         r["id"].as_str().unwrap_or(""),
                         r["sequence_number"],
@@ -369,12 +369,12 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
                 &json!({"name": name, "tags": tags, "certificate_sha256": certificate_sha256}),
             )?;
             out(&v, &|v| {
-                println!(
+                outln!(
                     "registered device {} ({})",
                     v["name"].as_str().unwrap_or(""),
                     v["id"].as_str().unwrap_or("")
                 );
-                println!(
+                outln!(
                     "token (shown once; install it on the device): {}",
                     v["token"].as_str().unwrap_or("")
                 );
@@ -389,7 +389,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = c.get(&format!("/api/v1/devices?limit={limit}{q}"))?;
             out(&v, &|v| {
                 for d in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {:<24} seq {:<8} tags {}",
                         d["id"].as_str().unwrap_or(""),
                         d["name"].as_str().unwrap_or(""),
@@ -412,17 +412,17 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
                     .json(&json!({"add_tags": add, "remove_tags": remove})),
             )?;
             out(&v, &|v| {
-                println!("{} tags {}", v["name"].as_str().unwrap_or(""), v["tags"])
+                outln!("{} tags {}", v["name"].as_str().unwrap_or(""), v["tags"])
             });
         }
         Command::Device(DeviceCmd::Revoke { id }) => {
             c.send(c.http.delete(format!("{}/api/v1/devices/{id}", c.base)))?;
-            println!("revoked {id}");
+            outln!("revoked {id}");
         }
         Command::Group(GroupCmd::Create { name, devices }) => {
             let v = c.post("/api/v1/groups", &json!({"name": name, "devices": devices}))?;
             out(&v, &|v| {
-                println!(
+                outln!(
                     "group {} with {} device(s)",
                     v["name"].as_str().unwrap_or(""),
                     v["devices"]
@@ -434,13 +434,13 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
                 &format!("/api/v1/groups/{name}/devices"),
                 &json!({"devices": devices}),
             )?;
-            println!("added {} device(s) to {name}", devices.len());
+            outln!("added {} device(s) to {name}", devices.len());
         }
         Command::Group(GroupCmd::List) => {
             let v = c.get("/api/v1/groups")?;
             out(&v, &|v| {
                 for g in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {} device(s)",
                         g["name"].as_str().unwrap_or(""),
                         g["devices"]
@@ -469,7 +469,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = c.get("/api/v1/campaigns")?;
             out(&v, &|v| {
                 for x in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {:<12} {}",
                         x["id"].as_str().unwrap_or(""),
                         x["state"].as_str().unwrap_or(""),
@@ -481,7 +481,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         Command::Token(TokenCmd::Create { name, role }) => {
             let v = c.post("/api/v1/tokens", &json!({"name": name, "role": role}))?;
             out(&v, &|v| {
-                println!(
+                outln!(
                     "{} token {} (shown once): {}",
                     v["role"].as_str().unwrap_or(""),
                     v["id"].as_str().unwrap_or(""),
@@ -493,7 +493,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = c.get("/api/v1/tokens")?;
             out(&v, &|v| {
                 for t in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{}  {:<9} {}{}",
                         t["id"].as_str().unwrap_or(""),
                         t["role"].as_str().unwrap_or(""),
@@ -509,7 +509,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         }
         Command::Token(TokenCmd::Revoke { id }) => {
             c.send(c.http.delete(format!("{}/api/v1/tokens/{id}", c.base)))?;
-            println!("revoked {id}");
+            outln!("revoked {id}");
         }
         Command::Audit { limit } => {
             let all = c.get("/api/v1/audit?limit=10000")?;
@@ -518,7 +518,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = Value::Array(list.into_iter().skip(skip).collect());
             out(&v, &|v| {
                 for e in v.as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{:>6}  {}  {:<10} {:<8} {:<20} {}",
                         e["id"],
                         e["at"],
@@ -572,9 +572,9 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
         // the same command finishes what an interrupted or envelope-only upload started.
         let rel = c.get(&format!("/api/v1/releases/{existing}"))?;
         if rel["complete"] == true {
-            eprintln!("note: this envelope is release {existing} already, with every payload");
+            errln!("note: this envelope is release {existing} already, with every payload");
         } else {
-            eprintln!("note: this envelope is release {existing} already; uploading what it lacks");
+            errln!("note: this envelope is release {existing} already; uploading what it lacks");
         }
         rel
     } else {
@@ -603,7 +603,7 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
         })
         .collect();
     if slots.is_empty() && !payloads.is_empty() {
-        eprintln!("note: release {id} has every payload already; nothing to upload");
+        errln!("note: release {id} has every payload already; nothing to upload");
         return Ok(rel);
     }
     let mut used = vec![false; slots.len()];
@@ -640,7 +640,7 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
         pb.finish_and_clear();
     }
     if last["complete"] != true {
-        eprintln!(
+        errln!(
             "note: release {id} still lacks payloads; run the same `suitcase fleet release upload ENVELOPE --payload FILE` to add them"
         );
     }
@@ -729,15 +729,15 @@ fn minutes(hhmm: &str) -> Result<u32> {
 }
 
 fn show_release(v: &Value) {
-    println!(
+    outln!(
         "release {}  {:?}  sequence {}",
         v["id"].as_str().unwrap_or(""),
         v["name"].as_str().unwrap_or(""),
         v["sequence_number"]
     );
-    println!("  signed by {}", v["signed_by"]);
+    outln!("  signed by {}", v["signed_by"]);
     for p in v["payloads"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  payload {} {}: {}",
             p["index"],
             p["uri"].as_str().unwrap_or(""),
@@ -749,7 +749,7 @@ fn show_release(v: &Value) {
         );
     }
     for d in v["deltas"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  delta to payload {} from {}: {} bytes instead of {}",
             d["index"],
             d["source_release_id"].as_str().unwrap_or(""),
@@ -757,7 +757,7 @@ fn show_release(v: &Value) {
             d["full_size"]
         );
     }
-    println!(
+    outln!(
         "  {}",
         if v["complete"] == true {
             "complete: ready to deploy"
@@ -768,17 +768,19 @@ fn show_release(v: &Value) {
 }
 
 fn show_device(v: &Value) {
-    println!(
+    outln!(
         "device {}  {}",
         v["name"].as_str().unwrap_or(""),
         v["id"].as_str().unwrap_or("")
     );
-    println!(
+    outln!(
         "  tags {}  sequence {}  last seen {}",
-        v["tags"], v["sequence_number"], v["last_seen"]
+        v["tags"],
+        v["sequence_number"],
+        v["last_seen"]
     );
     if let Some(u) = v["update"].as_object() {
-        println!(
+        outln!(
             "  update: release {} ({})",
             u["release_id"].as_str().unwrap_or(""),
             u["state"].as_str().unwrap_or("")
@@ -788,7 +790,7 @@ fn show_device(v: &Value) {
                 .as_str()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "    {:<10} {}{}",
                 s["step"].as_str().unwrap_or(""),
                 s["outcome"].as_str().unwrap_or(""),
@@ -799,7 +801,7 @@ fn show_device(v: &Value) {
 }
 
 fn show_campaign(v: &Value) {
-    println!(
+    outln!(
         "campaign {}  {:?}  {}{}",
         v["id"].as_str().unwrap_or(""),
         v["name"].as_str().unwrap_or(""),
@@ -832,7 +834,7 @@ fn show_campaign(v: &Value) {
         } else {
             "closed"
         };
-        println!(
+        outln!(
             "  wave {} {open} [{bar}] {ok}/{n} ok, {bad} failed, {} in progress, {} pending",
             w["wave"],
             w["in_progress"].as_u64().unwrap_or(0)

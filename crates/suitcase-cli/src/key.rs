@@ -175,7 +175,7 @@ fn cert(args: &CertArgs) -> Result<ExitCode> {
     };
     chain.insert(0, der);
     keys::write_atomic(&args.output, to_pem(&chain).as_bytes(), false)?;
-    println!(
+    outln!(
         "wrote {} ({} certificate(s), {} valid {} days)",
         args.output.display(),
         chain.len(),
@@ -217,19 +217,19 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
             "public": args.public,
             "kid": hex::encode(&generated.kid),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "wrote {} key {} (kid {})",
             alg.name(),
             args.output.display(),
             hex::encode(&generated.kid)
         );
         if let Some(p) = &args.public {
-            println!("wrote its public key {}", p.display());
+            outln!("wrote its public key {}", p.display());
         }
         if alg == KeyAlg::HssLms {
-            println!(
+            outln!(
                 "note: HSS-LMS keys are stateful; each signature updates the file. Never restore an old copy or sign from two places."
             );
         }
@@ -251,16 +251,16 @@ fn public(args: &PublicArgs) -> Result<ExitCode> {
     )?;
     if args.json {
         let out = json!({"kind": key.kind(), "public": args.output, "kid": hex::encode(key.kid()), "pem": pem});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "wrote {} public key {} (kid {})",
             key.kind(),
             args.output.display(),
             hex::encode(key.kid())
         );
         if matches!(key, keys::PublicKey::Symmetric { .. }) {
-            println!(
+            outln!(
                 "note: a symmetric key has no public half; this file is the secret itself. Provision it to devices over a protected channel."
             );
         }

@@ -7,10 +7,16 @@
     clippy::std_instead_of_alloc,
     reason = "a std binary: the core/alloc discipline matters for the device crates only"
 )]
+// Every print goes through `output` (outln!, out!, errln!): a closed stdout ends the command
+// quietly instead of panicking.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[macro_use]
+mod output;
 
 mod agent;
 mod bench;
@@ -77,6 +83,7 @@ enum Command {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    output::install();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Manifest(c) => manifest::run(c),
@@ -94,7 +101,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(2)
         }
     }

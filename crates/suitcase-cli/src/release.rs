@@ -228,10 +228,11 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
             "delta_rejected_bytes": payload.delta_rejected,
         }));
         if let Some(n) = payload.delta_rejected {
-            eprintln!(
+            errln!(
                 "note: a delta for {} does not pay ({n} bytes for a {}-byte image); the release \
                  ships the full image",
-                payload.name, payload.image_size
+                payload.name,
+                payload.image_size
             );
         }
     }
@@ -249,7 +250,7 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
         "payloads": payloads,
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
     }
@@ -264,25 +265,25 @@ fn default_payload_path(envelope: &Path, index: usize) -> PathBuf {
 
 fn print_summary(s: &Value) {
     let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-    println!(
+    outln!(
         "built {} ({} bytes): sequence {}, profile {}",
         text(&s["envelope"]),
         s["envelope_bytes"],
         s["sequence_number"],
         text(&s["profile"])
     );
-    println!(
+    outln!(
         "  vendor {}  class {}",
         text(&s["vendor_id"]),
         text(&s["class_id"])
     );
-    println!(
+    outln!(
         "  manifest digest {} {}",
         text(&s["manifest_digest"]["algorithm"]),
         text(&s["manifest_digest"]["hex"])
     );
     for sig in s["signatures"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  signed: {} (COSE alg {}, kid {})",
             text(&sig["key"]),
             sig["alg"],
@@ -290,7 +291,7 @@ fn print_summary(s: &Value) {
         );
     }
     if s["recipients"].as_u64().unwrap_or(0) > 0 {
-        println!("  encrypted for {} recipient(s)", s["recipients"]);
+        outln!("  encrypted for {} recipient(s)", s["recipients"]);
     }
     for p in s["payloads"].as_array().into_iter().flatten() {
         let at = p["uri"]
@@ -306,7 +307,7 @@ fn print_summary(s: &Value) {
             .as_str()
             .map(|d| format!(", a delta patch for devices running the image with digest {d}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  payload {}: {} bytes, {at}{file}{delta}",
             text(&p["name"]),
             p["bytes"]
@@ -323,9 +324,9 @@ fn sign(args: &SignArgs) -> Result<ExitCode> {
         .block_count();
     if args.json {
         let out = json!({"envelope": args.output, "alg": block.alg, "kid": hex::encode(&block.kid), "signatures": blocks});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "added a signature (COSE alg {}, kid {}) to {}: {} signature(s) now",
             block.alg,
             hex::encode(&block.kid),

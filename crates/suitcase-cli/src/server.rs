@@ -137,20 +137,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let (server, opened) = suitcase_server::start(config).await?;
-        println!("suitcase server listening on {}", server.url());
-        println!("  database: {}", opened.database);
-        println!("  payloads: {}", opened.payloads);
+        outln!("suitcase server listening on {}", server.url());
+        outln!("  database: {}", opened.database);
+        outln!("  payloads: {}", opened.payloads);
         match &opened.admin_token {
-            Some(_) => println!(
+            Some(_) => outln!(
                 "  first admin token written to {} (keep it secret; create other tokens with it)",
                 opened.admin_token_file.display()
             ),
-            None => println!(
+            None => outln!(
                 "  admin token: see {} (or a token created since)",
                 opened.admin_token_file.display()
             ),
         }
-        println!("  API description: {}/openapi.json", server.url());
+        outln!("  API description: {}/openapi.json", server.url());
         server.run_until_signal().await;
         Ok::<_, anyhow::Error>(())
     })?;
@@ -164,14 +164,14 @@ fn admin_token(config: &Config, reset: bool) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     if !reset {
         let n = runtime.block_on(suitcase_server::admin_token_count(config))?;
-        println!("{n} admin token(s) work");
+        outln!("{n} admin token(s) work");
         if n == 0 {
-            println!("  none: create one with `suitcase server --data DIR admin-token --reset`");
+            outln!("  none: create one with `suitcase server --data DIR admin-token --reset`");
         }
         return Ok(ExitCode::SUCCESS);
     }
     let done = runtime.block_on(suitcase_server::reset_admin_token(config))?;
-    println!(
+    outln!(
         "new admin token written to {} ({} admin token(s) worked before; the reset is in the audit log)",
         done.file.display(),
         done.working_before

@@ -260,13 +260,18 @@ impl Display {
 
 fn report(s: &Summary, json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string(s)?);
+        outln!("{}", serde_json::to_string(s)?);
     } else {
-        println!(
+        outln!(
             "{} devices in {:.1} s: {} updated, {} rolled back, {} failed, {} not reached",
-            s.devices, s.seconds, s.updated, s.rolled_back, s.failed, s.not_reached
+            s.devices,
+            s.seconds,
+            s.updated,
+            s.rolled_back,
+            s.failed,
+            s.not_reached
         );
-        println!(
+        outln!(
             "campaign {} {}{}",
             s.campaign_id,
             s.campaign_state,
@@ -275,7 +280,7 @@ fn report(s: &Summary, json: bool) -> Result<ExitCode> {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         );
-        println!(
+        outln!(
             "traffic: {:.2} MB ({:.2} MB of it envelopes and payloads), {} check-ins, {} resumed downloads, {} power cuts",
             s.bytes_transferred as f64 / 1e6,
             s.download_bytes as f64 / 1e6,
@@ -284,10 +289,10 @@ fn report(s: &Summary, json: bool) -> Result<ExitCode> {
             s.power_cuts
         );
         if !s.converged {
-            println!("the campaign did not finish within --timeout");
+            outln!("the campaign did not finish within --timeout");
         }
         for e in &s.errors {
-            println!("  {e}");
+            outln!("  {e}");
         }
     }
     Ok(if s.converged && s.failed == 0 {
@@ -340,7 +345,7 @@ pub(crate) fn run_demo(a: DemoArgs) -> Result<ExitCode> {
             .admin_token
             .context("the new server did not create an admin token")?;
         if !a.common.json {
-            eprintln!(
+            errln!(
                 "server on {} (SQLite and payloads in {}); {} simulated devices",
                 server.url(),
                 work.join("server").display(),

@@ -110,29 +110,29 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
             "effects": report.effects,
             "records": report.records,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         match reason {
-            None => println!("ACCEPT {}", args.envelope.display()),
-            Some(r) => println!("REJECT {} ({r}): {detail}", args.envelope.display()),
+            None => outln!("ACCEPT {}", args.envelope.display()),
+            Some(r) => outln!("REJECT {} ({r}): {detail}", args.envelope.display()),
         }
         if !signers.is_empty() {
-            println!("  authenticated by: {}", signers.join(", "));
+            outln!("  authenticated by: {}", signers.join(", "));
         }
         if let Some(seq) = report.sequence_number {
-            println!("  sequence number: {seq}");
+            outln!("  sequence number: {seq}");
         }
         if !report.sections_run.is_empty() {
-            println!("  sections run: {}", report.sections_run.join(", "));
+            outln!("  sections run: {}", report.sections_run.join(", "));
         }
         for s in &report.sections_skipped {
-            println!("  skipped: {s}");
+            outln!("  skipped: {s}");
         }
         for e in &report.effects {
-            println!("  effect: {e}");
+            outln!("  effect: {e}");
         }
         for c in &report.components {
-            println!(
+            outln!(
                 "  component {}: {} bytes, sha-256 {}",
                 c["id"],
                 c["size"],
@@ -140,7 +140,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
             );
         }
         if let Some(r) = reason {
-            println!("  hint: {}", hint(r));
+            outln!("  hint: {}", hint(r));
         }
     }
     Ok(if outcome.is_ok() {

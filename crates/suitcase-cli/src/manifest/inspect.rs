@@ -32,9 +32,9 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&description)?);
+        outln!("{}", serde_json::to_string_pretty(&description)?);
     } else {
-        print!("{}", render(&description));
+        out!("{}", render(&description));
     }
     Ok(ExitCode::SUCCESS)
 }
