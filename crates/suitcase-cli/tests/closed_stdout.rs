@@ -6,6 +6,7 @@
     clippy::unwrap_used,
     clippy::panic,
     clippy::std_instead_of_core,
+    clippy::cast_possible_truncation,
     missing_docs,
     reason = "test code"
 )]
