@@ -13,7 +13,8 @@
 //! (pure wave and threshold rules) and `engine` (campaign state in memory, persisted on every
 //! change); `auth` (management roles, device credentials); `blobs` (payload storage);
 //! `wire` (JSON/CBOR and ranges); `push` (MQTT); `api` (the HTTP handlers and the OpenAPI
-//! description); `serve` (listeners, TLS and mutual TLS).
+//! description); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
+//! eviction, header, idle and body timeouts: what a slow client can hold).
 
 #![allow(
     clippy::std_instead_of_core,
