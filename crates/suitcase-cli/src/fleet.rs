@@ -659,22 +659,7 @@ fn url_escape(s: &str) -> String {
 }
 
 fn campaign_body(s: &CampaignSpec) -> Result<Value> {
-    let waves: Vec<Value> = s
-        .waves
-        .iter()
-        .map(|w| {
-            let w = w.trim();
-            if let Some(p) = w.strip_suffix('%') {
-                p.parse::<f64>()
-                    .map(|p| json!({"percent": p}))
-                    .map_err(|_| anyhow!("bad wave {w:?}: use 10% or a count"))
-            } else {
-                w.parse::<u64>()
-                    .map(|n| json!({"count": n}))
-                    .map_err(|_| anyhow!("bad wave {w:?}: use 10% or a count"))
-            }
-        })
-        .collect::<Result<_>>()?;
+    let waves = crate::waves::parse(s.waves.iter().map(String::as_str))?;
     let window = match &s.window {
         None => Value::Null,
         Some(w) => {
@@ -811,36 +796,16 @@ fn show_campaign(v: &Value) {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
-    let opened = v["opened_waves"].as_u64().unwrap_or(0);
-    for w in v["waves_progress"].as_array().into_iter().flatten() {
-        let n = w["devices"].as_u64().unwrap_or(0);
-        let ok = w["succeeded"].as_u64().unwrap_or(0) + w["rolled_back"].as_u64().unwrap_or(0);
-        let bad = w["failed"].as_u64().unwrap_or(0);
-        let width = 30usize;
-        let fill = |k: u64| {
-            (k * width as u64)
-                .checked_div(n)
-                .map_or(0, |x| usize::try_from(x).unwrap_or(width))
-        };
-        let (f_ok, f_bad) = (fill(ok), fill(bad));
-        let bar = format!(
-            "{}{}{}",
-            "#".repeat(f_ok),
-            "x".repeat(f_bad.min(width - f_ok)),
-            ".".repeat(width.saturating_sub(f_ok + f_bad))
-        );
-        let open = if w["wave"].as_u64().unwrap_or(0) < opened {
-            "open  "
-        } else {
-            "closed"
-        };
-        outln!(
-            "  wave {} {open} [{bar}] {ok}/{n} ok, {bad} failed, {} in progress, {} pending",
-            w["wave"],
-            w["in_progress"].as_u64().unwrap_or(0)
-                + w["notified"].as_u64().unwrap_or(0)
-                + w["rolling_back"].as_u64().unwrap_or(0),
-            w["pending"]
-        );
+    let opened = v["opened_waves"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    let waves: Vec<suitcase_protocol::WaveProgress> =
+        serde_json::from_value(v["waves_progress"].clone()).unwrap_or_default();
+    for w in &waves {
+        outln!("  {}", crate::waves::line(w, opened));
+    }
+    if !waves.is_empty() {
+        outln!("  ({})", crate::waves::LEGEND);
     }
 }

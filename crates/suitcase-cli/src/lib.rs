@@ -33,6 +33,7 @@ mod profile;
 mod release;
 mod server;
 mod sim;
+mod waves;
 
 /// suitcase: secure over-the-air updates for IoT fleets, built on IETF SUIT manifests.
 ///

@@ -101,26 +101,7 @@ struct Common {
 }
 
 fn waves(s: &str) -> Result<Vec<WaveSize>> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            if let Some(p) = w.strip_suffix('%') {
-                let v: f64 = p
-                    .parse()
-                    .with_context(|| format!("wave `{w}`: not a percentage"))?;
-                if !(v > 0.0 && v <= 100.0) {
-                    bail!("wave `{w}`: a percentage must be above 0 and at most 100");
-                }
-                Ok(WaveSize::Percent(v))
-            } else {
-                let n: u64 = w
-                    .parse()
-                    .with_context(|| format!("wave `{w}`: write 10% or a device count"))?;
-                Ok(WaveSize::Count(n))
-            }
-        })
-        .collect()
+    crate::waves::parse(s.split(','))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -209,24 +190,9 @@ impl Display {
             .iter()
             .map(|w| {
                 format!(
-                    "wave {}: {}/{} ok{}{}",
-                    w.wave + 1,
-                    w.succeeded,
-                    w.devices,
-                    if w.failed > 0 {
-                        format!(", {} failed", w.failed)
-                    } else {
-                        String::new()
-                    },
-                    if w.rolling_back + w.rolled_back > 0 {
-                        format!(
-                            ", {} rolled back of {}",
-                            w.rolled_back,
-                            w.rolling_back + w.rolled_back
-                        )
-                    } else {
-                        String::new()
-                    }
+                    "wave {}: {}",
+                    crate::waves::number(w),
+                    crate::waves::counts(w)
                 )
             })
             .collect();

@@ -149,7 +149,7 @@ fn fleet_commands_drive_a_rollout() {
         "--start",
     ]);
     assert!(out.contains("running"), "{out}");
-    assert!(out.contains("wave 0 open"), "{out}");
+    assert!(out.contains("wave 1 open"), "{out}");
     // The device checks in and is offered the release.
     let client = raw_http::checkin(&base, dev_token);
     assert_eq!(client["action"], "update", "{client}");
