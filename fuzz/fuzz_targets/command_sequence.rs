@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| { suitcase_manifest::__fuzz::decode_command_sequence(data); });
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    suitcase_manifest::__fuzz::decode_command_sequence(data);
+});
