@@ -759,6 +759,9 @@ pub struct DeviceInfo {
     pub update: Option<UpdateStatus>,
     /// Decommissioned devices cannot authenticate.
     pub revoked: bool,
+    /// Controller attributes a hawkBit DDI device sent with configData (docs/ddi.md).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Change a device's tags.

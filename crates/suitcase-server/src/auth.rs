@@ -187,19 +187,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiErr;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiErr> {
-        let conn = parts.extensions.get::<ConnInfo>().cloned();
-        // RFC 8240 §3: a device's credential identifies it; do not let it cross a network in
-        // clear text unless the operator opted in.
-        if let Some(c) = &conn
-            && !c.tls
-            && !c.peer.ip().is_loopback()
-            && !state.config.allow_plaintext_devices
-        {
-            return Err(ApiErr::forbidden(
-                "the device API is not served over plain HTTP to other hosts: a device's credentials identify it (RFC 8240 §3)",
-            )
-            .hint("start the server with --tls-cert/--tls-key, or with --allow-plaintext-devices on a trusted network"));
-        }
+        let conn = plaintext_rule(parts, state)?;
         let entry = if let Some(token) = bearer(parts) {
             if token.starts_with("sct_a_") {
                 return Err(ApiErr::unauthorized(
@@ -227,4 +215,155 @@ impl FromRequestParts<AppState> for DeviceAuth {
         }
         Ok(Self(entry))
     }
+}
+
+/// RFC 8240 §3: a device's credential identifies it; do not let it cross a network in clear
+/// text unless the operator opted in. Applies to the device API and the DDI API alike.
+fn plaintext_rule(parts: &Parts, state: &AppState) -> Result<Option<ConnInfo>, ApiErr> {
+    let conn = parts.extensions.get::<ConnInfo>().cloned();
+    if let Some(c) = &conn
+        && !c.tls
+        && !c.peer.ip().is_loopback()
+        && !state.config.allow_plaintext_devices
+    {
+        return Err(ApiErr::forbidden(
+            "the device API is not served over plain HTTP to other hosts: a device's credentials identify it (RFC 8240 §3)",
+        )
+        .hint("start the server with --tls-cert/--tls-key, or with --allow-plaintext-devices on a trusted network"));
+    }
+    Ok(conn)
+}
+
+/// The one tenant of the DDI API (hawkBit's default; matched case-insensitively, as hawkBit
+/// upper-cases tenants).
+pub(crate) const DDI_TENANT: &str = "DEFAULT";
+
+/// A device on the hawkBit DDI API (docs/ddi.md), authenticated by `Authorization:
+/// TargetToken <its suitcase device token>`, by the tenant's `GatewayToken` when the operator
+/// set one, or by its registered TLS client certificate. The `{controllerId}` in the path
+/// must be the authenticated device's name: a device cannot act for another (hawkBit
+/// SecurityTokenAuthenticator; a mismatch is 401, as an unknown credential).
+#[derive(Clone, Debug)]
+pub(crate) struct DdiAuth {
+    pub(crate) device: Arc<DeviceEntry>,
+    /// `http` or `https`, for the links the answers carry.
+    pub(crate) scheme: &'static str,
+}
+
+impl FromRequestParts<AppState> for DdiAuth {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiErr> {
+        let conn = plaintext_rule(parts, state)?;
+        let path = parts.uri.path().to_owned();
+        let mut seg = path.split('/').skip(1);
+        let (Some(tenant), Some("controller"), Some("v1"), Some(controller)) =
+            (seg.next(), seg.next(), seg.next(), seg.next())
+        else {
+            return Err(ApiErr::not_found("DDI resource", &path));
+        };
+        if !tenant.eq_ignore_ascii_case(DDI_TENANT) {
+            return Err(ApiErr::not_found("tenant", tenant)
+                .hint("this server has one DDI tenant: DEFAULT (any case)"));
+        }
+        let controller = percent_decode(controller);
+        let scheme = if conn.as_ref().is_some_and(|c| c.tls) {
+            "https"
+        } else {
+            "http"
+        };
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let (kind, secret) = match header.and_then(|h| h.split_once(' ')) {
+            Some((k, v)) => (k.to_ascii_lowercase(), v.trim()),
+            None => (String::new(), ""),
+        };
+        let entry = match kind.as_str() {
+            // hawkBit SecurityTokenAuthenticator: "TargetToken <token>" (scheme
+            // case-insensitive here, as RFC 9110 §11.1 makes auth schemes).
+            "targettoken" => {
+                state
+                    .devices
+                    .by_credential(
+                        state,
+                        "token_hash",
+                        Sha256::digest(secret.as_bytes()).into(),
+                    )
+                    .await?
+            }
+            // hawkBit GatewayTokenAuthenticator: one tenant-wide key acts for any controller;
+            // off unless the operator configured it.
+            "gatewaytoken" => match &state.config.ddi_gateway_token {
+                Some(key) if ct_eq(key.as_bytes(), secret.as_bytes()) => {
+                    state.devices.by_name(state, &controller, true).await?
+                }
+                Some(_) => None,
+                None => {
+                    return Err(ApiErr::unauthorized(
+                        "gateway tokens are not enabled on this server",
+                    )
+                    .hint("use Authorization: TargetToken <device token>, or start the server with --ddi-gateway-token-file"));
+                }
+            },
+            _ => match conn.as_ref().and_then(|c| c.client_cert.as_ref()) {
+                Some(cert) => {
+                    state
+                        .devices
+                        .by_credential(state, "cert_sha256", Sha256::digest(cert).into())
+                        .await?
+                }
+                None => None,
+            },
+        };
+        let entry = entry.ok_or_else(|| {
+            ApiErr::unauthorized("unknown DDI credentials").hint(
+                "send Authorization: TargetToken <the token `suitcase fleet device add` printed>",
+            )
+        })?;
+        if entry.revoked() {
+            return Err(ApiErr::unauthorized("this device was decommissioned"));
+        }
+        if entry.name != controller {
+            return Err(
+                ApiErr::unauthorized("these credentials belong to another controller id")
+                    .hint("the DDI controllerId is the device's name in suitcase"),
+            );
+        }
+        Ok(Self {
+            device: entry,
+            scheme,
+        })
+    }
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Decodes `%XX` escapes of a path segment (a controller id with a space or a slash).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(h) = b.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(&String::from_utf8_lossy(h), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -93,7 +93,25 @@ ALTER TABLE payloads ADD COLUMN upload_key TEXT;
 ALTER TABLE payloads ADD COLUMN upload_touched BIGINT
 "
     .to_owned();
-    vec![(1, v1), (2, v2), (3, v3)]
+    // The hawkBit DDI API (docs/ddi.md): integer action ids (SWUpdate reads them with
+    // json_object_get_int), whether each action is closed (410 on later feedback), the
+    // controller attributes a device sends with configData, and the SHA-1 and MD5 of a
+    // payload that DDI clients check, computed on first DDI use and kept.
+    let v4 = format!(
+        "
+CREATE TABLE ddi_actions (
+    id {serial}, campaign_id TEXT NOT NULL, device_id TEXT NOT NULL, release_id TEXT NOT NULL,
+    closed BIGINT NOT NULL DEFAULT 0, served_skip BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL, closed_at BIGINT,
+    UNIQUE (campaign_id, device_id, release_id));
+CREATE INDEX ddi_actions_device ON ddi_actions (device_id);
+CREATE TABLE device_attributes (
+    device_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (device_id, key));
+ALTER TABLE payloads ADD COLUMN sha1 TEXT;
+ALTER TABLE payloads ADD COLUMN md5 TEXT
+"
+    );
+    vec![(1, v1), (2, v2), (3, v3), (4, v4)]
 }
 
 impl Db {

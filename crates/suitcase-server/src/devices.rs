@@ -151,6 +151,74 @@ impl Devices {
         Ok(Some(entry))
     }
 
+    /// The device with this name, for the DDI gateway token (which acts for any controller,
+    /// docs/ddi.md). With `register`, an unknown name is registered (with a fresh token that
+    /// nobody is told: it authenticates through the gateway, or after a token rotation), as
+    /// hawkBit registers unknown controllers on their first poll.
+    pub(crate) async fn by_name(
+        &self,
+        state: &AppState,
+        name: &str,
+        register: bool,
+    ) -> Result<Option<Arc<DeviceEntry>>, ApiErr> {
+        use sha2::Digest as _;
+        let key: CredKey = (2, sha2::Sha256::digest(name.as_bytes()).into());
+        if let Some(e) = self
+            .by_credential
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(Some(e));
+        }
+        let mut row = state.db.device_get(name).await?.filter(|r| r.name == name);
+        if row.is_none() && register {
+            crate::api::valid_name("controller id", name)?;
+            let (_, token_hash) = crate::auth::new_secret("sct_d_");
+            let dev = crate::store::NewDevice {
+                id: crate::auth::new_id("dev_"),
+                name: name.to_owned(),
+                token_hash,
+                cert_sha256: None,
+                push_id: crate::auth::new_id(""),
+                tags: Vec::new(),
+            };
+            let now = state.now();
+            if let Err(e) = state
+                .db
+                .device_create_many(std::slice::from_ref(&dev), now)
+                .await
+                && !crate::error::is_unique_violation(&e)
+            {
+                return Err(e.into());
+            }
+            crate::engine::audit_server(
+                state,
+                "device.register",
+                &dev.id,
+                serde_json::json!({"name": name, "via": "ddi-gateway-token"}),
+            )
+            .await;
+            row = state.db.device_get(name).await?.filter(|r| r.name == name);
+        }
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let entry = Arc::new(DeviceEntry {
+            id: row.id,
+            name: row.name,
+            push_id: row.push_id,
+            revoked: AtomicBool::new(row.revoked),
+            seen: Mutex::new((0, row.last_seen.unwrap_or(0))),
+            groups: RwLock::new(None),
+            reports: Mutex::new((REPORT_BURST, 0)),
+        });
+        if let Ok(mut m) = self.by_credential.write() {
+            m.insert(key, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
     /// Drops a device's cached credentials (after revocation or token rotation).
     pub(crate) fn forget(&self, device_id: &str) {
         if let Ok(mut m) = self.by_credential.write() {

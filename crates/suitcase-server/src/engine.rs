@@ -271,6 +271,8 @@ pub(crate) struct Decision {
     /// The release was not offered because the device cannot install it (a delta release for
     /// another image): the failure to record as the device's Check report, and the campaign.
     pub(crate) refused: Option<(String, String)>,
+    /// The campaign of the offer (the DDI API numbers an action per campaign and release).
+    pub(crate) campaign: Option<String>,
 }
 
 impl Engine {
@@ -363,6 +365,7 @@ impl Engine {
             return decision;
         }
         if !matches!(to, Some(MState::Succeeded | MState::RolledBack)) {
+            decision.campaign = Some(member.campaign.clone());
             decision.offer = Some((
                 release.clone(),
                 rolling_back,

@@ -97,6 +97,10 @@ pub struct Config {
     pub orphan_age: Duration,
     /// Limits on connections and slow clients.
     pub limits: Limits,
+    /// The hawkBit DDI gateway token (docs/ddi.md): one tenant-wide secret that acts for any
+    /// controller and registers unknown ones on first poll, as hawkBit's does. Off (`None`)
+    /// by default; devices then use their own token (`TargetToken`).
+    pub ddi_gateway_token: Option<String>,
 }
 
 /// Limits on connections and slow clients (docs/server.md §7). Every one bounds what a
@@ -166,6 +170,7 @@ impl Config {
             deltas: true,
             orphan_age: Duration::from_secs(3600),
             limits: Limits::default(),
+            ddi_gateway_token: None,
         }
     }
 

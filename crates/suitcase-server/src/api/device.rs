@@ -20,7 +20,7 @@ use crate::wire::{self, Accepts, Want, Wire};
 
 /// The next poll: the interval (or `retry_after`) with random jitter, so that a fleet does
 /// not check in in lock step after an outage or a push (NTIA: server-side random back-off).
-fn next_poll(interval: u32, retry_after: Option<i64>) -> u32 {
+pub(crate) fn next_poll(interval: u32, retry_after: Option<i64>) -> u32 {
     // Jitter needs spread, not secrecy: a fast thread-local generator, no system call.
     let unit = fastrand::f64();
     let secs = match retry_after {
@@ -188,8 +188,21 @@ pub(crate) async fn report(
     DeviceAuth(dev): DeviceAuth,
     Wire(_, r): Wire<StepReport>,
 ) -> ApiResult<StatusCode> {
-    check_report_size(&r)?;
-    if let Err(wait) = dev.take_report(state.now()) {
+    record_report(&state, &dev, &r, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records a step report the way the device API does: sizes, the per-device budget (when
+/// `budget`), the per-release cap, the offer gate (docs/server.md §3), the timeline, and the
+/// transition it causes. The DDI API (api/ddi.rs) sends its feedback through here too.
+pub(crate) async fn record_report(
+    state: &AppState,
+    dev: &crate::devices::DeviceEntry,
+    r: &StepReport,
+    budget: bool,
+) -> ApiResult<()> {
+    check_report_size(r)?;
+    if budget && let Err(wait) = dev.take_report(state.now()) {
         return Err(ApiErr::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too-many-reports",
@@ -223,7 +236,7 @@ pub(crate) async fn report(
         )
         .hint("report only on the release a check-in offered")
     };
-    let (campaign, transition) = match state.engine.on_report(&dev.id, &r) {
+    let (campaign, transition) = match state.engine.on_report(&dev.id, r) {
         ReportFate::NotOffered => return Err(not_offered()),
         ReportFate::Member {
             campaign,
@@ -244,7 +257,7 @@ pub(crate) async fn report(
     };
     state
         .db
-        .report_insert(&dev.id, campaign.as_deref(), &r, state.now())
+        .report_insert(&dev.id, campaign.as_deref(), r, state.now())
         .await?;
     metrics::counter!("suitcase_reports_total", "step" => r.step.name(), "outcome" => r.outcome.name())
         .increment(1);
@@ -252,9 +265,9 @@ pub(crate) async fn report(
         tracing::info!(device = %dev.name, release = %r.release_id, step = r.step.name(), reason = ?r.reason, "update step failed");
     }
     if let Some(t) = transition {
-        engine::persist(&state, &t).await?;
+        engine::persist(state, &t).await?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The device's current or last update, with every step's latest outcome.
@@ -415,7 +428,7 @@ pub(crate) async fn serve_payload(
 }
 
 /// Serves a stored object with Range, ETag and If-Range.
-async fn serve_object(
+pub(crate) async fn serve_object(
     state: &AppState,
     key: &str,
     size: u64,

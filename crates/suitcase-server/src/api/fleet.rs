@@ -183,7 +183,9 @@ async fn device_info(state: &AppState, row: DeviceRow, with_update: bool) -> Api
     } else {
         None
     };
+    let attributes = state.db.device_attributes(&row.id).await?;
     Ok(DeviceInfo {
+        attributes,
         tags,
         inventory: row
             .inventory

@@ -13,7 +13,8 @@ use crate::auth::Manager;
 
 mod admin;
 mod campaigns;
-mod device;
+mod ddi;
+pub(crate) mod device;
 pub(crate) mod docs;
 mod fleet;
 mod releases;
@@ -86,6 +87,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz));
     device
+        .merge(ddi::router())
         .merge(manage)
         .layer(DefaultBodyLimit::max(SMALL_BODY))
         .merge(uploads)

@@ -1,0 +1,1311 @@
+//! The hawkBit Direct Device Integration API, v1 (docs/ddi.md), for fleets that run SWUpdate,
+//! RAUC or Zephyr's hawkBit client: existing devices move to suitcase without reflashing.
+//!
+//! DDI devices are ordinary fleet members: a base poll is a check-in decided by the same
+//! rollout engine (waves, thresholds, windows, consent, rollback), and feedback becomes step
+//! reports through the same path as the device API's (`device::record_report`, with its
+//! offer gate and caps). What DDI adds is only its shapes: integer action ids (one per
+//! campaign, device and release, in `ddi_actions`), `HH:MM:SS` sleeps, chunks with SHA-1 and
+//! MD5, 200 on feedback and 410 on a closed action. The facts that break real clients are
+//! cited from hawkBit and SWUpdate 2022.12 (`server_hawkbit.c`) where they are enforced.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{get, post, put};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Row as _;
+use suitcase_protocol::{CheckIn, InstalledComponent, Outcome, Step, StepReport};
+
+use crate::AppState;
+use crate::auth::DdiAuth;
+use crate::db::Db;
+use crate::engine;
+use crate::error::{ApiErr, ApiResult};
+use crate::store::ReleaseRow;
+
+/// The most controller attributes stored per device (hawkBit's default quota is 100).
+pub(crate) const MAX_ATTRIBUTES: usize = 100;
+/// The longest attribute key, in characters (hawkBit: 128).
+pub(crate) const MAX_ATTRIBUTE_KEY: usize = 128;
+/// The longest attribute value, in characters (hawkBit: 128; SWUpdate's identify values are
+/// short, but a version string with a build id can be longer).
+pub(crate) const MAX_ATTRIBUTE_VALUE: usize = 512;
+/// The configData attribute by which a device says which manifest sequence number it runs;
+/// a device that reports the release's sequence (or a later one) is not offered it again.
+pub(crate) const SEQUENCE_ATTRIBUTE: &str = "suitcase_sequence";
+/// Module ids are `action id × MODULES + payload index`: integers, as hawkBit's are.
+const MODULES: i64 = 1000;
+
+pub(crate) fn router() -> Router<AppState> {
+    let c = "/{tenant}/controller/v1/{controller}";
+    Router::new()
+        .route(c, get(base))
+        .route(&format!("{c}/deploymentBase/{{action}}"), get(deployment))
+        .route(
+            &format!("{c}/deploymentBase/{{action}}/feedback"),
+            post(feedback),
+        )
+        .route(&format!("{c}/cancelAction/{{action}}"), get(cancel))
+        .route(
+            &format!("{c}/cancelAction/{{action}}/feedback"),
+            post(cancel_feedback),
+        )
+        .route(&format!("{c}/installedBase/{{action}}"), get(installed))
+        .route(&format!("{c}/configData"), put(config_data))
+        .route(
+            &format!("{c}/softwaremodules/{{module}}/artifacts"),
+            get(artifacts),
+        )
+        .route(
+            &format!("{c}/softwaremodules/{{module}}/artifacts/{{file}}"),
+            get(artifact),
+        )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionPath {
+    tenant: String,
+    controller: String,
+    action: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ArtifactPath {
+    tenant: String,
+    controller: String,
+    module: String,
+    file: Option<String>,
+}
+
+/// `HH:MM:SS`, as hawkBit's `config.polling.sleep` (SWUpdate counts anything else as a bad
+/// message, server_hawkbit.c `server_get_device_info`), at least 1 s and at most 23:59:59.
+pub(crate) fn hhmmss(seconds: i64) -> String {
+    let s = seconds.clamp(1, 86_399);
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// The prefix of every link: `scheme://host/{tenant}/controller/v1/{controller}`. hawkBit
+/// builds absolute links from the request; the Host header is used only if it is a plain
+/// host[:port] (no path, no user info), else the listen address.
+fn prefix(state: &AppState, auth: &DdiAuth, headers: &HeaderMap, tenant: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
+        .map_or_else(|| state.config.listen.to_string(), str::to_owned);
+    format!(
+        "{}://{host}/{}/controller/v1/{}",
+        auth.scheme,
+        tenant_segment(tenant),
+        escape_segment(&auth.device.name)
+    )
+}
+
+/// The tenant as the client spelled it (SWUpdate builds its own feedback URLs from its
+/// configured tenant, so links use the same spelling).
+fn tenant_segment(t: &str) -> String {
+    escape_segment(t)
+}
+
+fn escape_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn ok_empty() -> Response {
+    // Exactly 200: SWUpdate 2022.12 treats 201 and 204 as "unhandled HTTP error code" and
+    // aborts the install (channel_curl.c `channel_map_http_code`).
+    (StatusCode::OK, Body::empty()).into_response()
+}
+
+fn json_reply(v: &Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+fn parse_action(s: &str) -> ApiResult<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiErr::not_found("action", s).hint("DDI action ids are integers"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub(crate) struct ActionRow {
+    id: i64,
+    campaign_id: String,
+    device_id: String,
+    release_id: String,
+    closed: bool,
+    served_skip: bool,
+}
+
+fn action_row(r: &sqlx::any::AnyRow) -> anyhow::Result<ActionRow> {
+    Ok(ActionRow {
+        id: r.try_get("id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        device_id: r.try_get("device_id")?,
+        release_id: r.try_get("release_id")?,
+        closed: r.try_get::<i64, _>("closed")? != 0,
+        served_skip: r.try_get::<i64, _>("served_skip")? != 0,
+    })
+}
+
+const ACTION_COLS: &str = "id, campaign_id, device_id, release_id, closed, served_skip";
+
+impl Db {
+    /// The action of this campaign, device and release, created on first offer.
+    pub(crate) async fn ddi_action_ensure(
+        &self,
+        campaign_id: &str,
+        device_id: &str,
+        release_id: &str,
+        now: i64,
+    ) -> anyhow::Result<ActionRow> {
+        sqlx::query(
+            "INSERT INTO ddi_actions (campaign_id, device_id, release_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (campaign_id, device_id, release_id) DO NOTHING",
+        )
+        .bind(campaign_id)
+        .bind(device_id)
+        .bind(release_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let r = sqlx::query(
+            "SELECT id, campaign_id, device_id, release_id, closed, served_skip FROM ddi_actions \
+             WHERE campaign_id = $1 AND device_id = $2 AND release_id = $3",
+        )
+        .bind(campaign_id)
+        .bind(device_id)
+        .bind(release_id)
+        .fetch_one(&self.pool)
+        .await?;
+        action_row(&r)
+    }
+
+    pub(crate) async fn ddi_action(&self, id: i64) -> anyhow::Result<Option<ActionRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACTION_COLS} FROM ddi_actions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(action_row)
+        .transpose()
+    }
+
+    pub(crate) async fn ddi_action_close(&self, id: i64, now: i64) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE ddi_actions SET closed = 1, closed_at = $2 WHERE id = $1 AND closed = 0",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    async fn ddi_action_served(&self, id: i64, skip: bool) -> anyhow::Result<()> {
+        sqlx::query("UPDATE ddi_actions SET served_skip = $2 WHERE id = $1 AND served_skip <> $2")
+            .bind(id)
+            .bind(i64::from(skip))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The device's open actions that its campaign no longer wants: the operator cancelled
+    /// or aborted it, or a trip moved the device to the rollback release. Oldest first.
+    async fn ddi_cancelling(&self, device_id: &str) -> anyhow::Result<Option<ActionRow>> {
+        sqlx::query(
+            "SELECT a.id, a.campaign_id, a.device_id, a.release_id, a.closed, a.served_skip \
+             FROM ddi_actions a JOIN campaign_devices cd \
+             ON cd.campaign_id = a.campaign_id AND cd.device_id = a.device_id \
+             WHERE a.device_id = $1 AND a.closed = 0 \
+             AND (cd.state = 'cancelled' OR cd.release_id <> a.release_id) ORDER BY a.id LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(action_row)
+        .transpose()
+    }
+
+    /// The device's open actions whose membership ended without it (it was counted
+    /// succeeded or failed by the engine): they are closed silently.
+    async fn ddi_close_finished(&self, device_id: &str, now: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE ddi_actions SET closed = 1, closed_at = $2 WHERE device_id = $1 AND closed = 0 \
+             AND EXISTS (SELECT 1 FROM campaign_devices cd WHERE cd.campaign_id = ddi_actions.campaign_id \
+             AND cd.device_id = ddi_actions.device_id AND cd.release_id = ddi_actions.release_id \
+             AND cd.state IN ('succeeded', 'failed', 'rolled_back', 'rollback_failed'))",
+        )
+        .bind(device_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The device's last closed action.
+    async fn ddi_last_closed(&self, device_id: &str) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query(
+            "SELECT id FROM ddi_actions WHERE device_id = $1 AND closed = 1 ORDER BY closed_at DESC, id DESC LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get::<i64, _>(0))
+        .transpose()?)
+    }
+
+    /// The device's controller attributes (configData).
+    pub(crate) async fn device_attributes(
+        &self,
+        device_id: &str,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        sqlx::query("SELECT key, value FROM device_attributes WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn device_attributes_write(
+        &self,
+        device_id: &str,
+        clear: bool,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if clear {
+            sqlx::query("DELETE FROM device_attributes WHERE device_id = $1")
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for k in remove {
+            sqlx::query("DELETE FROM device_attributes WHERE device_id = $1 AND key = $2")
+                .bind(device_id)
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (k, v) in set {
+            sqlx::query(
+                "INSERT INTO device_attributes (device_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(device_id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM device_attributes WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if usize::try_from(n).unwrap_or(usize::MAX) > MAX_ATTRIBUTES {
+            tx.rollback().await?;
+            anyhow::bail!(TooManyAttributes);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn payload_ddi_hashes(
+        &self,
+        release_id: &str,
+        idx: u32,
+    ) -> anyhow::Result<Option<(String, String)>> {
+        let r = sqlx::query("SELECT sha1, md5 FROM payloads WHERE release_id = $1 AND idx = $2")
+            .bind(release_id)
+            .bind(i64::from(idx))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match r {
+            Some(r) => match (
+                r.try_get::<Option<String>, _>(0)?,
+                r.try_get::<Option<String>, _>(1)?,
+            ) {
+                (Some(a), Some(b)) => Some((a, b)),
+                _ => None,
+            },
+            None => None,
+        })
+    }
+
+    async fn payload_ddi_hashes_set(
+        &self,
+        release_id: &str,
+        idx: u32,
+        sha1: &str,
+        md5: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE payloads SET sha1 = $3, md5 = $4 WHERE release_id = $1 AND idx = $2")
+            .bind(release_id)
+            .bind(i64::from(idx))
+            .bind(sha1)
+            .bind(md5)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct TooManyAttributes;
+
+impl core::fmt::Display for TooManyAttributes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "more than {MAX_ATTRIBUTES} controller attributes")
+    }
+}
+
+impl std::error::Error for TooManyAttributes {}
+
+/// The action `id` of this device, or 404 (another device's action does not exist for it).
+async fn own_action(state: &AppState, auth: &DdiAuth, id: &str) -> ApiResult<ActionRow> {
+    let n = parse_action(id)?;
+    match state.db.ddi_action(n).await? {
+        Some(a) if a.device_id == auth.device.id => Ok(a),
+        _ => Err(ApiErr::not_found("action", id)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the server knows of a DDI device
+// ---------------------------------------------------------------------------------------------
+
+/// The check-in the server makes for a DDI device, which sends no inventory: what the
+/// server recorded (the release it last installed, see `installed`) and what its configData
+/// says (`suitcase_sequence`).
+async fn checkin_of(state: &AppState, device_id: &str) -> ApiResult<CheckIn> {
+    let row = state.db.device_get(device_id).await?;
+    let mut c: CheckIn = row
+        .and_then(|r| r.inventory)
+        .and_then(|i| serde_json::from_str(&i).ok())
+        .unwrap_or_default();
+    c.agent = Some("hawkbit-ddi".into());
+    let attrs = state.db.device_attributes(device_id).await?;
+    if let Some(seq) = attrs
+        .get(SEQUENCE_ATTRIBUTE)
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        && let Some((_, m)) = state.db.latest_membership(device_id).await?
+        && let Some(r) = state.db.release_get(&m.release_id).await?
+    {
+        for id in r.summary.images().map(|c| c.id.clone()) {
+            match c.components.iter_mut().find(|x| x.id == id) {
+                Some(x) => x.sequence_number = x.sequence_number.max(seq),
+                None => c.components.push(InstalledComponent {
+                    id,
+                    sequence_number: seq,
+                    ..InstalledComponent::default()
+                }),
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Records that the device runs `release` now (its feedback said closed/success): the
+/// inventory the engine reads at the next poll, so it is never offered that release again.
+async fn record_installed(state: &AppState, auth: &DdiAuth, release: &ReleaseRow) -> ApiResult<()> {
+    let mut c = checkin_of(state, &auth.device.id).await?;
+    for comp in release.summary.images() {
+        let digest = comp.image_digest.as_ref().map(|(_, h)| h.clone());
+        match c.components.iter_mut().find(|x| x.id == comp.id) {
+            Some(x) => {
+                x.sequence_number = release.sequence_number;
+                x.digest = digest;
+                x.size = comp.image_size;
+            }
+            None => c.components.push(InstalledComponent {
+                id: comp.id.clone(),
+                sequence_number: release.sequence_number,
+                digest,
+                size: comp.image_size,
+                version: Some(release.name.clone()),
+            }),
+        }
+    }
+    c.vendor_id = release
+        .summary
+        .vendor_ids()
+        .into_iter()
+        .next()
+        .or(c.vendor_id);
+    c.class_id = release
+        .summary
+        .class_ids()
+        .into_iter()
+        .next()
+        .or(c.class_id);
+    let now = state.now();
+    state.devices.record(&auth.device, &c, now);
+    state
+        .db
+        .device_seen(&[crate::store::SeenUpdate {
+            device_id: auth.device.id.clone(),
+            last_seen: now,
+            inventory: serde_json::to_string(&c).ok(),
+            vendor_id: c.vendor_id.clone(),
+            class_id: c.class_id.clone(),
+            sequence_number: c.components.iter().map(|x| x.sequence_number).max(),
+        }])
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Base poll
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /{tenant}/controller/v1/{controllerId}`: the poll. A check-in decided by the rollout
+/// engine; links to the one action the device should act on.
+pub(crate) async fn base(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path((tenant, _controller)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let dev = &auth.device;
+    let c = checkin_of(&state, &dev.id).await?;
+    state.devices.record(dev, &c, now);
+    metrics::counter!("suitcase_checkins_total").increment(1);
+    let d = state.engine.decide(&dev.id, &c, now);
+    if let (Some(t), Some((campaign, why))) = (&d.transition, &d.refused) {
+        let report = StepReport {
+            release_id: t.release_id.clone(),
+            step: Step::Check,
+            outcome: Outcome::Failure,
+            reason: Some("digest".into()),
+            detail: Some(why.clone()),
+            progress: None,
+            suit_report: None,
+        };
+        state
+            .db
+            .report_insert(&dev.id, Some(campaign), &report, now)
+            .await?;
+    }
+    if let Some(t) = &d.transition {
+        engine::persist(&state, t).await?;
+    }
+    state.db.ddi_close_finished(&dev.id, now).await?;
+    let p = prefix(&state, &auth, &headers, &tenant);
+    let mut links = serde_json::Map::new();
+    // One of cancelAction or deploymentBase (hawkBit: the highest-weight action; SWUpdate
+    // lets cancelAction win, server_hawkbit.c `server_process_update_artifact`).
+    if let Some(a) = state.db.ddi_cancelling(&dev.id).await? {
+        // No query string: SWUpdate appends "/feedback" to this href.
+        links.insert(
+            "cancelAction".into(),
+            json!({"href": format!("{p}/cancelAction/{}", a.id)}),
+        );
+    } else if let (Some((release, _, _)), Some(campaign)) = (&d.offer, &d.campaign) {
+        let a = state
+            .db
+            .ddi_action_ensure(campaign, &dev.id, &release.id, now)
+            .await?;
+        let skip = window_closed(&state, campaign, now).await?;
+        // `c` changes when what the device should do changes (hawkBit: soft→forced, window
+        // opens), so a client caching by URL sees the new deployment.
+        links.insert(
+            "deploymentBase".into(),
+            json!({"href": format!("{p}/deploymentBase/{}?c={}", a.id, i32::from(skip))}),
+        );
+    }
+    if let Some(id) = state.db.ddi_last_closed(&dev.id).await? {
+        links.insert(
+            "installedBase".into(),
+            json!({"href": format!("{p}/installedBase/{id}")}),
+        );
+    }
+    if state.db.device_attributes(&dev.id).await?.is_empty() {
+        links.insert(
+            "configData".into(),
+            json!({"href": format!("{p}/configData")}),
+        );
+    }
+    let interval = i64::from(state.config.poll_interval);
+    let sleep = d.retry_after.map_or(interval, |r| r.clamp(1, interval));
+    Ok(json_reply(&json!({
+        "config": {"polling": {"sleep": hhmmss(sleep)}},
+        "_links": links,
+    })))
+}
+
+/// Whether the campaign has a maintenance window that is closed now.
+async fn window_closed(state: &AppState, campaign: &str, now: i64) -> ApiResult<bool> {
+    Ok(state
+        .db
+        .campaign_get(campaign)
+        .await?
+        .and_then(|c| c.spec.window)
+        .is_some_and(|w| !crate::rollout::in_window(&w, now)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploymentBase and installedBase
+// ---------------------------------------------------------------------------------------------
+
+/// The file name a DDI client sees: the last segment of the payload's URI (the release was
+/// built with `--image update.swu --uri https://.../update.swu`).
+pub(crate) fn file_name(uri: &str, idx: u32) -> String {
+    let path = uri.split(['?', '#']).next().unwrap_or("");
+    let last = path.rsplit('/').next().unwrap_or("");
+    if last.is_empty() || last == "." || last == ".." || last.ends_with(".MD5SUM") {
+        format!("payload-{idx}.bin")
+    } else {
+        last.to_owned()
+    }
+}
+
+/// SHA-1 and MD5 of a payload, which DDI clients check (SWUpdate compares `hashes.sha1`,
+/// lower-case hex, with what it received). Not kept at upload: they are computed from the
+/// stored payload on its first DDI use and cached in the database, so releases uploaded
+/// before this server had the DDI API get them too, and the device API's upload path (and
+/// its memory) is unchanged. One payload is hashed at a time.
+async fn ddi_hashes(
+    state: &AppState,
+    release_id: &str,
+    idx: u32,
+    key: &str,
+    size: u64,
+) -> ApiResult<(String, String)> {
+    if let Some(h) = state.db.payload_ddi_hashes(release_id, idx).await? {
+        return Ok(h);
+    }
+    static LOCK: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    let _one = LOCK
+        .get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await;
+    if let Some(h) = state.db.payload_ddi_hashes(release_id, idx).await? {
+        return Ok(h);
+    }
+    use md5::Digest as _;
+    let mut s1 = sha1::Sha1::new();
+    let mut m5 = md5::Md5::new();
+    let mut stream = state.blobs.get_range(key, 0..size).await?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(ApiErr::internal)?;
+        s1.update(&chunk);
+        m5.update(&chunk);
+    }
+    let (a, b) = (hex::encode(s1.finalize()), hex::encode(m5.finalize()));
+    state
+        .db
+        .payload_ddi_hashes_set(release_id, idx, &a, &b)
+        .await?;
+    Ok((a, b))
+}
+
+/// The chunks of a release: one per uploaded payload (`part`, `version`, `name`, and one
+/// artifact with its file name, integer size and lower-case hashes).
+async fn chunks(state: &AppState, p: &str, a: &ActionRow, r: &ReleaseRow) -> ApiResult<Vec<Value>> {
+    let mut out = Vec::new();
+    for pl in &r.payloads {
+        let (Some(key), Some(size), Some(sha256)) = (&pl.object_key, pl.size, &pl.sha256) else {
+            continue;
+        };
+        let (sha1, md5) = ddi_hashes(state, &r.id, pl.idx, key, size).await?;
+        let name = file_name(&pl.uri, pl.idx);
+        let comp = r
+            .summary
+            .components
+            .iter()
+            .find(|c| c.uri.as_deref() == Some(pl.uri.as_str()));
+        let part = comp
+            .map(|c| {
+                c.id.iter()
+                    .map(|seg| match hex::decode(seg) {
+                        Ok(b) if !b.is_empty() && b.iter().all(u8::is_ascii_graphic) => {
+                            String::from_utf8_lossy(&b).into_owned()
+                        }
+                        _ => seg.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| "os".into());
+        let module = a.id * MODULES + i64::from(pl.idx);
+        let url = format!(
+            "{p}/softwaremodules/{module}/artifacts/{}",
+            escape_segment(&name)
+        );
+        let mut chunk = json!({
+            "part": part,
+            "version": r.name,
+            "name": name,
+            "artifacts": [{
+                "filename": name,
+                "hashes": {"sha1": sha1, "md5": md5, "sha256": sha256.to_ascii_lowercase()},
+                "size": size,
+                "_links": {
+                    "download": {"href": url},
+                    "download-http": {"href": url},
+                    "md5sum": {"href": format!("{url}.MD5SUM")},
+                    "md5sum-http": {"href": format!("{url}.MD5SUM")},
+                },
+            }],
+        });
+        if comp.is_some_and(|c| c.encrypted) {
+            chunk["encrypted"] = json!(true);
+        }
+        out.push(chunk);
+    }
+    Ok(out)
+}
+
+/// `GET .../deploymentBase/{actionId}`: what to install. Polled on every interval by
+/// SWUpdate, also during the download, so it changes nothing but the skip flag it served.
+pub(crate) async fn deployment(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(path): Path<ActionPath>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let _ = &path.controller;
+    let a = own_action(&state, &auth, &path.action).await?;
+    // hawkBit answers 404 for a canceled or closed action; the offer gate (docs/server.md
+    // §3) applies as on the device API.
+    if a.closed
+        || state
+            .db
+            .ddi_cancelling(&auth.device.id)
+            .await?
+            .map(|c| c.id)
+            == Some(a.id)
+        || !state
+            .db
+            .device_offered(&auth.device.id, &a.release_id)
+            .await?
+    {
+        return Err(ApiErr::not_found("open action", &path.action));
+    }
+    let release = state
+        .db
+        .release_get(&a.release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &a.release_id))?;
+    let now = state.now();
+    let campaign = state.db.campaign_get(&a.campaign_id).await?;
+    let window = campaign.as_ref().and_then(|c| c.spec.window.clone());
+    let skip = window
+        .as_ref()
+        .is_some_and(|w| !crate::rollout::in_window(w, now));
+    let consent = campaign.as_ref().is_some_and(|c| c.spec.requires_consent);
+    state.db.ddi_action_served(a.id, skip).await?;
+    let p = prefix(&state, &auth, &headers, &path.tenant);
+    let mode = if consent { "attempt" } else { "forced" };
+    let mut deployment = json!({
+        "download": mode,
+        // Outside the window the device may download but not install (hawkBit
+        // maintenanceWindow). A closed/success that answers a skip is not an install (see
+        // `feedback`).
+        "update": if skip { "skip" } else { mode },
+        "chunks": chunks(&state, &p, &a, &release).await?,
+    });
+    if window.is_some() {
+        deployment["maintenanceWindow"] = json!(if skip { "unavailable" } else { "available" });
+    }
+    Ok(json_reply(&json!({
+        // A string holding the decimal id: SWUpdate reads it with json_object_get_int.
+        "id": a.id.to_string(),
+        "deployment": deployment,
+    })))
+}
+
+/// `GET .../installedBase/{actionId}`: a finished action, in the deploymentBase shape.
+pub(crate) async fn installed_base(
+    state: &AppState,
+    auth: &DdiAuth,
+    path: &ActionPath,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let a = own_action(state, auth, &path.action).await?;
+    if !a.closed {
+        return Err(ApiErr::not_found("finished action", &path.action));
+    }
+    let release = state
+        .db
+        .release_get(&a.release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &a.release_id))?;
+    let p = prefix(state, auth, headers, &path.tenant);
+    Ok(json_reply(&json!({
+        "id": a.id.to_string(),
+        "deployment": {
+            "download": "forced",
+            "update": "forced",
+            "chunks": chunks(state, &p, &a, &release).await?,
+        },
+    })))
+}
+
+pub(crate) async fn installed(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(path): Path<ActionPath>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    installed_base(&state, &auth, &path, &headers).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feedback
+// ---------------------------------------------------------------------------------------------
+
+/// hawkBit's `DdiActionFeedback`; unknown fields (SWUpdate's `id` and `time`, `timestamp`)
+/// are ignored, as hawkBit ignores them.
+#[derive(Deserialize, Debug)]
+pub(crate) struct Feedback {
+    status: FeedbackStatus,
+}
+
+#[derive(Deserialize, Debug)]
+struct FeedbackStatus {
+    execution: String,
+    result: FeedbackResult,
+    #[serde(default)]
+    details: Vec<Value>,
+    #[serde(default)]
+    code: Option<i64>,
+}
+
+#[derive(Deserialize, Debug)]
+struct FeedbackResult {
+    finished: String,
+    #[serde(default)]
+    progress: Option<Progress>,
+}
+
+#[derive(Deserialize, Debug)]
+struct Progress {
+    #[serde(default)]
+    cnt: Option<i64>,
+    #[serde(default)]
+    of: Option<i64>,
+}
+
+/// A JSON body, parsed leniently (any content type: SWUpdate sends `application/json`, a
+/// gateway may not), with the field that did not match named.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        ApiErr::bad_request(
+            "bad-body",
+            format!(
+                "the JSON body does not match at {}: {}",
+                e.path(),
+                e.inner()
+            ),
+        )
+    })
+}
+
+/// The details as one text for the timeline, within the report's limit (the start is kept;
+/// SWUpdate puts its error lines first).
+fn details_text(details: &[Value], code: Option<i64>) -> Option<String> {
+    use suitcase_protocol::limits::REPORT_DETAIL_MAX;
+    let mut parts: Vec<String> = details
+        .iter()
+        .map(|d| match d {
+            Value::String(s) => s.trim().to_owned(),
+            other => other.to_string(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(c) = code {
+        parts.push(format!("Device reported status code: {c}"));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let text = parts.join("\n");
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .take(REPORT_DETAIL_MAX)
+        .collect();
+    if out.chars().count() == REPORT_DETAIL_MAX && text.chars().count() > REPORT_DETAIL_MAX {
+        out.pop();
+        out.push('…');
+    }
+    Some(out)
+}
+
+/// What a feedback means on the NTIA timeline (docs/ddi.md has the table), and whether it
+/// closes the action.
+fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> {
+    let failed = match finished {
+        "success" | "none" => false,
+        "failure" => true,
+        other => {
+            return Err(ApiErr::bad_request(
+                "bad-feedback",
+                format!("result.finished {other:?} is not success, failure or none"),
+            ));
+        }
+    };
+    Ok(match (execution, failed) {
+        ("closed", false) => (Step::CleanUp, Outcome::Success, true),
+        ("closed", true) => (Step::Apply, Outcome::Failure, true),
+        ("canceled", _) => (Step::Announce, Outcome::Failure, true),
+        ("rejected", _) => (Step::Announce, Outcome::Deferred, false),
+        ("download", false) => (Step::Receive, Outcome::InProgress, false),
+        ("downloaded", false) => (Step::Receive, Outcome::Success, false),
+        ("download" | "downloaded", true) => (Step::Receive, Outcome::Failure, false),
+        ("scheduled", false) => (Step::Announce, Outcome::Deferred, false),
+        ("proceeding" | "resumed", false) => (Step::Apply, Outcome::InProgress, false),
+        ("proceeding" | "resumed" | "scheduled", true) => (Step::Apply, Outcome::Failure, false),
+        (other, _) => {
+            return Err(ApiErr::bad_request(
+                "bad-feedback",
+                format!(
+                    "status.execution {other:?} is not one of closed, proceeding, canceled, scheduled, rejected, resumed, downloaded, download"
+                ),
+            ));
+        }
+    })
+}
+
+/// `POST .../deploymentBase/{actionId}/feedback`: a step report. 200 with no body; 410 once
+/// the action is closed (hawkBit `DdiRootController.postBasedeploymentActionFeedback`).
+pub(crate) async fn feedback(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(path): Path<ActionPath>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let f: Feedback = parse_json(&body)?;
+    let (step, outcome, closes) = step_of(&f.status.execution, &f.status.result.finished)?;
+    let a = own_action(&state, &auth, &path.action).await?;
+    if a.closed
+        || state
+            .db
+            .ddi_cancelling(&auth.device.id)
+            .await?
+            .map(|c| c.id)
+            == Some(a.id)
+    {
+        return Err(ApiErr::new(
+            StatusCode::GONE,
+            "action-closed",
+            format!("action {} is closed", a.id),
+        ));
+    }
+    let detail = details_text(&f.status.details, f.status.code);
+    let now = state.now();
+    if outcome == Outcome::Success && step == Step::CleanUp && a.served_skip {
+        // SWUpdate answers `update: skip` with closed/success "Skipped Update." without
+        // installing anything (server_hawkbit.c). A skip is never an install the device must
+        // do: the action stays open and the update is offered when the window opens.
+        tracing::info!(device = %auth.device.name, action = a.id, "DDI device skipped the update outside the maintenance window");
+        return Ok(ok_empty());
+    }
+    let progress = f
+        .status
+        .result
+        .progress
+        .as_ref()
+        .and_then(|p| p.cnt.zip(p.of))
+        .and_then(|(c, _)| u64::try_from(c).ok());
+    let report = StepReport {
+        release_id: a.release_id.clone(),
+        step,
+        outcome,
+        reason: match outcome {
+            Outcome::Failure if f.status.execution == "canceled" => Some("canceled".into()),
+            Outcome::Failure => Some(match f.status.code {
+                Some(c) => format!("ddi-code-{c}"),
+                None => "device-error".into(),
+            }),
+            Outcome::Deferred => Some(f.status.execution.clone()),
+            _ => None,
+        },
+        detail,
+        progress,
+        suit_report: None,
+    };
+    // A closing feedback always counts (one per action); progress beyond the device's
+    // budget is answered 200 and not stored, because SWUpdate fails the install on any other
+    // answer (a 429 would turn chatter into a failed update).
+    match crate::api::device::record_report(&state, &auth.device, &report, !closes).await {
+        Ok(()) => {}
+        Err(e) if !closes && e.status == StatusCode::TOO_MANY_REQUESTS => {
+            tracing::debug!(device = %auth.device.name, "DDI progress feedback over budget; not stored");
+        }
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            return Err(ApiErr::new(
+                StatusCode::GONE,
+                "action-closed",
+                format!("action {} is no longer active", a.id),
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    if closes {
+        state.db.ddi_action_close(a.id, now).await?;
+        if outcome == Outcome::Success
+            && let Some(r) = state.db.release_get(&a.release_id).await?
+        {
+            record_installed(&state, &auth, &r).await?;
+        }
+    }
+    Ok(ok_empty())
+}
+
+/// `GET .../cancelAction/{actionId}`: while the action is being cancelled.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(path): Path<ActionPath>,
+) -> ApiResult<Response> {
+    let a = own_action(&state, &auth, &path.action).await?;
+    if state
+        .db
+        .ddi_cancelling(&auth.device.id)
+        .await?
+        .map(|c| c.id)
+        != Some(a.id)
+    {
+        return Err(ApiErr::not_found("cancellation", &path.action));
+    }
+    Ok(json_reply(&json!({
+        "id": a.id.to_string(),
+        "cancelAction": {"stopId": a.id.to_string()},
+    })))
+}
+
+/// `POST .../cancelAction/{actionId}/feedback`: closed (or canceled) accepts the
+/// cancellation and closes the action; rejected keeps it open.
+pub(crate) async fn cancel_feedback(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(path): Path<ActionPath>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let f: Feedback = parse_json(&body)?;
+    step_of(&f.status.execution, &f.status.result.finished)?;
+    let a = own_action(&state, &auth, &path.action).await?;
+    if a.closed {
+        return Err(ApiErr::new(
+            StatusCode::GONE,
+            "action-closed",
+            format!("action {} is closed", a.id),
+        ));
+    }
+    if matches!(f.status.execution.as_str(), "closed" | "canceled") {
+        state.db.ddi_action_close(a.id, state.now()).await?;
+        let report = StepReport {
+            release_id: a.release_id.clone(),
+            step: Step::Announce,
+            outcome: Outcome::Deferred,
+            reason: Some("cancelled".into()),
+            detail: details_text(&f.status.details, f.status.code)
+                .or_else(|| Some("the device accepted the cancellation".into())),
+            progress: None,
+            suit_report: None,
+        };
+        state
+            .db
+            .report_insert(&a.device_id, Some(&a.campaign_id), &report, state.now())
+            .await?;
+    }
+    Ok(ok_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// configData
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize, Debug)]
+pub(crate) struct ConfigData {
+    #[serde(default)]
+    mode: Option<String>,
+    data: BTreeMap<String, Value>,
+}
+
+/// `PUT .../configData`: the controller's attributes (merge, replace or remove), stored as
+/// device attributes and shown with the device. SWUpdate 2022.12 sends no `mode` (merge).
+pub(crate) async fn config_data(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(_p): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let c: ConfigData = parse_json(&body)?;
+    if c.data.is_empty() {
+        return Err(ApiErr::bad_request(
+            "bad-config-data",
+            "configData needs at least one entry in data",
+        ));
+    }
+    if c.data.len() > MAX_ATTRIBUTES {
+        return Err(ApiErr::bad_request(
+            "bad-config-data",
+            format!("at most {MAX_ATTRIBUTES} attributes per device"),
+        ));
+    }
+    let mut set = BTreeMap::new();
+    for (k, v) in &c.data {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) => v.to_string(),
+            _ => {
+                return Err(ApiErr::bad_request(
+                    "bad-config-data",
+                    "attribute values are strings",
+                ));
+            }
+        };
+        if k.is_empty() || k.chars().count() > MAX_ATTRIBUTE_KEY || k.chars().any(char::is_control)
+        {
+            return Err(ApiErr::bad_request(
+                "bad-config-data",
+                format!(
+                    "attribute keys are 1 to {MAX_ATTRIBUTE_KEY} characters without control characters"
+                ),
+            ));
+        }
+        if v.chars().count() > MAX_ATTRIBUTE_VALUE || v.chars().any(char::is_control) {
+            return Err(ApiErr::bad_request(
+                "bad-config-data",
+                format!(
+                    "attribute values are at most {MAX_ATTRIBUTE_VALUE} characters without control characters"
+                ),
+            ));
+        }
+        set.insert(k.clone(), v);
+    }
+    let dev = &auth.device.id;
+    let r = match c.mode.as_deref().unwrap_or("merge") {
+        "merge" => {
+            state
+                .db
+                .device_attributes_write(dev, false, &set, &[])
+                .await
+        }
+        "replace" => state.db.device_attributes_write(dev, true, &set, &[]).await,
+        "remove" => {
+            let keys: Vec<String> = set.into_keys().collect();
+            state
+                .db
+                .device_attributes_write(dev, false, &BTreeMap::new(), &keys)
+                .await
+        }
+        other => {
+            return Err(ApiErr::bad_request(
+                "bad-config-data",
+                format!("mode {other:?} is not merge, replace or remove"),
+            ));
+        }
+    };
+    match r {
+        Ok(()) => Ok(ok_empty()),
+        Err(e) if e.downcast_ref::<TooManyAttributes>().is_some() => Err(ApiErr::bad_request(
+            "bad-config-data",
+            format!("a device keeps at most {MAX_ATTRIBUTES} attributes"),
+        )
+        .hint("use mode replace, or remove some")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifacts
+// ---------------------------------------------------------------------------------------------
+
+/// The payload behind a module id, if this device may fetch it: the module's action is the
+/// device's, and the device was offered its release (the same gate as the device API's
+/// downloads, docs/server.md §3).
+async fn module_payload(
+    state: &AppState,
+    auth: &DdiAuth,
+    module: &str,
+) -> ApiResult<(ReleaseRow, crate::store::PayloadRow)> {
+    let n = module
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiErr::not_found("software module", module))?;
+    let a = own_action(state, auth, &(n / MODULES).to_string())
+        .await
+        .map_err(|_| ApiErr::not_found("software module", module))?;
+    if !state
+        .db
+        .device_offered(&auth.device.id, &a.release_id)
+        .await?
+    {
+        return Err(ApiErr::not_found("software module", module));
+    }
+    let idx = u32::try_from(n % MODULES).unwrap_or(u32::MAX);
+    let r = state
+        .db
+        .release_get(&a.release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("software module", module))?;
+    let p = r
+        .payloads
+        .iter()
+        .find(|p| p.idx == idx && p.object_key.is_some())
+        .cloned()
+        .ok_or_else(|| ApiErr::not_found("software module", module))?;
+    Ok((r, p))
+}
+
+/// `GET .../softwaremodules/{id}/artifacts`: the module's one artifact.
+pub(crate) async fn artifacts(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(path): Path<ArtifactPath>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (r, pl) = module_payload(&state, &auth, &path.module).await?;
+    let (Some(key), Some(size), Some(sha256)) = (&pl.object_key, pl.size, &pl.sha256) else {
+        return Err(ApiErr::not_found("software module", &path.module));
+    };
+    let (sha1, md5) = ddi_hashes(&state, &r.id, pl.idx, key, size).await?;
+    let name = file_name(&pl.uri, pl.idx);
+    let p = prefix(&state, &auth, &headers, &path.tenant);
+    let url = format!(
+        "{p}/softwaremodules/{}/artifacts/{}",
+        path.module,
+        escape_segment(&name)
+    );
+    let _ = &path.controller;
+    Ok(json_reply(&json!([{
+        "filename": name,
+        "hashes": {"sha1": sha1, "md5": md5, "sha256": sha256.to_ascii_lowercase()},
+        "size": size,
+        "_links": {"download": {"href": url}, "download-http": {"href": url},
+                   "md5sum": {"href": format!("{url}.MD5SUM")}, "md5sum-http": {"href": format!("{url}.MD5SUM")}},
+    }])))
+}
+
+/// `GET`/`HEAD .../softwaremodules/{id}/artifacts/{fileName}`: the payload, with Range
+/// (206, 416), ETag and If-Range (RFC 9110 §14, §13.1.5) so that a cut download resumes;
+/// `{fileName}.MD5SUM` is the MD5 in md5sum's format.
+pub(crate) async fn artifact(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    method: Method,
+    Path(path): Path<ArtifactPath>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (r, pl) = module_payload(&state, &auth, &path.module).await?;
+    let (Some(key), Some(size), Some(sha256)) = (&pl.object_key, pl.size, &pl.sha256) else {
+        return Err(ApiErr::not_found("software module", &path.module));
+    };
+    let name = file_name(&pl.uri, pl.idx);
+    let asked = path.file.clone().unwrap_or_default();
+    if asked != name {
+        if asked.strip_suffix(".MD5SUM") == Some(name.as_str()) {
+            let (_, md5) = ddi_hashes(&state, &r.id, pl.idx, key, size).await?;
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{md5}  {name}\n"),
+            )
+                .into_response());
+        }
+        return Err(ApiErr::not_found("artifact", &asked));
+    }
+    let disposition = format!(
+        "attachment;filename={}",
+        name.replace(|c: char| !c.is_ascii_graphic() || c == '"' || c == ';', "_")
+    );
+    let mut res = if method == Method::HEAD {
+        let etag = crate::wire::etag_of(sha256);
+        let want = crate::wire::want(&headers, size, &etag);
+        crate::wire::ranged_response(want, size, &etag, "application/octet-stream", None)
+    } else {
+        if !headers.contains_key(header::RANGE) {
+            // hawkBit logs a plain GET as a download; a resumed range is not logged again.
+            let report = StepReport {
+                release_id: r.id.clone(),
+                step: Step::Receive,
+                outcome: Outcome::InProgress,
+                reason: None,
+                detail: Some(format!("the device downloads {name} ({size} bytes)")),
+                progress: None,
+                suit_report: None,
+            };
+            if let Err(e) =
+                crate::api::device::record_report(&state, &auth.device, &report, true).await
+            {
+                tracing::debug!(error = %e.body.message, "download not recorded");
+            }
+        }
+        crate::api::device::serve_object(&state, key, size, sha256, &headers).await?
+    };
+    if let Ok(v) = header::HeaderValue::from_str(&disposition) {
+        res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_is_hh_mm_ss() {
+        assert_eq!(hhmmss(300), "00:05:00");
+        assert_eq!(hhmmss(1), "00:00:01");
+        assert_eq!(hhmmss(0), "00:00:01");
+        assert_eq!(hhmmss(3723), "01:02:03");
+        assert_eq!(hhmmss(1 << 40), "23:59:59");
+    }
+
+    #[test]
+    fn file_names_come_from_the_uri() {
+        assert_eq!(
+            file_name("https://fw.example/a/update.swu", 0),
+            "update.swu"
+        );
+        assert_eq!(file_name("https://fw.example/u.swu?x=1#y", 0), "u.swu");
+        assert_eq!(file_name("https://fw.example/", 2), "payload-2.bin");
+        assert_eq!(file_name("https://fw.example/x.MD5SUM", 1), "payload-1.bin");
+    }
+}
