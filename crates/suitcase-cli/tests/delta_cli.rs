@@ -335,3 +335,44 @@ fn delta_that_does_not_pay_ships_the_full_image_and_says_so() {
     assert_eq!(payload["bytes"], new.len());
     assert_eq!(build["components"].as_array().unwrap().len(), 1);
 }
+
+/// Issue 22: a 62-byte in-place patch whose header declares a 2 GiB image, a 4 GiB source and
+/// a 4 GiB shift made `delta apply` fill an 8 GiB buffer before checking anything. Under the
+/// memory limit of the issue's reproduction it is refused from its header, with the size named.
+#[cfg(unix)]
+#[test]
+fn attack_62_byte_patch_is_refused_by_delta_apply_in_constant_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hex = concat!(
+        "53434450020204808001808080800880c0ffff0f",
+        "000000000000000000000000000000000000000000000000000000000000000000",
+        "802080e0ffff0f8020",
+    );
+    let patch: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(patch.len(), 62);
+    std::fs::write(d.join("p.sdp"), &patch).unwrap();
+    std::fs::write(d.join("any.bin"), b"any old image").unwrap();
+    let out = std::process::Command::new("sh")
+        .current_dir(d)
+        .arg("-c")
+        .arg("ulimit -v 2000000 && exec \"$0\" delta apply any.bin p.sdp -o out")
+        .arg(env!("CARGO_BIN_EXE_suitcase"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some_and(|c| c != 0 && c < 128),
+        "refused with an error, not aborted ({}):\n{text}",
+        out.status
+    );
+    assert!(
+        text.contains("new image of 2147483648 bytes, more than the 1073741824 bytes allowed")
+            && text.contains("forged"),
+        "{text}"
+    );
+    assert!(!d.join("out").exists(), "an output was written");
+}

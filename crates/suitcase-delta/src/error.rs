@@ -91,7 +91,7 @@ impl fmt::Display for Error {
             Self::ImageTooLarge { what, size, limit } => write!(
                 f,
                 "patch header declares a {what} of {size} bytes, more than the {limit} bytes \
-                 allowed (a damaged or forged patch)"
+                 allowed"
             ),
             Self::SourceSizeMismatch => {
                 f.write_str("installed image has the wrong size for this patch")
