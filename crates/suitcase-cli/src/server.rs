@@ -59,6 +59,12 @@ pub(crate) struct Args {
     /// so by default plain HTTP is for this machine only (RFC 8240 §3).
     #[arg(long)]
     allow_plaintext_devices: bool,
+    /// Enable the hawkBit DDI gateway token (docs/ddi.md): a file holding one tenant-wide
+    /// secret that acts for any controller id (`Authorization: GatewayToken <secret>`) and
+    /// registers unknown controllers on their first poll, as hawkBit's does. Off by default;
+    /// DDI devices then authenticate with their own token (`TargetToken`).
+    #[arg(long, value_name = "FILE")]
+    ddi_gateway_token_file: Option<PathBuf>,
     /// How many registered keys must have signed an uploaded release (2 = author and
     /// operator, for example).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -116,6 +122,17 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     config.mqtt = args.mqtt;
     config.poll_interval = args.poll_interval.max(1);
     config.allow_plaintext_devices = args.allow_plaintext_devices;
+    if let Some(f) = &args.ddi_gateway_token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the DDI gateway token {}", f.display()))?;
+        let t = t.trim();
+        anyhow::ensure!(
+            t.len() >= 16,
+            "the DDI gateway token in {} is shorter than 16 characters: anyone could guess it",
+            f.display()
+        );
+        config.ddi_gateway_token = Some(t.to_owned());
+    }
     config.release_signatures = args.release_signatures.max(1);
     config.limits = suitcase_server::Limits {
         max_connections: args.max_connections.max(1),

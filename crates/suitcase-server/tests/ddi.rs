@@ -169,6 +169,11 @@ async fn a_device_polls_installs_and_reports_like_swupdate(b: Backend) {
             .ends_with("/configData")
     );
     let (href, id) = d.action().await.expect("a deploymentBase link");
+    // Polling again names the same action (and uses up no ids: SWUpdate reads them as int).
+    for _ in 0..3 {
+        assert_eq!(d.action().await.unwrap().1, id);
+    }
+    assert_eq!(id, 1);
     assert!(href.starts_with("http://127.0.0.1:"), "{href}");
     assert!(href.contains("?c="), "{href}");
     assert!(id > 0 && id <= i64::from(i32::MAX));
@@ -714,5 +719,48 @@ async fn outside_the_window_update_is_skip_and_a_skip_is_not_an_install() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h.campaign_info(&cid).await["state"], "running");
     assert!(d.action().await.is_some(), "the action stays open");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_token_registers_unknown_controllers_and_a_wrong_one_is_401() {
+    let gw = "gw-secret-0123456789abcdef";
+    let h = Harness::with(Backend::Sqlite, |c| c.ddi_gateway_token = Some(gw.into())).await;
+    let get = |auth: &str, controller: &str| {
+        let (c, url, auth) = (
+            h.client.clone(),
+            h.url(&format!("/DEFAULT/controller/v1/{controller}")),
+            auth.to_owned(),
+        );
+        async move {
+            let r = c
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            (s, r.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get("GatewayToken wrong", "gw-1").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, list) = h.get(&h.admin, "/api/v1/devices").await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "a wrong gateway token registers nothing"
+    );
+    let (s, body) = get(&format!("GatewayToken {gw}"), "gw-1").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, dev) = h.get(&h.admin, "/api/v1/devices/gw-1").await;
+    assert_eq!(s, StatusCode::OK, "{dev}");
+    // Names the fleet refuses are refused here too.
+    assert_eq!(
+        get(&format!("GatewayToken {gw}"), "a%0Ab").await.0,
+        StatusCode::BAD_REQUEST
+    );
     h.stop().await;
 }

@@ -185,6 +185,21 @@ impl Db {
         release_id: &str,
         now: i64,
     ) -> anyhow::Result<ActionRow> {
+        let find = || {
+            sqlx::query(
+                "SELECT id, campaign_id, device_id, release_id, closed, served_skip FROM ddi_actions \
+                 WHERE campaign_id = $1 AND device_id = $2 AND release_id = $3",
+            )
+            .bind(campaign_id)
+            .bind(device_id)
+            .bind(release_id)
+        };
+        // Look first: an INSERT that conflicts still takes a number from the sequence (both
+        // SQLite's AUTOINCREMENT and PostgreSQL's BIGSERIAL), and a fleet polling every few
+        // minutes would soon push ids past 2^31 - 1, which SWUpdate reads as an int.
+        if let Some(r) = find().fetch_optional(&self.pool).await? {
+            return action_row(&r);
+        }
         sqlx::query(
             "INSERT INTO ddi_actions (campaign_id, device_id, release_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (campaign_id, device_id, release_id) DO NOTHING",
@@ -195,16 +210,7 @@ impl Db {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        let r = sqlx::query(
-            "SELECT id, campaign_id, device_id, release_id, closed, served_skip FROM ddi_actions \
-             WHERE campaign_id = $1 AND device_id = $2 AND release_id = $3",
-        )
-        .bind(campaign_id)
-        .bind(device_id)
-        .bind(release_id)
-        .fetch_one(&self.pool)
-        .await?;
-        action_row(&r)
+        action_row(&find().fetch_one(&self.pool).await?)
     }
 
     pub(crate) async fn ddi_action(&self, id: i64) -> anyhow::Result<Option<ActionRow>> {
@@ -870,6 +876,43 @@ fn details_text(details: &[Value], code: Option<i64>) -> Option<String> {
     Some(out)
 }
 
+/// SWUpdate sends the log lines of an install (its "ERROR : HASH mismatch ..." among them)
+/// as progress feedback, and then a closed/failure whose details may hold only the last
+/// error ("No suitable .swu image found"). The failure in the timeline gets the error lines
+/// of the device's latest progress feedback too, so that the operator sees why.
+async fn with_earlier_errors(
+    state: &AppState,
+    a: &ActionRow,
+    detail: Option<String>,
+) -> ApiResult<Option<String>> {
+    let reports = state.db.reports_for(&a.device_id, &a.release_id).await?;
+    let Some(last) = reports
+        .iter()
+        .rev()
+        .find(|r| r.outcome == Outcome::InProgress.name() && r.step == Step::Apply.name())
+        .and_then(|r| r.detail.clone())
+    else {
+        return Ok(detail);
+    };
+    let errors: Vec<&str> = last
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("ERROR") && !l.contains("Cannot read stored update state"))
+        .filter(|l| !detail.as_deref().is_some_and(|d| d.contains(*l)))
+        .collect();
+    if errors.is_empty() {
+        return Ok(detail);
+    }
+    let mut out = detail.unwrap_or_default();
+    for e in errors {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(e);
+    }
+    Ok(details_text(&[Value::String(out)], None))
+}
+
 /// What a feedback means on the NTIA timeline (docs/ddi.md has the table), and whether it
 /// closes the action.
 fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> {
@@ -930,7 +973,10 @@ pub(crate) async fn feedback(
             format!("action {} is closed", a.id),
         ));
     }
-    let detail = details_text(&f.status.details, f.status.code);
+    let mut detail = details_text(&f.status.details, f.status.code);
+    if outcome == Outcome::Failure && closes {
+        detail = with_earlier_errors(&state, &a, detail).await?;
+    }
     let now = state.now();
     if outcome == Outcome::Success && step == Step::CleanUp && a.served_skip {
         // SWUpdate answers `update: skip` with closed/success "Skipped Update." without
