@@ -246,6 +246,9 @@ fn tail(path: &Path) -> String {
 
 #[test]
 fn swupdate_suricatta_devices_complete_a_campaign() {
+    if std::env::var("SUITCASE_DDI_SWUPDATE").as_deref() == Ok("later") {
+        return skip(".ci/run runs this test in its own step");
+    }
     let root = Command::new("id")
         .arg("-u")
         .output()
