@@ -931,12 +931,13 @@ fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> 
         ("closed", true) => (Step::Apply, Outcome::Failure, true),
         ("canceled", _) => (Step::Announce, Outcome::Failure, true),
         ("rejected", _) => (Step::Announce, Outcome::Deferred, false),
-        ("download", false) => (Step::Receive, Outcome::InProgress, false),
+        // `finished` counts only with closed, as in hawkBit (generateUpdateStatus): a
+        // failure that does not close the action is progress, not the device's failure.
+        ("download", _) => (Step::Receive, Outcome::InProgress, false),
         ("downloaded", false) => (Step::Receive, Outcome::Success, false),
-        ("download" | "downloaded", true) => (Step::Receive, Outcome::Failure, false),
-        ("scheduled", false) => (Step::Announce, Outcome::Deferred, false),
-        ("proceeding" | "resumed", false) => (Step::Apply, Outcome::InProgress, false),
-        ("proceeding" | "resumed" | "scheduled", true) => (Step::Apply, Outcome::Failure, false),
+        ("downloaded", true) => (Step::Receive, Outcome::InProgress, false),
+        ("scheduled", _) => (Step::Announce, Outcome::Deferred, false),
+        ("proceeding" | "resumed", _) => (Step::Apply, Outcome::InProgress, false),
         (other, _) => {
             return Err(ApiErr::bad_request(
                 "bad-feedback",
