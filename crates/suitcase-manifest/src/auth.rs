@@ -119,7 +119,8 @@ impl PublicKey<'_> {
             #[cfg(feature = "hss-lms")]
             Self::HssLms(public) => {
                 // RFC 8778 §2: the COSE signature is the HSS signature of RFC 8554 §6.
-                hbs_lms::verify::<hbs_lms::Sha256_256>(message, signature, public).is_ok()
+                hss::well_formed(signature, public)
+                    && hbs_lms::verify::<hbs_lms::Sha256_256>(message, signature, public).is_ok()
             }
             #[cfg(feature = "ml-dsa")]
             Self::MlDsa65(key) => {
@@ -472,4 +473,171 @@ fn allowed(
         }
     }
     Ok(())
+}
+
+/// The structure of HSS-LMS signatures and public keys (RFC 8554 §5.3, §5.4, §6), checked
+/// before `hbs_lms::verify` sees them: hbs-lms 0.1.1 parses with `unwrap` and unchecked
+/// slicing, so a malformed signature (an unknown LM-OTS or LMS type, a wrong level count, too
+/// few bytes) made it panic. Found by fuzzing (`fuzz/` target `auth`, issue 22).
+#[cfg(feature = "hss-lms")]
+mod hss {
+    /// n: SHA-256/32, the only hash the verifier is built with.
+    const N: usize = 32;
+    /// hbs-lms keeps at most this many levels.
+    const MAX_LEVELS: u32 = 8;
+
+    struct Cur<'a> {
+        b: &'a [u8],
+        at: usize,
+    }
+
+    impl Cur<'_> {
+        fn u32(&mut self) -> Option<u32> {
+            let w: [u8; 4] = self
+                .b
+                .get(self.at..self.at.checked_add(4)?)?
+                .try_into()
+                .ok()?;
+            self.at += 4;
+            Some(u32::from_be_bytes(w))
+        }
+        fn skip(&mut self, n: usize) -> Option<()> {
+            let end = self.at.checked_add(n)?;
+            (end <= self.b.len()).then(|| self.at = end)
+        }
+        /// LM-OTS type (RFC 8554 Table 1, n = 32): the number of hash chains p.
+        fn lmots_p(&mut self) -> Option<usize> {
+            match self.u32()? {
+                1 => Some(265),
+                2 => Some(133),
+                3 => Some(67),
+                4 => Some(34),
+                _ => None,
+            }
+        }
+        /// LMS type (RFC 8554 Table 2, m = 32): the tree height h.
+        fn lms_h(&mut self) -> Option<u32> {
+            match self.u32()? {
+                5 => Some(5),
+                6 => Some(10),
+                7 => Some(15),
+                8 => Some(20),
+                9 => Some(25),
+                _ => None,
+            }
+        }
+        /// An LMS signature: q, LM-OTS signature (type, C, p hashes), LMS type, h path nodes.
+        fn lms_signature(&mut self) -> Option<()> {
+            let q = self.u32()?;
+            let p = self.lmots_p()?;
+            self.skip(N.checked_mul(p.checked_add(1)?)?)?;
+            let h = self.lms_h()?;
+            if u64::from(q) >= 1u64 << h {
+                return None;
+            }
+            self.skip(N.checked_mul(usize::try_from(h).ok()?)?)
+        }
+        /// An LMS public key: LMS type, LM-OTS type, I (16), T[1] (n).
+        fn lms_public_key(&mut self) -> Option<()> {
+            self.lms_h()?;
+            self.lmots_p()?;
+            self.skip(16 + N)
+        }
+    }
+
+    /// Whether `signature` is an HSS signature with exactly the structure `public`'s level
+    /// count and parameter types call for, and `public` a well-formed HSS public key.
+    pub(super) fn well_formed(signature: &[u8], public: &[u8]) -> bool {
+        check(signature, public).is_some()
+    }
+
+    fn check(signature: &[u8], public: &[u8]) -> Option<()> {
+        let mut k = Cur { b: public, at: 0 };
+        let levels = k.u32()?;
+        if !(1..=MAX_LEVELS).contains(&levels) {
+            return None;
+        }
+        k.lms_public_key()?;
+        if k.at != public.len() {
+            return None;
+        }
+        let mut s = Cur {
+            b: signature,
+            at: 0,
+        };
+        if s.u32()?.checked_add(1)? != levels {
+            return None;
+        }
+        for _ in 1..levels {
+            s.lms_signature()?;
+            s.lms_public_key()?;
+        }
+        s.lms_signature()?;
+        (s.at == signature.len()).then_some(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #![allow(clippy::indexing_slicing, reason = "test code")]
+
+        use alloc::vec;
+        use alloc::vec::Vec;
+
+        use super::well_formed;
+        use crate::PublicKey;
+
+        /// A one-level public key: L = 1, LMS_SHA256_M32_H5, LMOTS_SHA256_N32_W8.
+        fn public() -> [u8; 60] {
+            let mut k = [0u8; 60];
+            k[3] = 1;
+            k[7] = 5;
+            k[11] = 4;
+            k
+        }
+
+        /// A structurally valid one-level signature for [`public`] (q = 0).
+        fn signature() -> Vec<u8> {
+            let mut s = vec![0u8; 4 + 4 + 4 + 32 * 35 + 4 + 32 * 5];
+            s[11] = 4; // LM-OTS type W8
+            s[4 + 4 + 4 + 32 * 35 + 3] = 5; // LMS type H5
+            s
+        }
+
+        #[test]
+        fn attack_malformed_hss_lms_signatures_cannot_panic_the_verifier() {
+            let pk = public();
+            let key = PublicKey::HssLms(&pk);
+            let good = signature();
+            assert!(well_formed(&good, &pk));
+            // Each of these made hbs-lms 0.1.1 panic (unwrap on an unknown type, slicing past
+            // the end, more levels than it holds).
+            let mut unknown_ots = good.clone();
+            unknown_ots[11] = 99;
+            let mut unknown_lms = good.clone();
+            unknown_lms[4 + 4 + 4 + 32 * 35 + 3] = 99;
+            let mut many_levels = good.clone();
+            many_levels[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+            let truncated = good[..good.len() - 1].to_vec();
+            let mut q_too_large = good.clone();
+            q_too_large[4..8].copy_from_slice(&32u32.to_be_bytes());
+            let mut long = good.clone();
+            long.push(0);
+            for (name, sig) in [
+                ("empty", Vec::new()),
+                ("unknown LM-OTS type", unknown_ots),
+                ("unknown LMS type", unknown_lms),
+                ("2^32 levels", many_levels),
+                ("truncated", truncated),
+                ("leaf index past the tree", q_too_large),
+                ("trailing byte", long),
+            ] {
+                assert!(!well_formed(&sig, &pk), "{name}");
+                assert!(!key.verify(b"message", &sig), "{name}");
+            }
+            // A well-formed signature that is not the signer's is simply wrong.
+            assert!(!key.verify(b"message", &good));
+            // And a malformed trusted key is refused rather than parsed.
+            assert!(!well_formed(&good, &pk[..59]));
+        }
+    }
 }
