@@ -279,6 +279,50 @@ async fn a_device_polls_installs_and_reports_like_swupdate(b: Backend) {
         r.headers()["content-range"],
         format!("bytes */{}", image.len()).as_str()
     );
+    // Several ranges: multipart/byteranges (hawkBit's boundary), each part with its range.
+    let multi = |range: String| {
+        let (c, dl, auth) = (h.client.clone(), dl.clone(), d.auth());
+        async move {
+            let r = c
+                .get(&dl)
+                .header("authorization", auth)
+                .header("range", range)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (s, ct, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (s, ct, body) = multi("bytes=0-9,100-109".into()).await;
+    assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        ct,
+        "multipart/byteranges; boundary=THIS_STRING_SEPARATES_MULTIPART"
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains(&format!("Content-Range: bytes 0-9/{}", image.len())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Content-Range: bytes 100-109/{}", image.len())));
+    assert!(body.windows(10).any(|w| w == &image[100..110]));
+    assert!(text.ends_with("--THIS_STRING_SEPARATES_MULTIPART--\r\n"));
+    // Overlapping or very many ranges (an amplification attack): the whole artifact.
+    let (s, _, body) = multi("bytes=0-99,50-150".into()).await;
+    assert_eq!((s, body.len()), (StatusCode::OK, image.len()));
+    let many: Vec<String> = (0..17)
+        .map(|i| format!("{}-{}", i * 10, i * 10 + 1))
+        .collect();
+    let (s, _, body) = multi(format!("bytes={}", many.join(","))).await;
+    assert_eq!((s, body.len()), (StatusCode::OK, image.len()));
+    let (s, _, _) = multi(format!("bytes={}-,{}-", image.len(), image.len() + 5)).await;
+    assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
     // If-Range naming an older artifact: the whole new one, never a splice.
     let r = h
         .client
@@ -762,5 +806,74 @@ async fn gateway_token_registers_unknown_controllers_and_a_wrong_one_is_401() {
         get(&format!("GatewayToken {gw}"), "a%0Ab").await.0,
         StatusCode::BAD_REQUEST
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tripped_campaign_cancels_open_actions_and_offers_the_rollback_release() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let env = h.build(
+        9,
+        b"the good image again",
+        "https://fw.example/rollback.swu",
+    );
+    let (s, v) = h.upload_envelope(&h.admin, &env).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let good = v["id"].as_str().unwrap().to_owned();
+    h.upload_payload(&h.admin, &good, 0, b"the good image again")
+        .await;
+    let (_, cid, devs) = setup(
+        &h,
+        2,
+        b"a bad image",
+        json!({"name": "swu", "error_threshold": 0.5, "on_error": "rollback", "rollback_release_id": good}),
+    )
+    .await;
+    let (_, id0) = devs[0].action().await.unwrap();
+    let (_, id1) = devs[1].action().await.unwrap();
+    let (s, _) = devs[0]
+        .feedback(id0, "closed", "failure", &["Update Failed."])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h.campaign_info(&cid).await["state"], "rolled_back");
+    // Device 1 was installing the bad release: its action is cancelled first.
+    let v = devs[1].poll().await;
+    let cancel = v["_links"]["cancelAction"]["href"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_owned();
+    assert!(cancel.ends_with(&format!("/cancelAction/{id1}")));
+    let (s, _) = devs[1]
+        .send(
+            reqwest::Method::POST,
+            &format!("{cancel}/feedback"),
+            swu_feedback(id1, "closed", "success", &["cancellation acknowledged."]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Then both are offered the rollback release as a new action.
+    for (d, old) in [(&devs[0], id0), (&devs[1], id1)] {
+        let (href, id) = d.action().await.expect("the rollback release");
+        assert_ne!(id, old);
+        let (_, dep) = d.get(&href).await;
+        assert_eq!(
+            dep["deployment"]["chunks"][0]["artifacts"][0]["filename"],
+            "rollback.swu"
+        );
+        let (s, _) = d
+            .feedback(id, "closed", "success", &["Update Installed."])
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (_, members) = h
+        .get(&h.admin, &format!("/api/v1/campaigns/{cid}/devices"))
+        .await;
+    let states: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["rolled_back", "rolled_back"], "{members}");
     h.stop().await;
 }

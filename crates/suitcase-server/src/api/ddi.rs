@@ -267,6 +267,20 @@ impl Db {
     /// The device's open actions whose membership ended without it (it was counted
     /// succeeded or failed by the engine): they are closed silently.
     async fn ddi_close_finished(&self, device_id: &str, now: i64) -> anyhow::Result<()> {
+        // Read first: this runs on every poll, and an UPDATE that matches nothing still takes
+        // SQLite's write lock.
+        let any = sqlx::query(
+            "SELECT 1 FROM ddi_actions a JOIN campaign_devices cd ON cd.campaign_id = a.campaign_id \
+             AND cd.device_id = a.device_id AND cd.release_id = a.release_id \
+             WHERE a.device_id = $1 AND a.closed = 0 \
+             AND cd.state IN ('succeeded', 'failed', 'rolled_back', 'rollback_failed') LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() {
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE ddi_actions SET closed = 1, closed_at = $2 WHERE device_id = $1 AND closed = 0 \
              AND EXISTS (SELECT 1 FROM campaign_devices cd WHERE cd.campaign_id = ddi_actions.campaign_id \
@@ -418,14 +432,17 @@ async fn own_action(state: &AppState, auth: &DdiAuth, id: &str) -> ApiResult<Act
 /// The check-in the server makes for a DDI device, which sends no inventory: what the
 /// server recorded (the release it last installed, see `installed`) and what its configData
 /// says (`suitcase_sequence`).
-async fn checkin_of(state: &AppState, device_id: &str) -> ApiResult<CheckIn> {
+async fn checkin_of(
+    state: &AppState,
+    device_id: &str,
+    attrs: &BTreeMap<String, String>,
+) -> ApiResult<CheckIn> {
     let row = state.db.device_get(device_id).await?;
     let mut c: CheckIn = row
         .and_then(|r| r.inventory)
         .and_then(|i| serde_json::from_str(&i).ok())
         .unwrap_or_default();
     c.agent = Some("hawkbit-ddi".into());
-    let attrs = state.db.device_attributes(device_id).await?;
     if let Some(seq) = attrs
         .get(SEQUENCE_ATTRIBUTE)
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -449,7 +466,8 @@ async fn checkin_of(state: &AppState, device_id: &str) -> ApiResult<CheckIn> {
 /// Records that the device runs `release` now (its feedback said closed/success): the
 /// inventory the engine reads at the next poll, so it is never offered that release again.
 async fn record_installed(state: &AppState, auth: &DdiAuth, release: &ReleaseRow) -> ApiResult<()> {
-    let mut c = checkin_of(state, &auth.device.id).await?;
+    let attrs = state.db.device_attributes(&auth.device.id).await?;
+    let mut c = checkin_of(state, &auth.device.id, &attrs).await?;
     for comp in release.summary.images() {
         let digest = comp.image_digest.as_ref().map(|(_, h)| h.clone());
         match c.components.iter_mut().find(|x| x.id == comp.id) {
@@ -509,7 +527,8 @@ pub(crate) async fn base(
 ) -> ApiResult<Response> {
     let now = state.now();
     let dev = &auth.device;
-    let c = checkin_of(&state, &dev.id).await?;
+    let attributes = state.db.device_attributes(&dev.id).await?;
+    let c = checkin_of(&state, &dev.id, &attributes).await?;
     state.devices.record(dev, &c, now);
     metrics::counter!("suitcase_checkins_total").increment(1);
     let d = state.engine.decide(&dev.id, &c, now);
@@ -561,7 +580,7 @@ pub(crate) async fn base(
             json!({"href": format!("{p}/installedBase/{id}")}),
         );
     }
-    if state.db.device_attributes(&dev.id).await?.is_empty() {
+    if attributes.is_empty() {
         links.insert(
             "configData".into(),
             json!({"href": format!("{p}/configData")}),
@@ -1320,7 +1339,17 @@ pub(crate) async fn artifact(
                 tracing::debug!(error = %e.body.message, "download not recorded");
             }
         }
-        crate::api::device::serve_object(&state, key, size, sha256, &headers).await?
+        match several_ranges(&headers, size, &crate::wire::etag_of(sha256)) {
+            Some(ranges) if ranges.is_empty() => crate::wire::ranged_response(
+                crate::wire::Want::Unsatisfiable,
+                size,
+                &crate::wire::etag_of(sha256),
+                "application/octet-stream",
+                None,
+            ),
+            Some(ranges) => multipart(&state, key, size, sha256, &ranges).await?,
+            None => crate::api::device::serve_object(&state, key, size, sha256, &headers).await?,
+        }
     };
     if let Ok(v) = header::HeaderValue::from_str(&disposition) {
         res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -1330,6 +1359,100 @@ pub(crate) async fn artifact(
         header::HeaderValue::from_static("nosniff"),
     );
     Ok(res)
+}
+
+/// The most ranges one request may ask for; more get the whole artifact (RFC 9110 §14.2:
+/// a server may ignore a Range that asks for many small or overlapping ranges).
+const MAX_RANGES: usize = 16;
+/// hawkBit's boundary (FileStreamingUtil).
+const BOUNDARY: &str = "THIS_STRING_SEPARATES_MULTIPART";
+
+/// A `Range` of several byte ranges (RFC 9110 §14.1.2), if it names several and If-Range
+/// allows it: the satisfiable ones, ascending (empty: none is, 416). `None` leaves the request
+/// to the single-range path (one range, a malformed header, overlapping or too many ranges:
+/// the whole artifact).
+fn several_ranges(headers: &HeaderMap, size: u64, etag: &str) -> Option<Vec<(u64, u64)>> {
+    let range = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = range.trim().strip_prefix("bytes=")?;
+    if !spec.contains(',') {
+        return None;
+    }
+    if let Some(ir) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
+        && ir.trim() != etag
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (n, part) in spec.split(',').enumerate() {
+        if n >= MAX_RANGES {
+            return None;
+        }
+        let (first, last) = part.trim().split_once('-')?;
+        let (first, last) = (first.trim(), last.trim());
+        let r = if first.is_empty() {
+            let n = last.parse::<u64>().ok()?;
+            (n > 0 && size > 0).then(|| (size.saturating_sub(n), size))
+        } else {
+            let start = first.parse::<u64>().ok()?;
+            let end = if last.is_empty() {
+                size
+            } else {
+                let l = last.parse::<u64>().ok()?;
+                if l < start {
+                    return None;
+                }
+                l.saturating_add(1).min(size)
+            };
+            (start < size).then_some((start, end))
+        };
+        out.extend(r);
+    }
+    out.sort_unstable();
+    if out.windows(2).any(|w| w[0].1 > w[1].0) {
+        return None;
+    }
+    Some(out)
+}
+
+/// 206 `multipart/byteranges` (RFC 9110 §14.6), streamed from the payload store.
+async fn multipart(
+    state: &AppState,
+    key: &str,
+    size: u64,
+    sha256: &str,
+    ranges: &[(u64, u64)],
+) -> ApiResult<Response> {
+    type Part = futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+    let mut parts: Vec<Part> = Vec::new();
+    let mut length = 0u64;
+    for &(a, b) in ranges {
+        let head = format!(
+            "\r\n--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {a}-{}/{size}\r\n\r\n",
+            b - 1
+        );
+        length += head.len() as u64 + (b - a);
+        parts.push(Box::pin(futures::stream::once(async move {
+            Ok(Bytes::from(head))
+        })));
+        let body = state.blobs.get_range(key, a..b).await?;
+        parts.push(Box::pin(body.map(|c| c.map_err(std::io::Error::other))));
+    }
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    length += tail.len() as u64;
+    parts.push(Box::pin(futures::stream::once(async move {
+        Ok(Bytes::from(tail))
+    })));
+    Response::builder()
+        .status(StatusCode::PARTIAL_CONTENT)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, crate::wire::etag_of(sha256))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/byteranges; boundary={BOUNDARY}"),
+        )
+        .header(header::CONTENT_LENGTH, length)
+        .body(Body::from_stream(futures::stream::iter(parts).flatten()))
+        .map_err(ApiErr::internal)
 }
 
 #[cfg(test)]
