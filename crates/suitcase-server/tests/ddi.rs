@@ -877,3 +877,36 @@ async fn a_tripped_campaign_cancels_open_actions_and_offers_the_rollback_release
     assert_eq!(states, ["rolled_back", "rolled_back"], "{members}");
     h.stop().await;
 }
+
+/// RFC 8240 §3 on the DDI API as on the device API: a TargetToken identifies the device, so
+/// it is not accepted over plain HTTP from other hosts unless the operator opts in.
+#[tokio::test]
+async fn plaintext_ddi_requests_from_other_hosts_are_refused() {
+    use tower::ServiceExt as _;
+    for (allow, peer, tls, want) in [
+        (false, "10.1.2.3:5555", false, StatusCode::FORBIDDEN),
+        (false, "127.0.0.1:5555", false, StatusCode::UNAUTHORIZED),
+        (false, "10.1.2.3:5555", true, StatusCode::UNAUTHORIZED),
+        (true, "10.1.2.3:5555", false, StatusCode::UNAUTHORIZED),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = suitcase_server::Config::new(dir.path());
+        config.allow_plaintext_devices = allow;
+        let (app, _) = suitcase_server::app(config).await.unwrap();
+        let mut req = axum::http::Request::get("/DEFAULT/controller/v1/dev-1")
+            .header("authorization", "TargetToken sct_d_unknown")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(suitcase_server::ConnInfo {
+            peer: peer.parse().unwrap(),
+            tls,
+            client_cert: None,
+        });
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            want.as_u16(),
+            "allow={allow} peer={peer} tls={tls}"
+        );
+    }
+}
