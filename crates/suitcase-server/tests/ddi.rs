@@ -728,6 +728,33 @@ async fn feedback_shapes_that_break_nothing_and_bad_ones_that_are_400() {
         failure["detail"].as_str().unwrap().chars().count()
             <= suitcase_protocol::limits::REPORT_DETAIL_MAX
     );
+    // SWUpdate's log thread may send the error lines just after the closed/failure: 410,
+    // and the lines join the failure in the timeline.
+    let (s, _) = d
+        .feedback(
+            id,
+            "proceeding",
+            "none",
+            &["ERROR : HASH mismatch : aa <--> bb"],
+        )
+        .await;
+    assert_eq!(s, StatusCode::GONE);
+    let (_, info) = h.get(&h.admin, "/api/v1/devices/swu-0").await;
+    let failure = info["update"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["outcome"] == "failure")
+        .unwrap()
+        .clone();
+    assert!(
+        failure["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("ERROR : HASH mismatch : aa <--> bb\neee"),
+        "{failure}"
+    );
+    assert_eq!(info["update"]["state"], "failed");
     h.stop().await;
 }
 

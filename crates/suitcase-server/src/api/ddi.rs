@@ -932,6 +932,61 @@ async fn with_earlier_errors(
     Ok(details_text(&[Value::String(out)], None))
 }
 
+/// SWUpdate sends its log lines from a separate thread, so the lines that say why an install
+/// failed ("ERROR : HASH mismatch ...") may arrive just after the closed/failure. The answer
+/// is still 410 (the action is closed), but error lines the device's failure does not show
+/// yet are added to it: a new failure record with both texts (no transition; within the
+/// device's report budget and the per-release cap).
+async fn late_errors(
+    state: &AppState,
+    auth: &DdiAuth,
+    a: &ActionRow,
+    f: &Feedback,
+) -> ApiResult<()> {
+    let Some(text) = details_text(&f.status.details, None) else {
+        return Ok(());
+    };
+    let reports = state.db.reports_for(&a.device_id, &a.release_id).await?;
+    let Some(failure) = reports
+        .iter()
+        .rev()
+        .find(|r| r.step == Step::Apply.name() && r.outcome == Outcome::Failure.name())
+    else {
+        return Ok(());
+    };
+    let shown = failure.detail.clone().unwrap_or_default();
+    let new: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("ERROR") && !l.contains("Cannot read stored update state"))
+        .filter(|l| !shown.contains(*l))
+        .collect();
+    if new.is_empty()
+        || auth.device.take_report(state.now()).is_err()
+        || usize::try_from(state.db.report_count(&a.device_id, &a.release_id).await?)
+            .unwrap_or(usize::MAX)
+            >= 1000
+    {
+        return Ok(());
+    }
+    // The reasons first: a long detail is cut at its end.
+    let merged = format!("{}\n{shown}", new.join("\n"));
+    let report = StepReport {
+        release_id: a.release_id.clone(),
+        step: Step::Apply,
+        outcome: Outcome::Failure,
+        reason: failure.reason.clone(),
+        detail: details_text(&[Value::String(merged)], None),
+        progress: None,
+        suit_report: None,
+    };
+    state
+        .db
+        .report_insert(&a.device_id, Some(&a.campaign_id), &report, state.now())
+        .await?;
+    Ok(())
+}
+
 /// What a feedback means on the NTIA timeline (docs/ddi.md has the table), and whether it
 /// closes the action.
 fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> {
@@ -987,6 +1042,9 @@ pub(crate) async fn feedback(
             .map(|c| c.id)
             == Some(a.id)
     {
+        if a.closed {
+            late_errors(&state, &auth, &a, &f).await?;
+        }
         return Err(ApiErr::new(
             StatusCode::GONE,
             "action-closed",
