@@ -13,6 +13,10 @@
 //! Field names are stable within a version; new optional fields may be added, so clients must
 //! ignore unknown fields (the serde default here).
 
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The API version these types describe.
@@ -760,8 +764,8 @@ pub struct DeviceInfo {
     /// Decommissioned devices cannot authenticate.
     pub revoked: bool,
     /// Controller attributes a hawkBit DDI device sent with configData (docs/ddi.md).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub attributes: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// Change a device's tags.
