@@ -73,14 +73,12 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 pub(crate) struct ActionPath {
     tenant: String,
-    controller: String,
     action: String,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct ArtifactPath {
     tenant: String,
-    controller: String,
     module: String,
     file: Option<String>,
 }
@@ -725,7 +723,6 @@ pub(crate) async fn deployment(
     Path(path): Path<ActionPath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let _ = &path.controller;
     let a = own_action(&state, &auth, &path.action).await?;
     // hawkBit answers 404 for a canceled or closed action; the offer gate (docs/server.md
     // §3) applies as on the device API.
@@ -898,38 +895,45 @@ fn details_text(details: &[Value], code: Option<i64>) -> Option<String> {
 /// SWUpdate sends the log lines of an install (its "ERROR : HASH mismatch ..." among them)
 /// as progress feedback, and then a closed/failure whose details may hold only the last
 /// error ("No suitable .swu image found"). The failure in the timeline gets the error lines
-/// of the device's latest progress feedback too, so that the operator sees why.
+/// of the device's progress feedback on this release too (the last ten), so that the
+/// operator sees why.
 async fn with_earlier_errors(
     state: &AppState,
     a: &ActionRow,
     detail: Option<String>,
 ) -> ApiResult<Option<String>> {
     let reports = state.db.reports_for(&a.device_id, &a.release_id).await?;
-    let Some(last) = reports
+    let shown = detail.clone().unwrap_or_default();
+    let mut errors: Vec<String> = Vec::new();
+    for r in reports
         .iter()
-        .rev()
-        .find(|r| r.outcome == Outcome::InProgress.name() && r.step == Step::Apply.name())
-        .and_then(|r| r.detail.clone())
-    else {
-        return Ok(detail);
-    };
-    let errors: Vec<&str> = last
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.contains("ERROR") && !l.contains("Cannot read stored update state"))
-        .filter(|l| !detail.as_deref().is_some_and(|d| d.contains(*l)))
-        .collect();
+        .filter(|r| r.outcome == Outcome::InProgress.name() && r.step == Step::Apply.name())
+    {
+        for l in r
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+        {
+            if error_line(l) && !shown.contains(l) && !errors.iter().any(|e| e == l) {
+                errors.push(l.to_owned());
+            }
+        }
+    }
     if errors.is_empty() {
         return Ok(detail);
     }
-    let mut out = detail.unwrap_or_default();
-    for e in errors {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(e);
-    }
+    // The last ten, the reasons first (a long detail is cut at its end).
+    let errors = &errors[errors.len().saturating_sub(10)..];
+    let out = format!("{}\n{shown}", errors.join("\n"));
     Ok(details_text(&[Value::String(out)], None))
+}
+
+/// A line of SWUpdate's log that says why something failed (not the harmless complaint of a
+/// device without a bootloader environment).
+fn error_line(l: &str) -> bool {
+    l.contains("ERROR") && !l.contains("Cannot read stored update state")
 }
 
 /// SWUpdate sends its log lines from a separate thread, so the lines that say why an install
@@ -958,8 +962,7 @@ async fn late_errors(
     let new: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| l.contains("ERROR") && !l.contains("Cannot read stored update state"))
-        .filter(|l| !shown.contains(*l))
+        .filter(|l| error_line(l) && !shown.contains(*l))
         .collect();
     if new.is_empty()
         || auth.device.take_report(state.now()).is_err()
@@ -1333,7 +1336,6 @@ pub(crate) async fn artifacts(
         path.module,
         escape_segment(&name)
     );
-    let _ = &path.controller;
     Ok(json_reply(&json!([{
         "filename": name,
         "hashes": {"sha1": sha1, "md5": md5, "sha256": sha256.to_ascii_lowercase()},
