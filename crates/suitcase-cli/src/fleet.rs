@@ -764,6 +764,14 @@ fn show_device(v: &Value) {
         v["sequence_number"],
         v["last_seen"]
     );
+    // Controller attributes a hawkBit DDI device sent (configData, docs/ddi.md).
+    if let Some(a) = v["attributes"].as_object().filter(|a| !a.is_empty()) {
+        let list: Vec<String> = a
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        outln!("  attributes {}", list.join("  "));
+    }
     if let Some(u) = v["update"].as_object() {
         outln!(
             "  update: release {} ({})",
@@ -781,6 +789,13 @@ fn show_device(v: &Value) {
                 s["outcome"].as_str().unwrap_or(""),
                 reason
             );
+            // Why it failed, in the device's words (e.g. SWUpdate's error lines).
+            if s["outcome"] == "failure" {
+                for line in s["detail"].as_str().unwrap_or_default().lines().take(5) {
+                    let line: String = line.chars().filter(|c| !c.is_control()).collect();
+                    outln!("               {line}");
+                }
+            }
         }
     }
 }

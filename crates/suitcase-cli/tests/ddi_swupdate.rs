@@ -612,7 +612,7 @@ fn swupdate_suricatta_devices_complete_a_campaign() {
         assert_eq!(dev["attributes"]["board"], "sim", "{dev}");
         let text = fleet(&["device", "show", &i.name]);
         assert!(
-            text.contains("clean-up") && text.contains("success"),
+            text.contains("clean-up") && text.contains("success") && text.contains("board=sim"),
             "{text}"
         );
     }
@@ -651,6 +651,11 @@ fn swupdate_suricatta_devices_complete_a_campaign() {
                 || l.contains("log to server"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    let text = fleet(&["device", "show", "swu-3"]);
+    assert!(
+        text.contains("failure") && reasons.iter().any(|r| text.contains(r)),
+        "{text}"
     );
     assert!(inst[3].proxy.corrupted.load(Ordering::SeqCst));
     assert!(

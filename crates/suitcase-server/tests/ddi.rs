@@ -937,3 +937,20 @@ async fn plaintext_ddi_requests_from_other_hosts_are_refused() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_campaign_is_attempt_not_forced() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let (_, _, devs) = setup(
+        &h,
+        1,
+        b"image",
+        json!({"name": "swu", "requires_consent": true}),
+    )
+    .await;
+    let (href, _) = devs[0].action().await.unwrap();
+    let (_, dep) = devs[0].get(&href).await;
+    assert_eq!(dep["deployment"]["download"], "attempt", "{dep}");
+    assert_eq!(dep["deployment"]["update"], "attempt", "{dep}");
+    h.stop().await;
+}
