@@ -402,9 +402,15 @@ async fn attack_oversized_payload_is_stopped_at_the_declared_size() {
     let env = h.build(2, &image, "https://fw.example/2.bin");
     let (_, v) = h.upload_envelope(&h.admin, &env).await;
     let rel = v["id"].as_str().unwrap().to_owned();
-    // 64 MiB of body for a 4 KiB image: refused once 4 KiB + 1 arrived.
-    let chunks =
-        futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![1u8; 1 << 20])));
+    // 64 MiB of body for a 4 KiB image: refused once 4 KiB + 1 arrived. The server stops
+    // reading there, so the client never gets to send most of it (it used to store all 64
+    // MiB before comparing sizes).
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let chunks = futures::stream::iter((0..64).map(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(vec![1u8; 1 << 20])
+    }));
     let r = h
         .client
         .put(h.url(&format!("/api/v1/releases/{rel}/payloads/0")))
@@ -418,6 +424,8 @@ async fn attack_oversized_payload_is_stopped_at_the_declared_size() {
         assert_eq!(v["error"], "payload-mismatch", "{v}");
         assert!(v["message"].as_str().unwrap().contains("4096"), "{v}");
     }
+    let sent = pulled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 32, "the server read {sent} MiB of a 4 KiB payload");
     assert!(payload_files(&h).is_empty(), "{:?}", payload_files(&h));
     // The slot is free again: the right image completes the release.
     let (s, v) = h.upload_payload(&h.admin, &rel, 0, &image).await;

@@ -27,7 +27,6 @@ use suitcase_protocol::{CheckIn, InstalledComponent, Outcome, Step, StepReport};
 use crate::AppState;
 use crate::auth::DdiAuth;
 use crate::db::Db;
-use crate::engine;
 use crate::error::{ApiErr, ApiResult};
 use crate::store::ReleaseRow;
 
@@ -527,27 +526,7 @@ pub(crate) async fn base(
     let dev = &auth.device;
     let attributes = state.db.device_attributes(&dev.id).await?;
     let c = checkin_of(&state, &dev.id, &attributes).await?;
-    state.devices.record(dev, &c, now);
-    metrics::counter!("suitcase_checkins_total").increment(1);
-    let d = state.engine.decide(&dev.id, &c, now);
-    if let (Some(t), Some((campaign, why))) = (&d.transition, &d.refused) {
-        let report = StepReport {
-            release_id: t.release_id.clone(),
-            step: Step::Check,
-            outcome: Outcome::Failure,
-            reason: Some("digest".into()),
-            detail: Some(why.clone()),
-            progress: None,
-            suit_report: None,
-        };
-        state
-            .db
-            .report_insert(&dev.id, Some(campaign), &report, now)
-            .await?;
-    }
-    if let Some(t) = &d.transition {
-        engine::persist(&state, t).await?;
-    }
+    let d = super::device::check_in(&state, dev, &c, now).await?;
     state.db.ddi_close_finished(&dev.id, now).await?;
     let p = prefix(&state, &auth, &headers, &tenant);
     let mut links = serde_json::Map::new();

@@ -38,23 +38,19 @@ pub(crate) fn next_poll(interval: u32, retry_after: Option<i64>) -> u32 {
     s.max(1)
 }
 
-/// Check in: report the inventory; learn whether an update is offered.
-#[utoipa::path(post, path = "/api/v1/device/checkin", tag = "device",
-    request_body(content((CheckIn = "application/json"), (CheckIn = "application/cbor"))),
-    responses((status = 200, content((CheckInAnswer = "application/json"), (CheckInAnswer = "application/cbor"))),
-              (status = 401, body = suitcase_protocol::ApiError)),
-    security(("device_token" = []), ("device_certificate" = [])))]
-pub(crate) async fn checkin(
-    State(state): State<AppState>,
-    DeviceAuth(dev): DeviceAuth,
-    Wire(format, c): Wire<CheckIn>,
-) -> ApiResult<Response> {
-    let now = state.now();
-    state.devices.record(&dev, &c, now);
+/// What a check-in does, whichever API it came through (the device API, or a DDI poll):
+/// note the inventory, let the engine decide, record a refusal as the device's Check
+/// failure (so the operator sees why it failed), and persist the transition before answering.
+pub(crate) async fn check_in(
+    state: &AppState,
+    dev: &crate::devices::DeviceEntry,
+    c: &CheckIn,
+    now: i64,
+) -> ApiResult<engine::Decision> {
+    state.devices.record(dev, c, now);
     metrics::counter!("suitcase_checkins_total").increment(1);
-    let d = state.engine.decide(&dev.id, &c, now);
+    let d = state.engine.decide(&dev.id, c, now);
     if let (Some(t), Some((campaign, why))) = (&d.transition, &d.refused) {
-        // Recorded as the device would report it, so the operator sees why it failed.
         let report = StepReport {
             release_id: t.release_id.clone(),
             step: Step::Check,
@@ -70,8 +66,24 @@ pub(crate) async fn checkin(
             .await?;
     }
     if let Some(t) = &d.transition {
-        engine::persist(&state, t).await?;
+        engine::persist(state, t).await?;
     }
+    Ok(d)
+}
+
+/// Check in: report the inventory; learn whether an update is offered.
+#[utoipa::path(post, path = "/api/v1/device/checkin", tag = "device",
+    request_body(content((CheckIn = "application/json"), (CheckIn = "application/cbor"))),
+    responses((status = 200, content((CheckInAnswer = "application/json"), (CheckInAnswer = "application/cbor"))),
+              (status = 401, body = suitcase_protocol::ApiError)),
+    security(("device_token" = []), ("device_certificate" = [])))]
+pub(crate) async fn checkin(
+    State(state): State<AppState>,
+    DeviceAuth(dev): DeviceAuth,
+    Wire(format, c): Wire<CheckIn>,
+) -> ApiResult<Response> {
+    let now = state.now();
+    let d = check_in(&state, &dev, &c, now).await?;
     let update = d.offer.map(|(r, rollback, consent)| {
         metrics::counter!("suitcase_offers_total").increment(1);
         UpdateOffer {
