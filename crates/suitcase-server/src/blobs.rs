@@ -270,7 +270,9 @@ pub(crate) async fn sweeper(state: std::sync::Weak<crate::Inner>) {
         };
         let age = inner.config.orphan_age;
         let result = async {
-            let referenced = inner.db.referenced_objects().await?;
+            let now = (inner.config.clock)();
+            let stale = now - crate::api::UPLOAD_CLAIM_STALE;
+            let referenced = inner.db.referenced_objects(stale).await?;
             inner.blobs.sweep(&referenced, age).await
         }
         .await;

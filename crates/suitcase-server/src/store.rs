@@ -484,14 +484,23 @@ impl Db {
 
     /// Every object key the database refers to: stored payloads, uploads in progress, deltas.
     /// Anything else in the payload store is an orphan.
-    pub(crate) async fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
+    /// A claim not touched since `stale_before` no longer protects its object: that upload
+    /// died with its server.
+    pub(crate) async fn referenced_objects(
+        &self,
+        stale_before: i64,
+    ) -> Result<std::collections::HashSet<String>> {
         let mut out = std::collections::HashSet::new();
-        for sql in [
-            "SELECT object_key FROM payloads WHERE object_key IS NOT NULL",
-            "SELECT upload_key FROM payloads WHERE upload_key IS NOT NULL",
-            "SELECT object_key FROM deltas",
-        ] {
-            for r in sqlx::query(sql).fetch_all(&self.pool).await? {
+        let queries = [
+            sqlx::query("SELECT object_key FROM payloads WHERE object_key IS NOT NULL"),
+            sqlx::query(
+                "SELECT upload_key FROM payloads WHERE upload_key IS NOT NULL AND upload_touched >= $1",
+            )
+            .bind(stale_before),
+            sqlx::query("SELECT object_key FROM deltas"),
+        ];
+        for q in queries {
+            for r in q.fetch_all(&self.pool).await? {
                 out.insert(r.try_get::<String, _>(0)?);
             }
         }

@@ -82,6 +82,11 @@ pub(crate) struct ArtifactPath {
     file: Option<String>,
 }
 
+/// The start of a client's string, for an error message: a 1 MiB value is not echoed back.
+fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
 /// `HH:MM:SS`, as hawkBit's `config.polling.sleep` (SWUpdate counts anything else as a bad
 /// message, server_hawkbit.c `server_get_device_info`), at least 1 s and at most 23:59:59.
 pub(crate) fn hhmmss(seconds: i64) -> String {
@@ -259,6 +264,21 @@ impl Db {
         .as_ref()
         .map(action_row)
         .transpose()
+    }
+
+    /// Whether this open action is one its campaign no longer wants (see
+    /// [`Db::ddi_cancelling`]), whichever of the device's cancelling actions it is.
+    async fn ddi_is_cancelling(&self, action_id: i64) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM ddi_actions a JOIN campaign_devices cd \
+             ON cd.campaign_id = a.campaign_id AND cd.device_id = a.device_id \
+             WHERE a.id = $1 AND a.closed = 0 \
+             AND (cd.state = 'cancelled' OR cd.release_id <> a.release_id)",
+        )
+        .bind(action_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
     }
 
     /// The device's open actions whose membership ended without it (it was counted
@@ -472,6 +492,7 @@ async fn record_installed(state: &AppState, auth: &DdiAuth, release: &ReleaseRow
                 x.sequence_number = release.sequence_number;
                 x.digest = digest;
                 x.size = comp.image_size;
+                x.version = Some(release.name.clone());
             }
             None => c.components.push(InstalledComponent {
                 id: comp.id.clone(),
@@ -706,12 +727,7 @@ pub(crate) async fn deployment(
     // hawkBit answers 404 for a canceled or closed action; the offer gate (docs/server.md
     // §3) applies as on the device API.
     if a.closed
-        || state
-            .db
-            .ddi_cancelling(&auth.device.id)
-            .await?
-            .map(|c| c.id)
-            == Some(a.id)
+        || state.db.ddi_is_cancelling(a.id).await?
         || !state
             .db
             .device_offered(&auth.device.id, &a.release_id)
@@ -945,9 +961,8 @@ async fn late_errors(
         .collect();
     if new.is_empty()
         || auth.device.take_report(state.now()).is_err()
-        || usize::try_from(state.db.report_count(&a.device_id, &a.release_id).await?)
-            .unwrap_or(usize::MAX)
-            >= 1000
+        || state.db.report_count(&a.device_id, &a.release_id).await?
+            >= super::device::MAX_REPORTS_PER_RELEASE
     {
         return Ok(());
     }
@@ -978,7 +993,10 @@ fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> 
         other => {
             return Err(ApiErr::bad_request(
                 "bad-feedback",
-                format!("result.finished {other:?} is not success, failure or none"),
+                format!(
+                    "result.finished {:?} is not success, failure or none",
+                    clip(other)
+                ),
             ));
         }
     };
@@ -998,7 +1016,8 @@ fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> 
             return Err(ApiErr::bad_request(
                 "bad-feedback",
                 format!(
-                    "status.execution {other:?} is not one of closed, proceeding, canceled, scheduled, rejected, resumed, downloaded, download"
+                    "status.execution {:?} is not one of closed, proceeding, canceled, scheduled, rejected, resumed, downloaded, download",
+                    clip(other)
                 ),
             ));
         }
@@ -1016,14 +1035,7 @@ pub(crate) async fn feedback(
     let f: Feedback = parse_json(&body)?;
     let (step, outcome, closes) = step_of(&f.status.execution, &f.status.result.finished)?;
     let a = own_action(&state, &auth, &path.action).await?;
-    if a.closed
-        || state
-            .db
-            .ddi_cancelling(&auth.device.id)
-            .await?
-            .map(|c| c.id)
-            == Some(a.id)
-    {
+    if a.closed || state.db.ddi_is_cancelling(a.id).await? {
         if a.closed {
             late_errors(&state, &auth, &a, &f).await?;
         }
@@ -1104,13 +1116,7 @@ pub(crate) async fn cancel(
     Path(path): Path<ActionPath>,
 ) -> ApiResult<Response> {
     let a = own_action(&state, &auth, &path.action).await?;
-    if state
-        .db
-        .ddi_cancelling(&auth.device.id)
-        .await?
-        .map(|c| c.id)
-        != Some(a.id)
-    {
+    if !state.db.ddi_is_cancelling(a.id).await? {
         return Err(ApiErr::not_found("cancellation", &path.action));
     }
     Ok(json_reply(&json!({
@@ -1136,6 +1142,11 @@ pub(crate) async fn cancel_feedback(
             "action-closed",
             format!("action {} is closed", a.id),
         ));
+    }
+    // Only a cancellation the server asked for can be accepted: a device must not close its
+    // own live deployment through this route (hawkBit answers 404 when nothing is cancelling).
+    if !state.db.ddi_is_cancelling(a.id).await? {
+        return Err(ApiErr::not_found("cancellation", &path.action));
     }
     if matches!(f.status.execution.as_str(), "closed" | "canceled") {
         state.db.ddi_action_close(a.id, state.now()).await?;
@@ -1239,7 +1250,7 @@ pub(crate) async fn config_data(
         other => {
             return Err(ApiErr::bad_request(
                 "bad-config-data",
-                format!("mode {other:?} is not merge, replace or remove"),
+                format!("mode {:?} is not merge, replace or remove", clip(other)),
             ));
         }
     };

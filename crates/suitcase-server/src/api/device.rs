@@ -146,7 +146,7 @@ pub(crate) async fn checkin(
 }
 
 /// The most step reports stored per device and release.
-const MAX_REPORTS_PER_RELEASE: i64 = 1000;
+pub(crate) const MAX_REPORTS_PER_RELEASE: i64 = 1000;
 
 /// A report's sizes (suitcase_protocol::limits): one device must not grow the database by
 /// megabytes per request.

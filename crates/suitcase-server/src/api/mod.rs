@@ -19,6 +19,8 @@ pub(crate) mod docs;
 mod fleet;
 mod releases;
 
+pub(crate) use releases::UPLOAD_CLAIM_STALE;
+
 /// Bodies of ordinary requests (JSON or CBOR).
 const SMALL_BODY: usize = 1 << 20;
 /// Envelopes, which may carry integrated payloads.

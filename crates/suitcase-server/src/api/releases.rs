@@ -215,8 +215,17 @@ pub(crate) async fn upload(
     Ok((StatusCode::CREATED, axum::Json(info(&state, &stored))))
 }
 
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Seconds after which an upload claim that was not refreshed is free again.
-const UPLOAD_CLAIM_STALE: i64 = 120;
+pub(crate) const UPLOAD_CLAIM_STALE: i64 = 120;
 /// How often a running upload refreshes its claim, in seconds.
 const UPLOAD_CLAIM_TOUCH: u64 = 30;
 
@@ -297,7 +306,9 @@ pub(crate) async fn put_payload(
         }
         .id(id.clone()));
     }
-    let toucher = {
+    // Aborted when dropped: also when axum drops this handler (the client went away, the
+    // server stops), so a dead upload's claim goes stale instead of being kept for ever.
+    let toucher = AbortOnDrop({
         let state = state.clone();
         let (id, key) = (id.clone(), key.clone());
         tokio::spawn(async move {
@@ -308,10 +319,10 @@ pub(crate) async fn put_payload(
                 }
             }
         })
-    };
+    });
     let stream = body.into_data_stream().map_err(|e| e.to_string()).boxed();
     let streamed = state.blobs.put_stream(&key, stream, limit).await;
-    toucher.abort();
+    drop(toucher);
     let give_up = |e: ApiErr| async {
         state.blobs.delete(&key).await;
         if let Err(u) = state.db.payload_unclaim(&id, index, &key).await {
