@@ -366,13 +366,13 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
     // Every URL the offer names passes the transport policy before any byte is downloaded
     // (credentials to the server's origin only, no plain HTTP from an HTTPS server: see
     // `Http::admit`).
-    for d in std::iter::once(&j.envelope).chain(&j.payloads) {
+    let downloads = || std::iter::once(&j.envelope).chain(&j.payloads);
+    for d in downloads() {
         if let Err(m) = ctx.http.check_url(&d.url) {
             return Err(fail(step, reason::DOWNLOAD, m));
         }
     }
     // Space before any byte is downloaded (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
-    let downloads = || std::iter::once(&j.envelope).chain(&j.payloads);
     let remaining: u64 = downloads()
         .filter(|d| !d.complete)
         .map(|d| d.size.saturating_sub(d.durable))

@@ -256,12 +256,7 @@ impl Client {
     fn send(&self, req: reqwest::RequestBuilder) -> Result<Value> {
         let (status, v, text) = self.send_raw(req)?;
         if !status.is_success() {
-            let msg = v["message"].as_str().unwrap_or(&text);
-            let hint = v["hint"]
-                .as_str()
-                .map(|h| format!("\n  hint: {h}"))
-                .unwrap_or_default();
-            bail!("the server answered {status}: {msg}{hint}");
+            return Err(api_error(status, &v, &text));
         }
         Ok(v)
     }
@@ -290,6 +285,17 @@ impl Client {
     fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
+}
+
+/// An error answer as the user reads it: the status, the server's message (or its text) and
+/// its hint.
+fn api_error(status: reqwest::StatusCode, v: &Value, text: &str) -> anyhow::Error {
+    let msg = v["message"].as_str().unwrap_or(text);
+    let hint = v["hint"]
+        .as_str()
+        .map(|h| format!("\n  hint: {h}"))
+        .unwrap_or_default();
+    anyhow!("the server answered {status}: {msg}{hint}")
 }
 
 pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
@@ -563,7 +569,7 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
         .post(format!("{}/api/v1/releases{q}", c.base))
         .header("content-type", "application/suit-envelope+cose")
         .body(env);
-    let (status, answer, _) = c.send_raw(post)?;
+    let (status, answer, text) = c.send_raw(post)?;
     let rel = if status == reqwest::StatusCode::CONFLICT
         && answer["error"] == "duplicate-release"
         && let Some(existing) = answer["id"].as_str()
@@ -579,12 +585,7 @@ fn upload(c: &Client, envelope: &Path, payloads: &[PathBuf], name: Option<&str>)
         rel
     } else {
         if !status.is_success() {
-            let msg = answer["message"].as_str().unwrap_or("(no message)");
-            let hint = answer["hint"]
-                .as_str()
-                .map(|h| format!("\n  hint: {h}"))
-                .unwrap_or_default();
-            bail!("the server answered {status}: {msg}{hint}");
+            return Err(api_error(status, &answer, &text));
         }
         answer
     };

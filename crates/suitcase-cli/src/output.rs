@@ -7,8 +7,9 @@
 //! reports for a program killed by SIGPIPE: the output was cut, the command did not finish);
 //! any other stdout error is reported on stderr with status 2; stderr errors are ignored
 //! (there is nowhere left to say anything). State on disk is crash-safe by design, so ending
-//! at any write is safe. The crate denies `print_stdout`/`print_stderr`, and [`install`]
-//! adds a panic hook as a backstop for prints from code outside this crate.
+//! at any write is safe. The crate warns on `print_stdout`/`print_stderr` (an error under
+//! CI's `-D warnings`), and [`install`] adds a panic hook as a backstop for prints from code
+//! outside this crate.
 
 use std::fmt;
 use std::io::Write as _;

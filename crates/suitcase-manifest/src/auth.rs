@@ -483,7 +483,7 @@ fn allowed(
 mod hss {
     /// n: SHA-256/32, the only hash the verifier is built with.
     const N: usize = 32;
-    /// hbs-lms keeps at most this many levels.
+    /// At most this many levels: RFC 8554 §6 (1 <= L <= 8), which is also what hbs-lms keeps.
     const MAX_LEVELS: u32 = 8;
 
     struct Cur<'a> {
@@ -545,8 +545,10 @@ mod hss {
         }
     }
 
-    /// Whether `signature` is an HSS signature with exactly the structure `public`'s level
-    /// count and parameter types call for, and `public` a well-formed HSS public key.
+    /// Whether `signature` is an HSS signature with the structure `public`'s level count calls
+    /// for, every LM-OTS and LMS type in it a known one with the lengths that type implies,
+    /// and `public` a well-formed HSS public key. (Whether the types equal the key's is
+    /// checked by hbs-lms itself, which does that without panicking.)
     pub(super) fn well_formed(signature: &[u8], public: &[u8]) -> bool {
         check(signature, public).is_some()
     }
