@@ -426,6 +426,13 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
         flush_quietly(ctx).await?;
     }
     download(ctx, j, Which::Envelope).await?;
+    // Authenticate before download: the whole of Check (signature and trust anchors,
+    // anti-rollback, vendor, class and components, sizes against capacity, a decryption key
+    // for every encrypted payload) runs on the envelope before a payload byte is requested,
+    // so a release this device will refuse costs the envelope and nothing more (the TUF
+    // "endless data" attack; RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION). A refusal is reported as
+    // the Check failure it is; the Check step after Receive runs it again on the same bytes.
+    blocking(ctx, j, check).await?;
     for i in 0..j.payloads.len() {
         if !by_delta(ctx, j, i).await? {
             download(ctx, j, Which::Payload(i)).await?;
@@ -837,16 +844,115 @@ fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     {
         return Err(suit_failure(step, &e, &probe));
     }
+    let encrypted = decryptable(ctx, &v).map_err(|detail| {
+        fail(
+            step,
+            suitcase_manifest::Error::Decrypt.reason().code(),
+            detail,
+        )
+    })?;
     j.sequence = v.sequence_number();
     Ok(Done::Success(format!(
-        "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes)",
+        "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes){}",
         signers.join(", "),
         v.sequence_number(),
         installed.map_or_else(
             || "(nothing installed yet)".to_owned(),
             |s| format!("is newer than the installed {s}")
         ),
+        match encrypted {
+            0 => String::new(),
+            n => format!("; holds the key for {n} encrypted payload(s)"),
+        },
     )))
+}
+
+/// Whether this device holds a key for every encrypted payload of the update: each
+/// encryption-info parameter (draft-ietf-suit-firmware-encryption §4) the shared sequence
+/// and the update sections set must give up its content key to one of `trust.decrypt`, so
+/// that a release encrypted for other devices is refused at Check, before its payloads are
+/// downloaded. In a try-each, one branch whose payloads can all be decrypted is enough (the
+/// processor takes the first branch that succeeds). Returns how many encryption infos were
+/// unwrapped, or what is missing.
+fn decryptable(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<usize, String> {
+    use suitcase_manifest::{Command, CommandSequence, Parameter, ParameterMap, SectionState};
+
+    /// Nesting is bounded by the decoder already (try-each and run-sequence depth); this is
+    /// a second bound that never panics or recurses without end whatever the input.
+    const MAX_DEPTH: usize = 16;
+
+    fn map(ctx: &Ctx, p: &ParameterMap<'_>, n: &mut usize) -> Result<(), String> {
+        for param in p.iter() {
+            let Parameter::EncryptionInfo(raw) = param else {
+                continue;
+            };
+            let info = suitcase_manifest::encryption::EncryptionInfo::decode(raw)
+                .map_err(|e| format!("the manifest's encryption info is unreadable: {e}"))?;
+            let mut cek = [0u8; 32];
+            let unwrapped = ctx.cfg.trust.keys.content_key(&info, &mut cek);
+            cek.fill(0);
+            if unwrapped.is_err() {
+                return Err("a payload is encrypted for other devices: no key in trust.decrypt recovers its content key (nothing downloaded)".into());
+            }
+            *n += 1;
+        }
+        Ok(())
+    }
+
+    fn walk(
+        ctx: &Ctx,
+        seq: &CommandSequence<'_>,
+        depth: usize,
+        n: &mut usize,
+    ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("the manifest's command sequences nest too deeply".into());
+        }
+        for (_, command) in seq.iter() {
+            match command {
+                Command::OverrideParameters(p) | Command::SetParameters(p) => map(ctx, &p, n)?,
+                Command::OverrideMultiple(m) => {
+                    for (_, p) in m.iter() {
+                        map(ctx, &p, n)?;
+                    }
+                }
+                Command::RunSequence(s) => walk(ctx, &s, depth + 1, n)?,
+                Command::TryEach(t) => {
+                    let mut first_error = None;
+                    let mut ok = t.allow_all_fail;
+                    for branch in t.branches() {
+                        let mut k = 0;
+                        match walk(ctx, &branch, depth + 1, &mut k) {
+                            Ok(()) => {
+                                ok = true;
+                                *n += k;
+                                break;
+                            }
+                            Err(e) => {
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                    if !ok && let Some(e) = first_error {
+                        return Err(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    let mut n = 0;
+    if let Some(shared) = &v.manifest().shared_sequence {
+        walk(ctx, shared, 0, &mut n)?;
+    }
+    for section in UPDATE_SECTIONS {
+        if let SectionState::Present(seq) = v.section(section) {
+            walk(ctx, &seq, 0, &mut n)?;
+        }
+    }
+    Ok(n)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -129,7 +129,8 @@ async fn attack_wrong_vendor_manifest_is_refused_at_check() {
     let dev = Device::new(&fleet, "vendor").await;
     let mut req = fleet.request(3, vec![fleet.app(&image(3, 20_000), 3)]);
     req.vendor = suitcase_author::uuid::vendor("evil.example");
-    let rel = fleet.upload(&fleet.build(&req)).await;
+    let built = fleet.build(&req);
+    let rel = fleet.upload(&built).await;
     let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
     let (mut agent, _events) = dev.agent(&fleet, Hooks::default());
     let update = agent.cycle().await.unwrap().update.unwrap();
@@ -137,6 +138,12 @@ async fn attack_wrong_vendor_manifest_is_refused_at_check() {
         panic!("the wrong vendor's manifest was installed");
     };
     assert_eq!((f.step.name(), f.reason.as_str()), ("check", "vendor-id"));
+    // Refused on the envelope alone: not one payload byte was downloaded.
+    assert_eq!(
+        agent.traffic().download_body,
+        built.envelope.len() as u64,
+        "only the envelope"
+    );
     assert!(!dev.path("app-b.bin").exists());
     assert!(!dev.path("app.slot").exists());
     let steps = server_steps(&fleet.device_info(&dev.id).await);
@@ -309,7 +316,7 @@ async fn consent_window_defers_until_it_opens() {
 }
 
 /// An encrypted payload (Upgraded tier, A128KW + A128GCM): the processor decrypts it as a
-/// stream with the device's key; a device without the key refuses it at Process.
+/// stream with the device's key; a device without the key refuses it at Check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_payload_is_decrypted_as_a_stream() {
     let fleet = Fleet::new().await;
@@ -346,12 +353,91 @@ async fn encrypted_payload_is_decrypted_as_a_stream() {
     assert_eq!(inventory.components.len(), 1, "{inventory:?}");
     assert_eq!(inventory.components[0].id, vec![hex::encode("app")]);
 
-    // The device without it.
+    // The device without it: refused at Check, on the envelope alone (the attack test
+    // below has the details).
     let (mut agent, _) = other.agent(&fleet, Hooks::default());
     let Finished::Failed(f) = agent.cycle().await.unwrap().update.unwrap().finished else {
         panic!("decrypted without the key");
     };
-    assert_eq!((f.step.name(), f.reason.as_str()), ("process", "decrypt"));
+    assert_eq!((f.step.name(), f.reason.as_str()), ("check", "decrypt"));
     assert!(!other.path("app-b.bin").exists());
+    fleet.stop().await;
+}
+
+/// The TUF "endless data" attack (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION): whoever can make
+/// the server offer a release (a rogue signer the server knows, a release for other devices)
+/// must not make a device download its payloads. Authenticate before download: each
+/// refusal costs the envelope and not one payload byte, counted on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_endless_data_refused_envelope_downloads_no_payload() {
+    let fleet = Fleet::new().await;
+    let payload = 1 << 20;
+
+    // 1. Signed by a key the server accepts but the device does not trust.
+    let (rogue, rogue_pub) = common::keypair(
+        fleet.dir.path(),
+        "rogue",
+        suitcase_author::keys::KeyAlg::Es256,
+    );
+    let public = suitcase_author::keys::load_public(&rogue_pub).unwrap();
+    let (pem, _) = public.encode().unwrap();
+    let (s, v) = fleet
+        .post(
+            "/api/v1/keys",
+            &json!({"name": "rogue", "key": String::from_utf8(pem).unwrap()}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+    let dev = Device::new(&fleet, "untrusted").await;
+    let mut req = fleet.request(2, vec![fleet.app(&image(2, payload), 2)]);
+    req.sign = vec![rogue];
+    let built = fleet.build(&req);
+    let rel = fleet.upload(&built).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (mut agent, _) = dev.agent(&fleet, Hooks::default());
+    let Finished::Failed(f) = agent.cycle().await.unwrap().update.unwrap().finished else {
+        panic!("a release signed by an untrusted key was installed");
+    };
+    assert_eq!(f.step.name(), "check", "{f:?}");
+    assert!(
+        f.detail.contains("sign") || f.reason.contains("sign"),
+        "{f:?}"
+    );
+    assert_eq!(
+        agent.traffic().download_body,
+        built.envelope.len() as u64,
+        "the envelope only, not the {payload}-byte payload"
+    );
+    let steps = server_steps(&fleet.device_info(&dev.id).await);
+    assert!(
+        steps.iter().any(|(s, o, _)| s == "check" && o == "failure"),
+        "{steps:?}"
+    );
+    assert!(!dev.path("app-b.bin").exists());
+
+    // 2. Encrypted for other devices: this one holds no key for it.
+    let (kek, _) = common::keypair(
+        fleet.dir.path(),
+        "others-kek",
+        suitcase_author::keys::KeyAlg::A128Kw,
+    );
+    let dev = Device::new(&fleet, "no-key").await;
+    let mut req = fleet.request(3, vec![fleet.app(&image(3, payload), 3)]);
+    req.tier = suitcase_author::Tier::Upgraded;
+    req.encrypt_for = vec![kek];
+    let built = fleet.build(&req);
+    let rel = fleet.upload(&built).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (mut agent, _) = dev.agent(&fleet, Hooks::default());
+    let Finished::Failed(f) = agent.cycle().await.unwrap().update.unwrap().finished else {
+        panic!("installed a release it cannot decrypt");
+    };
+    assert_eq!((f.step.name(), f.reason.as_str()), ("check", "decrypt"));
+    assert!(f.detail.contains("trust.decrypt"), "{f:?}");
+    assert_eq!(
+        agent.traffic().download_body,
+        built.envelope.len() as u64,
+        "the envelope only, not the {payload}-byte ciphertext"
+    );
     fleet.stop().await;
 }
