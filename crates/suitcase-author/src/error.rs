@@ -56,6 +56,14 @@ pub enum AuthorError {
         /// The key file.
         path: PathBuf,
     },
+    /// A PKCS#11 token, its module or its URI: `what` says what to fix.
+    #[error("{uri}: {what}")]
+    Pkcs11 {
+        /// The URI, without any PIN.
+        uri: String,
+        /// What is wrong, and what to do.
+        what: String,
+    },
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),

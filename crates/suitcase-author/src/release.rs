@@ -65,7 +65,7 @@ pub struct ReleaseRequest {
     pub device: Option<[u8; 16]>,
     /// The images.
     pub images: Vec<ImageInput>,
-    /// Signing key files.
+    /// Signing keys: key file paths or `pkcs11:` URIs (RFC 7512), see [`crate::signer::open`].
     pub sign: Vec<PathBuf>,
     /// Recipient key files (public keys, or shared KEKs).
     pub encrypt_for: Vec<PathBuf>,
@@ -136,15 +136,12 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         ));
     }
     let profile = req.tier.profile();
-    let signers: Vec<PrivateKey> = req
+    let signers: Vec<Box<dyn crate::signer::Signer>> = req
         .sign
         .iter()
-        .map(|p| crate::keys::load_private(p))
+        .map(|p| crate::signer::open(p))
         .collect::<Result<_>>()?;
-    let signer_publics: Vec<PublicKey> = signers
-        .iter()
-        .map(crate::keys::public_of)
-        .collect::<Result<_>>()?;
+    let signer_publics: Vec<PublicKey> = signers.iter().map(|s| s.public_key().clone()).collect();
     let recipients: Vec<PublicKey> = req
         .encrypt_for
         .iter()
@@ -384,9 +381,9 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
         .collect::<Result<Vec<_>>>()?;
     let mut used = vec![false; chains.len()];
     let mut signatures = Vec::new();
-    for (key, (path, public)) in signers.iter().zip(req.sign.iter().zip(&signer_publics)) {
+    for (signer, public) in signers.iter().zip(&signer_publics) {
         let chain = chain_for(public, &chains, &mut used);
-        let block = sign_block(key, path, chain, envelope.digest_bytes())?;
+        let block = crate::signer::sign_block(signer.as_ref(), chain, envelope.digest_bytes())?;
         signatures.push((public.kind().to_owned(), block.alg, block.kid.clone()));
         envelope.raw_block(block.bytes);
     }
@@ -503,19 +500,11 @@ fn chain_for<'c>(
     &[]
 }
 
-/// An encoded authentication block and what made it.
-#[derive(Clone, Debug)]
-pub struct SignedBlock {
-    /// The tagged COSE_Sign1 / COSE_Mac0.
-    pub bytes: Vec<u8>,
-    /// Its COSE algorithm.
-    pub alg: i64,
-    /// The signer's key id.
-    pub kid: Vec<u8>,
-}
+pub use crate::signer::SignedBlock;
 
-/// Signs the encoded SUIT_Digest `payload` with `key`: COSE_Sign1 for signature keys (ESP256,
-/// Ed25519, HSS-LMS, ML-DSA-65), COSE_Mac0 for an HMAC key.
+/// Signs the encoded SUIT_Digest `payload` with a loaded key file: COSE_Sign1 for signature
+/// keys (ESP256, Ed25519, HSS-LMS, ML-DSA-65), COSE_Mac0 for an HMAC key. The same as
+/// [`crate::signer::sign_block`] with a [`crate::signer::SoftwareSigner`].
 ///
 /// # Errors
 /// [`AuthorError::Key`] for a key that cannot authenticate manifests, or a signing failure.
@@ -525,86 +514,50 @@ pub fn sign_block(
     chain: &[Vec<u8>],
     payload: &[u8],
 ) -> Result<SignedBlock> {
-    use suitcase_manifest::build::{mac0_block, sign1_block, sign1_block_with_chain};
-    let kid = key.kid()?;
-    let (cose_alg, bytes) = match key {
-        PrivateKey::P256(k) => {
-            use p256::ecdsa::signature::Signer;
-            let sk = p256::ecdsa::SigningKey::from(k);
-            (
-                alg::ESP256,
-                sign1_block_with_chain(alg::ESP256, Some(&kid), chain, payload, |tbs| {
-                    let s: p256::ecdsa::Signature = sk.sign(tbs);
-                    Ok::<_, AuthorError>(s.to_bytes().to_vec())
-                })?,
-            )
-        }
-        PrivateKey::Ed25519(k) => {
-            use ed25519_dalek::Signer;
-            (
-                alg::ED25519,
-                sign1_block(alg::ED25519, Some(&kid), payload, |tbs| {
-                    Ok::<_, AuthorError>(k.sign(tbs).to_bytes().to_vec())
-                })?,
-            )
-        }
-        PrivateKey::Symmetric {
-            alg: alg::HMAC_256,
-            k,
-            ..
-        } => {
-            use hmac::{KeyInit, Mac};
-            (
-                alg::HMAC_256,
-                mac0_block(alg::HMAC_256, Some(&kid), payload, |tbs| {
-                    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(k)
-                        .map_err(|_| AuthorError::Sign("HMAC key".into()))?;
-                    m.update(tbs);
-                    Ok::<_, AuthorError>(m.finalize().into_bytes().to_vec())
-                })?,
-            )
-        }
-        PrivateKey::HssLms(file) => (
-            alg::HSS_LMS,
-            sign1_block(alg::HSS_LMS, Some(&kid), payload, |tbs| {
-                crate::hss::sign_file(file, tbs)
-            })?,
-        ),
-        PrivateKey::MlDsa65(seed) => {
-            use ml_dsa::SignatureEncoding;
-            use ml_dsa::signature::Signer;
-            let sk = ml_dsa::SigningKey::<ml_dsa::MlDsa65>::from_seed(&(**seed).into());
-            (
-                alg::ML_DSA_65,
-                sign1_block(alg::ML_DSA_65, Some(&kid), payload, |tbs| {
-                    Ok::<_, AuthorError>(sk.sign(tbs).to_bytes().to_vec())
-                })?,
-            )
-        }
-        _ => {
-            return Err(AuthorError::Key {
-                path: path.to_path_buf(),
-                what: "this key cannot sign manifests: use an es256, ed25519, hmac256, hss-lms or ml-dsa-65 key".into(),
-            });
-        }
-    };
-    Ok(SignedBlock {
-        bytes,
-        alg: cose_alg,
-        kid,
-    })
+    let signer = crate::signer::SoftwareSigner::new(key, path)?;
+    crate::signer::sign_block(&signer, chain, payload)
 }
 
 /// Adds a signature (a countersignature, e.g. the fleet operator's) to an envelope. The
-/// manifest and its digest do not change, so earlier signatures stay valid.
+/// manifest and its digest do not change, so earlier signatures stay valid. `key` is a key
+/// file or a `pkcs11:` URI ([`crate::signer::open`]).
 ///
 /// # Errors
-/// [`AuthorError::Manifest`] if `envelope` is not a valid envelope; signing errors.
+/// [`AuthorError::Manifest`] if `envelope` is not a valid envelope; key and signing errors.
 pub fn countersign(
     envelope: &[u8],
-    key_path: &Path,
+    key: &Path,
     chain: Option<&Path>,
 ) -> Result<(Vec<u8>, SignedBlock)> {
+    // Check the envelope before opening the key: a token login for a broken envelope wastes
+    // a PIN attempt.
+    check_before_signing(envelope)?;
+    let signer = crate::signer::open(key)?;
+    countersign_with(envelope, signer.as_ref(), chain)
+}
+
+/// As [`countersign`], with any [`crate::signer::Signer`] (a KMS, a remote signing service).
+///
+/// # Errors
+/// As [`countersign`].
+pub fn countersign_with(
+    envelope: &[u8],
+    signer: &dyn crate::signer::Signer,
+    chain: Option<&Path>,
+) -> Result<(Vec<u8>, SignedBlock)> {
+    let digest_bytes = check_before_signing(envelope)?;
+    let certs = chain
+        .map(crate::x509::read_certs)
+        .transpose()?
+        .unwrap_or_default();
+    let block = crate::signer::sign_block(signer, &certs, &digest_bytes)?;
+    let out =
+        suitcase_manifest::build::add_auth_blocks(envelope, std::slice::from_ref(&block.bytes))?;
+    Ok((out, block))
+}
+
+/// The encoded SUIT_Digest to sign, once the manifest is checked against it.
+fn check_before_signing(envelope: &[u8]) -> Result<Vec<u8>> {
     let env = suitcase_manifest::Envelope::decode(envelope)?;
     let auth = env.authentication()?;
     // A signing application "MUST verify the suit-manifest element against the SUIT_Digest
@@ -617,15 +570,7 @@ pub fn countersign(
             "the envelope's manifest does not match its digest; refusing to sign it".into(),
         ));
     }
-    let key = crate::keys::load_private(key_path)?;
-    let certs = chain
-        .map(crate::x509::read_certs)
-        .transpose()?
-        .unwrap_or_default();
-    let block = sign_block(&key, key_path, &certs, auth.digest_bytes)?;
-    let out =
-        suitcase_manifest::build::add_auth_blocks(envelope, std::slice::from_ref(&block.bytes))?;
-    Ok((out, block))
+    Ok(auth.digest_bytes.to_vec())
 }
 
 /// A component identifier for people: `["00"]`-style hex segments.
@@ -667,7 +612,7 @@ pub struct ReleaseFile {
     pub class: String,
     /// Optional device identifier (UUID) to target one device.
     pub device: Option<String>,
-    /// Signing key files.
+    /// Signing keys: key files (relative to RELEASE.toml) or `pkcs11:` URIs.
     #[serde(default)]
     pub sign: Vec<PathBuf>,
     /// Recipient key files.
@@ -824,7 +769,18 @@ impl ReleaseFile {
             class,
             device,
             images,
-            sign: file.sign.iter().map(|p| rel(p)).collect(),
+            // A `pkcs11:` URI names a token object, not a file next to RELEASE.toml.
+            sign: file
+                .sign
+                .iter()
+                .map(|p| {
+                    if crate::signer::pkcs11_uri(p).is_some() {
+                        p.clone()
+                    } else {
+                        rel(p)
+                    }
+                })
+                .collect(),
             encrypt_for: file.encrypt_for.iter().map(|p| rel(p)).collect(),
             x5chain: file.x5chain.iter().map(|p| rel(p)).collect(),
             content: file.content.as_deref().map(content_alg).transpose()?,

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::json;
 use suitcase_author::keys::{self, KeyAlg};
+use suitcase_author::{pkcs11, signer};
 
 /// The `key` subcommands.
 #[derive(Debug, Subcommand)]
@@ -17,9 +18,23 @@ pub(crate) enum Command {
     /// before every release, never copy it to two signers), ml-dsa-65. Receiving content
     /// keys: a128kw, a256kw (symmetric, per device or group), p256-ecdh, x25519, ml-kem-768.
     /// P-256 and Ed25519 keys are PKCS#8 PEM; the others are COSE_Key (binary CBOR).
+    ///
+    /// With --pkcs11 the key pair is made on a PKCS#11 token (an HSM, SoftHSM2) and the private
+    /// key never leaves it (sensitive, not extractable); only the public key is written:
+    ///
+    ///   suitcase key generate --alg es256 --public author.pub \
+    ///       --pkcs11 "pkcs11:token=release;object=author?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=pin.txt"
+    ///
+    /// Then sign with `release build --sign "pkcs11:..."` (docs/cli.md, "Keys on a token").
     Generate(GenerateArgs),
-    /// Write the public key of a private key file (the shared secret itself for symmetric
-    /// keys, since the device needs it). P-256 and Ed25519 as SPKI PEM, others as COSE_Key.
+    /// Write the public key of a private key file or a token key (the shared secret itself for
+    /// symmetric keys, since the device needs it). P-256 and Ed25519 as SPKI PEM, others as
+    /// COSE_Key.
+    ///
+    ///   suitcase key public author.key -o author.pub
+    ///   suitcase key public "pkcs11:token=release;object=author?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=pin.txt" -o author.pub
+    ///
+    /// For a token key it also reports how the token protects the private key.
     Public(PublicArgs),
     /// Issue an X.509 certificate for a P-256 key (Enhanced tier PKI): a self-signed root CA,
     /// an intermediate CA, or a release signer. Every certificate allows code signing, which
@@ -63,12 +78,22 @@ pub(crate) struct CertArgs {
 /// Arguments of `key generate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GenerateArgs {
-    /// The algorithm.
+    /// The algorithm (es256 or ed25519 with --pkcs11).
     #[arg(long, value_parser = alg_names())]
     alg: String,
     /// Where to write the private key (created with mode 0600).
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(
+        short,
+        long,
+        required_unless_present = "pkcs11",
+        conflicts_with = "pkcs11"
+    )]
+    output: Option<PathBuf>,
+    /// Make the key pair on a PKCS#11 token instead, named by an RFC 7512 URI:
+    /// "pkcs11:token=LABEL;object=KEY?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=PINFILE".
+    /// The private key stays on the token; give --public to write the public key.
+    #[arg(long, value_name = "URI")]
+    pkcs11: Option<String>,
     /// Also write the public key here.
     #[arg(long)]
     public: Option<PathBuf>,
@@ -91,7 +116,7 @@ pub(crate) struct GenerateArgs {
 /// Arguments of `key public`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PublicArgs {
-    /// The private key file.
+    /// The private key file, or a `pkcs11:` URI naming a key on a token.
     private: PathBuf,
     /// Where to write the public key.
     #[arg(short, long)]
@@ -99,7 +124,8 @@ pub(crate) struct PublicArgs {
     /// File format: `pem` (SPKI for P-256 and Ed25519, COSE_Key otherwise) or `cose`.
     #[arg(long, value_parser = ["pem", "cose"], default_value = "pem")]
     format: String,
-    /// Print a JSON object: {"kind", "public", "kid"}.
+    /// Print a JSON object: {"kind", "public", "kid", "pem"}, and for a token key "token":
+    /// {"sensitive", "extractable", "always_sensitive", "never_extractable", "value_readable"}.
     #[arg(long)]
     json: bool,
 }
@@ -188,21 +214,28 @@ fn cert(args: &CertArgs) -> Result<ExitCode> {
 fn generate(args: &GenerateArgs) -> Result<ExitCode> {
     let alg =
         KeyAlg::from_name(&args.alg).ok_or_else(|| anyhow!("unknown algorithm {}", args.alg))?;
-    if args.output.exists() && !args.force {
+    if let Some(uri) = &args.pkcs11 {
+        return generate_on_token(args, uri);
+    }
+    let output = args
+        .output
+        .as_ref()
+        .ok_or_else(|| anyhow!("give -o KEY_FILE (or --pkcs11 URI)"))?;
+    if output.exists() && !args.force {
         return Err(anyhow!(
             "{} exists; refusing to overwrite a key (use --force if you mean it)",
-            args.output.display()
+            output.display()
         ));
     }
     let generated = keys::generate(alg, &args.hss_params)?;
-    keys::write_atomic(&args.output, &generated.private, true)?;
+    keys::write_atomic(output, &generated.private, true)?;
     if args.format == "cose"
-        && let Some(cose) = keys::load_private(&args.output)?.encode_cose()?
+        && let Some(cose) = keys::load_private(output)?.encode_cose()?
     {
-        keys::write_atomic(&args.output, &cose, true)?;
+        keys::write_atomic(output, &cose, true)?;
     }
     if let Some(public) = &args.public {
-        let key = keys::load_public(&args.output)?;
+        let key = keys::load_public(output)?;
         let bytes = if args.format == "cose" {
             key.encode_cose()?
         } else {
@@ -213,7 +246,7 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
     if args.json {
         let out = json!({
             "alg": alg.name(),
-            "private": args.output,
+            "private": output,
             "public": args.public,
             "kid": hex::encode(&generated.kid),
         });
@@ -222,7 +255,7 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
         outln!(
             "wrote {} key {} (kid {})",
             alg.name(),
-            args.output.display(),
+            output.display(),
             hex::encode(&generated.kid)
         );
         if let Some(p) = &args.public {
@@ -237,7 +270,99 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes a public key file: SPKI PEM, or COSE_Key with `--format cose`.
+fn public_bytes(key: &keys::PublicKey, format: &str) -> Result<(Vec<u8>, bool)> {
+    Ok(if format == "cose" {
+        (key.encode_cose()?, false)
+    } else {
+        key.encode()?
+    })
+}
+
+fn protection_json(p: &pkcs11::Protection) -> serde_json::Value {
+    json!({
+        "sensitive": p.sensitive,
+        "extractable": p.extractable,
+        "always_sensitive": p.always_sensitive,
+        "never_extractable": p.never_extractable,
+        "value_readable": p.value_readable,
+    })
+}
+
+fn print_protection(p: &pkcs11::Protection) {
+    outln!(
+        "  private key on the token: sensitive {}, extractable {}, value readable {}",
+        p.sensitive,
+        p.extractable,
+        p.value_readable
+    );
+    if !p.sensitive || p.extractable || p.value_readable {
+        errln!(
+            "warning: this private key can leave the token; generate a new one with \
+             `suitcase key generate --pkcs11` (sensitive, not extractable)"
+        );
+    }
+}
+
+fn generate_on_token(args: &GenerateArgs, uri: &str) -> Result<ExitCode> {
+    let alg = pkcs11::TokenAlg::from_name(&args.alg).ok_or_else(|| {
+        anyhow!(
+            "--alg {} cannot be made on a PKCS#11 token here: use es256 or ed25519 \
+             (keep hss-lms, ml-dsa-65 and the others in key files)",
+            args.alg
+        )
+    })?;
+    if args.format == "cose" && args.public.is_none() {
+        bail!("--format cose applies to --public; give --public FILE");
+    }
+    let (key, protection) = pkcs11::generate(uri, alg)?;
+    if let Some(public) = &args.public {
+        keys::write_atomic(public, &public_bytes(&key, &args.format)?.0, false)?;
+    }
+    let shown = pkcs11::redact(uri);
+    if args.json {
+        let out = json!({
+            "alg": alg.name(),
+            "private": shown,
+            "public": args.public,
+            "kid": hex::encode(key.kid()),
+            "token": protection_json(&protection),
+        });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        outln!(
+            "made {} key {shown} on the token (kid {})",
+            alg.name(),
+            hex::encode(key.kid())
+        );
+        print_protection(&protection);
+        match &args.public {
+            Some(p) => outln!("wrote its public key {}", p.display()),
+            None => outln!("read its public key with `suitcase key public URI -o KEY.pub`"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn public(args: &PublicArgs) -> Result<ExitCode> {
+    if let Some(uri) = signer::pkcs11_uri(&args.private) {
+        let (_, key, protection) = pkcs11::public_key(uri)?;
+        let (bytes, pem) = public_bytes(&key, &args.format)?;
+        keys::write_atomic(&args.output, &bytes, false)?;
+        if args.json {
+            let out = json!({"kind": key.kind(), "public": args.output, "kid": hex::encode(key.kid()), "pem": pem, "token": protection_json(&protection)});
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            outln!(
+                "wrote {} public key {} (kid {})",
+                key.kind(),
+                args.output.display(),
+                hex::encode(key.kid())
+            );
+            print_protection(&protection);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let key = keys::load_public(&args.private)?;
     let (bytes, pem) = if args.format == "cose" {
         (key.encode_cose()?, false)

@@ -27,6 +27,10 @@ pub(crate) enum Command {
     Build(Box<BuildArgs>),
     /// Add a signature to an existing release (the operator's countersignature). The manifest
     /// and its digest stay the same, so earlier signatures remain valid.
+    ///
+    ///   suitcase release sign app-7.suit --key operator.key -o app-7.suit
+    ///   suitcase release sign app-7.suit -o app-7.suit \
+    ///       --key "pkcs11:token=ops;object=operator?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=pin.txt"
     Sign(SignArgs),
 }
 
@@ -65,8 +69,10 @@ pub(crate) struct BuildArgs {
     /// Security tier: basic, upgraded, enhanced or quantum (docs/security-tiers.md).
     #[arg(long, default_value = "basic", value_parser = ["basic", "upgraded", "enhanced", "quantum"])]
     profile: String,
-    /// A signing key; repeat for several signers (e.g. classical + post-quantum).
-    #[arg(long = "sign", value_name = "KEY")]
+    /// A signing key; repeat for several signers (e.g. classical + post-quantum). A key file,
+    /// or a key on a PKCS#11 token named by an RFC 7512 URI (quote it for the shell):
+    /// "pkcs11:token=release;object=author?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=pin.txt"
+    #[arg(long = "sign", value_name = "KEY|URI")]
     sign: Vec<PathBuf>,
     /// A recipient key (a device's or a group's public key, or a shared KEK); repeat.
     #[arg(long = "encrypt-for", value_name = "RECIPIENT")]
@@ -104,8 +110,9 @@ pub(crate) struct BuildArgs {
 pub(crate) struct SignArgs {
     /// The envelope to countersign.
     input: PathBuf,
-    /// The signing key.
-    #[arg(long)]
+    /// The signing key: a key file, or a `pkcs11:` URI (RFC 7512) naming a key on a token,
+    /// e.g. "pkcs11:token=ops;object=operator?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=pin.txt".
+    #[arg(long, value_name = "KEY|URI")]
     key: PathBuf,
     /// The signing key's certificate chain (PEM, leaf first), attached as x5chain.
     #[arg(long, value_name = "CHAIN.pem")]
