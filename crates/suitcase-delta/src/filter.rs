@@ -60,7 +60,13 @@ pub(crate) fn byte_at(
     for s in [Some(s0), s0.checked_sub(2)].into_iter().flatten() {
         if u64::from(s) + 4 <= u64::from(size) && is_bl(get(s + 1)?, get(s + 3)?) {
             let b = [get(s)?, get(s + 1)?, get(s + 2)?, get(s + 3)?];
-            return Ok(convert(b, s, to_abs)[(k - s) as usize & 3]);
+            let [b0, b1, b2, b3] = convert(b, s, to_abs);
+            return Ok(match (k - s) & 3 {
+                0 => b0,
+                1 => b1,
+                2 => b2,
+                _ => b3,
+            });
         }
     }
     get(k)
@@ -71,10 +77,11 @@ pub(crate) fn byte_at(
 pub(crate) fn filter_image(x: &[u8]) -> Vec<u8> {
     let mut y = x.to_vec();
     let mut s = 0usize;
-    while s + 4 <= x.len() {
-        if is_bl(x[s + 1], x[s + 3]) {
-            let b = [x[s], x[s + 1], x[s + 2], x[s + 3]];
-            y[s..s + 4].copy_from_slice(&convert(b, s as u32, true));
+    while let Some(&[b0, b1, b2, b3]) = x.get(s..s + 4) {
+        if is_bl(b1, b3) {
+            if let Some(out) = y.get_mut(s..s + 4) {
+                out.copy_from_slice(&convert([b0, b1, b2, b3], s as u32, true));
+            }
             s += 4;
         } else {
             s += 2;
@@ -88,8 +95,8 @@ pub(crate) fn filter_image(x: &[u8]) -> Vec<u8> {
 pub(crate) fn bl_density(x: &[u8]) -> f64 {
     let mut n = 0usize;
     let mut s = 0usize;
-    while s + 4 <= x.len() {
-        if is_bl(x[s + 1], x[s + 3]) {
+    while let Some(&[_, b1, _, b3]) = x.get(s..s + 4) {
+        if is_bl(b1, b3) {
             n += 1;
         }
         s += 2;

@@ -430,12 +430,17 @@ impl Header {
         }
         at = put_varint(out, at, self.payload_len);
         let d = self.digest_len();
+        // `d` is at most the digest arrays' length and MAX_HEADER_LEN holds every field.
+        let mut put = |at: usize, digest: &[u8]| {
+            if let (Some(dst), Some(src)) = (out.get_mut(at..at + d), digest.get(..d)) {
+                dst.copy_from_slice(src);
+            }
+            at + d
+        };
         if self.mode != Mode::Full {
-            out[at..at + d].copy_from_slice(&self.old_digest[..d]);
-            at += d;
+            at = put(at, &self.old_digest);
         }
-        out[at..at + d].copy_from_slice(&self.new_digest[..d]);
-        at += d;
+        at = put(at, &self.new_digest);
         if let Some(g) = self.geometry {
             at = put_varint(out, at, g.block_size);
             at = put_varint(out, at, g.shift);

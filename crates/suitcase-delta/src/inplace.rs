@@ -90,9 +90,9 @@ impl Progress {
     /// Parses a record written by [`Progress::to_bytes`].
     pub fn from_bytes(b: &[u8; 20]) -> Option<Self> {
         let word = |i: usize| {
-            let mut w = [0u8; 4];
-            w.copy_from_slice(&b[i..i + 4]);
-            u32::from_le_bytes(w)
+            b.get(i..i + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map_or(0, u32::from_le_bytes)
         };
         let mut patch_id = [0u8; 8];
         patch_id.copy_from_slice(&b[..8]);

@@ -17,12 +17,22 @@
 #[cfg(feature = "std")]
 extern crate alloc;
 
+// The applier is device code: input bytes must not be able to panic it (docs/architecture.md
+// §4), so its modules deny indexing and slicing like the other device crates. The encoder
+// (`encode`, `host`, std only) is author-side code and may index.
+#[deny(clippy::indexing_slicing)]
 mod apply;
+#[deny(clippy::indexing_slicing)]
 mod error;
+#[deny(clippy::indexing_slicing)]
 mod filter;
+#[deny(clippy::indexing_slicing)]
 pub mod format;
+#[deny(clippy::indexing_slicing)]
 mod inplace;
+#[deny(clippy::indexing_slicing)]
 mod model;
+#[deny(clippy::indexing_slicing)]
 mod rc;
 
 #[cfg(feature = "std")]

@@ -306,12 +306,13 @@ impl Ctx {
     /// Moves to alignment `d`, keeping the most recent alignments.
     fn jump_to(&mut self, d: u32) {
         let idx = self.reps.iter().position(|&r| r == d).unwrap_or(3);
-        let mut i = idx;
-        while i > 0 {
-            self.reps[i] = self.reps[i - 1];
-            i -= 1;
+        // Shift reps[..idx] up by one (dropping reps[idx]) and put the current one first.
+        if let Some(head) = self.reps.get_mut(..=idx) {
+            head.rotate_right(1);
+            if let Some(first) = head.first_mut() {
+                *first = self.d;
+            }
         }
-        self.reps[0] = self.d;
         self.d = d;
     }
 }
