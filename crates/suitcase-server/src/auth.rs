@@ -148,35 +148,40 @@ impl FromRequestParts<AppState> for Manager {
                 "this is a device token; the management API needs a management token",
             ));
         }
-        let hash = hash_secret(token);
-        let cached = state
-            .managers
-            .map
-            .read()
-            .ok()
-            .and_then(|m| m.get(&hash).cloned());
-        let row = match cached {
-            Some(r) => r,
-            None => {
-                let row = state
-                    .db
-                    .token_by_hash(&hash)
-                    .await?
-                    .ok_or_else(|| ApiErr::unauthorized("unknown management token"))?;
-                if let Ok(mut m) = state.managers.map.write() {
-                    m.insert(hash, row.clone());
-                }
-                row
-            }
-        };
-        if row.revoked {
-            return Err(ApiErr::unauthorized(format!(
-                "token {:?} was revoked",
-                row.name
-            )));
-        }
-        Ok(Self(row))
+        manager_by_hash(state, hash_secret(token)).await
     }
+}
+
+/// The management token with this hash, if it works: the one lookup behind the API's bearer
+/// tokens and the console's sessions (a revoked token stops both at once).
+pub(crate) async fn manager_by_hash(state: &AppState, hash: String) -> Result<Manager, ApiErr> {
+    let cached = state
+        .managers
+        .map
+        .read()
+        .ok()
+        .and_then(|m| m.get(&hash).cloned());
+    let row = match cached {
+        Some(r) => r,
+        None => {
+            let row = state
+                .db
+                .token_by_hash(&hash)
+                .await?
+                .ok_or_else(|| ApiErr::unauthorized("unknown management token"))?;
+            if let Ok(mut m) = state.managers.map.write() {
+                m.insert(hash, row.clone());
+            }
+            row
+        }
+    };
+    if row.revoked {
+        return Err(ApiErr::unauthorized(format!(
+            "token {:?} was revoked",
+            row.name
+        )));
+    }
+    Ok(Manager(row))
 }
 
 /// An authenticated device.

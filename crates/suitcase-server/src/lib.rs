@@ -13,7 +13,7 @@
 //! (pure wave and threshold rules) and `engine` (campaign state in memory, persisted on every
 //! change); `auth` (management roles, device credentials); `blobs` (payload storage);
 //! `wire` (JSON/CBOR and ranges); `push` (MQTT); `api` (the HTTP handlers and the OpenAPI
-//! description); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
+//! description); `ui` (the operator console at `/ui/`, docs/console.md); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
 //! eviction, header, idle and body timeouts: what a slow client can hold).
 
 #![allow(
@@ -36,6 +36,7 @@ mod push;
 mod rollout;
 mod serve;
 mod store;
+mod ui;
 mod wire;
 
 use std::net::SocketAddr;
@@ -195,6 +196,7 @@ pub(crate) struct Inner {
     pub(crate) engine: engine::Engine,
     pub(crate) devices: devices::Devices,
     pub(crate) managers: auth::TokenCache,
+    pub(crate) sessions: ui::Sessions,
     pub(crate) push: Option<push::Push>,
     pub(crate) deltas: deltas::Deltas,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -267,6 +269,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
         engine: engine::Engine::default(),
         devices: devices::Devices::default(),
         managers: auth::TokenCache::default(),
+        sessions: ui::Sessions::default(),
         deltas: deltas::Deltas::new(),
         metrics: metrics::handle(),
         db,

@@ -18,7 +18,7 @@ pub(crate) enum Val {
     I(i64),
 }
 
-fn bind_all<'q>(
+pub(crate) fn bind_all<'q>(
     mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     vals: &'q [Val],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
@@ -34,7 +34,7 @@ fn bind_all<'q>(
 /// A query whose text is built at run time. Every such text in this module is assembled only
 /// from constant fragments and numbered placeholders (`$n`); values always travel as bind
 /// parameters, never in the SQL text.
-fn dynamic<'q>(sql: &str) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+pub(crate) fn dynamic<'q>(sql: &str) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
     sqlx::query(AssertSqlSafe(sql.to_owned()))
 }
 
@@ -896,7 +896,7 @@ impl Db {
 }
 
 /// The WHERE clause of a device filter (over `devices d`) and its bind values.
-fn filter_sql(f: &Filter) -> (String, Vec<Val>) {
+pub(crate) fn filter_sql(f: &Filter) -> (String, Vec<Val>) {
     let mut conds = vec!["d.revoked = 0".to_owned()];
     let mut vals = Vec::new();
     let next = |vals: &mut Vec<Val>, v: Val| {

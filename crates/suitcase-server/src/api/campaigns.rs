@@ -67,7 +67,7 @@ pub(crate) fn check_filter(f: &suitcase_protocol::Filter) -> ApiResult<()> {
     Ok(())
 }
 
-async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<()> {
+pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<()> {
     let bad = |m: String| Err(ApiErr::unprocessable("bad-campaign", m));
     crate::api::valid_name("campaign name", &c.name)?;
     for (what, v) in [

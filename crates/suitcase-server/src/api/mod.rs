@@ -11,13 +11,13 @@ use tower_http::trace::TraceLayer;
 use crate::AppState;
 use crate::auth::Manager;
 
-mod admin;
-mod campaigns;
+pub(crate) mod admin;
+pub(crate) mod campaigns;
 mod ddi;
 pub(crate) mod device;
 pub(crate) mod docs;
-mod fleet;
-mod releases;
+pub(crate) mod fleet;
+pub(crate) mod releases;
 
 pub(crate) use releases::UPLOAD_CLAIM_STALE;
 
@@ -94,6 +94,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(SMALL_BODY))
         .merge(uploads)
         .merge(ops)
+        .merge(crate::ui::router())
         .fallback(not_found)
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(

@@ -1,0 +1,585 @@
+//! The operator console (`/ui/`, docs/console.md) over a real socket: sign-in and its cookie,
+//! the security headers, CSRF refusals, role hiding (and the server's refusal behind it),
+//! keyset pagination, the per-attempt device timeline, and bad input answered with a 4xx.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use common::{Backend, Harness};
+use reqwest::StatusCode;
+use serde_json::json;
+use suitcase_protocol::{Outcome, Step, StepReport};
+
+both_backends!(
+    signin_sets_a_strict_httponly_session_cookie,
+    attack_forged_cross_site_posts_are_refused,
+    viewer_sees_no_actions_and_its_post_is_refused,
+    fleet_pages_by_keyset_and_filters,
+    attack_bad_parameters_get_a_4xx_never_a_500,
+    signout_and_revocation_end_the_session,
+    device_timeline_keeps_attempts_apart,
+);
+
+/// `application/x-www-form-urlencoded`, as a browser sends a form.
+trait FormOf {
+    fn form_of(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormOf for reqwest::RequestBuilder {
+    fn form_of(self, pairs: &[(&str, &str)]) -> Self {
+        let enc = |s: &str| -> String {
+            s.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"))
+    }
+}
+
+/// A browser without redirects followed, so that answers and cookies can be checked.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Session {
+    client: reqwest::Client,
+    base: String,
+    cookie: String,
+    origin: String,
+}
+
+impl Session {
+    async fn signin(h: &Harness, token: &str) -> Self {
+        let client = browser();
+        let origin = h.base.clone();
+        let r = client
+            .post(h.url("/ui/signin"))
+            .header("origin", &origin)
+            .form_of(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign-in answers 303");
+        assert_eq!(r.headers()["location"], "/ui/fleet");
+        let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let cookie = set.split(';').next().unwrap().to_owned();
+        Self {
+            client,
+            base: h.base.clone(),
+            cookie,
+            origin,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> StatusCode {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form_of(form);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send().await.unwrap().status()
+    }
+
+    /// The anti-forgery token of the session's forms, read off a page.
+    async fn csrf(&self) -> String {
+        let (_, body) = self.get("/ui/fleet").await;
+        let at = body.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+        body[at..at + body[at..].find('"').unwrap()].to_owned()
+    }
+}
+
+async fn running_campaign(h: &Harness, tag: &str) -> String {
+    h.devices(tag, 4, &[tag]).await;
+    let rel = h.release(2, b"console image").await;
+    h.campaign(
+        json!({"name": format!("roll {tag}"), "release_id": rel, "filter": {"tags_all": [tag]}}),
+    )
+    .await
+}
+
+async fn signin_sets_a_strict_httponly_session_cookie(b: Backend) {
+    let h = Harness::new(b).await;
+    let c = browser();
+    let r = c.get(h.url("/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<input id=\"token\" name=\"token\""),
+        "{body}"
+    );
+    assert!(!body.contains("<script>"), "no inline script");
+
+    // A wrong token, a device token, nothing: 401, no cookie.
+    let (_, dev) = h.devices("cookie", 1, &[]).await.pop().unwrap();
+    for bad in ["sct_a_not-a-token", dev.as_str(), ""] {
+        let r = c
+            .post(h.url("/ui/signin"))
+            .form_of(&[("token", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "token {bad:?}");
+        assert!(r.headers().get("set-cookie").is_none());
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("role=\"alert\"") && page.contains("name=\"token\""),
+            "{page}"
+        );
+    }
+
+    let r = c
+        .post(h.url("/ui/signin"))
+        .form_of(&[("token", h.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    // RFC 6265bis §5.6.7 (SameSite=Strict), §4.1.2.6 (HttpOnly): the cookie script cannot read
+    // and that no cross-site request carries.
+    assert!(cookie.starts_with("suitcase_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("Path=/ui"), "{cookie}");
+    assert!(
+        !cookie.contains(h.admin.as_str()),
+        "the token never goes into the cookie"
+    );
+
+    let s = Session::signin(&h, &h.admin).await;
+    let (st, body) = s.get("/ui/fleet").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        body.contains("cookie-0"),
+        "the fleet lists the device: {body}"
+    );
+    assert!(body.contains("role: <span data-role=\"admin\">"), "{body}");
+    // Without a cookie: back to the sign-in form.
+    let r = c.get(h.url("/ui/fleet")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/ui/")
+    );
+    // Every page answers for a signed-in admin.
+    for p in [
+        "/ui/releases",
+        "/ui/campaigns",
+        "/ui/keys",
+        "/ui/audit",
+        "/ui/campaigns/new",
+    ] {
+        let (st, body) = s.get(p).await;
+        assert_eq!(st, StatusCode::OK, "{p}: {body}");
+    }
+    let (_, audit) = s.get("/ui/audit").await;
+    assert!(audit.contains("console.signin"), "sign-ins are audited");
+    h.stop().await;
+}
+
+/// OWASP CSRF Prevention Cheat Sheet: a state-changing request without the session's
+/// synchronizer token, with a wrong one, or from a foreign origin is refused, even with the
+/// session cookie attached (as a browser without SameSite support would send it).
+async fn attack_forged_cross_site_posts_are_refused(b: Backend) {
+    let h = Harness::new(b).await;
+    let id = running_campaign(&h, "csrf").await;
+    let s = Session::signin(&h, &h.admin).await;
+    let token = s.csrf().await;
+    let path = format!("/ui/campaigns/{id}/pause");
+    assert_eq!(
+        s.post(&path, &[], None).await,
+        StatusCode::FORBIDDEN,
+        "no token"
+    );
+    assert_eq!(
+        s.post(&path, &[("csrf", "forged")], None).await,
+        StatusCode::FORBIDDEN,
+        "wrong token"
+    );
+    assert_eq!(
+        s.post(&path, &[("csrf", &token)], Some("http://evil.example"))
+            .await,
+        StatusCode::FORBIDDEN,
+        "foreign Origin"
+    );
+    let r = s
+        .client
+        .post(format!("{}{path}", s.base))
+        .header("cookie", &s.cookie)
+        .header("sec-fetch-site", "cross-site")
+        .form_of(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "Sec-Fetch-Site: cross-site"
+    );
+    // Login CSRF: a sign-in posted from another site.
+    let r = browser()
+        .post(h.url("/ui/signin"))
+        .header("origin", "http://evil.example")
+        .form_of(&[("token", h.admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "cross-site sign-in");
+    assert_eq!(
+        h.campaign_info(&id).await["state"],
+        "running",
+        "nothing changed"
+    );
+
+    // The genuine form works.
+    assert_eq!(
+        s.post(&path, &[("csrf", &token)], Some(&s.origin)).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(h.campaign_info(&id).await["state"], "paused");
+    assert_eq!(
+        s.post(
+            &format!("/ui/campaigns/{id}/resume"),
+            &[("csrf", &token)],
+            None
+        )
+        .await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(h.campaign_info(&id).await["state"], "running");
+    h.stop().await;
+}
+
+async fn viewer_sees_no_actions_and_its_post_is_refused(b: Backend) {
+    let h = Harness::new(b).await;
+    let id = running_campaign(&h, "viewer").await;
+    let viewer = h.token("viewer").await;
+    let s = Session::signin(&h, &viewer).await;
+    let (st, body) = s.get(&format!("/ui/campaigns/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("data-state=\"running\""), "{body}");
+    assert!(
+        !body.contains("/pause\""),
+        "no pause button for a viewer: {body}"
+    );
+    assert!(!body.contains("/cancel\""), "no abort button for a viewer");
+    let (_, list) = s.get("/ui/campaigns").await;
+    assert!(
+        !list.contains("/ui/campaigns/new"),
+        "no New campaign for a viewer"
+    );
+    let (_, dev) = s.get("/ui/devices/viewer-0").await;
+    assert!(!dev.contains("/token\""), "no token rotation for a viewer");
+    // The server refuses what the page does not offer.
+    let token = s.csrf().await;
+    assert_eq!(
+        s.post(
+            &format!("/ui/campaigns/{id}/pause"),
+            &[("csrf", &token)],
+            None
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.post("/ui/devices/viewer-0/token", &[("csrf", &token)], None)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    let (st, _) = s.get("/ui/campaigns/new").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(h.campaign_info(&id).await["state"], "running");
+
+    // An operator sees the actions.
+    let op = h.token("operator").await;
+    let s = Session::signin(&h, &op).await;
+    let (_, body) = s.get(&format!("/ui/campaigns/{id}")).await;
+    assert!(body.contains("/pause\""), "{body}");
+    h.stop().await;
+}
+
+async fn fleet_pages_by_keyset_and_filters(b: Backend) {
+    let h = Harness::new(b).await;
+    h.devices("page", 25, &["paged"]).await;
+    h.devices("other", 3, &["else"]).await;
+    let s = Session::signin(&h, &h.admin).await;
+    let rows = |body: &str| -> Vec<String> {
+        body.split("<th scope=\"row\"><a href=\"/ui/devices/")
+            .skip(1)
+            .map(|r| {
+                let t = &r[r.find('>').unwrap() + 1..];
+                t[..t.find('<').unwrap()].to_owned()
+            })
+            .collect()
+    };
+    let (st, first) = s.get("/ui/fleet?tag=paged&limit=10").await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    let one = rows(&first);
+    assert_eq!(one.len(), 10, "{one:?}");
+    assert!(one.iter().all(|n| n.starts_with("page-")));
+    let at = first
+        .find("rel=\"next\"")
+        .map(|_| ())
+        .and(first.find("after="));
+    assert!(at.is_some(), "a next page link");
+    let (_, second) = s
+        .get(&format!("/ui/fleet?limit=10&tag=paged&after={}", one[9]))
+        .await;
+    let two = rows(&second);
+    assert_eq!(two.len(), 10);
+    assert!(
+        two.iter().all(|n| n > &one[9]),
+        "keyset: after the last name"
+    );
+    let (_, third) = s
+        .get(&format!("/ui/fleet?limit=10&tag=paged&after={}", two[9]))
+        .await;
+    assert_eq!(rows(&third).len(), 5);
+    assert!(
+        !third.contains("rel=\"next\""),
+        "no next page after the last"
+    );
+    // Search and status filters.
+    let (_, found) = s.get("/ui/fleet?q=THER-").await;
+    assert_eq!(rows(&found).len(), 3, "name contains, any case");
+    let (_, never) = s.get("/ui/fleet?status=never&limit=500").await;
+    assert_eq!(rows(&never).len(), 28);
+    let (_, online) = s.get("/ui/fleet?status=online").await;
+    assert_eq!(rows(&online).len(), 0);
+    // Counts.
+    assert!(
+        first.contains("/ui/fleet?tag=paged\">paged</a></td><td>25</td>"),
+        "{first}"
+    );
+    h.stop().await;
+}
+
+async fn attack_bad_parameters_get_a_4xx_never_a_500(b: Backend) {
+    let h = Harness::new(b).await;
+    let s = Session::signin(&h, &h.admin).await;
+    let long = "x".repeat(10_000);
+    for (path, want) in [
+        ("/ui/fleet?limit=100000".to_owned(), "limit"),
+        ("/ui/fleet?limit=0".to_owned(), "limit"),
+        ("/ui/fleet?limit=abc".to_owned(), "limit"),
+        ("/ui/fleet?status=sideways".to_owned(), "status"),
+        ("/ui/fleet?version=-1".to_owned(), "version"),
+        ("/ui/fleet?silent=99999999999999999999".to_owned(), "silent"),
+        ("/ui/fleet?colour=red".to_owned(), "colour"),
+        (format!("/ui/fleet?q={long}"), "q is 10000 characters"),
+        ("/ui/fleet?tag=%07bell".to_owned(), "control"),
+        ("/ui/audit?limit=1000000".to_owned(), "limit"),
+        ("/ui/audit?before=x".to_owned(), "before"),
+        (
+            "/ui/campaigns/new?name=x&release=nope".to_owned(),
+            "release",
+        ),
+        (
+            "/ui/campaigns/new?name=x&release=r&waves=0%25".to_owned(),
+            "wave 1",
+        ),
+        (
+            "/ui/campaigns/new?name=x&release=r&success=lots".to_owned(),
+            "success",
+        ),
+    ] {
+        let (st, body) = s.get(&path).await;
+        assert!(st.is_client_error(), "{path}: {st}");
+        assert!(
+            body.contains(want),
+            "{path}: the answer names {want:?}: {body}"
+        );
+    }
+    for path in [
+        "/ui/devices/no-such-device",
+        "/ui/campaigns/cmp_nothing",
+        "/ui/nowhere",
+    ] {
+        let (st, _) = s.get(path).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
+    }
+    // A form over the body limit, and a cookie that is not a session.
+    let r = s
+        .client
+        .post(h.url("/ui/signin"))
+        .form_of(&[("token", &"y".repeat(100_000))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = s
+        .client
+        .get(h.url("/ui/fleet"))
+        .header("cookie", format!("suitcase_session={long}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    h.stop().await;
+}
+
+async fn signout_and_revocation_end_the_session(b: Backend) {
+    let h = Harness::new(b).await;
+    let s = Session::signin(&h, &h.admin).await;
+    let token = s.csrf().await;
+    assert_eq!(
+        s.post("/ui/signout", &[("csrf", &token)], None).await,
+        StatusCode::SEE_OTHER
+    );
+    let (st, _) = s.get("/ui/fleet").await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "the old cookie no longer works");
+
+    let op = h.token("operator").await;
+    let s = Session::signin(&h, &op).await;
+    assert_eq!(s.get("/ui/fleet").await.0, StatusCode::OK);
+    let (_, list) = h.get(&h.admin, "/api/v1/tokens").await;
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "operator")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = h
+        .client
+        .delete(h.url(&format!("/api/v1/tokens/{id}")))
+        .bearer_auth(&h.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(
+        s.get("/ui/fleet").await.0,
+        StatusCode::SEE_OTHER,
+        "a revoked token's session ends with it"
+    );
+    // Idle timeout: 30 minutes without a request.
+    let s = Session::signin(&h, &h.admin).await;
+    h.advance(31 * 60);
+    assert_eq!(s.get("/ui/fleet").await.0, StatusCode::SEE_OTHER);
+    h.stop().await;
+}
+
+async fn device_timeline_keeps_attempts_apart(b: Backend) {
+    let h = Harness::new(b).await;
+    let (_, tok) = h.devices("tl", 1, &["tl"]).await.pop().unwrap();
+    let rel = h.release(2, b"timeline image").await;
+    h.checkin(&tok, 1).await;
+    h.campaign(json!({"name": "tl", "release_id": rel, "filter": {"tags_all": ["tl"]}}))
+        .await;
+    h.checkin(&tok, 1).await;
+    let send = |step: Step, outcome: Outcome, detail: Option<&str>| {
+        let rep = StepReport {
+            release_id: rel.clone(),
+            step,
+            outcome,
+            reason: (outcome == Outcome::Failure).then(|| "no-space".to_owned()),
+            detail: detail.map(str::to_owned),
+            progress: None,
+            suit_report: None,
+        };
+        let req = h
+            .client
+            .post(h.url("/api/v1/device/reports"))
+            .bearer_auth(&tok)
+            .json(&rep);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert!(
+        send(Step::Receive, Outcome::Success, None)
+            .await
+            .is_success()
+    );
+    h.advance(5);
+    assert!(
+        send(
+            Step::Check,
+            Outcome::Failure,
+            Some("flash full: 12 bytes <free>")
+        )
+        .await
+        .is_success()
+    );
+    h.advance(60);
+    for step in Step::ALL {
+        assert!(
+            send(step, Outcome::Success, None).await.is_success(),
+            "{step:?}"
+        );
+    }
+    let s = Session::signin(&h, &h.admin).await;
+    let (st, body) = s.get("/ui/devices/tl-0").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("Attempt 1 on release"), "{body}");
+    assert!(body.contains("Attempt 2 on release"), "{body}");
+    assert!(body.contains("failed at check"), "{body}");
+    assert!(body.contains(": succeeded</h3>"), "{body}");
+    assert!(
+        body.contains("flash full: 12 bytes &lt;free&gt;"),
+        "the full detail, escaped: {body}"
+    );
+    assert!(body.contains("<code>no-space</code>"));
+    assert!(body.contains(" UTC, "), "human times");
+    h.stop().await;
+}
