@@ -48,6 +48,14 @@ pub enum AuthorError {
         /// The key file.
         path: PathBuf,
     },
+    /// An HSS-LMS reservation has used every one-time key it was given.
+    #[error(
+        "HSS-LMS reservation {path} is used up: reserve more from the master key with `suitcase key reserve`"
+    )]
+    HssReservationUsedUp {
+        /// The reservation file.
+        path: PathBuf,
+    },
     /// Another process holds the HSS-LMS key's lock.
     #[error(
         "HSS-LMS key {path} is in use by another signer (lock held); signing twice at once could reuse a one-time key"

@@ -17,7 +17,40 @@
 //!
 //! The key file is a CBOR map with text keys: `suitcase` = `"hss-lms-private-key"`, `version`
 //! = 1, `kid`, `public` (the RFC 8554 public key), `state` (the hbs-lms private key, which
-//! carries the index).
+//! carries the index). A reservation file (below) has `version` = 2 and one more key, `end`:
+//! readers that predate reservations refuse version 2, so none of them can sign past `end`.
+//!
+//! # Protecting the state file
+//!
+//! The state file is the private key. Beyond keeping it secret (mode 0600, written so by
+//! [`crate::keys::write_atomic`]), it must never go **back**: restoring a backup, a VM
+//! snapshot, a copy on a second signing host or a file-system rollback hands out one-time keys
+//! that were already used, and two signatures under one one-time key let anyone forge (RFC
+//! 8554 §10; NIST SP 800-208 §8.1 forbids cloning the state). So: back the key up only as a
+//! reservation (below) or right after generating it, never copy it between machines, and keep
+//! it on storage that is not snapshotted behind the signer's back.
+//!
+//! # Reservations: the state on removable or remote storage
+//!
+//! [`reserve`] splits off a range of one-time keys into a file of its own, so the master key
+//! can stay offline (a USB stick in a safe, a remote store) while a signing host signs from the
+//! reservation. It:
+//!
+//! 1. takes the master's lock and reads its index `i`;
+//! 2. writes the master with index `i + N`, durably (atomic replace, as above);
+//! 3. only then writes the reservation: the same key with index `i` and `end = i + N`.
+//!
+//! | crash during or after | master | reservation | one-time keys |
+//! |---|---|---|---|
+//! | step 2 (before the rename is durable) | `i` (old file) | none | nothing used, nothing lost |
+//! | between steps 2 and 3 | `i + N` | none or the old file | `i .. i+N` skipped, none reused |
+//! | step 3 | `i + N` | none, or complete | as above, or ready to use |
+//!
+//! The master never again signs below `i + N`, and the reservation never signs at or past
+//! `end` ([`sign_with`] checks it), so the ranges are disjoint whatever crashes. A reservation
+//! signs exactly like a key file (`release build --sign reservation.key`), with the same
+//! lock-then-store-then-release steps. It holds the whole seed, like the master: protect it as
+//! the key it is, and never restore an old copy of it either.
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +112,8 @@ pub struct HssKeyFile {
     /// The RFC 8554 public key.
     pub public: Vec<u8>,
     state: Zeroizing<Vec<u8>>,
+    /// For a reservation: the first index it may not use.
+    end: Option<u64>,
 }
 
 impl core::fmt::Debug for HssKeyFile {
@@ -104,6 +139,7 @@ impl HssKeyFile {
             kid: crate::keys::kid_of(&public),
             public,
             state: Zeroizing::new(sk.as_slice().to_vec()),
+            end: None,
         })
     }
 
@@ -114,20 +150,27 @@ impl HssKeyFile {
 
     /// Encodes the key file.
     pub fn encode(&self) -> Vec<u8> {
-        map(vec![
+        let mut entries = vec![
             (tstr("suitcase"), tstr(MAGIC)),
-            (tstr("version"), uint(1)),
+            (
+                tstr("version"),
+                uint(if self.end.is_some() { 2 } else { 1 }),
+            ),
             (tstr("kid"), bstr(&self.kid)),
             (tstr("public"), bstr(&self.public)),
             (tstr("state"), bstr(&self.state)),
-        ])
+        ];
+        if let Some(end) = self.end {
+            entries.push((tstr("end"), uint(end)));
+        }
+        map(entries)
     }
 
     fn parse(raw: &[u8]) -> Option<Self> {
         let mut d = Decoder::new(raw);
         let n = d.map().ok()??;
-        let (mut magic, mut version, mut kid, mut public, mut state) =
-            (None, None, None, None, None);
+        let (mut magic, mut version, mut kid, mut public, mut state, mut end) =
+            (None, None, None, None, None, None);
         for _ in 0..n {
             match d.str().ok()? {
                 "suitcase" => magic = Some(d.str().ok()?),
@@ -135,16 +178,20 @@ impl HssKeyFile {
                 "kid" => kid = Some(d.bytes().ok()?.to_vec()),
                 "public" => public = Some(d.bytes().ok()?.to_vec()),
                 "state" => state = Some(d.bytes().ok()?.to_vec()),
+                "end" => end = Some(d.u64().ok()?),
                 _ => d.skip().ok()?,
             }
         }
-        if magic != Some(MAGIC) || version != Some(1) || d.position() != raw.len() {
+        // Version 1 is a key, version 2 a reservation, which must carry its end.
+        let valid_version = matches!((version, end), (Some(1), None) | (Some(2), Some(_)));
+        if magic != Some(MAGIC) || !valid_version || d.position() != raw.len() {
             return None;
         }
         Some(Self {
             kid: kid?,
             public: public?,
             state: Zeroizing::new(state?),
+            end,
         })
     }
 
@@ -171,7 +218,7 @@ impl HssKeyFile {
         Self::decode(path, &raw)
     }
 
-    /// How many signatures the key can still make.
+    /// How many signatures the key (or the reservation) can still make.
     ///
     /// # Errors
     /// [`AuthorError::Sign`] if the state is corrupt.
@@ -179,8 +226,128 @@ impl HssKeyFile {
         let key = hbs_lms::SigningKey::<Sha256_256>::from_bytes(&self.state)
             .map_err(|_| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?;
         // hbs-lms cannot expand the key once every one-time key is used: that is exhaustion.
-        Ok(key.get_lifetime().unwrap_or(0))
+        let lifetime = key.get_lifetime().unwrap_or(0);
+        Ok(match self.end {
+            Some(end) => lifetime.min(end.saturating_sub(self.index()?)),
+            None => lifetime,
+        })
     }
+
+    /// The index of the next one-time key: the number of one-time keys used so far.
+    ///
+    /// hbs-lms 0.1.1 keeps its private key in the reference (hash-sigs) layout, whose first 8
+    /// bytes are this count, big-endian (`ReferenceImplPrivateKey`); the test
+    /// `the_index_is_the_count_of_signatures_made` pins that down.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if the state is too short to be a key.
+    pub fn index(&self) -> Result<u64> {
+        self.state
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| AuthorError::Sign("HSS-LMS key state is corrupt".into()))
+    }
+
+    /// For a reservation, the first index it may not use.
+    pub fn reservation_end(&self) -> Option<u64> {
+        self.end
+    }
+
+    /// The same key with its index set to `index` (and `end` for a reservation).
+    fn at(&self, index: u64, end: Option<u64>) -> Result<Self> {
+        let mut state = self.state.clone();
+        state
+            .get_mut(..8)
+            .ok_or_else(|| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?
+            .copy_from_slice(&index.to_be_bytes());
+        hbs_lms::SigningKey::<Sha256_256>::from_bytes(&state)
+            .map_err(|_| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?;
+        Ok(Self {
+            kid: self.kid.clone(),
+            public: self.public.clone(),
+            state,
+            end,
+        })
+    }
+}
+
+/// A range of one-time keys split off a master key file by [`reserve`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// The first index in the reservation.
+    pub first: u64,
+    /// The first index after it (the master's index now).
+    pub end: u64,
+    /// What the master can still sign after the reservation.
+    pub master_left: u64,
+}
+
+/// Moves the next `count` one-time keys of the key in `master` into a reservation written to
+/// `reservation`: the master's advanced state is made durable **before** the reservation is
+/// written (see the module documentation for the crash table).
+///
+/// # Errors
+/// [`AuthorError::Release`] for a count of 0 or more than the key has left;
+/// [`AuthorError::Read`]/[`AuthorError::Key`] for the master; [`AuthorError::Sign`] if a
+/// store fails (the message says whether the reserved keys were lost).
+pub fn reserve(
+    master: &mut dyn StateStore,
+    master_path: &Path,
+    reservation: &mut dyn StateStore,
+    count: u64,
+) -> Result<Reservation> {
+    let raw = master.load().map_err(|source| AuthorError::Read {
+        path: master_path.to_path_buf(),
+        error: source,
+    })?;
+    let key = HssKeyFile::decode(master_path, &raw)?;
+    let left = key.signatures_left()?;
+    if count == 0 || count > left {
+        return Err(AuthorError::Release(format!(
+            "cannot reserve {count} signatures from {}: it has {left} left",
+            master_path.display()
+        )));
+    }
+    let first = key.index()?;
+    let end = first
+        .checked_add(count)
+        .ok_or_else(|| AuthorError::Release("reservation count too large".into()))?;
+    // Step 2: the master moves past the range, durably, before the range exists anywhere else.
+    let advanced = key.at(end, key.end)?;
+    master.store(&advanced.encode()).map_err(|e| {
+        AuthorError::Sign(format!(
+            "the master key's state could not be saved ({e}); nothing was reserved"
+        ))
+    })?;
+    // Step 3: the reservation. Losing it now loses the range, never reuses it.
+    let split = key.at(first, Some(end))?;
+    reservation.store(&split.encode()).map_err(|e| {
+        AuthorError::Sign(format!(
+            "the reservation could not be written ({e}); one-time keys {first}..{end} are \
+             skipped (the master has moved past them), none will be reused"
+        ))
+    })?;
+    Ok(Reservation {
+        first,
+        end,
+        master_left: advanced.signatures_left()?,
+    })
+}
+
+/// [`reserve`] between two files, holding the master's lock meanwhile.
+///
+/// # Errors
+/// [`AuthorError::HssLocked`] if a signer holds the master's lock, else as [`reserve`].
+pub fn reserve_file(master: &Path, reservation: &Path, count: u64) -> Result<Reservation> {
+    with_lock(master, || {
+        reserve(
+            &mut FileStore::new(master),
+            master,
+            &mut FileStore::new(reservation),
+            count,
+        )
+    })
 }
 
 /// Where an HSS-LMS key's state lives. `store` must not return `Ok` before the state is
@@ -236,7 +403,20 @@ pub fn sign_with(store: &mut dyn StateStore, path: &Path, message: &[u8]) -> Res
     })?;
     let key = HssKeyFile::decode(path, &raw)?;
     if key.signatures_left()? == 0 {
-        return Err(AuthorError::HssExhausted {
+        return Err(match key.end {
+            Some(_) => AuthorError::HssReservationUsedUp {
+                path: path.to_path_buf(),
+            },
+            None => AuthorError::HssExhausted {
+                path: path.to_path_buf(),
+            },
+        });
+    }
+    // A reservation may use indices below its end only (the master is past them all).
+    if let Some(end) = key.end
+        && key.index()? >= end
+    {
+        return Err(AuthorError::HssReservationUsedUp {
             path: path.to_path_buf(),
         });
     }
@@ -251,6 +431,7 @@ pub fn sign_with(store: &mut dyn StateStore, path: &Path, message: &[u8]) -> Res
                     kid: key.kid.clone(),
                     public: key.public.clone(),
                     state: Zeroizing::new(next.to_vec()),
+                    end: key.end,
                 };
                 match store.store(&advanced.encode()) {
                     Ok(()) => {
@@ -297,6 +478,11 @@ fn with_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
 /// # Errors
 /// [`AuthorError::HssLocked`] if another signer holds the lock, else as [`sign_with`].
 pub fn sign_file(path: &Path, message: &[u8]) -> Result<Vec<u8>> {
+    with_lock(path, || sign_with(&mut FileStore::new(path), path, message))
+}
+
+/// Runs `f` holding the exclusive lock `path.lock` of the key file at `path`.
+fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let lock_path = path.with_extension("lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -321,7 +507,7 @@ pub fn sign_file(path: &Path, message: &[u8]) -> Result<Vec<u8>> {
             });
         }
     }
-    let result = sign_with(&mut FileStore::new(path), path, message);
+    let result = f();
     let _ = lock.unlock();
     result
 }

@@ -36,6 +36,18 @@ pub(crate) enum Command {
     ///
     /// For a token key it also reports how the token protects the private key.
     Public(PublicArgs),
+    /// Move the next N signatures of an HSS-LMS key into a reservation file, so the master key
+    /// can stay offline (removable or remote storage) while a signing host signs from the
+    /// reservation:
+    ///
+    ///   suitcase key reserve --key /media/safe/author.hss --count 100 -o author-2026q1.hss
+    ///   suitcase release build ... --sign author-2026q1.hss
+    ///
+    /// The master's state moves past the range on disk before the reservation is written, so a
+    /// crash at any point skips one-time keys but never hands one out twice. A reservation holds
+    /// the whole private key: protect it like the master, and never restore an old copy of
+    /// either.
+    Reserve(ReserveArgs),
     /// Issue an X.509 certificate for a P-256 key (Enhanced tier PKI): a self-signed root CA,
     /// an intermediate CA, or a release signer. Every certificate allows code signing, which
     /// devices require on the whole path.
@@ -73,6 +85,26 @@ pub(crate) struct CertArgs {
     /// Where to write the PEM chain (new certificate first).
     #[arg(short, long)]
     output: PathBuf,
+}
+
+/// Arguments of `key reserve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReserveArgs {
+    /// The master HSS-LMS key file (or a reservation, to split it further).
+    #[arg(long)]
+    key: PathBuf,
+    /// How many signatures to reserve.
+    #[arg(long)]
+    count: u64,
+    /// Where to write the reservation (created with mode 0600).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Overwrite an existing file (its unused signatures are lost, never reused).
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON object: {"reservation", "first", "end", "count", "master_left"}.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `key generate`.
@@ -138,8 +170,46 @@ pub(crate) fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Generate(args) => generate(&args),
         Command::Public(args) => public(&args),
+        Command::Reserve(args) => reserve(&args),
         Command::Cert(args) => cert(&args),
     }
+}
+
+fn reserve(args: &ReserveArgs) -> Result<ExitCode> {
+    if args.output.exists() && !args.force {
+        bail!(
+            "{} exists; refusing to overwrite it (its unused signatures would be lost; use \
+             --force if you mean it)",
+            args.output.display()
+        );
+    }
+    if std::fs::canonicalize(&args.key).ok() == std::fs::canonicalize(&args.output).ok()
+        && args.output.exists()
+    {
+        bail!("--output must be another file than --key");
+    }
+    let r = suitcase_author::hss::reserve_file(&args.key, &args.output, args.count)?;
+    if args.json {
+        let out = json!({
+            "reservation": args.output,
+            "first": r.first,
+            "end": r.end,
+            "count": r.end - r.first,
+            "master_left": r.master_left,
+        });
+        outln!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        outln!(
+            "reserved one-time keys {}..{} ({} signatures) of {} in {}; the master has {} left",
+            r.first,
+            r.end - 1,
+            r.end - r.first,
+            args.key.display(),
+            args.output.display(),
+            r.master_left
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn p256_secret(path: &std::path::Path) -> Result<p256::SecretKey> {
@@ -263,7 +333,7 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
         }
         if alg == KeyAlg::HssLms {
             outln!(
-                "note: HSS-LMS keys are stateful; each signature updates the file. Never restore an old copy or sign from two places."
+                "note: HSS-LMS keys are stateful; each signature updates the file. Never restore an old copy or sign from two places; `suitcase key reserve` splits off signatures for another signer."
             );
         }
     }
