@@ -126,6 +126,15 @@ enum DeviceCmd {
     },
     /// Decommission a device: its credentials stop working.
     Revoke { id: String },
+    /// The device's token.
+    #[command(subcommand)]
+    Token(DeviceTokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceTokenCmd {
+    /// Issue a new token for the device and print it (shown once); the old one stops working.
+    Rotate { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,8 +211,12 @@ struct CampaignSpec {
     #[arg(long)]
     consent: bool,
     /// Start it at once.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     start: bool,
+    /// Create nothing: print how many and which devices the campaign would target now, and
+    /// why the others its filter matches would not be. Exit status 1 when it targets none.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,12 +409,13 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             out(&v, &|v| {
                 for d in v.as_array().into_iter().flatten() {
                     outln!(
-                        "{}  {:<24} seq {:<8} tags {}",
+                        "{}  {:<24} seq {:<8} last seen {:<34} tags {}",
                         d["id"].as_str().unwrap_or(""),
                         d["name"].as_str().unwrap_or(""),
                         d["sequence_number"]
                             .as_u64()
                             .map_or("-".into(), |s| s.to_string()),
+                        seen(&d["last_seen"]),
                         d["tags"]
                     );
                 }
@@ -419,6 +433,20 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             )?;
             out(&v, &|v| {
                 outln!("{} tags {}", v["name"].as_str().unwrap_or(""), v["tags"])
+            });
+        }
+        Command::Device(DeviceCmd::Token(DeviceTokenCmd::Rotate { id })) => {
+            let v = c.post(&format!("/api/v1/devices/{id}/token"), &json!({}))?;
+            out(&v, &|v| {
+                outln!(
+                    "new token for {} ({}); the old one no longer works",
+                    v["name"].as_str().unwrap_or(""),
+                    v["id"].as_str().unwrap_or("")
+                );
+                outln!(
+                    "token (shown once; install it on the device): {}",
+                    v["token"].as_str().unwrap_or("")
+                );
             });
         }
         Command::Device(DeviceCmd::Revoke { id }) => {
@@ -453,6 +481,17 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
                     );
                 }
             });
+        }
+        Command::Campaign(CampaignCmd::Create(spec)) if spec.dry_run => {
+            let body = campaign_body(&spec)?;
+            let v = c.post("/api/v1/campaigns/dry-run", &body)?;
+            out(&v, &|v| show_dry_run(v));
+            if v["targeted"].as_u64() == Some(0) {
+                errln!(
+                    "error: this campaign would target no device; the server refuses to start it"
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Campaign(CampaignCmd::Create(spec)) => {
             let body = campaign_body(&spec)?;
@@ -527,7 +566,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
                     outln!(
                         "{:>6}  {}  {:<10} {:<8} {:<20} {}",
                         e["id"],
-                        e["at"],
+                        when(&e["at"]),
                         e["actor"].as_str().unwrap_or(""),
                         e["role"].as_str().unwrap_or(""),
                         e["action"].as_str().unwrap_or(""),
@@ -722,6 +761,11 @@ fn show_release(v: &Value) {
         v["sequence_number"]
     );
     outln!("  signed by {}", v["signed_by"]);
+    outln!(
+        "  uploaded {} by {}",
+        when(&v["created_at"]),
+        v["created_by"].as_str().unwrap_or("")
+    );
     for p in v["payloads"].as_array().into_iter().flatten() {
         outln!(
             "  payload {} {}: {}",
@@ -763,7 +807,7 @@ fn show_device(v: &Value) {
         "  tags {}  sequence {}  last seen {}",
         v["tags"],
         v["sequence_number"],
-        v["last_seen"]
+        seen(&v["last_seen"])
     );
     // Controller attributes a hawkBit DDI device sent (configData, docs/ddi.md).
     if let Some(a) = v["attributes"].as_object().filter(|a| !a.is_empty()) {
@@ -785,12 +829,14 @@ fn show_device(v: &Value) {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
             outln!(
-                "    {:<10} {}{}",
+                "    {:<10} {:<11} {}{}",
                 s["step"].as_str().unwrap_or(""),
                 s["outcome"].as_str().unwrap_or(""),
+                when(&s["at"]),
                 reason
             );
-            // Why it failed, in the device's words (e.g. SWUpdate's error lines).
+            // In the device's words (e.g. SWUpdate's error lines): all of a failure's, the
+            // first lines of anything else.
             if s["outcome"] == "failure" {
                 for line in s["detail"].as_str().unwrap_or_default().lines().take(5) {
                     let line: String = line.chars().filter(|c| !c.is_control()).collect();
@@ -798,6 +844,66 @@ fn show_device(v: &Value) {
                 }
             }
         }
+    }
+}
+
+/// Now, for "3 min ago".
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// An API time (seconds since 1970) for people: `2026-12-06 11:52 UTC, 3 min ago`; `--json`
+/// prints the API's number instead.
+fn when(t: &Value) -> String {
+    t.as_i64().map_or_else(
+        || "-".to_owned(),
+        |t| suitcase_protocol::time::human(now(), t),
+    )
+}
+
+/// A last-seen time, or `never`.
+fn seen(t: &Value) -> String {
+    if t.is_null() {
+        "never".to_owned()
+    } else {
+        when(t)
+    }
+}
+
+fn show_dry_run(v: &Value) {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    outln!("dry run: {} device(s) would be targeted", n("targeted"));
+    outln!(
+        "  {} match the filter; {} left out for another class; {} busy in another live campaign",
+        n("matched"),
+        n("other_class"),
+        n("busy")
+    );
+    if n("up_to_date") > 0 {
+        outln!(
+            "  warning: {} already run this sequence number or a newer one (they would refuse it)",
+            n("up_to_date")
+        );
+    }
+    let list: Vec<&str> = v["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    if !list.is_empty() {
+        let more = n("targeted").saturating_sub(list.len() as u64);
+        outln!(
+            "  {}{}",
+            list.join(" "),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        );
     }
 }
 

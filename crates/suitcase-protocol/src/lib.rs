@@ -19,6 +19,8 @@ use alloc::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod time;
+
 /// The API version these types describe.
 pub const API_VERSION: &str = "v1";
 
@@ -1034,6 +1036,37 @@ pub struct CampaignInfo {
     pub created_by: String,
     /// When.
     pub created_at: i64,
+}
+
+/// What a campaign would target if it started now (`POST /api/v1/campaigns/dry-run`): how
+/// many devices and which, and why the others its filter matches would not be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CampaignDryRun {
+    /// Devices the campaign would target.
+    pub targeted: u64,
+    /// Registered devices (not decommissioned) the filter matches.
+    pub matched: u64,
+    /// Of those, devices that reported another class than the release's: they would refuse
+    /// its manifest (SUIT manifest §8.4.8.2), so they are left out.
+    pub other_class: u64,
+    /// Of the rest, devices busy in another live campaign, left out.
+    pub busy: u64,
+    /// Targeted devices that already run the release's sequence number or a newer one: they
+    /// would be offered it and refuse it (anti-rollback).
+    pub up_to_date: u64,
+    /// The first targeted devices, as (id, name), at most 100.
+    pub devices: Vec<DryRunDevice>,
+}
+
+/// A device a dry run would target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DryRunDevice {
+    /// The device id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// A device's place in a campaign.

@@ -28,6 +28,7 @@ both_backends!(
     attack_bad_parameters_get_a_4xx_never_a_500,
     signout_and_revocation_end_the_session,
     device_timeline_keeps_attempts_apart,
+    dry_run_counts_what_start_would_target,
 );
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
@@ -581,5 +582,51 @@ async fn device_timeline_keeps_attempts_apart(b: Backend) {
     );
     assert!(body.contains("<code>no-space</code>"));
     assert!(body.contains(" UTC, "), "human times");
+    h.stop().await;
+}
+
+/// `POST /api/v1/campaigns/dry-run` (the console's dry run and `campaign create --dry-run`):
+/// the count `start` would target, why others are left out, and nothing created.
+async fn dry_run_counts_what_start_would_target(b: Backend) {
+    let h = Harness::new(b).await;
+    let devs = h.devices("dry", 5, &["dry"]).await;
+    let rel = h.release(2, b"dry image").await;
+    // One device already runs sequence 2; one is busy in another live campaign.
+    h.checkin(&devs[0].1, 2).await;
+    h.campaign(json!({"name": "busy", "release_id": rel, "filter": {"devices": ["dry-4"]}}))
+        .await;
+    let spec = json!({"name": "x", "release_id": rel, "filter": {"tags_all": ["dry"]}});
+    let viewer = h.token("viewer").await;
+    let (st, _) = h.post(&viewer, "/api/v1/campaigns/dry-run", &spec).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a viewer may not plan campaigns");
+    let (st, v) = h.post(&h.admin, "/api/v1/campaigns/dry-run", &spec).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["matched"], 5, "{v}");
+    assert_eq!(v["busy"], 1, "{v}");
+    assert_eq!(v["targeted"], 4, "{v}");
+    assert_eq!(v["up_to_date"], 1, "{v}");
+    assert_eq!(v["devices"].as_array().unwrap().len(), 4);
+    let (_, nobody) = h
+        .post(
+            &h.admin,
+            "/api/v1/campaigns/dry-run",
+            &json!({"name": "x", "release_id": rel, "filter": {"tags_all": ["none"]}}),
+        )
+        .await;
+    assert_eq!(nobody["targeted"], 0);
+    let (st, _) = h
+        .post(
+            &h.admin,
+            "/api/v1/campaigns/dry-run",
+            &json!({"name": "x", "release_id": "rel_nothing"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, list) = h.get(&h.admin, "/api/v1/campaigns").await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "a dry run creates nothing"
+    );
     h.stop().await;
 }

@@ -4,7 +4,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use suitcase_protocol::{
-    CampaignCreate, CampaignInfo, CampaignMember, CampaignState, OnError, WaveSize,
+    CampaignCreate, CampaignDryRun, CampaignInfo, CampaignMember, CampaignState, DryRunDevice,
+    OnError, WaveSize,
 };
 
 use crate::AppState;
@@ -220,6 +221,70 @@ pub(crate) async fn create(
     )
     .await?;
     Ok((StatusCode::CREATED, axum::Json(info(&state, row).await?)))
+}
+
+/// The most devices a dry run names.
+const DRY_RUN_NAMES: usize = 100;
+
+/// What a campaign would target if it started now, computed as `start` computes it (the
+/// filter, the release's classes, devices busy in other live campaigns), and why the other
+/// matching devices would be left out. Creates nothing.
+pub(crate) async fn dry_run_of(
+    state: &AppState,
+    spec: &CampaignCreate,
+) -> ApiResult<CampaignDryRun> {
+    validate(state, spec).await?;
+    let release = state
+        .db
+        .release_get(&spec.release_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &spec.release_id))?;
+    let classes = release.summary.class_ids();
+    state.devices.flush(state).await;
+    let matched = state.db.device_ids_matching(&spec.filter, &[]).await?;
+    let of_class = state.db.device_ids_matching(&spec.filter, &classes).await?;
+    let busy: std::collections::HashSet<String> =
+        state.db.busy_devices().await?.into_iter().collect();
+    let targeted: Vec<String> = of_class
+        .iter()
+        .filter(|d| !busy.contains(*d))
+        .cloned()
+        .collect();
+    let up_to_date = state
+        .db
+        .ui_count_at_or_above(&spec.filter, &classes, release.sequence_number)
+        .await?;
+    let shown: Vec<String> = targeted.iter().take(DRY_RUN_NAMES).cloned().collect();
+    let devices = state
+        .db
+        .ui_names(&shown)
+        .await?
+        .into_iter()
+        .map(|(id, name)| DryRunDevice { id, name })
+        .collect();
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    Ok(CampaignDryRun {
+        targeted: n(targeted.len()),
+        matched: n(matched.len()),
+        other_class: n(matched.len().saturating_sub(of_class.len())),
+        busy: n(of_class.len().saturating_sub(targeted.len())),
+        up_to_date: crate::store::to_u64(up_to_date),
+        devices,
+    })
+}
+
+/// Which devices a campaign would target, and why others would not; creates nothing.
+#[utoipa::path(post, path = "/api/v1/campaigns/dry-run", tag = "campaigns",
+    request_body = CampaignCreate,
+    responses((status = 200, body = CampaignDryRun), (status = 422, body = suitcase_protocol::ApiError)),
+    security(("management_token" = [])))]
+pub(crate) async fn dry_run(
+    State(state): State<AppState>,
+    who: Manager,
+    crate::wire::Wire(_, spec): crate::wire::Wire<CampaignCreate>,
+) -> ApiResult<axum::Json<CampaignDryRun>> {
+    who.require(Cap::Operate)?;
+    Ok(axum::Json(dry_run_of(&state, &spec).await?))
 }
 
 /// List campaigns.

@@ -46,7 +46,7 @@ impl Modify for Security {
         releases::upload, releases::put_payload, releases::list, releases::get, releases::envelope,
         fleet::create, fleet::create_batch, fleet::list, fleet::get, fleet::patch, fleet::revoke,
         fleet::rotate_token, fleet::groups, fleet::group_create, fleet::group_add, fleet::group_remove,
-        campaigns::create, campaigns::list, campaigns::get, campaigns::members, campaigns::act,
+        campaigns::create, campaigns::dry_run, campaigns::list, campaigns::get, campaigns::members, campaigns::act,
         admin::token_create, admin::token_list, admin::token_revoke,
         admin::key_create, admin::key_list, admin::key_delete, admin::audit,
         super::healthz, super::metrics,

@@ -71,6 +71,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/campaigns",
             get(campaigns::list).post(campaigns::create),
         )
+        .route("/api/v1/campaigns/dry-run", post(campaigns::dry_run))
         .route("/api/v1/campaigns/{id}", get(campaigns::get))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::members))
         .route("/api/v1/campaigns/{id}/{action}", post(campaigns::act));

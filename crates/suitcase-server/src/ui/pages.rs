@@ -1012,48 +1012,27 @@ async fn dry_run(
     p: &HashMap<String, String>,
 ) -> Result<String, Response> {
     let spec = campaign_spec(p)?;
-    campaigns::validate(state, &spec)
+    // The API's own dry run (POST /api/v1/campaigns/dry-run), drawn.
+    let run = campaigns::dry_run_of(state, &spec)
         .await
         .map_err(|err| error_page(&err))?;
-    let inner = async {
-        let release = state
-            .db
-            .release_get(&spec.release_id)
-            .await?
-            .ok_or_else(|| ApiErr::not_found("release", &spec.release_id))?;
-        let classes = release.summary.class_ids();
-        state.devices.flush(state).await;
-        let matched = state.db.device_ids_matching(&spec.filter, &[]).await?;
-        let of_class = state.db.device_ids_matching(&spec.filter, &classes).await?;
-        let busy: std::collections::HashSet<String> =
-            state.db.busy_devices().await?.into_iter().collect();
-        let targeted: Vec<String> = of_class
-            .iter()
-            .filter(|d| !busy.contains(*d))
-            .cloned()
-            .collect();
-        let up_to_date = state
-            .db
-            .ui_count_at_or_above(&spec.filter, &classes, release.sequence_number)
-            .await?;
-        let shown: Vec<String> = targeted.iter().take(50).cloned().collect();
-        let names = state.db.ui_names(&shown).await?;
-        Ok::<_, ApiErr>((
-            release,
-            matched.len(),
-            of_class.len(),
-            targeted,
-            up_to_date,
-            names,
-        ))
-    };
-    let (release, matched, of_class, targeted, up_to_date, names) =
-        inner.await.map_err(|err| error_page(&err))?;
-    let busy = of_class - targeted.len();
+    let release = state
+        .db
+        .release_get(&spec.release_id)
+        .await
+        .map_err(|err| error_page(&ApiErr::from(err)))?
+        .ok_or_else(|| error_page(&ApiErr::not_found("release", &spec.release_id)))?;
+    let names: Vec<(String, String)> = run
+        .devices
+        .iter()
+        .map(|d| (d.id.clone(), d.name.clone()))
+        .collect();
+    let (matched, up_to_date, busy, targeted) =
+        (run.matched, run.up_to_date, run.busy, run.targeted);
     let mut b = String::from(
         "<section aria-labelledby=\"h-dry\" class=\"dryrun\"><h2 id=\"h-dry\">Dry run</h2>",
     );
-    if targeted.is_empty() {
+    if targeted == 0 {
         let _ = write!(
             b,
             "<div class=\"error\" role=\"alert\"><p><strong>⚠ This campaign would target no device.</strong> The server refuses to start it (it would look like a finished rollout).</p></div>"
@@ -1062,7 +1041,7 @@ async fn dry_run(
         let _ = write!(
             b,
             "<p role=\"status\"><strong>{} device(s) would be targeted</strong> by release {} (sequence {}).</p>",
-            targeted.len(),
+            targeted,
             e(&release.name),
             release.sequence_number
         );
@@ -1073,7 +1052,7 @@ async fn dry_run(
 <li>{} of them reported another class than the release's ({}): a device refuses a manifest for another class (SUIT manifest §8.4.8.2).</li>\
 <li>{busy} are busy in another live campaign.</li>\
 <li>{up_to_date} already run sequence {} or newer: they would be offered the release and refuse it (anti-rollback).</li></ul>",
-        matched - of_class,
+        run.other_class,
         e(&release.summary.class_ids().join(", ")),
         release.sequence_number
     );
@@ -1082,8 +1061,8 @@ async fn dry_run(
     }
     if !names.is_empty() {
         b.push_str("<details open><summary>Targeted devices");
-        if targeted.len() > names.len() {
-            let _ = write!(b, " (the first {} of {})", names.len(), targeted.len());
+        if targeted > names.len() as u64 {
+            let _ = write!(b, " (the first {} of {targeted})", names.len());
         }
         b.push_str("</summary><ul class=\"names\">");
         for (id, name) in &names {
@@ -1096,7 +1075,7 @@ async fn dry_run(
         }
         b.push_str("</ul></details>");
     }
-    if !targeted.is_empty() {
+    if targeted > 0 {
         let mut hidden = String::new();
         for f in CAMPAIGN_FIELDS {
             if let Some(v) = p.get(f) {

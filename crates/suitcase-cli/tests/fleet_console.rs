@@ -1,0 +1,119 @@
+//! What the console added to `suitcase fleet` (issue 16): human times (`--json` keeps the
+//! API's seconds), `campaign create --dry-run` (refusing a campaign that targets no device),
+//! and `device token rotate`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use common::ServerProcess;
+use serde_json::Value;
+
+#[test]
+fn dry_run_human_times_and_token_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = ServerProcess::start(d);
+    let rel = s.release(d, 2, b"dry run image");
+    for n in ["dr-0", "dr-1", "dr-2"] {
+        s.ok(d, &["fleet", "device", "add", n, "--tag", "dry"]);
+    }
+
+    // A dry run names the devices and creates nothing.
+    let out = s.ok(
+        d,
+        &[
+            "fleet",
+            "campaign",
+            "create",
+            "--release",
+            &rel,
+            "--tag",
+            "dry",
+            "--dry-run",
+        ],
+    );
+    assert!(
+        out.contains("dry run: 3 device(s) would be targeted"),
+        "{out}"
+    );
+    assert!(out.contains("dr-0 dr-1 dr-2"), "{out}");
+    let json: Value = serde_json::from_str(&s.ok(
+        d,
+        &[
+            "fleet",
+            "--json",
+            "campaign",
+            "create",
+            "--release",
+            &rel,
+            "--tag",
+            "dry",
+            "--dry-run",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(json["targeted"], 3);
+    assert_eq!(json["devices"].as_array().unwrap().len(), 3);
+    let list: Value =
+        serde_json::from_str(&s.ok(d, &["fleet", "--json", "campaign", "list"])).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "a dry run creates nothing"
+    );
+
+    // Targeting nobody: said loudly, exit status 1.
+    let o = s
+        .command(
+            d,
+            &[
+                "fleet",
+                "campaign",
+                "create",
+                "--release",
+                &rel,
+                "--tag",
+                "nobody",
+                "--dry-run",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 device(s) would be targeted"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("would target no device"));
+
+    // Human times; --json keeps seconds.
+    let audit = s.ok(d, &["fleet", "audit"]);
+    assert!(audit.contains(" UTC, "), "{audit}");
+    let raw: Value = serde_json::from_str(&s.ok(d, &["fleet", "--json", "audit"])).unwrap();
+    assert!(raw[0]["at"].is_i64(), "{raw}");
+    let show = s.ok(d, &["fleet", "device", "show", "dr-0"]);
+    assert!(show.contains("last seen never"), "{show}");
+    let rshow = s.ok(d, &["fleet", "release", "show", &rel]);
+    assert!(
+        rshow.contains("uploaded 20") && rshow.contains(" UTC, "),
+        "{rshow}"
+    );
+
+    // Token rotation: a new token, printed once.
+    let a: Value =
+        serde_json::from_str(&s.ok(d, &["fleet", "--json", "device", "token", "rotate", "dr-1"]))
+            .unwrap();
+    let b: Value =
+        serde_json::from_str(&s.ok(d, &["fleet", "--json", "device", "token", "rotate", "dr-1"]))
+            .unwrap();
+    let (ta, tb) = (a["token"].as_str().unwrap(), b["token"].as_str().unwrap());
+    assert!(ta.starts_with("sct_d_") && tb.starts_with("sct_d_") && ta != tb);
+    let human = s.ok(d, &["fleet", "device", "token", "rotate", "dr-1"]);
+    assert!(human.contains("the old one no longer works"), "{human}");
+}
