@@ -22,6 +22,8 @@ use x509_cert::spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use x509_cert::time::Validity;
 
 use crate::error::{AuthorError, Result};
+use crate::keys::{PrivateKey, PublicKey};
+use crate::signer::{Signer, SoftwareSigner};
 
 const CODE_SIGNING: &str = "1.3.6.1.5.5.7.3.3";
 
@@ -37,6 +39,70 @@ pub enum Issuer<'a> {
         /// The CA's certificate.
         cert: &'a [u8],
     },
+    /// The subject itself, its key behind a [`Signer`] (a key on a PKCS#11 token).
+    SelfSignedBy(&'a dyn Signer),
+    /// A CA whose key is behind a [`Signer`], and its certificate (DER).
+    CaBy {
+        /// The CA's signer (ES256).
+        signer: &'a dyn Signer,
+        /// The CA's certificate.
+        cert: &'a [u8],
+    },
+}
+
+/// A [`Signer`] seen as the RustCrypto ECDSA P-256 signer that the certificate builder wants:
+/// ecdsa-with-SHA256 (RFC 5758 §3.2), the signature DER-encoded (RFC 5480 §2.2 ECDSA-Sig-Value).
+struct X509Signer<'a> {
+    signer: &'a dyn Signer,
+    key: p256::ecdsa::VerifyingKey,
+}
+
+impl<'a> X509Signer<'a> {
+    fn new(signer: &'a dyn Signer) -> Result<Self> {
+        match (signer.public_key(), signer.cose_alg()) {
+            (PublicKey::P256(k), suitcase_manifest::codepoints::alg::ESP256) => Ok(Self {
+                signer,
+                key: p256::ecdsa::VerifyingKey::from(*k),
+            }),
+            (other, _) => Err(AuthorError::Key {
+                path: signer.name().into(),
+                what: format!(
+                    "certificates are issued by P-256 (es256) keys; this is a {} key",
+                    other.kind()
+                ),
+            }),
+        }
+    }
+}
+
+impl p256::ecdsa::signature::Keypair for X509Signer<'_> {
+    type VerifyingKey = p256::ecdsa::VerifyingKey;
+
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        self.key
+    }
+}
+
+impl x509_cert::spki::SignatureAlgorithmIdentifier for X509Signer<'_> {
+    type Params = x509_cert::der::AnyRef<'static>;
+
+    const SIGNATURE_ALGORITHM_IDENTIFIER: x509_cert::spki::AlgorithmIdentifier<Self::Params> =
+        <p256::ecdsa::VerifyingKey as x509_cert::spki::SignatureAlgorithmIdentifier>::SIGNATURE_ALGORITHM_IDENTIFIER;
+}
+
+impl p256::ecdsa::signature::Signer<p256::ecdsa::DerSignature> for X509Signer<'_> {
+    fn try_sign(
+        &self,
+        msg: &[u8],
+    ) -> core::result::Result<p256::ecdsa::DerSignature, p256::ecdsa::signature::Error> {
+        // ES256 signers sign SHA-256(msg) and return r||s (RFC 9053 §2.1), which is
+        // ecdsa-with-SHA256 over the TBSCertificate once DER-encoded.
+        let raw = self
+            .signer
+            .sign(msg)
+            .map_err(|_| p256::ecdsa::signature::Error::new())?;
+        Ok(p256::ecdsa::Signature::from_slice(&raw)?.to_der())
+    }
 }
 
 struct Profile {
@@ -109,13 +175,24 @@ pub fn issue(
 ) -> Result<Vec<u8>> {
     // Distinct subject names for every certificate: path building keys on names.
     let subject_name = Name::from_str(&format!("CN={common_name},O=suitcase")).map_err(err)?;
-    let (issuer_name, signing) = match issuer {
-        Issuer::SelfSigned(key) => (None, *key),
-        Issuer::Ca { key, cert } => {
-            let cert = x509_cert::Certificate::from_der(cert).map_err(err)?;
-            (Some(cert.tbs_certificate().subject().clone()), *key)
-        }
+    let issuer_subject = |cert: &[u8]| -> Result<Name> {
+        let cert = x509_cert::Certificate::from_der(cert).map_err(err)?;
+        Ok(cert.tbs_certificate().subject().clone())
     };
+    let software;
+    let (issuer_name, signer): (Option<Name>, &dyn Signer) = match issuer {
+        Issuer::SelfSigned(key) => {
+            software = SoftwareSigner::new(PrivateKey::P256((*key).clone()), "issuer".as_ref())?;
+            (None, &software)
+        }
+        Issuer::Ca { key, cert } => {
+            software = SoftwareSigner::new(PrivateKey::P256((*key).clone()), "issuer".as_ref())?;
+            (Some(issuer_subject(cert)?), &software)
+        }
+        Issuer::SelfSignedBy(signer) => (None, *signer),
+        Issuer::CaBy { signer, cert } => (Some(issuer_subject(cert)?), *signer),
+    };
+    let signer = X509Signer::new(signer)?;
     let spki_der = subject.to_public_key_der().map_err(err)?;
     let spki = SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).map_err(err)?;
     let serial = SerialNumber::new(&crate::rng::bytes::<16>()?.map(|b| b & 0x7f)).map_err(err)?;
@@ -127,7 +204,6 @@ pub fn issue(
         ca,
     };
     let builder = CertificateBuilder::new(profile, serial, validity, spki).map_err(err)?;
-    let signer = p256::ecdsa::SigningKey::from(signing);
     let cert = builder
         .build::<_, p256::ecdsa::DerSignature>(&signer)
         .map_err(err)?;

@@ -64,8 +64,8 @@ pub(crate) enum Command {
 /// Arguments of `key cert`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CertArgs {
-    /// The subject's key (P-256 private or public key).
-    #[arg(long)]
+    /// The subject's key: a P-256 private or public key file, or a `pkcs11:` URI.
+    #[arg(long, value_name = "KEY|URI")]
     key: PathBuf,
     /// The subject's common name (make it unique: path building goes by names).
     #[arg(long)]
@@ -73,8 +73,9 @@ pub(crate) struct CertArgs {
     /// Make a CA certificate (may issue further certificates).
     #[arg(long)]
     ca: bool,
-    /// The issuer's P-256 private key; without it the certificate is self-signed by --key.
-    #[arg(long, requires = "issuer_chain")]
+    /// The issuer's P-256 private key: a key file or a `pkcs11:` URI (a CA key on a token);
+    /// without it the certificate is self-signed by --key.
+    #[arg(long, requires = "issuer_chain", value_name = "KEY|URI")]
     issuer_key: Option<PathBuf>,
     /// The issuer's certificate file (its first certificate is the issuer; the file is appended).
     #[arg(long)]
@@ -212,31 +213,25 @@ fn reserve(args: &ReserveArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn p256_secret(path: &std::path::Path) -> Result<p256::SecretKey> {
-    match keys::load_private(path)? {
-        keys::PrivateKey::P256(k) => Ok(k),
-        _ => Err(anyhow!(
-            "{}: certificates are issued for and by P-256 keys (es256)",
-            path.display()
-        )),
-    }
-}
-
 fn cert(args: &CertArgs) -> Result<ExitCode> {
     use suitcase_author::x509::{Issuer, issue, read_certs, to_pem};
-    let subject = match keys::load_public(&args.key)? {
+    let subject_key = match signer::pkcs11_uri(&args.key) {
+        Some(uri) => pkcs11::public_key(uri)?.1,
+        None => keys::load_public(&args.key)?,
+    };
+    let subject = match subject_key {
         keys::PublicKey::P256(k) => k,
         other => {
             return Err(anyhow!(
                 "{}: a {} key cannot be certified; use a P-256 (es256) key",
-                args.key.display(),
+                signer::display_reference(&args.key),
                 other.kind()
             ));
         }
     };
     let (der, mut chain) = match (&args.issuer_key, &args.issuer_chain) {
         (Some(key), Some(chain_path)) => {
-            let issuer_key = p256_secret(key)?;
+            let issuer = signer::open(key)?;
             let chain = read_certs(chain_path)?;
             let issuer_cert = chain
                 .first()
@@ -247,8 +242,8 @@ fn cert(args: &CertArgs) -> Result<ExitCode> {
                     &args.cn,
                     args.ca,
                     args.days,
-                    &Issuer::Ca {
-                        key: &issuer_key,
+                    &Issuer::CaBy {
+                        signer: issuer.as_ref(),
                         cert: issuer_cert,
                     },
                 )?,
@@ -256,14 +251,19 @@ fn cert(args: &CertArgs) -> Result<ExitCode> {
             )
         }
         _ => {
-            let own = p256_secret(&args.key).map_err(|_| anyhow!("a self-signed certificate needs the private key as --key (or give --issuer-key and --issuer-chain)"))?;
+            let own = signer::open(&args.key).map_err(|e| {
+                anyhow!(
+                    "{e}\n  a self-signed certificate needs the private key as --key (a key file \
+                     or a pkcs11: URI), or give --issuer-key and --issuer-chain"
+                )
+            })?;
             (
                 issue(
                     &subject,
                     &args.cn,
                     args.ca,
                     args.days,
-                    &Issuer::SelfSigned(&own),
+                    &Issuer::SelfSignedBy(own.as_ref()),
                 )?,
                 Vec::new(),
             )

@@ -627,3 +627,77 @@ impl Token {
         self.release("sw.key", "app.suit");
     }
 }
+
+#[test]
+fn x509_root_and_signer_keys_on_the_token_issue_a_chain_devices_accept() {
+    let Some(t) = Token::new("x509_root_and_signer_keys_on_the_token_issue_a_chain_devices_accept")
+    else {
+        return;
+    };
+    t.generate("es256", "root");
+    t.generate("es256", "signer");
+    let root = t.uri("root");
+    t.ok(&[
+        "key",
+        "cert",
+        "--key",
+        &root,
+        "--cn",
+        "Token Root",
+        "--ca",
+        "-o",
+        "root.pem",
+    ]);
+    t.ok(&[
+        "key",
+        "cert",
+        "--key",
+        "signer.pub",
+        "--cn",
+        "Token Signer",
+        "--issuer-key",
+        &root,
+        "--issuer-chain",
+        "root.pem",
+        "-o",
+        "signer-chain.pem",
+    ]);
+    std::fs::write(t.path("app.bin"), b"image").unwrap();
+    t.ok(&[
+        "release",
+        "build",
+        "--image",
+        "app.bin",
+        "--vendor",
+        "example.com",
+        "--class",
+        "c",
+        "--sequence",
+        "5",
+        "--integrated",
+        "--profile",
+        "enhanced",
+        "--sign",
+        &t.uri("signer"),
+        "--x5chain",
+        "signer-chain.pem",
+        "-o",
+        "app.suit",
+    ]);
+    let (code, out) = t.check("app.suit", &["root.pem"], "1");
+    assert_eq!(code, 0, "{out}");
+    // An Ed25519 token key cannot issue X.509 certificates here: said, not mis-signed.
+    t.generate("ed25519", "edroot");
+    let out = t.fails(&[
+        "key",
+        "cert",
+        "--key",
+        &t.uri("edroot"),
+        "--cn",
+        "Ed Root",
+        "--ca",
+        "-o",
+        "ed.pem",
+    ]);
+    assert!(out.contains("P-256"), "{out}");
+}
