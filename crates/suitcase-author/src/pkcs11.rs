@@ -32,7 +32,7 @@
 //! 5. sign: ES256 is CKM_ECDSA over SHA-256 of the COSE Sig_structure, computed here (the token
 //!    returns `r‖s`, PKCS#11 Current Mechanisms v2.40 §2.3.1, which is COSE's form, RFC 9053
 //!    §2.1); Ed25519 is CKM_EDDSA without parameters, i.e. pure Ed25519 (PKCS#11 v3.0 Current
-//!    Mechanisms §2.3.14), over the Sig_structure itself;
+//!    Mechanisms §2.3, "EdDSA": no parameter selects Ed25519), over the Sig_structure itself;
 //! 6. verify the signature with the public key before returning it
 //!    ([`crate::signer::verify_raw`]): a token that signed with another key, or garbled the
 //!    output, fails here rather than on every device.
