@@ -83,6 +83,8 @@ pub struct Agent {
     ctx: Ctx,
     push: crate::push::Push,
     errors: u32,
+    /// Whether this agent has marked the booted slots good (once per start, `slots::mark_good`).
+    marked_good: bool,
 }
 
 impl core::fmt::Debug for Agent {
@@ -124,6 +126,7 @@ impl Agent {
             },
             push,
             errors: 0,
+            marked_good: false,
         })
     }
 
@@ -200,6 +203,10 @@ impl Agent {
         if journal.is_none() {
             // A crash between removing the journal and the work area leaves stale files.
             self.ctx.state.clear_work()?;
+            if !self.marked_good {
+                self.marked_good = true;
+                self.mark_good();
+            }
         }
         // An update that has touched the slots is finished (or undone) first, whatever the
         // server says: the device must not stay half-updated.
@@ -258,6 +265,27 @@ impl Agent {
             update,
             next_poll,
         })
+    }
+
+    /// With a bootloader that counts boot attempts on every boot (docs/bootloaders.md), the
+    /// confirmed slot that booted gets its attempts back, once per agent start and only with
+    /// no update in progress: otherwise a confirmed slot would fall back after `tries`
+    /// reboots. Failures are logged, not fatal: the next start tries again, and Distribute
+    /// reports a bootloader that cannot be read.
+    fn mark_good(&self) {
+        for c in &self.ctx.cfg.components {
+            let crate::config::Kind::File(s) = &c.kind else {
+                continue;
+            };
+            if s.bootloader == crate::bootloader::Backend::Pointer {
+                continue;
+            }
+            match crate::slots::mark_good(s) {
+                Ok(Some(what)) => tracing::info!("{}: {what}", c.name),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{}: cannot mark the booted slot good: {e}", c.name),
+            }
+        }
     }
 
     fn fresh(&self, offer: suitcase_protocol::UpdateOffer) -> Result<Journal, AgentError> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use suitcase_manifest::encryption::{DeviceKeys, KeyMaterial};
 
+use crate::bootloader::{Backend, CustomBackend, EnvBackend};
 use crate::error::AgentError;
 
 /// The file as written.
@@ -214,6 +215,8 @@ struct ComponentFile {
     // file
     slots: Option<Vec<PathBuf>>,
     pointer: Option<PathBuf>,
+    bootloader: Option<BootloaderName>,
+    boot: Option<BootFile>,
     capacity: Option<u64>,
     activate: Option<ActivateMode>,
     restart: Option<Vec<String>>,
@@ -231,6 +234,31 @@ struct ComponentFile {
     class: Option<String>,
     inner_component: Option<IdFile>,
     version: Option<String>,
+}
+
+/// `bootloader = "…"` of a file-slot component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum BootloaderName {
+    Pointer,
+    Uboot,
+    Grub,
+    Custom,
+}
+
+/// `[component.boot]`: the bootloader backend's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootFile {
+    tries: Option<u8>,
+    cmdline: Option<PathBuf>,
+    timeout_seconds: Option<f64>,
+    fw_env_config: Option<PathBuf>,
+    grubenv: Option<PathBuf>,
+    status: Option<Vec<String>>,
+    trial: Option<Vec<String>>,
+    confirm: Option<Vec<String>>,
+    revert: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,8 +469,11 @@ pub enum Kind {
 pub struct FileSlots {
     /// Slot A and slot B.
     pub slots: [PathBuf; 2],
-    /// The pointer file (the "bootloader state" of a Linux device).
+    /// The pointer file: the agent's record of the active and the confirmed slot (with
+    /// `bootloader = "pointer"`, the device's whole bootloader state).
     pub pointer: PathBuf,
+    /// Which bootloader switches the slots.
+    pub bootloader: Backend,
     /// The most bytes a slot takes.
     pub capacity: u64,
     /// How the new image starts.
@@ -832,7 +863,7 @@ impl Config {
         }
         let mut components = Vec::new();
         for c in &f.components {
-            components.push(component(path, &base, c)?);
+            components.push(component(path, &base, &rel(&f.state_dir), c)?);
         }
         for (i, c) in components.iter().enumerate() {
             if components
@@ -870,7 +901,12 @@ impl Config {
     }
 }
 
-fn component(path: &Path, base: &Path, c: &ComponentFile) -> Result<ComponentConfig, AgentError> {
+fn component(
+    path: &Path,
+    base: &Path,
+    state_dir: &Path,
+    c: &ComponentFile,
+) -> Result<ComponentConfig, AgentError> {
     let rel = |p: &Path| base.join(p);
     let what = format!("component {:?}", c.name);
     let id = parse_id(path, &format!("{what} id"), &c.id)?;
@@ -904,24 +940,49 @@ fn component(path: &Path, base: &Path, c: &ComponentFile) -> Result<ComponentCon
                     ),
                 )
             })?;
-            let pointer = c.pointer.as_ref().ok_or_else(|| {
-                bad(
-                    path,
-                    format!("{what}: pointer = \"FILE\" (the active-slot pointer file)"),
-                )
-            })?;
+            let bootloader_name = c.bootloader.unwrap_or(BootloaderName::Pointer);
+            let pointer = match (&c.pointer, bootloader_name) {
+                (Some(p), _) => rel(p),
+                (None, BootloaderName::Pointer) => {
+                    return Err(bad(
+                        path,
+                        format!("{what}: pointer = \"FILE\" (the active-slot pointer file)"),
+                    ));
+                }
+                // The agent's own record of the slots; the bootloader does not read it.
+                (None, _) => state_dir.join(format!("slots-{}.pointer", hex::encode(id.concat()))),
+            };
             let slots = [rel(&a), rel(&b)];
             let capacity = match c.capacity {
                 Some(n) => n,
                 None => block_size(&slots[0])
                     .ok_or_else(|| bad(path, format!("{what}: give capacity = BYTES (the slots are not block devices whose size the agent can read)")))?,
             };
-            let activate = c.activate.unwrap_or_default();
+            let bootloader = backend(path, base, &what, bootloader_name, c.boot.as_ref())?;
+            let switches_at_boot = matches!(bootloader, Backend::Uboot(_) | Backend::Grub(_));
+            let activate = c.activate.unwrap_or(if switches_at_boot {
+                ActivateMode::Reboot
+            } else {
+                ActivateMode::Restart
+            });
             let restart = c.restart.clone().unwrap_or_default();
             let reboot = c.reboot.clone().unwrap_or_default();
+            if switches_at_boot && (activate != ActivateMode::Reboot || reboot.is_empty()) {
+                // The bootloader switches slots only when the device boots: without a reboot
+                // the agent would confirm a slot that never ran.
+                return Err(bad(
+                    path,
+                    format!(
+                        "{what}: bootloader = {:?} switches slots at boot: set activate = \"reboot\" \
+                         and reboot = [\"systemctl\", \"reboot\"] (or your reboot command)",
+                        bootloader.name()
+                    ),
+                ));
+            }
             Kind::File(FileSlots {
                 slots,
-                pointer: rel(pointer),
+                pointer,
+                bootloader,
                 capacity,
                 activate,
                 restart,
@@ -931,6 +992,8 @@ fn component(path: &Path, base: &Path, c: &ComponentFile) -> Result<ComponentCon
         KindName::Mcu | KindName::Secondary => {
             refuses(c.slots.is_some(), "slots")?;
             refuses(c.pointer.is_some(), "pointer")?;
+            refuses(c.bootloader.is_some(), "bootloader")?;
+            refuses(c.boot.is_some(), "[component.boot]")?;
             needs(c.flash.is_some(), "flash = \"FILE\"")?;
             let sector_size = c.sector_size.unwrap_or(4096);
             if sector_size == 0 || !sector_size.is_multiple_of(256) {
@@ -992,6 +1055,115 @@ fn component(path: &Path, base: &Path, c: &ComponentFile) -> Result<ComponentCon
         version: c.version.clone(),
         kind,
     })
+}
+
+/// The bootloader backend from `bootloader = "…"` and `[component.boot]`.
+fn backend(
+    path: &Path,
+    base: &Path,
+    what: &str,
+    name: BootloaderName,
+    boot: Option<&BootFile>,
+) -> Result<Backend, AgentError> {
+    let empty = BootFile::default();
+    let b = boot.unwrap_or(&empty);
+    let kind = match name {
+        BootloaderName::Pointer => "pointer",
+        BootloaderName::Uboot => "uboot",
+        BootloaderName::Grub => "grub",
+        BootloaderName::Custom => "custom",
+    };
+    let refuses = |v: bool, key: &str| -> Result<(), AgentError> {
+        if v {
+            Err(bad(
+                path,
+                format!("{what}: [component.boot] {key} does not apply to bootloader = {kind:?}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let timeout = seconds(
+        path,
+        &format!("{what}: [component.boot] timeout_seconds"),
+        b.timeout_seconds.unwrap_or(10.0),
+    )?;
+    let commands =
+        b.status.is_some() || b.trial.is_some() || b.confirm.is_some() || b.revert.is_some();
+    match name {
+        BootloaderName::Pointer => {
+            if boot.is_some() {
+                return Err(bad(
+                    path,
+                    format!(
+                        "{what}: [component.boot] needs bootloader = \"uboot\", \"grub\" or \"custom\""
+                    ),
+                ));
+            }
+            Ok(Backend::Pointer)
+        }
+        BootloaderName::Uboot | BootloaderName::Grub => {
+            refuses(commands, "status/trial/confirm/revert")?;
+            let tries = b.tries.unwrap_or(crate::bootloader::DEFAULT_TRIES);
+            if tries == 0 || tries > crate::bootloader::MAX_TRIES {
+                return Err(bad(
+                    path,
+                    format!(
+                        "{what}: [component.boot] tries = {tries}: from 1 to {} (the boot scripts count in one decimal digit)",
+                        crate::bootloader::MAX_TRIES
+                    ),
+                ));
+            }
+            let file = if name == BootloaderName::Uboot {
+                refuses(b.grubenv.is_some(), "grubenv")?;
+                b.fw_env_config.as_deref().map(|p| base.join(p))
+            } else {
+                refuses(b.fw_env_config.is_some(), "fw_env_config")?;
+                Some(
+                    base.join(
+                        b.grubenv
+                            .as_deref()
+                            .unwrap_or(Path::new("/boot/grub/grubenv")),
+                    ),
+                )
+            };
+            let e = EnvBackend {
+                file,
+                tries,
+                cmdline: base.join(b.cmdline.as_deref().unwrap_or(Path::new("/proc/cmdline"))),
+                timeout,
+            };
+            Ok(if name == BootloaderName::Uboot {
+                Backend::Uboot(e)
+            } else {
+                Backend::Grub(e)
+            })
+        }
+        BootloaderName::Custom => {
+            refuses(b.tries.is_some(), "tries")?;
+            refuses(b.cmdline.is_some(), "cmdline")?;
+            refuses(b.fw_env_config.is_some(), "fw_env_config")?;
+            refuses(b.grubenv.is_some(), "grubenv")?;
+            let argv = |v: &Option<Vec<String>>, key: &str| -> Result<Vec<String>, AgentError> {
+                match v {
+                    Some(a) if !a.is_empty() => Ok(a.clone()),
+                    _ => Err(bad(
+                        path,
+                        format!(
+                            "{what}: bootloader = \"custom\" needs [component.boot] {key} = [\"command\", \"arg\", …] (docs/agent.md, custom bootloaders)"
+                        ),
+                    )),
+                }
+            };
+            Ok(Backend::Custom(CustomBackend {
+                status: argv(&b.status, "status")?,
+                trial: argv(&b.trial, "trial")?,
+                confirm: argv(&b.confirm, "confirm")?,
+                revert: argv(&b.revert, "revert")?,
+                timeout,
+            }))
+        }
+    }
 }
 
 /// The size of a block device, if `path` is one.

@@ -33,6 +33,7 @@
 )]
 
 mod agent;
+pub mod bootloader;
 pub mod command;
 pub mod config;
 pub mod consent;

@@ -240,3 +240,132 @@ pub fn check(slots: &FileSlots) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Apply, before the first byte goes into `to`: the bootloader must not boot it while it holds
+/// a partial image (a crash of the running slot would otherwise fall back into it). Nothing
+/// for the pointer backend, whose record already says `from`.
+///
+/// # Errors
+/// [`AgentError::Local`] with what to fix (`bootloader.rs`).
+pub fn prepare(slots: &FileSlots, from: usize) -> Result<(), AgentError> {
+    slots
+        .bootloader
+        .prepare(from, &slots.slots)
+        .map_err(AgentError::Local)
+}
+
+/// Activate: the record says `to` on trial (`confirmed = from`), then the bootloader is told
+/// to try `to` (record first: a crash in between leaves a record an undo reverts in full).
+///
+/// # Errors
+/// [`AgentError::Local`].
+pub fn activate(slots: &FileSlots, from: usize, to: usize) -> Result<(), AgentError> {
+    write_pointer(
+        &slots.pointer,
+        Pointer {
+            active: to,
+            confirmed: from,
+        },
+    )?;
+    slots
+        .bootloader
+        .trial(to, &slots.slots)
+        .map_err(AgentError::Local)
+}
+
+/// Clean-up: the bootloader marks `to` good, then the record says so (the bootloader first:
+/// a crash in between leaves the record on trial and Clean-up runs again).
+///
+/// # Errors
+/// [`AgentError::Local`].
+pub fn confirm(slots: &FileSlots, to: usize) -> Result<(), AgentError> {
+    slots
+        .bootloader
+        .confirm(to, &slots.slots)
+        .map_err(AgentError::Local)?;
+    write_pointer(
+        &slots.pointer,
+        Pointer {
+            active: to,
+            confirmed: to,
+        },
+    )
+}
+
+/// Undo: the bootloader boots `from` and not the other slot, then the record says `from`.
+///
+/// # Errors
+/// [`AgentError::Local`].
+pub fn revert(slots: &FileSlots, from: usize) -> Result<(), AgentError> {
+    slots
+        .bootloader
+        .revert(from, &slots.slots)
+        .map_err(AgentError::Local)?;
+    write_pointer(
+        &slots.pointer,
+        Pointer {
+            active: from,
+            confirmed: from,
+        },
+    )
+}
+
+/// Distribute: the slot that runs, from the record, checked against the bootloader (the
+/// agent must never write the slot the system booted from).
+///
+/// # Errors
+/// A message for the Distribute failure: the bootloader cannot be read, or it booted another
+/// slot than the record says.
+pub fn running(slots: &FileSlots) -> Result<Pointer, String> {
+    let p = read_pointer(&slots.pointer).map_err(|e| e.to_string())?;
+    if let Some(st) = slots.bootloader.status(&slots.slots)?
+        && st.booted != p.active
+    {
+        return Err(format!(
+            "the system booted slot {} but the agent's record ({}) says slot {} runs; \
+             the bootloader fell back outside an update ({}): check slot {}, then set the \
+             record to active={}, confirmed={}",
+            name(st.booted),
+            slots.pointer.display(),
+            name(p.active),
+            st.detail,
+            name(p.active),
+            name(st.booted),
+            name(st.booted),
+        ));
+    }
+    Ok(p)
+}
+
+/// Once per agent start with no update in progress, for a bootloader that counts boot
+/// attempts: the confirmed slot that booted gets its attempts back ("mark good"; the boot
+/// script decrements on every boot). Writes only when something changes (flash wear).
+/// Returns what it did, for the log.
+///
+/// # Errors
+/// A message (the caller logs it; the next start tries again).
+pub fn mark_good(slots: &FileSlots) -> Result<Option<String>, String> {
+    let p = read_pointer(&slots.pointer).map_err(|e| e.to_string())?;
+    if p.trial() {
+        return Ok(None);
+    }
+    let Some(st) = slots.bootloader.status(&slots.slots)? else {
+        return Ok(None);
+    };
+    if st.booted != p.active {
+        return Ok(None);
+    }
+    let full = slots
+        .bootloader
+        .tries()
+        .is_none_or(|t| st.left.get(st.booted).copied().flatten() == Some(t));
+    if full && st.next == Some(st.booted) && slots.bootloader.tries().is_some() {
+        return Ok(None);
+    }
+    slots.bootloader.confirm(st.booted, &slots.slots)?;
+    Ok(Some(format!(
+        "slot {} marked good (was: {})",
+        name(st.booted),
+        st.detail
+    )))
+}

@@ -11,7 +11,9 @@ use suitcase_manifest::{
 use suitcase_protocol::{BootStatus, CheckIn, InstalledComponent, Outcome, Step, StepReport};
 
 use crate::command;
-use crate::config::{ActivateMode, ComponentConfig, Config, ImageFormat, Kind, McuConfig};
+use crate::config::{
+    ActivateMode, ComponentConfig, Config, FileSlots, ImageFormat, Kind, McuConfig,
+};
 use crate::consent::{self, Decision};
 use crate::error::{AgentError, StepFailure, Stop, reason};
 use crate::events::{Event, EventSink};
@@ -19,7 +21,7 @@ use crate::http::{DownloadError, Http};
 use crate::machine::{self, Ended, Then, Undo};
 use crate::mcu::{self, Mcu, VerifierSpec};
 use crate::platform::{self, Content, DevicePlatform, Mode, Route};
-use crate::slots::{self, Pointer};
+use crate::slots;
 use crate::state::{Candidate, Download, Journal, StateDir, Target, Undoing};
 
 /// The largest envelope the agent accepts (it is held in memory to be verified).
@@ -175,6 +177,16 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
             )?;
             ctx.state.finish()?;
             flush_quietly(ctx).await?;
+            let rebooted = if u.undo == Undo::Revert {
+                reboot_into_reverted(ctx, &j).await
+            } else {
+                String::new()
+            };
+            let detail = if rebooted.is_empty() {
+                detail
+            } else {
+                format!("{detail}; {rebooted}")
+            };
             (ctx.events)(&Event::Update {
                 release_id: release.clone(),
                 result: "failed".into(),
@@ -1049,7 +1061,11 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             let (from, to, what) = match &c.kind {
                 Kind::File(s) => {
                     slots::check(s).map_err(|m| fail(step, reason::STORAGE, m))?;
-                    let p = slots::read_pointer(&s.pointer)?;
+                    // With a bootloader backend, also checks that the system booted the slot
+                    // the record names: the inactive slot is written next, and it must not be
+                    // the one running.
+                    let p = slots::running(s)
+                        .map_err(|m| fail(step, reason::STORAGE, format!("{}: {m}", c.name)))?;
                     if p.trial() {
                         return Err(fail(
                             step,
@@ -1245,6 +1261,12 @@ fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     .as_deref()
                     .and_then(slots::index)
                     .ok_or_else(|| fail(step, reason::STORAGE, "no target slot"))?;
+                if t.written == 0
+                    && let Some(from) = t.from_slot.as_deref().and_then(slots::index)
+                {
+                    // The bootloader must not fall back into a slot holding half an image.
+                    slots::prepare(s, from)?;
+                }
                 let mut snapshot = j.clone();
                 let state = ctx.state.clone();
                 let mut checkpoint = |done: u64| -> Result<(), AgentError> {
@@ -1495,20 +1517,17 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     ));
                 };
                 if t.activated && s.activate == ActivateMode::Reboot {
-                    notes.push(format!(
-                        "{}: slot {} active after the reboot",
-                        t.name,
-                        slots::name(to)
-                    ));
-                    continue;
+                    match after_reboot(c, s, from, to)? {
+                        AfterReboot::Booted(note) => {
+                            notes.push(note);
+                            continue;
+                        }
+                        AfterReboot::FellBack(why) => {
+                            return Err(fail(step, reason::BOOT_REFUSED, why));
+                        }
+                    }
                 }
-                slots::write_pointer(
-                    &s.pointer,
-                    Pointer {
-                        active: to,
-                        confirmed: from,
-                    },
-                )?;
+                slots::activate(s, from, to)?;
                 ctx.state.durability.wrote()?;
                 if let Some(x) = j.targets.get_mut(ti) {
                     x.activated = true;
@@ -1640,6 +1659,117 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
     Ok(Done::Success(notes.join("; ")))
 }
 
+/// After a revert, the reported failure delivered: a component whose bootloader switches
+/// slots at boot and that still runs the reverted slot (its health check failed on it) is
+/// rebooted into the old slot with its `reboot` command; otherwise it would keep running the
+/// image it just refused until something else reboots it. Returns what it did.
+async fn reboot_into_reverted(ctx: &Ctx, j: &Journal) -> String {
+    for t in j.targets.iter().filter(|t| !t.helper && t.activated) {
+        let Some(c) = ctx.cfg.components.get(t.component) else {
+            continue;
+        };
+        let Kind::File(s) = &c.kind else { continue };
+        let (Some(from), Some(to)) = (
+            t.from_slot.as_deref().and_then(slots::index),
+            t.to_slot.as_deref().and_then(slots::index),
+        ) else {
+            continue;
+        };
+        if s.activate != ActivateMode::Reboot || s.reboot.is_empty() {
+            continue;
+        }
+        let booted = match s.bootloader.status(&s.slots) {
+            Ok(Some(st)) => st.booted,
+            _ => continue,
+        };
+        if booted != to {
+            continue;
+        }
+        let mut env = env_of(j, Step::CleanUp);
+        env.push(("SUITCASE_COMPONENT".into(), c.name.clone()));
+        env.push(("SUITCASE_SLOT".into(), slots::name(from).into()));
+        env.push((
+            "SUITCASE_SLOT_PATH".into(),
+            s.slots
+                .get(from)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ));
+        let exit = command::run(&s.reboot, &env, ctx.cfg.health.timeout).await;
+        // One reboot brings every component back; the first one is enough.
+        return format!(
+            "{}: rebooting into slot {} ({})",
+            c.name,
+            slots::name(from),
+            exit.describe("the reboot command")
+        );
+    }
+    String::new()
+}
+
+/// What the bootloader did with a slot activated before a reboot.
+enum AfterReboot {
+    /// The new slot runs (on trial): go on to Clean-up.
+    Booted(String),
+    /// The old slot runs: the bootloader gave up on the new slot, or never tried it. Revert
+    /// and report.
+    FellBack(String),
+}
+
+/// After a reboot: which slot runs, read back from the bootloader (the pointer backend has no
+/// other witness than its own record: the new slot counts as booted, as before).
+fn after_reboot(
+    c: &ComponentConfig,
+    s: &FileSlots,
+    from: usize,
+    to: usize,
+) -> Result<AfterReboot, Stop> {
+    let Some(st) = s
+        .bootloader
+        .status(&s.slots)
+        .map_err(|m| Stop::Interrupt(AgentError::Local(format!("{}: {m}", c.name))))?
+    else {
+        return Ok(AfterReboot::Booted(format!(
+            "{}: slot {} active after the reboot",
+            c.name,
+            slots::name(to)
+        )));
+    };
+    Ok(if st.booted == to {
+        AfterReboot::Booted(format!(
+            "{}: the {} bootloader booted slot {} on trial ({})",
+            c.name,
+            s.bootloader.name(),
+            slots::name(to),
+            st.detail
+        ))
+    } else if st.next == Some(to) && st.booted == from {
+        // Not rebooted through the boot script (or the agent was started again before the
+        // reboot): rebooting again could loop for ever on a device whose bootloader never
+        // runs the script, so this is a failure too, bounded and reported.
+        AfterReboot::FellBack(format!(
+            "{}: slot {} runs after the reboot and the {} bootloader has not tried slot {} \
+             ({}): the reboot did not go through the suitcase boot script \
+             (docs/bootloaders.md), or the agent ran before the reboot",
+            c.name,
+            slots::name(from),
+            s.bootloader.name(),
+            slots::name(to),
+            st.detail
+        ))
+    } else {
+        AfterReboot::FellBack(format!(
+            "{}: the {} bootloader fell back to slot {}: slot {} did not come up within its \
+             boot attempts ({})",
+            c.name,
+            s.bootloader.name(),
+            slots::name(st.booted),
+            slots::name(to),
+            st.detail
+        ))
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // 13 Clean-up
 // ---------------------------------------------------------------------------------------------
@@ -1689,13 +1819,7 @@ fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
         match &c.kind {
             Kind::File(s) => {
                 let to = t.to_slot.as_deref().and_then(slots::index).unwrap_or(1);
-                slots::write_pointer(
-                    &s.pointer,
-                    Pointer {
-                        active: to,
-                        confirmed: to,
-                    },
-                )?;
+                slots::confirm(s, to)?;
                 ctx.state.durability.wrote()?;
             }
             Kind::Mcu(m) => {
@@ -1756,13 +1880,7 @@ async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError>
                 };
                 let p = slots::read_pointer(&s.pointer)?;
                 if p.active == to || p.confirmed == to {
-                    slots::write_pointer(
-                        &s.pointer,
-                        Pointer {
-                            active: from,
-                            confirmed: from,
-                        },
-                    )?;
+                    slots::revert(s, from)?;
                     ctx.state.durability.wrote()?;
                     let mut note = format!("{} reverted to slot {}", c.name, slots::name(from));
                     if s.activate == ActivateMode::Restart && !s.restart.is_empty() {

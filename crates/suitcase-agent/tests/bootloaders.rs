@@ -1,0 +1,740 @@
+//! The agent driving real bootloader environments: U-Boot's through libubootenv's
+//! `fw_printenv`/`fw_setenv` on a file-backed `fw_env.config`, GRUB's through `grub-editenv`.
+//! The test plays the bootloader between agent runs with [`boot`], which does what the shipped
+//! boot scripts (`docs/bootloaders/uboot-boot.cmd`, `docs/bootloaders/grub.cfg`) do, and after
+//! each step the environment is read with the real tools and compared with what the boot
+//! script needs.
+//!
+//! Without the tools each test prints a SKIP line and passes, unless
+//! `SUITCASE_REQUIRE_BOOTLOADER_TOOLS=1` (CI), where it fails.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{ALL_STEPS, Device, Fleet, image, server_steps, wait_campaign};
+use serde_json::json;
+use suitcase_agent::bootloader::{
+    Backend, CMDLINE_KEY, DEFAULT_ORDER, DEFAULT_TRIES, ENV_SLOTS, EnvBackend, LEFT_VARS,
+    MAX_TRIES, ORDER_VAR,
+};
+use suitcase_agent::{AgentError, Finished, Hooks};
+
+// ---------------------------------------------------------------------------------------------
+// The contract, in one table: the variables the agent writes and the boot scripts read, and
+// what each script must contain for it. `boot_scripts_and_the_simulated_bootloader_agree`
+// checks the shipped scripts against it.
+// ---------------------------------------------------------------------------------------------
+
+/// (variable, default when unset) — the agent's constants, which the scripts must use.
+fn contract() -> Vec<(String, String)> {
+    vec![
+        (ORDER_VAR.to_owned(), DEFAULT_ORDER.to_owned()),
+        (LEFT_VARS[0].to_owned(), DEFAULT_TRIES.to_string()),
+        (LEFT_VARS[1].to_owned(), DEFAULT_TRIES.to_string()),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavor {
+    Uboot,
+    Grub,
+}
+
+/// A bootloader environment, read and written with the real tools (not the agent's code).
+struct Env {
+    flavor: Flavor,
+    /// fw_env.config (U-Boot) or the grubenv file (GRUB).
+    file: PathBuf,
+}
+
+impl Env {
+    fn list(&self) -> BTreeMap<String, String> {
+        let out = match self.flavor {
+            Flavor::Uboot => Command::new("fw_printenv")
+                .arg("-c")
+                .arg(&self.file)
+                .output()
+                .unwrap(),
+            Flavor::Grub => Command::new("grub-editenv")
+                .arg(&self.file)
+                .arg("list")
+                .output()
+                .unwrap(),
+        };
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            self.flavor,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn set(&self, vars: &[(&str, String)]) {
+        let ok = match self.flavor {
+            Flavor::Uboot => {
+                let mut child = Command::new("fw_setenv")
+                    .arg("-c")
+                    .arg(&self.file)
+                    .args(["-s", "-"])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let script: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(script.as_bytes())
+                    .unwrap();
+                child.wait().unwrap().success()
+            }
+            Flavor::Grub => Command::new("grub-editenv")
+                .arg(&self.file)
+                .arg("set")
+                .args(vars.iter().map(|(k, v)| format!("{k}={v}")))
+                .status()
+                .unwrap()
+                .success(),
+        };
+        assert!(ok, "{:?}: cannot set {vars:?}", self.flavor);
+    }
+
+    /// The variables of the contract (and, for U-Boot, the script's `suitcase_slot`).
+    fn boot_vars(&self) -> BTreeMap<String, String> {
+        self.list()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BOOT_") || k == "suitcase_slot")
+            .collect()
+    }
+}
+
+fn vars(list: &[(&str, &str)]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// One boot, as the shipped boot scripts do it: defaults for unset variables; the first slot
+/// of `BOOT_ORDER` with `BOOT_x_LEFT > 0` is chosen and its counter decremented (GRUB's table
+/// spends any count outside 1..9 at once; U-Boot's setexpr agrees on 1..9, the only counts the
+/// agent writes); the environment is saved before the kernel starts; the kernel command line
+/// names the slot. No slot left: both counters back to 3, saved, and the machine resets
+/// (returns `None`: the caller boots again).
+fn boot(env: &Env, cmdline: &Path) -> Option<&'static str> {
+    let have = env.list();
+    let get = |k: &str, default: &str| have.get(k).cloned().unwrap_or_else(|| default.to_owned());
+    let order = get(ORDER_VAR, DEFAULT_ORDER);
+    let mut left = [
+        get(LEFT_VARS[0], &DEFAULT_TRIES.to_string()),
+        get(LEFT_VARS[1], &DEFAULT_TRIES.to_string()),
+    ];
+    let mut chosen = None;
+    for word in order.split_whitespace() {
+        let Some(i) = ENV_SLOTS.iter().position(|s| *s == word) else {
+            continue;
+        };
+        let n: i64 = left[i].parse().unwrap_or(0);
+        if n > 0 {
+            left[i] = if (1..=9).contains(&n) {
+                (n - 1).to_string()
+            } else {
+                "0".to_owned()
+            };
+            chosen = Some(ENV_SLOTS[i]);
+            break;
+        }
+    }
+    let Some(slot) = chosen else {
+        env.set(&[(LEFT_VARS[0], "3".into()), (LEFT_VARS[1], "3".into())]);
+        return None;
+    };
+    let mut save = vec![
+        (ORDER_VAR, order),
+        (LEFT_VARS[0], left[0].clone()),
+        (LEFT_VARS[1], left[1].clone()),
+    ];
+    if env.flavor == Flavor::Uboot {
+        // The U-Boot script's scratch variable is saved with the rest.
+        save.push(("suitcase_slot", slot.to_owned()));
+    }
+    env.set(&save);
+    std::fs::write(
+        cmdline,
+        format!("console=ttyS0 root=/dev/slot-{slot} ro {CMDLINE_KEY}={slot} quiet\n"),
+    )
+    .unwrap();
+    Some(slot)
+}
+
+fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+}
+
+/// Whether the tools are there; a SKIP line if not, a failure if CI requires them.
+fn tools(flavor: Flavor) -> bool {
+    let (needed, package): (&[&str], &str) = match flavor {
+        Flavor::Uboot => (&["fw_printenv", "fw_setenv"], "libubootenv-tool"),
+        Flavor::Grub => (&["grub-editenv"], "grub-common"),
+    };
+    let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("SUITCASE_REQUIRE_BOOTLOADER_TOOLS").as_deref() != Ok("1"),
+        "SUITCASE_REQUIRE_BOOTLOADER_TOOLS=1 but {missing:?} missing: apt-get install {package}"
+    );
+    eprintln!(
+        "SKIP: {missing:?} not installed (apt-get install {package}); {flavor:?} tests not run"
+    );
+    false
+}
+
+/// A device whose `app` component is switched by `flavor`, its environment initialised as a
+/// freshly flashed device's (the defaults), booted once into slot A running the old image.
+struct Board {
+    env: Env,
+    cmdline: PathBuf,
+    reboots: PathBuf,
+}
+
+fn board(dev: &mut Device, flavor: Flavor, health: &str) -> Board {
+    let dir = dev.dir.clone();
+    let env = match flavor {
+        Flavor::Uboot => {
+            // A file-backed U-Boot environment of 16 KiB; fw_setenv -f writes the default
+            // environment with a valid CRC (what a board's default environment would be).
+            let store = dir.join("uboot.env");
+            std::fs::write(&store, vec![0u8; 0x4000]).unwrap();
+            let config = dir.join("fw_env.config");
+            std::fs::write(&config, format!("{} 0x0000 0x4000\n", store.display())).unwrap();
+            let defaults = dir.join("uboot-defaults.txt");
+            std::fs::write(&defaults, "bootdelay=0\n").unwrap();
+            let ok = Command::new("fw_setenv")
+                .arg("-c")
+                .arg(&config)
+                .arg("-f")
+                .arg(&defaults)
+                .args(["bootdelay", "0"])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "fw_setenv -f");
+            Env {
+                flavor,
+                file: config,
+            }
+        }
+        Flavor::Grub => {
+            let file = dir.join("grubenv");
+            let ok = Command::new("grub-editenv")
+                .arg(&file)
+                .arg("create")
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "grub-editenv create");
+            Env { flavor, file }
+        }
+    };
+    let cmdline = dir.join("cmdline");
+    let reboots = dir.join("reboots.log");
+    // The first boot of a fresh device: the script's defaults, slot A.
+    assert_eq!(boot(&env, &cmdline), Some("A"));
+    std::fs::write(dev.path("app-a.bin"), b"the old image").unwrap();
+    let (name, key, file) = match flavor {
+        Flavor::Uboot => ("uboot", "fw_env_config", env.file.display().to_string()),
+        Flavor::Grub => ("grub", "grubenv", env.file.display().to_string()),
+    };
+    dev.components = format!(
+        r#"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+capacity = 67108864
+bootloader = "{name}"
+activate = "reboot"
+reboot = ["sh", "-c", "echo \"$SUITCASE_SLOT\" >> '{reboots}'"]
+[component.boot]
+{key} = "{file}"
+cmdline = "{cmdline}"
+tries = 3
+timeout_seconds = 20
+"#,
+        reboots = reboots.display(),
+        cmdline = cmdline.display(),
+    );
+    dev.extra = format!("[health]\ncommand = [\"sh\", \"-c\", \"{health}\"]\n");
+    Board {
+        env,
+        cmdline,
+        reboots,
+    }
+}
+
+/// Runs one agent cycle that must end in the reboot command (activated on trial).
+async fn until_reboot(fleet: &Fleet, dev: &Device) {
+    let (mut agent, events) = dev.agent(fleet, Hooks::default());
+    match agent.cycle().await {
+        Err(AgentError::Rebooting) => {}
+        other => panic!("expected the reboot: {other:?} {:?}", events.all()),
+    }
+}
+
+/// The device's last check-in as the server recorded it reports `boot.reverted`; returns
+/// its `boot` (the server buffers check-ins for a moment: polled, bounded).
+async fn server_saw_reverted(fleet: &Fleet, dev: &Device) -> serde_json::Value {
+    let mut info = serde_json::Value::Null;
+    for _ in 0..100 {
+        info = fleet.device_info(&dev.id).await;
+        if info["inventory"]["boot"]["reverted"] == true {
+            return info["inventory"]["boot"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server never saw boot.reverted: {info}");
+}
+
+async fn normal_update(flavor: Flavor) {
+    if !tools(flavor) {
+        return;
+    }
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, &format!("{flavor:?}-normal")).await;
+    let b = board(&mut dev, flavor, "exit 0");
+    let slot = |s: &'static str| {
+        if flavor == Flavor::Uboot {
+            Some(s)
+        } else {
+            None
+        }
+    };
+    let expect = |order: &str, a: &str, bb: &str, s: Option<&str>| {
+        let mut v = vars(&[
+            ("BOOT_ORDER", order),
+            ("BOOT_A_LEFT", a),
+            ("BOOT_B_LEFT", bb),
+        ]);
+        if let Some(s) = s {
+            v.insert("suitcase_slot".into(), s.into());
+        }
+        v
+    };
+    // Booted once: A has used an attempt.
+    assert_eq!(b.env.boot_vars(), expect("A B", "2", "3", slot("A")));
+    let img = image(7, 200_000);
+    let rel = fleet.release(2, &img).await;
+    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
+
+    // Until the reboot: the agent marked A good (its attempts back), wrote B (made
+    // unbootable first), then put B first on trial with full attempts, A as the fallback.
+    until_reboot(&fleet, &dev).await;
+    assert_eq!(dev.read("app-b.bin"), img);
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", slot("A")));
+    assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\n");
+    let record = dev.path(&format!("state/slots-{}.pointer", hex::encode("app")));
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "active=b\nconfirmed=a\n"
+    );
+
+    // The bootloader boots B (one attempt used), the agent starts again, sees B running,
+    // runs the health check and confirms: B first with its attempts back.
+    assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", slot("B")));
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", slot("B")));
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "active=b\nconfirmed=b\n"
+    );
+    let activate = events
+        .all()
+        .into_iter()
+        .find_map(|e| match e {
+            suitcase_agent::Event::Step { step, detail, .. } if step == "activate" => detail,
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(activate.contains("booted slot b on trial"), "{activate}");
+    let info = fleet.device_info(&dev.id).await;
+    let steps = server_steps(&info);
+    assert_eq!(
+        steps.iter().map(|(s, _, _)| s.as_str()).collect::<Vec<_>>(),
+        ALL_STEPS
+    );
+    assert!(steps.iter().all(|(_, o, _)| o == "success"), "{steps:?}");
+    wait_campaign(&fleet, &campaign, "succeeded", 1).await;
+    let inv = agent.inventory().unwrap();
+    let boot_status = inv.boot.unwrap();
+    assert_eq!(boot_status.slot.as_deref(), Some("b"));
+    assert!(!boot_status.trial && !boot_status.reverted);
+
+    // Every later boot uses an attempt; the agent, started after it, gives it back.
+    assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", slot("B")));
+    let (mut agent, _) = dev.agent(&fleet, Hooks::default());
+    assert!(agent.cycle().await.unwrap().update.is_none());
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", slot("B")));
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uboot_update_boots_the_new_slot_on_trial_and_confirms_it() {
+    normal_update(Flavor::Uboot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grub_update_boots_the_new_slot_on_trial_and_confirms_it() {
+    normal_update(Flavor::Grub).await;
+}
+
+async fn failed_health_check(flavor: Flavor) {
+    if !tools(flavor) {
+        return;
+    }
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, &format!("{flavor:?}-sick")).await;
+    let b = board(&mut dev, flavor, "exit 1");
+    let rel = fleet.release(2, &image(8, 100_000)).await;
+    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    until_reboot(&fleet, &dev).await;
+    assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
+
+    // B came up but is unhealthy: the agent reverts (A first, B not bootable), reports,
+    // and reboots into A.
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("expected a failure: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("clean-up", "health-check")
+    );
+    assert!(f.detail.contains("reverted to slot a"), "{}", f.detail);
+    assert!(f.detail.contains("rebooting into slot a"), "{}", f.detail);
+    assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\na\n");
+    let want = |s: &str| {
+        let mut v = vars(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "0"),
+        ]);
+        if flavor == Flavor::Uboot {
+            v.insert("suitcase_slot".into(), s.into());
+        }
+        v
+    };
+    assert_eq!(b.env.boot_vars(), want("B"));
+    server_saw_reverted(&fleet, &dev).await;
+    wait_campaign(&fleet, &campaign, "failed", 1).await;
+
+    // The reboot: A (one attempt used, B not tried); the agent started on it marks it good
+    // again, and B stays unbootable.
+    assert_eq!(boot(&b.env, &b.cmdline), Some("A"));
+    let mut after_boot = want("A");
+    after_boot.insert("BOOT_A_LEFT".into(), "2".into());
+    assert_eq!(b.env.boot_vars(), after_boot);
+    let (mut agent, _) = dev.agent(&fleet, Hooks::default());
+    agent.cycle().await.unwrap();
+    assert_eq!(b.env.boot_vars(), want("A"));
+    assert_eq!(dev.read("app-a.bin"), b"the old image");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_uboot_failed_health_check_reverts_to_the_old_slot() {
+    failed_health_check(Flavor::Uboot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_grub_failed_health_check_reverts_to_the_old_slot() {
+    failed_health_check(Flavor::Grub).await;
+}
+
+async fn never_comes_up(flavor: Flavor) {
+    if !tools(flavor) {
+        return;
+    }
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, &format!("{flavor:?}-dead")).await;
+    let b = board(&mut dev, flavor, "exit 0");
+    let rel = fleet.release(2, &image(9, 100_000)).await;
+    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    until_reboot(&fleet, &dev).await;
+
+    // B never comes up (kernel panic, watchdog): the agent never runs on it. The bootloader
+    // tries it three times, then boots A.
+    for left in ["2", "1", "0"] {
+        assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
+        assert_eq!(b.env.list()["BOOT_B_LEFT"], left);
+    }
+    assert_eq!(boot(&b.env, &b.cmdline), Some("A"));
+
+    // The agent, on A, reads the fallback back: Activate fails with boot-refused, the update
+    // is reverted (B stays unbootable) and the check-in reports `reverted`.
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("expected a failure: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("activate", "boot-refused"),
+        "{}",
+        f.detail
+    );
+    assert!(
+        f.detail.contains("fell back to slot a") && f.detail.contains("BOOT_B_LEFT=0"),
+        "{}",
+        f.detail
+    );
+    let mut want = vars(&[
+        ("BOOT_ORDER", "A B"),
+        ("BOOT_A_LEFT", "3"),
+        ("BOOT_B_LEFT", "0"),
+    ]);
+    if flavor == Flavor::Uboot {
+        want.insert("suitcase_slot".into(), "A".into());
+    }
+    assert_eq!(b.env.boot_vars(), want);
+    // Running A already: no reboot after the revert.
+    assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\n");
+    // The check-in right after the update reported the revert (once: the flag is cleared).
+    let boot = server_saw_reverted(&fleet, &dev).await;
+    assert_eq!(boot["slot"], "a", "{boot}");
+    assert_eq!(boot["trial"], false, "{boot}");
+    let inv = agent.inventory().unwrap();
+    assert!(!inv.boot.unwrap().reverted);
+    assert_eq!(inv.components[0].sequence_number, 0);
+    let info = fleet.device_info(&dev.id).await;
+    assert!(server_steps(&info).contains(&(
+        "activate".into(),
+        "failure".into(),
+        Some("boot-refused".into())
+    )));
+    wait_campaign(&fleet, &campaign, "failed", 1).await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_uboot_new_slot_never_comes_up_and_the_bootloader_falls_back() {
+    never_comes_up(Flavor::Uboot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_grub_new_slot_never_comes_up_and_the_bootloader_falls_back() {
+    never_comes_up(Flavor::Grub).await;
+}
+
+/// A variable the boot script would not understand stops the update at Distribute, before
+/// anything is written, with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_uboot_unexpected_variable_is_named_before_anything_is_written() {
+    if !tools(Flavor::Uboot) {
+        return;
+    }
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, "uboot-odd").await;
+    let b = board(&mut dev, Flavor::Uboot, "exit 0");
+    b.env.set(&[("BOOT_ORDER", "A C".into())]);
+    let rel = fleet.release(2, &image(10, 10_000)).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("expected a failure: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("distribute", "storage")
+    );
+    assert!(
+        f.detail.contains("BOOT_ORDER=\"A C\"") && f.detail.contains("expected \"A B\" or \"B A\""),
+        "{}",
+        f.detail
+    );
+    assert!(!dev.path("app-b.bin").exists());
+    assert_eq!(b.env.list()["BOOT_ORDER"], "A C");
+    fleet.stop().await;
+}
+
+/// The environment tools are missing or `fw_env.config` cannot be read: the messages say
+/// what to install or fix. The tools are hidden by running this test again in a child
+/// process with an empty `PATH` (changing this process's environment would race the other
+/// tests' threads).
+#[test]
+fn fault_missing_tool_or_fw_env_config_names_what_to_fix() {
+    const CHILD: &str = "SUITCASE_TEST_CHILD_WITHOUT_TOOLS";
+    if std::env::var_os(CHILD).is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "fault_missing_tool_or_fw_env_config_names_what_to_fix",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("checked: missing tools"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let slots = [dir.path().join("a"), dir.path().join("b")];
+    let config = dir.path().join("fw_env.config");
+    std::fs::write(&config, "/nonexistent/uboot.env 0x0 0x4000\n").unwrap();
+    let grubenv = dir.path().join("grubenv");
+    std::fs::write(&grubenv, b"").unwrap();
+    let cmdline = dir.path().join("cmdline");
+    std::fs::write(&cmdline, "suitcase.slot=A\n").unwrap();
+    let env = |file: &Path| EnvBackend {
+        file: Some(file.to_path_buf()),
+        tries: 3,
+        cmdline: cmdline.clone(),
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let e = Backend::Uboot(env(&config)).status(&slots).unwrap_err();
+    assert!(
+        e.contains("fw_printenv not found") && e.contains("install libubootenv-tool"),
+        "{e}"
+    );
+    let e = Backend::Uboot(env(&config)).trial(1, &slots).unwrap_err();
+    assert!(
+        e.contains("fw_setenv not found") && e.contains("install libubootenv-tool"),
+        "{e}"
+    );
+    let e = Backend::Grub(env(&grubenv)).status(&slots).unwrap_err();
+    assert!(
+        e.contains("grub-editenv not found") && e.contains("install grub-common"),
+        "{e}"
+    );
+    let e = Backend::Uboot(env(&dir.path().join("missing.config")))
+        .status(&slots)
+        .unwrap_err();
+    assert!(e.contains("cannot read the fw_env.config"), "{e}");
+    let e = Backend::Grub(env(&dir.path().join("missing-grubenv")))
+        .status(&slots)
+        .unwrap_err();
+    assert!(e.contains("grub-editenv") && e.contains("create"), "{e}");
+    println!("checked: missing tools");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped scripts against the contract and the simulated bootloader
+// ---------------------------------------------------------------------------------------------
+
+fn script(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/bootloaders")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The variables, defaults, kernel parameter and decrement of the simulated bootloader
+/// ([`boot`]) are the ones in the shipped scripts; GRUB's decrement table maps every count
+/// 1..=9 to one less; the GRUB script passes `grub-script-check` when it is installed.
+#[test]
+fn boot_scripts_and_the_simulated_bootloader_agree() {
+    for name in ["uboot-boot.cmd", "grub.cfg"] {
+        let s = script(name);
+        for (var, default) in contract() {
+            assert!(
+                s.contains(&format!("${{{var}}}")),
+                "{name} never reads {var}"
+            );
+            let set = if name == "grub.cfg" {
+                if var == ORDER_VAR {
+                    format!("set {var}=\"{default}\"")
+                } else {
+                    format!("set {var}={default}")
+                }
+            } else if var == ORDER_VAR {
+                format!("setenv {var} \"{default}\"")
+            } else {
+                format!("setenv {var} {default}")
+            };
+            assert!(s.contains(&set), "{name}: no default `{set}`");
+        }
+        for slot in ENV_SLOTS {
+            assert!(
+                s.contains(&format!("{CMDLINE_KEY}=")),
+                "{name}: no {CMDLINE_KEY}= on the kernel command line"
+            );
+            assert!(s.contains(&format!("\"{slot}\"")), "{name}: slot {slot}");
+        }
+        // Saved before booting: the save comes after the choice and before the kernel.
+        let (save, boot_kw) = if name == "grub.cfg" {
+            (
+                "save_env --file \"${suitcase_env}\" BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT",
+                "menuentry",
+            )
+        } else {
+            ("saveenv\nsetenv bootargs", "run suitcase_boot_")
+        };
+        let at_save = s
+            .find(save)
+            .unwrap_or_else(|| panic!("{name}: no {save:?}"));
+        assert!(
+            at_save < s.find(boot_kw).unwrap(),
+            "{name}: saved after booting"
+        );
+    }
+    // U-Boot decrements with setexpr by one, for both slots.
+    let u = script("uboot-boot.cmd");
+    for v in LEFT_VARS {
+        assert!(u.contains(&format!("setexpr {v} ${{{v}}} - 1")), "{v}");
+        assert!(u.contains(&format!("test ${{{v}}} -gt 0")), "{v}");
+    }
+    // GRUB's table: every count from 1 to MAX_TRIES maps to one less, anything else to 0.
+    let g = script("grub.cfg");
+    for v in LEFT_VARS {
+        for n in 1..=MAX_TRIES {
+            let line = format!("[ \"${{{v}}}\" = {n} ]; then set {v}={}", n - 1);
+            assert!(g.contains(&line), "grub.cfg lacks `{line}`");
+        }
+        assert!(g.contains(&format!("else set {v}=0")), "{v}");
+    }
+    if have("grub-script-check") {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bootloaders/grub.cfg");
+        let out = Command::new("grub-script-check").arg(&p).output().unwrap();
+        assert!(
+            out.status.success(),
+            "grub-script-check: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
