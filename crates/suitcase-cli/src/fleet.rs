@@ -93,6 +93,11 @@ enum ReleaseCmd {
     List,
     /// Show one release.
     Show { id: String },
+    /// Archive a release: kept with its history, offered to no new campaign (refused while a
+    /// campaign that is not over uses it).
+    Archive { id: String },
+    /// Delete a release no campaign ever used (refused otherwise: archive it).
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -361,7 +366,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             out(&v, &|v| {
                 for r in v.as_array().into_iter().flatten() {
                     outln!(
-                        "{}  seq {:>6}  {}  {}",
+                        "{}  seq {:>6}  {}  {}{}",
                         r["id"].as_str().unwrap_or(""),
                         r["sequence_number"],
                         if r["complete"] == true {
@@ -369,7 +374,12 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
                         } else {
                             "incomplete"
                         },
-                        r["name"].as_str().unwrap_or("")
+                        r["name"].as_str().unwrap_or(""),
+                        if r["archived"] == true {
+                            "  (archived)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             });
@@ -434,6 +444,16 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             out(&v, &|v| {
                 outln!("{} tags {}", v["name"].as_str().unwrap_or(""), v["tags"])
             });
+        }
+        Command::Release(ReleaseCmd::Archive { id }) => {
+            let v = c.post(&format!("/api/v1/releases/{id}/archive"), &json!({}))?;
+            out(&v, &|v| {
+                outln!("archived {}", v["id"].as_str().unwrap_or(""))
+            });
+        }
+        Command::Release(ReleaseCmd::Delete { id }) => {
+            c.send(c.http.delete(format!("{}/api/v1/releases/{id}", c.base)))?;
+            outln!("deleted {id}");
         }
         Command::Device(DeviceCmd::Token(DeviceTokenCmd::Rotate { id })) => {
             let v = c.post(&format!("/api/v1/devices/{id}/token"), &json!({}))?;

@@ -45,7 +45,9 @@ fn dry_run_human_times_and_token_rotation() {
         out.contains("dry run: 3 device(s) would be targeted"),
         "{out}"
     );
-    assert!(out.contains("dr-0 dr-1 dr-2"), "{out}");
+    for n in ["dr-0", "dr-1", "dr-2"] {
+        assert!(out.contains(n), "{out}");
+    }
     let json: Value = serde_json::from_str(&s.ok(
         d,
         &[
@@ -116,4 +118,40 @@ fn dry_run_human_times_and_token_rotation() {
     assert!(ta.starts_with("sct_d_") && tb.starts_with("sct_d_") && ta != tb);
     let human = s.ok(d, &["fleet", "device", "token", "rotate", "dr-1"]);
     assert!(human.contains("the old one no longer works"), "{human}");
+
+    // Archive, then delete (no campaign used it).
+    assert!(
+        s.ok(d, &["fleet", "release", "archive", &rel])
+            .contains("archived")
+    );
+    assert!(
+        s.ok(d, &["fleet", "release", "list"])
+            .contains("(archived)")
+    );
+    let o = s
+        .command(
+            d,
+            &[
+                "fleet",
+                "campaign",
+                "create",
+                "--release",
+                &rel,
+                "--tag",
+                "dry",
+                "--dry-run",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "an archived release is offered to no new campaign"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("archived"));
+    assert!(
+        s.ok(d, &["fleet", "release", "delete", &rel])
+            .contains("deleted")
+    );
+    assert!(!s.ok(d, &["fleet", "release", "list"]).contains(&rel));
 }

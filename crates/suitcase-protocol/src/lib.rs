@@ -653,6 +653,9 @@ pub struct ReleaseInfo {
     /// Delta patches the server made from earlier releases' images to this one's.
     #[serde(default)]
     pub deltas: Vec<ReleaseDelta>,
+    /// Archived: kept (with its campaigns' history) but offered to no new campaign.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 /// A delta patch the server generated for a release's payload.

@@ -122,7 +122,10 @@ CREATE INDEX campaign_devices_state ON campaign_devices (campaign_id, state);
 CREATE INDEX reports_device_id ON reports (device_id, id)
 "
     .to_owned();
-    vec![(1, v1), (2, v2), (3, v3), (4, v4), (5, v5)]
+    // Archived releases stay (their campaigns' history refers to them) but no new campaign
+    // may use them.
+    let v6 = "ALTER TABLE releases ADD COLUMN archived BIGINT NOT NULL DEFAULT 0".to_owned();
+    vec![(1, v1), (2, v2), (3, v3), (4, v4), (5, v5), (6, v6)]
 }
 
 impl Db {

@@ -110,6 +110,16 @@ impl Deltas {
             .cloned()
     }
 
+    /// Forgets the deltas of a deleted release.
+    pub(crate) fn forget_release(&self, release_id: &str) {
+        if let Ok(mut m) = self.by_payload.write() {
+            m.retain(|(r, _), _| r != release_id);
+        }
+        if let Ok(mut m) = self.by_id.write() {
+            m.retain(|_, d| d.release_id != release_id);
+        }
+    }
+
     /// A delta by id.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<DeltaRow>> {
         self.by_id.read().ok()?.get(id).cloned()

@@ -264,6 +264,8 @@ pub(crate) struct ReleaseRow {
     pub(crate) created_by: String,
     pub(crate) created_at: i64,
     pub(crate) payloads: Vec<PayloadRow>,
+    /// Offered to no new campaign.
+    pub(crate) archived: bool,
 }
 
 impl ReleaseRow {
@@ -273,7 +275,7 @@ impl ReleaseRow {
     }
 }
 
-const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes";
+const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived";
 
 impl Db {
     pub(crate) async fn release_create(
@@ -353,6 +355,7 @@ impl Db {
             summary: serde_json::from_str(&summary).context("stored release summary")?,
             signed_by: serde_json::from_str(&signed_by).context("stored signers")?,
             envelope_bytes: to_u64(r.try_get("envelope_bytes")?),
+            archived: r.try_get::<i64, _>("archived")? != 0,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
         })
@@ -369,6 +372,46 @@ impl Db {
             Some(r) => Ok(Some(self.release_row(&r).await?)),
             None => Ok(None),
         }
+    }
+
+    /// Archives (or brings back) a release.
+    pub(crate) async fn release_set_archived(&self, id: &str, archived: bool) -> Result<()> {
+        sqlx::query("UPDATE releases SET archived = $1 WHERE id = $2")
+            .bind(i64::from(archived))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a delta of another release was made from this release's image.
+    pub(crate) async fn release_is_delta_base(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM deltas WHERE source_release_id = $1 AND release_id <> $1 LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    /// Deletes a release with its payload rows and its own deltas, in one transaction. The
+    /// payload store's files are then referred to by nothing, and the sweeper removes them.
+    pub(crate) async fn release_delete(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM deltas WHERE release_id = $1",
+            "DELETE FROM payloads WHERE release_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let n = sqlx::query("DELETE FROM releases WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
     }
 
     pub(crate) async fn release_list(&self) -> Result<Vec<ReleaseRow>> {

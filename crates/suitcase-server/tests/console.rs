@@ -29,6 +29,7 @@ both_backends!(
     signout_and_revocation_end_the_session,
     device_timeline_keeps_attempts_apart,
     dry_run_counts_what_start_would_target,
+    releases_in_use_are_neither_archived_nor_deleted,
 );
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
@@ -628,5 +629,99 @@ async fn dry_run_counts_what_start_would_target(b: Backend) {
         1,
         "a dry run creates nothing"
     );
+    h.stop().await;
+}
+
+async fn releases_in_use_are_neither_archived_nor_deleted(b: Backend) {
+    let h = Harness::new(b).await;
+    let used = running_campaign(&h, "arch").await;
+    let rel = h.campaign_info(&used).await["release_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let del = |id: String| {
+        let req = h
+            .client
+            .delete(h.url(&format!("/api/v1/releases/{id}")))
+            .bearer_auth(&h.admin);
+        async move {
+            let r = req.send().await.unwrap();
+            let s = r.status();
+            (s, r.text().await.unwrap())
+        }
+    };
+    let archive = |id: &str| format!("/api/v1/releases/{id}/archive");
+    // A running campaign uses it: neither.
+    let (st, v) = h.post(&h.admin, &archive(&rel), &json!({})).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "release-in-use");
+    assert!(v["message"].as_str().unwrap().contains(&used), "{v}");
+    let (st, body) = del(rel.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let viewer = h.token("viewer").await;
+    let (st, _) = h.post(&viewer, &archive(&rel), &json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Once the campaign is over: archived, and no new campaign may use it; still not deleted
+    // (the campaign's history refers to it).
+    let (st, _) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/campaigns/{used}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = h.post(&h.admin, &archive(&rel), &json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["archived"], true);
+    let (st, v) = h
+        .post(
+            &h.admin,
+            "/api/v1/campaigns",
+            &json!({"name": "again", "release_id": rel}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "release-archived");
+    let (st, body) = del(rel.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+
+    // A release no campaign used: deleted, from the console (author or admin), CSRF-checked.
+    let unused = h.release(5, b"never deployed").await;
+    let s = Session::signin(&h, &h.admin).await;
+    let (_, page) = s.get("/ui/releases").await;
+    assert!(
+        page.contains(&format!("/ui/releases/{unused}/delete")),
+        "{page}"
+    );
+    assert!(page.contains("archived"), "{page}");
+    assert!(
+        !page.contains(&format!("/ui/releases/{rel}/archive")),
+        "no Archive button on an archived release"
+    );
+    let token = s.csrf().await;
+    let path = format!("/ui/releases/{unused}/delete");
+    assert_eq!(
+        s.post(&path, &[], None).await,
+        StatusCode::FORBIDDEN,
+        "no token"
+    );
+    assert_eq!(
+        s.post(&path, &[("csrf", &token)], None).await,
+        StatusCode::SEE_OTHER
+    );
+    let (st, _) = h.get(&h.admin, &format!("/api/v1/releases/{unused}")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = del(unused).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, audit) = s.get("/ui/audit?action=release.").await;
+    assert!(
+        audit.contains("release.delete") && audit.contains("release.archive"),
+        "{audit}"
+    );
+    // A viewer sees no release buttons.
+    let vs = Session::signin(&h, &viewer).await;
+    let (_, page) = vs.get("/ui/releases").await;
+    assert!(!page.contains("/archive\""), "{page}");
     h.stop().await;
 }

@@ -141,6 +141,15 @@ pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<
         .release_get(&c.release_id)
         .await?
         .ok_or_else(|| ApiErr::not_found("release", &c.release_id))?;
+    if release.archived {
+        return Err(ApiErr::conflict(
+            "release-archived",
+            format!(
+                "release {} is archived; no new campaign may use it",
+                release.id
+            ),
+        ));
+    }
     if !release.complete() {
         let missing: Vec<String> = release
             .payloads

@@ -43,7 +43,7 @@ impl Modify for Security {
     ),
     paths(
         device::checkin, device::report, device::state, device::envelope, device::payload, device::delta,
-        releases::upload, releases::put_payload, releases::list, releases::get, releases::envelope,
+        releases::upload, releases::put_payload, releases::list, releases::get, releases::archive, releases::delete, releases::envelope,
         fleet::create, fleet::create_batch, fleet::list, fleet::get, fleet::patch, fleet::revoke,
         fleet::rotate_token, fleet::groups, fleet::group_create, fleet::group_add, fleet::group_remove,
         campaigns::create, campaigns::dry_run, campaigns::list, campaigns::get, campaigns::members, campaigns::act,

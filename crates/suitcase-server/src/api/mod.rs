@@ -50,7 +50,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/keys/{id}", delete(admin::key_delete))
         .route("/api/v1/audit", get(admin::audit))
         .route("/api/v1/releases", get(releases::list))
-        .route("/api/v1/releases/{id}", get(releases::get))
+        .route(
+            "/api/v1/releases/{id}",
+            get(releases::get).delete(releases::delete),
+        )
+        .route("/api/v1/releases/{id}/archive", post(releases::archive))
         .route("/api/v1/releases/{id}/envelope", get(releases::envelope))
         .route("/api/v1/devices", get(fleet::list).post(fleet::create))
         .route("/api/v1/devices/batch", post(fleet::create_batch))

@@ -11,7 +11,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
 use suitcase_author::summary::summarize;
 use suitcase_manifest::{Envelope, TrustAnchor, TrustPolicy};
-use suitcase_protocol::{ReleaseComponent, ReleaseInfo, ReleasePayload};
+use suitcase_protocol::{CampaignState, ReleaseComponent, ReleaseInfo, ReleasePayload};
 
 use crate::AppState;
 use crate::api::audit;
@@ -57,6 +57,7 @@ pub(crate) fn info(state: &AppState, r: &ReleaseRow) -> ReleaseInfo {
         created_by: r.created_by.clone(),
         created_at: r.created_at,
         deltas: state.deltas.of_release(&r.id),
+        archived: r.archived,
     }
 }
 
@@ -189,6 +190,7 @@ pub(crate) async fn upload(
         created_at: state.now(),
         payloads: Vec::new(),
         summary,
+        archived: false,
     };
     if let Err(e) = state.db.release_create(&row, &body, &uris).await {
         // The same manifest uploaded by a concurrent request: its digest is unique.
@@ -479,6 +481,124 @@ pub(crate) async fn get(
         .await?
         .ok_or_else(|| ApiErr::not_found("release", &id))?;
     Ok(axum::Json(info(&state, &r)))
+}
+
+/// The campaigns that name a release (to deploy or to roll back to), with their states.
+async fn campaigns_using(state: &AppState, id: &str) -> ApiResult<Vec<(String, CampaignState)>> {
+    Ok(state
+        .db
+        .campaign_list()
+        .await?
+        .into_iter()
+        .filter(|c| c.spec.release_id == id || c.spec.rollback_release_id.as_deref() == Some(id))
+        .map(|c| (c.id, c.state))
+        .collect())
+}
+
+fn in_use(id: &str, verb: &str, list: &[(String, CampaignState)]) -> ApiErr {
+    let names: Vec<String> = list
+        .iter()
+        .take(10)
+        .map(|(c, s)| format!("{c} ({})", s.name()))
+        .collect();
+    ApiErr::conflict(
+        "release-in-use",
+        format!(
+            "release {id} cannot be {verb}: campaign(s) {} use it",
+            names.join(", ")
+        ),
+    )
+}
+
+/// Archive a release: it stays, with its campaigns' history, but no new campaign may use it.
+/// Refused while a campaign that is not over (draft, running, paused, rolled back) uses it.
+#[utoipa::path(post, path = "/api/v1/releases/{id}/archive", tag = "releases",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ReleaseInfo),
+              (status = 409, body = suitcase_protocol::ApiError, description = "a live campaign uses it")),
+    security(("management_token" = [])))]
+pub(crate) async fn archive(
+    State(state): State<AppState>,
+    who: Manager,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<ReleaseInfo>> {
+    who.require(Cap::Upload)?;
+    let _ops = crate::engine::lock_ops(&state).await;
+    let r = state
+        .db
+        .release_get(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let live: Vec<_> = campaigns_using(&state, &id)
+        .await?
+        .into_iter()
+        .filter(|(_, s)| !matches!(s, CampaignState::Completed | CampaignState::Cancelled))
+        .collect();
+    if !live.is_empty() {
+        return Err(in_use(&id, "archived", &live)
+            .hint("wait for the campaign to finish, or cancel it first"));
+    }
+    state.db.release_set_archived(&id, true).await?;
+    audit(
+        &state,
+        &who,
+        "release.archive",
+        &id,
+        serde_json::json!({"name": r.name}),
+    )
+    .await?;
+    let r = state
+        .db
+        .release_get(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    Ok(axum::Json(info(&state, &r)))
+}
+
+/// Delete a release that no campaign ever used (an upload mistake): its envelope, payload
+/// records and deltas go; the payload files are removed by the store's sweeper. A release any
+/// campaign used, even a finished one, is archived instead (the campaign's history refers to
+/// it), and so is one another release's delta was made from.
+#[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "deleted"),
+              (status = 409, body = suitcase_protocol::ApiError, description = "a campaign used it, or another release's delta is made from it")),
+    security(("management_token" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    who: Manager,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require(Cap::Upload)?;
+    let _ops = crate::engine::lock_ops(&state).await;
+    let r = state
+        .db
+        .release_get(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let used = campaigns_using(&state, &id).await?;
+    if !used.is_empty() {
+        return Err(in_use(&id, "deleted", &used)
+            .hint("a release a campaign used stays for the campaign's history: archive it (POST /api/v1/releases/{id}/archive)"));
+    }
+    if state.db.release_is_delta_base(&id).await? {
+        return Err(ApiErr::conflict(
+            "release-is-delta-base",
+            format!("release {id} cannot be deleted: another release's delta patch is made from its image"),
+        )
+        .hint("archive it instead"));
+    }
+    state.db.release_delete(&id).await?;
+    state.deltas.forget_release(&id);
+    audit(
+        &state,
+        &who,
+        "release.delete",
+        &id,
+        serde_json::json!({"name": r.name, "sequence_number": r.sequence_number}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A release's envelope, as uploaded.

@@ -252,6 +252,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/devices/{id}", get(pages::device))
         .route("/ui/devices/{id}/token", post(pages::device_token))
         .route("/ui/releases", get(pages::releases))
+        .route("/ui/releases/{id}/{action}", post(pages::release_act))
         .route(
             "/ui/campaigns",
             get(pages::campaigns).post(pages::campaign_create),

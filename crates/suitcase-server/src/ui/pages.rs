@@ -9,7 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use suitcase_protocol::{
-    CampaignCreate, CampaignInfo, CampaignState, CheckIn, Filter, OnError, Outcome, Step, WaveSize,
+    CampaignCreate, CampaignInfo, CampaignState, CheckIn, Filter, OnError, Outcome, Role, Step,
+    WaveSize,
 };
 
 use super::query::{DeviceQuery, TimelineRow};
@@ -704,7 +705,12 @@ pub(crate) async fn releases(State(state): State<AppState>, ui: Ui) -> Response 
         Err(err) => return error_page(&err),
     };
     let now = state.now();
+    // Authors and admins manage releases (the API's Cap::Upload).
+    let authors = matches!(ui.role(), Role::Author | Role::Admin);
     let mut b = String::new();
+    if authors {
+        b.push_str("<p class=\"help\">Archive keeps a release and its history but offers it to no new campaign; delete removes a release no campaign ever used. Both are refused while a campaign uses the release.</p>");
+    }
     if releases.is_empty() {
         b.push_str(
             "<p>No release yet. Upload one with <code>suitcase fleet release upload</code>.</p>",
@@ -748,10 +754,33 @@ pub(crate) async fn releases(State(state): State<AppState>, ui: Ui) -> Response 
             e(&r.id),
             e(&r.name),
             e(&r.id),
-            if r.complete() {
-                String::new()
-            } else {
-                "<br><strong>payloads missing</strong>".to_owned()
+            {
+                let mut extra = String::new();
+                if !r.complete() {
+                    extra.push_str("<br><strong>payloads missing</strong>");
+                }
+                if r.archived {
+                    extra.push_str("<br><span class=\"badge s-archived\">▣ archived</span>");
+                }
+                if authors && !r.archived {
+                    let _ = write!(
+                        extra,
+                        "<br>{}{}",
+                        action_form(
+                            &ui,
+                            &format!("/ui/releases/{}/archive", u(&r.id)),
+                            "Archive",
+                            ""
+                        ),
+                        action_form(
+                            &ui,
+                            &format!("/ui/releases/{}/delete", u(&r.id)),
+                            "Delete",
+                            "danger"
+                        )
+                    );
+                }
+                extra
             },
             e(&r.summary.vendor_ids().join(", ")),
             e(&r.summary.class_ids().join(", ")),
@@ -785,6 +814,38 @@ pub(crate) async fn releases(State(state): State<AppState>, ui: Ui) -> Response 
     }
     b.push_str("</tbody></table>");
     page(&ui, "Releases", "Releases", &b)
+}
+
+/// `POST /ui/releases/{id}/archive` or `/delete`, through the API's handlers.
+pub(crate) async fn release_act(
+    State(state): State<AppState>,
+    ui: Ui,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(f): axum::Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = check_form(&ui, &headers, f.csrf.as_deref()) {
+        return r;
+    }
+    let done = match action.as_str() {
+        "archive" => crate::api::releases::archive(State(state), ui.who.clone(), Path(id))
+            .await
+            .map(|_| ()),
+        "delete" => crate::api::releases::delete(State(state), ui.who.clone(), Path(id))
+            .await
+            .map(|_| ()),
+        _ => {
+            return page_error(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "the release actions are archive and delete",
+            );
+        }
+    };
+    match done {
+        Ok(()) => Redirect::to("/ui/releases").into_response(),
+        Err(err) => error_page(&err),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -950,7 +1011,11 @@ pub(crate) async fn campaign_new(
     let v = |n: &str| e(p.get(n).map_or("", String::as_str));
     let chosen = p.get("release").map_or("", String::as_str);
     let mut opts = String::new();
-    for r in releases.iter().rev().filter(|r| r.complete()) {
+    for r in releases
+        .iter()
+        .rev()
+        .filter(|r| r.complete() && !r.archived)
+    {
         let _ = write!(
             opts,
             "<option value=\"{}\"{}>{} (sequence {}, {})</option>",
