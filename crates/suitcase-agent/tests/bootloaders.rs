@@ -586,6 +586,72 @@ async fn fault_uboot_unexpected_variable_is_named_before_anything_is_written() {
     fleet.stop().await;
 }
 
+/// `bootloader = "custom"`: the integrator's commands, called with `SUITCASE_SLOT`, in the
+/// order the contract says (docs/agent.md): mark good at start, revert to the running slot
+/// before writing the other, trial at Activate, status after the reboot, confirm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_bootloader_commands_run_in_contract_order() {
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, "custom").await;
+    let state = dev.path("boot.state");
+    let log = dev.path("boot.log");
+    std::fs::write(&state, "booted=a\nnext=a\n").unwrap();
+    let bs = dev.script(
+        "bs",
+        &format!(
+            r#"state='{state}'
+case "$1" in
+status) cat "$state" ;;
+trial|confirm|revert)
+    echo "$1 $SUITCASE_SLOT" >> '{log}'
+    booted=$(grep '^booted=' "$state")
+    printf '%s\nnext=%s\n' "$booted" "$SUITCASE_SLOT" > "$state" ;;
+*) exit 64 ;;
+esac"#,
+            state = state.display(),
+            log = log.display()
+        ),
+    );
+    let bs = bs.display();
+    dev.components = format!(
+        r#"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+capacity = 1048576
+bootloader = "custom"
+activate = "reboot"
+reboot = ["true"]
+[component.boot]
+status = ["{bs}", "status"]
+trial = ["{bs}", "trial"]
+confirm = ["{bs}", "confirm"]
+revert = ["{bs}", "revert"]
+"#
+    );
+    let img = image(12, 50_000);
+    let rel = fleet.release(2, &img).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    until_reboot(&fleet, &dev).await;
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "confirm a\nrevert a\ntrial b\n"
+    );
+    // The "bootloader" boots what it was told to.
+    std::fs::write(&state, "booted=b\nnext=b\n").unwrap();
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "confirm a\nrevert a\ntrial b\nconfirm b\n"
+    );
+    assert_eq!(dev.read("app-b.bin"), img);
+    fleet.stop().await;
+}
+
 /// The environment tools are missing or `fw_env.config` cannot be read: the messages say
 /// what to install or fix. The tools are hidden by running this test again in a child
 /// process with an empty `PATH` (changing this process's environment would race the other

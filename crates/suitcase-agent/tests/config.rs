@@ -227,3 +227,137 @@ fn attack_private_key_as_trust_anchor_is_refused_without_echoing_it() {
         );
     }
 }
+
+const UBOOT_APP: &str = r#"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["a", "b"]
+capacity = 10
+bootloader = "uboot"
+reboot = ["systemctl", "reboot"]
+[component.boot]
+fw_env_config = "fw_env.config"
+"#;
+
+/// `bootloader` and `[component.boot]`: the old configurations keep the pointer backend; each
+/// backend's settings parse, with their defaults; mistakes are named with what to write.
+#[test]
+fn bootloader_backends_parse_and_mistakes_are_named() {
+    use suitcase_agent::bootloader::Backend;
+    let c = parse(&format!("{BASE}{APP}")).unwrap();
+    let Kind::File(s) = &c.components[0].kind else {
+        panic!()
+    };
+    assert_eq!(s.bootloader, Backend::Pointer);
+    assert_eq!(s.activate, ActivateMode::Restart);
+
+    let c = parse(&format!("{BASE}{UBOOT_APP}")).unwrap();
+    let Kind::File(s) = &c.components[0].kind else {
+        panic!()
+    };
+    let Backend::Uboot(e) = &s.bootloader else {
+        panic!("{:?}", s.bootloader)
+    };
+    let dir = example().parent().unwrap().to_path_buf();
+    assert_eq!(e.file.as_deref(), Some(dir.join("fw_env.config").as_path()));
+    assert_eq!(e.tries, 3);
+    assert_eq!(e.cmdline, Path::new("/proc/cmdline"));
+    assert_eq!(e.timeout, std::time::Duration::from_secs(10));
+    // Reboot by default; the agent's record in the state directory when no pointer is given.
+    assert_eq!(s.activate, ActivateMode::Reboot);
+    assert_eq!(s.pointer, dir.join("state/slots-617070.pointer"));
+
+    let grub = UBOOT_APP
+        .replace("\"uboot\"", "\"grub\"")
+        .replace("fw_env_config", "grubenv");
+    let c = parse(&format!(
+        "{BASE}{grub}\ntries = 5\ncmdline = \"/tmp/cmdline\"\n"
+    ))
+    .unwrap();
+    let Kind::File(s) = &c.components[0].kind else {
+        panic!()
+    };
+    let Backend::Grub(e) = &s.bootloader else {
+        panic!("{:?}", s.bootloader)
+    };
+    assert_eq!(
+        (e.tries, e.cmdline.as_path()),
+        (5, Path::new("/tmp/cmdline"))
+    );
+
+    let custom = format!(
+        "{BASE}{}",
+        UBOOT_APP
+            .replace("\"uboot\"", "\"custom\"")
+            .replace(
+                "fw_env_config = \"fw_env.config\"",
+                "status = [\"bs\", \"status\"]\ntrial = [\"bs\", \"trial\"]\nconfirm = [\"bs\", \"confirm\"]\nrevert = [\"bs\", \"revert\"]"
+            )
+    );
+    let c = parse(&custom).unwrap();
+    let Kind::File(s) = &c.components[0].kind else {
+        panic!()
+    };
+    assert!(matches!(&s.bootloader, Backend::Custom(b) if b.status == ["bs", "status"]));
+
+    let cases = [
+        (
+            format!("{BASE}{UBOOT_APP}").replace("reboot = [\"systemctl\", \"reboot\"]\n", ""),
+            "switches slots at boot: set activate = \"reboot\" and reboot =",
+        ),
+        (
+            format!("{BASE}{UBOOT_APP}").replace(
+                "bootloader = \"uboot\"\n",
+                "activate = \"restart\"\nbootloader = \"uboot\"\n",
+            ),
+            "switches slots at boot",
+        ),
+        (
+            format!("{BASE}{APP}[component.boot]\ntries = 3\n"),
+            "[component.boot] needs bootloader = \"uboot\", \"grub\" or \"custom\"",
+        ),
+        (
+            format!("{BASE}{UBOOT_APP}grubenv = \"x\"\n"),
+            "grubenv does not apply to bootloader = \"uboot\"",
+        ),
+        (
+            format!("{BASE}{UBOOT_APP}tries = 12\n"),
+            "tries = 12: from 1 to 9",
+        ),
+        (
+            format!("{BASE}{UBOOT_APP}tries = 0\n"),
+            "tries = 0: from 1 to 9",
+        ),
+        (
+            custom.replace("status = [\"bs\", \"status\"]\n", ""),
+            "needs [component.boot] status = [",
+        ),
+        (
+            custom.replace("revert = [\"bs\", \"revert\"]", "revert = []"),
+            "needs [component.boot] revert = [",
+        ),
+        (
+            format!("{BASE}{UBOOT_APP}").replace("\"uboot\"", "\"lilo\""),
+            "unknown variant",
+        ),
+        (
+            format!("{BASE}{UBOOT_APP}frobnicate = 1\n"),
+            "unknown field",
+        ),
+        (
+            format!("{BASE}{APP}")
+                .replace("kind = \"file\"", "kind = \"mcu\"\nflash = \"f\"")
+                .replace(
+                    "slots = [\"a\", \"b\"]\npointer = \"p\"\ncapacity = 10\n",
+                    "bootloader = \"uboot\"\n",
+                ),
+            "bootloader does not apply",
+        ),
+    ];
+    for (text, want) in cases {
+        let m = message(&text);
+        assert!(m.contains(want), "{want:?} not in {m:?}");
+    }
+}
