@@ -264,7 +264,7 @@ fn bootloader_backends_parse_and_mistakes_are_named() {
     assert_eq!(e.file.as_deref(), Some(dir.join("fw_env.config").as_path()));
     assert_eq!(e.tries, 3);
     assert_eq!(e.cmdline, Path::new("/proc/cmdline"));
-    assert_eq!(e.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(e.timeout, core::time::Duration::from_secs(10));
     // Reboot by default; the agent's record in the state directory when no pointer is given.
     assert_eq!(s.activate, ActivateMode::Reboot);
     assert_eq!(s.pointer, dir.join("state/slots-617070.pointer"));
