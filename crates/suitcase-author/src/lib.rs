@@ -5,6 +5,9 @@
 //! This crate runs on build machines and signing hosts, never on devices: it allocates, reads
 //! and writes files and uses the operating system's random number generator. Devices only
 //! verify, with `suitcase-manifest`.
+//!
+//! Every signature goes through [`signer::Signer`]: key files, keys on PKCS#11 tokens
+//! ([`pkcs11`]) and, behind the same trait, any other back-end such as a cloud KMS.
 
 #![allow(
     clippy::std_instead_of_core,

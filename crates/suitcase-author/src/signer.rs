@@ -34,6 +34,20 @@
 //!   command that takes a signing key then accepts it.
 //!
 //! Nothing else changes: [`sign_block`] and [`crate::release`] only see the trait.
+//!
+//! ```
+//! use suitcase_author::keys::{KeyAlg, generate};
+//! use suitcase_author::signer::{open, verify_raw};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let key = dir.path().join("author.key");
+//! std::fs::write(&key, generate(KeyAlg::Es256, "")?.private)?;
+//! let signer = open(&key)?; // or open("pkcs11:token=...;object=...?module-path=...".as_ref())
+//! let signature = signer.sign(b"Sig_structure bytes")?;
+//! assert!(verify_raw(signer.public_key(), b"Sig_structure bytes", &signature).is_ok());
+//! assert!(verify_raw(signer.public_key(), b"tampered bytes", &signature).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 

@@ -710,3 +710,39 @@ fn x509_root_and_signer_keys_on_the_token_issue_a_chain_devices_accept() {
     ]);
     assert!(out.contains("P-256"), "{out}");
 }
+
+#[test]
+fn two_token_keys_sign_one_release_in_one_process() {
+    let Some(t) = Token::new("two_token_keys_sign_one_release_in_one_process") else {
+        return;
+    };
+    // One module, one login shared by both signers' sessions (PKCS#11 v2.40 §5.6).
+    t.generate("es256", "author");
+    t.generate("ed25519", "operator");
+    std::fs::write(t.path("app.bin"), b"image").unwrap();
+    let built = t.ok(&[
+        "release",
+        "build",
+        "--image",
+        "app.bin",
+        "--vendor",
+        "example.com",
+        "--class",
+        "c",
+        "--sequence",
+        "9",
+        "--integrated",
+        "--profile",
+        "enhanced",
+        "--sign",
+        &t.uri("author"),
+        "--sign",
+        &t.uri("operator"),
+        "-o",
+        "app.suit",
+        "--json",
+    ]);
+    assert_eq!(built["signatures"].as_array().map(Vec::len), Some(2));
+    let (code, out) = t.check("app.suit", &["author.pub", "operator.pub"], "2");
+    assert_eq!(code, 0, "{out}");
+}
