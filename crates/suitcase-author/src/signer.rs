@@ -224,11 +224,14 @@ impl<K: core::borrow::Borrow<PrivateKey>> SoftwareSigner<K> {
             PrivateKey::HssLms(_) => alg::HSS_LMS,
             PrivateKey::MlDsa65(_) => alg::ML_DSA_65,
             _ => {
+                // Name what the key is (an x25519 or AES key-wrap key is a decryption key).
+                let kind = crate::keys::public_of(k).map_or("this", |p| p.kind());
                 return Err(AuthorError::Key {
                     path: path.to_path_buf(),
-                    what: "this key cannot sign manifests: use an es256, ed25519, hmac256, \
-                           hss-lms or ml-dsa-65 key"
-                        .into(),
+                    what: format!(
+                        "a {kind} key cannot sign manifests: use an es256, ed25519, hmac256, \
+                         hss-lms or ml-dsa-65 key"
+                    ),
                 });
             }
         };
