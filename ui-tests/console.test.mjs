@@ -180,6 +180,7 @@ async function main() {
     await page.getByRole('button', { name: 'Dry run' }).click();
     check(await page.getByText('5 device(s) would be targeted').count() === 1, 'the dry run counts the targeted devices');
     check(await page.locator('ul.names li').count() === 5, 'and lists them');
+    await page.locator('#h-dry').scrollIntoViewIfNeeded();
     await shot(page, 'campaign-new');
     await page.getByRole('button', { name: 'Create and start' }).click();
     await page.waitForURL(/\/ui\/campaigns\/cmp_/);
