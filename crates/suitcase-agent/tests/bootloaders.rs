@@ -720,6 +720,204 @@ fn fault_missing_tool_or_fw_env_config_names_what_to_fix() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The shipped GRUB script run by GRUB itself (grub-emu), against the simulated bootloader
+// ---------------------------------------------------------------------------------------------
+
+/// A program on `PATH` or in the system directories (`mke2fs`, `debugfs` live in sbin).
+fn find(tool: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
+    dirs.into_iter().map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+/// Runs `cmd` for at most `secs` seconds (killed after), stdin closed; its stdout.
+fn bounded(cmd: &mut Command, secs: u64) -> String {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut v);
+        v
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} ran past {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
+}
+
+/// One boot of the shipped `grub.cfg` in GRUB's user-space emulator: the environment block
+/// starts as `initial`, on an ext2 image (GRUB's `save_env` writes through the file system's
+/// block list, which the emulator's host file system lacks); returns the slot GRUB chose
+/// (the script's `suitcase_slot`, `None` when it reset) and the environment GRUB saved.
+fn grub_emu_boot(
+    dir: &Path,
+    initial: &[(&str, &str)],
+) -> (Option<String>, BTreeMap<String, String>) {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("grub")).unwrap();
+    let env = root.join("grub/grubenv");
+    let _ = std::fs::remove_file(&env);
+    let mut create = Command::new("grub-editenv");
+    bounded(create.arg(&env).arg("create"), 20);
+    if !initial.is_empty() {
+        let mut set = Command::new("grub-editenv");
+        bounded(
+            set.arg(&env)
+                .arg("set")
+                .args(initial.iter().map(|(k, v)| format!("{k}={v}"))),
+            20,
+        );
+    }
+    // The shipped script, then report the choice and stop before a menu entry boots.
+    std::fs::write(
+        root.join("grub/grub.cfg"),
+        format!(
+            "{}\necho \"suitcase-chose:[${{suitcase_slot}}]\"\nhalt\n",
+            script("grub.cfg")
+        ),
+    )
+    .unwrap();
+    let image = dir.join("disk.img");
+    let _ = std::fs::remove_file(&image);
+    let mut mkfs = Command::new(find("mke2fs").unwrap());
+    bounded(
+        mkfs.args(["-q", "-F", "-t", "ext2", "-d"])
+            .arg(&root)
+            .arg(&image)
+            .arg("4M"),
+        30,
+    );
+    // GRUB's own prefix: a host directory whose grub.cfg switches to the disk image.
+    let boot = dir.join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(
+        boot.join("grub.cfg"),
+        "insmod ext2\nset root=(hd0)\nset prefix=(hd0)/grub\nconfigfile (hd0)/grub/grub.cfg\n",
+    )
+    .unwrap();
+    let map = dir.join("device.map");
+    std::fs::write(&map, format!("(hd0) {}\n", image.display())).unwrap();
+    let mut emu = Command::new("grub-emu");
+    let out = bounded(emu.arg("-d").arg(&boot).arg("-m").arg(&map), 60);
+    let chose = out
+        .split("suitcase-chose:[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .map(str::to_owned);
+    let mut cat = Command::new(find("debugfs").unwrap());
+    let saved = bounded(cat.arg("-R").arg("cat /grub/grubenv").arg(&image), 30);
+    let env = saved
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    // `reboot` (the script's no-slot branch) ends the emulator before the echo.
+    (chose.filter(|c| !c.is_empty()), env)
+}
+
+/// The shipped `grub.cfg`, run by GRUB itself (Debian's grub-emu: the real GRUB script
+/// interpreter, `load_env`, `save_env` and the ext2 driver, in user space), makes the same
+/// choice and leaves the same environment as the simulated bootloader the agent tests use,
+/// for first boots, trials, fallbacks, the reset when no slot is left, and counts outside
+/// the table. So the agent tests' "reboots" are GRUB's.
+#[test]
+fn grub_script_in_grub_emu_agrees_with_the_simulated_bootloader() {
+    let missing: Vec<&str> = ["grub-emu", "grub-editenv", "mke2fs", "debugfs"]
+        .into_iter()
+        .filter(|t| find(t).is_none())
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("SUITCASE_REQUIRE_BOOTLOADER_TOOLS").as_deref() != Ok("1"),
+            "SUITCASE_REQUIRE_BOOTLOADER_TOOLS=1 but {missing:?} missing: apt-get install grub-emu grub-common e2fsprogs"
+        );
+        eprintln!(
+            "SKIP: {missing:?} not installed (apt-get install grub-emu e2fsprogs); the GRUB script was not run in GRUB"
+        );
+        return;
+    }
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ],
+        &[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "1"),
+        ],
+        &[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "0"),
+        ],
+        &[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "9"),
+            ("BOOT_B_LEFT", "0"),
+        ],
+        &[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "12"),
+            ("BOOT_B_LEFT", "2"),
+        ],
+        &[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "0"),
+        ],
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, initial) in cases.iter().enumerate() {
+        let (grub_chose, grub_env) = grub_emu_boot(dir.path(), initial);
+        // The simulated bootloader on the same environment, in a plain grubenv file.
+        let sim = Env {
+            flavor: Flavor::Grub,
+            file: dir.path().join(format!("sim-{i}.grubenv")),
+        };
+        bounded(
+            Command::new("grub-editenv").arg(&sim.file).arg("create"),
+            20,
+        );
+        if !initial.is_empty() {
+            sim.set(
+                &initial
+                    .iter()
+                    .map(|(k, v)| (*k, (*v).to_owned()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let sim_chose = boot(&sim, &dir.path().join("cmdline"));
+        assert_eq!(
+            grub_chose.as_deref(),
+            sim_chose,
+            "case {initial:?}: GRUB chose {grub_chose:?}"
+        );
+        let grub_vars: BTreeMap<String, String> = grub_env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BOOT_"))
+            .collect();
+        assert_eq!(grub_vars, sim.boot_vars(), "case {initial:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The shipped scripts against the contract and the simulated bootloader
 // ---------------------------------------------------------------------------------------------
 
