@@ -918,6 +918,193 @@ fn grub_script_in_grub_emu_agrees_with_the_simulated_bootloader() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The shipped U-Boot script run by U-Boot (Debian's qemu_arm64 build in QEMU)
+// ---------------------------------------------------------------------------------------------
+
+/// One boot of the shipped `uboot-boot.cmd` in U-Boot: Debian's `qemu_arm64` U-Boot in
+/// `qemu-system-aarch64`, its environment in the second flash bank, written beforehand with
+/// `fw_setenv` through a `fw_env.config` naming that flash image (so the environment U-Boot
+/// reads is the one the agent's tool wrote), the compiled script (`mkimage`) loaded into RAM
+/// by QEMU and `source`d by `bootcmd`, and each slot's boot command an `echo` and `poweroff`.
+/// Returns the script's own report line: `booting slot X (BOOT_ORDER=… BOOT_A_LEFT=…
+/// BOOT_B_LEFT=…)` with the decremented counter, or its no-slot line.
+fn uboot_qemu_boot(dir: &Path, scr: &Path, initial: &[(&str, &str)]) -> String {
+    let flash = dir.join("flash1.img");
+    // The qemu_arm64 board's environment: 256 KiB at the start of the second 64 MiB bank.
+    std::fs::write(&flash, vec![0xffu8; 64 << 20]).unwrap();
+    let config = dir.join("fw_env.config");
+    std::fs::write(
+        &config,
+        format!("{} 0x0 0x40000 0x40000\n", flash.display()),
+    )
+    .unwrap();
+    let defaults = dir.join("defaults.txt");
+    std::fs::write(&defaults, "bootdelay=0\n").unwrap();
+    let mut init = Command::new("fw_setenv");
+    bounded(
+        init.arg("-c")
+            .arg(&config)
+            .arg("-f")
+            .arg(&defaults)
+            .args(["bootdelay", "0"]),
+        20,
+    );
+    let env = Env {
+        flavor: Flavor::Uboot,
+        file: config,
+    };
+    let mut vars: Vec<(&str, String)> = vec![
+        ("bootcmd", "source 0x40200000".into()),
+        ("suitcase_boot_A", "echo SUITCASE-BOOTED-A; poweroff".into()),
+        ("suitcase_boot_B", "echo SUITCASE-BOOTED-B; poweroff".into()),
+    ];
+    vars.extend(initial.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env.set(&vars);
+    let mut qemu = Command::new("qemu-system-aarch64");
+    let out = bounded(
+        qemu.args([
+            "-machine",
+            "virt",
+            "-cpu",
+            "cortex-a57",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+            "-net",
+            "none",
+            "-bios",
+            "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+            "-drive",
+        ])
+        .arg(format!(
+            "if=pflash,format=raw,index=1,file={}",
+            flash.display()
+        ))
+        .arg("-device")
+        .arg(format!("loader,file={},addr=0x40200000", scr.display())),
+        60,
+    );
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("suitcase: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("the script did not run in U-Boot: {out}"))
+}
+
+/// The shipped U-Boot script, run by U-Boot itself, chooses the slot and decrements the
+/// counter exactly as the simulated bootloader the agent tests use, for every count the
+/// agent writes (1..=9; `setexpr` computes in hexadecimal, so a hand-written count above 9
+/// would differ, which is why the agent refuses one). What U-Boot prints is its in-memory
+/// environment at `saveenv`: this QEMU's CFI flash model times out on U-Boot's buffered
+/// flash writes, so the saved copy is not read back here (docs/bootloaders.md §6).
+/// Needs qemu-system-aarch64 (Debian qemu-system-arm), u-boot-qemu, u-boot-tools (mkimage)
+/// and libubootenv-tool; without them it prints SKIP, unless SUITCASE_REQUIRE_UBOOT_QEMU=1.
+#[test]
+fn uboot_script_in_qemu_agrees_with_the_simulated_bootloader() {
+    let firmware = Path::new("/usr/lib/u-boot/qemu_arm64/u-boot.bin");
+    let mut missing: Vec<&str> = ["qemu-system-aarch64", "mkimage", "fw_setenv", "fw_printenv"]
+        .into_iter()
+        .filter(|t| find(t).is_none())
+        .collect();
+    if !firmware.is_file() {
+        missing.push("u-boot-qemu");
+    }
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("SUITCASE_REQUIRE_UBOOT_QEMU").as_deref() != Ok("1"),
+            "SUITCASE_REQUIRE_UBOOT_QEMU=1 but {missing:?} missing: apt-get install qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool"
+        );
+        eprintln!(
+            "SKIP: {missing:?} not installed (apt-get install qemu-system-arm u-boot-qemu u-boot-tools); the U-Boot script was not run in U-Boot"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scr = dir.path().join("boot.scr");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bootloaders/uboot-boot.cmd");
+    let mut mkimage = Command::new("mkimage");
+    bounded(
+        mkimage
+            .args([
+                "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-d",
+            ])
+            .arg(&src)
+            .arg(&scr),
+        30,
+    );
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "3"),
+        ],
+        &[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "1"),
+        ],
+        &[
+            ("BOOT_ORDER", "B A"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "0"),
+        ],
+        &[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "9"),
+            ("BOOT_B_LEFT", "0"),
+        ],
+        &[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "0"),
+            ("BOOT_B_LEFT", "0"),
+        ],
+    ];
+    for (i, initial) in cases.iter().enumerate() {
+        let case = dir.path().join(format!("case-{i}"));
+        std::fs::create_dir_all(&case).unwrap();
+        let said = uboot_qemu_boot(&case, &scr, initial);
+        // The simulated bootloader on the same variables, in a file-backed environment.
+        let store = case.join("sim.env");
+        std::fs::write(&store, vec![0u8; 0x4000]).unwrap();
+        let config = case.join("sim.config");
+        std::fs::write(&config, format!("{} 0x0 0x4000\n", store.display())).unwrap();
+        let mut init = Command::new("fw_setenv");
+        bounded(
+            init.arg("-c")
+                .arg(&config)
+                .arg("-f")
+                .arg(case.join("defaults.txt"))
+                .args(["bootdelay", "0"]),
+            20,
+        );
+        let sim = Env {
+            flavor: Flavor::Uboot,
+            file: config,
+        };
+        if !initial.is_empty() {
+            sim.set(
+                &initial
+                    .iter()
+                    .map(|(k, v)| (*k, (*v).to_owned()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let want = match boot(&sim, &case.join("cmdline")) {
+            Some(slot) => {
+                let v = sim.list();
+                format!(
+                    "booting slot {slot} (BOOT_ORDER={} BOOT_A_LEFT={} BOOT_B_LEFT={})",
+                    v["BOOT_ORDER"], v["BOOT_A_LEFT"], v["BOOT_B_LEFT"]
+                )
+            }
+            None => "no slot has boot attempts left; giving both slots 3 again".to_owned(),
+        };
+        assert_eq!(said, want, "case {initial:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The shipped scripts against the contract and the simulated bootloader
 // ---------------------------------------------------------------------------------------------
 
