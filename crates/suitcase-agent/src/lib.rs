@@ -10,6 +10,7 @@
 //!       │                                     ├─ Receive:    http.rs (Range/If-Range resume)
 //!       │                                     ├─ Check/Process/Re-verify: platform.rs (SUIT Platform)
 //!       │                                     ├─ Apply/Activate/Clean-up: slots.rs (Linux A/B),
+//!       │                                     │               bootloader.rs (U-Boot, GRUB, custom),
 //!       │                                     │               mcu.rs (suitcase-boot on flash-sim)
 //!       │                                     └─ journal:    state.rs (write-temp + fsync + rename)
 //!       └─ sleep next_poll_seconds │ push (push.rs, MQTT) │ back-off with jitter on errors
