@@ -554,6 +554,46 @@ async fn fault_grub_new_slot_never_comes_up_and_the_bootloader_falls_back() {
     never_comes_up(Flavor::Grub).await;
 }
 
+/// The agent runs again after Activate without the system having rebooted through the boot
+/// script (it was restarted before the reboot, or the bootloader ignores the script): the old
+/// slot runs and the new one was never tried. Rebooting again could loop for ever, so this is
+/// `boot-refused`, reverted and reported, bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_uboot_restart_without_a_reboot_is_refused_not_looped() {
+    if !tools(Flavor::Uboot) {
+        return;
+    }
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, "uboot-no-reboot").await;
+    let b = board(&mut dev, Flavor::Uboot, "exit 0");
+    let rel = fleet.release(2, &image(13, 10_000)).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    until_reboot(&fleet, &dev).await;
+    // No boot: the kernel command line still says A, B_LEFT untouched.
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("expected a failure: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("activate", "boot-refused")
+    );
+    assert!(f.detail.contains("has not tried slot b"), "{}", f.detail);
+    assert_eq!(
+        b.env.boot_vars(),
+        vars(&[
+            ("BOOT_ORDER", "A B"),
+            ("BOOT_A_LEFT", "3"),
+            ("BOOT_B_LEFT", "0"),
+            ("suitcase_slot", "A"),
+        ])
+    );
+    // One reboot command in all (the Activate before the restart); none after the revert.
+    assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\n");
+    fleet.stop().await;
+}
+
 /// A variable the boot script would not understand stops the update at Distribute, before
 /// anything is written, with a message naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
