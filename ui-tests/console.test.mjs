@@ -59,10 +59,23 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 
+// Anything the browser complains about (a Content-Security-Policy violation, a failed
+// script) fails the run at the end.
+const complaints = [];
+function watchConsole(page) {
+  page.on('console', (m) => {
+    if (m.type() === 'error' || /Content Security Policy/i.test(m.text())) {
+      complaints.push(m.text());
+    }
+  });
+  page.on('pageerror', (e) => complaints.push(String(e)));
+}
+
 async function signIn(browser, token) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
+  watchConsole(page);
   await page.goto(`${BASE}/ui/`);
   await page.getByLabel('Management token').fill(token);
   await page.keyboard.press('Enter'); // keyboard only: the form submits without a mouse
@@ -94,6 +107,11 @@ async function main() {
       await context.close();
     }
     const { context, page } = await signIn(browser, ADMIN);
+    // Keyboard: the first Tab reaches the skip link, the next ones the navigation.
+    await page.keyboard.press('Tab');
+    check(await page.evaluate(() => document.activeElement.textContent) === 'Skip to content', 'the first Tab focuses "Skip to content"');
+    await page.keyboard.press('Tab');
+    check(await page.evaluate(() => document.activeElement.textContent) === 'Fleet', 'the next Tab reaches the navigation');
     const cookies = await context.cookies();
     const sc = cookies.find((c) => c.name === 'suitcase_session');
     check(sc && sc.httpOnly && sc.sameSite === 'Strict', 'the session cookie is HttpOnly and SameSite=Strict');
@@ -235,6 +253,9 @@ async function main() {
     await page.locator('#live [data-state="cancelled"]').waitFor();
     check(true, 'Abort cancelled the campaign');
     await context.close();
+    // The forged-POST page is the attacker's, not the console's: its 403 is expected there.
+    const ours = complaints.filter((c) => !/403/.test(c));
+    check(ours.length === 0, `no console errors or CSP violations in the console's pages${ours.length ? ': ' + ours.join(' | ') : ''}`);
   } finally {
     if (sim && sim.exitCode === null) sim.kill('SIGTERM');
     if (attacker) attacker.close();
