@@ -203,10 +203,10 @@ impl Agent {
         if journal.is_none() {
             // A crash between removing the journal and the work area leaves stale files.
             self.ctx.state.clear_work()?;
-            if !self.marked_good {
-                self.marked_good = true;
-                self.mark_good();
-            }
+        }
+        if !self.marked_good {
+            self.marked_good = true;
+            self.mark_good();
         }
         // An update that has touched the slots is finished (or undone) first, whatever the
         // server says: the device must not stay half-updated.
@@ -268,10 +268,12 @@ impl Agent {
     }
 
     /// With a bootloader that counts boot attempts on every boot (docs/bootloaders.md), the
-    /// confirmed slot that booted gets its attempts back, once per agent start and only with
-    /// no update in progress: otherwise a confirmed slot would fall back after `tries`
-    /// reboots. Failures are logged, not fatal: the next start tries again, and Distribute
-    /// reports a bootloader that cannot be read.
+    /// confirmed slot that booted gets its attempts back, once per agent start, unless a slot
+    /// is on trial (`slots::mark_good` checks): otherwise a confirmed slot would fall back
+    /// after `tries` reboots, also while an update that has not reached Activate is
+    /// interrupted by power cuts (the slot being written was made unbootable and stays so).
+    /// Failures are logged, not fatal: the next start tries again, and Distribute reports a
+    /// bootloader that cannot be read.
     fn mark_good(&self) {
         for c in &self.ctx.cfg.components {
             let crate::config::Kind::File(s) = &c.kind else {

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`Backend::revert`] to `from` (also *prepare*, before Apply writes `to`) | Apply; undo | `BOOT_ORDER="FROM TO"`, `BOOT_FROM_LEFT=tries`, `BOOT_TO_LEFT=0` |
 //! | [`Backend::trial`] of `to` | Activate | `BOOT_ORDER="TO FROM"`, both `LEFT=tries` |
-//! | [`Backend::confirm`] of `to` | Clean-up; every idle start (mark good) | `BOOT_ORDER="TO FROM"`, `BOOT_TO_LEFT=tries` (the other counter unchanged: `tries` after an update, 0 after a revert) |
+//! | [`Backend::confirm`] of `to` | Clean-up; every agent start with no slot on trial (mark good) | `BOOT_ORDER="TO FROM"`, `BOOT_TO_LEFT=tries` (the other counter unchanged: `tries` after an update, 0 after a revert) |
 //! | [`Backend::status`] | Distribute; Activate after the reboot | reads `booted` (kernel command line `suitcase.slot=`) and `next` |
 //!
 //! The boot scripts (`docs/bootloaders/uboot-boot.cmd`, `docs/bootloaders/grub.cfg`) take
@@ -203,7 +203,7 @@ impl Backend {
         }
     }
 
-    /// Clean-up (and every idle start, as "mark good"): `to` is good; its attempts are
+    /// Clean-up (and every agent start with no slot on trial, as "mark good"): `to` is good; its attempts are
     /// restored, the other slot stays the fallback.
     ///
     /// # Errors

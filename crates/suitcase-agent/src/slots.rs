@@ -337,10 +337,12 @@ pub fn running(slots: &FileSlots) -> Result<Pointer, String> {
     Ok(p)
 }
 
-/// Once per agent start with no update in progress, for a bootloader that counts boot
-/// attempts: the confirmed slot that booted gets its attempts back ("mark good"; the boot
-/// script decrements on every boot). Writes only when something changes (flash wear).
-/// Returns what it did, for the log.
+/// Once per agent start, for a bootloader that counts boot attempts: the confirmed slot that
+/// booted gets its attempts back ("mark good"; the boot script decrements on every boot).
+/// Nothing while the record is on trial (Activate to Clean-up decide that slot's fate), or
+/// when another slot booted than the record's. Only the booted slot's counter and the order
+/// are written (a slot made unbootable for Apply or by a revert stays so), and only when
+/// something changes (flash wear). Returns what it did, for the log.
 ///
 /// # Errors
 /// A message (the caller logs it; the next start tries again).

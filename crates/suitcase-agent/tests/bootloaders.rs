@@ -594,6 +594,121 @@ async fn fault_uboot_restart_without_a_reboot_is_refused_not_looped() {
     fleet.stop().await;
 }
 
+/// Runs the agent (crashing after `crash_at` durable writes, if given) and plays the
+/// bootloader after every stop that is a reboot or a power cut, until the update ends
+/// (bounded). Returns whether the injected crash happened and how the update ended.
+async fn power_cut_run(
+    fleet: &Fleet,
+    dev: &Device,
+    b: &Board,
+    crash_at: Option<u64>,
+) -> (bool, Option<Finished>) {
+    let mut crashed = false;
+    let mut crash = crash_at;
+    for _ in 0..8 {
+        let hooks = Hooks {
+            crash_after_writes: crash.take(),
+            ..Hooks::default()
+        };
+        let (mut agent, _) = dev.agent(fleet, hooks);
+        match agent.cycle().await {
+            Err(AgentError::InjectedCrash) => crashed = true,
+            Err(AgentError::Rebooting) => {}
+            Ok(c) => {
+                if let Some(u) = c.update {
+                    return (crashed, Some(u.finished));
+                }
+                if c.answer.is_some_and(|a| a.update.is_none()) {
+                    return (crashed, None);
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+        // A power cut or the reboot: the bootloader runs.
+        assert!(boot(&b.env, &b.cmdline).is_some());
+    }
+    panic!("the update never ended");
+}
+
+/// The power is cut right after each durable write of a U-Boot update in turn (the agent's
+/// journal, outbox, inventory, record and the environment writes it makes), before and after
+/// the reboot; every cut is followed by a boot through the boot script. Every device ends on
+/// slot B, confirmed once, with the environment the script needs, and the campaign counts
+/// every device as succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_uboot_power_cut_after_every_durable_write_installs_once() {
+    if !tools(Flavor::Uboot) {
+        return;
+    }
+    let fleet = Fleet::new().await;
+    let img = image(14, 100_000);
+    let rel = fleet.release(2, &img).await;
+    // A clean run counts the durable writes before and after the reboot.
+    let mut probe = Device::new(&fleet, "cut-probe").await;
+    let pb = board(&mut probe, Flavor::Uboot, "exit 0");
+    fleet.campaign(&rel, &[&probe.id], json!({})).await;
+    let (mut agent, _) = probe.agent(&fleet, Hooks::default());
+    assert!(matches!(agent.cycle().await, Err(AgentError::Rebooting)));
+    let before = agent.durable_writes();
+    assert_eq!(boot(&pb.env, &pb.cmdline), Some("B"));
+    let (mut agent, _) = probe.agent(&fleet, Hooks::default());
+    assert_eq!(
+        agent.cycle().await.unwrap().update.unwrap().finished,
+        Finished::Installed
+    );
+    let after = agent.durable_writes();
+    assert!(
+        before >= 10 && after >= 2,
+        "{before} + {after} durable writes"
+    );
+    let mut ids = Vec::new();
+    let mut runs = Vec::new();
+    for (phase, n) in (1..=before)
+        .map(|n| (0, n))
+        .chain((1..=after).map(|n| (1, n)))
+    {
+        let mut dev = Device::new(&fleet, &format!("cut-{phase}-{n}")).await;
+        let b = board(&mut dev, Flavor::Uboot, "exit 0");
+        ids.push(dev.id.clone());
+        runs.push((phase, n, dev, b));
+    }
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let campaign = fleet.campaign(&rel, &id_refs, json!({})).await;
+    for (phase, n, dev, b) in &runs {
+        if *phase == 1 {
+            until_reboot(&fleet, dev).await;
+            assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
+        }
+        let (crashed, finished) = power_cut_run(&fleet, dev, b, Some(*n)).await;
+        let what = format!("cut after write {n} of phase {phase}");
+        assert!(crashed, "{what}: no crash");
+        assert!(
+            matches!(finished, None | Some(Finished::Installed)),
+            "{what}: {finished:?}"
+        );
+        assert_eq!(dev.read("app-b.bin"), img, "{what}");
+        assert_eq!(
+            b.env.boot_vars(),
+            vars(&[
+                ("BOOT_ORDER", "B A"),
+                ("BOOT_A_LEFT", "3"),
+                ("BOOT_B_LEFT", "3"),
+                ("suitcase_slot", "B"),
+            ]),
+            "{what}"
+        );
+        assert_eq!(
+            dev.installed()["components"][0]["sequence_number"],
+            2,
+            "{what}"
+        );
+        assert!(!dev.path("state/journal.json").exists(), "{what}");
+    }
+    let c = wait_campaign(&fleet, &campaign, "succeeded", runs.len() as u64).await;
+    assert_eq!(c["state"], "completed", "{c}");
+    fleet.stop().await;
+}
+
 /// A variable the boot script would not understand stops the update at Distribute, before
 /// anything is written, with a message naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
