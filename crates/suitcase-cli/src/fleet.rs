@@ -168,6 +168,9 @@ enum CampaignCmd {
     Resume { id: String },
     /// Cancel for good.
     Cancel { id: String },
+    /// Roll back: offer the campaign's rollback release to every device of the opened waves
+    /// that was offered the release (devices not yet offered it are cancelled).
+    Rollback { id: String },
     /// Progress per wave.
     Show { id: String },
     /// List campaigns.
@@ -526,6 +529,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         Command::Campaign(CampaignCmd::Pause { id }) => act(&c, &id, "pause", &out)?,
         Command::Campaign(CampaignCmd::Resume { id }) => act(&c, &id, "resume", &out)?,
         Command::Campaign(CampaignCmd::Cancel { id }) => act(&c, &id, "cancel", &out)?,
+        Command::Campaign(CampaignCmd::Rollback { id }) => act(&c, &id, "rollback", &out)?,
         Command::Campaign(CampaignCmd::Show { id }) => {
             let v = c.get(&format!("/api/v1/campaigns/{id}"))?;
             out(&v, &|v| show_campaign(v));

@@ -745,53 +745,66 @@ async fn trip(state: &AppState, row: &CampaignRow, reason: &str) -> Result<()> {
             state.engine.forget(id);
         }
         OnError::Rollback => {
-            let Some(rb) = &row.spec.rollback_release_id else {
+            if !roll_back(state, row, reason).await? {
                 // Validated at creation; pause if it is somehow missing.
                 state
                     .db
                     .campaign_set_state(id, CampaignState::Paused, Some(reason), row.opened_waves)
                     .await?;
                 return reload(state, id).await;
-            };
-            state
-                .db
-                .members_move(id, &["pending"], "cancelled", None, u32::MAX, now)
-                .await?;
-            let moved = state
-                .db
-                .members_move(
-                    id,
-                    &["notified", "in_progress", "succeeded", "failed"],
-                    "rolling_back",
-                    Some(rb),
-                    row.opened_waves,
-                    now,
-                )
-                .await?;
-            state
-                .db
-                .campaign_set_state(
-                    id,
-                    CampaignState::RolledBack,
-                    Some(reason),
-                    row.opened_waves,
-                )
-                .await?;
-            audit_server(
-                state,
-                "campaign.rollback",
-                id,
-                serde_json::json!({"reason": reason, "rollback_release_id": rb, "devices": moved}),
-            )
-            .await;
-            reload(state, id).await?;
-            for w in 0..row.opened_waves {
-                notify_wave(state, id, w).await;
             }
         }
     }
     tracing::warn!(campaign = %id, reason, action = ?row.spec.on_error, "campaign tripped");
     Ok(())
+}
+
+/// Rolls a campaign back (the error threshold with `on_error = rollback`, or an operator):
+/// devices not yet offered the release are cancelled, and every device of the opened waves
+/// that was offered it is offered the rollback release. `false` if the campaign names no
+/// rollback release.
+pub(crate) async fn roll_back(state: &AppState, row: &CampaignRow, reason: &str) -> Result<bool> {
+    let id = &row.id;
+    let now = state.now();
+    let Some(rb) = &row.spec.rollback_release_id else {
+        return Ok(false);
+    };
+    state
+        .db
+        .members_move(id, &["pending"], "cancelled", None, u32::MAX, now)
+        .await?;
+    let moved = state
+        .db
+        .members_move(
+            id,
+            &["notified", "in_progress", "succeeded", "failed"],
+            "rolling_back",
+            Some(rb),
+            row.opened_waves,
+            now,
+        )
+        .await?;
+    state
+        .db
+        .campaign_set_state(
+            id,
+            CampaignState::RolledBack,
+            Some(reason),
+            row.opened_waves,
+        )
+        .await?;
+    audit_server(
+        state,
+        "campaign.rollback",
+        id,
+        serde_json::json!({"reason": reason, "rollback_release_id": rb, "devices": moved}),
+    )
+    .await;
+    reload(state, id).await?;
+    for w in 0..row.opened_waves {
+        notify_wave(state, id, w).await;
+    }
+    Ok(true)
 }
 
 /// Sends "check in now" to the devices of a wave that still have something to do.

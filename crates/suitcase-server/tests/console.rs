@@ -30,6 +30,7 @@ both_backends!(
     device_timeline_keeps_attempts_apart,
     dry_run_counts_what_start_would_target,
     releases_in_use_are_neither_archived_nor_deleted,
+    an_operator_rolls_a_campaign_back,
 );
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
@@ -723,5 +724,82 @@ async fn releases_in_use_are_neither_archived_nor_deleted(b: Backend) {
     let vs = Session::signin(&h, &viewer).await;
     let (_, page) = vs.get("/ui/releases").await;
     assert!(!page.contains("/archive\""), "{page}");
+    h.stop().await;
+}
+
+async fn an_operator_rolls_a_campaign_back(b: Backend) {
+    let h = Harness::new(b).await;
+    let devs = h.devices("rb", 2, &["rb"]).await;
+    let rel = h.release(2, b"new image").await;
+    let back = h.release(3, b"old image re-signed").await;
+    let id = h
+        .campaign(
+            json!({"name": "rb", "release_id": rel, "filter": {"tags_all": ["rb"]},
+            "rollback_release_id": back}),
+        )
+        .await;
+    for (_, tok) in &devs {
+        h.checkin(tok, 1).await;
+    }
+    // Without a rollback release there is nothing to roll back to.
+    let plain = running_campaign(&h, "plainrb").await;
+    let (st, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/campaigns/{plain}/rollback"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "no-rollback-release");
+
+    let s = Session::signin(&h, &h.admin).await;
+    let (_, page) = s.get(&format!("/ui/campaigns/{id}")).await;
+    assert!(
+        page.contains(&format!("/ui/campaigns/{id}/rollback")),
+        "{page}"
+    );
+    let (_, page) = s.get(&format!("/ui/campaigns/{plain}")).await;
+    assert!(
+        !page.contains("/rollback\""),
+        "no Roll back without a rollback release"
+    );
+    let viewer = h.token("viewer").await;
+    let vs = Session::signin(&h, &viewer).await;
+    let vt = vs.csrf().await;
+    assert_eq!(
+        vs.post(
+            &format!("/ui/campaigns/{id}/rollback"),
+            &[("csrf", &vt)],
+            None
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    let token = s.csrf().await;
+    assert_eq!(
+        s.post(
+            &format!("/ui/campaigns/{id}/rollback"),
+            &[("csrf", &token)],
+            None
+        )
+        .await,
+        StatusCode::SEE_OTHER
+    );
+    let info = h.campaign_info(&id).await;
+    assert_eq!(info["state"], "rolled_back", "{info}");
+    assert!(
+        info["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back by admin")
+    );
+    let (_, members) = h
+        .get(&h.admin, &format!("/api/v1/campaigns/{id}/devices"))
+        .await;
+    for m in members.as_array().unwrap() {
+        assert_eq!(m["state"], "rolling_back", "{members}");
+        assert_eq!(m["release_id"], back.as_str());
+    }
     h.stop().await;
 }

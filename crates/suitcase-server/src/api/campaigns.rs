@@ -379,9 +379,9 @@ pub(crate) async fn members(
     ))
 }
 
-/// `start`, `pause`, `resume` or `cancel` a campaign.
+/// `start`, `pause`, `resume`, `cancel` or `rollback` a campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/{action}", tag = "campaigns",
-    params(("id" = String, Path), ("action" = String, Path, description = "start, pause, resume or cancel")),
+    params(("id" = String, Path), ("action" = String, Path, description = "start, pause, resume, cancel or rollback (to the campaign's rollback release)")),
     responses((status = 200, body = CampaignInfo),
               (status = 409, body = suitcase_protocol::ApiError, description = "not possible in the campaign's state")),
     security(("management_token" = [])))]
@@ -503,9 +503,22 @@ pub(crate) async fn act(
             engine::forget(&state, &id);
             detail = serde_json::json!({"devices_cancelled": n});
         }
+        "rollback" => {
+            if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
+                return wrong("roll back");
+            }
+            if row.spec.rollback_release_id.is_none() {
+                return Err(ApiErr::conflict(
+                    "no-rollback-release",
+                    format!("campaign {id} names no rollback release"),
+                )
+                .hint("a campaign rolls back to the rollback_release_id it was created with (the previous image re-signed above the new sequence number)"));
+            }
+            engine::roll_back(&state, &row, &format!("rolled back by {}", who.0.name)).await?;
+        }
         other => {
             return Err(ApiErr::not_found("campaign action", other)
-                .hint("the actions are start, pause, resume and cancel"));
+                .hint("the actions are start, pause, resume, cancel and rollback"));
         }
     }
     drop(ops);

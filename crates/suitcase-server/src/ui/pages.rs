@@ -1351,6 +1351,16 @@ fn live_html(ui: &Ui, info: &CampaignInfo) -> String {
             }
             _ => {}
         }
+        if matches!(info.state, CampaignState::Running | CampaignState::Paused)
+            && info.spec.rollback_release_id.is_some()
+        {
+            acts.push_str(&action_form(
+                ui,
+                &format!("{base}/rollback"),
+                "Roll back",
+                "danger",
+            ));
+        }
         if !done {
             acts.push_str(&action_form(
                 ui,
@@ -1459,11 +1469,14 @@ pub(crate) async fn campaign_act(
     if let Err(r) = check_form(&ui, &headers, f.csrf.as_deref()) {
         return r;
     }
-    if !matches!(action.as_str(), "start" | "pause" | "resume" | "cancel") {
+    if !matches!(
+        action.as_str(),
+        "start" | "pause" | "resume" | "cancel" | "rollback"
+    ) {
         return page_error(
             StatusCode::NOT_FOUND,
             "Not found",
-            "the campaign actions are start, pause, resume and cancel",
+            "the campaign actions are start, pause, resume, cancel and rollback",
         );
     }
     match campaigns::act(State(state), ui.who.clone(), Path((id.clone(), action))).await {
