@@ -1265,7 +1265,10 @@ fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     && let Some(from) = t.from_slot.as_deref().and_then(slots::index)
                 {
                     // The bootloader must not fall back into a slot holding half an image.
-                    slots::prepare(s, from)?;
+                    // Nothing is switched yet: a bootloader that cannot be written fails
+                    // Apply (unstaged, reported) rather than stopping the agent at every start.
+                    slots::prepare(s, from)
+                        .map_err(|e| fail(step, reason::STORAGE, format!("{}: {e}", c.name)))?;
                 }
                 let mut snapshot = j.clone();
                 let state = ctx.state.clone();

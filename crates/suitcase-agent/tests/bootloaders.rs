@@ -807,6 +807,54 @@ revert = ["{bs}", "revert"]
     fleet.stop().await;
 }
 
+/// The bootloader refuses to make the target slot unbootable before Apply writes it: Apply
+/// fails (`storage`, with the command's message), nothing is written or switched, and the
+/// failure is reported instead of the agent stopping at every start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_bootloader_that_cannot_be_written_fails_apply_before_writing() {
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, "custom-broken").await;
+    dev.components = r#"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+capacity = 1048576
+bootloader = "custom"
+activate = "reboot"
+reboot = ["true"]
+[component.boot]
+status = ["printf", "booted=a\nnext=a\n"]
+trial = ["true"]
+confirm = ["true"]
+revert = ["sh", "-c", "echo environment is read-only >&2; exit 1"]
+"#
+    .into();
+    let rel = fleet.release(2, &image(15, 10_000)).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("expected a failure: {:?}", events.all());
+    };
+    assert_eq!((f.step.name(), f.reason.as_str()), ("apply", "storage"));
+    assert!(
+        f.detail.contains("the bootloader revert command")
+            && f.detail.contains("environment is read-only"),
+        "{}",
+        f.detail
+    );
+    assert!(!dev.path("app-b.bin").exists());
+    let info = fleet.device_info(&dev.id).await;
+    assert!(server_steps(&info).contains(&(
+        "apply".into(),
+        "failure".into(),
+        Some("storage".into())
+    )));
+    fleet.stop().await;
+}
+
 /// The environment tools are missing or `fw_env.config` cannot be read: the messages say
 /// what to install or fix. The tools are hidden by running this test again in a child
 /// process with an empty `PATH` (changing this process's environment would race the other
