@@ -1,4 +1,4 @@
-//! Announce (NTIA steps 6-7): is the device allowed to install now? Pure decisions here; the
+//! Announce (NTIA step 6): is the device allowed to install now? Pure decisions here; the
 //! command runs in [`crate::command`].
 
 /// A daily window in UTC, as the server's campaign windows: minutes after midnight, possibly
