@@ -339,21 +339,21 @@ pub struct PushInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
-    /// 4: the manifest and payloads are downloaded.
+    /// 4: the manifest is downloaded and authenticated (Check runs on it), then the payloads.
     Receive,
     /// 5: the manifest is authenticated and checked for applicability.
     Check,
-    /// 6-7: the update is announced; consent is asked for.
+    /// 6: the update is announced; consent is asked for.
     Announce,
-    /// 8: components go to local slots or secondary processors.
+    /// 7: components go to local slots or secondary processors.
     Distribute,
-    /// 9: decryption and decompression.
+    /// 8: decryption and decompression.
     Process,
-    /// 10: the pre-update state and the new image are stored.
+    /// 9: the pre-update state and the new image are stored.
     Stage,
-    /// 11: the image is written to its slot.
+    /// 10: the image is written to its slot.
     Apply,
-    /// 11b: the written image's digest is checked again.
+    /// 11: the written image's digest is checked again.
     Reverify,
     /// 12: the new image runs (on trial).
     Activate,
