@@ -328,6 +328,28 @@ fn env_of(j: &Journal, step: Step) -> Vec<(String, String)> {
     ]
 }
 
+/// The environment of a file component's command: [`env_of`] plus the component, the slot
+/// and the slot's path.
+fn slot_env(
+    j: &Journal,
+    step: Step,
+    component: &str,
+    s: &FileSlots,
+    slot: usize,
+) -> Vec<(String, String)> {
+    let mut env = env_of(j, step);
+    env.push(("SUITCASE_COMPONENT".into(), component.to_owned()));
+    env.push(("SUITCASE_SLOT".into(), slots::name(slot).into()));
+    env.push((
+        "SUITCASE_SLOT_PATH".into(),
+        s.slots
+            .get(slot)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    ));
+    env
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4 Receive
 // ---------------------------------------------------------------------------------------------
@@ -1536,16 +1558,7 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     x.activated = true;
                 }
                 ctx.state.save_journal(j)?;
-                let mut env = env_of(j, step);
-                env.push(("SUITCASE_COMPONENT".into(), c.name.clone()));
-                env.push(("SUITCASE_SLOT".into(), slots::name(to).into()));
-                env.push((
-                    "SUITCASE_SLOT_PATH".into(),
-                    s.slots
-                        .get(to)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                ));
+                let env = slot_env(j, step, &c.name, s, to);
                 match s.activate {
                     ActivateMode::Restart => {
                         let exit = command::run(&s.restart, &env, ctx.cfg.health.timeout).await;
@@ -1688,16 +1701,7 @@ async fn reboot_into_reverted(ctx: &Ctx, j: &Journal) -> String {
         if booted != to {
             continue;
         }
-        let mut env = env_of(j, Step::CleanUp);
-        env.push(("SUITCASE_COMPONENT".into(), c.name.clone()));
-        env.push(("SUITCASE_SLOT".into(), slots::name(from).into()));
-        env.push((
-            "SUITCASE_SLOT_PATH".into(),
-            s.slots
-                .get(from)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        ));
+        let env = slot_env(j, Step::CleanUp, &c.name, s, from);
         let exit = command::run(&s.reboot, &env, ctx.cfg.health.timeout).await;
         // One reboot brings every component back; the first one is enough.
         return format!(
@@ -1887,16 +1891,7 @@ async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError>
                     ctx.state.durability.wrote()?;
                     let mut note = format!("{} reverted to slot {}", c.name, slots::name(from));
                     if s.activate == ActivateMode::Restart && !s.restart.is_empty() {
-                        let mut env = env_of(j, Step::CleanUp);
-                        env.push(("SUITCASE_COMPONENT".into(), c.name.clone()));
-                        env.push(("SUITCASE_SLOT".into(), slots::name(from).into()));
-                        env.push((
-                            "SUITCASE_SLOT_PATH".into(),
-                            s.slots
-                                .get(from)
-                                .map(|p| p.display().to_string())
-                                .unwrap_or_default(),
-                        ));
+                        let env = slot_env(j, Step::CleanUp, &c.name, s, from);
                         let exit = command::run(&s.restart, &env, ctx.cfg.health.timeout).await;
                         note.push_str(&format!(" ({})", exit.describe("restart")));
                     }

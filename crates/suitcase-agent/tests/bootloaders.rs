@@ -120,6 +120,18 @@ impl Env {
         assert!(ok, "{:?}: cannot set {vars:?}", self.flavor);
     }
 
+    /// Sets `initial` (nothing when it is empty).
+    fn set_all(&self, initial: &[(&str, &str)]) {
+        if !initial.is_empty() {
+            self.set(
+                &initial
+                    .iter()
+                    .map(|(k, v)| (*k, (*v).to_owned()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+
     /// The variables of the contract (and, for U-Boot, the script's `suitcase_slot`).
     fn boot_vars(&self) -> BTreeMap<String, String> {
         self.list()
@@ -133,6 +145,96 @@ fn vars(list: &[(&str, &str)]) -> BTreeMap<String, String> {
     list.iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// The [`Env::boot_vars`] a `flavor` device should hold: the order, both counters and, for
+/// U-Boot, the script's `suitcase_slot`.
+fn expect_vars(
+    flavor: Flavor,
+    order: &str,
+    a_left: &str,
+    b_left: &str,
+    slot: &str,
+) -> BTreeMap<String, String> {
+    let mut v = vars(&[
+        ("BOOT_ORDER", order),
+        ("BOOT_A_LEFT", a_left),
+        ("BOOT_B_LEFT", b_left),
+    ]);
+    if flavor == Flavor::Uboot {
+        v.insert("suitcase_slot".into(), slot.into());
+    }
+    v
+}
+
+/// A fresh environment made with the real tools, its files named after `name` in `dir`: for
+/// U-Boot a file-backed environment of 16 KiB holding the default environment; for GRUB an
+/// empty grubenv.
+fn new_env(flavor: Flavor, dir: &Path, name: &str) -> Env {
+    match flavor {
+        Flavor::Uboot => {
+            let store = dir.join(format!("{name}.env"));
+            std::fs::write(&store, vec![0u8; 0x4000]).unwrap();
+            let config = dir.join(format!("{name}.config"));
+            std::fs::write(&config, format!("{} 0x0000 0x4000\n", store.display())).unwrap();
+            uboot_defaults(config, &dir.join(format!("{name}-defaults.txt")))
+        }
+        Flavor::Grub => grub_env(dir.join(format!("{name}.grubenv"))),
+    }
+}
+
+/// Writes U-Boot's default environment (`bootdelay=0`, from the file `defaults`) with a valid
+/// CRC through `config` with `fw_setenv -f` (what a board's default environment would be).
+fn uboot_defaults(config: PathBuf, defaults: &Path) -> Env {
+    std::fs::write(defaults, "bootdelay=0\n").unwrap();
+    let ok = Command::new("fw_setenv")
+        .arg("-c")
+        .arg(&config)
+        .arg("-f")
+        .arg(defaults)
+        .args(["bootdelay", "0"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "fw_setenv -f");
+    Env {
+        flavor: Flavor::Uboot,
+        file: config,
+    }
+}
+
+/// An empty grubenv at `file`, made with `grub-editenv create`.
+fn grub_env(file: PathBuf) -> Env {
+    let ok = Command::new("grub-editenv")
+        .arg(&file)
+        .arg("create")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "grub-editenv create");
+    Env {
+        flavor: Flavor::Grub,
+        file,
+    }
+}
+
+/// The `app` file component switched by `bootloader`, activated by a reboot running
+/// `reboot` (a TOML array), with the `[component.boot]` lines `boot`.
+fn app_component(capacity: u64, bootloader: &str, reboot: &str, boot: &str) -> String {
+    format!(
+        r#"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+capacity = {capacity}
+bootloader = "{bootloader}"
+activate = "reboot"
+reboot = {reboot}
+[component.boot]
+{boot}"#
+    )
 }
 
 /// One boot, as the shipped boot scripts do it: defaults for unset variables; the first slot
@@ -199,16 +301,25 @@ fn tools(flavor: Flavor) -> bool {
         Flavor::Grub => (&["grub-editenv"], "grub-common"),
     };
     let missing: Vec<&str> = needed.iter().copied().filter(|t| !have(t)).collect();
+    present(
+        &missing,
+        "SUITCASE_REQUIRE_BOOTLOADER_TOOLS",
+        package,
+        &format!("{flavor:?} tests not run"),
+    )
+}
+
+/// Whether nothing is `missing`; if something is, a failure when the environment variable
+/// `require` is 1 (CI), else a SKIP line saying what to install and what was not run.
+fn present(missing: &[&str], require: &str, install: &str, not_run: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
     assert!(
-        std::env::var("SUITCASE_REQUIRE_BOOTLOADER_TOOLS").as_deref() != Ok("1"),
-        "SUITCASE_REQUIRE_BOOTLOADER_TOOLS=1 but {missing:?} missing: apt-get install {package}"
+        std::env::var(require).as_deref() != Ok("1"),
+        "{require}=1 but {missing:?} missing: apt-get install {install}"
     );
-    eprintln!(
-        "SKIP: {missing:?} not installed (apt-get install {package}); {flavor:?} tests not run"
-    );
+    eprintln!("SKIP: {missing:?} not installed (apt-get install {install}); {not_run}");
     false
 }
 
@@ -222,43 +333,7 @@ struct Board {
 
 fn board(dev: &mut Device, flavor: Flavor, health: &str) -> Board {
     let dir = dev.dir.clone();
-    let env = match flavor {
-        Flavor::Uboot => {
-            // A file-backed U-Boot environment of 16 KiB; fw_setenv -f writes the default
-            // environment with a valid CRC (what a board's default environment would be).
-            let store = dir.join("uboot.env");
-            std::fs::write(&store, vec![0u8; 0x4000]).unwrap();
-            let config = dir.join("fw_env.config");
-            std::fs::write(&config, format!("{} 0x0000 0x4000\n", store.display())).unwrap();
-            let defaults = dir.join("uboot-defaults.txt");
-            std::fs::write(&defaults, "bootdelay=0\n").unwrap();
-            let ok = Command::new("fw_setenv")
-                .arg("-c")
-                .arg(&config)
-                .arg("-f")
-                .arg(&defaults)
-                .args(["bootdelay", "0"])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "fw_setenv -f");
-            Env {
-                flavor,
-                file: config,
-            }
-        }
-        Flavor::Grub => {
-            let file = dir.join("grubenv");
-            let ok = Command::new("grub-editenv")
-                .arg(&file)
-                .arg("create")
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "grub-editenv create");
-            Env { flavor, file }
-        }
-    };
+    let env = new_env(flavor, &dir, "bootenv");
     let cmdline = dir.join("cmdline");
     let reboots = dir.join("reboots.log");
     // The first boot of a fresh device: the script's defaults, slot A.
@@ -268,25 +343,17 @@ fn board(dev: &mut Device, flavor: Flavor, health: &str) -> Board {
         Flavor::Uboot => ("uboot", "fw_env_config", env.file.display().to_string()),
         Flavor::Grub => ("grub", "grubenv", env.file.display().to_string()),
     };
-    dev.components = format!(
-        r#"
-[[component]]
-name = "app"
-id = "617070"
-kind = "file"
-slots = ["app-a.bin", "app-b.bin"]
-capacity = 67108864
-bootloader = "{name}"
-activate = "reboot"
-reboot = ["sh", "-c", "echo \"$SUITCASE_SLOT\" >> '{reboots}'"]
-[component.boot]
-{key} = "{file}"
-cmdline = "{cmdline}"
-tries = 3
-timeout_seconds = 20
-"#,
-        reboots = reboots.display(),
-        cmdline = cmdline.display(),
+    dev.components = app_component(
+        67_108_864,
+        name,
+        &format!(
+            r#"["sh", "-c", "echo \"$SUITCASE_SLOT\" >> '{}'"]"#,
+            reboots.display()
+        ),
+        &format!(
+            "{key} = \"{file}\"\ncmdline = \"{}\"\ntries = 3\ntimeout_seconds = 20\n",
+            cmdline.display()
+        ),
     );
     dev.extra = format!("[health]\ncommand = [\"sh\", \"-c\", \"{health}\"]\n");
     Board {
@@ -326,26 +393,9 @@ async fn normal_update(flavor: Flavor) {
     let fleet = Fleet::new().await;
     let mut dev = Device::new(&fleet, &format!("{flavor:?}-normal")).await;
     let b = board(&mut dev, flavor, "exit 0");
-    let slot = |s: &'static str| {
-        if flavor == Flavor::Uboot {
-            Some(s)
-        } else {
-            None
-        }
-    };
-    let expect = |order: &str, a: &str, bb: &str, s: Option<&str>| {
-        let mut v = vars(&[
-            ("BOOT_ORDER", order),
-            ("BOOT_A_LEFT", a),
-            ("BOOT_B_LEFT", bb),
-        ]);
-        if let Some(s) = s {
-            v.insert("suitcase_slot".into(), s.into());
-        }
-        v
-    };
+    let expect = |order: &str, a: &str, bb: &str, s: &str| expect_vars(flavor, order, a, bb, s);
     // Booted once: A has used an attempt.
-    assert_eq!(b.env.boot_vars(), expect("A B", "2", "3", slot("A")));
+    assert_eq!(b.env.boot_vars(), expect("A B", "2", "3", "A"));
     let img = image(7, 200_000);
     let rel = fleet.release(2, &img).await;
     let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
@@ -354,7 +404,7 @@ async fn normal_update(flavor: Flavor) {
     // unbootable first), then put B first on trial with full attempts, A as the fallback.
     until_reboot(&fleet, &dev).await;
     assert_eq!(dev.read("app-b.bin"), img);
-    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", slot("A")));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", "A"));
     assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\n");
     let record = dev.path(&format!("state/slots-{}.pointer", hex::encode("app")));
     assert_eq!(
@@ -365,23 +415,16 @@ async fn normal_update(flavor: Flavor) {
     // The bootloader boots B (one attempt used), the agent starts again, sees B running,
     // runs the health check and confirms: B first with its attempts back.
     assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
-    assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", slot("B")));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", "B"));
     let (mut agent, events) = dev.agent(&fleet, Hooks::default());
     let update = agent.cycle().await.unwrap().update.unwrap();
     assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
-    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", slot("B")));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", "B"));
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
         "active=b\nconfirmed=b\n"
     );
-    let activate = events
-        .all()
-        .into_iter()
-        .find_map(|e| match e {
-            suitcase_agent::Event::Step { step, detail, .. } if step == "activate" => detail,
-            _ => None,
-        })
-        .unwrap_or_default();
+    let activate = events.detail("activate").unwrap_or_default();
     assert!(activate.contains("booted slot b on trial"), "{activate}");
     let info = fleet.device_info(&dev.id).await;
     let steps = server_steps(&info);
@@ -398,10 +441,10 @@ async fn normal_update(flavor: Flavor) {
 
     // Every later boot uses an attempt; the agent, started after it, gives it back.
     assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
-    assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", slot("B")));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", "B"));
     let (mut agent, _) = dev.agent(&fleet, Hooks::default());
     assert!(agent.cycle().await.unwrap().update.is_none());
-    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", slot("B")));
+    assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", "B"));
     fleet.stop().await;
 }
 
@@ -429,11 +472,7 @@ async fn failed_health_check(flavor: Flavor) {
 
     // B came up but is unhealthy: the agent reverts (A first, B not bootable), reports,
     // and reboots into A.
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("expected a failure: {:?}", events.all());
-    };
+    let (_, f) = dev.failed_cycle(&fleet).await;
     assert_eq!(
         (f.step.name(), f.reason.as_str()),
         ("clean-up", "health-check")
@@ -441,17 +480,7 @@ async fn failed_health_check(flavor: Flavor) {
     assert!(f.detail.contains("reverted to slot a"), "{}", f.detail);
     assert!(f.detail.contains("rebooting into slot a"), "{}", f.detail);
     assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\na\n");
-    let want = |s: &str| {
-        let mut v = vars(&[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "0"),
-        ]);
-        if flavor == Flavor::Uboot {
-            v.insert("suitcase_slot".into(), s.into());
-        }
-        v
-    };
+    let want = |s: &str| expect_vars(flavor, "A B", "3", "0", s);
     assert_eq!(b.env.boot_vars(), want("B"));
     server_saw_reverted(&fleet, &dev).await;
     wait_campaign(&fleet, &campaign, "failed", 1).await;
@@ -459,9 +488,7 @@ async fn failed_health_check(flavor: Flavor) {
     // The reboot: A (one attempt used, B not tried); the agent started on it marks it good
     // again, and B stays unbootable.
     assert_eq!(boot(&b.env, &b.cmdline), Some("A"));
-    let mut after_boot = want("A");
-    after_boot.insert("BOOT_A_LEFT".into(), "2".into());
-    assert_eq!(b.env.boot_vars(), after_boot);
+    assert_eq!(b.env.boot_vars(), expect_vars(flavor, "A B", "2", "0", "A"));
     let (mut agent, _) = dev.agent(&fleet, Hooks::default());
     agent.cycle().await.unwrap();
     assert_eq!(b.env.boot_vars(), want("A"));
@@ -500,11 +527,7 @@ async fn never_comes_up(flavor: Flavor) {
 
     // The agent, on A, reads the fallback back: Activate fails with boot-refused, the update
     // is reverted (B stays unbootable) and the check-in reports `reverted`.
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("expected a failure: {:?}", events.all());
-    };
+    let (agent, f) = dev.failed_cycle(&fleet).await;
     assert_eq!(
         (f.step.name(), f.reason.as_str()),
         ("activate", "boot-refused"),
@@ -516,15 +539,7 @@ async fn never_comes_up(flavor: Flavor) {
         "{}",
         f.detail
     );
-    let mut want = vars(&[
-        ("BOOT_ORDER", "A B"),
-        ("BOOT_A_LEFT", "3"),
-        ("BOOT_B_LEFT", "0"),
-    ]);
-    if flavor == Flavor::Uboot {
-        want.insert("suitcase_slot".into(), "A".into());
-    }
-    assert_eq!(b.env.boot_vars(), want);
+    assert_eq!(b.env.boot_vars(), expect_vars(flavor, "A B", "3", "0", "A"));
     // Running A already: no reboot after the revert.
     assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\n");
     // The check-in right after the update reported the revert (once: the flag is cleared).
@@ -570,11 +585,7 @@ async fn fault_uboot_restart_without_a_reboot_is_refused_not_looped() {
     fleet.campaign(&rel, &[&dev.id], json!({})).await;
     until_reboot(&fleet, &dev).await;
     // No boot: the kernel command line still says A, B_LEFT untouched.
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("expected a failure: {:?}", events.all());
-    };
+    let (_, f) = dev.failed_cycle(&fleet).await;
     assert_eq!(
         (f.step.name(), f.reason.as_str()),
         ("activate", "boot-refused")
@@ -582,12 +593,7 @@ async fn fault_uboot_restart_without_a_reboot_is_refused_not_looped() {
     assert!(f.detail.contains("has not tried slot b"), "{}", f.detail);
     assert_eq!(
         b.env.boot_vars(),
-        vars(&[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "0"),
-            ("suitcase_slot", "A"),
-        ])
+        expect_vars(Flavor::Uboot, "A B", "3", "0", "A")
     );
     // One reboot command in all (the Activate before the restart); none after the revert.
     assert_eq!(std::fs::read_to_string(&b.reboots).unwrap(), "b\n");
@@ -689,12 +695,7 @@ async fn fault_uboot_power_cut_after_every_durable_write_installs_once() {
         assert_eq!(dev.read("app-b.bin"), img, "{what}");
         assert_eq!(
             b.env.boot_vars(),
-            vars(&[
-                ("BOOT_ORDER", "B A"),
-                ("BOOT_A_LEFT", "3"),
-                ("BOOT_B_LEFT", "3"),
-                ("suitcase_slot", "B"),
-            ]),
+            expect_vars(Flavor::Uboot, "B A", "3", "3", "B"),
             "{what}"
         );
         assert_eq!(
@@ -722,11 +723,7 @@ async fn fault_uboot_unexpected_variable_is_named_before_anything_is_written() {
     b.env.set(&[("BOOT_ORDER", "A C".into())]);
     let rel = fleet.release(2, &image(10, 10_000)).await;
     fleet.campaign(&rel, &[&dev.id], json!({})).await;
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("expected a failure: {:?}", events.all());
-    };
+    let (_, f) = dev.failed_cycle(&fleet).await;
     assert_eq!(
         (f.step.name(), f.reason.as_str()),
         ("distribute", "storage")
@@ -768,23 +765,13 @@ esac"#,
         ),
     );
     let bs = bs.display();
-    dev.components = format!(
-        r#"
-[[component]]
-name = "app"
-id = "617070"
-kind = "file"
-slots = ["app-a.bin", "app-b.bin"]
-capacity = 1048576
-bootloader = "custom"
-activate = "reboot"
-reboot = ["true"]
-[component.boot]
-status = ["{bs}", "status"]
-trial = ["{bs}", "trial"]
-confirm = ["{bs}", "confirm"]
-revert = ["{bs}", "revert"]
-"#
+    dev.components = app_component(
+        1_048_576,
+        "custom",
+        r#"["true"]"#,
+        &["status", "trial", "confirm", "revert"]
+            .map(|c| format!("{c} = [\"{bs}\", \"{c}\"]\n"))
+            .concat(),
     );
     let img = image(12, 50_000);
     let rel = fleet.release(2, &img).await;
@@ -814,30 +801,19 @@ revert = ["{bs}", "revert"]
 async fn fault_bootloader_that_cannot_be_written_fails_apply_before_writing() {
     let fleet = Fleet::new().await;
     let mut dev = Device::new(&fleet, "custom-broken").await;
-    dev.components = r#"
-[[component]]
-name = "app"
-id = "617070"
-kind = "file"
-slots = ["app-a.bin", "app-b.bin"]
-capacity = 1048576
-bootloader = "custom"
-activate = "reboot"
-reboot = ["true"]
-[component.boot]
-status = ["printf", "booted=a\nnext=a\n"]
+    dev.components = app_component(
+        1_048_576,
+        "custom",
+        r#"["true"]"#,
+        r#"status = ["printf", "booted=a\nnext=a\n"]
 trial = ["true"]
 confirm = ["true"]
 revert = ["sh", "-c", "echo environment is read-only >&2; exit 1"]
-"#
-    .into();
+"#,
+    );
     let rel = fleet.release(2, &image(15, 10_000)).await;
     fleet.campaign(&rel, &[&dev.id], json!({})).await;
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("expected a failure: {:?}", events.all());
-    };
+    let (_, f) = dev.failed_cycle(&fleet).await;
     assert_eq!((f.step.name(), f.reason.as_str()), ("apply", "storage"));
     assert!(
         f.detail.contains("the bootloader revert command")
@@ -961,6 +937,42 @@ fn bounded(cmd: &mut Command, secs: u64) -> String {
     String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
 }
 
+/// The environments both shipped scripts are booted from, against the simulated bootloader:
+/// a first boot, trials, fallbacks, counts outside the table, no slot left.
+const BOOT_CASES: &[&[(&str, &str)]] = &[
+    &[],
+    &[
+        ("BOOT_ORDER", "B A"),
+        ("BOOT_A_LEFT", "3"),
+        ("BOOT_B_LEFT", "3"),
+    ],
+    &[
+        ("BOOT_ORDER", "B A"),
+        ("BOOT_A_LEFT", "3"),
+        ("BOOT_B_LEFT", "1"),
+    ],
+    &[
+        ("BOOT_ORDER", "B A"),
+        ("BOOT_A_LEFT", "3"),
+        ("BOOT_B_LEFT", "0"),
+    ],
+    &[
+        ("BOOT_ORDER", "A B"),
+        ("BOOT_A_LEFT", "9"),
+        ("BOOT_B_LEFT", "0"),
+    ],
+    &[
+        ("BOOT_ORDER", "A B"),
+        ("BOOT_A_LEFT", "12"),
+        ("BOOT_B_LEFT", "2"),
+    ],
+    &[
+        ("BOOT_ORDER", "A B"),
+        ("BOOT_A_LEFT", "0"),
+        ("BOOT_B_LEFT", "0"),
+    ],
+];
+
 /// One boot of the shipped `grub.cfg` in GRUB's user-space emulator: the environment block
 /// starts as `initial`, on an ext2 image (GRUB's `save_env` writes through the file system's
 /// block list, which the emulator's host file system lacks); returns the slot GRUB chose
@@ -973,17 +985,7 @@ fn grub_emu_boot(
     std::fs::create_dir_all(root.join("grub")).unwrap();
     let env = root.join("grub/grubenv");
     let _ = std::fs::remove_file(&env);
-    let mut create = Command::new("grub-editenv");
-    bounded(create.arg(&env).arg("create"), 20);
-    if !initial.is_empty() {
-        let mut set = Command::new("grub-editenv");
-        bounded(
-            set.arg(&env)
-                .arg("set")
-                .args(initial.iter().map(|(k, v)| format!("{k}={v}"))),
-            20,
-        );
-    }
+    grub_env(env).set_all(initial);
     // The shipped script, then report the choice and stop before a menu entry boots.
     std::fs::write(
         root.join("grub/grub.cfg"),
@@ -1043,69 +1045,20 @@ fn grub_script_in_grub_emu_agrees_with_the_simulated_bootloader() {
         .into_iter()
         .filter(|t| find(t).is_none())
         .collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("SUITCASE_REQUIRE_BOOTLOADER_TOOLS").as_deref() != Ok("1"),
-            "SUITCASE_REQUIRE_BOOTLOADER_TOOLS=1 but {missing:?} missing: apt-get install grub-emu grub-common e2fsprogs"
-        );
-        eprintln!(
-            "SKIP: {missing:?} not installed (apt-get install grub-emu e2fsprogs); the GRUB script was not run in GRUB"
-        );
+    if !present(
+        &missing,
+        "SUITCASE_REQUIRE_BOOTLOADER_TOOLS",
+        "grub-emu grub-common e2fsprogs",
+        "the GRUB script was not run in GRUB",
+    ) {
         return;
     }
-    let cases: &[&[(&str, &str)]] = &[
-        &[],
-        &[
-            ("BOOT_ORDER", "B A"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "3"),
-        ],
-        &[
-            ("BOOT_ORDER", "B A"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "1"),
-        ],
-        &[
-            ("BOOT_ORDER", "B A"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "0"),
-        ],
-        &[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "9"),
-            ("BOOT_B_LEFT", "0"),
-        ],
-        &[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "12"),
-            ("BOOT_B_LEFT", "2"),
-        ],
-        &[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "0"),
-            ("BOOT_B_LEFT", "0"),
-        ],
-    ];
     let dir = tempfile::tempdir().unwrap();
-    for (i, initial) in cases.iter().enumerate() {
+    for (i, initial) in BOOT_CASES.iter().enumerate() {
         let (grub_chose, grub_env) = grub_emu_boot(dir.path(), initial);
         // The simulated bootloader on the same environment, in a plain grubenv file.
-        let sim = Env {
-            flavor: Flavor::Grub,
-            file: dir.path().join(format!("sim-{i}.grubenv")),
-        };
-        bounded(
-            Command::new("grub-editenv").arg(&sim.file).arg("create"),
-            20,
-        );
-        if !initial.is_empty() {
-            sim.set(
-                &initial
-                    .iter()
-                    .map(|(k, v)| (*k, (*v).to_owned()))
-                    .collect::<Vec<_>>(),
-            );
-        }
+        let sim = new_env(Flavor::Grub, dir.path(), &format!("sim-{i}"));
+        sim.set_all(initial);
         let sim_chose = boot(&sim, &dir.path().join("cmdline"));
         assert_eq!(
             grub_chose.as_deref(),
@@ -1141,21 +1094,7 @@ fn uboot_qemu_boot(dir: &Path, scr: &Path, initial: &[(&str, &str)]) -> String {
         format!("{} 0x0 0x40000 0x40000\n", flash.display()),
     )
     .unwrap();
-    let defaults = dir.join("defaults.txt");
-    std::fs::write(&defaults, "bootdelay=0\n").unwrap();
-    let mut init = Command::new("fw_setenv");
-    bounded(
-        init.arg("-c")
-            .arg(&config)
-            .arg("-f")
-            .arg(&defaults)
-            .args(["bootdelay", "0"]),
-        20,
-    );
-    let env = Env {
-        flavor: Flavor::Uboot,
-        file: config,
-    };
+    let env = uboot_defaults(config, &dir.join("defaults.txt"));
     let mut vars: Vec<(&str, String)> = vec![
         ("bootcmd", "source 0x40200000".into()),
         ("suitcase_boot_A", "echo SUITCASE-BOOTED-A; poweroff".into()),
@@ -1212,14 +1151,12 @@ fn uboot_script_in_qemu_agrees_with_the_simulated_bootloader() {
     if !firmware.is_file() {
         missing.push("u-boot-qemu");
     }
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("SUITCASE_REQUIRE_UBOOT_QEMU").as_deref() != Ok("1"),
-            "SUITCASE_REQUIRE_UBOOT_QEMU=1 but {missing:?} missing: apt-get install qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool"
-        );
-        eprintln!(
-            "SKIP: {missing:?} not installed (apt-get install qemu-system-arm u-boot-qemu u-boot-tools); the U-Boot script was not run in U-Boot"
-        );
+    if !present(
+        &missing,
+        "SUITCASE_REQUIRE_UBOOT_QEMU",
+        "qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool",
+        "the U-Boot script was not run in U-Boot",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1235,64 +1172,17 @@ fn uboot_script_in_qemu_agrees_with_the_simulated_bootloader() {
             .arg(&scr),
         30,
     );
-    let cases: &[&[(&str, &str)]] = &[
-        &[],
-        &[
-            ("BOOT_ORDER", "B A"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "3"),
-        ],
-        &[
-            ("BOOT_ORDER", "B A"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "1"),
-        ],
-        &[
-            ("BOOT_ORDER", "B A"),
-            ("BOOT_A_LEFT", "3"),
-            ("BOOT_B_LEFT", "0"),
-        ],
-        &[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "9"),
-            ("BOOT_B_LEFT", "0"),
-        ],
-        &[
-            ("BOOT_ORDER", "A B"),
-            ("BOOT_A_LEFT", "0"),
-            ("BOOT_B_LEFT", "0"),
-        ],
-    ];
-    for (i, initial) in cases.iter().enumerate() {
+    // Only the counts the agent writes (1..=9): setexpr computes in hexadecimal.
+    let cases = BOOT_CASES
+        .iter()
+        .filter(|c| !c.iter().any(|(_, v)| v.parse::<u32>().is_ok_and(|n| n > 9)));
+    for (i, initial) in cases.enumerate() {
         let case = dir.path().join(format!("case-{i}"));
         std::fs::create_dir_all(&case).unwrap();
         let said = uboot_qemu_boot(&case, &scr, initial);
         // The simulated bootloader on the same variables, in a file-backed environment.
-        let store = case.join("sim.env");
-        std::fs::write(&store, vec![0u8; 0x4000]).unwrap();
-        let config = case.join("sim.config");
-        std::fs::write(&config, format!("{} 0x0 0x4000\n", store.display())).unwrap();
-        let mut init = Command::new("fw_setenv");
-        bounded(
-            init.arg("-c")
-                .arg(&config)
-                .arg("-f")
-                .arg(case.join("defaults.txt"))
-                .args(["bootdelay", "0"]),
-            20,
-        );
-        let sim = Env {
-            flavor: Flavor::Uboot,
-            file: config,
-        };
-        if !initial.is_empty() {
-            sim.set(
-                &initial
-                    .iter()
-                    .map(|(k, v)| (*k, (*v).to_owned()))
-                    .collect::<Vec<_>>(),
-            );
-        }
+        let sim = new_env(Flavor::Uboot, &case, "sim");
+        sim.set_all(initial);
         let want = match boot(&sim, &case.join("cmdline")) {
             Some(slot) => {
                 let v = sim.list();

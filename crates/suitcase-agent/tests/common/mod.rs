@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use suitcase_agent::{Agent, Config, Event, Hooks};
+use suitcase_agent::{Agent, Config, Event, Finished, Hooks, StepFailure};
 use suitcase_author::keys::{self, KeyAlg};
 use suitcase_author::release::{self, BuiltRelease, ImageInput, ReleaseRequest};
 use suitcase_author::{Tier, uuid};
@@ -426,6 +426,16 @@ backoff_max_seconds = 0.05
         serde_json::from_slice(&self.read("state/installed.json")).unwrap_or(Value::Null)
     }
 
+    /// Runs one agent cycle whose update must fail; the agent (to read on) and the failure.
+    pub async fn failed_cycle(&self, fleet: &Fleet) -> (Agent, StepFailure) {
+        let (mut agent, events) = self.agent(fleet, Hooks::default());
+        let update = agent.cycle().await.unwrap().update.unwrap();
+        let Finished::Failed(f) = update.finished else {
+            panic!("expected a failure: {:?}", events.all());
+        };
+        (agent, f)
+    }
+
     pub fn work_is_empty(&self) -> bool {
         std::fs::read_dir(self.path("state/work"))
             .map(|mut d| d.next().is_none())
@@ -445,6 +455,16 @@ impl Events {
 
     pub fn all(&self) -> Vec<Event> {
         self.0.lock().unwrap().clone()
+    }
+
+    /// The detail of the first event of `step` that has one.
+    pub fn detail(&self, step: &str) -> Option<String> {
+        self.all().into_iter().find_map(|e| match e {
+            Event::Step {
+                step: s, detail, ..
+            } if s == step => detail,
+            _ => None,
+        })
     }
 
     /// `(step, outcome, reason)` of every step event.
