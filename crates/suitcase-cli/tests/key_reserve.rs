@@ -5,7 +5,21 @@
 
 mod common;
 
-use common::{ok, suitcase};
+use common::{build_args, check_args, es256_key, ok, sign_args, suitcase};
+
+/// `suitcase key reserve --key master.hss --count COUNT -o OUT`.
+fn reserve<'a>(count: &'a str, out: &'a str) -> [&'a str; 8] {
+    [
+        "key",
+        "reserve",
+        "--key",
+        "master.hss",
+        "--count",
+        count,
+        "-o",
+        out,
+    ]
+}
 
 #[test]
 fn reservation_signs_its_range_then_refuses_and_the_master_skips_it() {
@@ -26,117 +40,35 @@ fn reservation_signs_its_range_then_refuses_and_the_master_skips_it() {
             "master.pub",
         ],
     );
-    ok(
-        d,
-        &[
-            "key",
-            "generate",
-            "--alg",
-            "es256",
-            "-o",
-            "author.key",
-            "--public",
-            "author.pub",
-        ],
-    );
+    es256_key(d, "author");
     std::fs::write(d.join("app.bin"), b"image").unwrap();
     ok(
         d,
-        &[
-            "release",
-            "build",
-            "--image",
-            "app.bin",
-            "--vendor",
-            "example.com",
-            "--class",
+        &build_args(
             "c",
-            "--sequence",
             "1",
-            "--integrated",
-            "--sign",
-            "author.key",
-            "-o",
-            "app.suit",
-        ],
+            &["--integrated", "--sign", "author.key", "-o", "app.suit"],
+        ),
     );
-    let r = ok(
-        d,
-        &[
-            "key",
-            "reserve",
-            "--key",
-            "master.hss",
-            "--count",
-            "2",
-            "-o",
-            "r.hss",
-            "--json",
-        ],
-    );
+    let r = ok(d, &[&reserve("2", "r.hss")[..], &["--json"]].concat());
     assert_eq!((r["first"].as_u64(), r["end"].as_u64()), (Some(0), Some(2)));
     assert_eq!(r["master_left"], 30);
     // An existing reservation is not overwritten by accident.
-    let (code, _, out) = suitcase(
-        d,
-        &[
-            "key",
-            "reserve",
-            "--key",
-            "master.hss",
-            "--count",
-            "1",
-            "-o",
-            "r.hss",
-        ],
-    );
+    let (code, _, out) = suitcase(d, &reserve("1", "r.hss"));
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("refusing to overwrite"), "{out}");
     for _ in 0..2 {
-        ok(
-            d,
-            &[
-                "release", "sign", "app.suit", "--key", "r.hss", "-o", "app.suit",
-            ],
-        );
+        ok(d, &sign_args("r.hss", "app.suit"));
     }
-    let (code, _, out) = suitcase(
-        d,
-        &[
-            "release", "sign", "app.suit", "--key", "r.hss", "-o", "x.suit",
-        ],
-    );
+    let (code, _, out) = suitcase(d, &sign_args("r.hss", "x.suit"));
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("is used up"), "{out}");
     let (code, _, out) = suitcase(
         d,
-        &[
-            "manifest",
-            "check",
-            "app.suit",
-            "--trust",
-            "author.pub",
-            "--trust",
-            "master.pub",
-            "--threshold",
-            "2",
-        ],
+        &check_args("app.suit", &["author.pub", "master.pub"], "2"),
     );
     assert_eq!(code, 0, "{out}");
-    let again = ok(
-        d,
-        &[
-            "key",
-            "reserve",
-            "--key",
-            "master.hss",
-            "--count",
-            "3",
-            "-o",
-            "r2.hss",
-            "--json",
-        ],
-    );
+    let again = ok(d, &[&reserve("3", "r2.hss")[..], &["--json"]].concat());
     assert_eq!(
         again["first"], 2,
         "the master never goes back into the range"

@@ -15,9 +15,12 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{build_args, check_args, es256_key, sign_args};
 use serde_json::Value;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -75,26 +78,21 @@ impl Token {
 
     /// The URI of key `object` on this token, the PIN from pin.txt.
     fn uri(&self, object: &str) -> String {
-        format!(
-            "pkcs11:token={LABEL};object={object}?module-path={MODULE}&pin-source={}",
-            self.path("pin.txt").display()
+        uri(
+            object,
+            MODULE,
+            "pin-source",
+            &self.path("pin.txt").display(),
         )
     }
 
     /// Runs `suitcase ARGS` against this token: (exit code, JSON stdout or null, all output).
     fn run_with(&self, conf: &Path, args: &[&str]) -> (i32, Value, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
-            .current_dir(self.dir.path())
-            .env("SOFTHSM2_CONF", conf)
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        (
-            out.status.code().unwrap_or(-1),
-            json,
-            stdout + &String::from_utf8_lossy(&out.stderr),
+        common::run(
+            Command::new(env!("CARGO_BIN_EXE_suitcase"))
+                .current_dir(self.dir.path())
+                .env("SOFTHSM2_CONF", conf)
+                .args(args),
         )
     }
 
@@ -115,6 +113,28 @@ impl Token {
         out
     }
 
+    /// Countersigning `app.suit` with `key` into `x.suit` must fail; returns what it printed.
+    fn sign_fails(&self, key: &str) -> String {
+        self.fails(&sign_args(key, "x.suit"))
+    }
+
+    /// A software key pair `NAME.key`, `NAME.pub` next to the token.
+    fn software_key(&self, name: &str) {
+        es256_key(self.dir.path(), name);
+    }
+
+    /// `suitcase key public KEY -o OUT --json`: the key's report.
+    fn public(&self, key: &str, out: &str) -> Value {
+        self.ok(&["key", "public", key, "-o", out, "--json"])
+    }
+
+    /// An integrated release of `app.bin` ("image"), class c, sequence number `sequence`, built
+    /// with `rest` (the signers, the output); the `release build` arguments.
+    fn integrated<'a>(&self, sequence: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        std::fs::write(self.path("app.bin"), b"image").unwrap();
+        build_args("c", sequence, &[&["--integrated"], rest].concat())
+    }
+
     /// Makes a key pair on the token and exports its public key to `NAME.pub`.
     fn generate(&self, alg: &str, name: &str) -> Value {
         self.ok(&[
@@ -133,37 +153,33 @@ impl Token {
     /// A single-image release signed with `sign` (a key file or a URI), written to `out`.
     fn release(&self, sign: &str, out: &str) -> Value {
         std::fs::write(self.path("app.bin"), b"firmware built for the token test").unwrap();
-        self.ok(&[
-            "release",
-            "build",
-            "--image",
-            "app.bin",
-            "--component",
-            "00",
-            "--vendor",
-            "example.com",
-            "--class",
+        self.ok(&build_args(
             "thermostat",
-            "--sequence",
             "7",
-            "--uri",
-            "https://fw.example.com/app-7.bin",
-            "--sign",
-            sign,
-            "-o",
-            out,
-            "--json",
-        ])
+            &[
+                "--component",
+                "00",
+                "--uri",
+                "https://fw.example.com/app-7.bin",
+                "--sign",
+                sign,
+                "-o",
+                out,
+                "--json",
+            ],
+        ))
     }
 
     fn check(&self, envelope: &str, trust: &[&str], threshold: &str) -> (i32, String) {
-        let mut args = vec!["manifest", "check", envelope, "--threshold", threshold];
-        for t in trust {
-            args.extend(["--trust", t]);
-        }
-        let (code, _, out) = self.run(&args);
+        let (code, _, out) = self.run(&check_args(envelope, trust, threshold));
         (code, out)
     }
+}
+
+/// A PKCS#11 URI for key `object` on the test token: `module-path=MODULE&PIN=VALUE` (`PIN` is
+/// `pin-source` or `pin-value`).
+fn uri(object: &str, module: &str, pin: &str, value: &dyn core::fmt::Display) -> String {
+    format!("pkcs11:token={LABEL};object={object}?module-path={module}&{pin}={value}")
 }
 
 /// Prints a SKIP line that shows even though the test harness captures `eprintln!`: a skipped
@@ -241,16 +257,7 @@ fn es256_release_signed_on_the_token_verifies_with_the_exported_key() {
     let (code, out) = t.check("app.suit", &["author.pub"], "1");
     assert_eq!(code, 0, "{out}");
     // The same check with an unrelated key must reject: the acceptance above is the token's.
-    t.ok(&[
-        "key",
-        "generate",
-        "--alg",
-        "es256",
-        "-o",
-        "other.key",
-        "--public",
-        "other.pub",
-    ]);
+    t.software_key("other");
     let (code, out) = t.check("app.suit", &["other.pub"], "1");
     assert_eq!(code, 1, "{out}");
 }
@@ -311,28 +318,10 @@ fn ed25519_operator_countersigns_from_the_token_and_both_signatures_verify() {
         return;
     };
     // The author signs with a key file, the operator countersigns with a token key.
-    t.ok(&[
-        "key",
-        "generate",
-        "--alg",
-        "es256",
-        "-o",
-        "author.key",
-        "--public",
-        "author.pub",
-    ]);
+    t.software_key("author");
     t.release("author.key", "app.suit");
     let made = t.generate("ed25519", "operator");
-    let signed = t.ok(&[
-        "release",
-        "sign",
-        "app.suit",
-        "--key",
-        &t.uri("operator"),
-        "-o",
-        "app.suit",
-        "--json",
-    ]);
+    let signed = t.ok(&[&sign_args(&t.uri("operator"), "app.suit")[..], &["--json"]].concat());
     assert_eq!(signed["alg"], -19);
     assert_eq!(signed["kid"], made["kid"]);
     assert_eq!(signed["signatures"], 2);
@@ -351,24 +340,10 @@ fn token_key_kid_equals_the_software_kid_of_the_same_public_key() {
     for (alg, name) in [("es256", "p"), ("ed25519", "e")] {
         let made = t.generate(alg, name);
         // The exported file, read as any public key file is.
-        let from_file = t.ok(&[
-            "key",
-            "public",
-            &format!("{name}.pub"),
-            "-o",
-            &format!("{name}.again.pub"),
-            "--json",
-        ]);
+        let from_file = t.public(&format!("{name}.pub"), &format!("{name}.again.pub"));
         assert_eq!(made["kid"], from_file["kid"], "{alg}");
         // `key public URI` reads back the same key.
-        let from_token = t.ok(&[
-            "key",
-            "public",
-            &t.uri(name),
-            "-o",
-            &format!("{name}.token.pub"),
-            "--json",
-        ]);
+        let from_token = t.public(&t.uri(name), &format!("{name}.token.pub"));
         assert_eq!(made["kid"], from_token["kid"], "{alg}");
         assert_eq!(
             std::fs::read(t.path(&format!("{name}.pub"))).unwrap(),
@@ -383,14 +358,7 @@ fn private_key_on_the_token_is_never_readable() {
         return;
     };
     let made = t.generate("es256", "author");
-    let read_back = t.ok(&[
-        "key",
-        "public",
-        &t.uri("author"),
-        "-o",
-        "again.pub",
-        "--json",
-    ]);
+    let read_back = t.public(&t.uri("author"), "again.pub");
     for report in [&made["token"], &read_back["token"]] {
         // PKCS#11 v2.40 §4.9: sensitive, never extractable; §5.7: CKA_VALUE is refused
         // (CKR_ATTRIBUTE_SENSITIVE) when the key is asked for.
@@ -409,33 +377,18 @@ fn wrong_pin_is_refused_and_names_the_pin_to_fix() {
     };
     t.generate("es256", "author");
     std::fs::write(t.path("wrong.txt"), "9999\n").unwrap();
-    let uri = format!(
-        "pkcs11:token={LABEL};object=author?module-path={MODULE}&pin-source={}",
-        t.path("wrong.txt").display()
+    let uri = uri(
+        "author",
+        MODULE,
+        "pin-source",
+        &t.path("wrong.txt").display(),
     );
-    std::fs::write(t.path("app.bin"), b"image").unwrap();
-    let out = t.fails(&[
-        "release",
-        "build",
-        "--image",
-        "app.bin",
-        "--vendor",
-        "example.com",
-        "--class",
-        "c",
-        "--sequence",
-        "1",
-        "--integrated",
-        "--sign",
-        &uri,
-        "-o",
-        "x.suit",
-    ]);
+    let out = t.fails(&t.integrated("1", &["--sign", &uri, "-o", "x.suit"]));
     assert!(out.contains("wrong PIN"), "{out}");
     assert!(out.contains("pin-source"), "{out}");
     assert!(!t.path("x.suit").exists());
     // pin-value is accepted too, and a wrong one never appears in the message.
-    let uri = format!("pkcs11:token={LABEL};object=author?module-path={MODULE}&pin-value=4321");
+    let uri = self::uri("author", MODULE, "pin-value", &4321);
     let out = t.fails(&["key", "public", &uri, "-o", "a.pub"]);
     assert!(out.contains("wrong PIN"), "{out}");
     assert!(
@@ -450,15 +403,7 @@ fn missing_object_is_refused_and_says_how_to_create_it() {
         return;
     };
     t.release_input();
-    let out = t.fails(&[
-        "release",
-        "sign",
-        "app.suit",
-        "--key",
-        &t.uri("no-such-key"),
-        "-o",
-        "x.suit",
-    ]);
+    let out = t.sign_fails(&t.uri("no-such-key"));
     assert!(out.contains("no private key object=no-such-key"), "{out}");
     assert!(out.contains("suitcase key generate --pkcs11"), "{out}");
 }
@@ -479,18 +424,7 @@ fn token_without_the_eddsa_mechanism_is_refused_before_signing() {
         &t.path("tokens"),
         "slots.mechanisms = CKM_ECDSA,CKM_EC_KEY_PAIR_GEN,CKM_EC_EDWARDS_KEY_PAIR_GEN\n",
     );
-    let (code, _, out) = t.run_with(
-        &conf,
-        &[
-            "release",
-            "sign",
-            "app.suit",
-            "--key",
-            &t.uri("operator"),
-            "-o",
-            "x.suit",
-        ],
-    );
+    let (code, _, out) = t.run_with(&conf, &sign_args(&t.uri("operator"), "x.suit"));
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("does not offer CKM_EDDSA"), "{out}");
     assert!(out.contains("--alg es256"), "{out}");
@@ -538,15 +472,7 @@ fn algorithm_mismatch_an_rsa_key_on_the_token_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     t.release_input();
-    let out = t.fails(&[
-        "release",
-        "sign",
-        "app.suit",
-        "--key",
-        &t.uri("rsa"),
-        "-o",
-        "x.suit",
-    ]);
+    let out = t.sign_fails(&t.uri("rsa"));
     assert!(out.contains("not an elliptic-curve key"), "{out}");
     assert!(out.contains("P-256 (es256) or Ed25519"), "{out}");
 }
@@ -558,30 +484,23 @@ fn wrong_module_path_is_refused_and_names_the_module_to_use() {
     };
     t.release_input();
     let pin = t.path("pin.txt");
-    let missing = format!(
-        "pkcs11:token={LABEL};object=author?module-path=/usr/lib/no-such-module.so&pin-source={}",
-        pin.display()
+    let missing = uri(
+        "author",
+        "/usr/lib/no-such-module.so",
+        "pin-source",
+        &pin.display(),
     );
-    let out = t.fails(&[
-        "release", "sign", "app.suit", "--key", &missing, "-o", "x.suit",
-    ]);
+    let out = t.sign_fails(&missing);
     assert!(out.contains("does not exist"), "{out}");
     assert!(out.contains(MODULE), "{out}");
     // A file that exists but is no PKCS#11 module.
-    let not_a_module = format!(
-        "pkcs11:token={LABEL};object=author?module-path={}&pin-source={}",
-        pin.display(),
-        pin.display()
+    let not_a_module = uri(
+        "author",
+        &pin.display().to_string(),
+        "pin-source",
+        &pin.display(),
     );
-    let out = t.fails(&[
-        "release",
-        "sign",
-        "app.suit",
-        "--key",
-        &not_a_module,
-        "-o",
-        "x.suit",
-    ]);
+    let out = t.sign_fails(&not_a_module);
     assert!(out.contains("as a PKCS#11 module"), "{out}");
 }
 
@@ -593,7 +512,7 @@ fn misspelt_uri_attribute_is_refused_not_ignored() {
     t.generate("es256", "author");
     t.release_input();
     let uri = t.uri("author").replace("object=", "objcet=");
-    let out = t.fails(&["release", "sign", "app.suit", "--key", &uri, "-o", "x.suit"]);
+    let out = t.sign_fails(&uri);
     assert!(out.contains("unknown attribute `objcet`"), "{out}");
 }
 
@@ -630,9 +549,7 @@ fn release_toml_takes_a_pkcs11_uri_as_a_signer() {
 impl Token {
     /// An envelope `app.suit` signed by a software key, for the countersigning tests.
     fn release_input(&self) {
-        self.ok(&[
-            "key", "generate", "--alg", "es256", "-o", "sw.key", "--public", "sw.pub",
-        ]);
+        self.software_key("sw");
         self.release("sw.key", "app.suit");
     }
 }
@@ -671,28 +588,20 @@ fn x509_root_and_signer_keys_on_the_token_issue_a_chain_devices_accept() {
         "-o",
         "signer-chain.pem",
     ]);
-    std::fs::write(t.path("app.bin"), b"image").unwrap();
-    t.ok(&[
-        "release",
-        "build",
-        "--image",
-        "app.bin",
-        "--vendor",
-        "example.com",
-        "--class",
-        "c",
-        "--sequence",
+    let signer = t.uri("signer");
+    t.ok(&t.integrated(
         "5",
-        "--integrated",
-        "--profile",
-        "enhanced",
-        "--sign",
-        &t.uri("signer"),
-        "--x5chain",
-        "signer-chain.pem",
-        "-o",
-        "app.suit",
-    ]);
+        &[
+            "--profile",
+            "enhanced",
+            "--sign",
+            &signer,
+            "--x5chain",
+            "signer-chain.pem",
+            "-o",
+            "app.suit",
+        ],
+    ));
     let (code, out) = t.check("app.suit", &["root.pem"], "1");
     assert_eq!(code, 0, "{out}");
     // An Ed25519 token key cannot issue X.509 certificates here: said, not mis-signed.
@@ -719,29 +628,21 @@ fn two_token_keys_sign_one_release_in_one_process() {
     // One module, one login shared by both signers' sessions (PKCS#11 v2.40 §5.6).
     t.generate("es256", "author");
     t.generate("ed25519", "operator");
-    std::fs::write(t.path("app.bin"), b"image").unwrap();
-    let built = t.ok(&[
-        "release",
-        "build",
-        "--image",
-        "app.bin",
-        "--vendor",
-        "example.com",
-        "--class",
-        "c",
-        "--sequence",
+    let (author, operator) = (t.uri("author"), t.uri("operator"));
+    let built = t.ok(&t.integrated(
         "9",
-        "--integrated",
-        "--profile",
-        "enhanced",
-        "--sign",
-        &t.uri("author"),
-        "--sign",
-        &t.uri("operator"),
-        "-o",
-        "app.suit",
-        "--json",
-    ]);
+        &[
+            "--profile",
+            "enhanced",
+            "--sign",
+            &author,
+            "--sign",
+            &operator,
+            "-o",
+            "app.suit",
+            "--json",
+        ],
+    ));
     assert_eq!(built["signatures"].as_array().map(Vec::len), Some(2));
     let (code, out) = t.check("app.suit", &["author.pub", "operator.pub"], "2");
     assert_eq!(code, 0, "{out}");

@@ -15,11 +15,14 @@ use serde_json::Value;
 
 /// Runs `suitcase ARGS` in `dir`: (exit code, stdout as JSON or null, stdout + stderr).
 pub fn suitcase(dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
+    run(Command::new(env!("CARGO_BIN_EXE_suitcase"))
         .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args))
+}
+
+/// Runs `cmd`: (exit code, stdout as JSON or null, stdout + stderr).
+pub fn run(cmd: &mut Command) -> (i32, Value, String) {
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (
@@ -55,6 +58,57 @@ pub fn keygen(dir: &Path, alg: &str, name: &str) {
             "--json",
         ],
     );
+}
+
+/// `suitcase key generate --alg es256 -o NAME.key --public NAME.pub`: a software key file.
+pub fn es256_key(dir: &Path, name: &str) {
+    ok(
+        dir,
+        &[
+            "key",
+            "generate",
+            "--alg",
+            "es256",
+            "-o",
+            &format!("{name}.key"),
+            "--public",
+            &format!("{name}.pub"),
+        ],
+    );
+}
+
+/// `suitcase release build` of the one image `app.bin` (vendor example.com, class `class`,
+/// sequence number `sequence`), then `rest`: how the image is reached, the signers, the output.
+pub fn build_args<'a>(class: &'a str, sequence: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "release",
+        "build",
+        "--image",
+        "app.bin",
+        "--vendor",
+        "example.com",
+        "--class",
+        class,
+        "--sequence",
+        sequence,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// `suitcase release sign app.suit --key KEY -o OUT`.
+pub fn sign_args<'a>(key: &'a str, out: &'a str) -> [&'a str; 7] {
+    ["release", "sign", "app.suit", "--key", key, "-o", out]
+}
+
+/// `suitcase manifest check ENVELOPE --trust T… --threshold N`.
+pub fn check_args<'a>(envelope: &'a str, trust: &[&'a str], threshold: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["manifest", "check", envelope];
+    for t in trust {
+        args.extend(["--trust", t]);
+    }
+    args.extend(["--threshold", threshold]);
+    args
 }
 
 /// A `suitcase server` child process on a free loopback port, its data in `dir`; killed when
