@@ -363,6 +363,22 @@ fn board(dev: &mut Device, flavor: Flavor, health: &str) -> Board {
     }
 }
 
+/// A `flavor` device named `name` on a fresh fleet, its board's health check `health`, and a
+/// campaign offering it release 2 of `img`: the fleet, the device, its board and the campaign.
+async fn offered(
+    flavor: Flavor,
+    name: &str,
+    health: &str,
+    img: &[u8],
+) -> (Fleet, Device, Board, String) {
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, name).await;
+    let b = board(&mut dev, flavor, health);
+    let rel = fleet.release(2, img).await;
+    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    (fleet, dev, b, campaign)
+}
+
 /// Runs one agent cycle that must end in the reboot command (activated on trial).
 async fn until_reboot(fleet: &Fleet, dev: &Device) {
     let (mut agent, events) = dev.agent(fleet, Hooks::default());
@@ -390,15 +406,12 @@ async fn normal_update(flavor: Flavor) {
     if !tools(flavor) {
         return;
     }
-    let fleet = Fleet::new().await;
-    let mut dev = Device::new(&fleet, &format!("{flavor:?}-normal")).await;
-    let b = board(&mut dev, flavor, "exit 0");
+    let img = image(7, 200_000);
+    let (fleet, dev, b, campaign) =
+        offered(flavor, &format!("{flavor:?}-normal"), "exit 0", &img).await;
     let expect = |order: &str, a: &str, bb: &str, s: &str| expect_vars(flavor, order, a, bb, s);
     // Booted once: A has used an attempt.
     assert_eq!(b.env.boot_vars(), expect("A B", "2", "3", "A"));
-    let img = image(7, 200_000);
-    let rel = fleet.release(2, &img).await;
-    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
 
     // Until the reboot: the agent marked A good (its attempts back), wrote B (made
     // unbootable first), then put B first on trial with full attempts, A as the fallback.
@@ -462,11 +475,13 @@ async fn failed_health_check(flavor: Flavor) {
     if !tools(flavor) {
         return;
     }
-    let fleet = Fleet::new().await;
-    let mut dev = Device::new(&fleet, &format!("{flavor:?}-sick")).await;
-    let b = board(&mut dev, flavor, "exit 1");
-    let rel = fleet.release(2, &image(8, 100_000)).await;
-    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (fleet, dev, b, campaign) = offered(
+        flavor,
+        &format!("{flavor:?}-sick"),
+        "exit 1",
+        &image(8, 100_000),
+    )
+    .await;
     until_reboot(&fleet, &dev).await;
     assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
 
@@ -510,11 +525,13 @@ async fn never_comes_up(flavor: Flavor) {
     if !tools(flavor) {
         return;
     }
-    let fleet = Fleet::new().await;
-    let mut dev = Device::new(&fleet, &format!("{flavor:?}-dead")).await;
-    let b = board(&mut dev, flavor, "exit 0");
-    let rel = fleet.release(2, &image(9, 100_000)).await;
-    let campaign = fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (fleet, dev, b, campaign) = offered(
+        flavor,
+        &format!("{flavor:?}-dead"),
+        "exit 0",
+        &image(9, 100_000),
+    )
+    .await;
     until_reboot(&fleet, &dev).await;
 
     // B never comes up (kernel panic, watchdog): the agent never runs on it. The bootloader
@@ -578,11 +595,13 @@ async fn fault_uboot_restart_without_a_reboot_is_refused_not_looped() {
     if !tools(Flavor::Uboot) {
         return;
     }
-    let fleet = Fleet::new().await;
-    let mut dev = Device::new(&fleet, "uboot-no-reboot").await;
-    let b = board(&mut dev, Flavor::Uboot, "exit 0");
-    let rel = fleet.release(2, &image(13, 10_000)).await;
-    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (fleet, dev, b, _) = offered(
+        Flavor::Uboot,
+        "uboot-no-reboot",
+        "exit 0",
+        &image(13, 10_000),
+    )
+    .await;
     until_reboot(&fleet, &dev).await;
     // No boot: the kernel command line still says A, B_LEFT untouched.
     let (_, f) = dev.failed_cycle(&fleet).await;
@@ -717,12 +736,9 @@ async fn fault_uboot_unexpected_variable_is_named_before_anything_is_written() {
     if !tools(Flavor::Uboot) {
         return;
     }
-    let fleet = Fleet::new().await;
-    let mut dev = Device::new(&fleet, "uboot-odd").await;
-    let b = board(&mut dev, Flavor::Uboot, "exit 0");
+    let (fleet, dev, b, _) =
+        offered(Flavor::Uboot, "uboot-odd", "exit 0", &image(10, 10_000)).await;
     b.env.set(&[("BOOT_ORDER", "A C".into())]);
-    let rel = fleet.release(2, &image(10, 10_000)).await;
-    fleet.campaign(&rel, &[&dev.id], json!({})).await;
     let (_, f) = dev.failed_cycle(&fleet).await;
     assert_eq!(
         (f.step.name(), f.reason.as_str()),
