@@ -57,19 +57,33 @@ impl Token {
         let conf = dir.path().join("softhsm2.conf");
         write_conf(&conf, &dir.path().join("tokens"), "");
         let token = Self { dir, conf };
+        token.softhsm2_util(&[
+            "--init-token",
+            "--free",
+            "--label",
+            LABEL,
+            "--pin",
+            PIN,
+            "--so-pin",
+            SO_PIN,
+        ]);
+        std::fs::write(token.path("pin.txt"), format!("{PIN}\n")).unwrap();
+        Some(token)
+    }
+
+    /// Runs `softhsm2-util ARGS` on this token, in its directory; it must succeed.
+    fn softhsm2_util(&self, args: &[&str]) {
         let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &token.conf)
-            .args(["--init-token", "--free", "--label", LABEL])
-            .args(["--pin", PIN, "--so-pin", SO_PIN])
+            .current_dir(self.dir.path())
+            .env("SOFTHSM2_CONF", &self.conf)
+            .args(args)
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "softhsm2-util --init-token: {}",
+            "softhsm2-util {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(token.path("pin.txt"), format!("{PIN}\n")).unwrap();
-        Some(token)
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -459,18 +473,9 @@ fn algorithm_mismatch_an_rsa_key_on_the_token_is_refused() {
         skip("SKIP algorithm_mismatch_an_rsa_key_on_the_token_is_refused: no openssl");
         return;
     }
-    let out = Command::new("softhsm2-util")
-        .current_dir(t.dir.path())
-        .env("SOFTHSM2_CONF", &t.conf)
-        .args(["--import", "rsa.pem", "--token", LABEL, "--label", "rsa"])
-        .args(["--id", "0a0b", "--pin", PIN])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    t.softhsm2_util(&[
+        "--import", "rsa.pem", "--token", LABEL, "--label", "rsa", "--id", "0a0b", "--pin", PIN,
+    ]);
     t.release_input();
     let out = t.sign_fails(&t.uri("rsa"));
     assert!(out.contains("not an elliptic-curve key"), "{out}");
