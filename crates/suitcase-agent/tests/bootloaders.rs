@@ -429,9 +429,7 @@ async fn normal_update(flavor: Flavor) {
     // runs the health check and confirms: B first with its attempts back.
     assert_eq!(boot(&b.env, &b.cmdline), Some("B"));
     assert_eq!(b.env.boot_vars(), expect("B A", "3", "2", "B"));
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+    let (agent, events) = dev.installed_cycle(&fleet).await;
     assert_eq!(b.env.boot_vars(), expect("B A", "3", "3", "B"));
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
@@ -799,9 +797,7 @@ esac"#,
     );
     // The "bootloader" boots what it was told to.
     std::fs::write(&state, "booted=b\nnext=b\n").unwrap();
-    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+    dev.installed_cycle(&fleet).await;
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         "confirm a\nrevert a\ntrial b\nconfirm b\n"

@@ -426,6 +426,14 @@ backoff_max_seconds = 0.05
         serde_json::from_slice(&self.read("state/installed.json")).unwrap_or(Value::Null)
     }
 
+    /// Runs one agent cycle whose update must be installed; the agent and its events.
+    pub async fn installed_cycle(&self, fleet: &Fleet) -> (Agent, Events) {
+        let (mut agent, events) = self.agent(fleet, Hooks::default());
+        let update = agent.cycle().await.unwrap().update.unwrap();
+        assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+        (agent, events)
+    }
+
     /// Runs one agent cycle whose update must fail; the agent (to read on) and the failure.
     pub async fn failed_cycle(&self, fleet: &Fleet) -> (Agent, StepFailure) {
         let (mut agent, events) = self.agent(fleet, Hooks::default());
