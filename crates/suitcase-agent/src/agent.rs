@@ -292,7 +292,12 @@ impl Agent {
 
     fn fresh(&self, offer: suitcase_protocol::UpdateOffer) -> Result<Journal, AgentError> {
         self.ctx.state.clear_work()?;
-        let j = Journal::new(offer);
+        let mut j = Journal::new(offer);
+        // Receive begins now (journalled with the journal itself: no extra write).
+        j.started = Some(crate::state::StepStarted {
+            step: j.step,
+            at: self.ctx.now(),
+        });
         self.ctx.state.save_journal(&j)?;
         Ok(j)
     }

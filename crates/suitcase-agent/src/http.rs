@@ -34,6 +34,9 @@ use crate::config::Server;
 use crate::error::{AgentError, local};
 use crate::state::Download;
 
+/// Work a download's progress callback hands back to be awaited (sending a progress report).
+pub(crate) type Pending = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Bytes between flushes (and journal checkpoints) of a download.
 pub const CHECKPOINT_BYTES: u64 = 4 << 20;
 
@@ -551,6 +554,7 @@ impl Http {
         d: &mut Download,
         path: &Path,
         checkpoint: &mut (dyn FnMut(&Download) -> Result<(), AgentError> + Send),
+        progress: &mut (dyn FnMut(u64) -> Option<Pending> + Send),
     ) -> Result<(), DownloadError> {
         let what = format!("cannot write {}", path.display());
         let mut file = std::fs::OpenOptions::new()
@@ -687,6 +691,11 @@ impl Http {
             self.counters.download_body.fetch_add(n, Ordering::Relaxed);
             this_transfer += n;
             since_flush += n;
+            // The caller decides whether this is worth a progress report (rarely: never per
+            // chunk) and hands back the sending of it, done before the next chunk.
+            if let Some(send) = progress(d.durable + since_flush) {
+                send.await;
+            }
             if since_flush >= CHECKPOINT_BYTES {
                 file.sync_data().map_err(local(&what))?;
                 d.durable += since_flush;

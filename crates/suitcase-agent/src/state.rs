@@ -246,6 +246,19 @@ pub struct Journal {
     /// The manifest's sequence number (Check).
     #[serde(default)]
     pub sequence: u64,
+    /// When the step in progress began (kept across restarts, so a resumed step reports its
+    /// original start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<StepStarted>,
+}
+
+/// When a step began, in seconds since 1970.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStarted {
+    /// The step.
+    pub step: Step,
+    /// When it began.
+    pub at: u64,
 }
 
 impl Journal {
@@ -282,7 +295,13 @@ impl Journal {
             targets: Vec::new(),
             candidates: Vec::new(),
             deltas: Vec::new(),
+            started: None,
         }
+    }
+
+    /// When the step in progress began, if the journal says.
+    pub fn started_at(&self, step: Step) -> Option<u64> {
+        self.started.filter(|s| s.step == step).map(|s| s.at)
     }
 
     /// The release id.

@@ -22,7 +22,7 @@ use crate::machine::{self, Ended, Then, Undo};
 use crate::mcu::{self, Mcu, VerifierSpec};
 use crate::platform::{self, Content, DevicePlatform, Mode, Route};
 use crate::slots;
-use crate::state::{Candidate, Download, Journal, StateDir, Target, Undoing};
+use crate::state::{Candidate, Download, Journal, StateDir, StepStarted, Target, Undoing};
 
 /// The largest envelope the agent accepts (it is held in memory to be verified).
 pub const MAX_ENVELOPE: u64 = 1 << 20;
@@ -42,7 +42,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         (self.clock)()
     }
 }
@@ -74,36 +74,45 @@ fn fail(step: Step, reason: &str, detail: impl Into<String>) -> Stop {
 // Reports
 // ---------------------------------------------------------------------------------------------
 
-/// Queues a report (durably) and emits its event.
-pub(crate) fn report(
-    ctx: &Ctx,
-    release: &str,
-    step: Step,
-    outcome: Outcome,
-    reason: Option<&str>,
-    detail: Option<String>,
-    progress: Option<u64>,
-) -> Result<(), AgentError> {
-    let r = StepReport {
+/// A report of `step` with nothing but its outcome; callers add the rest.
+pub(crate) fn step_report(release: &str, step: Step, outcome: Outcome) -> StepReport {
+    StepReport {
         release_id: release.to_owned(),
         step,
         outcome,
-        reason: reason.map(str::to_owned),
-        detail,
-        progress,
+        reason: None,
+        detail: None,
+        progress: None,
+        started_at: None,
         suit_report: None,
-    };
+    }
+}
+
+/// Queues a report (durably) and emits its event.
+pub(crate) fn report(ctx: &Ctx, r: StepReport) -> Result<(), AgentError> {
     (ctx.events)(&Event::Step {
         release_id: r.release_id.clone(),
-        step: step.name().into(),
-        outcome: outcome.name().into(),
+        step: r.step.name().into(),
+        outcome: r.outcome.name().into(),
         reason: r.reason.clone(),
         detail: r.detail.clone(),
-        progress,
+        progress: r.progress,
     });
     let mut outbox = ctx.state.outbox()?;
     outbox.push(r);
     ctx.state.save_outbox(&outbox)
+}
+
+/// When the journal's step began: the journalled start if it is this step's (a resumed step
+/// keeps its original start: a new journal and every step transition journal it), or now
+/// (a journal written by an older agent), journalled with the step's next checkpoint.
+fn step_started(ctx: &Ctx, j: &mut Journal) -> u64 {
+    if let Some(t) = j.started_at(j.step) {
+        return t;
+    }
+    let at = ctx.now();
+    j.started = Some(StepStarted { step: j.step, at });
+    at
 }
 
 /// Sends queued reports in order; stops at the first that cannot be delivered now.
@@ -168,12 +177,12 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
             };
             report(
                 ctx,
-                &release,
-                u.step,
-                Outcome::Failure,
-                Some(&u.reason),
-                Some(detail.clone()),
-                None,
+                StepReport {
+                    reason: Some(u.reason.clone()),
+                    detail: Some(detail.clone()),
+                    started_at: j.started_at(u.step),
+                    ..step_report(&release, u.step, Outcome::Failure)
+                },
             )?;
             ctx.state.finish()?;
             flush_quietly(ctx).await?;
@@ -199,20 +208,24 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
             }));
         }
         let step = j.step;
+        let started_at = step_started(ctx, &mut j);
         match run_step(ctx, &mut j, step).await {
             Ok(Done::Success(detail)) => {
                 report(
                     ctx,
-                    &release,
-                    step,
-                    Outcome::Success,
-                    None,
-                    Some(detail),
-                    None,
+                    StepReport {
+                        detail: Some(detail),
+                        started_at: Some(started_at),
+                        ..step_report(&release, step, Outcome::Success)
+                    },
                 )?;
                 match machine::after(step, Ended::Success).then {
                     Then::Run(next) => {
                         j.step = next;
+                        j.started = Some(StepStarted {
+                            step: next,
+                            at: ctx.now(),
+                        });
                         ctx.state.save_journal(&j)?;
                         flush_quietly(ctx).await?;
                     }
@@ -232,12 +245,11 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
                 if !j.deferred_reported {
                     report(
                         ctx,
-                        &release,
-                        step,
-                        Outcome::Deferred,
-                        None,
-                        Some(detail),
-                        None,
+                        StepReport {
+                            detail: Some(detail),
+                            started_at: Some(started_at),
+                            ..step_report(&release, step, Outcome::Deferred)
+                        },
                     )?;
                     j.deferred_reported = true;
                     ctx.state.save_journal(&j)?;
@@ -354,7 +366,7 @@ fn slot_env(
 // 4 Receive
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Which {
     Envelope,
     Payload(usize),
@@ -443,23 +455,30 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
             ));
         }
     }
+    let mut pace = Pacer {
+        release: j.release().to_owned(),
+        started_at: j.started_at(step),
+        total,
+        reported: done,
+        at: ctx.now(),
+    };
     if remaining > 0 {
         report(
             ctx,
-            j.release(),
-            step,
-            Outcome::InProgress,
-            None,
-            Some(if done > 0 {
-                format!("resuming the download at {done} of {total} bytes")
-            } else {
-                format!("downloading {total} bytes")
-            }),
-            Some(done),
+            StepReport {
+                detail: Some(if done > 0 {
+                    format!("resuming the download at {done} of {total} bytes")
+                } else {
+                    format!("downloading {total} bytes")
+                }),
+                progress: Some(done),
+                started_at: j.started_at(step),
+                ..step_report(j.release(), step, Outcome::InProgress)
+            },
         )?;
         flush_quietly(ctx).await?;
     }
-    download(ctx, j, Which::Envelope).await?;
+    download(ctx, j, Which::Envelope, &mut pace).await?;
     // Authenticate before download: the whole of Check (signature and trust anchors,
     // anti-rollback, vendor, class and components, sizes against capacity, a decryption key
     // for every encrypted payload) runs on the envelope before a payload byte is requested,
@@ -468,8 +487,8 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
     // the Check failure it is; the Check step after Receive runs it again on the same bytes.
     blocking(ctx, j, check).await?;
     for i in 0..j.payloads.len() {
-        if !by_delta(ctx, j, i).await? {
-            download(ctx, j, Which::Payload(i)).await?;
+        if !by_delta(ctx, j, i, &mut pace).await? {
+            download(ctx, j, Which::Payload(i), &mut pace).await?;
         }
     }
     let resumes: u32 = std::iter::once(&j.envelope)
@@ -510,7 +529,7 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
 /// Tries the delta patch the server offered for payload `i`: `Ok(true)` when the payload
 /// file was rebuilt from it, `Ok(false)` when the full payload must be downloaded (no
 /// offer, no matching installed image, or the delta was abandoned).
-async fn by_delta(ctx: &Ctx, j: &mut Journal, i: usize) -> Result<bool, Stop> {
+async fn by_delta(ctx: &Ctx, j: &mut Journal, i: usize, pace: &mut Pacer) -> Result<bool, Stop> {
     let Some(p) = j.payloads.get(i).cloned() else {
         return Ok(false);
     };
@@ -567,7 +586,7 @@ async fn by_delta(ctx: &Ctx, j: &mut Journal, i: usize) -> Result<bool, Stop> {
         });
         ctx.state.save_journal(j)?;
     }
-    match download(ctx, j, Which::Delta(i)).await {
+    match download(ctx, j, Which::Delta(i), pace).await {
         Ok(()) => {}
         Err(Stop::Fail(f)) => return abandon(ctx, j, i, f.detail),
         Err(e) => return Err(e),
@@ -640,7 +659,78 @@ pub(crate) fn backoff(
     base.mul_f64(0.5 + 0.5 * unit)
 }
 
-async fn download(ctx: &Ctx, j: &mut Journal, which: Which) -> Result<(), Stop> {
+/// Paces Receive's progress reports: one when the bytes held have grown by a tenth of the
+/// total since the last report *and* [`PROGRESS_SECONDS`] have passed, whichever is later;
+/// never one per chunk.
+struct Pacer {
+    release: String,
+    started_at: Option<u64>,
+    /// The envelope and every payload, in bytes.
+    total: u64,
+    /// Bytes held at the last report.
+    reported: u64,
+    /// When the last report was queued.
+    at: u64,
+}
+
+/// The least time between two download progress reports.
+const PROGRESS_SECONDS: u64 = 5;
+
+impl Pacer {
+    /// A progress report if one is due with `held` bytes held, queued; the flush of the
+    /// queue to await.
+    fn due(&mut self, ctx: &Ctx, held: u64) -> Option<crate::http::Pending> {
+        if held < self.reported.saturating_add(self.total / 10).max(1) {
+            return None;
+        }
+        let now = ctx.now();
+        if now < self.at.saturating_add(PROGRESS_SECONDS) {
+            return None;
+        }
+        self.reported = held;
+        self.at = now;
+        let r = StepReport {
+            detail: Some(format!("downloaded {held} of {} bytes", self.total)),
+            progress: Some(held),
+            started_at: self.started_at,
+            ..step_report(&self.release, Step::Receive, Outcome::InProgress)
+        };
+        if let Err(e) = report(ctx, r) {
+            tracing::warn!("progress report not queued: {e}");
+            return None;
+        }
+        let ctx = ctx.clone();
+        Some(Box::pin(async move {
+            if let Err(e) = flush_quietly(&ctx).await {
+                tracing::warn!("progress report not sent: {e}");
+            }
+        }))
+    }
+}
+
+/// Bytes of the envelope, payloads and delta patches held, but for `skip`'s.
+fn held_but(j: &Journal, skip: Which) -> u64 {
+    let held = |d: &Download| if d.complete { d.size } else { d.durable };
+    let mut n = 0u64;
+    if skip != Which::Envelope {
+        n = n.saturating_add(held(&j.envelope));
+    }
+    for (i, p) in j.payloads.iter().enumerate() {
+        let delta = j.deltas.iter().find(|d| d.index == i && !d.abandoned);
+        if p.complete || delta.is_none() {
+            if skip != Which::Payload(i) {
+                n = n.saturating_add(held(p));
+            }
+        } else if let Some(d) = delta
+            && skip != Which::Delta(i)
+        {
+            n = n.saturating_add(held(&d.patch));
+        }
+    }
+    n
+}
+
+async fn download(ctx: &Ctx, j: &mut Journal, which: Which, pace: &mut Pacer) -> Result<(), Stop> {
     let step = Step::Receive;
     let attempts = ctx.cfg.polling.download_attempts;
     let mut failures = 0u32;
@@ -663,8 +753,10 @@ async fn download(ctx: &Ctx, j: &mut Journal, which: Which) -> Result<(), Stop> 
                 }
                 state.save_journal(&snapshot)
             };
+            let base = held_but(j, which);
+            let mut progress = |n: u64| pace.due(ctx, base.saturating_add(n));
             ctx.http
-                .download(&mut current, &path, &mut checkpoint)
+                .download(&mut current, &path, &mut checkpoint, &mut progress)
                 .await
         };
         if let Some(s) = slot_of(j, which) {

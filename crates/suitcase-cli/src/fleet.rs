@@ -847,13 +847,34 @@ fn show_device(v: &Value) {
             u["release_id"].as_str().unwrap_or(""),
             u["state"].as_str().unwrap_or("")
         );
+        // A step took from the start the device reported to its (latest) report; without a
+        // reported start, from the previous step's report.
+        let mut previous: Option<i64> = None;
         for s in u["steps"].as_array().into_iter().flatten() {
             let reason = s["reason"]
                 .as_str()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default();
+            let at = s["at"].as_i64();
+            let took = match (s["started_at"].as_i64().or(previous), at) {
+                (Some(start), Some(at)) => format!(
+                    ", {} {}",
+                    if s["outcome"] == "in-progress" {
+                        "running for"
+                    } else {
+                        "took"
+                    },
+                    suitcase_protocol::time::duration(at - start)
+                ),
+                _ => String::new(),
+            };
+            let progress = s["progress"]
+                .as_u64()
+                .map(|p| format!(", {p} bytes downloaded"))
+                .unwrap_or_default();
+            previous = at.or(previous);
             outln!(
-                "    {:<10} {:<11} {}{}",
+                "    {:<10} {:<11} {}{took}{progress}{}",
                 s["step"].as_str().unwrap_or(""),
                 s["outcome"].as_str().unwrap_or(""),
                 when(&s["at"]),

@@ -43,6 +43,9 @@ pub mod limits {
     pub const FILTER_DEVICES_MAX: usize = 100_000;
     /// The most characters of a step report's `detail`.
     pub const REPORT_DETAIL_MAX: usize = 4096;
+    /// The oldest a step report's `started_at` may be, in seconds before the server receives
+    /// it (30 days: a step deferred for consent may wait long); an older start is ignored.
+    pub const STEP_AGE_MAX: u64 = 30 * 24 * 3600;
     /// The most characters of a step report's `reason` code.
     pub const REPORT_REASON_MAX: usize = 64;
     /// The most bytes of a SUIT report attached to a step report.
@@ -456,9 +459,16 @@ pub struct StepReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub detail: Option<String>,
-    /// Bytes done, for progress on long steps.
+    /// Bytes done, for progress on long steps. During Receive the agent sends `in-progress`
+    /// reports with the bytes of the envelope, payloads and delta patches it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<u64>,
+    /// When the device began the step, in seconds since 1970, so that its duration is exact.
+    /// Absent from older agents (the server then takes the previous report's time). The
+    /// server clamps a time in the future to the time it received the report and ignores one
+    /// more than [`limits::STEP_AGE_MAX`] seconds old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
     /// A SUIT report (draft-ietf-suit-report), if the device produces one.
     #[serde(default, with = "bytes", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
@@ -726,6 +736,13 @@ pub struct StepStatus {
     pub detail: Option<String>,
     /// When the server received it, in seconds since 1970.
     pub at: i64,
+    /// When the device began the step, in seconds since 1970 (as the device reported it,
+    /// clamped by the server); absent when the device did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// Bytes done, from the latest `in-progress` report of a running step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u64>,
 }
 
 /// A device's current or last update.

@@ -18,6 +18,7 @@ fn report() -> StepReport {
         reason: Some("health-check".into()),
         detail: None,
         progress: None,
+        started_at: None,
         suit_report: Some(vec![0xd8, 0x6b, 0xa0, 0xff]),
     }
 }

@@ -125,7 +125,18 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
     // Archived releases stay (their campaigns' history refers to them) but no new campaign
     // may use them.
     let v6 = "ALTER TABLE releases ADD COLUMN archived BIGINT NOT NULL DEFAULT 0".to_owned();
-    vec![(1, v1), (2, v2), (3, v3), (4, v4), (5, v5), (6, v6)]
+    // Step reports carry when the device began the step (docs/server.md §3), so durations
+    // are exact.
+    let v7 = "ALTER TABLE reports ADD COLUMN started_at BIGINT".to_owned();
+    vec![
+        (1, v1),
+        (2, v2),
+        (3, v3),
+        (4, v4),
+        (5, v5),
+        (6, v6),
+        (7, v7),
+    ]
 }
 
 impl Db {

@@ -1362,10 +1362,24 @@ pub(crate) struct ReportRow {
     pub(crate) outcome: String,
     pub(crate) reason: Option<String>,
     pub(crate) detail: Option<String>,
+    pub(crate) progress: Option<i64>,
+    pub(crate) started_at: Option<i64>,
     pub(crate) at: i64,
 }
 
+/// A device's `started_at` as the server stores it: a start after `now` (the device's clock
+/// runs ahead) is clamped to `now`; one more than `STEP_AGE_MAX` before `now` is ignored.
+pub(crate) fn clamp_started_at(started_at: Option<u64>, now: i64) -> Option<i64> {
+    let t = to_i64(started_at?).min(now);
+    (t >= now.saturating_sub(to_i64(suitcase_protocol::limits::STEP_AGE_MAX))).then_some(t)
+}
+
 impl Db {
+    /// Stores a step report. An `in-progress` report with a `started_at` (a suitcase agent's
+    /// download progress) that follows an `in-progress` report of the same step, release and
+    /// campaign (the same attempt) replaces it, so that progress reports do not grow the
+    /// table; the first start stored is kept. Reports without `started_at` (older agents,
+    /// DDI feedback, whose log lines the failure report gathers) are each kept.
     pub(crate) async fn report_insert(
         &self,
         device_id: &str,
@@ -1373,8 +1387,42 @@ impl Db {
         r: &StepReport,
         now: i64,
     ) -> Result<()> {
+        let started_at = clamp_started_at(r.started_at, now);
+        if r.outcome == suitcase_protocol::Outcome::InProgress && r.started_at.is_some() {
+            let last = sqlx::query(
+                "SELECT id, step, outcome, campaign_id FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(device_id)
+            .bind(&r.release_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(last) = last {
+                let id: i64 = last.try_get(0)?;
+                let step: String = last.try_get(1)?;
+                let outcome: String = last.try_get(2)?;
+                let campaign: Option<String> = last.try_get(3)?;
+                if step == r.step.name()
+                    && outcome == r.outcome.name()
+                    && campaign.as_deref() == campaign_id
+                {
+                    sqlx::query(
+                        "UPDATE reports SET reason = $1, detail = $2, progress = $3, suit_report = $4, started_at = COALESCE(started_at, $5), at = $6 WHERE id = $7",
+                    )
+                    .bind(r.reason.as_deref())
+                    .bind(r.detail.as_deref())
+                    .bind(r.progress.map(to_i64))
+                    .bind(r.suit_report.as_deref())
+                    .bind(started_at)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                    return Ok(());
+                }
+            }
+        }
         sqlx::query(
-            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(device_id)
         .bind(&r.release_id)
@@ -1386,6 +1434,7 @@ impl Db {
         .bind(r.progress.map(to_i64))
         .bind(r.suit_report.as_deref())
         .bind(now)
+        .bind(started_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1410,7 +1459,7 @@ impl Db {
         release_id: &str,
     ) -> Result<Vec<ReportRow>> {
         sqlx::query(
-            "SELECT step, outcome, reason, detail, at FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id",
+            "SELECT step, outcome, reason, detail, progress, started_at, at FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id",
         )
         .bind(device_id)
         .bind(release_id)
@@ -1423,7 +1472,9 @@ impl Db {
                 outcome: r.try_get(1)?,
                 reason: r.try_get(2)?,
                 detail: r.try_get(3)?,
-                at: r.try_get(4)?,
+                progress: r.try_get(4)?,
+                started_at: r.try_get(5)?,
+                at: r.try_get(6)?,
             })
         })
         .collect()

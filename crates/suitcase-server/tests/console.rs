@@ -28,6 +28,7 @@ both_backends!(
     attack_bad_parameters_get_a_4xx_never_a_500,
     signout_and_revocation_end_the_session,
     device_timeline_keeps_attempts_apart,
+    device_timeline_times_steps_from_their_reported_start,
     dry_run_counts_what_start_would_target,
     releases_in_use_are_neither_archived_nor_deleted,
     an_operator_rolls_a_campaign_back,
@@ -540,6 +541,7 @@ async fn device_timeline_keeps_attempts_apart(b: Backend) {
             reason: (outcome == Outcome::Failure).then(|| "no-space".to_owned()),
             detail: detail.map(str::to_owned),
             progress: None,
+            started_at: None,
             suit_report: None,
         };
         let req = h
@@ -584,6 +586,46 @@ async fn device_timeline_keeps_attempts_apart(b: Backend) {
     );
     assert!(body.contains("<code>no-space</code>"));
     assert!(body.contains(" UTC, "), "human times");
+    h.stop().await;
+}
+
+/// A step's duration runs from the `started_at` the device reported, not from the previous
+/// report; a running download shows its share of the release.
+async fn device_timeline_times_steps_from_their_reported_start(b: Backend) {
+    let h = Harness::new(b).await;
+    let (_, tok) = h.devices("ts", 1, &["ts"]).await.pop().unwrap();
+    let rel = h.release(2, &[7u8; 3000]).await;
+    h.campaign(json!({"name": "ts", "release_id": rel, "filter": {"tags_all": ["ts"]}}))
+        .await;
+    h.checkin(&tok, 1).await;
+    let t = h.clock.load(std::sync::atomic::Ordering::SeqCst);
+    let send = |outcome: &str, progress: Option<u64>| {
+        let req = h
+            .client
+            .post(h.url("/api/v1/device/reports"))
+            .bearer_auth(&tok)
+            .json(
+                &json!({"release_id": rel, "step": "receive", "outcome": outcome,
+                          "progress": progress, "started_at": t - 100}),
+            );
+        async move { req.send().await.unwrap().status() }
+    };
+    assert!(send("in-progress", Some(1500)).await.is_success());
+    let s = Session::signin(&h, &h.admin).await;
+    let (st, body) = s.get("/ui/devices/ts-0").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body.contains("downloading: "), "{body}");
+    assert!(body.contains("% of "), "{body}");
+    assert!(
+        body.contains("1 min 40 s"),
+        "running since its start: {body}"
+    );
+    h.advance(20);
+    assert!(send("success", None).await.is_success());
+    let (_, body) = s.get("/ui/devices/ts-0").await;
+    // From the reported start (t - 100) to the end (t + 20); the previous report would say 20 s.
+    assert!(body.contains("<td>2 min 0 s</td>"), "{body}");
+    assert!(!body.contains("downloading: "), "{body}");
     h.stop().await;
 }
 

@@ -975,6 +975,7 @@ async fn late_errors(
         reason: failure.reason.clone(),
         detail: details_text(&[Value::String(merged)], None),
         progress: None,
+        started_at: None,
         suit_report: None,
     };
     state
@@ -1079,6 +1080,7 @@ pub(crate) async fn feedback(
         },
         detail,
         progress,
+        started_at: None,
         suit_report: None,
     };
     // A closing feedback always counts (one per action); progress beyond the device's
@@ -1158,6 +1160,7 @@ pub(crate) async fn cancel_feedback(
             detail: details_text(&f.status.details, f.status.code)
                 .or_else(|| Some("the device accepted the cancellation".into())),
             progress: None,
+            started_at: None,
             suit_report: None,
         };
         state
@@ -1381,6 +1384,7 @@ pub(crate) async fn artifact(
                 reason: None,
                 detail: Some(format!("the device downloads {name} ({size} bytes)")),
                 progress: None,
+                started_at: None,
                 suit_report: None,
             };
             if let Err(e) =

@@ -58,6 +58,7 @@ pub(crate) async fn check_in(
             reason: Some("digest".into()),
             detail: Some(why.clone()),
             progress: None,
+            started_at: None,
             suit_report: None,
         };
         state
@@ -304,6 +305,11 @@ pub(crate) async fn update_status(
             reason: r.reason,
             detail: r.detail,
             at: r.at,
+            started_at: r.started_at,
+            progress: (outcome == Outcome::InProgress)
+                .then_some(r.progress)
+                .flatten()
+                .map(crate::store::to_u64),
         };
         match steps.iter_mut().find(|x| x.step == step) {
             Some(x) => *x = s,

@@ -381,8 +381,10 @@ fn step_index(s: &str) -> usize {
 
 /// Splits a device's reports (oldest first) into attempts: a new attempt begins with another
 /// release or campaign, after a failure, or when a step comes back that is earlier in the NTIA
-/// order than the last one reported (the agent started over). A step's start is its first
-/// report, or, when the device reported only its end, the previous report of the attempt.
+/// order than the last one reported (the agent started over). A step's start is the
+/// `started_at` the device reported with it (exact); from an agent that does not send one, its
+/// first report, or, when the device reported only its end, the previous report of the
+/// attempt.
 fn attempts(rows: &[TimelineRow]) -> Vec<Attempt> {
     let mut out: Vec<Attempt> = Vec::new();
     let mut per_release: HashMap<String, usize> = HashMap::new();
@@ -425,12 +427,15 @@ fn attempts(rows: &[TimelineRow]) -> Vec<Attempt> {
                 if r.progress.is_some() {
                     s.progress = r.progress;
                 }
+                if let Some(t) = r.started_at {
+                    s.start = t.min(r.at);
+                }
             }
             _ => {
-                let start = if r.outcome == Outcome::InProgress.name() {
-                    r.at
-                } else {
-                    last_at.min(r.at)
+                let start = match r.started_at {
+                    Some(t) => t.min(r.at),
+                    None if r.outcome == Outcome::InProgress.name() => r.at,
+                    None => last_at.min(r.at),
                 };
                 a.steps.push(StepView {
                     step: r.step.clone(),
@@ -599,6 +604,24 @@ async fn device_page(
         );
     }
     let list = attempts(&reports);
+    // What a running download fetches in all (the envelope and every payload), for its
+    // progress as a share.
+    let mut totals: HashMap<String, i64> = HashMap::new();
+    for a in &list {
+        if a.steps
+            .last()
+            .is_some_and(|s| s.outcome == "in-progress" && s.progress.is_some())
+            && !totals.contains_key(&a.release_id)
+            && let Some(r) = state.db.release_get(&a.release_id).await?
+        {
+            let total = r
+                .payloads
+                .iter()
+                .filter_map(|p| p.size)
+                .fold(r.envelope_bytes, u64::saturating_add);
+            totals.insert(a.release_id.clone(), crate::store::to_i64(total));
+        }
+    }
     if list.is_empty() {
         b.push_str("<p>No update reports from this device yet.</p>");
     }
@@ -637,7 +660,19 @@ async fn device_page(
                 let _ = write!(detail, "<p>reason: <code>{}</code></p>", e(r));
             }
             if let Some(p) = s.progress {
-                let _ = write!(detail, "<p>{p} bytes done</p>");
+                match totals.get(&a.release_id) {
+                    Some(&total) if s.outcome == "in-progress" && total > 0 => {
+                        let _ = write!(
+                            detail,
+                            "<p class=\"progress\">downloading: {}% of {}</p>",
+                            (p.max(0).saturating_mul(100) / total).min(100),
+                            size_text(total)
+                        );
+                    }
+                    _ => {
+                        let _ = write!(detail, "<p>{p} bytes done</p>");
+                    }
+                }
             }
             for d in &s.details {
                 let _ = write!(detail, "<pre>{}</pre>", e(d));
@@ -662,6 +697,21 @@ async fn device_page(
     }
     b.push_str("</section>");
     Ok(page(ui, "Fleet", &format!("Device {}", d.name), &b))
+}
+
+/// A size for people: `512 bytes`, `12.0 KiB`, `12.0 MiB`, `1.5 GiB`.
+fn size_text(n: i64) -> String {
+    #[allow(clippy::cast_precision_loss, reason = "one decimal for people")]
+    let f = n as f64;
+    if n < 1024 {
+        format!("{n} bytes")
+    } else if n < 1 << 20 {
+        format!("{:.1} KiB", f / 1024.0)
+    } else if n < 1 << 30 {
+        format!("{:.1} MiB", f / f64::from(1u32 << 20))
+    } else {
+        format!("{:.1} GiB", f / f64::from(1u32 << 30))
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -49,6 +49,7 @@ pub(crate) struct TimelineRow {
     pub(crate) reason: Option<String>,
     pub(crate) detail: Option<String>,
     pub(crate) progress: Option<i64>,
+    pub(crate) started_at: Option<i64>,
     pub(crate) at: i64,
 }
 
@@ -227,7 +228,7 @@ impl Db {
     /// A device's reports, oldest first, at most `limit` (the newest ones if there are more).
     pub(crate) async fn ui_reports(&self, device_id: &str, limit: i64) -> Result<Vec<TimelineRow>> {
         let mut rows: Vec<TimelineRow> = sqlx::query(
-            "SELECT release_id, campaign_id, step, outcome, reason, detail, progress, at FROM reports \
+            "SELECT release_id, campaign_id, step, outcome, reason, detail, progress, at, started_at FROM reports \
              WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(device_id)
@@ -245,6 +246,7 @@ impl Db {
                 detail: r.try_get(5)?,
                 progress: r.try_get(6)?,
                 at: r.try_get(7)?,
+                started_at: r.try_get(8)?,
             })
         })
         .collect::<Result<_>>()?;

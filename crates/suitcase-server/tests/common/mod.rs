@@ -339,6 +339,7 @@ impl Harness {
             reason: reason.map(str::to_owned),
             detail: None,
             progress: None,
+            started_at: None,
             suit_report: None,
         };
         self.client
