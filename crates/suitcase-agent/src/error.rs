@@ -31,6 +31,8 @@ pub struct StepFailure {
     pub reason: String,
     /// What happened, for people.
     pub detail: String,
+    /// The end of the failing command's output (redacted, at most 8 KiB), if there is one.
+    pub log: Option<String>,
 }
 
 impl StepFailure {
@@ -40,7 +42,15 @@ impl StepFailure {
             step,
             reason: reason.to_owned(),
             detail: detail.into(),
+            log: None,
         }
+    }
+
+    /// The failure with the end of a command's output (none if it wrote nothing).
+    #[must_use]
+    pub fn with_log(mut self, log: String) -> Self {
+        self.log = (!log.is_empty()).then_some(log);
+        self
     }
 
     /// A failure carrying the SUIT processor's reason code.

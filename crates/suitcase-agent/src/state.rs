@@ -210,6 +210,9 @@ pub struct Undoing {
     pub reason: String,
     /// Its detail.
     pub detail: String,
+    /// The end of the failing command's output, for the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// The update in progress (`journal.json`).

@@ -84,6 +84,7 @@ pub(crate) fn step_report(release: &str, step: Step, outcome: Outcome) -> StepRe
         detail: None,
         progress: None,
         started_at: None,
+        log: None,
         suit_report: None,
     }
 }
@@ -181,6 +182,7 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
                     reason: Some(u.reason.clone()),
                     detail: Some(detail.clone()),
                     started_at: j.started_at(u.step),
+                    log: u.log.clone(),
                     ..step_report(&release, u.step, Outcome::Failure)
                 },
             )?;
@@ -205,6 +207,7 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
                 step: u.step,
                 reason: u.reason,
                 detail,
+                log: u.log,
             }));
         }
         let step = j.step;
@@ -272,6 +275,7 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
                     step: f.step,
                     reason: f.reason,
                     detail: f.detail,
+                    log: f.log,
                 });
                 ctx.state.save_journal(&j)?;
             }
@@ -1653,12 +1657,16 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 let env = slot_env(j, step, &c.name, s, to);
                 match s.activate {
                     ActivateMode::Restart => {
-                        let exit = command::run(&s.restart, &env, ctx.cfg.health.timeout).await;
+                        let (exit, log) =
+                            command::run_captured(&s.restart, &env, ctx.cfg.health.timeout).await;
                         if !exit.success() {
-                            return Err(fail(
-                                step,
-                                reason::ACTIVATE,
-                                format!("{}: {}", c.name, exit.describe("the restart command")),
+                            return Err(Stop::Fail(
+                                StepFailure::new(
+                                    step,
+                                    reason::ACTIVATE,
+                                    format!("{}: {}", c.name, exit.describe("the restart command")),
+                                )
+                                .with_log(log),
                             ));
                         }
                         notes.push(format!(
@@ -1881,10 +1889,13 @@ async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 release_id: j.offer.release_id.clone(),
                 sequence: j.sequence,
             });
-            command::Exit::Code(Some(if healthy { 0 } else { 1 }))
+            (
+                command::Exit::Code(Some(if healthy { 0 } else { 1 })),
+                String::new(),
+            )
         }
         None => {
-            command::run(
+            command::run_captured(
                 &ctx.cfg.health.command,
                 &env_of(j, step),
                 ctx.cfg.health.timeout,
@@ -1892,11 +1903,15 @@ async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
             .await
         }
     };
+    let (exit, log) = exit;
     if !exit.success() {
-        return Err(fail(
-            step,
-            reason::HEALTH_CHECK,
-            exit.describe("the health check"),
+        return Err(Stop::Fail(
+            StepFailure::new(
+                step,
+                reason::HEALTH_CHECK,
+                exit.describe("the health check"),
+            )
+            .with_log(log),
         ));
     }
     let names = blocking(ctx, j, confirm).await?;

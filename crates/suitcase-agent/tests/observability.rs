@@ -103,3 +103,48 @@ async fn download_progress_is_paced_not_per_chunk() {
     assert!(info["update"]["steps"][0]["started_at"].is_u64(), "{info}");
     fleet.stop().await;
 }
+
+/// A failing health check that floods its output and prints the device's token: the failure
+/// report carries the end of the output (at most 8 KiB), the token redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_health_check_log_is_bounded_and_redacted() {
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, "logs").await;
+    let token = dev.token.clone();
+    dev.script(
+        "health.sh",
+        &format!(
+            "i=0; while [ $i -lt 2000 ]; do echo \"line $i of noise\"; i=$((i+1)); done\n\
+             echo \"token {token} header Authorization: Bearer secret-value\" >&2\n\
+             echo 'ERROR: the app did not answer on :8080'\nexit 3"
+        ),
+    );
+    dev.extra = format!(
+        "[health]\ncommand = [\"{}\"]\n",
+        dev.path("health.sh").display()
+    );
+    let rel = fleet.release(2, &image(5, 100_000)).await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (_, f) = dev.failed_cycle(&fleet).await;
+    assert_eq!(f.reason, "health-check");
+    let log = f.log.expect("the health check's output");
+    assert!(log.len() <= 8 * 1024, "{}", log.len());
+    // Both streams, as they came (their order across the two pipes is not fixed).
+    assert!(
+        log.contains("line 1999 of noise\nERROR: the app did not answer on :8080\n"),
+        "{log}"
+    );
+    assert!(!log.contains(&token[4..]), "{log}");
+    assert!(!log.contains("secret-value"), "{log}");
+    assert!(
+        log.contains("sct_***") && log.contains("Bearer ***"),
+        "{log}"
+    );
+    assert!(!log.contains("line 0 of noise"), "only the end: {log}");
+    let info = fleet.device_info(&dev.id).await;
+    let steps = info["update"]["steps"].as_array().unwrap();
+    let clean = steps.iter().find(|s| s["step"] == "clean-up").unwrap();
+    assert_eq!(clean["outcome"], "failure");
+    assert_eq!(clean["log"].as_str(), Some(log.as_str()), "{clean}");
+    fleet.stop().await;
+}

@@ -887,6 +887,15 @@ fn show_device(v: &Value) {
                     let line: String = line.chars().filter(|c| !c.is_control()).collect();
                     outln!("               {line}");
                 }
+                // The end of the device's log it sent with the failure: its last lines.
+                if let Some(log) = s["log"].as_str() {
+                    let lines: Vec<&str> = log.lines().collect();
+                    outln!("               log (last lines; --json has up to 16 KiB):");
+                    for line in lines.iter().skip(lines.len().saturating_sub(10)) {
+                        let line: String = line.chars().filter(|c| !c.is_control()).collect();
+                        outln!("                 {line}");
+                    }
+                }
             }
         }
     }

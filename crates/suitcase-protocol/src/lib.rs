@@ -43,6 +43,8 @@ pub mod limits {
     pub const FILTER_DEVICES_MAX: usize = 100_000;
     /// The most characters of a step report's `detail`.
     pub const REPORT_DETAIL_MAX: usize = 4096;
+    /// The most bytes of a step report's `log` the server keeps (its end).
+    pub const REPORT_LOG_MAX: usize = 16 * 1024;
     /// The oldest a step report's `started_at` may be, in seconds before the server receives
     /// it (30 days: a step deferred for consent may wait long); an older start is ignored.
     pub const STEP_AGE_MAX: u64 = 30 * 24 * 3600;
@@ -469,6 +471,12 @@ pub struct StepReport {
     /// more than [`limits::STEP_AGE_MAX`] seconds old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<u64>,
+    /// On a failure, the end of what the device knows about it (e.g. the output of the
+    /// failing health check), at most 8 KiB from the agent with tokens redacted. The server
+    /// keeps at most [`limits::REPORT_LOG_MAX`] bytes: a longer log is clipped to its end, not
+    /// refused, so that the failure itself is never lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
     /// A SUIT report (draft-ietf-suit-report), if the device produces one.
     #[serde(default, with = "bytes", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
@@ -743,6 +751,10 @@ pub struct StepStatus {
     /// Bytes done, from the latest `in-progress` report of a running step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<u64>,
+    /// The end of the device's log sent with the step's latest report (a failure's), at most
+    /// [`limits::REPORT_LOG_MAX`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// A device's current or last update.

@@ -19,6 +19,7 @@ fn report() -> StepReport {
         detail: None,
         progress: None,
         started_at: None,
+        log: None,
         suit_report: Some(vec![0xd8, 0x6b, 0xa0, 0xff]),
     }
 }

@@ -128,6 +128,9 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
     // Step reports carry when the device began the step (docs/server.md §3), so durations
     // are exact.
     let v7 = "ALTER TABLE reports ADD COLUMN started_at BIGINT".to_owned();
+    // The end of a failing device's log, with the report of the failed step (at most
+    // `limits::REPORT_LOG_MAX` bytes).
+    let v8 = "ALTER TABLE reports ADD COLUMN log TEXT".to_owned();
     vec![
         (1, v1),
         (2, v2),
@@ -136,6 +139,7 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
         (5, v5),
         (6, v6),
         (7, v7),
+        (8, v8),
     ]
 }
 

@@ -1364,6 +1364,7 @@ pub(crate) struct ReportRow {
     pub(crate) detail: Option<String>,
     pub(crate) progress: Option<i64>,
     pub(crate) started_at: Option<i64>,
+    pub(crate) log: Option<String>,
     pub(crate) at: i64,
 }
 
@@ -1372,6 +1373,22 @@ pub(crate) struct ReportRow {
 pub(crate) fn clamp_started_at(started_at: Option<u64>, now: i64) -> Option<i64> {
     let t = to_i64(started_at?).min(now);
     (t >= now.saturating_sub(to_i64(suitcase_protocol::limits::STEP_AGE_MAX))).then_some(t)
+}
+
+/// A report's `log` as the server stores it: at most `REPORT_LOG_MAX` bytes, its end (where a
+/// failure shows), marked when clipped. Clipped, not refused: the failure it comes with must
+/// not be lost.
+pub(crate) fn clip_log(log: &str) -> String {
+    use suitcase_protocol::limits::REPORT_LOG_MAX;
+    const MARK: &str = "[clipped: the start of the log is not kept]\n";
+    if log.len() <= REPORT_LOG_MAX {
+        return log.to_owned();
+    }
+    let mut from = log.len() - (REPORT_LOG_MAX - MARK.len());
+    while !log.is_char_boundary(from) {
+        from += 1;
+    }
+    format!("{MARK}{}", log.get(from..).unwrap_or_default())
 }
 
 impl Db {
@@ -1422,7 +1439,7 @@ impl Db {
             }
         }
         sqlx::query(
-            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(device_id)
         .bind(&r.release_id)
@@ -1435,6 +1452,7 @@ impl Db {
         .bind(r.suit_report.as_deref())
         .bind(now)
         .bind(started_at)
+        .bind(r.log.as_deref().map(clip_log))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1459,7 +1477,7 @@ impl Db {
         release_id: &str,
     ) -> Result<Vec<ReportRow>> {
         sqlx::query(
-            "SELECT step, outcome, reason, detail, progress, started_at, at FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id",
+            "SELECT step, outcome, reason, detail, progress, started_at, at, log FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id",
         )
         .bind(device_id)
         .bind(release_id)
@@ -1475,6 +1493,7 @@ impl Db {
                 progress: r.try_get(4)?,
                 started_at: r.try_get(5)?,
                 at: r.try_get(6)?,
+                log: r.try_get(7)?,
             })
         })
         .collect()

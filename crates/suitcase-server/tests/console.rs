@@ -29,6 +29,7 @@ both_backends!(
     signout_and_revocation_end_the_session,
     device_timeline_keeps_attempts_apart,
     device_timeline_times_steps_from_their_reported_start,
+    attack_device_log_is_shown_escaped_under_the_failed_step,
     dry_run_counts_what_start_would_target,
     releases_in_use_are_neither_archived_nor_deleted,
     an_operator_rolls_a_campaign_back,
@@ -542,6 +543,7 @@ async fn device_timeline_keeps_attempts_apart(b: Backend) {
             detail: detail.map(str::to_owned),
             progress: None,
             started_at: None,
+            log: None,
             suit_report: None,
         };
         let req = h
@@ -626,6 +628,42 @@ async fn device_timeline_times_steps_from_their_reported_start(b: Backend) {
     // From the reported start (t - 100) to the end (t + 20); the previous report would say 20 s.
     assert!(body.contains("<td>2 min 0 s</td>"), "{body}");
     assert!(!body.contains("downloading: "), "{body}");
+    h.stop().await;
+}
+
+/// A failed step's log tail is shown in a `<details>` under it, escaped.
+async fn attack_device_log_is_shown_escaped_under_the_failed_step(b: Backend) {
+    let h = Harness::new(b).await;
+    let (_, tok) = h.devices("lg", 1, &["lg"]).await.pop().unwrap();
+    let rel = h.release(2, b"log image").await;
+    h.campaign(json!({"name": "lg", "release_id": rel, "filter": {"tags_all": ["lg"]}}))
+        .await;
+    h.checkin(&tok, 1).await;
+    let r = h
+        .client
+        .post(h.url("/api/v1/device/reports"))
+        .bearer_auth(&tok)
+        .json(
+            &json!({"release_id": rel, "step": "clean-up", "outcome": "failure",
+                      "reason": "health-check",
+                      "log": "ERROR <script>alert(1)</script> & more"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let s = Session::signin(&h, &h.admin).await;
+    let (st, body) = s.get("/ui/devices/lg-0").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        body.contains("<details class=\"log\"><summary>Device log"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ERROR &lt;script&gt;alert(1)&lt;/script&gt; &amp; more"),
+        "{body}"
+    );
+    assert!(!body.contains("<script>alert(1)"), "{body}");
     h.stop().await;
 }
 

@@ -25,6 +25,7 @@ both_backends!(
     report_started_at_is_stored_and_served,
     attack_report_started_at_from_a_wrong_clock_is_clamped_or_ignored,
     attack_progress_flood_keeps_one_row_per_step,
+    attack_report_log_flood_is_clipped,
 );
 
 /// A device offered a fresh release: (harness, release id, device token).
@@ -151,5 +152,27 @@ async fn attack_progress_flood_keeps_one_row_per_step(b: Backend) {
         assert_eq!(post(&h, &tok, &body).await, StatusCode::NO_CONTENT);
     }
     assert_eq!(rows(&h, &rel).await, 6);
+    h.stop().await;
+}
+
+/// A failure report with a 100 KB log: stored (the failure is never lost for its log), the log
+/// clipped to its last 16 KiB and marked.
+async fn attack_report_log_flood_is_clipped(b: Backend) {
+    let (h, rel, tok) = offered(b, "lf").await;
+    let log = format!("{}\nERROR: the real reason é\n", "noise ".repeat(20_000));
+    let body = json!({"release_id": rel, "step": "clean-up", "outcome": "failure",
+                      "reason": "health-check", "log": log});
+    assert_eq!(post(&h, &tok, &body).await, StatusCode::NO_CONTENT);
+    let s = steps(&h, "lf-0").await;
+    let kept = s[0]["log"].as_str().unwrap();
+    assert!(kept.len() <= 16 * 1024, "{}", kept.len());
+    assert!(kept.len() > 15 * 1024, "{}", kept.len());
+    assert!(kept.starts_with("[clipped"), "{kept}");
+    assert!(kept.ends_with("ERROR: the real reason é\n"));
+    // A short log is kept whole.
+    let body = json!({"release_id": rel, "step": "clean-up", "outcome": "failure",
+                      "reason": "health-check", "log": "short"});
+    assert_eq!(post(&h, &tok, &body).await, StatusCode::NO_CONTENT);
+    assert_eq!(steps(&h, "lf-0").await[0]["log"], "short");
     h.stop().await;
 }

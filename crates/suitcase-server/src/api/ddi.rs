@@ -976,6 +976,7 @@ async fn late_errors(
         detail: details_text(&[Value::String(merged)], None),
         progress: None,
         started_at: None,
+        log: None,
         suit_report: None,
     };
     state
@@ -1081,6 +1082,7 @@ pub(crate) async fn feedback(
         detail,
         progress,
         started_at: None,
+        log: None,
         suit_report: None,
     };
     // A closing feedback always counts (one per action); progress beyond the device's
@@ -1161,6 +1163,7 @@ pub(crate) async fn cancel_feedback(
                 .or_else(|| Some("the device accepted the cancellation".into())),
             progress: None,
             started_at: None,
+            log: None,
             suit_report: None,
         };
         state
@@ -1385,6 +1388,7 @@ pub(crate) async fn artifact(
                 detail: Some(format!("the device downloads {name} ({size} bytes)")),
                 progress: None,
                 started_at: None,
+                log: None,
                 suit_report: None,
             };
             if let Err(e) =

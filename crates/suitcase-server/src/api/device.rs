@@ -59,6 +59,7 @@ pub(crate) async fn check_in(
             detail: Some(why.clone()),
             progress: None,
             started_at: None,
+            log: None,
             suit_report: None,
         };
         state
@@ -310,6 +311,7 @@ pub(crate) async fn update_status(
                 .then_some(r.progress)
                 .flatten()
                 .map(crate::store::to_u64),
+            log: r.log,
         };
         match steps.iter_mut().find(|x| x.step == step) {
             Some(x) => *x = s,

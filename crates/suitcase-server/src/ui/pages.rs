@@ -363,6 +363,8 @@ struct StepView {
     reason: Option<String>,
     details: Vec<String>,
     progress: Option<i64>,
+    /// The end of the device's log it sent with the step's failure.
+    log: Option<String>,
 }
 
 /// One update attempt of a device on a release.
@@ -430,6 +432,9 @@ fn attempts(rows: &[TimelineRow]) -> Vec<Attempt> {
                 if let Some(t) = r.started_at {
                     s.start = t.min(r.at);
                 }
+                if r.log.is_some() {
+                    s.log.clone_from(&r.log);
+                }
             }
             _ => {
                 let start = match r.started_at {
@@ -445,6 +450,7 @@ fn attempts(rows: &[TimelineRow]) -> Vec<Attempt> {
                     reason: r.reason.clone(),
                     details: r.detail.iter().cloned().collect(),
                     progress: r.progress,
+                    log: r.log.clone(),
                 });
             }
         }
@@ -676,6 +682,14 @@ async fn device_page(
             }
             for d in &s.details {
                 let _ = write!(detail, "<pre>{}</pre>", e(d));
+            }
+            if let Some(log) = &s.log {
+                let _ = write!(
+                    detail,
+                    "<details class=\"log\"><summary>Device log ({} bytes, its end)</summary><pre>{}</pre></details>",
+                    log.len(),
+                    e(log)
+                );
             }
             let _ = write!(
                 b,

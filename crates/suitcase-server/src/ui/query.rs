@@ -50,6 +50,7 @@ pub(crate) struct TimelineRow {
     pub(crate) detail: Option<String>,
     pub(crate) progress: Option<i64>,
     pub(crate) started_at: Option<i64>,
+    pub(crate) log: Option<String>,
     pub(crate) at: i64,
 }
 
@@ -228,7 +229,7 @@ impl Db {
     /// A device's reports, oldest first, at most `limit` (the newest ones if there are more).
     pub(crate) async fn ui_reports(&self, device_id: &str, limit: i64) -> Result<Vec<TimelineRow>> {
         let mut rows: Vec<TimelineRow> = sqlx::query(
-            "SELECT release_id, campaign_id, step, outcome, reason, detail, progress, at, started_at FROM reports \
+            "SELECT release_id, campaign_id, step, outcome, reason, detail, progress, at, started_at, log FROM reports \
              WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(device_id)
@@ -247,6 +248,7 @@ impl Db {
                 progress: r.try_get(6)?,
                 at: r.try_get(7)?,
                 started_at: r.try_get(8)?,
+                log: r.try_get(9)?,
             })
         })
         .collect::<Result<_>>()?;

@@ -340,6 +340,7 @@ impl Harness {
             detail: None,
             progress: None,
             started_at: None,
+            log: None,
             suit_report: None,
         };
         self.client
