@@ -155,3 +155,76 @@ fn dry_run_human_times_and_token_rotation() {
     );
     assert!(!s.ok(d, &["fleet", "release", "list"]).contains(&rel));
 }
+
+/// `fleet device show` after the real agent's failed update: each step with how long it took
+/// (from the `started_at` the agent reported) and the end of the failing health check's
+/// output, the token in it redacted.
+#[test]
+fn device_show_prints_durations_and_the_failure_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = ServerProcess::start(d);
+    let rel = s.release(d, 2, &[0x42u8; 5_000]);
+    let (id, token) = s.device(d, "lt-0");
+    s.ok(
+        d,
+        &[
+            "fleet",
+            "campaign",
+            "create",
+            "--release",
+            &rel,
+            "--device",
+            &id,
+            "--start",
+        ],
+    );
+    let ddir = d.join("lt-0");
+    std::fs::create_dir_all(&ddir).unwrap();
+    std::fs::copy(d.join("author.pub"), ddir.join("author.pub")).unwrap();
+    std::fs::write(
+        ddir.join("agent.toml"),
+        format!(
+            r#"
+state_dir = "state"
+[server]
+url = "{base}"
+token = "{token}"
+[trust]
+anchors = ["author.pub"]
+[identity]
+vendor = "example.com"
+class = "thermostat"
+[push]
+enabled = false
+[health]
+command = ["sh", "-c", "echo \"using $0 {token}\"; echo 'ERROR: no answer on :8080'; exit 1"]
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+pointer = "app.slot"
+capacity = 1048576
+"#,
+            base = s.base
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_suitcase"))
+        .current_dir(&ddir)
+        .args(["agent", "--once", "--config", "agent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let show = s.ok(d, &["fleet", "device", "show", "lt-0"]);
+    let receive = show
+        .lines()
+        .find(|l| l.trim_start().starts_with("receive "))
+        .unwrap_or_else(|| panic!("{show}"));
+    // The first step has no previous report: only its own start gives it a duration.
+    assert!(receive.contains(", took "), "{show}");
+    assert!(show.contains("ERROR: no answer on :8080"), "{show}");
+    assert!(show.contains("sct_***"), "{show}");
+    assert!(!show.contains(&token), "{show}");
+}
