@@ -206,6 +206,15 @@ include-path-regex = "^/api/v1/${pair%%:*}/\\\\{id\\\\}"
 parameters = { "path.id" = { dictionary = "${pair##*:}", probability = 0.5 } }
 EOF
   done
+  cat <<'EOF'
+
+# schemathesis 4.32's coverage phase crashes inside its own generator on this operation's body
+# (a Hypothesis FlakyFailure raised while drawing values, "0 failing checks": no request is
+# wrong). Its examples, fuzzing and stateful phases still run.
+[[operations]]
+include-name = "POST /api/v1/campaigns"
+phases.coverage.enabled = false
+EOF
 } >"$work/schemathesis.toml"
 
 # Bodies schemathesis cannot encode by itself: a release upload (any bytes; the server must

@@ -202,7 +202,8 @@ pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<
 /// Create a campaign (in the `draft` state).
 #[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns",
     request_body = CampaignCreate,
-    responses((status = 201, body = CampaignInfo), (status = 422, body = suitcase_protocol::ApiError)),
+    responses((status = 201, body = CampaignInfo), (status = 422, body = suitcase_protocol::ApiError),
+              (status = 409, body = suitcase_protocol::ApiError, description = "the release is archived or still lacks payloads")),
     security(("management_token" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -210,6 +211,9 @@ pub(crate) async fn create(
     crate::wire::Wire(_, spec): crate::wire::Wire<CampaignCreate>,
 ) -> ApiResult<(StatusCode, axum::Json<CampaignInfo>)> {
     who.require(Cap::Operate)?;
+    // Under the ops lock, as release archive and delete are: a release deleted between the
+    // check and the insert would leave a campaign naming nothing.
+    let _ops = engine::lock_ops(&state).await;
     validate(&state, &spec).await?;
     let row = CampaignRow {
         id: new_id("cmp_"),
