@@ -149,22 +149,26 @@ impl core::fmt::Debug for Pkcs11Uri {
     }
 }
 
-/// The URI with any `pin-value` replaced, for messages and logs.
+/// The URI with any `pin-value` replaced, for messages and logs. A `pin-value` misplaced in
+/// the path (which [`Pkcs11Uri::parse`] refuses, quoting the URI) is hidden too.
 pub fn redact(uri: &str) -> String {
-    let Some((path, query)) = uri.split_once('?') else {
-        return uri.to_owned();
+    let hide = |attributes: &str, separator: &str| -> String {
+        attributes
+            .split(separator)
+            .map(|a| {
+                if a.starts_with("pin-value=") {
+                    "pin-value=(hidden)"
+                } else {
+                    a
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(separator)
     };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|a| {
-            if a.starts_with("pin-value=") {
-                "pin-value=(hidden)".to_owned()
-            } else {
-                a.to_owned()
-            }
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
+    match uri.split_once('?') {
+        Some((path, query)) => format!("{}?{}", hide(path, ";"), hide(query, "&")),
+        None => hide(uri, ";"),
+    }
 }
 
 fn uri_err(uri: &str, what: impl Into<String>) -> AuthorError {
@@ -1007,6 +1011,11 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!err.contains("123456"), "{err}");
+        let misplaced = format!("pkcs11:token=t;object=o;pin-value=123456?{MODULE}");
+        let err = Pkcs11Uri::parse(&misplaced).unwrap_err().to_string();
+        assert!(err.contains("belongs in the query"), "{err}");
+        assert!(!err.contains("123456"), "{err}");
+        assert!(!redact("pkcs11:token=t;pin-value=123456").contains("123456"));
     }
 
     #[test]
