@@ -570,9 +570,9 @@ pub(crate) struct DeviceRow {
     pub(crate) created_at: i64,
 }
 
-const DEVICE_COLS: &str = "id, name, push_id, vendor_id, class_id, sequence_number, inventory, last_seen, revoked, created_at";
+pub(crate) const DEVICE_COLS: &str = "id, name, push_id, vendor_id, class_id, sequence_number, inventory, last_seen, revoked, created_at";
 
-fn device_row(r: &AnyRow) -> Result<DeviceRow> {
+pub(crate) fn device_row(r: &AnyRow) -> Result<DeviceRow> {
     Ok(DeviceRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
@@ -1358,6 +1358,8 @@ impl Db {
 /// A stored report.
 #[derive(Clone, Debug)]
 pub(crate) struct ReportRow {
+    pub(crate) release_id: String,
+    pub(crate) campaign_id: Option<String>,
     pub(crate) step: String,
     pub(crate) outcome: String,
     pub(crate) reason: Option<String>,
@@ -1366,6 +1368,40 @@ pub(crate) struct ReportRow {
     pub(crate) started_at: Option<i64>,
     pub(crate) log: Option<String>,
     pub(crate) at: i64,
+}
+
+pub(crate) const REPORT_COLS: &str =
+    "release_id, campaign_id, step, outcome, reason, detail, progress, started_at, at, log";
+
+/// A `reports` row selected with [`REPORT_COLS`].
+pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRow> {
+    Ok(ReportRow {
+        release_id: r.try_get("release_id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        step: r.try_get("step")?,
+        outcome: r.try_get("outcome")?,
+        reason: r.try_get("reason")?,
+        detail: r.try_get("detail")?,
+        progress: r.try_get("progress")?,
+        started_at: r.try_get("started_at")?,
+        at: r.try_get("at")?,
+        log: r.try_get("log")?,
+    })
+}
+
+pub(crate) const AUDIT_COLS: &str = "id, at, actor, role, action, target, detail";
+
+/// An `audit` row selected with [`AUDIT_COLS`].
+pub(crate) fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        role: r.try_get("role")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        detail: r.try_get("detail")?,
+    })
 }
 
 /// A device's `started_at` as the server stores it: a start after `now` (the device's clock
@@ -1476,26 +1512,15 @@ impl Db {
         device_id: &str,
         release_id: &str,
     ) -> Result<Vec<ReportRow>> {
-        sqlx::query(
-            "SELECT step, outcome, reason, detail, progress, started_at, at, log FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id",
-        )
+        dynamic(&format!(
+            "SELECT {REPORT_COLS} FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id"
+        ))
         .bind(device_id)
         .bind(release_id)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(ReportRow {
-                step: r.try_get(0)?,
-                outcome: r.try_get(1)?,
-                reason: r.try_get(2)?,
-                detail: r.try_get(3)?,
-                progress: r.try_get(4)?,
-                started_at: r.try_get(5)?,
-                at: r.try_get(6)?,
-                log: r.try_get(7)?,
-            })
-        })
+        .map(report_row)
         .collect()
     }
 
@@ -1523,25 +1548,15 @@ impl Db {
     }
 
     pub(crate) async fn audit_list(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
-        sqlx::query(
-            "SELECT id, at, actor, role, action, target, detail FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
-        )
+        dynamic(&format!(
+            "SELECT {AUDIT_COLS} FROM audit WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                id: r.try_get(0)?,
-                at: r.try_get(1)?,
-                actor: r.try_get(2)?,
-                role: r.try_get(3)?,
-                action: r.try_get(4)?,
-                target: r.try_get(5)?,
-                detail: r.try_get(6)?,
-            })
-        })
+        .map(audit_row)
         .collect()
     }
 }

@@ -13,13 +13,14 @@ use suitcase_protocol::{
     WaveSize,
 };
 
-use super::query::{DeviceQuery, TimelineRow};
+use super::query::DeviceQuery;
 use super::{
     Ui, action_form, check_form, clip, duration, e, error_page, page, page_error, u, when,
 };
 use crate::AppState;
 use crate::api::{campaigns, fleet};
 use crate::error::ApiErr;
+use crate::store::ReportRow;
 
 /// The most rows of the device table on one page.
 pub(crate) const MAX_PAGE: i64 = 500;
@@ -387,7 +388,7 @@ fn step_index(s: &str) -> usize {
 /// `started_at` the device reported with it (exact); from an agent that does not send one, its
 /// first report, or, when the device reported only its end, the previous report of the
 /// attempt.
-fn attempts(rows: &[TimelineRow]) -> Vec<Attempt> {
+fn attempts(rows: &[ReportRow]) -> Vec<Attempt> {
     let mut out: Vec<Attempt> = Vec::new();
     let mut per_release: HashMap<String, usize> = HashMap::new();
     let mut last_idx = 0usize;

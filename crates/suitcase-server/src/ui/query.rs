@@ -6,7 +6,11 @@ use sqlx::Row as _;
 use suitcase_protocol::Filter;
 
 use crate::db::Db;
-use crate::store::{DeviceRow, Val, bind_all, dynamic, filter_sql, to_i64};
+use crate::store::{
+    AUDIT_COLS, DEVICE_COLS, DeviceRow, REPORT_COLS, ReportRow, Val, audit_row, bind_all,
+    device_row, dynamic, filter_sql, report_row, to_i64,
+};
+use suitcase_protocol::AuditEntry;
 
 /// The fleet's counts.
 #[derive(Debug, Default)]
@@ -39,44 +43,21 @@ pub(crate) struct DeviceQuery {
     pub(crate) limit: i64,
 }
 
-/// One stored report, as the device timeline shows it.
-#[derive(Debug, Clone)]
-pub(crate) struct TimelineRow {
-    pub(crate) release_id: String,
-    pub(crate) campaign_id: Option<String>,
-    pub(crate) step: String,
-    pub(crate) outcome: String,
-    pub(crate) reason: Option<String>,
-    pub(crate) detail: Option<String>,
-    pub(crate) progress: Option<i64>,
-    pub(crate) started_at: Option<i64>,
-    pub(crate) log: Option<String>,
-    pub(crate) at: i64,
-}
-
-/// An audit entry, newest first.
-#[derive(Debug, Clone)]
-pub(crate) struct AuditRow {
-    pub(crate) id: i64,
-    pub(crate) at: i64,
-    pub(crate) actor: String,
-    pub(crate) role: String,
-    pub(crate) action: String,
-    pub(crate) target: String,
-    pub(crate) detail: String,
-}
-
-/// `LIKE` pattern for "contains", with the pattern characters escaped.
-fn contains_pattern(s: &str) -> String {
-    let mut p = String::from("%");
-    for c in s.to_lowercase().chars() {
+/// `s` with the `LIKE` pattern characters escaped (for `ESCAPE '\\'`).
+fn like_escaped(s: &str) -> String {
+    let mut p = String::with_capacity(s.len());
+    for c in s.chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
         p.push(c);
     }
-    p.push('%');
     p
+}
+
+/// `LIKE` pattern for "contains" (case-insensitive, against a lowered column).
+fn contains_pattern(s: &str) -> String {
+    format!("%{}%", like_escaped(&s.to_lowercase()))
 }
 
 impl Db {
@@ -201,56 +182,24 @@ impl Db {
         }
         let lim = p(&mut vals, Val::I(q.limit + 1));
         let sql = format!(
-            "SELECT id, name, push_id, vendor_id, class_id, sequence_number, inventory, last_seen, revoked, created_at \
-             FROM devices d WHERE {} ORDER BY d.name LIMIT {lim}",
+            "SELECT {DEVICE_COLS} FROM devices d WHERE {} ORDER BY d.name LIMIT {lim}",
             conds.join(" AND ")
         );
         let rows = bind_all(dynamic(&sql), &vals).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    push_id: r.try_get("push_id")?,
-                    vendor_id: r.try_get("vendor_id")?,
-                    class_id: r.try_get("class_id")?,
-                    sequence_number: r
-                        .try_get::<Option<i64>, _>("sequence_number")?
-                        .map(crate::store::to_u64),
-                    inventory: None,
-                    last_seen: r.try_get("last_seen")?,
-                    revoked: r.try_get::<i64, _>("revoked")? != 0,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(device_row).collect()
     }
 
     /// A device's reports, oldest first, at most `limit` (the newest ones if there are more).
-    pub(crate) async fn ui_reports(&self, device_id: &str, limit: i64) -> Result<Vec<TimelineRow>> {
-        let mut rows: Vec<TimelineRow> = sqlx::query(
-            "SELECT release_id, campaign_id, step, outcome, reason, detail, progress, at, started_at, log FROM reports \
-             WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
-        )
+    pub(crate) async fn ui_reports(&self, device_id: &str, limit: i64) -> Result<Vec<ReportRow>> {
+        let mut rows: Vec<ReportRow> = dynamic(&format!(
+            "SELECT {REPORT_COLS} FROM reports WHERE device_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
         .bind(device_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(TimelineRow {
-                release_id: r.try_get(0)?,
-                campaign_id: r.try_get(1)?,
-                step: r.try_get(2)?,
-                outcome: r.try_get(3)?,
-                reason: r.try_get(4)?,
-                detail: r.try_get(5)?,
-                progress: r.try_get(6)?,
-                at: r.try_get(7)?,
-                started_at: r.try_get(8)?,
-                log: r.try_get(9)?,
-            })
-        })
+        .map(report_row)
         .collect::<Result<_>>()?;
         rows.reverse();
         Ok(rows)
@@ -264,7 +213,7 @@ impl Db {
         actor: Option<&str>,
         action: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<AuditRow>> {
+    ) -> Result<Vec<AuditEntry>> {
         let mut conds = vec!["1 = 1".to_owned()];
         let mut vals = Vec::new();
         if let Some(b) = before {
@@ -276,20 +225,12 @@ impl Db {
             conds.push(format!("actor = ${}", vals.len()));
         }
         if let Some(a) = action {
-            let mut pat = String::new();
-            for c in a.chars() {
-                if matches!(c, '%' | '_' | '\\') {
-                    pat.push('\\');
-                }
-                pat.push(c);
-            }
-            pat.push('%');
-            vals.push(Val::S(pat));
+            vals.push(Val::S(format!("{}%", like_escaped(a))));
             conds.push(format!("action LIKE ${} ESCAPE '\\'", vals.len()));
         }
         vals.push(Val::I(limit + 1));
         let sql = format!(
-            "SELECT id, at, actor, role, action, target, detail FROM audit WHERE {} ORDER BY id DESC LIMIT ${}",
+            "SELECT {AUDIT_COLS} FROM audit WHERE {} ORDER BY id DESC LIMIT ${}",
             conds.join(" AND "),
             vals.len()
         );
@@ -297,17 +238,7 @@ impl Db {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    actor: r.try_get(2)?,
-                    role: r.try_get(3)?,
-                    action: r.try_get(4)?,
-                    target: r.try_get(5)?,
-                    detail: r.try_get(6)?,
-                })
-            })
+            .map(audit_row)
             .collect()
     }
 
