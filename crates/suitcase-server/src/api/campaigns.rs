@@ -136,11 +136,7 @@ pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<
     {
         return Err(ApiErr::not_found("group", g));
     }
-    let release = state
-        .db
-        .release_get(&c.release_id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &c.release_id))?;
+    let release = crate::api::release_found(state, &c.release_id).await?;
     if release.archived {
         return Err(ApiErr::conflict(
             "release-archived",
@@ -172,11 +168,7 @@ pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<
             return bad("on_error = rollback needs rollback_release_id".into());
         }
         (_, Some(rb)) => {
-            let r = state
-                .db
-                .release_get(rb)
-                .await?
-                .ok_or_else(|| ApiErr::not_found("release", rb))?;
+            let r = crate::api::release_found(state, rb).await?;
             if r.sequence_number <= release.sequence_number {
                 return Err(ApiErr::unprocessable(
                     "rollback-sequence",
@@ -247,11 +239,7 @@ pub(crate) async fn dry_run_of(
     spec: &CampaignCreate,
 ) -> ApiResult<CampaignDryRun> {
     validate(state, spec).await?;
-    let release = state
-        .db
-        .release_get(&spec.release_id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &spec.release_id))?;
+    let release = crate::api::release_found(state, &spec.release_id).await?;
     let classes = release.summary.class_ids();
     state.devices.flush(state).await;
     let matched = state.db.device_ids_matching(&spec.filter, &[]).await?;
@@ -410,11 +398,7 @@ pub(crate) async fn act(
             if row.state != CampaignState::Draft {
                 return wrong("start");
             }
-            let release = state
-                .db
-                .release_get(&row.spec.release_id)
-                .await?
-                .ok_or_else(|| ApiErr::not_found("release", &row.spec.release_id))?;
+            let release = crate::api::release_found(&state, &row.spec.release_id).await?;
             let matching = state
                 .db
                 .device_ids_matching(&row.spec.filter, &release.summary.class_ids())

@@ -735,11 +735,7 @@ pub(crate) async fn deployment(
     {
         return Err(ApiErr::not_found("open action", &path.action));
     }
-    let release = state
-        .db
-        .release_get(&a.release_id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &a.release_id))?;
+    let release = crate::api::release_found(&state, &a.release_id).await?;
     let now = state.now();
     let campaign = state.db.campaign_get(&a.campaign_id).await?;
     let window = campaign.as_ref().and_then(|c| c.spec.window.clone());
@@ -779,11 +775,7 @@ pub(crate) async fn installed_base(
     if !a.closed {
         return Err(ApiErr::not_found("finished action", &path.action));
     }
-    let release = state
-        .db
-        .release_get(&a.release_id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &a.release_id))?;
+    let release = crate::api::release_found(state, &a.release_id).await?;
     let p = prefix(state, auth, headers, &path.tenant);
     Ok(json_reply(&json!({
         "id": a.id.to_string(),

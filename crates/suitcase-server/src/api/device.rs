@@ -431,11 +431,7 @@ pub(crate) async fn serve_payload(
     index: u32,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let release = state
-        .db
-        .release_get(release_id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", release_id))?;
+    let release = crate::api::release_found(state, release_id).await?;
     let p = release
         .payloads
         .iter()

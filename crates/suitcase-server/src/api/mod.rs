@@ -215,6 +215,18 @@ pub(crate) fn valid_name(kind: &str, s: &str) -> Result<(), crate::error::ApiErr
     })
 }
 
+/// The stored release `id`, or the API's `404 not-found` naming it.
+pub(crate) async fn release_found(
+    state: &AppState,
+    id: &str,
+) -> Result<crate::store::ReleaseRow, crate::error::ApiErr> {
+    state
+        .db
+        .release_get(id)
+        .await?
+        .ok_or_else(|| crate::error::ApiErr::not_found("release", id))
+}
+
 /// Audit helper for management handlers.
 pub(crate) async fn audit(
     state: &AppState,

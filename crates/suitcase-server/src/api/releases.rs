@@ -248,11 +248,7 @@ pub(crate) async fn put_payload(
     body: Body,
 ) -> ApiResult<axum::Json<ReleaseInfo>> {
     who.require(Cap::Upload)?;
-    let release = state
-        .db
-        .release_get(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let release = crate::api::release_found(&state, &id).await?;
     let p = release
         .payloads
         .iter()
@@ -436,11 +432,7 @@ pub(crate) async fn put_payload(
         serde_json::json!({"index": index, "uri": p.uri, "bytes": size, "sha256": sha}),
     )
     .await?;
-    let stored = state
-        .db
-        .release_get(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let stored = crate::api::release_found(&state, &id).await?;
     Ok(axum::Json(info(&state, &stored)))
 }
 
@@ -475,11 +467,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ReleaseInfo>> {
     who.require(Cap::Read)?;
-    let r = state
-        .db
-        .release_get(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let r = crate::api::release_found(&state, &id).await?;
     Ok(axum::Json(info(&state, &r)))
 }
 
@@ -524,11 +512,7 @@ pub(crate) async fn archive(
 ) -> ApiResult<axum::Json<ReleaseInfo>> {
     who.require(Cap::Upload)?;
     let _ops = crate::engine::lock_ops(&state).await;
-    let r = state
-        .db
-        .release_get(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let r = crate::api::release_found(&state, &id).await?;
     let live: Vec<_> = campaigns_using(&state, &id)
         .await?
         .into_iter()
@@ -547,11 +531,7 @@ pub(crate) async fn archive(
         serde_json::json!({"name": r.name}),
     )
     .await?;
-    let r = state
-        .db
-        .release_get(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let r = crate::api::release_found(&state, &id).await?;
     Ok(axum::Json(info(&state, &r)))
 }
 
@@ -571,11 +551,7 @@ pub(crate) async fn delete(
 ) -> ApiResult<StatusCode> {
     who.require(Cap::Upload)?;
     let _ops = crate::engine::lock_ops(&state).await;
-    let r = state
-        .db
-        .release_get(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("release", &id))?;
+    let r = crate::api::release_found(&state, &id).await?;
     let used = campaigns_using(&state, &id).await?;
     if !used.is_empty() {
         return Err(in_use(&id, "deleted", &used)
