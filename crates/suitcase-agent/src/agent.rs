@@ -206,7 +206,7 @@ impl Agent {
         }
         if !self.marked_good {
             self.marked_good = true;
-            self.mark_good();
+            self.mark_good().await;
         }
         // An update that has touched the slots is finished (or undone) first, whatever the
         // server says: the device must not stay half-updated.
@@ -273,8 +273,8 @@ impl Agent {
     /// after `tries` reboots, also while an update that has not reached Activate is
     /// interrupted by power cuts (the slot being written was made unbootable and stays so).
     /// Failures are logged, not fatal: the next start tries again, and Distribute reports a
-    /// bootloader that cannot be read.
-    fn mark_good(&self) {
+    /// bootloader that cannot be read. The bootloader's tools run on the blocking pool.
+    async fn mark_good(&self) {
         for c in &self.ctx.cfg.components {
             let crate::config::Kind::File(s) = &c.kind else {
                 continue;
@@ -282,7 +282,12 @@ impl Agent {
             if s.bootloader == crate::bootloader::Backend::Pointer {
                 continue;
             }
-            match crate::slots::mark_good(s) {
+            let s = s.clone();
+            let marked = update::off_worker("bootloader", move || crate::slots::mark_good(&s))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            match marked {
                 Ok(Some(what)) => tracing::info!("{}: {what}", c.name),
                 Ok(None) => {}
                 Err(e) => tracing::warn!("{}: cannot mark the booted slot good: {e}", c.name),

@@ -318,14 +318,25 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Stop> {
     let c = ctx.clone();
     let mut owned = j.clone();
-    let (owned, r) = tokio::task::spawn_blocking(move || {
+    let (owned, r) = off_worker("step", move || {
         let r = f(&c, &mut owned);
         (owned, r)
     })
-    .await
-    .map_err(|e| AgentError::Local(format!("step worker: {e}")))?;
+    .await?;
     *j = owned;
     r
+}
+
+/// Runs `f` on the blocking pool, off the async worker: file-heavy work, and every bootloader
+/// operation (`fw_printenv`, `fw_setenv`, `grub-editenv`, the custom commands: `bootloader.rs`
+/// waits for them with `std::process`, each up to its timeout).
+pub(crate) async fn off_worker<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Local(format!("{what} worker: {e}")))
 }
 
 fn env_of(j: &Journal, step: Step) -> Vec<(String, String)> {
@@ -1638,7 +1649,10 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     ));
                 };
                 if t.activated && s.activate == ActivateMode::Reboot {
-                    match after_reboot(c, s, from, to)? {
+                    let (name, sc) = (c.name.clone(), s.clone());
+                    match off_worker("bootloader", move || after_reboot(&name, &sc, from, to))
+                        .await??
+                    {
                         AfterReboot::Booted(note) => {
                             notes.push(note);
                             continue;
@@ -1648,7 +1662,8 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                         }
                     }
                 }
-                slots::activate(s, from, to)?;
+                let sc = s.clone();
+                off_worker("bootloader", move || slots::activate(&sc, from, to)).await??;
                 ctx.state.durability.wrote()?;
                 if let Some(x) = j.targets.get_mut(ti) {
                     x.activated = true;
@@ -1794,8 +1809,9 @@ async fn reboot_into_reverted(ctx: &Ctx, j: &Journal) -> String {
         if s.activate != ActivateMode::Reboot || s.reboot.is_empty() {
             continue;
         }
-        let booted = match s.bootloader.status(&s.slots) {
-            Ok(Some(st)) => st.booted,
+        let sc = s.clone();
+        let booted = match off_worker("bootloader", move || sc.bootloader.status(&sc.slots)).await {
+            Ok(Ok(Some(st))) => st.booted,
             _ => continue,
         };
         if booted != to {
@@ -1825,27 +1841,22 @@ enum AfterReboot {
 
 /// After a reboot: which slot runs, read back from the bootloader (the pointer backend has no
 /// other witness than its own record: the new slot counts as booted, as before).
-fn after_reboot(
-    c: &ComponentConfig,
-    s: &FileSlots,
-    from: usize,
-    to: usize,
-) -> Result<AfterReboot, Stop> {
+fn after_reboot(name: &str, s: &FileSlots, from: usize, to: usize) -> Result<AfterReboot, Stop> {
     let Some(st) = s
         .bootloader
         .status(&s.slots)
-        .map_err(|m| Stop::Interrupt(AgentError::Local(format!("{}: {m}", c.name))))?
+        .map_err(|m| Stop::Interrupt(AgentError::Local(format!("{name}: {m}"))))?
     else {
         return Ok(AfterReboot::Booted(format!(
             "{}: slot {} active after the reboot",
-            c.name,
+            name,
             slots::name(to)
         )));
     };
     Ok(if st.booted == to {
         AfterReboot::Booted(format!(
             "{}: the {} bootloader booted slot {} on trial ({})",
-            c.name,
+            name,
             s.bootloader.name(),
             slots::name(to),
             st.detail
@@ -1858,7 +1869,7 @@ fn after_reboot(
             "{}: slot {} runs after the reboot and the {} bootloader has not tried slot {} \
              ({}): the reboot did not go through the suitcase boot script \
              (docs/bootloaders.md), or the agent ran before the reboot",
-            c.name,
+            name,
             slots::name(from),
             s.bootloader.name(),
             slots::name(to),
@@ -1868,7 +1879,7 @@ fn after_reboot(
         AfterReboot::FellBack(format!(
             "{}: the {} bootloader fell back to slot {}: slot {} did not come up within its \
              boot attempts ({})",
-            c.name,
+            name,
             s.bootloader.name(),
             slots::name(st.booted),
             slots::name(to),
@@ -1994,7 +2005,8 @@ async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError>
                 };
                 let p = slots::read_pointer(&s.pointer)?;
                 if p.active == to || p.confirmed == to {
-                    slots::revert(s, from)?;
+                    let sc = s.clone();
+                    off_worker("bootloader", move || slots::revert(&sc, from)).await??;
                     ctx.state.durability.wrote()?;
                     let mut note = format!("{} reverted to slot {}", c.name, slots::name(from));
                     if s.activate == ActivateMode::Restart && !s.restart.is_empty() {
