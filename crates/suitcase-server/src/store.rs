@@ -1442,36 +1442,31 @@ impl Db {
     ) -> Result<()> {
         let started_at = clamp_started_at(r.started_at, now);
         if r.outcome == suitcase_protocol::Outcome::InProgress && r.started_at.is_some() {
-            let last = sqlx::query(
-                "SELECT id, step, outcome, campaign_id FROM reports WHERE device_id = $1 AND release_id = $2 ORDER BY id DESC LIMIT 1",
+            // One statement: replace the device's last report on this release if it is this
+            // attempt's in-progress report of this step.
+            let replaced = sqlx::query(
+                "UPDATE reports SET reason = $1, detail = $2, progress = $3, suit_report = $4, \
+                 started_at = COALESCE(started_at, $5), at = $6 \
+                 WHERE id = (SELECT MAX(id) FROM reports WHERE device_id = $7 AND release_id = $8) \
+                 AND step = $9 AND outcome = $10 \
+                 AND (campaign_id = $11 OR (campaign_id IS NULL AND $11 IS NULL))",
             )
+            .bind(r.reason.as_deref())
+            .bind(r.detail.as_deref())
+            .bind(r.progress.map(to_i64))
+            .bind(r.suit_report.as_deref())
+            .bind(started_at)
+            .bind(now)
             .bind(device_id)
             .bind(&r.release_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(last) = last {
-                let id: i64 = last.try_get(0)?;
-                let step: String = last.try_get(1)?;
-                let outcome: String = last.try_get(2)?;
-                let campaign: Option<String> = last.try_get(3)?;
-                if step == r.step.name()
-                    && outcome == r.outcome.name()
-                    && campaign.as_deref() == campaign_id
-                {
-                    sqlx::query(
-                        "UPDATE reports SET reason = $1, detail = $2, progress = $3, suit_report = $4, started_at = COALESCE(started_at, $5), at = $6 WHERE id = $7",
-                    )
-                    .bind(r.reason.as_deref())
-                    .bind(r.detail.as_deref())
-                    .bind(r.progress.map(to_i64))
-                    .bind(r.suit_report.as_deref())
-                    .bind(started_at)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?;
-                    return Ok(());
-                }
+            .bind(r.step.name())
+            .bind(r.outcome.name())
+            .bind(campaign_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if replaced > 0 {
+                return Ok(());
             }
         }
         sqlx::query(
