@@ -631,16 +631,18 @@ fn read_public(
     }
 }
 
+fn mechanisms(ctx: &Pkcs11, slot: Slot, uri: &Pkcs11Uri) -> Result<Vec<MechanismType>> {
+    ctx.get_mechanism_list(slot)
+        .map_err(ck(uri, "listing the mechanisms (C_GetMechanismList)"))
+}
+
+/// Checks that `list` (the token's [`mechanisms`]) holds the signing mechanism of `alg`.
 fn require_mechanism(
-    ctx: &Pkcs11,
-    slot: Slot,
+    list: &[MechanismType],
     uri: &Pkcs11Uri,
     alg: TokenAlg,
     for_what: &str,
 ) -> Result<()> {
-    let list = ctx
-        .get_mechanism_list(slot)
-        .map_err(ck(uri, "listing the mechanisms (C_GetMechanismList)"))?;
     if list.contains(&alg.mechanism()) {
         return Ok(());
     }
@@ -711,7 +713,7 @@ impl Pkcs11Signer {
             )
         })?;
         let (alg, public) = read_public(&session, &uri, public)?;
-        require_mechanism(&ctx, slot, &uri, alg, "sign with")?;
+        require_mechanism(&mechanisms(&ctx, slot, &uri)?, &uri, alg, "sign with")?;
         Ok(Self {
             session,
             key,
@@ -920,10 +922,8 @@ pub fn generate(uri: &str, alg: TokenAlg) -> Result<(PublicKey, Protection)> {
             ED25519_OID_PARAMS,
         ),
     };
-    require_mechanism(&ctx, slot, &uri, alg, "sign with")?;
-    let mechanisms = ctx
-        .get_mechanism_list(slot)
-        .map_err(ck(&uri, "listing the mechanisms (C_GetMechanismList)"))?;
+    let mechanisms = mechanisms(&ctx, slot, &uri)?;
+    require_mechanism(&mechanisms, &uri, alg, "sign with")?;
     if !mechanisms.contains(&mech_type) {
         return Err(uri_err(
             &uri.shown,

@@ -531,9 +531,9 @@ pub fn countersign(
 ) -> Result<(Vec<u8>, SignedBlock)> {
     // Check the envelope before opening the key: a token login for a broken envelope wastes
     // a PIN attempt.
-    check_before_signing(envelope)?;
+    let digest_bytes = check_before_signing(envelope)?;
     let signer = crate::signer::open(key)?;
-    countersign_with(envelope, signer.as_ref(), chain)
+    countersign_checked(envelope, &digest_bytes, signer.as_ref(), chain)
 }
 
 /// As [`countersign`], with any [`crate::signer::Signer`] (a KMS, a remote signing service).
@@ -546,11 +546,21 @@ pub fn countersign_with(
     chain: Option<&Path>,
 ) -> Result<(Vec<u8>, SignedBlock)> {
     let digest_bytes = check_before_signing(envelope)?;
+    countersign_checked(envelope, &digest_bytes, signer, chain)
+}
+
+/// [`countersign_with`] once [`check_before_signing`] gave `digest_bytes`.
+fn countersign_checked(
+    envelope: &[u8],
+    digest_bytes: &[u8],
+    signer: &dyn crate::signer::Signer,
+    chain: Option<&Path>,
+) -> Result<(Vec<u8>, SignedBlock)> {
     let certs = chain
         .map(crate::x509::read_certs)
         .transpose()?
         .unwrap_or_default();
-    let block = crate::signer::sign_block(signer, &certs, &digest_bytes)?;
+    let block = crate::signer::sign_block(signer, &certs, digest_bytes)?;
     let out =
         suitcase_manifest::build::add_auth_blocks(envelope, std::slice::from_ref(&block.bytes))?;
     Ok((out, block))

@@ -215,9 +215,25 @@ fn reserve(args: &ReserveArgs) -> Result<ExitCode> {
 
 fn cert(args: &CertArgs) -> Result<ExitCode> {
     use suitcase_author::x509::{Issuer, issue, read_certs, to_pem};
-    let subject_key = match signer::pkcs11_uri(&args.key) {
-        Some(uri) => pkcs11::public_key(uri)?.1,
-        None => keys::load_public(&args.key)?,
+    let open_own = || {
+        signer::open(&args.key).map_err(|e| {
+            anyhow!(
+                "{e}\n  a self-signed certificate needs the private key as --key (a key file \
+                 or a pkcs11: URI), or give --issuer-key and --issuer-chain"
+            )
+        })
+    };
+    let self_signed = args.issuer_key.is_none() || args.issuer_chain.is_none();
+    // A token key that signs its own certificate is opened once: one login, and its public
+    // key (the subject's) read once.
+    let mut own = match signer::pkcs11_uri(&args.key) {
+        Some(_) if self_signed => Some(signer::open(&args.key)?),
+        _ => None,
+    };
+    let subject_key = match (&own, signer::pkcs11_uri(&args.key)) {
+        (Some(own), _) => own.public_key().clone(),
+        (None, Some(uri)) => pkcs11::public_key(uri)?.1,
+        (None, None) => keys::load_public(&args.key)?,
     };
     let subject = match subject_key {
         keys::PublicKey::P256(k) => k,
@@ -251,12 +267,10 @@ fn cert(args: &CertArgs) -> Result<ExitCode> {
             )
         }
         _ => {
-            let own = signer::open(&args.key).map_err(|e| {
-                anyhow!(
-                    "{e}\n  a self-signed certificate needs the private key as --key (a key file \
-                     or a pkcs11: URI), or give --issuer-key and --issuer-chain"
-                )
-            })?;
+            let own = match own.take() {
+                Some(own) => own,
+                None => open_own()?,
+            };
             (
                 issue(
                     &subject,
