@@ -35,6 +35,8 @@ pub const LEFT_VARS: [&str; 2] = ["BOOT_A_LEFT", "BOOT_B_LEFT"];
 pub const ENV_SLOTS: [&str; 2] = ["A", "B"];
 /// The kernel command-line parameter that names the booted slot (`suitcase.slot=A`).
 pub const CMDLINE_KEY: &str = "suitcase.slot";
+/// The GRUB environment block the GRUB backend edits unless `grubenv` names another.
+pub const DEFAULT_GRUBENV: &str = "/boot/grub/grubenv";
 /// The order and count the boot scripts assume when a variable is not set (first boot), and
 /// the count they restore when no slot has attempts left.
 pub const DEFAULT_ORDER: &str = "A B";
@@ -378,7 +380,7 @@ fn config_arg(e: &EnvBackend) -> Vec<String> {
 /// The GRUB environment file, which must exist: `grub-editenv FILE list` creates a missing
 /// one, and an environment the agent created where GRUB does not look would switch nothing.
 fn grubenv(e: &EnvBackend) -> Result<&Path, String> {
-    let f = e.file.as_deref().unwrap_or(Path::new("/boot/grub/grubenv"));
+    let f = e.file.as_deref().unwrap_or(Path::new(DEFAULT_GRUBENV));
     match std::fs::metadata(f) {
         Ok(m) if m.is_file() => Ok(f),
         Ok(_) => Err(format!(
@@ -473,12 +475,12 @@ pub fn booted_slot(path: &Path) -> Result<usize, String> {
         .split_whitespace()
         .rev()
         .find_map(|w| w.strip_prefix(&prefix));
-    match value.map(str::to_ascii_uppercase).as_deref() {
-        Some("A") => Ok(0),
-        Some("B") => Ok(1),
-        Some(v) => Err(format!(
-            "the kernel command line ({}) says {CMDLINE_KEY}={v}; expected A or B",
-            path.display()
+    match value.map(|v| (v, slot_letter(v))) {
+        Some((_, Some(slot))) => Ok(slot),
+        Some((v, None)) => Err(format!(
+            "the kernel command line ({}) says {CMDLINE_KEY}={}; expected A or B",
+            path.display(),
+            v.to_ascii_uppercase()
         )),
         None => Err(format!(
             "the kernel command line ({}) has no {CMDLINE_KEY}=A|B: the suitcase boot script \
@@ -489,12 +491,10 @@ pub fn booted_slot(path: &Path) -> Result<usize, String> {
     }
 }
 
+/// A slot named `a` or `b`, in either case (the environment and the kernel command line say
+/// `A`/`B`, the custom commands `a`/`b`).
 fn slot_letter(s: &str) -> Option<usize> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "a" => Some(0),
-        "b" => Some(1),
-        _ => None,
-    }
+    crate::slots::index(&s.trim().to_ascii_lowercase())
 }
 
 /// The custom status command's output: `booted=a|b` and `next=a|b|none` lines (others ignored).

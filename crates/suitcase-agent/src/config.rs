@@ -1123,7 +1123,7 @@ fn backend(
                     base.join(
                         b.grubenv
                             .as_deref()
-                            .unwrap_or(Path::new("/boot/grub/grubenv")),
+                            .unwrap_or(Path::new(crate::bootloader::DEFAULT_GRUBENV)),
                     ),
                 )
             };
