@@ -345,7 +345,7 @@ impl FromRequestParts<AppState> for DdiAuth {
 }
 
 /// Compares two secrets in time independent of where they differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
     ha.iter()
         .zip(hb.iter())

@@ -122,7 +122,9 @@ fn tenant_segment(t: &str) -> String {
     escape_segment(t)
 }
 
-fn escape_segment(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters (a path segment or a query
+/// value).
+pub(crate) fn escape_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

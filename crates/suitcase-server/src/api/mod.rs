@@ -13,7 +13,7 @@ use crate::auth::Manager;
 
 pub(crate) mod admin;
 pub(crate) mod campaigns;
-mod ddi;
+pub(crate) mod ddi;
 pub(crate) mod device;
 pub(crate) mod docs;
 pub(crate) mod fleet;

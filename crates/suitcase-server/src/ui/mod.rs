@@ -40,11 +40,10 @@ use axum::middleware;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use suitcase_protocol::Role;
 
 use crate::AppState;
-use crate::auth::{Manager, hash_secret, manager_by_hash};
+use crate::auth::{Manager, ct_eq, hash_secret, manager_by_hash};
 use crate::error::ApiErr;
 
 mod pages;
@@ -224,13 +223,7 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
 pub(crate) fn check_form(ui: &Ui, headers: &HeaderMap, csrf: Option<&str>) -> Result<(), Response> {
     same_origin(headers)?;
     let given = csrf.unwrap_or("");
-    let a = Sha256::digest(given.as_bytes());
-    let b = Sha256::digest(ui.csrf.as_bytes());
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    if given.is_empty() || diff != 0 {
+    if given.is_empty() || !ct_eq(given.as_bytes(), ui.csrf.as_bytes()) {
         return Err(page_error(
             StatusCode::FORBIDDEN,
             "Refused: missing or wrong anti-forgery token",
@@ -466,17 +459,7 @@ pub(crate) fn e(s: &str) -> String {
 }
 
 /// Percent-encodes a value for a URL query or path segment.
-pub(crate) fn u(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
+pub(crate) use crate::api::ddi::escape_segment as u;
 
 /// At most `n` characters of `s`.
 pub(crate) fn clip(s: &str, n: usize) -> String {
