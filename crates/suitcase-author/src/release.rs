@@ -26,7 +26,7 @@ use suitcase_manifest::codepoints::{alg, helper, text};
 use suitcase_manifest::{Condition, DigestAlgorithm, Directive};
 
 use crate::error::{AuthorError, Result};
-use crate::keys::{PrivateKey, PublicKey};
+use crate::keys::PublicKey;
 use crate::profile::Tier;
 
 /// One image to release.
@@ -501,22 +501,6 @@ fn chain_for<'c>(
 }
 
 pub use crate::signer::SignedBlock;
-
-/// Signs the encoded SUIT_Digest `payload` with a loaded key file: COSE_Sign1 for signature
-/// keys (ESP256, Ed25519, HSS-LMS, ML-DSA-65), COSE_Mac0 for an HMAC key. The same as
-/// [`crate::signer::sign_block`] with a [`crate::signer::SoftwareSigner`].
-///
-/// # Errors
-/// [`AuthorError::Key`] for a key that cannot authenticate manifests, or a signing failure.
-pub fn sign_block(
-    key: &PrivateKey,
-    path: &Path,
-    chain: &[Vec<u8>],
-    payload: &[u8],
-) -> Result<SignedBlock> {
-    let signer = crate::signer::SoftwareSigner::new(key, path)?;
-    crate::signer::sign_block(&signer, chain, payload)
-}
 
 /// Adds a signature (a countersignature, e.g. the fleet operator's) to an envelope. The
 /// manifest and its digest do not change, so earlier signatures stay valid. `key` is a key

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use suitcase_author::keys::{self, KeyAlg};
 use suitcase_author::release::{self, ImageInput, ReleaseRequest};
-use suitcase_author::{Tier, uuid};
+use suitcase_author::{Tier, signer, uuid};
 use suitcase_manifest::{Envelope, TrustAnchor, TrustPolicy};
 
 /// The `bench` subcommands.
@@ -108,6 +108,7 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
         keys::write_atomic(&key_path(alg), &generated.private, true)?;
         let public = keys::load_public(&key_path(alg))?;
         let private = keys::load_private(&key_path(alg))?;
+        let signer = signer::SoftwareSigner::new(&private, &key_path(alg))?;
         let (public_bytes, _) = public.encode()?;
         // Sign an encoded SUIT_Digest, as a release does.
         let payload = [0x82, 0x2f, 0x58, 0x20]
@@ -122,7 +123,7 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
         };
         let mut block = None;
         let sign_us = time(iterations, || {
-            let b = release::sign_block(&private, &key_path(alg), &[], &payload)?;
+            let b = signer::sign_block(&signer, &[], &payload)?;
             block = Some(b);
             Ok(())
         })?;
@@ -132,12 +133,7 @@ fn tiers(args: &TiersArgs) -> Result<ExitCode> {
             &bench_manifest(),
             suitcase_manifest::DigestAlgorithm::Sha256,
         );
-        let envelope_block = release::sign_block(
-            &private,
-            &key_path(alg),
-            &[],
-            envelope_builder.digest_bytes(),
-        )?;
+        let envelope_block = signer::sign_block(&signer, &[], envelope_builder.digest_bytes())?;
         envelope_builder.raw_block(envelope_block.bytes);
         let envelope = envelope_builder.encode();
         let trust = public
