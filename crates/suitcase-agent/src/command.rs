@@ -33,20 +33,18 @@ impl Exit {
     }
 }
 
-/// Runs `argv` with `env` added, for at most `timeout`.
-pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -> Exit {
-    let Some((program, args)) = argv.split_first() else {
-        return Exit::Code(Some(0));
-    };
+/// `program args` with `env` added and stdin closed, killed if dropped.
+fn command(program: &str, args: &[String], env: &[(String, String)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return Exit::NotStarted(format!("{program}: {e}")),
-    };
+    cmd
+}
+
+/// Waits for `child` for at most `timeout`, then kills it.
+async fn wait(child: &mut tokio::process::Child, program: &str, timeout: Duration) -> Exit {
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => Exit::Code(status.code()),
         Ok(Err(e)) => Exit::NotStarted(format!("{program}: {e}")),
@@ -54,6 +52,17 @@ pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -
             let _ = child.kill().await;
             Exit::TimedOut
         }
+    }
+}
+
+/// Runs `argv` with `env` added, for at most `timeout`.
+pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -> Exit {
+    let Some((program, args)) = argv.split_first() else {
+        return Exit::Code(Some(0));
+    };
+    match command(program, args, env).spawn() {
+        Ok(mut child) => wait(&mut child, program, timeout).await,
+        Err(e) => Exit::NotStarted(format!("{program}: {e}")),
     }
 }
 
@@ -75,13 +84,9 @@ pub async fn run_captured(
     let Some((program, args)) = argv.split_first() else {
         return (Exit::Code(Some(0)), String::new());
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+    let mut cmd = command(program, args, env);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return (Exit::NotStarted(format!("{program}: {e}")), String::new()),
@@ -112,14 +117,7 @@ pub async fn run_captured(
             }
         }));
     }
-    let exit = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => Exit::Code(status.code()),
-        Ok(Err(e)) => Exit::NotStarted(format!("{program}: {e}")),
-        Err(_) => {
-            let _ = child.kill().await;
-            Exit::TimedOut
-        }
-    };
+    let exit = wait(&mut child, program, timeout).await;
     // What it wrote just before it ended; not what a child it left behind writes later.
     for r in readers {
         let abort = r.abort_handle();

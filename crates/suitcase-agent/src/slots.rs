@@ -357,11 +357,14 @@ pub fn mark_good(slots: &FileSlots) -> Result<Option<String>, String> {
     if st.booted != p.active {
         return Ok(None);
     }
-    let full = slots
-        .bootloader
-        .tries()
-        .is_none_or(|t| st.left.get(st.booted).copied().flatten() == Some(t));
-    if full && st.next == Some(st.booted) && slots.bootloader.tries().is_some() {
+    // Already good: first in the order with all its attempts (a backend that does not
+    // count, `custom`, is told every time).
+    let settled = st.next == Some(st.booted)
+        && slots
+            .bootloader
+            .tries()
+            .is_some_and(|t| st.left.get(st.booted).copied().flatten() == Some(t));
+    if settled {
         return Ok(None);
     }
     slots.bootloader.confirm(st.booted, &slots.slots)?;

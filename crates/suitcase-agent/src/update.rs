@@ -1894,7 +1894,7 @@ fn after_reboot(name: &str, s: &FileSlots, from: usize, to: usize) -> Result<Aft
 
 async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::CleanUp;
-    let exit = match &ctx.health {
+    let (exit, log) = match &ctx.health {
         Some(hook) => {
             let healthy = hook(&crate::agent::HealthCheck {
                 release_id: j.offer.release_id.clone(),
@@ -1914,7 +1914,6 @@ async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
             .await
         }
     };
-    let (exit, log) = exit;
     if !exit.success() {
         return Err(Stop::Fail(
             StepFailure::new(
