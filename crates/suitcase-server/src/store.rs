@@ -1404,16 +1404,17 @@ pub(crate) fn audit_row(r: &AnyRow) -> Result<AuditEntry> {
     })
 }
 
-/// A device's `started_at` as the server stores it: a start after `now` (the device's clock
-/// runs ahead) is clamped to `now`; one more than `STEP_AGE_MAX` before `now` is ignored.
+/// A device's `started_at` as the server stores it (docs/server.md, "Step start times"): a
+/// start after `now` (the device's clock runs ahead) is clamped to `now`; one more than
+/// `STEP_AGE_MAX` before `now` is ignored.
 pub(crate) fn clamp_started_at(started_at: Option<u64>, now: i64) -> Option<i64> {
     let t = to_i64(started_at?).min(now);
     (t >= now.saturating_sub(to_i64(suitcase_protocol::limits::STEP_AGE_MAX))).then_some(t)
 }
 
-/// A report's `log` as the server stores it: at most `REPORT_LOG_MAX` bytes, its end (where a
-/// failure shows), marked when clipped. Clipped, not refused: the failure it comes with must
-/// not be lost.
+/// A report's `log` as the server stores it (docs/server.md, "Log tails are clipped, not
+/// refused"): at most `REPORT_LOG_MAX` bytes, its end (where a failure shows), marked when
+/// clipped. Clipped, not refused: the failure it comes with must not be lost.
 pub(crate) fn clip_log(log: &str) -> String {
     use suitcase_protocol::limits::REPORT_LOG_MAX;
     const MARK: &str = "[clipped: the start of the log is not kept]\n";
@@ -1428,7 +1429,8 @@ pub(crate) fn clip_log(log: &str) -> String {
 }
 
 impl Db {
-    /// Stores a step report. An `in-progress` report with a `started_at` (a suitcase agent's
+    /// Stores a step report (docs/server.md, "Progress does not pile up"). An `in-progress`
+    /// report with a `started_at` (a suitcase agent's
     /// download progress) that follows an `in-progress` report of the same step, release and
     /// campaign (the same attempt) replaces it, so that progress reports do not grow the
     /// table; the first start stored is kept. Reports without `started_at` (older agents,

@@ -199,6 +199,9 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
     {
         return refuse(&format!("the browser marked this request {site}"));
     }
+    // RFC 6454 §7.2: the browser's `Origin` is scheme://host[:port]; it must name this
+    // server's `Host` (no `Origin` at all: a non-browser client or an old browser's GET-like
+    // POST, which the anti-forgery token still guards).
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         let origin = origin.to_str().unwrap_or("null");
@@ -398,6 +401,9 @@ async fn signin(
         serde_json::json!({}),
     )
     .await;
+    // RFC 6265 §4.1.2.5: `Secure` only over TLS (a browser on plain HTTP would not keep it); §4.1.2.6 `HttpOnly`; RFC 6265bis §5.6.7
+    // `SameSite=Strict`; §4.1.2.4 `Path=/ui` keeps it off the API; §4.1.2.2 `Max-Age` is the
+    // absolute timeout (the server ends the session itself too).
     let secure = if conn.is_some_and(|c| c.tls) {
         "; Secure"
     } else {
@@ -429,12 +435,12 @@ async fn signout(
     }
     state.sessions.end(&ui.sid);
     let mut res = Redirect::to("/ui/?signed_out=1").into_response();
-    res.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "suitcase_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    // RFC 6265 §4.1.2.2: `Max-Age=0` makes the browser drop the cookie at once.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"
+    )) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
     res
 }
 
