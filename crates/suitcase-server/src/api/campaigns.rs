@@ -14,7 +14,7 @@ use crate::auth::{Cap, Manager, new_id};
 use crate::engine;
 use crate::error::{ApiErr, ApiResult};
 use crate::rollout;
-use crate::store::CampaignRow;
+use crate::store::{CampaignRow, ReleaseRow};
 
 async fn info(state: &AppState, row: CampaignRow) -> ApiResult<CampaignInfo> {
     let waves_progress = match state.engine.progress(&row.id) {
@@ -68,7 +68,8 @@ pub(crate) fn check_filter(f: &suitcase_protocol::Filter) -> ApiResult<()> {
     Ok(())
 }
 
-pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<()> {
+/// Checks a campaign before it is created (or dry-run); the release it would roll out.
+async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<ReleaseRow> {
     let bad = |m: String| Err(ApiErr::unprocessable("bad-campaign", m));
     crate::api::valid_name("campaign name", &c.name)?;
     for (what, v) in [
@@ -188,7 +189,19 @@ pub(crate) async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<
         }
         _ => {}
     }
-    Ok(())
+    Ok(release)
+}
+
+/// Of the devices a campaign's filter matches, those not busy in another live campaign: the
+/// ones `start` assigns to waves and a dry run counts as targeted.
+async fn not_busy(state: &AppState, matching: &[String]) -> ApiResult<Vec<String>> {
+    let busy: std::collections::HashSet<String> =
+        state.db.busy_devices().await?.into_iter().collect();
+    Ok(matching
+        .iter()
+        .filter(|d| !busy.contains(*d))
+        .cloned()
+        .collect())
 }
 
 /// Create a campaign (in the `draft` state).
@@ -238,19 +251,12 @@ pub(crate) async fn dry_run_of(
     state: &AppState,
     spec: &CampaignCreate,
 ) -> ApiResult<CampaignDryRun> {
-    validate(state, spec).await?;
-    let release = crate::api::release_found(state, &spec.release_id).await?;
+    let release = validate(state, spec).await?;
     let classes = release.summary.class_ids();
     state.devices.flush(state).await;
     let matched = state.db.device_ids_matching(&spec.filter, &[]).await?;
     let of_class = state.db.device_ids_matching(&spec.filter, &classes).await?;
-    let busy: std::collections::HashSet<String> =
-        state.db.busy_devices().await?.into_iter().collect();
-    let targeted: Vec<String> = of_class
-        .iter()
-        .filter(|d| !busy.contains(*d))
-        .cloned()
-        .collect();
+    let targeted = not_busy(state, &of_class).await?;
     let up_to_date = state
         .db
         .ui_count_at_or_above(&spec.filter, &classes, release.sequence_number)
@@ -403,10 +409,8 @@ pub(crate) async fn act(
                 .db
                 .device_ids_matching(&row.spec.filter, &release.summary.class_ids())
                 .await?;
-            let busy: std::collections::HashSet<String> =
-                state.db.busy_devices().await?.into_iter().collect();
             let total = matching.len();
-            let free: Vec<String> = matching.into_iter().filter(|d| !busy.contains(d)).collect();
+            let free = not_busy(&state, &matching).await?;
             let skipped = total - free.len();
             if free.is_empty() {
                 // A typo in the filter must not look like a finished rollout.
