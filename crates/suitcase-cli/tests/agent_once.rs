@@ -23,29 +23,13 @@ fn agent_toml(dir: &Path, base: &str, token: &str) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
     std::fs::write(
         &path,
-        format!(
-            r#"
-state_dir = "state"
-[server]
-url = "{base}"
-token = "{token}"
-[trust]
-anchors = ["author.pub"]
-[identity]
-vendor = "example.com"
-class = "thermostat"
-[push]
-enabled = false
-[[component]]
-name = "app"
-id = "617070"
-kind = "file"
-slots = ["app-a.bin", "app-b.bin"]
-pointer = "app.slot"
-capacity = 1048576
-activate = "reboot"
+        common::agent_toml(
+            base,
+            token,
+            "",
+            r#"activate = "reboot"
 reboot = ["sh", "-c", "echo \"$SUITCASE_SLOT\" >> reboots.log"]
-"#
+"#,
         ),
     )
     .unwrap();

@@ -17,6 +17,20 @@ mod common;
 use common::ServerProcess;
 use serde_json::Value;
 
+/// `fleet campaign create --release REL --tag TAG --dry-run`.
+fn dry_run<'a>(rel: &'a str, tag: &'a str) -> [&'a str; 8] {
+    [
+        "fleet",
+        "campaign",
+        "create",
+        "--release",
+        rel,
+        "--tag",
+        tag,
+        "--dry-run",
+    ]
+}
+
 #[test]
 fn dry_run_human_times_and_token_rotation() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,19 +42,7 @@ fn dry_run_human_times_and_token_rotation() {
     }
 
     // A dry run names the devices and creates nothing.
-    let out = s.ok(
-        d,
-        &[
-            "fleet",
-            "campaign",
-            "create",
-            "--release",
-            &rel,
-            "--tag",
-            "dry",
-            "--dry-run",
-        ],
-    );
+    let out = s.ok(d, &dry_run(&rel, "dry"));
     assert!(
         out.contains("dry run: 3 device(s) would be targeted"),
         "{out}"
@@ -48,21 +50,8 @@ fn dry_run_human_times_and_token_rotation() {
     for n in ["dr-0", "dr-1", "dr-2"] {
         assert!(out.contains(n), "{out}");
     }
-    let json: Value = serde_json::from_str(&s.ok(
-        d,
-        &[
-            "fleet",
-            "--json",
-            "campaign",
-            "create",
-            "--release",
-            &rel,
-            "--tag",
-            "dry",
-            "--dry-run",
-        ],
-    ))
-    .unwrap();
+    let json: Value =
+        serde_json::from_str(&s.ok(d, &[&dry_run(&rel, "dry")[..], &["--json"]].concat())).unwrap();
     assert_eq!(json["targeted"], 3);
     assert_eq!(json["devices"].as_array().unwrap().len(), 3);
     let list: Value =
@@ -74,22 +63,7 @@ fn dry_run_human_times_and_token_rotation() {
     );
 
     // Targeting nobody: said loudly, exit status 1.
-    let o = s
-        .command(
-            d,
-            &[
-                "fleet",
-                "campaign",
-                "create",
-                "--release",
-                &rel,
-                "--tag",
-                "nobody",
-                "--dry-run",
-            ],
-        )
-        .output()
-        .unwrap();
+    let o = s.command(d, &dry_run(&rel, "nobody")).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 device(s) would be targeted"));
     assert!(String::from_utf8_lossy(&o.stderr).contains("would target no device"));
@@ -128,22 +102,7 @@ fn dry_run_human_times_and_token_rotation() {
         s.ok(d, &["fleet", "release", "list"])
             .contains("(archived)")
     );
-    let o = s
-        .command(
-            d,
-            &[
-                "fleet",
-                "campaign",
-                "create",
-                "--release",
-                &rel,
-                "--tag",
-                "dry",
-                "--dry-run",
-            ],
-        )
-        .output()
-        .unwrap();
+    let o = s.command(d, &dry_run(&rel, "dry")).output().unwrap();
     assert!(
         !o.status.success(),
         "an archived release is offered to no new campaign"
@@ -179,43 +138,17 @@ fn device_show_prints_durations_and_the_failure_log() {
             "--start",
         ],
     );
-    let ddir = d.join("lt-0");
-    std::fs::create_dir_all(&ddir).unwrap();
-    std::fs::copy(d.join("author.pub"), ddir.join("author.pub")).unwrap();
-    std::fs::write(
-        ddir.join("agent.toml"),
-        format!(
-            r#"
-state_dir = "state"
-[server]
-url = "{base}"
-token = "{token}"
-[trust]
-anchors = ["author.pub"]
-[identity]
-vendor = "example.com"
-class = "thermostat"
-[push]
-enabled = false
-[health]
+    let ddir = s.agent_dir(
+        d,
+        "lt-0",
+        &token,
+        &format!(
+            r#"[health]
 command = ["sh", "-c", "echo \"using $0 {token}\"; echo 'ERROR: no answer on :8080'; exit 1"]
-[[component]]
-name = "app"
-id = "617070"
-kind = "file"
-slots = ["app-a.bin", "app-b.bin"]
-pointer = "app.slot"
-capacity = 1048576
-"#,
-            base = s.base
+"#
         ),
-    )
-    .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_suitcase"))
-        .current_dir(&ddir)
-        .args(["agent", "--once", "--config", "agent.toml"])
-        .output()
-        .unwrap();
+    );
+    let o = common::agent_once(&ddir);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let show = s.ok(d, &["fleet", "device", "show", "lt-0"]);
     let receive = show

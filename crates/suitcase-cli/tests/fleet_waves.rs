@@ -14,8 +14,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::ServerProcess;
 use serde_json::Value;
 
@@ -62,45 +60,15 @@ fn campaign_waves_are_numbered_from_1_and_a_rolled_back_wave_is_drawn_rolled_bac
 
     // Which device is in wave 1 is a hash order: run the agent for whichever was offered.
     let agent = |token: &str, name: &str| {
-        let ddir = d.join(name);
-        std::fs::create_dir_all(&ddir).unwrap();
-        std::fs::copy(d.join("author.pub"), ddir.join("author.pub")).unwrap();
-        std::fs::write(
-            ddir.join("agent.toml"),
-            format!(
-                r#"
-state_dir = "state"
-[server]
-url = "{base}"
-token = "{token}"
-[trust]
-anchors = ["author.pub"]
-[identity]
-vendor = "example.com"
-class = "thermostat"
-[push]
-enabled = false
-[health]
+        let ddir = server.agent_dir(
+            d,
+            name,
+            token,
+            r#"[health]
 command = ["sh", "-c", "test \"$SUITCASE_SEQUENCE\" != 2"]
-[[component]]
-name = "app"
-id = "617070"
-kind = "file"
-slots = ["app-a.bin", "app-b.bin"]
-pointer = "app.slot"
-capacity = 1048576
 "#,
-                base = server.base
-            ),
-        )
-        .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_suitcase"))
-            .current_dir(&ddir)
-            .args(["agent", "--once", "--config", "agent.toml"])
-            .output()
-            .unwrap()
-            .status
-            .code()
+        );
+        common::agent_once(&ddir).status.code()
     };
     // The wave-1 device installs release 2, fails its health check (the campaign trips and
     // rolls back), then installs the rollback release 3.

@@ -111,6 +111,44 @@ pub fn check_args<'a>(envelope: &'a str, trust: &[&'a str], threshold: &'a str) 
     args
 }
 
+/// An `agent.toml` for a device that takes [`ServerProcess::release`]'s releases from `base`
+/// with `token`: state in `state`, trust in `author.pub`, push off, one file component `app`
+/// (id `617070`, slots `app-a.bin` / `app-b.bin`). `sections` (a `[health]` table, …) come
+/// before the component table, `component` lines (`activate = …`) go into it.
+pub fn agent_toml(base: &str, token: &str, sections: &str, component: &str) -> String {
+    format!(
+        r#"
+state_dir = "state"
+[server]
+url = "{base}"
+token = "{token}"
+[trust]
+anchors = ["author.pub"]
+[identity]
+vendor = "example.com"
+class = "thermostat"
+[push]
+enabled = false
+{sections}[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+pointer = "app.slot"
+capacity = 1048576
+{component}"#
+    )
+}
+
+/// Runs `suitcase agent --once --config agent.toml` in the device directory `ddir`.
+pub fn agent_once(ddir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_suitcase"))
+        .current_dir(ddir)
+        .args(["agent", "--once", "--config", "agent.toml"])
+        .output()
+        .unwrap()
+}
+
 /// A `suitcase server` child process on a free loopback port, its data in `dir`; killed when
 /// dropped. `fleet` commands run against it with the first admin token.
 pub struct ServerProcess {
@@ -227,6 +265,26 @@ impl ServerProcess {
         ))
         .unwrap();
         rel["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The device directory `dir/NAME`, with a copy of `author.pub` and an [`agent_toml`] for
+    /// this server and `token` (`sections` as there).
+    pub fn agent_dir(
+        &self,
+        dir: &Path,
+        name: &str,
+        token: &str,
+        sections: &str,
+    ) -> std::path::PathBuf {
+        let ddir = dir.join(name);
+        std::fs::create_dir_all(&ddir).unwrap();
+        std::fs::copy(dir.join("author.pub"), ddir.join("author.pub")).unwrap();
+        std::fs::write(
+            ddir.join("agent.toml"),
+            agent_toml(&self.base, token, sections, ""),
+        )
+        .unwrap();
+        ddir
     }
 
     /// Registers a device; returns (id, token).
