@@ -15,7 +15,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{ServerProcess, keygen, ok};
+use common::{ServerProcess, build_args, keygen, ok};
 use serde_json::Value;
 
 /// Runs a `fleet` command against `s`, which must succeed: (JSON stdout, stderr).
@@ -40,25 +40,19 @@ fn envelope_only_upload_is_finished_by_the_same_command_with_its_payload() {
     std::fs::write(d.join("app.bin"), vec![0x42u8; 5000]).unwrap();
     ok(
         d,
-        &[
-            "release",
-            "build",
-            "--image",
-            "app.bin",
-            "--vendor",
-            "example.com",
-            "--class",
+        &build_args(
             "thermostat",
-            "--sequence",
             "3",
-            "--uri",
-            "https://fw.example/app.bin",
-            "--sign",
-            "a",
-            "-o",
-            "app.suit",
-            "--json",
-        ],
+            &[
+                "--uri",
+                "https://fw.example/app.bin",
+                "--sign",
+                "a",
+                "-o",
+                "app.suit",
+                "--json",
+            ],
+        ),
     );
     let upload = ["fleet", "--json", "release", "upload", "app.suit"];
     let with_payload = [&upload[..], &["--payload", "app.bin"]].concat();

@@ -14,7 +14,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{keygen, ok, suitcase};
+use common::{build_args, keygen, ok, suitcase};
 use serde_json::{Value, json};
 
 struct Tier {
@@ -211,24 +211,18 @@ fn two_signer_policy_rejects_one_signature_and_accepts_the_countersigned_release
     keygen(d, "ed25519", "operator");
     ok(
         d,
-        &[
-            "release",
-            "build",
-            "--image",
-            "app.bin",
-            "--vendor",
-            "example.com",
-            "--class",
+        &build_args(
             "plc",
-            "--sequence",
             "1",
-            "--uri",
-            "https://fw/app.bin",
-            "--sign",
-            "author",
-            "-o",
-            "app.suit",
-        ],
+            &[
+                "--uri",
+                "https://fw/app.bin",
+                "--sign",
+                "author",
+                "-o",
+                "app.suit",
+            ],
+        ),
     );
     let check = |file: &str| {
         suitcase(
