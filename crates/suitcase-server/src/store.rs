@@ -38,6 +38,18 @@ pub(crate) fn dynamic<'q>(sql: &str) -> sqlx::query::Query<'q, Any, sqlx::any::A
     sqlx::query(AssertSqlSafe(sql.to_owned()))
 }
 
+/// `s` with the `LIKE` pattern characters escaped (for `ESCAPE '\\'`).
+pub(crate) fn like_escaped(s: &str) -> String {
+    let mut p = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p
+}
+
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -1076,6 +1088,33 @@ impl Db {
         .iter()
         .map(campaign_row)
         .collect()
+    }
+
+    /// The campaigns whose spec names a release (to deploy or to roll back to). The
+    /// database narrows by the release id's JSON spelling in the spec (`rollback_release_id`
+    /// has no column of its own); the parsed spec decides.
+    pub(crate) async fn campaigns_naming_release(
+        &self,
+        release_id: &str,
+    ) -> Result<Vec<CampaignRow>> {
+        let pat = format!("%{}%", like_escaped(&serde_json::to_string(release_id)?));
+        let rows = dynamic(&format!(
+            "SELECT {CAMPAIGN_COLS} FROM campaigns WHERE release_id = $1 OR spec LIKE $2 ESCAPE '\\' ORDER BY created_at, id"
+        ))
+        .bind(release_id)
+        .bind(pat)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let c = campaign_row(r)?;
+            if c.spec.release_id == release_id
+                || c.spec.rollback_release_id.as_deref() == Some(release_id)
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) async fn campaign_set_state(

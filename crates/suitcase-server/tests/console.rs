@@ -800,6 +800,24 @@ async fn releases_in_use_are_neither_archived_nor_deleted(b: Backend) {
         audit.contains("release.delete") && audit.contains("release.archive"),
         "{audit}"
     );
+    // A release a draft campaign names only as its rollback release is in use too.
+    let base = h.release(6, b"deployed next").await;
+    let back = h.release(7, b"the previous image, re-signed").await;
+    let (st, v) = h
+        .post(
+            &h.admin,
+            "/api/v1/campaigns",
+            &json!({"name": "with-rollback", "release_id": base, "rollback_release_id": back}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let draft = v["id"].as_str().unwrap().to_owned();
+    let (st, body) = del(back.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body.contains("release-in-use") && body.contains(&draft),
+        "{body}"
+    );
     // A viewer sees no release buttons.
     let vs = Session::signin(&h, &viewer).await;
     let (_, page) = vs.get("/ui/releases").await;

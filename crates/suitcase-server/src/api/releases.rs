@@ -475,10 +475,9 @@ pub(crate) async fn get(
 async fn campaigns_using(state: &AppState, id: &str) -> ApiResult<Vec<(String, CampaignState)>> {
     Ok(state
         .db
-        .campaign_list()
+        .campaigns_naming_release(id)
         .await?
         .into_iter()
-        .filter(|c| c.spec.release_id == id || c.spec.rollback_release_id.as_deref() == Some(id))
         .map(|c| (c.id, c.state))
         .collect())
 }
@@ -512,7 +511,7 @@ pub(crate) async fn archive(
 ) -> ApiResult<axum::Json<ReleaseInfo>> {
     who.require(Cap::Upload)?;
     let _ops = crate::engine::lock_ops(&state).await;
-    let r = crate::api::release_found(&state, &id).await?;
+    let mut r = crate::api::release_found(&state, &id).await?;
     let live: Vec<_> = campaigns_using(&state, &id)
         .await?
         .into_iter()
@@ -531,7 +530,7 @@ pub(crate) async fn archive(
         serde_json::json!({"name": r.name}),
     )
     .await?;
-    let r = crate::api::release_found(&state, &id).await?;
+    r.archived = true;
     Ok(axum::Json(info(&state, &r)))
 }
 

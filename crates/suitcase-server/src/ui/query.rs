@@ -8,7 +8,7 @@ use suitcase_protocol::Filter;
 use crate::db::Db;
 use crate::store::{
     AUDIT_COLS, DEVICE_COLS, DeviceRow, REPORT_COLS, ReportRow, Val, audit_row, bind_all,
-    device_row, dynamic, filter_sql, report_row, to_i64,
+    device_row, dynamic, filter_sql, like_escaped, report_row, to_i64,
 };
 use suitcase_protocol::AuditEntry;
 
@@ -41,18 +41,6 @@ pub(crate) struct DeviceQuery {
     /// Keyset: names after this one.
     pub(crate) after: Option<String>,
     pub(crate) limit: i64,
-}
-
-/// `s` with the `LIKE` pattern characters escaped (for `ESCAPE '\\'`).
-fn like_escaped(s: &str) -> String {
-    let mut p = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p
 }
 
 /// `LIKE` pattern for "contains" (case-insensitive, against a lowered column).
