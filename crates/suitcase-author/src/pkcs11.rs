@@ -24,21 +24,21 @@
 //! What happens at signing time:
 //!
 //! 1. load the module with `cryptoki` (through `libloading`: no C toolchain, any vendor's
-//!    module) and initialise it once per process (PKCS#11 v2.40 §5.4 C_Initialize);
+//!    module) and initialise it once per process (PKCS#11 v2.40 base, "General-purpose functions", C_Initialize);
 //! 2. find the one token whose label (and serial, …) match, log in as the user with the PIN;
 //! 3. find exactly one private key and the public key with the same label/id; read the public
 //!    key (CKA_EC_PARAMS, CKA_EC_POINT) and check the curve;
 //! 4. check that the token offers the mechanism (CKM_ECDSA for ES256, CKM_EDDSA for Ed25519);
 //! 5. sign: ES256 is CKM_ECDSA over SHA-256 of the COSE Sig_structure, computed here (the token
-//!    returns `r‖s`, PKCS#11 Current Mechanisms v2.40 §2.3.1, which is COSE's form, RFC 9053
+//!    returns `r‖s`, PKCS#11 v2.40 Current Mechanisms "EC Signatures", which is COSE's form, RFC 9053
 //!    §2.1); Ed25519 is CKM_EDDSA without parameters, i.e. pure Ed25519 (PKCS#11 v3.0 Current
-//!    Mechanisms §2.3, "EdDSA": no parameter selects Ed25519), over the Sig_structure itself;
+//!    Mechanisms, "Elliptic Curve", "EdDSA": no parameter selects Ed25519), over the Sig_structure itself;
 //! 6. verify the signature with the public key before returning it
 //!    ([`crate::signer::verify_raw`]): a token that signed with another key, or garbled the
 //!    output, fails here rather than on every device.
 //!
 //! `suitcase key generate --pkcs11` makes the pair on the token with the private key
-//! CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true and CKA_EXTRACTABLE false (PKCS#11 v2.40 §4.9:
+//! CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true and CKA_EXTRACTABLE false (PKCS#11 v2.40 base, "Private key objects":
 //! a sensitive key's value cannot be revealed, an unextractable one cannot be wrapped out; a
 //! token never lets either be turned back on), and the public key's CKA_ID set to the kid
 //! unless the URI gives one.
@@ -390,7 +390,7 @@ impl Pkcs11Uri {
     }
 }
 
-/// Loaded modules, one per path: C_Initialize once per process (PKCS#11 v2.40 §5.4: a second
+/// Loaded modules, one per path: C_Initialize once per process (PKCS#11 v2.40 base, C_Initialize: a second
 /// call returns CKR_CRYPTOKI_ALREADY_INITIALIZED), and never C_Finalize while a signer may
 /// still use a session.
 static MODULES: Mutex<Vec<(PathBuf, Pkcs11)>> = Mutex::new(Vec::new());
@@ -511,7 +511,7 @@ fn session(uri: &Pkcs11Uri, read_write: bool) -> Result<(Pkcs11, Slot, Session)>
     .map_err(ck(uri, "opening a session (C_OpenSession)"))?;
     let pin = AuthPin::from(uri.pin()?.as_str());
     match session.login(UserType::User, Some(&pin)) {
-        // Login state is shared by every session of the application (PKCS#11 v2.40 §5.6).
+        // Login state is shared by every session of the application (PKCS#11 v2.40 base, "Session management functions", C_Login).
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
         Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
             return Err(uri_err(
@@ -561,7 +561,7 @@ fn find_one(
     }
 }
 
-/// Strips the DER OCTET STRING that PKCS#11 puts around CKA_EC_POINT (v2.40 §2.3.3:
+/// Strips the DER OCTET STRING that PKCS#11 puts around CKA_EC_POINT (v2.40 Current Mechanisms, "ECDSA public key objects":
 /// "DER-encoding of ANSI X9.62 ECPoint value Q"); also accepts a bare point, which some
 /// modules return.
 fn ec_point(raw: &[u8], len: usize) -> Option<&[u8]> {
@@ -749,7 +749,7 @@ impl Signer for Pkcs11Signer {
         let signature = match self.alg {
             TokenAlg::Es256 => {
                 // RFC 9053 §2.1: ES256 signs SHA-256 of the Sig_structure. CKM_ECDSA signs the
-                // hash it is given (PKCS#11 v2.40 Current Mechanisms §2.3.6), so hash here.
+                // hash it is given (PKCS#11 v2.40 Current Mechanisms, "ECDSA without hashing"), so hash here.
                 let digest = sha2::Sha256::digest(to_be_signed);
                 let raw = self
                     .session
@@ -759,7 +759,7 @@ impl Signer for Pkcs11Signer {
                     uri: self.uri.clone(),
                     what: format!(
                         "the token returned a {}-byte ECDSA signature; PKCS#11 (v2.40 Current \
-                         Mechanisms §2.3.1) gives r||s, 64 bytes for P-256",
+                         Mechanisms, \"EC Signatures\") gives r||s, 64 bytes for P-256",
                         raw.len()
                     ),
                 })?
@@ -787,7 +787,7 @@ impl Signer for Pkcs11Signer {
     }
 }
 
-/// PKCS#11 v2.40 Current Mechanisms §2.3.1: an ECDSA signature is `r‖s`, "an octet string of
+/// PKCS#11 v2.40 Current Mechanisms, "EC Signatures": an ECDSA signature is `r‖s`, "an octet string of
 /// even length which is at most two times nLen octets", its halves r and s. COSE (RFC 9053
 /// §2.1) wants each padded to 32 bytes for P-256.
 fn fixed_r_s(raw: &[u8]) -> Option<Vec<u8>> {
@@ -875,7 +875,7 @@ fn protection(session: &Session, uri: &Pkcs11Uri, private: ObjectHandle) -> Resu
             _ => {}
         }
     }
-    // PKCS#11 v2.40 §5.7 C_GetAttributeValue: the value of a sensitive or unextractable key
+    // PKCS#11 v2.40 base, C_GetAttributeValue: the value of a sensitive or unextractable key
     // "cannot be revealed", CKR_ATTRIBUTE_SENSITIVE.
     let info = session
         .get_attribute_info(private, &[AttributeType::Value])
@@ -886,7 +886,7 @@ fn protection(session: &Session, uri: &Pkcs11Uri, private: ObjectHandle) -> Resu
 
 /// Generates a key pair on the token a URI names (the URI's `object`/`id` label the pair)
 /// and returns its public key. The private key never leaves the token: CKA_TOKEN,
-/// CKA_PRIVATE and CKA_SENSITIVE true, CKA_EXTRACTABLE false (PKCS#11 v2.40 §4.9).
+/// CKA_PRIVATE and CKA_SENSITIVE true, CKA_EXTRACTABLE false (PKCS#11 v2.40 base, "Private key objects").
 ///
 /// # Errors
 /// [`AuthorError::Pkcs11`]: a key with that label already exists, the token lacks the

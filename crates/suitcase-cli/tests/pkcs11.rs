@@ -374,8 +374,9 @@ fn private_key_on_the_token_is_never_readable() {
     let made = t.generate("es256", "author");
     let read_back = t.public(&t.uri("author"), "again.pub");
     for report in [&made["token"], &read_back["token"]] {
-        // PKCS#11 v2.40 §4.9: sensitive, never extractable; §5.7: CKA_VALUE is refused
-        // (CKR_ATTRIBUTE_SENSITIVE) when the key is asked for.
+        // PKCS#11 v2.40 base, "Private key objects": sensitive, never extractable;
+        // C_GetAttributeValue: CKA_VALUE is refused (CKR_ATTRIBUTE_SENSITIVE) when the key is
+        // asked for.
         assert_eq!(report["sensitive"], true, "{report}");
         assert_eq!(report["extractable"], false, "{report}");
         assert_eq!(report["always_sensitive"], true, "{report}");
@@ -630,7 +631,7 @@ fn two_token_keys_sign_one_release_in_one_process() {
     let Some(t) = Token::new("two_token_keys_sign_one_release_in_one_process") else {
         return;
     };
-    // One module, one login shared by both signers' sessions (PKCS#11 v2.40 §5.6).
+    // One module, one login shared by both signers' sessions (PKCS#11 v2.40 base, C_Login).
     t.generate("es256", "author");
     t.generate("ed25519", "operator");
     let (author, operator) = (t.uri("author"), t.uri("operator"));
