@@ -118,3 +118,15 @@ impl IntoResponse for ApiErr {
         (self.status, axum::Json(self.body)).into_response()
     }
 }
+
+/// At most `n` characters of a client's string, marked `…` when clipped: for an error
+/// message or a page (a 1 MiB value is not echoed back).
+pub(crate) fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n).collect();
+        t.push('…');
+        t
+    }
+}

@@ -27,7 +27,7 @@ use suitcase_protocol::{CheckIn, InstalledComponent, Outcome, Step, StepReport};
 use crate::AppState;
 use crate::auth::DdiAuth;
 use crate::db::Db;
-use crate::error::{ApiErr, ApiResult};
+use crate::error::{ApiErr, ApiResult, clip};
 use crate::store::ReleaseRow;
 
 /// The most controller attributes stored per device (hawkBit's default quota is 100).
@@ -80,11 +80,6 @@ pub(crate) struct ArtifactPath {
     tenant: String,
     module: String,
     file: Option<String>,
-}
-
-/// The start of a client's string, for an error message: a 1 MiB value is not echoed back.
-fn clip(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 /// `HH:MM:SS`, as hawkBit's `config.polling.sleep` (SWUpdate counts anything else as a bad
@@ -991,7 +986,7 @@ fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> 
                 "bad-feedback",
                 format!(
                     "result.finished {:?} is not success, failure or none",
-                    clip(other)
+                    clip(other, 40)
                 ),
             ));
         }
@@ -1013,7 +1008,7 @@ fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> 
                 "bad-feedback",
                 format!(
                     "status.execution {:?} is not one of closed, proceeding, canceled, scheduled, rejected, resumed, downloaded, download",
-                    clip(other)
+                    clip(other, 40)
                 ),
             ));
         }
@@ -1250,7 +1245,7 @@ pub(crate) async fn config_data(
         other => {
             return Err(ApiErr::bad_request(
                 "bad-config-data",
-                format!("mode {:?} is not merge, replace or remove", clip(other)),
+                format!("mode {:?} is not merge, replace or remove", clip(other, 40)),
             ));
         }
     };

@@ -467,16 +467,7 @@ pub(crate) fn e(s: &str) -> String {
 /// Percent-encodes a value for a URL query or path segment.
 pub(crate) use crate::api::ddi::escape_segment as u;
 
-/// At most `n` characters of `s`.
-pub(crate) fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
-    }
-}
+pub(crate) use crate::error::clip;
 
 fn html_doc(title: &str, nav: &str, body: &str) -> String {
     format!(
