@@ -66,7 +66,9 @@ pub async fn run(argv: &[String], env: &[(String, String)], timeout: Duration) -
     }
 }
 
-/// The most bytes of a command's output a failure report carries (its end).
+/// The most bytes of a command's output a failure report carries (its end). The agent holds
+/// at most twice this of a command's output, however much it writes (RFC 9124
+/// REQ.SEC.RESOURCE-EXHAUSTION: nothing the device reads is unbounded).
 pub const LOG_TAIL_MAX: usize = 8 * 1024;
 
 /// Runs `argv` like [`run`], with its standard output and error captured: the exit, and the
@@ -153,7 +155,9 @@ pub fn clip_tail(s: &str, max: usize) -> String {
 }
 
 /// `s` with anything that looks like a credential replaced by `***`: suitcase tokens
-/// (`sct_...`) and what follows `Bearer ` (any case).
+/// (`sct_...`) and what follows `Bearer ` (any case). A command's output goes to the log and
+/// to the server with the failure report, where the device's bearer token must not appear
+/// (RFC 6750 §5.3: "ensure that bearer tokens are not leaked to unintended parties").
 pub fn redact(s: &str) -> String {
     let token_char =
         |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '~' | '+' | '/' | '=');

@@ -1009,10 +1009,10 @@ fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
 }
 
 /// Whether this device holds a key for every encrypted payload of the update: each
-/// encryption-info parameter (draft-ietf-suit-firmware-encryption §4) the shared sequence
-/// and the update sections set must give up its content key to one of `trust.decrypt`, so
-/// that a release encrypted for other devices is refused at Check, before its payloads are
-/// downloaded. In a try-each, one branch whose payloads can all be decrypted is enough (the
+/// encryption-info parameter (SUIT_Encryption_Info, draft-ietf-suit-firmware-encryption-26
+/// §5, as `suitcase_manifest::encryption` cites it) the shared sequence and the update
+/// sections set must give up its content key to one of `trust.decrypt`, so that a release
+/// encrypted for other devices is refused at Check, before its payloads are downloaded. In a try-each, one branch whose payloads can all be decrypted is enough (the
 /// processor takes the first branch that succeeds). Returns how many encryption infos were
 /// unwrapped, or what is missing.
 fn decryptable(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<usize, String> {
