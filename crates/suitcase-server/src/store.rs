@@ -285,6 +285,14 @@ impl ReleaseRow {
     pub(crate) fn complete(&self) -> bool {
         self.payloads.iter().all(|p| p.object_key.is_some())
     }
+
+    /// What a device downloads in all: the envelope and every payload of known size.
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.payloads
+            .iter()
+            .filter_map(|p| p.size)
+            .fold(self.envelope_bytes, u64::saturating_add)
+    }
 }
 
 const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived";

@@ -621,12 +621,7 @@ async fn device_page(
             && !totals.contains_key(&a.release_id)
             && let Some(r) = state.db.release_get(&a.release_id).await?
         {
-            let total = r
-                .payloads
-                .iter()
-                .filter_map(|p| p.size)
-                .fold(r.envelope_bytes, u64::saturating_add);
-            totals.insert(a.release_id.clone(), crate::store::to_i64(total));
+            totals.insert(a.release_id.clone(), crate::store::to_i64(r.total_bytes()));
         }
     }
     if list.is_empty() {
@@ -785,7 +780,7 @@ pub(crate) async fn releases(State(state): State<AppState>, ui: Ui) -> Response 
 <th scope=\"col\">Release</th><th scope=\"col\">Vendor / class</th><th scope=\"col\">Sequence</th><th scope=\"col\">Size</th>\
 <th scope=\"col\">Signed by</th><th scope=\"col\">Delta bases</th><th scope=\"col\">Campaigns</th><th scope=\"col\">Uploaded</th></tr></thead><tbody>");
     for r in releases.iter().rev() {
-        let size: u64 = r.payloads.iter().filter_map(|p| p.size).sum::<u64>() + r.envelope_bytes;
+        let size = r.total_bytes();
         let signers: Vec<String> = r
             .signed_by
             .iter()
