@@ -1150,7 +1150,7 @@ fn backend(
                     _ => Err(bad(
                         path,
                         format!(
-                            "{what}: bootloader = \"custom\" needs [component.boot] {key} = [\"command\", \"arg\", …] (docs/agent.md, custom bootloaders)"
+                            "{what}: bootloader = \"custom\" needs [component.boot] {key} = [\"command\", \"arg\", …] (docs/bootloaders.md §4)"
                         ),
                     )),
                 }
