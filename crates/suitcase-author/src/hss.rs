@@ -402,6 +402,8 @@ pub fn sign_with(store: &mut dyn StateStore, path: &Path, message: &[u8]) -> Res
         error: source,
     })?;
     let key = HssKeyFile::decode(path, &raw)?;
+    // For a reservation, what is left stops at its `end`: it never signs at or past it, where
+    // the master's one-time keys begin (a one-time key signs once, RFC 8554 §10).
     if key.signatures_left()? == 0 {
         return Err(match key.end {
             Some(_) => AuthorError::HssReservationUsedUp {
@@ -410,14 +412,6 @@ pub fn sign_with(store: &mut dyn StateStore, path: &Path, message: &[u8]) -> Res
             None => AuthorError::HssExhausted {
                 path: path.to_path_buf(),
             },
-        });
-    }
-    // A reservation may use indices below its end only (the master is past them all).
-    if let Some(end) = key.end
-        && key.index()? >= end
-    {
-        return Err(AuthorError::HssReservationUsedUp {
-            path: path.to_path_buf(),
         });
     }
     let mut stored = false;
