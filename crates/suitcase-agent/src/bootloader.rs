@@ -774,8 +774,14 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("not found"), "{e}");
         let t = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
         let e = run(
-            &["sh".into(), "-c".into(), "sleep 30".into()],
+            &[
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 30 & echo $! > {}; wait", pid_file.display()),
+            ],
             None,
             &[],
             Duration::from_millis(200),
@@ -784,6 +790,15 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("did not finish"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(10));
+        // The child it left behind was killed with it (its process group): gone, or a zombie
+        // waiting for whoever adopted it.
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        let state = stat.as_deref().map(|s| s.rsplit(") ").next().unwrap_or(""));
+        assert!(
+            state.is_err() || state.is_ok_and(|s| s.starts_with('Z')),
+            "the background child still runs: {stat:?}"
+        );
         let out = run(
             &[
                 "sh".into(),
