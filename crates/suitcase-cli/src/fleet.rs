@@ -722,47 +722,48 @@ fn url_escape(s: &str) -> String {
         .collect()
 }
 
+/// The `POST /api/v1/campaigns` (and `/dry-run`) body for `campaign create`.
 fn campaign_body(s: &CampaignSpec) -> Result<Value> {
+    use suitcase_protocol::{CampaignCreate, Filter, OnError, Window};
     let waves = crate::waves::parse(s.waves.iter().map(String::as_str))?;
     let window = match &s.window {
-        None => Value::Null,
+        None => None,
         Some(w) => {
             let (a, b) = w
                 .split_once('-')
                 .ok_or_else(|| anyhow!("--window is HH:MM-HH:MM (UTC)"))?;
-            json!({"start_minute": minutes(a)?, "end_minute": minutes(b)?})
+            Some(Window {
+                start_minute: minutes(a)?,
+                end_minute: minutes(b)?,
+                days: Vec::new(),
+            })
         }
     };
-    let mut filter = json!({});
-    if !s.tags.is_empty() {
-        filter["tags_all"] = json!(s.tags);
-    }
-    if let Some(g) = &s.group {
-        filter["group"] = json!(g);
-    }
-    if !s.devices.is_empty() {
-        filter["devices"] = json!(s.devices);
-    }
-    let mut body = json!({
-        "name": s.name.clone().unwrap_or_else(|| s.release.clone()),
-        "release_id": s.release,
-        "filter": filter,
-        "waves": waves,
-        "success_threshold": s.success,
-        "error_threshold": s.error,
-        "on_error": s.on_error,
-        "requires_consent": s.consent,
-    });
-    if let Some(r) = &s.rollback_release {
-        body["rollback_release_id"] = json!(r);
-    }
-    if let Some(r) = s.rate {
-        body["rate_per_minute"] = json!(r);
-    }
-    if !window.is_null() {
-        body["window"] = window;
-    }
-    Ok(body)
+    let on_error = match s.on_error.as_str() {
+        "pause" => OnError::Pause,
+        "abort" => OnError::Abort,
+        "rollback" => OnError::Rollback,
+        other => bail!("--on-error {other}: use pause, abort or rollback"),
+    };
+    let body = CampaignCreate {
+        name: s.name.clone().unwrap_or_else(|| s.release.clone()),
+        release_id: s.release.clone(),
+        filter: Filter {
+            tags_all: s.tags.clone(),
+            group: s.group.clone(),
+            devices: s.devices.clone(),
+            ..Filter::default()
+        },
+        waves,
+        success_threshold: s.success,
+        error_threshold: s.error,
+        on_error,
+        rollback_release_id: s.rollback_release.clone(),
+        rate_per_minute: s.rate,
+        window,
+        requires_consent: s.consent,
+    };
+    Ok(serde_json::to_value(body)?)
 }
 
 fn minutes(hhmm: &str) -> Result<u32> {
