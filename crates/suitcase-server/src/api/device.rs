@@ -307,9 +307,9 @@ pub(crate) async fn update_status(
             detail: r.detail,
             at: r.at,
             started_at: r.started_at,
-            progress: (outcome == Outcome::InProgress)
-                .then_some(r.progress)
-                .flatten()
+            progress: r
+                .progress
+                .filter(|_| outcome == Outcome::InProgress)
                 .map(crate::store::to_u64),
             log: r.log,
         };
