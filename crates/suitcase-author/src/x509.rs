@@ -55,6 +55,9 @@ pub enum Issuer<'a> {
 struct X509Signer<'a> {
     signer: &'a dyn Signer,
     key: p256::ecdsa::VerifyingKey,
+    /// The signer's own error, which the certificate builder's opaque error would hide (a
+    /// token that would not sign says why here).
+    failure: core::cell::RefCell<Option<AuthorError>>,
 }
 
 impl<'a> X509Signer<'a> {
@@ -63,6 +66,7 @@ impl<'a> X509Signer<'a> {
             (PublicKey::P256(k), suitcase_manifest::codepoints::alg::ESP256) => Ok(Self {
                 signer,
                 key: p256::ecdsa::VerifyingKey::from(*k),
+                failure: core::cell::RefCell::new(None),
             }),
             (other, _) => Err(AuthorError::Key {
                 path: signer.name().into(),
@@ -97,10 +101,10 @@ impl p256::ecdsa::signature::Signer<p256::ecdsa::DerSignature> for X509Signer<'_
     ) -> core::result::Result<p256::ecdsa::DerSignature, p256::ecdsa::signature::Error> {
         // ES256 signers sign SHA-256(msg) and return r||s (RFC 9053 §2.1), which is
         // ecdsa-with-SHA256 over the TBSCertificate once DER-encoded.
-        let raw = self
-            .signer
-            .sign(msg)
-            .map_err(|_| p256::ecdsa::signature::Error::new())?;
+        let raw = self.signer.sign(msg).map_err(|e| {
+            *self.failure.borrow_mut() = Some(e);
+            p256::ecdsa::signature::Error::new()
+        })?;
         Ok(p256::ecdsa::Signature::from_slice(&raw)?.to_der())
     }
 }
@@ -206,7 +210,7 @@ pub fn issue(
     let builder = CertificateBuilder::new(profile, serial, validity, spki).map_err(err)?;
     let cert = builder
         .build::<_, p256::ecdsa::DerSignature>(&signer)
-        .map_err(err)?;
+        .map_err(|e| signer.failure.take().unwrap_or_else(|| err(e)))?;
     cert.to_der().map_err(err)
 }
 
@@ -276,4 +280,48 @@ pub fn p256_public_key(cert: &[u8]) -> Option<p256::PublicKey> {
         .to_der()
         .ok()?;
     p256::PublicKey::from_public_key_der(&spki).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    /// A signer whose token refuses to sign.
+    #[derive(Debug)]
+    struct Refusing(PublicKey);
+
+    impl Signer for Refusing {
+        fn name(&self) -> String {
+            "refusing".into()
+        }
+        fn cose_alg(&self) -> i64 {
+            suitcase_manifest::codepoints::alg::ESP256
+        }
+        fn public_key(&self) -> &PublicKey {
+            &self.0
+        }
+        fn sign(&self, _: &[u8]) -> Result<Vec<u8>> {
+            Err(AuthorError::Sign(
+                "the token said no (CKR_DEVICE_ERROR)".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_signer_failure_reaches_the_caller_with_its_reason() {
+        let key = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+        let signer = Refusing(PublicKey::P256(key.public_key()));
+        let err = issue(
+            &key.public_key(),
+            "Root",
+            true,
+            1,
+            &Issuer::SelfSignedBy(&signer),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CKR_DEVICE_ERROR"), "{err}");
+    }
 }
