@@ -660,21 +660,8 @@ impl Http {
         });
         let mut this_transfer = 0u64;
         let mut since_flush = 0u64;
-        // A progress report being sent: it goes out while the download goes on (a slow or
-        // unreachable server must not pause a download from another origin), one at a time.
-        let mut sending: Option<Pending> = None;
         loop {
-            let next = match sending.as_mut() {
-                Some(send) => tokio::select! {
-                    () = send => {
-                        sending = None;
-                        continue;
-                    }
-                    c = resp.chunk() => c,
-                },
-                None => resp.chunk().await,
-            };
-            let chunk = match next {
+            let chunk = match resp.chunk().await {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
@@ -705,11 +692,9 @@ impl Http {
             this_transfer += n;
             since_flush += n;
             // The caller decides whether this is worth a progress report (rarely: never per
-            // chunk) and hands back the sending of it, driven alongside the next chunks. While
-            // one is being sent no other is queued (the sender rewrites the outbox when it is
-            // done): a report due meanwhile waits for the next chunk after it.
-            if sending.is_none() {
-                sending = progress(d.durable + since_flush);
+            // chunk) and hands back the sending of it, done before the next chunk.
+            if let Some(send) = progress(d.durable + since_flush) {
+                send.await;
             }
             if since_flush >= CHECKPOINT_BYTES {
                 file.sync_data().map_err(local(&what))?;
@@ -726,12 +711,6 @@ impl Http {
                     d.url
                 )));
             }
-        }
-        // Sent before the download returns: the caller's next report and flush must not run
-        // alongside it. (On an error return it is dropped: its reports stay queued and go out
-        // with the next flush.)
-        if let Some(send) = sending.take() {
-            send.await;
         }
         file.sync_data().map_err(local(&what))?;
         d.durable += since_flush;
