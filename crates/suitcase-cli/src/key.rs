@@ -320,12 +320,7 @@ fn generate(args: &GenerateArgs) -> Result<ExitCode> {
     }
     if let Some(public) = &args.public {
         let key = keys::load_public(output)?;
-        let bytes = if args.format == "cose" {
-            key.encode_cose()?
-        } else {
-            key.encode()?.0
-        };
-        keys::write_atomic(public, &bytes, false)?;
+        keys::write_atomic(public, &public_bytes(&key, &args.format)?.0, false)?;
     }
     if args.json {
         let out = json!({
@@ -429,37 +424,22 @@ fn generate_on_token(args: &GenerateArgs, uri: &str) -> Result<ExitCode> {
 }
 
 fn public(args: &PublicArgs) -> Result<ExitCode> {
-    if let Some(uri) = signer::pkcs11_uri(&args.private) {
-        let (_, key, protection) = pkcs11::public_key(uri)?;
-        let (bytes, pem) = public_bytes(&key, &args.format)?;
-        keys::write_atomic(&args.output, &bytes, false)?;
-        if args.json {
-            let out = json!({"kind": key.kind(), "public": args.output, "kid": hex::encode(key.kid()), "pem": pem, "token": protection_json(&protection)});
-            outln!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
-            outln!(
-                "wrote {} public key {} (kid {})",
-                key.kind(),
-                args.output.display(),
-                hex::encode(key.kid())
-            );
-            print_protection(&protection);
+    // A token key comes with how the token protects its private half.
+    let (key, protection) = match signer::pkcs11_uri(&args.private) {
+        Some(uri) => {
+            let (_, key, protection) = pkcs11::public_key(uri)?;
+            (key, Some(protection))
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let key = keys::load_public(&args.private)?;
-    let (bytes, pem) = if args.format == "cose" {
-        (key.encode_cose()?, false)
-    } else {
-        key.encode()?
+        None => (keys::load_public(&args.private)?, None),
     };
-    keys::write_atomic(
-        &args.output,
-        &bytes,
-        !key.is_authenticator() || matches!(key, keys::PublicKey::Symmetric { .. }),
-    )?;
+    let (bytes, pem) = public_bytes(&key, &args.format)?;
+    let symmetric = matches!(key, keys::PublicKey::Symmetric { .. });
+    keys::write_atomic(&args.output, &bytes, !key.is_authenticator() || symmetric)?;
     if args.json {
-        let out = json!({"kind": key.kind(), "public": args.output, "kid": hex::encode(key.kid()), "pem": pem});
+        let mut out = json!({"kind": key.kind(), "public": args.output, "kid": hex::encode(key.kid()), "pem": pem});
+        if let Some(p) = &protection {
+            out["token"] = protection_json(p);
+        }
         outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         outln!(
@@ -468,7 +448,10 @@ fn public(args: &PublicArgs) -> Result<ExitCode> {
             args.output.display(),
             hex::encode(key.kid())
         );
-        if matches!(key, keys::PublicKey::Symmetric { .. }) {
+        if let Some(p) = &protection {
+            print_protection(p);
+        }
+        if symmetric {
             outln!(
                 "note: a symmetric key has no public half; this file is the secret itself. Provision it to devices over a protected channel."
             );
