@@ -135,13 +135,15 @@ pub(crate) struct GenerateArgs {
     #[arg(long, default_value = "h10w4,h10w4")]
     hss_params: String,
     /// File format: `pem` (PKCS#8 / SPKI for es256, p256-ecdh and ed25519; COSE_Key for the
-    /// rest) or `cose` (COSE_Key for every algorithm).
+    /// rest) or `cose` (COSE_Key for every algorithm). With --pkcs11, the format of --public.
     #[arg(long, value_parser = ["pem", "cose"], default_value = "pem")]
     format: String,
-    /// Overwrite an existing key file.
+    /// Overwrite an existing key file (a key on a token is never replaced).
     #[arg(long)]
     force: bool,
-    /// Print a JSON object: {"alg", "private", "public", "kid"}.
+    /// Print a JSON object: {"alg", "private", "public", "kid"}; with --pkcs11, "private" is
+    /// the URI (any PIN hidden) and "token" reports the private key's protection:
+    /// {"sensitive", "extractable", "always_sensitive", "never_extractable", "value_readable"}.
     #[arg(long)]
     json: bool,
 }
