@@ -65,19 +65,7 @@ fn agent_once_does_not_claim_success_while_the_update_waits_for_its_reboot() {
     let server = ServerProcess::start(d);
     let rel = server.release(d, 2, &vec![0x42u8; 20_000]);
     let (id, token) = server.device(d, "sn-reboot");
-    server.ok(
-        d,
-        &[
-            "fleet",
-            "campaign",
-            "create",
-            "--release",
-            &rel,
-            "--device",
-            &id,
-            "--start",
-        ],
-    );
+    server.start_campaign(d, &rel, &id);
     let config = agent_toml(d, &server.base, &token);
 
     // First run: everything up to Activate, the reboot command runs, the image is on trial.

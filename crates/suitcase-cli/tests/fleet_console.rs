@@ -125,19 +125,7 @@ fn device_show_prints_durations_and_the_failure_log() {
     let s = ServerProcess::start(d);
     let rel = s.release(d, 2, &[0x42u8; 5_000]);
     let (id, token) = s.device(d, "lt-0");
-    s.ok(
-        d,
-        &[
-            "fleet",
-            "campaign",
-            "create",
-            "--release",
-            &rel,
-            "--device",
-            &id,
-            "--start",
-        ],
-    );
+    s.start_campaign(d, &rel, &id);
     let ddir = s.agent_dir(
         d,
         "lt-0",

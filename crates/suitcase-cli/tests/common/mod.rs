@@ -287,6 +287,24 @@ impl ServerProcess {
         ddir
     }
 
+    /// `fleet campaign create --release RELEASE --device DEVICE --start`: one device's update,
+    /// offered at once; returns the command's stdout.
+    pub fn start_campaign(&self, dir: &Path, release: &str, device: &str) -> String {
+        self.ok(
+            dir,
+            &[
+                "fleet",
+                "campaign",
+                "create",
+                "--release",
+                release,
+                "--device",
+                device,
+                "--start",
+            ],
+        )
+    }
+
     /// Registers a device; returns (id, token).
     pub fn device(&self, dir: &Path, name: &str) -> (String, String) {
         let d: Value =
