@@ -530,7 +530,9 @@ pub fn parse_custom_status(out: &str) -> Result<BootState, String> {
             booted,
             next,
             left: [None, None],
-            detail: out.trim().replace('\n', " "),
+            // The detail goes into messages and step reports: the first 300 characters, as
+            // the stderr quote above (the output itself is bounded at 64 KiB).
+            detail: out.trim().replace('\n', " ").chars().take(300).collect(),
         }),
         _ => Err(format!(
             "the bootloader status command must print booted=a|b and next=a|b|none; it printed {:?}",
