@@ -612,8 +612,20 @@ fn act(c: &Client, id: &str, action: &str, out: Printer<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The key file `fleet key add` sends, as text. A private key is refused here, before
+/// anything goes over the network (the server refuses it too, but the secret must never
+/// leave the signer's machine); the error names the file and never shows its contents.
 fn read_key(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if suitcase_author::keys::holds_private_key(&bytes) {
+        bail!(
+            "{f} is a private key: the server needs only the public key, and the private key \
+             must stay with its signer (nothing was sent). Register the public key instead: \
+             the .pub file `suitcase key generate --public FILE.pub` wrote, or make one with \
+             `suitcase key public {f} -o {f}.pub`",
+            f = path.display()
+        );
+    }
     Ok(match String::from_utf8(bytes.clone()) {
         Ok(text) if text.contains("-----BEGIN") => text,
         // COSE_Key files are binary CBOR (or already hex text).

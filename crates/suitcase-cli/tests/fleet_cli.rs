@@ -192,3 +192,94 @@ mod raw_http {
         serde_json::from_str(json).unwrap_or_else(|_| panic!("{resp}"))
     }
 }
+
+/// `suitcase fleet key add` given the private key file (`author.key` for `author.pub`) used to
+/// send the PEM to the server and rely on it refusing. It is refused before any connection is
+/// made: the error names the file and the way to its public half, and shows none of the key.
+/// The "server" here is a socket that only counts connections.
+#[test]
+fn attack_private_key_given_to_fleet_key_add_never_leaves_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gen_key = |args: &[&str]| {
+        let mut all = vec!["key", "generate"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = suitcase(d, &base, "t", &all);
+        assert!(ok, "{out}\n{err}");
+    };
+    gen_key(&[
+        "--alg",
+        "es256",
+        "-o",
+        "author.key",
+        "--public",
+        "author.pub",
+    ]);
+    gen_key(&[
+        "--alg", "ed25519", "--format", "cose", "-o", "cose.key", "--public", "cose.pub",
+    ]);
+    for file in ["author.key", "cose.key"] {
+        let secret = std::fs::read(d.join(file)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
+            .current_dir(d)
+            .env("SUITCASE_SERVER", &base)
+            .env("SUITCASE_TOKEN", "t")
+            .args(["fleet", "key", "add", "author", file])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.is_empty(), "{file}: {stdout}");
+        assert!(stderr.contains(file), "{file}: the file is named: {stderr}");
+        assert!(stderr.contains("private key"), "{file}: {stderr}");
+        assert!(
+            stderr.contains(".pub") && stderr.contains("suitcase key public"),
+            "{file}: the way to the public key is given: {stderr}"
+        );
+        // No piece of the key file, as text, hex or base64 line, is shown.
+        let both = format!("{stdout}{stderr}");
+        let text = String::from_utf8_lossy(&secret);
+        for line in text
+            .lines()
+            .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+        {
+            assert!(!both.contains(line), "{file}: key material echoed: {both}");
+        }
+        let hex = hex::encode(&secret);
+        for chunk in hex.as_bytes().chunks(32).filter(|c| c.len() == 32) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!both.contains(chunk), "{file}: key bytes echoed: {both}");
+        }
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("{file}: `fleet key add` connected to the server: {other:?}"),
+        }
+    }
+    // The public half still goes through (the server here is only a socket, so the request
+    // reaches it: that is what the refusal above prevents).
+    let child = Command::new(env!("CARGO_BIN_EXE_suitcase"))
+        .current_dir(d)
+        .env("SUITCASE_SERVER", &base)
+        .env("SUITCASE_TOKEN", "t")
+        .args(["fleet", "key", "add", "author", "author.pub"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let mut connected = false;
+    for _ in 0..200 {
+        if listener.accept().is_ok() {
+            connected = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(connected, "the public key is sent");
+}
