@@ -234,6 +234,22 @@ struct ComponentFile {
     class: Option<String>,
     inner_component: Option<IdFile>,
     version: Option<String>,
+    // module
+    handler: Option<HandlerName>,
+    path: Option<PathBuf>,
+    mode: Option<String>,
+    rollback: Option<bool>,
+    dpkg: Option<Vec<String>>,
+}
+
+/// `handler = "…"` of a module component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum HandlerName {
+    File,
+    Archive,
+    Script,
+    Deb,
 }
 
 /// `bootloader = "…"` of a file-slot component.
@@ -274,6 +290,7 @@ enum KindName {
     File,
     Mcu,
     Secondary,
+    Module,
 }
 
 /// How a file-slot component's new image starts running.
@@ -462,6 +479,63 @@ pub enum Kind {
     File(FileSlots),
     /// A simulated MCU: suitcase-boot A/B slots on simulated NOR flash persisted to a file.
     Mcu(McuConfig),
+    /// An update module: a payload installed by a handler ([`crate::module`]).
+    Module(ModuleConfig),
+}
+
+/// An update module component.
+#[derive(Debug, Clone)]
+pub struct ModuleConfig {
+    /// How its payload is installed.
+    pub handler: Handler,
+    /// Where Apply puts the verified payload (in the state directory).
+    pub staged: PathBuf,
+    /// The handler's own files (what it keeps for a rollback), in the state directory.
+    pub dir: PathBuf,
+    /// The most bytes the payload (an archive: its unpacked files) may take.
+    pub capacity: u64,
+    /// Run after the install (restart the service that uses it).
+    pub restart: Vec<String>,
+}
+
+/// An update module's handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// The payload replaces one file atomically.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits; `None` keeps the previous file's (or the umask's).
+        mode: Option<u32>,
+    },
+    /// The payload is a tar archive, extracted to a new directory swapped in for `path`.
+    Archive {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The payload is a script run as `SCRIPT install`, `SCRIPT commit`, `SCRIPT rollback`.
+    Script {
+        /// It implements `rollback`.
+        rollback: bool,
+    },
+    /// The payload is a Debian package installed with `dpkg --install`.
+    Deb {
+        /// The dpkg command (e.g. `["dpkg", "--root=/mnt/sysroot"]`); `--install FILE` is
+        /// added.
+        dpkg: Vec<String>,
+    },
+}
+
+impl Handler {
+    /// Its name in `agent.toml` and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::File { .. } => "file",
+            Self::Archive { .. } => "archive",
+            Self::Script { .. } => "script",
+            Self::Deb { .. } => "deb",
+        }
+    }
 }
 
 /// File slots.
@@ -927,7 +1001,122 @@ fn component(
             Ok(())
         }
     };
+    if c.kind != KindName::Module {
+        refuses(c.handler.is_some(), "handler")?;
+        refuses(c.path.is_some(), "path")?;
+        refuses(c.mode.is_some(), "mode")?;
+        refuses(c.rollback.is_some(), "rollback")?;
+        refuses(c.dpkg.is_some(), "dpkg")?;
+    }
     let kind = match c.kind {
+        KindName::Module => {
+            for (set, key) in [
+                (c.slots.is_some(), "slots"),
+                (c.pointer.is_some(), "pointer"),
+                (c.bootloader.is_some(), "bootloader"),
+                (c.boot.is_some(), "[component.boot]"),
+                (c.activate.is_some(), "activate"),
+                (c.reboot.is_some(), "reboot"),
+                (c.flash.is_some(), "flash"),
+                (c.trust.is_some(), "trust"),
+            ] {
+                refuses(set, key)?;
+            }
+            let Some(name) = c.handler else {
+                return Err(bad(
+                    path,
+                    format!(
+                        "{what}: kind \"module\" needs handler = \"file\", \"archive\", \"script\" or \"deb\""
+                    ),
+                ));
+            };
+            let only = |v: bool, key: &str, handlers: &str| -> Result<(), AgentError> {
+                if v {
+                    Err(bad(
+                        path,
+                        format!("{what}: {key} applies to handler {handlers} only"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let target = |key: &str| -> Result<PathBuf, AgentError> {
+                c.path.as_deref().map(rel).ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("{what}: handler {name:?} needs path = \"{key}\""),
+                    )
+                })
+            };
+            let handler = match name {
+                HandlerName::File => {
+                    only(c.rollback.is_some(), "rollback", "\"script\"")?;
+                    only(c.dpkg.is_some(), "dpkg", "\"deb\"")?;
+                    let mode = match &c.mode {
+                        None => None,
+                        Some(m) => Some(
+                            u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                                .ok()
+                                .filter(|m| *m <= 0o7777)
+                                .ok_or_else(|| {
+                                    bad(
+                                        path,
+                                        format!(
+                                            "{what}: mode = {m:?}: octal permission bits, e.g. \"0644\""
+                                        ),
+                                    )
+                                })?,
+                        ),
+                    };
+                    Handler::File {
+                        path: target("/etc/app/app.conf")?,
+                        mode,
+                    }
+                }
+                HandlerName::Archive => {
+                    only(c.rollback.is_some(), "rollback", "\"script\"")?;
+                    only(c.dpkg.is_some(), "dpkg", "\"deb\"")?;
+                    only(c.mode.is_some(), "mode", "\"file\"")?;
+                    Handler::Archive {
+                        path: target("/opt/app")?,
+                    }
+                }
+                HandlerName::Script => {
+                    only(c.path.is_some(), "path", "\"file\" and \"archive\"")?;
+                    only(c.mode.is_some(), "mode", "\"file\"")?;
+                    only(c.dpkg.is_some(), "dpkg", "\"deb\"")?;
+                    Handler::Script {
+                        rollback: c.rollback.unwrap_or(true),
+                    }
+                }
+                HandlerName::Deb => {
+                    only(c.path.is_some(), "path", "\"file\" and \"archive\"")?;
+                    only(c.mode.is_some(), "mode", "\"file\"")?;
+                    only(c.rollback.is_some(), "rollback", "\"script\"")?;
+                    let dpkg = c.dpkg.clone().unwrap_or_else(|| vec!["dpkg".into()]);
+                    if dpkg.is_empty() {
+                        return Err(bad(
+                            path,
+                            format!("{what}: dpkg = [\"dpkg\", …]: a command"),
+                        ));
+                    }
+                    Handler::Deb { dpkg }
+                }
+            };
+            let dir = state_dir.join("modules").join(hex::encode(id.concat()));
+            Kind::Module(ModuleConfig {
+                handler,
+                staged: dir.join("staged"),
+                dir,
+                capacity: c.capacity.ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("{what}: kind \"module\" needs capacity = BYTES (the largest payload it takes)"),
+                    )
+                })?,
+                restart: c.restart.clone().unwrap_or_default(),
+            })
+        }
         KindName::File => {
             refuses(c.flash.is_some(), "flash")?;
             refuses(c.trust.is_some(), "trust")?;

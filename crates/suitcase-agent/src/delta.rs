@@ -99,6 +99,20 @@ pub(crate) fn running(ctx: &Ctx, index: usize) -> Result<Option<Source>, AgentEr
             len.filter(|n| *n > 0)
                 .map(|len| Source { path, base: 0, len })
         }
+        // A replaced file is a delta base like a slot (the processor's image-match checks
+        // it); other handlers leave no one image behind.
+        Kind::Module(m) => match &m.handler {
+            crate::config::Handler::File { path, .. } => std::fs::metadata(path)
+                .ok()
+                .map(|md| md.len())
+                .filter(|n| *n > 0)
+                .map(|len| Source {
+                    path: path.clone(),
+                    base: 0,
+                    len,
+                }),
+            _ => None,
+        },
         Kind::Mcu(m) => Mcu::open(m, &ctx.state.durability)?
             .running_image()?
             .map(|(base, len)| Source {

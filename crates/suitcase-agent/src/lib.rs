@@ -44,6 +44,7 @@ pub mod events;
 pub mod http;
 pub mod machine;
 pub mod mcu;
+pub mod module;
 mod platform;
 mod push;
 pub mod slots;

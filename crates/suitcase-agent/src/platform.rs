@@ -104,6 +104,7 @@ pub(crate) fn capacity(cfg: &Config, r: Route, envelope_len: u64) -> u64 {
         Route::Work(_) => u64::MAX,
         Route::Image(i) | Route::Running(i) => match cfg.components.get(i).map(|c| &c.kind) {
             Some(Kind::File(s)) => s.capacity,
+            Some(Kind::Module(m)) => m.capacity,
             Some(Kind::Mcu(m)) => match m.image {
                 ImageFormat::Raw => m
                     .slot_size()

@@ -12,7 +12,7 @@ use suitcase_protocol::{BootStatus, CheckIn, InstalledComponent, Outcome, Step, 
 
 use crate::command;
 use crate::config::{
-    ActivateMode, ComponentConfig, Config, FileSlots, ImageFormat, Kind, McuConfig,
+    ActivateMode, ComponentConfig, Config, FileSlots, ImageFormat, Kind, McuConfig, ModuleConfig,
 };
 use crate::consent::{self, Decision};
 use crate::error::{AgentError, StepFailure, Stop, reason};
@@ -377,6 +377,19 @@ fn slot_env(
     env
 }
 
+/// The environment of an update module's commands: [`env_of`] plus the component, its
+/// handler and the staged payload.
+fn module_env(j: &Journal, step: Step, component: &str, m: &ModuleConfig) -> Vec<(String, String)> {
+    let mut env = env_of(j, step);
+    env.push(("SUITCASE_COMPONENT".into(), component.to_owned()));
+    env.push(("SUITCASE_MODULE".into(), m.handler.name().into()));
+    env.push((
+        "SUITCASE_MODULE_FILE".into(),
+        m.staged.display().to_string(),
+    ));
+    env
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4 Receive
 // ---------------------------------------------------------------------------------------------
@@ -407,6 +420,7 @@ fn largest_capacity(cfg: &Config) -> u64 {
         .map(|c| match &c.kind {
             Kind::File(s) => s.capacity,
             Kind::Mcu(m) => m.slot_size(),
+            Kind::Module(m) => m.capacity,
         })
         .max()
         .unwrap_or(0)
@@ -1188,6 +1202,21 @@ fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
         };
         if !helper {
             let (from, to, what) = match &c.kind {
+                Kind::Module(m) => {
+                    // No slots: the handler installs in place and keeps what it replaces.
+                    notes.push(format!(
+                        "{} → update module ({} handler; {})",
+                        c.name,
+                        m.handler.name(),
+                        if crate::module::can_roll_back(m) {
+                            "can roll back"
+                        } else {
+                            "cannot roll back"
+                        }
+                    ));
+                    targets.push(t);
+                    continue;
+                }
                 Kind::File(s) => {
                     slots::check(s).map_err(|m| fail(step, reason::STORAGE, m))?;
                     // With a bootloader backend, also checks that the system booted the slot
@@ -1384,6 +1413,42 @@ fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
         let src = ctx.state.work_file(&cand.file);
         let c = component(ctx, &t)?;
         match &c.kind {
+            Kind::Module(m) => {
+                if cand.len > m.capacity {
+                    return Err(fail(
+                        step,
+                        reason::NO_SPACE,
+                        format!(
+                            "{}: the payload is {} bytes but capacity = {}",
+                            t.name, cand.len, m.capacity
+                        ),
+                    ));
+                }
+                std::fs::create_dir_all(&m.dir)
+                    .and_then(|()| std::fs::copy(&src, &m.staged))
+                    .and_then(|_| std::fs::File::open(&m.staged)?.sync_all())
+                    .map_err(|e| {
+                        fail(
+                            step,
+                            reason::STORAGE,
+                            format!("{}: cannot stage {}: {e}", t.name, m.staged.display()),
+                        )
+                    })?;
+                crate::state::sync_dir(&m.dir)?;
+                let digest = crate::http::sha256_file(&m.staged)?;
+                notes.push(format!(
+                    "{}: {} bytes staged for the {} handler",
+                    t.name,
+                    cand.len,
+                    m.handler.name()
+                ));
+                if let Some(x) = j.targets.get_mut(ti) {
+                    x.written = cand.len;
+                    x.len = cand.len;
+                    x.digest = Some(digest);
+                    x.applied = true;
+                }
+            }
             Kind::File(s) => {
                 let to = t
                     .to_slot
@@ -1553,6 +1618,11 @@ fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
             let c = component(ctx, t)?;
             let slot = t.to_slot.as_deref().unwrap_or("b");
             Some(match &c.kind {
+                Kind::Module(m) => Content {
+                    path: m.staged.clone(),
+                    offset: 0,
+                    len: t.len,
+                },
                 Kind::File(s) => Content {
                     path: s
                         .slots
@@ -1637,6 +1707,39 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
         }
         let c = component(ctx, &t)?;
         match &c.kind {
+            Kind::Module(m) => {
+                // Marked first: a power cut during the install leaves a journal that rolls it
+                // back (every handler's rollback also undoes a half-done install).
+                if let Some(x) = j.targets.get_mut(ti) {
+                    x.activated = true;
+                }
+                ctx.state.save_journal(j)?;
+                let env = module_env(j, step, &c.name, m);
+                let (mc, e2, timeout) = (m.clone(), env.clone(), ctx.cfg.health.timeout);
+                let note = off_worker("module", move || crate::module::install(&mc, &e2, timeout))
+                    .await?
+                    .map_err(|why| fail(step, reason::ACTIVATE, format!("{}: {why}", c.name)))?;
+                let (exit, log) = command::run_captured(&m.restart, &env, timeout).await;
+                if !exit.success() {
+                    return Err(Stop::Fail(
+                        StepFailure::new(
+                            step,
+                            reason::ACTIVATE,
+                            format!("{}: {}", c.name, exit.describe("the restart command")),
+                        )
+                        .with_log(log),
+                    ));
+                }
+                notes.push(format!(
+                    "{}: {note}{}",
+                    c.name,
+                    if m.restart.is_empty() {
+                        ""
+                    } else {
+                        ", restarted"
+                    }
+                ));
+            }
             Kind::File(s) => {
                 let (Some(from), Some(to)) = (
                     t.from_slot.as_deref().and_then(slots::index),
@@ -1941,6 +2044,16 @@ fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
     for t in j.targets.iter().filter(|t| !t.helper && t.activated) {
         let c = component(ctx, t)?;
         match &c.kind {
+            Kind::Module(m) => {
+                let env = module_env(j, Step::CleanUp, &c.name, m);
+                // The update is installed and healthy: a failed discard of the old content
+                // is logged, not a reason to roll back.
+                if let Err(why) = crate::module::commit(m, &env, ctx.cfg.health.timeout) {
+                    tracing::warn!("{}: {why}", c.name);
+                }
+                names.push(format!("{} ({} handler)", t.name, m.handler.name()));
+                continue;
+            }
             Kind::File(s) => {
                 let to = t.to_slot.as_deref().and_then(slots::index).unwrap_or(1);
                 slots::confirm(s, to)?;
@@ -1995,6 +2108,28 @@ async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError>
             continue;
         };
         match &c.kind {
+            Kind::Module(m) => {
+                if !t.activated {
+                    continue;
+                }
+                let env = module_env(j, Step::CleanUp, &c.name, m);
+                let (mc, e2, timeout) = (m.clone(), env.clone(), ctx.cfg.health.timeout);
+                let rolled = off_worker("module", move || {
+                    crate::module::roll_back(&mc, &e2, timeout)
+                })
+                .await?;
+                match rolled {
+                    Ok(note) => {
+                        let mut note = format!("{}: {note}", c.name);
+                        if !m.restart.is_empty() {
+                            let exit = command::run(&m.restart, &env, timeout).await;
+                            note.push_str(&format!(" ({})", exit.describe("restart")));
+                        }
+                        notes.push(note);
+                    }
+                    Err(why) => notes.push(format!("{}: not rolled back: {why}", c.name)),
+                }
+            }
             Kind::File(s) => {
                 let (Some(from), Some(to)) = (
                     t.from_slot.as_deref().and_then(slots::index),
@@ -2084,6 +2219,8 @@ pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
                 .or_else(|| known.and_then(|k| k.version.clone())),
         });
         let (slot, trial) = match &c.kind {
+            // No slot and no boot state: what runs is what was installed last.
+            Kind::Module(_) => continue,
             Kind::File(s) => {
                 let p = slots::read_pointer(&s.pointer)?;
                 (slots::name(p.active).to_owned(), p.trial())
