@@ -11,7 +11,9 @@
 //! device's timeline and the campaign counts it failed).
 //!
 //! Skipped, with a message, without root, `swupdate`, `ip netns`, `openssl`, `cpio` or
-//! `stdbuf`; .ci/run installs them, so in CI it runs and a failure fails.
+//! `stdbuf`, unless `SUITCASE_REQUIRE_SWUPDATE=1`: .ci/run sets it once it has installed
+//! them, so in CI a missing tool, a missing privilege or a refused network namespace fails the
+//! test instead of letting a skip pass.
 
 #![allow(
     clippy::unwrap_used,
@@ -44,6 +46,16 @@ const CORRUPT_AT: u64 = 1_500_000;
 
 fn skip(why: &str) {
     eprintln!("SKIP: ddi_swupdate (the real-SWUpdate DDI test): {why}");
+}
+
+/// A skip for something this machine lacks: a failure when `SUITCASE_REQUIRE_SWUPDATE=1`
+/// (.ci/run sets it after installing SWUpdate), so that CI cannot pass without running it.
+fn skip_unless_required(why: &str) {
+    assert!(
+        std::env::var("SUITCASE_REQUIRE_SWUPDATE").as_deref() != Ok("1"),
+        "SUITCASE_REQUIRE_SWUPDATE=1 but the real-SWUpdate DDI test cannot run: {why}"
+    );
+    skip(why);
 }
 
 fn runs(cmd: &str, args: &[&str]) -> bool {
@@ -254,7 +266,7 @@ fn swupdate_suricatta_devices_complete_a_campaign() {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root {
-        return skip("needs root (network namespaces)");
+        return skip_unless_required("needs root (network namespaces)");
     }
     for (tool, args) in [
         ("swupdate", &["-h"][..]),
@@ -264,7 +276,7 @@ fn swupdate_suricatta_devices_complete_a_campaign() {
         ("ip", &["-V"][..]),
     ] {
         if !runs(tool, args) {
-            return skip(&format!(
+            return skip_unless_required(&format!(
                 "{tool} is not installed (apt-get install swupdate openssl cpio coreutils iproute2)"
             ));
         }
@@ -277,7 +289,7 @@ fn swupdate_suricatta_devices_complete_a_campaign() {
         .status()
         .is_ok_and(|s| s.success())
     {
-        return skip(
+        return skip_unless_required(
             "`ip netns add` is not permitted here (needs CAP_SYS_ADMIN and CAP_NET_ADMIN)",
         );
     }
