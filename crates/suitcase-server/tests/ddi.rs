@@ -18,10 +18,12 @@ use common::{Backend, Harness};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha1::Digest as _;
+use sqlx::Row as _;
 
 both_backends!(
     a_device_polls_installs_and_reports_like_swupdate,
     a_failure_with_swupdate_details_is_counted_and_shown,
+    action_ids_past_i32_max_are_never_handed_out,
 );
 
 /// The exact feedback body SWUpdate 2022.12 sends (printf template in server_hawkbit.c).
@@ -952,5 +954,81 @@ async fn a_consent_campaign_is_attempt_not_forced() {
     let (_, dep) = devs[0].get(&href).await;
     assert_eq!(dep["deployment"]["download"], "attempt", "{dep}");
     assert_eq!(dep["deployment"]["update"], "attempt", "{dep}");
+    h.stop().await;
+}
+
+/// The server's database, opened beside it (the tests' way to seed what an HTTP client
+/// cannot reach).
+async fn database(h: &Harness) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = h.config.database.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            h.config.data_dir.join("suitcase.db").display()
+        )
+    });
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+/// SWUpdate reads the action id as a 32-bit int (../shared/reference/hawkbit-ddi.md §7):
+/// with the sequence seeded so that the next id is 2^31 − 1, one device gets exactly that id
+/// and can use it; the next device is offered nothing (a plain 200 poll, no 500, at every
+/// poll), and no action with a larger id is stored.
+async fn action_ids_past_i32_max_are_never_handed_out(b: Backend) {
+    let h = Harness::new(b).await;
+    let (_, cid, devs) = setup(&h, 2, b"image", json!({"name": "swu"})).await;
+    let max = i64::from(i32::MAX);
+    let db = database(&h).await;
+    let seed = match b {
+        // The next AUTOINCREMENT value is one past the sequence's (the table has had no
+        // insert yet, so sqlite_sequence has no row for it).
+        Backend::Sqlite => {
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('ddi_actions', 2147483646)"
+        }
+        Backend::Postgres => {
+            "SELECT setval(pg_get_serial_sequence('ddi_actions', 'id'), 2147483646)"
+        }
+    };
+    sqlx::query(seed).execute(&db).await.unwrap();
+
+    let (href, id) = devs[0].action().await.expect("the last usable id");
+    assert_eq!(id, max);
+    let (s, dep) = devs[0].get(&href).await;
+    assert_eq!(s, StatusCode::OK, "{dep}");
+    assert_eq!(dep["id"], json!(max.to_string()));
+    let (s, _) = devs[0]
+        .feedback(id, "closed", "success", &["Update Installed."])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    for _ in 0..3 {
+        let v = devs[1].poll().await;
+        assert!(v["_links"].get("deploymentBase").is_none(), "{v}");
+        assert!(v["config"]["polling"]["sleep"].is_string(), "{v}");
+    }
+    let (s, _) = devs[1]
+        .get(&devs[1].url(&format!("/deploymentBase/{}", max + 1)))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let over: i64 = sqlx::query("SELECT COUNT(*) FROM ddi_actions WHERE id > 2147483647")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(over, 0);
+    let (_, members) = h
+        .get(&h.admin, &format!("/api/v1/campaigns/{cid}/devices"))
+        .await;
+    // The refused device stays notified: neither counted succeeded nor failed.
+    let mut states: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap())
+        .collect();
+    states.sort_unstable();
+    assert_eq!(states, ["notified", "succeeded"], "{members}");
+    db.close().await;
     h.stop().await;
 }

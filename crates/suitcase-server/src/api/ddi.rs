@@ -42,6 +42,10 @@ pub(crate) const MAX_ATTRIBUTE_VALUE: usize = 512;
 pub(crate) const SEQUENCE_ATTRIBUTE: &str = "suitcase_sequence";
 /// Module ids are `action id × MODULES + payload index`: integers, as hawkBit's are.
 const MODULES: i64 = 1000;
+/// The largest action id handed out: 2^31 − 1. hawkBit's own ids are Java longs, but its
+/// clients read them as 32-bit ints: SWUpdate 2022.12 with `json_object_get_int` and `%d` in
+/// the feedback URL (server_hawkbit.c), so a larger id would come back as another number.
+pub(crate) const MAX_ACTION_ID: i64 = 2_147_483_647;
 
 pub(crate) fn router() -> Router<AppState> {
     let c = "/{tenant}/controller/v1/{controller}";
@@ -176,14 +180,16 @@ fn action_row(r: &sqlx::any::AnyRow) -> anyhow::Result<ActionRow> {
 const ACTION_COLS: &str = "id, campaign_id, device_id, release_id, closed, served_skip";
 
 impl Db {
-    /// The action of this campaign, device and release, created on first offer.
+    /// The action of this campaign, device and release, created on first offer; `None` when
+    /// its id would exceed [`MAX_ACTION_ID`] (nothing is stored then: the insert is rolled
+    /// back, so every later poll meets the same refusal and no row with such an id exists).
     pub(crate) async fn ddi_action_ensure(
         &self,
         campaign_id: &str,
         device_id: &str,
         release_id: &str,
         now: i64,
-    ) -> anyhow::Result<ActionRow> {
+    ) -> anyhow::Result<Option<ActionRow>> {
         let find = || {
             sqlx::query(
                 "SELECT id, campaign_id, device_id, release_id, closed, served_skip FROM ddi_actions \
@@ -193,23 +199,34 @@ impl Db {
             .bind(device_id)
             .bind(release_id)
         };
+        let usable = |a: ActionRow| (a.id <= MAX_ACTION_ID).then_some(a);
         // Look first: an INSERT that conflicts still takes a number from the sequence (both
         // SQLite's AUTOINCREMENT and PostgreSQL's BIGSERIAL), and a fleet polling every few
         // minutes would soon push ids past 2^31 - 1, which SWUpdate reads as an int.
         if let Some(r) = find().fetch_optional(&self.pool).await? {
-            return action_row(&r);
+            return Ok(usable(action_row(&r)?));
         }
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query(
             "INSERT INTO ddi_actions (campaign_id, device_id, release_id, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (campaign_id, device_id, release_id) DO NOTHING",
+             ON CONFLICT (campaign_id, device_id, release_id) DO NOTHING RETURNING id",
         )
         .bind(campaign_id)
         .bind(device_id)
         .bind(release_id)
         .bind(now)
-        .execute(&self.pool)
-        .await?;
-        action_row(&find().fetch_one(&self.pool).await?)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        if id.is_some_and(|id| id > MAX_ACTION_ID) {
+            // SQLite's sequence rolls back with the row; PostgreSQL's number is spent, but
+            // the sequence is past the limit anyway.
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(usable(action_row(&find().fetch_one(&self.pool).await?)?))
     }
 
     pub(crate) async fn ddi_action(&self, id: i64) -> anyhow::Result<Option<ActionRow>> {
@@ -557,17 +574,32 @@ pub(crate) async fn base(
             json!({"href": format!("{p}/cancelAction/{}", a.id)}),
         );
     } else if let (Some((release, _, _)), Some(campaign)) = (&d.offer, &d.campaign) {
-        let a = state
+        match state
             .db
             .ddi_action_ensure(campaign, &dev.id, &release.id, now)
-            .await?;
-        let skip = window_closed(&state, campaign, now).await?;
-        // `c` changes when what the device should do changes (hawkBit: soft→forced, window
-        // opens), so a client caching by URL sees the new deployment.
-        links.insert(
-            "deploymentBase".into(),
-            json!({"href": format!("{p}/deploymentBase/{}?c={}", a.id, i32::from(skip))}),
-        );
+            .await?
+        {
+            Some(a) => {
+                let skip = window_closed(&state, campaign, now).await?;
+                // `c` changes when what the device should do changes (hawkBit: soft→forced,
+                // window opens), so a client caching by URL sees the new deployment.
+                links.insert(
+                    "deploymentBase".into(),
+                    json!({"href": format!("{p}/deploymentBase/{}?c={}", a.id, i32::from(skip))}),
+                );
+            }
+            // No id a client can hold is left: the poll answers as if nothing were offered
+            // (the device keeps polling and runs what it runs), and the operator is told at
+            // every such poll. Actions already handed out go on (docs/ddi.md §3).
+            None => tracing::error!(
+                device = %dev.name,
+                campaign = %campaign,
+                release = %release.id,
+                "DDI action ids are exhausted: the next one would exceed {MAX_ACTION_ID} \
+                 (2^31 - 1, the largest a hawkBit client reads), so this DDI device is not \
+                 offered the release; see docs/ddi.md section 3"
+            ),
+        }
     }
     if let Some(id) = state.db.ddi_last_closed(&dev.id).await? {
         links.insert(
