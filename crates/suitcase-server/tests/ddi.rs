@@ -1032,3 +1032,71 @@ async fn action_ids_past_i32_max_are_never_handed_out(b: Backend) {
     db.close().await;
     h.stop().await;
 }
+
+/// mTLS on the DDI API as on the device API: a device registered with its client
+/// certificate's SHA-256 authenticates with that certificate and no Authorization header,
+/// for its own controller id only; no certificate (and no token) is 401.
+#[tokio::test]
+async fn a_client_certificate_authenticates_its_own_controller_id_only() {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = suitcase_server::Config::new(dir.path());
+    let (app, opened) = suitcase_server::app(config).await.unwrap();
+    let admin = opened.admin_token.unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["cert-dev".to_owned()])
+        .unwrap()
+        .cert
+        .der()
+        .to_vec();
+    let conn = |client_cert: Option<Vec<u8>>| suitcase_server::ConnInfo {
+        peer: "10.1.2.3:5555".parse().unwrap(),
+        tls: true,
+        client_cert,
+    };
+    for body in [
+        json!({"name": "cert-dev", "certificate_sha256": hex::encode(sha2::Sha256::digest(&cert))}),
+        json!({"name": "other-dev"}),
+    ] {
+        let mut req = axum::http::Request::post("/api/v1/devices")
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        req.extensions_mut().insert(conn(None));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "{body}");
+    }
+    for (controller, client_cert, want) in [
+        ("cert-dev", Some(cert.clone()), StatusCode::OK),
+        ("other-dev", Some(cert.clone()), StatusCode::UNAUTHORIZED),
+        ("cert-dev", None, StatusCode::UNAUTHORIZED),
+    ] {
+        let mut req = axum::http::Request::get(format!("/DEFAULT/controller/v1/{controller}"))
+            .header("accept", "application/json")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(conn(client_cert.clone()));
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            want.as_u16(),
+            "{controller} with a certificate: {}",
+            client_cert.is_some()
+        );
+        if want == StatusCode::OK {
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            // Links are https: the connection was TLS.
+            assert!(v["config"]["polling"]["sleep"].is_string(), "{v}");
+            assert!(
+                v["_links"]["configData"]["href"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("https://"),
+                "{v}"
+            );
+        }
+    }
+}
