@@ -1100,3 +1100,156 @@ async fn a_client_certificate_authenticates_its_own_controller_id_only() {
         }
     }
 }
+
+/// The steps of a device's current update, by name.
+async fn step_names(h: &Harness, name: &str) -> (Value, Vec<String>) {
+    let (_, info) = h.get(&h.admin, &format!("/api/v1/devices/{name}")).await;
+    let names = info["update"]["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["step"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (info, names)
+}
+
+/// `canceled` on deploymentBase feedback (the device gave the update up, hawkBit CANCELED):
+/// the action closes (later feedback 410, no deploymentBase link) and the device counts
+/// failed, reason `canceled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceled_feedback_closes_the_action_and_counts_failed() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let (_, cid, devs) = setup(&h, 2, b"image", json!({"name": "swu"})).await;
+    let d = &devs[0];
+    let (href, id) = d.action().await.unwrap();
+    let (s, body) = d.feedback(id, "canceled", "none", &["user said no"]).await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, ""));
+    let (info, _) = step_names(&h, "swu-0").await;
+    assert_eq!(info["update"]["state"], "failed", "{info}");
+    let last = info["update"]["steps"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["outcome"], "failure", "{info}");
+    assert_eq!(last["reason"], "canceled", "{info}");
+    let c = h.campaign_info(&cid).await;
+    assert_eq!(c["waves_progress"][0]["failed"], 1, "{c}");
+    let (s, _) = d.feedback(id, "closed", "success", &["late"]).await;
+    assert_eq!(s, StatusCode::GONE);
+    let (s, _) = d.get(&href).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(d.action().await.is_none());
+    h.stop().await;
+}
+
+/// Cancel feedback `rejected` (hawkBit CANCEL_REJECTED: the device will not stop): 200, and
+/// the action is still the one being cancelled: the cancelAction link stays, deployment
+/// feedback stays 410, and a later `closed` still accepts the cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_cancel_feedback_keeps_the_action_cancelling() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let (_, cid, devs) = setup(&h, 1, b"image", json!({"name": "swu"})).await;
+    let d = &devs[0];
+    let (_, id) = d.action().await.unwrap();
+    let (s, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/campaigns/{cid}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let href = d.poll().await["_links"]["cancelAction"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, body) = d
+        .send(
+            reqwest::Method::POST,
+            &format!("{href}/feedback"),
+            swu_feedback(id, "rejected", "none", &["too late to stop"]),
+        )
+        .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, ""));
+    let v = d.poll().await;
+    assert_eq!(v["_links"]["cancelAction"]["href"], json!(href), "{v}");
+    let (s, _) = d.get(&href).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = d.feedback(id, "proceeding", "none", &["going on"]).await;
+    assert_eq!(s, StatusCode::GONE);
+    let (s, _) = d
+        .send(
+            reqwest::Method::POST,
+            &format!("{href}/feedback"),
+            swu_feedback(id, "closed", "success", &["cancellation acknowledged."]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(d.poll().await["_links"].get("cancelAction").is_none());
+    h.stop().await;
+}
+
+/// installedBase is for finished actions (hawkBit: 404 while the action is active).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_base_of_an_open_action_is_404() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let (_, _, devs) = setup(&h, 1, b"image", json!({"name": "swu"})).await;
+    let d = &devs[0];
+    let (_, id) = d.action().await.unwrap();
+    let (s, _) = d.get(&d.url(&format!("/installedBase/{id}"))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(d.poll().await["_links"].get("installedBase").is_none());
+    h.stop().await;
+}
+
+/// hawkBit's `download` and `downloaded` feedback (SWUpdate sends neither; RAUC's and
+/// Zephyr's clients do) show as the receive step of the device's timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_feedback_is_the_receive_step() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let (_, _, devs) = setup(&h, 1, b"image", json!({"name": "swu"})).await;
+    let d = &devs[0];
+    let (_, id) = d.action().await.unwrap();
+    let (s, _) = d.feedback(id, "download", "none", &["downloading"]).await;
+    assert_eq!(s, StatusCode::OK);
+    let (info, names) = step_names(&h, "swu-0").await;
+    assert_eq!(names, ["receive"], "{info}");
+    assert_eq!(
+        info["update"]["steps"][0]["outcome"], "in-progress",
+        "{info}"
+    );
+    let (s, _) = d
+        .feedback(id, "downloaded", "success", &["downloaded"])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (info, names) = step_names(&h, "swu-0").await;
+    assert!(names.iter().all(|n| n == "receive"), "{info}");
+    let last = info["update"]["steps"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["outcome"], "success", "{info}");
+    assert_eq!(last["detail"], "downloaded", "{info}");
+    h.stop().await;
+}
+
+/// A device that reported closed/success runs the release: a second campaign of the same
+/// release does not offer it again (docs/ddi.md §2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_campaign_of_an_installed_release_offers_nothing() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let (rel, cid, devs) = setup(&h, 1, b"image", json!({"name": "swu"})).await;
+    let d = &devs[0];
+    let (_, id) = d.action().await.unwrap();
+    let (s, _) = d
+        .feedback(id, "closed", "success", &["Update Installed."])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h.campaign_info(&cid).await["state"], "completed");
+    let cid2 = h
+        .campaign(json!({"name": "swu-again", "release_id": rel, "filter": {"tags_all": ["ddi"]}}))
+        .await;
+    for _ in 0..2 {
+        let v = d.poll().await;
+        assert!(v["_links"].get("deploymentBase").is_none(), "{v}");
+    }
+    let info = h.campaign_info(&cid2).await;
+    assert_ne!(info["state"], "running", "{info}");
+    h.stop().await;
+}
