@@ -156,7 +156,7 @@ enum Pace {
 }
 
 /// The bytes a second an upload must average over each stall window.
-const UPLOAD_MIN_RATE: u64 = 1024;
+pub(crate) const UPLOAD_MIN_RATE: u64 = 1024;
 
 struct PacedBody {
     inner: Body,

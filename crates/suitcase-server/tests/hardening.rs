@@ -883,3 +883,96 @@ async fn attack_slowloris_idle_connections_and_a_slow_body_do_not_keep_devices_o
     assert_eq!(closed, 1000);
     h.stop().await;
 }
+
+/// The OpenAPI description states the limits the server enforces: the name rule on every tag
+/// (body lists and `?tags=`), the tag counts, body sizes, timeouts and report rates; and the
+/// server refuses what the description rules out (`?tags=` with a control character).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_states_the_name_rule_on_tags_and_every_limit() {
+    use suitcase_protocol::limits::{
+        DEVICE_TAGS_MAX, FILTER_TAGS_MAX, NAME_MAX_CHARS, NAME_PATTERN,
+    };
+    let h = Harness::with(Backend::Sqlite, |c| {
+        c.limits.upload_stall = Duration::from_secs(17);
+        c.limits.body_timeout = Duration::from_secs(23);
+    })
+    .await;
+    let spec: Value = h
+        .client
+        .get(h.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &spec["components"]["schemas"];
+    for (schema, field, max) in [
+        ("DeviceCreate", "tags", DEVICE_TAGS_MAX),
+        ("DevicePatch", "add_tags", DEVICE_TAGS_MAX),
+        ("DevicePatch", "remove_tags", DEVICE_TAGS_MAX),
+        ("Filter", "tags_all", FILTER_TAGS_MAX),
+        ("Filter", "tags_any", FILTER_TAGS_MAX),
+    ] {
+        let p = &schemas[schema]["properties"][field];
+        assert_eq!(p["maxItems"], max, "{schema}.{field}: {p}");
+        assert_eq!(
+            p["items"]["maxLength"], NAME_MAX_CHARS,
+            "{schema}.{field}: {p}"
+        );
+        assert_eq!(p["items"]["pattern"], NAME_PATTERN, "{schema}.{field}: {p}");
+    }
+    let list = &spec["paths"]["/api/v1/devices"]["get"];
+    let tags = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tags")
+        .unwrap();
+    assert!(
+        tags["schema"]["maxLength"].as_u64().unwrap() >= NAME_MAX_CHARS as u64,
+        "{tags}"
+    );
+    assert!(tags["schema"]["pattern"].is_string(), "{tags}");
+    let answer = |path: &str, method: &str, code: &str| {
+        spec["paths"][path][method]["responses"][code]["description"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} lacks {code}"))
+            .to_owned()
+    };
+    assert!(answer("/api/v1/devices", "post", "413").contains("1 MiB"));
+    assert!(answer("/api/v1/devices", "post", "408").contains("23 s"));
+    assert!(answer("/api/v1/releases", "post", "413").contains("64 MiB"));
+    let put = "/api/v1/releases/{id}/payloads/{index}";
+    assert!(answer(put, "put", "413").contains("4 GiB"));
+    assert!(answer(put, "put", "408").contains("17 s"));
+    assert!(answer("/api/v1/device/reports", "post", "429").contains("120"));
+    assert!(answer("/api/v1/device/reports", "post", "413").contains("4096"));
+    let info = spec["info"]["description"].as_str().unwrap();
+    for want in [
+        "200 characters",
+        "1 MiB",
+        "64 MiB",
+        "23 s",
+        "17 s",
+        "1024 bytes a second",
+        "120 reports",
+    ] {
+        assert!(
+            info.contains(want),
+            "info.description lacks {want:?}: {info}"
+        );
+    }
+    // What the description rules out, the server refuses.
+    let (s, v) = h.get(&h.admin, "/api/v1/devices?tags=a%0A").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "bad-name", "{v}");
+    let long = "t".repeat(FILTER_TAGS_MAX * (NAME_MAX_CHARS + 1));
+    let (s, v) = h
+        .get(&h.admin, &format!("/api/v1/devices?tags={long}"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = h.get(&h.admin, "/api/v1/devices?tags=a,%20b").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.stop().await;
+}

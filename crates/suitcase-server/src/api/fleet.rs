@@ -203,6 +203,29 @@ async fn device_info(state: &AppState, row: DeviceRow, with_update: bool) -> Api
     })
 }
 
+/// The longest `?tags=` value: as many tags as a filter takes, each as long as a name may
+/// be, with their commas (the OpenAPI description states it).
+pub(crate) const TAGS_QUERY_MAX: usize = suitcase_protocol::limits::FILTER_TAGS_MAX
+    * (suitcase_protocol::limits::NAME_MAX_CHARS + 1)
+    - 1;
+
+/// `?tags=` as a whole: bounded in length, and no control characters anywhere (trimming the
+/// tags must not let a newline through).
+fn check_tags_query(t: &str) -> ApiResult<()> {
+    let n = t.chars().count();
+    if n > TAGS_QUERY_MAX {
+        return Err(ApiErr::bad_request(
+            "filter-too-large",
+            format!("?tags= has {n} characters; at most {TAGS_QUERY_MAX}"),
+        )
+        .hint("put the devices in a group and filter by the group"));
+    }
+    if t.chars().any(char::is_control) {
+        return valid_name("tag", t);
+    }
+    Ok(())
+}
+
 /// Query parameters of the device list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -234,6 +257,9 @@ pub(crate) async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Vec<DeviceInfo>>> {
     who.require(Cap::Read)?;
+    if let Some(t) = q.tags.as_deref() {
+        check_tags_query(t)?;
+    }
     state.devices.flush(&state).await;
     let filter = Filter {
         tags_all: q
