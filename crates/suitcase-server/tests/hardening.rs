@@ -904,6 +904,63 @@ async fn attack_slowloris_idle_connections_and_a_slow_body_do_not_keep_devices_o
     h.stop().await;
 }
 
+/// A payload upload that dribbles in below the minimum rate (1 KiB/s over each stall window)
+/// is cut with `408 body-timeout` instead of holding its upload slot and a socket for as
+/// long as the client likes; it leaves nothing behind and the slot is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_slow_payload_upload_is_cut_with_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let h = Harness::with(Backend::Sqlite, |c| {
+        c.limits.upload_stall = Duration::from_secs(1);
+    })
+    .await;
+    let image = vec![5u8; 64 * 1024];
+    let env = h.build(2, &image, "https://fw.example/2.bin");
+    let (s, v) = h.upload_envelope(&h.admin, &env).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let rel = v["id"].as_str().unwrap().to_owned();
+    let addr = h.server.as_ref().unwrap().addr;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT /api/v1/releases/{rel}/payloads/0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        h.admin,
+        image.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    // 100 bytes every 200 ms: 500 bytes a second, never a gap as long as the stall timeout.
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    for piece in image.chunks(100) {
+        if slow.write_all(piece).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            r = slow.read_to_end(&mut answer) => { let _ = r; break; }
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a 500 B/s upload is still read after 20 s"
+        );
+    }
+    if answer.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body-timeout"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cut after {:?}",
+        started.elapsed()
+    );
+    assert!(payload_files(&h).is_empty(), "{:?}", payload_files(&h));
+    // At network speed the same upload goes through.
+    let (s, v) = h.upload_payload(&h.admin, &rel, 0, &image).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.stop().await;
+}
+
 /// The OpenAPI description states the limits the server enforces: the name rule on every tag
 /// (body lists and `?tags=`), the tag counts, body sizes, timeouts and report rates; and the
 /// server refuses what the description rules out (`?tags=` with a control character).
