@@ -89,6 +89,10 @@ pub(crate) struct Args {
     /// Seconds a payload upload may stall (it must also average 1 KiB/s over that time).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     upload_stall: u64,
+    /// Seconds between sweeps of the payload store for orphans (what killed uploads leave
+    /// behind; files nothing refers to, over an hour old). Default: every 30 minutes.
+    #[arg(long, value_name = "SECONDS")]
+    sweep_interval: Option<u64>,
     #[command(subcommand)]
     action: Option<Action>,
 }
@@ -134,6 +138,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         config.ddi_gateway_token = Some(t.to_owned());
     }
     config.release_signatures = args.release_signatures.max(1);
+    config.sweep_interval = args.sweep_interval.map(|s| Duration::from_secs(s.max(1)));
     config.limits = suitcase_server::Limits {
         max_connections: args.max_connections.max(1),
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),

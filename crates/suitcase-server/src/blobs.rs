@@ -269,6 +269,11 @@ pub(crate) async fn sweeper(state: std::sync::Weak<crate::Inner>) {
             return;
         };
         let age = inner.config.orphan_age;
+        let every = inner
+            .config
+            .sweep_interval
+            .unwrap_or_else(|| (age / 2).max(std::time::Duration::from_secs(60)))
+            .max(std::time::Duration::from_millis(10));
         let result = async {
             let now = (inner.config.clock)();
             let stale = now - crate::api::UPLOAD_CLAIM_STALE;
@@ -282,6 +287,6 @@ pub(crate) async fn sweeper(state: std::sync::Weak<crate::Inner>) {
             Err(e) => tracing::warn!(error = %e, "cannot sweep the payload store"),
         }
         drop(inner);
-        tokio::time::sleep((age / 2).max(std::time::Duration::from_secs(60))).await;
+        tokio::time::sleep(every).await;
     }
 }

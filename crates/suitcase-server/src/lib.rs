@@ -96,6 +96,9 @@ pub struct Config {
     /// removed at start and then every half of this (at least every minute): what a killed
     /// upload leaves behind.
     pub orphan_age: Duration,
+    /// How often the payload store is swept for orphans after the sweep at start. `None`:
+    /// every half of `orphan_age`, at least every minute.
+    pub sweep_interval: Option<Duration>,
     /// Limits on connections and slow clients.
     pub limits: Limits,
     /// The hawkBit DDI gateway token (docs/ddi.md): one tenant-wide secret that acts for any
@@ -170,6 +173,7 @@ impl Config {
             max_upload: 4 << 30,
             deltas: true,
             orphan_age: Duration::from_secs(3600),
+            sweep_interval: None,
             limits: Limits::default(),
             ddi_gateway_token: None,
         }

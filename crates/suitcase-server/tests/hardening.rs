@@ -961,6 +961,49 @@ async fn attack_slow_payload_upload_is_cut_with_408() {
     h.stop().await;
 }
 
+/// Orphans appear while the server runs too (an upload whose client vanished and whose
+/// staging file a crash kept, a stored object whose row was never written): the periodic
+/// sweep (`Config::sweep_interval`, `--sweep-interval`) removes them, not only the sweep at
+/// start; what the database refers to stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_appearing_after_start_are_removed_by_the_periodic_sweep() {
+    let h = Harness::with(Backend::Sqlite, |c| {
+        c.orphan_age = Duration::from_secs(1);
+        c.sweep_interval = Some(Duration::from_millis(200));
+    })
+    .await;
+    let rel = h.release(3, b"keep me").await;
+    let kept = payload_files(&h);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let dir = h
+        .config
+        .data_dir
+        .join("payloads")
+        .join("releases")
+        .join(&rel);
+    std::fs::write(dir.join("0-cutoff#1"), b"half an upload").unwrap();
+    std::fs::write(dir.join("0-unrecorded"), b"stored, never recorded").unwrap();
+    assert_eq!(payload_files(&h).len(), 3);
+    let mut left = payload_files(&h);
+    for _ in 0..200 {
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = payload_files(&h);
+    }
+    assert_eq!(left, kept, "the orphans are gone, the payload stays");
+    let r = h
+        .client
+        .get(h.url(&format!("/api/v1/releases/{rel}")))
+        .bearer_auth(&h.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    h.stop().await;
+}
+
 /// The OpenAPI description states the limits the server enforces: the name rule on every tag
 /// (body lists and `?tags=`), the tag counts, body sizes, timeouts and report rates; and the
 /// server refuses what the description rules out (`?tags=` with a control character).
