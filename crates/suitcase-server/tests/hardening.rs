@@ -100,7 +100,21 @@ async fn device_already_running_the_release_counts_as_succeeded_without_an_offer
 /// a report.
 async fn offer_gate_pending_wave_device_cannot_fetch_or_report(b: Backend) {
     let h = Harness::new(b).await;
-    let rel = h.release(7, b"seven").await;
+    // Release 7 has a delta from release 6, so that a delta URL exists to be asked for.
+    let old: Vec<u8> = (0..24_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut new = old.clone();
+    new[12_000] ^= 0xff;
+    h.release(6, &old).await;
+    let rel = h.release(7, &new).await;
+    for _ in 0..600 {
+        let (_, v) = h.get(&h.admin, &format!("/api/v1/releases/{rel}")).await;
+        if !v["deltas"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let devs = h.devices("w", 4, &["w"]).await;
     let cid = h
         .campaign(
@@ -118,12 +132,36 @@ async fn offer_gate_pending_wave_device_cannot_fetch_or_report(b: Backend) {
             .collect()
     };
     assert_eq!(waiting.len(), 3);
+    // The device of the open wave runs release 6: it is offered the delta, and may fetch it.
+    let first = devs.iter().find(|d| !waiting.contains(d)).unwrap();
+    let mut inventory = h.inventory(6);
+    inventory.components[0].digest =
+        Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&old)));
+    let offer: suitcase_protocol::CheckInAnswer = h
+        .client
+        .post(h.url("/api/v1/device/checkin"))
+        .bearer_auth(&first.1)
+        .json(&inventory)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delta_url = offer.update.expect("an offer").payloads[0]
+        .delta
+        .as_ref()
+        .expect("a delta offer")
+        .url
+        .clone();
+    assert_eq!(device_get(&h, &first.1, &delta_url).await, StatusCode::OK);
     for (id, tok) in waiting {
         // It checks in: nothing for it yet.
         assert_eq!(h.checkin(tok, 1).await.action, Action::None);
         for path in [
             format!("/api/v1/device/releases/{rel}/envelope"),
             format!("/api/v1/device/payloads/{rel}/0"),
+            delta_url.clone(),
         ] {
             assert_eq!(
                 device_get(&h, tok, &path).await,
