@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use common::hostile::{Answer, Hostile, Seen, offer, release};
 use common::{Device, Fleet, image};
 use serde_json::json;
-use suitcase_agent::http::{MAX_CHECKIN_ANSWER, MAX_ERROR_BODY};
-use suitcase_agent::{AgentError, Finished, Hooks};
+use suitcase_agent::http::{MAX_CHECKIN_ANSWER, MAX_ERROR_BODY, MAX_SMALL_ANSWER};
+use suitcase_agent::{AgentError, Finished, Hooks, MAX_ENVELOPE};
 
 const CHECKIN: &str = "/api/v1/device/checkin";
 const REPORTS: &str = "/api/v1/device/reports";
@@ -320,6 +320,118 @@ async fn attack_payload_larger_than_offered_is_cut_at_the_offered_size() {
     assert!(
         home.sent() < attempts * READ_BOUND,
         "the agent read {} bytes in {attempts} attempts",
+        home.sent()
+    );
+    fleet.stop().await;
+}
+
+/// An envelope without end, offered at the most an agent accepts (`MAX_ENVELOPE`): each
+/// attempt stops there, not at the 64 MiB the server would send. An offer of a larger
+/// envelope is refused before the envelope is asked for at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_endless_envelope_is_read_only_to_max_envelope() {
+    let fleet = Fleet::new().await;
+    let img = image(12, 10_000);
+    let (envelope, uri, payload) = release(&fleet, 2, &img);
+    let mut answer = offer(2, &envelope, "/envelope", &uri, &payload, "/payload");
+    answer["update"]["manifest_size"] = MAX_ENVELOPE.into();
+    let p = payload.clone();
+    let home = Hostile::start(move |r| match r.path.as_str() {
+        CHECKIN => Answer::json(200, &answer),
+        REPORTS => Answer::json(200, &json!({})),
+        "/envelope" => Answer::Endless {
+            status: 200,
+            content_length: None,
+            cap: 64 << 20,
+        },
+        "/payload" => Answer::bytes(&p),
+        _ => Answer::not_found(),
+    })
+    .await;
+    let (e, took) = cycle_error(&fleet, "endless-envelope", &home).await;
+    assert!(e.contains("more than the offered"), "{e}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let attempts = home.seen().iter().filter(|r| r.path == "/envelope").count() as u64;
+    assert!((1..=5).contains(&attempts), "{attempts}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each attempt: at most the envelope limit, plus what socket buffers hold.
+    assert!(
+        home.sent() < attempts * (MAX_ENVELOPE + READ_BOUND),
+        "the agent read {} bytes in {attempts} attempts",
+        home.sent()
+    );
+
+    // Offered larger than the limit: refused without a request for it.
+    let mut answer = offer(2, &envelope, "/envelope", &uri, &payload, "/payload");
+    answer["update"]["manifest_size"] = (MAX_ENVELOPE + 1).into();
+    let home = Hostile::start(move |r| match r.path.as_str() {
+        CHECKIN => Answer::json(200, &answer),
+        REPORTS => Answer::json(200, &json!({})),
+        _ => Answer::Endless {
+            status: 200,
+            content_length: None,
+            cap: 64 << 20,
+        },
+    })
+    .await;
+    let dev = device(&fleet, "huge-envelope", &home).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let r = tokio::time::timeout(Duration::from_secs(60), agent.cycle())
+        .await
+        .expect("the agent kept reading for a minute");
+    assert!(
+        !home.seen().iter().any(|r| r.path == "/envelope"),
+        "{:?} {:?}",
+        paths(&home.seen()),
+        events.all()
+    );
+    if let Ok(c) = r {
+        assert_ne!(c.update.map(|u| u.finished), Some(Finished::Installed));
+    }
+    fleet.stop().await;
+}
+
+/// A report answer without end: the agent reads at most `MAX_SMALL_ANSWER` of it (the report
+/// was taken; the rest is refused, not buffered), and the update still installs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_endless_report_answer_is_read_only_to_its_limit() {
+    let fleet = Fleet::new().await;
+    let img = image(13, 50_000);
+    let (envelope, uri, payload) = release(&fleet, 2, &img);
+    let answer = offer(2, &envelope, "/envelope", &uri, &payload, "/payload");
+    let (e, p) = (envelope.clone(), payload.clone());
+    let home = Hostile::start(move |r| match r.path.as_str() {
+        CHECKIN => Answer::json(200, &answer),
+        REPORTS => Answer::Endless {
+            status: 200,
+            content_length: None,
+            cap: 64 << 20,
+        },
+        "/envelope" => Answer::bytes(&e),
+        "/payload" => Answer::bytes(&p),
+        _ => Answer::not_found(),
+    })
+    .await;
+    let dev = device(&fleet, "endless-report-answer", &home).await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let cycle = tokio::time::timeout(Duration::from_secs(60), agent.cycle())
+        .await
+        .expect("the agent kept reading for a minute")
+        .unwrap();
+    assert_eq!(
+        cycle.update.unwrap().finished,
+        Finished::Installed,
+        "{:?}",
+        events.all()
+    );
+    let reports = home.seen().iter().filter(|r| r.path == REPORTS).count() as u64;
+    assert!(reports >= 1, "{:?}", paths(&home.seen()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Envelope and payload, plus per report at most the limit and what socket buffers hold.
+    let fair = (envelope.len() + payload.len()) as u64;
+    assert!(
+        home.sent() < fair + reports * (MAX_SMALL_ANSWER as u64 + READ_BOUND),
+        "the agent read {} bytes with {reports} reports",
         home.sent()
     );
     fleet.stop().await;
