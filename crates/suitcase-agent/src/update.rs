@@ -1719,6 +1719,7 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 let note = off_worker("module", move || crate::module::install(&mc, &e2, timeout))
                     .await?
                     .map_err(|why| fail(step, reason::ACTIVATE, format!("{}: {why}", c.name)))?;
+                ctx.state.durability.wrote()?;
                 let (exit, log) = command::run_captured(&m.restart, &env, timeout).await;
                 if !exit.success() {
                     return Err(Stop::Fail(
@@ -2118,6 +2119,7 @@ async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError>
                     crate::module::roll_back(&mc, &e2, timeout)
                 })
                 .await?;
+                ctx.state.durability.wrote()?;
                 match rolled {
                     Ok(note) => {
                         let mut note = format!("{}: {note}", c.name);

@@ -16,7 +16,7 @@
 mod common;
 
 use common::proxy::{Proxy, Stats};
-use common::{Device, Fleet, image, server_steps, wait_campaign};
+use common::{Device, Fleet, image, run_with_crashes, server_steps, wait_campaign};
 use serde_json::json;
 use suitcase_agent::{AgentError, Finished, Hooks};
 
@@ -153,46 +153,6 @@ fn next(x: &mut u64) -> u64 {
     *x ^= *x >> 7;
     *x ^= *x << 17;
     *x
-}
-
-/// Runs agents for `dev` until the update has ended, crashing each of the first at the given
-/// durable write. Returns the number of crashes and how the update ended, as far as the last
-/// agent saw it (`None`: it had ended before the last crash; nothing more was offered).
-async fn run_with_crashes(
-    dev: &Device,
-    fleet: &Fleet,
-    crashes: &[u64],
-) -> (usize, Option<Finished>) {
-    let mut crashed = 0;
-    for &at in crashes {
-        let hooks = Hooks {
-            crash_after_writes: Some(at),
-            ..Hooks::default()
-        };
-        let (mut agent, _) = dev.agent(fleet, hooks);
-        match agent.cycle().await {
-            Err(AgentError::InjectedCrash) => crashed += 1,
-            Ok(c) => {
-                if let Some(u) = c.update {
-                    return (crashed, Some(u.finished));
-                }
-            }
-            Err(e) => panic!("crash at {at}: {e}"),
-        }
-    }
-    for _ in 0..5 {
-        let (mut agent, events) = dev.agent(fleet, Hooks::default());
-        let c = agent.cycle().await.unwrap();
-        if let Some(u) = c.update {
-            return (crashed, Some(u.finished));
-        }
-        // The update may have ended just before the crash: nothing more is offered.
-        if c.answer.is_some_and(|a| a.update.is_none()) {
-            return (crashed, None);
-        }
-        drop(events);
-    }
-    panic!("the update never ended");
 }
 
 /// The agent is crashed (as a SIGKILL or power cut would stop it: no clean-up, every durable

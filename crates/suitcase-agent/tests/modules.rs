@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Device, Fleet, server_steps};
+use common::{Device, Fleet, run_with_crashes, server_steps, wait_campaign};
 use serde_json::json;
 
 const FAILING_HEALTH: &str = "[health]\ncommand = [\"sh\", \"-c\", \"exit 1\"]\n";
@@ -337,6 +337,60 @@ async fn attack_gzip_bomb_archive_is_refused_at_its_capacity() {
     assert!(detail.contains("more than capacity = 100000"), "{detail}");
     assert!(!dev.path("site").exists());
     assert!(!dev.path("site.suitcase-new").exists());
+}
+
+/// A crash (a power cut: every durable write so far kept, nothing else) after each durable
+/// write of an archive update in turn, then a restart: every device ends with the new tree
+/// installed once, no half tree and nothing left beside it, and the campaign completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_crash_after_every_durable_write_of_an_archive_update_installs_once() {
+    let fleet = Fleet::new().await;
+    let archive = tar_of(&[("index.html", b"v2"), ("css/site.css", b"body{}")]);
+    let rel = fleet.release(2, &archive).await;
+    let probe = device(&fleet, "arch-probe", "archive", "path = \"site\"").await;
+    let mut devices = Vec::new();
+    for i in 0..40 {
+        devices.push(device(&fleet, &format!("arch-{i}"), "archive", "path = \"site\"").await);
+    }
+    for d in devices.iter().chain([&probe]) {
+        std::fs::create_dir_all(d.path("site")).unwrap();
+        std::fs::write(d.path("site/index.html"), b"v1").unwrap();
+    }
+    let mut ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    ids.push(&probe.id);
+    let campaign = fleet.campaign(&rel, &ids, json!({})).await;
+    let (mut agent, _) = probe.agent(&fleet, suitcase_agent::Hooks::default());
+    assert_eq!(
+        agent.cycle().await.unwrap().update.unwrap().finished,
+        suitcase_agent::Finished::Installed
+    );
+    let writes = agent.durable_writes();
+    assert!(
+        writes >= 10 && writes <= devices.len() as u64,
+        "{writes} durable writes"
+    );
+    let want = vec![
+        ("css/site.css".to_owned(), b"body{}".to_vec()),
+        ("index.html".to_owned(), b"v2".to_vec()),
+    ];
+    for (i, dev) in devices.iter().enumerate().take(writes as usize) {
+        let (crashes, finished) = run_with_crashes(dev, &fleet, &[i as u64 + 1]).await;
+        assert_eq!(crashes, 1, "device {i}");
+        assert!(
+            matches!(finished, None | Some(suitcase_agent::Finished::Installed)),
+            "crash at write {}: {finished:?}",
+            i + 1
+        );
+        assert_eq!(tree(&dev.path("site")), want, "device {i}");
+        assert!(!dev.path("site.suitcase-previous").exists(), "device {i}");
+        assert!(!dev.path("site.suitcase-new").exists(), "device {i}");
+        assert_eq!(dev.installed()["components"][0]["sequence_number"], 2);
+    }
+    for dev in devices.iter().skip(writes as usize) {
+        dev.installed_cycle(&fleet).await;
+    }
+    let c = wait_campaign(&fleet, &campaign, "succeeded", devices.len() as u64 + 1).await;
+    assert_eq!(c["state"], "completed", "{c}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -543,3 +543,43 @@ pub async fn wait_campaign(fleet: &Fleet, id: &str, field: &str, n: u64) -> Valu
         fleet.campaign_info(id).await
     );
 }
+
+/// Runs agents for `dev` until the update has ended, crashing each of the first at the given
+/// durable write. Returns the number of crashes and how the update ended, as far as the last
+/// agent saw it (`None`: it had ended before the last crash; nothing more was offered).
+pub async fn run_with_crashes(
+    dev: &Device,
+    fleet: &Fleet,
+    crashes: &[u64],
+) -> (usize, Option<Finished>) {
+    let mut crashed = 0;
+    for &at in crashes {
+        let hooks = Hooks {
+            crash_after_writes: Some(at),
+            ..Hooks::default()
+        };
+        let (mut agent, _) = dev.agent(fleet, hooks);
+        match agent.cycle().await {
+            Err(suitcase_agent::AgentError::InjectedCrash) => crashed += 1,
+            Ok(c) => {
+                if let Some(u) = c.update {
+                    return (crashed, Some(u.finished));
+                }
+            }
+            Err(e) => panic!("crash at {at}: {e}"),
+        }
+    }
+    for _ in 0..5 {
+        let (mut agent, events) = dev.agent(fleet, Hooks::default());
+        let c = agent.cycle().await.unwrap();
+        if let Some(u) = c.update {
+            return (crashed, Some(u.finished));
+        }
+        // The update may have ended just before the crash: nothing more is offered.
+        if c.answer.is_some_and(|a| a.update.is_none()) {
+            return (crashed, None);
+        }
+        drop(events);
+    }
+    panic!("the update never ended");
+}
