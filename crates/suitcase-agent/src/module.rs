@@ -16,7 +16,6 @@
 //! call again (the journal resumes the step) ends where one uninterrupted call would. Every
 //! operation is blocking (files, `dpkg`): callers run it off the async worker.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -464,91 +463,14 @@ fn path_arg(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Runs a handler command on the current thread (the callers are on the blocking pool),
-/// bounded by `timeout`, its output's end in the error.
+/// Runs a handler command on the current thread (the callers are on the blocking pool) with
+/// the bootloader commands' runner: its own process group killed whole at `timeout`, output
+/// bounded, the start of its error output in the failure.
 fn run(
     argv: &[String],
     env: &[(String, String)],
     timeout: Duration,
     what: &str,
 ) -> Result<String, String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(format!("{what}: no command"));
-    };
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{what} could not be started ({program}): {e}"))?;
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|out| {
-        std::thread::spawn(move || {
-            // The end of what it wrote, bounded however much that is.
-            let mut tail = Vec::new();
-            let mut buf = [0u8; 4096];
-            let mut out = out;
-            while let Ok(n) = out.read(&mut buf) {
-                let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                    break;
-                };
-                tail.extend_from_slice(chunk);
-                let over = tail.len().saturating_sub(2 * crate::command::LOG_TAIL_MAX);
-                tail.drain(..over);
-            }
-            tail
-        })
-    })
-    .collect();
-    let deadline = std::time::Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let mut log = Vec::new();
-    for r in readers {
-        log.extend(r.join().unwrap_or_default());
-    }
-    let log = crate::command::clip_tail(
-        &crate::command::redact(&String::from_utf8_lossy(&log)),
-        crate::command::LOG_TAIL_MAX,
-    );
-    match status {
-        Some(s) if s.success() => Ok(format!("{what} succeeded")),
-        Some(s) => Err(format!(
-            "{what} exited with {}{}",
-            s.code()
-                .map_or_else(|| "a signal".into(), |c| c.to_string()),
-            if log.trim().is_empty() {
-                String::new()
-            } else {
-                format!(": {}", log.trim())
-            }
-        )),
-        None => Err(format!(
-            "{what} did not finish in {timeout:?} and was killed"
-        )),
-    }
+    crate::bootloader::run(argv, None, env, timeout, what).map(|_| format!("{what} succeeded"))
 }

@@ -552,7 +552,10 @@ async fn deb_module_refuses_what_dpkg_refuses() {
     let dev = device(&fleet, "debian-bad", "deb", &dpkg).await;
     let (step, _, detail) = update(&fleet, &dev, 2, b"not a package").await.unwrap_err();
     assert_eq!(step, "activate");
-    assert!(detail.contains("dpkg --install exited with"), "{detail}");
+    assert!(
+        detail.contains("dpkg --install: dpkg exited with"),
+        "{detail}"
+    );
     assert!(detail.contains("dpkg-deb: error"), "{detail}");
 }
 
