@@ -148,44 +148,29 @@ pub fn roll_back(
     timeout: Duration,
 ) -> Result<String, String> {
     match &m.handler {
-        Handler::File { path, .. } => {
+        Handler::File { path, .. } => restore_or_remove(m, path, remove_file, || {
             let previous = m.dir.join(PREVIOUS);
-            if previous.is_file() {
-                copy_durable(&previous, &sibling(path, ".suitcase-new"), None)?;
-                rename_durable(&sibling(path, ".suitcase-new"), path)?;
-                remove_file(&previous)?;
-                Ok(format!("{} restored", path.display()))
-            } else if m.dir.join(ABSENT).is_file() {
-                remove_file(path)?;
-                remove_file(&m.dir.join(ABSENT))?;
-                Ok(format!(
-                    "{} removed (it did not exist before)",
-                    path.display()
-                ))
-            } else {
-                Ok(format!("{} was not replaced", path.display()))
+            if !previous.is_file() {
+                return Ok(false);
             }
-        }
+            copy_durable(&previous, &sibling(path, ".suitcase-new"), None)?;
+            rename_durable(&sibling(path, ".suitcase-new"), path)?;
+            remove_file(&previous)?;
+            Ok(true)
+        }),
         Handler::Archive { path } => {
-            let previous = sibling(path, ".suitcase-previous");
-            let new = sibling(path, ".suitcase-new");
-            remove_dir(&new)?;
-            if previous.is_dir() {
+            remove_dir(&sibling(path, ".suitcase-new"))?;
+            restore_or_remove(m, path, remove_dir, || {
+                let previous = sibling(path, ".suitcase-previous");
+                if !previous.is_dir() {
+                    return Ok(false);
+                }
                 // The new tree moves aside and the old one back, in one exchange where the
                 // file system has it.
                 swap_dirs(&previous, path)?;
                 remove_dir(&previous)?;
-                Ok(format!("{} restored", path.display()))
-            } else if m.dir.join(ABSENT).is_file() {
-                remove_dir(path)?;
-                remove_file(&m.dir.join(ABSENT))?;
-                Ok(format!(
-                    "{} removed (it did not exist before)",
-                    path.display()
-                ))
-            } else {
-                Ok(format!("{} was not replaced", path.display()))
-            }
+                Ok(true)
+            })
         }
         Handler::Script { rollback } => {
             if !rollback {
@@ -225,6 +210,30 @@ pub fn roll_back(
             Ok(note)
         }
     }
+}
+
+/// The end of a file or archive rollback: `restore` puts back what was kept (false: nothing
+/// was); else what did not exist before the install is removed again; else nothing had been
+/// replaced yet.
+fn restore_or_remove(
+    m: &ModuleConfig,
+    path: &Path,
+    remove: fn(&Path) -> Result<(), String>,
+    restore: impl FnOnce() -> Result<bool, String>,
+) -> Result<String, String> {
+    if restore()? {
+        return Ok(format!("{} restored", path.display()));
+    }
+    let absent = m.dir.join(ABSENT);
+    if absent.is_file() {
+        remove(path)?;
+        remove_file(&absent)?;
+        return Ok(format!(
+            "{} removed (it did not exist before)",
+            path.display()
+        ));
+    }
+    Ok(format!("{} was not replaced", path.display()))
 }
 
 fn install_file(m: &ModuleConfig, path: &Path, mode: Option<u32>) -> Result<String, String> {

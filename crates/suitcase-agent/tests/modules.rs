@@ -99,6 +99,16 @@ fn tar_with_raw_entry(name: &str, kind: tar::EntryType, link: &str, body: &[u8])
     b.into_inner().unwrap()
 }
 
+/// The installed tree before an update: `site/index.html` = "v1".
+fn site_v1(dev: &Device) {
+    std::fs::create_dir_all(dev.path("site")).unwrap();
+    std::fs::write(dev.path("site/index.html"), b"v1").unwrap();
+}
+
+fn v1() -> Vec<(String, Vec<u8>)> {
+    vec![("index.html".into(), b"v1".to_vec())]
+}
+
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -224,17 +234,13 @@ async fn archive_module_swaps_in_the_new_tree() {
 async fn archive_module_failed_health_check_restores_the_previous_tree() {
     let fleet = Fleet::new().await;
     let mut dev = device(&fleet, "www-sick", "archive", "path = \"site\"").await;
-    std::fs::create_dir_all(dev.path("site")).unwrap();
-    std::fs::write(dev.path("site/index.html"), b"v1").unwrap();
+    site_v1(&dev);
     dev.extra = FAILING_HEALTH.into();
     let archive = tar_of(&[("index.html", b"v2")]);
     let (_, reason, detail) = update(&fleet, &dev, 2, &archive).await.unwrap_err();
     assert_eq!(reason, "health-check");
     assert!(detail.contains("site restored"), "{detail}");
-    assert_eq!(
-        tree(&dev.path("site")),
-        vec![("index.html".into(), b"v1".to_vec())]
-    );
+    assert_eq!(tree(&dev.path("site")), v1());
     assert!(!dev.path("site.suitcase-previous").exists());
 }
 
@@ -245,8 +251,7 @@ async fn archive_module_failed_health_check_restores_the_previous_tree() {
 async fn attack_archive_entries_outside_the_directory_are_refused() {
     let fleet = Fleet::new().await;
     let dev = device(&fleet, "www-evil", "archive", "path = \"site\"").await;
-    std::fs::create_dir_all(dev.path("site")).unwrap();
-    std::fs::write(dev.path("site/index.html"), b"v1").unwrap();
+    site_v1(&dev);
     let outside = dev.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let mut escape_by_link = tar_with_raw_entry(
@@ -287,11 +292,7 @@ async fn attack_archive_entries_outside_the_directory_are_refused() {
         let r = update(&fleet, &dev, seq, &archive).await;
         let (step, _, detail) = r.expect_err(what);
         assert_eq!(step, "activate", "{what}: {detail}");
-        assert_eq!(
-            tree(&dev.path("site")),
-            vec![("index.html".into(), b"v1".to_vec())],
-            "{what}"
-        );
+        assert_eq!(tree(&dev.path("site")), v1(), "{what}");
         assert!(!dev.path("evil").exists(), "{what}");
         assert!(
             std::fs::read_dir(&outside).unwrap().next().is_none(),
@@ -353,8 +354,7 @@ async fn fault_crash_after_every_durable_write_of_an_archive_update_installs_onc
         devices.push(device(&fleet, &format!("arch-{i}"), "archive", "path = \"site\"").await);
     }
     for d in devices.iter().chain([&probe]) {
-        std::fs::create_dir_all(d.path("site")).unwrap();
-        std::fs::write(d.path("site/index.html"), b"v1").unwrap();
+        site_v1(d);
     }
     let mut ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
     ids.push(&probe.id);
