@@ -223,13 +223,29 @@ fn attack_private_key_given_to_fleet_key_add_never_leaves_the_machine() {
     ]);
     for file in ["author.key", "cose.key"] {
         let secret = std::fs::read(d.join(file)).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
+        // Waited for with a deadline: a command that sends the key waits for an answer the
+        // socket never gives.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_suitcase"))
             .current_dir(d)
             .env("SUITCASE_SERVER", &base)
             .env("SUITCASE_TOKEN", "t")
             .args(["fleet", "key", "add", "author", file])
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        for _ in 0..600 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{file}: `fleet key add` was still waiting for the server after 30 s");
+        }
+        let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{file}");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
