@@ -475,7 +475,7 @@ fn boot_seeds(s: &Seeds) {
 }
 
 fn wire_seeds(s: &Seeds) {
-    let docs: [(&str, u8, &str); 4] = [
+    let docs: [(&str, u8, &str); 6] = [
         (
             "checkin",
             0,
@@ -488,9 +488,21 @@ fn wire_seeds(s: &Seeds) {
         ),
         ("checkin-empty", 0, "{}"),
         ("device-create", 22, r#"{"serial":"sn-1","tags":["beta"]}"#),
+        (
+            "campaign-dry-run",
+            42,
+            r#"{"targeted":2,"matched":3,"other_class":1,"busy":0,"up_to_date":0,"devices":[{"id":"dev_1","name":"sn-1"},{"id":"dev_2","name":"sn-2"}]}"#,
+        ),
+        ("dry-run-device", 43, r#"{"id":"dev_1","name":"sn-1"}"#),
     ];
     let types = suitcase_fuzz::wire::TYPES;
     for (name, index, json) in docs {
+        let (campaign_dry_run, dry_run_device) = (42, 43);
+        assert!(
+            (index != campaign_dry_run || types[42] == "CampaignDryRun")
+                && (index != dry_run_device || types[43] == "DryRunDevice"),
+            "wire.rs's type list moved: fix the seeds' selectors"
+        );
         let mut seed = vec![index];
         seed.extend_from_slice(json.as_bytes());
         s.put("wire", &format!("json-{name}"), &seed);
@@ -504,6 +516,140 @@ fn wire_seeds(s: &Seeds) {
     let _ = types;
 }
 
+/// What SWUpdate 2022.12's suricatta sends (its printf templates in server_hawkbit.c, as
+/// recorded in crates/suitcase-server/tests/ddi.rs and seen by ddi_swupdate.rs), hawkBit's own
+/// shapes, and what the server derives for its answers.
+fn ddi_seeds(s: &Seeds) {
+    let swu = |id: u32, execution: &str, finished: &str, details: &str| {
+        format!(
+            "{{\"id\": {id}, \"time\": \"20261206T114413\", \"status\": {{\"result\": {{\"progress\": {{\"cnt\": 0, \"of\": 0}}, \"finished\": \"{finished}\"}}, \"execution\": \"{execution}\", \"details\": [ {details} ]}}}}"
+        )
+    };
+    let seeds: Vec<(&str, u8, Vec<u8>)> = vec![
+        (
+            "feedback-swu-installing",
+            0,
+            swu(1, "proceeding", "none", r#""Installing Update Chunk Artifacts.""#).into_bytes(),
+        ),
+        (
+            "feedback-swu-success",
+            0,
+            swu(1, "closed", "success", r#""Update Installed.""#).into_bytes(),
+        ),
+        (
+            "feedback-swu-failure",
+            0,
+            swu(
+                7,
+                "closed",
+                "failure",
+                r#""ERROR : Checksum does not match: Should be  dd59 , but actually is  79dd .", "ERROR : HASH mismatch : c776 <--> 76e9", "No suitable .swu image found""#,
+            )
+            .into_bytes(),
+        ),
+        (
+            "feedback-swu-skipped",
+            0,
+            swu(3, "closed", "success", r#""Skipped Update.""#).into_bytes(),
+        ),
+        (
+            "feedback-hawkbit",
+            0,
+            br#"{"timestamp":1627997501890,"status":{"execution":"downloaded","result":{"finished":"none","progress":{"cnt":2,"of":5}},"code":200,"details":["x",3,null]},"unknown":true}"#.to_vec(),
+        ),
+        (
+            "cancel-feedback-swu",
+            1,
+            swu(11, "closed", "success", r#""cancellation acknowledged.""#).into_bytes(),
+        ),
+        (
+            "cancel-feedback-rejected",
+            1,
+            swu(11, "rejected", "none", r#""too late""#).into_bytes(),
+        ),
+        (
+            "config-data-swu",
+            2,
+            br#"{"id": "", "time": "20261206T114413", "status": {"result": {"finished": "success"}, "execution": "closed", "details": [""]}, "data": {"board": "sim", "rev": "1.0"}}"#.to_vec(),
+        ),
+        (
+            "config-data-replace",
+            2,
+            br#"{"mode":"replace","data":{"suitcase_sequence":"7","n":3,"b":true}}"#.to_vec(),
+        ),
+        ("action-id", 3, b"2147483647".to_vec()),
+        ("action-id-too-long", 3, b"99999999999999999999".to_vec()),
+        (
+            "file-name",
+            4,
+            [&[0u8][..], b"https://fw.example/releases/update.swu?x=1#y"].concat(),
+        ),
+        ("escape-segment", 5, "sn 0001/\u{e9}%".as_bytes().to_vec()),
+        ("sleep", 6, 300i64.to_le_bytes().to_vec()),
+        (
+            "ranges",
+            7,
+            [&70_000u32.to_le_bytes()[..], b"bytes=0-9,100-109,-5\0\"0123abcd\""].concat(),
+        ),
+        (
+            "ranges-resume",
+            7,
+            [&3_000_000u32.to_le_bytes()[..], b"bytes=1200000-,5-6"].concat(),
+        ),
+    ];
+    for (name, selector, input) in seeds {
+        let mut seed = vec![selector];
+        seed.extend_from_slice(&input);
+        suitcase_fuzz::ddi::run(&seed);
+        s.put("ddi", name, &seed);
+    }
+}
+
+/// A processor seed that reaches `directive-swap`: two components, the update procedure
+/// swaps component 0 with component 1 (`source-component`), both with content, authorised (the
+/// harness device consents).
+fn swap_seed(s: &Seeds) {
+    use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param};
+    use suitcase_manifest::codepoints::alg;
+    use suitcase_manifest::{Condition, DigestAlgorithm, Directive};
+    let identity = vec![
+        Cmd::SetComponentIndex(Index::All),
+        Cmd::OverrideParameters(vec![
+            Param::VendorIdentifier(VENDOR.to_vec()),
+            Param::ClassIdentifier(CLASS.to_vec()),
+        ]),
+        Cmd::Condition(Condition::VendorIdentifier, 15),
+        Cmd::Condition(Condition::ClassIdentifier, 15),
+    ];
+    let m = ManifestBuilder {
+        sequence_number: 8,
+        components: vec![vec![b"a".to_vec()], vec![b"b".to_vec()]],
+        shared_sequence: Some(identity.clone()),
+        install: Some(vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::OverrideParameters(vec![Param::SourceComponent(1)]),
+            Cmd::Directive(Directive::Swap, 15),
+        ]),
+        validate: Some(identity),
+        ..ManifestBuilder::default()
+    };
+    let mut b = EnvelopeBuilder::new(&m, DigestAlgorithm::Sha256);
+    b.mac0(alg::HMAC_256, None, suitcase_fuzz::fuzz_mac);
+    b.integrate(&format!("{CONTENT_PREFIX}0"), image(3, 1000));
+    b.integrate(&format!("{CONTENT_PREFIX}1"), image(5, 700));
+    let seed = b.encode();
+    let (reached, dev) = suitcase_fuzz::processor::run_reporting(&seed);
+    println!("processor seed swap-two-components: {reached:?}");
+    let dev = dev.expect("the swap seed verifies");
+    assert!(reached.updated, "the swap seed completes the update");
+    assert_eq!(
+        dev.components[0].content,
+        image(5, 700),
+        "component 0 swapped"
+    );
+    s.put("processor", "swap-two-components", &seed);
+}
+
 fn main() {
     fs::create_dir_all(keys_dir()).unwrap();
     let dir = root().join("seeds");
@@ -514,5 +660,7 @@ fn main() {
     delta_seeds(&s);
     boot_seeds(&s);
     wire_seeds(&s);
+    ddi_seeds(&s);
+    swap_seed(&s);
     println!("seeds written to {}", s.dir.display());
 }

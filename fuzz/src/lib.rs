@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod boot_state;
+pub mod ddi;
 pub mod delta_host;
 pub mod delta_in_place;
 pub mod delta_sequential;

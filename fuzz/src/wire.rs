@@ -93,6 +93,9 @@ types!(
     DeviceList,
     AuditEntry,
     ApiError,
+    // Added after the first seeds: appended, so that existing seeds keep their type.
+    CampaignDryRun,
+    DryRunDevice,
 );
 
 /// The fuzz target: `[selector] [document]`; selector bit 7 picks CBOR, the rest the type.

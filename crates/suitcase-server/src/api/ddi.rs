@@ -999,6 +999,7 @@ async fn late_errors(
         started_at: None,
         log: None,
         suit_report: None,
+        offline: false,
     };
     state
         .db
@@ -1047,6 +1048,17 @@ fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> 
     })
 }
 
+/// The progress a feedback reports: `cnt`, when both `cnt` and `of` are there (SWUpdate
+/// often sends 0 of 0, and `cnt` may exceed `of`).
+fn feedback_progress(f: &Feedback) -> Option<u64> {
+    f.status
+        .result
+        .progress
+        .as_ref()
+        .and_then(|p| p.cnt.zip(p.of))
+        .and_then(|(c, _)| u64::try_from(c).ok())
+}
+
 /// `POST .../deploymentBase/{actionId}/feedback`: a step report. 200 with no body; 410 once
 /// the action is closed (hawkBit `DdiRootController.postBasedeploymentActionFeedback`).
 pub(crate) async fn feedback(
@@ -1080,13 +1092,7 @@ pub(crate) async fn feedback(
         tracing::info!(device = %auth.device.name, action = a.id, "DDI device skipped the update outside the maintenance window");
         return Ok(ok_empty());
     }
-    let progress = f
-        .status
-        .result
-        .progress
-        .as_ref()
-        .and_then(|p| p.cnt.zip(p.of))
-        .and_then(|(c, _)| u64::try_from(c).ok());
+    let progress = feedback_progress(&f);
     let report = StepReport {
         release_id: a.release_id.clone(),
         step,
@@ -1105,6 +1111,7 @@ pub(crate) async fn feedback(
         started_at: None,
         log: None,
         suit_report: None,
+        offline: false,
     };
     // A closing feedback always counts (one per action); progress beyond the device's
     // budget is answered 200 and not stored, because SWUpdate fails the install on any other
@@ -1186,6 +1193,7 @@ pub(crate) async fn cancel_feedback(
             started_at: None,
             log: None,
             suit_report: None,
+            offline: false,
         };
         state
             .db
@@ -1206,15 +1214,21 @@ pub(crate) struct ConfigData {
     data: BTreeMap<String, Value>,
 }
 
-/// `PUT .../configData`: the controller's attributes (merge, replace or remove), stored as
-/// device attributes and shown with the device. SWUpdate 2022.12 sends no `mode` (merge).
-pub(crate) async fn config_data(
-    State(state): State<AppState>,
-    auth: DdiAuth,
-    Path(_p): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let c: ConfigData = parse_json(&body)?;
+/// How a configData body changes the stored attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConfigMode {
+    /// Add or overwrite these keys (the default; SWUpdate 2022.12 sends no `mode`).
+    Merge,
+    /// Drop every attribute, then store these.
+    Replace,
+    /// Drop these keys.
+    Remove,
+}
+
+/// A configData body, checked against the attribute limits: the mode and the attributes as
+/// strings (numbers and booleans as their JSON text).
+pub(crate) fn config_data_parse(body: &[u8]) -> ApiResult<(ConfigMode, BTreeMap<String, String>)> {
+    let c: ConfigData = parse_json(body)?;
     if c.data.is_empty() {
         return Err(ApiErr::bad_request(
             "bad-config-data",
@@ -1258,27 +1272,44 @@ pub(crate) async fn config_data(
         }
         set.insert(k.clone(), v);
     }
-    let dev = &auth.device.id;
-    let r = match c.mode.as_deref().unwrap_or("merge") {
-        "merge" => {
-            state
-                .db
-                .device_attributes_write(dev, false, &set, &[])
-                .await
-        }
-        "replace" => state.db.device_attributes_write(dev, true, &set, &[]).await,
-        "remove" => {
-            let keys: Vec<String> = set.into_keys().collect();
-            state
-                .db
-                .device_attributes_write(dev, false, &BTreeMap::new(), &keys)
-                .await
-        }
+    let mode = match c.mode.as_deref().unwrap_or("merge") {
+        "merge" => ConfigMode::Merge,
+        "replace" => ConfigMode::Replace,
+        "remove" => ConfigMode::Remove,
         other => {
             return Err(ApiErr::bad_request(
                 "bad-config-data",
                 format!("mode {:?} is not merge, replace or remove", clip(other, 40)),
             ));
+        }
+    };
+    Ok((mode, set))
+}
+
+/// `PUT .../configData`: the controller's attributes (merge, replace or remove), stored as
+/// device attributes and shown with the device. SWUpdate 2022.12 sends no `mode` (merge).
+pub(crate) async fn config_data(
+    State(state): State<AppState>,
+    auth: DdiAuth,
+    Path(_p): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (mode, set) = config_data_parse(&body)?;
+    let dev = &auth.device.id;
+    let r = match mode {
+        ConfigMode::Merge => {
+            state
+                .db
+                .device_attributes_write(dev, false, &set, &[])
+                .await
+        }
+        ConfigMode::Replace => state.db.device_attributes_write(dev, true, &set, &[]).await,
+        ConfigMode::Remove => {
+            let keys: Vec<String> = set.into_keys().collect();
+            state
+                .db
+                .device_attributes_write(dev, false, &BTreeMap::new(), &keys)
+                .await
         }
     };
     match r {
@@ -1411,6 +1442,7 @@ pub(crate) async fn artifact(
                 started_at: None,
                 log: None,
                 suit_report: None,
+                offline: false,
             };
             if let Err(e) =
                 crate::api::device::record_report(&state, &auth.device, &report, true).await
@@ -1532,6 +1564,107 @@ async fn multipart(
         .header(header::CONTENT_LENGTH, length)
         .body(Body::from_stream(futures::stream::iter(parts).flatten()))
         .map_err(ApiErr::internal)
+}
+
+/// The pure parsers of the DDI API, as the handlers use them, for the `ddi` fuzz target
+/// (fuzz/src/ddi.rs, docs/fuzzing.md). Not an API: nothing outside the fuzz harness uses it.
+#[doc(hidden)]
+pub mod fuzz {
+    use std::collections::BTreeMap;
+
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use suitcase_protocol::{Outcome, Step};
+
+    /// The largest action id handed out (2^31 − 1).
+    pub const MAX_ACTION_ID: i64 = super::MAX_ACTION_ID;
+    /// The most attributes a configData body may carry.
+    pub const MAX_ATTRIBUTES: usize = super::MAX_ATTRIBUTES;
+    /// The longest attribute key, in characters.
+    pub const MAX_ATTRIBUTE_KEY: usize = super::MAX_ATTRIBUTE_KEY;
+    /// The longest attribute value, in characters.
+    pub const MAX_ATTRIBUTE_VALUE: usize = super::MAX_ATTRIBUTE_VALUE;
+    /// The most ranges one artifact request may ask for.
+    pub const MAX_RANGES: usize = super::MAX_RANGES;
+
+    /// What a feedback body means (deploymentBase and cancelAction feedback are read alike).
+    #[derive(Debug)]
+    pub struct FeedbackMeaning {
+        /// `status.execution` as sent.
+        pub execution: String,
+        /// The timeline step it becomes.
+        pub step: Step,
+        /// The step's outcome.
+        pub outcome: Outcome,
+        /// Whether it closes the action.
+        pub closes: bool,
+        /// The details (and code) as the timeline's text.
+        pub detail: Option<String>,
+        /// The progress counter.
+        pub progress: Option<u64>,
+    }
+
+    /// A feedback body as `feedback` and `cancel_feedback` parse it; `Err` is the 400's message.
+    pub fn feedback(body: &[u8]) -> Result<FeedbackMeaning, String> {
+        let f: super::Feedback = super::parse_json(body).map_err(|e| e.body.message)?;
+        let (step, outcome, closes) =
+            super::step_of(&f.status.execution, &f.status.result.finished)
+                .map_err(|e| e.body.message)?;
+        Ok(FeedbackMeaning {
+            step,
+            outcome,
+            closes,
+            detail: super::details_text(&f.status.details, f.status.code),
+            progress: super::feedback_progress(&f),
+            execution: f.status.execution,
+        })
+    }
+
+    /// A configData body: its mode (`merge`, `replace`, `remove`) and attributes.
+    pub fn config_data(body: &[u8]) -> Result<(&'static str, BTreeMap<String, String>), String> {
+        let (mode, set) = super::config_data_parse(body).map_err(|e| e.body.message)?;
+        let mode = match mode {
+            super::ConfigMode::Merge => "merge",
+            super::ConfigMode::Replace => "replace",
+            super::ConfigMode::Remove => "remove",
+        };
+        Ok((mode, set))
+    }
+
+    /// An `{actionId}` path segment (also the module id's).
+    pub fn action_id(s: &str) -> Option<i64> {
+        super::parse_action(s).ok()
+    }
+
+    /// The artifact's file name from a payload URI.
+    pub fn file_name(uri: &str, idx: u32) -> String {
+        super::file_name(uri, idx)
+    }
+
+    /// A path segment or query value, percent-encoded.
+    pub fn escape_segment(s: &str) -> String {
+        super::escape_segment(s)
+    }
+
+    /// `config.polling.sleep`.
+    pub fn sleep(seconds: i64) -> String {
+        super::hhmmss(seconds)
+    }
+
+    /// The byte ranges of a multi-range `Range` header, as the artifact download serves them
+    /// (`None`: the single-range path; empty: 416).
+    pub fn ranges(
+        range: &[u8],
+        if_range: Option<&[u8]>,
+        size: u64,
+        etag: &str,
+    ) -> Option<Vec<(u64, u64)>> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_bytes(range).ok()?);
+        if let Some(ir) = if_range {
+            h.insert(header::IF_RANGE, HeaderValue::from_bytes(ir).ok()?);
+        }
+        super::several_ranges(&h, size, etag)
+    }
 }
 
 #[cfg(test)]
