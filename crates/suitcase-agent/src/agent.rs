@@ -78,6 +78,74 @@ pub struct Cycle {
     pub next_poll: Duration,
 }
 
+async fn resume_with(ctx: &Ctx, j: Journal) -> Result<UpdateResult, AgentError> {
+    if j.step != suitcase_protocol::Step::Receive || j.envelope.durable > 0 {
+        (ctx.events)(&Event::Resume {
+            release_id: j.release().to_owned(),
+            step: j.step.name().into(),
+        });
+    }
+    let release_id = j.release().to_owned();
+    let finished = update::run(ctx, j).await?;
+    Ok(UpdateResult {
+        release_id,
+        finished,
+    })
+}
+
+/// The bundled release to install: the highest sequence number among those for this device
+/// (vendor and class, when the manifest checks them, and at least one component the device
+/// has) that is newer than what is installed on its components. Only a preselection: the
+/// Check step decides on the signed manifest, as for an offer from the server.
+fn pick<'i>(
+    ctx: &Ctx,
+    index: &'i crate::bundle::Index,
+) -> Result<&'i crate::bundle::Release, AgentError> {
+    let id = &ctx.cfg.identity;
+    let same = |ids: &[String], want: &[u8; 16]| {
+        ids.is_empty()
+            || ids
+                .iter()
+                .any(|v| suitcase_author::uuid::parse(v).as_ref() == Some(want))
+    };
+    let mine: Vec<Vec<String>> = ctx.cfg.components.iter().map(|c| c.id_hex()).collect();
+    let installed = ctx.state.installed()?;
+    let for_me: Vec<&crate::bundle::Release> = index
+        .releases
+        .iter()
+        .filter(|r| same(&r.vendor_ids, &id.vendor) && same(&r.class_ids, &id.class))
+        .filter(|r| r.components.iter().any(|c| mine.contains(c)))
+        .collect();
+    let Some(best) = for_me.iter().copied().max_by_key(|r| r.sequence_number) else {
+        return Err(AgentError::NothingInBundle(format!(
+            "nothing in the bundle for this device: {} release(s), none for vendor {} class {} with one of its components ({})",
+            index.releases.len(),
+            suitcase_author::uuid::to_string(&id.vendor),
+            suitcase_author::uuid::to_string(&id.class),
+            ctx.cfg
+                .components
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let current = best
+        .components
+        .iter()
+        .filter(|c| mine.contains(c))
+        .filter_map(|c| installed.sequence(c))
+        .max()
+        .unwrap_or(0);
+    if best.sequence_number <= current {
+        return Err(AgentError::NothingInBundle(format!(
+            "nothing new in the bundle for this device: its newest release for it has sequence number {}, and {current} is installed",
+            best.sequence_number
+        )));
+    }
+    Ok(best)
+}
+
 /// The device agent.
 pub struct Agent {
     ctx: Ctx,
@@ -123,6 +191,8 @@ impl Agent {
                 events,
                 clock: hooks.clock.unwrap_or_else(|| Arc::new(system_clock)),
                 health: hooks.health,
+                bundle: None,
+                offline: false,
             },
             push,
             errors: 0,
@@ -262,6 +332,69 @@ impl Agent {
         }
         Ok(Cycle {
             answer: Some(answer),
+            update,
+            next_poll,
+        })
+    }
+
+    /// Installs from an offline bundle (docs/bundles.md) without the server: finishes an
+    /// update that already changed the device first, then picks the release with the highest
+    /// sequence number that is for this device (vendor, class and at least one configured
+    /// component, per the bundle's index) and newer than what is installed, and runs the
+    /// same steps and checks as an offer from the server (the signed manifest decides at
+    /// Check; the index only says where the bytes are). Reports are queued durably, marked
+    /// `offline`; one attempt is made to deliver them at the end, and the next cycle online
+    /// sends whatever is left.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] for a bundle that cannot be read, or
+    /// [`AgentError::NothingInBundle`] when nothing in it is for this device or newer than
+    /// what is installed (nothing was changed).
+    pub async fn install_bundle(&mut self, path: &std::path::Path) -> Result<Cycle, AgentError> {
+        let source = Arc::new(crate::bundle::Source::open(path)?);
+        let ctx = Ctx {
+            bundle: Some(source.clone()),
+            ..self.ctx.clone()
+        };
+        let journal = self.ctx.state.journal()?;
+        if journal.is_none() {
+            self.ctx.state.clear_work()?;
+        }
+        if !self.marked_good {
+            self.marked_good = true;
+            self.mark_good().await;
+        }
+        let next_poll = self.ctx.cfg.polling.interval;
+        let update = match journal {
+            // Finish (or undo) what has touched the device, wherever it came from.
+            Some(j) if machine::touches_device(j.step) || j.undoing.is_some() => {
+                Some(resume_with(&ctx, j).await?)
+            }
+            j => {
+                let pick = pick(&self.ctx, &source.index)?;
+                let offer = crate::bundle::Index::offer(pick);
+                let job = match j {
+                    Some(j) if j.offer == offer => j,
+                    Some(j) => {
+                        tracing::info!(
+                            "installing from the bundle instead of {}; discarding its downloads",
+                            j.release()
+                        );
+                        self.ctx.state.finish()?;
+                        self.fresh(offer)?
+                    }
+                    None => self.fresh(offer)?,
+                };
+                Some(resume_with(&ctx, job).await?)
+            }
+        };
+        // One attempt to deliver the queued reports; if the server is not reachable they
+        // wait for the next cycle online.
+        if let Err(e) = update::flush(&self.ctx).await {
+            tracing::info!("reports stay queued until the server is reachable: {e}");
+        }
+        Ok(Cycle {
+            answer: None,
             update,
             next_poll,
         })

@@ -77,6 +77,10 @@ pub enum AgentError {
         "rebooting into the new image on trial; it is not confirmed yet: run the agent again after the reboot"
     )]
     Rebooting,
+    /// `--bundle`: nothing in the offline bundle is for this device, or nothing newer than
+    /// what is installed (nothing was changed).
+    #[error("{0}")]
+    NothingInBundle(String),
     /// A crash injected by a test hook ([`crate::Hooks::crash_after_writes`]).
     #[error("injected crash (test hook)")]
     InjectedCrash,

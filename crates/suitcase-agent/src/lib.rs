@@ -35,6 +35,7 @@
 
 mod agent;
 pub mod bootloader;
+pub mod bundle;
 pub mod command;
 pub mod config;
 pub mod consent;

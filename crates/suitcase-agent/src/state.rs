@@ -28,6 +28,38 @@ use crate::machine::Undo;
 /// The journal format version.
 pub const JOURNAL_VERSION: u32 = 1;
 
+/// The most reports the outbox holds (`outbox.json`, about 300 bytes each: 150 KiB at most).
+/// An update makes about a dozen, so this is some forty updates' worth, e.g. bundles
+/// installed offline for a long time. At the bound the oldest `in-progress` reports go
+/// first, then the oldest successes; failures are dropped last (oldest first), so what went
+/// wrong is what reaches the server.
+pub const MAX_OUTBOX: usize = 512;
+
+/// Trims `outbox` to [`MAX_OUTBOX`] (see there); returns how many reports were dropped.
+pub fn bound_outbox(outbox: &mut Vec<StepReport>) -> usize {
+    let over = outbox.len().saturating_sub(MAX_OUTBOX);
+    let mut left = over;
+    for outcome in [
+        suitcase_protocol::Outcome::InProgress,
+        suitcase_protocol::Outcome::Success,
+        suitcase_protocol::Outcome::Deferred,
+        suitcase_protocol::Outcome::Failure,
+    ] {
+        outbox.retain(|r| {
+            if left > 0 && r.outcome == outcome {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+    // Any other outcome: the oldest.
+    let extra = outbox.len().saturating_sub(MAX_OUTBOX);
+    outbox.drain(..extra);
+    over
+}
+
 /// Counts durable writes, and crashes on cue (a test hook).
 #[derive(Debug, Default)]
 pub struct Durability {
@@ -529,6 +561,46 @@ mod tests {
         assert!(!s.installed().unwrap().reverted);
         assert_eq!(d.writes(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn outbox_bound_drops_progress_then_successes_and_keeps_failures() {
+        let r = |o: suitcase_protocol::Outcome, i: usize| StepReport {
+            release_id: format!("r{i}"),
+            step: Step::Receive,
+            outcome: o,
+            reason: None,
+            detail: None,
+            progress: None,
+            started_at: None,
+            log: None,
+            suit_report: None,
+            offline: true,
+        };
+        use suitcase_protocol::Outcome::{Failure, InProgress, Success};
+        let mut o: Vec<StepReport> = (0..MAX_OUTBOX)
+            .map(|i| r(if i % 2 == 0 { Failure } else { Success }, i))
+            .collect();
+        o.insert(0, r(InProgress, 9999));
+        assert_eq!(bound_outbox(&mut o), 1);
+        assert_eq!(o.len(), MAX_OUTBOX);
+        assert!(o.iter().all(|x| x.outcome != InProgress));
+        o.push(r(Failure, 10_000));
+        assert_eq!(bound_outbox(&mut o), 1);
+        // The oldest success went; every failure stayed, in order.
+        assert_eq!(o.first().map(|x| x.release_id.as_str()), Some("r0"));
+        assert!(!o.iter().any(|x| x.release_id == "r1"));
+        assert_eq!(
+            o.iter().filter(|x| x.outcome == Failure).count(),
+            MAX_OUTBOX / 2 + 1
+        );
+        let mut all_failures: Vec<StepReport> =
+            (0..MAX_OUTBOX + 3).map(|i| r(Failure, i)).collect();
+        assert_eq!(bound_outbox(&mut all_failures), 3);
+        assert_eq!(
+            all_failures.first().map(|x| x.release_id.as_str()),
+            Some("r3")
+        );
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -39,6 +39,11 @@ pub(crate) struct Ctx {
     pub(crate) events: EventSink,
     pub(crate) clock: Clock,
     pub(crate) health: Option<crate::agent::HealthHook>,
+    /// Installing from this offline bundle (docs/bundles.md): `bundle:` URLs are read from
+    /// it, and reports are only queued while the update runs (no server is reachable).
+    pub(crate) bundle: Option<Arc<crate::bundle::Source>>,
+    /// The update in progress came from a bundle: its reports are marked `offline`.
+    pub(crate) offline: bool,
 }
 
 impl Ctx {
@@ -86,11 +91,14 @@ pub(crate) fn step_report(release: &str, step: Step, outcome: Outcome) -> StepRe
         started_at: None,
         log: None,
         suit_report: None,
+        offline: false,
     }
 }
 
-/// Queues a report (durably) and emits its event.
-pub(crate) fn report(ctx: &Ctx, r: StepReport) -> Result<(), AgentError> {
+/// Queues a report (durably, in the bounded outbox: [`crate::state::MAX_OUTBOX`]) and emits
+/// its event. The report of an update from a bundle is marked `offline`.
+pub(crate) fn report(ctx: &Ctx, mut r: StepReport) -> Result<(), AgentError> {
+    r.offline |= ctx.offline;
     (ctx.events)(&Event::Step {
         release_id: r.release_id.clone(),
         step: r.step.name().into(),
@@ -101,6 +109,13 @@ pub(crate) fn report(ctx: &Ctx, r: StepReport) -> Result<(), AgentError> {
     });
     let mut outbox = ctx.state.outbox()?;
     outbox.push(r);
+    let dropped = crate::state::bound_outbox(&mut outbox);
+    if dropped > 0 {
+        tracing::warn!(
+            "the report outbox is full ({} reports); dropped the {dropped} oldest progress or success report(s)",
+            crate::state::MAX_OUTBOX
+        );
+    }
     ctx.state.save_outbox(&outbox)
 }
 
@@ -150,6 +165,11 @@ pub(crate) async fn flush(ctx: &Ctx) -> Result<(), AgentError> {
 }
 
 async fn flush_quietly(ctx: &Ctx) -> Result<(), AgentError> {
+    if ctx.bundle.is_some() {
+        // Installing from a bundle: the server is not there; the reports wait in the outbox
+        // (one delivery attempt after the update, then at the next cycle online).
+        return Ok(());
+    }
     match flush(ctx).await {
         Err(AgentError::Server(e)) => {
             tracing::info!("reports stay queued: {e}");
@@ -166,6 +186,18 @@ async fn flush_quietly(ctx: &Ctx) -> Result<(), AgentError> {
 /// Runs (or resumes) the update in `j` until it is installed, fails, is deferred, or is
 /// interrupted.
 pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentError> {
+    // An update from a bundle reports offline, also when it is finished by a later run
+    // online (after a crash or a reboot).
+    let offline_ctx;
+    let ctx = if crate::bundle::is_bundle_offer(&j.offer) && !ctx.offline {
+        offline_ctx = Ctx {
+            offline: true,
+            ..ctx.clone()
+        };
+        &offline_ctx
+    } else {
+        ctx
+    };
     let start = ctx.http.traffic();
     let release = j.release().to_owned();
     loop {
@@ -443,7 +475,20 @@ async fn receive(ctx: &Ctx, j: &mut Journal) -> StepResult {
     // `Http::admit`).
     let downloads = || std::iter::once(&j.envelope).chain(&j.payloads);
     for d in downloads() {
-        if let Err(m) = ctx.http.check_url(&d.url) {
+        let admitted = if d.url.starts_with(crate::bundle::SCHEME) {
+            // A bundle member: read from the bundle the agent was started with, never
+            // fetched. Without one (a run online resuming a bundle's Receive) it cannot be.
+            match &ctx.bundle {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "{}: a member of an offline bundle, but the agent is not installing from one (run `suitcase agent --bundle PATH` again)",
+                    d.url
+                )),
+            }
+        } else {
+            ctx.http.check_url(&d.url)
+        };
+        if let Err(m) = admitted {
             return Err(fail(step, reason::DOWNLOAD, m));
         }
     }
@@ -784,9 +829,17 @@ async fn download(ctx: &Ctx, j: &mut Journal, which: Which, pace: &mut Pacer) ->
             };
             let base = held_but(j, which);
             let mut progress = |n: u64| pace.due(ctx, base.saturating_add(n));
-            ctx.http
-                .download(&mut current, &path, &mut checkpoint, &mut progress)
-                .await
+            match &ctx.bundle {
+                Some(b) if current.url.starts_with(crate::bundle::SCHEME) => {
+                    b.download(&mut current, &path, &mut checkpoint, &mut progress)
+                        .await
+                }
+                _ => {
+                    ctx.http
+                        .download(&mut current, &path, &mut checkpoint, &mut progress)
+                        .await
+                }
+            }
         };
         if let Some(s) = slot_of(j, which) {
             *s = current.clone();

@@ -101,7 +101,75 @@ fn dedup(it: impl Iterator<Item = String>) -> Vec<String> {
 
 /// Summarises a verified manifest. Severed sections missing from the envelope are skipped.
 pub fn summarize(verified: &VerifiedManifest<'_>) -> ReleaseSummary {
-    let m = verified.manifest();
+    let digest = verified.digest();
+    let mut s = walk(verified.manifest(), |section| verified.section(section));
+    s.manifest_digest = (
+        digest_name(verified.envelope()),
+        hex::encode(digest.as_bytes()),
+    );
+    s.integrated = integrated(verified.envelope());
+    s
+}
+
+/// Summarises an envelope **without authenticating it**: what its manifest says, for tools
+/// that carry a release to devices that verify it themselves (`suitcase bundle create`).
+/// Severed members in the envelope are used only if they match the manifest's digest of
+/// them; the manifest digest is the one the authentication wrapper states, checked against
+/// the manifest. Nothing here may decide whether to install.
+///
+/// # Errors
+/// The envelope or its manifest does not parse, or the stated manifest digest does not
+/// match the manifest.
+pub fn summarize_unauthenticated<'a>(
+    envelope: &suitcase_manifest::Envelope<'a>,
+) -> Result<ReleaseSummary, suitcase_manifest::Error> {
+    use suitcase_manifest::{Manifest, Severable, codepoints::manifest as k};
+    let auth = envelope.authentication()?;
+    let computed = envelope.manifest_digest(auth.digest.algorithm);
+    if !auth.digest.matches_value(&computed) {
+        return Err(suitcase_manifest::Error::Malformed {
+            at: 0,
+            what: "the authentication wrapper's digest does not match the manifest",
+        });
+    }
+    let m = Manifest::decode_unauthenticated(envelope.manifest_bytes())?;
+    let severable = |key: u64, s: Option<Severable<'a, CommandSequence<'a>>>| match s {
+        None => SectionState::Absent,
+        Some(Severable::Inline(seq)) => SectionState::Present(seq),
+        Some(Severable::Severed(d)) => envelope
+            .member(key)
+            .filter(|(wrapped, _)| d.matches(wrapped))
+            .and_then(|(_, content)| CommandSequence::decode(content).ok())
+            .map_or(SectionState::Severed, SectionState::Present),
+    };
+    let mut s = walk(&m, |section| match section {
+        Section::DependencyResolution => {
+            severable(k::DEPENDENCY_RESOLUTION, m.dependency_resolution)
+        }
+        Section::PayloadFetch => severable(k::PAYLOAD_FETCH, m.payload_fetch),
+        Section::Install => severable(k::INSTALL, m.install),
+        Section::Validate => m
+            .validate
+            .map_or(SectionState::Absent, SectionState::Present),
+        _ => SectionState::Absent,
+    });
+    s.manifest_digest = (digest_name(envelope), hex::encode(computed.as_bytes()));
+    s.integrated = integrated(envelope);
+    Ok(s)
+}
+
+fn integrated(envelope: &suitcase_manifest::Envelope<'_>) -> Vec<(String, usize)> {
+    envelope
+        .integrated_payloads()
+        .map(|(k, v)| (k.to_owned(), v.len()))
+        .collect()
+}
+
+/// What the command sequences say; the digest and integrated payloads are the caller's.
+fn walk<'a>(
+    m: &suitcase_manifest::Manifest<'a>,
+    section: impl Fn(Section) -> SectionState<'a>,
+) -> ReleaseSummary {
     let mut comps: Vec<ComponentSummary> = m
         .components
         .iter()
@@ -118,33 +186,27 @@ pub fn summarize(verified: &VerifiedManifest<'_>) -> ReleaseSummary {
     if let Some(seq) = m.shared_sequence {
         walker.sequence(&seq);
     }
-    for section in [
+    for s in [
         Section::DependencyResolution,
         Section::PayloadFetch,
         Section::Install,
         Section::Validate,
     ] {
-        if let SectionState::Present(seq) = verified.section(section) {
+        if let SectionState::Present(seq) = section(s) {
             walker.current = vec![0];
             walker.sequence(&seq);
         }
     }
-    let digest = verified.digest();
     ReleaseSummary {
-        sequence_number: verified.sequence_number(),
-        manifest_digest: (digest_name(verified), hex::encode(digest.as_bytes())),
+        sequence_number: m.sequence_number,
+        manifest_digest: (String::new(), String::new()),
         components: comps,
-        integrated: verified
-            .envelope()
-            .integrated_payloads()
-            .map(|(k, v)| (k.to_owned(), v.len()))
-            .collect(),
+        integrated: Vec::new(),
     }
 }
 
-fn digest_name(verified: &VerifiedManifest<'_>) -> String {
-    verified
-        .envelope()
+fn digest_name(envelope: &suitcase_manifest::Envelope<'_>) -> String {
+    envelope
         .authentication()
         .map(|a| a.digest.algorithm.name().to_owned())
         .unwrap_or_default()

@@ -27,7 +27,18 @@ pub(crate) struct Args {
     /// Check the configuration and print the inventory the agent would report, then exit.
     #[arg(long)]
     check_config: bool,
+    /// Install from an offline bundle (a file or directory made by `suitcase bundle create`;
+    /// docs/bundles.md) instead of the server, then exit: the newest release in it for this
+    /// device goes through the same steps and checks as an update from the server. Reports
+    /// are queued in the state directory and sent when the agent next reaches the server.
+    /// Exit statuses as with --once, and 5 when nothing in the bundle is for this device or
+    /// newer than what is installed (nothing changed).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["once", "check_config"])]
+    bundle: Option<PathBuf>,
 }
+
+/// `--bundle` exit status: nothing in the bundle for this device (nothing changed).
+const NOTHING_IN_BUNDLE: u8 = 5;
 
 /// `--once` exit status: the reboot command ran; the update is on trial, not confirmed.
 const PENDING: u8 = 4;
@@ -103,8 +114,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             outln!("{}", serde_json::to_string_pretty(&agent.inventory()?)?);
             return Ok(ExitCode::SUCCESS);
         }
-        if args.once {
-            return Ok(match agent.cycle().await {
+        if args.once || args.bundle.is_some() {
+            let cycle = match &args.bundle {
+                Some(path) => agent.install_bundle(path).await,
+                None => agent.cycle().await,
+            };
+            return Ok(match cycle {
                 Ok(c) => match c.update.map(|u| u.finished) {
                     None | Some(Finished::Installed) => ExitCode::SUCCESS,
                     Some(Finished::Failed(_)) => ExitCode::from(1),
@@ -115,6 +130,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 Err(e @ AgentError::Rebooting) => {
                     errln!("{e}");
                     ExitCode::from(PENDING)
+                }
+                Err(e @ AgentError::NothingInBundle(_)) => {
+                    errln!("{e}");
+                    ExitCode::from(NOTHING_IN_BUNDLE)
                 }
                 Err(e) => {
                     errln!("error: {e}");

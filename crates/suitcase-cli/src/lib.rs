@@ -21,6 +21,7 @@ mod output;
 mod agent;
 mod bench;
 mod boot;
+mod bundle;
 mod delta;
 mod describe;
 mod diag;
@@ -74,6 +75,11 @@ enum Command {
     /// Run the device agent: check in, then fetch, verify, stage, activate and confirm
     /// updates, reporting every step (see docs/agent.md).
     Agent(agent::Args),
+    /// Offline bundles: signed releases and their payloads in one file or a directory (a
+    /// USB stick) for devices that never reach the server; install with
+    /// `suitcase agent --bundle PATH` (docs/bundles.md).
+    #[command(subcommand)]
+    Bundle(bundle::Command),
     /// The bootloader: prove it power-fail safe on simulated flash.
     #[command(subcommand)]
     Boot(boot::Command),
@@ -96,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Agent(a) => agent::run(a),
         Command::Demo(a) => sim::run_demo(a),
         Command::Sim(a) => sim::run_sim(a),
+        Command::Bundle(c) => bundle::run(c),
         Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
     };

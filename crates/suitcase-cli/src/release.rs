@@ -264,7 +264,7 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn default_payload_path(envelope: &Path, index: usize) -> PathBuf {
+pub(crate) fn default_payload_path(envelope: &Path, index: usize) -> PathBuf {
     let mut name = envelope.as_os_str().to_owned();
     name.push(format!(".{index}.payload"));
     PathBuf::from(name)

@@ -481,6 +481,15 @@ pub struct StepReport {
     #[serde(default, with = "bytes", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     pub suit_report: Option<Vec<u8>>,
+    /// The step ran **offline**: the device installed the release from an offline bundle
+    /// (`suitcase bundle create`, docs/bundles.md), not from an offer of this server, and
+    /// sends the report it queued when it next reaches the server. Such a report is accepted
+    /// for any release the server knows even though it never offered it (an online report
+    /// on a release never offered is refused with 409 `not-offered`; one on a release the
+    /// server does not know with 404 `unknown-release`), is recorded in the device's
+    /// timeline marked offline, and moves no campaign's counters. Default `false`.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub offline: bool,
 }
 
 /// What the server holds about the device itself (`GET /api/v1/device/state`).
@@ -769,6 +778,11 @@ pub struct UpdateStatus {
     pub state: String,
     /// Every step reported so far, in step order, with its latest outcome.
     pub steps: Vec<StepStatus>,
+    /// The device installed this release offline, from a bundle (docs/bundles.md): the
+    /// steps are the reports it queued and sent when it reached the server again, and no
+    /// campaign counted them (`campaign_id` is absent).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub offline: bool,
 }
 
 /// A device as operators see it.

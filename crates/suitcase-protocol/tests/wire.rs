@@ -21,6 +21,7 @@ fn report() -> StepReport {
         started_at: None,
         log: None,
         suit_report: Some(vec![0xd8, 0x6b, 0xa0, 0xff]),
+        offline: false,
     }
 }
 

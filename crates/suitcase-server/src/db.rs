@@ -131,6 +131,9 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
     // The end of a failing device's log, with the report of the failed step (at most
     // `limits::REPORT_LOG_MAX` bytes).
     let v8 = "ALTER TABLE reports ADD COLUMN log TEXT".to_owned();
+    // Reports of an install from an offline bundle (docs/bundles.md), sent when the device
+    // reached the server again: kept in its timeline, counted by no campaign.
+    let v9 = "ALTER TABLE reports ADD COLUMN offline BIGINT NOT NULL DEFAULT 0".to_owned();
     vec![
         (1, v1),
         (2, v2),
@@ -140,6 +143,7 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
         (6, v6),
         (7, v7),
         (8, v8),
+        (9, v9),
     ]
 }
 

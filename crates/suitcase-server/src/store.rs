@@ -1415,10 +1415,11 @@ pub(crate) struct ReportRow {
     pub(crate) started_at: Option<i64>,
     pub(crate) log: Option<String>,
     pub(crate) at: i64,
+    /// From an install from an offline bundle (docs/bundles.md).
+    pub(crate) offline: bool,
 }
 
-pub(crate) const REPORT_COLS: &str =
-    "release_id, campaign_id, step, outcome, reason, detail, progress, started_at, at, log";
+pub(crate) const REPORT_COLS: &str = "release_id, campaign_id, step, outcome, reason, detail, progress, started_at, at, log, offline";
 
 /// A `reports` row selected with [`REPORT_COLS`].
 pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRow> {
@@ -1433,6 +1434,7 @@ pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRow> {
         started_at: r.try_get("started_at")?,
         at: r.try_get("at")?,
         log: r.try_get("log")?,
+        offline: r.try_get::<i64, _>("offline")? != 0,
     })
 }
 
@@ -1519,7 +1521,7 @@ impl Db {
             }
         }
         sqlx::query(
-            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log, offline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(device_id)
         .bind(&r.release_id)
@@ -1533,9 +1535,43 @@ impl Db {
         .bind(now)
         .bind(started_at)
         .bind(r.log.as_deref().map(clip_log))
+        .bind(i64::from(r.offline))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The release whose manifest digest (hex) starts with `prefix` (at least 64 hex
+    /// characters: what an offline bundle names a release by, docs/bundles.md).
+    pub(crate) async fn release_by_digest_prefix(&self, prefix: &str) -> Result<Option<String>> {
+        if prefix.len() < 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        Ok(
+            sqlx::query("SELECT id FROM releases WHERE substr(manifest_digest, 1, 64) = $1")
+                .bind(prefix.get(..64).unwrap_or(prefix).to_ascii_lowercase())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?,
+        )
+    }
+
+    /// The device's newest offline report (docs/bundles.md): its release and row id, and
+    /// the newest report id of any kind.
+    pub(crate) async fn latest_offline(
+        &self,
+        device_id: &str,
+    ) -> Result<Option<(String, i64, i64)>> {
+        let row = sqlx::query(
+            "SELECT release_id, id, (SELECT MAX(id) FROM reports WHERE device_id = $1) FROM reports \
+             WHERE device_id = $1 AND offline = 1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .transpose()
     }
 
     /// How many reports a device sent on a release.

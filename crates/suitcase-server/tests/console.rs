@@ -545,6 +545,7 @@ async fn device_timeline_keeps_attempts_apart(b: Backend) {
             started_at: None,
             log: None,
             suit_report: None,
+            offline: false,
         };
         let req = h
             .client

@@ -61,6 +61,7 @@ pub(crate) async fn check_in(
             started_at: None,
             log: None,
             suit_report: None,
+            offline: false,
         };
         state
             .db
@@ -193,7 +194,8 @@ fn check_report_size(r: &StepReport) -> ApiResult<()> {
 #[utoipa::path(post, path = "/api/v1/device/reports", tag = "device",
     request_body(content((StepReport = "application/json"), (StepReport = "application/cbor"))),
     responses((status = 204, description = "recorded"),
-              (status = 409, body = suitcase_protocol::ApiError, description = "the release was never offered to this device"),
+              (status = 404, body = suitcase_protocol::ApiError, description = "an offline report (`offline: true`) on a release the server does not know (`unknown-release`)"),
+              (status = 409, body = suitcase_protocol::ApiError, description = "an online report on a release never offered to this device (`not-offered`)"),
               (status = 413, body = suitcase_protocol::ApiError, description = "detail, reason or SUIT report too long"),
               (status = 429, body = suitcase_protocol::ApiError, description = "too many reports from this device")),
     security(("device_token" = []), ("device_certificate" = [])))]
@@ -228,6 +230,37 @@ pub(crate) async fn record_report(
         )
         .hint(format!("send it again in {wait} s")));
     }
+    // A report of an install from an offline bundle (docs/bundles.md) names the release by
+    // its manifest digest (or by the server's id): it must be a release the server knows.
+    let resolved;
+    let r = if r.offline {
+        let id = if state.db.release_get(&r.release_id).await?.is_some() {
+            r.release_id.clone()
+        } else {
+            state
+                .db
+                .release_by_digest_prefix(&r.release_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiErr::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown-release",
+                        format!(
+                            "offline report on release {:?}, which this server does not know (neither a release id nor a manifest digest)",
+                            r.release_id
+                        ),
+                    )
+                    .hint("upload the release (suitcase fleet release upload) before the devices that installed it from a bundle report")
+                })?
+        };
+        resolved = StepReport {
+            release_id: id,
+            ..r.clone()
+        };
+        &resolved
+    } else {
+        r
+    };
     // However slowly it sends them, one device stores a bounded number of reports on one
     // release: an update needs about a dozen.
     if state.db.report_count(&dev.id, &r.release_id).await? >= MAX_REPORTS_PER_RELEASE {
@@ -239,6 +272,19 @@ pub(crate) async fn record_report(
                 r.release_id
             ),
         ));
+    }
+    if r.offline {
+        // Recorded in the device's timeline, marked offline, in no campaign: the server
+        // never offered it, so no campaign's counters move (the device's next check-in
+        // shows the installed release in its inventory as usual).
+        state
+            .db
+            .report_insert(&dev.id, None, r, state.now())
+            .await?;
+        metrics::counter!("suitcase_reports_total", "step" => r.step.name(), "outcome" => r.outcome.name())
+            .increment(1);
+        tracing::info!(device = %dev.name, release = %r.release_id, step = r.step.name(), outcome = r.outcome.name(), "offline report");
+        return Ok(());
     }
     let not_offered = || {
         ApiErr::conflict(
@@ -289,10 +335,54 @@ pub(crate) async fn update_status(
     state: &AppState,
     device_id: &str,
 ) -> ApiResult<Option<UpdateStatus>> {
-    let Some((campaign_id, m)) = state.db.latest_membership(device_id).await? else {
+    let membership = state.db.latest_membership(device_id).await?;
+    // An install from an offline bundle is the device's last update when its reports are
+    // the newest and no campaign is offering it something now.
+    if let Some((release_id, offline_id, newest)) = state.db.latest_offline(device_id).await?
+        && offline_id == newest
+        && membership.as_ref().is_none_or(|(_, m)| {
+            !matches!(
+                m.state.as_str(),
+                "pending" | "notified" | "in_progress" | "rolling_back"
+            )
+        })
+    {
+        let reports = state.db.reports_for(device_id, &release_id).await?;
+        let steps = steps_of(reports.into_iter().filter(|r| r.offline));
+        let state = if steps.iter().any(|s| s.outcome == Outcome::Failure) {
+            "failed"
+        } else if steps
+            .iter()
+            .any(|s| s.step == Step::CleanUp && s.outcome == Outcome::Success)
+        {
+            "succeeded"
+        } else {
+            "in_progress"
+        };
+        return Ok(Some(UpdateStatus {
+            release_id,
+            campaign_id: None,
+            state: state.into(),
+            steps,
+            offline: true,
+        }));
+    }
+    let Some((campaign_id, m)) = membership else {
         return Ok(None);
     };
     let reports = state.db.reports_for(device_id, &m.release_id).await?;
+    let steps = steps_of(reports.into_iter());
+    Ok(Some(UpdateStatus {
+        release_id: m.release_id,
+        campaign_id: Some(campaign_id),
+        state: m.state,
+        steps,
+        offline: false,
+    }))
+}
+
+/// Every step's latest outcome, in step order.
+fn steps_of(reports: impl Iterator<Item = crate::store::ReportRow>) -> Vec<StepStatus> {
     let mut steps: Vec<StepStatus> = Vec::new();
     for r in reports {
         let (Some(step), Some(outcome)) =
@@ -319,12 +409,7 @@ pub(crate) async fn update_status(
         }
     }
     steps.sort_by_key(|s| Step::ALL.iter().position(|x| *x == s.step));
-    Ok(Some(UpdateStatus {
-        release_id: m.release_id,
-        campaign_id: Some(campaign_id),
-        state: m.state,
-        steps,
-    }))
+    steps
 }
 
 /// What the server holds about this device.

@@ -342,6 +342,7 @@ impl Harness {
             started_at: None,
             log: None,
             suit_report: None,
+            offline: false,
         };
         self.client
             .post(self.url("/api/v1/device/reports"))

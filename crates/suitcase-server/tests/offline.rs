@@ -1,0 +1,117 @@
+//! Reports of an install from an offline bundle (docs/bundles.md, `StepReport.offline`): the
+//! server accepts them for a release it knows (by id or manifest digest) although it never
+//! offered it, records them in the device's timeline marked offline, moves no campaign, and
+//! still refuses an online report on a release it never offered (the offer gate).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::cast_possible_truncation,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use common::{Backend, Harness};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use suitcase_protocol::{Outcome, Step, StepReport};
+
+both_backends!(offline_reports_are_recorded_marked_offline_and_move_no_campaign);
+
+fn report(release: &str, step: Step, offline: bool) -> StepReport {
+    StepReport {
+        release_id: release.into(),
+        step,
+        outcome: Outcome::Success,
+        reason: None,
+        detail: Some("from a bundle".into()),
+        progress: None,
+        started_at: None,
+        log: None,
+        suit_report: None,
+        offline,
+    }
+}
+
+async fn send(h: &Harness, token: &str, r: &StepReport) -> (StatusCode, Value) {
+    let resp = h
+        .client
+        .post(h.url("/api/v1/device/reports"))
+        .bearer_auth(token)
+        .json(r)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn offline_reports_are_recorded_marked_offline_and_move_no_campaign(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let rel = h.release(4, b"offline image").await;
+    let (s, info) = h.get(&h.admin, &format!("/api/v1/releases/{rel}")).await;
+    assert_eq!(s, StatusCode::OK, "{info}");
+    let digest = info["manifest_digest"].as_str().unwrap().to_owned();
+    let devs = h.devices("off", 2, &["t"]).await;
+    let (dev, token) = &devs[0];
+    // A campaign of the same release for the other device only.
+    let campaign = h
+        .campaign(json!({"name": "c", "release_id": rel, "filter": {"devices": [devs[1].0]}}))
+        .await;
+
+    // The offer gate stays for online reports: never offered to this device → 409.
+    let (s, v) = send(&h, token, &report(&rel, Step::Receive, false)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "not-offered", "{v}");
+
+    // Offline, on a release the server does not know → 404 unknown-release.
+    let (s, v) = send(&h, token, &report(&"ab".repeat(32), Step::Receive, true)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"], "unknown-release", "{v}");
+    let (s, v) = send(&h, token, &report("rel_nonesuch", Step::Receive, true)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+
+    // Offline, named by manifest digest (as a bundle names it) or by id: recorded.
+    for (i, step) in Step::ALL.iter().enumerate() {
+        let name = if i % 2 == 0 {
+            digest.as_str()
+        } else {
+            rel.as_str()
+        };
+        let (s, v) = send(&h, token, &report(name, *step, true)).await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{step:?}: {v}");
+    }
+    let (s, d) = h.get(&h.admin, &format!("/api/v1/devices/{dev}")).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let u = &d["update"];
+    assert_eq!(u["offline"], true, "{d}");
+    assert_eq!(u["release_id"], rel.as_str(), "{d}");
+    assert!(u["campaign_id"].is_null(), "{d}");
+    assert_eq!(u["state"], "succeeded", "{d}");
+    assert_eq!(u["steps"].as_array().unwrap().len(), Step::ALL.len(), "{d}");
+
+    // No campaign counted it.
+    let c = h.campaign_info(&campaign).await;
+    let sum = |f: &str| -> u64 {
+        c["waves_progress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w[f].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!((sum("succeeded"), sum("failed")), (0, 0), "{c}");
+
+    // The other device, a campaign member, still reports online as before.
+    let (s, v) = send(&h, &devs[1].1, &report(&rel, Step::Receive, false)).await;
+    assert!(
+        s == StatusCode::NO_CONTENT || s == StatusCode::CONFLICT,
+        "{s} {v}"
+    );
+    h.stop().await;
+}
