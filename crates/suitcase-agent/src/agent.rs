@@ -78,6 +78,46 @@ pub struct Cycle {
     pub next_poll: Duration,
 }
 
+/// Bundles in a watched directory (see [`Agent::watch`]).
+fn bundles_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if dir.join(crate::bundle::INDEX).is_file() {
+        out.push(dir.to_path_buf());
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut entries: Vec<std::path::PathBuf> =
+        rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        let is_bundle = if p.is_dir() {
+            p.join(crate::bundle::INDEX).is_file()
+        } else {
+            p.is_file() && p.extension().is_some_and(|e| e == "bundle" || e == "tar")
+        };
+        if is_bundle {
+            out.push(p);
+        }
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    out
+}
+
+/// What tells a changed bundle: the size and modification time of the file, or of the
+/// directory's index.
+fn stamp(p: &std::path::Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let m = if p.is_dir() {
+        std::fs::metadata(p.join(crate::bundle::INDEX))
+    } else {
+        std::fs::metadata(p)
+    }
+    .ok()?;
+    Some((m.len(), m.modified().ok()))
+}
+
 async fn resume_with(ctx: &Ctx, j: Journal) -> Result<UpdateResult, AgentError> {
     if j.step != suitcase_protocol::Step::Receive || j.envelope.durable > 0 {
         (ctx.events)(&Event::Resume {
@@ -351,7 +391,17 @@ impl Agent {
     /// [`AgentError::NothingInBundle`] when nothing in it is for this device or newer than
     /// what is installed (nothing was changed).
     pub async fn install_bundle(&mut self, path: &std::path::Path) -> Result<Cycle, AgentError> {
-        let source = Arc::new(crate::bundle::Source::open(path)?);
+        let source = match crate::bundle::Source::open(path) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                (self.ctx.events)(&Event::Bundle {
+                    path: path.display().to_string(),
+                    release_id: None,
+                    note: Some(e.to_string()),
+                });
+                return Err(e);
+            }
+        };
         let ctx = Ctx {
             bundle: Some(source.clone()),
             ..self.ctx.clone()
@@ -371,7 +421,13 @@ impl Agent {
                 Some(resume_with(&ctx, j).await?)
             }
             j => {
-                let pick = pick(&self.ctx, &source.index)?;
+                let pick = pick(&self.ctx, &source.index);
+                (self.ctx.events)(&Event::Bundle {
+                    path: path.display().to_string(),
+                    release_id: pick.as_ref().ok().map(|r| r.id.clone()),
+                    note: pick.as_ref().err().map(ToString::to_string),
+                });
+                let pick = pick?;
                 let offer = crate::bundle::Index::offer(pick);
                 let job = match j {
                     Some(j) if j.offer == offer => j,
@@ -398,6 +454,57 @@ impl Agent {
             update,
             next_poll,
         })
+    }
+
+    /// Watches `dir` (a mount point) for offline bundles, every `every`, and installs from each
+    /// new one (docs/bundles.md): `dir` itself when it holds `index.json`, each subdirectory
+    /// that does, and each `*.bundle` or `*.tar` file in it (at most 64 a round, in name
+    /// order). A bundle is tried again only when it changes (size or modification time of
+    /// the file or its index), so a stick left in is not installed twice and an unreadable
+    /// one is not retried in a loop; a bundle still being copied is tried again once it
+    /// changes. Runs `rounds` times (forever if `None`).
+    ///
+    /// # Errors
+    /// [`AgentError::Rebooting`] after the reboot command (as [`Self::run`]), and errors that
+    /// retrying cannot fix (an injected crash).
+    pub async fn watch(
+        &mut self,
+        dir: &std::path::Path,
+        every: Duration,
+        rounds: Option<u64>,
+    ) -> Result<(), AgentError> {
+        let mut seen: std::collections::BTreeMap<
+            std::path::PathBuf,
+            (u64, Option<std::time::SystemTime>),
+        > = std::collections::BTreeMap::new();
+        let mut round = 0u64;
+        loop {
+            for path in bundles_in(dir) {
+                let stamp = stamp(&path);
+                if stamp.is_none() || seen.get(&path) == stamp.as_ref() {
+                    continue;
+                }
+                if let Some(s) = stamp {
+                    seen.insert(path.clone(), s);
+                }
+                match self.install_bundle(&path).await {
+                    Ok(_) | Err(AgentError::NothingInBundle(_)) => {}
+                    Err(e @ (AgentError::Rebooting | AgentError::InjectedCrash)) => return Err(e),
+                    Err(e) => (self.ctx.events)(&Event::Error {
+                        message: format!("{}: {e}", path.display()),
+                        retry_in_seconds: None,
+                    }),
+                }
+            }
+            round += 1;
+            if rounds.is_some_and(|n| round >= n) {
+                return Ok(());
+            }
+            (self.ctx.events)(&Event::Sleep {
+                seconds: every.as_secs_f64(),
+            });
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// With a bootloader that counts boot attempts on every boot (docs/bootloaders.md), the

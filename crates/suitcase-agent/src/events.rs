@@ -73,6 +73,17 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_in_seconds: Option<f64>,
     },
+    /// An offline bundle was opened (`--bundle`, `--watch`; docs/bundles.md).
+    Bundle {
+        /// Its path.
+        path: String,
+        /// The release chosen to install, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        release_id: Option<String>,
+        /// Why nothing is installed from it, or why it cannot be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// The agent sleeps until the next check-in (or a push).
     Sleep {
         /// Seconds.

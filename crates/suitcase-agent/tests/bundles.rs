@@ -332,3 +332,46 @@ async fn attack_bundle_member_outside_the_bundle_is_refused() {
     assert!(e.to_string().contains("not a plain relative path"), "{e}");
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn watch_installs_each_new_bundle_in_a_mount_point_once() {
+    let fleet = Fleet::new().await;
+    let first = fleet.build(&fleet.request(2, vec![fleet.app(&image(2, 20_000), 2)]));
+    let second = fleet.build(&fleet.request(3, vec![fleet.app(&image(3, 20_000), 3)]));
+    let dev = offline_device(&fleet, "watcher").await;
+    let mount = fleet.dir.path().join("media-usb");
+    std::fs::create_dir_all(&mount).unwrap();
+    std::fs::write(mount.join("README.txt"), "not a bundle").unwrap();
+    make_bundle(&mount.join("first"), true, &[&first]);
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let every = std::time::Duration::from_millis(10);
+    agent.watch(&mount, every, Some(3)).await.unwrap();
+    let installed = |events: &common::Events| {
+        events
+            .all()
+            .into_iter()
+            .filter(|e| matches!(e, suitcase_agent::Event::Update { result, .. } if result == "installed"))
+            .count()
+    };
+    assert_eq!(
+        installed(&events),
+        1,
+        "once, not every round: {:?}",
+        events.all()
+    );
+    assert_eq!(dev.installed()["components"][0]["sequence_number"], 2);
+
+    // A second bundle arrives as a file.
+    make_bundle(&mount.join("second.bundle"), false, &[&second]);
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    agent.watch(&mount, every, Some(1)).await.unwrap();
+    assert_eq!(installed(&events), 1, "{:?}", events.all());
+    assert_eq!(dev.installed()["components"][0]["sequence_number"], 3);
+    // The first one, seen by this new watcher, is older: a note, nothing installed.
+    assert!(
+        events.all().iter().any(|e| matches!(e, suitcase_agent::Event::Bundle { note: Some(n), .. } if n.contains("nothing new"))),
+        "{:?}",
+        events.all()
+    );
+    fleet.stop().await;
+}

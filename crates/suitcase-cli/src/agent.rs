@@ -35,6 +35,14 @@ pub(crate) struct Args {
     /// newer than what is installed (nothing changed).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["once", "check_config"])]
     bundle: Option<PathBuf>,
+    /// Watch a directory (e.g. the mount point of a USB stick) for offline bundles and
+    /// install from each new one, until stopped: the directory itself if it holds index.json,
+    /// its subdirectories that do, and its *.bundle and *.tar files (docs/bundles.md).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["once", "check_config", "bundle"])]
+    watch: Option<PathBuf>,
+    /// With --watch: seconds between two looks at the directory.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, requires = "watch")]
+    watch_interval: u64,
 }
 
 /// `--bundle` exit status: nothing in the bundle for this device (nothing changed).
@@ -96,6 +104,18 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
                     .map(|s| format!(" (retrying in {s:.1} s)"))
                     .unwrap_or_default()
             ),
+            Event::Bundle {
+                path,
+                release_id,
+                note,
+            } => {
+                if let Some(r) = release_id {
+                    outln!("bundle {path}: installing {r}");
+                }
+                if let Some(n) = note {
+                    errln!("bundle {path}: {n}");
+                }
+            }
             Event::Sleep { .. } | Event::Subscribed { .. } => {}
         }
     })
@@ -131,17 +151,27 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     errln!("{e}");
                     ExitCode::from(PENDING)
                 }
-                Err(e @ AgentError::NothingInBundle(_)) => {
-                    errln!("{e}");
-                    ExitCode::from(NOTHING_IN_BUNDLE)
-                }
+                // Said by the `bundle` event already.
+                Err(AgentError::NothingInBundle(_)) => ExitCode::from(NOTHING_IN_BUNDLE),
                 Err(e) => {
                     errln!("error: {e}");
                     ExitCode::from(2)
                 }
             });
         }
-        match agent.run().await {
+        let forever = match &args.watch {
+            Some(dir) => {
+                agent
+                    .watch(
+                        dir,
+                        std::time::Duration::from_secs(args.watch_interval.max(1)),
+                        None,
+                    )
+                    .await
+            }
+            None => agent.run().await,
+        };
+        match forever {
             // Forever mode stops for the reboot with 0, so that a supervisor restarting failed
             // services does not start it again (and confirm an image that never booted)
             // before the machine goes down; it finishes the update when it starts after the
