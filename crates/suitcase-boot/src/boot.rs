@@ -6,8 +6,8 @@ use crate::error::{BootError, ConfigError, Failure, RecoveryReason};
 use crate::layout::{Config, Geometry, ImageSlots, MAX_IMAGES, Mode, Slot};
 use crate::record::{Phase, StateRecord};
 use crate::store::{State, StateStore, StoreError};
-use crate::swap::{STEPS_PER_SECTOR, run_step};
-use crate::verify::{ImageIndex, ImageVerifier, Measurement, SecurityVersion, VerifyError};
+use crate::swap::{Direction, run_step, steps_per_sector};
+use crate::verify::{ImageIndex, ImageVerifier, Measurement, SecurityVersion, VerifyError, Window};
 
 /// The longest chain of phases one boot walks through: pending → installing → trial (the
 /// trial image fails verification) → reverting → confirmed.
@@ -28,7 +28,7 @@ pub enum BootDecision<const N: usize> {
 /// A verified boot: where to jump and what to tell the application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootTarget<const N: usize> {
-    /// The slot of every image to boot (always [`Slot::A`] in swap mode).
+    /// The slot of every image to boot (always [`Slot::A`] in the swap modes).
     pub slot: Slot,
     /// Whether the images are confirmed or on trial.
     pub state: ImageState,
@@ -97,7 +97,12 @@ pub enum ImageState {
 /// the same 3K steps and marks as rows 4-5 (which swap the images back), then record
 /// *confirmed* (torn: reverting with all marks, only the record is rewritten).
 ///
-/// **Multi-image** (`N = 2`, either mode): one record governs both images. In swap mode the
+/// **Swap-offset** ([`Mode::SwapOffset`]): the same rows, with the update staged one sector
+/// into S (row 1) and verified there (row 3), and 2K swap steps and marks instead of 3K
+/// (rows 4-6). The revert runs the install steps' inverses in reverse order, again 2K steps
+/// and marks ([`crate::swap`]).
+///
+/// **Multi-image** (`N = 2`, any mode): one record governs both images. In the swap modes the
 /// steps of image 0 and then image 1 are numbered consecutively under one *installing* (or
 /// *reverting*) record, and the bootloader boots only from *confirmed* or *trial*, which are
 /// written after every image has been swapped. So the images it boots are both new or both
@@ -187,7 +192,7 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
 
     /// Decide what to boot, first finishing or undoing whatever the last reset interrupted.
     ///
-    /// Run it on every reset. It may write the state record and, in swap mode, move images.
+    /// Run it on every reset. It may write the state record and, in the swap modes, move images.
     ///
     /// # Errors
     ///
@@ -213,7 +218,7 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
                 Phase::Confirmed => return Ok(self.boot_confirmed(&state)),
                 Phase::Pending => verified = self.accept_pending(&mut state)?,
                 Phase::Installing => {
-                    self.swap(&mut state)?;
+                    self.swap(&mut state, Direction::Install)?;
                     let next = StateRecord {
                         phase: Phase::Trial,
                         ..state.record
@@ -221,7 +226,7 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
                     self.write(&mut state, next)?;
                 }
                 Phase::Reverting => {
-                    self.swap(&mut state)?;
+                    self.swap(&mut state, Direction::Revert)?;
                     let next = StateRecord {
                         phase: Phase::Confirmed,
                         ..state.record
@@ -248,16 +253,18 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
 
     /// The slot the update occupies while it is pending or on trial.
     fn candidate_slot(&self, record: &StateRecord) -> Slot {
-        match self.config.mode {
-            Mode::AB => record.active.other(),
-            Mode::Swap => Slot::B,
+        if self.config.mode.swaps() {
+            Slot::B
+        } else {
+            record.active.other()
         }
     }
 
     fn boot_confirmed(&mut self, state: &State) -> BootDecision<N> {
-        let slot = match self.config.mode {
-            Mode::AB => state.record.active,
-            Mode::Swap => Slot::A,
+        let slot = if self.config.mode.swaps() {
+            Slot::A
+        } else {
+            state.record.active
         };
         match self.measure(slot, &state.record.counters) {
             Ok(measurements) => BootDecision::Boot(BootTarget {
@@ -303,7 +310,7 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
                 self.write(state, next)?;
                 Ok(Some(measurements))
             }
-            Mode::Swap => {
+            Mode::Swap | Mode::SwapOffset => {
                 let next = match self.swap_sectors(&measurements) {
                     Ok(swap_sectors) => StateRecord {
                         phase: Phase::Installing,
@@ -328,6 +335,7 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
     /// update and the image it replaces (so the revert gets the whole old image back).
     fn swap_sectors(&mut self, update: &[Measurement; N]) -> Result<[u32; MAX_IMAGES], Failure> {
         let sector = self.geometry.sector;
+        let mode = self.config.mode;
         let mut out = [0u32; MAX_IMAGES];
         for (i, ((pair, m), k)) in self
             .slots
@@ -337,14 +345,14 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
             .enumerate()
         {
             let image = ImageIndex(u8::try_from(i).unwrap_or(u8::MAX));
-            let secondary = self.geometry.capacity(i, Slot::B);
+            let most = self.geometry.staging_capacity(mode, i, Slot::B);
             // An unverifiable primary is swapped out whole: nothing says where it ends.
             let current = self
                 .verifier
-                .verify(image, &mut pair.a)
-                .map_or(secondary, |m| m.size);
+                .verify(image, &mut Window::new(&mut pair.a, 0))
+                .map_or(most, |m| m.size);
             let size = current.max(m.size);
-            if size > secondary {
+            if size > most {
                 return Err(Failure::TooLarge { image });
             }
             *k = size.div_ceil(sector).max(1);
@@ -363,9 +371,10 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
             self.revert(state, Failure::NotConfirmed)?;
             return Ok(None);
         }
-        let slot = match self.config.mode {
-            Mode::AB => state.record.active.other(),
-            Mode::Swap => Slot::A,
+        let slot = if self.config.mode.swaps() {
+            Slot::A
+        } else {
+            state.record.active.other()
         };
         let measurements = match verified {
             Some(m) => m,
@@ -392,9 +401,10 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
     }
 
     fn revert(&mut self, state: &mut State, failure: Failure) -> Result<(), BootError> {
-        let phase = match self.config.mode {
-            Mode::AB => Phase::Confirmed,
-            Mode::Swap => Phase::Reverting,
+        let phase = if self.config.mode.swaps() {
+            Phase::Reverting
+        } else {
+            Phase::Confirmed
         };
         let next = StateRecord {
             phase,
@@ -405,14 +415,17 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
     }
 
     /// Run the swap steps that have no progress mark yet, marking each when it completes.
-    fn swap(&mut self, state: &mut State) -> Result<(), BootError> {
-        if self.config.mode != Mode::Swap {
+    fn swap(&mut self, state: &mut State, direction: Direction) -> Result<(), BootError> {
+        let mode = self.config.mode;
+        if !mode.swaps() {
             return Ok(());
         }
         let sector = self.geometry.sector;
         let mut index = 0u32;
         for (i, pair) in self.slots.iter_mut().enumerate() {
-            let most = self.geometry.capacity(i, Slot::B) / sector;
+            // Clamped to the checked geometry: the marks and the sectors stay in bounds
+            // whatever the record says.
+            let most = self.geometry.staging_capacity(mode, i, Slot::B) / sector;
             let k = state
                 .record
                 .swap_sectors
@@ -420,9 +433,9 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
                 .copied()
                 .unwrap_or(0)
                 .min(most);
-            for step in 0..k.saturating_mul(STEPS_PER_SECTOR) {
+            for step in 0..k.saturating_mul(steps_per_sector(mode)) {
                 if index >= state.marks {
-                    run_step(pair, k, step, sector).map_err(BootError::Flash)?;
+                    run_step(mode, direction, pair, k, step, sector).map_err(BootError::Flash)?;
                     self.store.add_mark(state).map_err(store_error)?;
                 }
                 index = index.saturating_add(1);
@@ -438,11 +451,13 @@ impl<F: NorFlash, S: NorFlash, V: ImageVerifier, const N: usize> BootLoader<F, S
         counters: &[u64; MAX_IMAGES],
     ) -> Result<[Measurement; N], Refusal> {
         let mut out = [Measurement::EMPTY; N];
+        // Where the images start in `slot` (one sector in, for a staged swap-offset update).
+        let offset = self.geometry.image_offset(self.config.mode, slot);
         for (i, (pair, m)) in self.slots.iter_mut().zip(out.iter_mut()).enumerate() {
             let image = ImageIndex(u8::try_from(i).unwrap_or(u8::MAX));
             let found = self
                 .verifier
-                .verify(image, pair.get_mut(slot))
+                .verify(image, &mut Window::new(pair.get_mut(slot), offset))
                 .map_err(|error| Refusal::Invalid { image, error })?;
             let minimum = SecurityVersion(counters.get(i).copied().unwrap_or(0));
             // RFC 9019 §6 (threat "rollback"): an old but authentic image MUST NOT be

@@ -28,7 +28,7 @@
 //! * Three trial boots ([`crate::DEFAULT_TRIAL_BOOTS`]): one is too few for an application
 //!   that legitimately resets once during its first start (a modem firmware update, say);
 //!   many more lengthen a boot loop.
-//! * An image that fails verification before install is never moved: in swap mode the
+//! * An image that fails verification before install is never moved: in the swap modes the
 //!   secondary is verified in place before the first sector is touched.
 //! * No fallback to "whatever else verifies": if the confirmed image fails verification, the
 //!   bootloader stays in recovery rather than booting the other slot, which may hold an
@@ -45,7 +45,11 @@
 //!   ECC flash cannot offer.
 //! * The swap uses a spare sector at the end of the primary rather than a scratch sector, so
 //!   no sector is erased once per swapped sector; every slot sector is erased at most twice
-//!   per swap.
-//! * In swap mode only the sectors the update and the image it replaces occupy are swapped
+//!   per swap. Swap-offset puts the spare sector at the start of the secondary instead and
+//!   stages the update after it: no move pass, every slot sector erased once per swap, and
+//!   3 image writes per update instead of 4 (MCUboot's swap-using-offset shape; the code is
+//!   ours). Its cost: the secondary, not the primary, is one sector larger, and an update must
+//!   be written one sector into it, which [`crate::Staging::write`] does.
+//! * In the swap modes only the sectors the update and the image it replaces occupy are swapped
 //!   (the sizes come from the verifier's [`crate::Measurement::size`]); a primary that does
 //!   not verify is swapped whole.

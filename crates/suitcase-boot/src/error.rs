@@ -31,8 +31,9 @@ pub enum Failure {
         /// The counter: the lowest security version this device still accepts.
         minimum: SecurityVersion,
     },
-    /// An image of the update, or the image it replaces, does not fit the slots of the swap
-    /// layout (the primary needs one spare sector).
+    /// An image of the update, or the image it replaces, does not fit the slots of a swap
+    /// layout (one sector of the primary in swap mode, of the secondary in swap-offset mode, is
+    /// the swap's spare).
     TooLarge {
         /// Which image.
         image: ImageIndex,
@@ -250,6 +251,12 @@ pub enum ConfigError {
         /// Which image.
         image: ImageIndex,
     },
+    /// Swap-offset layout: the secondary slot needs one sector more than the primary (the
+    /// update is staged one sector into it).
+    NoOffsetSector {
+        /// Which image.
+        image: ImageIndex,
+    },
     /// The state partition is not two equal, erasable halves, or a half cannot hold the record
     /// plus the progress marks the layout needs.
     StateSize {
@@ -277,6 +284,10 @@ impl fmt::Display for ConfigError {
             Self::NoSpareSector { image } => write!(
                 f,
                 "primary slot of image {image} needs one sector more than its secondary"
+            ),
+            Self::NoOffsetSector { image } => write!(
+                f,
+                "secondary slot of image {image} needs one sector more than its primary"
             ),
             Self::StateSize { needed, available } => write!(
                 f,

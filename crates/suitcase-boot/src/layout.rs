@@ -6,7 +6,7 @@ use embedded_storage::nor_flash::NorFlash;
 
 use crate::error::ConfigError;
 use crate::store::MAX_WRITE_SIZE;
-use crate::swap::{COPY_CHUNK, STEPS_PER_SECTOR};
+use crate::swap::{COPY_CHUNK, steps_per_sector};
 use crate::verify::ImageIndex;
 
 /// The most images one state record governs (secure + non-secure, RFC 9019 §5.2).
@@ -25,17 +25,33 @@ pub enum Mode {
     /// A primary slot the image executes in place from and a secondary slot the update is
     /// staged in (RFC 9019 §5.1): the bootloader swaps the two, sector by sector, resumably,
     /// and swaps back to revert. The primary slot has one spare sector more than the
-    /// secondary, which the swap uses instead of a scratch area.
+    /// secondary, which the swap uses instead of a scratch area. Each update writes the image
+    /// about 4 times (staging, a move of the primary up by one sector, the swap's two halves).
     Swap,
+    /// Like [`Mode::Swap`] (execute in place from the primary, revert by swapping back), but
+    /// the spare sector is the *first* sector of the secondary and the update is staged one
+    /// sector into it, so the swap needs no move pass: primary sector `i` goes down to
+    /// secondary sector `i` and staged sector `i + 1` into primary sector `i`. Each update
+    /// writes the image 3 times (staging and the swap's two halves), the floor for a swap that
+    /// can revert. The secondary slot has one sector more than the primary ([`crate::swap`]).
+    SwapOffset,
 }
 
-/// One of the two slots of an image. In [`Mode::Swap`], `A` is the primary (execution) slot
+impl Mode {
+    /// Whether the bootloader moves images into a fixed primary slot (the swap modes): the
+    /// image always runs from slot A and reverts are swaps back.
+    pub const fn swaps(self) -> bool {
+        matches!(self, Self::Swap | Self::SwapOffset)
+    }
+}
+
+/// One of the two slots of an image. In the swap modes, `A` is the primary (execution) slot
 /// and `B` the secondary (staging) slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
-    /// Slot A (primary in swap mode).
+    /// Slot A (primary in the swap modes).
     A,
-    /// Slot B (secondary in swap mode).
+    /// Slot B (secondary in the swap modes).
     B,
 }
 
@@ -61,9 +77,9 @@ impl fmt::Display for Slot {
 /// The two flash partitions of one image.
 #[derive(Debug)]
 pub struct ImageSlots<F> {
-    /// Slot A; the primary slot in swap mode.
+    /// Slot A; the primary slot in the swap modes.
     pub a: F,
-    /// Slot B; the secondary slot in swap mode.
+    /// Slot B; the secondary slot in the swap modes.
     pub b: F,
 }
 
@@ -115,6 +131,15 @@ impl Config {
     pub const fn swap(sector_size: u32) -> Self {
         Self {
             mode: Mode::Swap,
+            sector_size,
+            max_trial_boots: DEFAULT_TRIAL_BOOTS,
+        }
+    }
+
+    /// Swap-offset mode ([`Mode::SwapOffset`]) with [`DEFAULT_TRIAL_BOOTS`].
+    pub const fn swap_offset(sector_size: u32) -> Self {
+        Self {
+            mode: Mode::SwapOffset,
             sector_size,
             max_trial_boots: DEFAULT_TRIAL_BOOTS,
         }
@@ -178,15 +203,22 @@ impl Geometry {
                 *out = bytes;
             }
             let [a, b] = *cap;
-            if config.mode == Mode::Swap {
-                if a < b.saturating_add(sector) {
+            match config.mode {
+                Mode::AB => {}
+                Mode::Swap if a < b.saturating_add(sector) => {
                     return Err(ConfigError::NoSpareSector { image });
                 }
-                swap_sectors = swap_sectors.saturating_add(b / sector);
+                Mode::SwapOffset if b < a.saturating_add(sector) => {
+                    return Err(ConfigError::NoOffsetSector { image });
+                }
+                Mode::Swap | Mode::SwapOffset => {
+                    let most = swap_capacity(config.mode, sector, a, b);
+                    swap_sectors = swap_sectors.saturating_add(most / sector);
+                }
             }
         }
         let marks = swap_sectors
-            .saturating_mul(STEPS_PER_SECTOR)
+            .saturating_mul(steps_per_sector(config.mode))
             .max(u32::from(config.max_trial_boots));
         Ok(Self {
             sector,
@@ -203,12 +235,37 @@ impl Geometry {
         }
     }
 
-    /// The largest image the slots of `image` can take in `slot` as the update target.
+    /// The largest image the slots of `image` can take in `slot` as the update target; in
+    /// the swap modes also the most a swap exchanges.
     pub(crate) fn staging_capacity(&self, mode: Mode, image: usize, slot: Slot) -> u32 {
         match mode {
             Mode::AB => self.capacity(image, slot),
-            // The secondary, which is also what fits the primary next to its spare sector.
-            Mode::Swap => self.capacity(image, Slot::B),
+            Mode::Swap | Mode::SwapOffset => swap_capacity(
+                mode,
+                self.sector,
+                self.capacity(image, Slot::A),
+                self.capacity(image, Slot::B),
+            ),
         }
+    }
+
+    /// Where an image starts in `slot`: one sector into the secondary in swap-offset mode
+    /// (that sector is the swap's spare), at the start everywhere else.
+    pub(crate) fn image_offset(&self, mode: Mode, slot: Slot) -> u32 {
+        match (mode, slot) {
+            (Mode::SwapOffset, Slot::B) => self.sector,
+            _ => 0,
+        }
+    }
+}
+
+/// The largest image a swap layout with slots of `a` (primary) and `b` (secondary) bytes can
+/// take: it must fit the secondary (after its first sector, in swap-offset mode) and the
+/// primary (before its spare sector, in swap mode).
+fn swap_capacity(mode: Mode, sector: u32, a: u32, b: u32) -> u32 {
+    match mode {
+        Mode::AB => 0,
+        Mode::Swap => b.min(a.saturating_sub(sector)),
+        Mode::SwapOffset => a.min(b.saturating_sub(sector)),
     }
 }

@@ -15,14 +15,18 @@
 //! authentic. It touches flash only through the `embedded-storage` `NorFlash` traits it is
 //! given, and never jumps anywhere: it returns a [`BootDecision`] and the platform code jumps.
 //!
-//! Three layouts ([`Mode`] × the image count `N`):
+//! Four layouts ([`Mode`] × the image count `N`):
 //!
 //! * **A/B** ([`Mode::AB`], `N = 1`): two executable slots; the update runs where it was
 //!   written. Cheapest in writes.
 //! * **swap** ([`Mode::Swap`], `N = 1`): execute-in-place from a fixed primary slot; the
 //!   bootloader swaps the update in, resumably, and swaps it back to revert
-//!   ([`mod@swap`]).
-//! * **multi-image** (`N = 2`, either mode): two images (say secure and non-secure) governed by
+//!   ([`mod@swap`]). The primary has a spare sector; the image is written about 4 times per
+//!   update.
+//! * **swap-offset** ([`Mode::SwapOffset`], `N = 1`): the same, with the spare sector at the
+//!   start of the secondary and the update staged after it, so the swap needs no move pass:
+//!   the image is written 3 times per update (staging, and the swap's two halves).
+//! * **multi-image** (`N = 2`, any mode): two images (say secure and non-secure) governed by
 //!   one state record, so they change together: both new or both old, never one of each.
 //!
 //! The state record format is documented on [`StateRecord`], how it is kept atomic in

@@ -27,13 +27,14 @@ pub enum Phase {
     Confirmed,
     /// The application has staged an update and asked for it to be installed at next boot.
     Pending,
-    /// Swap layout: the bootloader is swapping the update into the primary slots; progress
+    /// Swap layouts: the bootloader is swapping the update into the primary slots; progress
     /// marks say how far it got.
     Installing,
     /// The update has been booted (the progress marks count the boots) and awaits
     /// confirmation by the application.
     Trial,
-    /// Swap layout: the bootloader is swapping the previous image back into the primary slots.
+    /// Swap layouts: the bootloader is swapping the previous image back into the primary
+    /// slots (in swap-offset mode by the install steps' inverses, in reverse order).
     Reverting,
 }
 
@@ -81,11 +82,11 @@ impl fmt::Display for Phase {
 /// | 0..4   | magic | `"SCBS"` |
 /// | 4      | format version | `1`; a record with a valid CRC and another version stops the bootloader ([`crate::RecoveryReason::UnsupportedState`]) |
 /// | 5      | record length | `96`; the CRC is the last 4 bytes of this length, so a reader can check the CRC of a newer, longer format before it looks at the version |
-/// | 6      | mode | `1` A/B, `2` swap |
+/// | 6      | mode | `1` A/B, `2` swap, `3` swap-offset |
 /// | 7      | image count | `1` or `2` |
 /// | 8..12  | sequence | `u32`, one more than the record it replaces; the valid copy with the highest wins |
 /// | 12     | phase | `0` confirmed, `1` pending, `2` installing, `3` trial, `4` reverting ([`Phase`]) |
-/// | 13     | active slot | `0` A, `1` B: the slot holding the confirmed image (always A in swap mode) |
+/// | 13     | active slot | `0` A, `1` B: the slot holding the confirmed image (always A in the swap modes) |
 /// | 14     | failure kind | `0` none, `1` not confirmed, `2` invalid, `3` rollback, `4` too large ([`Failure`]) |
 /// | 15     | failure image | image index the failure is about |
 /// | 16     | failure detail | for "invalid": `1` empty, `2` rejected, `3`..`5` flash not-aligned / out-of-bounds / other |
@@ -94,7 +95,7 @@ impl fmt::Display for Phase {
 /// | 32..40 | failure minimum | `u64`, for "rollback": the counter at the time |
 /// | 40..56 | anti-rollback counters | `u64` per image: the lowest security version still accepted; only ever raised, and only by a confirm |
 /// | 56..72 | candidate versions | `u64` per image: the security versions of the update being tried, measured before it was installed |
-/// | 72..80 | swap sectors | `u32` per image: how many sectors the swap of the current update moves (swap mode) |
+/// | 72..80 | swap sectors | `u32` per image: how many sectors the swap of the current update moves (swap modes) |
 /// | 80..92 | reserved | zero |
 /// | 92..96 | CRC-32 | IEEE CRC-32 of bytes 0..92 |
 ///
@@ -247,6 +248,7 @@ impl StateRecord {
         let mode = match r.u8()? {
             1 => Mode::AB,
             2 => Mode::Swap,
+            3 => Mode::SwapOffset,
             _ => return None,
         };
         let images = r.u8()?;
@@ -295,6 +297,7 @@ fn mode_code(mode: Mode) -> u8 {
     match mode {
         Mode::AB => 1,
         Mode::Swap => 2,
+        Mode::SwapOffset => 3,
     }
 }
 
@@ -436,6 +439,20 @@ mod tests {
             let r = StateRecord { failure, ..record };
             assert_eq!(StateRecord::decode(&r.encode()), Decoded::Record(r));
         }
+    }
+
+    #[test]
+    fn every_mode_round_trips() {
+        for mode in [Mode::AB, Mode::Swap, Mode::SwapOffset] {
+            let r = StateRecord { mode, ..sample() };
+            assert_eq!(StateRecord::decode(&r.encode()), Decoded::Record(r));
+        }
+        let bytes = StateRecord {
+            mode: Mode::SwapOffset,
+            ..sample()
+        }
+        .encode();
+        assert_eq!(bytes.get(6), Some(&3));
     }
 
     #[test]

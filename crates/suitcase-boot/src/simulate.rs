@@ -71,25 +71,48 @@ pub enum Layout {
     Swap,
     /// [`Mode::Swap`], two images updated together.
     Multi,
+    /// [`Mode::SwapOffset`], one image.
+    SwapOffset,
+    /// [`Mode::SwapOffset`], two images updated together.
+    MultiOffset,
 }
 
 impl Layout {
     /// Every layout.
-    pub const ALL: [Self; 3] = [Self::Ab, Self::Swap, Self::Multi];
+    pub const ALL: [Self; 5] = [
+        Self::Ab,
+        Self::Swap,
+        Self::Multi,
+        Self::SwapOffset,
+        Self::MultiOffset,
+    ];
 
-    /// The name used on the command line: `ab`, `swap` or `multi`.
+    /// The name used on the command line: `ab`, `swap`, `multi`, `swap-offset` or
+    /// `multi-offset`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Ab => "ab",
             Self::Swap => "swap",
             Self::Multi => "multi",
+            Self::SwapOffset => "swap-offset",
+            Self::MultiOffset => "multi-offset",
         }
     }
 
-    fn mode(self) -> Mode {
+    /// The bootloader mode.
+    pub fn mode(self) -> Mode {
         match self {
             Self::Ab => Mode::AB,
             Self::Swap | Self::Multi => Mode::Swap,
+            Self::SwapOffset | Self::MultiOffset => Mode::SwapOffset,
+        }
+    }
+
+    /// How many images one update carries.
+    pub fn images(self) -> usize {
+        match self {
+            Self::Ab | Self::Swap | Self::SwapOffset => 1,
+            Self::Multi | Self::MultiOffset => 2,
         }
     }
 }
@@ -118,8 +141,9 @@ pub struct SimConfig {
     pub layout: Layout,
     /// Sector size in bytes (a multiple of [`SIM_ERASE_SIZE`]).
     pub sector_size: u32,
-    /// Slot size in bytes (a multiple of the sector size). In swap layouts this is the
-    /// secondary; the primary gets one spare sector more.
+    /// Slot size in bytes (a multiple of the sector size): the largest image. In the swap
+    /// layouts the slot holding the spare sector gets one sector more (the primary in swap
+    /// and multi, the secondary in swap-offset and multi-offset).
     pub slot_size: u32,
     /// Image size in bytes, header included (at least [`SIM_HEADER_LEN`] + 1, at most the
     /// slot size).
@@ -236,7 +260,7 @@ impl fmt::Display for Report {
 /// Why the proof could not run at all.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SimulateError {
-    /// Not `ab`, `swap` or `multi`.
+    /// Not one of the [`Layout::ALL`] names.
     UnknownLayout(String),
     /// The geometry does not make sense (the message says why).
     Geometry(String),
@@ -250,7 +274,10 @@ impl fmt::Display for SimulateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownLayout(name) => {
-                write!(f, "unknown layout {name:?} (expected ab, swap or multi)")
+                write!(
+                    f,
+                    "unknown layout {name:?} (expected ab, swap, multi, swap-offset or multi-offset)"
+                )
             }
             Self::Geometry(why) => write!(f, "bad geometry: {why}"),
             Self::Config(e) => write!(f, "bootloader refused the geometry: {e}"),
@@ -276,9 +303,10 @@ impl From<ConfigError> for SimulateError {
 /// [`SimulateError`] if the configuration is unusable or the scenario fails without a cut.
 /// Power-safety findings are not errors: they are counted in the [`Report`].
 pub fn power_cut_proof(config: &SimConfig) -> Result<Report, SimulateError> {
-    match config.layout {
-        Layout::Ab | Layout::Swap => prove::<1>(config),
-        Layout::Multi => prove::<2>(config),
+    if config.layout.images() == 2 {
+        prove::<2>(config)
+    } else {
+        prove::<1>(config)
     }
 }
 
@@ -318,9 +346,10 @@ fn prove<const N: usize>(config: &SimConfig) -> Result<Report, SimulateError> {
 ///
 /// [`SimulateError`] if the configuration is unusable or the scenario fails.
 pub fn measure(config: &SimConfig) -> Result<Report, SimulateError> {
-    match config.layout {
-        Layout::Ab | Layout::Swap => measured::<1>(config).map(|(_, r)| r),
-        Layout::Multi => measured::<2>(config).map(|(_, r)| r),
+    if config.layout.images() == 2 {
+        measured::<2>(config).map(|(_, r)| r)
+    } else {
+        measured::<1>(config).map(|(_, r)| r)
     }
 }
 
@@ -472,7 +501,7 @@ impl ImageVerifier for SimVerifier {
 /// A simulated device: one flash part split into the state partition and the image slots.
 ///
 /// Layout: `[state: two halves][image 0: A, B][image 1: A, B]`, each slot A one sector larger
-/// than B in swap mode.
+/// than B in swap mode, each slot B one sector larger than A in swap-offset mode.
 #[derive(Debug)]
 pub struct SimDevice<const N: usize> {
     flash: SharedFlash<SIM_WRITE_SIZE, SIM_ERASE_SIZE>,
@@ -482,8 +511,8 @@ pub struct SimDevice<const N: usize> {
 }
 
 impl<const N: usize> SimDevice<N> {
-    /// An erased device. `slot_size` is slot B's size; slot A is one sector larger in swap
-    /// mode. `seed` shapes torn operations.
+    /// An erased device. `slot_size` is the image capacity; in swap mode slot A, in
+    /// swap-offset mode slot B, is one sector larger. `seed` shapes torn operations.
     ///
     /// # Errors
     ///
@@ -497,13 +526,18 @@ impl<const N: usize> SimDevice<N> {
             ));
         }
         let slot_sectors = slot_size / sector;
-        let spare = u32::from(config.mode == Mode::Swap);
+        let (spare_a, spare_b) = match config.mode {
+            Mode::AB => (0, 0),
+            Mode::Swap => (1, 0),
+            Mode::SwapOffset => (0, 1),
+        };
         let images = u32::try_from(N).unwrap_or(u32::MAX);
-        let marks = match config.mode {
-            Mode::Swap => slot_sectors * 3 * images,
+        let steps = match config.mode {
             Mode::AB => 0,
-        }
-        .max(u32::from(config.max_trial_boots));
+            Mode::Swap => 3,
+            Mode::SwapOffset => 2,
+        };
+        let marks = (slot_sectors * steps * images).max(u32::from(config.max_trial_boots));
         let word = u32::try_from(SIM_WRITE_SIZE).unwrap_or(4);
         let half_bytes = 96u32.next_multiple_of(word) + marks * word;
         let half_sectors = half_bytes.div_ceil(sector);
@@ -511,9 +545,10 @@ impl<const N: usize> SimDevice<N> {
         let state = (0, at);
         let mut slots = [[(0, 0); 2]; N];
         for pair in &mut slots {
-            let a = (slot_sectors + spare) * sector;
-            *pair = [(at, a), (at + a, slot_size)];
-            at += a + slot_size;
+            let a = (slot_sectors + spare_a) * sector;
+            let b = (slot_sectors + spare_b) * sector;
+            *pair = [(at, a), (at + a, b)];
+            at += a + b;
         }
         let map = SectorMap::uniform(sector, at / sector).map_err(|e| geometry(&e))?;
         let flash = SimFlash::new(map, seed).map_err(|e| geometry(&e))?;
@@ -1027,7 +1062,7 @@ mod tests {
                 ..SimConfig::small(layout)
             };
             let versions = Versions::<1>::new(config.image_size);
-            if layout == Layout::Multi {
+            if layout.images() == 2 {
                 let versions = Versions::<2>::new(config.image_size);
                 let run = Run::new(&config, &versions, 1, None).unwrap().execute();
                 assert!(run.is_ok(), "{layout}: {}", run.err().unwrap().message);

@@ -74,7 +74,7 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
         let state = self.load()?;
         let record = &state.record;
         let running = match (self.config.mode, record.phase) {
-            (Mode::Swap, _) => Slot::A,
+            (Mode::Swap | Mode::SwapOffset, _) => Slot::A,
             (Mode::AB, Phase::Trial) => record.active.other(),
             (Mode::AB, _) => record.active,
         };
@@ -85,9 +85,10 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
         Ok(BootStatus {
             phase: record.phase,
             running,
-            confirmed: match self.config.mode {
-                Mode::AB => record.active,
-                Mode::Swap => Slot::A,
+            confirmed: if self.config.mode.swaps() {
+                Slot::A
+            } else {
+                record.active
             },
             trial_boots: if record.phase == Phase::Trial {
                 state.marks
@@ -124,9 +125,10 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
                 }
                 let next = StateRecord {
                     phase: Phase::Confirmed,
-                    active: match self.config.mode {
-                        Mode::AB => record.active.other(),
-                        Mode::Swap => Slot::A,
+                    active: if self.config.mode.swaps() {
+                        Slot::A
+                    } else {
+                        record.active.other()
                     },
                     failure: None,
                     counters,
@@ -186,10 +188,13 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
                 return Err(UpdateError::WrongPhase { phase });
             }
         }
-        let target = match self.config.mode {
-            Mode::AB => state.record.active.other(),
-            Mode::Swap => Slot::B,
+        let target = if self.config.mode.swaps() {
+            Slot::B
+        } else {
+            state.record.active.other()
         };
+        // In swap-offset mode the update goes one sector into the secondary.
+        let base = self.geometry.image_offset(self.config.mode, target);
         let sector = self.geometry.sector;
         let mut erased = [0u32; N];
         for (i, (&size, out)) in sizes.iter().zip(erased.iter_mut()).enumerate() {
@@ -208,11 +213,12 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
             *out = size.div_ceil(sector).saturating_mul(sector);
         }
         for (pair, &len) in self.slots.iter_mut().zip(&erased) {
-            pair.get_mut(target).erase(0, len)?;
+            pair.get_mut(target).erase(base, base.saturating_add(len))?;
         }
         Ok(Staging {
             updater: self,
             target,
+            base,
             erased,
         })
     }
@@ -237,6 +243,8 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
 pub struct Staging<'u, F, S, const N: usize> {
     updater: &'u mut Updater<F, S, N>,
     target: Slot,
+    /// Where image offset 0 is in the target slot.
+    base: u32,
     erased: [u32; N],
 }
 
@@ -248,6 +256,8 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Staging<'_, F, S, N> {
 
     /// Write `data` at `offset` of image `image`. Offsets and lengths must be multiples of the
     /// flash write size (pad the last chunk with `0xFF`), and each byte is written once.
+    /// Offsets count from the start of the image, which in swap-offset mode is one sector
+    /// into the slot.
     ///
     /// # Errors
     ///
@@ -280,7 +290,8 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Staging<'_, F, S, N> {
             .slots
             .get_mut(i)
             .ok_or(UpdateError::NoSuchImage { image })?;
-        pair.get_mut(self.target).write(offset, data)?;
+        pair.get_mut(self.target)
+            .write(self.base.saturating_add(offset), data)?;
         Ok(())
     }
 

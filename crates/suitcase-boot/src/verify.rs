@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind, ReadNorFlash};
+use embedded_storage::nor_flash::{ErrorType, NorFlashError, NorFlashErrorKind, ReadNorFlash};
 
 /// The longest image digest a [`Measurement`] holds (SHA-512 / SHAKE256-512).
 pub const MAX_DIGEST_LEN: usize = 64;
@@ -128,6 +128,10 @@ impl core::error::Error for VerifyError {}
 ///
 /// The bootloader calls `verify` on every boot for the image it is about to jump to, and for a
 /// pending image before it moves anything. It never boots an image for which `verify` failed.
+///
+/// `slot` is a read-only view that starts where the image starts: the start of the slot,
+/// except for an update staged in swap-offset mode ([`crate::Mode::SwapOffset`]), which starts
+/// one sector into the secondary; its capacity is what an image there may occupy.
 pub trait ImageVerifier {
     /// Verify image `image` stored at the start of `slot`.
     ///
@@ -151,6 +155,36 @@ impl<V: ImageVerifier> ImageVerifier for &mut V {
     }
 }
 
+/// A read-only view of a slot from `base` on: what the verifier is handed.
+pub(crate) struct Window<'a, F> {
+    flash: &'a mut F,
+    base: u32,
+}
+
+impl<'a, F> Window<'a, F> {
+    pub(crate) fn new(flash: &'a mut F, base: u32) -> Self {
+        Self { flash, base }
+    }
+}
+
+impl<F: ErrorType> ErrorType for Window<'_, F> {
+    type Error = F::Error;
+}
+
+impl<F: ReadNorFlash> ReadNorFlash for Window<'_, F> {
+    const READ_SIZE: usize = F::READ_SIZE;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        // Saturating: an offset past the end stays past the end, and the flash refuses it.
+        self.flash.read(offset.saturating_add(self.base), bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        let base = usize::try_from(self.base).unwrap_or(usize::MAX);
+        self.flash.capacity().saturating_sub(base)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +195,18 @@ mod tests {
         assert_eq!(d.as_bytes(), &[1, 2, 3]);
         assert!(ImageDigest::new(&[0; MAX_DIGEST_LEN + 1]).is_none());
         assert_eq!(ImageDigest::EMPTY.as_bytes(), &[] as &[u8]);
+    }
+
+    #[test]
+    fn window_reads_from_its_base_and_ends_where_the_slot_ends() {
+        let mut flash = suitcase_flash_sim::SimFlash::<4, 64>::uniform(64, 4, 0).unwrap();
+        flash.load(64, &[7; 64]).unwrap();
+        let mut window = Window::new(&mut flash, 64);
+        assert_eq!(window.capacity(), 192);
+        let mut buf = [0; 4];
+        window.read(0, &mut buf).unwrap();
+        assert_eq!(buf, [7; 4]);
+        assert!(window.read(192, &mut buf).is_err());
+        assert!(window.read(u32::MAX - 2, &mut buf).is_err());
     }
 }

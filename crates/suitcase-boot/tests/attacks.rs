@@ -1,5 +1,5 @@
 //! Hostile and unlucky situations, each named after the attack or accident, for every layout:
-//! A/B, swap, and two images swapped together ("multi"). Images come from
+//! A/B, swap, swap-offset, and two images swapped together ("multi", in both swap modes). Images come from
 //! `simulate::sim_image` and are checked by `simulate::SimVerifier` (header, index, SHA-256).
 
 #![allow(
@@ -176,7 +176,7 @@ fn rollback_to_an_older_authentic_image_is_refused<const N: usize>(mode: Mode) {
             minimum: SecurityVersion(3),
         })
     );
-    if mode == Mode::Swap {
+    if mode.swaps() {
         // Refused before anything moved: the primary slot was not even erased.
         let wear_after = device.flash().with(|f| f.wear().to_vec()).unwrap();
         let (a, a_len) = device.slot_range(0, Slot::A).unwrap();
@@ -361,6 +361,125 @@ fn erased_device_stays_in_recovery_and_says_why() {
             }
         }
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Swap-offset: the same guarantees as swap.
+
+#[test]
+fn swap_offset_reverts_an_update_that_is_never_confirmed() {
+    update_confirm_then_revert_an_unconfirmed_update::<1>(Mode::SwapOffset);
+}
+
+#[test]
+fn multi_offset_reverts_both_images_of_an_update_that_is_never_confirmed() {
+    update_confirm_then_revert_an_unconfirmed_update::<2>(Mode::SwapOffset);
+}
+
+#[test]
+fn swap_offset_refuses_rollback_to_an_older_authentic_image() {
+    rollback_to_an_older_authentic_image_is_refused::<1>(Mode::SwapOffset);
+}
+
+#[test]
+fn multi_offset_refuses_rollback_to_an_older_authentic_image() {
+    rollback_to_an_older_authentic_image_is_refused::<2>(Mode::SwapOffset);
+}
+
+#[test]
+fn swap_offset_does_not_boot_an_older_authentic_image_written_over_the_primary() {
+    attacker_writes_an_older_authentic_image_over_the_running_one::<1>(Mode::SwapOffset);
+}
+
+#[test]
+fn swap_offset_never_installs_a_tampered_update() {
+    tampered_update_is_never_installed::<1>(Mode::SwapOffset);
+}
+
+#[test]
+fn multi_offset_refuses_a_whole_update_when_one_image_is_tampered() {
+    tampered_update_is_never_installed::<2>(Mode::SwapOffset);
+}
+
+#[test]
+fn swap_offset_reverts_a_trial_image_tampered_before_it_confirms() {
+    tampered_trial_image_is_reverted::<1>(Mode::SwapOffset);
+}
+
+#[test]
+fn multi_offset_reverts_both_images_when_one_trial_image_is_tampered() {
+    tampered_trial_image_is_reverted::<2>(Mode::SwapOffset);
+}
+
+#[test]
+fn swap_offset_never_boots_a_tampered_primary() {
+    tampered_confirmed_image_is_never_booted::<1>(Mode::SwapOffset);
+}
+
+#[test]
+fn swap_offset_stages_the_update_one_sector_into_the_secondary() {
+    let device = device::<1>(Mode::SwapOffset);
+    booted(&device);
+    let (b, b_len) = device.slot_range(0, Slot::B).unwrap();
+    assert_eq!(b_len, SLOT + SECTOR, "the secondary has one sector more");
+    assert_eq!(device.slot_range(0, Slot::A).unwrap().1, SLOT);
+    device.stage(&images(2), 128).unwrap();
+    let staged = device
+        .flash()
+        .with(|f| f.peek(b + SECTOR, IMAGE as usize).unwrap().to_vec())
+        .unwrap();
+    assert_eq!(staged, images::<1>(2)[0]);
+    // The swap leaves the old image at the start of the secondary, the new one in the primary.
+    let target = booted(&device);
+    assert_eq!(running(&device, &target), 2);
+    assert_eq!(version_in(&device, Slot::B), 1);
+}
+
+#[test]
+fn attack_an_update_that_fits_the_secondary_only_without_its_offset_is_refused() {
+    let device = device::<1>(Mode::SwapOffset);
+    booted(&device);
+    let mut updater = device.updater().unwrap();
+    // The secondary holds SLOT + SECTOR bytes, but its first sector is the swap's spare: an
+    // image of SLOT + 1 bytes fits the slot and not the swap.
+    assert_eq!(
+        updater.begin([SLOT + 1]).map(|_| ()),
+        Err(UpdateError::TooLarge {
+            image: ImageIndex(0),
+            size: SLOT + 1,
+            capacity: SLOT,
+        })
+    );
+    let mut staging = updater.begin([SLOT]).unwrap();
+    // Writes stop at the image's end, one sector before the slot's.
+    assert!(matches!(
+        staging.write(ImageIndex(0), SLOT, &[0; 4]),
+        Err(UpdateError::BadWrite { .. })
+    ));
+    staging.write(ImageIndex(0), SLOT - 4, &[0; 4]).unwrap();
+}
+
+#[test]
+fn fault_an_oversized_image_written_straight_into_the_secondary_is_never_installed() {
+    // Someone bypasses the updater: a pending update whose header claims more bytes than fit
+    // between the secondary's offset sector and its end (they would fit the whole slot).
+    let device = device::<1>(Mode::SwapOffset);
+    booted(&device);
+    device.stage(&images(2), 128).unwrap();
+    let (b, _) = device.slot_range(0, Slot::B).unwrap();
+    let big = sim_image(ImageIndex(0), 2, SLOT + 64);
+    device
+        .flash()
+        .with(|f| f.load(b + SECTOR, &big[..SLOT as usize]))
+        .unwrap()
+        .unwrap();
+    let target = booted(&device);
+    assert_eq!(target.state, ImageState::Confirmed);
+    assert_eq!(running(&device, &target), 1, "nothing moved");
+    assert!(matches!(
+        target.last_failure,
+        Some(Failure::Invalid { .. } | Failure::TooLarge { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,6 +724,20 @@ fn geometry_mistakes_are_refused_at_construction() {
             slot: Slot::A
         }
     );
+    assert_eq!(
+        err(Config::swap_offset(256), 1024, 1024),
+        ConfigError::NoOffsetSector {
+            image: ImageIndex(0)
+        }
+    );
+    assert_eq!(
+        err(Config::swap_offset(256), 1280, 1024),
+        ConfigError::NoOffsetSector {
+            image: ImageIndex(0)
+        },
+        "a swap layout's slots are not a swap-offset layout's"
+    );
+    assert!(Updater::new(Config::swap_offset(256), slots(1024, 1280), state()).is_ok());
     assert_eq!(err(Config::ab(100), 1024, 1024), ConfigError::SectorSize);
     assert_eq!(
         err(Config::ab(256).with_max_trial_boots(0), 1024, 1024),

@@ -34,12 +34,40 @@ fn multi_image_survives_a_power_cut_at_every_operation() {
 }
 
 #[test]
+fn power_cut_at_every_operation_of_a_swap_offset_update_confirm_and_revert_never_bricks_or_mixes() {
+    // The scenario stages, installs and confirms v2, then stages v3 and reverts it: every
+    // erase and program of the install swap and of the revert swap is cut in turn.
+    prove(SimConfig::small(Layout::SwapOffset));
+}
+
+#[test]
+fn power_cut_at_every_operation_of_a_two_image_swap_offset_update_and_revert_never_mixes_images() {
+    prove(SimConfig::small(Layout::MultiOffset));
+}
+
+#[test]
+fn power_cut_at_every_operation_of_a_swap_offset_revert_restores_the_confirmed_image() {
+    // Another seed, and an image smaller than one sector (one-sector swaps, where the
+    // install's last step and the revert's first touch the same sector pair).
+    for image_size in [700, 100] {
+        prove(SimConfig {
+            image_size,
+            seed: 5,
+            ..SimConfig::small(Layout::SwapOffset)
+        });
+    }
+}
+
+#[test]
 fn proof_holds_for_other_seeds_and_sizes() {
     for (layout, seed, image_size, write_chunk) in [
         (Layout::Ab, 7, 1024, 64),
         (Layout::Swap, 7, 257, 256),
         (Layout::Swap, 99, 1024, 4),
         (Layout::Multi, 3, 100, 128),
+        (Layout::SwapOffset, 7, 257, 256),
+        (Layout::SwapOffset, 99, 1024, 4),
+        (Layout::MultiOffset, 3, 100, 128),
     ] {
         prove(SimConfig {
             seed,
@@ -92,7 +120,7 @@ fn writes_per_update_by_layout_and_image_size() {
                 r.writes_per_failed_update
             );
             // The staged image is written once; A/B adds only state records, swap moves each
-            // occupied sector three times (move, in, out).
+            // occupied sector three times (move, in, out), swap-offset twice (out, in).
             assert!(r.writes_per_update >= r.image_bytes);
             let sectors =
                 u64::from(image_size.div_ceil(4096)) * (r.image_bytes / u64::from(image_size));
@@ -101,7 +129,27 @@ fn writes_per_update_by_layout_and_image_size() {
                 Layout::Swap | Layout::Multi => {
                     assert!(r.writes_per_update <= r.image_bytes + 3 * sectors * 4096 + 2048)
                 }
+                Layout::SwapOffset | Layout::MultiOffset => {
+                    assert!(r.writes_per_update <= r.image_bytes + 2 * sectors * 4096 + 2048)
+                }
             }
         }
+    }
+}
+
+/// The issue-20 target: swap-offset writes at most 3.05 times the image per update, staging
+/// included, at the CLI's default geometry (4 KiB sectors, 32 KiB slots, a 20,000-byte image).
+#[test]
+fn swap_offset_writes_at_most_3_05_times_the_image_per_update() {
+    for layout in [Layout::SwapOffset, Layout::MultiOffset] {
+        let r = measure(&SimConfig {
+            layout,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let ratio = r.writes_per_update as f64 / r.image_bytes as f64;
+        assert!(ratio <= 3.05, "{layout}: {ratio:.3}\n{r}");
+        let swap = measure(&SimConfig::default()).unwrap();
+        assert!(r.writes_per_update / (r.image_bytes / 20_000) < swap.writes_per_update);
     }
 }
