@@ -642,6 +642,16 @@ fn crc32(bytes: &[u8]) -> u32 {
 fn swap_works_on_mixed_sector_sizes() {
     // Two 256-byte sectors for the state, then 1 KiB sectors for the slots: the primary has 3
     // (two for the image, one spare), the secondary 2.
+    mixed_sector_sizes(Config::swap(1024), 3072);
+}
+
+#[test]
+fn swap_offset_works_on_mixed_sector_sizes() {
+    // The same part; the secondary has the spare: primary 2 sectors, secondary 3.
+    mixed_sector_sizes(Config::swap_offset(1024), 2048);
+}
+
+fn mixed_sector_sizes(config: Config, primary: u32) {
     let mut sizes = vec![256, 256];
     sizes.extend([1024; 5]);
     let map = SectorMap::from_sizes(&sizes).unwrap();
@@ -649,12 +659,11 @@ fn swap_works_on_mixed_sector_sizes() {
     let v1 = sim_image(ImageIndex(0), 1, 1500);
     let v2 = sim_image(ImageIndex(0), 2, 1800);
     flash.with(|f| f.load(512, &v1)).unwrap().unwrap();
-    let config = Config::swap(1024);
     let parts = || {
         (
             [ImageSlots::new(
-                flash.partition(512, 3072).unwrap(),
-                flash.partition(3584, 2048).unwrap(),
+                flash.partition(512, primary).unwrap(),
+                flash.partition(512 + primary, 5120 - primary).unwrap(),
             )],
             flash.partition(0, 512).unwrap(),
         )
