@@ -2136,6 +2136,7 @@ fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
             digest: t.digest.clone(),
             size: (t.len > 0).then_some(t.len),
             version: c.and_then(|c| c.version.clone()),
+            ..InstalledComponent::default()
         });
     }
     installed.reverted = false;
@@ -2272,6 +2273,16 @@ pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
                 .version
                 .clone()
                 .or_else(|| known.and_then(|k| k.version.clone())),
+            // What a campaign warns about before it starts (docs/agent.md §5.4): slot images
+            // and MCUs keep the other slot; a module can roll back as its handler can.
+            handler: match &c.kind {
+                Kind::Module(m) => Some(m.handler.name().to_owned()),
+                Kind::File(_) | Kind::Mcu(_) => None,
+            },
+            rollback: Some(match &c.kind {
+                Kind::Module(m) => crate::module::can_roll_back(m),
+                Kind::File(_) | Kind::Mcu(_) => true,
+            }),
         });
         let (slot, trial) = match &c.kind {
             // No slot and no boot state: what runs is what was installed last.

@@ -612,3 +612,61 @@ fn module_configuration_mistakes_are_named() {
         assert!(e.contains(expect), "{more}: {e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// inventory
+// ---------------------------------------------------------------------------------------------
+
+/// The inventory the server receives names each module's handler and whether it can roll
+/// back (a `deb` the agent never installed cannot: dpkg keeps no old package), and a campaign
+/// dry run warns of it before anything starts.
+#[tokio::test]
+async fn inventory_carries_each_module_handler_and_rollback_and_a_dry_run_warns() {
+    let fleet = Fleet::new().await;
+    let mut dev = device(&fleet, "inventory", "deb", "").await;
+    dev.components.push_str(
+        r#"
+[[component]]
+name = "conf"
+id = "636f6e66"
+kind = "module"
+handler = "file"
+path = "app.conf"
+capacity = 1024
+"#,
+    );
+    let (mut agent, _) = dev.agent(&fleet, suitcase_agent::Hooks::default());
+    assert!(agent.cycle().await.unwrap().update.is_none());
+    let info = fleet.device_info(&dev.id).await;
+    let comps = &info["inventory"]["components"];
+    assert_eq!(comps[0]["id"], json!(["617070"]), "{info}");
+    assert_eq!(comps[0]["handler"], "deb", "{info}");
+    assert_eq!(comps[0]["rollback"], false, "{info}");
+    assert_eq!(comps[1]["id"], json!(["636f6e66"]), "{info}");
+    assert_eq!(comps[1]["handler"], "file", "{info}");
+    assert_eq!(comps[1]["rollback"], true, "{info}");
+    assert!(
+        info["inventory"].get("boot").is_none(),
+        "modules have no boot state: {info}"
+    );
+
+    let rel = fleet.release(2, b"app 2").await;
+    let (st, v) = fleet
+        .post(
+            "/api/v1/campaigns/dry-run",
+            &json!({"name": "warn", "release_id": rel, "filter": {"devices": [dev.id]}}),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(
+        v["no_rollback"],
+        json!([{"component": ["617070"], "handler": "deb", "devices": 1, "of": 1}]),
+        "{v}"
+    );
+    let gap: suitcase_protocol::RollbackGap =
+        serde_json::from_value(v["no_rollback"][0].clone()).unwrap();
+    assert_eq!(
+        gap.text(),
+        "1 of 1 device cannot roll back app (deb handler)"
+    );
+}

@@ -846,6 +846,28 @@ fn show_device(v: &Value) {
         v["sequence_number"],
         seen(&v["last_seen"])
     );
+    // What it runs, and whether each can be rolled back after a failed health check.
+    let components: Vec<suitcase_protocol::InstalledComponent> =
+        serde_json::from_value(v["inventory"]["components"].clone()).unwrap_or_default();
+    for c in &components {
+        outln!(
+            "  component {}  sequence {}{}  {}{}",
+            suitcase_protocol::component_label(&c.id),
+            c.sequence_number,
+            c.version
+                .as_deref()
+                .map(|v| format!("  version {v}"))
+                .unwrap_or_default(),
+            c.handler
+                .as_deref()
+                .map_or_else(|| "slot image".to_owned(), |h| format!("{h} handler")),
+            match c.rollback {
+                Some(true) => ", can roll back",
+                Some(false) => ", cannot roll back",
+                None => "",
+            }
+        );
+    }
     // Controller attributes a hawkBit DDI device sent (configData, docs/ddi.md).
     if let Some(a) = v["attributes"].as_object().filter(|a| !a.is_empty()) {
         let list: Vec<String> = a
@@ -954,6 +976,7 @@ fn show_dry_run(v: &Value) {
             n("up_to_date")
         );
     }
+    rollback_warnings(v);
     let list: Vec<&str> = v["devices"]
         .as_array()
         .into_iter()
@@ -996,5 +1019,22 @@ fn show_campaign(v: &Value) {
     }
     if !waves.is_empty() {
         outln!("  ({})", crate::waves::LEGEND);
+    }
+    rollback_warnings(v);
+}
+
+/// A dry run's or a campaign's `no_rollback`: devices that keep the new content of a
+/// component after a failed health check (docs/server.md §4).
+fn rollback_warnings(v: &Value) {
+    let gaps: Vec<suitcase_protocol::RollbackGap> =
+        serde_json::from_value(v["no_rollback"].clone()).unwrap_or_default();
+    for g in &gaps {
+        outln!(
+            "  warning: {}: after a failed health check they keep the new content",
+            g.text()
+        );
+    }
+    if v["no_rollback_partial"] == true {
+        outln!("  (the check stopped at its bound: at least these many)");
     }
 }

@@ -134,6 +134,35 @@ fn fleet_commands_drive_a_rollout() {
     ]))
     .unwrap();
     let dev_token = dev["token"].as_str().unwrap();
+    // A second device whose agent says it cannot roll back `app` (a deb it did not install).
+    let dev2: Value = serde_json::from_str(&run(&[
+        "fleet", "--json", "device", "add", "sn-2", "--tag", "beta",
+    ]))
+    .unwrap();
+    raw_http::checkin_with(
+        &base,
+        dev2["token"].as_str().unwrap(),
+        r#"{"components":[{"id":["617070"],"sequence_number":1,"handler":"deb","rollback":false}]}"#,
+    );
+    let out = run(&["fleet", "device", "show", "sn-2"]);
+    assert!(
+        out.contains("component app  sequence 1  deb handler, cannot roll back"),
+        "{out}"
+    );
+    let out = run(&[
+        "fleet",
+        "campaign",
+        "create",
+        "--release",
+        rel_id,
+        "--tag",
+        "beta",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("warning: 1 of 2 devices cannot roll back app (deb handler)"),
+        "{out}"
+    );
     let out = run(&[
         "fleet",
         "campaign",
@@ -150,6 +179,12 @@ fn fleet_commands_drive_a_rollout() {
     ]);
     assert!(out.contains("running"), "{out}");
     assert!(out.contains("wave 1 open"), "{out}");
+    let campaign = out.split_whitespace().nth(1).unwrap().to_owned();
+    let out = run(&["fleet", "campaign", "show", &campaign]);
+    assert!(
+        out.contains("warning: 1 of 2 devices cannot roll back app (deb handler)"),
+        "{out}"
+    );
     // The device checks in and is offered the release.
     let client = raw_http::checkin(&base, dev_token);
     assert_eq!(client["action"], "update", "{client}");
@@ -176,10 +211,18 @@ fn fleet_commands_drive_a_rollout() {
 mod raw_http {
     /// A device check-in with a plain TCP request: the test needs no HTTP client of its own.
     pub(super) fn checkin(base: &str, token: &str) -> serde_json::Value {
+        checkin_with(
+            base,
+            token,
+            r#"{"components":[{"id":["617070"],"sequence_number":1}]}"#,
+        )
+    }
+
+    /// A check-in with this inventory.
+    pub(super) fn checkin_with(base: &str, token: &str, body: &str) -> serde_json::Value {
         use std::io::{Read as _, Write as _};
         let addr = base.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        let body = r#"{"components":[{"id":["617070"],"sequence_number":1}]}"#;
         write!(
             s,
             "POST /api/v1/device/checkin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -203,6 +203,40 @@ pub struct InstalledComponent {
     /// A human-readable version, if the vendor has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The update-module handler that installs it (`file`, `archive`, `script` or `deb`,
+    /// docs/agent.md §5.4); absent for slot images and MCUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Whether the device can put the running content back after an update of this component
+    /// fails its health check: true for slot images and MCUs (the other slot), per handler
+    /// for update modules (a `script` without a rollback entry point, or a `deb` the agent did
+    /// not install itself, cannot). Absent from agents that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
+}
+
+/// A component identifier for people: each hex segment as its text when that is printable
+/// ASCII (an agent's `id = "617070"` is `app`), else as hex; segments joined with `/`.
+#[must_use]
+pub fn component_label(id: &[String]) -> String {
+    let text = |seg: &str| -> Option<String> {
+        if seg.is_empty() || !seg.len().is_multiple_of(2) {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..seg.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(seg.get(i..i + 2)?, 16).ok())
+            .collect();
+        let bytes = bytes?;
+        bytes
+            .iter()
+            .all(|b| (0x21..0x7f).contains(b) && *b != b'/')
+            .then(|| bytes.iter().map(|b| char::from(*b)).collect())
+    };
+    id.iter()
+        .map(|seg| text(seg).unwrap_or_else(|| seg.clone()))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The boot state the bootloader left.
@@ -1082,6 +1116,14 @@ pub struct CampaignInfo {
     pub created_by: String,
     /// When.
     pub created_at: i64,
+    /// Components the release updates that some of the campaign's devices (those it would
+    /// target, for a draft) reported they cannot roll back (docs/server.md §4). Only
+    /// `GET /api/v1/campaigns/{id}` fills it, not the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_rollback: Vec<RollbackGap>,
+    /// The `no_rollback` check stopped at its bound: its counts are lower bounds.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub no_rollback_partial: bool,
 }
 
 /// What a campaign would target if it started now (`POST /api/v1/campaigns/dry-run`): how
@@ -1103,6 +1145,49 @@ pub struct CampaignDryRun {
     pub up_to_date: u64,
     /// The first targeted devices, as (id, name), at most 100.
     pub devices: Vec<DryRunDevice>,
+    /// Components the release updates that some targeted devices reported they cannot roll
+    /// back (docs/server.md §4): after a failed health check those devices keep the new
+    /// content. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_rollback: Vec<RollbackGap>,
+    /// The `no_rollback` check stopped at its bound (docs/server.md §4): its counts are lower
+    /// bounds.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub no_rollback_partial: bool,
+}
+
+/// Devices that cannot roll back one component a campaign's release updates: their last
+/// inventory reported it with `rollback: false`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RollbackGap {
+    /// The component identifier's segments, hex.
+    pub component: Vec<String>,
+    /// The handler those devices reported for it (`file`, `archive`, `script`, `deb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// How many of the campaign's devices cannot roll it back.
+    pub devices: u64,
+    /// Of how many devices (those the campaign targets).
+    pub of: u64,
+}
+
+impl RollbackGap {
+    /// `3 of 40 devices cannot roll back app (deb handler)`.
+    #[must_use]
+    pub fn text(&self) -> String {
+        format!(
+            "{} of {} device{} cannot roll back {}{}",
+            self.devices,
+            self.of,
+            if self.of == 1 { "" } else { "s" },
+            component_label(&self.component),
+            self.handler
+                .as_deref()
+                .map(|h| format!(" ({h} handler)"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 /// A device a dry run would target.

@@ -62,6 +62,61 @@ fn checkin_ignores_unknown_fields_and_defaults_missing_ones() {
     assert!(c.vendor_id.is_none());
 }
 
+/// A module component carries its handler and whether it can roll back; a slot image leaves
+/// the handler out; an older agent's inventory (neither field) still reads, as unknown.
+#[test]
+fn installed_component_handler_and_rollback_round_trip_and_default() {
+    let module = InstalledComponent {
+        id: vec!["617070".into()],
+        sequence_number: 2,
+        handler: Some("deb".into()),
+        rollback: Some(false),
+        ..InstalledComponent::default()
+    };
+    let json = serde_json::to_string(&module).unwrap();
+    assert_eq!(
+        json,
+        r#"{"id":["617070"],"sequence_number":2,"handler":"deb","rollback":false}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<InstalledComponent>(&json).unwrap(),
+        module
+    );
+    let mut buf = Vec::new();
+    ciborium::into_writer(&module, &mut buf).unwrap();
+    assert_eq!(
+        ciborium::from_reader::<InstalledComponent, _>(buf.as_slice()).unwrap(),
+        module
+    );
+    let slot = InstalledComponent {
+        id: vec!["00".into()],
+        rollback: Some(true),
+        ..InstalledComponent::default()
+    };
+    assert_eq!(
+        serde_json::to_string(&slot).unwrap(),
+        r#"{"id":["00"],"sequence_number":0,"rollback":true}"#
+    );
+    let old: InstalledComponent =
+        serde_json::from_str(r#"{"id":["00"],"sequence_number":1}"#).unwrap();
+    assert_eq!((old.handler, old.rollback), (None, None));
+    assert_eq!(suitcase_protocol::component_label(&module.id), "app");
+    assert_eq!(
+        suitcase_protocol::component_label(&["00".into(), "617070".into()]),
+        "00/app"
+    );
+    let gap = suitcase_protocol::RollbackGap {
+        component: module.id,
+        handler: Some("deb".into()),
+        devices: 3,
+        of: 40,
+    };
+    assert_eq!(
+        gap.text(),
+        "3 of 40 devices cannot roll back app (deb handler)"
+    );
+}
+
 #[test]
 fn bad_base64_is_refused_with_a_message() {
     let err = serde_json::from_str::<StepReport>(

@@ -254,6 +254,8 @@ impl Devices {
             c.sequence_number.hash(&mut h);
             c.digest.hash(&mut h);
             c.version.hash(&mut h);
+            c.handler.hash(&mut h);
+            c.rollback.hash(&mut h);
         }
         checkin.free_storage.hash(&mut h);
         checkin

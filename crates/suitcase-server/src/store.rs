@@ -844,6 +844,26 @@ impl Db {
             .collect()
     }
 
+    /// Devices (not decommissioned) whose last inventory reports a component they cannot roll
+    /// back: (id, inventory JSON), at most `limit`, by id. A text match on the compact JSON
+    /// the server itself writes (`"rollback":false`), so that the database hands over only
+    /// those inventories, not the fleet's (docs/server.md §4).
+    pub(crate) async fn devices_without_rollback(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        sqlx::query(
+            "SELECT id, inventory FROM devices WHERE revoked = 0 AND inventory LIKE $1 ORDER BY id LIMIT $2",
+        )
+        .bind("%\"rollback\":false%")
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
+
     /// Writes back buffered check-ins in one transaction.
     pub(crate) async fn device_seen(&self, updates: &[SeenUpdate]) -> Result<()> {
         let mut tx = self.pool.begin().await?;

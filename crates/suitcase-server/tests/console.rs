@@ -18,7 +18,7 @@ mod common;
 use common::{Backend, Harness};
 use reqwest::StatusCode;
 use serde_json::json;
-use suitcase_protocol::{Outcome, Step, StepReport};
+use suitcase_protocol::{InstalledComponent, Outcome, Step, StepReport};
 
 both_backends!(
     signin_sets_a_strict_httponly_session_cookie,
@@ -33,6 +33,8 @@ both_backends!(
     dry_run_counts_what_start_would_target,
     releases_in_use_are_neither_archived_nor_deleted,
     an_operator_rolls_a_campaign_back,
+    campaigns_warn_of_devices_that_cannot_roll_back,
+    device_timeline_marks_offline_installs,
 );
 
 /// `application/x-www-form-urlencoded`, as a browser sends a form.
@@ -900,5 +902,193 @@ async fn an_operator_rolls_a_campaign_back(b: Backend) {
         assert_eq!(m["state"], "rolling_back", "{members}");
         assert_eq!(m["release_id"], back.as_str());
     }
+    h.stop().await;
+}
+
+/// A check-in whose one component is `app` (the test release's) as the agent reports it.
+async fn checkin_app(h: &Harness, tok: &str, handler: Option<&str>, rollback: Option<bool>) {
+    checkin_component(h, tok, b"app", handler, rollback).await;
+}
+
+async fn checkin_component(
+    h: &Harness,
+    tok: &str,
+    id: &[u8],
+    handler: Option<&str>,
+    rollback: Option<bool>,
+) {
+    let mut inv = h.inventory(1);
+    inv.components = vec![InstalledComponent {
+        id: vec![hex::encode(id)],
+        sequence_number: 1,
+        handler: handler.map(str::to_owned),
+        rollback,
+        ..InstalledComponent::default()
+    }];
+    let r = h
+        .client
+        .post(h.url("/api/v1/device/checkin"))
+        .bearer_auth(tok)
+        .json(&inv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// The inventory's `handler` and `rollback` are stored and shown (API and console), and a
+/// campaign says, before it starts, how many of its devices cannot roll back what its release
+/// updates: the dry run, the draft, the running campaign, and their console pages. Devices
+/// not targeted, components the release does not update and agents that do not say are not
+/// counted.
+async fn campaigns_warn_of_devices_that_cannot_roll_back(b: Backend) {
+    let h = Harness::new(b).await;
+    let devs = h.devices("rb", 4, &["rb"]).await;
+    let other = h.devices("rbx", 1, &["rbx"]).await;
+    let rel = h.release(2, b"rollback image").await;
+    checkin_app(&h, &devs[0].1, Some("deb"), Some(false)).await;
+    checkin_app(&h, &devs[1].1, Some("file"), Some(true)).await;
+    checkin_app(&h, &devs[2].1, None, Some(true)).await;
+    // Cannot roll back, but another component than the release's.
+    checkin_component(&h, &devs[3].1, b"db", Some("script"), Some(false)).await;
+    // Cannot roll back, but not targeted.
+    checkin_app(&h, &other[0].1, Some("deb"), Some(false)).await;
+    let (_, d) = h
+        .get(&h.admin, &format!("/api/v1/devices/{}", devs[0].0))
+        .await;
+    let c = &d["inventory"]["components"][0];
+    assert_eq!(
+        (&c["handler"], &c["rollback"]),
+        (&json!("deb"), &json!(false)),
+        "{d}"
+    );
+    let (_, d) = h
+        .get(&h.admin, &format!("/api/v1/devices/{}", devs[2].0))
+        .await;
+    let c = &d["inventory"]["components"][0];
+    assert!(
+        c.get("handler").is_none(),
+        "a slot image has no handler: {d}"
+    );
+    assert_eq!(c["rollback"], true, "{d}");
+
+    let spec = json!({"name": "rb", "release_id": rel, "filter": {"tags_all": ["rb"]}});
+    let want = json!([{"component": ["617070"], "handler": "deb", "devices": 1, "of": 4}]);
+    let (st, v) = h.post(&h.admin, "/api/v1/campaigns/dry-run", &spec).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["no_rollback"], want, "{v}");
+    assert!(v.get("no_rollback_partial").is_none(), "{v}");
+    // Nothing to warn of: the field is left out.
+    let (_, v) = h
+        .post(
+            &h.admin,
+            "/api/v1/campaigns/dry-run",
+            &json!({"name": "ok", "release_id": rel, "filter": {"devices": [devs[1].0]}}),
+        )
+        .await;
+    assert!(v.get("no_rollback").is_none(), "{v}");
+
+    let (st, created) = h.post(&h.admin, "/api/v1/campaigns", &spec).await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let draft = h.campaign_info(&id).await;
+    assert_eq!(
+        draft["no_rollback"], want,
+        "the draft, before it starts: {draft}"
+    );
+    let s = Session::signin(&h, &h.admin).await;
+    let (st, page) = s.get(&format!("/ui/campaigns/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        page.contains("<li>1 of 4 devices cannot roll back app (deb handler)</li>"),
+        "{page}"
+    );
+    let (st, page) = s
+        .get(&format!("/ui/campaigns/new?name=rb2&release={rel}&tags=rb"))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        page.contains("1 of 4 devices cannot roll back app (deb handler)"),
+        "the console's dry run: {page}"
+    );
+    let (st, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/campaigns/{id}/start"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let running = h.campaign_info(&id).await;
+    assert_eq!(running["no_rollback"], want, "its members: {running}");
+    let (_, list) = h.get(&h.admin, "/api/v1/campaigns").await;
+    assert!(
+        list[0].get("no_rollback").is_none(),
+        "the list does not compute it: {list}"
+    );
+
+    let (_, page) = s.get("/ui/devices/rb-0").await;
+    assert!(page.contains("<th scope=\"col\">Rollback</th>"), "{page}");
+    assert!(page.contains("deb module"), "{page}");
+    assert!(page.contains("⚠ cannot roll back"), "{page}");
+    let (_, page) = s.get("/ui/devices/rb-2").await;
+    assert!(page.contains("slot image"), "{page}");
+    assert!(page.contains("✓ can roll back"), "{page}");
+    h.stop().await;
+}
+
+/// An install from an offline bundle is marked offline in the console's timeline, its steps
+/// too; an online attempt is not.
+async fn device_timeline_marks_offline_installs(b: Backend) {
+    let h = Harness::new(b).await;
+    let (_, tok) = h.devices("off", 1, &["off"]).await.pop().unwrap();
+    let rel = h.release(2, b"offline image").await;
+    h.checkin(&tok, 1).await;
+    for step in [Step::Receive, Step::Check] {
+        let r = h
+            .client
+            .post(h.url("/api/v1/device/reports"))
+            .bearer_auth(&tok)
+            .json(&json!({"release_id": rel, "step": step, "outcome": "success", "offline": true}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let s = Session::signin(&h, &h.admin).await;
+    let (st, body) = s.get("/ui/devices/off-0").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        body.contains("<article class=\"attempt offline\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("<span class=\"badge s-offline\">offline bundle</span>"),
+        "{body}"
+    );
+    assert_eq!(
+        body.matches("<p class=\"offline\">offline: installed from a bundle")
+            .count(),
+        2,
+        "each step: {body}"
+    );
+    // An online attempt, later, is not marked.
+    let rel3 = h.release(3, b"online image").await;
+    h.campaign(json!({"name": "on", "release_id": rel3, "filter": {"tags_all": ["off"]}}))
+        .await;
+    h.checkin(&tok, 1).await;
+    h.report(&tok, &rel3, Step::Receive, Outcome::Success, None)
+        .await;
+    let (_, body) = s.get("/ui/devices/off-0").await;
+    assert_eq!(
+        body.matches("<article class=\"attempt offline\"").count(),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        body.matches("<article class=\"attempt\"").count(),
+        1,
+        "{body}"
+    );
     h.stop().await;
 }

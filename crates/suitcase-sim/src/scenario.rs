@@ -384,6 +384,7 @@ pub async fn rehearse(
             digest: Some(base.digest.clone()),
             size: Some(size as u64),
             version: Some(format!("{}.0", base.sequence)),
+            ..InstalledComponent::default()
         });
         state
             .save_installed(&installed)

@@ -4,8 +4,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use suitcase_protocol::{
-    CampaignCreate, CampaignDryRun, CampaignInfo, CampaignMember, CampaignState, DryRunDevice,
-    OnError, WaveSize,
+    CampaignCreate, CampaignDryRun, CampaignInfo, CampaignMember, CampaignState, CheckIn,
+    DryRunDevice, OnError, RollbackGap, WaveSize,
 };
 
 use crate::AppState;
@@ -30,7 +30,63 @@ async fn info(state: &AppState, row: CampaignRow) -> ApiResult<CampaignInfo> {
         waves_progress,
         created_by: row.created_by,
         created_at: row.created_at,
+        no_rollback: Vec::new(),
+        no_rollback_partial: false,
     })
+}
+
+/// The most inventories one rollback check reads (docs/server.md §4).
+pub(crate) const ROLLBACK_SCAN: i64 = 10_000;
+
+/// Of `targeted`, the devices whose last inventory says they cannot roll back a component
+/// `release` updates, per (component, handler); and whether the check stopped at its bound.
+///
+/// Computed from the stored inventories when asked (a dry run, a campaign's page), not kept:
+/// the database returns only the devices that reported some component with `rollback: false`
+/// (a text match), at most [`ROLLBACK_SCAN`] of them, and only those are parsed. Past the
+/// bound the counts are lower bounds, and the answer says so.
+pub(crate) async fn rollback_gaps(
+    state: &AppState,
+    release: &ReleaseRow,
+    targeted: &[String],
+) -> ApiResult<(Vec<RollbackGap>, bool)> {
+    if targeted.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let images: Vec<&Vec<String>> = release.summary.images().map(|c| &c.id).collect();
+    let rows = state.db.devices_without_rollback(ROLLBACK_SCAN).await?;
+    let partial = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= ROLLBACK_SCAN;
+    let targeted_set: std::collections::HashSet<&str> =
+        targeted.iter().map(String::as_str).collect();
+    let mut counts: std::collections::BTreeMap<(Vec<String>, Option<String>), u64> =
+        std::collections::BTreeMap::new();
+    for (id, inventory) in &rows {
+        if !targeted_set.contains(id.as_str()) {
+            continue;
+        }
+        let Ok(inv) = serde_json::from_str::<CheckIn>(inventory) else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for c in inv.components {
+            if c.rollback == Some(false) && images.contains(&&c.id) && seen.insert(c.id.clone()) {
+                *counts.entry((c.id, c.handler)).or_default() += 1;
+            }
+        }
+    }
+    let of = u64::try_from(targeted.len()).unwrap_or(u64::MAX);
+    Ok((
+        counts
+            .into_iter()
+            .map(|((component, handler), devices)| RollbackGap {
+                component,
+                handler,
+                devices,
+                of,
+            })
+            .collect(),
+        partial,
+    ))
 }
 
 /// The most waves in one campaign.
@@ -269,6 +325,7 @@ pub(crate) async fn dry_run_of(
         .into_iter()
         .map(|(id, name)| DryRunDevice { id, name })
         .collect();
+    let (no_rollback, no_rollback_partial) = rollback_gaps(state, &release, &targeted).await?;
     let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
     Ok(CampaignDryRun {
         targeted: n(targeted.len()),
@@ -277,6 +334,8 @@ pub(crate) async fn dry_run_of(
         busy: n(of_class.len().saturating_sub(targeted.len())),
         up_to_date: crate::store::to_u64(up_to_date),
         devices,
+        no_rollback,
+        no_rollback_partial,
     })
 }
 
@@ -318,7 +377,8 @@ async fn find(state: &AppState, id: &str) -> ApiResult<CampaignRow> {
         .ok_or_else(|| ApiErr::not_found("campaign", id))
 }
 
-/// One campaign with per-wave progress.
+/// One campaign with per-wave progress, and (while it is a draft, running or paused) the
+/// components its devices reported they cannot roll back.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
     params(("id" = String, Path)),
     responses((status = 200, body = CampaignInfo)),
@@ -330,7 +390,39 @@ pub(crate) async fn get(
 ) -> ApiResult<axum::Json<CampaignInfo>> {
     who.require(Cap::Read)?;
     let row = find(&state, &id).await?;
-    Ok(axum::Json(info(&state, row).await?))
+    let devices = match row.state {
+        // The devices `start` would assign now, as a dry run counts them.
+        CampaignState::Draft => {
+            state.devices.flush(&state).await;
+            match state.db.release_get(&row.spec.release_id).await? {
+                Some(r) => {
+                    let of_class = state
+                        .db
+                        .device_ids_matching(&row.spec.filter, &r.summary.class_ids())
+                        .await?;
+                    Some((r, not_busy(&state, &of_class).await?))
+                }
+                None => None,
+            }
+        }
+        CampaignState::Running | CampaignState::Paused => {
+            state.devices.flush(&state).await;
+            match state.db.release_get(&row.spec.release_id).await? {
+                Some(r) => {
+                    let members = state.db.campaign_members(&row.id).await?;
+                    Some((r, members.into_iter().map(|m| m.device_id).collect()))
+                }
+                None => None,
+            }
+        }
+        CampaignState::Completed | CampaignState::Cancelled | CampaignState::RolledBack => None,
+    };
+    let mut out = info(&state, row).await?;
+    if let Some((release, devices)) = devices {
+        (out.no_rollback, out.no_rollback_partial) =
+            rollback_gaps(&state, &release, &devices).await?;
+    }
+    Ok(axum::Json(out))
 }
 
 /// Query parameters of the member list.

@@ -514,6 +514,7 @@ async fn record_installed(state: &AppState, auth: &DdiAuth, release: &ReleaseRow
                 digest,
                 size: comp.image_size,
                 version: Some(release.name.clone()),
+                ..InstalledComponent::default()
             }),
         }
     }

@@ -366,6 +366,8 @@ struct StepView {
     progress: Option<i64>,
     /// The end of the device's log it sent with the step's failure.
     log: Option<String>,
+    /// Reported from an install from an offline bundle (docs/bundles.md).
+    offline: bool,
 }
 
 /// One update attempt of a device on a release.
@@ -374,6 +376,13 @@ struct Attempt {
     campaign_id: Option<String>,
     number: usize,
     steps: Vec<StepView>,
+}
+
+impl Attempt {
+    /// Installed from an offline bundle: its reports came queued, when the device came back.
+    fn offline(&self) -> bool {
+        self.steps.iter().any(|s| s.offline)
+    }
 }
 
 fn step_index(s: &str) -> usize {
@@ -436,6 +445,7 @@ fn attempts(rows: &[ReportRow]) -> Vec<Attempt> {
                 if r.log.is_some() {
                     s.log.clone_from(&r.log);
                 }
+                s.offline |= r.offline;
             }
             _ => {
                 let start = match r.started_at {
@@ -452,6 +462,7 @@ fn attempts(rows: &[ReportRow]) -> Vec<Attempt> {
                     details: r.detail.iter().cloned().collect(),
                     progress: r.progress,
                     log: r.log.clone(),
+                    offline: r.offline,
                 });
             }
         }
@@ -551,16 +562,24 @@ async fn device_page(
     if let Some(inv) = &inv
         && !inv.components.is_empty()
     {
-        b.push_str("<table><caption>Components</caption><thead><tr><th scope=\"col\">Component</th><th scope=\"col\">Sequence</th><th scope=\"col\">Version</th><th scope=\"col\">Size</th><th scope=\"col\">Digest</th></tr></thead><tbody>");
+        b.push_str("<table><caption>Components</caption><thead><tr><th scope=\"col\">Component</th><th scope=\"col\">Sequence</th><th scope=\"col\">Version</th><th scope=\"col\">Size</th><th scope=\"col\">Digest</th><th scope=\"col\">Handler</th><th scope=\"col\">Rollback</th></tr></thead><tbody>");
         for c in &inv.components {
             let _ = write!(
                 b,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td><code class=\"digest\">{}</code></td></tr>",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td><code class=\"digest\">{}</code></td><td>{}</td><td>{}</td></tr>",
                 e(&c.id.join("/")),
                 c.sequence_number,
                 opt(c.version.as_deref()),
                 c.size.map_or_else(|| opt(None), |s| format!("{s} bytes")),
-                opt(c.digest.as_deref())
+                opt(c.digest.as_deref()),
+                c.handler
+                    .as_deref()
+                    .map_or_else(|| "slot image".to_owned(), |h| format!("{} module", e(h))),
+                match c.rollback {
+                    Some(true) => "✓ can roll back".to_owned(),
+                    Some(false) => "<span class=\"warn\">⚠ cannot roll back</span>".to_owned(),
+                    None => opt(None),
+                }
             );
         }
         b.push_str("</tbody></table>");
@@ -639,11 +658,17 @@ async fn device_page(
         };
         let _ = write!(
             b,
-            "<article class=\"attempt\" aria-labelledby=\"att-{i}\"><h3 id=\"att-{i}\">Attempt {} on release {}{}: {}</h3>\
+            "<article class=\"attempt{}\" aria-labelledby=\"att-{i}\"><h3 id=\"att-{i}\">Attempt {} on release {}{}{}: {}</h3>\
 <p>Started {}, last report {}, {} in all.</p>\
 <table class=\"timeline\"><caption class=\"sr\">Steps of this attempt</caption><thead><tr><th scope=\"col\">Step</th><th scope=\"col\">Started</th><th scope=\"col\">Duration</th><th scope=\"col\">Outcome</th><th scope=\"col\">Detail</th></tr></thead><tbody>",
+            if a.offline() { " offline" } else { "" },
             a.number,
             e(&a.release_id),
+            if a.offline() {
+                " <span class=\"badge s-offline\">offline bundle</span>"
+            } else {
+                ""
+            },
             a.campaign_id
                 .as_deref()
                 .map_or_else(String::new, |c| format!(
@@ -685,6 +710,11 @@ async fn device_page(
                     "<details class=\"log\"><summary>Device log ({} bytes, its end)</summary><pre>{}</pre></details>",
                     log.len(),
                     e(log)
+                );
+            }
+            if s.offline {
+                detail.push_str(
+                    "<p class=\"offline\">offline: installed from a bundle without the server; reported when the device next reached it</p>",
                 );
             }
             let _ = write!(
@@ -1184,6 +1214,7 @@ async fn dry_run(
     if up_to_date > 0 {
         b.push_str("<p class=\"warn\" role=\"alert\">⚠ Some targeted devices already run this release or a newer one.</p>");
     }
+    rollback_warning(&mut b, &run.no_rollback, run.no_rollback_partial);
     if !names.is_empty() {
         b.push_str("<details open><summary>Targeted devices");
         if targeted > names.len() as u64 {
@@ -1307,6 +1338,7 @@ pub(crate) async fn campaign(
         when(now, info.created_at),
         e(&info.created_by)
     );
+    rollback_warning(&mut b, &info.no_rollback, info.no_rollback_partial);
     let _ = write!(
         b,
         "<div id=\"live\" data-live=\"/ui/campaigns/{}/live\" aria-live=\"polite\">{}</div>",
@@ -1349,6 +1381,27 @@ pub(crate) async fn campaign(
         b.push_str("</tbody></table></details>");
     }
     page(&ui, "Campaigns", &format!("Campaign {}", s.name), &b)
+}
+
+/// The components some of a campaign's devices cannot roll back (docs/console.md): shown
+/// before the campaign starts, where an operator decides.
+fn rollback_warning(b: &mut String, gaps: &[suitcase_protocol::RollbackGap], partial: bool) {
+    if gaps.is_empty() {
+        return;
+    }
+    b.push_str("<div class=\"warn rollback\" role=\"alert\"><p>⚠ Some devices cannot roll back what this release updates: after a failed health check they keep the new content.</p><ul>");
+    for g in gaps {
+        let _ = write!(b, "<li>{}</li>", e(&g.text()));
+    }
+    b.push_str("</ul>");
+    if partial {
+        let _ = write!(
+            b,
+            "<p>Only the first {} devices that reported such a component were checked: the counts are at least these.</p>",
+            campaigns::ROLLBACK_SCAN
+        );
+    }
+    b.push_str("</div>");
 }
 
 fn filter_text(f: &Filter) -> String {
