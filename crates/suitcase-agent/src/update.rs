@@ -1018,6 +1018,22 @@ fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let bytes = read_envelope(ctx, j)?;
     let anchors = ctx.cfg.trust.anchors();
     let v = verify(ctx, step, &bytes, &anchors)?;
+    // A bundle's index is not trusted, and the release id of a bundle offer comes from it:
+    // it must name the manifest that was verified (its digest, `bundle_release_id`), or the
+    // reports, `SUITCASE_RELEASE_ID` and `installed` would credit another release.
+    if crate::bundle::is_bundle_offer(&j.offer) {
+        let id = crate::bundle::bundle_release_id(&hex::encode(v.digest().as_bytes()));
+        if j.offer.release_id != id {
+            return Err(fail(
+                step,
+                suitcase_manifest::Reason::Digest.code(),
+                format!(
+                    "the bundle's index names this release {:?}, but its envelope's manifest digest is {id}: refused",
+                    j.offer.release_id
+                ),
+            ));
+        }
+    }
     let signers: Vec<&str> = v
         .signers()
         .iter()

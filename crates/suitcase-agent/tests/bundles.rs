@@ -375,3 +375,52 @@ async fn watch_installs_each_new_bundle_in_a_mount_point_once() {
     );
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn attack_bundle_index_names_another_release_than_its_envelope_is_refused() {
+    let fleet = Fleet::new().await;
+    // A: an older, authentic release; B: the (security) release the index claims to carry.
+    let a = fleet.build(&fleet.request(4, vec![fleet.app(&image(4, 20_000), 4)]));
+    let b = fleet.build(&fleet.request(5, vec![fleet.app(&image(5, 20_000), 5)]));
+    let digest_of = |built: &BuiltRelease| {
+        let env = suitcase_manifest::Envelope::decode(&built.envelope).unwrap();
+        let s = suitcase_author::summary::summarize_unauthenticated(&env).unwrap();
+        bundle::bundle_release_id(&s.manifest_digest.1)
+    };
+    let b_id = digest_of(&b);
+    let dev = offline_device(&fleet, "liar").await;
+    let path = fleet.dir.path().join("liar-bundle");
+    make_bundle(&path, true, &[&a]);
+    let ip = path.join("index.json");
+    let mut index: Index = serde_json::from_slice(&std::fs::read(&ip).unwrap()).unwrap();
+    index.releases[0].id.clone_from(&b_id);
+    index.releases[0].sequence_number = 5;
+    std::fs::write(&ip, serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.install_bundle(&path).await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("A was installed under B's name: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("check", "digest"),
+        "{f:?}"
+    );
+    assert!(f.detail.contains(&digest_of(&a)), "{f:?}");
+    // Nothing written, nothing recorded as installed, no report claims success.
+    assert!(!dev.path("app-b.bin").exists());
+    assert!(!dev.path("app.slot").exists());
+    assert_eq!(
+        dev.installed()["components"][0]["sequence_number"],
+        serde_json::Value::Null
+    );
+    assert!(
+        outbox(&dev)
+            .iter()
+            .all(|r| r["outcome"] != "success" || r["step"] == "receive"),
+        "{:?}",
+        outbox(&dev)
+    );
+    fleet.stop().await;
+}

@@ -21,7 +21,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use suitcase_protocol::{Outcome, Step, StepReport};
 
-both_backends!(offline_reports_are_recorded_marked_offline_and_move_no_campaign);
+both_backends!(
+    offline_reports_are_recorded_marked_offline_and_move_no_campaign,
+    attack_offline_report_on_a_release_for_another_class_is_refused,
+);
 
 fn report(release: &str, step: Step, offline: bool) -> StepReport {
     StepReport {
@@ -113,5 +116,46 @@ async fn offline_reports_are_recorded_marked_offline_and_move_no_campaign(backen
         s == StatusCode::NO_CONTENT || s == StatusCode::CONFLICT,
         "{s} {v}"
     );
+    h.stop().await;
+}
+
+/// A bundle's release id comes from its index, which is not trusted: a device must not be
+/// able to claim (in its timeline) a release for another vendor or class than its own.
+async fn attack_offline_report_on_a_release_for_another_class_is_refused(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let rel = h.release(4, b"offline image").await;
+    let devs = h.devices("cls", 3, &["t"]).await;
+    // devs[0]: the release's class (checked in); devs[1]: another class; devs[2]: another
+    // vendor. Each checks in once so that the server knows its vendor and class.
+    h.checkin(&devs[0].1, 1).await;
+    let mut other_class = h.inventory(1);
+    other_class.class_id = Some(suitcase_author::uuid::to_string(
+        &suitcase_author::uuid::class(&h.vendor, "kettle"),
+    ));
+    let mut other_vendor = h.inventory(1);
+    other_vendor.vendor_id = Some(suitcase_author::uuid::to_string(
+        &suitcase_author::uuid::vendor("other.example"),
+    ));
+    for (token, inv) in [(&devs[1].1, &other_class), (&devs[2].1, &other_vendor)] {
+        let r = h
+            .client
+            .post(h.url("/api/v1/device/checkin"))
+            .bearer_auth(token)
+            .json(inv)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let (s, v) = send(&h, &devs[0].1, &report(&rel, Step::Receive, true)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "the device's own class: {v}");
+    for (dev, token) in &devs[1..] {
+        let (s, v) = send(&h, token, &report(&rel, Step::CleanUp, true)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["error"], "not-for-device", "{v}");
+        let (s, d) = h.get(&h.admin, &format!("/api/v1/devices/{dev}")).await;
+        assert_eq!(s, StatusCode::OK, "{d}");
+        assert!(d["update"].is_null(), "nothing recorded: {d}");
+    }
     h.stop().await;
 }

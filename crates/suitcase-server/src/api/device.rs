@@ -195,7 +195,7 @@ fn check_report_size(r: &StepReport) -> ApiResult<()> {
     request_body(content((StepReport = "application/json"), (StepReport = "application/cbor"))),
     responses((status = 204, description = "recorded"),
               (status = 404, body = suitcase_protocol::ApiError, description = "an offline report (`offline: true`) on a release the server does not know (`unknown-release`)"),
-              (status = 409, body = suitcase_protocol::ApiError, description = "an online report on a release never offered to this device (`not-offered`)"),
+              (status = 409, body = suitcase_protocol::ApiError, description = "an online report on a release never offered to this device (`not-offered`); an offline report on a release for another vendor or class than the device's (`not-for-device`)"),
               (status = 413, body = suitcase_protocol::ApiError, description = "detail, reason or SUIT report too long"),
               (status = 429, body = suitcase_protocol::ApiError, description = "too many reports from this device")),
     security(("device_token" = []), ("device_certificate" = [])))]
@@ -253,6 +253,7 @@ pub(crate) async fn record_report(
                     .hint("upload the release (suitcase fleet release upload) before the devices that installed it from a bundle report")
                 })?
         };
+        offline_for_device(state, dev, &id).await?;
         resolved = StepReport {
             release_id: id,
             ..r.clone()
@@ -328,6 +329,46 @@ pub(crate) async fn record_report(
         engine::persist(state, &t).await?;
     }
     Ok(())
+}
+
+/// An offline report's release must be for the device: the vendor and class ids its manifest
+/// checks must include the device's (from its check-ins), as a campaign's targeting requires.
+/// The release id a bundle names comes from its untrusted index (the agent checks it against
+/// the verified manifest at Check); this keeps a device from claiming in its timeline a
+/// release that could never have installed on it. A device that has never sent its vendor or
+/// class (its first check-in comes after the outbox is sent) is not refused on that id, as a
+/// campaign does not exclude it.
+async fn offline_for_device(
+    state: &AppState,
+    dev: &crate::devices::DeviceEntry,
+    release_id: &str,
+) -> ApiResult<()> {
+    let Some(release) = state.db.release_get(release_id).await? else {
+        return Ok(());
+    };
+    // The device's newest check-in may still be buffered.
+    state.devices.flush(state).await;
+    let Some(row) = state.db.device_get(&dev.id).await? else {
+        return Ok(());
+    };
+    let fits = |ids: &[String], mine: Option<&str>| {
+        ids.is_empty() || mine.is_none_or(|m| ids.iter().any(|i| i.eq_ignore_ascii_case(m)))
+    };
+    let (vendors, classes) = (release.summary.vendor_ids(), release.summary.class_ids());
+    if fits(&vendors, row.vendor_id.as_deref()) && fits(&classes, row.class_id.as_deref()) {
+        return Ok(());
+    }
+    Err(ApiErr::conflict(
+        "not-for-device",
+        format!(
+            "offline report on release {release_id:?}, whose manifest is for vendor {} class {}, but this device is vendor {} class {}",
+            vendors.join(" or "),
+            classes.join(" or "),
+            row.vendor_id.as_deref().unwrap_or("(unknown)"),
+            row.class_id.as_deref().unwrap_or("(unknown)"),
+        ),
+    )
+    .hint("a device can only have installed a release for its vendor and class"))
 }
 
 /// The device's current or last update, with every step's latest outcome.
