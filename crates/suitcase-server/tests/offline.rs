@@ -24,6 +24,7 @@ use suitcase_protocol::{Outcome, Step, StepReport};
 both_backends!(
     offline_reports_are_recorded_marked_offline_and_move_no_campaign,
     attack_offline_report_on_a_release_for_another_class_is_refused,
+    offline_reports_do_not_enter_a_campaigns_status_of_the_same_release,
 );
 
 fn report(release: &str, step: Step, offline: bool) -> StepReport {
@@ -157,5 +158,39 @@ async fn attack_offline_report_on_a_release_for_another_class_is_refused(backend
         assert_eq!(s, StatusCode::OK, "{d}");
         assert!(d["update"].is_null(), "nothing recorded: {d}");
     }
+    h.stop().await;
+}
+
+/// A campaign's status of a device shows the campaign's reports only, not those of an
+/// offline install of the same release.
+async fn offline_reports_do_not_enter_a_campaigns_status_of_the_same_release(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let rel = h.release(4, b"campaign image").await;
+    let devs = h.devices("mix", 1, &["t"]).await;
+    let (dev, token) = &devs[0];
+    let campaign = h
+        .campaign(json!({"name": "c", "release_id": rel, "filter": {"devices": [dev]}}))
+        .await;
+    let answer = h.checkin(token, 1).await;
+    assert!(answer.update.is_some(), "{answer:?}");
+    let mut failed = report(&rel, Step::Check, true);
+    failed.outcome = Outcome::Failure;
+    failed.reason = Some("digest".into());
+    let (s, v) = send(&h, token, &failed).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, v) = send(&h, token, &report(&rel, Step::Receive, false)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, d) = h.get(&h.admin, &format!("/api/v1/devices/{dev}")).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let u = &d["update"];
+    assert_eq!(u["campaign_id"], campaign.as_str(), "{d}");
+    assert_ne!(u["offline"], true, "{d}");
+    let steps = u["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "the campaign's Receive only: {d}");
+    assert_eq!(steps[0]["step"], "receive", "{d}");
+    assert!(
+        steps.iter().all(|s| s["outcome"] != "failure"),
+        "the offline failure is not the campaign's: {d}"
+    );
     h.stop().await;
 }

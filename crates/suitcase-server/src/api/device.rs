@@ -411,8 +411,10 @@ pub(crate) async fn update_status(
     let Some((campaign_id, m)) = membership else {
         return Ok(None);
     };
+    // Only the campaign's (online) reports: an offline install of the same release is
+    // another update, and is shown as such above when it is the newest.
     let reports = state.db.reports_for(device_id, &m.release_id).await?;
-    let steps = steps_of(reports.into_iter());
+    let steps = steps_of(reports.into_iter().filter(|r| !r.offline));
     Ok(Some(UpdateStatus {
         release_id: m.release_id,
         campaign_id: Some(campaign_id),
