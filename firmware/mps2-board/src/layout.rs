@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | `0x0000_0000` | 1 MiB | bootloader code (vector table first) |
 //! | `0x0010_0000` | 8 KiB | boot state: two 4 KiB halves ([`suitcase_boot::store`]) |
-//! | `0x0010_2000` | 68 KiB | slot A, the primary (execution) slot: 64 KiB + the spare sector the swap needs |
-//! | `0x0011_3000` | 64 KiB | slot B, the secondary (staging) slot |
+//! | `0x0010_2000` | 64 KiB | slot A, the primary (execution) slot |
+//! | `0x0011_2000` | 68 KiB | slot B, the secondary (staging) slot: the spare sector the swap-offset swap needs, then the staged update |
 //!
 //! A slot holds the `suitcase-device` slot image: header, SUIT envelope, then the application
 //! image at [`IMAGE_OFFSET`], so the application is linked at [`APP_BASE`] and runs in place
@@ -24,9 +24,10 @@ pub const FLASH_BASE: u32 = 0x0010_0000;
 /// Boot state partition: offset in the flash region and size.
 pub const STATE: (u32, u32) = (0, 0x2000);
 /// Slot A (primary): offset in the flash region and size.
-pub const SLOT_A: (u32, u32) = (0x2000, 0x11000);
-/// Slot B (secondary): offset in the flash region and size.
-pub const SLOT_B: (u32, u32) = (0x13000, 0x10000);
+pub const SLOT_A: (u32, u32) = (0x2000, 0x10000);
+/// Slot B (secondary): offset in the flash region and size. One sector more than slot A: the
+/// update is staged after its first sector (swap-offset, [`suitcase_boot::Mode::SwapOffset`]).
+pub const SLOT_B: (u32, u32) = (0x12000, 0x11000);
 /// Size of the flash region and of the host file that persists it.
 pub const FLASH_SIZE: u32 = 0x23000;
 /// Where the application image starts in a slot: after the 32-byte slot header and the
@@ -34,14 +35,17 @@ pub const FLASH_SIZE: u32 = 0x23000;
 pub const IMAGE_OFFSET: u32 = 0x2000;
 /// Where the application is linked: its vector table in slot A.
 pub const APP_BASE: u32 = FLASH_BASE + SLOT_A.0 + IMAGE_OFFSET;
-/// The largest application image: what slot B holds after the header area.
-pub const MAX_IMAGE: u32 = SLOT_B.1 - IMAGE_OFFSET;
+/// The largest application image: what slot A (and slot B after its spare sector) holds after
+/// the header area.
+pub const MAX_IMAGE: u32 = SLOT_A.1 - IMAGE_OFFSET;
 /// RAM the application may use for its initial stack pointer (SSRAM2/3).
 pub const RAM: (u32, u32) = (0x2000_0000, 0x0040_0000);
 
-/// Swap layout (execute in place from slot A), and one trial boot: an update the application
-/// does not confirm in its first run is reverted at the next reset, as MCUboot's "test" swap.
-pub const CONFIG: Config = Config::swap(SECTOR).with_max_trial_boots(1);
+/// Swap-offset layout (execute in place from slot A; the update is staged one sector into
+/// slot B and swapped in without a move pass: 3 image writes per update instead of 4), and one
+/// trial boot: an update the application does not confirm in its first run is reverted at the
+/// next reset, as MCUboot's "test" swap.
+pub const CONFIG: Config = Config::swap_offset(SECTOR).with_max_trial_boots(1);
 
 /// The SUIT component identifier of the application: `[h'00']`, CBOR-encoded.
 pub const COMPONENT_ID: [u8; 3] = [0x81, 0x41, 0x00];
@@ -60,7 +64,7 @@ const _: () = {
     assert!(SLOT_A.0 == STATE.0 + STATE.1);
     assert!(SLOT_B.0 == SLOT_A.0 + SLOT_A.1);
     assert!(FLASH_SIZE == SLOT_B.0 + SLOT_B.1);
-    assert!(SLOT_A.1 == SLOT_B.1 + SECTOR);
+    assert!(SLOT_B.1 == SLOT_A.1 + SECTOR);
     // Vector table alignment for up to 128 entries.
     assert!(APP_BASE.is_multiple_of(512));
 };

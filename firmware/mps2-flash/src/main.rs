@@ -120,8 +120,8 @@ fn tamper(input: &PathBuf, out: &PathBuf) -> Result<(), String> {
 
 fn init(slot: &PathBuf, out: &PathBuf) -> Result<(), String> {
     let slot = read(slot)?;
-    if slot.len() > SLOT_B.1 as usize {
-        return Err("the slot image does not fit a slot".into());
+    if slot.len() > SLOT_A.1 as usize {
+        return Err("the slot image does not fit slot A".into());
     }
     let mut flash = vec![0xFF; FLASH_SIZE as usize];
     let at = SLOT_A.0 as usize;
