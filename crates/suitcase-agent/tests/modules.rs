@@ -637,7 +637,15 @@ capacity = 1024
     );
     let (mut agent, _) = dev.agent(&fleet, suitcase_agent::Hooks::default());
     assert!(agent.cycle().await.unwrap().update.is_none());
-    let info = fleet.device_info(&dev.id).await;
+    // The server records a check-in through its write buffer: wait (bounded) until it shows.
+    let mut info = fleet.device_info(&dev.id).await;
+    for _ in 0..100 {
+        if !info["inventory"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        info = fleet.device_info(&dev.id).await;
+    }
     let comps = &info["inventory"]["components"];
     assert_eq!(comps[0]["id"], json!(["617070"]), "{info}");
     assert_eq!(comps[0]["handler"], "deb", "{info}");
