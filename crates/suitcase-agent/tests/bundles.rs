@@ -424,3 +424,83 @@ async fn attack_bundle_index_names_another_release_than_its_envelope_is_refused(
     );
     fleet.stop().await;
 }
+
+/// A tar header block by hand: ustar, `kind`, the size field as given (octal text).
+fn tar_header(name: &str, kind: u8, size_octal: &str) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    let size = format!("{size_octal:0>11}");
+    h[124..135].copy_from_slice(size.as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h
+}
+
+#[tokio::test]
+async fn attack_bundle_with_a_huge_pax_header_is_refused_in_bounded_memory() {
+    let fleet = Fleet::new().await;
+    // Extension entries whose size fields claim 4 GiB (0o40000000000), in a file of a few
+    // blocks: refused from the header, before a byte of them is read (the tar crate would
+    // read each whole into memory).
+    for kind in [b'x', b'L', b'g'] {
+        let path = fleet
+            .dir
+            .path()
+            .join(format!("huge-{}.bundle", char::from(kind)));
+        let mut bytes = tar_header("PaxHeaders/index.json", kind, "40000000000").to_vec();
+        bytes.extend_from_slice(&[b'9'; 1024]);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = bundle::Source::open(&path).unwrap_err();
+        assert!(
+            e.to_string().contains("extension entry") && e.to_string().contains("4294967296"),
+            "{e}"
+        );
+    }
+    // Small extensions (what GNU tar or bsdtar may add) are read: a pax header naming the
+    // index by a path longer than a ustar name field holds.
+    let built = fleet.build(&fleet.request(4, vec![fleet.app(&image(4, 1000), 4)]));
+    let dir = fleet.dir.path().join("pax-src");
+    make_bundle(&dir, true, &[&built]);
+    let mut tarball = Vec::new();
+    let mut add = |name: &str, data: &[u8], pax_path: Option<&str>| {
+        if let Some(p) = pax_path {
+            let rec = format!("path={p}\n");
+            let mut len = rec.len() + 3;
+            len = rec.len() + 1 + len.to_string().len();
+            let rec = format!("{len} {rec}");
+            assert_eq!(rec.len(), len);
+            tarball.extend_from_slice(&tar_header("pax", b'x', &format!("{:o}", rec.len())));
+            let mut body = rec.into_bytes();
+            body.resize(body.len().div_ceil(512) * 512, 0);
+            tarball.extend_from_slice(&body);
+        }
+        tarball.extend_from_slice(&tar_header(name, b'0', &format!("{:o}", data.len())));
+        let mut body = data.to_vec();
+        body.resize(body.len().div_ceil(512) * 512, 0);
+        tarball.extend_from_slice(&body);
+    };
+    add(
+        "x",
+        &std::fs::read(dir.join("index.json")).unwrap(),
+        Some("./index.json"),
+    );
+    for m in ["releases/0/envelope.suit", "releases/0/payload-0.bin"] {
+        add(m, &std::fs::read(dir.join(m)).unwrap(), None);
+    }
+    tarball.extend_from_slice(&[0u8; 1024]);
+    let path = fleet.dir.path().join("pax.bundle");
+    std::fs::write(&path, &tarball).unwrap();
+    let s = bundle::Source::open(&path).unwrap();
+    assert_eq!(s.index.releases.len(), 1);
+    let dev = offline_device(&fleet, "pax").await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.install_bundle(&path).await.unwrap().update.unwrap();
+    assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+    fleet.stop().await;
+}
