@@ -384,29 +384,44 @@ impl Agent {
     /// same steps and checks as an offer from the server (the signed manifest decides at
     /// Check; the index only says where the bytes are). Reports are queued durably, marked
     /// `offline`; one attempt is made to deliver them at the end, and the next cycle online
-    /// sends whatever is left.
+    /// sends whatever is left. When an update was finished first, the result is the picked
+    /// release's update, or the finished one if the bundle has nothing newer.
     ///
     /// # Errors
     /// [`AgentError::Local`] for a bundle that cannot be read, or
     /// [`AgentError::NothingInBundle`] when nothing in it is for this device or newer than
     /// what is installed (nothing was changed).
     pub async fn install_bundle(&mut self, path: &std::path::Path) -> Result<Cycle, AgentError> {
-        let source = match crate::bundle::Source::open(path) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
+        let source = self.open_bundle(path)?;
+        self.install_from(path, source).await
+    }
+
+    /// Opens a bundle; an unreadable one is a `bundle` event with its note.
+    fn open_bundle(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<Arc<crate::bundle::Source>, AgentError> {
+        crate::bundle::Source::open(path)
+            .map(Arc::new)
+            .inspect_err(|e| {
                 (self.ctx.events)(&Event::Bundle {
                     path: path.display().to_string(),
                     release_id: None,
                     note: Some(e.to_string()),
                 });
-                return Err(e);
-            }
-        };
+            })
+    }
+
+    async fn install_from(
+        &mut self,
+        path: &std::path::Path,
+        source: Arc<crate::bundle::Source>,
+    ) -> Result<Cycle, AgentError> {
         let ctx = Ctx {
             bundle: Some(source.clone()),
             ..self.ctx.clone()
         };
-        let journal = self.ctx.state.journal()?;
+        let mut journal = self.ctx.state.journal()?;
         if journal.is_none() {
             self.ctx.state.clear_work()?;
         }
@@ -415,37 +430,58 @@ impl Agent {
             self.mark_good().await;
         }
         let next_poll = self.ctx.cfg.polling.interval;
-        let update = match journal {
-            // Finish (or undo) what has touched the device, wherever it came from.
-            Some(j) if machine::touches_device(j.step) || j.undoing.is_some() => {
-                Some(resume_with(&ctx, j).await?)
+        // Finish (or undo) what has touched the device, wherever it came from; then pick
+        // from the bundle as if there had been nothing to finish (docs/bundles.md §3).
+        let mut resumed = None;
+        if let Some(j) = journal.take_if(|j| machine::touches_device(j.step) || j.undoing.is_some())
+        {
+            let r = resume_with(&ctx, j).await?;
+            let done = matches!(r.finished, Finished::Installed | Finished::Failed(_));
+            journal = self.ctx.state.journal()?;
+            if !done || journal.is_some() {
+                return self.end_bundle(Some(r), next_poll).await;
             }
-            j => {
-                let pick = pick(&self.ctx, &source.index);
-                (self.ctx.events)(&Event::Bundle {
-                    path: path.display().to_string(),
-                    release_id: pick.as_ref().ok().map(|r| r.id.clone()),
-                    note: pick.as_ref().err().map(ToString::to_string),
-                });
-                let pick = pick?;
-                let offer = crate::bundle::Index::offer(pick);
-                let job = match j {
-                    Some(j) if j.offer == offer => j,
-                    Some(j) => {
-                        tracing::info!(
-                            "installing from the bundle instead of {}; discarding its downloads",
-                            j.release()
-                        );
-                        self.ctx.state.finish()?;
-                        self.fresh(offer)?
-                    }
-                    None => self.fresh(offer)?,
-                };
-                Some(resume_with(&ctx, job).await?)
+            self.ctx.state.clear_work()?;
+            resumed = Some(r);
+        }
+        let pick = pick(&self.ctx, &source.index);
+        (self.ctx.events)(&Event::Bundle {
+            path: path.display().to_string(),
+            release_id: pick.as_ref().ok().map(|r| r.id.clone()),
+            note: pick.as_ref().err().map(ToString::to_string),
+        });
+        let pick = match pick {
+            Ok(p) => p,
+            // What was finished is this run's update.
+            Err(AgentError::NothingInBundle(_)) if resumed.is_some() => {
+                return self.end_bundle(resumed, next_poll).await;
             }
+            Err(e) => return Err(e),
         };
-        // One attempt to deliver the queued reports; if the server is not reachable they
-        // wait for the next cycle online.
+        let offer = crate::bundle::Index::offer(pick);
+        let job = match journal {
+            Some(j) if j.offer == offer => j,
+            Some(j) => {
+                tracing::info!(
+                    "installing from the bundle instead of {}; discarding its downloads",
+                    j.release()
+                );
+                self.ctx.state.finish()?;
+                self.fresh(offer)?
+            }
+            None => self.fresh(offer)?,
+        };
+        let update = resume_with(&ctx, job).await?;
+        self.end_bundle(Some(update), next_poll).await
+    }
+
+    /// The end of a bundle run: one attempt to deliver the queued reports (if the server is
+    /// not reachable they wait for the next cycle online).
+    async fn end_bundle(
+        &self,
+        update: Option<UpdateResult>,
+        next_poll: Duration,
+    ) -> Result<Cycle, AgentError> {
         if let Err(e) = update::flush(&self.ctx).await {
             tracing::info!("reports stay queued until the server is reachable: {e}");
         }
@@ -459,10 +495,13 @@ impl Agent {
     /// Watches `dir` (a mount point) for offline bundles, every `every`, and installs from each
     /// new one (docs/bundles.md): `dir` itself when it holds `index.json`, each subdirectory
     /// that does, and each `*.bundle` or `*.tar` file in it (at most 64 a round, in name
-    /// order). A bundle is tried again only when it changes (size or modification time of
-    /// the file or its index), so a stick left in is not installed twice and an unreadable
-    /// one is not retried in a loop; a bundle still being copied is tried again once it
-    /// changes. Runs `rounds` times (forever if `None`).
+    /// order). A bundle whose install ended (installed, or failed and undone), that had
+    /// nothing for the device, or that could not be read is tried again only when it changes
+    /// (size or modification time of the file or its index), so a stick left in is not
+    /// installed twice and an unreadable one is not retried in a loop; a bundle still being
+    /// copied is tried again once it changes. An install deferred (consent) or stopped by an
+    /// error to resume from is taken up again the next round. Runs `rounds` times (forever
+    /// if `None`).
     ///
     /// # Errors
     /// [`AgentError::Rebooting`] after the reboot command (as [`Self::run`]), and errors that
@@ -480,14 +519,36 @@ impl Agent {
         let mut round = 0u64;
         loop {
             for path in bundles_in(dir) {
-                let stamp = stamp(&path);
-                if stamp.is_none() || seen.get(&path) == stamp.as_ref() {
+                let Some(stamp) = stamp(&path) else {
+                    continue;
+                };
+                if seen.get(&path) == Some(&stamp) {
                     continue;
                 }
-                if let Some(s) = stamp {
-                    seen.insert(path.clone(), s);
-                }
-                match self.install_bundle(&path).await {
+                // Done with this form of the bundle: installed, failed (and undone), nothing
+                // in it, or unreadable (tried again when it changes, e.g. a copy finished).
+                // A deferral (consent), a resumed update that ended elsewhere, or an error to
+                // resume from is tried again next round.
+                let result = match self.open_bundle(&path) {
+                    Err(e) => {
+                        seen.insert(path.clone(), stamp);
+                        Err(e)
+                    }
+                    Ok(source) => {
+                        let r = self.install_from(&path, source).await;
+                        let done = match &r {
+                            Ok(c) => c.update.as_ref().is_none_or(|u| {
+                                matches!(u.finished, Finished::Installed | Finished::Failed(_))
+                            }),
+                            Err(e) => matches!(e, AgentError::NothingInBundle(_)),
+                        };
+                        if done {
+                            seen.insert(path.clone(), stamp);
+                        }
+                        r
+                    }
+                };
+                match result {
                     Ok(_) | Err(AgentError::NothingInBundle(_)) => {}
                     Err(e @ (AgentError::Rebooting | AgentError::InjectedCrash)) => return Err(e),
                     Err(e) => (self.ctx.events)(&Event::Error {

@@ -504,3 +504,112 @@ async fn attack_bundle_with_a_huge_pax_header_is_refused_in_bounded_memory() {
     assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn watch_retries_a_bundle_whose_install_was_deferred_by_consent() {
+    let fleet = Fleet::new().await;
+    let built = fleet.build(&fleet.request(3, vec![fleet.app(&image(3, 20_000), 3)]));
+    let mut dev = offline_device(&fleet, "defer").await;
+    // The consent command defers the first time it is asked, and grants after that.
+    let asked = dev.path("asked");
+    let script = dev.script(
+        "consent.sh",
+        &format!(
+            "if [ -e {0} ]; then exit 0; fi\ntouch {0}\nexit 75",
+            asked.display()
+        ),
+    );
+    dev.extra = format!(
+        "[consent]\nmode = \"command\"\ncommand = [\"{}\"]\n",
+        script.display()
+    );
+    let mount = fleet.dir.path().join("defer-usb");
+    std::fs::create_dir_all(&mount).unwrap();
+    make_bundle(&mount.join("update.bundle"), false, &[&built]);
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let every = std::time::Duration::from_millis(10);
+    agent.watch(&mount, every, Some(3)).await.unwrap();
+    let results: Vec<String> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            suitcase_agent::Event::Update { result, .. } => Some(result),
+            _ => None,
+        })
+        .collect();
+    assert!(asked.exists(), "consent was asked");
+    assert!(results.len() >= 2, "deferred, then installed: {results:?}");
+    assert_ne!(results[0], "installed", "{results:?}");
+    assert_eq!(
+        results.last().map(String::as_str),
+        Some("installed"),
+        "the deferred bundle is tried again in the next round: {:?}",
+        events.all()
+    );
+    assert_eq!(
+        results.iter().filter(|r| *r == "installed").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(dev.installed()["components"][0]["sequence_number"], 3);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn bundle_run_finishes_an_interrupted_update_then_installs_the_newest() {
+    let fleet = Fleet::new().await;
+    let two = fleet.build(&fleet.request(2, vec![fleet.app(&image(2, 20_000), 2)]));
+    let three = fleet.build(&fleet.request(3, vec![fleet.app(&image(3, 20_000), 3)]));
+    let first = fleet.dir.path().join("two.bundle");
+    make_bundle(&first, false, &[&two]);
+    // How many durable writes a whole install takes, on a twin device.
+    let twin = offline_device(&fleet, "twin").await;
+    let (mut agent, _) = twin.agent(&fleet, Hooks::default());
+    agent.install_bundle(&first).await.unwrap();
+    let total = agent.durable_writes();
+    // Crashed late in the install (the device already changed): a journal is left.
+    let dev = offline_device(&fleet, "crashed").await;
+    let (mut agent, _) = dev.agent(
+        &fleet,
+        Hooks {
+            crash_after_writes: Some(total - 3),
+            ..Hooks::default()
+        },
+    );
+    let e = agent.install_bundle(&first).await.unwrap_err();
+    assert!(matches!(e, AgentError::InjectedCrash), "{e}");
+    let journal: serde_json::Value =
+        serde_json::from_slice(&dev.read("state/journal.json")).unwrap();
+    assert!(
+        ["apply", "reverify", "activate", "clean-up"]
+            .contains(&journal["step"].as_str().unwrap_or_default()),
+        "the crash must leave an update that changed the device: {journal}"
+    );
+    drop(agent);
+    // A bundle with 2 and 3: 2 is finished from the journal first, then 3 is picked.
+    let both = fleet.dir.path().join("both.bundle");
+    make_bundle(&both, false, &[&two, &three]);
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let cycle = agent.install_bundle(&both).await.unwrap();
+    assert_eq!(
+        cycle.update.map(|u| u.finished),
+        Some(Finished::Installed),
+        "{journal} {:?}",
+        events.all()
+    );
+    assert_eq!(
+        dev.installed()["components"][0]["sequence_number"],
+        3,
+        "{journal} {:?}",
+        events.all()
+    );
+    assert!(
+        events
+            .all()
+            .iter()
+            .any(|e| matches!(e, suitcase_agent::Event::Resume { .. })),
+        "{:?}",
+        events.all()
+    );
+    fleet.stop().await;
+}
