@@ -272,13 +272,16 @@ impl Source {
                 Ok((Box::new(f.take(size)), size))
             }
             None => {
-                let p = self.path.join(name);
-                // A member is a regular file inside the directory (no symbolic links).
-                let meta = std::fs::symlink_metadata(&p).map_err(|_| missing())?;
+                let f = open_beneath(&self.path, name).map_err(|e| {
+                    AgentError::Local(format!(
+                        "{name} is not a regular file in the bundle {} (no symbolic links on the way): {e}",
+                        self.path.display()
+                    ))
+                })?;
+                let meta = f.metadata().map_err(|_| missing())?;
                 if !meta.is_file() {
                     return Err(missing());
                 }
-                let f = std::fs::File::open(&p).map_err(|_| missing())?;
                 Ok((Box::new(f.take(meta.len())), meta.len()))
             }
         }
@@ -418,6 +421,24 @@ fn pax_value<'a>(records: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         }
     }
     None
+}
+
+/// Opens `name` (a [`check_path`]ed member path) inside the directory `root`, one component
+/// at a time from the root's descriptor with `O_NOFOLLOW`: a symbolic link anywhere on the
+/// way (`releases -> /`, as well as the file itself) is refused, so a member is always a
+/// file inside the bundle. The root itself is the path the operator named.
+fn open_beneath(root: &Path, name: &str) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, openat};
+    let mut dir: std::os::fd::OwnedFd = std::fs::File::open(root)?.into();
+    let parts: Vec<&str> = name.split('/').collect();
+    let (last, dirs) = parts
+        .split_last()
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for d in dirs {
+        dir = openat(&dir, *d, flags | OFlags::DIRECTORY, Mode::empty())?;
+    }
+    Ok(openat(&dir, *last, flags | OFlags::NONBLOCK, Mode::empty())?.into())
 }
 
 /// Regular files in a tar archive: name → (data offset, size). Reads the 512-byte headers

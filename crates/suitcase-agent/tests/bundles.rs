@@ -613,3 +613,46 @@ async fn bundle_run_finishes_an_interrupted_update_then_installs_the_newest() {
     );
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn attack_directory_bundle_symlinked_directory_is_refused() {
+    let fleet = Fleet::new().await;
+    let built = fleet.build(&fleet.request(4, vec![fleet.app(&image(4, 5000), 4)]));
+    let path = fleet.dir.path().join("links");
+    make_bundle(&path, true, &[&built]);
+    // `releases -> elsewhere` (think `releases -> /` and `releases/etc/shadow`): the files
+    // are there through the link, but outside the bundle.
+    let elsewhere = fleet.dir.path().join("outside-the-bundle");
+    std::fs::rename(path.join("releases"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, path.join("releases")).unwrap();
+    let s = bundle::Source::open(&path).unwrap();
+    let e = s.member("releases/0/envelope.suit").err().unwrap();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    let dev = offline_device(&fleet, "links").await;
+    let (mut agent, events) = dev.agent(&fleet, Hooks::default());
+    let update = agent.install_bundle(&path).await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("read through a symbolic link: {:?}", events.all());
+    };
+    assert_eq!(
+        (f.step.name(), f.reason.as_str()),
+        ("receive", "download"),
+        "{f:?}"
+    );
+    assert!(!dev.path("app-b.bin").exists());
+
+    // A symbolic link as the member itself, and as the index.
+    std::fs::remove_file(path.join("releases")).unwrap();
+    std::fs::create_dir_all(path.join("releases/0")).unwrap();
+    for f in ["envelope.suit", "payload-0.bin"] {
+        std::os::unix::fs::symlink(elsewhere.join("0").join(f), path.join("releases/0").join(f))
+            .unwrap();
+    }
+    let s = bundle::Source::open(&path).unwrap();
+    assert!(s.member("releases/0/envelope.suit").is_err());
+    let index = fleet.dir.path().join("index-elsewhere.json");
+    std::fs::rename(path.join("index.json"), &index).unwrap();
+    std::os::unix::fs::symlink(&index, path.join("index.json")).unwrap();
+    assert!(bundle::Source::open(&path).is_err());
+    fleet.stop().await;
+}
