@@ -844,24 +844,42 @@ impl Db {
             .collect()
     }
 
-    /// Devices (not decommissioned) whose last inventory reports a component they cannot roll
-    /// back: (id, inventory JSON), at most `limit`, by id. A text match on the compact JSON
-    /// the server itself writes (`"rollback":false`), so that the database hands over only
-    /// those inventories, not the fleet's (docs/server.md §4).
+    /// Of `device_ids` (a campaign's targeted devices), those (not decommissioned) whose last
+    /// inventory reports a component they cannot roll back: (id, inventory JSON), at most
+    /// `limit`. A text match on the compact JSON the server itself writes
+    /// (`"rollback":false`), so that the database hands over only those inventories; asked
+    /// 500 ids at a time, and only until `limit` rows came back, so the bound applies to the
+    /// campaign's devices, not to the fleet's (docs/server.md §4).
     pub(crate) async fn devices_without_rollback(
         &self,
+        device_ids: &[String],
         limit: i64,
     ) -> Result<Vec<(String, String)>> {
-        sqlx::query(
-            "SELECT id, inventory FROM devices WHERE revoked = 0 AND inventory LIKE $1 ORDER BY id LIMIT $2",
-        )
-        .bind("%\"rollback\":false%")
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
+        let mut out: Vec<(String, String)> = Vec::new();
+        for chunk in device_ids.chunks(500) {
+            let left = limit - i64::try_from(out.len()).unwrap_or(i64::MAX);
+            if left <= 0 {
+                break;
+            }
+            let mut vals = vec![Val::S("%\"rollback\":false%".into())];
+            let ph: Vec<String> = chunk
+                .iter()
+                .map(|id| {
+                    vals.push(Val::S(id.clone()));
+                    format!("${}", vals.len())
+                })
+                .collect();
+            vals.push(Val::I(left));
+            let sql = format!(
+                "SELECT id, inventory FROM devices WHERE revoked = 0 AND inventory LIKE $1 AND id IN ({}) ORDER BY id LIMIT ${}",
+                ph.join(","),
+                vals.len()
+            );
+            for r in bind_all(dynamic(&sql), &vals).fetch_all(&self.pool).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
     }
 
     /// Writes back buffered check-ins in one transaction.

@@ -25,6 +25,7 @@ both_backends!(
     offline_reports_are_recorded_marked_offline_and_move_no_campaign,
     attack_offline_report_on_a_release_for_another_class_is_refused,
     offline_reports_do_not_enter_a_campaigns_status_of_the_same_release,
+    rollback_check_is_bounded_over_the_campaigns_devices_not_the_fleet,
 );
 
 fn report(release: &str, step: Step, offline: bool) -> StepReport {
@@ -192,5 +193,53 @@ async fn offline_reports_do_not_enter_a_campaigns_status_of_the_same_release(bac
         steps.iter().all(|s| s["outcome"] != "failure"),
         "the offline failure is not the campaign's: {d}"
     );
+    h.stop().await;
+}
+
+/// The rollback check (campaigns warn of devices that cannot roll back) reads at most 10,000
+/// inventories of the campaign's own devices: 10,001 other devices that cannot roll back,
+/// whose ids all sort before the targeted one, neither hide it nor make the answer partial.
+async fn rollback_check_is_bounded_over_the_campaigns_devices_not_the_fleet(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let rel = h.release(2, b"rollback image").await;
+    let mut ids: Vec<String> = h
+        .devices("many", 10_000, &["x"])
+        .await
+        .into_iter()
+        .chain(h.devices("more", 2, &["x"]).await)
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    let target = ids.last().unwrap().clone();
+    // Every device's stored inventory: `app` cannot be rolled back (written as the server
+    // writes a check-in: compact JSON).
+    let mut inv = h.inventory(1);
+    inv.components[0].handler = Some("deb".into());
+    inv.components[0].rollback = Some(false);
+    let json = serde_json::to_string(&inv).unwrap();
+    assert!(json.contains("\"rollback\":false"), "{json}");
+    sqlx::any::install_default_drivers();
+    let url = h.config.database.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            h.config.data_dir.join("suitcase.db").display()
+        )
+    });
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE devices SET inventory = $1")
+        .bind(&json)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let spec = json!({"name": "one", "release_id": rel, "filter": {"devices": [target]}});
+    let (s, v) = h.post(&h.admin, "/api/v1/campaigns/dry-run", &spec).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["no_rollback"],
+        json!([{"component": ["617070"], "handler": "deb", "devices": 1, "of": 1}]),
+        "{v}"
+    );
+    assert!(v.get("no_rollback_partial").is_none(), "{v}");
     h.stop().await;
 }

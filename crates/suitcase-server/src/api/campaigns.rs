@@ -42,8 +42,9 @@ pub(crate) const ROLLBACK_SCAN: i64 = 10_000;
 /// `release` updates, per (component, handler); and whether the check stopped at its bound.
 ///
 /// Computed from the stored inventories when asked (a dry run, a campaign's page), not kept:
-/// the database returns only the devices that reported some component with `rollback: false`
-/// (a text match), at most [`ROLLBACK_SCAN`] of them, and only those are parsed. Past the
+/// the database returns only the targeted devices that reported some component with
+/// `rollback: false` (a text match), at most [`ROLLBACK_SCAN`] of them, and only those are
+/// parsed. Past the
 /// bound the counts are lower bounds, and the answer says so.
 pub(crate) async fn rollback_gaps(
     state: &AppState,
@@ -54,16 +55,14 @@ pub(crate) async fn rollback_gaps(
         return Ok((Vec::new(), false));
     }
     let images: Vec<&Vec<String>> = release.summary.images().map(|c| &c.id).collect();
-    let rows = state.db.devices_without_rollback(ROLLBACK_SCAN).await?;
+    let rows = state
+        .db
+        .devices_without_rollback(targeted, ROLLBACK_SCAN)
+        .await?;
     let partial = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= ROLLBACK_SCAN;
-    let targeted_set: std::collections::HashSet<&str> =
-        targeted.iter().map(String::as_str).collect();
     let mut counts: std::collections::BTreeMap<(Vec<String>, Option<String>), u64> =
         std::collections::BTreeMap::new();
-    for (id, inventory) in &rows {
-        if !targeted_set.contains(id.as_str()) {
-            continue;
-        }
+    for (_, inventory) in &rows {
         let Ok(inv) = serde_json::from_str::<CheckIn>(inventory) else {
             continue;
         };
