@@ -1579,20 +1579,35 @@ impl Db {
         Ok(())
     }
 
-    /// The release whose manifest digest (hex) starts with `prefix` (at least 64 hex
-    /// characters: what an offline bundle names a release by, docs/bundles.md).
+    /// The release an offline report names by a bundle's release id (`bundle_release_id` in
+    /// the agent): the manifest digest's first 64 hex characters, in any case. A SHA-256
+    /// digest is exactly that, found through the unique index by [`Self::release_by_digest`].
+    /// The prefix path is needed for longer digests (SHAKE256, SHA-384/512: stored whole, named
+    /// by their first 64 characters because a release id is at most 64): a range on the same
+    /// index (`prefix < digest < prefix || 'g'`, hex digits sorting below `g`), checked again
+    /// here, so it is never a scan of the releases.
     pub(crate) async fn release_by_digest_prefix(&self, prefix: &str) -> Result<Option<String>> {
-        if prefix.len() < 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if prefix.len() != 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        Ok(
-            sqlx::query("SELECT id FROM releases WHERE substr(manifest_digest, 1, 64) = $1")
-                .bind(prefix.get(..64).unwrap_or(prefix).to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?,
+        let prefix = prefix.to_ascii_lowercase();
+        if let Some(id) = self.release_by_digest(&prefix).await? {
+            return Ok(Some(id));
+        }
+        for r in sqlx::query(
+            "SELECT id, manifest_digest FROM releases WHERE manifest_digest > $1 AND manifest_digest < $2 ORDER BY manifest_digest LIMIT 2",
         )
+        .bind(&prefix)
+        .bind(format!("{prefix}g"))
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let digest: String = r.try_get(1)?;
+            if digest.starts_with(&prefix) {
+                return Ok(Some(r.try_get(0)?));
+            }
+        }
+        Ok(None)
     }
 
     /// The device's newest offline report (docs/bundles.md): its release and row id, and

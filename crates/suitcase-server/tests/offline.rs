@@ -26,6 +26,7 @@ both_backends!(
     attack_offline_report_on_a_release_for_another_class_is_refused,
     offline_reports_do_not_enter_a_campaigns_status_of_the_same_release,
     rollback_check_is_bounded_over_the_campaigns_devices_not_the_fleet,
+    offline_report_names_a_release_by_the_first_64_characters_of_its_digest,
 );
 
 fn report(release: &str, step: Step, offline: bool) -> StepReport {
@@ -218,14 +219,7 @@ async fn rollback_check_is_bounded_over_the_campaigns_devices_not_the_fleet(back
     inv.components[0].rollback = Some(false);
     let json = serde_json::to_string(&inv).unwrap();
     assert!(json.contains("\"rollback\":false"), "{json}");
-    sqlx::any::install_default_drivers();
-    let url = h.config.database.clone().unwrap_or_else(|| {
-        format!(
-            "sqlite://{}",
-            h.config.data_dir.join("suitcase.db").display()
-        )
-    });
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let pool = database(&h).await;
     sqlx::query("UPDATE devices SET inventory = $1")
         .bind(&json)
         .execute(&pool)
@@ -241,5 +235,73 @@ async fn rollback_check_is_bounded_over_the_campaigns_devices_not_the_fleet(back
         "{v}"
     );
     assert!(v.get("no_rollback_partial").is_none(), "{v}");
+    h.stop().await;
+}
+
+/// The server's database, opened beside it (to seed what an HTTP client cannot reach).
+async fn database(h: &Harness) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = h.config.database.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            h.config.data_dir.join("suitcase.db").display()
+        )
+    });
+    sqlx::AnyPool::connect(&url).await.unwrap()
+}
+
+/// A bundle names a release by the first 64 hex characters of its manifest digest: the
+/// whole of a SHA-256 digest (found by the unique index, in any case), the start of a longer
+/// one (SHAKE256 and the like; found by a range on the same index). Neither the 63 first
+/// characters nor 64 that only share a shorter prefix name it.
+async fn offline_report_names_a_release_by_the_first_64_characters_of_its_digest(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let short = h.release(4, b"sha-256 image").await;
+    let long = h.release(5, b"long digest image").await;
+    let digest_of = |v: &Value| v["manifest_digest"].as_str().unwrap().to_owned();
+    let (_, v) = h.get(&h.admin, &format!("/api/v1/releases/{short}")).await;
+    let short_digest = digest_of(&v);
+    let (_, v) = h.get(&h.admin, &format!("/api/v1/releases/{long}")).await;
+    // A 128-character digest, as SHAKE256 or SHA-512 gives.
+    let long_digest = format!("{}{}", digest_of(&v), "0123456789abcdef".repeat(4));
+    let pool = database(&h).await;
+    sqlx::query("UPDATE releases SET manifest_digest = $1 WHERE id = $2")
+        .bind(&long_digest)
+        .bind(&long)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let devs = h.devices("dig", 1, &["t"]).await;
+    let token = &devs[0].1;
+    for (name, want) in [
+        (short_digest.to_ascii_uppercase(), Some(short.as_str())),
+        (long_digest[..64].to_owned(), Some(long.as_str())),
+        (
+            format!(
+                "{}{}",
+                &long_digest[..63],
+                if long_digest.as_bytes()[63] == b'0' {
+                    '1'
+                } else {
+                    '0'
+                }
+            ),
+            None,
+        ),
+        (long_digest[..63].to_owned(), None),
+    ] {
+        let (s, v) = send(&h, token, &report(&name, Step::Receive, true)).await;
+        match want {
+            Some(rel) => {
+                assert_eq!(s, StatusCode::NO_CONTENT, "{name}: {v}");
+                let (_, d) = h
+                    .get(&h.admin, &format!("/api/v1/devices/{}", devs[0].0))
+                    .await;
+                assert_eq!(d["update"]["release_id"], rel, "{name}: {d}");
+            }
+            None => assert_eq!(s, StatusCode::NOT_FOUND, "{name}: {v}"),
+        }
+    }
     h.stop().await;
 }
