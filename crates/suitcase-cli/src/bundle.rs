@@ -90,6 +90,14 @@ fn sha256_file(p: &Path) -> Result<(u64, String)> {
 }
 
 fn create(a: &CreateArgs) -> Result<ExitCode> {
+    // What agents read of a bundle (bundle::MAX_*): refused here rather than on the device.
+    if a.releases.len() > bundle::MAX_RELEASES {
+        bail!(
+            "{} releases given; agents read at most {} from one bundle (make several bundles)",
+            a.releases.len(),
+            bundle::MAX_RELEASES
+        );
+    }
     let mut releases: Vec<Release> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
     for (ri, path) in a.releases.iter().enumerate() {
@@ -131,6 +139,14 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
                 expect,
                 file: None,
             });
+        }
+        let fetches = wanted.iter().filter(|w| w.release == ri).count();
+        if fetches > bundle::MAX_PAYLOADS {
+            bail!(
+                "{}: its manifest fetches {fetches} payloads; agents read at most {} per release from a bundle",
+                path.display(),
+                bundle::MAX_PAYLOADS
+            );
         }
         releases.push(Release {
             id,
@@ -293,6 +309,18 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
             .map_or(0, |d| d.as_secs()),
         releases,
     };
+    // The index as `bundle::write` encodes it must be one an agent reads (size, counts,
+    // paths), or the bundle would be refused on the device.
+    let json = serde_json::to_vec_pretty(&index).context("cannot encode the index")?;
+    if json.len() as u64 > bundle::MAX_INDEX {
+        bail!(
+            "the bundle's {} would be {} bytes; agents read at most {} (fewer releases or payloads per bundle, or shorter URIs)",
+            bundle::INDEX,
+            json.len(),
+            bundle::MAX_INDEX
+        );
+    }
+    Index::parse(&json).map_err(|e| anyhow!("{e}"))?;
     bundle::write(&a.output, a.dir, &index, &entries).map_err(|e| anyhow!("{e}"))?;
     let unchecked: Vec<&str> = wanted
         .iter()

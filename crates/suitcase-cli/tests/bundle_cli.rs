@@ -128,3 +128,24 @@ fn bundle_create_list_and_agent_bundle_install_offline_then_sync() {
     assert_eq!(dev["update"]["release_id"], rel.as_str(), "{dev}");
     assert_eq!(dev["update"]["state"], "succeeded", "{dev}");
 }
+
+#[test]
+fn bundle_create_refuses_more_releases_than_agents_read() {
+    // (More than MAX_PAYLOADS payloads in one release cannot be built: a manifest names at
+    // most 16 components; `bundle create` checks that bound, and the index's size, too.)
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // More releases than an agent reads from one bundle: refused before anything is read.
+    let many: Vec<String> = (0..=suitcase_agent::bundle::MAX_RELEASES)
+        .map(|i| format!("r{i}.suit"))
+        .collect();
+    let mut args = vec!["bundle", "create", "-o", "many.bundle"];
+    args.extend(many.iter().map(String::as_str));
+    let (code, _, out) = common::suitcase(d, &args);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("65 releases given") && out.contains("at most 64"),
+        "{out}"
+    );
+    assert!(!d.join("many.bundle").exists());
+}
