@@ -212,8 +212,23 @@ impl Http {
                 })?;
                 b = b.identity(id);
             }
-            b.build()
-                .map_err(|e| AgentError::Config(format!("HTTP client: {e}")))
+            b.build().map_err(|e| {
+                // reqwest's own text is "builder error": the cause is in its sources.
+                let mut msg = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    msg.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                if server.ca_pem.is_none() {
+                    msg.push_str(
+                        " (without server.ca_file the agent checks servers against the \
+                         system's CA certificates, which it could not load: install them, \
+                         e.g. Debian's ca-certificates, or set server.ca_file)",
+                    );
+                }
+                AgentError::Config(format!("HTTP client: {msg}"))
+            })
         };
         let client = builder(true)?;
         let anonymous = if server.identity_pem.is_some() {

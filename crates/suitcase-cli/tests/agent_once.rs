@@ -96,3 +96,28 @@ fn agent_once_does_not_claim_success_while_the_update_waits_for_its_reboot() {
         "the reboot is not repeated"
     );
 }
+
+/// A device without the system's CA certificates (a bare initramfs) cannot build its HTTP
+/// client: the agent says so and how to fix it, instead of reqwest's bare "builder error".
+#[test]
+fn fault_no_system_ca_certificates_names_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    common::es256_key(dir.path(), "author");
+    std::fs::write(
+        dir.path().join("agent.toml"),
+        common::agent_toml("http://127.0.0.1:9", "t", "", ""),
+    )
+    .unwrap();
+    let empty = dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, out) = common::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_suitcase"))
+            .current_dir(dir.path())
+            .env("SSL_CERT_FILE", empty.join("none.pem"))
+            .env("SSL_CERT_DIR", &empty)
+            .args(["agent", "--config", "agent.toml", "--once"]),
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("No CA certificates were loaded"), "{out}");
+    assert!(out.contains("set server.ca_file"), "{out}");
+}
