@@ -305,9 +305,10 @@ impl Source {
         let name = d
             .url
             .strip_prefix(SCHEME)
-            .ok_or_else(|| DownloadError::Refused(format!("{}: not a bundle member", d.url)))?;
+            .ok_or_else(|| DownloadError::Refused(format!("{}: not a bundle member", d.url)))?
+            .to_owned();
         let (mut r, size) = self
-            .member(name)
+            .member(&name)
             .map_err(|e| DownloadError::Gone(e.to_string()))?;
         if size != d.size {
             return Err(DownloadError::Gone(format!(
@@ -316,19 +317,7 @@ impl Source {
             )));
         }
         let what = format!("cannot write {}", path.display());
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(local(&what))?;
-        let on_disk = file.metadata().map_err(local(&what))?.len();
-        if on_disk < d.durable {
-            d.durable = 0;
-        }
-        file.set_len(d.durable).map_err(local(&what))?;
-        file.seek(SeekFrom::Start(d.durable))
-            .map_err(local(&what))?;
+        let (mut file, _) = crate::http::open_resumable(path, d)?;
         std::io::copy(&mut r.by_ref().take(d.durable), &mut std::io::sink())
             .map_err(|e| DownloadError::Gone(format!("cannot read {name} in the bundle: {e}")))?;
         let mut buf = vec![0u8; 256 << 10];

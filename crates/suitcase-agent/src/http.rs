@@ -572,22 +572,10 @@ impl Http {
         progress: &mut (dyn FnMut(u64) -> Option<Pending> + Send),
     ) -> Result<(), DownloadError> {
         let what = format!("cannot write {}", path.display());
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(local(&what))?;
-        // Bytes past the last flush may be garbage after a power cut: drop them.
-        let on_disk = file.metadata().map_err(local(&what))?.len();
-        if on_disk < d.durable {
-            // The file lost data it had flushed (or was replaced): start again.
-            d.durable = 0;
+        let (mut file, restarted) = open_resumable(path, d)?;
+        if restarted {
             d.etag = None;
         }
-        file.set_len(d.durable).map_err(local(&what))?;
-        file.seek(SeekFrom::Start(d.durable))
-            .map_err(local(&what))?;
 
         let url = self.resolve(&d.url).map_err(DownloadError::Refused)?;
         let mut rb = self.client.get(url);
@@ -746,6 +734,34 @@ fn flush(file: &mut std::fs::File, d: &mut Download, what: &str) -> Result<(), A
     let len = file.metadata().map_err(local(what))?.len();
     d.durable = len.min(d.size);
     Ok(())
+}
+
+/// Opens the partial download `path` to go on at `d.durable`: bytes past the last flush are
+/// dropped (after a power cut they may be garbage), and a file shorter than what was flushed
+/// (it lost data, or was replaced) starts again from 0 (`true`: restarted).
+///
+/// # Errors
+/// `Local`, naming the file.
+pub(crate) fn open_resumable(
+    path: &Path,
+    d: &mut Download,
+) -> Result<(std::fs::File, bool), DownloadError> {
+    let what = format!("cannot write {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(local(&what))?;
+    let on_disk = file.metadata().map_err(local(&what))?.len();
+    let restarted = on_disk < d.durable;
+    if restarted {
+        d.durable = 0;
+    }
+    file.set_len(d.durable).map_err(local(&what))?;
+    file.seek(SeekFrom::Start(d.durable))
+        .map_err(local(&what))?;
+    Ok((file, restarted))
 }
 
 /// SHA-256 of a file, hex, read in chunks.

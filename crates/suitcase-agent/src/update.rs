@@ -1789,17 +1789,7 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     .await?
                     .map_err(|why| fail(step, reason::ACTIVATE, format!("{}: {why}", c.name)))?;
                 ctx.state.durability.wrote()?;
-                let (exit, log) = command::run_captured(&m.restart, &env, timeout).await;
-                if !exit.success() {
-                    return Err(Stop::Fail(
-                        StepFailure::new(
-                            step,
-                            reason::ACTIVATE,
-                            format!("{}: {}", c.name, exit.describe("the restart command")),
-                        )
-                        .with_log(log),
-                    ));
-                }
+                restart(&c.name, &m.restart, &env, timeout).await?;
                 notes.push(format!(
                     "{}: {note}{}",
                     c.name,
@@ -1845,18 +1835,7 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 let env = slot_env(j, step, &c.name, s, to);
                 match s.activate {
                     ActivateMode::Restart => {
-                        let (exit, log) =
-                            command::run_captured(&s.restart, &env, ctx.cfg.health.timeout).await;
-                        if !exit.success() {
-                            return Err(Stop::Fail(
-                                StepFailure::new(
-                                    step,
-                                    reason::ACTIVATE,
-                                    format!("{}: {}", c.name, exit.describe("the restart command")),
-                                )
-                                .with_log(log),
-                            ));
-                        }
+                        restart(&c.name, &s.restart, &env, ctx.cfg.health.timeout).await?;
                         notes.push(format!(
                             "{}: slot {} active on trial{}",
                             c.name,
@@ -1961,6 +1940,28 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
         }
     }
     Ok(Done::Success(notes.join("; ")))
+}
+
+/// Runs a component's `restart` command at Activate: its failure (with the end of its output)
+/// fails the step.
+async fn restart(
+    name: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: std::time::Duration,
+) -> Result<(), Stop> {
+    let (exit, log) = command::run_captured(argv, env, timeout).await;
+    if exit.success() {
+        return Ok(());
+    }
+    Err(Stop::Fail(
+        StepFailure::new(
+            Step::Activate,
+            reason::ACTIVATE,
+            format!("{name}: {}", exit.describe("the restart command")),
+        )
+        .with_log(log),
+    ))
 }
 
 /// After a revert, the reported failure delivered: a component whose bootloader switches
