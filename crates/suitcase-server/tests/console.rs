@@ -473,6 +473,12 @@ async fn attack_bad_parameters_get_a_4xx_never_a_500(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The rest of that body was never read: the server closes the connection, and says so,
+    // so that the client does not send its next request into it.
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let r = s
         .client
         .get(h.url("/ui/fleet"))

@@ -111,10 +111,29 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every error answer in the API's JSON format (`ApiError`), including the ones axum's own
+/// Every error answer in the API's JSON format ([`json_error_body`]); a body refused as too
+/// large (413) also closes the connection: the rest of that body was never read, so the
+/// connection cannot carry another request (RFC 9112 §9.6: a server that does not read the
+/// whole request body closes after its response; RFC 9110 §15.5.14). Without it a client
+/// that reuses the connection gets its next request cut off.
+async fn json_errors(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut res = json_error_body(req, next).await;
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        res.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    res
+}
+
+/// An error answer in the API's JSON format (`ApiError`), including the ones axum's own
 /// extractors give (a path segment that is not a number, a bad query string, a body over
 /// the size limit, a wrong method), which come as plain text.
-async fn json_errors(
+async fn json_error_body(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
