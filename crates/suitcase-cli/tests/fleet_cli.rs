@@ -171,8 +171,10 @@ fn fleet_commands_drive_a_rollout() {
         rel_id,
         "--tag",
         "beta",
+        // One wave of both devices: with "1,100%" the first wave holds one of the two, and
+        // which one is not this test's business.
         "--waves",
-        "1,100%",
+        "100%",
         "--window",
         "00:00-23:59",
         "--start",
