@@ -35,7 +35,9 @@ pub const FORMAT: &str = "suitcase-bundle";
 pub const VERSION: u32 = 1;
 /// The index's name in a bundle.
 pub const INDEX: &str = "index.json";
-/// The largest index read: 1 MiB.
+/// The largest index read: 1 MiB. This and the other bounds below keep what a bundle (an
+/// unauthenticated container: only the envelopes in it are signed) can make the agent read
+/// and hold bounded (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
 pub const MAX_INDEX: u64 = 1 << 20;
 /// Releases in one bundle, at most.
 pub const MAX_RELEASES: usize = 64;
@@ -355,10 +357,11 @@ impl Source {
     }
 }
 
-/// The largest tar extension entry read (a pax `x` header or a GNU long name): 64 KiB. The
-/// bundle writer emits none (its member paths fit a ustar header); other tools may add small
-/// ones. Anything larger is refused before a byte of it is read.
-pub const MAX_TAR_EXTENSION: u64 = 64 << 10;
+/// The largest tar extension entry read (a pax `x` header or a GNU long name): the update
+/// modules' limit ([`crate::module::MAX_EXTENSION_RECORD`]). The bundle writer emits none (its
+/// member paths fit a ustar header); other tools may add small ones. Anything larger is
+/// refused before a byte of it is read.
+pub const MAX_TAR_EXTENSION: u64 = crate::module::MAX_EXTENSION_RECORD;
 /// Headers of any kind in one tar bundle, at most: about four per member the index can name.
 pub const MAX_TAR_HEADERS: usize = 4 * MAX_RELEASES * (MAX_PAYLOADS + 1);
 
@@ -612,6 +615,8 @@ pub fn write(out: &Path, dir: bool, index: &Index, entries: &[Entry]) -> Result<
         std::fs::create_dir_all(&tmp).map_err(local(what(&tmp)))?;
         let idx = tmp.join(INDEX);
         std::fs::write(&idx, &json).map_err(local(what(&idx)))?;
+        // On disk before the rename makes it a bundle: a power cut never leaves half of one.
+        crate::module::sync_tree(&tmp).map_err(AgentError::Local)?;
     } else {
         let f = std::fs::File::create(&tmp).map_err(local(what(&tmp)))?;
         let mut b = tar::Builder::new(f);

@@ -220,7 +220,7 @@ impl Http {
                     msg.push_str(&format!(": {s}"));
                     source = s.source();
                 }
-                if server.ca_pem.is_none() {
+                if server.ca_pem.is_none() && msg.contains("CA certificates") {
                     msg.push_str(
                         " (without server.ca_file the agent checks servers against the \
                          system's CA certificates, which it could not load: install them, \

@@ -95,27 +95,58 @@ fn trees(path: &Path) -> Trees {
     }
 }
 
-/// Installs the staged payload. `env` describes the update to a script or dpkg; `timeout`
-/// bounds each command. Returns a note for the report; an error names what failed.
+/// Copies the verified payload `src` into the module's staging file (Apply), whole or not at
+/// all; returns its SHA-256, hex, computed as it is copied.
+///
+/// # Errors
+/// What failed, naming the file.
+pub fn stage(m: &ModuleConfig, src: &Path) -> Result<String, String> {
+    use sha2::Digest as _;
+    use std::io::{Read as _, Write as _};
+    std::fs::create_dir_all(&m.dir).map_err(io(format!("cannot create {}", m.dir.display())))?;
+    let what = format!("cannot stage {}", m.staged.display());
+    let tmp = sibling(&m.staged, ".suitcase-tmp");
+    let mut hash = sha2::Sha256::new();
+    {
+        let mut from = std::fs::File::open(src).map_err(io(&what))?;
+        let mut to = std::fs::File::create(&tmp).map_err(io(&what))?;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = from.read(&mut buf).map_err(io(&what))?;
+            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+                break;
+            };
+            hash.update(chunk);
+            to.write_all(chunk).map_err(io(&what))?;
+        }
+        to.sync_all().map_err(io(&what))?;
+    }
+    rename_durable(&tmp, &m.staged)?;
+    Ok(hex::encode(hash.finalize()))
+}
+
+/// Installs the staged payload, whose SHA-256 (hex, as [`stage`] returned it and the journal
+/// kept) is `digest`. `env` describes the update to a script or dpkg; `timeout` bounds each
+/// command. Returns a note for the report; an error names what failed.
 ///
 /// # Errors
 /// The reason, for the step's failure report.
 pub fn install(
     m: &ModuleConfig,
+    digest: &str,
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<String, String> {
     std::fs::create_dir_all(&m.dir).map_err(io(format!("cannot create {}", m.dir.display())))?;
-    let digest = crate::http::sha256_file(&m.staged).map_err(local)?;
     let marker = m.dir.join(INSTALLING);
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(digest.as_str()) {
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(digest) {
         // A new install: what an earlier one left (a commit that could not clean up) is not
         // a backup of what runs now.
         drop_backups(m)?;
         write_atomic(&marker, digest.as_bytes()).map_err(local)?;
     }
     let done = m.dir.join(INSTALLED);
-    if std::fs::read_to_string(&done).ok().as_deref() == Some(digest.as_str()) {
+    if std::fs::read_to_string(&done).ok().as_deref() == Some(digest) {
         return Ok(format!(
             "installed earlier by the {} handler",
             m.handler.name()
@@ -437,10 +468,12 @@ fn install_archive(m: &ModuleConfig, path: &Path) -> Result<String, String> {
     })
 }
 
-/// Extracts the tar archive `src` (plain or gzip-compressed) into the new directory `dst`. Only directories, regular
-/// files and symbolic links; no entry outside `dst` (the tar crate refuses `..` and absolute
-/// paths and checks each entry's parent after links), at most `capacity` bytes of file
-/// content and [`MAX_ARCHIVE_ENTRIES`] entries. Returns (files, bytes).
+/// Extracts the tar archive `src` (plain or gzip-compressed) into the new directory `dst`:
+/// only directories, regular files and symbolic links; an entry naming `..` or an absolute
+/// path is refused here (the crate would skip or strip it), and one that would land outside
+/// `dst` through a link is refused by the crate's `unpack_in`; at most `capacity` bytes of
+/// file content and [`MAX_ARCHIVE_ENTRIES`] entries (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
+/// Returns (files, bytes).
 fn extract(src: &Path, dst: &Path, capacity: u64) -> Result<(u64, u64), String> {
     let bad = |e: std::io::Error| format!("the archive is not a readable tar file: {e}");
     // First pass, entries as they are: the crate reads a pax or GNU long-name record whole
@@ -551,7 +584,7 @@ fn archive_reader(src: &Path) -> Result<Box<dyn std::io::Read>, String> {
 
 /// Flushes every file and directory under `dir` (an extracted tree must be on disk before it
 /// is swapped in).
-fn sync_tree(dir: &Path) -> Result<(), String> {
+pub(crate) fn sync_tree(dir: &Path) -> Result<(), String> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).map_err(io(format!("cannot read {}", d.display())))? {
@@ -728,7 +761,8 @@ mod tests {
     }
 
     fn install(f: &Fixture) -> Result<String, String> {
-        super::install(&f.m, &[], Duration::from_secs(5))
+        let digest = crate::http::sha256_file(&f.m.staged).unwrap();
+        super::install(&f.m, &digest, &[], Duration::from_secs(5))
     }
 
     fn roll_back(f: &Fixture) -> Result<String, String> {

@@ -31,8 +31,9 @@ pub const JOURNAL_VERSION: u32 = 1;
 /// The most reports the outbox holds (`outbox.json`, about 300 bytes each: 150 KiB at most).
 /// An update makes about a dozen, so this is some forty updates' worth, e.g. bundles
 /// installed offline for a long time. At the bound the oldest `in-progress` reports go
-/// first, then the oldest successes; failures are dropped last (oldest first), so what went
-/// wrong is what reaches the server.
+/// first, then the oldest successes, then the oldest deferrals; failures are dropped last
+/// (oldest first), so what went wrong is what reaches the server (RFC 9124
+/// REQ.SEC.RESOURCE-EXHAUSTION: nothing the agent keeps grows without bound).
 pub const MAX_OUTBOX: usize = 512;
 
 /// Trims `outbox` to [`MAX_OUTBOX`] (see there); returns how many reports were dropped.
@@ -45,6 +46,7 @@ pub fn bound_outbox(outbox: &mut Vec<StepReport>) -> usize {
         suitcase_protocol::Outcome::Deferred,
         suitcase_protocol::Outcome::Failure,
     ] {
+        // Every outcome is in this list, so `left` reaches 0 by its end.
         outbox.retain(|r| {
             if left > 0 && r.outcome == outcome {
                 left -= 1;
@@ -54,9 +56,6 @@ pub fn bound_outbox(outbox: &mut Vec<StepReport>) -> usize {
             }
         });
     }
-    // Any other outcome: the oldest.
-    let extra = outbox.len().saturating_sub(MAX_OUTBOX);
-    outbox.drain(..extra);
     over
 }
 

@@ -112,7 +112,7 @@ pub(crate) fn report(ctx: &Ctx, mut r: StepReport) -> Result<(), AgentError> {
     let dropped = crate::state::bound_outbox(&mut outbox);
     if dropped > 0 {
         tracing::warn!(
-            "the report outbox is full ({} reports); dropped the {dropped} oldest progress or success report(s)",
+            "the report outbox is full ({} reports); dropped the {dropped} oldest report(s), progress first, failures last",
             crate::state::MAX_OUTBOX
         );
     }
@@ -1020,7 +1020,8 @@ fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let v = verify(ctx, step, &bytes, &anchors)?;
     // A bundle's index is not trusted, and the release id of a bundle offer comes from it:
     // it must name the manifest that was verified (its digest, `bundle_release_id`), or the
-    // reports, `SUITCASE_RELEASE_ID` and `installed` would credit another release.
+    // reports, `SUITCASE_RELEASE_ID` and `installed` would credit another release (docs/bundles.md
+    // §4: the server records an offline install under the release its reports name).
     if crate::bundle::is_bundle_offer(&j.offer) {
         let id = crate::bundle::bundle_release_id(&hex::encode(v.digest().as_bytes()));
         if j.offer.release_id != id {
@@ -1493,18 +1494,8 @@ fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
                         ),
                     ));
                 }
-                std::fs::create_dir_all(&m.dir)
-                    .and_then(|()| std::fs::copy(&src, &m.staged))
-                    .and_then(|_| std::fs::File::open(&m.staged)?.sync_all())
-                    .map_err(|e| {
-                        fail(
-                            step,
-                            reason::STORAGE,
-                            format!("{}: cannot stage {}: {e}", t.name, m.staged.display()),
-                        )
-                    })?;
-                crate::state::sync_dir(&m.dir)?;
-                let digest = crate::http::sha256_file(&m.staged)?;
+                let digest = crate::module::stage(m, &src)
+                    .map_err(|why| fail(step, reason::STORAGE, format!("{}: {why}", t.name)))?;
                 notes.push(format!(
                     "{}: {} bytes staged for the {} handler",
                     t.name,
@@ -1785,9 +1776,18 @@ async fn activate(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 ctx.state.save_journal(j)?;
                 let env = module_env(j, step, &c.name, m);
                 let (mc, e2, timeout) = (m.clone(), env.clone(), ctx.cfg.health.timeout);
-                let note = off_worker("module", move || crate::module::install(&mc, &e2, timeout))
-                    .await?
-                    .map_err(|why| fail(step, reason::ACTIVATE, format!("{}: {why}", c.name)))?;
+                let digest = t.digest.clone().ok_or_else(|| {
+                    fail(
+                        step,
+                        reason::STORAGE,
+                        "the staged payload's digest is not journalled",
+                    )
+                })?;
+                let note = off_worker("module", move || {
+                    crate::module::install(&mc, &digest, &e2, timeout)
+                })
+                .await?
+                .map_err(|why| fail(step, reason::ACTIVATE, format!("{}: {why}", c.name)))?;
                 ctx.state.durability.wrote()?;
                 restart(&c.name, &m.restart, &env, timeout).await?;
                 notes.push(format!(
