@@ -83,7 +83,7 @@ done
 echo
 echo "deb-test: contents, modes, conffiles and dependencies as expected (version $version)"
 
-# 3. lintian: errors fail, warnings are shown. Overrides: packaging/lintian/ (docs/install.md).
+# 3. lintian: errors fail, warnings are shown (the accepted warnings: docs/install.md).
 if command -v lintian >/dev/null; then
   lintian --version
   # --allow-root: CI runs as root; lintian only reads the packages.

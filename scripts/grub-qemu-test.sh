@@ -94,10 +94,16 @@ trap on_exit EXIT
 # --- the kernel -------------------------------------------------------------------------------
 # Debian's own, whatever the host runs: the package linux-image-amd64 points at, fetched with
 # `apt-get download` and unpacked (not installed) into $OUT/cache, where later runs find it.
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+# apt-cache exits 100 when its lists do not know the package: no abort under `set -e`, the
+# lists are refreshed (bounded) and it is asked again.
+kernel_package() {
+  { apt-cache depends linux-image-amd64 2>/dev/null || true; } \
+    | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1
+}
+pkg=$(kernel_package)
 if [ -z "$pkg" ]; then
-  as_root apt-get update -q >/dev/null 2>&1 || true
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+  as_root timeout 300 apt-get update -q >/dev/null 2>&1 || true
+  pkg=$(kernel_package)
 fi
 [ -n "$pkg" ] || fail "apt-cache knows no linux-image-amd64 (is this Debian amd64?)"
 KVER=${pkg#linux-image-}
@@ -109,9 +115,8 @@ if [ ! -f "$KERNEL" ] || [ ! -f "$CACHE/modules/order" ]; then
   unpacked=$OUT/cache/unpacked
   rm -rf "$CACHE" "$unpacked" "$OUT/cache/deb"
   mkdir -p "$OUT/cache/deb" "$CACHE/modules"
-  (cd "$OUT/cache/deb" && apt-get download -q "$pkg" >/dev/null 2>&1) \
-    || { as_root apt-get update -q >/dev/null 2>&1 && (cd "$OUT/cache/deb" && apt-get download -q "$pkg" >/dev/null); } \
-    || fail "apt-get download $pkg"
+  (cd "$OUT/cache/deb" && timeout 300 apt-get download -q "$pkg" >/dev/null 2>&1) \
+    || fail "apt-get download $pkg (a kernel version the lists name but the archive no longer has: apt-get update, then run again)"
   dpkg-deb -x "$OUT/cache/deb/"*.deb "$unpacked"
   rm -rf "$OUT/cache/deb"
   # modules.dep is made at install time; busybox's depmod makes it here.
@@ -410,7 +415,6 @@ release() {
   rel=$(fleet release upload "$WORK/release-$n.suit" --payload "$WORK/initramfs-$n.img" --name "initramfs $n" | json 'd["id"]')
   fleet campaign create --release "$rel" --device "$device_id" --start | json 'd["id"]'
 }
-campaign_state() { fleet campaign show "$1" | json 'd["status"]'; }
 
 # The server's view: the campaign's state, the device's update state and, from its last
 # check-in, the slot it booted and whether it reported a revert (a revert is reported at the
