@@ -517,11 +517,14 @@ pub struct StepReport {
     pub suit_report: Option<Vec<u8>>,
     /// The step ran **offline**: the device installed the release from an offline bundle
     /// (`suitcase bundle create`, docs/bundles.md), not from an offer of this server, and
-    /// sends the report it queued when it next reaches the server. Such a report is accepted
-    /// for any release the server knows even though it never offered it (an online report
-    /// on a release never offered is refused with 409 `not-offered`; one on a release the
-    /// server does not know with 404 `unknown-release`), is recorded in the device's
-    /// timeline marked offline, and moves no campaign's counters. Default `false`.
+    /// sends the report it queued when it next reaches the server. Its `release_id` may be
+    /// the server's release id or the manifest digest's first 64 hex characters. Such a
+    /// report is accepted for any release the server knows even though it never offered it,
+    /// is recorded in the device's timeline marked offline, and moves no campaign's counters.
+    /// An offline report on a release the server does not know is refused with 404
+    /// `unknown-release`, and one on a release whose manifest is for another vendor or class
+    /// than the device's with 409 `not-for-device`; an online report on a release never
+    /// offered to the device is refused with 409 `not-offered`. Default `false`.
     #[serde(default, skip_serializing_if = "core::ops::Not::not")]
     pub offline: bool,
 }

@@ -99,8 +99,8 @@ pub struct Config {
     /// devices that run the source image.
     pub deltas: bool,
     /// Files in the payload store that nothing refers to and that are older than this are
-    /// removed at start and then every half of this (at least every minute): what a killed
-    /// upload leaves behind.
+    /// removed at start and then every `sweep_interval` (by default every half of this, at
+    /// least every minute): what a killed upload leaves behind.
     pub orphan_age: Duration,
     /// How often the payload store is swept for orphans after the sweep at start. `None`:
     /// every half of `orphan_age`, at least every minute.

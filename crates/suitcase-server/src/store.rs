@@ -1517,10 +1517,10 @@ pub(crate) fn clip_log(log: &str) -> String {
 
 impl Db {
     /// Stores a step report (docs/server.md, "Progress does not pile up"). An `in-progress`
-    /// report with a `started_at` (a suitcase agent's
-    /// download progress) that follows an `in-progress` report of the same step, release and
-    /// campaign (the same attempt) replaces it, so that progress reports do not grow the
-    /// table; the first start stored is kept. Reports without `started_at` (older agents,
+    /// report with a `started_at` (a suitcase agent's download progress) that follows an
+    /// `in-progress` report of the same step, release, campaign and `offline` flag (the same
+    /// attempt) replaces it, so that progress reports do not grow the table; the first start
+    /// stored is kept. Reports without `started_at` (older agents,
     /// DDI feedback, whose log lines the failure report gathers) are each kept.
     pub(crate) async fn report_insert(
         &self,
@@ -1537,7 +1537,7 @@ impl Db {
                 "UPDATE reports SET reason = $1, detail = $2, progress = $3, suit_report = $4, \
                  started_at = COALESCE(started_at, $5), at = $6 \
                  WHERE id = (SELECT MAX(id) FROM reports WHERE device_id = $7 AND release_id = $8) \
-                 AND step = $9 AND outcome = $10 \
+                 AND step = $9 AND outcome = $10 AND offline = $12 \
                  AND (campaign_id = $11 OR (campaign_id IS NULL AND $11 IS NULL))",
             )
             .bind(r.reason.as_deref())
@@ -1551,6 +1551,7 @@ impl Db {
             .bind(r.step.name())
             .bind(r.outcome.name())
             .bind(campaign_id)
+            .bind(i64::from(r.offline))
             .execute(&self.pool)
             .await?
             .rows_affected();

@@ -389,23 +389,41 @@ pub(crate) async fn get(
 ) -> ApiResult<axum::Json<CampaignInfo>> {
     who.require(Cap::Read)?;
     let row = find(&state, &id).await?;
+    Ok(axum::Json(with_rollback_check(&state, row).await?))
+}
+
+/// One campaign with per-wave progress, without the rollback check (`no_rollback` stays
+/// empty): for the console's live refresh, which does not show it.
+pub(crate) async fn get_progress(
+    state: &AppState,
+    who: &Manager,
+    id: &str,
+) -> ApiResult<CampaignInfo> {
+    who.require(Cap::Read)?;
+    let row = find(state, id).await?;
+    info(state, row).await
+}
+
+/// [`info`] with, while the campaign is a draft, running or paused, the rollback check
+/// ([`rollback_gaps`]) of the devices it would assign or has assigned.
+async fn with_rollback_check(state: &AppState, row: CampaignRow) -> ApiResult<CampaignInfo> {
     let devices = match row.state {
         // The devices `start` would assign now, as a dry run counts them.
         CampaignState::Draft => {
-            state.devices.flush(&state).await;
+            state.devices.flush(state).await;
             match state.db.release_get(&row.spec.release_id).await? {
                 Some(r) => {
                     let of_class = state
                         .db
                         .device_ids_matching(&row.spec.filter, &r.summary.class_ids())
                         .await?;
-                    Some((r, not_busy(&state, &of_class).await?))
+                    Some((r, not_busy(state, &of_class).await?))
                 }
                 None => None,
             }
         }
         CampaignState::Running | CampaignState::Paused => {
-            state.devices.flush(&state).await;
+            state.devices.flush(state).await;
             match state.db.release_get(&row.spec.release_id).await? {
                 Some(r) => {
                     let members = state.db.campaign_members(&row.id).await?;
@@ -416,12 +434,12 @@ pub(crate) async fn get(
         }
         CampaignState::Completed | CampaignState::Cancelled | CampaignState::RolledBack => None,
     };
-    let mut out = info(&state, row).await?;
+    let mut out = info(state, row).await?;
     if let Some((release, devices)) = devices {
         (out.no_rollback, out.no_rollback_partial) =
-            rollback_gaps(&state, &release, &devices).await?;
+            rollback_gaps(state, &release, &devices).await?;
     }
-    Ok(axum::Json(out))
+    Ok(out)
 }
 
 /// Query parameters of the member list.

@@ -703,19 +703,10 @@ async fn chunks(state: &AppState, p: &str, a: &ActionRow, r: &ReleaseRow) -> Api
             .components
             .iter()
             .find(|c| c.uri.as_deref() == Some(pl.uri.as_str()));
-        let part = comp
-            .map(|c| {
-                c.id.iter()
-                    .map(|seg| match hex::decode(seg) {
-                        Ok(b) if !b.is_empty() && b.iter().all(u8::is_ascii_graphic) => {
-                            String::from_utf8_lossy(&b).into_owned()
-                        }
-                        _ => seg.clone(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .unwrap_or_else(|| "os".into());
+        let part = comp.map_or_else(
+            || "os".into(),
+            |c| suitcase_protocol::component_label(&c.id),
+        );
         let module = a.id * MODULES + i64::from(pl.idx);
         let url = format!(
             "{p}/softwaremodules/{module}/artifacts/{}",

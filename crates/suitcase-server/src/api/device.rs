@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::auth::DeviceAuth;
 use crate::engine::{self, ReportFate};
 use crate::error::{ApiErr, ApiResult};
+use crate::store::ReleaseRow;
 use crate::wire::{self, Accepts, Want, Wire};
 
 /// The next poll: the interval (or `retry_after`) with random jitter, so that a fleet does
@@ -234,28 +235,27 @@ pub(crate) async fn record_report(
     // its manifest digest (or by the server's id): it must be a release the server knows.
     let resolved;
     let r = if r.offline {
-        let id = if state.db.release_get(&r.release_id).await?.is_some() {
-            r.release_id.clone()
-        } else {
-            state
-                .db
-                .release_by_digest_prefix(&r.release_id)
-                .await?
-                .ok_or_else(|| {
-                    ApiErr::new(
-                        StatusCode::NOT_FOUND,
-                        "unknown-release",
-                        format!(
-                            "offline report on release {:?}, which this server does not know (neither a release id nor a manifest digest)",
-                            r.release_id
-                        ),
-                    )
-                    .hint("upload the release (suitcase fleet release upload) before the devices that installed it from a bundle report")
-                })?
+        let release = match state.db.release_get(&r.release_id).await? {
+            Some(release) => Some(release),
+            None => match state.db.release_by_digest_prefix(&r.release_id).await? {
+                Some(id) => state.db.release_get(&id).await?,
+                None => None,
+            },
         };
-        offline_for_device(state, dev, &id).await?;
+        let release = release.ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "unknown-release",
+                format!(
+                    "offline report on release {:?}, which this server does not know (neither a release id nor a manifest digest)",
+                    r.release_id
+                ),
+            )
+            .hint("upload the release (suitcase fleet release upload) before the devices that installed it from a bundle report")
+        })?;
+        offline_for_device(state, dev, &release).await?;
         resolved = StepReport {
-            release_id: id,
+            release_id: release.id,
             ..r.clone()
         };
         &resolved
@@ -331,21 +331,19 @@ pub(crate) async fn record_report(
     Ok(())
 }
 
-/// An offline report's release must be for the device: the vendor and class ids its manifest
-/// checks must include the device's (from its check-ins), as a campaign's targeting requires.
+/// An offline report's release must be for the device: where its manifest checks vendor ids,
+/// the device's vendor id (from its check-ins) must be one of them, and likewise its class
+/// id, both compared ignoring ASCII case; a manifest that checks none of one kind accepts any.
 /// The release id a bundle names comes from its untrusted index (the agent checks it against
 /// the verified manifest at Check); this keeps a device from claiming in its timeline a
 /// release that could never have installed on it. A device that has never sent its vendor or
-/// class (its first check-in comes after the outbox is sent) is not refused on that id, as a
-/// campaign does not exclude it.
+/// class id (its first check-in comes after the outbox is sent) is not refused on that id.
 async fn offline_for_device(
     state: &AppState,
     dev: &crate::devices::DeviceEntry,
-    release_id: &str,
+    release: &ReleaseRow,
 ) -> ApiResult<()> {
-    let Some(release) = state.db.release_get(release_id).await? else {
-        return Ok(());
-    };
+    let release_id = &release.id;
     // The device's newest check-in may still be buffered.
     state.devices.flush(state).await;
     let Some(row) = state.db.device_get(&dev.id).await? else {

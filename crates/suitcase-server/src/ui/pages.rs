@@ -567,7 +567,7 @@ async fn device_page(
             let _ = write!(
                 b,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td><code class=\"digest\">{}</code></td><td>{}</td><td>{}</td></tr>",
-                e(&c.id.join("/")),
+                e(&suitcase_protocol::component_label(&c.id)),
                 c.sequence_number,
                 opt(c.version.as_deref()),
                 c.size.map_or_else(|| opt(None), |s| format!("{s} bytes")),
@@ -1562,10 +1562,12 @@ pub(crate) async fn campaign_live(
     ui: Ui,
     Path(id): Path<String>,
 ) -> Response {
-    match campaigns::get(State(state), ui.who.clone(), Path(id)).await {
+    // Not `campaigns::get`: the live part does not show the rollback check, which is too
+    // costly to run on every refresh.
+    match campaigns::get_progress(&state, &ui.who, &id).await {
         Ok(info) => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            live_html(&ui, &info.0),
+            live_html(&ui, &info),
         )
             .into_response(),
         Err(err) => error_page(&err),

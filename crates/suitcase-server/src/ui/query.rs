@@ -169,8 +169,10 @@ impl Db {
             conds.push(format!("d.name > {x}"));
         }
         let lim = p(&mut vals, Val::I(q.limit + 1));
+        // The list does not show inventories: not read (`inventory` is None in each row).
+        let cols = DEVICE_COLS.replace("inventory", "CAST(NULL AS TEXT) AS inventory");
         let sql = format!(
-            "SELECT {DEVICE_COLS} FROM devices d WHERE {} ORDER BY d.name LIMIT {lim}",
+            "SELECT {cols} FROM devices d WHERE {} ORDER BY d.name LIMIT {lim}",
             conds.join(" AND ")
         );
         let rows = bind_all(dynamic(&sql), &vals).fetch_all(&self.pool).await?;
