@@ -78,7 +78,7 @@ pub(crate) enum Direction {
 
 /// One sector copy: erase `to` and copy `from` into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Copy {
+enum SectorCopy {
     /// Within the primary.
     PrimaryUp { from: u32, to: u32 },
     /// From primary sector `from` to secondary sector `to`.
@@ -88,13 +88,13 @@ enum Copy {
 }
 
 /// What step `step` of a swap of `k` sectors copies, per the tables in the module docs.
-fn plan(mode: Mode, direction: Direction, k: u32, step: u32) -> Copy {
+fn plan(mode: Mode, direction: Direction, k: u32, step: u32) -> SectorCopy {
     match (mode, direction) {
         // The swap is its own inverse; A/B never swaps.
         (Mode::Swap | Mode::AB, _) => {
             if step < k {
                 let i = k.saturating_sub(1).saturating_sub(step);
-                Copy::PrimaryUp {
+                SectorCopy::PrimaryUp {
                     from: i,
                     to: i.saturating_add(1),
                 }
@@ -102,9 +102,9 @@ fn plan(mode: Mode, direction: Direction, k: u32, step: u32) -> Copy {
                 let t = step - k;
                 let i = t / 2;
                 if t.is_multiple_of(2) {
-                    Copy::Up { from: i, to: i }
+                    SectorCopy::Up { from: i, to: i }
                 } else {
-                    Copy::Down {
+                    SectorCopy::Down {
                         from: i.saturating_add(1),
                         to: i,
                     }
@@ -114,9 +114,9 @@ fn plan(mode: Mode, direction: Direction, k: u32, step: u32) -> Copy {
         (Mode::SwapOffset, Direction::Install) => {
             let i = step / 2;
             if step.is_multiple_of(2) {
-                Copy::Down { from: i, to: i }
+                SectorCopy::Down { from: i, to: i }
             } else {
-                Copy::Up {
+                SectorCopy::Up {
                     from: i.saturating_add(1),
                     to: i,
                 }
@@ -127,9 +127,9 @@ fn plan(mode: Mode, direction: Direction, k: u32, step: u32) -> Copy {
             let t = k.saturating_mul(2).saturating_sub(1).saturating_sub(step);
             let i = t / 2;
             if t.is_multiple_of(2) {
-                Copy::Up { from: i, to: i }
+                SectorCopy::Up { from: i, to: i }
             } else {
-                Copy::Down {
+                SectorCopy::Down {
                     from: i,
                     to: i.saturating_add(1),
                 }
@@ -149,11 +149,13 @@ pub(crate) fn run_step<F: NorFlash>(
 ) -> Result<(), NorFlashErrorKind> {
     let at = |index: u32| index.saturating_mul(sector);
     match plan(mode, direction, k, step) {
-        Copy::PrimaryUp { from, to } => copy_within(&mut slots.a, at(from), at(to), sector),
-        Copy::Down { from, to } => {
+        SectorCopy::PrimaryUp { from, to } => copy_within(&mut slots.a, at(from), at(to), sector),
+        SectorCopy::Down { from, to } => {
             copy_between(&mut slots.a, at(from), &mut slots.b, at(to), sector)
         }
-        Copy::Up { from, to } => copy_between(&mut slots.b, at(from), &mut slots.a, at(to), sector),
+        SectorCopy::Up { from, to } => {
+            copy_between(&mut slots.b, at(from), &mut slots.a, at(to), sector)
+        }
     }
 }
 
