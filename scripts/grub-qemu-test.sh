@@ -100,6 +100,11 @@ kernel_package() {
   { apt-cache depends linux-image-amd64 2>/dev/null || true; } \
     | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1
 }
+# Without a kernel in the cache (a fresh machine) the lists are refreshed first, so that the
+# version they name is one the archive still has.
+if ! compgen -G "$OUT/cache/linux-image-*/vmlinuz" >/dev/null; then
+  as_root timeout 300 apt-get update -q >/dev/null 2>&1 || true
+fi
 pkg=$(kernel_package)
 if [ -z "$pkg" ]; then
   as_root timeout 300 apt-get update -q >/dev/null 2>&1 || true
@@ -116,7 +121,7 @@ if [ ! -f "$KERNEL" ] || [ ! -f "$CACHE/modules/order" ]; then
   rm -rf "$CACHE" "$unpacked" "$OUT/cache/deb"
   mkdir -p "$OUT/cache/deb" "$CACHE/modules"
   (cd "$OUT/cache/deb" && timeout 300 apt-get download -q "$pkg" >/dev/null 2>&1) \
-    || fail "apt-get download $pkg (a kernel version the lists name but the archive no longer has: apt-get update, then run again)"
+    || fail "apt-get download $pkg"
   dpkg-deb -x "$OUT/cache/deb/"*.deb "$unpacked"
   rm -rf "$OUT/cache/deb"
   # modules.dep is made at install time; busybox's depmod makes it here.
