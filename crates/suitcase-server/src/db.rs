@@ -26,6 +26,9 @@ pub(crate) struct Db {
     pub(crate) dialect: Dialect,
 }
 
+/// The advisory-lock key nodes take turns on to migrate (PostgreSQL).
+const MIGRATION_LOCK: i64 = 0x5375_6974_6361_0002;
+
 /// Migrations: (version, statements). Never edit a released migration; add one.
 fn migrations(dialect: Dialect) -> Vec<(i64, String)> {
     let (serial, blob) = match dialect {
@@ -134,6 +137,10 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
     // Reports of an install from an offline bundle (docs/bundles.md), sent when the device
     // reached the server again: kept in its timeline, counted by no campaign.
     let v9 = "ALTER TABLE reports ADD COLUMN offline BIGINT NOT NULL DEFAULT 0".to_owned();
+    // The campaign's rate limit lives in its row (the generic cell rate algorithm's
+    // theoretical arrival time, in milliseconds), so that every node takes starts from the
+    // same budget (docs/server.md §7).
+    let v10 = "ALTER TABLE campaigns ADD COLUMN rate_tat BIGINT".to_owned();
     vec![
         (1, v1),
         (2, v2),
@@ -144,6 +151,7 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
         (7, v7),
         (8, v8),
         (9, v9),
+        (10, v10),
     ]
 }
 
@@ -189,22 +197,34 @@ impl Db {
         Ok(db)
     }
 
+    /// Applies the migrations this database lacks. On PostgreSQL, nodes starting together
+    /// take turns: a session advisory lock is held on one connection while it migrates (and
+    /// released with it, also if the node dies), so each migration is applied once.
     async fn migrate(&self) -> Result<()> {
-        self.pool
-            .execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-            )
-            .await
-            .context("cannot create schema_migrations")?;
+        let mut conn = self.pool.acquire().await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await
+                .context("cannot take the migration lock")?;
+            // Closed rather than returned to the pool: that releases the lock.
+            conn.close_on_drop();
+        }
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .context("cannot create schema_migrations")?;
         for (version, sql) in migrations(self.dialect) {
             let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
             if done.is_some() {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 // Migration text is a constant of this module.
                 tx.execute(sqlx::AssertSqlSafe(stmt.to_owned()))

@@ -1,19 +1,45 @@
-//! The rollout engine: every live campaign and every device with an unfinished update, in
-//! memory, so that a check-in is answered without a query. Every change is written to the
-//! database before it is acted on elsewhere, and [`load`] rebuilds this state from the
-//! database at start: killing the server loses nothing.
+//! The rollout engine. Campaign and member state live in the database, and every change is
+//! one conditional statement (`UPDATE ... WHERE state = $from`) or a short transaction that
+//! starts with one: any number of server processes on one PostgreSQL serve the same fleet,
+//! and a transition, a wave opening or a threshold trip lands exactly once, whichever node
+//! makes it (docs/server.md §7).
+//!
+//! The states are enums owned here, [`MState`] for a device in a campaign and the protocol's
+//! [`CampaignState`] for a campaign, and each has one transition function ([`MState::next`],
+//! [`campaign_next`]); the API layer and the bulk moves ask them instead of listing states.
+//!
+//! What stays in memory is a cache, rebuilt from the database at start and kept in step by a
+//! sync task every [`SYNC`]: the live campaigns' specifications and release descriptions
+//! (which never change while a campaign lives), and the set of devices that are members of a
+//! live campaign, so that the check-in of a device with nothing to do costs no query. A
+//! campaign started (or rolled back) on another node reaches this node's cache within
+//! [`SYNC`] plus one load; until then its devices are told to check in later, never given a
+//! wrong answer: every offer is decided on the member's row as the database has it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use suitcase_protocol::{
-    CampaignState, CheckIn, OnError, Outcome, PayloadOffer, Step, StepReport, WaveProgress,
+    CampaignCreate, CampaignState, CheckIn, OnError, Outcome, PayloadOffer, Step, StepReport,
+    WaveProgress,
 };
 
 use crate::AppState;
+use crate::db::Dialect;
 use crate::rollout::{self, Verdict};
-use crate::store::{CampaignRow, ReleaseRow};
+use crate::store::{CampaignRow, LiveMember, ReleaseRow};
+
+/// How often each node brings its cache in step with the database (new, changed and ended
+/// campaigns), and so the bound on how stale it can be.
+pub(crate) const SYNC: Duration = Duration::from_secs(1);
+
+/// Every this many sync rounds a node judges every running campaign again: a node killed
+/// between a device's transition and its judgement leaves the judgement to the others.
+const JUDGE_EVERY: u64 = 3;
 
 /// A device's state in a campaign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +55,41 @@ pub(crate) enum MState {
     RollbackFailed,
 }
 
+/// What happens to a device in a campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// It checked in and may be given the release (its wave is open, the campaign runs).
+    Offer,
+    /// It checked in running the release (or the rollback release) on every component.
+    Installed,
+    /// The server will not offer it the release (a delta patch for another image).
+    Refused,
+    /// It reported a step other than the last one (started, progress, success).
+    Progress,
+    /// It reported the last step (clean-up) done.
+    Done,
+    /// It reported a failure.
+    Failure,
+    /// The campaign was cancelled or aborted.
+    Cancel,
+    /// The campaign rolls back (threshold or operator).
+    RollBack,
+}
+
 impl MState {
+    /// Every state, for the bulk moves and the counts.
+    pub(crate) const ALL: [Self; 9] = [
+        Self::Pending,
+        Self::Notified,
+        Self::InProgress,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::RollingBack,
+        Self::RolledBack,
+        Self::RollbackFailed,
+    ];
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -45,33 +105,48 @@ impl MState {
     }
 
     pub(crate) fn from_name(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Notified,
-            Self::InProgress,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Cancelled,
-            Self::RollingBack,
-            Self::RolledBack,
-            Self::RollbackFailed,
-        ]
-        .into_iter()
-        .find(|x| x.name() == s)
+        Self::ALL.into_iter().find(|x| x.name() == s)
     }
 
-    fn terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded
-                | Self::Failed
-                | Self::Cancelled
-                | Self::RolledBack
-                | Self::RollbackFailed
-        )
+    /// The one transition function: where `event` takes a device in this state, or `None`
+    /// when it leaves it where it is.
+    pub(crate) fn next(self, event: Event) -> Option<Self> {
+        use Event as E;
+        use MState as S;
+        match (self, event) {
+            (S::Pending, E::Offer) => Some(S::Notified),
+            (S::Pending | S::Notified | S::InProgress, E::Installed)
+            | (S::Notified | S::InProgress, E::Done) => Some(S::Succeeded),
+            (S::Pending | S::Notified | S::InProgress, E::Refused)
+            | (S::Notified | S::InProgress, E::Failure) => Some(S::Failed),
+            (S::Notified, E::Progress) => Some(S::InProgress),
+            (S::RollingBack, E::Installed | E::Done) => Some(S::RolledBack),
+            (S::RollingBack, E::Failure) => Some(S::RollbackFailed),
+            (S::Pending | S::Notified | S::InProgress | S::RollingBack, E::Cancel)
+            | (S::Pending, E::RollBack) => Some(S::Cancelled),
+            (S::Notified | S::InProgress | S::Succeeded | S::Failed, E::RollBack) => {
+                Some(S::RollingBack)
+            }
+            _ => None,
+        }
     }
 
-    fn count(self, w: &mut WaveProgress, delta: i64) {
+    /// The device holds an offer in this state (the check-in answer carries the release).
+    pub(crate) fn holds_offer(self) -> bool {
+        matches!(self, Self::Notified | Self::InProgress | Self::RollingBack)
+    }
+
+    /// The device is done with the campaign (unless the campaign rolls back).
+    pub(crate) fn terminal(self) -> bool {
+        !matches!(self, Self::Pending) && !self.holds_offer()
+    }
+
+    /// The states a device still has something to do in.
+    pub(crate) fn unfinished() -> impl Iterator<Item = Self> {
+        Self::ALL.into_iter().filter(|s| !s.terminal())
+    }
+
+    pub(crate) fn count(self, w: &mut WaveProgress, n: u64) {
         let slot = match self {
             Self::Pending => &mut w.pending,
             Self::Notified => &mut w.notified,
@@ -82,8 +157,90 @@ impl MState {
             Self::RollingBack => &mut w.rolling_back,
             Self::RolledBack => &mut w.rolled_back,
         };
-        *slot = slot.saturating_add_signed(delta);
+        *slot += n;
     }
+}
+
+/// What happens to a campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CEvent {
+    /// An operator starts a draft.
+    Start,
+    /// An operator pauses it.
+    Pause,
+    /// An operator resumes it.
+    Resume,
+    /// An operator cancels it.
+    Cancel,
+    /// An operator rolls it back.
+    RollBack,
+    /// The counts open the next wave.
+    Advance,
+    /// Every device of every wave finished.
+    Complete,
+    /// Failures reached the error threshold: what the campaign says to do.
+    Trip(OnError),
+}
+
+/// The one campaign transition function: the state `event` takes a campaign in `from` to,
+/// or `None` if the event is not possible there.
+pub(crate) fn campaign_next(from: CampaignState, event: CEvent) -> Option<CampaignState> {
+    use CEvent as E;
+    use CampaignState as S;
+    match (from, event) {
+        (S::Draft, E::Start) | (S::Paused, E::Resume) | (S::Running, E::Advance) => {
+            Some(S::Running)
+        }
+        (S::Running, E::Pause | E::Trip(OnError::Pause)) => Some(S::Paused),
+        (S::Draft | S::Running | S::Paused | S::RolledBack, E::Cancel)
+        | (S::Running, E::Trip(OnError::Abort)) => Some(S::Cancelled),
+        (S::Running | S::Paused, E::RollBack) | (S::Running, E::Trip(OnError::Rollback)) => {
+            Some(S::RolledBack)
+        }
+        (S::Running, E::Complete) => Some(S::Completed),
+        _ => None,
+    }
+}
+
+/// A campaign whose devices may still check in for something: the engine caches it.
+pub(crate) fn campaign_live(s: CampaignState) -> bool {
+    matches!(
+        s,
+        CampaignState::Running | CampaignState::Paused | CampaignState::RolledBack
+    )
+}
+
+/// Every campaign state (for SQL lists built from the enum).
+pub(crate) const CAMPAIGN_STATES: [CampaignState; 6] = [
+    CampaignState::Draft,
+    CampaignState::Running,
+    CampaignState::Paused,
+    CampaignState::Completed,
+    CampaignState::Cancelled,
+    CampaignState::RolledBack,
+];
+
+/// `'a', 'b'` for an SQL `IN` list of state names (constants of this module, never input).
+pub(crate) fn sql_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The live campaign states, as an SQL list.
+pub(crate) fn sql_live_campaigns() -> String {
+    sql_names(
+        CAMPAIGN_STATES
+            .into_iter()
+            .filter(|s| campaign_live(*s))
+            .map(CampaignState::name),
+    )
+}
+
+/// The unfinished member states, as an SQL list.
+pub(crate) fn sql_unfinished() -> String {
+    sql_names(MState::unfinished().map(MState::name))
 }
 
 /// What a device is offered: a release as the device API describes it.
@@ -182,71 +339,72 @@ impl ReleaseRt {
     }
 }
 
-/// A token bucket: at most `rate` starts per minute, bursts up to a minute's worth.
-#[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    last: i64,
-    per_minute: f64,
-}
-
-impl Bucket {
-    fn take(&mut self, now: i64) -> bool {
-        #[allow(clippy::cast_precision_loss, reason = "seconds since the last take")]
-        let elapsed = (now - self.last).max(0) as f64;
-        self.tokens =
-            (self.tokens + elapsed * self.per_minute / 60.0).min(self.per_minute.max(1.0));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-struct Rt {
-    row: CampaignRow,
-    waves: Vec<WaveProgress>,
+/// A live campaign as the cache has it: what does not change while it lives.
+struct Live {
+    spec: CampaignCreate,
     release: Arc<ReleaseRt>,
     rollback: Option<Arc<ReleaseRt>>,
-    bucket: Option<Bucket>,
-}
-
-#[derive(Clone, Debug)]
-struct Member {
-    campaign: String,
-    wave: u32,
-    state: MState,
 }
 
 #[derive(Default)]
-struct EngineState {
-    campaigns: HashMap<String, Rt>,
-    members: HashMap<String, Member>,
+struct Cache {
+    campaigns: HashMap<String, Arc<Live>>,
+    /// The state each cached campaign had when it was loaded: a change (a rollback moves
+    /// finished devices back to work) makes the sync load it again.
+    seen: HashMap<String, CampaignState>,
+    /// Devices that are members of a live campaign (maybe finished in it). Only these pay a
+    /// query at check-in.
+    devices: HashSet<String>,
+    /// Counts loads, so that a device is only dropped from `devices` by a check-in that read
+    /// the database after the last load.
+    epoch: u64,
 }
 
 /// The engine.
 #[derive(Default)]
 pub(crate) struct Engine {
-    state: RwLock<EngineState>,
-    /// Serialises campaign-level changes (start, advance, trip, operator actions).
+    cache: RwLock<Cache>,
+    /// Serialises this node's operator actions; [`lock_ops`] adds the fleet-wide lock.
     ops: tokio::sync::Mutex<()>,
 }
 
-/// A device state change to persist.
+impl Engine {
+    fn may_have(&self, device_id: &str) -> Option<u64> {
+        let c = self.cache.read().ok()?;
+        c.devices.contains(device_id).then_some(c.epoch)
+    }
+
+    fn drop_device(&self, device_id: &str, epoch: u64) {
+        if let Ok(mut c) = self.cache.write()
+            && c.epoch == epoch
+        {
+            c.devices.remove(device_id);
+        }
+    }
+
+    fn live(&self, campaign_id: &str) -> Option<Arc<Live>> {
+        self.cache.read().ok()?.campaigns.get(campaign_id).cloned()
+    }
+
+    fn forget(&self, campaign_id: &str) {
+        if let Ok(mut c) = self.cache.write() {
+            c.campaigns.remove(campaign_id);
+            c.seen.remove(campaign_id);
+        }
+    }
+}
+
+/// A device state change that landed in the database.
 #[derive(Debug, Clone)]
 pub(crate) struct Transition {
     pub(crate) campaign_id: String,
     pub(crate) device_id: String,
-    /// The state the device left: the write only lands if the database still has it.
     pub(crate) from: MState,
     pub(crate) to: MState,
     pub(crate) release_id: String,
 }
 
-/// What [`Engine::on_report`] makes of a report.
+/// What [`on_report`] makes of a report.
 #[derive(Debug)]
 pub(crate) enum ReportFate {
     /// The device has no unfinished update for this release in a live campaign: the
@@ -275,237 +433,308 @@ pub(crate) struct Decision {
     pub(crate) campaign: Option<String>,
 }
 
-impl Engine {
-    /// Decides what a checking-in device gets.
-    pub(crate) fn decide(&self, device_id: &str, checkin: &CheckIn, now: i64) -> Decision {
-        // Most devices have nothing to do: answer them under the read lock.
-        if self
-            .state
-            .read()
-            .map(|s| !s.members.contains_key(device_id))
-            .unwrap_or(true)
-        {
-            return Decision::default();
-        }
-        let Ok(mut guard) = self.state.write() else {
-            return Decision::default();
-        };
-        let st = &mut *guard;
-        let Some(member) = st.members.get(device_id).cloned() else {
-            return Decision::default();
-        };
-        let Some(rt) = st.campaigns.get_mut(&member.campaign) else {
-            return Decision::default();
-        };
-        let live = matches!(
-            rt.row.state,
-            CampaignState::Running | CampaignState::RolledBack | CampaignState::Paused
-        );
-        if !live || member.wave >= rt.row.opened_waves {
-            return Decision::default();
-        }
-        let rolling_back = member.state == MState::RollingBack;
-        let release = if rolling_back {
-            match &rt.rollback {
-                Some(r) => r.clone(),
-                None => return Decision::default(),
-            }
-        } else {
-            rt.release.clone()
-        };
-        let mut decision = Decision::default();
-        let mut to = None;
-        match member.state {
-            MState::Pending => {
-                if rt.row.state != CampaignState::Running {
-                    return decision;
-                }
-                if release.installed_on(checkin) {
-                    // It runs the release already (docs/server.md §3): it succeeded, and is
-                    // not offered what its processor would refuse as a rollback (manifest
-                    // §8.4.2), which would count as a failure against the error threshold.
-                    // No window or rate limit applies: nothing is installed.
-                    to = Some(MState::Succeeded);
-                } else {
-                    if let Some(w) = &rt.row.spec.window
-                        && !rollout::in_window(w, now)
-                    {
-                        decision.retry_after = Some(rollout::until_window(w, now));
-                        return decision;
-                    }
-                    if let Some(b) = &mut rt.bucket
-                        && !b.take(now)
-                    {
-                        decision.retry_after = Some(30);
-                        return decision;
-                    }
-                    to = Some(MState::Notified);
-                }
-            }
-            MState::Notified | MState::InProgress | MState::RollingBack => {
-                if release.installed_on(checkin) {
-                    to = Some(if rolling_back {
-                        MState::RolledBack
-                    } else {
-                        MState::Succeeded
-                    });
-                }
-            }
-            _ => return decision,
-        }
-        // A manifest-level delta release for another image than the device runs: it would
-        // download the patch only for its processor to refuse it at Check (image-match on the
-        // base component, draft-ietf-suit-manifest §8.4.9.2). Fail it here instead.
-        if !rolling_back
-            && !matches!(to, Some(MState::Succeeded))
-            && let Some(why) = release.delta_base_mismatch(checkin)
-        {
-            decision.refused = Some((member.campaign.clone(), why));
-            decision.transition = Some(apply(st, device_id, &member, MState::Failed, &release.id));
-            return decision;
-        }
-        if !matches!(to, Some(MState::Succeeded | MState::RolledBack)) {
-            decision.campaign = Some(member.campaign.clone());
-            decision.offer = Some((
-                release.clone(),
-                rolling_back,
-                rt.row.spec.requires_consent && !rolling_back,
-            ));
-        }
-        if let Some(to) = to {
-            decision.transition = Some(apply(st, device_id, &member, to, &release.id));
-        }
-        decision
-    }
+/// How many times a check-in or report reads the member again after another node moved it
+/// between the read and the conditional write.
+const RACES: usize = 3;
 
-    /// What a report means for the campaigns: the campaign the device is in (for the report
-    /// record) and the transition it causes, if any.
-    pub(crate) fn on_report(&self, device_id: &str, r: &StepReport) -> ReportFate {
-        let Ok(mut guard) = self.state.write() else {
-            return ReportFate::NotMember;
+/// Decides what a checking-in device gets, and writes the transition it causes.
+pub(crate) async fn decide(
+    state: &AppState,
+    device_id: &str,
+    checkin: &CheckIn,
+    now: i64,
+) -> Result<Decision> {
+    // Most devices have nothing to do: answer them without a query.
+    let Some(epoch) = state.engine.may_have(device_id) else {
+        return Ok(Decision::default());
+    };
+    for _ in 0..RACES {
+        let Some(m) = state.db.member_live(device_id).await? else {
+            state.engine.drop_device(device_id, epoch);
+            return Ok(Decision::default());
         };
-        let st = &mut *guard;
-        let Some(member) = st.members.get(device_id).cloned() else {
-            return ReportFate::NotMember;
+        let Some(live) = cached(state, &m.campaign_id).await? else {
+            return Ok(Decision::default());
         };
-        let Some(rt) = st.campaigns.get(&member.campaign) else {
-            return ReportFate::NotMember;
+        if let Some(d) = decide_member(state, &live, &m, device_id, checkin, now).await? {
+            return Ok(d);
+        }
+    }
+    Ok(Decision::default())
+}
+
+/// [`decide`] for one read of the member; `None` if the write lost a race (read again).
+async fn decide_member(
+    state: &AppState,
+    live: &Live,
+    m: &LiveMember,
+    device_id: &str,
+    checkin: &CheckIn,
+    now: i64,
+) -> Result<Option<Decision>> {
+    let mut decision = Decision::default();
+    if m.wave >= m.opened_waves {
+        return Ok(Some(decision));
+    }
+    // A device not yet offered the release starts only while the campaign runs.
+    if m.state == MState::Pending && m.campaign_state != CampaignState::Running {
+        return Ok(Some(decision));
+    }
+    let rolling_back = m.state == MState::RollingBack;
+    let release = if rolling_back {
+        match &live.rollback {
+            Some(r) => r.clone(),
+            None => return Ok(Some(decision)),
+        }
+    } else {
+        live.release.clone()
+    };
+    // A device that runs the release already succeeded (docs/server.md §3), and is not
+    // offered what its processor would refuse as a rollback (manifest §8.4.2), which would
+    // count as a failure against the error threshold. No window or rate limit applies.
+    let installed = release.installed_on(checkin);
+    let mut to = m.state.next(if installed {
+        Event::Installed
+    } else {
+        Event::Offer
+    });
+    if to == Some(MState::Notified) {
+        if let Some(w) = &live.spec.window
+            && !rollout::in_window(w, now)
+        {
+            decision.retry_after = Some(rollout::until_window(w, now));
+            return Ok(Some(decision));
+        }
+        if let Some(rate) = live.spec.rate_per_minute
+            && !state
+                .db
+                .campaign_rate_take(&m.campaign_id, now, rate)
+                .await?
+        {
+            decision.retry_after = Some(30);
+            return Ok(Some(decision));
+        }
+    }
+    // A manifest-level delta release for another image than the device runs: it would
+    // download the patch only for its processor to refuse it at Check (image-match on the
+    // base component, draft-ietf-suit-manifest §8.4.9.2). Fail it here instead.
+    let mut refused = None;
+    if !rolling_back
+        && to != Some(MState::Succeeded)
+        && m.state.next(Event::Refused).is_some()
+        && let Some(why) = release.delta_base_mismatch(checkin)
+    {
+        to = m.state.next(Event::Refused);
+        refused = Some((m.campaign_id.clone(), why));
+    }
+    if let Some(to) = to {
+        // A device leaves `pending` only while the campaign runs and its wave is open, as
+        // the database has them when the write lands.
+        let open_wave = (m.state == MState::Pending).then_some(m.wave);
+        if !state
+            .db
+            .member_cas(
+                &m.campaign_id,
+                device_id,
+                m.state,
+                to,
+                &release.id,
+                now,
+                open_wave,
+            )
+            .await?
+        {
+            return Ok(None);
+        }
+        decision.transition = Some(Transition {
+            campaign_id: m.campaign_id.clone(),
+            device_id: device_id.to_owned(),
+            from: m.state,
+            to,
+            release_id: release.id.clone(),
+        });
+    }
+    decision.refused = refused;
+    if to.unwrap_or(m.state).holds_offer() {
+        decision.campaign = Some(m.campaign_id.clone());
+        decision.offer = Some((
+            release,
+            rolling_back,
+            live.spec.requires_consent && !rolling_back,
+        ));
+    }
+    Ok(Some(decision))
+}
+
+/// What a report means for the campaigns: the campaign the device is in (for the report
+/// record) and the transition it causes, written.
+pub(crate) async fn on_report(
+    state: &AppState,
+    device_id: &str,
+    r: &StepReport,
+) -> Result<ReportFate> {
+    for _ in 0..RACES {
+        let Some(m) = state.db.member_live(device_id).await? else {
+            return Ok(ReportFate::NotMember);
         };
         // A device that was never offered the release (its wave is not open, or it has not
         // checked in since) has nothing to report on: a report must not move it
         // (docs/server.md §3, 409 not-offered).
-        if member.state == MState::Pending {
-            return ReportFate::NotOffered;
+        if m.state == MState::Pending {
+            return Ok(ReportFate::NotOffered);
         }
-        let rolling_back = member.state == MState::RollingBack;
-        let current = if rolling_back {
-            rt.rollback.as_ref().map(|r| r.id.clone())
+        let Some(live) = cached(state, &m.campaign_id).await? else {
+            return Ok(ReportFate::NotMember);
+        };
+        let current = if m.state == MState::RollingBack {
+            live.rollback.as_ref().map(|r| r.id.as_str())
         } else {
-            Some(rt.release.id.clone())
+            Some(live.release.id.as_str())
         };
-        if current.as_deref() != Some(r.release_id.as_str()) {
-            return ReportFate::NotMember;
+        if current != Some(r.release_id.as_str()) {
+            return Ok(ReportFate::NotMember);
         }
-        let campaign = member.campaign.clone();
-        let to = match (r.outcome, r.step, rolling_back) {
-            (Outcome::Failure, _, false) => Some(MState::Failed),
-            (Outcome::Failure, _, true) => Some(MState::RollbackFailed),
-            (Outcome::Success, Step::CleanUp, false) => Some(MState::Succeeded),
-            (Outcome::Success, Step::CleanUp, true) => Some(MState::RolledBack),
-            (Outcome::Deferred, _, _) => None,
-            (_, _, false) if member.state != MState::InProgress => Some(MState::InProgress),
-            _ => None,
+        let event = match (r.outcome, r.step) {
+            (Outcome::Failure, _) => Some(Event::Failure),
+            (Outcome::Success, Step::CleanUp) => Some(Event::Done),
+            (Outcome::Deferred, _) => None,
+            _ => Some(Event::Progress),
         };
-        let release_id = r.release_id.clone();
-        ReportFate::Member {
-            campaign,
-            transition: to.map(|to| apply(st, device_id, &member, to, &release_id)),
-        }
-    }
-
-    fn verdict(&self, campaign_id: &str) -> Option<Verdict> {
-        let st = self.state.read().ok()?;
-        let rt = st.campaigns.get(campaign_id)?;
-        match rt.row.state {
-            CampaignState::Running => {
-                Some(rollout::judge(&rt.row.spec, &rt.waves, rt.row.opened_waves))
-            }
-            _ => None,
-        }
-    }
-
-    /// Per-wave counts of a live campaign.
-    pub(crate) fn progress(&self, campaign_id: &str) -> Option<Vec<WaveProgress>> {
-        let st = self.state.read().ok()?;
-        st.campaigns.get(campaign_id).map(|rt| rt.waves.clone())
-    }
-
-    /// Opens waves up to `opened` (the database has it already).
-    fn open_waves(&self, campaign_id: &str, opened: u32) {
-        if let Ok(mut st) = self.state.write()
-            && let Some(rt) = st.campaigns.get_mut(campaign_id)
+        let Some(to) = event.and_then(|e| m.state.next(e)) else {
+            return Ok(ReportFate::Member {
+                campaign: m.campaign_id,
+                transition: None,
+            });
+        };
+        if state
+            .db
+            .member_cas(
+                &m.campaign_id,
+                device_id,
+                m.state,
+                to,
+                &r.release_id,
+                state.now(),
+                None,
+            )
+            .await?
         {
-            rt.row.opened_waves = opened;
-            rt.row.state = CampaignState::Running;
-            rt.row.state_reason = None;
+            return Ok(ReportFate::Member {
+                transition: Some(Transition {
+                    campaign_id: m.campaign_id.clone(),
+                    device_id: device_id.to_owned(),
+                    from: m.state,
+                    to,
+                    release_id: r.release_id.clone(),
+                }),
+                campaign: m.campaign_id,
+            });
         }
     }
+    Ok(ReportFate::NotMember)
+}
 
-    fn forget(&self, campaign_id: &str) {
-        if let Ok(mut st) = self.state.write() {
-            st.campaigns.remove(campaign_id);
-            st.members.retain(|_, m| m.campaign != campaign_id);
+/// Lets the campaign react to a transition that landed: only a device finishing can open a
+/// wave, complete the campaign or trip it.
+pub(crate) async fn persist(state: &AppState, t: &Transition) -> Result<()> {
+    tracing::debug!(campaign = %t.campaign_id, device = %t.device_id, from = t.from.name(), to = t.to.name(), "device transition");
+    if t.to.terminal() {
+        react(state, &t.campaign_id).await?;
+    }
+    Ok(())
+}
+
+/// The campaign from the cache, loaded on a miss (a campaign another node started).
+async fn cached(state: &AppState, campaign_id: &str) -> Result<Option<Arc<Live>>> {
+    if let Some(l) = state.engine.live(campaign_id) {
+        return Ok(Some(l));
+    }
+    reload(state, campaign_id).await?;
+    Ok(state.engine.live(campaign_id))
+}
+
+/// Per-wave counts of a campaign, one entry per wave of its specification (at least one).
+pub(crate) async fn progress(state: &AppState, row: &CampaignRow) -> Result<Vec<WaveProgress>> {
+    let mut waves = state.db.campaign_progress(&row.id).await?;
+    if campaign_live(row.state) {
+        let n = row.spec.waves.len().max(1);
+        while waves.len() < n {
+            let w = u32::try_from(waves.len()).unwrap_or(u32::MAX);
+            waves.push(WaveProgress {
+                wave: w,
+                ..WaveProgress::default()
+            });
         }
     }
+    Ok(waves)
 }
 
-fn apply(
-    st: &mut EngineState,
-    device_id: &str,
-    m: &Member,
-    to: MState,
-    release_id: &str,
-) -> Transition {
-    if let Some(rt) = st.campaigns.get_mut(&m.campaign)
-        && let Some(w) = rt.waves.get_mut(m.wave as usize)
-    {
-        m.state.count(w, -1);
-        to.count(w, 1);
-    }
-    if to.terminal() {
-        st.members.remove(device_id);
-    } else if let Some(x) = st.members.get_mut(device_id) {
-        x.state = to;
-    }
-    Transition {
-        campaign_id: m.campaign.clone(),
-        device_id: device_id.to_owned(),
-        from: m.state,
-        to,
-        release_id: release_id.to_owned(),
-    }
-}
-
-/// Loads every live campaign from the database (at start).
+/// Loads every live campaign (at start) and starts the sync task.
 pub(crate) async fn load(state: &AppState) -> Result<()> {
-    for c in state.db.campaign_list().await? {
-        if matches!(
-            c.state,
-            CampaignState::Running | CampaignState::Paused | CampaignState::RolledBack
-        ) {
-            reload(state, &c.id).await?;
+    sync(state, false).await?;
+    tokio::spawn(sync_task(Arc::downgrade(&state.0)));
+    Ok(())
+}
+
+async fn sync_task(weak: std::sync::Weak<crate::Inner>) {
+    let mut round: u64 = 0;
+    loop {
+        tokio::time::sleep(SYNC).await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let state = AppState(inner);
+        round += 1;
+        if let Err(e) = sync(&state, round % JUDGE_EVERY == 0).await {
+            tracing::warn!(error = %e, "cannot bring the campaign cache in step with the database");
+        }
+    }
+}
+
+/// Brings the cache in step with the database: loads campaigns that started or changed
+/// state, drops those that ended; with `judge`, judges every running campaign again.
+async fn sync(state: &AppState, judge: bool) -> Result<()> {
+    let live = state.db.live_campaigns().await?;
+    let stale: Vec<String> = {
+        let c = state
+            .engine
+            .cache
+            .read()
+            .map_err(|_| anyhow::anyhow!("engine cache lock poisoned"))?;
+        let ended = c
+            .seen
+            .keys()
+            .filter(|id| !live.iter().any(|(l, _)| l == *id))
+            .cloned();
+        let changed = live
+            .iter()
+            .filter(|(id, s)| c.seen.get(id) != Some(s))
+            .map(|(id, _)| id.clone());
+        ended.chain(changed).collect()
+    };
+    for id in stale {
+        reload(state, &id).await?;
+    }
+    if judge {
+        for (id, s) in &live {
+            if *s == CampaignState::Running {
+                react(state, id).await?;
+            }
         }
     }
     Ok(())
 }
 
-/// Rebuilds one campaign's memory state from the database.
+/// Loads one campaign into the cache from the database (or drops it, if it ended).
 pub(crate) async fn reload(state: &AppState, campaign_id: &str) -> Result<()> {
-    let row = state
-        .db
-        .campaign_get(campaign_id)
-        .await?
-        .with_context(|| format!("campaign {campaign_id} vanished"))?;
+    let Some(row) = state.db.campaign_get(campaign_id).await? else {
+        state.engine.forget(campaign_id);
+        return Ok(());
+    };
+    if !campaign_live(row.state) {
+        state.engine.forget(campaign_id);
+        return Ok(());
+    }
     let release = state
         .db
         .release_get(&row.spec.release_id)
@@ -524,163 +753,85 @@ pub(crate) async fn reload(state: &AppState, campaign_id: &str) -> Result<()> {
             .map(|r| Arc::new(ReleaseRt::from_row(&r))),
         None => None,
     };
-    // Members and counts come from one snapshot: counting in a second query could see a
-    // transition the first did not, and count a device twice.
     let members = state.db.campaign_members(campaign_id).await?;
-    let n_waves = row.spec.waves.len().max(1);
-    let mut waves_full: Vec<WaveProgress> = (0..n_waves)
-        .map(|w| WaveProgress {
-            wave: u32::try_from(w).unwrap_or(u32::MAX),
-            ..WaveProgress::default()
-        })
-        .collect();
-    for m in &members {
-        let Some(ms) = MState::from_name(&m.state) else {
-            continue;
-        };
-        let i = m.wave as usize;
-        while waves_full.len() <= i {
-            let w = u32::try_from(waves_full.len()).unwrap_or(u32::MAX);
-            waves_full.push(WaveProgress {
-                wave: w,
-                ..WaveProgress::default()
-            });
-        }
-        if let Some(w) = waves_full.get_mut(i) {
-            w.devices += 1;
-            ms.count(w, 1);
-        }
-    }
-    let now = state.now();
-    let bucket = row.spec.rate_per_minute.map(|r| Bucket {
-        tokens: f64::from(r).max(1.0),
-        last: now,
-        per_minute: f64::from(r),
+    let live = Arc::new(Live {
+        release: Arc::new(ReleaseRt::from_row(&release)),
+        rollback,
+        spec: row.spec,
     });
-    let live = !matches!(
-        row.state,
-        CampaignState::Completed | CampaignState::Cancelled | CampaignState::Draft
-    );
-    let Ok(mut st) = state.engine.state.write() else {
-        anyhow::bail!("engine lock poisoned");
-    };
-    st.members.retain(|_, m| m.campaign != campaign_id);
-    if live {
-        for m in members {
-            let Some(ms) = MState::from_name(&m.state) else {
-                continue;
-            };
-            if !ms.terminal() {
-                st.members.insert(
-                    m.device_id,
-                    Member {
-                        campaign: campaign_id.to_owned(),
-                        wave: m.wave,
-                        state: ms,
-                    },
-                );
-            }
-        }
-        st.campaigns.insert(
-            campaign_id.to_owned(),
-            Rt {
-                row,
-                waves: waves_full,
-                release: Arc::new(ReleaseRt::from_row(&release)),
-                rollback,
-                bucket,
-            },
-        );
-    } else {
-        st.campaigns.remove(campaign_id);
-    }
+    let mut c = state
+        .engine
+        .cache
+        .write()
+        .map_err(|_| anyhow::anyhow!("engine cache lock poisoned"))?;
+    c.epoch += 1;
+    c.devices.extend(members.into_iter().map(|m| m.device_id));
+    c.campaigns.insert(campaign_id.to_owned(), live);
+    c.seen.insert(campaign_id.to_owned(), row.state);
     Ok(())
 }
 
-/// Persists a device transition and lets the campaign react.
-pub(crate) async fn persist(state: &AppState, t: &Transition) -> Result<()> {
-    // Compare-and-set: a bulk move (a trip's rollback, abort or cancel) may have moved the
-    // device between the in-memory transition and this write. The bulk move wins: it
-    // reloads the in-memory state from the database after its move, so both agree, and
-    // the device is not left "failed" in the database while a rollback is offered to it.
-    let landed = state
-        .db
-        .member_set(
-            &t.campaign_id,
-            &t.device_id,
-            t.from.name(),
-            t.to.name(),
-            &t.release_id,
-            state.now(),
-        )
-        .await?;
-    if !landed {
-        tracing::debug!(device = %t.device_id, from = t.from.name(), to = t.to.name(), "transition superseded by a campaign-wide move");
-    }
-    react(state, &t.campaign_id).await
-}
-
-/// Applies what the counts say: open the next wave, complete, or trip.
+/// Applies what the counts say: open the next wave, complete, or trip. Every campaign change
+/// is a conditional write on the campaign's state and opened waves, so when several nodes
+/// judge at once exactly one acts, and only it audits and notifies. Loops, because opening a
+/// wave that is empty or already finished may let the next one open at once.
 pub(crate) async fn react(state: &AppState, campaign_id: &str) -> Result<()> {
-    if !matches!(
-        state.engine.verdict(campaign_id),
-        Some(Verdict::Advance | Verdict::Complete | Verdict::Trip { .. })
-    ) {
-        return Ok(());
-    }
-    let _ops = state.engine.ops.lock().await;
-    react_locked(state, campaign_id).await
-}
-
-/// [`react`] with the `ops` lock held. Judges again under the lock (another task may have
-/// acted already) and loops, because opening a wave that is empty or already finished may
-/// let the next one open at once.
-pub(crate) async fn react_locked(state: &AppState, campaign_id: &str) -> Result<()> {
-    loop {
-        let Some(verdict) = state.engine.verdict(campaign_id) else {
-            return Ok(());
-        };
+    for _ in 0..=crate::api::campaigns::MAX_WAVES + 1 {
         let Some(row) = state.db.campaign_get(campaign_id).await? else {
             return Ok(());
         };
-        match verdict {
+        if row.state != CampaignState::Running {
+            return Ok(());
+        }
+        let waves = progress(state, &row).await?;
+        match rollout::judge(&row.spec, &waves, row.opened_waves) {
             Verdict::Hold => return Ok(()),
             Verdict::Advance => {
                 let opened = row.opened_waves + 1;
-                state
+                if state
                     .db
-                    .campaign_set_state(campaign_id, CampaignState::Running, None, opened)
-                    .await?;
-                audit_server(
-                    state,
-                    "campaign.advance",
-                    campaign_id,
-                    serde_json::json!({"opened_waves": opened}),
-                )
-                .await;
-                // Every member is in memory already (unopened waves included); reloading
-                // them from the database here would race with transitions being written.
-                state.engine.open_waves(campaign_id, opened);
-                notify_wave(state, campaign_id, opened - 1).await;
-            }
-            Verdict::Complete => {
-                state
-                    .db
-                    .campaign_set_state(
+                    .campaign_cas(
                         campaign_id,
-                        CampaignState::Completed,
+                        row.state,
+                        CEvent::Advance,
                         None,
                         row.opened_waves,
+                        opened,
                     )
-                    .await?;
-                audit_server(
-                    state,
-                    "campaign.complete",
-                    campaign_id,
-                    serde_json::json!({}),
-                )
-                .await;
-                state.engine.forget(campaign_id);
+                    .await?
+                {
+                    audit_server(
+                        state,
+                        "campaign.advance",
+                        campaign_id,
+                        serde_json::json!({"opened_waves": opened}),
+                    )
+                    .await;
+                    notify_wave(state, campaign_id, opened - 1).await;
+                }
+            }
+            Verdict::Complete => {
+                if state
+                    .db
+                    .campaign_cas(
+                        campaign_id,
+                        row.state,
+                        CEvent::Complete,
+                        None,
+                        row.opened_waves,
+                        row.opened_waves,
+                    )
+                    .await?
+                {
+                    audit_server(
+                        state,
+                        "campaign.complete",
+                        campaign_id,
+                        serde_json::json!({}),
+                    )
+                    .await;
+                    state.engine.forget(campaign_id);
+                }
                 return Ok(());
             }
             Verdict::Trip {
@@ -698,18 +849,30 @@ pub(crate) async fn react_locked(state: &AppState, campaign_id: &str) -> Result<
             }
         }
     }
+    Ok(())
 }
 
-/// The error threshold was reached: pause, abort or roll back, as the campaign says.
+/// The error threshold was reached: pause, abort or roll back, as the campaign says. The
+/// campaign's conditional write decides which node trips it; the others do nothing.
 async fn trip(state: &AppState, row: &CampaignRow, reason: &str) -> Result<()> {
     let id = &row.id;
-    let now = state.now();
-    match row.spec.on_error {
+    let event = CEvent::Trip(row.spec.on_error);
+    let action = match row.spec.on_error {
         OnError::Pause => {
-            state
+            if !state
                 .db
-                .campaign_set_state(id, CampaignState::Paused, Some(reason), row.opened_waves)
-                .await?;
+                .campaign_cas(
+                    id,
+                    row.state,
+                    event,
+                    Some(reason),
+                    row.opened_waves,
+                    row.opened_waves,
+                )
+                .await?
+            {
+                return Ok(());
+            }
             audit_server(
                 state,
                 "campaign.pause",
@@ -717,24 +880,12 @@ async fn trip(state: &AppState, row: &CampaignRow, reason: &str) -> Result<()> {
                 serde_json::json!({"reason": reason}),
             )
             .await;
-            reload(state, id).await?;
+            "pause"
         }
         OnError::Abort => {
-            state
-                .db
-                .members_move(
-                    id,
-                    &["pending", "notified", "in_progress"],
-                    "cancelled",
-                    None,
-                    u32::MAX,
-                    now,
-                )
-                .await?;
-            state
-                .db
-                .campaign_set_state(id, CampaignState::Cancelled, Some(reason), row.opened_waves)
-                .await?;
+            if cancel(state, row, event, reason).await?.is_none() {
+                return Ok(());
+            }
             audit_server(
                 state,
                 "campaign.abort",
@@ -742,57 +893,120 @@ async fn trip(state: &AppState, row: &CampaignRow, reason: &str) -> Result<()> {
                 serde_json::json!({"reason": reason}),
             )
             .await;
-            state.engine.forget(id);
+            "abort"
         }
         OnError::Rollback => {
-            if !roll_back(state, row, reason).await? {
+            if row.spec.rollback_release_id.is_none() {
                 // Validated at creation; pause if it is somehow missing.
                 state
                     .db
-                    .campaign_set_state(id, CampaignState::Paused, Some(reason), row.opened_waves)
+                    .campaign_cas(
+                        id,
+                        row.state,
+                        CEvent::Trip(OnError::Pause),
+                        Some(reason),
+                        row.opened_waves,
+                        row.opened_waves,
+                    )
                     .await?;
-                return reload(state, id).await;
+                return Ok(());
             }
+            if !roll_back(state, row, event, reason).await? {
+                return Ok(());
+            }
+            "rollback"
         }
-    }
-    tracing::warn!(campaign = %id, reason, action = ?row.spec.on_error, "campaign tripped");
+    };
+    metrics::counter!("suitcase_campaign_trips_total").increment(1);
+    tracing::warn!(campaign = %id, reason, action, "campaign tripped");
     Ok(())
 }
 
+/// Moves every member `event` moves (per [`MState::next`]), in the caller's transaction:
+/// one conditional update per target state. Returns how many moved.
+async fn move_members(
+    conn: &mut sqlx::AnyConnection,
+    campaign_id: &str,
+    event: Event,
+    rollback_release: Option<&str>,
+    now: i64,
+) -> Result<u64> {
+    let mut moved = 0;
+    for to in MState::ALL {
+        let from: Vec<MState> = MState::ALL
+            .into_iter()
+            .filter(|s| s.next(event) == Some(to))
+            .collect();
+        if from.is_empty() {
+            continue;
+        }
+        let release = (to == MState::RollingBack)
+            .then_some(rollback_release)
+            .flatten();
+        moved += crate::store::members_move(conn, campaign_id, &from, to, release, now).await?;
+    }
+    Ok(moved)
+}
+
+/// Cancels a campaign (operator, or the threshold with `on_error = abort`) and every device
+/// it still had work for, in one transaction that starts with the campaign's conditional
+/// write. `None` if the campaign was no longer in `row.state`.
+pub(crate) async fn cancel(
+    state: &AppState,
+    row: &CampaignRow,
+    event: CEvent,
+    reason: &str,
+) -> Result<Option<u64>> {
+    let mut tx = state.db.pool.begin().await?;
+    if !crate::store::campaign_cas(
+        &mut tx,
+        &row.id,
+        row.state,
+        event,
+        Some(reason),
+        row.opened_waves,
+        row.opened_waves,
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    let n = move_members(&mut tx, &row.id, Event::Cancel, None, state.now()).await?;
+    tx.commit().await?;
+    state.engine.forget(&row.id);
+    Ok(Some(n))
+}
+
 /// Rolls a campaign back (the error threshold with `on_error = rollback`, or an operator):
-/// devices not yet offered the release are cancelled, and every device of the opened waves
-/// that was offered it is offered the rollback release. `false` if the campaign names no
-/// rollback release.
-pub(crate) async fn roll_back(state: &AppState, row: &CampaignRow, reason: &str) -> Result<bool> {
+/// devices not yet offered the release are cancelled, and every device that was offered it
+/// is offered the rollback release. `false` if the campaign names no rollback release or
+/// was no longer in `row.state`.
+pub(crate) async fn roll_back(
+    state: &AppState,
+    row: &CampaignRow,
+    event: CEvent,
+    reason: &str,
+) -> Result<bool> {
     let id = &row.id;
-    let now = state.now();
     let Some(rb) = &row.spec.rollback_release_id else {
         return Ok(false);
     };
-    state
-        .db
-        .members_move(id, &["pending"], "cancelled", None, u32::MAX, now)
-        .await?;
-    let moved = state
-        .db
-        .members_move(
-            id,
-            &["notified", "in_progress", "succeeded", "failed"],
-            "rolling_back",
-            Some(rb),
-            row.opened_waves,
-            now,
-        )
-        .await?;
-    state
-        .db
-        .campaign_set_state(
-            id,
-            CampaignState::RolledBack,
-            Some(reason),
-            row.opened_waves,
-        )
-        .await?;
+    let mut tx = state.db.pool.begin().await?;
+    if !crate::store::campaign_cas(
+        &mut tx,
+        id,
+        row.state,
+        event,
+        Some(reason),
+        row.opened_waves,
+        row.opened_waves,
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    let moved = move_members(&mut tx, id, Event::RollBack, Some(rb), state.now()).await?;
+    tx.commit().await?;
     audit_server(
         state,
         "campaign.rollback",
@@ -807,19 +1021,25 @@ pub(crate) async fn roll_back(state: &AppState, row: &CampaignRow, reason: &str)
     Ok(true)
 }
 
-/// Sends "check in now" to the devices of a wave that still have something to do.
+/// Sends "check in now" to the devices of a wave that still have something to do. Devices
+/// subscribe at the MQTT broker, not at a node: whichever node opens the wave publishes,
+/// and the broker reaches every subscribed device.
 pub(crate) async fn notify_wave(state: &AppState, campaign_id: &str, wave: u32) {
     let Some(push) = &state.push else {
         return;
     };
-    let devices: Vec<String> = match state.engine.state.read() {
-        Ok(st) => st
-            .members
-            .iter()
-            .filter(|(_, m)| m.campaign == campaign_id && m.wave == wave)
-            .map(|(d, _)| d.clone())
+    let devices: Vec<String> = match state.db.campaign_members(campaign_id).await {
+        Ok(m) => m
+            .into_iter()
+            .filter(|m| {
+                m.wave == wave && MState::from_name(&m.state).is_some_and(|s| !s.terminal())
+            })
+            .map(|m| m.device_id)
             .collect(),
-        Err(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the wave's devices to notify");
+            return;
+        }
     };
     match state.db.push_ids(&devices).await {
         Ok(ids) => push.notify_devices(&ids).await,
@@ -842,12 +1062,99 @@ pub(crate) async fn audit_server(
     }
 }
 
-/// Operator actions, serialised with the engine's own.
-pub(crate) async fn lock_ops(state: &AppState) -> tokio::sync::MutexGuard<'_, ()> {
-    state.engine.ops.lock().await
+/// The advisory-lock key of operator actions (PostgreSQL; any constant unique to this use).
+const OPS_LOCK: i64 = 0x5375_6974_6361_0001;
+
+/// Operator actions (campaign create and actions, release archive and delete), serialised
+/// across the fleet: this node's mutex, and on PostgreSQL a session advisory lock held on a
+/// connection of its own, which is closed (releasing the lock) when the guard drops, also if
+/// the node dies.
+pub(crate) struct Ops<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    conn: Option<PoolConnection<Any>>,
 }
 
-/// Removes a campaign from memory (cancel).
-pub(crate) fn forget(state: &AppState, campaign_id: &str) {
-    state.engine.forget(campaign_id);
+impl Drop for Ops<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.conn {
+            c.close_on_drop();
+        }
+    }
+}
+
+pub(crate) async fn lock_ops(state: &AppState) -> Result<Ops<'_>> {
+    let local = state.engine.ops.lock().await;
+    let conn = match state.db.dialect {
+        Dialect::Sqlite => None,
+        Dialect::Postgres => {
+            let mut c = state.db.pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(OPS_LOCK)
+                .execute(&mut *c)
+                .await
+                .context("cannot take the fleet-wide operator lock")?;
+            Some(c)
+        }
+    };
+    Ok(Ops {
+        _local: local,
+        conn,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_round_trips_its_name() {
+        for s in MState::ALL {
+            assert_eq!(MState::from_name(s.name()), Some(s));
+        }
+        assert_eq!(MState::from_name("running"), None);
+    }
+
+    #[test]
+    fn finished_devices_move_only_when_the_campaign_rolls_back() {
+        let every = [
+            Event::Offer,
+            Event::Installed,
+            Event::Refused,
+            Event::Progress,
+            Event::Done,
+            Event::Failure,
+            Event::Cancel,
+        ];
+        for s in MState::ALL.into_iter().filter(|s| s.terminal()) {
+            for e in every {
+                assert_eq!(s.next(e), None, "{s:?} {e:?}");
+            }
+        }
+        assert_eq!(
+            MState::Succeeded.next(Event::RollBack),
+            Some(MState::RollingBack)
+        );
+        assert_eq!(MState::RolledBack.next(Event::RollBack), None);
+        // A succeeded device is never offered the release again.
+        assert!(!MState::Succeeded.holds_offer());
+    }
+
+    #[test]
+    fn campaign_actions_follow_the_one_transition_function() {
+        use CampaignState as S;
+        assert_eq!(campaign_next(S::Draft, CEvent::Start), Some(S::Running));
+        assert_eq!(campaign_next(S::Running, CEvent::Start), None);
+        assert_eq!(campaign_next(S::Paused, CEvent::Advance), None);
+        assert_eq!(campaign_next(S::Completed, CEvent::Cancel), None);
+        assert_eq!(
+            campaign_next(S::Running, CEvent::Trip(OnError::Rollback)),
+            Some(S::RolledBack)
+        );
+        // A tripped campaign cannot trip again.
+        for s in CAMPAIGN_STATES.into_iter().filter(|s| *s != S::Running) {
+            for o in [OnError::Pause, OnError::Abort, OnError::Rollback] {
+                assert_eq!(campaign_next(s, CEvent::Trip(o)), None);
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ use suitcase_protocol::{
 };
 
 use crate::db::Db;
+use crate::engine::{self, CEvent, MState};
 
 /// A bind value for dynamically built queries.
 #[derive(Clone, Debug)]
@@ -1157,36 +1158,219 @@ impl Db {
             if c.spec.release_id == release_id
                 || c.spec.rollback_release_id.as_deref() == Some(release_id)
             {
+/// A device's unfinished place in a live campaign, with the campaign's state.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveMember {
+    pub(crate) campaign_id: String,
+    pub(crate) wave: u32,
+    pub(crate) state: MState,
+    pub(crate) campaign_state: CampaignState,
+    pub(crate) opened_waves: u32,
+}
+
+/// A campaign's transition, as one conditional write: `event` from `from` (per
+/// [`engine::campaign_next`]) and `opened_from` opened waves to `opened_to`. `false` if the
+/// campaign was not in that state any more (another node or operator acted first), or the
+/// event is not possible from `from`. In a transaction, it is the first write, so the row
+/// stays locked (PostgreSQL) or the database (SQLite) until the commit.
+pub(crate) async fn campaign_cas(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    from: CampaignState,
+    event: CEvent,
+    reason: Option<&str>,
+    opened_from: u32,
+    opened_to: u32,
+) -> Result<bool> {
+    let Some(to) = engine::campaign_next(from, event) else {
+        return Ok(false);
+    };
+    let r = sqlx::query(
+        "UPDATE campaigns SET state = $1, state_reason = $2, opened_waves = $3 WHERE id = $4 AND state = $5 AND opened_waves = $6",
+    )
+    .bind(to.name())
+    .bind(reason)
+    .bind(i64::from(opened_to))
+    .bind(id)
+    .bind(from.name())
+    .bind(i64::from(opened_from))
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Moves every member of a campaign in one of the `from` states to `to` (and, given, to
+/// that release), in the caller's transaction.
+pub(crate) async fn members_move(
+    conn: &mut sqlx::AnyConnection,
+    campaign_id: &str,
+    from: &[MState],
+    to: MState,
+    release_id: Option<&str>,
+    now: i64,
+) -> Result<u64> {
+    let mut vals = vec![
+        Val::S(to.name().to_owned()),
+        Val::I(now),
+        Val::S(campaign_id.to_owned()),
+    ];
+    let mut set_release = String::new();
+    if let Some(r) = release_id {
+        vals.push(Val::S(r.to_owned()));
+        set_release = format!(", release_id = ${}", vals.len());
+    }
+    let ps: Vec<String> = from
+        .iter()
+        .map(|s| {
+            vals.push(Val::S(s.name().to_owned()));
+            format!("${}", vals.len())
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE campaign_devices SET state = $1, updated_at = $2{set_release} WHERE campaign_id = $3 AND state IN ({})",
+        ps.join(",")
+    );
+    Ok(bind_all(dynamic(&sql), &vals)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected())
+}
+
                 out.push(c);
             }
         }
         Ok(out)
     }
 
-    pub(crate) async fn campaign_set_state(
+    /// The campaign's conditional transition (see [`campaign_cas`]), on its own.
+    pub(crate) async fn campaign_cas(
         &self,
         id: &str,
-        state: CampaignState,
+        from: CampaignState,
+        event: CEvent,
         reason: Option<&str>,
-        opened_waves: u32,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE campaigns SET state = $1, state_reason = $2, opened_waves = $3 WHERE id = $4",
+        opened_from: u32,
+        opened_to: u32,
+    ) -> Result<bool> {
+        let mut c = self.pool.acquire().await?;
+        campaign_cas(&mut c, id, from, event, reason, opened_from, opened_to).await
+    }
+
+    /// The live campaigns and their states (the engine's sync, every second on every node:
+    /// the campaigns table is small).
+    pub(crate) async fn live_campaigns(&self) -> Result<Vec<(String, CampaignState)>> {
+        dynamic(&format!(
+            "SELECT id, state FROM campaigns WHERE state IN ({})",
+            engine::sql_live_campaigns()
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let state: String = r.try_get(1)?;
+            Ok((
+                r.try_get(0)?,
+                CampaignState::from_name(&state).unwrap_or(CampaignState::Paused),
+            ))
+        })
+        .collect()
+    }
+
+    /// The device's unfinished membership of a live campaign, with the campaign's state, as
+    /// the database has them now (a device is in at most one: `start` skips busy devices).
+    pub(crate) async fn member_live(&self, device_id: &str) -> Result<Option<LiveMember>> {
+        let row = dynamic(&format!(
+            "SELECT cd.campaign_id, cd.wave, cd.state, c.state, c.opened_waves FROM campaign_devices cd \
+             JOIN campaigns c ON c.id = cd.campaign_id \
+             WHERE cd.device_id = $1 AND cd.state IN ({}) AND c.state IN ({}) LIMIT 1",
+            engine::sql_unfinished(),
+            engine::sql_live_campaigns()
+        ))
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let state: String = r.try_get(2)?;
+        let cstate: String = r.try_get(3)?;
+        let (Some(state), Some(campaign_state)) =
+            (MState::from_name(&state), CampaignState::from_name(&cstate))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LiveMember {
+            campaign_id: r.try_get(0)?,
+            wave: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(u32::MAX),
+            state,
+            campaign_state,
+            opened_waves: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
+        }))
+    }
+
+    /// Moves one member from `from` to `to` (and sets its release); `false` if it was not in
+    /// `from` any more. With `open_wave`, also only while the campaign runs with that wave
+    /// open: one statement, so a pause, trip or cancel that landed first wins.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the columns of one conditional update"
+    )]
+    pub(crate) async fn member_cas(
+        &self,
+        campaign_id: &str,
+        device_id: &str,
+        from: MState,
+        to: MState,
+        release_id: &str,
+        now: i64,
+        open_wave: Option<u32>,
+    ) -> Result<bool> {
+        let campaign_open = if open_wave.is_some() {
+            " AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $4 AND c.state = 'running' AND c.opened_waves > $7)"
+        } else {
+            ""
+        };
+        let r = dynamic(&format!(
+            "UPDATE campaign_devices SET state = $1, release_id = $2, updated_at = $3 WHERE campaign_id = $4 AND device_id = $5 AND state = $6{campaign_open}"
+        ))
+        .bind(to.name())
+        .bind(release_id)
+        .bind(now)
+        .bind(campaign_id)
+        .bind(device_id)
+        .bind(from.name());
+        let r = match open_wave {
+            Some(w) => r.bind(i64::from(w)),
+            None => r,
+        };
+        Ok(r.execute(&self.pool).await?.rows_affected() > 0)
+    }
+
+    /// Takes one start from a campaign's rate limit (`rate` per minute, bursts of a minute's
+    /// worth) in one conditional statement, so the limit holds across nodes: the generic cell
+    /// rate algorithm, with the theoretical arrival time (milliseconds) in the campaign row.
+    pub(crate) async fn campaign_rate_take(&self, id: &str, now: i64, rate: u32) -> Result<bool> {
+        let interval = 60_000 / i64::from(rate.max(1));
+        let burst = 60_000 - interval;
+        let r = sqlx::query(
+            "UPDATE campaigns SET rate_tat = (CASE WHEN COALESCE(rate_tat, 0) > $1 THEN rate_tat ELSE $1 END) + $2 \
+             WHERE id = $3 AND COALESCE(rate_tat, 0) <= $1 + $4",
         )
-        .bind(state.name())
-        .bind(reason)
-        .bind(i64::from(opened_waves))
+        .bind(now.saturating_mul(1000))
+        .bind(interval)
         .bind(id)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Devices with an unfinished update in a live campaign.
     pub(crate) async fn busy_devices(&self) -> Result<Vec<String>> {
-        sqlx::query(
-            "SELECT cd.device_id FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id WHERE c.state IN ('running', 'paused', 'rolled_back') AND cd.state IN ('pending', 'notified', 'in_progress', 'rolling_back')",
-        )
+        dynamic(&format!(
+            "SELECT cd.device_id FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id WHERE c.state IN ({}) AND cd.state IN ({})",
+            engine::sql_live_campaigns(),
+            engine::sql_unfinished()
+        ))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -1194,14 +1378,15 @@ impl Db {
         .collect()
     }
 
-    /// Adds the campaign's members (wave assignments) and marks it running, in one transaction.
+    /// Marks a draft running (its conditional write first: `false` if it was no draft any
+    /// more) and adds its members (wave assignments), in one transaction.
     pub(crate) async fn campaign_start(
         &self,
         id: &str,
         release_id: &str,
         members: &[(String, u32)],
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         for chunk in members.chunks(400) {
             let mut sql = String::from(
@@ -1225,21 +1410,16 @@ impl Db {
                 vals.push(Val::S(id.to_owned()));
                 vals.push(Val::S(dev.clone()));
                 vals.push(Val::I(i64::from(*wave)));
-                vals.push(Val::S("pending".into()));
+                vals.push(Val::S(MState::Pending.name().into()));
                 vals.push(Val::S(release_id.to_owned()));
                 vals.push(Val::I(now));
             }
             bind_all(dynamic(&sql), &vals).execute(&mut *tx).await?;
         }
-        sqlx::query(
-            "UPDATE campaigns SET state = 'running', state_reason = NULL, opened_waves = 1 WHERE id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
+        .bind(burst)
 
     pub(crate) async fn campaign_members(&self, id: &str) -> Result<Vec<MemberRow>> {
         sqlx::query(
@@ -1266,6 +1446,9 @@ impl Db {
         state: &str,
         limit: i64,
     ) -> Result<Vec<MemberRow>> {
+        if !campaign_cas(&mut tx, id, CampaignState::Draft, CEvent::Start, None, 0, 1).await? {
+            return Ok(false);
+        }
         sqlx::query(
             "SELECT device_id, wave, state, release_id FROM campaign_devices WHERE campaign_id = $1 AND state = $2 ORDER BY wave, device_id LIMIT $3",
         )
@@ -1308,83 +1491,12 @@ impl Db {
             }
             if let Some(w) = out.get_mut(wave as usize) {
                 w.devices += n;
-                match state.as_str() {
-                    "pending" => w.pending += n,
-                    "notified" => w.notified += n,
-                    "in_progress" => w.in_progress += n,
-                    "succeeded" => w.succeeded += n,
-                    "failed" | "rollback_failed" => w.failed += n,
-                    "cancelled" => w.cancelled += n,
-                    "rolling_back" => w.rolling_back += n,
-                    "rolled_back" => w.rolled_back += n,
-                    _ => {}
+                if let Some(s) = MState::from_name(&state) {
+                    s.count(w, n);
                 }
             }
         }
         Ok(out)
-    }
-
-    /// Sets one member's state (and release, for rollbacks).
-    /// Moves one member from state `from` to `to`; `false` if it was not in `from` any more.
-    pub(crate) async fn member_set(
-        &self,
-        campaign_id: &str,
-        device_id: &str,
-        from: &str,
-        to: &str,
-        release_id: &str,
-        now: i64,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE campaign_devices SET state = $1, release_id = $2, updated_at = $3 WHERE campaign_id = $4 AND device_id = $5 AND state = $6",
-        )
-        .bind(to)
-        .bind(release_id)
-        .bind(now)
-        .bind(campaign_id)
-        .bind(device_id)
-        .bind(from)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Moves every member of a campaign in one of `from` states (in opened waves) to `to`.
-    pub(crate) async fn members_move(
-        &self,
-        campaign_id: &str,
-        from: &[&str],
-        to: &str,
-        release_id: Option<&str>,
-        below_wave: u32,
-        now: i64,
-    ) -> Result<u64> {
-        let mut vals = vec![
-            Val::S(to.to_owned()),
-            Val::I(now),
-            Val::S(campaign_id.to_owned()),
-            Val::I(i64::from(below_wave)),
-        ];
-        let mut set_release = String::new();
-        if let Some(r) = release_id {
-            vals.push(Val::S(r.to_owned()));
-            set_release = format!(", release_id = ${}", vals.len());
-        }
-        let ps: Vec<String> = from
-            .iter()
-            .map(|s| {
-                vals.push(Val::S((*s).to_owned()));
-                format!("${}", vals.len())
-            })
-            .collect();
-        let sql = format!(
-            "UPDATE campaign_devices SET state = $1, updated_at = $2{set_release} WHERE campaign_id = $3 AND wave < $4 AND state IN ({})",
-            ps.join(",")
-        );
-        Ok(bind_all(dynamic(&sql), &vals)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
     }
 
     /// The device's most recent campaign membership.
@@ -1392,12 +1504,12 @@ impl Db {
         &self,
         device_id: &str,
     ) -> Result<Option<(String, MemberRow)>> {
-        let row = sqlx::query(
+        let row = dynamic(&format!(
             // Timestamps are seconds: two campaigns can touch the device within one. Then a
             // live membership wins, then the one with the newest report.
             "SELECT campaign_id, device_id, wave, state, release_id FROM campaign_devices cd WHERE device_id = $1 \
              ORDER BY updated_at DESC, \
-             CASE WHEN state IN ('pending', 'notified', 'in_progress', 'rolling_back') THEN 1 ELSE 0 END DESC, \
+             CASE WHEN state IN ({}) THEN 1 ELSE 0 END DESC, \
              COALESCE((SELECT MAX(r.id) FROM reports r WHERE r.device_id = cd.device_id AND r.campaign_id = cd.campaign_id), 0) DESC, \
              campaign_id DESC LIMIT 1",
         )
@@ -1427,7 +1539,8 @@ impl Db {
             "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id \
              WHERE cd.device_id = $1 AND (cd.release_id = $2 OR c.release_id = $2) \
              AND cd.state NOT IN ('pending', 'cancelled') LIMIT 1",
-        )
+            engine::sql_unfinished()
+        ))
         .bind(device_id)
         .bind(release_id)
         .fetch_optional(&self.pool)

@@ -11,16 +11,13 @@ use suitcase_protocol::{
 use crate::AppState;
 use crate::api::audit;
 use crate::auth::{Cap, Manager, new_id};
-use crate::engine;
+use crate::engine::{self, CEvent, MState};
 use crate::error::{ApiErr, ApiResult};
 use crate::rollout;
 use crate::store::{CampaignRow, ReleaseRow};
 
 async fn info(state: &AppState, row: CampaignRow) -> ApiResult<CampaignInfo> {
-    let waves_progress = match state.engine.progress(&row.id) {
-        Some(p) => p,
-        None => state.db.campaign_progress(&row.id).await?,
-    };
+    let waves_progress = engine::progress(state, &row).await?;
     Ok(CampaignInfo {
         id: row.id,
         spec: row.spec,
@@ -89,7 +86,7 @@ pub(crate) async fn rollback_gaps(
 }
 
 /// The most waves in one campaign.
-const MAX_WAVES: usize = 100;
+pub(crate) const MAX_WAVES: usize = 100;
 
 /// The sizes of a filter (docs/server.md §4): bounded, so that no filter builds a query the
 /// database refuses ("too many SQL variables", "expression tree is too large").
@@ -273,7 +270,7 @@ pub(crate) async fn create(
     who.require(Cap::Operate)?;
     // Under the ops lock, as release archive and delete are: a release deleted between the
     // check and the insert would leave a campaign naming nothing.
-    let _ops = engine::lock_ops(&state).await;
+    let _ops = engine::lock_ops(&state).await?;
     validate(&state, &spec).await?;
     let row = CampaignRow {
         id: new_id("cmp_"),
@@ -455,7 +452,8 @@ pub(crate) struct MembersQuery {
 /// The campaign's devices and where each stands.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices", tag = "campaigns",
     params(("id" = String, Path), MembersQuery),
-    responses((status = 200, body = Vec<CampaignMember>)),
+    responses((status = 200, body = Vec<CampaignMember>),
+              (status = 400, body = suitcase_protocol::ApiError, description = "no such member state")),
     security(("management_token" = [])))]
 pub(crate) async fn members(
     State(state): State<AppState>,
@@ -467,7 +465,22 @@ pub(crate) async fn members(
     find(&state, &id).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     let rows = match &q.state {
-        Some(s) => state.db.campaign_members_in_state(&id, s, limit).await?,
+        Some(s) => {
+            let Some(s) = MState::from_name(s) else {
+                let states: Vec<&str> = MState::ALL.into_iter().map(MState::name).collect();
+                return Err(ApiErr::bad_request(
+                    "bad-state",
+                    format!(
+                        "no member state {s:?}; the states are {}",
+                        states.join(", ")
+                    ),
+                ));
+            };
+            state
+                .db
+                .campaign_members_in_state(&id, s.name(), limit)
+                .await?
+        }
         None => {
             let mut all = state.db.campaign_members(&id).await?;
             all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -498,21 +511,39 @@ pub(crate) async fn act(
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<CampaignInfo>> {
     who.require(Cap::Operate)?;
-    let ops = engine::lock_ops(&state).await;
+    let ops = engine::lock_ops(&state).await?;
     let row = find(&state, &id).await?;
-    let wrong = |verb: &str| {
-        Err(ApiErr::conflict(
+    let event = match action.as_str() {
+        "start" => CEvent::Start,
+        "pause" => CEvent::Pause,
+        "resume" => CEvent::Resume,
+        "cancel" => CEvent::Cancel,
+        "rollback" => CEvent::RollBack,
+        other => {
+            return Err(ApiErr::not_found("campaign action", other)
+                .hint("the actions are start, pause, resume, cancel and rollback"));
+        }
+    };
+    // Another node may act between the read and the write (a threshold trip): every write
+    // below is conditional on the state read here, and a lost race is this same 409.
+    let wrong = |row: &CampaignRow| {
+        let verb = if action == "rollback" {
+            "roll back"
+        } else {
+            action.as_str()
+        };
+        ApiErr::conflict(
             "campaign-state",
             format!("campaign {id} is {}; it cannot {verb}", row.state.name()),
-        ))
+        )
     };
+    if engine::campaign_next(row.state, event).is_none() {
+        return Err(wrong(&row));
+    }
     let now = state.now();
     let mut detail = serde_json::json!({});
-    match action.as_str() {
-        "start" => {
-            if row.state != CampaignState::Draft {
-                return wrong("start");
-            }
+    match event {
+        CEvent::Start => {
             let release = crate::api::release_found(&state, &row.spec.release_id).await?;
             let matching = state
                 .db
@@ -535,10 +566,13 @@ pub(crate) async fn act(
                 .hint("check the filter (GET /api/v1/devices takes the same tags, group, vendor_id, class_id); the campaign stays a draft"));
             }
             let members = rollout::assign(&id, free, &row.spec.waves);
-            state
+            if !state
                 .db
                 .campaign_start(&id, &row.spec.release_id, &members, now)
-                .await?;
+                .await?
+            {
+                return Err(wrong(&find(&state, &id).await?));
+            }
             detail = serde_json::json!({"devices": members.len(), "skipped_busy": skipped});
             engine::reload(&state, &id).await?;
             engine::notify_wave(&state, &id, 0).await;
@@ -547,67 +581,39 @@ pub(crate) async fn act(
             {
                 push.notify_group(&pid).await;
             }
-            engine::react_locked(&state, &id).await?;
+            engine::react(&state, &id).await?;
         }
-        "pause" => {
-            if row.state != CampaignState::Running {
-                return wrong("pause");
-            }
-            let reason = format!("paused by {}", who.0.name);
-            state
+        CEvent::Pause | CEvent::Resume => {
+            let reason = (event == CEvent::Pause).then(|| format!("paused by {}", who.0.name));
+            if !state
                 .db
-                .campaign_set_state(&id, CampaignState::Paused, Some(&reason), row.opened_waves)
-                .await?;
-            engine::reload(&state, &id).await?;
-        }
-        "resume" => {
-            if row.state != CampaignState::Paused {
-                return wrong("resume");
-            }
-            state
-                .db
-                .campaign_set_state(&id, CampaignState::Running, None, row.opened_waves)
-                .await?;
-            engine::reload(&state, &id).await?;
-            for w in 0..row.opened_waves {
-                engine::notify_wave(&state, &id, w).await;
-            }
-            engine::react_locked(&state, &id).await?;
-        }
-        "cancel" => {
-            if matches!(
-                row.state,
-                CampaignState::Completed | CampaignState::Cancelled
-            ) {
-                return wrong("cancel");
-            }
-            let n = state
-                .db
-                .members_move(
+                .campaign_cas(
                     &id,
-                    &["pending", "notified", "in_progress", "rolling_back"],
-                    "cancelled",
-                    None,
-                    u32::MAX,
-                    now,
-                )
-                .await?;
-            state
-                .db
-                .campaign_set_state(
-                    &id,
-                    CampaignState::Cancelled,
-                    Some(&format!("cancelled by {}", who.0.name)),
+                    row.state,
+                    event,
+                    reason.as_deref(),
+                    row.opened_waves,
                     row.opened_waves,
                 )
-                .await?;
-            engine::forget(&state, &id);
+                .await?
+            {
+                return Err(wrong(&find(&state, &id).await?));
+            }
+            if event == CEvent::Resume {
+                for w in 0..row.opened_waves {
+                    engine::notify_wave(&state, &id, w).await;
+                }
+                engine::react(&state, &id).await?;
+            }
+        }
+        CEvent::Cancel => {
+            let reason = format!("cancelled by {}", who.0.name);
+            let Some(n) = engine::cancel(&state, &row, event, &reason).await? else {
+                return Err(wrong(&find(&state, &id).await?));
+            };
             detail = serde_json::json!({"devices_cancelled": n});
         }
-        "rollback" => {
-            if !matches!(row.state, CampaignState::Running | CampaignState::Paused) {
-                return wrong("roll back");
-            }
+        CEvent::RollBack => {
             if row.spec.rollback_release_id.is_none() {
                 return Err(ApiErr::conflict(
                     "no-rollback-release",
@@ -615,12 +621,12 @@ pub(crate) async fn act(
                 )
                 .hint("a campaign rolls back to the rollback_release_id it was created with (the previous image re-signed above the new sequence number)"));
             }
-            engine::roll_back(&state, &row, &format!("rolled back by {}", who.0.name)).await?;
+            let reason = format!("rolled back by {}", who.0.name);
+            if !engine::roll_back(&state, &row, event, &reason).await? {
+                return Err(wrong(&find(&state, &id).await?));
+            }
         }
-        other => {
-            return Err(ApiErr::not_found("campaign action", other)
-                .hint("the actions are start, pause, resume, cancel and rollback"));
-        }
+        CEvent::Advance | CEvent::Complete | CEvent::Trip(_) => {}
     }
     drop(ops);
     audit(&state, &who, &format!("campaign.{action}"), &id, detail).await?;

@@ -50,7 +50,7 @@ pub(crate) async fn check_in(
 ) -> ApiResult<engine::Decision> {
     state.devices.record(dev, c, now);
     metrics::counter!("suitcase_checkins_total").increment(1);
-    let d = state.engine.decide(&dev.id, c, now);
+    let d = engine::decide(state, &dev.id, c, now).await?;
     if let (Some(t), Some((campaign, why))) = (&d.transition, &d.refused) {
         let report = StepReport {
             release_id: t.release_id.clone(),
@@ -297,7 +297,7 @@ pub(crate) async fn record_report(
         )
         .hint("report only on the release a check-in offered")
     };
-    let (campaign, transition) = match state.engine.on_report(&dev.id, r) {
+    let (campaign, transition) = match engine::on_report(state, &dev.id, r).await? {
         ReportFate::NotOffered => return Err(not_offered()),
         ReportFate::Member {
             campaign,

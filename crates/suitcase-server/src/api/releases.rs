@@ -510,7 +510,7 @@ pub(crate) async fn archive(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ReleaseInfo>> {
     who.require(Cap::Upload)?;
-    let _ops = crate::engine::lock_ops(&state).await;
+    let _ops = crate::engine::lock_ops(&state).await?;
     let mut r = crate::api::release_found(&state, &id).await?;
     let live: Vec<_> = campaigns_using(&state, &id)
         .await?
@@ -549,7 +549,7 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     who.require(Cap::Upload)?;
-    let _ops = crate::engine::lock_ops(&state).await;
+    let _ops = crate::engine::lock_ops(&state).await?;
     let r = crate::api::release_found(&state, &id).await?;
     let used = campaigns_using(&state, &id).await?;
     if !used.is_empty() {
