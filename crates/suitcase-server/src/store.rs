@@ -1095,69 +1095,6 @@ pub(crate) struct MemberRow {
     pub(crate) release_id: String,
 }
 
-impl Db {
-    pub(crate) async fn campaign_create(&self, c: &CampaignRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO campaigns (id, name, release_id, spec, state, state_reason, opened_waves, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&c.id)
-        .bind(&c.spec.name)
-        .bind(&c.spec.release_id)
-        .bind(serde_json::to_string(&c.spec)?)
-        .bind(c.state.name())
-        .bind(c.state_reason.as_deref())
-        .bind(i64::from(c.opened_waves))
-        .bind(&c.created_by)
-        .bind(c.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn campaign_get(&self, id: &str) -> Result<Option<CampaignRow>> {
-        dynamic(&format!(
-            "SELECT {CAMPAIGN_COLS} FROM campaigns WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(campaign_row)
-        .transpose()
-    }
-
-    pub(crate) async fn campaign_list(&self) -> Result<Vec<CampaignRow>> {
-        dynamic(&format!(
-            "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(campaign_row)
-        .collect()
-    }
-
-    /// The campaigns whose spec names a release (to deploy or to roll back to). The
-    /// database narrows by the release id's JSON spelling in the spec (`rollback_release_id`
-    /// has no column of its own); the parsed spec decides.
-    pub(crate) async fn campaigns_naming_release(
-        &self,
-        release_id: &str,
-    ) -> Result<Vec<CampaignRow>> {
-        let pat = format!("%{}%", like_escaped(&serde_json::to_string(release_id)?));
-        let rows = dynamic(&format!(
-            "SELECT {CAMPAIGN_COLS} FROM campaigns WHERE release_id = $1 OR spec LIKE $2 ESCAPE '\\' ORDER BY created_at, id"
-        ))
-        .bind(release_id)
-        .bind(pat)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let c = campaign_row(r)?;
-            if c.spec.release_id == release_id
-                || c.spec.rollback_release_id.as_deref() == Some(release_id)
-            {
 /// A device's unfinished place in a live campaign, with the campaign's state.
 #[derive(Clone, Debug)]
 pub(crate) struct LiveMember {
@@ -1236,6 +1173,69 @@ pub(crate) async fn members_move(
         .rows_affected())
 }
 
+impl Db {
+    pub(crate) async fn campaign_create(&self, c: &CampaignRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO campaigns (id, name, release_id, spec, state, state_reason, opened_waves, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&c.id)
+        .bind(&c.spec.name)
+        .bind(&c.spec.release_id)
+        .bind(serde_json::to_string(&c.spec)?)
+        .bind(c.state.name())
+        .bind(c.state_reason.as_deref())
+        .bind(i64::from(c.opened_waves))
+        .bind(&c.created_by)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn campaign_get(&self, id: &str) -> Result<Option<CampaignRow>> {
+        dynamic(&format!(
+            "SELECT {CAMPAIGN_COLS} FROM campaigns WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(campaign_row)
+        .transpose()
+    }
+
+    pub(crate) async fn campaign_list(&self) -> Result<Vec<CampaignRow>> {
+        dynamic(&format!(
+            "SELECT {CAMPAIGN_COLS} FROM campaigns ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(campaign_row)
+        .collect()
+    }
+
+    /// The campaigns whose spec names a release (to deploy or to roll back to). The
+    /// database narrows by the release id's JSON spelling in the spec (`rollback_release_id`
+    /// has no column of its own); the parsed spec decides.
+    pub(crate) async fn campaigns_naming_release(
+        &self,
+        release_id: &str,
+    ) -> Result<Vec<CampaignRow>> {
+        let pat = format!("%{}%", like_escaped(&serde_json::to_string(release_id)?));
+        let rows = dynamic(&format!(
+            "SELECT {CAMPAIGN_COLS} FROM campaigns WHERE release_id = $1 OR spec LIKE $2 ESCAPE '\\' ORDER BY created_at, id"
+        ))
+        .bind(release_id)
+        .bind(pat)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let c = campaign_row(r)?;
+            if c.spec.release_id == release_id
+                || c.spec.rollback_release_id.as_deref() == Some(release_id)
+            {
                 out.push(c);
             }
         }
@@ -1359,9 +1359,10 @@ pub(crate) async fn members_move(
         .bind(now.saturating_mul(1000))
         .bind(interval)
         .bind(id)
+        .bind(burst)
         .execute(&self.pool)
         .await?;
-        Ok(true)
+        Ok(r.rows_affected() > 0)
     }
 
     /// Devices with an unfinished update in a live campaign.
@@ -1388,6 +1389,9 @@ pub(crate) async fn members_move(
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        if !campaign_cas(&mut tx, id, CampaignState::Draft, CEvent::Start, None, 0, 1).await? {
+            return Ok(false);
+        }
         for chunk in members.chunks(400) {
             let mut sql = String::from(
                 "INSERT INTO campaign_devices (campaign_id, device_id, wave, state, release_id, updated_at) VALUES ",
@@ -1417,9 +1421,8 @@ pub(crate) async fn members_move(
             bind_all(dynamic(&sql), &vals).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(r.rows_affected() > 0)
+        Ok(true)
     }
-        .bind(burst)
 
     pub(crate) async fn campaign_members(&self, id: &str) -> Result<Vec<MemberRow>> {
         sqlx::query(
@@ -1446,9 +1449,6 @@ pub(crate) async fn members_move(
         state: &str,
         limit: i64,
     ) -> Result<Vec<MemberRow>> {
-        if !campaign_cas(&mut tx, id, CampaignState::Draft, CEvent::Start, None, 0, 1).await? {
-            return Ok(false);
-        }
         sqlx::query(
             "SELECT device_id, wave, state, release_id FROM campaign_devices WHERE campaign_id = $1 AND state = $2 ORDER BY wave, device_id LIMIT $3",
         )
@@ -1512,7 +1512,8 @@ pub(crate) async fn members_move(
              CASE WHEN state IN ({}) THEN 1 ELSE 0 END DESC, \
              COALESCE((SELECT MAX(r.id) FROM reports r WHERE r.device_id = cd.device_id AND r.campaign_id = cd.campaign_id), 0) DESC, \
              campaign_id DESC LIMIT 1",
-        )
+            engine::sql_unfinished()
+        ))
         .bind(device_id)
         .fetch_optional(&self.pool)
         .await?;
@@ -1539,8 +1540,7 @@ pub(crate) async fn members_move(
             "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id \
              WHERE cd.device_id = $1 AND (cd.release_id = $2 OR c.release_id = $2) \
              AND cd.state NOT IN ('pending', 'cancelled') LIMIT 1",
-            engine::sql_unfinished()
-        ))
+        )
         .bind(device_id)
         .bind(release_id)
         .fetch_optional(&self.pool)
