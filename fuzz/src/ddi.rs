@@ -1,5 +1,5 @@
-//! `ddi`: the hawkBit DDI front end's parsers (`suitcase-server`, `api/ddi.rs`, exposed as
-//! `suitcase_server::__fuzz::ddi`), on what a DDI client sends: feedback bodies (deploymentBase
+//! `ddi`: the hawkBit DDI wire layer (`suitcase_protocol::ddi`, which the server's handlers in
+//! `suitcase-server` `api/ddi.rs` use), on what a DDI client sends: feedback bodies (deploymentBase
 //! and cancelAction), configData bodies, `{actionId}` path segments, a multi-range `Range`
 //! header, and what the server derives for its answers: the artifact's file name from a payload
 //! URI, percent-encoded path segments, `HH:MM:SS` sleeps. The first byte picks the parser.
@@ -8,8 +8,8 @@
 //! limits, positive integer action ids, a file name that is one plain path segment, an
 //! escaping that decodes back, ranges inside the artifact, ascending and disjoint.
 
+use suitcase_protocol::ddi;
 use suitcase_protocol::limits::REPORT_DETAIL_MAX;
-use suitcase_server::__fuzz::ddi;
 
 /// The parsers, in the order the selector byte counts them.
 pub const PARSERS: &[&str] = &[
@@ -24,15 +24,16 @@ pub const PARSERS: &[&str] = &[
 ];
 
 fn feedback(body: &[u8]) {
-    let Ok(m) = ddi::feedback(body) else {
+    let Ok((f, m)) = ddi::Feedback::parse(body) else {
         return;
     };
     assert_eq!(
         m.closes,
-        matches!(m.execution.as_str(), "closed" | "canceled"),
+        matches!(f.status.execution.as_str(), "closed" | "canceled"),
         "{m:?}"
     );
-    if let Some(d) = &m.detail {
+    let _ = f.progress();
+    if let Some(d) = &f.detail() {
         assert!(!d.is_empty());
         assert!(d.chars().count() <= REPORT_DETAIL_MAX, "detail too long");
         assert!(
@@ -46,7 +47,7 @@ fn config_data(body: &[u8]) {
     let Ok((mode, set)) = ddi::config_data(body) else {
         return;
     };
-    assert!(["merge", "replace", "remove"].contains(&mode));
+    assert!(["merge", "replace", "remove"].contains(&mode.name()));
     assert!(!set.is_empty() && set.len() <= ddi::MAX_ATTRIBUTES);
     for (k, v) in &set {
         let n = k.chars().count();
@@ -108,7 +109,7 @@ fn sleep(data: &[u8]) {
     let n = data.len().min(8);
     b[..n].copy_from_slice(&data[..n]);
     let seconds = i64::from_le_bytes(b);
-    let t = ddi::sleep(seconds);
+    let t = ddi::hhmmss(seconds);
     let parts: Vec<i64> = t.split(':').map(|p| p.parse().unwrap()).collect();
     assert!(t.len() == 8 && parts.len() == 3, "{t:?}");
     assert!(parts[1] < 60 && parts[2] < 60, "{t:?}");
@@ -129,7 +130,22 @@ fn ranges(data: &[u8]) {
         None => (rest, None),
     };
     let etag = "\"0123abcd\"";
-    let Some(v) = ddi::ranges(range, if_range, size, etag) else {
+    // What `HeaderValue::to_str` lets through to the handler: visible ASCII and tabs.
+    fn header(b: &[u8]) -> Option<&str> {
+        b.iter()
+            .all(|&c| c == b'\t' || (0x20..0x7f).contains(&c))
+            .then(|| std::str::from_utf8(b).ok())
+            .flatten()
+    }
+    let Some(range) = header(range) else {
+        return;
+    };
+    let if_range = match if_range.map(header) {
+        Some(None) => return,
+        Some(Some(ir)) => Some(ir),
+        None => None,
+    };
+    let Some(v) = ddi::several_ranges(range, if_range, size, etag) else {
         return;
     };
     assert!(v.len() <= ddi::MAX_RANGES, "{v:?}");

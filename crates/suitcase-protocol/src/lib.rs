@@ -19,6 +19,8 @@ use alloc::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "ddi")]
+pub mod ddi;
 pub mod time;
 
 /// The API version these types describe.

@@ -39,12 +39,6 @@ mod store;
 mod ui;
 mod wire;
 
-/// Pure parsers exposed to the fuzz harness (`fuzz/`, docs/fuzzing.md); not an API.
-#[doc(hidden)]
-pub mod __fuzz {
-    pub use crate::api::ddi::fuzz as ddi;
-}
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

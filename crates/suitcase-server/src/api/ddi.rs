@@ -22,30 +22,30 @@ use futures::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row as _;
+use suitcase_protocol::ddi::{
+    self, BadBody, ConfigMode, Feedback, MAX_ACTION_ID, MAX_ATTRIBUTES, escape_segment, file_name,
+    hhmmss, timeline_text,
+};
 use suitcase_protocol::{CheckIn, InstalledComponent, Outcome, Step, StepReport};
 
 use crate::AppState;
 use crate::auth::DdiAuth;
 use crate::db::Db;
-use crate::error::{ApiErr, ApiResult, clip};
+use crate::error::{ApiErr, ApiResult};
 use crate::store::ReleaseRow;
 
-/// The most controller attributes stored per device (hawkBit's default quota is 100).
-pub(crate) const MAX_ATTRIBUTES: usize = 100;
-/// The longest attribute key, in characters (hawkBit: 128).
-pub(crate) const MAX_ATTRIBUTE_KEY: usize = 128;
-/// The longest attribute value, in characters (hawkBit: 128; SWUpdate's identify values are
-/// short, but a version string with a build id can be longer).
-pub(crate) const MAX_ATTRIBUTE_VALUE: usize = 512;
+/// A body the DDI wire layer refuses is a 400 with its code and message.
+impl From<BadBody> for ApiErr {
+    fn from(e: BadBody) -> Self {
+        Self::bad_request(e.code, e.message)
+    }
+}
+
 /// The configData attribute by which a device says which manifest sequence number it runs;
 /// a device that reports the release's sequence (or a later one) is not offered it again.
 pub(crate) const SEQUENCE_ATTRIBUTE: &str = "suitcase_sequence";
 /// Module ids are `action id × MODULES + payload index`: integers, as hawkBit's are.
 const MODULES: i64 = 1000;
-/// The largest action id handed out: 2^31 − 1. hawkBit's own ids are Java longs, but its
-/// clients read them as 32-bit ints: SWUpdate 2022.12 with `json_object_get_int` and `%d` in
-/// the feedback URL (server_hawkbit.c), so a larger id would come back as another number.
-pub(crate) const MAX_ACTION_ID: i64 = 2_147_483_647;
 
 pub(crate) fn router() -> Router<AppState> {
     let c = "/{tenant}/controller/v1/{controller}";
@@ -86,13 +86,6 @@ pub(crate) struct ArtifactPath {
     file: Option<String>,
 }
 
-/// `HH:MM:SS`, as hawkBit's `config.polling.sleep` (SWUpdate counts anything else as a bad
-/// message, server_hawkbit.c `server_get_device_info`), at least 1 s and at most 23:59:59.
-pub(crate) fn hhmmss(seconds: i64) -> String {
-    let s = seconds.clamp(1, 86_399);
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
 /// The prefix of every link: `scheme://host/{tenant}/controller/v1/{controller}`. hawkBit
 /// builds absolute links from the request; the Host header is used only if it is a plain
 /// host[:port] (no path, no user info), else the listen address.
@@ -121,20 +114,6 @@ fn tenant_segment(t: &str) -> String {
     escape_segment(t)
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters (a path segment or a query
-/// value).
-pub(crate) fn escape_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn ok_empty() -> Response {
     // Exactly 200: SWUpdate 2022.12 treats 201 and 204 as "unhandled HTTP error code" and
     // aborts the install (channel_curl.c `channel_map_http_code`).
@@ -146,10 +125,7 @@ fn json_reply(v: &Value) -> Response {
 }
 
 fn parse_action(s: &str) -> ApiResult<i64> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiErr::not_found("action", s).hint("DDI action ids are integers"))
+    ddi::action_id(s).ok_or_else(|| ApiErr::not_found("action", s).hint("DDI action ids are integers"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -636,18 +612,6 @@ async fn window_closed(state: &AppState, campaign: &str, now: i64) -> ApiResult<
 // deploymentBase and installedBase
 // ---------------------------------------------------------------------------------------------
 
-/// The file name a DDI client sees: the last segment of the payload's URI (the release was
-/// built with `--image update.swu --uri https://.../update.swu`).
-pub(crate) fn file_name(uri: &str, idx: u32) -> String {
-    let path = uri.split(['?', '#']).next().unwrap_or("");
-    let last = path.rsplit('/').next().unwrap_or("");
-    if last.is_empty() || last == "." || last == ".." || last.ends_with(".MD5SUM") {
-        format!("payload-{idx}.bin")
-    } else {
-        last.to_owned()
-    }
-}
-
 /// SHA-1 and MD5 of a payload, which DDI clients check (SWUpdate compares `hashes.sha1`,
 /// lower-case hex, with what it received). Not kept at upload: they are computed from the
 /// stored payload on its first DDI use and cached in the database, so releases uploaded
@@ -821,85 +785,6 @@ pub(crate) async fn installed(
 // Feedback
 // ---------------------------------------------------------------------------------------------
 
-/// hawkBit's `DdiActionFeedback`; unknown fields (SWUpdate's `id` and `time`, `timestamp`)
-/// are ignored, as hawkBit ignores them.
-#[derive(Deserialize, Debug)]
-pub(crate) struct Feedback {
-    status: FeedbackStatus,
-}
-
-#[derive(Deserialize, Debug)]
-struct FeedbackStatus {
-    execution: String,
-    result: FeedbackResult,
-    #[serde(default)]
-    details: Vec<Value>,
-    #[serde(default)]
-    code: Option<i64>,
-}
-
-#[derive(Deserialize, Debug)]
-struct FeedbackResult {
-    finished: String,
-    #[serde(default)]
-    progress: Option<Progress>,
-}
-
-#[derive(Deserialize, Debug)]
-struct Progress {
-    #[serde(default)]
-    cnt: Option<i64>,
-    #[serde(default)]
-    of: Option<i64>,
-}
-
-/// A JSON body, parsed leniently (any content type: SWUpdate sends `application/json`, a
-/// gateway may not), with the field that did not match named.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        ApiErr::bad_request(
-            "bad-body",
-            format!(
-                "the JSON body does not match at {}: {}",
-                e.path(),
-                e.inner()
-            ),
-        )
-    })
-}
-
-/// The details as one text for the timeline, within the report's limit (the start is kept;
-/// SWUpdate puts its error lines first).
-fn details_text(details: &[Value], code: Option<i64>) -> Option<String> {
-    use suitcase_protocol::limits::REPORT_DETAIL_MAX;
-    let mut parts: Vec<String> = details
-        .iter()
-        .map(|d| match d {
-            Value::String(s) => s.trim().to_owned(),
-            other => other.to_string(),
-        })
-        .filter(|s| !s.is_empty())
-        .collect();
-    if let Some(c) = code {
-        parts.push(format!("Device reported status code: {c}"));
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    let text = parts.join("\n");
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n')
-        .take(REPORT_DETAIL_MAX)
-        .collect();
-    if out.chars().count() == REPORT_DETAIL_MAX && text.chars().count() > REPORT_DETAIL_MAX {
-        out.pop();
-        out.push('…');
-    }
-    Some(out)
-}
-
 /// SWUpdate sends the log lines of an install (its "ERROR : HASH mismatch ..." among them)
 /// as progress feedback, and then a closed/failure whose details may hold only the last
 /// error ("No suitable .swu image found"). The failure in the timeline gets the error lines
@@ -935,7 +820,7 @@ async fn with_earlier_errors(
     // The last ten, the reasons first (a long detail is cut at its end).
     let errors = &errors[errors.len().saturating_sub(10)..];
     let out = format!("{}\n{shown}", errors.join("\n"));
-    Ok(details_text(&[Value::String(out)], None))
+    Ok(timeline_text(out))
 }
 
 /// A line of SWUpdate's log that says why something failed (not the harmless complaint of a
@@ -955,7 +840,7 @@ async fn late_errors(
     a: &ActionRow,
     f: &Feedback,
 ) -> ApiResult<()> {
-    let Some(text) = details_text(&f.status.details, None) else {
+    let Some(text) = ddi::details_text(&f.status.details, None) else {
         return Ok(());
     };
     let reports = state.db.reports_for(&a.device_id, &a.release_id).await?;
@@ -986,7 +871,7 @@ async fn late_errors(
         step: Step::Apply,
         outcome: Outcome::Failure,
         reason: failure.reason.clone(),
-        detail: details_text(&[Value::String(merged)], None),
+        detail: timeline_text(merged),
         progress: None,
         started_at: None,
         log: None,
@@ -1000,57 +885,6 @@ async fn late_errors(
     Ok(())
 }
 
-/// What a feedback means on the NTIA timeline (docs/ddi.md has the table), and whether it
-/// closes the action.
-fn step_of(execution: &str, finished: &str) -> ApiResult<(Step, Outcome, bool)> {
-    let failed = match finished {
-        "success" | "none" => false,
-        "failure" => true,
-        other => {
-            return Err(ApiErr::bad_request(
-                "bad-feedback",
-                format!(
-                    "result.finished {:?} is not success, failure or none",
-                    clip(other, 40)
-                ),
-            ));
-        }
-    };
-    Ok(match (execution, failed) {
-        ("closed", false) => (Step::CleanUp, Outcome::Success, true),
-        ("closed", true) => (Step::Apply, Outcome::Failure, true),
-        ("canceled", _) => (Step::Announce, Outcome::Failure, true),
-        ("rejected", _) => (Step::Announce, Outcome::Deferred, false),
-        // `finished` counts only with closed, as in hawkBit (generateUpdateStatus): a
-        // failure that does not close the action is progress, not the device's failure.
-        ("download", _) => (Step::Receive, Outcome::InProgress, false),
-        ("downloaded", false) => (Step::Receive, Outcome::Success, false),
-        ("downloaded", true) => (Step::Receive, Outcome::InProgress, false),
-        ("scheduled", _) => (Step::Announce, Outcome::Deferred, false),
-        ("proceeding" | "resumed", _) => (Step::Apply, Outcome::InProgress, false),
-        (other, _) => {
-            return Err(ApiErr::bad_request(
-                "bad-feedback",
-                format!(
-                    "status.execution {:?} is not one of closed, proceeding, canceled, scheduled, rejected, resumed, downloaded, download",
-                    clip(other, 40)
-                ),
-            ));
-        }
-    })
-}
-
-/// The progress a feedback reports: `cnt`, when both `cnt` and `of` are there (SWUpdate
-/// often sends 0 of 0, and `cnt` may exceed `of`).
-fn feedback_progress(f: &Feedback) -> Option<u64> {
-    f.status
-        .result
-        .progress
-        .as_ref()
-        .and_then(|p| p.cnt.zip(p.of))
-        .and_then(|(c, _)| u64::try_from(c).ok())
-}
-
 /// `POST .../deploymentBase/{actionId}/feedback`: a step report. 200 with no body; 410 once
 /// the action is closed (hawkBit `DdiRootController.postBasedeploymentActionFeedback`).
 pub(crate) async fn feedback(
@@ -1059,8 +893,12 @@ pub(crate) async fn feedback(
     Path(path): Path<ActionPath>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let f: Feedback = parse_json(&body)?;
-    let (step, outcome, closes) = step_of(&f.status.execution, &f.status.result.finished)?;
+    let (f, meaning) = Feedback::parse(&body)?;
+    let ddi::Meaning {
+        step,
+        outcome,
+        closes,
+    } = meaning;
     let a = own_action(&state, &auth, &path.action).await?;
     if a.closed || state.db.ddi_is_cancelling(a.id).await? {
         if a.closed {
@@ -1072,7 +910,7 @@ pub(crate) async fn feedback(
             format!("action {} is closed", a.id),
         ));
     }
-    let mut detail = details_text(&f.status.details, f.status.code);
+    let mut detail = f.detail();
     if outcome == Outcome::Failure && closes {
         detail = with_earlier_errors(&state, &a, detail).await?;
     }
@@ -1084,7 +922,7 @@ pub(crate) async fn feedback(
         tracing::info!(device = %auth.device.name, action = a.id, "DDI device skipped the update outside the maintenance window");
         return Ok(ok_empty());
     }
-    let progress = feedback_progress(&f);
+    let progress = f.progress();
     let report = StepReport {
         release_id: a.release_id.clone(),
         step,
@@ -1157,8 +995,7 @@ pub(crate) async fn cancel_feedback(
     Path(path): Path<ActionPath>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let f: Feedback = parse_json(&body)?;
-    step_of(&f.status.execution, &f.status.result.finished)?;
+    let (f, _) = Feedback::parse(&body)?;
     let a = own_action(&state, &auth, &path.action).await?;
     if a.closed {
         return Err(ApiErr::new(
@@ -1179,7 +1016,8 @@ pub(crate) async fn cancel_feedback(
             step: Step::Announce,
             outcome: Outcome::Deferred,
             reason: Some("cancelled".into()),
-            detail: details_text(&f.status.details, f.status.code)
+            detail: f
+                .detail()
                 .or_else(|| Some("the device accepted the cancellation".into())),
             progress: None,
             started_at: None,
@@ -1199,85 +1037,6 @@ pub(crate) async fn cancel_feedback(
 // configData
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Deserialize, Debug)]
-pub(crate) struct ConfigData {
-    #[serde(default)]
-    mode: Option<String>,
-    data: BTreeMap<String, Value>,
-}
-
-/// How a configData body changes the stored attributes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ConfigMode {
-    /// Add or overwrite these keys (the default; SWUpdate 2022.12 sends no `mode`).
-    Merge,
-    /// Drop every attribute, then store these.
-    Replace,
-    /// Drop these keys.
-    Remove,
-}
-
-/// A configData body, checked against the attribute limits: the mode and the attributes as
-/// strings (numbers and booleans as their JSON text).
-pub(crate) fn config_data_parse(body: &[u8]) -> ApiResult<(ConfigMode, BTreeMap<String, String>)> {
-    let c: ConfigData = parse_json(body)?;
-    if c.data.is_empty() {
-        return Err(ApiErr::bad_request(
-            "bad-config-data",
-            "configData needs at least one entry in data",
-        ));
-    }
-    if c.data.len() > MAX_ATTRIBUTES {
-        return Err(ApiErr::bad_request(
-            "bad-config-data",
-            format!("at most {MAX_ATTRIBUTES} attributes per device"),
-        ));
-    }
-    let mut set = BTreeMap::new();
-    for (k, v) in &c.data {
-        let v = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(_) | Value::Bool(_) => v.to_string(),
-            _ => {
-                return Err(ApiErr::bad_request(
-                    "bad-config-data",
-                    "attribute values are strings",
-                ));
-            }
-        };
-        if k.is_empty() || k.chars().count() > MAX_ATTRIBUTE_KEY || k.chars().any(char::is_control)
-        {
-            return Err(ApiErr::bad_request(
-                "bad-config-data",
-                format!(
-                    "attribute keys are 1 to {MAX_ATTRIBUTE_KEY} characters without control characters"
-                ),
-            ));
-        }
-        if v.chars().count() > MAX_ATTRIBUTE_VALUE || v.chars().any(char::is_control) {
-            return Err(ApiErr::bad_request(
-                "bad-config-data",
-                format!(
-                    "attribute values are at most {MAX_ATTRIBUTE_VALUE} characters without control characters"
-                ),
-            ));
-        }
-        set.insert(k.clone(), v);
-    }
-    let mode = match c.mode.as_deref().unwrap_or("merge") {
-        "merge" => ConfigMode::Merge,
-        "replace" => ConfigMode::Replace,
-        "remove" => ConfigMode::Remove,
-        other => {
-            return Err(ApiErr::bad_request(
-                "bad-config-data",
-                format!("mode {:?} is not merge, replace or remove", clip(other, 40)),
-            ));
-        }
-    };
-    Ok((mode, set))
-}
-
 /// `PUT .../configData`: the controller's attributes (merge, replace or remove), stored as
 /// device attributes and shown with the device. SWUpdate 2022.12 sends no `mode` (merge).
 pub(crate) async fn config_data(
@@ -1286,7 +1045,7 @@ pub(crate) async fn config_data(
     Path(_p): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (mode, set) = config_data_parse(&body)?;
+    let (mode, set) = ddi::config_data(&body)?;
     let dev = &auth.device.id;
     let r = match mode {
         ConfigMode::Merge => {
@@ -1442,7 +1201,13 @@ pub(crate) async fn artifact(
                 tracing::debug!(error = %e.body.message, "download not recorded");
             }
         }
-        match several_ranges(&headers, size, &crate::wire::etag_of(sha256)) {
+        match headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|range| {
+                let if_range = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok());
+                ddi::several_ranges(range, if_range, size, &crate::wire::etag_of(sha256))
+            }) {
             Some(ranges) if ranges.is_empty() => crate::wire::ranged_response(
                 crate::wire::Want::Unsatisfiable,
                 size,
@@ -1464,58 +1229,8 @@ pub(crate) async fn artifact(
     Ok(res)
 }
 
-/// The most ranges one request may ask for; more get the whole artifact (RFC 9110 §14.2:
-/// a server may ignore a Range that asks for many small or overlapping ranges).
-const MAX_RANGES: usize = 16;
 /// hawkBit's boundary (FileStreamingUtil).
 const BOUNDARY: &str = "THIS_STRING_SEPARATES_MULTIPART";
-
-/// A `Range` of several byte ranges (RFC 9110 §14.1.2), if it names several and If-Range
-/// allows it: the satisfiable ones, ascending (empty: none is, 416). `None` leaves the request
-/// to the single-range path (one range, a malformed header, overlapping or too many ranges:
-/// the whole artifact).
-fn several_ranges(headers: &HeaderMap, size: u64, etag: &str) -> Option<Vec<(u64, u64)>> {
-    let range = headers.get(header::RANGE)?.to_str().ok()?;
-    let spec = range.trim().strip_prefix("bytes=")?;
-    if !spec.contains(',') {
-        return None;
-    }
-    if let Some(ir) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
-        && ir.trim() != etag
-    {
-        return None;
-    }
-    let mut out = Vec::new();
-    for (n, part) in spec.split(',').enumerate() {
-        if n >= MAX_RANGES {
-            return None;
-        }
-        let (first, last) = part.trim().split_once('-')?;
-        let (first, last) = (first.trim(), last.trim());
-        let r = if first.is_empty() {
-            let n = last.parse::<u64>().ok()?;
-            (n > 0 && size > 0).then(|| (size.saturating_sub(n), size))
-        } else {
-            let start = first.parse::<u64>().ok()?;
-            let end = if last.is_empty() {
-                size
-            } else {
-                let l = last.parse::<u64>().ok()?;
-                if l < start {
-                    return None;
-                }
-                l.saturating_add(1).min(size)
-            };
-            (start < size).then_some((start, end))
-        };
-        out.extend(r);
-    }
-    out.sort_unstable();
-    if out.windows(2).any(|w| w[0].1 > w[1].0) {
-        return None;
-    }
-    Some(out)
-}
 
 /// 206 `multipart/byteranges` (RFC 9110 §14.6), streamed from the payload store.
 async fn multipart(
@@ -1556,130 +1271,4 @@ async fn multipart(
         .header(header::CONTENT_LENGTH, length)
         .body(Body::from_stream(futures::stream::iter(parts).flatten()))
         .map_err(ApiErr::internal)
-}
-
-/// The pure parsers of the DDI API, as the handlers use them, for the `ddi` fuzz target
-/// (fuzz/src/ddi.rs, docs/fuzzing.md). Not an API: nothing outside the fuzz harness uses it.
-#[doc(hidden)]
-pub mod fuzz {
-    use std::collections::BTreeMap;
-
-    use axum::http::{HeaderMap, HeaderValue, header};
-    use suitcase_protocol::{Outcome, Step};
-
-    /// The largest action id handed out (2^31 − 1).
-    pub const MAX_ACTION_ID: i64 = super::MAX_ACTION_ID;
-    /// The most attributes a configData body may carry.
-    pub const MAX_ATTRIBUTES: usize = super::MAX_ATTRIBUTES;
-    /// The longest attribute key, in characters.
-    pub const MAX_ATTRIBUTE_KEY: usize = super::MAX_ATTRIBUTE_KEY;
-    /// The longest attribute value, in characters.
-    pub const MAX_ATTRIBUTE_VALUE: usize = super::MAX_ATTRIBUTE_VALUE;
-    /// The most ranges one artifact request may ask for.
-    pub const MAX_RANGES: usize = super::MAX_RANGES;
-
-    /// What a feedback body means (deploymentBase and cancelAction feedback are read alike).
-    #[derive(Debug)]
-    pub struct FeedbackMeaning {
-        /// `status.execution` as sent.
-        pub execution: String,
-        /// The timeline step it becomes.
-        pub step: Step,
-        /// The step's outcome.
-        pub outcome: Outcome,
-        /// Whether it closes the action.
-        pub closes: bool,
-        /// The details (and code) as the timeline's text.
-        pub detail: Option<String>,
-        /// The progress counter.
-        pub progress: Option<u64>,
-    }
-
-    /// A feedback body as `feedback` and `cancel_feedback` parse it; `Err` is the 400's message.
-    pub fn feedback(body: &[u8]) -> Result<FeedbackMeaning, String> {
-        let f: super::Feedback = super::parse_json(body).map_err(|e| e.body.message)?;
-        let (step, outcome, closes) =
-            super::step_of(&f.status.execution, &f.status.result.finished)
-                .map_err(|e| e.body.message)?;
-        Ok(FeedbackMeaning {
-            step,
-            outcome,
-            closes,
-            detail: super::details_text(&f.status.details, f.status.code),
-            progress: super::feedback_progress(&f),
-            execution: f.status.execution,
-        })
-    }
-
-    /// A configData body: its mode (`merge`, `replace`, `remove`) and attributes.
-    pub fn config_data(body: &[u8]) -> Result<(&'static str, BTreeMap<String, String>), String> {
-        let (mode, set) = super::config_data_parse(body).map_err(|e| e.body.message)?;
-        let mode = match mode {
-            super::ConfigMode::Merge => "merge",
-            super::ConfigMode::Replace => "replace",
-            super::ConfigMode::Remove => "remove",
-        };
-        Ok((mode, set))
-    }
-
-    /// An `{actionId}` path segment (also the module id's).
-    pub fn action_id(s: &str) -> Option<i64> {
-        super::parse_action(s).ok()
-    }
-
-    /// The artifact's file name from a payload URI.
-    pub fn file_name(uri: &str, idx: u32) -> String {
-        super::file_name(uri, idx)
-    }
-
-    /// A path segment or query value, percent-encoded.
-    pub fn escape_segment(s: &str) -> String {
-        super::escape_segment(s)
-    }
-
-    /// `config.polling.sleep`.
-    pub fn sleep(seconds: i64) -> String {
-        super::hhmmss(seconds)
-    }
-
-    /// The byte ranges of a multi-range `Range` header, as the artifact download serves them
-    /// (`None`: the single-range path; empty: 416).
-    pub fn ranges(
-        range: &[u8],
-        if_range: Option<&[u8]>,
-        size: u64,
-        etag: &str,
-    ) -> Option<Vec<(u64, u64)>> {
-        let mut h = HeaderMap::new();
-        h.insert(header::RANGE, HeaderValue::from_bytes(range).ok()?);
-        if let Some(ir) = if_range {
-            h.insert(header::IF_RANGE, HeaderValue::from_bytes(ir).ok()?);
-        }
-        super::several_ranges(&h, size, etag)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sleep_is_hh_mm_ss() {
-        assert_eq!(hhmmss(300), "00:05:00");
-        assert_eq!(hhmmss(1), "00:00:01");
-        assert_eq!(hhmmss(0), "00:00:01");
-        assert_eq!(hhmmss(3723), "01:02:03");
-        assert_eq!(hhmmss(1 << 40), "23:59:59");
-    }
-
-    #[test]
-    fn file_names_come_from_the_uri() {
-        assert_eq!(
-            file_name("https://fw.example/a/update.swu", 0),
-            "update.swu"
-        );
-        assert_eq!(file_name("https://fw.example/u.swu?x=1#y", 0), "u.swu");
-        assert_eq!(file_name("https://fw.example/", 2), "payload-2.bin");
-        assert_eq!(file_name("https://fw.example/x.MD5SUM", 1), "payload-1.bin");
-    }
 }

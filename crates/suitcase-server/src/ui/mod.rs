@@ -465,7 +465,7 @@ pub(crate) fn e(s: &str) -> String {
 }
 
 /// Percent-encodes a value for a URL query or path segment.
-pub(crate) use crate::api::ddi::escape_segment as u;
+pub(crate) use suitcase_protocol::ddi::escape_segment as u;
 
 pub(crate) use crate::error::clip;
 
