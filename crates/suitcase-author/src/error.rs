@@ -83,5 +83,18 @@ pub enum AuthorError {
     Manifest(#[from] suitcase_manifest::Error),
 }
 
+/// A key-file error keeps its meaning (and its message) on the author's side.
+impl From<suitcase_host::KeyError> for AuthorError {
+    fn from(e: suitcase_host::KeyError) -> Self {
+        use suitcase_host::KeyError as K;
+        match e {
+            K::Read { path, error } => Self::Read { path, error },
+            K::Write { path, error } => Self::Write { path, error },
+            K::Key { path, what } => Self::Key { path, what },
+            K::Encode(what) => Self::Sign(what),
+        }
+    }
+}
+
 /// Shorthand for results in this crate.
 pub(crate) type Result<T, E = AuthorError> = core::result::Result<T, E>;

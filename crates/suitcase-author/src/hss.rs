@@ -15,15 +15,14 @@
 //! A crash before step 4 completes loses a signature that was never released; a crash after it
 //! skips an index. Neither reuses one. `tests/hss_crash.rs` cuts power at every storage step.
 //!
-//! The key file is a CBOR map with text keys: `suitcase` = `"hss-lms-private-key"`, `version`
-//! = 1, `kid`, `public` (the RFC 8554 public key), `state` (the hbs-lms private key, which
-//! carries the index). A reservation file (below) has `version` = 2 and one more key, `end`:
-//! readers that predate reservations refuse version 2, so none of them can sign past `end`.
+//! The key file format ([`HssKeyFile`]) lives in `suitcase_host::hss_file`, so that servers and
+//! devices can recognise such a file without linking the signer: a CBOR map with `kid`,
+//! `public`, `state` (which carries the index) and, for a reservation (below), `end`.
 //!
 //! # Protecting the state file
 //!
 //! The state file is the private key. Beyond keeping it secret (mode 0600, written so by
-//! [`crate::keys::write_atomic`]), it must never go **back**: restoring a backup, a VM
+//! [`suitcase_host::keys::write_atomic`]), it must never go **back**: restoring a backup, a VM
 //! snapshot, a copy on a second signing host or a file-system rollback hands out one-time keys
 //! that were already used, and two signatures under one one-time key let anyone forge (RFC
 //! 8554 §10; NIST SP 800-208 §8.1 forbids cloning the state). So: back the key up only as a
@@ -55,13 +54,9 @@
 use std::path::{Path, PathBuf};
 
 use hbs_lms::{HssParameter, LmotsAlgorithm, LmsAlgorithm, Sha256_256};
-use minicbor::Decoder;
-use suitcase_manifest::build::raw::{bstr, map, tstr, uint};
 use zeroize::Zeroizing;
 
 use crate::error::{AuthorError, Result};
-
-const MAGIC: &str = "hss-lms-private-key";
 
 /// Parses tree parameters: levels separated by commas, each `h<height>w<winternitz>`, e.g.
 /// `h10w4,h10w4` (two levels of 2^10, 2^20 signatures). Heights 5, 10, 15, 20, 25; Winternitz
@@ -104,32 +99,32 @@ pub fn parse_params(text: &str) -> Result<Vec<HssParameter<Sha256_256>>> {
         .collect()
 }
 
-/// The contents of an HSS-LMS private key file.
-#[derive(Clone)]
-pub struct HssKeyFile {
-    /// The key id.
-    pub kid: Vec<u8>,
-    /// The RFC 8554 public key.
-    pub public: Vec<u8>,
-    state: Zeroizing<Vec<u8>>,
-    /// For a reservation: the first index it may not use.
-    end: Option<u64>,
-}
+pub use suitcase_host::hss_file::HssKeyFile;
 
-impl core::fmt::Debug for HssKeyFile {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HssKeyFile")
-            .field("kid", &hex::encode(&self.kid))
-            .finish_non_exhaustive()
-    }
-}
-
-impl HssKeyFile {
+/// What only the signer does with an HSS-LMS key file: make one, count and move its one-time
+/// keys. Bring it into scope to call `HssKeyFile::generate` and friends.
+pub trait HssSigning: Sized {
     /// Generates a new key with the given tree parameters.
     ///
     /// # Errors
     /// [`AuthorError::Rng`], or [`AuthorError::Sign`] if the parameters are refused.
-    pub fn generate(params: &[HssParameter<Sha256_256>]) -> Result<Self> {
+    fn generate(params: &[HssParameter<Sha256_256>]) -> Result<Self>;
+
+    /// How many signatures the key (or the reservation) can still make.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if the state is corrupt.
+    fn signatures_left(&self) -> Result<u64>;
+
+    /// The index of the next one-time key: the number of one-time keys used so far.
+    ///
+    /// # Errors
+    /// [`AuthorError::Sign`] if the state is too short to be a key.
+    fn index(&self) -> Result<u64>;
+}
+
+impl HssSigning for HssKeyFile {
+    fn generate(params: &[HssParameter<Sha256_256>]) -> Result<Self> {
         let mut seed = hbs_lms::Seed::<Sha256_256>::default();
         crate::rng::fill(seed.as_mut_slice())?;
         let (sk, vk) = with_large_stack(|| hbs_lms::keygen::<Sha256_256>(params, &seed, None))?
@@ -143,86 +138,7 @@ impl HssKeyFile {
         })
     }
 
-    /// Whether `raw` looks like an HSS-LMS private key file.
-    pub fn is_hss_key_file(raw: &[u8]) -> bool {
-        Self::parse(raw).is_some()
-    }
-
-    /// Encodes the key file.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut entries = vec![
-            (tstr("suitcase"), tstr(MAGIC)),
-            (
-                tstr("version"),
-                uint(if self.end.is_some() { 2 } else { 1 }),
-            ),
-            (tstr("kid"), bstr(&self.kid)),
-            (tstr("public"), bstr(&self.public)),
-            (tstr("state"), bstr(&self.state)),
-        ];
-        if let Some(end) = self.end {
-            entries.push((tstr("end"), uint(end)));
-        }
-        map(entries)
-    }
-
-    fn parse(raw: &[u8]) -> Option<Self> {
-        let mut d = Decoder::new(raw);
-        let n = d.map().ok()??;
-        let (mut magic, mut version, mut kid, mut public, mut state, mut end) =
-            (None, None, None, None, None, None);
-        for _ in 0..n {
-            match d.str().ok()? {
-                "suitcase" => magic = Some(d.str().ok()?),
-                "version" => version = Some(d.u64().ok()?),
-                "kid" => kid = Some(d.bytes().ok()?.to_vec()),
-                "public" => public = Some(d.bytes().ok()?.to_vec()),
-                "state" => state = Some(d.bytes().ok()?.to_vec()),
-                "end" => end = Some(d.u64().ok()?),
-                _ => d.skip().ok()?,
-            }
-        }
-        // Version 1 is a key, version 2 a reservation, which must carry its end.
-        let valid_version = matches!((version, end), (Some(1), None) | (Some(2), Some(_)));
-        if magic != Some(MAGIC) || !valid_version || d.position() != raw.len() {
-            return None;
-        }
-        Some(Self {
-            kid: kid?,
-            public: public?,
-            state: Zeroizing::new(state?),
-            end,
-        })
-    }
-
-    /// Decodes a key file read from `path`.
-    ///
-    /// # Errors
-    /// [`AuthorError::Key`] if it is not an HSS-LMS key file.
-    pub fn decode(path: &Path, raw: &[u8]) -> Result<Self> {
-        Self::parse(raw).ok_or_else(|| AuthorError::Key {
-            path: path.to_path_buf(),
-            what: "not an HSS-LMS private key file".into(),
-        })
-    }
-
-    /// Reads a key file.
-    ///
-    /// # Errors
-    /// [`AuthorError::Read`] or [`AuthorError::Key`].
-    pub fn load(path: &Path) -> Result<Self> {
-        let raw = std::fs::read(path).map_err(|source| AuthorError::Read {
-            path: path.to_path_buf(),
-            error: source,
-        })?;
-        Self::decode(path, &raw)
-    }
-
-    /// How many signatures the key (or the reservation) can still make.
-    ///
-    /// # Errors
-    /// [`AuthorError::Sign`] if the state is corrupt.
-    pub fn signatures_left(&self) -> Result<u64> {
+    fn signatures_left(&self) -> Result<u64> {
         let key = hbs_lms::SigningKey::<Sha256_256>::from_bytes(&self.state)
             .map_err(|_| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?;
         // hbs-lms cannot expand the key once every one-time key is used: that is exhaustion.
@@ -233,43 +149,33 @@ impl HssKeyFile {
         })
     }
 
-    /// The index of the next one-time key: the number of one-time keys used so far.
-    ///
-    /// hbs-lms 0.1.1 keeps its private key in the reference (hash-sigs) layout, whose first 8
-    /// bytes are this count, big-endian (`ReferenceImplPrivateKey`); the test
-    /// `the_index_is_the_count_of_signatures_made` pins that down.
-    ///
-    /// # Errors
-    /// [`AuthorError::Sign`] if the state is too short to be a key.
-    pub fn index(&self) -> Result<u64> {
+    // hbs-lms 0.1.1 keeps its private key in the reference (hash-sigs) layout, whose first 8
+    // bytes are this count, big-endian (`ReferenceImplPrivateKey`); the test
+    // `the_index_is_the_count_of_signatures_made` pins that down.
+    fn index(&self) -> Result<u64> {
         self.state
             .get(..8)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_be_bytes)
             .ok_or_else(|| AuthorError::Sign("HSS-LMS key state is corrupt".into()))
     }
+}
 
-    /// For a reservation, the first index it may not use.
-    pub fn reservation_end(&self) -> Option<u64> {
-        self.end
-    }
-
-    /// The same key with its index set to `index` (and `end` for a reservation).
-    fn at(&self, index: u64, end: Option<u64>) -> Result<Self> {
-        let mut state = self.state.clone();
-        state
-            .get_mut(..8)
-            .ok_or_else(|| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?
-            .copy_from_slice(&index.to_be_bytes());
-        hbs_lms::SigningKey::<Sha256_256>::from_bytes(&state)
-            .map_err(|_| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?;
-        Ok(Self {
-            kid: self.kid.clone(),
-            public: self.public.clone(),
-            state,
-            end,
-        })
-    }
+/// The same key with its index set to `index` (and `end` for a reservation).
+fn at(key: &HssKeyFile, index: u64, end: Option<u64>) -> Result<HssKeyFile> {
+    let mut state = key.state.clone();
+    state
+        .get_mut(..8)
+        .ok_or_else(|| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?
+        .copy_from_slice(&index.to_be_bytes());
+    hbs_lms::SigningKey::<Sha256_256>::from_bytes(&state)
+        .map_err(|_| AuthorError::Sign("HSS-LMS key state is corrupt".into()))?;
+    Ok(HssKeyFile {
+        kid: key.kid.clone(),
+        public: key.public.clone(),
+        state,
+        end,
+    })
 }
 
 /// A range of one-time keys split off a master key file by [`reserve`].
@@ -314,14 +220,14 @@ pub fn reserve(
         .checked_add(count)
         .ok_or_else(|| AuthorError::Release("reservation count too large".into()))?;
     // Step 2: the master moves past the range, durably, before the range exists anywhere else.
-    let advanced = key.at(end, key.end)?;
+    let advanced = at(&key, end, key.end)?;
     master.store(&advanced.encode()).map_err(|e| {
         AuthorError::Sign(format!(
             "the master key's state could not be saved ({e}); nothing was reserved"
         ))
     })?;
     // Step 3: the reservation. Losing it now loses the range, never reuses it.
-    let split = key.at(first, Some(end))?;
+    let split = at(&key, first, Some(end))?;
     reservation.store(&split.encode()).map_err(|e| {
         AuthorError::Sign(format!(
             "the reservation could not be written ({e}); one-time keys {first}..{end} are \

@@ -24,9 +24,11 @@ pub mod profile;
 pub mod release;
 pub mod rng;
 pub mod signer;
-pub mod summary;
-pub mod uuid;
 pub mod x509;
 
 pub use error::AuthorError;
 pub use profile::{Profile, Tier};
+/// Release summaries and vendor/class UUIDs live in `suitcase-host` (the agent and the server
+/// use them without the signer); re-exported so that `suitcase_author::summary` and
+/// `suitcase_author::uuid` keep working.
+pub use suitcase_host::{summary, uuid};

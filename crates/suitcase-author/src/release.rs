@@ -145,7 +145,7 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
     let recipients: Vec<PublicKey> = req
         .encrypt_for
         .iter()
-        .map(|p| crate::keys::load_public(p))
+        .map(|p| Ok(crate::keys::load_public(p)?))
         .collect::<Result<_>>()?;
     let content = if recipients.is_empty() {
         None
@@ -377,7 +377,7 @@ pub fn build(req: &ReleaseRequest, progress: Progress<'_>) -> Result<BuiltReleas
     let chains = req
         .x5chain
         .iter()
-        .map(|p| crate::x509::read_certs(p))
+        .map(|p| Ok(crate::x509::read_certs(p)?))
         .collect::<Result<Vec<_>>>()?;
     let mut used = vec![false; chains.len()];
     let mut signatures = Vec::new();

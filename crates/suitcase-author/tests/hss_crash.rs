@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use suitcase_author::hss::{HssKeyFile, StateStore, parse_params, sign_with};
+use suitcase_author::hss::{HssKeyFile, HssSigning, StateStore, parse_params, sign_with};
 
 /// Where the disk is in an atomic replace when power fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use suitcase_author::AuthorError;
-use suitcase_author::hss::{HssKeyFile, StateStore, parse_params, reserve, sign_with};
+use suitcase_author::hss::{HssKeyFile, HssSigning, StateStore, parse_params, reserve, sign_with};
 
 /// When the power goes.
 #[derive(Debug, Default)]

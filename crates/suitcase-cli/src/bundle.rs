@@ -112,13 +112,13 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
         }
         let env = Envelope::decode(&bytes)
             .map_err(|e| anyhow!("{} is not a SUIT envelope: {e}", path.display()))?;
-        let s = suitcase_author::summary::summarize_unauthenticated(&env)
+        let s = suitcase_host::summary::summarize_unauthenticated(&env)
             .map_err(|e| anyhow!("{}: its manifest does not parse: {e}", path.display()))?;
         let id = bundle::bundle_release_id(&s.manifest_digest.1);
         if releases.iter().any(|r| r.id == id) {
             bail!("{}: the same release is given twice", path.display());
         }
-        let images: Vec<&suitcase_author::summary::ComponentSummary> = s.images().collect();
+        let images: Vec<&suitcase_host::summary::ComponentSummary> = s.images().collect();
         for (uri, comp) in s.fetched() {
             if wanted.iter().any(|w| w.release == ri && w.uri == uri) {
                 continue;

@@ -314,8 +314,7 @@ fn parameter(p: &Parameter<'_>) -> Value {
 }
 
 fn uuid_text(b: &[u8]) -> String {
-    <[u8; 16]>::try_from(b)
-        .map_or_else(|_| hex::encode(b), |u| suitcase_author::uuid::to_string(&u))
+    <[u8; 16]>::try_from(b).map_or_else(|_| hex::encode(b), |u| suitcase_host::uuid::to_string(&u))
 }
 
 fn block_name(kind: suitcase_manifest::BlockKind) -> &'static str {

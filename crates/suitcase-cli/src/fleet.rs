@@ -617,7 +617,7 @@ fn act(c: &Client, id: &str, action: &str, out: Printer<'_>) -> Result<()> {
 /// leave the signer's machine); the error names the file and never shows its contents.
 fn read_key(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if suitcase_author::keys::holds_private_key(&bytes) {
+    if suitcase_host::keys::holds_private_key(&bytes) {
         bail!(
             "{f} is a private key: the server needs only the public key, and the private key \
              must stay with its signer (nothing was sent). Register the public key instead: \

@@ -1,11 +1,11 @@
 //! Key files for the device-side commands: trust anchors and decryption keys. The formats are
-//! those `suitcase key generate` writes (see `suitcase_author::keys`), plus raw `.hex` AES
+//! those `suitcase key generate` writes (see `suitcase_host::keys`), plus raw `.hex` AES
 //! key-encryption keys in device profiles.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use suitcase_author::keys::{PublicKey, load_private, load_public};
+use suitcase_host::keys::{PublicKey, load_private, load_public};
 use suitcase_manifest::encryption::KeyMaterial;
 
 /// A trust anchor loaded from a file.

@@ -260,7 +260,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
             unix_now(),
         )
         .await?;
-        suitcase_author::keys::write_atomic(
+        suitcase_host::keys::write_atomic(
             &admin_token_file,
             format!("{token}\n").as_bytes(),
             true,
@@ -339,7 +339,7 @@ pub async fn reset_admin_token(config: &Config) -> Result<AdminReset> {
     db.token_create(&id, &name, suitcase_protocol::Role::Admin, &hash, now)
         .await?;
     let file = config.data_dir.join("admin-token");
-    suitcase_author::keys::write_atomic(&file, format!("{token}\n").as_bytes(), true)
+    suitcase_host::keys::write_atomic(&file, format!("{token}\n").as_bytes(), true)
         .with_context(|| format!("cannot write {}", file.display()))?;
     db.audit(
         now,

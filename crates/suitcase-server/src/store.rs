@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row as _};
-use suitcase_author::summary::ReleaseSummary;
+use suitcase_host::summary::ReleaseSummary;
 use suitcase_protocol::{
     AuditEntry, CampaignCreate, CampaignState, Filter, Role, StepReport, WaveProgress,
 };

@@ -135,14 +135,14 @@ pub(crate) async fn key_create(
     let bytes = k.key.as_bytes().to_vec();
     // The database keeps what is registered, and viewers can list it: a private key must
     // never get there. Refused without echoing any of it.
-    if suitcase_author::keys::holds_private_key(&bytes) {
+    if suitcase_host::keys::holds_private_key(&bytes) {
         return Err(ApiErr::unprocessable(
             "private-key",
             "this is a private key; the server needs only the public key, and the private key must stay with its signer",
         )
         .hint("send the public key: `suitcase key public KEY -o KEY.pub` (or the .pub file `suitcase key generate --public` wrote)"));
     }
-    let public = suitcase_author::keys::parse_public(FsPath::new(&k.name), &bytes).map_err(|e| {
+    let public = suitcase_host::keys::parse_public(FsPath::new(&k.name), &bytes).map_err(|e| {
         ApiErr::unprocessable("bad-key", e.to_string())
             .hint("send the public key as `suitcase key public` writes it: PEM text, or a COSE_Key in hex")
     })?;
@@ -152,7 +152,7 @@ pub(crate) async fn key_create(
             format!("a {} key cannot sign manifests", public.kind()),
         ));
     }
-    if matches!(public, suitcase_author::keys::PublicKey::Symmetric { .. }) {
+    if matches!(public, suitcase_host::keys::PublicKey::Symmetric { .. }) {
         return Err(ApiErr::unprocessable(
             "bad-key",
             "a shared HMAC secret cannot be a server trust anchor: anyone who can verify with it can also sign",

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Deserialize;
-use suitcase_author::summary::summarize;
+use suitcase_host::summary::summarize;
 use suitcase_manifest::{Envelope, TrustAnchor, TrustPolicy};
 use suitcase_protocol::{CampaignState, ReleaseComponent, ReleaseInfo, ReleasePayload};
 
@@ -121,10 +121,10 @@ pub(crate) async fn upload(
         )
         .hint("an admin registers the author's public key: suitcase fleet key add NAME KEY.pub (POST /api/v1/keys)"));
     }
-    let parsed: Vec<(String, suitcase_author::keys::PublicKey)> = keys
+    let parsed: Vec<(String, suitcase_host::keys::PublicKey)> = keys
         .iter()
         .filter_map(|k| {
-            suitcase_author::keys::parse_public(FsPath::new(&k.name), &k.key_bytes)
+            suitcase_host::keys::parse_public(FsPath::new(&k.name), &k.key_bytes)
                 .ok()
                 .map(|p| (k.name.clone(), p))
         })
