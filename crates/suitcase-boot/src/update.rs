@@ -223,6 +223,53 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
         })
     }
 
+    /// Continue staging after a restart that cut a download short: like [`Self::begin`] with
+    /// the same sizes, but it erases nothing, so the bytes written before the cut stay and only
+    /// the rest is written (each byte still once). The staged bytes are unverified until the
+    /// bootloader verifies them, as with [`Self::begin`].
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateError::WrongPhase`] unless the state is confirmed (what [`Self::begin`] left);
+    /// [`UpdateError::TooLarge`] or [`UpdateError::EmptyImage`] as for [`Self::begin`].
+    pub fn resume(&mut self, sizes: [u32; N]) -> Result<Staging<'_, F, S, N>, UpdateError> {
+        let state = self.load()?;
+        if state.record.phase != Phase::Confirmed {
+            return Err(UpdateError::WrongPhase {
+                phase: state.record.phase,
+            });
+        }
+        let target = if self.config.mode.swaps() {
+            Slot::B
+        } else {
+            state.record.active.other()
+        };
+        let base = self.geometry.image_offset(self.config.mode, target);
+        let sector = self.geometry.sector;
+        let mut erased = [0u32; N];
+        for (i, (&size, out)) in sizes.iter().zip(erased.iter_mut()).enumerate() {
+            let image = ImageIndex(u8::try_from(i).unwrap_or(u8::MAX));
+            let capacity = self.geometry.staging_capacity(self.config.mode, i, target);
+            if size == 0 {
+                return Err(UpdateError::EmptyImage { image });
+            }
+            if size > capacity {
+                return Err(UpdateError::TooLarge {
+                    image,
+                    size,
+                    capacity,
+                });
+            }
+            *out = size.div_ceil(sector).saturating_mul(sector);
+        }
+        Ok(Staging {
+            updater: self,
+            target,
+            base,
+            erased,
+        })
+    }
+
     fn load(&mut self) -> Result<State, UpdateError> {
         let initial = StateRecord::initial(self.config.mode, u8::try_from(N).unwrap_or(u8::MAX));
         let state = self.store.load(initial).map_err(update_error)?;

@@ -24,11 +24,19 @@
 //! | *O* | *M* | the image (aligned for execute-in-place) |
 
 #![no_std]
-#![deny(clippy::indexing_slicing)]
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::unreachable
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod consumer;
 mod verifier;
 
 pub use verifier::{DeviceIdentity, HEADER_SIZE, MAGIC, SlotHeader, SuitVerifier};
