@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Modules: [`db`] (SQLite or PostgreSQL, migrations) and `store` (every query); `rollout`
-//! (pure wave and threshold rules) and `engine` (campaign state in memory, persisted on every
-//! change); `auth` (management roles, device credentials); `blobs` (payload storage);
+//! (pure wave and threshold rules) and `engine` (campaign and member state machines; the state
+//! is in the database, changed by conditional writes, so nodes share it); `auth` (management roles, device credentials); `blobs` (payload storage);
 //! `wire` (JSON/CBOR and ranges); `push` (MQTT); `api` (the HTTP handlers and the OpenAPI
 //! description); `ui` (the operator console at `/ui/`, docs/console.md); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
 //! eviction, header, idle and body timeouts: what a slow client can hold).
