@@ -7,55 +7,14 @@ use std::time::Duration;
 use suitcase_protocol::{Action, CheckInAnswer};
 
 use crate::config::Config;
+use crate::ctx::{Ctx, off_worker};
 use crate::error::AgentError;
 use crate::events::{Event, EventSink};
+use crate::hooks::Hooks;
 use crate::http::{Http, Traffic};
 use crate::machine;
+use crate::runner::{self, Finished};
 use crate::state::{Durability, Journal, StateDir};
-use crate::update::{self, Clock, Ctx, Finished};
-
-/// Test hooks: faults to inject and a clock to control. `Hooks::default()` injects nothing.
-#[derive(Clone, Default)]
-pub struct Hooks {
-    /// Crash (stop with [`AgentError::InjectedCrash`], leaving everything as a killed process
-    /// would) right after this many durable writes (journal, outbox, installed, pointer, flash).
-    pub crash_after_writes: Option<u64>,
-    /// Cut download transfers after `download_cuts[0]`, `[1]`, ... body bytes (each applies to
-    /// the next transfer that would carry more than that).
-    pub download_cuts: Vec<u64>,
-    /// The clock (seconds since 1970); the system clock if `None`.
-    pub clock: Option<Clock>,
-    /// An HTTP client to share (a simulated fleet in one process uses one connection pool
-    /// for all its devices). The caller configures it: `server.ca_file`, `client_cert` and
-    /// `timeout_seconds` are not applied to it; the device's token still is.
-    pub client: Option<reqwest::Client>,
-    /// A health check run in-process instead of `health.command` (a simulated device
-    /// "boots" its new image and says whether it works); `None` runs the command.
-    pub health: Option<HealthHook>,
-}
-
-/// An in-process health check: `true` confirms the update, `false` reverts it.
-pub type HealthHook = Arc<dyn Fn(&HealthCheck) -> bool + Send + Sync>;
-
-/// What an in-process health check is told about the update it judges.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HealthCheck {
-    /// The release.
-    pub release_id: String,
-    /// The manifest's sequence number.
-    pub sequence: u64,
-}
-
-impl core::fmt::Debug for Hooks {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Hooks")
-            .field("crash_after_writes", &self.crash_after_writes)
-            .field("download_cuts", &self.download_cuts)
-            .field("shared_client", &self.client.is_some())
-            .field("health_hook", &self.health.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What an update attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +85,7 @@ async fn resume_with(ctx: &Ctx, j: Journal) -> Result<UpdateResult, AgentError> 
         });
     }
     let release_id = j.release().to_owned();
-    let finished = update::run(ctx, j).await?;
+    let finished = runner::run(ctx, j).await?;
     Ok(UpdateResult {
         release_id,
         finished,
@@ -260,11 +219,11 @@ impl Agent {
     /// # Errors
     /// [`AgentError::Local`] if the state cannot be read.
     pub fn inventory(&self) -> Result<suitcase_protocol::CheckIn, AgentError> {
-        update::inventory(&self.ctx)
+        crate::inventory::inventory(&self.ctx)
     }
 
     async fn checkin(&mut self) -> Result<CheckInAnswer, AgentError> {
-        let inventory = update::inventory(&self.ctx)?;
+        let inventory = crate::inventory::inventory(&self.ctx)?;
         let answer = self.ctx.http.checkin(&inventory).await?;
         let mut installed = self.ctx.state.installed()?;
         if installed.reverted {
@@ -294,7 +253,7 @@ impl Agent {
             step: j.step.name().into(),
         });
         let release_id = j.release().to_owned();
-        let finished = update::run(&self.ctx, j).await?;
+        let finished = runner::run(&self.ctx, j).await?;
         Ok(UpdateResult {
             release_id,
             finished,
@@ -308,7 +267,7 @@ impl Agent {
     /// [`AgentError::Server`] when the server cannot be reached (retry later; the state is
     /// kept); other errors stop the agent.
     pub async fn cycle(&mut self) -> Result<Cycle, AgentError> {
-        let _ = update::flush(&self.ctx).await;
+        let _ = crate::report::flush(&self.ctx).await;
         let mut journal = self.ctx.state.journal()?;
         if journal.is_none() {
             // A crash between removing the journal and the work area leaves stale files.
@@ -355,7 +314,7 @@ impl Agent {
             }
             Some(j) => {
                 let release_id = j.release().to_owned();
-                let finished = update::run(&self.ctx, j).await?;
+                let finished = runner::run(&self.ctx, j).await?;
                 Some(UpdateResult {
                     release_id,
                     finished,
@@ -482,7 +441,7 @@ impl Agent {
         update: Option<UpdateResult>,
         next_poll: Duration,
     ) -> Result<Cycle, AgentError> {
-        if let Err(e) = update::flush(&self.ctx).await {
+        if let Err(e) = crate::report::flush(&self.ctx).await {
             tracing::info!("reports stay queued until the server is reachable: {e}");
         }
         Ok(Cycle {
@@ -584,7 +543,7 @@ impl Agent {
                 continue;
             }
             let s = s.clone();
-            let marked = update::off_worker("bootloader", move || crate::slots::mark_good(&s))
+            let marked = off_worker("bootloader", move || crate::slots::mark_good(&s))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r);
@@ -623,7 +582,7 @@ impl Agent {
                 }
                 Err(e) if e.is_transient() => {
                     self.errors = self.errors.saturating_add(1);
-                    let wait = update::backoff(
+                    let wait = crate::pacing::backoff(
                         self.ctx.cfg.polling.backoff_min,
                         self.ctx.cfg.polling.backoff_max,
                         self.errors,

@@ -494,7 +494,7 @@ pub fn booted_slot(path: &Path) -> Result<usize, String> {
 /// A slot named `a` or `b`, in either case (the environment and the kernel command line say
 /// `A`/`B`, the custom commands `a`/`b`).
 fn slot_letter(s: &str) -> Option<usize> {
-    crate::slots::index(&s.trim().to_ascii_lowercase())
+    crate::slot::Slot::parse(s.trim()).map(crate::slot::Slot::index)
 }
 
 /// The custom status command's output: `booted=a|b` and `next=a|b|none` lines (others ignored).
@@ -544,7 +544,13 @@ pub fn parse_custom_status(out: &str) -> Result<BootState, String> {
 fn slot_env(slot: Option<usize>, paths: &[PathBuf; 2]) -> Vec<(String, String)> {
     let mut env = Vec::new();
     if let Some(s) = slot {
-        env.push(("SUITCASE_SLOT".to_owned(), crate::slots::name(s).to_owned()));
+        env.push((
+            "SUITCASE_SLOT".to_owned(),
+            crate::slot::Slot::from_index(s)
+                .unwrap_or(crate::slot::Slot::B)
+                .name()
+                .to_owned(),
+        ));
         env.push((
             "SUITCASE_SLOT_PATH".to_owned(),
             paths

@@ -13,29 +13,14 @@ use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use suitcase_delta::{Applier, Error as DeltaError, Limits, NewImage, OldImage, Status};
 
 use crate::config::Kind;
+use crate::ctx::Ctx;
 use crate::error::AgentError;
 use crate::mcu::Mcu;
-use crate::state::Download;
-use crate::update::Ctx;
-
-/// A delta being tried for one payload (in the journal).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeltaState {
-    /// The payload index.
-    pub index: usize,
-    /// The patch download.
-    pub patch: Download,
-    /// Given up: the full payload is downloaded instead.
-    pub abandoned: bool,
-    /// Why it was given up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
+pub use crate::state::DeltaState;
 
 /// Where the installed source image is: a file, the offset of the image in it, its length.
 #[derive(Debug)]

@@ -107,6 +107,11 @@ pub(crate) enum Stop {
     Interrupt(AgentError),
 }
 
+/// A step failure for good, as a [`Stop`].
+pub(crate) fn fail(step: Step, reason: &str, detail: impl Into<String>) -> Stop {
+    Stop::Fail(StepFailure::new(step, reason, detail))
+}
+
 impl From<AgentError> for Stop {
     fn from(e: AgentError) -> Self {
         Self::Interrupt(e)

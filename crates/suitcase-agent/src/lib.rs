@@ -5,7 +5,7 @@
 //! journal.
 //!
 //! ```text
-//!   Agent::cycle ── check-in ──▶ offer ──▶ update::run ── step machine (machine.rs, pure)
+//!   Agent::cycle ── check-in ──▶ offer ──▶ runner::run ── step machine (machine.rs, pure)
 //!       │                                     │ each step:   I/O adapters
 //!       │                                     ├─ Receive:    http.rs (Range/If-Range resume)
 //!       │                                     ├─ Check/Process/Re-verify: platform.rs (SUIT Platform)
@@ -39,25 +39,35 @@ pub mod bundle;
 pub mod command;
 pub mod config;
 pub mod consent;
+mod ctx;
 pub mod delta;
 pub mod error;
 pub mod events;
+mod hooks;
 pub mod http;
+mod inventory;
 pub mod machine;
 pub mod mcu;
 pub mod module;
+mod pacing;
 mod platform;
 mod push;
+mod report;
+mod runner;
+pub mod slot;
 pub mod slots;
 pub mod state;
-mod update;
+mod steps;
+mod verified;
 
-pub use agent::{Agent, Cycle, HealthCheck, HealthHook, Hooks, UpdateResult};
+pub use agent::{Agent, Cycle, UpdateResult};
 pub use config::Config;
 pub use error::{AgentError, StepFailure};
 pub use events::{Event, EventSink};
+pub use hooks::{Clock, HealthCheck, HealthHook, Hooks};
 pub use http::Traffic;
-pub use update::{Clock, Finished, MAX_ENVELOPE};
+pub use runner::Finished;
+pub use verified::MAX_ENVELOPE;
 
 /// The agent's name and version, as sent in check-ins and the User-Agent header.
 pub const AGENT: &str = concat!("suitcase-agent/", env!("CARGO_PKG_VERSION"));

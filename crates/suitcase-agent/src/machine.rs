@@ -1,5 +1,5 @@
 //! The update step machine: the NTIA update steps 4-13 as the agent runs them. Pure: no I/O,
-//! no clock. [`crate::update`] runs each step and feeds its end back here; the answer says
+//! no clock. `crate::runner` runs each step and feeds its end back here; the answer says
 //! what to report and what to do next.
 //!
 //! ```text

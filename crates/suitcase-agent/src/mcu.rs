@@ -20,7 +20,7 @@ use suitcase_device::{DeviceIdentity, HEADER_SIZE, MAGIC, SuitVerifier};
 use suitcase_flash_sim::{Partition, SharedFlash, SimFlash};
 use suitcase_manifest::{ComponentId, TrustAnchor, TrustPolicy};
 
-use crate::config::{Identity, McuConfig};
+use crate::config::{ComponentConfig, Config, Identity, McuConfig};
 use crate::error::{AgentError, local};
 use crate::state::Durability;
 
@@ -372,6 +372,43 @@ pub fn slot_of(name: &str) -> Option<Slot> {
         "a" | "A" => Some(Slot::A),
         "b" | "B" => Some(Slot::B),
         _ => None,
+    }
+}
+
+/// How the component's verifier is set up: the device's trust anchors and identity, or
+/// for a secondary MCU its own.
+pub(crate) fn verifier_spec<'c>(
+    cfg: &'c Config,
+    now: u64,
+    c: &'c ComponentConfig,
+    m: &'c McuConfig,
+) -> VerifierSpec<'c> {
+    match &m.secondary {
+        Some(s) => VerifierSpec {
+            anchors: crate::config::anchors_of(&s.anchors),
+            policy: TrustPolicy {
+                time: Some(now),
+                ..TrustPolicy::default()
+            },
+            identity: s.identity,
+            component: suitcase_manifest::build::encode_component_id(&s.inner_component),
+        },
+        None => VerifierSpec {
+            anchors: cfg.trust.anchors(),
+            policy: cfg.trust.policy(now),
+            identity: cfg.identity,
+            component: suitcase_manifest::build::encode_component_id(&c.id),
+        },
+    }
+}
+
+/// Where `slot` starts in the MCU's flash file.
+pub(crate) fn mcu_slot_offset(m: &McuConfig, slot: &str) -> u64 {
+    let s = u64::from(m.sector_size);
+    if slot == "b" {
+        2 * s + m.slot_size()
+    } else {
+        2 * s
     }
 }
 

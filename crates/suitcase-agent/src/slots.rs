@@ -40,16 +40,14 @@ impl Pointer {
 
 /// "a" or "b".
 pub fn name(slot: usize) -> &'static str {
-    if slot == 0 { "a" } else { "b" }
+    crate::slot::Slot::from_index(slot)
+        .unwrap_or(crate::slot::Slot::B)
+        .name()
 }
 
 /// Parses "a" or "b".
 pub fn index(name: &str) -> Option<usize> {
-    match name {
-        "a" => Some(0),
-        "b" => Some(1),
-        _ => None,
-    }
+    crate::slot::Slot::parse(name).map(crate::slot::Slot::index)
 }
 
 /// Reads the pointer file.

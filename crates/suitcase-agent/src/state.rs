@@ -230,6 +230,20 @@ pub struct Candidate {
     pub len: u64,
 }
 
+/// A delta being tried for one payload (in the journal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaState {
+    /// The payload index.
+    pub index: usize,
+    /// The patch download.
+    pub patch: Download,
+    /// Given up: the full payload is downloaded instead.
+    pub abandoned: bool,
+    /// Why it was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// A failed update being undone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undoing {
@@ -276,7 +290,7 @@ pub struct Journal {
     pub candidates: Vec<Candidate>,
     /// Delta patches tried instead of full payloads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deltas: Vec<crate::delta::DeltaState>,
+    pub deltas: Vec<DeltaState>,
     /// The manifest's sequence number (Check).
     #[serde(default)]
     pub sequence: u64,

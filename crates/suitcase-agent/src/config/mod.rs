@@ -1,0 +1,624 @@
+//! `agent.toml`: what the agent talks to, what it trusts, who it is and where each component
+//! lives. Paths are relative to the configuration file. Every key is documented in
+//! `docs/agent.md`.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use suitcase_manifest::encryption::DeviceKeys;
+
+use crate::error::AgentError;
+
+mod components;
+mod model;
+mod trust;
+
+use components::component;
+pub use model::{
+    ComponentConfig, Consent, FileSlots, Handler, Health, Identity, Kind, McuConfig, ModuleConfig,
+    Polling, Push, SecondaryTrust, Server,
+};
+pub use trust::Trust;
+pub(crate) use trust::anchors_of;
+use trust::{identity, load_anchors, load_decryption_key};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    state_dir: PathBuf,
+    server: ServerFile,
+    trust: TrustFile,
+    identity: IdentityFile,
+    #[serde(default)]
+    polling: PollingFile,
+    #[serde(default)]
+    consent: ConsentFile,
+    #[serde(default)]
+    health: HealthFile,
+    #[serde(default)]
+    push: PushFile,
+    #[serde(default)]
+    storage: StorageFile,
+    #[serde(rename = "component", default)]
+    components: Vec<ComponentFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    url: String,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: f64,
+}
+
+fn default_timeout() -> f64 {
+    30.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    anchors: Vec<PathBuf>,
+    #[serde(default = "one")]
+    threshold: usize,
+    #[serde(default)]
+    hybrid: bool,
+    #[serde(default)]
+    decrypt: Vec<PathBuf>,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    vendor: String,
+    class: String,
+    device: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollingFile {
+    #[serde(default = "default_interval")]
+    interval_seconds: f64,
+    #[serde(default = "default_backoff_min")]
+    backoff_min_seconds: f64,
+    #[serde(default = "default_backoff_max")]
+    backoff_max_seconds: f64,
+    #[serde(default = "default_retries")]
+    download_attempts: u32,
+}
+
+impl Default for PollingFile {
+    fn default() -> Self {
+        Self {
+            interval_seconds: default_interval(),
+            backoff_min_seconds: default_backoff_min(),
+            backoff_max_seconds: default_backoff_max(),
+            download_attempts: default_retries(),
+        }
+    }
+}
+
+fn default_interval() -> f64 {
+    300.0
+}
+fn default_backoff_min() -> f64 {
+    5.0
+}
+fn default_backoff_max() -> f64 {
+    3600.0
+}
+fn default_retries() -> u32 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentFile {
+    #[serde(default)]
+    mode: ConsentMode,
+    command: Option<Vec<String>>,
+    window: Option<WindowFile>,
+    #[serde(default = "default_command_timeout")]
+    timeout_seconds: f64,
+}
+
+fn default_command_timeout() -> f64 {
+    60.0
+}
+
+impl Default for ConsentFile {
+    fn default() -> Self {
+        Self {
+            mode: ConsentMode::Auto,
+            command: None,
+            window: None,
+            timeout_seconds: default_command_timeout(),
+        }
+    }
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        Self {
+            command: None,
+            timeout_seconds: default_command_timeout(),
+        }
+    }
+}
+
+/// How the Announce step obtains consent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentMode {
+    /// Install without asking (the device has no user).
+    #[default]
+    Auto,
+    /// Run `consent.command`: exit 0 installs, exit 75 (EX_TEMPFAIL) defers, anything else
+    /// refuses.
+    Command,
+    /// Install only inside `consent.window` (UTC); outside it the update is deferred.
+    Window,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowFile {
+    start: String,
+    end: String,
+    #[serde(default)]
+    days: Vec<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthFile {
+    command: Option<Vec<String>>,
+    #[serde(default = "default_command_timeout")]
+    timeout_seconds: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushFile {
+    #[serde(default = "yes")]
+    enabled: bool,
+    client_id: Option<String>,
+}
+
+impl Default for PushFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_id: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageFile {
+    #[serde(default)]
+    reserve_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComponentFile {
+    name: String,
+    id: IdFile,
+    kind: KindName,
+    // file
+    slots: Option<Vec<PathBuf>>,
+    pointer: Option<PathBuf>,
+    bootloader: Option<BootloaderName>,
+    boot: Option<BootFile>,
+    capacity: Option<u64>,
+    activate: Option<ActivateMode>,
+    restart: Option<Vec<String>>,
+    reboot: Option<Vec<String>>,
+    // mcu, secondary
+    flash: Option<PathBuf>,
+    sector_size: Option<u32>,
+    slot_sectors: Option<u32>,
+    max_trial_boots: Option<u8>,
+    image: Option<ImageFormat>,
+    factory: Option<PathBuf>,
+    // secondary
+    trust: Option<Vec<PathBuf>>,
+    vendor: Option<String>,
+    class: Option<String>,
+    inner_component: Option<IdFile>,
+    version: Option<String>,
+    // module
+    handler: Option<HandlerName>,
+    path: Option<PathBuf>,
+    mode: Option<String>,
+    rollback: Option<bool>,
+    dpkg: Option<Vec<String>>,
+}
+
+/// `handler = "…"` of a module component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum HandlerName {
+    File,
+    Archive,
+    Script,
+    Deb,
+}
+
+/// `bootloader = "…"` of a file-slot component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum BootloaderName {
+    Pointer,
+    Uboot,
+    Grub,
+    Custom,
+}
+
+/// `[component.boot]`: the bootloader backend's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootFile {
+    tries: Option<u8>,
+    cmdline: Option<PathBuf>,
+    timeout_seconds: Option<f64>,
+    fw_env_config: Option<PathBuf>,
+    grubenv: Option<PathBuf>,
+    status: Option<Vec<String>>,
+    trial: Option<Vec<String>>,
+    confirm: Option<Vec<String>>,
+    revert: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdFile {
+    Text(String),
+    Segments(Vec<String>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum KindName {
+    File,
+    Mcu,
+    Secondary,
+    Module,
+}
+
+/// How a file-slot component's new image starts running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivateMode {
+    /// Flip the pointer and run the `restart` command (an application; no reboot).
+    #[default]
+    Restart,
+    /// Flip the pointer and run the `reboot` command; the agent resumes after the reboot.
+    Reboot,
+}
+
+/// What a simulated MCU's payload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    /// The bare image: the agent writes the slot header and the envelope in front of it.
+    Raw,
+    /// A ready slot image (`suitcase_device::pack`) carrying the MCU's own signed manifest.
+    SlotImage,
+}
+
+/// Everything the agent needs, loaded and checked.
+#[derive(Debug)]
+pub struct Config {
+    /// Where the file was (for messages).
+    pub path: PathBuf,
+    /// The state directory: journal, downloads, installed inventory, report outbox.
+    pub state_dir: PathBuf,
+    /// The server.
+    pub server: Server,
+    /// Trust anchors and the signer policy.
+    pub trust: Trust,
+    /// The device's identity.
+    pub identity: Identity,
+    /// Polling and back-off.
+    pub polling: Polling,
+    /// Consent (Announce).
+    pub consent: Consent,
+    /// Health check (Clean-up).
+    pub health: Health,
+    /// MQTT push.
+    pub push: Push,
+    /// Bytes of free space the agent never uses.
+    pub reserve_bytes: u64,
+    /// The components.
+    pub components: Vec<ComponentConfig>,
+}
+
+fn bad(path: &Path, what: impl core::fmt::Display) -> AgentError {
+    AgentError::Config(format!("{}: {what}", path.display()))
+}
+
+fn seconds(path: &Path, key: &str, s: f64) -> Result<Duration, AgentError> {
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        bad(
+            path,
+            format!("{key} = {s}: give a non-negative number of seconds"),
+        )
+    })
+}
+
+fn parse_id(path: &Path, what: &str, id: &IdFile) -> Result<Vec<Vec<u8>>, AgentError> {
+    let segments: Vec<&str> = match id {
+        IdFile::Text(t) => t.split(['/', ',']).collect(),
+        IdFile::Segments(v) => v.iter().map(String::as_str).collect(),
+    };
+    let out = segments
+        .iter()
+        .map(|s| {
+            hex::decode(s.trim()).map_err(|_| {
+                bad(
+                    path,
+                    format!("{what}: segment {s:?} is not hex (e.g. id = \"617070\" or [\"00\", \"01\"])"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if out.is_empty() {
+        return Err(bad(path, format!("{what}: an empty component id")));
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Reads and checks `agent.toml`.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] naming the file, the key and what to write instead.
+    pub fn load(path: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad(path, format!("cannot read the agent configuration: {e}")))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses configuration text; relative paths are taken relative to `path`'s directory.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(path: &Path, text: &str) -> Result<Self, AgentError> {
+        let f: File = toml::from_str(text).map_err(|e| bad(path, e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let rel = |p: &Path| base.join(p);
+
+        let url = f.server.url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(
+                path,
+                format!("server.url {url:?}: give an http:// or https:// URL"),
+            ));
+        }
+        let token = match (&f.server.token, &f.server.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    path,
+                    "give server.token or server.token_file, not both",
+                ));
+            }
+            (Some(t), None) => Some(t.trim().to_owned()),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(rel(file))
+                    .map_err(|e| {
+                        bad(
+                            path,
+                            format!("server.token_file {}: {e}", rel(file).display()),
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        let identity_pem = match (&f.server.client_cert, &f.server.client_key) {
+            (Some(c), Some(k)) => {
+                let mut pem = std::fs::read(rel(c))
+                    .map_err(|e| bad(path, format!("server.client_cert: {e}")))?;
+                pem.push(b'\n');
+                pem.extend(
+                    std::fs::read(rel(k))
+                        .map_err(|e| bad(path, format!("server.client_key: {e}")))?,
+                );
+                Some(pem)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    path,
+                    "mutual TLS needs both server.client_cert and server.client_key",
+                ));
+            }
+        };
+        if token.is_none() && identity_pem.is_none() {
+            return Err(bad(
+                path,
+                "the device needs a credential: server.token, server.token_file or server.client_cert + server.client_key",
+            ));
+        }
+        let ca_pem = f
+            .server
+            .ca_file
+            .as_ref()
+            .map(|c| {
+                std::fs::read(rel(c))
+                    .map_err(|e| bad(path, format!("server.ca_file {}: {e}", rel(c).display())))
+            })
+            .transpose()?;
+        let server = Server {
+            url,
+            token,
+            ca_pem,
+            identity_pem,
+            timeout: seconds(path, "server.timeout_seconds", f.server.timeout_seconds)?,
+        };
+
+        if f.trust.anchors.is_empty() {
+            return Err(bad(
+                path,
+                "trust.anchors is empty: list the public keys that sign your releases",
+            ));
+        }
+        let anchors = load_anchors(path, &base, &f.trust.anchors)?;
+        let threshold = NonZeroUsize::new(f.trust.threshold)
+            .ok_or_else(|| bad(path, "trust.threshold must be at least 1"))?;
+        if threshold.get() > anchors.len() {
+            return Err(bad(
+                path,
+                format!(
+                    "trust.threshold = {threshold} but only {} anchors are listed",
+                    anchors.len()
+                ),
+            ));
+        }
+        let mut keys = DeviceKeys::default();
+        for k in &f.trust.decrypt {
+            keys.keys.push((None, load_decryption_key(path, &rel(k))?));
+        }
+        let trust = Trust {
+            anchors,
+            threshold,
+            hybrid: f.trust.hybrid,
+            keys,
+        };
+
+        let identity = identity(
+            path,
+            &f.identity.vendor,
+            &f.identity.class,
+            f.identity.device.as_deref(),
+        )?;
+
+        let polling = Polling {
+            interval: seconds(path, "polling.interval_seconds", f.polling.interval_seconds)?,
+            backoff_min: seconds(
+                path,
+                "polling.backoff_min_seconds",
+                f.polling.backoff_min_seconds,
+            )?,
+            backoff_max: seconds(
+                path,
+                "polling.backoff_max_seconds",
+                f.polling.backoff_max_seconds,
+            )?,
+            download_attempts: f.polling.download_attempts.max(1),
+        };
+
+        let consent = Consent {
+            mode: f.consent.mode,
+            command: f.consent.command.clone().unwrap_or_default(),
+            window: f
+                .consent
+                .window
+                .as_ref()
+                .map(|w| {
+                    crate::consent::Window::parse(&w.start, &w.end, &w.days)
+                        .map_err(|e| bad(path, format!("consent.window: {e}")))
+                })
+                .transpose()?,
+            timeout: seconds(path, "consent.timeout_seconds", f.consent.timeout_seconds)?,
+        };
+        match consent.mode {
+            ConsentMode::Command if consent.command.is_empty() => {
+                return Err(bad(
+                    path,
+                    "consent.mode = \"command\" needs consent.command = [\"program\", \"arg\"...]",
+                ));
+            }
+            ConsentMode::Window if consent.window.is_none() => {
+                return Err(bad(
+                    path,
+                    "consent.mode = \"window\" needs consent.window = { start = \"02:00\", end = \"04:00\" }",
+                ));
+            }
+            _ => {}
+        }
+        let health = Health {
+            command: f.health.command.clone().unwrap_or_default(),
+            timeout: seconds(path, "health.timeout_seconds", f.health.timeout_seconds)?,
+        };
+        let push =
+            Push {
+                enabled: f.push.enabled,
+                client_id: f.push.client_id.clone().unwrap_or_else(|| {
+                    format!("suitcase-agent-{}", hex::encode(random_bytes::<6>()))
+                }),
+            };
+
+        if f.components.is_empty() {
+            return Err(bad(
+                path,
+                "no [[component]]: describe at least one component the agent updates",
+            ));
+        }
+        let mut components = Vec::new();
+        for c in &f.components {
+            components.push(component(path, &base, &rel(&f.state_dir), c)?);
+        }
+        for (i, c) in components.iter().enumerate() {
+            if components
+                .iter()
+                .skip(i + 1)
+                .any(|o| o.id == c.id || o.name == c.name)
+            {
+                return Err(bad(
+                    path,
+                    format!(
+                        "component {:?}: two components share a name or an id",
+                        c.name
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            state_dir: rel(&f.state_dir),
+            server,
+            trust,
+            identity,
+            polling,
+            consent,
+            health,
+            push,
+            reserve_bytes: f.storage.reserve_bytes,
+            components,
+        })
+    }
+
+    /// The component with this identifier.
+    pub fn component(&self, id: &[Vec<u8>]) -> Option<(usize, &ComponentConfig)> {
+        self.components.iter().enumerate().find(|(_, c)| c.id == id)
+    }
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // A failing system RNG only makes ids and jitter less random; never fatal here.
+    let _ = getrandom::fill(&mut b);
+    b
+}

@@ -1,0 +1,182 @@
+//! NTIA step 5, Check: the envelope authenticated, and the update's sections run in probe
+//! mode (anti-rollback, vendor, class, components, sizes against capacity), and a decryption
+//! key held for every encrypted payload. Receive runs it before any payload is downloaded.
+
+use suitcase_manifest::{Processor, ProcessorPolicy, VerifiedManifest};
+use suitcase_protocol::Step;
+
+use super::{Done, StepResult};
+use crate::ctx::Ctx;
+use crate::error::fail;
+use crate::platform::{DevicePlatform, Mode};
+use crate::state::Journal;
+use crate::verified::{
+    UPDATE_SECTIONS, installed_sequence, preset_running, read_envelope, suit_failure, verify,
+};
+
+pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
+    let step = Step::Check;
+    let bytes = read_envelope(ctx, j)?;
+    let anchors = ctx.cfg.trust.anchors();
+    let v = verify(ctx, step, &bytes, &anchors)?;
+    // A bundle's index is not trusted, and the release id of a bundle offer comes from it:
+    // it must name the manifest that was verified (its digest, `bundle_release_id`), or the
+    // reports, `SUITCASE_RELEASE_ID` and `installed` would credit another release (docs/bundles.md
+    // §4: the server records an offline install under the release its reports name).
+    if crate::bundle::is_bundle_offer(&j.offer) {
+        let id = crate::bundle::bundle_release_id(&hex::encode(v.digest().as_bytes()));
+        if j.offer.release_id != id {
+            return Err(fail(
+                step,
+                suitcase_manifest::Reason::Digest.code(),
+                format!(
+                    "the bundle's index names this release {:?}, but its envelope's manifest digest is {id}: refused",
+                    j.offer.release_id
+                ),
+            ));
+        }
+    }
+    let signers: Vec<&str> = v
+        .signers()
+        .iter()
+        .filter_map(|i| anchors.get(i))
+        .map(|a| a.name)
+        .collect();
+    let installed = installed_sequence(ctx, &v)?;
+    let mut probe = DevicePlatform::new(
+        &ctx.cfg,
+        Mode::Probe,
+        bytes.len() as u64,
+        ctx.state.work(),
+        Vec::new(),
+        ctx.now(),
+    );
+    preset_running(ctx, &v, &mut probe)?;
+    let outcome = match Processor::new(
+        &v,
+        &mut probe,
+        ProcessorPolicy {
+            installed_sequence: installed,
+            allow_same_sequence: false,
+        },
+    ) {
+        Ok(mut p) => UPDATE_SECTIONS
+            .iter()
+            .try_for_each(|s| p.run(*s).map(|_| ())),
+        Err(e) => return Err(suit_failure(step, &e, &probe)),
+    };
+    if let Err(e) = outcome
+        && !probe.side_effect
+    {
+        return Err(suit_failure(step, &e, &probe));
+    }
+    let encrypted = decryptable(ctx, &v).map_err(|detail| {
+        fail(
+            step,
+            suitcase_manifest::Error::Decrypt.reason().code(),
+            detail,
+        )
+    })?;
+    j.sequence = v.sequence_number();
+    Ok(Done::Success(format!(
+        "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes){}",
+        signers.join(", "),
+        v.sequence_number(),
+        installed.map_or_else(
+            || "(nothing installed yet)".to_owned(),
+            |s| format!("is newer than the installed {s}")
+        ),
+        match encrypted {
+            0 => String::new(),
+            n => format!("; holds the key for {n} encrypted payload(s)"),
+        },
+    )))
+}
+
+/// Whether this device holds a key for every encrypted payload of the update: each
+/// encryption-info parameter (SUIT_Encryption_Info, draft-ietf-suit-firmware-encryption-26
+/// §5, as `suitcase_manifest::encryption` cites it) the shared sequence and the update
+/// sections set must give up its content key to one of `trust.decrypt`, so that a release
+/// encrypted for other devices is refused at Check, before its payloads are downloaded. In a try-each, one branch whose payloads can all be decrypted is enough (the
+/// processor takes the first branch that succeeds). Returns how many encryption infos were
+/// unwrapped, or what is missing.
+pub(crate) fn decryptable(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<usize, String> {
+    use suitcase_manifest::{Command, CommandSequence, Parameter, ParameterMap, SectionState};
+
+    /// Nesting is bounded by the decoder already (try-each and run-sequence depth); this is
+    /// a second bound that never panics or recurses without end whatever the input.
+    const MAX_DEPTH: usize = 16;
+
+    fn map(ctx: &Ctx, p: &ParameterMap<'_>, n: &mut usize) -> Result<(), String> {
+        for param in p.iter() {
+            let Parameter::EncryptionInfo(raw) = param else {
+                continue;
+            };
+            let info = suitcase_manifest::encryption::EncryptionInfo::decode(raw)
+                .map_err(|e| format!("the manifest's encryption info is unreadable: {e}"))?;
+            let mut cek = [0u8; 32];
+            let unwrapped = ctx.cfg.trust.keys.content_key(&info, &mut cek);
+            cek.fill(0);
+            if unwrapped.is_err() {
+                return Err("a payload is encrypted for other devices: no key in trust.decrypt recovers its content key (nothing downloaded)".into());
+            }
+            *n += 1;
+        }
+        Ok(())
+    }
+
+    fn walk(
+        ctx: &Ctx,
+        seq: &CommandSequence<'_>,
+        depth: usize,
+        n: &mut usize,
+    ) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err("the manifest's command sequences nest too deeply".into());
+        }
+        for (_, command) in seq.iter() {
+            match command {
+                Command::OverrideParameters(p) | Command::SetParameters(p) => map(ctx, &p, n)?,
+                Command::OverrideMultiple(m) => {
+                    for (_, p) in m.iter() {
+                        map(ctx, &p, n)?;
+                    }
+                }
+                Command::RunSequence(s) => walk(ctx, &s, depth + 1, n)?,
+                Command::TryEach(t) => {
+                    let mut first_error = None;
+                    let mut ok = t.allow_all_fail;
+                    for branch in t.branches() {
+                        let mut k = 0;
+                        match walk(ctx, &branch, depth + 1, &mut k) {
+                            Ok(()) => {
+                                ok = true;
+                                *n += k;
+                                break;
+                            }
+                            Err(e) => {
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                    if !ok && let Some(e) = first_error {
+                        return Err(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    let mut n = 0;
+    if let Some(shared) = &v.manifest().shared_sequence {
+        walk(ctx, shared, 0, &mut n)?;
+    }
+    for section in UPDATE_SECTIONS {
+        if let SectionState::Present(seq) = v.section(section) {
+            walk(ctx, &seq, 0, &mut n)?;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,123 @@
+//! The way to a [`VerifiedManifest`]: the stored envelope read back (bounded) and
+//! authenticated with the trust anchors, and what the steps that hold one share (the
+//! installed sequence numbers, the running images as delta bases, SUIT failures as reports).
+
+use std::io::Read as _;
+
+use suitcase_manifest::{Envelope, Section, TrustAnchor, VerifiedManifest};
+use suitcase_protocol::Step;
+
+use crate::ctx::Ctx;
+use crate::error::{AgentError, StepFailure, Stop, fail, reason};
+use crate::platform::{self, DevicePlatform, Route};
+use crate::state::Journal;
+
+/// The largest envelope the agent accepts (it is held in memory to be verified).
+pub const MAX_ENVELOPE: u64 = 1 << 20;
+
+pub(crate) fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
+    let path = ctx.state.work_file(&j.envelope.file);
+    let mut f = std::fs::File::open(&path).map_err(crate::error::local(format!(
+        "cannot read {}",
+        path.display()
+    )))?;
+    let mut bytes = Vec::new();
+    f.by_ref()
+        .take(MAX_ENVELOPE)
+        .read_to_end(&mut bytes)
+        .map_err(crate::error::local(format!(
+            "cannot read {}",
+            path.display()
+        )))?;
+    Ok(bytes)
+}
+
+/// Authenticates the envelope: the only way to a [`VerifiedManifest`].
+pub(crate) fn verify<'e>(
+    ctx: &Ctx,
+    step: Step,
+    bytes: &'e [u8],
+    anchors: &[TrustAnchor<'_>],
+) -> Result<VerifiedManifest<'e>, Stop> {
+    let policy = ctx.cfg.trust.policy(ctx.now());
+    Envelope::decode(bytes)
+        .and_then(|e| e.verify(anchors, &policy))
+        .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))
+}
+
+pub(crate) fn hex_id(id: &suitcase_manifest::ComponentId<'_>) -> Vec<String> {
+    id.segments().map(hex::encode).collect()
+}
+
+pub(crate) fn installed_sequence(
+    ctx: &Ctx,
+    v: &VerifiedManifest<'_>,
+) -> Result<Option<u64>, AgentError> {
+    let installed = ctx.state.installed()?;
+    Ok(v.manifest()
+        .components
+        .iter()
+        .filter_map(|c| installed.sequence(&hex_id(&c)))
+        .max())
+}
+
+/// Points each `<id>/installed` helper of the manifest at the image its component runs now
+/// (the base of a delta patch). The manifest names that image by digest (image-match,
+/// draft-ietf-suit-manifest §8.4.9.2) before anything is fetched or patched, so Check refuses a
+/// delta built for another image and the applier only ever reads a verified base.
+pub(crate) fn preset_running(
+    ctx: &Ctx,
+    v: &VerifiedManifest<'_>,
+    p: &mut DevicePlatform<'_>,
+) -> Result<(), AgentError> {
+    for (index, id) in v.manifest().components.iter().enumerate() {
+        let Some(Route::Running(ci)) = platform::route(&ctx.cfg, &id) else {
+            continue;
+        };
+        match crate::delta::running(ctx, ci)? {
+            Some(src) => p.set_content(index, src.content()),
+            None => {
+                let name = ctx.cfg.components.get(ci).map_or("?", |c| c.name.as_str());
+                p.problem.get_or_insert_with(|| {
+                    format!("the release is a delta from an installed image, but nothing is installed in {name}")
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn suit_failure(
+    step: Step,
+    e: &suitcase_manifest::Error,
+    p: &DevicePlatform<'_>,
+) -> Stop {
+    let mut detail = e.to_string();
+    if let Some(problem) = &p.problem {
+        detail.push_str(": ");
+        detail.push_str(problem);
+    }
+    if let Some(f) = &p.last_failed {
+        detail.push_str(&format!(" (at {f})"));
+    }
+    if p.no_space {
+        return fail(step, reason::NO_SPACE, detail);
+    }
+    if let suitcase_manifest::Error::UnsupportedCritical {
+        what: suitcase_manifest::Unsupported::Component,
+        ..
+    } = e
+    {
+        detail.push_str(
+            ": the manifest names a component this device does not have (agent.toml [[component]])",
+        );
+    }
+    fail(step, e.reason().code(), detail)
+}
+
+pub(crate) const UPDATE_SECTIONS: [Section; 4] = [
+    Section::DependencyResolution,
+    Section::PayloadFetch,
+    Section::CandidateVerification,
+    Section::Install,
+];
