@@ -323,7 +323,7 @@ impl<'e> Offer<'e> {
 
 /// An authentic manifest that this device will take: every check that can be made before
 /// downloading has passed. Only [`Offer::authenticate`] makes one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Authenticated<'e> {
     manifest: VerifiedManifest<'e>,
     envelope: &'e [u8],
@@ -444,7 +444,7 @@ fn finish<T, S, J, R>(
 }
 
 /// The install section has run: the payload is in the slot, unverified as read back.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Fetched<'e> {
     manifest: VerifiedManifest<'e>,
     roles: Roles,
@@ -514,7 +514,7 @@ fn verify<'e, S: Slots>(
 /// The image in the slot matches the digest the authenticated manifest commits to, as read
 /// back from the flash. Only [`Fetched::verify`] (or [`resume`], through it) makes one; it is
 /// what staging takes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct VerifiedCandidates<'e> {
     manifest: VerifiedManifest<'e>,
     layout: Layout,
@@ -560,7 +560,7 @@ impl<'e> VerifiedCandidates<'e> {
 }
 
 /// A verified update, pending: the next reset hands it to the bootloader.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Staged<'e> {
     manifest: VerifiedManifest<'e>,
 }
@@ -614,7 +614,7 @@ impl<'e> Staged<'e> {
 }
 
 /// The new image runs on trial: confirm it once the application works, or revert.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct Activated<'e> {
     manifest: VerifiedManifest<'e>,
 }
