@@ -5,13 +5,13 @@
 //! leak does not hand out credentials. A token's prefix says what it is (`sct_a_` management,
 //! `sct_d_` device) so that a token pasted in the wrong place gets a clear error.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
+use hashlink::LruCache;
 use sha2::{Digest as _, Sha256};
 use suitcase_protocol::Role;
 
@@ -67,16 +67,39 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Management tokens seen recently (hash → row), so that each request costs no query.
-#[derive(Default)]
+/// The most management tokens a node keeps in memory (least recently used go first).
+pub(crate) const TOKEN_CACHE_CAP: usize = 4096;
+
+/// Management tokens seen recently (hash → row and when it was read), so that each request
+/// costs no query. Bounded, and trusted for at most
+/// [`crate::devices::CREDENTIAL_MAX_AGE_SECONDS`]; revocations on other nodes arrive sooner
+/// through [`crate::devices::poll_revocations`].
 pub(crate) struct TokenCache {
-    map: RwLock<HashMap<String, TokenRow>>,
+    map: Mutex<LruCache<String, (TokenRow, i64)>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(LruCache::new(TOKEN_CACHE_CAP)),
+        }
+    }
 }
 
 impl TokenCache {
     pub(crate) fn forget(&self, id: &str) {
-        if let Ok(mut m) = self.map.write() {
-            m.retain(|_, t| t.id != id);
+        if let Ok(mut m) = self.map.lock() {
+            m.retain(|_, (t, _)| t.id != id);
+        }
+    }
+
+    fn get(&self, hash: &str, now: i64) -> Option<TokenRow> {
+        let mut m = self.map.lock().ok()?;
+        match m.get(hash) {
+            Some((row, at)) if now - at <= crate::devices::CREDENTIAL_MAX_AGE_SECONDS => {
+                Some(row.clone())
+            }
+            _ => None,
         }
     }
 }
@@ -155,13 +178,8 @@ impl FromRequestParts<AppState> for Manager {
 /// The management token with this hash, if it works: the one lookup behind the API's bearer
 /// tokens and the console's sessions (a revoked token stops both at once).
 pub(crate) async fn manager_by_hash(state: &AppState, hash: String) -> Result<Manager, ApiErr> {
-    let cached = state
-        .managers
-        .map
-        .read()
-        .ok()
-        .and_then(|m| m.get(&hash).cloned());
-    let row = match cached {
+    let now = state.now();
+    let row = match state.managers.get(&hash, now) {
         Some(r) => r,
         None => {
             let row = state
@@ -169,8 +187,8 @@ pub(crate) async fn manager_by_hash(state: &AppState, hash: String) -> Result<Ma
                 .token_by_hash(&hash)
                 .await?
                 .ok_or_else(|| ApiErr::unauthorized("unknown management token"))?;
-            if let Ok(mut m) = state.managers.map.write() {
-                m.insert(hash, row.clone());
+            if let Ok(mut m) = state.managers.map.lock() {
+                m.insert(hash, (row.clone(), now));
             }
             row
         }

@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+use hashlink::LruCache;
 
 use suitcase_protocol::CheckIn;
 
@@ -21,6 +23,20 @@ use crate::store::SeenUpdate;
 /// How stale "last seen" may get before an unchanged check-in is written anyway.
 const SEEN_REFRESH_SECONDS: i64 = 60;
 
+/// The most device credentials a node keeps in memory (least recently used ones go first;
+/// about 350 bytes each, so about 90 MB at the cap). A device whose credential was evicted
+/// costs one indexed database read at its next request.
+pub(crate) const DEVICE_CACHE_CAP: usize = 250_000;
+
+/// The longest a cached credential (device or management) is trusted without being read from
+/// the database again: the backstop of the revocation bound (docs/server.md, "Credential
+/// caches"). Revocations made through the API reach every node's cache sooner, through the
+/// audit log (see [`poll_revocations`]).
+pub const CREDENTIAL_MAX_AGE_SECONDS: i64 = 300;
+
+/// Independent locks of the device cache: check-ins on different devices rarely contend.
+const SHARDS: usize = 16;
+
 /// A device the server has authenticated.
 #[derive(Debug)]
 pub(crate) struct DeviceEntry {
@@ -28,6 +44,8 @@ pub(crate) struct DeviceEntry {
     pub(crate) name: String,
     pub(crate) push_id: String,
     revoked: AtomicBool,
+    /// When its row was last read from the database (server clock, seconds).
+    loaded_at: AtomicI64,
     seen: Mutex<(u64, i64)>,
     /// Push ids of its groups, loaded at the first check-in and dropped when groups change.
     groups: RwLock<Option<Arc<Vec<String>>>>,
@@ -103,16 +121,131 @@ impl core::hash::Hasher for DigestHasher {
     }
 }
 
-type DigestMap<V> = HashMap<CredKey, V, core::hash::BuildHasherDefault<DigestHasher>>;
+type Lru<V> = LruCache<CredKey, V, core::hash::BuildHasherDefault<DigestHasher>>;
 
 /// The device cache and check-in buffer.
-#[derive(Default)]
 pub(crate) struct Devices {
-    by_credential: RwLock<DigestMap<Arc<DeviceEntry>>>,
+    /// Credentials seen recently, least recently used evicted first, in [`SHARDS`] shards
+    /// chosen by the digest's first byte.
+    by_credential: Vec<Mutex<Lru<Arc<DeviceEntry>>>>,
     pending: Mutex<HashMap<String, SeenUpdate>>,
+    /// The id of the last audit row the revocation poll read.
+    audit_cursor: Mutex<Option<i64>>,
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Self::with_capacity(DEVICE_CACHE_CAP)
+    }
+}
+
+/// What a check-in says about the device, as a number: an unchanged inventory is not written.
+fn inventory_digest(checkin: &CheckIn) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    checkin.vendor_id.hash(&mut h);
+    checkin.class_id.hash(&mut h);
+    for c in &checkin.components {
+        c.id.hash(&mut h);
+        c.sequence_number.hash(&mut h);
+        c.digest.hash(&mut h);
+        c.version.hash(&mut h);
+        c.handler.hash(&mut h);
+        c.rollback.hash(&mut h);
+    }
+    checkin.free_storage.hash(&mut h);
+    checkin
+        .boot
+        .as_ref()
+        .map(|b| (&b.slot, b.trial, b.reverted))
+        .hash(&mut h);
+    checkin.agent.hash(&mut h);
+    h.finish()
+}
+
+impl DeviceEntry {
+    /// An entry for a row just read. Its stored inventory's digest is where change detection
+    /// starts, so that a device read again (after a restart, an eviction, or on another node)
+    /// whose inventory has not changed writes nothing at its next check-in.
+    fn from_row(row: crate::store::DeviceRow, now: i64) -> Self {
+        let digest = row
+            .inventory
+            .as_deref()
+            .and_then(|i| serde_json::from_str::<CheckIn>(i).ok())
+            .map_or(0, |c| inventory_digest(&c));
+        Self {
+            id: row.id,
+            name: row.name,
+            push_id: row.push_id,
+            revoked: AtomicBool::new(row.revoked),
+            loaded_at: AtomicI64::new(now),
+            seen: Mutex::new((digest, row.last_seen.unwrap_or(0))),
+            groups: RwLock::new(None),
+            reports: Mutex::new((REPORT_BURST, 0)),
+        }
+    }
 }
 
 impl Devices {
+    /// A cache that holds at most `cap` credentials (at least one per shard).
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        let per_shard = cap.div_ceil(SHARDS).max(1);
+        Self {
+            by_credential: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::with_hasher(per_shard, Default::default())))
+                .collect(),
+            pending: Mutex::default(),
+            audit_cursor: Mutex::new(None),
+        }
+    }
+
+    fn shard(&self, key: &CredKey) -> Option<&Mutex<Lru<Arc<DeviceEntry>>>> {
+        self.by_credential
+            .get(usize::from(key.1[0]) % self.by_credential.len().max(1))
+    }
+
+    /// A cached entry, unless it is older than [`CREDENTIAL_MAX_AGE_SECONDS`].
+    fn cached(&self, key: &CredKey, now: i64) -> Option<Arc<DeviceEntry>> {
+        let e = self.shard(key)?.lock().ok()?.get(key).cloned()?;
+        (now - e.loaded_at.load(Ordering::Relaxed) <= CREDENTIAL_MAX_AGE_SECONDS).then_some(e)
+    }
+
+    /// Caches the entry for a row just read, reusing the cached entry of the same device (its
+    /// check-in and report state) when it has one.
+    fn remember(&self, key: CredKey, row: crate::store::DeviceRow, now: i64) -> Arc<DeviceEntry> {
+        let Some(shard) = self.shard(&key) else {
+            return Arc::new(DeviceEntry::from_row(row, now));
+        };
+        let Ok(mut m) = shard.lock() else {
+            return Arc::new(DeviceEntry::from_row(row, now));
+        };
+        if let Some(old) = m.get(&key)
+            && old.id == row.id
+        {
+            let old = old.clone();
+            old.revoked.store(row.revoked, Ordering::Relaxed);
+            old.loaded_at.store(now, Ordering::Relaxed);
+            return old;
+        }
+        let entry = Arc::new(DeviceEntry::from_row(row, now));
+        m.insert(key, entry.clone());
+        entry
+    }
+
+    fn drop_key(&self, key: &CredKey) {
+        if let Some(mut m) = self.shard(key).and_then(|s| s.lock().ok()) {
+            m.remove(key);
+        }
+    }
+
+    /// How many credentials are cached now.
+    #[cfg(test)]
+    pub(crate) fn cached_len(&self) -> usize {
+        self.by_credential
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|m| m.len()))
+            .sum()
+    }
+
     /// The device for a credential's SHA-256 (`column` is `token_hash` or `cert_sha256`).
     pub(crate) async fn by_credential(
         &self,
@@ -121,12 +254,8 @@ impl Devices {
         digest: [u8; 32],
     ) -> Result<Option<Arc<DeviceEntry>>, ApiErr> {
         let key: CredKey = (u8::from(column == "cert_sha256"), digest);
-        if let Some(e) = self
-            .by_credential
-            .read()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
+        let now = state.now();
+        if let Some(e) = self.cached(&key, now) {
             return Ok(Some(e));
         }
         let Some(row) = state
@@ -134,21 +263,11 @@ impl Devices {
             .device_by_credential(column, &hex::encode(digest))
             .await?
         else {
+            // Rotated away or never issued.
+            self.drop_key(&key);
             return Ok(None);
         };
-        let entry = Arc::new(DeviceEntry {
-            id: row.id,
-            name: row.name,
-            push_id: row.push_id,
-            revoked: AtomicBool::new(row.revoked),
-            seen: Mutex::new((0, row.last_seen.unwrap_or(0))),
-            groups: RwLock::new(None),
-            reports: Mutex::new((REPORT_BURST, 0)),
-        });
-        if let Ok(mut m) = self.by_credential.write() {
-            m.insert(key, entry.clone());
-        }
-        Ok(Some(entry))
+        Ok(Some(self.remember(key, row, now)))
     }
 
     /// The device with this name, for the DDI gateway token (which acts for any controller,
@@ -163,12 +282,8 @@ impl Devices {
     ) -> Result<Option<Arc<DeviceEntry>>, ApiErr> {
         use sha2::Digest as _;
         let key: CredKey = (2, sha2::Sha256::digest(name.as_bytes()).into());
-        if let Some(e) = self
-            .by_credential
-            .read()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
+        let now = state.now();
+        if let Some(e) = self.cached(&key, now) {
             return Ok(Some(e));
         }
         let mut row = state.db.device_get(name).await?.filter(|r| r.name == name);
@@ -183,7 +298,6 @@ impl Devices {
                 push_id: crate::auth::new_id(""),
                 tags: Vec::new(),
             };
-            let now = state.now();
             if let Err(e) = state
                 .db
                 .device_create_many(std::slice::from_ref(&dev), now)
@@ -202,43 +316,37 @@ impl Devices {
             row = state.db.device_get(name).await?.filter(|r| r.name == name);
         }
         let Some(row) = row else {
+            self.drop_key(&key);
             return Ok(None);
         };
-        let entry = Arc::new(DeviceEntry {
-            id: row.id,
-            name: row.name,
-            push_id: row.push_id,
-            revoked: AtomicBool::new(row.revoked),
-            seen: Mutex::new((0, row.last_seen.unwrap_or(0))),
-            groups: RwLock::new(None),
-            reports: Mutex::new((REPORT_BURST, 0)),
-        });
-        if let Ok(mut m) = self.by_credential.write() {
-            m.insert(key, entry.clone());
-        }
-        Ok(Some(entry))
+        Ok(Some(self.remember(key, row, now)))
     }
 
-    /// Drops a device's cached credentials (after revocation or token rotation).
+    /// Drops a device's cached credentials (after revocation or token rotation). Scans the
+    /// cache: revocations are rare next to check-ins.
     pub(crate) fn forget(&self, device_id: &str) {
-        if let Ok(mut m) = self.by_credential.write() {
-            m.retain(|_, e| {
-                if e.id == device_id {
-                    e.revoked.store(true, Ordering::Relaxed);
-                    false
-                } else {
-                    true
-                }
-            });
+        for shard in &self.by_credential {
+            if let Ok(mut m) = shard.lock() {
+                m.retain(|_, e| {
+                    if e.id == device_id {
+                        e.revoked.store(true, Ordering::Relaxed);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
         }
     }
 
     /// Forgets every device's cached groups (after a membership change).
     pub(crate) fn clear_groups(&self) {
-        if let Ok(m) = self.by_credential.read() {
-            for e in m.values() {
-                if let Ok(mut g) = e.groups.write() {
-                    *g = None;
+        for shard in &self.by_credential {
+            if let Ok(m) = shard.lock() {
+                for (_, e) in m.iter() {
+                    if let Ok(mut g) = e.groups.write() {
+                        *g = None;
+                    }
                 }
             }
         }
@@ -246,25 +354,7 @@ impl Devices {
 
     /// Notes a check-in; buffers a write if something changed or "last seen" is stale.
     pub(crate) fn record(&self, entry: &DeviceEntry, checkin: &CheckIn, now: i64) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        checkin.vendor_id.hash(&mut h);
-        checkin.class_id.hash(&mut h);
-        for c in &checkin.components {
-            c.id.hash(&mut h);
-            c.sequence_number.hash(&mut h);
-            c.digest.hash(&mut h);
-            c.version.hash(&mut h);
-            c.handler.hash(&mut h);
-            c.rollback.hash(&mut h);
-        }
-        checkin.free_storage.hash(&mut h);
-        checkin
-            .boot
-            .as_ref()
-            .map(|b| (&b.slot, b.trial, b.reverted))
-            .hash(&mut h);
-        checkin.agent.hash(&mut h);
-        let digest = h.finish();
+        let digest = inventory_digest(checkin);
         let Ok(mut seen) = entry.seen.lock() else {
             return;
         };
@@ -321,6 +411,48 @@ impl Devices {
     }
 }
 
+/// How often each node reads the audit log for credentials revoked or rotated, by itself or by
+/// another node on the same database.
+pub(crate) const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The audit actions that take a credential away, and the cache each empties.
+const REVOKING: [&str; 3] = ["device.revoke", "device.token", "token.revoke"];
+
+/// Forgets the cached credentials that another node (or this one) revoked or rotated since the
+/// last poll, read from the audit log by its primary key: the cost is the number of new audit
+/// rows, not the size of the fleet. The first poll only finds where the log ends. A revocation
+/// whose audit row is lost (the node died between the two writes) is caught by
+/// [`CREDENTIAL_MAX_AGE_SECONDS`] instead.
+pub(crate) async fn poll_revocations(state: &AppState) {
+    let cursor = state.devices.audit_cursor.lock().ok().and_then(|c| *c);
+    let Some(cursor) = cursor else {
+        match state.db.audit_last_id().await {
+            Ok(last) => {
+                if let Ok(mut c) = state.devices.audit_cursor.lock() {
+                    *c = Some(last);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the audit log for revocations"),
+        }
+        return;
+    };
+    match state.db.audit_credential_changes(cursor, &REVOKING).await {
+        Ok((rows, last)) => {
+            for (action, target) in rows {
+                if action == "token.revoke" {
+                    state.managers.forget(&target);
+                } else {
+                    state.devices.forget(&target);
+                }
+            }
+            if let Ok(mut c) = state.devices.audit_cursor.lock() {
+                *c = Some(last);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the audit log for revocations"),
+    }
+}
+
 /// Writes buffered check-ins every `flush_interval` until the server stops (or, for an
 /// embedded router, until the last handle to its state is gone).
 pub(crate) async fn flusher(
@@ -329,6 +461,9 @@ pub(crate) async fn flusher(
     mut stop: Option<tokio::sync::watch::Receiver<bool>>,
 ) {
     let mut tick = tokio::time::interval(interval);
+    let mut last_poll = std::time::Instant::now()
+        .checked_sub(REVOCATION_POLL)
+        .unwrap_or_else(std::time::Instant::now);
     loop {
         let stopped = async {
             match &mut stop {
@@ -346,9 +481,75 @@ pub(crate) async fn flusher(
             return;
         };
         let state = AppState(inner);
+        if last_poll.elapsed() >= REVOCATION_POLL {
+            last_poll = std::time::Instant::now();
+            poll_revocations(&state).await;
+        }
         state.devices.flush(&state).await;
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> crate::store::DeviceRow {
+        crate::store::DeviceRow {
+            id: format!("dev_{i}"),
+            name: format!("d{i}"),
+            push_id: format!("p{i}"),
+            vendor_id: None,
+            class_id: None,
+            sequence_number: None,
+            inventory: None,
+            last_seen: None,
+            revoked: false,
+            created_at: 0,
+        }
+    }
+
+    fn key(i: usize) -> CredKey {
+        let mut d = [0u8; 32];
+        d[..8].copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        (0, d)
+    }
+
+    /// A flood of distinct credentials (a fleet larger than the cap, or an attacker with many
+    /// valid tokens) cannot grow the cache past its cap; the most recently used stay.
+    #[test]
+    fn attack_credential_flood_is_bounded_by_the_cap() {
+        let d = Devices::with_capacity(64);
+        for i in 0..10_000 {
+            d.remember(key(i), row(i), 0);
+            assert!(d.cached_len() <= 64, "{} after {i}", d.cached_len());
+        }
+        assert!(d.cached(&key(9_999), 0).is_some());
+        assert!(d.cached(&key(0), 0).is_none());
+    }
+
+    /// A cached credential is trusted for at most CREDENTIAL_MAX_AGE_SECONDS; a re-read of the
+    /// same device keeps its entry (its check-in state) and takes the new revocation flag.
+    #[test]
+    fn cached_credentials_expire_and_reload_in_place() {
+        let d = Devices::with_capacity(64);
+        let e = d.remember(key(1), row(1), 100);
+        assert!(
+            d.cached(&key(1), 100 + CREDENTIAL_MAX_AGE_SECONDS)
+                .is_some()
+        );
+        assert!(
+            d.cached(&key(1), 101 + CREDENTIAL_MAX_AGE_SECONDS)
+                .is_none()
+        );
+        let mut revoked = row(1);
+        revoked.revoked = true;
+        let again = d.remember(key(1), revoked, 101 + CREDENTIAL_MAX_AGE_SECONDS);
+        assert!(Arc::ptr_eq(&e, &again));
+        assert!(again.revoked());
+        d.forget("dev_1");
+        assert_eq!(d.cached_len(), 0);
     }
 }

@@ -46,6 +46,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+pub use devices::CREDENTIAL_MAX_AGE_SECONDS;
 pub use serve::{ConnInfo, RunningServer, TlsConfig};
 
 /// Seconds since 1970.

@@ -633,26 +633,54 @@ pub(crate) struct SeenUpdate {
 impl Db {
     /// Inserts devices in one transaction (all or none).
     pub(crate) async fn device_create_many(&self, devices: &[NewDevice], now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for d in devices {
-            sqlx::query(
-                "INSERT INTO devices (id, name, token_hash, cert_sha256, push_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&d.id)
-            .bind(&d.name)
-            .bind(&d.token_hash)
-            .bind(d.cert_sha256.as_deref())
-            .bind(&d.push_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            for t in &d.tags {
-                sqlx::query("INSERT INTO device_tags (device_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(&d.id)
-                    .bind(t)
-                    .execute(&mut *tx)
-                    .await?;
+        // Many rows per statement: a batch of 10,000 is 20 statements, not 10,000 round trips
+        // to the database (registering ten million devices is then a matter of minutes).
+        let placeholders = |rows: usize, cols: usize| {
+            let mut sql = String::new();
+            for r in 0..rows {
+                sql.push_str(if r == 0 { "(" } else { ", (" });
+                for c in 0..cols {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", r * cols + c + 1));
+                }
+                sql.push(')');
             }
+            sql
+        };
+        let mut tx = self.pool.begin().await?;
+        for chunk in devices.chunks(500) {
+            let sql = format!(
+                "INSERT INTO devices (id, name, token_hash, cert_sha256, push_id, created_at) VALUES {}",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = dynamic(&sql);
+            for d in chunk {
+                q = q
+                    .bind(&d.id)
+                    .bind(&d.name)
+                    .bind(&d.token_hash)
+                    .bind(d.cert_sha256.as_deref())
+                    .bind(&d.push_id)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let tags: Vec<(&String, &String)> = devices
+            .iter()
+            .flat_map(|d| d.tags.iter().map(move |t| (&d.id, t)))
+            .collect();
+        for chunk in tags.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO device_tags (device_id, tag) VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = dynamic(&sql);
+            for (id, t) in chunk {
+                q = q.bind(*id).bind(*t);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -883,32 +911,93 @@ impl Db {
         Ok(out)
     }
 
-    /// Writes back buffered check-ins in one transaction.
+    /// The newest audit row's id (0 when the log is empty).
+    pub(crate) async fn audit_last_id(&self) -> Result<i64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM audit")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// The (action, target) of audit rows after `after` whose action is one of `actions`, at
+    /// most 10,000, and the id to read after next time. A range of the primary key: its cost
+    /// is the number of new rows.
+    pub(crate) async fn audit_credential_changes(
+        &self,
+        after: i64,
+        actions: &[&str],
+    ) -> Result<(Vec<(String, String)>, i64)> {
+        let rows = sqlx::query(
+            "SELECT id, action, target FROM audit WHERE id > $1 ORDER BY id LIMIT 10000",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut last = after;
+        let mut out = Vec::new();
+        for r in rows {
+            let id: i64 = r.try_get(0)?;
+            let action: String = r.try_get(1)?;
+            last = last.max(id);
+            if actions.contains(&action.as_str()) {
+                out.push((action, r.try_get(2)?));
+            }
+        }
+        Ok((out, last))
+    }
+
+    /// Writes back buffered check-ins in one transaction, many rows per statement (`UPDATE
+    /// ... FROM (VALUES ...)`, which SQLite and PostgreSQL both run): a statement per row made
+    /// the write-behind cost a round trip to the database per device, which is what held
+    /// check-ins back while a large fleet made first contact.
     pub(crate) async fn device_seen(&self, updates: &[SeenUpdate]) -> Result<()> {
+        const ROWS: usize = 400;
+        let (full, seen): (Vec<&SeenUpdate>, Vec<&SeenUpdate>) =
+            updates.iter().partition(|u| u.inventory.is_some());
+        let values = |rows: usize, casts: &[&str]| {
+            let mut sql = String::new();
+            for r in 0..rows {
+                sql.push_str(if r == 0 { "(" } else { ", (" });
+                for (c, cast) in casts.iter().enumerate() {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("CAST(${} AS {cast})", r * casts.len() + c + 1));
+                }
+                sql.push(')');
+            }
+            sql
+        };
         let mut tx = self.pool.begin().await?;
-        for u in updates {
-            match &u.inventory {
-                Some(inv) => {
-                    sqlx::query(
-                        "UPDATE devices SET last_seen = $1, inventory = $2, vendor_id = $3, class_id = $4, sequence_number = $5 WHERE id = $6",
-                    )
+        for chunk in full.chunks(ROWS) {
+            let sql = format!(
+                "UPDATE devices SET last_seen = v.column2, inventory = v.column3, vendor_id = v.column4, \
+                 class_id = v.column5, sequence_number = v.column6 \
+                 FROM (VALUES {}) AS v WHERE devices.id = v.column1",
+                values(chunk.len(), &["TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "BIGINT"])
+            );
+            let mut q = dynamic(&sql);
+            for u in chunk {
+                q = q
+                    .bind(&u.device_id)
                     .bind(u.last_seen)
-                    .bind(inv)
+                    .bind(u.inventory.as_deref())
                     .bind(u.vendor_id.as_deref())
                     .bind(u.class_id.as_deref())
-                    .bind(u.sequence_number.map(to_i64))
-                    .bind(&u.device_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2")
-                        .bind(u.last_seen)
-                        .bind(&u.device_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                    .bind(u.sequence_number.map(to_i64));
             }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in seen.chunks(ROWS * 3) {
+            let sql = format!(
+                "UPDATE devices SET last_seen = v.column2 FROM (VALUES {}) AS v WHERE devices.id = v.column1",
+                values(chunk.len(), &["TEXT", "BIGINT"])
+            );
+            let mut q = dynamic(&sql);
+            for u in chunk {
+                q = q.bind(&u.device_id).bind(u.last_seen);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

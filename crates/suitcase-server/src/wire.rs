@@ -23,8 +23,16 @@ const CBOR: &str = "application/cbor";
 fn header_has(headers: &HeaderMap, name: header::HeaderName, what: &str) -> bool {
     headers
         .get(name)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains(what))
+        .is_some_and(|v| contains_ignore_case(v.as_bytes(), what.as_bytes()))
+}
+
+/// Whether `hay` contains `needle` (lower-case ASCII) in any case, without allocating: this
+/// runs several times per check-in.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The format a client wants answers in: CBOR if it accepts CBOR (or sent CBOR and states no
@@ -244,6 +252,16 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn formats_are_matched_in_any_case() {
+        let cbor = h(&[("content-type", "Application/CBOR; charset=x")]);
+        assert_eq!(answer_format(&cbor), Format::Cbor);
+        let both = h(&[("accept", "APPLICATION/JSON"), ("content-type", CBOR)]);
+        assert_eq!(answer_format(&both), Format::Json);
+        assert_eq!(answer_format(&h(&[("accept", "*/*")])), Format::Json);
+        assert!(!contains_ignore_case(b"cb", b"cbor"));
+    }
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
