@@ -112,20 +112,19 @@ impl MState {
     /// when it leaves it where it is.
     pub(crate) fn next(self, event: Event) -> Option<Self> {
         use Event as E;
-        use MState as S;
         match (self, event) {
-            (S::Pending, E::Offer) => Some(S::Notified),
-            (S::Pending | S::Notified | S::InProgress, E::Installed)
-            | (S::Notified | S::InProgress, E::Done) => Some(S::Succeeded),
-            (S::Pending | S::Notified | S::InProgress, E::Refused)
-            | (S::Notified | S::InProgress, E::Failure) => Some(S::Failed),
-            (S::Notified, E::Progress) => Some(S::InProgress),
-            (S::RollingBack, E::Installed | E::Done) => Some(S::RolledBack),
-            (S::RollingBack, E::Failure) => Some(S::RollbackFailed),
-            (S::Pending | S::Notified | S::InProgress | S::RollingBack, E::Cancel)
-            | (S::Pending, E::RollBack) => Some(S::Cancelled),
-            (S::Notified | S::InProgress | S::Succeeded | S::Failed, E::RollBack) => {
-                Some(S::RollingBack)
+            (Self::Pending, E::Offer) => Some(Self::Notified),
+            (Self::Pending | Self::Notified | Self::InProgress, E::Installed)
+            | (Self::Notified | Self::InProgress, E::Done) => Some(Self::Succeeded),
+            (Self::Pending | Self::Notified | Self::InProgress, E::Refused)
+            | (Self::Notified | Self::InProgress, E::Failure) => Some(Self::Failed),
+            (Self::Notified, E::Progress) => Some(Self::InProgress),
+            (Self::RollingBack, E::Installed | E::Done) => Some(Self::RolledBack),
+            (Self::RollingBack, E::Failure) => Some(Self::RollbackFailed),
+            (Self::Pending | Self::Notified | Self::InProgress | Self::RollingBack, E::Cancel)
+            | (Self::Pending, E::RollBack) => Some(Self::Cancelled),
+            (Self::Notified | Self::InProgress | Self::Succeeded | Self::Failed, E::RollBack) => {
+                Some(Self::RollingBack)
             }
             _ => None,
         }
@@ -685,7 +684,7 @@ async fn sync_task(weak: std::sync::Weak<crate::Inner>) {
         };
         let state = AppState(inner);
         round += 1;
-        if let Err(e) = sync(&state, round % JUDGE_EVERY == 0).await {
+        if let Err(e) = sync(&state, round.is_multiple_of(JUDGE_EVERY)).await {
             tracing::warn!(error = %e, "cannot bring the campaign cache in step with the database");
         }
     }
