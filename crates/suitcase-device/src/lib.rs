@@ -6,8 +6,14 @@
 //! image digest and the manifest's sequence number as the security version that the
 //! bootloader's anti-rollback counter is compared with.
 //!
+//! [`consumer`] is the firmware consumer: one update as a typestate from an offered envelope to
+//! a confirmed (or reverted) image, checking everything it can before a payload byte is
+//! fetched, streaming the payload through the SUIT processor into the slot, and resuming from
+//! a journal by authenticating the stored envelope again (docs/architecture.md §5).
+//!
 //! **What it does not do.** It is `#![no_std]` and does not allocate (the `alloc` feature only
-//! adds [`pack`] for hosts); it reads the slot through `ReadNorFlash` and never writes it.
+//! adds [`pack`] for hosts); the verifier reads the slot through `ReadNorFlash` and never
+//! writes it, and the consumer touches storage only through its `Slots` and `Journal` traits.
 //!
 //! The slot image format (little-endian), written by [`pack`]:
 //!

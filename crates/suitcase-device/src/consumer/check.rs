@@ -1,5 +1,5 @@
-//! The checks made on an authenticated manifest before a payload byte is requested (RFC 9019
-//! §4, "the device verifies the manifest before it downloads"; issue 15 item 2).
+//! The checks made on an authenticated manifest before a payload byte is requested (RFC 9124
+//! REQ.USE.MFST.PRE_CHECK: the checks a manifest allows are made before downloading).
 //!
 //! The SUIT processor checks the same things again when it runs the install section; this pass
 //! only moves the refusals forward, so that a release the device would refuse costs its
@@ -130,7 +130,7 @@ pub(crate) fn check(
             walk.run(&install, true, 0)?;
         }
         // A manifest that installs nothing updates nothing; a severed install section must
-        // come with the envelope (manifest §8.4.6).
+        // come with the envelope.
         SectionState::Absent | SectionState::Severed => return Err(Refusal::NoInstall),
     }
     walk.params
@@ -206,7 +206,7 @@ impl<'a> Walk<'_, 'a> {
         decisive: bool,
     ) -> Result<(), Refusal> {
         for parameter in map.iter() {
-            // Firmware encryption §6: the device must hold a key for the payload; decided
+            // Firmware-encryption draft: the device must hold a key for the payload; decided
             // here for every encryption info, in whatever branch it sits.
             if let Parameter::EncryptionInfo(raw) = parameter {
                 has_key(self.device.keys, raw)?;

@@ -55,7 +55,7 @@ pub trait Slots {
     fn capacity(&mut self) -> Result<u64, IoError>;
 
     /// The anti-rollback state: the sequence number of the installed (confirmed) manifest.
-    /// An update must carry a larger one (RFC 9124 §4.2.1 REQ.SEC.SEQUENCE).
+    /// An update must carry a larger one (RFC 9124 REQ.SEC.SEQUENCE).
     ///
     /// # Errors
     /// [`IoError::Failed`].

@@ -10,7 +10,7 @@
 //!                      │ envelope bytes only
 //!                      ▼
 //!   Offer ──authenticate──▶ Authenticated ──fetch──▶ Fetched ──verify──▶ VerifiedCandidates
-//!          RFC 9019 §4:      (VerifiedManifest,       (install section     (validate section's
+//!          RFC 9124:         (VerifiedManifest,       (install section     (validate section's
 //!          signature,         checks passed; no        ran: payload         image-match on the
 //!          rollback,          payload byte yet)        streamed into        bytes read back
 //!          identity, size,                             the slot)            from the slot)
@@ -124,16 +124,16 @@ pub enum Refusal {
     /// The image's size is not declared (suit-parameter-image-size), so it cannot be checked
     /// against the slot before downloading.
     NoImageSize,
-    /// The slot image would not fit the slot (RFC 9124 REQ.SEC.AUTH.PRECURSOR: resources
-    /// checked before use).
+    /// The slot image would not fit the slot (RFC 9124 REQ.USE.MFST.PRE_CHECK: decided from the
+    /// declared image size before downloading).
     TooLarge {
         /// Bytes the slot image needs.
         size: u64,
         /// Bytes the slot holds.
         capacity: u64,
     },
-    /// An encrypted payload the device holds no key for (RFC 9124 REQ.SEC.ENCRYPT,
-    /// firmware-encryption §6).
+    /// An encrypted payload the device holds no key for (RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY,
+    /// the firmware-encryption draft).
     NoDecryptionKey,
     /// A command sequence this check cannot follow (nesting beyond the processor's limit, an
     /// index out of range).
@@ -537,8 +537,8 @@ impl<'e> VerifiedCandidates<'e> {
         self.layout.image_len
     }
 
-    /// Marks the slot image pending (RFC 9019 §4: the device "marks the new firmware for
-    /// installation"); the journal records it.
+    /// Marks the slot image pending, so that the bootloader installs it at the next reset
+    /// (RFC 9019 §4's bootloader hand-over); the journal records it.
     ///
     /// # Errors
     /// [`Error::Io`] for flash or journal failures.
@@ -704,8 +704,9 @@ pub enum Resumed<'e> {
     Staged(Staged<'e>),
     /// The device reset into the new image, which runs on trial.
     Activated(Activated<'e>),
-    /// The device reset, and the bootloader refused or reverted the new image.
-    Reverted(Reverted),
+    /// The device reset, and the bootloader refused or reverted the new image: the previous
+    /// image runs and the journal is cleared.
+    Reverted,
 }
 
 /// Re-enters the typestate after a restart. Whatever the journal says, the envelope is read
@@ -729,7 +730,7 @@ pub fn resume<'e, S: Slots, J: Journal>(
         Progress::Activated => {
             if !slots.on_trial().map_err(|e| Error::Io(Step::Activate, e))? {
                 journal.store(None).map_err(jio)?;
-                return Ok(Resumed::Reverted(Reverted { sequence: 0 }));
+                return Ok(Resumed::Reverted);
             }
             SlotRole::Running
         }

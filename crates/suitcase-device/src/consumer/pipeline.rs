@@ -325,7 +325,7 @@ impl<T: Transport, S: Slots, J: Journal> Platform for Pipeline<'_, T, S, J> {
                     return Ok(0);
                 }
                 let n = clamp(self.produced, offset, buf);
-                let at = u64::from(self.layout.image_offset) + offset;
+                let at = u64::from(self.layout.image_offset).saturating_add(offset);
                 let dst = buf.get_mut(..n).ok_or(PlatformError::Failed)?;
                 if n > 0 {
                     self.read_slot(SlotRole::Update, at, dst)?;
@@ -335,7 +335,7 @@ impl<T: Transport, S: Slots, J: Journal> Platform for Pipeline<'_, T, S, J> {
             Role::Installed => {
                 let h = self.installed_header()?;
                 let n = clamp(u64::from(h.image_len), offset, buf);
-                let at = u64::from(h.image_offset) + offset;
+                let at = u64::from(h.image_offset).saturating_add(offset);
                 let dst = buf.get_mut(..n).ok_or(PlatformError::Failed)?;
                 if n > 0 {
                     self.read_slot(SlotRole::Running, at, dst)?;
@@ -417,11 +417,11 @@ impl<T: Transport, S: Slots, J: Journal> Platform for Pipeline<'_, T, S, J> {
             return Err(PlatformError::Unsupported);
         }
         let n = clamp(self.produced, offset, buf);
-        let at = u64::from(self.layout.image_offset) + offset;
+        let at = u64::from(self.layout.image_offset).saturating_add(offset);
         let mut done = 0;
         // Bytes before the write buffer are in the slot; the rest are still in the buffer.
         while done < n {
-            let pos = at + done as u64;
+            let pos = at.saturating_add(done as u64);
             let dst = buf.get_mut(done..n).ok_or(PlatformError::Failed)?;
             if pos < self.tx_at {
                 let k = usize::try_from(self.tx_at - pos)
