@@ -26,6 +26,7 @@ use suitcase_author::release::{self, ImageInput, ReleaseRequest};
 use suitcase_author::{Tier, uuid};
 use suitcase_protocol::{CheckIn, CheckInAnswer, InstalledComponent, Outcome, Step, StepReport};
 use suitcase_server::{Config, RunningServer};
+use suitcase_test_support::{TestServer, send};
 
 /// The PostgreSQL server CI starts (trust authentication).
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -82,35 +83,36 @@ impl Harness {
         tweak: impl FnOnce(&mut Config),
         client: reqwest::Client,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(AtomicI64::new(1_800_000_000));
         let c2 = clock.clone();
-        let mut config = Config::new(dir.path().join("data"));
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.clock = Arc::new(move || c2.load(Ordering::SeqCst));
-        config.flush_interval = std::time::Duration::from_millis(50);
-        if backend == Backend::Postgres {
-            config.database = Some(postgres_schema().await);
-        }
-        tweak(&mut config);
-        let (server, opened) = suitcase_server::start(config.clone()).await.unwrap();
-        let admin = opened
-            .admin_token
-            .expect("a fresh server creates an admin token");
-        assert_eq!(
-            std::fs::read_to_string(&opened.admin_token_file)
-                .unwrap()
-                .trim(),
-            admin
-        );
-        let base = server.url();
-        let key = dir.path().join("author.key");
+        let database = match backend {
+            Backend::Postgres => Some(postgres_schema().await),
+            Backend::Sqlite => None,
+        };
+        let ts = TestServer::start(|config| {
+            config.clock = Arc::new(move || c2.load(Ordering::SeqCst));
+            if database.is_some() {
+                config.database = database;
+            }
+            tweak(config);
+        })
+        .await;
+        // The author's key, registered.
+        let key = ts.dir.path().join("author.key");
         let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
         keys::write_atomic(&key, &g.private, true).unwrap();
+        ts.register_key(&client, "author", &key).await;
         let vendor = uuid::vendor("example.com");
         let class = uuid::class(&vendor, "thermostat");
-        let h = Self {
-            server: Some(server),
+        let TestServer {
+            server,
+            base,
+            admin,
+            dir,
+            config,
+        } = ts;
+        Self {
+            server,
             base,
             admin,
             client,
@@ -120,19 +122,7 @@ impl Harness {
             config,
             vendor,
             class,
-        };
-        // Register the author's key.
-        let public = keys::load_public(&h.key).unwrap();
-        let (pem, _) = public.encode().unwrap();
-        let (s, v) = h
-            .post(
-                &h.admin,
-                "/api/v1/keys",
-                &json!({"name": "author", "key": String::from_utf8(pem).unwrap()}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        h
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -144,36 +134,17 @@ impl Harness {
     }
 
     pub async fn post(&self, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        let text = r.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(body),
         )
+        .await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        let text = r.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send(self.client.get(self.url(path)).bearer_auth(token)).await
     }
 
     pub async fn token(&self, role: &str) -> String {
