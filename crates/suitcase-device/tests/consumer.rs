@@ -757,3 +757,123 @@ fn attack_resume_refuses_an_envelope_tampered_in_the_slot() {
     );
     assert_eq!(journal.0, None, "the journal is cleared");
 }
+
+/// Receives, authenticates, fetches, verifies and stages an update.
+fn stage_update<'e>(
+    mcu: &mut Mcu,
+    server: &mut Server,
+    device: &Device<'_>,
+    journal: &mut MemJournal,
+    buf: &'e mut [u8],
+) -> suitcase_device::consumer::Staged<'e> {
+    Offer::receive(server, buf)
+        .unwrap()
+        .authenticate(device, mcu)
+        .unwrap()
+        .fetch(device, server, mcu, journal)
+        .unwrap()
+        .verify(device, mcu)
+        .unwrap()
+        .stage(mcu, journal)
+        .unwrap()
+}
+
+#[test]
+fn resume_after_a_reset_while_staged_verifies_again_and_activates() {
+    let new = image(5, 4500);
+    let mut mcu = Mcu::new(&image(1, 3000));
+    let keys = Keys::new();
+    let device = keys.device();
+    let mut server = Server::offering(&Release::new(2, new.clone()));
+    let mut journal = MemJournal::default();
+    let mut buf = [0u8; 4096];
+    let _ = stage_update(&mut mcu, &mut server, &device, &mut journal, &mut buf);
+    assert_eq!(journal.0, Some(Progress::Staged));
+    let mut buf = [0u8; 4096];
+    let Resumed::Staged(staged) = resume(&device, &mut mcu, &mut journal, &mut buf).unwrap() else {
+        panic!("not resumed at staged");
+    };
+    let Activation::Trial(activated) = staged.activate(&mut mcu, &mut journal).unwrap() else {
+        panic!("refused");
+    };
+    activated.confirm(&mut mcu, &mut journal).unwrap();
+    assert_eq!(mcu.running_image(), new);
+}
+
+#[test]
+fn resume_after_a_block_written_but_not_journalled_starts_the_download_over() {
+    let new = image(6, 6000);
+    let mut mcu = Mcu::new(&image(1, 3000));
+    let keys = Keys::new();
+    let device = keys.device();
+    let mut server = Server::offering(&Release::new(2, new.clone()));
+    let mut journal = MemJournal::default();
+    server.cut_after = Some(6);
+    let mut buf = [0u8; 4096];
+    let authenticated = Offer::receive(&mut server, &mut buf)
+        .unwrap()
+        .authenticate(&device, &mut mcu)
+        .unwrap();
+    authenticated
+        .fetch(&device, &mut server, &mut mcu, &mut journal)
+        .unwrap_err();
+    // The cut fell after a block reached the flash and before the journal said so.
+    let Some(Progress::Fetching { len, written }) = journal.0 else {
+        panic!("journal: {:?}", journal.0);
+    };
+    journal.0 = Some(Progress::Fetching {
+        len,
+        written: written - BLOCK as u64,
+    });
+    server.cut_after = None;
+    server.blocks = 0;
+    let mut buf = [0u8; 4096];
+    let Resumed::Fetching(authenticated) =
+        resume(&device, &mut mcu, &mut journal, &mut buf).unwrap()
+    else {
+        panic!("not resumed at fetching");
+    };
+    assert_eq!(
+        authenticated.resumed_at(),
+        0,
+        "the slot is erased and written again"
+    );
+    let staged = authenticated
+        .fetch(&device, &mut server, &mut mcu, &mut journal)
+        .unwrap()
+        .verify(&device, &mut mcu)
+        .unwrap()
+        .stage(&mut mcu, &mut journal)
+        .unwrap();
+    assert_eq!(server.blocks, new.len().div_ceil(BLOCK));
+    let Activation::Trial(activated) = staged.activate(&mut mcu, &mut journal).unwrap() else {
+        panic!("refused");
+    };
+    activated.confirm(&mut mcu, &mut journal).unwrap();
+    assert_eq!(mcu.running_image(), new);
+}
+
+#[test]
+fn attack_image_tampered_in_flash_after_staging_is_refused_by_the_bootloader() {
+    let old = image(1, 3000);
+    let mut mcu = Mcu::new(&old);
+    let keys = Keys::new();
+    let device = keys.device();
+    let mut server = Server::offering(&Release::new(2, image(7, 3000)));
+    let mut journal = MemJournal::default();
+    let mut buf = [0u8; 4096];
+    let staged = stage_update(&mut mcu, &mut server, &device, &mut journal, &mut buf);
+    // Secure boot is the last line: a bit flipped in the staged image after verification.
+    let image_at =
+        2 * SECTOR + SLOT + (32 + server.envelope.len() as u32).next_multiple_of(BLOCK as u32);
+    mcu.flash
+        .with(|f| f.flip_bit(image_at + 100, 3))
+        .unwrap()
+        .unwrap();
+    let Activation::Refused(reverted) = staged.activate(&mut mcu, &mut journal).unwrap() else {
+        panic!("the bootloader booted a tampered image");
+    };
+    assert_eq!(reverted.sequence_number(), 2);
+    assert_eq!(mcu.running_image(), old);
+    assert_eq!(journal.0, None);
+}
