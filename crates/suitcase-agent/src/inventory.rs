@@ -3,17 +3,16 @@
 
 use suitcase_protocol::{BootStatus, CheckIn, InstalledComponent};
 
-use crate::config::Kind;
+use crate::backend::{Installer, SlotStatus, installer};
 use crate::ctx::Ctx;
 use crate::error::AgentError;
-use crate::mcu::{self, Mcu};
-use crate::slots;
 
 pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
     let installed = ctx.state.installed()?;
     let mut components = Vec::new();
     let mut boot: Option<BootStatus> = None;
-    for c in &ctx.cfg.components {
+    for (index, c) in ctx.cfg.components.iter().enumerate() {
+        let how = installer(ctx, c, index);
         let id = c.id_hex();
         let known = installed.components.iter().find(|x| x.id == id);
         components.push(InstalledComponent {
@@ -27,30 +26,21 @@ pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
                 .or_else(|| known.and_then(|k| k.version.clone())),
             // What a campaign warns about before it starts (docs/agent.md §5.4): slot images
             // and MCUs keep the other slot; a module can roll back as its handler can.
-            handler: match &c.kind {
-                Kind::Module(m) => Some(m.handler.name().to_owned()),
-                Kind::File(_) | Kind::Mcu(_) => None,
+            handler: match &how {
+                Installer::Module(m) => Some(m.handler.name().to_owned()),
+                Installer::Slots(_) => None,
             },
-            rollback: Some(match &c.kind {
-                Kind::Module(m) => crate::module::can_roll_back(m),
-                Kind::File(_) | Kind::Mcu(_) => true,
+            rollback: Some(match &how {
+                Installer::Module(m) => crate::module::can_roll_back(m),
+                Installer::Slots(_) => true,
             }),
         });
-        let (slot, trial) = match &c.kind {
+        let SlotStatus { running, trial } = match how {
             // No slot and no boot state: what runs is what was installed last.
-            Kind::Module(_) => continue,
-            Kind::File(s) => {
-                let p = slots::read_pointer(&s.pointer)?;
-                (slots::name(p.active).to_owned(), p.trial())
-            }
-            Kind::Mcu(m) => {
-                let st = Mcu::open(m, &ctx.state.durability)?.status()?;
-                (
-                    mcu::slot_name(st.running).to_owned(),
-                    st.phase == suitcase_boot::Phase::Trial,
-                )
-            }
+            Installer::Module(_) => continue,
+            Installer::Slots(b) => b.status()?,
         };
+        let slot = running.name().to_owned();
         match &mut boot {
             None => {
                 boot = Some(BootStatus {

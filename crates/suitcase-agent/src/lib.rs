@@ -34,6 +34,7 @@
 )]
 
 mod agent;
+mod backend;
 pub mod bootloader;
 pub mod bundle;
 pub mod command;

@@ -403,12 +403,11 @@ pub(crate) fn verifier_spec<'c>(
 }
 
 /// Where `slot` starts in the MCU's flash file.
-pub(crate) fn mcu_slot_offset(m: &McuConfig, slot: &str) -> u64 {
+pub(crate) fn mcu_slot_offset(m: &McuConfig, slot: crate::slot::Slot) -> u64 {
     let s = u64::from(m.sector_size);
-    if slot == "b" {
-        2 * s + m.slot_size()
-    } else {
-        2 * s
+    match slot {
+        crate::slot::Slot::A => 2 * s,
+        crate::slot::Slot::B => 2 * s + m.slot_size(),
     }
 }
 

@@ -3,13 +3,12 @@
 
 use suitcase_protocol::{InstalledComponent, Step};
 
-use super::{Done, StepResult, component, env_of, module_env};
+use super::{Done, StepResult, env_of, installer, module_env};
+use crate::backend::Installer;
 use crate::command;
-use crate::config::Kind;
 use crate::ctx::{Ctx, blocking};
-use crate::error::{StepFailure, Stop, reason};
-use crate::mcu::Mcu;
-use crate::slots;
+use crate::error::{StepFailure, Stop, fail, reason};
+use crate::slot::Slot;
 use crate::state::Journal;
 
 pub(crate) async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
@@ -58,10 +57,14 @@ pub(crate) async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
 
 pub(crate) fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
     let mut names = Vec::new();
-    for t in j.targets.iter().filter(|t| !t.helper && t.activated) {
-        let c = component(ctx, t)?;
-        match &c.kind {
-            Kind::Module(m) => {
+    for t in j
+        .targets
+        .iter()
+        .filter(|t| !t.role.is_helper() && t.state.activated())
+    {
+        let (c, how) = installer(ctx, t)?;
+        match how {
+            Installer::Module(m) => {
                 let env = module_env(j, Step::CleanUp, &c.name, m);
                 // The update is installed and healthy: a failed discard of the old content
                 // is logged, not a reason to roll back.
@@ -71,27 +74,27 @@ pub(crate) fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
                 names.push(format!("{} ({} handler)", t.name, m.handler.name()));
                 continue;
             }
-            Kind::File(s) => {
-                let to = t.to_slot.as_deref().and_then(slots::index).unwrap_or(1);
-                slots::confirm(s, to)?;
-                ctx.state.durability.wrote()?;
-            }
-            Kind::Mcu(m) => {
-                let device = Mcu::open(m, &ctx.state.durability)?;
-                device.confirm()?;
-                device.save(&ctx.state.durability)?;
+            Installer::Slots(b) => {
+                let to = t.to_slot.ok_or_else(|| {
+                    fail(
+                        Step::CleanUp,
+                        reason::STORAGE,
+                        format!("{}: no target slot in the journal", c.name),
+                    )
+                })?;
+                b.confirm(to)?;
             }
         }
         names.push(format!(
             "{} (slot {})",
             t.name,
-            t.to_slot.as_deref().unwrap_or("?")
+            t.to_slot.map_or("?", Slot::name)
         ));
     }
     let mut installed = ctx.state.installed()?;
     // The images, not the helper components (staging, patch, the delta base): nothing of
     // those stays on the device.
-    for t in j.targets.iter().filter(|t| !t.helper) {
+    for t in j.targets.iter().filter(|t| !t.role.is_helper()) {
         let c = ctx.cfg.components.get(t.component);
         installed.set(InstalledComponent {
             id: t.id.clone(),

@@ -4,13 +4,11 @@
 use suitcase_protocol::Step;
 
 use super::{Done, StepResult};
-use crate::config::Kind;
+use crate::backend::{Installer, SlotTarget, installer};
 use crate::ctx::Ctx;
-use crate::error::{fail, reason};
-use crate::mcu::{self, Mcu};
+use crate::error::fail;
 use crate::platform::{self, Route};
-use crate::slots;
-use crate::state::{Journal, Target};
+use crate::state::{Journal, Role, Target, TargetState};
 use crate::verified::{hex_id, read_envelope, verify};
 
 pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
@@ -32,7 +30,11 @@ pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             ));
         };
         let ci = r.component();
-        let helper = !matches!(r, Route::Image(_));
+        let role = match r {
+            Route::Image(_) => Role::Image,
+            Route::Running(_) => Role::Running,
+            Route::Work(_) => Role::Helper,
+        };
         let Some(c) = ctx.cfg.components.get(ci) else {
             return Err(fail(step, "unsupported-critical", "component index"));
         };
@@ -41,88 +43,40 @@ pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
             component: ci,
             id: hex_id(&id),
             name: format!("{}{}", c.name, r.suffix(&id)),
-            helper,
-            running: r == Route::Running(ci),
+            role,
             from_slot: None,
             to_slot: None,
             installed_sequence: None,
             written: 0,
             len: 0,
             image_offset: 0,
-            applied: false,
-            activated: false,
+            state: TargetState::Planned,
             digest: None,
         };
-        if !helper {
-            let (from, to, what) = match &c.kind {
-                Kind::Module(m) => {
-                    // No slots: the handler installs in place and keeps what it replaces.
-                    notes.push(format!(
-                        "{} → update module ({} handler; {})",
-                        c.name,
-                        m.handler.name(),
-                        if crate::module::can_roll_back(m) {
-                            "can roll back"
-                        } else {
-                            "cannot roll back"
-                        }
-                    ));
-                    targets.push(t);
-                    continue;
-                }
-                Kind::File(s) => {
-                    slots::check(s).map_err(|m| fail(step, reason::STORAGE, m))?;
-                    // With a bootloader backend, also checks that the system booted the slot
-                    // the record names: the inactive slot is written next, and it must not be
-                    // the one running.
-                    let p = slots::running(s)
-                        .map_err(|m| fail(step, reason::STORAGE, format!("{}: {m}", c.name)))?;
-                    if p.trial() {
-                        return Err(fail(
-                            step,
-                            reason::STORAGE,
-                            format!(
-                                "{}: slot {} is on trial and not confirmed ({}); confirm or revert it first",
-                                c.name,
-                                slots::name(p.active),
-                                s.pointer.display()
-                            ),
-                        ));
+        match (role, installer(ctx, c, ci)) {
+            (Role::Image, Installer::Module(m)) => {
+                // No slots: the handler installs in place and keeps what it replaces.
+                notes.push(format!(
+                    "{} → update module ({} handler; {})",
+                    c.name,
+                    m.handler.name(),
+                    if crate::module::can_roll_back(m) {
+                        "can roll back"
+                    } else {
+                        "cannot roll back"
                     }
-                    (
-                        slots::name(p.active),
-                        slots::name(1 - p.active.min(1)),
-                        "file slot",
-                    )
-                }
-                Kind::Mcu(m) => {
-                    let mcu = Mcu::open(m, &ctx.state.durability)?;
-                    let st = mcu.status()?;
-                    if st.phase == suitcase_boot::Phase::Trial {
-                        return Err(fail(
-                            step,
-                            reason::STORAGE,
-                            format!("{}: the MCU runs an unconfirmed trial image", c.name),
-                        ));
-                    }
-                    (
-                        mcu::slot_name(st.confirmed),
-                        mcu::slot_name(st.confirmed.other()),
-                        if m.secondary.is_some() {
-                            "secondary MCU (verifies its own manifest), slot"
-                        } else {
-                            "MCU slot"
-                        },
-                    )
-                }
-            };
-            notes.push(format!("{} → {what} {to}", c.name));
-            t.from_slot = Some(from.into());
-            t.to_slot = Some(to.into());
-        } else if t.running {
-            notes.push(format!("{} ← the running image (delta base)", t.name));
-        } else {
-            notes.push(format!("{} → work area", t.name));
+                ));
+            }
+            (Role::Image, Installer::Slots(b)) => {
+                let SlotTarget { from, to, what } = b.target()?;
+                notes.push(format!("{} → {what} {to}", c.name));
+                t.from_slot = Some(from);
+                t.to_slot = Some(to);
+            }
+            (Role::Running, _) => {
+                notes.push(format!("{} ← the running image (delta base)", t.name));
+            }
+            (Role::Helper, _) => notes.push(format!("{} → work area", t.name)),
         }
         targets.push(t);
     }

@@ -4,10 +4,11 @@
 
 use suitcase_protocol::Step;
 
-use crate::config::{ComponentConfig, FileSlots, ModuleConfig};
+use crate::backend::{Installer, SlotBackend};
+use crate::config::{ComponentConfig, ModuleConfig};
 use crate::ctx::Ctx;
 use crate::error::{Stop, fail, reason};
-use crate::slots;
+use crate::slot::Slot;
 use crate::state::{Journal, Target};
 
 pub(crate) mod activate;
@@ -25,12 +26,16 @@ pub(crate) mod undo;
 
 /// How a step ended when it did not stop.
 pub(crate) enum Done {
+    /// It succeeded: the detail for the report.
     Success(String),
+    /// Announce deferred the update: why, and when to ask again.
     Deferred { detail: String, retry: Option<u64> },
 }
 
 pub(crate) type StepResult = Result<Done, Stop>;
 
+/// The environment of every command an update runs: the release, its sequence number, the
+/// operator's flags and the step.
 pub(crate) fn env_of(j: &Journal, step: Step) -> Vec<(String, String)> {
     vec![
         ("SUITCASE_RELEASE_ID".into(), j.offer.release_id.clone()),
@@ -47,22 +52,22 @@ pub(crate) fn env_of(j: &Journal, step: Step) -> Vec<(String, String)> {
     ]
 }
 
-/// The environment of a file component's command: [`env_of`] plus the component, the slot
-/// and the slot's path.
+/// The environment of a slotted component's command: [`env_of`] plus the component, the
+/// slot and the slot's path (empty for an MCU slot).
 pub(crate) fn slot_env(
     j: &Journal,
     step: Step,
     component: &str,
-    s: &FileSlots,
-    slot: usize,
+    backend: &dyn SlotBackend,
+    slot: Slot,
 ) -> Vec<(String, String)> {
     let mut env = env_of(j, step);
     env.push(("SUITCASE_COMPONENT".into(), component.to_owned()));
-    env.push(("SUITCASE_SLOT".into(), slots::name(slot).into()));
+    env.push(("SUITCASE_SLOT".into(), slot.name().into()));
     env.push((
         "SUITCASE_SLOT_PATH".into(),
-        s.slots
-            .get(slot)
+        backend
+            .slot_path(slot)
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     ));
@@ -87,6 +92,16 @@ pub(crate) fn module_env(
     env
 }
 
+/// The configured component of target `t`, and how it takes an update.
+pub(crate) fn installer<'c>(
+    ctx: &'c Ctx,
+    t: &Target,
+) -> Result<(&'c ComponentConfig, Installer<'c>), Stop> {
+    let c = component(ctx, t)?;
+    Ok((c, crate::backend::installer(ctx, c, t.component)))
+}
+
+/// The configured component of target `t`.
 pub(crate) fn component<'c>(ctx: &'c Ctx, t: &Target) -> Result<&'c ComponentConfig, Stop> {
     ctx.cfg.components.get(t.component).ok_or_else(|| {
         fail(

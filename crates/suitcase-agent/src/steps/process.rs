@@ -7,7 +7,7 @@ use suitcase_protocol::Step;
 use super::{Done, StepResult};
 use crate::ctx::Ctx;
 use crate::platform::{DevicePlatform, Mode};
-use crate::state::{Candidate, Journal};
+use crate::state::{Candidate, Journal, Role};
 use crate::verified::{
     UPDATE_SECTIONS, installed_sequence, preset_running, read_envelope, suit_failure, verify,
 };
@@ -53,7 +53,10 @@ pub(crate) fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let mut candidates = Vec::new();
     for (index, c) in p.content.iter().enumerate() {
         // A running image is read in place; it is no candidate (nothing of it is written).
-        if j.targets.iter().any(|t| t.index == index && t.running) {
+        if j.targets
+            .iter()
+            .any(|t| t.index == index && t.role == Role::Running)
+        {
             continue;
         }
         if let Some(c) = c {
@@ -71,7 +74,11 @@ pub(crate) fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
     }
     let images = candidates
         .iter()
-        .filter(|c| j.targets.iter().any(|t| t.index == c.index && !t.helper))
+        .filter(|c| {
+            j.targets
+                .iter()
+                .any(|t| t.index == c.index && !t.role.is_helper())
+        })
         .count();
     j.candidates = candidates;
     Ok(Done::Success(format!(

@@ -4,14 +4,14 @@
 use suitcase_manifest::{Processor, ProcessorPolicy, Section};
 use suitcase_protocol::Step;
 
-use super::{Done, StepResult, component};
-use crate::config::Kind;
+use super::{Done, StepResult, installer};
+use crate::backend::Installer;
+use crate::config::ComponentConfig;
 use crate::ctx::Ctx;
-use crate::error::{fail, reason};
-use crate::mcu::{self, Mcu, mcu_slot_offset, verifier_spec};
+use crate::error::{Stop, fail, reason};
 use crate::platform::{Content, DevicePlatform, Mode};
-use crate::slots;
-use crate::state::Journal;
+use crate::slot::Slot;
+use crate::state::{Journal, Target};
 use crate::verified::{installed_sequence, read_envelope, suit_failure, verify};
 
 pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
@@ -29,7 +29,7 @@ pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
         ctx.now(),
     );
     for t in &j.targets {
-        let content = if t.helper || !t.applied {
+        let content = if t.role.is_helper() || !t.state.applied() {
             j.candidates
                 .iter()
                 .find(|c| c.index == t.index)
@@ -39,28 +39,14 @@ pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
                     len: c.len,
                 })
         } else {
-            let c = component(ctx, t)?;
-            let slot = t.to_slot.as_deref().unwrap_or("b");
-            Some(match &c.kind {
-                Kind::Module(m) => Content {
+            let (c, how) = installer(ctx, t)?;
+            Some(match how {
+                Installer::Module(m) => Content {
                     path: m.staged.clone(),
                     offset: 0,
                     len: t.len,
                 },
-                Kind::File(s) => Content {
-                    path: s
-                        .slots
-                        .get(slots::index(slot).unwrap_or(1))
-                        .cloned()
-                        .unwrap_or_default(),
-                    offset: 0,
-                    len: t.len,
-                },
-                Kind::Mcu(m) => Content {
-                    path: m.flash.clone(),
-                    offset: mcu_slot_offset(m, slot) + t.image_offset,
-                    len: t.len,
-                },
+                Installer::Slots(b) => b.read_back(to_slot(c, t)?, t.image_offset, t.len),
             })
         };
         if let Some(content) = content {
@@ -87,30 +73,28 @@ pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
     } else {
         "the manifest has no validate section".to_owned()
     }];
-    for t in j.targets.iter().filter(|t| !t.helper && t.applied) {
-        let c = component(ctx, t)?;
-        if let Kind::Mcu(m) = &c.kind {
-            let device = Mcu::open(m, &ctx.state.durability)?;
-            let spec = verifier_spec(&ctx.cfg, ctx.now(), c, m);
-            let slot = t
-                .to_slot
-                .as_deref()
-                .and_then(mcu::slot_of)
-                .unwrap_or(suitcase_boot::Slot::B);
-            let measured = device
-                .verify(&spec, slot)
-                .map_err(|e| fail(step, reason::BOOT_REFUSED, format!("{}: {e}", t.name)))?;
-            notes.push(format!(
-                "{}: {} accepts slot {slot} (security version {})",
-                t.name,
-                if m.secondary.is_some() {
-                    "the secondary MCU's own verifier"
-                } else {
-                    "the MCU's boot verifier"
-                },
-                measured.security_version.0
-            ));
+    for t in j
+        .targets
+        .iter()
+        .filter(|t| !t.role.is_helper() && t.state.applied())
+    {
+        let (c, how) = installer(ctx, t)?;
+        if let Installer::Slots(b) = how
+            && let Some(note) = b.verify_own(&t.name, to_slot(c, t)?)?
+        {
+            notes.push(note);
         }
     }
     Ok(Done::Success(notes.join("; ")))
+}
+
+/// The slot Apply wrote for `t`.
+fn to_slot(c: &ComponentConfig, t: &Target) -> Result<Slot, Stop> {
+    t.to_slot.ok_or_else(|| {
+        fail(
+            Step::Reverify,
+            reason::STORAGE,
+            format!("{}: no target slot in the journal", c.name),
+        )
+    })
 }

@@ -3,7 +3,8 @@
 
 use super::{Done, StepResult};
 use crate::ctx::Ctx;
-use crate::state::Journal;
+use crate::slot::Slot;
+use crate::state::{Journal, TargetState};
 
 pub(crate) fn stage(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let installed = ctx.state.installed()?;
@@ -11,13 +12,12 @@ pub(crate) fn stage(ctx: &Ctx, j: &mut Journal) -> StepResult {
     for t in &mut j.targets {
         t.installed_sequence = installed.sequence(&t.id);
         t.written = 0;
-        t.applied = false;
-        t.activated = false;
-        if !t.helper {
+        t.state = TargetState::Planned;
+        if !t.role.is_helper() {
             notes.push(format!(
                 "{} runs slot {} (sequence {})",
                 t.name,
-                t.from_slot.as_deref().unwrap_or("?"),
+                t.from_slot.map_or("?", Slot::name),
                 t.installed_sequence
                     .map_or_else(|| "none".to_owned(), |s| s.to_string())
             ));

@@ -5,13 +5,11 @@
 use suitcase_protocol::Step;
 
 use super::{module_env, slot_env};
+use crate::backend::{Installer, Reverted};
 use crate::command;
-use crate::config::{ActivateMode, Kind};
 use crate::ctx::{Ctx, off_worker};
 use crate::error::AgentError;
 use crate::machine::Undo;
-use crate::mcu::{Mcu, verifier_spec};
-use crate::slots;
 use crate::state::Journal;
 
 pub(crate) async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, AgentError> {
@@ -19,13 +17,13 @@ pub(crate) async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, 
     if u == Undo::Discard {
         return Ok(String::new());
     }
-    for t in j.targets.clone().iter().filter(|t| !t.helper) {
+    for t in j.targets.clone().iter().filter(|t| !t.role.is_helper()) {
         let Some(c) = ctx.cfg.components.get(t.component) else {
             continue;
         };
-        match &c.kind {
-            Kind::Module(m) => {
-                if !t.activated {
+        match crate::backend::installer(ctx, c, t.component) {
+            Installer::Module(m) => {
+                if !t.state.activated() {
                     continue;
                 }
                 let env = module_env(j, Step::CleanUp, &c.name, m);
@@ -47,61 +45,23 @@ pub(crate) async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, 
                     Err(why) => notes.push(format!("{}: not rolled back: {why}", c.name)),
                 }
             }
-            Kind::File(s) => {
-                let (Some(from), Some(to)) = (
-                    t.from_slot.as_deref().and_then(slots::index),
-                    t.to_slot.as_deref().and_then(slots::index),
-                ) else {
-                    continue;
-                };
-                let p = slots::read_pointer(&s.pointer)?;
-                if p.active == to || p.confirmed == to {
-                    let sc = s.clone();
-                    off_worker("bootloader", move || slots::revert(&sc, from)).await??;
-                    ctx.state.durability.wrote()?;
-                    let mut note = format!("{} reverted to slot {}", c.name, slots::name(from));
-                    if s.activate == ActivateMode::Restart && !s.restart.is_empty() {
-                        let env = slot_env(j, Step::CleanUp, &c.name, s, from);
-                        let exit = command::run(&s.restart, &env, ctx.cfg.health.timeout).await;
-                        note.push_str(&format!(" ({})", exit.describe("restart")));
-                    }
-                    notes.push(note);
+            Installer::Slots(b) => {
+                let (from, to) = (t.from_slot, t.to_slot);
+                let (b, reverted) = off_worker("bootloader", move || {
+                    let r = b.revert(from, to);
+                    (b, r)
+                })
+                .await?;
+                let Reverted { note, restart } = reverted?;
+                let Some(mut note) = note else { continue };
+                if let Some(from) = from
+                    && !restart.is_empty()
+                {
+                    let env = slot_env(j, Step::CleanUp, &c.name, &*b, from);
+                    let exit = command::run(&restart, &env, ctx.cfg.health.timeout).await;
+                    note.push_str(&format!(" ({})", exit.describe("restart")));
                 }
-            }
-            Kind::Mcu(_) => {
-                let cfg = ctx.cfg.clone();
-                let state = ctx.state.clone();
-                let clock = ctx.clock.clone();
-                let ci = t.component;
-                let name = c.name.clone();
-                let note =
-                    tokio::task::spawn_blocking(move || -> Result<Option<String>, AgentError> {
-                        let c = cfg
-                            .components
-                            .get(ci)
-                            .ok_or_else(|| AgentError::Local("component".into()))?;
-                        let Kind::Mcu(m) = &c.kind else {
-                            return Ok(None);
-                        };
-                        let device = Mcu::open(m, &state.durability)?;
-                        let st = device.status()?;
-                        let note = match st.phase {
-                            suitcase_boot::Phase::Pending => {
-                                device.cancel()?;
-                                Some(format!("{name}: pending update withdrawn"))
-                            }
-                            suitcase_boot::Phase::Trial => {
-                                let spec = verifier_spec(&cfg, clock(), c, m);
-                                Some(format!("{name}: {}", device.revert(&spec)?))
-                            }
-                            _ => None,
-                        };
-                        device.save(&state.durability)?;
-                        Ok(note)
-                    })
-                    .await
-                    .map_err(|e| AgentError::Local(format!("revert worker: {e}")))??;
-                notes.extend(note);
+                notes.push(note);
             }
         }
     }
@@ -118,35 +78,34 @@ pub(crate) async fn undo(ctx: &Ctx, j: &mut Journal, u: Undo) -> Result<String, 
 /// rebooted into the old slot with its `reboot` command; otherwise it would keep running the
 /// image it just refused until something else reboots it. Returns what it did.
 pub(crate) async fn reboot_into_reverted(ctx: &Ctx, j: &Journal) -> String {
-    for t in j.targets.iter().filter(|t| !t.helper && t.activated) {
+    for t in j
+        .targets
+        .iter()
+        .filter(|t| !t.role.is_helper() && t.state.activated())
+    {
         let Some(c) = ctx.cfg.components.get(t.component) else {
             continue;
         };
-        let Kind::File(s) = &c.kind else { continue };
-        let (Some(from), Some(to)) = (
-            t.from_slot.as_deref().and_then(slots::index),
-            t.to_slot.as_deref().and_then(slots::index),
-        ) else {
+        let Installer::Slots(b) = crate::backend::installer(ctx, c, t.component) else {
             continue;
         };
-        if s.activate != ActivateMode::Reboot || s.reboot.is_empty() {
+        let (Some(from), Some(to)) = (t.from_slot, t.to_slot) else {
             continue;
-        }
-        let sc = s.clone();
-        let booted = match off_worker("bootloader", move || sc.bootloader.status(&sc.slots)).await {
-            Ok(Ok(Some(st))) => st.booted,
-            _ => continue,
         };
-        if booted != to {
+        let Ok((b, Some(reboot))) = off_worker("bootloader", move || {
+            let r = b.reboot_after_revert(from, to);
+            (b, r)
+        })
+        .await
+        else {
             continue;
-        }
-        let env = slot_env(j, Step::CleanUp, &c.name, s, from);
-        let exit = command::run(&s.reboot, &env, ctx.cfg.health.timeout).await;
+        };
+        let env = slot_env(j, Step::CleanUp, &c.name, &*b, from);
+        let exit = command::run(&reboot, &env, ctx.cfg.health.timeout).await;
         // One reboot brings every component back; the first one is enough.
         return format!(
-            "{}: rebooting into slot {} ({})",
+            "{}: rebooting into slot {from} ({})",
             c.name,
-            slots::name(from),
             exit.describe("the reboot command")
         );
     }
