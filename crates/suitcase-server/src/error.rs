@@ -130,3 +130,44 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
         t
     }
 }
+
+/// Why the server (or an offline command on its data) could not start: what the library's
+/// entry points ([`crate::start`], [`crate::app`], [`crate::reset_admin_token`],
+/// [`crate::admin_token_count`]) return. The variants a caller may act on are their own
+/// (a port in use, a bad TLS file); storage failures carry the store's own message.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The admin token file could not be written.
+    #[error("cannot write {}", path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        error: suitcase_host::KeyError,
+    },
+    /// The listening socket could not be opened (the address is in use, or not ours).
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address asked for.
+        addr: core::net::SocketAddr,
+        /// The cause.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The TLS certificate, key or client CA could not be loaded; the message names the file.
+    #[error("{0:#}")]
+    Tls(anyhow::Error),
+    /// The database, the payload store or the MQTT broker could not be opened or read.
+    #[error(transparent)]
+    Storage(#[from] anyhow::Error),
+}

@@ -44,7 +44,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+pub use error::ServerError;
 
 pub use devices::CREDENTIAL_MAX_AGE_SECONDS;
 pub use serve::{ConnInfo, RunningServer, TlsConfig};
@@ -234,13 +234,8 @@ pub struct Opened {
 }
 
 /// Opens the database and payload store, creating the first admin token on first start.
-async fn open_state(config: Config) -> Result<(AppState, Opened)> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
+async fn open_state(config: Config) -> Result<(AppState, Opened), ServerError> {
+    create_data_dir(&config)?;
     let database = db::redact(&config.database_url());
     let db = db::Db::open(&config.database_url()).await?;
     let blobs = blobs::Blobs::open(&config)?;
@@ -261,12 +256,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
             unix_now(),
         )
         .await?;
-        suitcase_host::keys::write_atomic(
-            &admin_token_file,
-            format!("{token}\n").as_bytes(),
-            true,
-        )
-        .with_context(|| format!("cannot write {}", admin_token_file.display()))?;
+        write_token(&admin_token_file, &token)?;
         admin_token = Some(token);
     }
     let payloads = blobs.describe.clone();
@@ -296,6 +286,23 @@ async fn open_state(config: Config) -> Result<(AppState, Opened)> {
     ))
 }
 
+fn create_data_dir(config: &Config) -> Result<(), ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        error,
+    })
+}
+
+/// Writes an admin token to its file, mode 0600, atomically.
+fn write_token(file: &std::path::Path, token: &str) -> Result<(), ServerError> {
+    suitcase_host::keys::write_atomic(file, format!("{token}\n").as_bytes(), true).map_err(
+        |error| ServerError::TokenFile {
+            path: file.to_path_buf(),
+            error,
+        },
+    )
+}
+
 /// What [`reset_admin_token`] did.
 #[derive(Debug)]
 pub struct AdminReset {
@@ -311,9 +318,9 @@ pub struct AdminReset {
 ///
 /// # Errors
 /// If the database cannot be opened.
-pub async fn admin_token_count(config: &Config) -> Result<i64> {
+pub async fn admin_token_count(config: &Config) -> Result<i64, ServerError> {
     let db = db::Db::open(&config.database_url()).await?;
-    db.admin_working_count().await
+    Ok(db.admin_working_count().await?)
 }
 
 /// Recovery for an operator locked out (every admin token revoked or lost): creates a new
@@ -324,13 +331,8 @@ pub async fn admin_token_count(config: &Config) -> Result<i64> {
 ///
 /// # Errors
 /// If the database cannot be opened or the token file cannot be written.
-pub async fn reset_admin_token(config: &Config) -> Result<AdminReset> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
+pub async fn reset_admin_token(config: &Config) -> Result<AdminReset, ServerError> {
+    create_data_dir(config)?;
     let db = db::Db::open(&config.database_url()).await?;
     let working_before = db.admin_working_count().await?;
     let (token, hash) = auth::new_secret("sct_a_");
@@ -340,8 +342,7 @@ pub async fn reset_admin_token(config: &Config) -> Result<AdminReset> {
     db.token_create(&id, &name, suitcase_protocol::Role::Admin, &hash, now)
         .await?;
     let file = config.data_dir.join("admin-token");
-    suitcase_host::keys::write_atomic(&file, format!("{token}\n").as_bytes(), true)
-        .with_context(|| format!("cannot write {}", file.display()))?;
+    write_token(&file, &token)?;
     db.audit(
         now,
         "local",
@@ -364,7 +365,7 @@ pub async fn reset_admin_token(config: &Config) -> Result<AdminReset> {
 ///
 /// # Errors
 /// If the database or payload store cannot be opened.
-pub async fn app(config: Config) -> Result<(axum::Router, Opened)> {
+pub async fn app(config: Config) -> Result<(axum::Router, Opened), ServerError> {
     let (state, opened) = open_state(config).await?;
     tokio::spawn(devices::flusher(
         Arc::downgrade(&state.0),
@@ -378,7 +379,7 @@ pub async fn app(config: Config) -> Result<(axum::Router, Opened)> {
 ///
 /// # Errors
 /// If the database, payload store or listener cannot be opened.
-pub async fn start(config: Config) -> Result<(RunningServer, Opened)> {
+pub async fn start(config: Config) -> Result<(RunningServer, Opened), ServerError> {
     let (state, opened) = open_state(config).await?;
     let server = serve::serve(state).await?;
     Ok((server, opened))

@@ -148,12 +148,21 @@ fn tls_acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor> {
 }
 
 /// Binds and serves in the background.
-pub(crate) async fn serve(state: AppState) -> Result<RunningServer> {
-    let acceptor = state.config.tls.as_ref().map(tls_acceptor).transpose()?;
-    let listener = TcpListener::bind(state.config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", state.config.listen))?;
-    let addr = listener.local_addr()?;
+pub(crate) async fn serve(state: AppState) -> Result<RunningServer, crate::ServerError> {
+    let acceptor = state
+        .config
+        .tls
+        .as_ref()
+        .map(tls_acceptor)
+        .transpose()
+        .map_err(crate::ServerError::Tls)?;
+    let listen = state.config.listen;
+    let bad_listen = |error| crate::ServerError::Listen {
+        addr: listen,
+        error,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bad_listen)?;
+    let addr = listener.local_addr().map_err(bad_listen)?;
     let router = crate::api::router(state.clone());
     let (stop, stop_rx) = watch::channel(false);
     let flusher = tokio::spawn(crate::devices::flusher(
