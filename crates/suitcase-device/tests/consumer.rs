@@ -1,5 +1,5 @@
-//! The firmware-consumer core end to end on a simulated MCU: `suitcase-boot` A/B slots on a
-//! `suitcase-flash-sim` NOR flash, the SUIT secure-boot verifier in the bootloader, a
+//! The firmware-consumer core end to end on a simulated MCU: `suitcase-boot` A/B slots (the
+//! library's `BootSlots`) on a `suitcase-flash-sim` NOR flash, the SUIT secure-boot verifier in the bootloader, a
 //! transport that counts the payload blocks it serves, and releases laid out as `suitcase
 //! release build` writes them (plain, encrypted, delta).
 //!
@@ -19,11 +19,10 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::Signer as _;
-use embedded_storage::nor_flash::ReadNorFlash as _;
-use suitcase_boot::{BootLoader, Config, ImageIndex, ImageSlots, Phase, Updater};
+use suitcase_boot::{BootLoader, Config, ImageSlots, Phase, Updater};
 use suitcase_device::consumer::{
-    Activation, BLOCK, Device, Error, IoError, Journal, Offer, Progress, Refusal, Resumed,
-    SlotRole, Slots, Transport, resume,
+    Activation, BLOCK, BootSlots, Device, Error, IoError, Journal, Offer, Progress, Refusal, Reset,
+    Resumed, SlotRole, Slots, Transport, resume,
 };
 use suitcase_device::{DeviceIdentity, SuitVerifier, pack};
 use suitcase_flash_sim::{Partition, SharedFlash, SimFlash};
@@ -272,7 +271,7 @@ impl Journal for MemJournal {
 /// bootloader and updater, the SUIT verifier.
 struct Mcu {
     flash: SharedFlash<4, 256>,
-    staging_len: u32,
+    slots: BootSlots<Part, Part, SimReset>,
 }
 
 type Part = Partition<4, 256>;
@@ -303,10 +302,11 @@ impl Mcu {
             .with(|f| f.load(2 * SECTOR, &slot_image))
             .unwrap()
             .unwrap();
-        let mcu = Self {
-            flash,
-            staging_len: 0,
-        };
+        let a = flash.partition(2 * SECTOR, SLOT).unwrap();
+        let b = flash.partition(2 * SECTOR + SLOT, SLOT).unwrap();
+        let state = flash.partition(0, 2 * SECTOR).unwrap();
+        let slots = BootSlots::new(config(), ImageSlots::new(a, b), state, SimReset).unwrap();
+        let mcu = Self { flash, slots };
         mcu.boot();
         mcu
     }
@@ -356,80 +356,72 @@ impl Mcu {
     }
 }
 
+/// The simulated reset: the bootloader runs on the partitions with the SUIT verifier.
+struct SimReset;
+
+impl Reset<Part, Part> for SimReset {
+    fn reset(
+        &mut self,
+        config: Config,
+        slots: [ImageSlots<Part>; 1],
+        state: Part,
+    ) -> Result<([ImageSlots<Part>; 1], Part), IoError> {
+        let key = author().verifying_key();
+        let anchors = [TrustAnchor::new("author", PublicKey::Ed25519(key))];
+        let components = [ComponentId::decode(&COMPONENT).unwrap()];
+        let verifier =
+            SuitVerifier::<4096>::new(&anchors, TrustPolicy::default(), identity(), &components);
+        let mut bootloader = BootLoader::new(config, slots, state, verifier).map_err(io)?;
+        bootloader.boot().map_err(io)?;
+        let (slots, state, _) = bootloader.into_parts();
+        Ok((slots, state))
+    }
+}
+
+/// The device's slots are the library's `BootSlots`; the test only adds its flash.
 impl Slots for Mcu {
     fn capacity(&mut self) -> Result<u64, IoError> {
-        Ok(u64::from(SLOT))
+        self.slots.capacity()
     }
 
     fn installed_sequence(&mut self) -> Result<u64, IoError> {
-        Ok(self.updater().status().map_err(io)?.min_security_versions[0].0)
+        self.slots.installed_sequence()
     }
 
     fn begin(&mut self, len: u64) -> Result<(), IoError> {
-        self.staging_len = u32::try_from(len).map_err(io)?;
-        self.updater().begin([self.staging_len]).map_err(io)?;
-        Ok(())
+        self.slots.begin(len)
     }
 
     fn resume(&mut self, len: u64) -> Result<(), IoError> {
-        self.staging_len = u32::try_from(len).map_err(io)?;
-        self.updater().resume([self.staging_len]).map_err(io)?;
-        Ok(())
+        self.slots.resume(len)
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), IoError> {
-        let offset = u32::try_from(offset).map_err(io)?;
-        self.updater()
-            .resume([self.staging_len])
-            .map_err(io)?
-            .write(ImageIndex(0), offset, data)
-            .map_err(io)
+        self.slots.write(offset, data)
     }
 
     fn read(&mut self, role: SlotRole, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        let running = self.updater().status().map_err(io)?.running;
-        let slot = match role {
-            SlotRole::Running => running,
-            SlotRole::Update => running.other(),
-        };
-        let at = match slot {
-            suitcase_boot::Slot::A => 2 * SECTOR,
-            suitcase_boot::Slot::B => 2 * SECTOR + SLOT,
-        };
-        let mut part = self.flash.partition(at, SLOT).map_err(io)?;
-        part.read(u32::try_from(offset).map_err(io)?, buf)
-            .map_err(io)
+        self.slots.read(role, offset, buf)
     }
 
     fn mark_pending(&mut self) -> Result<(), IoError> {
-        self.updater()
-            .resume([self.staging_len])
-            .map_err(io)?
-            .finish()
-            .map_err(io)
+        self.slots.mark_pending()
     }
 
     fn activate(&mut self) -> Result<bool, IoError> {
-        self.boot();
-        self.on_trial()
+        self.slots.activate()
     }
 
     fn on_trial(&mut self) -> Result<bool, IoError> {
-        Ok(self.phase() == Phase::Trial)
+        self.slots.on_trial()
     }
 
     fn confirm(&mut self) -> Result<(), IoError> {
-        self.updater().confirm().map_err(io)
+        self.slots.confirm()
     }
 
     fn revert(&mut self) -> Result<(), IoError> {
-        for _ in 0..=u32::from(config().max_trial_boots) + 1 {
-            if self.phase() != Phase::Trial {
-                break;
-            }
-            self.boot();
-        }
-        Ok(())
+        self.slots.revert()
     }
 }
 

@@ -33,6 +33,7 @@
 //! payload streams block by block through the processor (digest, decryption, delta patch)
 //! into the slot.
 
+mod boot;
 mod check;
 mod io;
 mod pipeline;
@@ -45,6 +46,7 @@ use suitcase_manifest::{
     TrustPolicy, VerifiedManifest,
 };
 
+pub use boot::{BootSlots, Reset};
 pub use io::{IoError, Journal, Progress, SlotRole, Slots, Transport};
 pub use pipeline::MAX_URI;
 
