@@ -1,0 +1,183 @@
+//! Two server nodes on one database (docs/server.md §7, "Several nodes"): devices check in and
+//! report through either node at the same time, and each wave opening and the threshold trip
+//! happen exactly once (one audit entry), whichever node judges. scripts/multinode-test.sh
+//! does the same with three processes behind haproxy and a node killed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, Harness};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use suitcase_protocol::{Action, CheckInAnswer, Outcome, Step, StepReport};
+
+both_backends!(
+    waves_open_and_thresholds_trip_once_whichever_node_judges,
+    a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_bound
+);
+
+async fn checkin(h: &Harness, base: &str, token: &str, sequence: u64) -> CheckInAnswer {
+    let r = h
+        .client
+        .post(format!("{base}/api/v1/device/checkin"))
+        .bearer_auth(token)
+        .json(&h.inventory(sequence))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn report(h: &Harness, base: &str, token: &str, release: &str, step: Step, outcome: Outcome) {
+    let rep = StepReport {
+        release_id: release.into(),
+        step,
+        outcome,
+        reason: (outcome == Outcome::Failure).then(|| "health".to_owned()),
+        detail: None,
+        progress: None,
+        started_at: None,
+        log: None,
+        suit_report: None,
+        offline: false,
+    };
+    let r = h
+        .client
+        .post(format!("{base}/api/v1/device/reports"))
+        .bearer_auth(token)
+        .json(&rep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+async fn audit_count(h: &Harness, action: &str, target: &str) -> usize {
+    let (_, audit) = h.get(&h.admin, "/api/v1/audit?limit=1000").await;
+    audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == action && a["target"] == target)
+        .count()
+}
+
+async fn waves_open_and_thresholds_trip_once_whichever_node_judges(b: Backend) {
+    let h = Harness::new(b).await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    let bases = [h.base.clone(), node_b.url()];
+    let rel = h.release(10, &[7u8; 2000]).await;
+    let devs = h.devices("mn", 12, &["mn"]).await;
+    let cid = h
+        .campaign(json!({
+            "name": "mn", "release_id": rel, "filter": {"tags_all": ["mn"]},
+            "waves": [{"count": 4}, {"count": 4}, {"percent": 100.0}],
+            "success_threshold": 1.0, "error_threshold": 0.5
+        }))
+        .await;
+    // Node B learns of the campaign within its sync interval (the next test measures it).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wave 1: every device is offered the release (through either node) and all four
+    // finish at the same moment, half through each node: both nodes judge.
+    let mut offered = Vec::new();
+    for (i, (_, token)) in devs.iter().enumerate() {
+        let a = checkin(&h, &bases[i % 2], token, 1).await;
+        if a.action == Action::Update {
+            offered.push(token.clone());
+        }
+    }
+    assert_eq!(offered.len(), 4, "only the first wave is offered");
+    let done = offered.iter().enumerate().map(|(i, token)| {
+        let base = bases[i % 2].clone();
+        let h = &h;
+        let rel = rel.clone();
+        async move {
+            for step in Step::ALL {
+                report(h, &base, token, &rel, step, Outcome::Success).await;
+            }
+        }
+    });
+    futures::future::join_all(done).await;
+    let info = h.campaign_info(&cid).await;
+    assert_eq!(info["opened_waves"], 2, "{info}");
+    assert_eq!(audit_count(&h, "campaign.advance", &cid).await, 1);
+    // A succeeded device is offered nothing again, through either node.
+    for base in &bases {
+        assert_eq!(checkin(&h, base, &offered[0], 1).await.action, Action::None);
+    }
+    // Wave 2: all four fail at once, through both nodes: one trip.
+    let mut second = Vec::new();
+    for (i, (_, token)) in devs.iter().enumerate() {
+        if offered.contains(token) {
+            continue;
+        }
+        if checkin(&h, &bases[i % 2], token, 1).await.action == Action::Update {
+            second.push(token.clone());
+        }
+    }
+    assert_eq!(second.len(), 4);
+    let fail = second.iter().enumerate().map(|(i, token)| {
+        let base = bases[i % 2].clone();
+        let h = &h;
+        let rel = rel.clone();
+        async move { report(h, &base, token, &rel, Step::Apply, Outcome::Failure).await }
+    });
+    futures::future::join_all(fail).await;
+    let info: Value = h.campaign_info(&cid).await;
+    assert_eq!(info["state"], "paused", "{info}");
+    assert_eq!(audit_count(&h, "campaign.pause", &cid).await, 1);
+    assert_eq!(info["waves_progress"][1]["failed"], 4, "{info}");
+    // Paused: the last wave's devices are not offered it, on either node.
+    let last = devs
+        .iter()
+        .map(|(_, t)| t)
+        .find(|t| !offered.contains(*t) && !second.contains(*t))
+        .unwrap();
+    for base in &bases {
+        assert_eq!(checkin(&h, base, last, 1).await.action, Action::None);
+    }
+    node_b.shutdown().await;
+    h.stop().await;
+}
+
+async fn a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_bound(b: Backend) {
+    let h = Harness::new(b).await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    let other = node_b.url();
+    let rel = h.release(20, &[9u8; 1000]).await;
+    let devs = h.devices("sync", 1, &["sync"]).await;
+    // Node B has seen the device (and cached that it is in no campaign).
+    assert_eq!(
+        checkin(&h, &other, &devs[0].1, 1).await.action,
+        Action::None
+    );
+    h.campaign(json!({"name": "sync", "release_id": rel, "filter": {"tags_all": ["sync"]}}))
+        .await;
+    // docs/server.md §7: about one second plus a load; allow three for a loaded machine.
+    let start = Instant::now();
+    loop {
+        if checkin(&h, &other, &devs[0].1, 1).await.action == Action::Update {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "node B offered nothing {:?} after the start on node A",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node_b.shutdown().await;
+    h.stop().await;
+}
