@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use suitcase_author::keys::{self, KeyAlg};
+use suitcase_author::keys::KeyAlg;
 use suitcase_author::release::{self, ImageInput, ReleaseRequest};
 use suitcase_author::{Tier, uuid};
 
@@ -126,30 +126,15 @@ async fn agent_killed_at_random_moments_installs_exactly_once() {
         rng ^= rng << 17;
         rng
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut config_s = suitcase_server::Config::new(dir.path().join("data"));
-    config_s.listen = "127.0.0.1:0".parse().unwrap();
-    config_s.flush_interval = Duration::from_millis(50);
-    let (server, opened) = suitcase_server::start(config_s).await.unwrap();
+    let ts = suitcase_test_support::TestServer::start(|_| {}).await;
     let api = Api {
-        base: server.url(),
-        token: opened.admin_token.unwrap(),
+        base: ts.base.clone(),
+        token: ts.admin.clone(),
         c: reqwest::Client::new(),
     };
-    let key = dir.path().join("author.key");
-    let anchor = dir.path().join("author.pub");
-    let g = keys::generate(KeyAlg::Es256, "h5w4").unwrap();
-    keys::write_atomic(&key, &g.private, true).unwrap();
-    let (pem, _) = keys::public_of(&keys::load_private(&key).unwrap())
-        .unwrap()
-        .encode()
-        .unwrap();
-    std::fs::write(&anchor, &pem).unwrap();
-    api.post(
-        "/api/v1/keys",
-        json!({"name": "author", "key": String::from_utf8(pem).unwrap()}),
-    )
-    .await;
+    let (key, anchor) = suitcase_test_support::keypair(ts.dir.path(), "author", KeyAlg::Es256);
+    ts.register_key(&api.c, "author", &anchor).await;
+    let dir = &ts.dir;
     let vendor = uuid::vendor("example.com");
     let img = image(7, 24 << 20);
     let built = release::build(
@@ -318,5 +303,5 @@ async fn agent_killed_at_random_moments_installs_exactly_once() {
         .map(|w| w["failed"].as_u64().unwrap())
         .sum();
     assert_eq!(failed, 0);
-    server.shutdown().await;
+    ts.stop().await;
 }

@@ -54,14 +54,11 @@ fn demo_twenty_devices_all_updated() {
 /// back, nothing is updated, and the exit status still says the rehearsal converged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_against_a_running_server_rolls_a_bad_image_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = suitcase_server::Config::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.poll_interval = 1;
-    let (server, opened) = suitcase_server::start(config).await.unwrap();
+    let ts = suitcase_test_support::TestServer::start(|config| config.poll_interval = 1).await;
+    let dir = &ts.dir;
     let token_file = dir.path().join("token");
-    std::fs::write(&token_file, opened.admin_token.unwrap()).unwrap();
-    let url = server.url();
+    std::fs::write(&token_file, &ts.admin).unwrap();
+    let url = ts.base.clone();
     let work = dir.path().join("sim");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_suitcase"))
@@ -99,7 +96,7 @@ async fn sim_against_a_running_server_rolls_a_bad_image_back() {
         "{v}"
     );
     assert_eq!(v["not_reached"], 8, "{v}");
-    server.shutdown().await;
+    ts.stop().await;
 }
 
 /// Wrong arguments are named, with what to do.

@@ -25,16 +25,11 @@ struct Server {
 }
 
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = suitcase_server::Config::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.poll_interval = 1;
-    config.flush_interval = Duration::from_millis(50);
-    let (server, opened) = suitcase_server::start(config).await.unwrap();
+    let ts = suitcase_test_support::TestServer::start(|config| config.poll_interval = 1).await;
     Server {
-        server,
-        token: opened.admin_token.unwrap(),
-        dir,
+        server: ts.server.unwrap(),
+        token: ts.admin,
+        dir: ts.dir,
     }
 }
 

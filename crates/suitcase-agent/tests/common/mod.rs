@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use suitcase_agent::{Agent, Config, Event, Finished, Hooks, StepFailure};
-use suitcase_author::keys::{self, KeyAlg};
+use suitcase_author::keys::KeyAlg;
 use suitcase_author::release::{self, BuiltRelease, ImageInput, ReleaseRequest};
 use suitcase_author::{Tier, uuid};
 use suitcase_server::RunningServer;
+use suitcase_test_support::{TestServer, send};
 
 pub mod hostile;
 pub mod proxy;
@@ -41,17 +42,7 @@ pub struct Fleet {
     pub class: [u8; 16],
 }
 
-/// Writes a key pair; returns (private, public) paths.
-pub fn keypair(dir: &Path, name: &str, alg: KeyAlg) -> (PathBuf, PathBuf) {
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    let g = keys::generate(alg, "h5w4").unwrap();
-    keys::write_atomic(&private, &g.private, true).unwrap();
-    let p = keys::load_private(&private).unwrap();
-    let (bytes, _) = keys::public_of(&p).unwrap().encode().unwrap();
-    std::fs::write(&public, bytes).unwrap();
-    (private, public)
-}
+pub use suitcase_test_support::keypair;
 
 pub fn image(seed: u8, len: usize) -> Vec<u8> {
     let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -78,20 +69,24 @@ impl Fleet {
         tweak: impl FnOnce(&mut suitcase_server::Config),
         client: reqwest::Client,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = suitcase_server::Config::new(dir.path().join("data"));
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.flush_interval = std::time::Duration::from_millis(50);
-        config.poll_interval = 3600;
-        tweak(&mut config);
-        let (server, opened) = suitcase_server::start(config).await.unwrap();
-        let admin = opened.admin_token.unwrap();
-        let base = server.url();
-        let (key, key_pub) = keypair(dir.path(), "author", KeyAlg::Es256);
+        let ts = TestServer::start(|config| {
+            config.poll_interval = 3600;
+            tweak(config);
+        })
+        .await;
+        let (key, key_pub) = keypair(ts.dir.path(), "author", KeyAlg::Es256);
+        ts.register_key(&client, "author", &key_pub).await;
         let vendor = uuid::vendor("example.com");
         let class = uuid::class(&vendor, "thermostat");
-        let f = Self {
-            server: Some(server),
+        let TestServer {
+            server,
+            base,
+            admin,
+            dir,
+            ..
+        } = ts;
+        Self {
+            server,
             base,
             admin,
             client,
@@ -100,17 +95,7 @@ impl Fleet {
             key_pub,
             vendor,
             class,
-        };
-        let public = keys::load_public(&f.key_pub).unwrap();
-        let (pem, _) = public.encode().unwrap();
-        let (s, v) = f
-            .post(
-                "/api/v1/keys",
-                &json!({"name": "author", "key": String::from_utf8(pem).unwrap()}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        f
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -118,36 +103,17 @@ impl Fleet {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.admin)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        let text = r.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(&self.admin)
+                .json(body),
         )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(&self.admin)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        let text = r.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send(self.client.get(self.url(path)).bearer_auth(&self.admin)).await
     }
 
     pub async fn metrics(&self) -> String {
