@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
+use suitcase_protocol::{DeviceCreate, DeviceList, DevicePatch, GroupCreate, KeyCreate};
 
 /// Where the server is and who is asking; shared by every `fleet` command.
 #[derive(Debug, Args)]
@@ -303,9 +304,23 @@ impl Client {
         self.send(self.http.get(format!("{}{path}", self.base)))
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<Value> {
+    /// POSTs a typed request body (a `suitcase_protocol` request type).
+    fn post<B: serde::Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
+
+    /// POSTs an action that takes no parameters (an empty JSON object).
+    fn post_action(&self, path: &str) -> Result<Value> {
+        self.post(path, &serde_json::Map::new())
+    }
+}
+
+/// `POST /api/v1/tokens` with the role as text ([`suitcase_protocol::TokenCreate`] has it as
+/// an enum): an unknown role is refused by the server, whose answer lists the roles.
+#[derive(serde::Serialize)]
+struct TokenRequest {
+    name: String,
+    role: String,
 }
 
 /// An error answer as the user reads it: the status, the server's message (or its text) and
@@ -332,7 +347,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
     match args.command {
         Command::Key(KeyCmd::Add { name, public_key }) => {
             let key = read_key(&public_key)?;
-            let v = c.post("/api/v1/keys", &json!({"name": name, "key": key}))?;
+            let v = c.post("/api/v1/keys", &KeyCreate { name, key })?;
             out(&v, &|v| {
                 outln!(
                     "registered {} key {:?} (kid {})",
@@ -398,7 +413,11 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         }) => {
             let v = c.post(
                 "/api/v1/devices",
-                &json!({"name": name, "tags": tags, "certificate_sha256": certificate_sha256}),
+                &DeviceCreate {
+                    name,
+                    tags,
+                    certificate_sha256,
+                },
             )?;
             out(&v, &|v| {
                 outln!(
@@ -442,14 +461,17 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let v = c.send(
                 c.http
                     .patch(format!("{}/api/v1/devices/{id}", c.base))
-                    .json(&json!({"add_tags": add, "remove_tags": remove})),
+                    .json(&DevicePatch {
+                        add_tags: add,
+                        remove_tags: remove,
+                    }),
             )?;
             out(&v, &|v| {
                 outln!("{} tags {}", v["name"].as_str().unwrap_or(""), v["tags"])
             });
         }
         Command::Release(ReleaseCmd::Archive { id }) => {
-            let v = c.post(&format!("/api/v1/releases/{id}/archive"), &json!({}))?;
+            let v = c.post_action(&format!("/api/v1/releases/{id}/archive"))?;
             out(&v, &|v| {
                 outln!("archived {}", v["id"].as_str().unwrap_or(""))
             });
@@ -459,7 +481,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             outln!("deleted {id}");
         }
         Command::Device(DeviceCmd::Token(DeviceTokenCmd::Rotate { id })) => {
-            let v = c.post(&format!("/api/v1/devices/{id}/token"), &json!({}))?;
+            let v = c.post_action(&format!("/api/v1/devices/{id}/token"))?;
             out(&v, &|v| {
                 outln!(
                     "new token for {} ({}); the old one no longer works",
@@ -477,7 +499,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             outln!("revoked {id}");
         }
         Command::Group(GroupCmd::Create { name, devices }) => {
-            let v = c.post("/api/v1/groups", &json!({"name": name, "devices": devices}))?;
+            let v = c.post("/api/v1/groups", &GroupCreate { name, devices })?;
             out(&v, &|v| {
                 outln!(
                     "group {} with {} device(s)",
@@ -487,11 +509,12 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             });
         }
         Command::Group(GroupCmd::Add { name, devices }) => {
+            let n = devices.len();
             c.post(
                 &format!("/api/v1/groups/{name}/devices"),
-                &json!({"devices": devices}),
+                &DeviceList { devices },
             )?;
-            outln!("added {} device(s) to {name}", devices.len());
+            outln!("added {n} device(s) to {name}");
         }
         Command::Group(GroupCmd::List) => {
             let v = c.get("/api/v1/groups")?;
@@ -521,7 +544,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             let mut v = c.post("/api/v1/campaigns", &body)?;
             if spec.start {
                 let id = v["id"].as_str().unwrap_or_default().to_owned();
-                v = c.post(&format!("/api/v1/campaigns/{id}/start"), &json!({}))?;
+                v = c.post_action(&format!("/api/v1/campaigns/{id}/start"))?;
             }
             out(&v, &|v| show_campaign(v));
         }
@@ -548,7 +571,8 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             });
         }
         Command::Token(TokenCmd::Create { name, role }) => {
-            let v = c.post("/api/v1/tokens", &json!({"name": name, "role": role}))?;
+            // The role goes as the user typed it: the server's answer names the roles there are.
+            let v = c.post("/api/v1/tokens", &TokenRequest { name, role })?;
             out(&v, &|v| {
                 outln!(
                     "{} token {} (shown once): {}",
@@ -607,7 +631,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
 type Printer<'a> = &'a dyn Fn(&Value, &dyn Fn(&Value));
 
 fn act(c: &Client, id: &str, action: &str, out: Printer<'_>) -> Result<()> {
-    let v = c.post(&format!("/api/v1/campaigns/{id}/{action}"), &json!({}))?;
+    let v = c.post_action(&format!("/api/v1/campaigns/{id}/{action}"))?;
     out(&v, &|v| show_campaign(v));
     Ok(())
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use suitcase_author::release::BuiltRelease;
-use suitcase_protocol::{CampaignCreate, CampaignInfo, DeviceCreate, DeviceCreated};
+use suitcase_protocol::{CampaignCreate, CampaignInfo, DeviceCreate, DeviceCreated, KeyCreate};
 
 use crate::Error;
 
@@ -84,7 +84,10 @@ impl Admin {
             .post(
                 "register the signing key",
                 "/api/v1/keys",
-                &serde_json::json!({"name": name, "key": pem}),
+                &KeyCreate {
+                    name: name.to_owned(),
+                    key: pem.to_owned(),
+                },
             )
             .await?;
         Ok(())
@@ -164,7 +167,7 @@ impl Admin {
             .post(
                 "start the campaign",
                 &format!("/api/v1/campaigns/{}/start", c.id),
-                &serde_json::json!({}),
+                &serde_json::Map::new(),
             )
             .await?;
         Ok(c.id)
