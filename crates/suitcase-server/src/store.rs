@@ -1625,11 +1625,12 @@ impl Db {
     /// is not open, or it has not checked in since) was never offered it; one `cancelled`
     /// was stopped by the operator. Neither may fetch (docs/server.md §3).
     pub(crate) async fn device_offered(&self, device_id: &str, release_id: &str) -> Result<bool> {
-        Ok(sqlx::query(
+        Ok(dynamic(&format!(
             "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id \
              WHERE cd.device_id = $1 AND (cd.release_id = $2 OR c.release_id = $2) \
-             AND cd.state NOT IN ('pending', 'cancelled') LIMIT 1",
-        )
+             AND cd.state NOT IN ({}) LIMIT 1",
+            engine::sql_names([MState::Pending.name(), MState::Cancelled.name()].into_iter())
+        ))
         .bind(device_id)
         .bind(release_id)
         .fetch_optional(&self.pool)

@@ -380,10 +380,7 @@ pub(crate) async fn update_status(
     if let Some((release_id, offline_id, newest)) = state.db.latest_offline(device_id).await?
         && offline_id == newest
         && membership.as_ref().is_none_or(|(_, m)| {
-            !matches!(
-                m.state.as_str(),
-                "pending" | "notified" | "in_progress" | "rolling_back"
-            )
+            engine::MState::from_name(&m.state).is_none_or(engine::MState::terminal)
         })
     {
         let reports = state.db.reports_for(device_id, &release_id).await?;
