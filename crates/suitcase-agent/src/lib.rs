@@ -16,9 +16,13 @@
 //!       └─ sleep next_poll_seconds │ push (push.rs, MQTT) │ back-off with jitter on errors
 //! ```
 //!
-//! **Parse, don't validate.** Only a [`suitcase_manifest::VerifiedManifest`] reaches the
-//! install path: Check, Distribute, Process and Re-verify each authenticate the stored
-//! envelope again before they use it.
+//! **Parse, don't validate.** Every step after Receive reaches the manifest through one
+//! function (`verified::authenticated`) that reads the stored envelope and authenticates it
+//! with the trust anchors again, so only a [`suitcase_manifest::VerifiedManifest`] is ever
+//! used. The install path takes only what a verified step produced: Apply writes
+//! `candidates::VerifiedCandidates`, which only Process (after the processor's image-match)
+//! or the re-entry from the journal (authenticate again, then the manifest's image-match over
+//! the journalled candidates) can make; Re-verify checks what was written before Activate.
 //!
 //! **Memory does not grow with the image.** Payloads stream from the network to a file in
 //! chunks; the SUIT processor reads and decrypts them in 256-byte steps through a 64 KiB
@@ -37,6 +41,7 @@ mod agent;
 mod backend;
 pub mod bootloader;
 pub mod bundle;
+mod candidates;
 pub mod command;
 pub mod config;
 pub mod consent;

@@ -15,7 +15,48 @@ use crate::state::Journal;
 /// The largest envelope the agent accepts (it is held in memory to be verified).
 pub const MAX_ENVELOPE: u64 = 1 << 20;
 
-pub(crate) fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
+/// The stored envelope, authenticated again.
+pub(crate) struct Authentic<'e> {
+    /// The envelope's bytes.
+    pub(crate) bytes: &'e [u8],
+    /// Its manifest, verified with the trust anchors.
+    pub(crate) manifest: VerifiedManifest<'e>,
+    /// The names of the anchors whose signatures verified.
+    pub(crate) signers: Vec<String>,
+    /// The highest installed sequence number of the manifest's components.
+    pub(crate) installed: Option<u64>,
+}
+
+/// The one way a step after Receive gets at the update's manifest: the stored envelope
+/// read back (bounded), authenticated with the trust anchors under the trust policy at the
+/// current time, and handed to `f` with the installed sequence numbers. Check, Distribute,
+/// Process, Apply (through `crate::candidates::resume`) and Re-verify all enter here.
+pub(crate) fn authenticated<T>(
+    ctx: &Ctx,
+    j: &Journal,
+    step: Step,
+    f: impl FnOnce(&Authentic<'_>) -> Result<T, Stop>,
+) -> Result<T, Stop> {
+    let bytes = read_envelope(ctx, j)?;
+    let anchors = ctx.cfg.trust.anchors();
+    let manifest = verify(ctx, step, &bytes, &anchors)?;
+    let signers = manifest
+        .signers()
+        .iter()
+        .filter_map(|i| anchors.get(i))
+        .map(|a| a.name.to_owned())
+        .collect();
+    let installed = installed_sequence(ctx, &manifest)?;
+    f(&Authentic {
+        bytes: &bytes,
+        manifest,
+        signers,
+        installed,
+    })
+}
+
+/// The stored envelope, at most [`MAX_ENVELOPE`] bytes of it.
+fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
     let path = ctx.state.work_file(&j.envelope.file);
     let mut f = std::fs::File::open(&path).map_err(crate::error::local(format!(
         "cannot read {}",
@@ -33,7 +74,7 @@ pub(crate) fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentErro
 }
 
 /// Authenticates the envelope: the only way to a [`VerifiedManifest`].
-pub(crate) fn verify<'e>(
+fn verify<'e>(
     ctx: &Ctx,
     step: Step,
     bytes: &'e [u8],
@@ -49,10 +90,7 @@ pub(crate) fn hex_id(id: &suitcase_manifest::ComponentId<'_>) -> Vec<String> {
     id.segments().map(hex::encode).collect()
 }
 
-pub(crate) fn installed_sequence(
-    ctx: &Ctx,
-    v: &VerifiedManifest<'_>,
-) -> Result<Option<u64>, AgentError> {
+fn installed_sequence(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<Option<u64>, AgentError> {
     let installed = ctx.state.installed()?;
     Ok(v.manifest()
         .components

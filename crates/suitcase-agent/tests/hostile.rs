@@ -436,3 +436,53 @@ async fn attack_endless_report_answer_is_read_only_to_its_limit() {
     );
     fleet.stop().await;
 }
+
+/// A candidate changed on disk after Process (by anything that can write the work area while
+/// the agent is stopped): Apply re-enters the install path through the authenticated envelope
+/// and the manifest's image-match, so the changed bytes are refused, never written to a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_candidate_swapped_in_the_work_area_after_process_is_not_applied() {
+    let fleet = Fleet::new().await;
+    let img = image(23, 20_000);
+    let rel = fleet.release(2, &img).await;
+    let dev = Device::new(&fleet, "swapped").await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    // Crash at each durable write until the journal says Stage (Process has run).
+    let mut staged = false;
+    for n in 1..60 {
+        let hooks = Hooks {
+            crash_after_writes: Some(n),
+            ..Hooks::default()
+        };
+        let (mut agent, _) = dev.agent(&fleet, hooks);
+        assert!(matches!(
+            agent.cycle().await,
+            Err(AgentError::InjectedCrash)
+        ));
+        let journal: serde_json::Value =
+            serde_json::from_slice(&dev.read("state/journal.json")).unwrap();
+        if journal["step"] == "stage" {
+            staged = true;
+            break;
+        }
+    }
+    assert!(staged, "the update never reached Stage");
+    let journal: serde_json::Value =
+        serde_json::from_slice(&dev.read("state/journal.json")).unwrap();
+    let file = journal["candidates"][0]["file"].as_str().unwrap();
+    let path = dev.path(&format!("state/work/{file}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, f) = dev.failed_cycle(&fleet).await;
+    assert_eq!(f.step, suitcase_protocol::Step::Apply, "{f:?}");
+    assert!(
+        !dev.path("app-b.bin").exists() || dev.read("app-b.bin") != bytes,
+        "the swapped candidate reached the slot"
+    );
+    assert!(
+        !dev.text("app.slot").contains("active=b"),
+        "switched to the swapped image"
+    );
+    fleet.stop().await;
+}

@@ -2,11 +2,9 @@
 //! test run before the journal was typed), is read by this agent: its slots and target
 //! states come back typed, and writing it again gives the same JSON.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    missing_docs,
     reason = "test code"
 )]
 

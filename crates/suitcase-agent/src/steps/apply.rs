@@ -5,15 +5,16 @@ use suitcase_protocol::Step;
 
 use super::{Done, StepResult, installer};
 use crate::backend::{Image, Installer, Written};
+use crate::candidates;
 use crate::ctx::Ctx;
 use crate::error::{AgentError, fail, reason};
 use crate::slot::Slot;
 use crate::state::{Journal, TargetState};
-use crate::verified::read_envelope;
 
 pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Apply;
-    let envelope = read_envelope(ctx, j)?;
+    // Only candidates matched against the authenticated manifest are written.
+    let verified = candidates::resume(ctx, j, step)?;
     let mut notes = Vec::new();
     for ti in 0..j.targets.len() {
         let Some(t) = j.targets.get(ti).cloned() else {
@@ -22,7 +23,7 @@ pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
         if t.role.is_helper() {
             continue;
         }
-        let Some(cand) = j.candidates.iter().find(|c| c.index == t.index).cloned() else {
+        let Some(cand) = verified.get(t.index) else {
             notes.push(format!("{}: nothing to write", t.name));
             continue;
         };
@@ -30,17 +31,19 @@ pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
             notes.push(format!("{}: written earlier", t.name));
             continue;
         }
-        let src = ctx.state.work_file(&cand.file);
+        let src = cand.path().to_path_buf();
         let (c, how) = installer(ctx, &t)?;
         let done = match how {
             Installer::Module(m) => {
-                if cand.len > m.capacity {
+                if cand.len() > m.capacity {
                     return Err(fail(
                         step,
                         reason::NO_SPACE,
                         format!(
                             "{}: the payload is {} bytes but capacity = {}",
-                            t.name, cand.len, m.capacity
+                            t.name,
+                            cand.len(),
+                            m.capacity
                         ),
                     ));
                 }
@@ -49,12 +52,12 @@ pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 notes.push(format!(
                     "{}: {} bytes staged for the {} handler",
                     t.name,
-                    cand.len,
+                    cand.len(),
                     m.handler.name()
                 ));
                 Written {
                     slot: Slot::A,
-                    total: cand.len,
+                    total: cand.len(),
                     image_offset: 0,
                     digest,
                     note: String::new(),
@@ -75,8 +78,8 @@ pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
                 let image = Image {
                     name: &t.name,
                     path: src,
-                    len: cand.len,
-                    envelope: &envelope,
+                    len: cand.len(),
+                    envelope: verified.envelope(),
                     resume_at: t.written,
                     from: t.from_slot,
                     to,
@@ -88,7 +91,7 @@ pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
         };
         if let Some(x) = j.targets.get_mut(ti) {
             x.written = done.total;
-            x.len = cand.len;
+            x.len = cand.len();
             x.image_offset = done.image_offset;
             x.digest = Some(done.digest);
             if x.to_slot.is_some() {

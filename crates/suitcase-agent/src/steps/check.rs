@@ -7,18 +7,23 @@ use suitcase_protocol::Step;
 
 use super::{Done, StepResult};
 use crate::ctx::Ctx;
-use crate::error::fail;
+use crate::error::{Stop, fail};
 use crate::platform::{DevicePlatform, Mode};
 use crate::state::Journal;
-use crate::verified::{
-    UPDATE_SECTIONS, installed_sequence, preset_running, read_envelope, suit_failure, verify,
-};
+use crate::verified::{Authentic, UPDATE_SECTIONS, authenticated, preset_running, suit_failure};
 
 pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Check;
-    let bytes = read_envelope(ctx, j)?;
-    let anchors = ctx.cfg.trust.anchors();
-    let v = verify(ctx, step, &bytes, &anchors)?;
+    let (sequence, detail) = authenticated(ctx, j, step, |a| probe(ctx, j, step, a))?;
+    j.sequence = sequence;
+    Ok(Done::Success(detail))
+}
+
+/// Check on the authenticated envelope: the bundle's release id, the update sections run
+/// against a probe platform, a key for every encrypted payload. The manifest's sequence
+/// number and the report's detail.
+fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, String), Stop> {
+    let (v, installed) = (&a.manifest, a.installed);
     // A bundle's index is not trusted, and the release id of a bundle offer comes from it:
     // it must name the manifest that was verified (its digest, `bundle_release_id`), or the
     // reports, `SUITCASE_RELEASE_ID` and `installed` would credit another release (docs/bundles.md
@@ -36,24 +41,17 @@ pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
             ));
         }
     }
-    let signers: Vec<&str> = v
-        .signers()
-        .iter()
-        .filter_map(|i| anchors.get(i))
-        .map(|a| a.name)
-        .collect();
-    let installed = installed_sequence(ctx, &v)?;
     let mut probe = DevicePlatform::new(
         &ctx.cfg,
         Mode::Probe,
-        bytes.len() as u64,
+        a.bytes.len() as u64,
         ctx.state.work(),
         Vec::new(),
         ctx.now(),
     );
-    preset_running(ctx, &v, &mut probe)?;
+    preset_running(ctx, v, &mut probe)?;
     let outcome = match Processor::new(
-        &v,
+        v,
         &mut probe,
         ProcessorPolicy {
             installed_sequence: installed,
@@ -70,27 +68,29 @@ pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     {
         return Err(suit_failure(step, &e, &probe));
     }
-    let encrypted = decryptable(ctx, &v).map_err(|detail| {
+    let encrypted = decryptable(ctx, v).map_err(|detail| {
         fail(
             step,
             suitcase_manifest::Error::Decrypt.reason().code(),
             detail,
         )
     })?;
-    j.sequence = v.sequence_number();
-    Ok(Done::Success(format!(
-        "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes){}",
-        signers.join(", "),
+    Ok((
         v.sequence_number(),
-        installed.map_or_else(
-            || "(nothing installed yet)".to_owned(),
-            |s| format!("is newer than the installed {s}")
+        format!(
+            "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes){}",
+            a.signers.join(", "),
+            v.sequence_number(),
+            installed.map_or_else(
+                || "(nothing installed yet)".to_owned(),
+                |s| format!("is newer than the installed {s}")
+            ),
+            match encrypted {
+                0 => String::new(),
+                n => format!("; holds the key for {n} encrypted payload(s)"),
+            },
         ),
-        match encrypted {
-            0 => String::new(),
-            n => format!("; holds the key for {n} encrypted payload(s)"),
-        },
-    )))
+    ))
 }
 
 /// Whether this device holds a key for every encrypted payload of the update: each

@@ -1,21 +1,30 @@
 //! NTIA step 7, Distribute: each manifest component routed to a configured component, and
 //! for a slotted one the slot it runs and the slot the update goes to.
 
+use suitcase_manifest::VerifiedManifest;
 use suitcase_protocol::Step;
 
 use super::{Done, StepResult};
 use crate::backend::{Installer, SlotTarget, installer};
 use crate::ctx::Ctx;
-use crate::error::fail;
+use crate::error::{Stop, fail};
 use crate::platform::{self, Route};
 use crate::state::{Journal, Role, Target, TargetState};
-use crate::verified::{hex_id, read_envelope, verify};
+use crate::verified::{authenticated, hex_id};
 
 pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Distribute;
-    let bytes = read_envelope(ctx, j)?;
-    let anchors = ctx.cfg.trust.anchors();
-    let v = verify(ctx, step, &bytes, &anchors)?;
+    let (targets, notes) = authenticated(ctx, j, step, |a| route(ctx, step, &a.manifest))?;
+    j.targets = targets;
+    Ok(Done::Success(notes.join("; ")))
+}
+
+/// Where each component of the authenticated manifest goes, and the notes for the report.
+fn route(
+    ctx: &Ctx,
+    step: Step,
+    v: &VerifiedManifest<'_>,
+) -> Result<(Vec<Target>, Vec<String>), Stop> {
     let mut targets = Vec::new();
     let mut notes = Vec::new();
     for (index, id) in v.manifest().components.iter().enumerate() {
@@ -80,6 +89,5 @@ pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
         }
         targets.push(t);
     }
-    j.targets = targets;
-    Ok(Done::Success(notes.join("; ")))
+    Ok((targets, notes))
 }

@@ -12,18 +12,38 @@ use crate::error::{Stop, fail, reason};
 use crate::platform::{Content, DevicePlatform, Mode};
 use crate::slot::Slot;
 use crate::state::{Journal, Target};
-use crate::verified::{installed_sequence, read_envelope, suit_failure, verify};
+use crate::verified::{Authentic, authenticated, suit_failure};
 
 pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Reverify;
-    let bytes = read_envelope(ctx, j)?;
-    let anchors = ctx.cfg.trust.anchors();
-    let v = verify(ctx, step, &bytes, &anchors)?;
-    let installed = installed_sequence(ctx, &v)?;
+    let ran = authenticated(ctx, j, step, |a| validate(ctx, j, step, a))?;
+    let mut notes = vec![if ran {
+        "the manifest's validate section accepts what was written".to_owned()
+    } else {
+        "the manifest has no validate section".to_owned()
+    }];
+    for t in j
+        .targets
+        .iter()
+        .filter(|t| !t.role.is_helper() && t.state.applied())
+    {
+        let (c, how) = installer(ctx, t)?;
+        if let Installer::Slots(b) = how
+            && let Some(note) = b.verify_own(&t.name, to_slot(c, t)?)?
+        {
+            notes.push(note);
+        }
+    }
+    Ok(Done::Success(notes.join("; ")))
+}
+
+/// The manifest's validate section run on what was written (read back from the slots),
+/// or on the candidates not written yet: whether it has one.
+fn validate(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<bool, Stop> {
     let mut p = DevicePlatform::new(
         &ctx.cfg,
         Mode::Reverify,
-        bytes.len() as u64,
+        a.bytes.len() as u64,
         ctx.state.work(),
         Vec::new(),
         ctx.now(),
@@ -54,38 +74,17 @@ pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
         }
     }
     let outcome = match Processor::new(
-        &v,
+        &a.manifest,
         &mut p,
         ProcessorPolicy {
-            installed_sequence: installed,
+            installed_sequence: a.installed,
             allow_same_sequence: false,
         },
     ) {
         Ok(mut proc) => proc.run(Section::Validate),
         Err(e) => Err(e),
     };
-    let ran = match outcome {
-        Ok(ran) => ran,
-        Err(e) => return Err(suit_failure(step, &e, &p)),
-    };
-    let mut notes = vec![if ran {
-        "the manifest's validate section accepts what was written".to_owned()
-    } else {
-        "the manifest has no validate section".to_owned()
-    }];
-    for t in j
-        .targets
-        .iter()
-        .filter(|t| !t.role.is_helper() && t.state.applied())
-    {
-        let (c, how) = installer(ctx, t)?;
-        if let Installer::Slots(b) = how
-            && let Some(note) = b.verify_own(&t.name, to_slot(c, t)?)?
-        {
-            notes.push(note);
-        }
-    }
-    Ok(Done::Success(notes.join("; ")))
+    outcome.map_err(|e| suit_failure(step, &e, &p))
 }
 
 /// The slot Apply wrote for `t`.
