@@ -11,15 +11,12 @@
 //! (this program with `child CONFIG`), so that the child's peak RSS is the agent's alone. The
 //! child can also be run under `/usr/bin/time -v` (`--time` does that).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
     clippy::cast_precision_loss,
-    missing_docs,
     reason = "a benchmark program"
 )]
 

@@ -8,14 +8,11 @@
 //! Without the tools each test prints a SKIP line and passes, unless
 //! `SUITCASE_REQUIRE_BOOTLOADER_TOOLS=1` (CI), where it fails.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

@@ -3,15 +3,7 @@
 //! sends them when it reaches the server again, which records them in the device's timeline
 //! marked offline without moving any campaign.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::std_instead_of_core, reason = "test code")]
 
 mod common;
 

@@ -1,13 +1,7 @@
 //! `agent.toml`: the example in testdata parses with every key, and mistakes are named with
 //! what to write instead.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::panic, reason = "test code")]
 
 use std::path::{Path, PathBuf};
 

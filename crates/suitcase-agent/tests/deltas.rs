@@ -5,14 +5,11 @@
 //! signed digest like any download. When the source does not match, it downloads the full
 //! payload.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
     clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

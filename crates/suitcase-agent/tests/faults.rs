@@ -2,16 +2,7 @@
 //! If-Range, never restarted), crashes after any durable write (resumed from the journal,
 //! installing exactly once), and a server that is down.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::cast_possible_truncation, reason = "test code")]
 
 mod common;
 

@@ -3,16 +3,7 @@
 //! secondary MCU receives its component in a multi-component update and verifies its own
 //! manifest with its own trust anchors.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
 mod common;
 

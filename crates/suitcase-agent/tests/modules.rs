@@ -4,14 +4,11 @@
 //! steps as a slot image, from a real server, and each that can roll back is rolled back
 //! after a failed health check.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
     clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

@@ -2,13 +2,10 @@
 //! (`started_at`, from the agent's clock, kept by the server), and download progress paced at
 //! a tenth of the download or 5 s, whichever is later, never per chunk.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    missing_docs,
     reason = "test code"
 )]
 

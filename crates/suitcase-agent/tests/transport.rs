@@ -1,14 +1,10 @@
 //! Transports: MQTT push wakes the agent long before its next poll (a local Mosquitto on a
 //! free port), and mutual TLS identifies the device by its client certificate.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

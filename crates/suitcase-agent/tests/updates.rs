@@ -2,14 +2,9 @@
 //! the campaign; a failing health check is rolled back; attacks and faults are refused at the
 //! step that must catch them, and reported with a reason.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
+#![expect(
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

@@ -9,9 +9,8 @@
 //! Every signature goes through [`signer::Signer`]: key files, keys on PKCS#11 tokens
 //! ([`pkcs11`]) and, behind the same trait, any other back-end such as a cloud KMS.
 
-#![allow(
+#![expect(
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
     reason = "a host crate: the core/alloc discipline matters for the device crates only"
 )]
 

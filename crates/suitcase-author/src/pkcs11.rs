@@ -975,7 +975,6 @@ pub fn generate(uri: &str, alg: TokenAlg) -> Result<(PublicKey, Protection)> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
 
     use std::path::Path;
 

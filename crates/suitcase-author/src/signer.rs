@@ -308,7 +308,6 @@ impl<K: core::borrow::Borrow<PrivateKey> + core::fmt::Debug> Signer for Software
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
 
     use super::*;
 

@@ -230,7 +230,6 @@ pub fn p256_public_key(cert: &[u8]) -> Option<p256::PublicKey> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
 
     use super::*;
 

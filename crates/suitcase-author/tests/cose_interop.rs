@@ -2,13 +2,7 @@
 //! authentication blocks and encryption info, builds the Sig_structure / MAC_structure /
 //! Enc_structure itself, and our signatures, tags and ciphertexts check out against those bytes.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use coset::{CborSerializable, TaggedCborSerializable};
 use suitcase_author::keys::{self, KeyAlg, PublicKey};

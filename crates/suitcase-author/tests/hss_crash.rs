@@ -6,14 +6,7 @@
 //! signing continues. Across all runs, every signature that was released must verify and no two
 //! may share a one-time key (the leaf index q).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::cast_possible_truncation,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -7,13 +7,10 @@
 //! Then both files are signed with until they refuse. Every released signature must verify and
 //! no two may share a one-time key (the leaf index q).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
     reason = "test code"
 )]
 

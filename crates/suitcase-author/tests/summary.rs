@@ -1,13 +1,7 @@
 //! `summary::summarize` reports what a release installs, and `keys::parse_public` reads keys
 //! that arrive as bytes (a server's key registry).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use std::path::Path;
 

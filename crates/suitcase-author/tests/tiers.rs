@@ -1,9 +1,8 @@
 //! Every security tier end to end: generate keys, build a release, then authenticate, decrypt
 //! and install it on a simulated device; and the same with the wrong keys, which must fail.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
     clippy::cast_possible_truncation,

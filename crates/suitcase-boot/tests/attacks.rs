@@ -2,7 +2,7 @@
 //! A/B, swap, swap-offset, and two images swapped together ("multi", in both swap modes). Images come from
 //! `simulate::sim_image` and are checked by `simulate::SimVerifier` (header, index, SHA-256).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,

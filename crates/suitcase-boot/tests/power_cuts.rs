@@ -2,12 +2,7 @@
 //! update, a confirm and a reverted update in turn, reboot, and require a complete image with
 //! consistent state every time, and the update finished in the end.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::expect_used, reason = "test code")]
 
 use suitcase_boot::simulate::{Layout, SimConfig, measure, power_cut_proof};
 

@@ -339,7 +339,7 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-#[allow(clippy::cast_precision_loss, reason = "a percentage for display")]
+#[expect(clippy::cast_precision_loss, reason = "a percentage for display")]
 fn percent(a: usize, b: usize) -> f64 {
     if b == 0 {
         0.0

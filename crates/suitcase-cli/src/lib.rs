@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success (or `accept`), 1 a verdict of `reject`, 2 a usage or I/O error.
 
-#![allow(
+#![expect(
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     reason = "a std binary: the core/alloc discipline matters for the device crates only"

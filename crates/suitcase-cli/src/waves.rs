@@ -131,7 +131,6 @@ pub(crate) const LEGEND: &str =
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
 
     use super::*;
 

@@ -3,16 +3,7 @@
 //! installed once and confirmed, every step is reported, and the campaign completes. The
 //! server runs in this test process (SQLite in a temporary directory).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::std_instead_of_core, reason = "test code")]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

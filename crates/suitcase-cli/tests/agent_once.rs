@@ -2,15 +2,7 @@
 //! and waits for its reboot is pending (4), not installed (0), until a run after the reboot
 //! confirms it. A real `suitcase server` process, the agent as a process.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 mod common;
 

@@ -1,13 +1,6 @@
 //! `suitcase boot simulate` contract: every layout survives a power cut at every flash
 //! operation, and the JSON report has the fields the issue names.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
-
 use std::process::Command;
 
 #[test]

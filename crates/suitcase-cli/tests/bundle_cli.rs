@@ -2,15 +2,7 @@
 //! built and uploaded with the CLI, carried in a bundle to a device whose server is not
 //! reachable, installed from it, and its reports synced when the agent runs online again.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 mod common;
 

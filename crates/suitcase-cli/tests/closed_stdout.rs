@@ -2,12 +2,9 @@
 //! after that fails with EPIPE; the binary must end quietly (status 141, as a program killed
 //! by SIGPIPE), not panic with a backtrace.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

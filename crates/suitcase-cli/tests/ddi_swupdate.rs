@@ -15,16 +15,14 @@
 //! them, so in CI a missing tool, a missing privilege or a refused network namespace fails the
 //! test instead of letting a skip pass.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     clippy::indexing_slicing,
     clippy::print_stderr,
     clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

@@ -4,10 +4,8 @@
 //! --delta-from` installs through the SUIT processor of `suitcase manifest check`, plain and
 //! encrypted, and is refused by a device running another image.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::cast_possible_truncation,
     reason = "test code"
 )]

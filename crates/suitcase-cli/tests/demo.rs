@@ -1,15 +1,7 @@
 //! `suitcase demo` and `suitcase sim` as a user runs them: the binary, its JSON summary and
 //! its exit status.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::panic, reason = "test code")]
 
 use std::process::Command;
 

@@ -1,13 +1,10 @@
 //! `suitcase fleet` against a running `suitcase server`: register a key, build and upload a
 //! release, register a device, start a campaign, and watch the device's update arrive.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
     reason = "test code"
 )]
 

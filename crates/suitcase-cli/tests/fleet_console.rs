@@ -2,16 +2,6 @@
 //! API's seconds), `campaign create --dry-run` (refusing a campaign that targets no device),
 //! and `device token rotate`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
-
 mod common;
 
 use common::ServerProcess;

@@ -1,15 +1,7 @@
 //! `suitcase fleet release upload` finishes what an envelope-only or interrupted upload
 //! started, and `suitcase server admin-token --reset` recovers a server no admin token opens.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 mod common;
 

@@ -2,16 +2,6 @@
 //! like the server's reasons, and a rolled-back wave as rolled back, not as a success. A real
 //! server process and a real agent whose health check fails the new release.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
-
 mod common;
 
 use common::ServerProcess;

@@ -1,8 +1,6 @@
 //! `suitcase key reserve`: an HSS-LMS master key hands a range of signatures to a reservation
 //! file, which signs releases until its range is used up; the master carries on after it.
 
-#![allow(clippy::unwrap_used, reason = "test code")]
-
 mod common;
 
 use common::{build_args, check_args, es256_key, ok, sign_args, suitcase};

@@ -1,12 +1,7 @@
 //! The `suitcase manifest check` / `inspect` contract, run as a user would run it, against every
 //! spec vector with the verdict and reason its README states.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use std::path::PathBuf;
 use std::process::Command;

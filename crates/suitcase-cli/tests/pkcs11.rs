@@ -7,13 +7,7 @@
 //! pass, unless `SUITCASE_REQUIRE_SOFTHSM=1` (CI sets it), which turns a missing SoftHSM2 into
 //! a failure.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
 mod common;
 

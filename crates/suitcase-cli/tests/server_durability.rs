@@ -2,14 +2,10 @@
 //! restarted on the same data, it has lost nothing (campaign state, wave counts, every step
 //! report, tokens), and the campaign finishes. On SQLite and on PostgreSQL.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

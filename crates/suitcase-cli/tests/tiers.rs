@@ -3,12 +3,7 @@
 //! and that it rejects with a wrong key (reason `signature` or `decrypt`). A two-signer policy
 //! rejects an envelope signed by one of the two until `release sign` adds the second.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 mod common;
 

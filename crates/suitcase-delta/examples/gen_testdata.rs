@@ -1,12 +1,11 @@
 //! Regenerates the small synthetic pairs in `testdata/delta` (deterministic):
 //! `cargo run -p suitcase-delta --example gen_testdata`.
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
     clippy::type_complexity,
-    missing_docs
+    reason = "an example program"
 )]
 
 struct Rng(u64);

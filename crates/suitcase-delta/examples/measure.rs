@@ -1,10 +1,5 @@
 //! Measures patch sizes on the firmware corpus: `cargo run --release --example measure [DIR] [PAIR...]`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::std_instead_of_core,
-    missing_docs
-)]
+#![expect(clippy::unwrap_used, reason = "an example program")]
 
 use std::time::Instant;
 

@@ -1,12 +1,7 @@
 //! Minimal file-level tool used by scripts/delta-bench.sh (no CLI dependencies):
 //! `sdelta create OLD NEW PATCH [SLOT_SIZE BLOCK_SIZE]` (with the sizes: in-place) and
 //! `sdelta apply OLD PATCH NEW`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::std_instead_of_core,
-    missing_docs
-)]
+#![expect(clippy::expect_used, reason = "an example program")]
 
 use suitcase_delta::{InPlaceOptions, Options};
 

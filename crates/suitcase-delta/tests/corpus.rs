@@ -1,12 +1,9 @@
 //! Round trips on the real firmware corpus (SUITCASE_CORPUS or ../shared/corpus/firmware).
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
-    clippy::cast_precision_loss,
-    missing_docs
+    reason = "test code"
 )]
 
 mod common;

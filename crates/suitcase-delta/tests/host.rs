@@ -4,13 +4,11 @@
 //!
 //! The attacks run in a child process under `ulimit -v` (512 MiB of address space): the
 //! applier as it was allocated the declared slot before any check, which aborts there.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
-    missing_docs
+    reason = "test code"
 )]
 
 use std::process::Command;

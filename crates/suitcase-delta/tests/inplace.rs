@@ -1,12 +1,10 @@
 //! In-place mode: power cuts at every flash step, then resume.
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     clippy::cast_possible_truncation,
-    missing_docs
+    reason = "test code"
 )]
 
 mod common;

@@ -1,11 +1,8 @@
 //! Property tests: round trips on random and mutated images; no panic on any patch bytes.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
+#![expect(
     clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
-    missing_docs
+    reason = "test code"
 )]
 
 mod common;

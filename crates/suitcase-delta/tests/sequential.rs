@@ -1,11 +1,8 @@
 //! Sequential and full-image patches: round trips and refusals.
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
-    missing_docs
+    reason = "test code"
 )]
 
 mod common;

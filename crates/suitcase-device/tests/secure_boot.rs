@@ -3,11 +3,8 @@
 //! and whose digest matches are booted; older authentic images are refused by the
 //! anti-rollback counter.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
     clippy::cast_possible_truncation,
     reason = "test code"
 )]

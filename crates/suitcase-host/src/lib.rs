@@ -6,9 +6,8 @@
 //! and decryption keys, derive UUIDs and summarise envelopes, but never sign. The signer
 //! (`suitcase-author`) builds on it and re-exports these modules.
 
-#![allow(
+#![expect(
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
     reason = "a host crate: the core/alloc discipline matters for the device crates only"
 )]
 

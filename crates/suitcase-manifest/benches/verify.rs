@@ -2,12 +2,7 @@
 //!
 //! `cargo bench -p suitcase-manifest --bench verify` — results in docs/benchmarks.md.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    missing_docs,
-    reason = "benchmark code"
-)]
+#![expect(clippy::unwrap_used, reason = "benchmark code")]
 
 use core::hint::black_box;
 

@@ -3,12 +3,7 @@
 //! encoder and authenticated with real keys, so that each case fails for the reason under test
 //! and not for a bad signature.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use hmac::{KeyInit, Mac};
 use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param, raw};

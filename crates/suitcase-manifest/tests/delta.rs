@@ -2,13 +2,7 @@
 //! suitcase-parameter-delta-base applies a `suitcase-delta` patch (fetched into a staging
 //! component) to the installed image. Attacks are named after what they try.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::cast_possible_truncation,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use hmac::{KeyInit, Mac};
 use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param};

@@ -1,12 +1,7 @@
 //! Property tests: the encoder and decoder agree, hostile bytes never panic and never
 //! authenticate, and an independent CBOR decoder (ciborium) reads what we read.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 use hmac::{KeyInit, Mac};
 use proptest::prelude::*;

@@ -1,12 +1,7 @@
 //! Every envelope in `testdata/vectors/` (the SUIT working group's own examples, plus derived
 //! negative cases) with the conclusion its README says a correct processor must reach.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use suitcase_manifest::encryption::{DecryptionKey, EncryptionInfo, KeyMaterial, decrypt_payload};

@@ -1,13 +1,6 @@
 //! The wire forms: JSON for most clients, CBOR for constrained devices, with byte strings
 //! native in CBOR and base64 in JSON.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
-
 use suitcase_protocol::{CheckIn, InstalledComponent, Outcome, Step, StepReport};
 
 fn report() -> StepReport {

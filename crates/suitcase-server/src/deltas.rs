@@ -232,7 +232,7 @@ async fn generate(state: &AppState, release_id: &str, idx: u32) -> Result<()> {
             suitcase_delta::create(&old, &new2, &suitcase_delta::Options::default())
         })
         .await??;
-        #[allow(clippy::cast_precision_loss, reason = "a size ratio")]
+        #[expect(clippy::cast_precision_loss, reason = "a size ratio")]
         let ratio = patch.bytes.len() as f64 / new.len().max(1) as f64;
         if patch.header.mode == suitcase_delta::Mode::Full || ratio > MAX_RATIO {
             tracing::info!(release = %release_id, idx, source = %source_release, ratio, "a delta does not pay; not offered");

@@ -69,7 +69,7 @@ impl DeviceEntry {
         let Ok(mut b) = self.reports.lock() else {
             return Ok(());
         };
-        #[allow(clippy::cast_precision_loss, reason = "seconds since the last report")]
+        #[expect(clippy::cast_precision_loss, reason = "seconds since the last report")]
         let elapsed = (now - b.1).max(0) as f64;
         b.0 = (b.0 + elapsed * REPORTS_PER_MINUTE / 60.0).min(REPORT_BURST);
         b.1 = now;
@@ -77,7 +77,7 @@ impl DeviceEntry {
             b.0 -= 1.0;
             Ok(())
         } else {
-            #[allow(clippy::cast_possible_truncation, reason = "a few seconds at most")]
+            #[expect(clippy::cast_possible_truncation, reason = "a few seconds at most")]
             let wait = ((1.0 - b.0) * 60.0 / REPORTS_PER_MINUTE).ceil() as i64;
             Err(wait.max(1))
         }

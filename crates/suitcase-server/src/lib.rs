@@ -16,7 +16,7 @@
 //! description); `ui` (the operator console at `/ui/`, docs/console.md); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
 //! eviction, header, idle and body timeouts: what a slow client can hold).
 
-#![allow(
+#![expect(
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     reason = "a host crate: the core/alloc discipline matters for the device crates only"

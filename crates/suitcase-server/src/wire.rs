@@ -249,7 +249,6 @@ pub(crate) fn etag_of(sha256_hex: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
     use axum::http::HeaderValue;
 

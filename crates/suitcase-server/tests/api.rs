@@ -2,15 +2,10 @@
 //! resumable downloads, campaigns that advance, pause and roll back, windows, rate limits,
 //! consent, CBOR, jitter and the operational endpoints.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    clippy::cast_precision_loss,
-    missing_docs,
     reason = "test code"
 )]
 

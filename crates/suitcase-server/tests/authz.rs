@@ -1,14 +1,9 @@
 //! Who may do what. The authorization matrix over the socket, device isolation, revocation,
 //! and the plain-HTTP rule, in process with a simulated remote peer.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
     clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

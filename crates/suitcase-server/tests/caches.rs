@@ -4,15 +4,7 @@
 //! from the database after at most `CREDENTIAL_MAX_AGE_SECONDS` even when nothing told the
 //! node (a revocation whose audit row was lost).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::std_instead_of_core, reason = "test code")]
 
 mod common;
 

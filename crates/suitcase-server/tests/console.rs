@@ -2,14 +2,10 @@
 //! the security headers, CSRF refusals, role hiding (and the server's refusal behind it),
 //! keyset pagination, the per-attempt device timeline, and bad input answered with a 4xx.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

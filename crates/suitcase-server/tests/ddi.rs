@@ -3,12 +3,10 @@
 //! integer action ids in strings, `HH:MM:SS` sleeps, exactly 200 on feedback and configData,
 //! 410 on a closed action, lower-case hashes and integer sizes, HEAD then GET with Range.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    missing_docs,
     reason = "test code"
 )]
 

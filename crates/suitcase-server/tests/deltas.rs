@@ -2,14 +2,10 @@
 //! release's image, offers it only to devices that report that image installed, and the patch
 //! turns exactly that image into exactly the signed one.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

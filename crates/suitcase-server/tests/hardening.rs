@@ -3,14 +3,11 @@
 //! server on a loopback socket with a real database (SQLite, and PostgreSQL where the race
 //! depends on the database).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

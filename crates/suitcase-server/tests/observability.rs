@@ -2,15 +2,7 @@
 //! (`started_at`, clamped), and download progress that replaces itself instead of growing the
 //! database. On SQLite and on PostgreSQL.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::std_instead_of_core, reason = "test code")]
 
 mod common;
 

@@ -3,16 +3,7 @@
 //! offered it, records them in the device's timeline marked offline, moves no campaign, and
 //! still refuses an online report on a release it never offered (the offer gate).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, reason = "test code")]
 
 mod common;
 

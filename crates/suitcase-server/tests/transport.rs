@@ -2,14 +2,10 @@
 //! MQTT push through the local Mosquitto broker, and payloads in an S3-compatible store
 //! (moto_server on loopback).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
     clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    clippy::cast_possible_truncation,
-    missing_docs,
     reason = "test code"
 )]
 

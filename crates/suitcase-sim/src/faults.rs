@@ -141,7 +141,7 @@ impl Rng {
             return false;
         }
         // 53 random bits as a fraction in [0, 1).
-        #[allow(clippy::cast_precision_loss, reason = "53 bits fit an f64 exactly")]
+        #[expect(clippy::cast_precision_loss, reason = "53 bits fit an f64 exactly")]
         let x = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         x < p
     }
@@ -149,7 +149,6 @@ impl Rng {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
 
     use super::*;
 

@@ -21,7 +21,7 @@
 //! `suitcase demo` runs a rehearsal against a server it starts in-process; `suitcase sim`
 //! against any server. See `docs/sim.md`.
 
-#![allow(
+#![expect(
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     reason = "a host crate: the core/alloc discipline matters for the device crates only"

@@ -2,15 +2,7 @@
 //! directory) and a fleet of simulated MCUs running the real agent, through whole campaigns.
 //! What each device runs is read from its flash at the end, and checked against the server.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    clippy::std_instead_of_alloc,
-    missing_docs,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::std_instead_of_core, reason = "test code")]
 
 use std::time::Duration;
 

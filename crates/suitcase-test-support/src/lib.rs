@@ -12,9 +12,9 @@
     reason = "test support: a failed set-up step must stop the test where it happened"
 )]
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
+use core::time::Duration;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,7 +4,8 @@
     unreachable_pub,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::std_instead_of_core
+    clippy::std_instead_of_core,
+    reason = "shared by several test binaries, each using a part of it: an expectation would be unmet in some"
 )]
 
 use std::path::PathBuf;

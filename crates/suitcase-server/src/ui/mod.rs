@@ -23,7 +23,7 @@
 //!   older browsers, `nosniff`, `Referrer-Policy: same-origin`, and `Cache-Control: no-store`
 //!   on pages (RFC 9111 §5.2.2.5): a shared computer's cache keeps no fleet data.
 
-#![allow(
+#![expect(
     clippy::result_large_err,
     reason = "a page's refusal is the page's answer (a Response), built once on the way out"
 )]

@@ -741,7 +741,7 @@ async fn device_page(
 
 /// A size for people: `512 bytes`, `12.0 KiB`, `12.0 MiB`, `1.5 GiB`.
 fn size_text(n: i64) -> String {
-    #[allow(clippy::cast_precision_loss, reason = "one decimal for people")]
+    #[expect(clippy::cast_precision_loss, reason = "one decimal for people")]
     let f = n as f64;
     if n < 1024 {
         format!("{n} bytes")
