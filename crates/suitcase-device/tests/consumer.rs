@@ -869,3 +869,29 @@ fn attack_image_tampered_in_flash_after_staging_is_refused_by_the_bootloader() {
     assert_eq!(mcu.running_image(), old);
     assert_eq!(journal.0, None);
 }
+
+#[test]
+fn attack_corrupted_envelopes_are_refused_without_a_panic_or_a_block() {
+    let mut mcu = Mcu::new(&image(1, 3000));
+    let keys = Keys::new();
+    let device = keys.device();
+    let mut release = Release::new(2, image(2, 3000));
+    release.encrypt_for = Some(KEK);
+    let (envelope, _) = release.build();
+    // Every byte of the envelope, flipped in turn, and every truncation: refused at
+    // authenticate (an error value, never a panic), so no state exists that could fetch.
+    for at in 0..envelope.len() {
+        let mut bad = envelope.clone();
+        bad[at] ^= 0x5a;
+        assert!(
+            Offer::new(&bad).authenticate(&device, &mut mcu).is_err(),
+            "byte {at}"
+        );
+        assert!(
+            Offer::new(&envelope[..at])
+                .authenticate(&device, &mut mcu)
+                .is_err(),
+            "truncated at {at}"
+        );
+    }
+}
