@@ -7,8 +7,8 @@
 //! Behind the `ddi` feature (it needs `serde_json`). The facts that break real clients are
 //! cited from hawkBit and SWUpdate 2022.12 (`server_hawkbit.c`) where they are enforced.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use alloc::collections::BTreeMap;
+use core::fmt;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -56,7 +56,7 @@ impl fmt::Display for BadBody {
     }
 }
 
-impl std::error::Error for BadBody {}
+impl core::error::Error for BadBody {}
 
 /// A JSON body, parsed leniently (any content type: SWUpdate sends `application/json`, a
 /// gateway may not), with the field that did not match named.
