@@ -134,7 +134,6 @@ pub fn from_window(w: &Window, now: u64) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
 
     #[test]

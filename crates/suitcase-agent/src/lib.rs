@@ -31,7 +31,7 @@
 //! The configuration reference, the journal format and the measurements are in
 //! `docs/agent.md`.
 
-#![allow(
+#![expect(
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     reason = "a host crate: the core/alloc discipline matters for the device crates only"

@@ -111,7 +111,6 @@ pub fn after(step: Step, ended: Ended) -> Transition {
 }
 
 #[cfg(test)]
-#[allow(clippy::panic, reason = "test code")]
 mod tests {
     use super::*;
 

@@ -413,7 +413,6 @@ pub(crate) fn mcu_slot_offset(m: &McuConfig, slot: crate::slot::Slot) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
 
     #[test]

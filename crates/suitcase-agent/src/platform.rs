@@ -512,11 +512,7 @@ impl Platform for DevicePlatform<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::cast_possible_truncation,
-        reason = "test code"
-    )]
+    #![expect(clippy::cast_possible_truncation, reason = "test code")]
     use super::*;
 
     /// A delta copy looks back at what it wrote: the bytes come back right whether they are
