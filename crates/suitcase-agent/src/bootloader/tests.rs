@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use super::*;
 
 fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
