@@ -974,7 +974,10 @@ impl Db {
                 "UPDATE devices SET last_seen = v.column2, inventory = v.column3, vendor_id = v.column4, \
                  class_id = v.column5, sequence_number = v.column6 \
                  FROM (VALUES {}) AS v WHERE devices.id = v.column1",
-                values(chunk.len(), &["TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "BIGINT"])
+                values(
+                    chunk.len(),
+                    &["TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "BIGINT"]
+                )
             );
             let mut q = dynamic(&sql);
             for u in chunk {
