@@ -105,7 +105,7 @@ fn pick<'i>(
         ids.is_empty()
             || ids
                 .iter()
-                .any(|v| suitcase_author::uuid::parse(v).as_ref() == Some(want))
+                .any(|v| suitcase_host::uuid::parse(v).as_ref() == Some(want))
     };
     let mine: Vec<Vec<String>> = ctx.cfg.components.iter().map(|c| c.id_hex()).collect();
     let installed = ctx.state.installed()?;
@@ -119,8 +119,8 @@ fn pick<'i>(
         return Err(AgentError::NothingInBundle(format!(
             "nothing in the bundle for this device: {} release(s), none for vendor {} class {} with one of its components ({})",
             index.releases.len(),
-            suitcase_author::uuid::to_string(&id.vendor),
-            suitcase_author::uuid::to_string(&id.class),
+            suitcase_host::uuid::to_string(&id.vendor),
+            suitcase_host::uuid::to_string(&id.class),
             ctx.cfg
                 .components
                 .iter()

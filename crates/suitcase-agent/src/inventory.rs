@@ -58,8 +58,8 @@ pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
         }
     }
     Ok(CheckIn {
-        vendor_id: Some(suitcase_author::uuid::to_string(&ctx.cfg.identity.vendor)),
-        class_id: Some(suitcase_author::uuid::to_string(&ctx.cfg.identity.class)),
+        vendor_id: Some(suitcase_host::uuid::to_string(&ctx.cfg.identity.vendor)),
+        class_id: Some(suitcase_host::uuid::to_string(&ctx.cfg.identity.class)),
         components,
         free_storage: ctx
             .state

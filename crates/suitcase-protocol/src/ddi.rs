@@ -281,7 +281,9 @@ pub fn config_data(body: &[u8]) -> Result<(ConfigMode, BTreeMap<String, String>)
         return Err(bad("configData needs at least one entry in data".into()));
     }
     if c.data.len() > MAX_ATTRIBUTES {
-        return Err(bad(format!("at most {MAX_ATTRIBUTES} attributes per device")));
+        return Err(bad(format!(
+            "at most {MAX_ATTRIBUTES} attributes per device"
+        )));
     }
     let mut set = BTreeMap::new();
     for (k, v) in &c.data {
@@ -459,8 +461,14 @@ mod tests {
         );
         assert_eq!(several_ranges("bytes=0-4", None, 100, "e"), None);
         assert_eq!(several_ranges("bytes=0-9,5-14", None, 100, "e"), None);
-        assert_eq!(several_ranges("bytes=0-1,2-3", Some("other"), 100, "e"), None);
-        assert_eq!(several_ranges("bytes=200-300,400-", None, 100, "e"), Some(vec![]));
+        assert_eq!(
+            several_ranges("bytes=0-1,2-3", Some("other"), 100, "e"),
+            None
+        );
+        assert_eq!(
+            several_ranges("bytes=200-300,400-", None, 100, "e"),
+            Some(vec![])
+        );
         let many = format!("bytes={}", vec!["0-0"; MAX_RANGES + 1].join(","));
         assert_eq!(several_ranges(&many, None, 100, "e"), None);
     }
@@ -469,7 +477,10 @@ mod tests {
     fn feedback_maps_to_the_timeline() {
         let body = br#"{"id":"7","status":{"execution":"closed","result":{"finished":"failure","progress":{"cnt":3,"of":4}},"details":["ERROR : HASH mismatch", 5],"code":2}}"#;
         let (f, m) = Feedback::parse(body).unwrap();
-        assert_eq!((m.step, m.outcome, m.closes), (Step::Apply, Outcome::Failure, true));
+        assert_eq!(
+            (m.step, m.outcome, m.closes),
+            (Step::Apply, Outcome::Failure, true)
+        );
         assert_eq!(f.progress(), Some(3));
         assert_eq!(
             f.detail().as_deref(),

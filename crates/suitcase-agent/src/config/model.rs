@@ -213,7 +213,7 @@ impl McuConfig {
 #[derive(Debug)]
 pub struct SecondaryTrust {
     /// Its anchors.
-    pub anchors: Vec<(String, suitcase_author::keys::PublicKey)>,
+    pub anchors: Vec<(String, suitcase_host::keys::PublicKey)>,
     /// Its identity.
     pub identity: Identity,
     /// The component id of its image in its own manifest.

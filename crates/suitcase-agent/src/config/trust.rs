@@ -13,7 +13,7 @@ use crate::error::AgentError;
 #[derive(Debug)]
 pub struct Trust {
     /// `(name, key)` of each anchor.
-    pub anchors: Vec<(String, suitcase_author::keys::PublicKey)>,
+    pub anchors: Vec<(String, suitcase_host::keys::PublicKey)>,
     /// Distinct signers required.
     pub threshold: NonZeroUsize,
     /// Require a classical and a post-quantum signature.
@@ -40,7 +40,7 @@ impl Trust {
 }
 
 pub(crate) fn anchors_of(
-    keys: &[(String, suitcase_author::keys::PublicKey)],
+    keys: &[(String, suitcase_host::keys::PublicKey)],
 ) -> Vec<suitcase_manifest::TrustAnchor<'_>> {
     keys.iter()
         .filter_map(|(name, key)| {
@@ -54,13 +54,13 @@ pub(super) fn load_anchors(
     path: &Path,
     base: &Path,
     files: &[PathBuf],
-) -> Result<Vec<(String, suitcase_author::keys::PublicKey)>, AgentError> {
+) -> Result<Vec<(String, suitcase_host::keys::PublicKey)>, AgentError> {
     files
         .iter()
         .map(|f| {
             let p = base.join(f);
             refuse_private_key(path, &p)?;
-            let key = suitcase_author::keys::load_public(&p).map_err(|e| {
+            let key = suitcase_host::keys::load_public(&p).map_err(|e| {
                 bad(
                     path,
                     format!("trust anchor {}: {e} (a PEM public key or COSE_Key, as `suitcase key public` writes)", p.display()),
@@ -94,7 +94,7 @@ fn refuse_private_key(path: &Path, anchor: &Path) -> Result<(), AgentError> {
         // Unreadable: `load_public` reports it with the reason.
         return Ok(());
     };
-    if suitcase_author::keys::holds_private_key(&bytes) {
+    if suitcase_host::keys::holds_private_key(&bytes) {
         return Err(bad(
             path,
             format!(
@@ -135,7 +135,7 @@ pub(super) fn load_decryption_key(path: &Path, p: &Path) -> Result<KeyMaterial, 
             )),
         };
     }
-    let key = suitcase_author::keys::load_private(p)
+    let key = suitcase_host::keys::load_private(p)
         .map_err(|e| bad(path, format!("decryption key {}: {e}", p.display())))?;
     key.key_material().ok_or_else(|| {
         bad(
@@ -154,13 +154,13 @@ pub(super) fn identity(
     class: &str,
     device: Option<&str>,
 ) -> Result<Identity, AgentError> {
-    let vendor_id = suitcase_author::uuid::vendor(vendor);
+    let vendor_id = suitcase_host::uuid::vendor(vendor);
     Ok(Identity {
         vendor: vendor_id,
-        class: suitcase_author::uuid::class(&vendor_id, class),
+        class: suitcase_host::uuid::class(&vendor_id, class),
         device: device
             .map(|d| {
-                suitcase_author::uuid::parse(d)
+                suitcase_host::uuid::parse(d)
                     .ok_or_else(|| bad(path, format!("identity.device {d:?} is not a UUID")))
             })
             .transpose()?,

@@ -125,7 +125,8 @@ fn json_reply(v: &Value) -> Response {
 }
 
 fn parse_action(s: &str) -> ApiResult<i64> {
-    ddi::action_id(s).ok_or_else(|| ApiErr::not_found("action", s).hint("DDI action ids are integers"))
+    ddi::action_id(s)
+        .ok_or_else(|| ApiErr::not_found("action", s).hint("DDI action ids are integers"))
 }
 
 // ---------------------------------------------------------------------------------------------
