@@ -92,10 +92,11 @@ impl Db {
         {
             c.by_tag.push((r.try_get(0)?, r.try_get(1)?));
         }
-        for r in sqlx::query(
+        for r in dynamic(&format!(
             "SELECT cd.state, COUNT(*) FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id \
-             WHERE c.state IN ('running', 'paused', 'rolled_back') GROUP BY cd.state ORDER BY 1",
-        )
+             WHERE c.state IN ({}) GROUP BY cd.state ORDER BY 1",
+            crate::engine::sql_live_campaigns()
+        ))
         .fetch_all(&self.pool)
         .await?
         {
