@@ -5,8 +5,8 @@
 //! decision and whether an image is authentic is the SUIT verifier's. This crate only knows
 //! addresses: the partition map ([`layout`], also compiled for the host so that the flash
 //! image tool and the firmware share one map), and, on the target, the CMSDK UART
-//! ([`uart`]), ARM semihosting ([`semihosting`]), the flash ([`flash`]) and the stack paint
-//! ([`stack`]).
+//! ([`uart`]), ARM semihosting ([`semihosting`]), the flash ([`flash`]), the stack paint
+//! ([`stack`]) and an instruction counter for `-icount` runs ([`cycles`]).
 //!
 //! The board has no flash controller QEMU emulates, so the flash is **a RAM region standing in
 //! for it** (SSRAM1, where the code also lives, so images execute in place), mirrored to a
@@ -18,6 +18,8 @@
 
 pub mod layout;
 
+#[cfg(target_arch = "arm")]
+pub mod cycles;
 #[cfg(target_arch = "arm")]
 pub mod flash;
 #[cfg(target_arch = "arm")]
