@@ -1066,19 +1066,12 @@ const OPS_LOCK: i64 = 0x5375_6974_6361_0001;
 
 /// Operator actions (campaign create and actions, release archive and delete), serialised
 /// across the fleet: this node's mutex, and on PostgreSQL a session advisory lock held on a
-/// connection of its own, which is closed (releasing the lock) when the guard drops, also if
-/// the node dies.
+/// connection of its own, marked close-on-drop as soon as it is acquired, so it is closed
+/// (releasing the lock) when the guard drops, when the request is cancelled while waiting for
+/// the lock, and if the node dies.
 pub(crate) struct Ops<'a> {
     _local: tokio::sync::MutexGuard<'a, ()>,
-    conn: Option<PoolConnection<Any>>,
-}
-
-impl Drop for Ops<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.conn {
-            c.close_on_drop();
-        }
-    }
+    _conn: Option<PoolConnection<Any>>,
 }
 
 pub(crate) async fn lock_ops(state: &AppState) -> Result<Ops<'_>> {
@@ -1087,6 +1080,10 @@ pub(crate) async fn lock_ops(state: &AppState) -> Result<Ops<'_>> {
         Dialect::Sqlite => None,
         Dialect::Postgres => {
             let mut c = state.db.pool.acquire().await?;
+            // Before the lock query: a request cancelled while `pg_advisory_lock` waits, or
+            // right after it is granted, drops this connection here, and it must be closed
+            // (ending the session and its lock), never returned to the pool holding the lock.
+            c.close_on_drop();
             sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(OPS_LOCK)
                 .execute(&mut *c)
@@ -1097,7 +1094,7 @@ pub(crate) async fn lock_ops(state: &AppState) -> Result<Ops<'_>> {
     };
     Ok(Ops {
         _local: local,
-        conn,
+        _conn: conn,
     })
 }
 
