@@ -919,9 +919,13 @@ impl Db {
         Ok(last.unwrap_or(0))
     }
 
-    /// The (action, target) of audit rows after `after` whose action is one of `actions`, at
-    /// most 10,000, and the id to read after next time. A range of the primary key: its cost
-    /// is the number of new rows.
+    /// The (action, target) of audit rows after `after - AUDIT_REREAD` whose action is one of
+    /// `actions`, at most 10,000, and the id to read after next time. PostgreSQL hands out
+    /// serial ids when a row is inserted, not when it commits, so a row with a lower id can
+    /// become visible after a higher one was read: each poll reads again the last
+    /// [`AUDIT_REREAD`] ids below the cursor, and such a late row is still found (a credential
+    /// forgotten twice is harmless). A range of the primary key: its cost is the number of
+    /// new rows plus that window.
     pub(crate) async fn audit_credential_changes(
         &self,
         after: i64,
@@ -930,7 +934,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT id, action, target FROM audit WHERE id > $1 ORDER BY id LIMIT 10000",
         )
-        .bind(after)
+        .bind(after.saturating_sub(AUDIT_REREAD).max(0))
         .fetch_all(&self.pool)
         .await?;
         let mut last = after;
@@ -1681,6 +1685,11 @@ pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRow> {
         offline: r.try_get::<i64, _>("offline")? != 0,
     })
 }
+
+/// How many audit ids below its cursor the revocation poll reads again: a row inserted
+/// before the cursor's row but committed after it (PostgreSQL serial ids are not commit order)
+/// is found by the next poll as long as fewer than this many audit rows were written meanwhile.
+pub(crate) const AUDIT_REREAD: i64 = 1000;
 
 pub(crate) const AUDIT_COLS: &str = "id, at, actor, role, action, target, detail";
 

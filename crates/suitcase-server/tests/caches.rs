@@ -15,7 +15,8 @@ use reqwest::StatusCode;
 
 both_backends!(
     revocation_reaches_every_node_within_the_bound,
-    cached_credentials_are_read_again_after_the_maximum_age
+    cached_credentials_are_read_again_after_the_maximum_age,
+    attack_revocation_committed_after_a_newer_audit_row_is_still_found
 );
 
 /// The bound docs/server.md states: the revocation poll (1 s) plus one flush interval; the
@@ -159,5 +160,59 @@ async fn cached_credentials_are_read_again_after_the_maximum_age(b: Backend) {
         checkin_status(&h, &h.base, &devs[0].1).await,
         StatusCode::UNAUTHORIZED
     );
+    h.stop().await;
+}
+
+/// PostgreSQL serial ids are not commit order: a revocation's audit row can become visible
+/// after a row with a higher id that a node's poll already read past. Made here by writing the
+/// rows with explicit ids, the higher one first; the node must still refuse the credential
+/// within the bound, not after the maximum age (the test clock never reaches it).
+async fn attack_revocation_committed_after_a_newer_audit_row_is_still_found(b: Backend) {
+    let h = Harness::new(b).await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    let other = node_b.url();
+    let devs = h.devices("ooo", 1, &[]).await;
+    assert_eq!(checkin_status(&h, &other, &devs[0].1).await, StatusCode::OK);
+    let url = h.config.database.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            h.config.data_dir.join("suitcase.db").display()
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let audit = |id: i64, action: &'static str, target: String| {
+        sqlx::query(
+            "INSERT INTO audit (id, at, actor, role, action, target, detail) \
+             VALUES ($1, 0, 'x', 'admin', $2, $3, '')",
+        )
+        .bind(id)
+        .bind(action)
+        .bind(target)
+    };
+    // The later id commits first, and node B's poll moves its cursor past it.
+    audit(last + 50, "release.upload", String::new())
+        .execute(&pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(checkin_status(&h, &other, &devs[0].1).await, StatusCode::OK);
+    // Then the revocation, with the lower id.
+    sqlx::query("UPDATE devices SET revoked = 1 WHERE id = $1")
+        .bind(&devs[0].0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    audit(last + 25, "device.revoke", devs[0].0.clone())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    until_refused(|| checkin_status(&h, &other, &devs[0].1)).await;
+    node_b.shutdown().await;
     h.stop().await;
 }
