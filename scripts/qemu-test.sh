@@ -246,6 +246,11 @@ if [ "$FOOTPRINT" -eq 1 ]; then
     QEMU_EXTRA="-icount shift=0" boot "cycles-$feature" "$RUN/bootloader-$feature.elf" cycles \
       "boot: booting slot A (confirmed)" "app: hello from version 1.0.0"
     cycles=$(sed -n 's/.*instructions from main to the jump: \([0-9]*\) .*/\1/p' "$RUN/cycles-$feature.log")
+    # A figure the run did not print fails the script instead of becoming a 0 in the JSON.
+    if [ -z "$stack" ] || [ -z "$cycles" ]; then
+      echo "FAIL: footprint-$feature: no stack peak or no instruction count on UART (see $RUN)"
+      exit 1
+    fi
     printf '{"path": "%s", "flash": %d, "static_ram": %d, "peak_stack": %d, "boot_cycles": %d}\n' \
       "$feature" $((vectors + text + rodata + data)) $((data + bss)) "$stack" "$cycles" >>"$json"
   done
