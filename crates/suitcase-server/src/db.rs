@@ -141,6 +141,19 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
     // theoretical arrival time, in milliseconds), so that every node takes starts from the
     // same budget (docs/server.md §7).
     let v10 = "ALTER TABLE campaigns ADD COLUMN rate_tat BIGINT".to_owned();
+    // A report sent again (its answer lost) is stored once, also when the two copies reach
+    // two nodes at the same time: a unique index the insert meets with ON CONFLICT DO
+    // NOTHING. Copies that an older server stored twice are removed first, the first kept.
+    let v11 = "
+DELETE FROM reports WHERE outcome <> 'in-progress' AND started_at IS NOT NULL AND EXISTS (
+    SELECT 1 FROM reports o WHERE o.device_id = reports.device_id
+    AND o.release_id = reports.release_id AND o.step = reports.step
+    AND o.outcome = reports.outcome AND o.started_at = reports.started_at
+    AND o.offline = reports.offline AND o.id < reports.id);
+CREATE UNIQUE INDEX reports_once ON reports (device_id, release_id, step, outcome, started_at, offline)
+    WHERE outcome <> 'in-progress' AND started_at IS NOT NULL
+"
+    .to_owned();
     vec![
         (1, v1),
         (2, v2),
@@ -152,6 +165,7 @@ CREATE INDEX reports_device_id ON reports (device_id, id)
         (8, v8),
         (9, v9),
         (10, v10),
+        (11, v11),
     ]
 }
 

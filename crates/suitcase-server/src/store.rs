@@ -1735,8 +1735,12 @@ impl Db {
     /// report with a `started_at` (a suitcase agent's download progress) that follows an
     /// `in-progress` report of the same step, release, campaign and `offline` flag (the same
     /// attempt) replaces it, so that progress reports do not grow the table; the first start
-    /// stored is kept. Reports without `started_at` (older agents,
-    /// DDI feedback, whose log lines the failure report gathers) are each kept.
+    /// stored is kept. Any other report with a `started_at` is stored once: the same step,
+    /// outcome, start and `offline` flag for the device and release again (a report sent again
+    /// because its answer was lost) meets the unique index `reports_once` and is dropped by
+    /// `ON CONFLICT DO NOTHING`, also when the copies reach two nodes at the same time.
+    /// Reports without `started_at` (older agents, DDI feedback, whose log lines the failure
+    /// report gathers) are each kept.
     pub(crate) async fn report_insert(
         &self,
         device_id: &str,
@@ -1774,28 +1778,9 @@ impl Db {
                 return Ok(());
             }
         }
-        if r.outcome != suitcase_protocol::Outcome::InProgress && started_at.is_some() {
-            // The same report sent again (its answer was lost: a node died after the commit,
-            // or the connection broke): the device's last report on this release, with the
-            // same step, outcome and start of the step. Stored once.
-            let again = sqlx::query(
-                "SELECT 1 FROM reports WHERE id = (SELECT MAX(id) FROM reports WHERE device_id = $1 AND release_id = $2) \
-                 AND step = $3 AND outcome = $4 AND started_at = $5 AND offline = $6",
-            )
-            .bind(device_id)
-            .bind(&r.release_id)
-            .bind(r.step.name())
-            .bind(r.outcome.name())
-            .bind(started_at)
-            .bind(i64::from(r.offline))
-            .fetch_optional(&self.pool)
-            .await?;
-            if again.is_some() {
-                return Ok(());
-            }
-        }
         sqlx::query(
-            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log, offline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log, offline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(device_id)
         .bind(&r.release_id)

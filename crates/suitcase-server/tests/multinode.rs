@@ -24,7 +24,8 @@ use suitcase_protocol::{Action, CheckInAnswer, Outcome, Step, StepReport};
 
 both_backends!(
     waves_open_and_thresholds_trip_once_whichever_node_judges,
-    a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_bound
+    a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_bound,
+    attack_a_report_resent_through_both_nodes_at_once_is_stored_once
 );
 
 async fn checkin(h: &Harness, base: &str, token: &str, sequence: u64) -> CheckInAnswer {
@@ -178,6 +179,60 @@ async fn a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    node_b.shutdown().await;
+    h.stop().await;
+}
+
+/// A report whose answer was lost is sent again; an agent whose first copy is still in flight
+/// on one node may reach the other with the second. Eight copies of one report, through both
+/// nodes at the same moment: one row.
+async fn attack_a_report_resent_through_both_nodes_at_once_is_stored_once(b: Backend) {
+    let h = Harness::new(b).await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    let bases = [h.base.clone(), node_b.url()];
+    let rel = h.release(10, &[7u8; 2000]).await;
+    let devs = h.devices("resend", 1, &["resend"]).await;
+    h.campaign(json!({
+        "name": "resend", "release_id": rel, "filter": {"tags_all": ["resend"]},
+        "waves": [{"percent": 100.0}]
+    }))
+    .await;
+    assert_eq!(h.checkin(&devs[0].1, 1).await.action, Action::Update);
+    let rep = StepReport {
+        release_id: rel.as_str().into(),
+        step: Step::Apply,
+        outcome: Outcome::Success,
+        reason: None,
+        detail: None,
+        progress: None,
+        started_at: Some(1_799_999_990),
+        log: None,
+        suit_report: None,
+        offline: false,
+    };
+    let sends = (0..8).map(|i| {
+        let url = format!("{}/api/v1/device/reports", bases[i % 2]);
+        let req = h.client.post(url).bearer_auth(&devs[0].1).json(&rep);
+        async move { req.send().await.unwrap().status() }
+    });
+    for status in futures::future::join_all(sends).await {
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let url = h.config.database.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            h.config.data_dir.join("suitcase.db").display()
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports WHERE device_id = $1")
+        .bind(&devs[0].0)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(rows, 1);
     node_b.shutdown().await;
     h.stop().await;
 }
