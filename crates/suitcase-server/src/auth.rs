@@ -88,8 +88,16 @@ impl Default for TokenCache {
 
 impl TokenCache {
     pub(crate) fn forget(&self, id: &str) {
+        self.forget_all(&std::collections::HashSet::from([id]));
+    }
+
+    /// Drops the cached rows of these tokens, in one pass over the cache.
+    pub(crate) fn forget_all(&self, ids: &std::collections::HashSet<&str>) {
+        if ids.is_empty() {
+            return;
+        }
         if let Ok(mut m) = self.map.lock() {
-            m.retain(|_, (t, _)| t.id != id);
+            m.retain(|_, (t, _)| !ids.contains(t.id.as_str()));
         }
     }
 

@@ -322,13 +322,22 @@ impl Devices {
         Ok(Some(self.remember(key, row, now)))
     }
 
-    /// Drops a device's cached credentials (after revocation or token rotation). Scans the
-    /// cache: revocations are rare next to check-ins.
+    /// Drops a device's cached credentials (after revocation or token rotation).
     pub(crate) fn forget(&self, device_id: &str) {
+        self.forget_all(&std::collections::HashSet::from([device_id]));
+    }
+
+    /// Drops the cached credentials of these devices: one pass over each shard whatever the
+    /// number of devices (a poll may bring 10,000 revocations; a pass per device would visit
+    /// the cache that many times).
+    pub(crate) fn forget_all(&self, device_ids: &std::collections::HashSet<&str>) {
+        if device_ids.is_empty() {
+            return;
+        }
         for shard in &self.by_credential {
             if let Ok(mut m) = shard.lock() {
                 m.retain(|_, e| {
-                    if e.id == device_id {
+                    if device_ids.contains(e.id.as_str()) {
                         e.revoked.store(true, Ordering::Relaxed);
                         false
                     } else {
@@ -438,13 +447,15 @@ pub(crate) async fn poll_revocations(state: &AppState) {
     };
     match state.db.audit_credential_changes(cursor, &REVOKING).await {
         Ok((rows, last)) => {
-            for (action, target) in rows {
-                if action == "token.revoke" {
-                    state.managers.forget(&target);
-                } else {
-                    state.devices.forget(&target);
-                }
-            }
+            let (tokens, devices): (Vec<_>, Vec<_>) = rows
+                .iter()
+                .partition(|(action, _)| action == "token.revoke");
+            state
+                .managers
+                .forget_all(&tokens.iter().map(|(_, t)| t.as_str()).collect());
+            state
+                .devices
+                .forget_all(&devices.iter().map(|(_, t)| t.as_str()).collect());
             if let Ok(mut c) = state.devices.audit_cursor.lock() {
                 *c = Some(last);
             }
@@ -551,5 +562,20 @@ mod tests {
         assert!(again.revoked());
         d.forget("dev_1");
         assert_eq!(d.cached_len(), 0);
+    }
+
+    /// A poll's revocations are dropped together: 10,000 revoked devices out of 20,000 cached
+    /// leave exactly the other 10,000, marked as they were.
+    #[test]
+    fn attack_revocation_flood_is_forgotten_in_one_pass_per_shard() {
+        let d = Devices::with_capacity(40_000);
+        let entries: Vec<_> = (0..20_000).map(|i| d.remember(key(i), row(i), 0)).collect();
+        let ids: Vec<String> = (0..20_000).step_by(2).map(|i| row(i).id).collect();
+        d.forget_all(&ids.iter().map(String::as_str).collect());
+        assert_eq!(d.cached_len(), 10_000);
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(e.revoked(), i % 2 == 0, "{i}");
+            assert_eq!(d.cached(&key(i), 0).is_some(), i % 2 == 1, "{i}");
+        }
     }
 }
