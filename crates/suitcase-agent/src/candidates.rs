@@ -13,7 +13,7 @@ use suitcase_manifest::{Processor, ProcessorPolicy, Section};
 use suitcase_protocol::Step;
 
 use crate::ctx::Ctx;
-use crate::error::Stop;
+use crate::error::{Stop, fail};
 use crate::platform::{Content, DevicePlatform, Mode};
 use crate::state::{Candidate, Journal, Role};
 use crate::verified::{Authentic, UPDATE_SECTIONS, authenticated, preset_running, suit_failure};
@@ -110,6 +110,15 @@ fn run_process(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<
     if let Err(e) = outcome {
         return Err(suit_failure(step, &e, &p));
     }
+    if let Some(name) = unmatched(j, &p, p.with_content()) {
+        return Err(fail(
+            step,
+            suitcase_manifest::Reason::Digest.code(),
+            format!(
+                "the manifest's install section does not image-match {name}: its candidate is unverified and is not installed"
+            ),
+        ));
+    }
     let mut items = Vec::new();
     for (index, c) in p.content.iter().enumerate() {
         // A running image is read in place; it is no candidate (nothing of it is written).
@@ -138,8 +147,9 @@ fn run_process(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<
 
 /// Re-enters the install path from the journal: the stored envelope authenticated again
 /// with the trust anchors, and the journalled candidates checked against its image digests
-/// by its validate section (image-match, in place); a manifest without one has its update
-/// sections run again, as Process did.
+/// by its validate section (image-match, in place); a manifest without one, or whose
+/// validate section image-matches not every image to install, has its update sections run
+/// again, as Process did.
 pub(crate) fn resume(ctx: &Ctx, j: &Journal, step: Step) -> Result<VerifiedCandidates, Stop> {
     authenticated(ctx, j, step, |a| {
         let items: Vec<VerifiedCandidate> = j
@@ -172,13 +182,31 @@ pub(crate) fn resume(ctx: &Ctx, j: &Journal, step: Step) -> Result<VerifiedCandi
         let ran = Processor::new(&a.manifest, &mut p, policy(a))
             .and_then(|mut proc| proc.run(Section::Validate))
             .map_err(|e| suit_failure(step, &e, &p))?;
-        if !ran {
+        // A validate section checked only the components it image-matches: any other
+        // candidate to be installed is matched again by running Process over.
+        if !ran || unmatched(j, &p, items.iter().map(|c| c.index)).is_some() {
             return Ok(run_process(ctx, j, step, a)?.candidates);
         }
         Ok(VerifiedCandidates {
             envelope: a.bytes.to_vec(),
             items,
         })
+    })
+}
+
+/// The name of the first of `indices` that is an image to install (not a helper) and that no
+/// image-match condition accepted in `p`.
+pub(crate) fn unmatched(
+    j: &Journal,
+    p: &DevicePlatform<'_>,
+    indices: impl IntoIterator<Item = usize>,
+) -> Option<String> {
+    indices.into_iter().find_map(|index| {
+        let t = j
+            .targets
+            .iter()
+            .find(|t| t.index == index && t.role == Role::Image)?;
+        (!p.image_matched(index)).then(|| t.name.clone())
     })
 }
 

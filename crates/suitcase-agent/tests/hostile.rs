@@ -445,8 +445,46 @@ async fn attack_candidate_swapped_in_the_work_area_after_process_is_not_applied(
     let fleet = Fleet::new().await;
     let img = image(23, 20_000);
     let rel = fleet.release(2, &img).await;
-    let dev = Device::new(&fleet, "swapped").await;
-    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    swap_candidate_after_process(&fleet, &rel, "swapped").await;
+    fleet.stop().await;
+}
+
+/// As above, with an authentic manifest whose validate section checks something else than
+/// the image (a vendor condition): that its validate section ran is no image-match of the
+/// candidate, so Apply matches it again with the install section and refuses the swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_candidate_swapped_under_a_validate_section_without_image_match_is_not_applied() {
+    use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder};
+    use suitcase_manifest::{Condition, Envelope, Manifest};
+    let fleet = Fleet::new().await;
+    let img = image(24, 20_000);
+    let mut built = fleet.build(&fleet.request(2, vec![fleet.app(&img, 2)]));
+    let env = Envelope::decode(&built.envelope).unwrap();
+    let mut m = ManifestBuilder::from_manifest(
+        &Manifest::decode_unauthenticated(env.manifest_bytes()).unwrap(),
+    );
+    m.validate = Some(vec![
+        Cmd::SetComponentIndex(Index::One(0)),
+        Cmd::Condition(Condition::VendorIdentifier, 15),
+    ]);
+    m.text.clear();
+    m.sever.clear();
+    let mut e = EnvelopeBuilder::new(&m, built.digest_algorithm);
+    let signer = suitcase_author::signer::open(&fleet.key).unwrap();
+    let block =
+        suitcase_author::signer::sign_block(signer.as_ref(), &[], e.digest_bytes()).unwrap();
+    e.raw_block(block.bytes);
+    built.envelope = e.encode();
+    let rel = fleet.upload(&built).await;
+    swap_candidate_after_process(&fleet, &rel, "no-image-match").await;
+    fleet.stop().await;
+}
+
+/// Runs `rel` on a new device until Process has run, flips a byte of the candidate, and
+/// checks that Apply refuses it and nothing of it reaches the slot.
+async fn swap_candidate_after_process(fleet: &Fleet, rel: &str, name: &str) {
+    let dev = Device::new(fleet, name).await;
+    fleet.campaign(rel, &[&dev.id], json!({})).await;
     // Crash at each durable write until the journal says Stage (Process has run).
     let mut staged = false;
     for n in 1..60 {
@@ -454,7 +492,7 @@ async fn attack_candidate_swapped_in_the_work_area_after_process_is_not_applied(
             crash_after_writes: Some(n),
             ..Hooks::default()
         };
-        let (mut agent, _) = dev.agent(&fleet, hooks);
+        let (mut agent, _) = dev.agent(fleet, hooks);
         assert!(matches!(
             agent.cycle().await,
             Err(AgentError::InjectedCrash)
@@ -474,7 +512,7 @@ async fn attack_candidate_swapped_in_the_work_area_after_process_is_not_applied(
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 0xFF;
     std::fs::write(&path, &bytes).unwrap();
-    let (_, f) = dev.failed_cycle(&fleet).await;
+    let (_, f) = dev.failed_cycle(fleet).await;
     assert_eq!(f.step, suitcase_protocol::Step::Apply, "{f:?}");
     assert!(
         !dev.path("app-b.bin").exists() || dev.read("app-b.bin") != bytes,
@@ -484,5 +522,4 @@ async fn attack_candidate_swapped_in_the_work_area_after_process_is_not_applied(
         !dev.text("app.slot").contains("active=b"),
         "switched to the swapped image"
     );
-    fleet.stop().await;
 }

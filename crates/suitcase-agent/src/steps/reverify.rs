@@ -6,6 +6,7 @@ use suitcase_protocol::Step;
 
 use super::{Done, StepResult, installer};
 use crate::backend::Installer;
+use crate::candidates::unmatched;
 use crate::config::ComponentConfig;
 use crate::ctx::Ctx;
 use crate::error::{Stop, fail, reason};
@@ -84,7 +85,19 @@ fn validate(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<boo
         Ok(mut proc) => proc.run(Section::Validate),
         Err(e) => Err(e),
     };
-    outcome.map_err(|e| suit_failure(step, &e, &p))
+    let ran = outcome.map_err(|e| suit_failure(step, &e, &p))?;
+    // A validate section checks only the components it image-matches: one that leaves out
+    // an image the update installs has not verified what was written.
+    if ran && let Some(name) = unmatched(j, &p, p.with_content()) {
+        return Err(fail(
+            step,
+            suitcase_manifest::Reason::Digest.code(),
+            format!(
+                "the manifest's validate section does not image-match {name}: what was written is not verified"
+            ),
+        ));
+    }
+    Ok(ran)
 }
 
 /// The slot Apply wrote for `t`.
