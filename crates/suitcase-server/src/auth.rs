@@ -5,6 +5,7 @@
 //! leak does not hand out credentials. A token's prefix says what it is (`sct_a_` management,
 //! `sct_d_` device) so that a token pasted in the wrong place gets a clear error.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
@@ -76,12 +77,16 @@ pub(crate) const TOKEN_CACHE_CAP: usize = 4096;
 /// through [`crate::devices::poll_revocations`].
 pub(crate) struct TokenCache {
     map: Mutex<LruCache<String, (TokenRow, i64)>>,
+    /// How many times tokens were forgotten: a row read before a revocation committed is
+    /// cached only if no forget ran since the read began.
+    forgotten: AtomicU64,
 }
 
 impl Default for TokenCache {
     fn default() -> Self {
         Self {
             map: Mutex::new(LruCache::new(TOKEN_CACHE_CAP)),
+            forgotten: AtomicU64::new(0),
         }
     }
 }
@@ -96,8 +101,21 @@ impl TokenCache {
         if ids.is_empty() {
             return;
         }
+        // Counted before the cache is emptied: a read in flight then does not cache.
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut m) = self.map.lock() {
             m.retain(|_, (t, _)| !ids.contains(t.id.as_str()));
+        }
+    }
+
+    /// Caches a row read when the forget generation was `since`, unless a forget ran since
+    /// (the row may predate the revocation it was for). Checked under the map's lock, which
+    /// a forget takes after counting.
+    fn remember(&self, hash: String, row: TokenRow, now: i64, since: u64) {
+        if let Ok(mut m) = self.map.lock()
+            && self.forgotten.load(Ordering::SeqCst) == since
+        {
+            m.insert(hash, (row, now));
         }
     }
 
@@ -190,14 +208,13 @@ pub(crate) async fn manager_by_hash(state: &AppState, hash: String) -> Result<Ma
     let row = match state.managers.get(&hash, now) {
         Some(r) => r,
         None => {
+            let since = state.managers.forgotten.load(Ordering::SeqCst);
             let row = state
                 .db
                 .token_by_hash(&hash)
                 .await?
                 .ok_or_else(|| ApiErr::unauthorized("unknown management token"))?;
-            if let Ok(mut m) = state.managers.map.lock() {
-                m.insert(hash, (row.clone(), now));
-            }
+            state.managers.remember(hash, row.clone(), now, since);
             row
         }
     };

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use hashlink::LruCache;
@@ -131,6 +131,9 @@ pub(crate) struct Devices {
     pending: Mutex<HashMap<String, SeenUpdate>>,
     /// The id of the last audit row the revocation poll read.
     audit_cursor: Mutex<Option<i64>>,
+    /// How many times credentials were forgotten: a row read before a revocation committed
+    /// is cached only if no forget ran since the read began (see [`Self::remember`]).
+    forgotten: AtomicU64,
 }
 
 impl Default for Devices {
@@ -195,6 +198,7 @@ impl Devices {
                 .collect(),
             pending: Mutex::default(),
             audit_cursor: Mutex::new(None),
+            forgotten: AtomicU64::new(0),
         }
     }
 
@@ -209,25 +213,48 @@ impl Devices {
         (now - e.loaded_at.load(Ordering::Relaxed) <= CREDENTIAL_MAX_AGE_SECONDS).then_some(e)
     }
 
+    /// The forget generation, read before a credential's row is read.
+    fn generation(&self) -> u64 {
+        self.forgotten.load(Ordering::SeqCst)
+    }
+
     /// Caches the entry for a row just read, reusing the cached entry of the same device (its
-    /// check-in and report state) when it has one.
-    fn remember(&self, key: CredKey, row: crate::store::DeviceRow, now: i64) -> Arc<DeviceEntry> {
+    /// check-in and report state) when it has one. `since` is [`Self::generation`] from before
+    /// the row was read: if a forget ran meanwhile, the row may predate a revocation that
+    /// forget was for, and caching it would undo the forget for up to
+    /// [`CREDENTIAL_MAX_AGE_SECONDS`], so it serves this request only. (Checked under the
+    /// shard's lock, which a forget takes after counting: a forget that counts after the
+    /// check removes the entry.)
+    fn remember(
+        &self,
+        key: CredKey,
+        row: crate::store::DeviceRow,
+        now: i64,
+        since: u64,
+    ) -> Arc<DeviceEntry> {
         let Some(shard) = self.shard(&key) else {
             return Arc::new(DeviceEntry::from_row(row, now));
         };
         let Ok(mut m) = shard.lock() else {
             return Arc::new(DeviceEntry::from_row(row, now));
         };
+        let stale = self.generation() != since;
         if let Some(old) = m.get(&key)
             && old.id == row.id
         {
             let old = old.clone();
+            if stale {
+                // Cached after the forget, by a read that began after it: fresher than `row`.
+                return old;
+            }
             old.revoked.store(row.revoked, Ordering::Relaxed);
             old.loaded_at.store(now, Ordering::Relaxed);
             return old;
         }
         let entry = Arc::new(DeviceEntry::from_row(row, now));
-        m.insert(key, entry.clone());
+        if !stale {
+            m.insert(key, entry.clone());
+        }
         entry
     }
 
@@ -258,6 +285,7 @@ impl Devices {
         if let Some(e) = self.cached(&key, now) {
             return Ok(Some(e));
         }
+        let since = self.generation();
         let Some(row) = state
             .db
             .device_by_credential(column, &hex::encode(digest))
@@ -267,7 +295,7 @@ impl Devices {
             self.drop_key(&key);
             return Ok(None);
         };
-        Ok(Some(self.remember(key, row, now)))
+        Ok(Some(self.remember(key, row, now, since)))
     }
 
     /// The device with this name, for the DDI gateway token (which acts for any controller,
@@ -286,6 +314,7 @@ impl Devices {
         if let Some(e) = self.cached(&key, now) {
             return Ok(Some(e));
         }
+        let since = self.generation();
         let mut row = state.db.device_get(name).await?.filter(|r| r.name == name);
         if row.is_none() && register {
             crate::api::valid_name("controller id", name)?;
@@ -319,7 +348,7 @@ impl Devices {
             self.drop_key(&key);
             return Ok(None);
         };
-        Ok(Some(self.remember(key, row, now)))
+        Ok(Some(self.remember(key, row, now, since)))
     }
 
     /// Drops a device's cached credentials (after revocation or token rotation).
@@ -334,6 +363,8 @@ impl Devices {
         if device_ids.is_empty() {
             return;
         }
+        // Counted before the shards are emptied: a read in flight then does not cache.
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         for shard in &self.by_credential {
             if let Ok(mut m) = shard.lock() {
                 m.retain(|_, e| {
@@ -534,7 +565,7 @@ mod tests {
     fn attack_credential_flood_is_bounded_by_the_cap() {
         let d = Devices::with_capacity(64);
         for i in 0..10_000 {
-            d.remember(key(i), row(i), 0);
+            d.remember(key(i), row(i), 0, 0);
             assert!(d.cached_len() <= 64, "{} after {i}", d.cached_len());
         }
         assert!(d.cached(&key(9_999), 0).is_some());
@@ -546,7 +577,7 @@ mod tests {
     #[test]
     fn cached_credentials_expire_and_reload_in_place() {
         let d = Devices::with_capacity(64);
-        let e = d.remember(key(1), row(1), 100);
+        let e = d.remember(key(1), row(1), 100, 0);
         assert!(
             d.cached(&key(1), 100 + CREDENTIAL_MAX_AGE_SECONDS)
                 .is_some()
@@ -557,7 +588,7 @@ mod tests {
         );
         let mut revoked = row(1);
         revoked.revoked = true;
-        let again = d.remember(key(1), revoked, 101 + CREDENTIAL_MAX_AGE_SECONDS);
+        let again = d.remember(key(1), revoked, 101 + CREDENTIAL_MAX_AGE_SECONDS, 0);
         assert!(Arc::ptr_eq(&e, &again));
         assert!(again.revoked());
         d.forget("dev_1");
@@ -569,7 +600,9 @@ mod tests {
     #[test]
     fn attack_revocation_flood_is_forgotten_in_one_pass_per_shard() {
         let d = Devices::with_capacity(40_000);
-        let entries: Vec<_> = (0..20_000).map(|i| d.remember(key(i), row(i), 0)).collect();
+        let entries: Vec<_> = (0..20_000)
+            .map(|i| d.remember(key(i), row(i), 0, 0))
+            .collect();
         let ids: Vec<String> = (0..20_000).step_by(2).map(|i| row(i).id).collect();
         d.forget_all(&ids.iter().map(String::as_str).collect());
         assert_eq!(d.cached_len(), 10_000);
@@ -577,5 +610,21 @@ mod tests {
             assert_eq!(e.revoked(), i % 2 == 0, "{i}");
             assert_eq!(d.cached(&key(i), 0).is_some(), i % 2 == 1, "{i}");
         }
+    }
+
+    /// A request read a credential's row, then the device was revoked and forgotten, then the
+    /// request went to cache its (old, unrevoked) row: it serves that request but is not
+    /// cached, so the next request reads the revocation.
+    #[test]
+    fn attack_row_read_before_a_revoke_is_not_cached_after_the_forget() {
+        let d = Devices::with_capacity(64);
+        let since = d.generation();
+        d.forget("dev_1");
+        let e = d.remember(key(1), row(1), 0, since);
+        assert!(!e.revoked());
+        assert!(d.cached(&key(1), 0).is_none());
+        // A read that began after the forget caches as usual.
+        d.remember(key(1), row(1), 0, d.generation());
+        assert!(d.cached(&key(1), 0).is_some());
     }
 }
