@@ -504,15 +504,6 @@ async fn decide_member(
             decision.retry_after = Some(rollout::until_window(w, now));
             return Ok(Some(decision));
         }
-        if let Some(rate) = live.spec.rate_per_minute
-            && !state
-                .db
-                .campaign_rate_take(&m.campaign_id, now, rate)
-                .await?
-        {
-            decision.retry_after = Some(30);
-            return Ok(Some(decision));
-        }
     }
     // A manifest-level delta release for another image than the device runs: it would
     // download the patch only for its processor to refuse it at Check (image-match on the
@@ -525,6 +516,23 @@ async fn decide_member(
     {
         to = m.state.next(Event::Refused);
         refused = Some((m.campaign_id.clone(), why));
+    }
+    // A start takes one from the campaign's rate budget (shared by every node, in its row),
+    // only for an offer that is made: a refused device takes none, and a start whose write
+    // below loses its race gives it back.
+    let mut rate_taken = None;
+    if to == Some(MState::Notified)
+        && let Some(rate) = live.spec.rate_per_minute
+    {
+        if !state
+            .db
+            .campaign_rate_take(&m.campaign_id, now, rate)
+            .await?
+        {
+            decision.retry_after = Some(30);
+            return Ok(Some(decision));
+        }
+        rate_taken = Some(rate);
     }
     if let Some(to) = to {
         // A device leaves `pending` only while the campaign runs and its wave is open, as
@@ -543,6 +551,9 @@ async fn decide_member(
             )
             .await?
         {
+            if let Some(rate) = rate_taken {
+                state.db.campaign_rate_give(&m.campaign_id, rate).await?;
+            }
             return Ok(None);
         }
         decision.transition = Some(Transition {

@@ -1461,6 +1461,20 @@ impl Db {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Gives back one start taken by [`Self::campaign_rate_take`] whose offer was not made
+    /// (its write lost a race).
+    pub(crate) async fn campaign_rate_give(&self, id: &str, rate: u32) -> Result<()> {
+        let interval = 60_000 / i64::from(rate.max(1));
+        sqlx::query(
+            "UPDATE campaigns SET rate_tat = rate_tat - $1 WHERE id = $2 AND rate_tat IS NOT NULL",
+        )
+        .bind(interval)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Devices with an unfinished update in a live campaign.
     pub(crate) async fn busy_devices(&self) -> Result<Vec<String>> {
         dynamic(&format!(

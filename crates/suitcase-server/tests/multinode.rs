@@ -25,7 +25,8 @@ use suitcase_protocol::{Action, CheckInAnswer, Outcome, Step, StepReport};
 both_backends!(
     waves_open_and_thresholds_trip_once_whichever_node_judges,
     a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_bound,
-    attack_a_report_resent_through_both_nodes_at_once_is_stored_once
+    attack_a_report_resent_through_both_nodes_at_once_is_stored_once,
+    attack_racing_check_ins_of_one_device_take_one_start_from_the_rate_limit
 );
 
 async fn checkin(h: &Harness, base: &str, token: &str, sequence: u64) -> CheckInAnswer {
@@ -233,6 +234,32 @@ async fn attack_a_report_resent_through_both_nodes_at_once_is_stored_once(b: Bac
         .unwrap();
     pool.close().await;
     assert_eq!(rows, 1);
+    node_b.shutdown().await;
+    h.stop().await;
+}
+
+/// One device checking in many times at once through both nodes: the check-ins that lose the
+/// race to offer it the release give back the start they took, so the campaign's rate limit
+/// (2 a minute, both at once) still has a start for another device.
+async fn attack_racing_check_ins_of_one_device_take_one_start_from_the_rate_limit(b: Backend) {
+    let h = Harness::new(b).await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    let bases = [h.base.clone(), node_b.url()];
+    let rel = h.release(10, &[7u8; 2000]).await;
+    let devs = h.devices("rate", 2, &["rate"]).await;
+    h.campaign(json!({
+        "name": "rate", "release_id": rel, "filter": {"tags_all": ["rate"]},
+        "waves": [{"percent": 100.0}], "rate_per_minute": 2
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let racing = (0..8).map(|i| checkin(&h, &bases[i % 2], &devs[0].1, 1));
+    let answers = futures::future::join_all(racing).await;
+    assert!(answers.iter().any(|a| a.action == Action::Update));
+    assert_eq!(
+        checkin(&h, &h.base, &devs[1].1, 1).await.action,
+        Action::Update
+    );
     node_b.shutdown().await;
     h.stop().await;
 }
