@@ -83,7 +83,7 @@ impl SlotBackend for FileSlotBackend {
     fn status(&self) -> Result<SlotStatus, AgentError> {
         let p = slots::read_pointer(&self.slots.pointer)?;
         Ok(SlotStatus {
-            running: pointer_slot(p.active),
+            running: pointer_slot(&self.slots.pointer, p.active)?,
             trial: p.trial(),
         })
     }
@@ -107,7 +107,7 @@ impl SlotBackend for FileSlotBackend {
                 ),
             ));
         }
-        let from = pointer_slot(p.active);
+        let from = pointer_slot(&s.pointer, p.active)?;
         Ok(SlotTarget {
             from,
             to: from.other(),
@@ -223,7 +223,26 @@ impl SlotBackend for FileSlotBackend {
     }
 }
 
-/// The slot a pointer file's index names (the pointer file holds only `a` or `b`).
-fn pointer_slot(i: usize) -> Slot {
-    Slot::from_index(i).unwrap_or(Slot::B)
+/// The slot a pointer file's index names: `a` or `b`, anything else is an error naming the
+/// file and the value (never read as `b`).
+fn pointer_slot(pointer: &std::path::Path, i: usize) -> Result<Slot, AgentError> {
+    Slot::from_index(i).ok_or_else(|| {
+        AgentError::Local(format!(
+            "the slot pointer {} names slot index {i}, which is neither a nor b",
+            pointer.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pointer_index_other_than_a_or_b_is_an_error_naming_the_file_and_value() {
+        let p = std::path::Path::new("/data/app.slot");
+        assert_eq!(pointer_slot(p, 1).unwrap(), Slot::B);
+        let e = pointer_slot(p, 2).unwrap_err().to_string();
+        assert!(e.contains("/data/app.slot") && e.contains('2'), "{e}");
+    }
 }

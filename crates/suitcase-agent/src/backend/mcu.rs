@@ -149,7 +149,9 @@ impl SlotBackend for McuBackend {
                 .stage(total, &mut reader)
                 .map_err(|e| fail(step, reason::STORAGE, format!("{}: {e}", image.name)))
         })?;
-        let digest = crate::http::sha256_file(src)?;
+        // Read back from the slot in the flash, as staged: what the MCU will boot.
+        let digest =
+            crate::slots::sha256_range(&m.flash, mcu_slot_offset(m, slot.into()) + offset, len)?;
         Ok(Written {
             slot: slot.into(),
             total,
