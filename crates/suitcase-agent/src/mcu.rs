@@ -119,7 +119,8 @@ impl<'c> Mcu<'c> {
                             factory.display()
                         )));
                     }
-                    let at = u32::try_from(me.slot_offset(Slot::A)).unwrap_or(u32::MAX);
+                    let at = u32::try_from(mcu_slot_offset(me.cfg, crate::slot::Slot::A))
+                        .unwrap_or(u32::MAX);
                     me.flash
                         .with(|f| f.load(at, &image))
                         .map_err(|e| flash_err("flash")(&e))?
@@ -161,7 +162,7 @@ impl<'c> Mcu<'c> {
     /// # Errors
     /// [`AgentError::Local`] if the boot state cannot be read.
     pub fn running_image(&self) -> Result<Option<(u64, u64)>, AgentError> {
-        let base = self.slot_offset(self.status()?.running);
+        let base = mcu_slot_offset(self.cfg, self.status()?.running.into());
         let at = usize::try_from(base).unwrap_or(usize::MAX);
         let header: Option<[u8; HEADER_SIZE as usize]> = self
             .flash
@@ -174,15 +175,6 @@ impl<'c> Mcu<'c> {
         Ok(header
             .and_then(|h| suitcase_device::SlotHeader::parse(&h).ok().flatten())
             .map(|hd| (base + u64::from(hd.image_offset), u64::from(hd.image_len))))
-    }
-
-    /// The byte offset of a slot in the flash (and the flash file).
-    pub fn slot_offset(&self, slot: Slot) -> u64 {
-        let s = u64::from(self.cfg.sector_size);
-        match slot {
-            Slot::A => 2 * s,
-            Slot::B => 2 * s + self.cfg.slot_size(),
-        }
     }
 
     fn boot_config(&self) -> BootConfig {
@@ -201,7 +193,7 @@ impl<'c> Mcu<'c> {
 
     fn slot_partition(&self, slot: Slot) -> Result<Part, AgentError> {
         let size = u32::try_from(self.cfg.slot_size()).unwrap_or(u32::MAX);
-        let at = u32::try_from(self.slot_offset(slot)).unwrap_or(u32::MAX);
+        let at = u32::try_from(mcu_slot_offset(self.cfg, slot.into())).unwrap_or(u32::MAX);
         self.flash
             .partition(at, size)
             .map_err(|e| flash_err("flash partition")(&e))
@@ -358,23 +350,6 @@ fn identity(i: &Identity) -> DeviceIdentity<'_> {
     }
 }
 
-/// The slot name the inventory and the journal use.
-pub fn slot_name(s: Slot) -> &'static str {
-    match s {
-        Slot::A => "a",
-        Slot::B => "b",
-    }
-}
-
-/// Parses a slot name.
-pub fn slot_of(name: &str) -> Option<Slot> {
-    match name {
-        "a" | "A" => Some(Slot::A),
-        "b" | "B" => Some(Slot::B),
-        _ => None,
-    }
-}
-
 /// How the component's verifier is set up: the device's trust anchors and identity, or
 /// for a secondary MCU its own.
 pub(crate) fn verifier_spec<'c>(
@@ -402,7 +377,7 @@ pub(crate) fn verifier_spec<'c>(
     }
 }
 
-/// Where `slot` starts in the MCU's flash file.
+/// Where `slot` starts in the MCU's flash (and its flash file).
 pub(crate) fn mcu_slot_offset(m: &McuConfig, slot: crate::slot::Slot) -> u64 {
     let s = u64::from(m.sector_size);
     match slot {

@@ -45,11 +45,6 @@ pub fn name(slot: usize) -> &'static str {
         .name()
 }
 
-/// Parses "a" or "b".
-pub fn index(name: &str) -> Option<usize> {
-    crate::slot::Slot::parse(name).map(crate::slot::Slot::index)
-}
-
 /// Reads the pointer file.
 ///
 /// # Errors
@@ -72,6 +67,7 @@ pub fn read_pointer(path: &Path) -> Result<Pointer, AgentError> {
     };
     let mut active = None;
     let mut confirmed = None;
+    let index = |v: &str| crate::slot::Slot::parse(v).map(crate::slot::Slot::index);
     for line in text.lines() {
         match line.trim().split_once('=') {
             Some(("active", v)) => active = index(v.trim()),

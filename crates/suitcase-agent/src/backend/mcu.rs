@@ -160,7 +160,7 @@ impl SlotBackend for McuBackend {
             note: format!(
                 "{}: {total} bytes staged in MCU slot {} (pending)",
                 image.name,
-                mcu::slot_name(slot)
+                Slot::from(slot).name()
             ),
         })
     }
