@@ -722,13 +722,20 @@ async fn sync(state: &AppState, judge: bool) -> Result<()> {
             .map(|(id, _)| id.clone());
         ended.chain(changed).collect()
     };
+    // One campaign that cannot be loaded or judged (a release row gone, a bad spec) must not
+    // keep the others out of the cache, nor stop the node from starting: it is logged and
+    // tried again at the next sync (it stays out of `seen`).
     for id in stale {
-        reload(state, &id).await?;
+        if let Err(e) = reload(state, &id).await {
+            tracing::error!(campaign = %id, error = format!("{e:#}"), "cannot load the campaign; trying again at the next sync");
+        }
     }
     if judge {
         for (id, s) in &live {
-            if *s == CampaignState::Running {
-                react(state, id).await?;
+            if *s == CampaignState::Running
+                && let Err(e) = react(state, id).await
+            {
+                tracing::warn!(campaign = %id, error = format!("{e:#}"), "cannot judge the campaign; trying again at the next sync");
             }
         }
     }

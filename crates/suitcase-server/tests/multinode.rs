@@ -26,7 +26,8 @@ both_backends!(
     waves_open_and_thresholds_trip_once_whichever_node_judges,
     a_campaign_started_on_one_node_is_offered_by_the_other_within_the_sync_bound,
     attack_a_report_resent_through_both_nodes_at_once_is_stored_once,
-    attack_racing_check_ins_of_one_device_take_one_start_from_the_rate_limit
+    attack_racing_check_ins_of_one_device_take_one_start_from_the_rate_limit,
+    a_campaign_that_cannot_load_keeps_neither_the_node_nor_other_campaigns_down
 );
 
 async fn checkin(h: &Harness, base: &str, token: &str, sequence: u64) -> CheckInAnswer {
@@ -258,6 +259,56 @@ async fn attack_racing_check_ins_of_one_device_take_one_start_from_the_rate_limi
     assert!(answers.iter().any(|a| a.action == Action::Update));
     assert_eq!(
         checkin(&h, &h.base, &devs[1].1, 1).await.action,
+        Action::Update
+    );
+    node_b.shutdown().await;
+    h.stop().await;
+}
+
+/// A campaign whose release row is gone cannot be loaded; a node starting (and every sync)
+/// logs it and loads the other campaigns, whose devices are offered their release.
+async fn a_campaign_that_cannot_load_keeps_neither_the_node_nor_other_campaigns_down(b: Backend) {
+    let h = Harness::new(b).await;
+    let broken_rel = h.release(10, &[7u8; 2000]).await;
+    let rel = h.release(11, &[8u8; 2000]).await;
+    h.devices("broken", 1, &["broken"]).await;
+    let devs = h.devices("fine", 1, &["fine"]).await;
+    let broken = h
+        .campaign(json!({
+            "name": "broken", "release_id": broken_rel, "filter": {"tags_all": ["broken"]},
+            "waves": [{"percent": 100.0}]
+        }))
+        .await;
+    h.campaign(json!({
+        "name": "fine", "release_id": rel, "filter": {"tags_all": ["fine"]},
+        "waves": [{"percent": 100.0}]
+    }))
+    .await;
+    // The broken campaign's specification names a release that does not exist.
+    let url = h.config.database.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            h.config.data_dir.join("suitcase.db").display()
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE campaigns SET spec = REPLACE(spec, $1, 'rel_gone') WHERE id = $2")
+        .bind(&broken_rel)
+        .bind(&broken)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let spec: String = sqlx::query_scalar("SELECT spec FROM campaigns WHERE id = $1")
+        .bind(&broken)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(spec.contains("rel_gone"), "{spec}");
+    pool.close().await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    assert_eq!(
+        checkin(&h, &node_b.url(), &devs[0].1, 1).await.action,
         Action::Update
     );
     node_b.shutdown().await;
