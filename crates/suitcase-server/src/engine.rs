@@ -416,6 +416,10 @@ pub(crate) enum ReportFate {
         campaign: String,
         transition: Option<Transition>,
     },
+    /// The device's row changed under every attempt to write the report's transition (other
+    /// requests for the same device at the same moment): not stored, so that the device
+    /// sends it again (`503` with `Retry-After`) rather than the transition being dropped.
+    Busy,
 }
 
 /// The answer to a check-in.
@@ -497,13 +501,12 @@ async fn decide_member(
     } else {
         Event::Offer
     });
-    if to == Some(MState::Notified) {
-        if let Some(w) = &live.spec.window
-            && !rollout::in_window(w, now)
-        {
-            decision.retry_after = Some(rollout::until_window(w, now));
-            return Ok(Some(decision));
-        }
+    if to == Some(MState::Notified)
+        && let Some(w) = &live.spec.window
+        && !rollout::in_window(w, now)
+    {
+        decision.retry_after = Some(rollout::until_window(w, now));
+        return Ok(Some(decision));
     }
     // A manifest-level delta release for another image than the device runs: it would
     // download the patch only for its processor to refuse it at Check (image-match on the
@@ -641,7 +644,7 @@ pub(crate) async fn on_report(
             });
         }
     }
-    Ok(ReportFate::NotMember)
+    Ok(ReportFate::Busy)
 }
 
 /// Lets the campaign react to a transition that landed: only a device finishing can open a

@@ -10,6 +10,8 @@ use suitcase_protocol::ApiError;
 pub(crate) struct ApiErr {
     pub(crate) status: StatusCode,
     pub(crate) body: ApiError,
+    /// Seconds for a `Retry-After` header (a `503` the client should send again).
+    pub(crate) retry_after: Option<u32>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiErr>;
@@ -24,7 +26,16 @@ impl ApiErr {
                 hint: None,
                 id: None,
             },
+            retry_after: None,
         }
+    }
+
+    /// `503` with `Retry-After`: the request met a transient condition (other requests
+    /// changing the same row); sent again, it goes through.
+    pub(crate) fn busy(retry_after: u32, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        e.retry_after = Some(retry_after);
+        e.hint("send it again after the Retry-After seconds")
     }
 
     pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -115,7 +126,12 @@ impl From<object_store::Error> for ApiErr {
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let mut r = (self.status, axum::Json(self.body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        r
     }
 }
 
@@ -170,4 +186,23 @@ pub enum ServerError {
     /// The database, the payload store or the MQTT broker could not be opened or read.
     #[error(transparent)]
     Storage(#[from] anyhow::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report whose transition lost every race is answered so that the device sends it
+    /// again: 503 and a Retry-After header (the agent keeps any 5xx report in its outbox).
+    #[test]
+    fn busy_answers_503_with_retry_after() {
+        let r = ApiErr::busy(1, "changed").into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+    }
 }

@@ -198,7 +198,8 @@ fn check_report_size(r: &StepReport) -> ApiResult<()> {
               (status = 404, body = suitcase_protocol::ApiError, description = "an offline report (`offline: true`) on a release the server does not know (`unknown-release`)"),
               (status = 409, body = suitcase_protocol::ApiError, description = "an online report on a release never offered to this device (`not-offered`); an offline report on a release for another vendor or class than the device's (`not-for-device`)"),
               (status = 413, body = suitcase_protocol::ApiError, description = "detail, reason or SUIT report too long"),
-              (status = 429, body = suitcase_protocol::ApiError, description = "too many reports from this device")),
+              (status = 429, body = suitcase_protocol::ApiError, description = "too many reports from this device"),
+              (status = 503, body = suitcase_protocol::ApiError, description = "other requests for this device changed its campaign state under every attempt (`busy`): not stored; send it again after `Retry-After`")),
     security(("device_token" = []), ("device_certificate" = [])))]
 pub(crate) async fn report(
     State(state): State<AppState>,
@@ -299,6 +300,12 @@ pub(crate) async fn record_report(
     };
     let (campaign, transition) = match engine::on_report(state, &dev.id, r).await? {
         ReportFate::NotOffered => return Err(not_offered()),
+        ReportFate::Busy => {
+            return Err(ApiErr::busy(
+                1,
+                "the device's campaign state changed under this report several times; it was not stored",
+            ));
+        }
         ReportFate::Member {
             campaign,
             transition,
