@@ -125,7 +125,6 @@ async fn local_range(
             let (file, buf) = tokio::task::spawn_blocking(move || {
                 use std::io::Read as _;
                 // Into spare capacity: no zeroing of the buffer before the read.
-                #[allow(clippy::cast_possible_truncation, reason = "at most LOCAL_CHUNK")]
                 let mut buf = Vec::with_capacity(len as usize);
                 (&mut file).take(len).read_to_end(&mut buf)?;
                 if (buf.len() as u64) < len {

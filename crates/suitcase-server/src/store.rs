@@ -591,6 +591,30 @@ pub(crate) struct DeviceRow {
     pub(crate) created_at: i64,
 }
 
+/// The rows of a `VALUES` list for `rows` rows of `casts.len()` columns: `($1, $2), ($3, $4)`,
+/// numbered row by row. A column whose entry in `casts` names a type is `CAST($n AS type)`
+/// (PostgreSQL cannot infer the column types of a `VALUES` table an `UPDATE ... FROM` reads);
+/// `""` leaves it bare.
+fn values_rows(rows: usize, casts: &[&str]) -> String {
+    let mut sql = String::new();
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for (c, cast) in casts.iter().enumerate() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            let n = r * casts.len() + c + 1;
+            if cast.is_empty() {
+                sql.push_str(&format!("${n}"));
+            } else {
+                sql.push_str(&format!("CAST(${n} AS {cast})"));
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 pub(crate) const DEVICE_COLS: &str = "id, name, push_id, vendor_id, class_id, sequence_number, inventory, last_seen, revoked, created_at";
 
 pub(crate) fn device_row(r: &AnyRow) -> Result<DeviceRow> {
@@ -635,25 +659,11 @@ impl Db {
     pub(crate) async fn device_create_many(&self, devices: &[NewDevice], now: i64) -> Result<()> {
         // Many rows per statement: a batch of 10,000 is 20 statements, not 10,000 round trips
         // to the database (registering ten million devices is then a matter of minutes).
-        let placeholders = |rows: usize, cols: usize| {
-            let mut sql = String::new();
-            for r in 0..rows {
-                sql.push_str(if r == 0 { "(" } else { ", (" });
-                for c in 0..cols {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", r * cols + c + 1));
-                }
-                sql.push(')');
-            }
-            sql
-        };
         let mut tx = self.pool.begin().await?;
         for chunk in devices.chunks(500) {
             let sql = format!(
                 "INSERT INTO devices (id, name, token_hash, cert_sha256, push_id, created_at) VALUES {}",
-                placeholders(chunk.len(), 6)
+                values_rows(chunk.len(), &[""; 6])
             );
             let mut q = dynamic(&sql);
             for d in chunk {
@@ -674,7 +684,7 @@ impl Db {
         for chunk in tags.chunks(1000) {
             let sql = format!(
                 "INSERT INTO device_tags (device_id, tag) VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(chunk.len(), 2)
+                values_rows(chunk.len(), &[""; 2])
             );
             let mut q = dynamic(&sql);
             for (id, t) in chunk {
@@ -958,27 +968,13 @@ impl Db {
         const ROWS: usize = 400;
         let (full, seen): (Vec<&SeenUpdate>, Vec<&SeenUpdate>) =
             updates.iter().partition(|u| u.inventory.is_some());
-        let values = |rows: usize, casts: &[&str]| {
-            let mut sql = String::new();
-            for r in 0..rows {
-                sql.push_str(if r == 0 { "(" } else { ", (" });
-                for (c, cast) in casts.iter().enumerate() {
-                    if c > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("CAST(${} AS {cast})", r * casts.len() + c + 1));
-                }
-                sql.push(')');
-            }
-            sql
-        };
         let mut tx = self.pool.begin().await?;
         for chunk in full.chunks(ROWS) {
             let sql = format!(
                 "UPDATE devices SET last_seen = v.column2, inventory = v.column3, vendor_id = v.column4, \
                  class_id = v.column5, sequence_number = v.column6 \
                  FROM (VALUES {}) AS v WHERE devices.id = v.column1",
-                values(
+                values_rows(
                     chunk.len(),
                     &["TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "BIGINT"]
                 )
@@ -998,7 +994,7 @@ impl Db {
         for chunk in seen.chunks(ROWS * 3) {
             let sql = format!(
                 "UPDATE devices SET last_seen = v.column2 FROM (VALUES {}) AS v WHERE devices.id = v.column1",
-                values(chunk.len(), &["TEXT", "BIGINT"])
+                values_rows(chunk.len(), &["TEXT", "BIGINT"])
             );
             let mut q = dynamic(&sql);
             for u in chunk {
@@ -1407,7 +1403,7 @@ impl Db {
     /// Moves one member from `from` to `to` (and sets its release); `false` if it was not in
     /// `from` any more. With `open_wave`, also only while the campaign runs with that wave
     /// open: one statement, so a pause, trip or cancel that landed first wins.
-    #[allow(
+    #[expect(
         clippy::too_many_arguments,
         reason = "the columns of one conditional update"
     )]
