@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::file::{BootFile, BootloaderName, ComponentFile, HandlerName, KindName};
 use super::trust::{identity, load_anchors};
 use super::{
-    ActivateMode, BootFile, BootloaderName, ComponentConfig, ComponentFile, FileSlots, Handler,
-    HandlerName, ImageFormat, Kind, KindName, McuConfig, ModuleConfig, SecondaryTrust, bad,
-    parse_id, seconds,
+    ActivateMode, ComponentConfig, FileSlots, Handler, ImageFormat, Kind, McuConfig, ModuleConfig,
+    SecondaryTrust, bad, parse_id, seconds,
 };
 use crate::bootloader::{Backend, CustomBackend, EnvBackend};
 use crate::error::AgentError;
