@@ -454,11 +454,36 @@ async fn attack_candidate_swapped_in_the_work_area_after_process_is_not_applied(
 /// candidate, so Apply matches it again with the install section and refuses the swap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attack_candidate_swapped_under_a_validate_section_without_image_match_is_not_applied() {
+    let fleet = Fleet::new().await;
+    let rel = release_without_validate_image_match(&fleet, &image(24, 20_000)).await;
+    swap_candidate_after_process(&fleet, &rel, "no-image-match").await;
+    fleet.stop().await;
+}
+
+/// Without a swap, that release is processed and written, but Re-verify refuses it: its
+/// validate section never checks what was written to the slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_section_without_image_match_is_refused_at_reverify() {
+    let fleet = Fleet::new().await;
+    let rel = release_without_validate_image_match(&fleet, &image(25, 20_000)).await;
+    let dev = Device::new(&fleet, "unchecked").await;
+    fleet.campaign(&rel, &[&dev.id], json!({})).await;
+    let (_, f) = dev.failed_cycle(&fleet).await;
+    assert_eq!(f.step, suitcase_protocol::Step::Reverify, "{f:?}");
+    assert_eq!(f.reason, "digest", "{f:?}");
+    assert!(f.detail.contains("does not image-match app"), "{f:?}");
+    assert!(
+        !dev.text("app.slot").contains("active=b"),
+        "switched to an image nothing re-verified"
+    );
+    fleet.stop().await;
+}
+
+/// A signed one-image release whose validate section checks the vendor, not the image.
+async fn release_without_validate_image_match(fleet: &Fleet, img: &[u8]) -> String {
     use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder};
     use suitcase_manifest::{Condition, Envelope, Manifest};
-    let fleet = Fleet::new().await;
-    let img = image(24, 20_000);
-    let mut built = fleet.build(&fleet.request(2, vec![fleet.app(&img, 2)]));
+    let mut built = fleet.build(&fleet.request(2, vec![fleet.app(img, 2)]));
     let env = Envelope::decode(&built.envelope).unwrap();
     let mut m = ManifestBuilder::from_manifest(
         &Manifest::decode_unauthenticated(env.manifest_bytes()).unwrap(),
@@ -475,9 +500,7 @@ async fn attack_candidate_swapped_under_a_validate_section_without_image_match_i
         suitcase_author::signer::sign_block(signer.as_ref(), &[], e.digest_bytes()).unwrap();
     e.raw_block(block.bytes);
     built.envelope = e.encode();
-    let rel = fleet.upload(&built).await;
-    swap_candidate_after_process(&fleet, &rel, "no-image-match").await;
-    fleet.stop().await;
+    fleet.upload(&built).await
 }
 
 /// Runs `rel` on a new device until Process has run, flips a byte of the candidate, and
