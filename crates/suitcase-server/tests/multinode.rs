@@ -314,3 +314,68 @@ async fn a_campaign_that_cannot_load_keeps_neither_the_node_nor_other_campaigns_
     node_b.shutdown().await;
     h.stop().await;
 }
+
+/// An operator's request cancelled (the client gave up) while its node waits for the
+/// fleet-wide operator lock must not leave that lock held by a pooled connection: once the
+/// holder lets go, nobody holds it, and the next operator action goes through. PostgreSQL
+/// only (SQLite has no advisory lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_operator_request_cancelled_while_waiting_for_the_lock_leaves_it_free() {
+    use sqlx::Connection as _;
+    /// engine::OPS_LOCK, as pg_locks shows a bigint key: its high and low 32 bits.
+    const OPS_LOCK: i64 = 0x5375_6974_6361_0001;
+    let held = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                AND classid = 1398106484 AND objid = 1667301377 AND objsubid = 1";
+    let h = Harness::new(Backend::Postgres).await;
+    let rel = h.release(10, &[7u8; 2000]).await;
+    let mut holder = sqlx::PgConnection::connect(common::POSTGRES).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(OPS_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // The archive waits for the lock; the client gives up after 500 ms.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(h.url(&format!("/api/v1/releases/{rel}/archive")))
+        .bearer_auth(&h.admin)
+        .send()
+        .await;
+    assert!(r.is_err(), "the request should have timed out: {r:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(OPS_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Other tests on this PostgreSQL take the same lock for a moment; a leaked one stays.
+    let start = Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar(held)
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the operator lock is still held after the cancelled request"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder.close().await.unwrap();
+    let r = h
+        .client
+        .post(h.url(&format!("/api/v1/releases/{rel}/archive")))
+        .bearer_auth(&h.admin)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    h.stop().await;
+}
