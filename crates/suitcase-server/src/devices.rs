@@ -129,6 +129,9 @@ pub(crate) struct Devices {
     /// chosen by the digest's first byte.
     by_credential: Vec<Mutex<Lru<Arc<DeviceEntry>>>>,
     pending: Mutex<HashMap<String, SeenUpdate>>,
+    /// Held for the whole of a flush, so that a flush started by a reader (which must see
+    /// every check-in answered before it) waits for one already writing what it drained.
+    flushing: tokio::sync::Mutex<()>,
     /// The id of the last audit row the revocation poll read.
     audit_cursor: Mutex<Option<i64>>,
     /// How many times credentials were forgotten: a row read before a revocation committed
@@ -197,6 +200,7 @@ impl Devices {
                 .map(|_| Mutex::new(LruCache::with_hasher(per_shard, Default::default())))
                 .collect(),
             pending: Mutex::default(),
+            flushing: tokio::sync::Mutex::const_new(()),
             audit_cursor: Mutex::new(None),
             forgotten: AtomicU64::new(0),
         }
@@ -434,6 +438,7 @@ impl Devices {
 
     /// Writes buffered check-ins now.
     pub(crate) async fn flush(&self, state: &AppState) {
+        let _one_at_a_time = self.flushing.lock().await;
         let batch = self.drain();
         if batch.is_empty() {
             return;
