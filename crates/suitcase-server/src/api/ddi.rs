@@ -945,12 +945,19 @@ pub(crate) async fn feedback(
         offline: false,
     };
     // A closing feedback always counts (one per action); progress beyond the device's
-    // budget is answered 200 and not stored, because SWUpdate fails the install on any other
-    // answer (a 429 would turn chatter into a failed update).
+    // budget, or that lost its race with other nodes' writes (the device API's 503 busy), is
+    // answered 200 and not stored, because SWUpdate fails the install on any other answer (a
+    // 429 or 503 would turn chatter into a failed update).
     match crate::api::device::record_report(&state, &auth.device, &report, !closes).await {
         Ok(()) => {}
-        Err(e) if !closes && e.status == StatusCode::TOO_MANY_REQUESTS => {
-            tracing::debug!(device = %auth.device.name, "DDI progress feedback over budget; not stored");
+        Err(e)
+            if !closes
+                && matches!(
+                    e.status,
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                ) =>
+        {
+            tracing::debug!(device = %auth.device.name, status = %e.status, "DDI progress feedback not stored");
         }
         Err(e) if e.status == StatusCode::CONFLICT => {
             return Err(ApiErr::new(
