@@ -188,12 +188,32 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
                 return Err(UpdateError::WrongPhase { phase });
             }
         }
+        let (target, base, erased) = self.staging_plan(state.record.active, &sizes)?;
+        for (pair, &len) in self.slots.iter_mut().zip(&erased) {
+            pair.get_mut(target).erase(base, base.saturating_add(len))?;
+        }
+        Ok(Staging {
+            updater: self,
+            target,
+            base,
+            erased,
+        })
+    }
+
+    /// Where an update of these sizes is staged, for [`Self::begin`] and [`Self::resume`]: the
+    /// target slot, the offset of its images (one sector into the secondary in swap-offset
+    /// mode) and each image's length rounded up to whole sectors; every size checked against
+    /// its slot.
+    fn staging_plan(
+        &self,
+        active: Slot,
+        sizes: &[u32; N],
+    ) -> Result<(Slot, u32, [u32; N]), UpdateError> {
         let target = if self.config.mode.swaps() {
             Slot::B
         } else {
-            state.record.active.other()
+            active.other()
         };
-        // In swap-offset mode the update goes one sector into the secondary.
         let base = self.geometry.image_offset(self.config.mode, target);
         let sector = self.geometry.sector;
         let mut erased = [0u32; N];
@@ -212,15 +232,7 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
             }
             *out = size.div_ceil(sector).saturating_mul(sector);
         }
-        for (pair, &len) in self.slots.iter_mut().zip(&erased) {
-            pair.get_mut(target).erase(base, base.saturating_add(len))?;
-        }
-        Ok(Staging {
-            updater: self,
-            target,
-            base,
-            erased,
-        })
+        Ok((target, base, erased))
     }
 
     /// Continue staging after a restart that cut a download short: like [`Self::begin`] with
@@ -239,29 +251,7 @@ impl<F: NorFlash, S: NorFlash, const N: usize> Updater<F, S, N> {
                 phase: state.record.phase,
             });
         }
-        let target = if self.config.mode.swaps() {
-            Slot::B
-        } else {
-            state.record.active.other()
-        };
-        let base = self.geometry.image_offset(self.config.mode, target);
-        let sector = self.geometry.sector;
-        let mut erased = [0u32; N];
-        for (i, (&size, out)) in sizes.iter().zip(erased.iter_mut()).enumerate() {
-            let image = ImageIndex(u8::try_from(i).unwrap_or(u8::MAX));
-            let capacity = self.geometry.staging_capacity(self.config.mode, i, target);
-            if size == 0 {
-                return Err(UpdateError::EmptyImage { image });
-            }
-            if size > capacity {
-                return Err(UpdateError::TooLarge {
-                    image,
-                    size,
-                    capacity,
-                });
-            }
-            *out = size.div_ceil(sector).saturating_mul(sector);
-        }
+        let (target, base, erased) = self.staging_plan(state.record.active, &sizes)?;
         Ok(Staging {
             updater: self,
             target,
