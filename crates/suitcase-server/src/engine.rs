@@ -977,6 +977,24 @@ pub(crate) async fn cancel(
     event: CEvent,
     reason: &str,
 ) -> Result<Option<u64>> {
+    let n = end_with_members(state, row, event, reason, Event::Cancel, None).await?;
+    if n.is_some() {
+        state.engine.forget(&row.id);
+    }
+    Ok(n)
+}
+
+/// The campaign's conditional write (`row.state` → `event`, waves unchanged) and its
+/// members moved by `members`, in one transaction: `None` (nothing written) if another node
+/// or request changed the campaign first.
+async fn end_with_members(
+    state: &AppState,
+    row: &CampaignRow,
+    event: CEvent,
+    reason: &str,
+    members: Event,
+    rollback_release: Option<&str>,
+) -> Result<Option<u64>> {
     let mut tx = state.db.pool.begin().await?;
     if !crate::store::campaign_cas(
         &mut tx,
@@ -991,9 +1009,8 @@ pub(crate) async fn cancel(
     {
         return Ok(None);
     }
-    let n = move_members(&mut tx, &row.id, Event::Cancel, None, state.now()).await?;
+    let n = move_members(&mut tx, &row.id, members, rollback_release, state.now()).await?;
     tx.commit().await?;
-    state.engine.forget(&row.id);
     Ok(Some(n))
 }
 
@@ -1011,22 +1028,11 @@ pub(crate) async fn roll_back(
     let Some(rb) = &row.spec.rollback_release_id else {
         return Ok(false);
     };
-    let mut tx = state.db.pool.begin().await?;
-    if !crate::store::campaign_cas(
-        &mut tx,
-        id,
-        row.state,
-        event,
-        Some(reason),
-        row.opened_waves,
-        row.opened_waves,
-    )
-    .await?
-    {
+    let Some(moved) =
+        end_with_members(state, row, event, reason, Event::RollBack, Some(rb)).await?
+    else {
         return Ok(false);
-    }
-    let moved = move_members(&mut tx, id, Event::RollBack, Some(rb), state.now()).await?;
-    tx.commit().await?;
+    };
     audit_server(
         state,
         "campaign.rollback",
