@@ -301,6 +301,25 @@ impl Signers {
         self.0.count_ones() as usize
     }
 
+    /// Whether these signers may authorise `action` on the component `id` under the anchors'
+    /// permissions and the policy's per-component rules (manifest §9, access control lists):
+    /// the check [`Envelope::verify`](crate::Envelope::verify) makes for every component of a
+    /// manifest, for one component. `anchors` must be the slice the signers were verified
+    /// against.
+    ///
+    /// # Errors
+    /// [`AuthError::NotAuthorized`] if no signer's anchor covers `id` for `action`;
+    /// [`AuthError::ThresholdNotMet`] if a rule for `id` needs more signers.
+    pub fn authorize(
+        &self,
+        id: &ComponentId<'_>,
+        action: Actions,
+        anchors: &[TrustAnchor<'_>],
+        policy: &TrustPolicy<'_>,
+    ) -> Result<(), AuthError> {
+        allowed(id, action, *self, anchors, policy)
+    }
+
     /// The indices of the anchors that signed.
     pub fn iter(&self) -> impl Iterator<Item = usize> + use<> {
         let bits = self.0;

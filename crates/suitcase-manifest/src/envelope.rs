@@ -297,7 +297,17 @@ pub struct Authentication<'a> {
 }
 
 impl<'a> Authentication<'a> {
-    fn decode(raw: &'a [u8]) -> Result<Self, Error> {
+    /// Decodes the content of a `suit-authentication-wrapper` bstr:
+    /// `[bstr .cbor SUIT_Digest, * bstr .cbor SUIT_Authentication_Block]` (manifest §8.3).
+    /// Only the structure is checked; nothing is authenticated yet.
+    ///
+    /// A boot-time verifier that streams the envelope from flash holds only this wrapper in
+    /// RAM, then calls [`Authentication::verify_signatures`] and hashes the manifest itself.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if `raw` is not that array, or a block is not a COSE structure
+    /// SUIT allows; [`Error::UnsupportedAlgorithm`] for a digest algorithm this crate refuses.
+    pub fn decode(raw: &'a [u8]) -> Result<Self, Error> {
         decode_exact(raw, "trailing bytes after authentication wrapper", |r| {
             let n = r.array()?;
             if n == 0 {
@@ -315,6 +325,27 @@ impl<'a> Authentication<'a> {
                 blocks: n - 1,
             })
         })
+    }
+
+    /// Checks the authentication blocks over the wrapper's SUIT_Digest against `anchors` under
+    /// `policy`: the same check [`Envelope::verify`] makes, without the manifest. Each
+    /// COSE_Sign1/COSE_Sign block's `Sig_structure` covers the encoded SUIT_Digest as its
+    /// detached payload (manifest §8.3, RFC 9052 §4.4), so the manifest itself never needs to
+    /// be in memory: the caller must still hash the manifest bstr and compare it with
+    /// [`Authentication::digest`] (manifest §8.3: "the SUIT_Digest ... of the manifest"), and
+    /// must not act on the manifest before both checks passed (manifest §6.2).
+    ///
+    /// # Errors
+    /// As [`Envelope::verify`]'s authentication step: [`Error::Unauthenticated`] (no block,
+    /// no trusted signature, threshold or hybrid policy not met),
+    /// [`Error::UnsupportedAlgorithm`] or [`Error::UnsupportedCritical`] when no block could
+    /// be checked, [`Error::Malformed`] for a block without a protected algorithm.
+    pub fn verify_signatures(
+        &self,
+        anchors: &[TrustAnchor<'_>],
+        policy: &TrustPolicy<'_>,
+    ) -> Result<Signers, Error> {
+        crate::auth::verify_blocks(self, anchors, policy)
     }
 
     /// How many authentication blocks there are.

@@ -1194,3 +1194,81 @@ mod signatures {
         assert_eq!(v.signers().count(), 2);
     }
 }
+
+/// The authentication wrapper of `bytes` (the content of envelope member 2).
+fn wrapper(bytes: &[u8]) -> Vec<u8> {
+    Envelope::decode(bytes)
+        .unwrap()
+        .member(2)
+        .unwrap()
+        .1
+        .to_vec()
+}
+
+#[test]
+fn the_authentication_wrapper_alone_verifies_as_the_envelope_does() {
+    // What a boot-time verifier holds in RAM: the wrapper, not the manifest.
+    let bytes = signed(&manifest(b"firmware v7"));
+    let raw = wrapper(&bytes);
+    let auth = suitcase_manifest::Authentication::decode(&raw).unwrap();
+    let signers = auth
+        .verify_signatures(&anchors(), &TrustPolicy::default())
+        .unwrap();
+    let verified = Envelope::decode(&bytes)
+        .unwrap()
+        .verify(&anchors(), &TrustPolicy::default())
+        .unwrap();
+    assert_eq!(signers, verified.signers());
+    // The caller hashes the manifest itself: the wrapper's digest is the envelope's.
+    assert!(
+        auth.digest
+            .matches(Envelope::decode(&bytes).unwrap().manifest_wrapped())
+    );
+    let component = suitcase_manifest::ComponentId::decode(&[0x81, 0x41, 0x00]).unwrap();
+    assert_eq!(
+        signers.authorize(
+            &component,
+            suitcase_manifest::Actions::INVOKE,
+            &anchors(),
+            &TrustPolicy::default()
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn attack_authentication_wrapper_checked_against_the_wrong_key() {
+    let bytes = signed(&manifest(b"firmware v7"));
+    let raw = wrapper(&bytes);
+    let auth = suitcase_manifest::Authentication::decode(&raw).unwrap();
+    let other = [TrustAnchor::new(
+        "other",
+        PublicKey::Hmac256(b"another key, another key, anothe"),
+    )];
+    assert_eq!(
+        auth.verify_signatures(&other, &TrustPolicy::default()),
+        Err(Error::Unauthenticated(AuthError::NoTrustedSignature))
+    );
+    // A signer whose anchor covers another component may not authorise this one.
+    let prefix = [suitcase_manifest::ComponentId::decode(&[0x81, 0x41, 0x01]).unwrap()];
+    let limited = [TrustAnchor {
+        permissions: suitcase_manifest::Permissions {
+            components: Some(&prefix),
+            actions: suitcase_manifest::Actions::ALL,
+        },
+        ..anchors()[0]
+    }];
+    let signers = auth
+        .verify_signatures(&limited, &TrustPolicy::default())
+        .unwrap();
+    let component = suitcase_manifest::ComponentId::decode(&[0x81, 0x41, 0x00]).unwrap();
+    assert_eq!(
+        signers.authorize(
+            &component,
+            suitcase_manifest::Actions::INVOKE,
+            &limited,
+            &TrustPolicy::default()
+        ),
+        Err(AuthError::NotAuthorized)
+    );
+}
