@@ -1,10 +1,9 @@
 //! The management API calls a rehearsal makes (keys, releases, devices, campaigns), as an
-//! operator's tools would make them.
+//! operator's tools would make them: through [`suitcase_client`], the client `suitcase fleet`
+//! uses.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 use suitcase_author::release::BuiltRelease;
+use suitcase_client::{CampaignAction, Client, Error as ClientError};
 use suitcase_protocol::{CampaignCreate, CampaignInfo, DeviceCreate, DeviceCreated, KeyCreate};
 
 use crate::Error;
@@ -12,9 +11,7 @@ use crate::Error;
 /// A management API client with an admin token.
 #[derive(Clone, Debug)]
 pub struct Admin {
-    base: String,
-    token: String,
-    http: reqwest::Client,
+    client: Client,
 }
 
 /// Devices registered per batch request (the server takes up to 10,000).
@@ -24,55 +21,33 @@ impl Admin {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: &str, http: reqwest::Client) -> Self {
         Self {
-            base: base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-            http,
+            client: Client::new(base, token, http),
         }
     }
 
     /// The server's base URL.
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base()
     }
 
-    async fn send<T: DeserializeOwned>(
-        &self,
-        what: &str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<T, Error> {
-        let r = req.bearer_auth(&self.token).send().await.map_err(|e| {
-            Error::Server(format!("{what}: {e} (is the server at {} up?)", self.base))
-        })?;
-        let status = r.status();
-        let text = r
-            .text()
-            .await
-            .map_err(|e| Error::Server(format!("{what}: {e}")))?;
-        if !status.is_success() {
-            let hint = if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
-                " (the simulator needs an admin token: it registers a signing key, devices and a campaign)"
-            } else {
-                ""
-            };
-            return Err(Error::Server(format!("{what}: {status}: {text}{hint}")));
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| Error::Server(format!("{what}: unexpected answer ({e}): {text}")))
-    }
-
-    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        what: &str,
-        path: &str,
-        body: &B,
-    ) -> Result<T, Error> {
-        self.send(
-            what,
-            self.http.post(format!("{}{path}", self.base)).json(body),
-        )
-        .await
+    /// A client error as the rehearsal reports it: what it was doing, and what to check.
+    fn error(&self, what: &str, e: ClientError) -> Error {
+        Error::Server(match e {
+            ClientError::Unreachable { source, .. } => {
+                format!("{what}: {source} (is the server at {} up?)", self.base())
+            }
+            ClientError::Api(r) => {
+                let hint = if r.status == reqwest::StatusCode::UNAUTHORIZED
+                    || r.status == reqwest::StatusCode::FORBIDDEN
+                {
+                    " (the simulator needs an admin token: it registers a signing key, devices and a campaign)"
+                } else {
+                    ""
+                };
+                format!("{what}: {}: {}{hint}", r.status, r.body)
+            }
+            other => format!("{what}: {other}"),
+        })
     }
 
     /// Registers an author key (PEM) under `name`.
@@ -80,16 +55,14 @@ impl Admin {
     /// # Errors
     /// [`Error::Server`].
     pub async fn add_key(&self, name: &str, pem: &str) -> Result<(), Error> {
-        let _: Value = self
-            .post(
-                "register the signing key",
-                "/api/v1/keys",
-                &KeyCreate {
-                    name: name.to_owned(),
-                    key: pem.to_owned(),
-                },
-            )
-            .await?;
+        let key = KeyCreate {
+            name: name.to_owned(),
+            key: pem.to_owned(),
+        };
+        self.client
+            .add_key(&key)
+            .await
+            .map_err(|e| self.error("register the signing key", e))?;
         Ok(())
     }
 
@@ -98,46 +71,30 @@ impl Admin {
     /// # Errors
     /// [`Error::Server`], e.g. when the server refuses the signature.
     pub async fn upload(&self, name: &str, built: &BuiltRelease) -> Result<String, Error> {
-        let v: Value = self
-            .send(
-                "upload the release",
-                self.http
-                    .post(format!("{}/api/v1/releases?name={name}", self.base))
-                    .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
-                    .body(built.envelope.clone()),
-            )
-            .await?;
-        let id = v["id"]
-            .as_str()
-            .ok_or_else(|| Error::Server(format!("upload the release: no id in {v}")))?
-            .to_owned();
-        for p in v["payloads"].as_array().into_iter().flatten() {
-            let (Some(uri), Some(index)) = (p["uri"].as_str(), p["index"].as_u64()) else {
-                continue;
-            };
+        let rel = self
+            .client
+            .upload_envelope(built.envelope.clone(), Some(name))
+            .await
+            .map_err(|e| self.error("upload the release", e))?
+            .value;
+        for p in &rel.payloads {
             let Some(bytes) = built
                 .payloads
                 .iter()
-                .find(|b| b.uri.as_deref() == Some(uri))
+                .find(|b| b.uri.as_deref() == Some(p.uri.as_str()))
                 .map(|b| b.bytes.clone())
             else {
                 return Err(Error::Server(format!(
-                    "the server expects a payload at {uri} that the release does not have"
+                    "the server expects a payload at {} that the release does not have",
+                    p.uri
                 )));
             };
-            let _: Value = self
-                .send(
-                    "upload a payload",
-                    self.http
-                        .put(format!(
-                            "{}/api/v1/releases/{id}/payloads/{index}",
-                            self.base
-                        ))
-                        .body(bytes),
-                )
-                .await?;
+            self.client
+                .put_payload(&rel.id, p.index, bytes)
+                .await
+                .map_err(|e| self.error("upload a payload", e))?;
         }
-        Ok(id)
+        Ok(rel.id)
     }
 
     /// Registers devices (in batches); returns their ids and tokens in order.
@@ -147,10 +104,12 @@ impl Admin {
     pub async fn register(&self, devices: &[DeviceCreate]) -> Result<Vec<DeviceCreated>, Error> {
         let mut out = Vec::with_capacity(devices.len());
         for chunk in devices.chunks(BATCH) {
-            let created: Vec<DeviceCreated> = self
-                .post("register devices", "/api/v1/devices/batch", chunk)
-                .await?;
-            out.extend(created);
+            let created = self
+                .client
+                .add_devices(chunk)
+                .await
+                .map_err(|e| self.error("register devices", e))?;
+            out.extend(created.value);
         }
         Ok(out)
     }
@@ -160,16 +119,16 @@ impl Admin {
     /// # Errors
     /// [`Error::Server`].
     pub async fn campaign(&self, spec: &CampaignCreate) -> Result<String, Error> {
-        let c: CampaignInfo = self
-            .post("create the campaign", "/api/v1/campaigns", spec)
-            .await?;
-        let _: Value = self
-            .post(
-                "start the campaign",
-                &format!("/api/v1/campaigns/{}/start", c.id),
-                &serde_json::Map::new(),
-            )
-            .await?;
+        let c = self
+            .client
+            .create_campaign(spec)
+            .await
+            .map_err(|e| self.error("create the campaign", e))?
+            .value;
+        self.client
+            .campaign_action(&c.id, CampaignAction::Start)
+            .await
+            .map_err(|e| self.error("start the campaign", e))?;
         Ok(c.id)
     }
 
@@ -186,14 +145,12 @@ impl Admin {
     ) -> Result<bool, Error> {
         let start = std::time::Instant::now();
         loop {
-            let v: Value = self
-                .send(
-                    "read the release",
-                    self.http
-                        .get(format!("{}/api/v1/releases/{release_id}", self.base)),
-                )
-                .await?;
-            if v["deltas"].as_array().is_some_and(|d| !d.is_empty()) {
+            let r = self
+                .client
+                .release(release_id)
+                .await
+                .map_err(|e| self.error("read the release", e))?;
+            if !r.value.deltas.is_empty() {
                 return Ok(true);
             }
             if start.elapsed() >= timeout {
@@ -208,11 +165,11 @@ impl Admin {
     /// # Errors
     /// [`Error::Server`].
     pub async fn campaign_info(&self, id: &str) -> Result<CampaignInfo, Error> {
-        self.send(
-            "read the campaign",
-            self.http
-                .get(format!("{}/api/v1/campaigns/{id}", self.base)),
-        )
-        .await
+        Ok(self
+            .client
+            .campaign(id)
+            .await
+            .map_err(|e| self.error("read the campaign", e))?
+            .value)
     }
 }
