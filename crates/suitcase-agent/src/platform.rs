@@ -26,8 +26,7 @@ use std::path::PathBuf;
 use suitcase_manifest::codepoints::helper;
 use suitcase_manifest::encryption::EncryptionInfo;
 use suitcase_manifest::{
-    Command, Component, ComponentId, Condition, FetchRequest, Identifier, IdentityKind, Platform,
-    PlatformError, Record,
+    Component, ComponentId, FetchRequest, Identifier, IdentityKind, Platform, PlatformError, Record,
 };
 
 use crate::config::{Config, ImageFormat, Kind};
@@ -163,9 +162,6 @@ pub(crate) struct DevicePlatform<'c> {
     pub(crate) no_space: bool,
     /// The last command that failed, for the report.
     pub(crate) last_failed: Option<String>,
-    /// The component indices whose current content an image-match condition accepted
-    /// (draft-ietf-suit-manifest §8.4.9.2). New content for a component forgets its match.
-    image_matched: std::collections::BTreeSet<usize>,
     /// Seconds since 1970.
     now: u64,
 }
@@ -202,29 +198,12 @@ impl<'c> DevicePlatform<'c> {
             problem: None,
             no_space: false,
             last_failed: None,
-            image_matched: std::collections::BTreeSet::new(),
             now,
         }
     }
 
-    /// Whether an image-match condition accepted component `index`'s current content: a
-    /// manifest may leave a component out of its image-match conditions, and a section that
-    /// ran checked only what it names.
-    pub(crate) fn image_matched(&self, index: usize) -> bool {
-        self.image_matched.contains(&index)
-    }
-
-    /// The component indices that have content.
-    pub(crate) fn with_content(&self) -> impl Iterator<Item = usize> + '_ {
-        self.content
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|_| i))
-    }
-
     /// Sets a component's content (Reverify: what Apply wrote).
     pub(crate) fn set_content(&mut self, index: usize, c: Content) {
-        self.image_matched.remove(&index);
         if self.content.len() <= index {
             self.content.resize(index + 1, None);
         }
@@ -347,7 +326,6 @@ impl Platform for DevicePlatform<'_> {
             Mode::Process => {
                 self.finish_write()?;
                 let path = self.work.join(format!("c-{}.bin", component.index));
-                self.image_matched.remove(&component.index);
                 if let Some(c) = self.content.get_mut(component.index) {
                     *c = None;
                 }
@@ -519,10 +497,6 @@ impl Platform for DevicePlatform<'_> {
     }
 
     fn record(&mut self, record: &Record<'_>) {
-        if record.success && matches!(record.command, Command::Condition(Condition::ImageMatch, _))
-        {
-            self.image_matched.insert(record.component);
-        }
         if !record.success {
             self.last_failed = Some(format!(
                 "{}: {} on component {}",

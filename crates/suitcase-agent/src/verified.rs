@@ -1,36 +1,44 @@
 //! The way to a [`VerifiedManifest`]: the stored envelope read back (bounded) and
-//! authenticated with the trust anchors, and what the steps that hold one share (the
+//! authenticated by the firmware-consumer core (`suitcase_device::consumer::Offer::verify`,
+//! the signature check the MCU chain makes too), and what the steps that hold one share (the
 //! installed sequence numbers, the running images as delta bases, SUIT failures as reports).
 
 use std::io::Read as _;
+use std::path::PathBuf;
 
-use suitcase_manifest::{Envelope, Section, TrustAnchor, VerifiedManifest};
+use suitcase_device::consumer::{self, Offer};
+use suitcase_manifest::{Section, VerifiedManifest};
 use suitcase_protocol::Step;
 
 use crate::ctx::Ctx;
 use crate::error::{AgentError, StepFailure, Stop, fail, reason};
-use crate::platform::{self, DevicePlatform, Route};
+use crate::platform::{self, DevicePlatform, Mode, Route};
 use crate::state::Journal;
 
 /// The largest envelope the agent accepts (it is held in memory to be verified).
 pub const MAX_ENVELOPE: u64 = 1 << 20;
 
-/// The stored envelope, authenticated again.
+/// The stored envelope, authenticated again by the core ([`consumer::Authentic`]: the
+/// envelope, its manifest and the installed sequence number every processor built from it
+/// must exceed), and the names of the anchors whose signatures verified.
 pub(crate) struct Authentic<'e> {
-    /// The envelope's bytes.
-    pub(crate) bytes: &'e [u8],
-    /// Its manifest, verified with the trust anchors.
-    pub(crate) manifest: VerifiedManifest<'e>,
+    core: consumer::Authentic<'e>,
     /// The names of the anchors whose signatures verified.
     pub(crate) signers: Vec<String>,
-    /// The highest installed sequence number of the manifest's components.
-    pub(crate) installed: Option<u64>,
+}
+
+impl<'e> std::ops::Deref for Authentic<'e> {
+    type Target = consumer::Authentic<'e>;
+    fn deref(&self) -> &Self::Target {
+        &self.core
+    }
 }
 
 /// The one way a step after Receive gets at the update's manifest: the stored envelope
-/// read back (bounded), authenticated with the trust anchors under the trust policy at the
-/// current time, and handed to `f` with the installed sequence numbers. Check, Distribute,
-/// Process, Apply (through `crate::candidates::resume`) and Re-verify all enter here.
+/// read back (bounded), authenticated by the core with the trust anchors under the trust
+/// policy at the current time, and handed to `f` with the installed sequence number (the
+/// highest of the manifest's components). Check, Distribute, Process, Apply (through
+/// `crate::candidates::resume`) and Re-verify all enter here.
 pub(crate) fn authenticated<T>(
     ctx: &Ctx,
     j: &Journal,
@@ -39,20 +47,41 @@ pub(crate) fn authenticated<T>(
 ) -> Result<T, Stop> {
     let bytes = read_envelope(ctx, j)?;
     let anchors = ctx.cfg.trust.anchors();
-    let manifest = verify(ctx, step, &bytes, &anchors)?;
-    let signers = manifest
+    let installed = ctx.state.installed()?;
+    let core = Offer::new(&bytes)
+        .verify(&anchors, &ctx.cfg.trust.policy(ctx.now()), |v| {
+            v.manifest()
+                .components
+                .iter()
+                .filter_map(|c| installed.sequence(&hex_id(&c)))
+                .max()
+        })
+        .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))?;
+    let signers = core
+        .manifest()
         .signers()
         .iter()
         .filter_map(|i| anchors.get(i))
         .map(|a| a.name.to_owned())
         .collect();
-    let installed = installed_sequence(ctx, &manifest)?;
-    f(&Authentic {
-        bytes: &bytes,
-        manifest,
-        signers,
-        installed,
-    })
+    f(&Authentic { core, signers })
+}
+
+/// A platform in `mode` for the authenticated envelope.
+pub(crate) fn platform<'c>(
+    ctx: &'c Ctx,
+    a: &Authentic<'_>,
+    mode: Mode,
+    payloads: Vec<(String, PathBuf, u64)>,
+) -> DevicePlatform<'c> {
+    DevicePlatform::new(
+        &ctx.cfg,
+        mode,
+        a.envelope().len() as u64,
+        ctx.state.work(),
+        payloads,
+        ctx.now(),
+    )
 }
 
 /// The stored envelope, at most [`MAX_ENVELOPE`] bytes of it.
@@ -73,30 +102,8 @@ fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
     Ok(bytes)
 }
 
-/// Authenticates the envelope: the only way to a [`VerifiedManifest`].
-fn verify<'e>(
-    ctx: &Ctx,
-    step: Step,
-    bytes: &'e [u8],
-    anchors: &[TrustAnchor<'_>],
-) -> Result<VerifiedManifest<'e>, Stop> {
-    let policy = ctx.cfg.trust.policy(ctx.now());
-    Envelope::decode(bytes)
-        .and_then(|e| e.verify(anchors, &policy))
-        .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))
-}
-
 pub(crate) fn hex_id(id: &suitcase_manifest::ComponentId<'_>) -> Vec<String> {
     id.segments().map(hex::encode).collect()
-}
-
-fn installed_sequence(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<Option<u64>, AgentError> {
-    let installed = ctx.state.installed()?;
-    Ok(v.manifest()
-        .components
-        .iter()
-        .filter_map(|c| installed.sequence(&hex_id(&c)))
-        .max())
 }
 
 /// Points each `<id>/installed` helper of the manifest at the image its component runs now

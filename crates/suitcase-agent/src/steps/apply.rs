@@ -5,16 +5,27 @@ use suitcase_protocol::Step;
 
 use super::{Done, StepResult, installer};
 use crate::backend::{Image, Installer, Written};
-use crate::candidates;
+use crate::candidates::{self, VerifiedCandidates};
 use crate::ctx::Ctx;
 use crate::error::{AgentError, fail, reason};
 use crate::slot::Slot;
 use crate::state::{Journal, TargetState};
+use crate::verified::authenticated;
 
 pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Apply;
-    // Only candidates matched against the authenticated manifest are written.
-    let verified = candidates::resume(ctx, j, step)?;
+    let stored = j.clone();
+    // Only candidates matched against the authenticated manifest are written: the core's
+    // `Matched`, made by its image-match over the envelope authenticated again.
+    authenticated(ctx, &stored, step, |a| {
+        let verified = candidates::resume(ctx, &stored, step, a)?;
+        write(ctx, j, &verified)
+    })
+}
+
+/// Writes each verified candidate to its target.
+fn write(ctx: &Ctx, j: &mut Journal, verified: &VerifiedCandidates<'_>) -> StepResult {
+    let step = Step::Apply;
     let mut notes = Vec::new();
     for ti in 0..j.targets.len() {
         let Some(t) = j.targets.get(ti).cloned() else {
@@ -23,7 +34,7 @@ pub(crate) fn apply(ctx: &Ctx, j: &mut Journal) -> StepResult {
         if t.role.is_helper() {
             continue;
         }
-        let Some(cand) = verified.get(t.index) else {
+        let Some(cand) = verified.candidates().get(t.index) else {
             notes.push(format!("{}: nothing to write", t.name));
             continue;
         };

@@ -2,15 +2,17 @@
 //! mode (anti-rollback, vendor, class, components, sizes against capacity), and a decryption
 //! key held for every encrypted payload. Receive runs it before any payload is downloaded.
 
-use suitcase_manifest::{Processor, ProcessorPolicy, VerifiedManifest};
+use suitcase_manifest::VerifiedManifest;
 use suitcase_protocol::Step;
 
 use super::{Done, StepResult};
 use crate::ctx::Ctx;
 use crate::error::{Stop, fail};
-use crate::platform::{DevicePlatform, Mode};
+use crate::platform::Mode;
 use crate::state::Journal;
-use crate::verified::{Authentic, UPDATE_SECTIONS, authenticated, preset_running, suit_failure};
+use crate::verified::{
+    Authentic, UPDATE_SECTIONS, authenticated, platform, preset_running, suit_failure,
+};
 
 pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Check;
@@ -23,7 +25,7 @@ pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
 /// against a probe platform, a key for every encrypted payload. The manifest's sequence
 /// number and the report's detail.
 fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, String), Stop> {
-    let (v, installed) = (&a.manifest, a.installed);
+    let (v, installed) = (a.manifest(), a.installed());
     // A bundle's index is not trusted, and the release id of a bundle offer comes from it:
     // it must name the manifest that was verified (its digest, `bundle_release_id`), or the
     // reports, `SUITCASE_RELEASE_ID` and `installed` would credit another release (docs/bundles.md
@@ -41,29 +43,11 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
             ));
         }
     }
-    let mut probe = DevicePlatform::new(
-        &ctx.cfg,
-        Mode::Probe,
-        a.bytes.len() as u64,
-        ctx.state.work(),
-        Vec::new(),
-        ctx.now(),
-    );
+    let mut probe = platform(ctx, a, Mode::Probe, Vec::new());
     preset_running(ctx, v, &mut probe)?;
-    let outcome = match Processor::new(
-        v,
-        &mut probe,
-        ProcessorPolicy {
-            installed_sequence: installed,
-            allow_same_sequence: false,
-        },
-    ) {
-        Ok(mut p) => UPDATE_SECTIONS
-            .iter()
-            .try_for_each(|s| p.run(*s).map(|_| ())),
-        Err(e) => return Err(suit_failure(step, &e, &probe)),
-    };
-    if let Err(e) = outcome
+    // The core's processor, anti-rollback against the installed sequence number; a probe
+    // that stopped at its first side effect has checked all it can.
+    if let Err(e) = a.run(&mut probe, &UPDATE_SECTIONS)
         && !probe.side_effect
     {
         return Err(suit_failure(step, &e, &probe));

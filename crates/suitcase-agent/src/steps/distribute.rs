@@ -14,7 +14,7 @@ use crate::verified::{authenticated, hex_id};
 
 pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Distribute;
-    let (targets, notes) = authenticated(ctx, j, step, |a| route(ctx, step, &a.manifest))?;
+    let (targets, notes) = authenticated(ctx, j, step, |a| route(ctx, step, a.manifest()))?;
     j.targets = targets;
     Ok(Done::Success(notes.join("; ")))
 }

@@ -4,16 +4,18 @@
 use suitcase_protocol::Step;
 
 use super::{Done, StepResult};
-use crate::candidates::{self, Processed};
+use crate::candidates;
 use crate::ctx::Ctx;
 use crate::state::Journal;
+use crate::verified::authenticated;
 
 pub(crate) fn process(ctx: &Ctx, j: &mut Journal) -> StepResult {
-    let Processed {
-        candidates,
-        decrypted,
-    } = candidates::process(ctx, j, Step::Process)?;
-    j.candidates = candidates.records();
+    let step = Step::Process;
+    let (records, decrypted) = authenticated(ctx, j, step, |a| {
+        let (matched, decrypted) = candidates::process(ctx, j, step, a)?;
+        Ok((matched.candidates().records(), decrypted))
+    })?;
+    j.candidates = records;
     let images = j
         .candidates
         .iter()

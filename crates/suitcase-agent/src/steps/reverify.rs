@@ -1,19 +1,20 @@
 //! NTIA step 11, Re-verify: the manifest's validate section run on what was written, read
 //! back from the slots; an MCU's own boot verifier run on its slot.
 
-use suitcase_manifest::{Processor, ProcessorPolicy, Section};
+use suitcase_device::consumer::MatchError;
+use suitcase_manifest::Section;
 use suitcase_protocol::Step;
 
 use super::{Done, StepResult, installer};
 use crate::backend::Installer;
-use crate::candidates::unmatched;
+use crate::candidates::{install, name};
 use crate::config::ComponentConfig;
 use crate::ctx::Ctx;
 use crate::error::{Stop, fail, reason};
-use crate::platform::{Content, DevicePlatform, Mode};
+use crate::platform::{Content, Mode};
 use crate::slot::Slot;
 use crate::state::{Journal, Target};
-use crate::verified::{Authentic, authenticated, suit_failure};
+use crate::verified::{Authentic, authenticated, platform, suit_failure};
 
 pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Reverify;
@@ -41,14 +42,7 @@ pub(crate) fn reverify(ctx: &Ctx, j: &mut Journal) -> StepResult {
 /// The manifest's validate section run on what was written (read back from the slots),
 /// or on the candidates not written yet: whether it has one.
 fn validate(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<bool, Stop> {
-    let mut p = DevicePlatform::new(
-        &ctx.cfg,
-        Mode::Reverify,
-        a.bytes.len() as u64,
-        ctx.state.work(),
-        Vec::new(),
-        ctx.now(),
-    );
+    let mut p = platform(ctx, a, Mode::Reverify, Vec::new());
     for t in &j.targets {
         let content = if t.role.is_helper() || !t.state.applied() {
             j.candidates
@@ -74,30 +68,21 @@ fn validate(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<boo
             p.set_content(t.index, content);
         }
     }
-    let outcome = match Processor::new(
-        &a.manifest,
-        &mut p,
-        ProcessorPolicy {
-            installed_sequence: a.installed,
-            allow_same_sequence: false,
-        },
-    ) {
-        Ok(mut proc) => proc.run(Section::Validate),
-        Err(e) => Err(e),
-    };
-    let ran = outcome.map_err(|e| suit_failure(step, &e, &p))?;
     // A validate section checks only the components it image-matches: one that leaves out
     // an image the update installs has not verified what was written.
-    if ran && let Some(name) = unmatched(j, &p, p.with_content()) {
-        return Err(fail(
+    match a.image_match(&mut p, &[Section::Validate], install(j), |_| ()) {
+        Ok(m) => Ok(m.ran()),
+        Err(MatchError::NotRun { .. }) => Ok(false),
+        Err(MatchError::Processing(e)) => Err(suit_failure(step, &e, &p)),
+        Err(MatchError::Unmatched { index }) => Err(fail(
             step,
             suitcase_manifest::Reason::Digest.code(),
             format!(
-                "the manifest's validate section does not image-match {name}: what was written is not verified"
+                "the manifest's validate section does not image-match {}: what was written is not verified",
+                name(j, index)
             ),
-        ));
+        )),
     }
-    Ok(ran)
 }
 
 /// The slot Apply wrote for `t`.

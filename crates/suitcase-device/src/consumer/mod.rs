@@ -35,6 +35,7 @@
 
 mod boot;
 mod check;
+mod host;
 mod io;
 mod pipeline;
 
@@ -47,6 +48,7 @@ use suitcase_manifest::{
 };
 
 pub use boot::{BootSlots, Reset};
+pub use host::{Authentic, MatchError, Matched};
 pub use io::{IoError, Journal, Progress, SlotRole, Slots, Transport};
 pub use pipeline::MAX_URI;
 
@@ -276,6 +278,17 @@ impl<'e> Offer<'e> {
         self.envelope
     }
 
+    /// The envelope's digest and signatures checked against `anchors` under `policy` before
+    /// anything else in it is parsed (manifest §6.2): the one signature check of every chain
+    /// ([`Self::authenticate`], [`Self::verify`]).
+    fn verified(
+        &self,
+        anchors: &[TrustAnchor<'_>],
+        policy: &TrustPolicy<'_>,
+    ) -> Result<VerifiedManifest<'e>, suitcase_manifest::Error> {
+        Envelope::decode(self.envelope).and_then(|e| e.verify(anchors, policy))
+    }
+
     /// Authenticates the envelope and decides, before any payload byte is requested, whether
     /// the device will take it: signature and digest (manifest §6.2), sequence number above
     /// the installed one, every component one the device has, the vendor, class and device
@@ -290,8 +303,8 @@ impl<'e> Offer<'e> {
         slots: &mut S,
     ) -> Result<Authenticated<'e>, Error> {
         let io = |e| Error::Io(Step::Authenticate, e);
-        let manifest = Envelope::decode(self.envelope)
-            .and_then(|e| e.verify(device.anchors, &device.policy))
+        let manifest = self
+            .verified(device.anchors, &device.policy)
             .map_err(Refusal::Unauthenticated)?;
         let installed = slots.installed_sequence().map_err(io)?;
         let offered = manifest.sequence_number();
