@@ -154,6 +154,21 @@ CREATE UNIQUE INDEX reports_once ON reports (device_id, release_id, step, outcom
     WHERE outcome <> 'in-progress' AND started_at IS NOT NULL
 "
     .to_owned();
+    // Quarantine (RFC 8240 §9, docs/server.md §8): a device's quarantine (since when, and the
+    // record of who or which rule put it there, with the evidence), the report id below which
+    // the automatic rules no longer count (set when it is released), releases marked
+    // remediation (the only ones a quarantined device is offered), and reports flagged as sent
+    // while the device was quarantined. The rules count a device's failures by reason and time.
+    let v12 = "
+ALTER TABLE devices ADD COLUMN quarantined_at BIGINT;
+ALTER TABLE devices ADD COLUMN quarantine TEXT;
+ALTER TABLE devices ADD COLUMN quarantine_floor BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN remediation BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE reports ADD COLUMN quarantined BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX devices_quarantined ON devices (quarantined_at);
+CREATE INDEX reports_failures ON reports (device_id, reason, id)
+"
+    .to_owned();
     vec![
         (1, v1),
         (2, v2),
@@ -166,6 +181,7 @@ CREATE UNIQUE INDEX reports_once ON reports (device_id, release_id, step, outcom
         (9, v9),
         (10, v10),
         (11, v11),
+        (12, v12),
     ]
 }
 

@@ -496,6 +496,15 @@ async fn decide_member(
     // offered what its processor would refuse as a rollback (manifest §8.4.2), which would
     // count as a failure against the error threshold. No window or rate limit applies.
     let installed = release.installed_on(checkin);
+    // RFC 8240 §9: a quarantined device is offered only remediation releases (the one rule,
+    // quarantine::offerable). It stays where it is in the campaign, so that releasing it
+    // from quarantine lets it carry on.
+    if m.quarantined
+        && !installed
+        && !crate::quarantine::release_allowed(state, device_id, &release.id).await?
+    {
+        return Ok(Some(decision));
+    }
     let mut to = m.state.next(if installed {
         Event::Installed
     } else {
@@ -1054,16 +1063,24 @@ pub(crate) async fn notify_wave(state: &AppState, campaign_id: &str, wave: u32) 
     let Some(push) = &state.push else {
         return;
     };
-    let devices: Vec<String> = match state.db.campaign_members(campaign_id).await {
+    let devices: Vec<(String, String)> = match state.db.campaign_members(campaign_id).await {
         Ok(m) => m
             .into_iter()
             .filter(|m| {
                 m.wave == wave && MState::from_name(&m.state).is_some_and(|s| !s.terminal())
             })
-            .map(|m| m.device_id)
+            .map(|m| (m.device_id, m.release_id))
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot list the wave's devices to notify");
+            return;
+        }
+    };
+    // A quarantined device is woken only for a remediation release (quarantine::offerable).
+    let devices = match crate::quarantine::pushable(state, devices).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the wave's quarantined devices");
             return;
         }
     };

@@ -33,6 +33,7 @@ mod error;
 mod limits;
 mod metrics;
 mod push;
+mod quarantine;
 mod rollout;
 mod serve;
 mod store;
@@ -47,6 +48,7 @@ use std::time::Duration;
 pub use error::ServerError;
 
 pub use devices::CREDENTIAL_MAX_AGE_SECONDS;
+pub use quarantine::QuarantineRules;
 pub use serve::{ConnInfo, RunningServer, TlsConfig};
 
 /// Seconds since 1970.
@@ -106,6 +108,9 @@ pub struct Config {
     /// controller and registers unknown ones on first poll, as hawkBit's does. Off (`None`)
     /// by default; devices then use their own token (`TargetToken`).
     pub ddi_gateway_token: Option<String>,
+    /// Automatic quarantine (RFC 8240 §9) and the fleet posture's unreachable window
+    /// (docs/server.md §8).
+    pub quarantine: QuarantineRules,
 }
 
 /// Limits on connections and slow clients (docs/server.md §7). Every one bounds what a
@@ -177,6 +182,7 @@ impl Config {
             sweep_interval: None,
             limits: Limits::default(),
             ddi_gateway_token: None,
+            quarantine: QuarantineRules::default(),
         }
     }
 

@@ -279,6 +279,8 @@ pub(crate) struct ReleaseRow {
     pub(crate) payloads: Vec<PayloadRow>,
     /// Offered to no new campaign.
     pub(crate) archived: bool,
+    /// The only kind of release a quarantined device is offered (quarantine.rs).
+    pub(crate) remediation: bool,
 }
 
 impl ReleaseRow {
@@ -296,7 +298,7 @@ impl ReleaseRow {
     }
 }
 
-const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived";
+const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived, remediation";
 
 impl Db {
     pub(crate) async fn release_create(
@@ -377,6 +379,7 @@ impl Db {
             signed_by: serde_json::from_str(&signed_by).context("stored signers")?,
             envelope_bytes: to_u64(r.try_get("envelope_bytes")?),
             archived: r.try_get::<i64, _>("archived")? != 0,
+            remediation: r.try_get::<i64, _>("remediation")? != 0,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
         })
@@ -1195,6 +1198,8 @@ pub(crate) struct LiveMember {
     pub(crate) state: MState,
     pub(crate) campaign_state: CampaignState,
     pub(crate) opened_waves: u32,
+    /// The device is quarantined (quarantine.rs): offered only remediation releases.
+    pub(crate) quarantined: bool,
 }
 
 /// A campaign's transition, as one conditional write: `event` from `from` (per
@@ -1372,7 +1377,9 @@ impl Db {
     /// the database has them now (a device is in at most one: `start` skips busy devices).
     pub(crate) async fn member_live(&self, device_id: &str) -> Result<Option<LiveMember>> {
         let row = dynamic(&format!(
-            "SELECT cd.campaign_id, cd.wave, cd.state, c.state, c.opened_waves FROM campaign_devices cd \
+            "SELECT cd.campaign_id, cd.wave, cd.state, c.state, c.opened_waves, \
+             (SELECT COUNT(*) FROM devices d WHERE d.id = cd.device_id AND d.quarantined_at IS NOT NULL) \
+             FROM campaign_devices cd \
              JOIN campaigns c ON c.id = cd.campaign_id \
              WHERE cd.device_id = $1 AND cd.state IN ({}) AND c.state IN ({}) LIMIT 1",
             engine::sql_unfinished(),
@@ -1397,6 +1404,7 @@ impl Db {
             state,
             campaign_state,
             opened_waves: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
+            quarantined: r.try_get::<i64, _>(5)? > 0,
         }))
     }
 
@@ -1637,11 +1645,27 @@ impl Db {
         .transpose()
     }
 
-    /// Whether the device was offered this release (by any campaign, including as a
-    /// rollback) and may still fetch it and report on it. A member still `pending` (its wave
-    /// is not open, or it has not checked in since) was never offered it; one `cancelled`
-    /// was stopped by the operator. Neither may fetch (docs/server.md §3).
+    /// Whether the device may fetch this release: it was offered it
+    /// ([`Self::device_was_offered`]) and, if it is quarantined, the release is marked
+    /// remediation (RFC 8240 §9, `quarantine::offerable`, docs/server.md §8). Every download
+    /// path asks this.
     pub(crate) async fn device_offered(&self, device_id: &str, release_id: &str) -> Result<bool> {
+        if !self.device_was_offered(device_id, release_id).await? {
+            return Ok(false);
+        }
+        let (quarantined, remediation) = self.offer_gate(device_id, release_id).await?;
+        Ok(crate::quarantine::offerable(quarantined, remediation))
+    }
+
+    /// Whether the device was offered this release (by any campaign, including as a
+    /// rollback) and may still report on it. A member still `pending` (its wave is not open,
+    /// or it has not checked in since) was never offered it; one `cancelled` was stopped by
+    /// the operator. Neither may fetch or report (docs/server.md §3).
+    pub(crate) async fn device_was_offered(
+        &self,
+        device_id: &str,
+        release_id: &str,
+    ) -> Result<bool> {
         Ok(dynamic(&format!(
             "SELECT 1 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id \
              WHERE cd.device_id = $1 AND (cd.release_id = $2 OR c.release_id = $2) \
@@ -1675,9 +1699,11 @@ pub(crate) struct ReportRow {
     pub(crate) at: i64,
     /// From an install from an offline bundle (docs/bundles.md).
     pub(crate) offline: bool,
+    /// Sent while the device was quarantined, or the evidence that quarantined it.
+    pub(crate) quarantined: bool,
 }
 
-pub(crate) const REPORT_COLS: &str = "release_id, campaign_id, step, outcome, reason, detail, progress, started_at, at, log, offline";
+pub(crate) const REPORT_COLS: &str = "release_id, campaign_id, step, outcome, reason, detail, progress, started_at, at, log, offline, quarantined";
 
 /// A `reports` row selected with [`REPORT_COLS`].
 pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRow> {
@@ -1693,6 +1719,7 @@ pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRow> {
         at: r.try_get("at")?,
         log: r.try_get("log")?,
         offline: r.try_get::<i64, _>("offline")? != 0,
+        quarantined: r.try_get::<i64, _>("quarantined")? != 0,
     })
 }
 
@@ -1789,7 +1816,9 @@ impl Db {
             }
         }
         sqlx::query(
-            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log, offline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+            // Flagged when the device is quarantined as the row lands (docs/server.md §8).
+            "INSERT INTO reports (device_id, release_id, campaign_id, step, outcome, reason, detail, progress, suit_report, at, started_at, log, offline, quarantined) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             (SELECT COUNT(*) FROM devices WHERE id = $1 AND quarantined_at IS NOT NULL)) \
              ON CONFLICT DO NOTHING",
         )
         .bind(device_id)

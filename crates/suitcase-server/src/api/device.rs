@@ -311,7 +311,10 @@ pub(crate) async fn record_report(
             transition,
         } => (Some(campaign), transition),
         ReportFate::NotMember => {
-            if !state.db.device_offered(&dev.id, &r.release_id).await? {
+            if !state.db.device_was_offered(&dev.id, &r.release_id).await? {
+                // RFC 8240 §9: a device that reports on a release it was never a member
+                // for is quarantined (quarantine.rs, rule never-offered).
+                crate::quarantine::judge_not_offered(state, dev, r).await?;
                 return Err(not_offered());
             }
             let campaign = state
@@ -334,6 +337,15 @@ pub(crate) async fn record_report(
     }
     if let Some(t) = transition {
         engine::persist(state, &t).await?;
+    }
+    // RFC 8240 §9: repeated signature failures and rollback attempts quarantine the device.
+    if r.outcome == Outcome::Failure {
+        let sequence = state
+            .db
+            .release_get(&r.release_id)
+            .await?
+            .map(|rel| rel.sequence_number);
+        crate::quarantine::judge_report(state, &dev.id, r, sequence).await?;
     }
     Ok(())
 }
@@ -486,7 +498,8 @@ pub(crate) async fn state(
 }
 
 async fn authorize(state: &AppState, device_id: &str, release_id: &str) -> ApiResult<()> {
-    // Not 403: a device must not learn which releases exist for others.
+    // Not 403: a device must not learn which releases exist for others. A quarantined
+    // device fetches only remediation releases (RFC 8240 §9, in `device_offered`).
     if state.db.device_offered(device_id, release_id).await? {
         Ok(())
     } else {

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, campaigns, device, fleet, releases};
+use super::{admin, campaigns, device, fleet, quarantine, releases};
 use crate::AppState;
 
 struct Security;
@@ -48,6 +48,7 @@ impl Modify for Security {
         releases::upload, releases::put_payload, releases::list, releases::get, releases::archive, releases::delete, releases::envelope,
         fleet::create, fleet::create_batch, fleet::list, fleet::get, fleet::patch, fleet::revoke,
         fleet::rotate_token, fleet::groups, fleet::group_create, fleet::group_add, fleet::group_remove,
+        quarantine::get, quarantine::set, quarantine::clear, quarantine::remediation, quarantine::remediation_get, quarantine::posture,
         campaigns::create, campaigns::dry_run, campaigns::list, campaigns::get, campaigns::members, campaigns::act,
         admin::token_create, admin::token_list, admin::token_revoke,
         admin::key_create, admin::key_list, admin::key_delete, admin::audit,
@@ -205,6 +206,10 @@ fn name_rules(spec: &mut serde_json::Value) {
             p.insert("items".into(), tag.clone());
             p.insert("maxItems".into(), max.into());
         }
+    }
+    // A quarantine's reason follows the name rule (api/quarantine.rs).
+    if let Some(p) = spec.pointer_mut("/components/schemas/QuarantineRequest/properties/reason") {
+        *p = tag;
     }
     // `?tags=a,b`: the server refuses a value longer than FILTER_TAGS_MAX names and their
     // commas, or one with a control character, as it refuses such a tag in a body.

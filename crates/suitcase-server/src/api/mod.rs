@@ -17,6 +17,7 @@ pub(crate) mod ddi;
 pub(crate) mod device;
 pub(crate) mod docs;
 pub(crate) mod fleet;
+pub(crate) mod quarantine;
 pub(crate) mod releases;
 
 pub(crate) use releases::UPLOAD_CLAIM_STALE;
@@ -63,6 +64,17 @@ pub(crate) fn router(state: AppState) -> Router {
             get(fleet::get).patch(fleet::patch).delete(fleet::revoke),
         )
         .route("/api/v1/devices/{id}/token", post(fleet::rotate_token))
+        .route(
+            "/api/v1/devices/{id}/quarantine",
+            get(quarantine::get)
+                .post(quarantine::set)
+                .delete(quarantine::clear),
+        )
+        .route(
+            "/api/v1/releases/{id}/remediation",
+            get(quarantine::remediation_get).post(quarantine::remediation),
+        )
+        .route("/api/v1/fleet/posture", get(quarantine::posture))
         .route(
             "/api/v1/groups",
             get(fleet::groups).post(fleet::group_create),

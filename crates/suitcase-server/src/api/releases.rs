@@ -68,6 +68,9 @@ pub(crate) struct UploadQuery {
     /// characters.
     #[param(max_length = 200)]
     name: Option<String>,
+    /// Mark the release remediation: the only kind a quarantined device is offered
+    /// (docs/server.md §8; `POST /api/v1/releases/{id}/remediation` changes it later).
+    remediation: Option<bool>,
 }
 
 /// The answer to an envelope uploaded before: `409` with the release's id, and, when it
@@ -191,6 +194,7 @@ pub(crate) async fn upload(
         payloads: Vec::new(),
         summary,
         archived: false,
+        remediation: false,
     };
     if let Err(e) = state.db.release_create(&row, &body, &uris).await {
         // The same manifest uploaded by a concurrent request: its digest is unique.
@@ -201,12 +205,16 @@ pub(crate) async fn upload(
         }
         return Err(e.into());
     }
+    let remediation = q.remediation.unwrap_or(false);
+    if remediation {
+        state.db.release_set_remediation(&row.id, true).await?;
+    }
     audit(
         &state,
         &who,
         "release.upload",
         &row.id,
-        serde_json::json!({"name": row.name, "sequence_number": row.sequence_number, "manifest_digest": row.manifest_digest, "signed_by": row.signed_by}),
+        serde_json::json!({"name": row.name, "sequence_number": row.sequence_number, "manifest_digest": row.manifest_digest, "signed_by": row.signed_by, "remediation": remediation}),
     )
     .await?;
     let stored = state

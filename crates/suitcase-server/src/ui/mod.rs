@@ -47,6 +47,7 @@ use crate::auth::{Manager, ct_eq, hash_secret, manager_by_hash};
 use crate::error::ApiErr;
 
 mod pages;
+mod quarantine;
 mod query;
 
 /// The session cookie's name.
@@ -247,6 +248,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/fleet", get(pages::fleet))
         .route("/ui/devices/{id}", get(pages::device))
         .route("/ui/devices/{id}/token", post(pages::device_token))
+        .route("/ui/devices/{id}/quarantine", post(quarantine::quarantine))
+        .route(
+            "/ui/devices/{id}/unquarantine",
+            post(quarantine::unquarantine),
+        )
         .route("/ui/releases", get(pages::releases))
         .route("/ui/releases/{id}/{action}", post(pages::release_act))
         .route(

@@ -179,6 +179,14 @@ pub(crate) async fn fleet(State(state): State<AppState>, ui: Ui, Query(p): Param
     };
     let more = rows.len() > usize::try_from(dq.limit).unwrap_or(0);
     rows.truncate(usize::try_from(dq.limit).unwrap_or(0));
+    let ids: Vec<String> = rows.iter().map(|d| d.id.clone()).collect();
+    let (posture, quarantined) = match tokio::try_join!(
+        crate::quarantine::posture(&state),
+        state.db.quarantined_among(&ids)
+    ) {
+        Ok(x) => x,
+        Err(err) => return error_page(&ApiErr::from(err)),
+    };
 
     let mut b = String::new();
     let live = counts.total - counts.decommissioned;
@@ -197,6 +205,7 @@ pub(crate) async fn fleet(State(state): State<AppState>, ui: Ui, Query(p): Param
         counts.decommissioned,
         duration(2 * i64::from(state.config.poll_interval.max(1)))
     );
+    b.push_str(&super::quarantine::posture_panel(&posture));
     b.push_str("<div class=\"counts\">");
     count_table(
         &mut b,
@@ -285,10 +294,15 @@ pub(crate) async fn fleet(State(state): State<AppState>, ui: Ui, Query(p): Param
         for d in &rows {
             let _ = write!(
                 b,
-                "<tr><th scope=\"row\"><a href=\"/ui/devices/{}\">{}</a></th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><th scope=\"row\"><a href=\"/ui/devices/{}\">{}</a></th><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 u(&d.id),
                 e(&d.name),
                 status_badge(status_of(d, cut)),
+                if quarantined.contains_key(&d.id) {
+                    format!(" {}", super::quarantine::BADGE)
+                } else {
+                    String::new()
+                },
                 opt(d.class_id.as_deref()),
                 d.sequence_number
                     .map_or_else(|| opt(None), |s| s.to_string()),
@@ -368,6 +382,8 @@ struct StepView {
     log: Option<String>,
     /// Reported from an install from an offline bundle (docs/bundles.md).
     offline: bool,
+    /// Reported while the device was quarantined, or the evidence that quarantined it.
+    quarantined: bool,
 }
 
 /// One update attempt of a device on a release.
@@ -446,6 +462,7 @@ fn attempts(rows: &[ReportRow]) -> Vec<Attempt> {
                     s.log.clone_from(&r.log);
                 }
                 s.offline |= r.offline;
+                s.quarantined |= r.quarantined;
             }
             _ => {
                 let start = match r.started_at {
@@ -463,6 +480,7 @@ fn attempts(rows: &[ReportRow]) -> Vec<Attempt> {
                     progress: r.progress,
                     log: r.log.clone(),
                     offline: r.offline,
+                    quarantined: r.quarantined,
                 });
             }
         }
@@ -609,6 +627,13 @@ async fn device_page(
             )
         );
     }
+    let quarantine = state.db.quarantine_of(&d.id).await?.and_then(|q| q.record);
+    b.push_str(&super::quarantine::device_section(
+        ui,
+        &d.id,
+        quarantine.as_ref(),
+        now,
+    ));
     let _ = write!(
         b,
         "<section aria-labelledby=\"h-upd\"><h2 id=\"h-upd\">Update attempts</h2>"
@@ -710,6 +735,13 @@ async fn device_page(
                     "<details class=\"log\"><summary>Device log ({} bytes, its end)</summary><pre>{}</pre></details>",
                     log.len(),
                     e(log)
+                );
+            }
+            if s.quarantined {
+                let _ = write!(
+                    detail,
+                    "<p class=\"quarantined\">{} reported while the device was quarantined (or it quarantined the device)</p>",
+                    super::quarantine::BADGE
                 );
             }
             if s.offline {
@@ -848,6 +880,10 @@ pub(crate) async fn releases(State(state): State<AppState>, ui: Ui) -> Response 
                 let mut extra = String::new();
                 if !r.complete() {
                     extra.push_str("<br><strong>payloads missing</strong>");
+                }
+                if r.remediation {
+                    extra.push_str("<br>");
+                    extra.push_str(super::quarantine::REMEDIATION);
                 }
                 if r.archived {
                     extra.push_str("<br><span class=\"badge s-archived\">▣ archived</span>");

@@ -1,0 +1,547 @@
+//! Quarantine (RFC 8240 §9) end to end over a loopback socket, on SQLite and on PostgreSQL:
+//! an operator's quarantine, the server's own on suspicious reports, remediation releases,
+//! release from quarantine, and the fleet posture (docs/server.md §8).
+
+#![expect(clippy::unwrap_used, reason = "test code")]
+
+mod common;
+
+use core::time::Duration;
+
+use common::{Backend, Harness};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use suitcase_protocol::{Action, Outcome, Step};
+
+both_backends!(
+    operator_quarantine_offers_only_remediation_releases,
+    release_from_quarantine_restores_offers,
+    attack_compromised_device_repeated_signature_failures_quarantined,
+    attack_report_for_release_never_offered_quarantines,
+    attack_rollback_refusal_contradicting_the_inventory_quarantines,
+    posture_counts_up_to_date_out_of_date_quarantined_unreachable,
+    bad_quarantine_requests_are_clear_4xx,
+    console_quarantines_with_confirmation_and_shows_badges_and_posture,
+);
+
+async fn quarantine(h: &Harness, device: &str, reason: &str) -> (StatusCode, Value) {
+    h.post(
+        &h.admin,
+        &format!("/api/v1/devices/{device}/quarantine"),
+        &json!({ "reason": reason }),
+    )
+    .await
+}
+
+async fn unquarantine(h: &Harness, device: &str) -> (StatusCode, Value) {
+    common_send(
+        h.client
+            .delete(h.url(&format!("/api/v1/devices/{device}/quarantine")))
+            .bearer_auth(&h.admin),
+    )
+    .await
+}
+
+async fn common_send(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    suitcase_test_support::send(r).await
+}
+
+async fn quarantine_of(h: &Harness, device: &str) -> Value {
+    let (s, v) = h
+        .get(&h.admin, &format!("/api/v1/devices/{device}/quarantine"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+async fn envelope_status(h: &Harness, device_token: &str, release: &str) -> StatusCode {
+    h.client
+        .get(h.url(&format!("/api/v1/device/releases/{release}/envelope")))
+        .bearer_auth(device_token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn audit_actions(h: &Harness, action: &str) -> Vec<Value> {
+    let (s, v) = h.get(&h.admin, "/api/v1/audit").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
+async fn operator_quarantine_offers_only_remediation_releases(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(2, &[2u8; 300]).await;
+    let devs = h.devices("oq", 2, &["oq"]).await;
+    let (quarantined, healthy) = (&devs[0], &devs[1]);
+    let (s, v) = quarantine(&h, &quarantined.0, "tampering suspected").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["quarantined"], true);
+    assert_eq!(v["quarantine"]["by"], "operator");
+    assert_eq!(v["quarantine"]["reason"], "tampering suspected");
+    h.campaign(json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["oq"]}}))
+        .await;
+    // A normal release: not offered, not downloadable; the healthy device gets it.
+    assert_eq!(h.checkin(&quarantined.1, 1).await.action, Action::None);
+    assert_eq!(h.checkin(&healthy.1, 1).await.action, Action::Update);
+    assert_eq!(
+        envelope_status(&h, &quarantined.1, &rel).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(envelope_status(&h, &healthy.1, &rel).await, StatusCode::OK);
+    // Marked remediation by an admin: now the quarantined device is offered it.
+    let (s, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/releases/{rel}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["remediation"], true);
+    let answer = h.checkin(&quarantined.1, 1).await;
+    assert_eq!(answer.action, Action::Update);
+    assert_eq!(answer.update.unwrap().release_id, rel);
+    assert_eq!(
+        envelope_status(&h, &quarantined.1, &rel).await,
+        StatusCode::OK
+    );
+    // Its reports are stored flagged; the healthy device's are not.
+    h.succeed(&quarantined.1, &rel).await;
+    h.succeed(&healthy.1, &rel).await;
+    let q = quarantine_of(&h, &quarantined.0).await;
+    assert_eq!(
+        q["flagged_reports"].as_array().unwrap().len(),
+        Step::ALL.len(),
+        "{q}"
+    );
+    assert_eq!(q["flagged_reports"][0]["release_id"], rel.as_str());
+    let q = quarantine_of(&h, &healthy.0).await;
+    assert_eq!(q["quarantined"], false);
+    assert!(q["flagged_reports"].as_array().unwrap().is_empty(), "{q}");
+    let audit = audit_actions(&h, "device.quarantine").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["target"], quarantined.0.as_str());
+    assert_eq!(audit[0]["role"], "admin");
+    assert_eq!(audit_actions(&h, "release.remediation").await.len(), 1);
+    h.stop().await;
+}
+
+async fn release_from_quarantine_restores_offers(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(2, &[3u8; 300]).await;
+    let devs = h.devices("rq", 1, &["rq"]).await;
+    let (id, token) = &devs[0];
+    assert_eq!(quarantine(&h, id, "check").await.0, StatusCode::OK);
+    // Twice is a conflict naming the device, not a second audit entry.
+    let (s, v) = quarantine(&h, id, "again").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "already-quarantined");
+    h.campaign(json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["rq"]}}))
+        .await;
+    assert_eq!(h.checkin(token, 1).await.action, Action::None);
+    let (s, v) = unquarantine(&h, id).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["quarantined"], false);
+    // The device carries on in its campaign.
+    let answer = h.checkin(token, 1).await;
+    assert_eq!(answer.action, Action::Update);
+    assert_eq!(envelope_status(&h, token, &rel).await, StatusCode::OK);
+    h.succeed(token, &rel).await;
+    let q = quarantine_of(&h, id).await;
+    assert!(q["flagged_reports"].as_array().unwrap().is_empty(), "{q}");
+    let (s, v) = unquarantine(&h, id).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "not-quarantined");
+    assert_eq!(audit_actions(&h, "device.quarantine").await.len(), 1);
+    assert_eq!(audit_actions(&h, "device.unquarantine").await.len(), 1);
+    h.stop().await;
+}
+
+/// RFC 8240 §9: a device that keeps refusing the signatures of releases the server verified
+/// at upload (manifest §6.2) is quarantined by the server, once, with the reports as evidence.
+async fn attack_compromised_device_repeated_signature_failures_quarantined(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(2, &[4u8; 300]).await;
+    let devs = h.devices("sf", 1, &["sf"]).await;
+    let (id, token) = &devs[0];
+    h.campaign(
+        json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["sf"]},
+                       "error_threshold": 1.0}),
+    )
+    .await;
+    assert_eq!(h.checkin(token, 1).await.action, Action::Update);
+    let fail = || {
+        h.report(
+            token,
+            &rel,
+            Step::Check,
+            Outcome::Failure,
+            Some("signature"),
+        )
+    };
+    // Other failures do not count.
+    assert_eq!(
+        h.report(token, &rel, Step::Receive, Outcome::Failure, Some("fetch"))
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    for _ in 0..2 {
+        assert_eq!(fail().await, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(quarantine_of(&h, id).await["quarantined"], false);
+    assert_eq!(fail().await, StatusCode::NO_CONTENT);
+    let q = quarantine_of(&h, id).await;
+    assert_eq!(q["quarantined"], true, "{q}");
+    assert_eq!(q["quarantine"]["by"], "rule");
+    assert_eq!(q["quarantine"]["rule"], "signature-failures");
+    assert_eq!(
+        q["quarantine"]["evidence"].as_array().unwrap().len(),
+        3,
+        "{q}"
+    );
+    // The evidence is flagged; the fetch failure is not.
+    let flagged = q["flagged_reports"].as_array().unwrap();
+    assert_eq!(flagged.len(), 3, "{q}");
+    assert!(flagged.iter().all(|r| r["reason"] == "signature"), "{q}");
+    // A fourth failure is stored flagged and quarantines nothing again.
+    assert_eq!(fail().await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        quarantine_of(&h, id).await["flagged_reports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let audit = audit_actions(&h, "device.quarantine").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["actor"], "server");
+    h.stop().await;
+}
+
+/// RFC 8240 §9 (docs/server.md §3): a genuine agent reports only on what it was offered; a
+/// device reporting on a release it was never a member for is quarantined. One whose offer
+/// was withdrawn (campaign cancelled) is only told `409 not-offered`.
+async fn attack_report_for_release_never_offered_quarantines(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(2, &[5u8; 300]).await;
+    let devs = h.devices("no", 2, &["no"]).await;
+    let (rogue, cancelled) = (&devs[0], &devs[1]);
+    let cid = h
+        .campaign(json!({"name": "c", "release_id": rel, "filter": {"devices": [cancelled.0]}}))
+        .await;
+    let (s, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/campaigns/{cid}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        h.report(&cancelled.1, &rel, Step::Receive, Outcome::InProgress, None)
+            .await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(quarantine_of(&h, &cancelled.0).await["quarantined"], false);
+    // A release never offered, and one that does not exist.
+    assert_eq!(
+        h.report(&rogue.1, &rel, Step::CleanUp, Outcome::Success, None)
+            .await,
+        StatusCode::CONFLICT
+    );
+    let q = quarantine_of(&h, &rogue.0).await;
+    assert_eq!(q["quarantined"], true, "{q}");
+    assert_eq!(q["quarantine"]["rule"], "never-offered");
+    let evidence = q["quarantine"]["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 1, "{q}");
+    assert_eq!(q["flagged_reports"][0]["id"], evidence[0]);
+    assert_eq!(q["flagged_reports"][0]["step"], "clean-up");
+    // More such reports are refused and not kept: growth is bounded.
+    assert_eq!(
+        h.report(
+            &rogue.1,
+            "rel_madeup",
+            Step::CleanUp,
+            Outcome::Success,
+            None
+        )
+        .await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        quarantine_of(&h, &rogue.0).await["flagged_reports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(audit_actions(&h, "device.quarantine").await.len(), 1);
+    h.stop().await;
+}
+
+/// Manifest §8.4.2: the server offered release 5 because the check-in said 1 is installed;
+/// a refusal of 5 as a rollback contradicts that inventory.
+async fn attack_rollback_refusal_contradicting_the_inventory_quarantines(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(5, &[6u8; 300]).await;
+    let devs = h.devices("rb", 1, &["rb"]).await;
+    let (id, token) = &devs[0];
+    h.campaign(
+        json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["rb"]},
+                       "error_threshold": 1.0}),
+    )
+    .await;
+    assert_eq!(h.checkin(token, 1).await.action, Action::Update);
+    assert_eq!(
+        h.report(
+            token,
+            &rel,
+            Step::Check,
+            Outcome::Failure,
+            Some("sequence-rollback")
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    let q = quarantine_of(&h, id).await;
+    assert_eq!(q["quarantined"], true, "{q}");
+    assert_eq!(q["quarantine"]["rule"], "rollback-attempt");
+    assert_eq!(q["quarantine"]["evidence"].as_array().unwrap().len(), 1);
+    h.stop().await;
+}
+
+async fn posture_counts_up_to_date_out_of_date_quarantined_unreachable(b: Backend) {
+    let h = Harness::with(b, |c| {
+        c.quarantine.unreachable_after = Duration::from_secs(1000);
+    })
+    .await;
+    h.release(2, &[7u8; 300]).await;
+    let devs = h.devices("po", 4, &[]).await;
+    // po-3 checks in long ago, at sequence 1: out of date and unreachable.
+    h.checkin(&devs[3].1, 1).await;
+    h.advance(2000);
+    h.checkin(&devs[0].1, 2).await; // up to date
+    h.checkin(&devs[1].1, 1).await; // out of date
+    // po-2 never checks in.
+    assert_eq!(quarantine(&h, &devs[1].0, "check").await.0, StatusCode::OK);
+    let (s, p) = h.get(&h.admin, "/api/v1/fleet/posture").await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["devices"], 4, "{p}");
+    assert_eq!(p["up_to_date"], 1, "{p}");
+    assert_eq!(p["out_of_date"], 2, "{p}");
+    assert_eq!(p["unknown"], 1, "{p}");
+    assert_eq!(p["quarantined"], 1, "{p}");
+    assert_eq!(p["unreachable"], 1, "{p}");
+    assert_eq!(p["never_seen"], 1, "{p}");
+    assert_eq!(p["unreachable_after_seconds"], 1000, "{p}");
+    // A viewer may read it.
+    let viewer = h.token("viewer").await;
+    assert_eq!(
+        h.get(&viewer, "/api/v1/fleet/posture").await.0,
+        StatusCode::OK
+    );
+    h.stop().await;
+}
+
+async fn bad_quarantine_requests_are_clear_4xx(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(2, &[8u8; 300]).await;
+    let devs = h.devices("bq", 1, &[]).await;
+    let (s, v) = quarantine(&h, "no-such-device", "x").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("no-such-device"),
+        "{v}"
+    );
+    let (s, v) = unquarantine(&h, "no-such-device").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let path = format!("/api/v1/devices/{}/quarantine", devs[0].0);
+    for bad in [
+        json!({}),
+        json!({"reason": 5}),
+        json!({"reason": ""}),
+        json!({"reason": "a\nb"}),
+        json!({"reason": "x", "extra": 1}),
+    ] {
+        let (s, v) = h.post(&h.admin, &path, &bad).await;
+        assert!(s.is_client_error(), "{bad}: {s} {v}");
+        assert!(
+            v["error"].is_string() && v["message"].is_string(),
+            "{bad}: {v}"
+        );
+    }
+    assert_eq!(quarantine_of(&h, &devs[0].0).await["quarantined"], false);
+    // Only an admin quarantines or marks remediation.
+    let operator = h.token("operator").await;
+    let (s, _) = h.post(&operator, &path, &json!({"reason": "x"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = h
+        .post(
+            &operator,
+            &format!("/api/v1/releases/{rel}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = h
+        .post(
+            &h.admin,
+            "/api/v1/releases/rel_nope/remediation",
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/releases/{rel}/remediation"),
+            &json!({"remediation": "yes"}),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+    // The endpoints are described, with their conflicts and the reason's name rule.
+    let (s, spec) = h.get(&h.admin, "/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    let q = &spec["paths"]["/api/v1/devices/{id}/quarantine"];
+    assert!(q["post"]["responses"]["409"].is_object(), "{q}");
+    assert!(q["delete"]["responses"]["409"].is_object(), "{q}");
+    assert!(q["post"]["responses"]["400"].is_object(), "{q}");
+    assert!(spec["paths"]["/api/v1/fleet/posture"]["get"].is_object());
+    assert!(spec["paths"]["/api/v1/releases/{id}/remediation"]["post"].is_object());
+    let reason = &spec["components"]["schemas"]["QuarantineRequest"]["properties"]["reason"];
+    assert!(reason["pattern"].is_string(), "{reason}");
+    assert!(spec["components"]["schemas"]["Posture"]["properties"]["out_of_date"].is_object());
+    let (s, v) = h
+        .get(&h.admin, &format!("/api/v1/releases/{rel}/remediation"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["remediation"], false);
+    h.stop().await;
+}
+
+/// A console POST as a browser sends it: a form, the session cookie, this origin.
+async fn console_post(
+    h: &Harness,
+    client: &reqwest::Client,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+        .collect();
+    client
+        .post(h.url(path))
+        .header("cookie", cookie)
+        .header("origin", &h.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn console_page(h: &Harness, client: &reqwest::Client, cookie: &str, path: &str) -> String {
+    let r = client
+        .get(h.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    r.text().await.unwrap()
+}
+
+async fn console_quarantines_with_confirmation_and_shows_badges_and_posture(b: Backend) {
+    let h = Harness::new(b).await;
+    let devs = h.devices("cq", 1, &[]).await;
+    let id = &devs[0].0;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signin = |token: String| {
+        let client = client.clone();
+        let h = &h;
+        async move {
+            let r = console_post(h, &client, "", "/ui/signin", &[("token", &token)]).await;
+            assert_eq!(r.status(), StatusCode::SEE_OTHER);
+            let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+            set.split(';').next().unwrap().to_owned()
+        }
+    };
+    let admin = signin(h.admin.clone()).await;
+    let page = console_page(&h, &client, &admin, &format!("/ui/devices/{id}")).await;
+    assert!(page.contains("Not quarantined."), "{page}");
+    assert!(
+        page.contains("name=\"confirm\" value=\"yes\" required"),
+        "{page}"
+    );
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = page[at..at + page[at..].find('"').unwrap()].to_owned();
+    let path = format!("/ui/devices/{id}/quarantine");
+    // Not confirmed: refused, nothing changes.
+    let r = console_post(
+        &h,
+        &client,
+        &admin,
+        &path,
+        &[("csrf", &csrf), ("reason", "odd")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(quarantine_of(&h, id).await["quarantined"], false);
+    let r = console_post(
+        &h,
+        &client,
+        &admin,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("reason", "odd traffic"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let q = quarantine_of(&h, id).await;
+    assert_eq!(q["quarantine"]["reason"], "odd traffic", "{q}");
+    let page = console_page(&h, &client, &admin, &format!("/ui/devices/{id}")).await;
+    assert!(page.contains("s-quarantined"), "{page}");
+    assert!(page.contains("Release from quarantine"), "{page}");
+    let fleet = console_page(&h, &client, &admin, "/ui/fleet").await;
+    assert!(fleet.contains("s-quarantined"), "{fleet}");
+    assert!(fleet.contains("<dt>Quarantined</dt><dd>1</dd>"), "{fleet}");
+    // A viewer sees the state but no action, and its POST is refused.
+    let viewer = signin(h.token("viewer").await).await;
+    let page = console_page(&h, &client, &viewer, &format!("/ui/devices/{id}")).await;
+    assert!(page.contains("s-quarantined") && !page.contains("Release from quarantine"));
+    let r = console_post(
+        &h,
+        &client,
+        &viewer,
+        &format!("/ui/devices/{id}/unquarantine"),
+        &[("csrf", &csrf), ("confirm", "yes")],
+    )
+    .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = console_post(
+        &h,
+        &client,
+        &admin,
+        &format!("/ui/devices/{id}/unquarantine"),
+        &[("csrf", &csrf), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(quarantine_of(&h, id).await["quarantined"], false);
+    h.stop().await;
+}
