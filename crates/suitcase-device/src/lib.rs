@@ -6,6 +6,11 @@
 //! image digest and the manifest's sequence number as the security version that the
 //! bootloader's anti-rollback counter is compared with.
 //!
+//! [`BootVerifier`] is the lean alternative for bootloaders (issue 20, docs/boot-path.md): it
+//! streams the stored envelope from flash, checks the manifest digest, the signatures, the
+//! identity conditions and the image digest, and runs nothing else of the manifest; a
+//! bootloader that uses it links neither the SUIT command interpreter nor the envelope buffer.
+//!
 //! [`consumer`] is the firmware consumer: one update as a typestate from an offered envelope to
 //! a confirmed (or reverted) image, checking everything it can before a payload byte is
 //! fetched, streaming the payload through the SUIT processor into the slot, and resuming from
@@ -42,9 +47,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+mod boot_verify;
 pub mod consumer;
 mod verifier;
 
+pub use boot_verify::{BootHash, BootRefusal, BootVerifier, Sha256Only};
 pub use verifier::{DeviceIdentity, HEADER_SIZE, MAGIC, SlotHeader, SuitVerifier};
 
 #[cfg(feature = "alloc")]
