@@ -16,6 +16,7 @@ use suitcase_boot::{
     BootDecision, BootLoader, BootStatus, Config as BootConfig, ImageIndex, ImageSlots,
     Measurement, Slot, Updater, VerifyError,
 };
+use suitcase_device::consumer::{BLOCK, BootSlots, IoError, Reset, Slots as _};
 use suitcase_device::{DeviceIdentity, HEADER_SIZE, MAGIC, SuitVerifier};
 use suitcase_flash_sim::{Partition, SharedFlash, SimFlash};
 use suitcase_manifest::{ComponentId, TrustAnchor, TrustPolicy};
@@ -214,22 +215,42 @@ impl<'c> Mcu<'c> {
             .map_err(|e| flash_err("bootloader state")(&e))
     }
 
-    /// Stages `total` bytes from `src` into the slot that is not in use and marks them
-    /// pending. Returns the slot.
+    /// The MCU's side of its bootloader: the firmware-consumer core's [`BootSlots`] over the
+    /// flash partitions (`suitcase-boot`'s `Updater`, A/B), whose resets run the bootloader
+    /// with the verifier of `spec` (none: a reset fails).
     ///
     /// # Errors
-    /// [`AgentError::Local`] for flash errors; a `too large` message when it does not fit.
+    /// [`AgentError::Local`] if the partitions do not fit the bootloader's configuration.
+    pub(crate) fn slots<'s>(
+        &self,
+        spec: Option<&'s VerifierSpec<'s>>,
+    ) -> Result<BootSlots<Part, Part, SimReset<'s>>, AgentError> {
+        let ([pair], state) = self.parts()?;
+        let reset = SimReset {
+            spec,
+            decision: None,
+            problem: None,
+        };
+        BootSlots::new(self.boot_config(), pair, state, reset).map_err(|_| {
+            AgentError::Local(
+                "bootloader: the flash partitions do not fit its configuration".into(),
+            )
+        })
+    }
+
+    /// Stages `total` bytes from `src` into the slot that is not in use, block by block through
+    /// the core's [`BootSlots`], and marks them pending. Returns the slot.
+    ///
+    /// # Errors
+    /// What failed, for the report.
     pub fn stage(&self, total: u64, src: &mut dyn Read) -> Result<Slot, String> {
-        let mut updater = self.updater().map_err(|e| e.to_string())?;
-        let target = updater
-            .status()
-            .map_err(|e| e.to_string())?
-            .confirmed
-            .other();
-        let size = u32::try_from(total).map_err(|_| "the image does not fit".to_owned())?;
-        let mut staging = updater.begin([size]).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 4096];
-        let mut offset = 0u32;
+        let target = self.status().map_err(|e| e.to_string())?.confirmed.other();
+        let mut slots = self.slots(None).map_err(|e| e.to_string())?;
+        slots
+            .begin(total)
+            .map_err(|e| format!("the bootloader cannot stage {total} bytes ({e:?})"))?;
+        let mut buf = [0u8; BLOCK];
+        let mut offset = 0u64;
         loop {
             let mut filled = 0;
             while filled < buf.len() {
@@ -248,39 +269,21 @@ impl<'c> Mcu<'c> {
             if let Some(pad) = buf.get_mut(filled..padded) {
                 pad.fill(0xFF);
             }
-            staging
-                .write(ImageIndex(0), offset, buf.get(..padded).unwrap_or_default())
-                .map_err(|e| e.to_string())?;
-            offset = offset.saturating_add(u32::try_from(padded).unwrap_or(u32::MAX));
+            slots
+                .write(offset, buf.get(..padded).unwrap_or_default())
+                .map_err(|e| format!("writing the slot at {offset} failed ({e:?})"))?;
+            offset += padded as u64;
             if filled < buf.len() {
                 break;
             }
         }
-        if u64::from(offset) < total {
+        if offset < total {
             return Err(format!("the image ended after {offset} of {total} bytes"));
         }
-        staging.finish().map_err(|e| e.to_string())?;
+        slots
+            .mark_pending()
+            .map_err(|e| format!("marking the update pending failed ({e:?})"))?;
         Ok(target)
-    }
-
-    /// Withdraws a pending update.
-    ///
-    /// # Errors
-    /// [`AgentError::Local`].
-    pub fn cancel(&self) -> Result<(), AgentError> {
-        self.updater()?
-            .cancel()
-            .map_err(|e| flash_err("bootloader")(&e))
-    }
-
-    /// Confirms the running image.
-    ///
-    /// # Errors
-    /// [`AgentError::Local`].
-    pub fn confirm(&self) -> Result<(), AgentError> {
-        self.updater()?
-            .confirm()
-            .map_err(|e| flash_err("bootloader")(&e))
     }
 
     /// Verifies the image in `slot` with the MCU's own verifier (what its bootloader will do).
@@ -301,13 +304,94 @@ impl<'c> Mcu<'c> {
             .map_err(|e: VerifyError| format!("the MCU's verifier refuses slot {slot}: {e}"))
     }
 
-    /// A reset: the bootloader decides what runs.
+    /// A reset into the staged image (`BootSlots::activate`): the bootloader decides what
+    /// runs.
     ///
     /// # Errors
     /// [`AgentError::Local`] for flash errors.
-    pub fn boot(&self, spec: &VerifierSpec<'_>) -> Result<BootDecision<1>, AgentError> {
-        let component = ComponentId::decode(&spec.component)
-            .map_err(|e| AgentError::Local(format!("component id: {e}")))?;
+    pub fn activate(&self, spec: &VerifierSpec<'_>) -> Result<BootDecision<1>, AgentError> {
+        let mut slots = self.slots(Some(spec))?;
+        let ran = slots.activate();
+        let reset = slots.reset();
+        match (ran, reset.decision) {
+            (Ok(_), Some(decision)) => Ok(decision),
+            _ => Err(reset.failure()),
+        }
+    }
+
+    /// Confirms the running image.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`].
+    pub fn confirm(&self) -> Result<(), AgentError> {
+        self.slots(None)?
+            .confirm()
+            .map_err(|e| AgentError::Local(format!("bootloader: cannot confirm ({e:?})")))
+    }
+
+    /// Gives an update up: a pending one is withdrawn; an image on trial is reset until the
+    /// bootloader has reverted it (`BootSlots::revert`). What happened, if anything.
+    ///
+    /// # Errors
+    /// [`AgentError::Local`] for flash errors.
+    pub fn revert(&self, spec: &VerifierSpec<'_>) -> Result<Option<String>, AgentError> {
+        let phase = self.status()?.phase;
+        let mut slots = self.slots(Some(spec))?;
+        match phase {
+            suitcase_boot::Phase::Pending => {
+                slots.cancel().map_err(|e| {
+                    AgentError::Local(format!("bootloader: cannot withdraw ({e:?})"))
+                })?;
+                return Ok(Some("pending update withdrawn".into()));
+            }
+            suitcase_boot::Phase::Trial => {
+                slots.revert().map_err(|_| slots.reset().failure())?;
+            }
+            _ => return Ok(None),
+        }
+        let s = self.status()?;
+        Ok(Some(match s.last_failure {
+            Some(f) => format!("bootloader reverted to slot {}: {f}", s.running),
+            None => format!("running slot {}", s.running),
+        }))
+    }
+}
+
+/// A reset of a simulated MCU ([`suitcase_device::consumer::Reset`]): its bootloader runs with
+/// the SUIT verifier of the spec and decides what runs; the decision is kept for the report.
+#[derive(Debug)]
+pub(crate) struct SimReset<'s> {
+    spec: Option<&'s VerifierSpec<'s>>,
+    decision: Option<BootDecision<1>>,
+    problem: Option<String>,
+}
+
+impl SimReset<'_> {
+    fn failure(&self) -> AgentError {
+        AgentError::Local(
+            self.problem
+                .clone()
+                .unwrap_or_else(|| "bootloader: the reset failed".into()),
+        )
+    }
+}
+
+impl Reset<Part, Part> for SimReset<'_> {
+    fn reset(
+        &mut self,
+        config: BootConfig,
+        slots: [ImageSlots<Part>; 1],
+        state: Part,
+    ) -> Result<([ImageSlots<Part>; 1], Part), IoError> {
+        let mut fail = |what: String| {
+            self.problem = Some(what);
+            IoError::Failed
+        };
+        let spec = self
+            .spec
+            .ok_or_else(|| fail("no verifier for a reset".into()))?;
+        let component =
+            ComponentId::decode(&spec.component).map_err(|e| fail(format!("component id: {e}")))?;
         let components = [component];
         let v = SuitVerifier::<VERIFIER_BUF>::new(
             &spec.anchors,
@@ -315,30 +399,12 @@ impl<'c> Mcu<'c> {
             identity(&spec.identity),
             &components,
         );
-        let (slots, state) = self.parts()?;
-        BootLoader::new(self.boot_config(), slots, state, v)
-            .map_err(|e| flash_err("bootloader")(&e))?
-            .boot()
-            .map_err(|e| flash_err("boot")(&e))
-    }
-
-    /// Resets until the bootloader has given up on the trial image and reverted (at most the
-    /// configured trial boots, plus one).
-    ///
-    /// # Errors
-    /// [`AgentError::Local`] for flash errors.
-    pub fn revert(&self, spec: &VerifierSpec<'_>) -> Result<String, AgentError> {
-        for _ in 0..=u32::from(self.cfg.max_trial_boots) + 1 {
-            if self.status()?.phase != suitcase_boot::Phase::Trial {
-                break;
-            }
-            let _ = self.boot(spec)?;
-        }
-        let s = self.status()?;
-        Ok(match s.last_failure {
-            Some(f) => format!("bootloader reverted to slot {}: {f}", s.running),
-            None => format!("running slot {}", s.running),
-        })
+        let mut boot = BootLoader::new(config, slots, state, v)
+            .map_err(|e| fail(format!("bootloader: {e}")))?;
+        let decision = boot.boot().map_err(|e| fail(format!("boot: {e}")))?;
+        self.decision = Some(decision);
+        let (slots, state, _) = boot.into_parts();
+        Ok((slots, state))
     }
 }
 

@@ -206,7 +206,7 @@ impl SlotBackend for McuBackend {
             return Ok(Activated::Earlier(format!("{name}: booted earlier")));
         }
         let spec = self.spec()?;
-        let decision = self.with_device(|device, _, _| Ok(device.boot(&spec)?))?;
+        let decision = self.with_device(|device, _, _| Ok(device.activate(&spec)?))?;
         let to = suitcase_boot::Slot::from(to);
         match decision {
             suitcase_boot::BootDecision::Boot(b) => match b.state {
@@ -243,18 +243,8 @@ impl SlotBackend for McuBackend {
     fn revert(&self, _from: Option<Slot>, _to: Option<Slot>) -> Result<Reverted, AgentError> {
         let (name, m) = self.config()?;
         let device = Mcu::open(m, &self.durability)?;
-        let st = device.status()?;
-        let note = match st.phase {
-            suitcase_boot::Phase::Pending => {
-                device.cancel()?;
-                Some(format!("{name}: pending update withdrawn"))
-            }
-            suitcase_boot::Phase::Trial => {
-                let spec = self.spec()?;
-                Some(format!("{name}: {}", device.revert(&spec)?))
-            }
-            _ => None,
-        };
+        let spec = self.spec()?;
+        let note = device.revert(&spec)?.map(|what| format!("{name}: {what}"));
         device.save(&self.durability)?;
         Ok(Reverted {
             note,

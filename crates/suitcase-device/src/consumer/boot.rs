@@ -69,6 +69,19 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> BootSlots<F, S, R> {
         result.map_err(failed)
     }
 
+    /// The device's reset (what the last reset observed, in a simulation).
+    pub fn reset(&self) -> &R {
+        &self.reset
+    }
+
+    /// Withdraws a pending update before any reset has acted on it.
+    ///
+    /// # Errors
+    /// [`IoError::Failed`] unless the update is pending or there is none; flash errors.
+    pub fn cancel(&mut self) -> Result<(), IoError> {
+        self.with(Updater::cancel)
+    }
+
     fn phase(&mut self) -> Result<Phase, IoError> {
         self.with(|u| u.status().map(|s| s.phase))
     }
