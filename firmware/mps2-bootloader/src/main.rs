@@ -4,9 +4,10 @@
 //! `suitcase-boot` decide what runs — finish or undo an interrupted update, verify the image,
 //! boot an update on trial, revert one the application did not confirm — and jumps to the
 //! application in slot A. Whether an image is authentic is decided by `suitcase-device`'s
-//! [`SuitVerifier`]: it re-authenticates the SUIT envelope stored in the slot against the
-//! trust anchor built into this image and runs the manifest's validate section (vendor and
-//! class conditions, image digest) over the image beside it, before every boot.
+//! lean boot path, [`BootVerifier`] (docs/boot-path.md): it streams the SUIT envelope stored in
+//! the slot from flash, checks the manifest digest and the signature against the trust anchor
+//! built into this image, and runs the manifest's identity conditions and image-match over
+//! the image beside it, before every boot. The full SUIT processor is not linked.
 //!
 //! **What it does not do.** It never boots an image the verifier refused or one older than the
 //! anti-rollback counter; it fetches nothing and decrypts nothing (the application stages
@@ -31,7 +32,7 @@ use suitcase_boot::{
     BootDecision, BootLoader, ImageIndex, ImageSlots, ImageState, ImageVerifier, Measurement,
     VerifyError,
 };
-use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader, SuitVerifier};
+use suitcase_device::{BootVerifier, DeviceIdentity, HEADER_SIZE, SlotHeader};
 use suitcase_manifest::key::CoseKey;
 use suitcase_manifest::{ComponentId, PublicKey, TrustAnchor, TrustPolicy};
 
@@ -66,19 +67,23 @@ compile_error!("enable exactly one verifier feature: es256, ed25519, hss-lms or 
 /// The author's public key, a COSE_Key (`suitcase key generate --format cose --public`).
 const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
 
-/// RAM for the envelope while it is verified: a manifest and one classical signature, or a
+/// RAM for the authentication wrapper, the only part of the envelope the boot path copies
+/// from flash: the SUIT_Digest and one classical signature block (about 130 bytes), or a
 /// post-quantum signature (HSS-LMS h10w4,h10w4 5,076 bytes; ML-DSA-65 3,309 bytes) next to the
 /// classical one the Quantum tier also carries.
-#[cfg(all(any(feature = "es256", feature = "ed25519"), not(suitcase_small)))]
-const ENVELOPE_BUF: usize = 1024;
-/// The Class 1 configuration (`--cfg suitcase_small`) takes Basic-tier envelopes of one image,
-/// about 370 bytes with their text.
-#[cfg(all(any(feature = "es256", feature = "ed25519"), suitcase_small))]
-const ENVELOPE_BUF: usize = 512;
+#[cfg(any(feature = "es256", feature = "ed25519"))]
+const AUTH_BUF: usize = 256;
 #[cfg(feature = "hss-lms")]
-const ENVELOPE_BUF: usize = 6144;
+const AUTH_BUF: usize = 5632;
 #[cfg(feature = "ml-dsa")]
-const ENVELOPE_BUF: usize = 4096;
+const AUTH_BUF: usize = 4096;
+
+/// The digests the boot path links: SHA-256 alone for the Basic tier's releases; every digest
+/// (the Quantum tier's SHAKE256) for the post-quantum paths.
+#[cfg(any(feature = "es256", feature = "ed25519"))]
+type Digests = suitcase_device::Sha256Only;
+#[cfg(any(feature = "hss-lms", feature = "ml-dsa"))]
+type Digests = suitcase_manifest::Hasher;
 
 #[cfg(feature = "es256")]
 const ALG: &str = "es256";
@@ -150,7 +155,7 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
             device: None,
         };
         let mut verifier = Measured {
-            inner: SuitVerifier::<ENVELOPE_BUF>::new(
+            inner: BootVerifier::<Digests, AUTH_BUF>::new(
                 &anchors,
                 TrustPolicy::default(),
                 identity,
