@@ -17,6 +17,9 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use suitcase_protocol::mgmt::{
+    DeviceQuarantine, FleetPosture, QuarantineRequest, ReleaseRemediation, RemediationRequest,
+};
 use suitcase_protocol::{
     ApiError, AuditEntry, CampaignCreate, CampaignDryRun, CampaignInfo, CampaignMember,
     DeviceCreate, DeviceCreated, DeviceInfo, DeviceList, DevicePatch, GroupCreate, GroupInfo,
@@ -368,6 +371,75 @@ impl Client {
     /// [`Error`].
     pub async fn groups(&self) -> Result<Reply<Vec<GroupInfo>>, Error> {
         self.call(self.get("/api/v1/groups")).await
+    }
+
+    // ---- quarantine (RFC 8240 §9, docs/server.md §8) ----
+
+    /// A device's quarantine (`GET /api/v1/devices/{id}/quarantine`).
+    ///
+    /// # Errors
+    /// [`Error`]; `404` when there is no such device.
+    pub async fn device_quarantine(&self, id: &str) -> Result<Reply<DeviceQuarantine>, Error> {
+        self.call(self.get(&format!("/api/v1/devices/{id}/quarantine")))
+            .await
+    }
+
+    /// Quarantines a device (`POST /api/v1/devices/{id}/quarantine`, admin).
+    ///
+    /// # Errors
+    /// [`Error`]; `409 already-quarantined`.
+    pub async fn quarantine_device(
+        &self,
+        id: &str,
+        request: &QuarantineRequest,
+    ) -> Result<Reply<DeviceQuarantine>, Error> {
+        self.call(
+            self.post(&format!("/api/v1/devices/{id}/quarantine"))
+                .json(request),
+        )
+        .await
+    }
+
+    /// Releases a device from quarantine (`DELETE /api/v1/devices/{id}/quarantine`, admin).
+    ///
+    /// # Errors
+    /// [`Error`]; `409 not-quarantined`.
+    pub async fn release_quarantine(&self, id: &str) -> Result<Reply<DeviceQuarantine>, Error> {
+        self.call(self.delete(&format!("/api/v1/devices/{id}/quarantine")))
+            .await
+    }
+
+    /// A release's remediation flag (`GET /api/v1/releases/{id}/remediation`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn remediation(&self, id: &str) -> Result<Reply<ReleaseRemediation>, Error> {
+        self.call(self.get(&format!("/api/v1/releases/{id}/remediation")))
+            .await
+    }
+
+    /// Marks a release remediation or not (`POST /api/v1/releases/{id}/remediation`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn set_remediation(
+        &self,
+        id: &str,
+        request: RemediationRequest,
+    ) -> Result<Reply<ReleaseRemediation>, Error> {
+        self.call(
+            self.post(&format!("/api/v1/releases/{id}/remediation"))
+                .json(&request),
+        )
+        .await
+    }
+
+    /// The fleet's posture (`GET /api/v1/fleet/posture`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn posture(&self) -> Result<Reply<FleetPosture>, Error> {
+        self.call(self.get("/api/v1/fleet/posture")).await
     }
 
     // ---- campaigns (operator) ----

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ddi")]
 pub mod ddi;
+pub mod mgmt;
 pub mod time;
 
 /// The API version these types describe.

@@ -105,6 +105,34 @@ async fn every_management_answer_is_its_protocol_type_with_no_unknown_field() {
         &c.rotate_device_token(&added.value.id).await.unwrap(),
     );
 
+    // Quarantine (RFC 8240 §9), remediation and the fleet's posture.
+    let why = suitcase_protocol::mgmt::QuarantineRequest {
+        reason: "drift check".into(),
+    };
+    let q = c.quarantine_device(&first.id, &why).await.unwrap();
+    strict("POST /api/v1/devices/{id}/quarantine", &q);
+    assert!(q.value.quarantine.is_some(), "{}", q.raw);
+    strict(
+        "GET /api/v1/devices/{id}/quarantine",
+        &c.device_quarantine(&first.id).await.unwrap(),
+    );
+    strict("GET /api/v1/fleet/posture", &c.posture().await.unwrap());
+    strict(
+        "DELETE /api/v1/devices/{id}/quarantine",
+        &c.release_quarantine(&first.id).await.unwrap(),
+    );
+    let fix = suitcase_protocol::mgmt::RemediationRequest { remediation: true };
+    strict(
+        "POST /api/v1/releases/{id}/remediation",
+        &c.set_remediation(&s.rollback_release_id, fix)
+            .await
+            .unwrap(),
+    );
+    strict(
+        "GET /api/v1/releases/{id}/remediation",
+        &c.remediation(&s.rollback_release_id).await.unwrap(),
+    );
+
     // Groups.
     let group = GroupCreate {
         name: "drift".into(),
