@@ -23,6 +23,7 @@ pub mod profile;
 pub mod release;
 pub mod rng;
 pub mod signer;
+pub mod trust;
 pub mod x509;
 
 pub use error::AuthorError;

@@ -1,0 +1,198 @@
+//! Applying trust updates and checking releases against the trust state.
+
+use core::num::NonZeroUsize;
+
+use suitcase_manifest::{
+    Command, Envelope, Parameter, Permissions, TrustAnchor, TrustPolicy, VerifiedManifest,
+};
+
+use crate::state::{KeyId, TrustError, TrustState};
+use crate::{MAX_ROOTS, TRUST_COMPONENT, TRUST_PAYLOAD};
+
+/// Root keys as anchors that may authorise everything (the root role is all-powerful over
+/// trust, TUF §2.1.1); handed to `f`.
+fn with_root_anchors<R>(
+    state: &TrustState,
+    f: impl FnOnce(&[TrustAnchor<'_>], &TrustPolicy<'_>) -> R,
+) -> R {
+    let placeholder = TrustAnchor::new("root", suitcase_manifest::PublicKey::Hmac256(&[]));
+    let mut anchors = [placeholder; MAX_ROOTS];
+    for (a, k) in anchors.iter_mut().zip(state.roots()) {
+        if let Some(key) = k.public_key() {
+            *a = TrustAnchor {
+                name: "root",
+                key,
+                kid: None,
+                permissions: Permissions::ALL,
+            };
+        }
+    }
+    // TUF §5.3.4: "signed by a threshold of keys specified in the trusted root metadata";
+    // `Envelope::verify` counts distinct anchors, and `TrustState::check` refuses a key listed
+    // twice, so k counts distinct keys.
+    let policy = TrustPolicy::threshold(
+        NonZeroUsize::new(usize::from(state.root_threshold())).unwrap_or(NonZeroUsize::MIN),
+    );
+    f(anchors.get(..state.roots().len()).unwrap_or(&[]), &policy)
+}
+
+impl TrustState {
+    /// Applies a trust update (a SUIT envelope, see the crate documentation) to this state
+    /// and returns the new state. The state in force is not changed: a device stores the
+    /// result (power-fail safe) and only then uses it.
+    ///
+    /// Checks, in order:
+    /// 1. the envelope authenticates with at least `root_threshold` distinct **root** keys of
+    ///    this state (TUF §5.3.4; RFC 9019 §6). Release signers are not anchors here, so a
+    ///    release signer's signature never counts, however many it made;
+    /// 2. the manifest names exactly the trust-store component [`TRUST_COMPONENT`];
+    /// 3. the integrated [`TRUST_PAYLOAD`] matches the image digest and size set in the shared
+    ///    sequence (manifest §8.4.8.6 image digest, §7.5 integrated payloads);
+    /// 4. anti-rollback: its sequence number is above this state's (manifest §8.4.2: "a
+    ///    monotonically increasing anti-rollback counter"; RFC 8240 §3; TUF §5.3.5), and the
+    ///    document's sequence equals it;
+    /// 5. the new document decodes and is consistent ([`TrustState::check`]);
+    /// 6. if the root keys or root threshold change, the envelope is also signed by the new
+    ///    root's threshold (TUF §5.3.4: "signed by ... a threshold of keys specified in the
+    ///    new root metadata"): a typo in the new keys cannot lock the device out.
+    ///
+    /// # Errors
+    /// The first check that fails, as a [`TrustError`].
+    pub fn apply_update(&self, envelope: &[u8]) -> Result<Self, TrustError> {
+        let envelope = Envelope::decode(envelope).map_err(TrustError::Manifest)?;
+        let verified = with_root_anchors(self, |anchors, policy| envelope.verify(anchors, policy))
+            .map_err(TrustError::Manifest)?;
+        let document = trust_document(&verified)?;
+        let offered = verified.sequence_number();
+        if offered <= self.sequence {
+            return Err(TrustError::Rollback {
+                current: self.sequence,
+                offered,
+            });
+        }
+        let next = Self::decode(document)?;
+        if next.sequence != offered {
+            return Err(TrustError::Document {
+                what: "its sequence differs from the trust update's manifest sequence number",
+            });
+        }
+        if next.roots() != self.roots() || next.root_threshold != self.root_threshold {
+            let auth = envelope.authentication().map_err(TrustError::Manifest)?;
+            with_root_anchors(&next, |anchors, policy| {
+                auth.verify_signatures(anchors, policy)
+            })
+            .map_err(TrustError::NewRootNotSigned)?;
+        }
+        Ok(next)
+    }
+
+    /// Checks a release against this state: authenticated by the release signers (their
+    /// component prefixes, actions and thresholds), never naming the trust store. This is
+    /// the call an agent and a bootloader make instead of `Envelope::verify` with fixed
+    /// anchors.
+    ///
+    /// # Errors
+    /// [`TrustError::Revoked`] when the signatures fail and a block carries the kid of a
+    /// revoked key (RFC 8240 §3), else [`TrustError::Manifest`];
+    /// [`TrustError::ReleaseTouchesTrust`] for a release naming [`TRUST_COMPONENT`].
+    pub fn verify_release<'a>(
+        &self,
+        envelope: &Envelope<'a>,
+        time: Option<u64>,
+    ) -> Result<VerifiedManifest<'a>, TrustError> {
+        let verified = self
+            .with_release_policy(time, |anchors, policy| envelope.verify(anchors, policy))
+            .map_err(|e| self.explain_release_failure(envelope, e))?;
+        if names_trust_store(&verified) {
+            return Err(TrustError::ReleaseTouchesTrust);
+        }
+        Ok(verified)
+    }
+
+    /// Turns a release's authentication failure into [`TrustError::Revoked`] when one of its
+    /// blocks carries the kid of a key this state revoked; other failures pass unchanged.
+    /// The kid is an unprotected hint (RFC 9052 §3.1), used only to name why a release that
+    /// already failed was refused, never to accept one.
+    pub fn explain_release_failure(
+        &self,
+        envelope: &Envelope<'_>,
+        error: suitcase_manifest::Error,
+    ) -> TrustError {
+        if error.reason() != suitcase_manifest::Reason::Signature {
+            return TrustError::Manifest(error);
+        }
+        match self.revoked_signer(envelope) {
+            Some(kid) => TrustError::Revoked {
+                kid,
+                by: self.sequence,
+            },
+            None => TrustError::Manifest(error),
+        }
+    }
+
+    /// The first revoked key id found among the envelope's authentication blocks' kids.
+    pub fn revoked_signer(&self, envelope: &Envelope<'_>) -> Option<KeyId> {
+        let auth = envelope.authentication().ok()?;
+        auth.blocks()
+            .flat_map(|b| b.signers())
+            .filter_map(|s| s.headers.kid)
+            .filter_map(|kid| <KeyId>::try_from(kid).ok())
+            .find(|kid| self.revoked().contains(kid))
+    }
+}
+
+fn names_trust_store(verified: &VerifiedManifest<'_>) -> bool {
+    verified
+        .manifest()
+        .components
+        .iter()
+        .any(|c| c.segments().next() == Some(TRUST_COMPONENT))
+}
+
+/// The trust document a verified trust update carries.
+fn trust_document<'a>(verified: &VerifiedManifest<'a>) -> Result<&'a [u8], TrustError> {
+    let m = verified.manifest();
+    let mut components = m.components.iter();
+    let (Some(only), None) = (components.next(), components.next()) else {
+        return Err(TrustError::NotTrustUpdate {
+            what: "a trust update names exactly one component",
+        });
+    };
+    if !only.eq_segments(&[TRUST_COMPONENT]) {
+        return Err(TrustError::NotTrustUpdate {
+            what: "its component is not [\"suitcase-trust\"]",
+        });
+    }
+    let (mut digest, mut size) = (None, None);
+    let shared = m.shared_sequence.ok_or(TrustError::NotTrustUpdate {
+        what: "no shared sequence setting the trust document's digest",
+    })?;
+    for (_, command) in shared.iter() {
+        if let Command::OverrideParameters(params) = command {
+            for p in params.iter() {
+                match p {
+                    Parameter::ImageDigest(d) => digest = Some(d),
+                    Parameter::ImageSize(n) => size = Some(n),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let (Some(digest), Some(size)) = (digest, size) else {
+        return Err(TrustError::NotTrustUpdate {
+            what: "the shared sequence does not set image-digest and image-size",
+        });
+    };
+    let payload =
+        verified
+            .envelope()
+            .integrated(TRUST_PAYLOAD)
+            .ok_or(TrustError::NotTrustUpdate {
+                what: "no integrated \"#suitcase-trust\" payload",
+            })?;
+    // Manifest §8.4.9.3 (condition-image-match): the payload must match both.
+    if u64::try_from(payload.len()).ok() != Some(size) || !digest.matches(payload) {
+        return Err(TrustError::PayloadMismatch);
+    }
+    Ok(payload)
+}
