@@ -11,18 +11,20 @@
 //!       │                                     ├─ Check/Process/Re-verify: platform.rs (SUIT Platform)
 //!       │                                     ├─ Apply/Activate/Clean-up: slots.rs (Linux A/B),
 //!       │                                     │               bootloader.rs (U-Boot, GRUB, custom),
-//!       │                                     │               mcu.rs (suitcase-boot on flash-sim)
+//!       │                                     │               mcu.rs (the core's BootSlots on flash-sim)
 //!       │                                     └─ journal:    state.rs (write-temp + fsync + rename)
 //!       └─ sleep next_poll_seconds │ push (push.rs, MQTT) │ back-off with jitter on errors
 //! ```
 //!
 //! **Parse, don't validate.** Every step after Receive reaches the manifest through one
-//! function (`verified::authenticated`) that reads the stored envelope and authenticates it
-//! with the trust anchors again, so only a [`suitcase_manifest::VerifiedManifest`] is ever
-//! used. The install path takes only what a verified step produced: Apply writes
-//! `candidates::VerifiedCandidates`, which only Process (after the processor's image-match)
-//! or the re-entry from the journal (authenticate again, then the manifest's image-match over
-//! the journalled candidates) can make; Re-verify checks what was written before Activate.
+//! function (`verified::authenticated`) that reads the stored envelope and has the
+//! firmware-consumer core authenticate it with the trust anchors again
+//! (`suitcase_device::consumer::Offer::verify`), so only a
+//! [`suitcase_manifest::VerifiedManifest`] is ever used. The install path takes only what a
+//! verified step produced: Apply writes `candidates::VerifiedCandidates`, the core's
+//! `consumer::Matched`, which only the core's image-match makes, in Process or in the re-entry
+//! from the journal (authenticate again, then the manifest's image-match over the journalled
+//! candidates); Re-verify checks what was written before Activate.
 //!
 //! **Memory does not grow with the image.** Payloads stream from the network to a file in
 //! chunks; the SUIT processor reads and decrypts them in 256-byte steps through a 64 KiB

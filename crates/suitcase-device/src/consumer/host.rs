@@ -299,3 +299,180 @@ impl<P: Platform> Platform for Recording<'_, P> {
         self.inner.record(record);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use ed25519_dalek::Signer as _;
+    use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param};
+    use suitcase_manifest::codepoints::alg;
+    use suitcase_manifest::{DigestAlgorithm, Directive, PublicKey};
+
+    use super::*;
+
+    const IMAGE: &[u8] = b"the image the manifest commits to";
+
+    fn key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+    }
+
+    /// An envelope for one component `["app"]` with `IMAGE`'s digest, these sections.
+    fn envelope(install: Vec<Cmd>, validate: Vec<Cmd>) -> Vec<u8> {
+        let sha = DigestAlgorithm::Sha256;
+        let m = ManifestBuilder {
+            sequence_number: 5,
+            components: vec![vec![b"app".to_vec()]],
+            shared_sequence: Some(vec![
+                Cmd::SetComponentIndex(Index::One(0)),
+                Cmd::OverrideParameters(vec![
+                    Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
+                    Param::ImageSize(IMAGE.len() as u64),
+                ]),
+            ]),
+            install: Some(install),
+            validate: Some(validate),
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&m, sha);
+        b.sign1(alg::ED25519, None, |tbs| {
+            key().sign(tbs).to_bytes().to_vec()
+        });
+        b.encode()
+    }
+
+    fn image_match() -> Vec<Cmd> {
+        vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ]
+    }
+
+    /// One component held in memory; a fetch replaces it with `fetched`.
+    struct Memory {
+        content: Vec<u8>,
+        fetched: Vec<u8>,
+    }
+
+    impl Platform for Memory {
+        fn capacity(&self, _: &Component<'_>) -> Option<u64> {
+            Some(1 << 20)
+        }
+        fn identity(&self, _: &Component<'_>, _: IdentityKind) -> Option<Identifier<'_>> {
+            None
+        }
+        fn read(
+            &mut self,
+            _: &Component<'_>,
+            at: u64,
+            buf: &mut [u8],
+        ) -> Result<usize, PlatformError> {
+            let rest = self
+                .content
+                .get(usize::try_from(at).unwrap()..)
+                .unwrap_or_default();
+            let n = rest.len().min(buf.len());
+            buf.get_mut(..n)
+                .unwrap()
+                .copy_from_slice(rest.get(..n).unwrap());
+            Ok(n)
+        }
+        fn write_begin(&mut self, _: &Component<'_>, _: Option<u64>) -> Result<(), PlatformError> {
+            Err(PlatformError::Unsupported)
+        }
+        fn write(&mut self, _: &Component<'_>, _: u64, _: &[u8]) -> Result<(), PlatformError> {
+            Err(PlatformError::Unsupported)
+        }
+        fn write_end(&mut self, _: &Component<'_>) -> Result<(), PlatformError> {
+            Err(PlatformError::Unsupported)
+        }
+        fn fetch(&mut self, _: &Component<'_>, _: &FetchRequest<'_>) -> Result<(), PlatformError> {
+            self.content = self.fetched.clone();
+            Ok(())
+        }
+    }
+
+    fn check(
+        envelope: &[u8],
+        installed: Option<u64>,
+        content: &[u8],
+        sections: &[Section],
+    ) -> Result<Matched<'static, Vec<u8>>, MatchError> {
+        let envelope: &'static [u8] = Vec::leak(envelope.to_vec());
+        let anchors = [TrustAnchor::new(
+            "author",
+            PublicKey::Ed25519(key().verifying_key()),
+        )];
+        let a = Offer::new(envelope)
+            .verify(&anchors, &TrustPolicy::default(), |_| installed)
+            .unwrap();
+        let mut p = Memory {
+            content: content.to_vec(),
+            fetched: b"other bytes".to_vec(),
+        };
+        a.image_match(
+            &mut p,
+            sections,
+            |p, i| i == 0 && !p.content.is_empty(),
+            |p| p.content.clone(),
+        )
+    }
+
+    #[test]
+    fn the_candidate_an_image_match_accepted_is_matched() {
+        let e = envelope(image_match(), image_match());
+        let m = check(&e, Some(4), IMAGE, &[Section::Validate]).unwrap();
+        assert!(m.ran());
+        assert_eq!(m.candidates(), IMAGE);
+        assert_eq!(m.manifest().sequence_number(), 5);
+    }
+
+    #[test]
+    fn attack_tampered_candidate_is_not_matched() {
+        let e = envelope(image_match(), image_match());
+        let err = check(&e, None, b"tampered", &[Section::Validate]).unwrap_err();
+        assert!(matches!(err, MatchError::Processing(_)), "{err:?}");
+    }
+
+    #[test]
+    fn attack_candidate_no_image_match_names_is_not_matched() {
+        let e = envelope(image_match(), vec![Cmd::SetComponentIndex(Index::One(0))]);
+        let err = check(&e, None, IMAGE, &[Section::Validate]).unwrap_err();
+        assert_eq!(err, MatchError::Unmatched { index: 0 });
+    }
+
+    #[test]
+    fn attack_content_replaced_after_its_match_is_not_matched() {
+        let mut install = image_match();
+        install.extend([
+            Cmd::OverrideParameters(vec![Param::Uri("https://x/app".into())]),
+            Cmd::Directive(Directive::Fetch, 2),
+        ]);
+        let e = envelope(install, image_match());
+        let err = check(&e, None, IMAGE, &[Section::Install]).unwrap_err();
+        assert_eq!(err, MatchError::Unmatched { index: 0 });
+    }
+
+    #[test]
+    fn no_section_run_matches_nothing() {
+        let e = envelope(image_match(), image_match());
+        let err = check(&e, None, IMAGE, &[Section::DependencyResolution]).unwrap_err();
+        assert_eq!(err, MatchError::NotRun { index: 0 });
+    }
+
+    #[test]
+    fn attack_rollback_builds_no_processor() {
+        let e = envelope(image_match(), image_match());
+        let err = check(&e, Some(5), IMAGE, &[Section::Validate]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MatchError::Processing(suitcase_manifest::Error::SequenceRollback { .. })
+            ),
+            "{err:?}"
+        );
+    }
+}
