@@ -493,12 +493,7 @@ async fn trip(
 
 /// Judges a stored online report against the rules (`signature-failures`,
 /// `rollback-attempt`).
-pub(crate) async fn judge_report(
-    state: &AppState,
-    device_id: &str,
-    r: &StepReport,
-    release_sequence: Option<u64>,
-) -> Result<()> {
+pub(crate) async fn judge_report(state: &AppState, device_id: &str, r: &StepReport) -> Result<()> {
     if r.offline || r.outcome != Outcome::Failure {
         return Ok(());
     }
@@ -525,7 +520,12 @@ pub(crate) async fn judge_report(
         // Manifest §8.4.2 (anti-rollback): a refusal as older than installed, of a release
         // newer than every component the device's inventory reports.
         Some("sequence-rollback") if rules.rollback_attempt => {
-            let Some(offered) = release_sequence else {
+            let Some(offered) = state
+                .db
+                .release_get(&r.release_id)
+                .await?
+                .map(|rel| rel.sequence_number)
+            else {
                 return Ok(());
             };
             state.devices.flush(state).await;

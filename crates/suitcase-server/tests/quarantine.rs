@@ -2,7 +2,12 @@
 //! an operator's quarantine, the server's own on suspicious reports, remediation releases,
 //! release from quarantine, and the fleet posture (docs/server.md §8).
 
-#![expect(clippy::unwrap_used, reason = "test code")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 mod common;
 
@@ -22,7 +27,110 @@ both_backends!(
     posture_counts_up_to_date_out_of_date_quarantined_unreachable,
     bad_quarantine_requests_are_clear_4xx,
     console_quarantines_with_confirmation_and_shows_badges_and_posture,
+    ddi_poll_of_a_quarantined_device_offers_only_remediation,
+    attack_signature_failures_on_two_nodes_at_once_quarantine_and_audit_once,
 );
+
+/// MQTT push (docs/server.md §6) to a quarantined device: only for a remediation release.
+/// Needs the broker on 127.0.0.1:1883 that .ci/run starts (as tests/transport.rs does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_wakes_a_quarantined_device_only_for_a_remediation_release() {
+    let mut tag = [0u8; 6];
+    getrandom::fill(&mut tag).unwrap();
+    let prefix = format!("suitcase-test-{}", hex::encode(tag));
+    let p2 = prefix.clone();
+    let h = Harness::with(Backend::Sqlite, move |c| {
+        c.mqtt = Some("mqtt://127.0.0.1:1883".into());
+        c.mqtt_prefix = p2;
+    })
+    .await;
+    let rel = h.release(3, &[11u8; 300]).await;
+    let devs = h.devices("mp", 3, &[]).await;
+    let mut topics = Vec::new();
+    for (_, t) in &devs {
+        topics.push(h.checkin(t, 1).await.push.unwrap().topics[0].clone());
+    }
+    let (_client, mut rx) = mqtt_listener(&topics).await;
+    assert_eq!(quarantine(&h, &devs[0].0, "check").await.0, StatusCode::OK);
+    assert_eq!(quarantine(&h, &devs[2].0, "check").await.0, StatusCode::OK);
+    h.campaign(json!({"name": "n", "release_id": rel, "filter": {"devices": ["mp-0", "mp-1"]}}))
+        .await;
+    assert_eq!(
+        next(&mut rx, 10_000).await.as_deref(),
+        Some(topics[1].as_str())
+    );
+    assert_eq!(
+        next(&mut rx, 500).await,
+        None,
+        "no push to the quarantined mp-0"
+    );
+    // A remediation release wakes the quarantined mp-2.
+    let fix = h.release(4, &[12u8; 300]).await;
+    let (s, _) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/releases/{fix}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    h.campaign(json!({"name": "r", "release_id": fix, "filter": {"devices": ["mp-2"]}}))
+        .await;
+    assert_eq!(
+        next(&mut rx, 10_000).await.as_deref(),
+        Some(topics[2].as_str())
+    );
+    h.stop().await;
+}
+
+async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, ms: u64) -> Option<String> {
+    tokio::time::timeout(Duration::from_millis(ms), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn mqtt_listener(
+    topics: &[String],
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut tag = [0u8; 6];
+    getrandom::fill(&mut tag).unwrap();
+    let mut opts =
+        rumqttc::MqttOptions::new(format!("test-{}", hex::encode(tag)), "127.0.0.1", 1883);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    let _ = tx.send(p.topic.clone());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ack_tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "MQTT broker at 127.0.0.1:1883 is needed ({e}); .ci/run starts mosquitto"
+                ),
+            }
+        }
+    });
+    for t in topics {
+        client
+            .subscribe(t.clone(), rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), ack_rx.recv())
+            .await
+            .unwrap();
+    }
+    (client, rx)
+}
 
 async fn quarantine(h: &Harness, device: &str, reason: &str) -> (StatusCode, Value) {
     h.post(
@@ -543,5 +651,114 @@ async fn console_quarantines_with_confirmation_and_shows_badges_and_posture(b: B
     .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(quarantine_of(&h, id).await["quarantined"], false);
+    h.stop().await;
+}
+
+/// A hawkBit DDI poll (docs/ddi.md) of device `name`: its deploymentBase link, if any.
+async fn ddi_deployment(h: &Harness, name: &str, token: &str) -> Option<String> {
+    let r = h
+        .client
+        .get(h.url(&format!("/DEFAULT/controller/v1/{name}")))
+        .header("authorization", format!("TargetToken {token}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    v["_links"]["deploymentBase"]["href"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn ddi_poll_of_a_quarantined_device_offers_only_remediation(b: Backend) {
+    let h = Harness::new(b).await;
+    let rel = h.release(2, &[9u8; 300]).await;
+    let devs = h.devices("dq", 2, &["dq"]).await;
+    assert_eq!(quarantine(&h, &devs[0].0, "check").await.0, StatusCode::OK);
+    h.campaign(json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["dq"]}}))
+        .await;
+    assert_eq!(ddi_deployment(&h, "dq-0", &devs[0].1).await, None);
+    let healthy = ddi_deployment(&h, "dq-1", &devs[1].1).await;
+    assert!(healthy.is_some());
+    let (s, _) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/releases/{rel}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let href = ddi_deployment(&h, "dq-0", &devs[0].1)
+        .await
+        .expect("a remediation release is offered over DDI");
+    // Marked normal again: the open action's deployment is not served any more.
+    let (s, _) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/releases/{rel}/remediation"),
+            &json!({"remediation": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = h
+        .client
+        .get(&href)
+        .header("authorization", format!("TargetToken {}", devs[0].1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    h.stop().await;
+}
+
+/// Two server nodes on one database judge the same device's signature failures at the same
+/// moment: the device is quarantined once, with one audit entry.
+async fn attack_signature_failures_on_two_nodes_at_once_quarantine_and_audit_once(b: Backend) {
+    let h = Harness::with(b, |c| c.quarantine.signature_failures = 2).await;
+    let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
+    let other = node_b.url();
+    let rel = h.release(2, &[10u8; 300]).await;
+    let devs = h.devices("mq", 1, &["mq"]).await;
+    let (id, token) = &devs[0];
+    h.campaign(
+        json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["mq"]},
+                       "error_threshold": 1.0}),
+    )
+    .await;
+    assert_eq!(h.checkin(token, 1).await.action, Action::Update);
+    let report = |base: String, detail: &'static str| {
+        let client = h.client.clone();
+        let token = token.clone();
+        let rel = rel.clone();
+        async move {
+            client
+                .post(format!("{base}/api/v1/device/reports"))
+                .bearer_auth(token)
+                .json(
+                    &json!({"release_id": rel, "step": "check", "outcome": "failure",
+                              "reason": "signature", "detail": detail}),
+                )
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        report(h.base.clone(), "first").await,
+        StatusCode::NO_CONTENT
+    );
+    // Both nodes see two failures at once, and both try to quarantine.
+    let (a, b2) = tokio::join!(
+        report(h.base.clone(), "second"),
+        report(other.clone(), "third")
+    );
+    assert_eq!((a, b2), (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT));
+    let q = quarantine_of(&h, id).await;
+    assert_eq!(q["quarantine"]["rule"], "signature-failures", "{q}");
+    let audit = audit_actions(&h, "device.quarantine").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    node_b.shutdown().await;
     h.stop().await;
 }

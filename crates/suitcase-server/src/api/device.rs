@@ -339,14 +339,7 @@ pub(crate) async fn record_report(
         engine::persist(state, &t).await?;
     }
     // RFC 8240 §9: repeated signature failures and rollback attempts quarantine the device.
-    if r.outcome == Outcome::Failure {
-        let sequence = state
-            .db
-            .release_get(&r.release_id)
-            .await?
-            .map(|rel| rel.sequence_number);
-        crate::quarantine::judge_report(state, &dev.id, r, sequence).await?;
-    }
+    crate::quarantine::judge_report(state, &dev.id, r).await?;
     Ok(())
 }
 
