@@ -134,8 +134,8 @@ impl SlotBackend for FileSlotBackend {
         let digest = slots::write_slot(
             &self.slots,
             to.index(),
-            &image.path,
-            image.len,
+            image.path(),
+            image.len(),
             image.resume_at,
             checkpoint,
         )
@@ -146,12 +146,12 @@ impl SlotBackend for FileSlotBackend {
         })?;
         Ok(Written {
             slot: to,
-            total: image.len,
+            total: image.len(),
             image_offset: 0,
             note: format!(
                 "{}: {} bytes into slot {to} (sha-256 {})",
                 image.name,
-                image.len,
+                image.len(),
                 digest.get(..16).unwrap_or_default()
             ),
             digest,

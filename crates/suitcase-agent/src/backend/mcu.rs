@@ -110,7 +110,7 @@ impl SlotBackend for McuBackend {
     ) -> Result<Written, Stop> {
         let step = Step::Apply;
         let (_, m) = self.config()?;
-        let (len, envelope) = (image.len, image.envelope);
+        let (len, envelope) = (image.len(), image.envelope());
         let (total, offset, prefix) = match m.image {
             ImageFormat::Raw => {
                 let env_len = envelope.len() as u64;
@@ -138,7 +138,7 @@ impl SlotBackend for McuBackend {
                 ),
             ));
         }
-        let src = &image.path;
+        let src = image.path();
         let file = std::fs::File::open(src).map_err(crate::error::local(format!(
             "cannot read {}",
             src.display()

@@ -5,7 +5,9 @@
 //! questions, so the steps hold no per-kind code for slots. An update module is not a slot
 //! backend: its handler installs in place ([`crate::module`]); [`Installer`] tells them apart.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::candidates::{VerifiedCandidate, VerifiedCandidates};
 
 use crate::config::{ComponentConfig, Kind, ModuleConfig};
 use crate::ctx::Ctx;
@@ -36,22 +38,56 @@ pub(crate) struct SlotTarget {
     pub(crate) what: &'static str,
 }
 
-/// One image to write (Apply), resumed from `resume_at` bytes already in the slot.
+/// One image to write (Apply), resumed from `resume_at` bytes already in the slot: a
+/// candidate of [`VerifiedCandidates`] (the consumer core's `Matched`), the only thing it is
+/// made from ([`Image::of`]).
 pub(crate) struct Image<'a> {
     /// The name of the target, for messages.
     pub(crate) name: &'a str,
-    /// The verified candidate.
-    pub(crate) path: PathBuf,
-    /// Its length.
-    pub(crate) len: u64,
-    /// The authenticated envelope (a slot image carries it).
-    pub(crate) envelope: &'a [u8],
+    candidate: &'a VerifiedCandidate,
+    envelope: &'a [u8],
     /// Bytes already in the slot (an Apply checkpoint).
     pub(crate) resume_at: u64,
     /// The slot running (not written).
     pub(crate) from: Option<Slot>,
     /// The slot to write.
     pub(crate) to: Slot,
+}
+
+impl<'a> Image<'a> {
+    /// The candidate of manifest component `index` in `verified`, to be written to `to`.
+    pub(crate) fn of(
+        verified: &'a VerifiedCandidates<'_>,
+        index: usize,
+        name: &'a str,
+        resume_at: u64,
+        from: Option<Slot>,
+        to: Slot,
+    ) -> Option<Self> {
+        Some(Self {
+            name,
+            candidate: verified.candidates().get(index)?,
+            envelope: verified.envelope(),
+            resume_at,
+            from,
+            to,
+        })
+    }
+
+    /// The file holding the verified candidate.
+    pub(crate) fn path(&self) -> &Path {
+        self.candidate.path()
+    }
+
+    /// Its length.
+    pub(crate) fn len(&self) -> u64 {
+        self.candidate.len()
+    }
+
+    /// The authenticated envelope (a slot image carries it).
+    pub(crate) fn envelope(&self) -> &'a [u8] {
+        self.envelope
+    }
 }
 
 /// What Apply wrote.

@@ -42,7 +42,6 @@ fn write(ctx: &Ctx, j: &mut Journal, verified: &VerifiedCandidates<'_>) -> StepR
             notes.push(format!("{}: written earlier", t.name));
             continue;
         }
-        let src = cand.path().to_path_buf();
         let (c, how) = installer(ctx, &t)?;
         let done = match how {
             Installer::Module(m) => {
@@ -58,7 +57,7 @@ fn write(ctx: &Ctx, j: &mut Journal, verified: &VerifiedCandidates<'_>) -> StepR
                         ),
                     ));
                 }
-                let digest = crate::module::stage(m, &src)
+                let digest = crate::module::stage(m, cand.path())
                     .map_err(|why| fail(step, reason::STORAGE, format!("{}: {why}", t.name)))?;
                 notes.push(format!(
                     "{}: {} bytes staged for the {} handler",
@@ -86,15 +85,10 @@ fn write(ctx: &Ctx, j: &mut Journal, verified: &VerifiedCandidates<'_>) -> StepR
                     }
                     state.save_journal(&snapshot)
                 };
-                let image = Image {
-                    name: &t.name,
-                    path: src,
-                    len: cand.len(),
-                    envelope: verified.envelope(),
-                    resume_at: t.written,
-                    from: t.from_slot,
-                    to,
-                };
+                let image = Image::of(verified, t.index, &t.name, t.written, t.from_slot, to)
+                    .ok_or_else(|| {
+                        fail(step, reason::STORAGE, format!("{}: no candidate", t.name))
+                    })?;
                 let w = b.write(&image, &mut checkpoint)?;
                 notes.push(w.note.clone());
                 w
