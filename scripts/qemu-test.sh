@@ -208,7 +208,7 @@ section_size() {
 }
 
 if [ "$FOOTPRINT" -eq 1 ]; then
-  step "footprint: one bootloader per verification path (thumbv7em, opt-level s, LTO)"
+  step "footprint: one bootloader per verification path (thumbv7em, opt-level z, LTO)"
   # feature, key, profile and signing keys of the envelope. The Quantum tier is hybrid, so
   # its envelopes also carry an ES256 signature, which a bootloader without ES256 skips
   # (manifest §8.3: an unsupported algorithm does not invalidate the envelope). es256-small is
