@@ -2,8 +2,6 @@
 //! check), and a refusal as the server gave it (status, message, hint), through the typed
 //! client's errors.
 
-#![expect(clippy::unwrap_used, reason = "test code")]
-
 mod common;
 
 use common::{ServerProcess, run};
