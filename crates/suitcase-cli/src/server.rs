@@ -65,6 +65,15 @@ pub(crate) struct Args {
     /// DDI devices then authenticate with their own token (`TargetToken`).
     #[arg(long, value_name = "FILE")]
     ddi_gateway_token_file: Option<PathBuf>,
+    /// Serve CoAP (docs/coap.md) on this UDP address, e.g. 127.0.0.1:5683: resource
+    /// discovery in plain CoAP, and the device resources over DTLS 1.2 PSK on --coaps-listen
+    /// (by default the next port, 5684 for 5683).
+    #[arg(long, value_name = "ADDR:PORT")]
+    coap_listen: Option<SocketAddr>,
+    /// Serve the CoAP device resources over DTLS 1.2 PSK (coaps://) on this UDP address.
+    /// Device credentials: `suitcase server coap-credential DEVICE`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    coaps_listen: Option<SocketAddr>,
     /// How many registered keys must have signed an uploaded release (2 = author and
     /// operator, for example).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -111,6 +120,19 @@ enum Action {
         #[arg(long)]
         reset: bool,
     },
+    /// Print a new CoAP credential (DTLS PSK identity and key, docs/coap.md) for a device,
+    /// made from DATA/coap-secret (created if missing; every node serving CoAP needs the
+    /// same file). The identity is opaque: it names no device (RFC 8240 §3).
+    ///
+    /// Example: suitcase server --data /var/lib/suitcase coap-credential sensor-17
+    CoapCredential {
+        /// The device's name (or id).
+        device: String,
+        /// A 16-character key (96 bits) for DTLS stacks that hold no longer one (tinydtls,
+        /// aiocoap's DTLSSocket); the default is 32 characters (192 bits).
+        #[arg(long)]
+        short_key: bool,
+    },
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
@@ -120,12 +142,37 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         config.database = args.database;
         return admin_token(&config, reset);
     }
+    if let Some(Action::CoapCredential { device, short_key }) = args.action {
+        config.database = args.database;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let len = if short_key {
+            suitcase_server::CoapKeyLength::Short
+        } else {
+            suitcase_server::CoapKeyLength::Full
+        };
+        let c = runtime.block_on(suitcase_server::coap_credential(&config, &device, len))?;
+        outln!("identity: {}", c.identity);
+        outln!("key: {}", c.key);
+        return Ok(ExitCode::SUCCESS);
+    }
     config.listen = args.listen;
     config.database = args.database;
     config.payloads = args.payloads;
     config.mqtt = args.mqtt;
     config.poll_interval = args.poll_interval.max(1);
     config.allow_plaintext_devices = args.allow_plaintext_devices;
+    config.coap_listen = args.coap_listen;
+    config.coaps_listen = args.coaps_listen.or_else(|| {
+        args.coap_listen.map(|mut a| {
+            if a.port() != 0 {
+                a.set_port(a.port().saturating_add(1));
+            }
+            a
+        })
+    });
     if let Some(f) = &args.ddi_gateway_token_file {
         let t = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the DDI gateway token {}", f.display()))?;
@@ -171,6 +218,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 "  admin token: see {} (or a token created since)",
                 opened.admin_token_file.display()
             ),
+        }
+        if let Some(a) = server.coap_addr {
+            outln!("  CoAP: coap://{a} (discovery)");
+        }
+        if let Some(a) = server.coaps_addr {
+            outln!("  CoAP over DTLS (devices): coaps://{a}");
         }
         outln!("  API description: {}/openapi.json", server.url());
         server.run_until_signal().await;

@@ -25,6 +25,7 @@
 mod api;
 mod auth;
 mod blobs;
+mod coap;
 pub mod db;
 mod deltas;
 mod devices;
@@ -45,6 +46,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use coap::{CoapCredential, KeyLength as CoapKeyLength};
 pub use error::ServerError;
 
 pub use devices::CREDENTIAL_MAX_AGE_SECONDS;
@@ -81,6 +83,11 @@ pub struct Config {
     pub mqtt_prefix: String,
     /// TLS (and mutual TLS) settings; plain HTTP without.
     pub tls: Option<TlsConfig>,
+    /// Where to serve plain CoAP (docs/coap.md): resource discovery only; the device
+    /// resources answer 4.01 there. Off (`None`) by default.
+    pub coap_listen: Option<SocketAddr>,
+    /// Where to serve CoAP over DTLS 1.2 PSK (coaps), the device resources. Off by default.
+    pub coaps_listen: Option<SocketAddr>,
     /// Accept device requests over plain HTTP from other hosts. Off by default: the bearer
     /// token would identify the device in clear text (RFC 8240 §3). Loopback is always allowed.
     pub allow_plaintext_devices: bool,
@@ -172,6 +179,8 @@ impl Config {
             mqtt: None,
             mqtt_prefix: "suitcase".into(),
             tls: None,
+            coap_listen: None,
+            coaps_listen: None,
             allow_plaintext_devices: false,
             release_signatures: 1,
             flush_interval: Duration::from_secs(1),
@@ -364,6 +373,22 @@ pub async fn reset_admin_token(config: &Config) -> Result<AdminReset, ServerErro
         file,
         working_before,
     })
+}
+
+/// A new CoAP credential (DTLS PSK identity and key, docs/coap.md) for the device with this
+/// name or id, made from `DATA/coap-secret` (created if missing). Nothing is stored: the
+/// identity seals the device id, and the key is derived from the identity. `len`: the key's
+/// length ([`CoapKeyLength::Short`] only for DTLS stacks that hold 16 bytes, like tinydtls).
+///
+/// # Errors
+/// If the database cannot be opened, the device is unknown or decommissioned, or the secret
+/// cannot be read or created.
+pub async fn coap_credential(
+    config: &Config,
+    device: &str,
+    len: CoapKeyLength,
+) -> Result<CoapCredential, ServerError> {
+    coap::issue(config, device, len).await
 }
 
 /// The server's router without a listener, for embedding and in-process tests. Buffered

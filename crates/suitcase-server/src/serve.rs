@@ -59,6 +59,11 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Whether it serves TLS.
     pub tls: bool,
+    /// The bound plain CoAP address, if CoAP is on (docs/coap.md).
+    pub coap_addr: Option<SocketAddr>,
+    /// The bound CoAP-over-DTLS address, if on.
+    pub coaps_addr: Option<SocketAddr>,
+    coap: crate::coap::CoapListeners,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     flusher: JoinHandle<()>,
@@ -75,6 +80,7 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        self.coap.stopped().await;
         let _ = self.flusher.await;
     }
 
@@ -176,10 +182,14 @@ pub(crate) async fn serve(state: AppState) -> Result<RunningServer, crate::Serve
         limits.max_connections = limits.max_connections.min(room.max(16));
     }
     tracing::debug!(max_connections = limits.max_connections, "connection limit");
+    let coap = crate::coap::start(&state, stop_rx.clone()).await?;
     let accept = tokio::spawn(accept_loop(listener, router, acceptor, stop_rx, limits));
     Ok(RunningServer {
         addr,
         tls,
+        coap_addr: coap.plain,
+        coaps_addr: coap.dtls,
+        coap,
         stop,
         accept,
         flusher,

@@ -1,0 +1,626 @@
+//! The CoAP device API (docs/coap.md) driven over real UDP sockets: a small client on
+//! coap-lite (plain) and dimpl (DTLS 1.2 PSK), and libcoap's real `coap-client` where it is
+//! installed (Debian libcoap3-bin; `.ci/run` installs it, scripts/coap-test.sh also runs it).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::cast_possible_truncation,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::{Backend, Harness};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use suitcase_protocol::{CheckInAnswer, Outcome, Step, StepReport};
+use tokio::net::UdpSocket;
+
+async fn harness() -> Harness {
+    Harness::with(Backend::Sqlite, |c| {
+        c.coap_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.coaps_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await
+}
+
+fn coap_addr(h: &Harness) -> SocketAddr {
+    h.server.as_ref().unwrap().coap_addr.unwrap()
+}
+
+fn coaps_addr(h: &Harness) -> SocketAddr {
+    h.server.as_ref().unwrap().coaps_addr.unwrap()
+}
+
+fn request(method: RequestType, path: &str, mid: u16) -> Packet {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(method);
+    p.header.message_id = mid;
+    p.set_token(mid.to_be_bytes().to_vec());
+    for seg in path.trim_start_matches('/').split('/') {
+        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    p
+}
+
+fn block2(num: u32, szx: u8) -> Vec<u8> {
+    let v = (num << 4) | u32::from(szx);
+    let b = v.to_be_bytes();
+    let skip = b.iter().take_while(|x| **x == 0).count();
+    b[skip..].to_vec()
+}
+
+fn parse_block(v: &[u8]) -> (u32, bool, u8) {
+    let v = v.iter().fold(0u32, |a, b| (a << 8) | u32::from(*b));
+    (v >> 4, v & 8 != 0, (v & 7) as u8)
+}
+
+fn code(p: &Packet) -> ResponseType {
+    match p.header.code {
+        MessageClass::Response(r) => r,
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+fn text(p: &Packet) -> String {
+    String::from_utf8_lossy(&p.payload).into_owned()
+}
+
+/// Plain CoAP over UDP.
+async fn plain(addr: SocketAddr, p: &Packet) -> Packet {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("no answer in 5 s")
+        .unwrap();
+    Packet::from_bytes(&buf[..n]).unwrap()
+}
+
+struct Key(Vec<u8>);
+
+impl dimpl::PskResolver for Key {
+    fn resolve(&self, _identity: &[u8]) -> Option<Vec<u8>> {
+        Some(self.0.clone())
+    }
+}
+
+/// A CoAP client over DTLS 1.2 PSK, recording every datagram both ways.
+struct Coaps {
+    sock: UdpSocket,
+    dtls: dimpl::Dtls,
+    wake: Option<Instant>,
+    inbox: Vec<Vec<u8>>,
+    wire: Vec<Vec<u8>>,
+    connected: bool,
+    mid: u16,
+}
+
+impl Coaps {
+    async fn connect(addr: SocketAddr, identity: &str, key: &str) -> Result<Self, String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(addr).await.unwrap();
+        let config = dimpl::Config::builder()
+            .with_psk_client(
+                identity.as_bytes().to_vec(),
+                Arc::new(Key(key.as_bytes().to_vec())),
+            )
+            .build()
+            .unwrap();
+        let now = Instant::now();
+        let mut dtls = dimpl::Dtls::new_12_psk(Arc::new(config), now);
+        dtls.set_active(true);
+        dtls.handle_timeout(now).map_err(|e| e.to_string())?;
+        let mut c = Self {
+            sock,
+            dtls,
+            wake: None,
+            inbox: Vec::new(),
+            wire: Vec::new(),
+            connected: false,
+            mid: 0x100,
+        };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !c.connected {
+            if Instant::now() > deadline {
+                return Err("no DTLS handshake in 3 s".into());
+            }
+            c.pump(deadline).await?;
+        }
+        Ok(c)
+    }
+
+    async fn flush(&mut self) {
+        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        loop {
+            match self.dtls.poll_output(&mut buf) {
+                dimpl::Output::Packet(p) => out.push(p.to_vec()),
+                dimpl::Output::Timeout(t) => {
+                    self.wake = Some(t);
+                    break;
+                }
+                dimpl::Output::Connected => self.connected = true,
+                dimpl::Output::ApplicationData(d) => self.inbox.push(d.to_vec()),
+                dimpl::Output::BufferTooSmall { needed } => buf.resize(needed, 0),
+                _ => {}
+            }
+        }
+        for p in out {
+            self.wire.push(p.clone());
+            let _ = self.sock.send(&p).await;
+        }
+    }
+
+    /// One step: output, then one datagram or timer.
+    async fn pump(&mut self, deadline: Instant) -> Result<(), String> {
+        self.flush().await;
+        let until = self
+            .wake
+            .unwrap_or(deadline)
+            .min(deadline)
+            .max(Instant::now());
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout_at(until.into(), self.sock.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                self.wire.push(buf[..n].to_vec());
+                self.dtls
+                    .handle_packet(&buf[..n])
+                    .map_err(|e| format!("DTLS: {e}"))?;
+            }
+            Ok(Err(e)) => return Err(format!("recv: {e}")),
+            Err(_) => self
+                .dtls
+                .handle_timeout(Instant::now())
+                .map_err(|e| format!("DTLS: {e}"))?,
+        }
+        self.flush().await;
+        Ok(())
+    }
+
+    async fn send(&mut self, p: &Packet) {
+        self.dtls
+            .send_application_data(&p.to_bytes_with_limit(4096).unwrap())
+            .unwrap();
+        self.flush().await;
+    }
+
+    /// The next CoAP message, within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if !self.inbox.is_empty() {
+                let m = self.inbox.remove(0);
+                return Some(Packet::from_bytes(&m).unwrap());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            self.pump(deadline).await.unwrap();
+        }
+    }
+
+    async fn call(&mut self, mut p: Packet) -> Packet {
+        self.mid += 1;
+        p.header.message_id = self.mid;
+        p.set_token(self.mid.to_be_bytes().to_vec());
+        self.send(&p).await;
+        loop {
+            let m = self.next(Duration::from_secs(10)).await.expect("no answer");
+            if m.get_token() == p.get_token() {
+                return m;
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Packet {
+        self.call(request(RequestType::Get, path, 0)).await
+    }
+
+    async fn post_cbor<T: serde::Serialize>(&mut self, path: &str, body: &T) -> Packet {
+        let mut p = request(RequestType::Post, path, 0);
+        p.add_option(CoapOption::ContentFormat, vec![60]);
+        ciborium::into_writer(body, &mut p.payload).unwrap();
+        self.call(p).await
+    }
+}
+
+/// A device with a CoAP credential, and a release offered to it by a running campaign.
+struct Setup {
+    h: Harness,
+    device_id: String,
+    device_name: String,
+    identity: String,
+    key: String,
+    image: Vec<u8>,
+}
+
+async fn setup(campaign: bool) -> Setup {
+    let h = harness().await;
+    let devices = h.devices("coap", 1, &["coap"]).await;
+    let (device_id, _) = devices[0].clone();
+    let device_name = "coap-0".to_owned();
+    let cred = suitcase_server::coap_credential(
+        &h.config,
+        &device_name,
+        suitcase_server::CoapKeyLength::Full,
+    )
+    .await
+    .unwrap();
+    let image: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    if campaign {
+        let release = h.release(2, &image).await;
+        h.campaign(json!({"name": "coap", "release_id": release, "filter": {"tags": ["coap"]}}))
+            .await;
+    }
+    Setup {
+        h,
+        device_id,
+        device_name,
+        identity: cred.identity,
+        key: cred.key,
+        image,
+    }
+}
+
+async fn checkin(c: &mut Coaps, h: &Harness) -> CheckInAnswer {
+    let r = c.post_cbor("/d/checkin", &h.inventory(1)).await;
+    assert_eq!(code(&r), ResponseType::Changed, "{}", text(&r));
+    ciborium::from_reader(r.payload.as_slice()).unwrap()
+}
+
+#[tokio::test]
+async fn well_known_core_lists_the_resources() {
+    let h = harness().await;
+    let r = plain(
+        coap_addr(&h),
+        &request(RequestType::Get, "/.well-known/core", 1),
+    )
+    .await;
+    assert_eq!(code(&r), ResponseType::Content);
+    assert_eq!(r.header.get_type(), MessageType::Acknowledgement);
+    let links = text(&r);
+    for res in [
+        "</d/checkin>",
+        "</d/offer>",
+        "</d/reports>",
+        "</d/payloads>",
+    ] {
+        assert!(links.contains(res), "{links}");
+    }
+    assert!(links.contains("obs"), "the offer is observable: {links}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn attack_unauthenticated_checkin_refused() {
+    let s = setup(true).await;
+    // Plain CoAP carries no credential: RFC 8240 §3, the device resources need DTLS.
+    let mut p = request(RequestType::Post, "/d/checkin", 2);
+    p.add_option(CoapOption::ContentFormat, vec![60]);
+    ciborium::into_writer(&s.h.inventory(1), &mut p.payload).unwrap();
+    let r = plain(coap_addr(&s.h), &p).await;
+    assert_eq!(code(&r), ResponseType::Unauthorized, "{}", text(&r));
+    assert!(text(&r).contains("coaps://"), "{}", text(&r));
+    let r = plain(
+        coap_addr(&s.h),
+        &request(RequestType::Get, "/d/payloads/x/0", 3),
+    )
+    .await;
+    assert_eq!(code(&r), ResponseType::Unauthorized);
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn attack_wrong_psk_or_forged_identity_fails_the_handshake() {
+    let s = setup(false).await;
+    let addr = coaps_addr(&s.h);
+    assert!(
+        Coaps::connect(addr, &s.identity, "not-the-key")
+            .await
+            .is_err()
+    );
+    // An identity of the device's id in clear, with the right key for that string.
+    let forged = s.device_id.clone();
+    assert!(Coaps::connect(addr, &forged, &s.key).await.is_err());
+    // The real credential works.
+    let mut c = Coaps::connect(addr, &s.identity, &s.key).await.unwrap();
+    let a = checkin(&mut c, &s.h).await;
+    assert!(a.update.is_none());
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn attack_device_id_not_in_clear() {
+    let s = setup(true).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let a = checkin(&mut c, &s.h).await;
+    assert!(a.update.is_some());
+    // RFC 8240 §3: nothing on the wire names the device: not its id, not its name (the
+    // credential's identity is sealed; everything after the handshake is encrypted).
+    let wire: Vec<u8> = c.wire.concat();
+    for needle in [
+        s.device_id.as_bytes(),
+        s.device_id.trim_start_matches("dev_").as_bytes(),
+        &hex::decode(s.device_id.trim_start_matches("dev_")).unwrap(),
+        s.device_name.as_bytes(),
+    ] {
+        assert!(
+            !wire.windows(needle.len()).any(|w| w == needle),
+            "{:?} appears on the wire",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    assert!(
+        wire.windows(s.identity.len())
+            .any(|w| w == s.identity.as_bytes())
+    );
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn blockwise_download_at_every_size_and_resumed_from_any_block() {
+    let s = setup(true).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let a = checkin(&mut c, &s.h).await;
+    let offer = a.update.unwrap();
+    let url = offer.payloads[0].url.clone();
+    assert!(url.starts_with("/d/payloads/"), "{url}");
+    let want = Sha256::digest(&s.image);
+    let mut etags = Vec::new();
+    for szx in [6u8, 2] {
+        let size = 16usize << szx;
+        let blocks = s.image.len().div_ceil(size) as u32;
+        // Resume: start in the middle, then go back for the beginning.
+        let order: Vec<u32> = (blocks / 2..blocks).chain(0..blocks / 2).collect();
+        let mut got = vec![0u8; s.image.len()];
+        for num in order {
+            let mut p = request(RequestType::Get, &url, 0);
+            p.add_option(CoapOption::Block2, block2(num, szx));
+            let r = c.call(p).await;
+            assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
+            let (n, more, z) = parse_block(r.get_first_option(CoapOption::Block2).unwrap());
+            assert_eq!((n, z), (num, szx));
+            assert_eq!(more, num + 1 < blocks);
+            let at = num as usize * size;
+            got[at..at + r.payload.len()].copy_from_slice(&r.payload);
+            etags.push(r.get_first_option(CoapOption::ETag).unwrap().clone());
+        }
+        assert_eq!(Sha256::digest(&got), want, "block size {size}");
+    }
+    etags.dedup();
+    assert_eq!(etags.len(), 1, "one ETag for the whole payload");
+    // The envelope too.
+    let r = c.get(&offer.manifest_url).await;
+    assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let s = setup(true).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let offer = checkin(&mut c, &s.h).await.update.unwrap();
+    let url = offer.payloads[0].url.clone();
+    // A block beyond the end.
+    let mut p = request(RequestType::Get, &url, 0);
+    p.add_option(CoapOption::Block2, block2(5000, 6));
+    let r = c.call(p).await;
+    assert_eq!(code(&r), ResponseType::BadRequest);
+    assert!(text(&r).contains("the last block is 68"), "{}", text(&r));
+    // A block number beyond coap-lite's u16 (RFC 7959 allows 20 bits): an answer, no panic.
+    let mut p = request(RequestType::Get, &url, 0);
+    p.add_option(CoapOption::Block2, block2(1_000_000, 0));
+    let r = c.call(p).await;
+    assert_eq!(code(&r), ResponseType::BadRequest, "{}", text(&r));
+    // The reserved size exponent 7.
+    let mut p = request(RequestType::Get, &url, 0);
+    p.add_option(CoapOption::Block2, vec![0x07]);
+    let r = c.call(p).await;
+    assert_eq!(code(&r), ResponseType::BadOption);
+    assert!(text(&r).contains("reserves"), "{}", text(&r));
+    // Unknown paths and methods.
+    let r = c.get("/d/nothing").await;
+    assert_eq!(code(&r), ResponseType::NotFound);
+    assert!(text(&r).contains("/.well-known/core"));
+    let r = c.call(request(RequestType::Delete, "/d/checkin", 0)).await;
+    assert_eq!(code(&r), ResponseType::MethodNotAllowed);
+    // A body that is not CBOR, and one of the wrong content-format.
+    let mut p = request(RequestType::Post, "/d/checkin", 0);
+    p.add_option(CoapOption::ContentFormat, vec![60]);
+    p.payload = b"\xff\xff".to_vec();
+    let r = c.call(p).await;
+    assert_eq!(code(&r), ResponseType::BadRequest);
+    assert!(text(&r).contains("CBOR"), "{}", text(&r));
+    let mut p = request(RequestType::Post, "/d/checkin", 0);
+    p.payload = b"{}".to_vec();
+    let r = c.call(p).await;
+    assert_eq!(code(&r), ResponseType::UnsupportedContentFormat);
+    // An oversized request.
+    let mut p = request(RequestType::Post, "/d/reports", 0);
+    p.add_option(CoapOption::ContentFormat, vec![60]);
+    p.payload = vec![0x40; 1400];
+    let r = c.call(p).await;
+    assert_eq!(
+        code(&r),
+        ResponseType::RequestEntityTooLarge,
+        "{}",
+        text(&r)
+    );
+    // An unknown critical option.
+    let mut p = request(RequestType::Get, "/d/offer", 0);
+    p.add_option(CoapOption::Unknown(65001), vec![1]);
+    let r = c.call(p).await;
+    assert_eq!(code(&r), ResponseType::BadOption);
+    // A release never offered to this device: not found, as over HTTP.
+    let r = c.get("/d/payloads/rel_nope/0").await;
+    assert_eq!(code(&r), ResponseType::NotFound);
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn reports_are_stored_once_when_resent() {
+    let s = setup(true).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let offer = checkin(&mut c, &s.h).await.update.unwrap();
+    let report = StepReport {
+        release_id: offer.release_id.clone(),
+        step: Step::Receive,
+        outcome: Outcome::Success,
+        reason: None,
+        detail: None,
+        progress: None,
+        started_at: None,
+        log: None,
+        suit_report: None,
+        offline: false,
+    };
+    let mut p = request(RequestType::Post, "/d/reports", 0x777);
+    p.add_option(CoapOption::ContentFormat, vec![60]);
+    ciborium::into_writer(&report, &mut p.payload).unwrap();
+    // The same message id twice: a retransmission (RFC 7252 §4.5).
+    c.send(&p).await;
+    let a = c.next(Duration::from_secs(10)).await.unwrap();
+    c.send(&p).await;
+    let b = c.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(code(&a), ResponseType::Changed, "{}", text(&a));
+    assert_eq!(a, b);
+    let (st, v) =
+        s.h.get(&s.h.admin, &format!("/api/v1/devices/{}", s.device_id))
+            .await;
+    assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    let steps = v["update"]["steps"].as_array().unwrap();
+    assert_eq!(
+        steps.iter().filter(|x| x["step"] == "receive").count(),
+        1,
+        "{v}"
+    );
+    // A report on a release never offered: 4.09, as 409 over HTTP.
+    let mut bad = report.clone();
+    bad.release_id = "rel_other".into();
+    let r = c.post_cbor("/d/reports", &bad).await;
+    assert_eq!(code(&r), ResponseType::Conflict, "{}", text(&r));
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn observe_notifies_when_a_campaign_offers() {
+    let s = setup(false).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let mut p = request(RequestType::Get, "/d/offer", 0x500);
+    p.add_option(CoapOption::Observe, vec![]);
+    c.send(&p).await;
+    let first = c.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(code(&first), ResponseType::Content);
+    assert!(
+        first.get_first_option(CoapOption::Observe).is_some(),
+        "registered"
+    );
+    let v: serde_json::Value = ciborium::from_reader(first.payload.as_slice()).unwrap();
+    assert_eq!(v["check_in"], false);
+    let release = s.h.release(2, &s.image).await;
+    s.h.campaign(json!({"name": "obs", "release_id": release, "filter": {"tags": ["coap"]}}))
+        .await;
+    let n = c
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a notification after the campaign started");
+    assert_eq!(n.get_token(), p.get_token());
+    let v: serde_json::Value = ciborium::from_reader(n.payload.as_slice()).unwrap();
+    assert_eq!(v["check_in"], true);
+    let seq = |m: &Packet| {
+        m.get_first_option(CoapOption::Observe)
+            .unwrap()
+            .iter()
+            .fold(0u32, |a, b| (a << 8) | u32::from(*b))
+    };
+    assert!(seq(&n) > seq(&first));
+    // The check-in the notification asks for gets the offer.
+    assert!(checkin(&mut c, &s.h).await.update.is_some());
+    s.h.stop().await;
+}
+
+#[tokio::test]
+async fn observers_are_bounded_per_device() {
+    let s = setup(false).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let mut registered = 0;
+    for i in 0..4u16 {
+        let mut p = request(RequestType::Get, "/d/offer", 0x600 + i);
+        p.add_option(CoapOption::Observe, vec![]);
+        let r = c.call(p).await;
+        assert_eq!(code(&r), ResponseType::Content);
+        registered += usize::from(r.get_first_option(CoapOption::Observe).is_some());
+    }
+    // RFC 7641 §4.1: over the bound, an answer without Observe (not registered).
+    assert_eq!(registered, 2);
+    s.h.stop().await;
+}
+
+/// libcoap's coap-client (Debian libcoap3-bin), if installed: the real client fetches the
+/// payload block-wise over DTLS PSK, byte for byte.
+#[tokio::test]
+async fn libcoap_client_fetches_a_payload_blockwise() {
+    let Some(client) = ["coap-client-openssl", "coap-client-gnutls", "coap-client"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("-h").output().is_ok())
+    else {
+        // CI sets SUITCASE_REQUIRE_COAP_CLIENT after installing it: there, missing fails.
+        assert!(
+            std::env::var_os("SUITCASE_REQUIRE_COAP_CLIENT").is_none(),
+            "coap-client (Debian libcoap3-bin) is required but not installed"
+        );
+        eprintln!("skipped: coap-client (Debian libcoap3-bin) is not installed");
+        return;
+    };
+    let s = setup(true).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let offer = checkin(&mut c, &s.h).await.update.unwrap();
+    let out = s.h.dir.path().join("payload.bin");
+    let uri = format!("coaps://{}{}", coaps_addr(&s.h), offer.payloads[0].url);
+    let (identity, key, out2) = (s.identity.clone(), s.key.clone(), out.clone());
+    // coap-client's own -B bounds its wait (seconds).
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(client)
+            .args([
+                "-m", "get", "-B", "60", "-b", "256", "-u", &identity, "-k", &key, "-o",
+            ])
+            .arg(&out2)
+            .arg(&uri)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&s.image));
+    s.h.stop().await;
+}
