@@ -34,6 +34,7 @@ mod profile;
 mod release;
 mod server;
 mod sim;
+mod trust;
 mod waves;
 
 /// suitcase: secure over-the-air updates for IoT fleets, built on IETF SUIT manifests.
@@ -86,6 +87,11 @@ enum Command {
     /// Measure: the figures in docs/benchmarks.md come from here.
     #[command(subcommand)]
     Bench(bench::Command),
+    /// The root of trust: k-of-n root keys that sign trust updates setting the release
+    /// signers, their thresholds and revocations; root rotation and ownership transfer
+    /// (docs/trust.md).
+    #[command(subcommand)]
+    Trust(trust::Command),
 }
 
 /// Parses the command line and runs the command.
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Bundle(c) => bundle::run(c),
         Command::Boot(c) => boot::run(c),
         Command::Bench(c) => bench::run(c),
+        Command::Trust(c) => trust::run(c),
     };
     match result {
         Ok(code) => code,

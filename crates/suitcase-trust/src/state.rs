@@ -316,6 +316,8 @@ impl fmt::Display for TrustError {
     }
 }
 
+impl core::error::Error for TrustError {}
+
 /// What a device trusts: see the crate documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrustState {

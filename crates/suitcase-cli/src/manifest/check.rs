@@ -20,8 +20,16 @@ pub(crate) struct Args {
     envelope: PathBuf,
     /// A trusted key: a PEM public key (SPKI, P-256 or Ed25519) or a COSE_Key file (also
     /// Symmetric, for HMAC). Repeat for several anchors; one valid signature from any is enough.
+    /// May also be one trust state file (`suitcase trust init`): the envelope is then checked
+    /// against its release signers, thresholds and revocations (docs/trust.md).
     #[arg(long = "trust", value_name = "KEY", required = true)]
     trust: Vec<PathBuf>,
+    /// A trust update (`suitcase trust update/rotate-root/handover`) to apply, in order, to
+    /// the --trust anchors (a trust state, or keys taken as a 1-of-n root) before checking the
+    /// envelope. Each must verify under the root in force at that point; the envelope is then
+    /// checked against the resulting release signers. Repeatable.
+    #[arg(long = "trust-update", value_name = "FILE")]
+    trust_updates: Vec<PathBuf>,
     /// A simulated device (JSON profile: identities, components, payloads by URI, decryption
     /// keys, installed sequence number). Without it only authenticity and well-formedness are
     /// checked.
@@ -44,11 +52,16 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     let bytes = crate::input::read_binary(&args.envelope)?;
-    let anchors = args
-        .trust
-        .iter()
-        .map(|p| crate::keys::load_trust_anchor(p))
-        .collect::<Result<Vec<_>>>()?;
+    // docs/trust.md: a trust state (with --trust-update applied) replaces fixed anchors.
+    let trust_state = crate::trust::state_for_check(&args.trust, &args.trust_updates)?;
+    let anchors = if trust_state.is_some() {
+        Vec::new()
+    } else {
+        args.trust
+            .iter()
+            .map(|p| crate::keys::load_trust_anchor(p))
+            .collect::<Result<Vec<_>>>()?
+    };
     let device = args
         .device
         .as_deref()
@@ -86,16 +99,28 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     };
 
     let mut report = Report::default();
-    let outcome = check(&bytes, &trust, &policy, device, &mut report);
+    let outcome = match &trust_state {
+        None => check(&bytes, &trust, &policy, device, &mut report)
+            .map_err(|e| (e.reason(), e.to_string())),
+        Some(state) => crate::trust::check_release(state, &bytes, policy.time, |a, p| {
+            check(&bytes, a, p, device, &mut report)
+        }),
+    };
     let (verdict, reason, detail) = match &outcome {
         Ok(()) => ("accept", None, report.summary.clone()),
-        Err(e) => ("reject", Some(e.reason()), e.to_string()),
+        Err((reason, detail)) => ("reject", Some(*reason), detail.clone()),
     };
+    let state_signers = trust_state
+        .as_ref()
+        .and_then(|s| s.as_ref().ok())
+        .map(|s| crate::trust::signer_names(s, &report.signers))
+        .unwrap_or_default();
     let signers: Vec<&str> = report
         .signers
         .iter()
         .filter_map(|&i| anchors.get(i))
         .map(|a| a.name.as_str())
+        .chain(state_signers.iter().map(String::as_str))
         .collect();
     if args.json {
         let out = json!({
