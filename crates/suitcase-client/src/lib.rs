@@ -5,26 +5,29 @@
 //! Each method is one endpoint: it sends the `suitcase-protocol` request type and returns
 //! the `suitcase-protocol` type the server's handler answers with, in a [`Reply`] that also
 //! keeps the server's JSON as it came (what `suitcase fleet --json` prints). A refusal is an
-//! [`Error::Api`] with the status and the server's [`ApiError`] (stable code, message, hint),
+//! [`Error::Api`] with the status and the server's [`ApiError`](suitcase_protocol::ApiError) (stable code, message, hint),
 //! so that a caller can branch on the code and tell its user what to do next.
 //!
 //! The client is async (reqwest); `suitcase fleet` drives it on a current-thread runtime.
 //! Answers are read up to [`ANSWER_MAX`] bytes.
 
-use core::fmt;
-
 use reqwest::{RequestBuilder, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use suitcase_protocol::mgmt::{
     DeviceQuarantine, FleetPosture, QuarantineRequest, ReleaseRemediation, RemediationRequest,
 };
 use suitcase_protocol::{
-    ApiError, AuditEntry, CampaignCreate, CampaignDryRun, CampaignInfo, CampaignMember,
-    DeviceCreate, DeviceCreated, DeviceInfo, DeviceList, DevicePatch, GroupCreate, GroupInfo,
-    KeyCreate, KeyInfo, ReleaseInfo, TokenCreate, TokenInfo,
+    AuditEntry, CampaignCreate, CampaignDryRun, CampaignInfo, CampaignMember, DeviceCreate,
+    DeviceCreated, DeviceInfo, DeviceList, DevicePatch, GroupCreate, GroupInfo, KeyCreate, KeyInfo,
+    ReleaseInfo, TokenCreate, TokenInfo,
 };
+
+mod error;
+mod strict;
+
+pub use error::{Error, Refusal};
+pub use strict::unknown_fields;
 
 /// The largest answer read (a list of 10,000 devices with their inventories fits easily).
 pub const ANSWER_MAX: usize = 256 << 20;
@@ -36,87 +39,6 @@ pub struct Reply<T> {
     pub value: T,
     /// The answer as the server sent it (field order kept), for `--json` output.
     pub raw: Value,
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// No answer: the connection failed or broke.
-    #[error("cannot reach the server at {base}: {source}")]
-    Unreachable {
-        /// The server's base URL.
-        base: String,
-        /// What went wrong.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The server refused the request.
-    #[error("{0}")]
-    Api(Box<Refusal>),
-    /// A success status whose body is not the type the endpoint answers with.
-    #[error("unexpected answer ({source}): {body}")]
-    Unexpected {
-        /// Why it does not parse.
-        #[source]
-        source: serde_json::Error,
-        /// The body, as text.
-        body: String,
-    },
-    /// The answer is larger than [`ANSWER_MAX`].
-    #[error("the server's answer is larger than {ANSWER_MAX} bytes")]
-    TooLarge,
-}
-
-impl Error {
-    /// The refusal, when the server answered with an error status.
-    pub fn refusal(&self) -> Option<&Refusal> {
-        match self {
-            Self::Api(r) => Some(r),
-            _ => None,
-        }
-    }
-}
-
-/// An error answer: its status, and the server's [`ApiError`] when the body is one.
-#[derive(Clone, Debug)]
-pub struct Refusal {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The server's error (code, message, hint, id), when the body is a JSON error.
-    pub error: Option<ApiError>,
-    /// The body, as text.
-    pub body: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, body: String) -> Self {
-        Self {
-            status,
-            error: serde_json::from_str(&body).ok(),
-            body,
-        }
-    }
-
-    /// The server's stable error code, e.g. `duplicate-release`.
-    pub fn code(&self) -> Option<&str> {
-        self.error.as_ref().map(|e| e.error.as_str())
-    }
-}
-
-/// `the server answered 409 Conflict: MESSAGE` and, on its own line, the server's hint.
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let msg = self
-            .error
-            .as_ref()
-            .map_or(self.body.as_str(), |e| &e.message);
-        write!(f, "the server answered {}: {msg}", self.status)?;
-        if let Some(h) = self.error.as_ref().and_then(|e| e.hint.as_deref()) {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
 }
 
 /// What an operator can do to a campaign (`POST /api/v1/campaigns/{id}/{action}`).
@@ -195,7 +117,7 @@ impl Client {
     ///
     /// # Errors
     /// [`Error`]; an envelope uploaded before is `409 duplicate-release` with the release's
-    /// id in [`ApiError::id`].
+    /// id in [`ApiError::id`](suitcase_protocol::ApiError::id).
     pub async fn upload_envelope(
         &self,
         envelope: Vec<u8>,
@@ -627,73 +549,9 @@ fn url_escape(s: &str) -> String {
         .collect()
 }
 
-/// For tests that hold a type against the server's answers: the JSON object keys in `raw`
-/// (recursively, through arrays) that `typed`, serialized again, does not have: fields the
-/// server sends that the type does not know. Empty when the type covers the answer.
-pub fn unknown_fields<T: Serialize>(typed: &T, raw: &Value) -> Vec<String> {
-    let again = serde_json::to_value(typed).unwrap_or(Value::Null);
-    let mut out = Vec::new();
-    missing(raw, &again, "", &mut out);
-    out
-}
-
-fn missing(raw: &Value, typed: &Value, at: &str, out: &mut Vec<String>) {
-    match (raw, typed) {
-        (Value::Object(r), Value::Object(t)) => {
-            for (k, v) in r {
-                let here = format!("{at}.{k}");
-                match t.get(k) {
-                    Some(tv) => missing(v, tv, &here, out),
-                    None => out.push(here),
-                }
-            }
-        }
-        (Value::Array(r), Value::Array(t)) => {
-            for (i, v) in r.iter().enumerate() {
-                let here = format!("{at}[{i}]");
-                match t.get(i) {
-                    Some(tv) => missing(v, tv, &here, out),
-                    None => out.push(here),
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusal_says_status_message_and_hint() {
-        let r = Refusal::new(
-            StatusCode::CONFLICT,
-            r#"{"error":"duplicate-release","message":"already uploaded","hint":"use its id","id":"rel_1"}"#
-                .to_owned(),
-        );
-        assert_eq!(r.code(), Some("duplicate-release"));
-        assert_eq!(
-            r.to_string(),
-            "the server answered 409 Conflict: already uploaded\n  hint: use its id"
-        );
-        let text = Refusal::new(StatusCode::BAD_GATEWAY, "upstream down".to_owned());
-        assert_eq!(text.code(), None);
-        assert_eq!(
-            text.to_string(),
-            "the server answered 502 Bad Gateway: upstream down"
-        );
-    }
-
-    #[test]
-    fn unknown_fields_names_what_the_type_lacks() {
-        let raw: Value = serde_json::from_str(r#"[{"name":"g","devices":3,"colour":"red"}]"#)
-            .unwrap_or_default();
-        let typed: Vec<GroupInfo> = serde_json::from_value(raw.clone()).unwrap_or_default();
-        assert_eq!(unknown_fields(&typed, &raw), vec!["[0].colour".to_owned()]);
-        let fine: Value = serde_json::from_str(r#"[{"name":"g","devices":3}]"#).unwrap_or_default();
-        assert!(unknown_fields(&typed, &fine).is_empty());
-    }
 
     #[test]
     fn query_values_are_escaped() {
