@@ -8,7 +8,8 @@
 //!                                                 (manifest §8.4.3)              image-matched
 //! ```
 //!
-//! [`Offer::verify`] is the signature check [`Offer::authenticate`] makes too; what the
+//! [`Offer::verify`] is the signature check [`Offer::authenticate`] (and so [`super::resume`])
+//! makes too; what the
 //! one-image MCU chain decides from its slot layout (components, identity, sizes, keys) the
 //! caller decides with its own platform in [`Authentic::run`]. [`Authentic::image_match`] runs
 //! sections over the caller's [`Platform`] and records, per component, whether an image-match
@@ -18,7 +19,7 @@
 
 use suitcase_manifest::encryption::EncryptionInfo;
 use suitcase_manifest::{
-    Command, Component, Condition, CustomArg, FetchRequest, Identifier, IdentityKind,
+    Command, Component, Condition, CustomArg, Envelope, FetchRequest, Identifier, IdentityKind,
     MAX_COMPONENTS, Platform, PlatformError, Processor, ProcessorPolicy, Record, Section,
     TrustAnchor, TrustPolicy, VerifiedManifest,
 };
@@ -27,7 +28,8 @@ use super::Offer;
 
 impl<'e> Offer<'e> {
     /// Authenticates the envelope (manifest §6.2: digest and signatures against `anchors` under
-    /// `policy`, before anything else in it is parsed); `installed` gives the sequence number
+    /// `policy`, before anything else in it is parsed): the one signature check of every chain,
+    /// [`Offer::authenticate`] and [`super::resume`] included; `installed` gives the sequence number
     /// installed for the manifest's components, which every processor built from the result
     /// must exceed.
     ///
@@ -39,7 +41,7 @@ impl<'e> Offer<'e> {
         policy: &TrustPolicy<'_>,
         installed: impl FnOnce(&VerifiedManifest<'e>) -> Option<u64>,
     ) -> Result<Authentic<'e>, suitcase_manifest::Error> {
-        let manifest = self.verified(anchors, policy)?;
+        let manifest = Envelope::decode(self.envelope).and_then(|e| e.verify(anchors, policy))?;
         let installed = installed(&manifest);
         Ok(Authentic {
             envelope: self.envelope,

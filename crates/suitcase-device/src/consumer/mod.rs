@@ -27,6 +27,11 @@
 //! it too: an update interrupted by a power cut is authenticated again from the envelope
 //! stored in the slot, never trusted from the journal.
 //!
+//! A device whose components the caller routes (the Linux agent) takes the branch
+//! `Offer ──verify──▶ Authentic ──image_match──▶ Matched` ([`Offer::verify`],
+//! [`Authentic::image_match`]); `verify` is also the signature check inside
+//! [`Offer::authenticate`], so every chain authenticates through one function.
+//!
 //! The device comes in through three traits ([`Transport`], [`Slots`], [`Journal`]) and a
 //! [`Device`] value (trust anchors, identity, decryption keys). RAM is bounded: the caller's
 //! envelope buffer, two [`BLOCK`]-sized buffers and the SUIT processor's fixed tables; the
@@ -43,8 +48,8 @@ use core::fmt;
 
 use suitcase_manifest::encryption::DecryptionKey;
 use suitcase_manifest::{
-    ComponentId, Envelope, Processor, ProcessorPolicy, Section, SuitDigest, TrustAnchor,
-    TrustPolicy, VerifiedManifest,
+    ComponentId, Processor, ProcessorPolicy, Section, SuitDigest, TrustAnchor, TrustPolicy,
+    VerifiedManifest,
 };
 
 pub use boot::{BootSlots, Reset};
@@ -278,17 +283,6 @@ impl<'e> Offer<'e> {
         self.envelope
     }
 
-    /// The envelope's digest and signatures checked against `anchors` under `policy` before
-    /// anything else in it is parsed (manifest §6.2): the one signature check of every chain
-    /// ([`Self::authenticate`], [`Self::verify`]).
-    fn verified(
-        &self,
-        anchors: &[TrustAnchor<'_>],
-        policy: &TrustPolicy<'_>,
-    ) -> Result<VerifiedManifest<'e>, suitcase_manifest::Error> {
-        Envelope::decode(self.envelope).and_then(|e| e.verify(anchors, policy))
-    }
-
     /// Authenticates the envelope and decides, before any payload byte is requested, whether
     /// the device will take it: signature and digest (manifest §6.2), sequence number above
     /// the installed one, every component one the device has, the vendor, class and device
@@ -303,9 +297,11 @@ impl<'e> Offer<'e> {
         slots: &mut S,
     ) -> Result<Authenticated<'e>, Error> {
         let io = |e| Error::Io(Step::Authenticate, e);
-        let manifest = self
-            .verified(device.anchors, &device.policy)
-            .map_err(Refusal::Unauthenticated)?;
+        // The one signature check of every chain (the Linux agent's too): `Offer::verify`.
+        let manifest = *self
+            .verify(device.anchors, &device.policy, |_| None)
+            .map_err(Refusal::Unauthenticated)?
+            .manifest();
         let installed = slots.installed_sequence().map_err(io)?;
         let offered = manifest.sequence_number();
         if offered <= installed {
