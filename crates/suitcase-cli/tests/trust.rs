@@ -467,3 +467,53 @@ fn show_explains_a_state_and_an_update() {
         "{help}"
     );
 }
+
+#[test]
+fn walk_through_in_docs_runs_as_written() {
+    // docs/trust.md's shell blocks, pasted into an empty directory as the page says.
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/trust.md"))
+            .unwrap();
+    let mut script = String::from("set -ex\n");
+    let mut inside = false;
+    for line in page.lines() {
+        match (inside, line) {
+            (false, "```sh") => inside = true,
+            (true, "```") => inside = false,
+            (true, l) => {
+                script.push_str(l);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(script.contains("--trust-update"), "no walk-through found");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_suitcase")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // The old key's release refused naming the revocation, the new key's accepted.
+    assert!(
+        text.contains("REJECT app-1.suit (signature): signed by revoked key"),
+        "{text}"
+    );
+    assert!(text.contains("ACCEPT app-2.suit"), "{text}");
+    assert!(text.contains("ACCEPT owner-3.suit"), "{text}");
+    assert!(
+        text.contains("REJECT app-2.suit (signature): signed by revoked key"),
+        "{text}"
+    );
+}
