@@ -7,13 +7,14 @@
 //!          ──GET envelope / payload (Range, ETag, If-Range)──▶ payload store (files or S3)
 //!          ──step reports──▶ status tracker ──▶ wave advance / pause / rollback
 //!  MQTT ◀── "check in now" to opaque per-device and per-group topics
+//!  CoAP/DTLS devices ──the same check-in, Block2 downloads, reports; Observe on the offer
 //! ```
 //!
 //! Modules: [`db`] (SQLite or PostgreSQL, migrations) and `store` (every query); `rollout`
 //! (pure wave and threshold rules) and `engine` (campaign and member state machines; the state
 //! is in the database, changed by conditional writes, so nodes share it); `auth` (management roles, device credentials); `blobs` (payload storage);
 //! `wire` (JSON/CBOR and ranges); `push` (MQTT); `api` (the HTTP handlers and the OpenAPI
-//! description); `ui` (the operator console at `/ui/`, docs/console.md); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
+//! description); `coap` (the device API over CoAP and DTLS, docs/coap.md); `ui` (the operator console at `/ui/`, docs/console.md); `serve` (listeners, TLS and mutual TLS); `limits` (connection cap with idle
 //! eviction, header, idle and body timeouts: what a slow client can hold).
 
 #![expect(

@@ -624,3 +624,61 @@ async fn libcoap_client_fetches_a_payload_blockwise() {
     assert_eq!(Sha256::digest(&got), Sha256::digest(&s.image));
     s.h.stop().await;
 }
+
+/// RFC 7641 §3.6: a GET with Observe 1, or a Reset to a notification, ends an observation (its
+/// place under the per-device bound is free again).
+#[tokio::test]
+async fn observers_deregister_on_cancel_and_reset() {
+    let s = setup(false).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let observe = |token: u16, value: Vec<u8>| {
+        let mut p = request(RequestType::Get, "/d/offer", 0);
+        p.add_option(CoapOption::Observe, value);
+        (p, token)
+    };
+    let register = async |c: &mut Coaps, token: u16, value: Vec<u8>| {
+        let (mut p, token) = observe(token, value);
+        c.mid += 1;
+        p.header.message_id = c.mid;
+        p.set_token(token.to_be_bytes().to_vec());
+        c.send(&p).await;
+        loop {
+            let m = c.next(Duration::from_secs(10)).await.expect("no answer");
+            if m.get_token() == p.get_token() {
+                return m.get_first_option(CoapOption::Observe).is_some();
+            }
+        }
+    };
+    assert!(register(&mut c, 0xA, vec![]).await);
+    assert!(register(&mut c, 0xB, vec![]).await);
+    assert!(!register(&mut c, 0xC, vec![]).await, "over the bound");
+    // Cancel A (Observe 1): C fits.
+    assert!(!register(&mut c, 0xA, vec![1]).await);
+    assert!(register(&mut c, 0xC, vec![]).await);
+    // A campaign: B and C are notified; a Reset to B's notification ends B.
+    let release = s.h.release(2, &s.image).await;
+    s.h.campaign(json!({"name": "rst", "release_id": release, "filter": {"tags": ["coap"]}}))
+        .await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let n = c
+            .next(Duration::from_secs(10))
+            .await
+            .expect("notifications");
+        assert_eq!(n.header.get_type(), MessageType::NonConfirmable);
+        seen.push(n);
+    }
+    let b = seen
+        .iter()
+        .find(|n| n.get_token() == 0xBu16.to_be_bytes())
+        .expect("B notified");
+    let mut rst = Packet::new();
+    rst.header.set_type(MessageType::Reset);
+    rst.header.message_id = b.header.message_id;
+    c.send(&rst).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(register(&mut c, 0xD, vec![]).await, "B's place is free");
+    s.h.stop().await;
+}
