@@ -318,8 +318,9 @@ impl fmt::Display for TrustError {
 
 impl core::error::Error for TrustError {}
 
-/// What a device trusts: see the crate documentation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a device trusts: see the crate documentation. Two states are equal when their
+/// contents are (unused slots do not count).
+#[derive(Clone, Copy, Debug)]
 pub struct TrustState {
     pub(crate) sequence: u64,
     pub(crate) root_threshold: u8,
@@ -333,6 +334,20 @@ pub struct TrustState {
     pub(crate) revoked: [KeyId; MAX_REVOKED],
     pub(crate) revoked_count: u8,
 }
+
+impl PartialEq for TrustState {
+    fn eq(&self, other: &Self) -> bool {
+        self.sequence == other.sequence
+            && self.root_threshold == other.root_threshold
+            && self.roots() == other.roots()
+            && self.release_threshold == other.release_threshold
+            && self.signers() == other.signers()
+            && self.rules() == other.rules()
+            && self.revoked() == other.revoked()
+    }
+}
+
+impl Eq for TrustState {}
 
 const EMPTY_SIGNER: ReleaseSigner = ReleaseSigner {
     key: Key::EMPTY,
@@ -466,6 +481,9 @@ impl TrustState {
         };
         if let Some(tail) = self.signers.get_mut(at..n) {
             tail.rotate_left(1);
+            if let Some(last) = tail.last_mut() {
+                *last = EMPTY_SIGNER;
+            }
         }
         self.signer_count = self.signer_count.saturating_sub(1);
         true

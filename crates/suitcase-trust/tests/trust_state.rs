@@ -1,7 +1,11 @@
 //! The trust state end to end with real keys and real envelopes: trust updates built and
 //! signed by `suitcase-author`, applied and checked by this crate.
 
-#![expect(clippy::unwrap_used, clippy::cast_possible_truncation, reason = "tests")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "tests"
+)]
 
 use std::path::Path;
 
@@ -421,4 +425,20 @@ fn attack_old_owner_after_handover_refused() {
         TrustError::Revoked { .. }
     ));
     assert!(check_release(&owned, &release(b"app", 9, &[20])).is_ok());
+}
+
+#[test]
+fn removing_a_signer_gives_the_state_a_device_decodes() {
+    let mut s = with_signer_10();
+    s.add_signer(release_signer(11)).unwrap();
+    s.add_signer(release_signer(12)).unwrap();
+    assert!(s.remove_signer(&key(10).id()));
+    assert!(!s.remove_signer(&key(10).id()));
+    s.set_sequence(1);
+    let applied = genesis().apply_update(&update(&s, 1, &[1, 2])).unwrap();
+    assert_eq!(applied, s);
+    assert_eq!(
+        applied.signers().iter().map(|x| x.key).collect::<Vec<_>>(),
+        vec![key(11), key(12)]
+    );
 }
