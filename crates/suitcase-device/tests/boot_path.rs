@@ -623,3 +623,37 @@ fn attack_rollback_to_an_older_authentic_image() {
         Some("image 0 rolls back: security version 1 is below 5".to_owned())
     );
 }
+
+/// Hostile slot contents: every truncation of the envelope (its header still claiming the full
+/// length) and pseudo-random garbage in place of it are refused, never a panic or a hang.
+#[test]
+fn attack_truncated_and_random_envelopes_are_refused() {
+    let good = slot_image(
+        &Shape {
+            release: true,
+            ..plain(1)
+        },
+        1,
+    );
+    let len = envelope_len(&good);
+    for cut in 0..len {
+        let mut bad = good.clone();
+        // The envelope ends early: what follows is erased flash.
+        bad[32 + cut..32 + len].fill(0xFF);
+        assert!(lean(&bad).is_err(), "cut at {cut}");
+    }
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..300 {
+        let mut bad = good.clone();
+        for byte in &mut bad[32..32 + len] {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Keep a third of the bytes so that some structure survives.
+            if !state.is_multiple_of(3) {
+                *byte = (state >> 24) as u8;
+            }
+        }
+        assert!(lean(&bad).is_err(), "round {round}");
+    }
+}
