@@ -380,9 +380,9 @@ impl Reset<Part, Part> for SimReset<'_> {
     fn reset(
         &mut self,
         config: BootConfig,
-        slots: [ImageSlots<Part>; 1],
-        state: Part,
-    ) -> Result<([ImageSlots<Part>; 1], Part), IoError> {
+        slots: [ImageSlots<&mut Part>; 1],
+        state: &mut Part,
+    ) -> Result<(), IoError> {
         let mut fail = |what: String| {
             self.problem = Some(what);
             IoError::Failed
@@ -403,8 +403,7 @@ impl Reset<Part, Part> for SimReset<'_> {
             .map_err(|e| fail(format!("bootloader: {e}")))?;
         let decision = boot.boot().map_err(|e| fail(format!("boot: {e}")))?;
         self.decision = Some(decision);
-        let (slots, state, _) = boot.into_parts();
-        Ok((slots, state))
+        Ok(())
     }
 }
 

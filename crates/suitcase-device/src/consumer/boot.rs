@@ -10,7 +10,8 @@ use super::io::{IoError, SlotRole, Slots};
 
 /// A reset into the bootloader. On hardware it resets the core and does not return (the
 /// application calls [`super::resume`] when it starts again); a simulation runs the
-/// bootloader on the partitions and gives them back.
+/// bootloader on the partitions. It borrows them, so a reset that fails leaves them with the
+/// [`BootSlots`], which stays usable.
 pub trait Reset<F, S> {
     /// Resets the device.
     ///
@@ -19,9 +20,9 @@ pub trait Reset<F, S> {
     fn reset(
         &mut self,
         config: Config,
-        slots: [ImageSlots<F>; 1],
-        state: S,
-    ) -> Result<([ImageSlots<F>; 1], S), IoError>;
+        slots: [ImageSlots<&mut F>; 1],
+        state: &mut S,
+    ) -> Result<(), IoError>;
 }
 
 /// [`Slots`] on `suitcase-boot` in [`Mode::AB`]: updates are staged into the slot that is not
@@ -29,7 +30,8 @@ pub trait Reset<F, S> {
 #[derive(Debug)]
 pub struct BootSlots<F, S, R> {
     config: Config,
-    parts: Option<([ImageSlots<F>; 1], S)>,
+    slots: ImageSlots<F>,
+    state: S,
     staging_len: u32,
     reset: R,
 }
@@ -47,26 +49,33 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> BootSlots<F, S, R> {
         if config.mode != Mode::AB {
             return Err(IoError::Failed);
         }
-        let updater = Updater::new(config, [slots], state).map_err(failed)?;
+        let ([slots], state) = Updater::new(config, [slots], state)
+            .map_err(failed)?
+            .into_parts();
         Ok(Self {
             config,
-            parts: Some(updater.into_parts()),
+            slots,
+            state,
             staging_len: 0,
             reset,
         })
     }
 
-    /// Runs `op` on an updater over the partitions.
-    fn with<T>(
-        &mut self,
-        op: impl FnOnce(&mut Updater<F, S, 1>) -> Result<T, UpdateError>,
+    /// Runs `op` on an updater over the borrowed partitions (checked against the
+    /// configuration in `new`).
+    fn with<'s, T>(
+        &'s mut self,
+        op: impl FnOnce(&mut Updater<&'s mut F, &'s mut S, 1>) -> Result<T, UpdateError>,
     ) -> Result<T, IoError> {
-        let (slots, state) = self.parts.take().ok_or(IoError::Failed)?;
-        // The partitions were checked against the configuration in `new`.
-        let mut updater = Updater::new(self.config, slots, state).map_err(failed)?;
-        let result = op(&mut updater);
-        self.parts = Some(updater.into_parts());
-        result.map_err(failed)
+        let slots = [ImageSlots::new(&mut self.slots.a, &mut self.slots.b)];
+        let mut updater = Updater::new(self.config, slots, &mut self.state).map_err(failed)?;
+        op(&mut updater).map_err(failed)
+    }
+
+    /// Resets into the bootloader, lending it the partitions.
+    fn reset_device(&mut self) -> Result<(), IoError> {
+        let slots = [ImageSlots::new(&mut self.slots.a, &mut self.slots.b)];
+        self.reset.reset(self.config, slots, &mut self.state)
     }
 
     /// The device's reset (what the last reset observed, in a simulation).
@@ -89,8 +98,7 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> BootSlots<F, S, R> {
 
 impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> Slots for BootSlots<F, S, R> {
     fn capacity(&mut self) -> Result<u64, IoError> {
-        let ([pair], _) = self.parts.as_ref().ok_or(IoError::Failed)?;
-        Ok(pair.a.capacity().min(pair.b.capacity()) as u64)
+        Ok(self.slots.a.capacity().min(self.slots.b.capacity()) as u64)
     }
 
     fn installed_sequence(&mut self) -> Result<u64, IoError> {
@@ -122,10 +130,9 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> Slots for BootSlots<F, S, R> {
             SlotRole::Running => running,
             SlotRole::Update => running.other(),
         };
-        let ([pair], _) = self.parts.as_mut().ok_or(IoError::Failed)?;
         let flash = match slot {
-            suitcase_boot::Slot::A => &mut pair.a,
-            suitcase_boot::Slot::B => &mut pair.b,
+            suitcase_boot::Slot::A => &mut self.slots.a,
+            suitcase_boot::Slot::B => &mut self.slots.b,
         };
         flash
             .read(u32::try_from(offset).map_err(failed)?, buf)
@@ -138,8 +145,7 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> Slots for BootSlots<F, S, R> {
     }
 
     fn activate(&mut self) -> Result<bool, IoError> {
-        let (slots, state) = self.parts.take().ok_or(IoError::Failed)?;
-        self.parts = Some(self.reset.reset(self.config, slots, state)?);
+        self.reset_device()?;
         self.on_trial()
     }
 
@@ -157,13 +163,105 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> Slots for BootSlots<F, S, R> {
             if !self.on_trial()? {
                 return Ok(());
             }
-            let (slots, state) = self.parts.take().ok_or(IoError::Failed)?;
-            self.parts = Some(self.reset.reset(self.config, slots, state)?);
+            self.reset_device()?;
         }
         if self.on_trial()? {
             Err(IoError::Failed)
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use suitcase_boot::simulate::{SimVerifier, sim_image};
+    use suitcase_boot::{BootDecision, BootLoader};
+    use suitcase_flash_sim::{Partition, SharedFlash, SimFlash};
+
+    use super::*;
+    use crate::consumer::BLOCK;
+
+    const SECTOR: u32 = 256;
+    const SLOT: u32 = 16 * SECTOR;
+    const IMAGE_LEN: u32 = 1000;
+
+    type Part = Partition<4, 256>;
+
+    /// A simulated MCU's reset: `suitcase-boot`'s bootloader with the simulation's verifier,
+    /// or, while `broken`, a reset whose bootloader cannot run (the agent's, without a
+    /// verifier).
+    struct SimReset {
+        broken: bool,
+    }
+
+    impl Reset<Part, Part> for SimReset {
+        fn reset(
+            &mut self,
+            config: Config,
+            slots: [ImageSlots<&mut Part>; 1],
+            state: &mut Part,
+        ) -> Result<(), IoError> {
+            if self.broken {
+                return Err(IoError::Failed);
+            }
+            let mut boot = BootLoader::new(config, slots, state, SimVerifier).map_err(failed)?;
+            match boot.boot().map_err(failed)? {
+                BootDecision::Boot(_) => Ok(()),
+                BootDecision::Recovery { .. } => Err(IoError::Failed),
+            }
+        }
+    }
+
+    /// Slots booted into a factory image (version 1) with version 2 staged and pending.
+    fn staged() -> BootSlots<Part, Part, SimReset> {
+        let flash = SharedFlash::new(SimFlash::<4, 256>::uniform(SECTOR, 2 + 2 * 16, 1).unwrap());
+        let factory = sim_image(ImageIndex(0), 1, IMAGE_LEN);
+        flash
+            .with(|f| f.load(2 * SECTOR, &factory))
+            .unwrap()
+            .unwrap();
+        let part = |at, len| flash.partition(at, len).unwrap();
+        let pair = ImageSlots::new(part(2 * SECTOR, SLOT), part(2 * SECTOR + SLOT, SLOT));
+        let reset = SimReset { broken: false };
+        let mut slots =
+            BootSlots::new(Config::ab(SECTOR), pair, part(0, 2 * SECTOR), reset).unwrap();
+        slots.reset_device().unwrap();
+        let update = sim_image(ImageIndex(0), 2, IMAGE_LEN);
+        slots.begin(u64::from(IMAGE_LEN)).unwrap();
+        for (i, block) in update.chunks(BLOCK).enumerate() {
+            slots.write((i * BLOCK) as u64, block).unwrap();
+        }
+        slots.mark_pending().unwrap();
+        assert_eq!(slots.phase().unwrap(), Phase::Pending);
+        slots
+    }
+
+    #[test]
+    fn a_failed_reset_at_activation_leaves_the_update_pending_and_the_slots_usable() {
+        let mut slots = staged();
+        slots.reset.broken = true;
+        assert_eq!(slots.activate(), Err(IoError::Failed));
+        assert_eq!(slots.phase().unwrap(), Phase::Pending);
+        assert_eq!(slots.on_trial(), Ok(false));
+        slots.reset.broken = false;
+        assert_eq!(slots.activate(), Ok(true));
+        slots.confirm().unwrap();
+        assert_eq!(slots.installed_sequence(), Ok(2));
+    }
+
+    #[test]
+    fn a_failed_reset_while_reverting_leaves_the_trial_and_the_slots_usable() {
+        let mut slots = staged();
+        assert_eq!(slots.activate(), Ok(true));
+        slots.reset.broken = true;
+        assert_eq!(slots.revert(), Err(IoError::Failed));
+        assert_eq!(slots.phase().unwrap(), Phase::Trial);
+        slots.reset.broken = false;
+        slots.revert().unwrap();
+        assert_eq!(slots.on_trial(), Ok(false));
+        let mut version = [0u8; 8];
+        slots.read(SlotRole::Running, 8, &mut version).unwrap();
+        assert_eq!(u64::from_le_bytes(version), 1);
     }
 }
