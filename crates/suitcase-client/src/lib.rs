@@ -145,7 +145,10 @@ impl Client {
     ) -> Result<Reply<ReleaseInfo>, Error> {
         let req = self
             .http
-            .put(self.url(&format!("/api/v1/releases/{id}/payloads/{index}")))
+            .put(self.url(&format!(
+                "/api/v1/releases/{}/payloads/{index}",
+                url_escape(id)
+            )))
             .body(bytes);
         self.call(req).await
     }
@@ -163,7 +166,8 @@ impl Client {
     /// # Errors
     /// [`Error`]; `404` when there is none.
     pub async fn release(&self, id: &str) -> Result<Reply<ReleaseInfo>, Error> {
-        self.call(self.get(&format!("/api/v1/releases/{id}"))).await
+        self.call(self.get(&format!("/api/v1/releases/{}", url_escape(id))))
+            .await
     }
 
     /// Archives a release (`POST /api/v1/releases/{id}/archive`).
@@ -171,7 +175,7 @@ impl Client {
     /// # Errors
     /// [`Error`]; `409 release-in-use` while a live campaign uses it.
     pub async fn archive_release(&self, id: &str) -> Result<Reply<ReleaseInfo>, Error> {
-        self.call(self.action(&format!("/api/v1/releases/{id}/archive")))
+        self.call(self.action(&format!("/api/v1/releases/{}/archive", url_escape(id))))
             .await
     }
 
@@ -180,7 +184,7 @@ impl Client {
     /// # Errors
     /// [`Error`]; `409 release-in-use` or `release-is-delta-base`.
     pub async fn delete_release(&self, id: &str) -> Result<(), Error> {
-        self.call_empty(self.delete(&format!("/api/v1/releases/{id}")))
+        self.call_empty(self.delete(&format!("/api/v1/releases/{}", url_escape(id))))
             .await
     }
 
@@ -218,7 +222,13 @@ impl Client {
         let q = if tags.is_empty() {
             String::new()
         } else {
-            format!("&tags={}", tags.join(","))
+            format!(
+                "&tags={}",
+                tags.iter()
+                    .map(|t| url_escape(t))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         };
         self.call(self.get(&format!("/api/v1/devices?limit={limit}{q}")))
             .await
@@ -229,7 +239,8 @@ impl Client {
     /// # Errors
     /// [`Error`]; `404` when there is none.
     pub async fn device(&self, id: &str) -> Result<Reply<DeviceInfo>, Error> {
-        self.call(self.get(&format!("/api/v1/devices/{id}"))).await
+        self.call(self.get(&format!("/api/v1/devices/{}", url_escape(id))))
+            .await
     }
 
     /// Adds and removes tags (`PATCH /api/v1/devices/{id}`).
@@ -243,7 +254,7 @@ impl Client {
     ) -> Result<Reply<DeviceInfo>, Error> {
         let req = self
             .http
-            .patch(self.url(&format!("/api/v1/devices/{id}")))
+            .patch(self.url(&format!("/api/v1/devices/{}", url_escape(id))))
             .json(patch);
         self.call(req).await
     }
@@ -253,7 +264,7 @@ impl Client {
     /// # Errors
     /// [`Error`].
     pub async fn revoke_device(&self, id: &str) -> Result<(), Error> {
-        self.call_empty(self.delete(&format!("/api/v1/devices/{id}")))
+        self.call_empty(self.delete(&format!("/api/v1/devices/{}", url_escape(id))))
             .await
     }
 
@@ -263,7 +274,7 @@ impl Client {
     /// # Errors
     /// [`Error`].
     pub async fn rotate_device_token(&self, id: &str) -> Result<Reply<DeviceCreated>, Error> {
-        self.call(self.action(&format!("/api/v1/devices/{id}/token")))
+        self.call(self.action(&format!("/api/v1/devices/{}/token", url_escape(id))))
             .await
     }
 
@@ -281,7 +292,7 @@ impl Client {
     /// [`Error`].
     pub async fn add_to_group(&self, name: &str, devices: &DeviceList) -> Result<(), Error> {
         self.call_empty(
-            self.post(&format!("/api/v1/groups/{name}/devices"))
+            self.post(&format!("/api/v1/groups/{}/devices", url_escape(name)))
                 .json(devices),
         )
         .await
@@ -302,7 +313,7 @@ impl Client {
     /// # Errors
     /// [`Error`]; `404` when there is no such device.
     pub async fn device_quarantine(&self, id: &str) -> Result<Reply<DeviceQuarantine>, Error> {
-        self.call(self.get(&format!("/api/v1/devices/{id}/quarantine")))
+        self.call(self.get(&format!("/api/v1/devices/{}/quarantine", url_escape(id))))
             .await
     }
 
@@ -316,7 +327,7 @@ impl Client {
         request: &QuarantineRequest,
     ) -> Result<Reply<DeviceQuarantine>, Error> {
         self.call(
-            self.post(&format!("/api/v1/devices/{id}/quarantine"))
+            self.post(&format!("/api/v1/devices/{}/quarantine", url_escape(id)))
                 .json(request),
         )
         .await
@@ -327,7 +338,7 @@ impl Client {
     /// # Errors
     /// [`Error`]; `409 not-quarantined`.
     pub async fn release_quarantine(&self, id: &str) -> Result<Reply<DeviceQuarantine>, Error> {
-        self.call(self.delete(&format!("/api/v1/devices/{id}/quarantine")))
+        self.call(self.delete(&format!("/api/v1/devices/{}/quarantine", url_escape(id))))
             .await
     }
 
@@ -336,7 +347,7 @@ impl Client {
     /// # Errors
     /// [`Error`].
     pub async fn remediation(&self, id: &str) -> Result<Reply<ReleaseRemediation>, Error> {
-        self.call(self.get(&format!("/api/v1/releases/{id}/remediation")))
+        self.call(self.get(&format!("/api/v1/releases/{}/remediation", url_escape(id))))
             .await
     }
 
@@ -350,7 +361,7 @@ impl Client {
         request: RemediationRequest,
     ) -> Result<Reply<ReleaseRemediation>, Error> {
         self.call(
-            self.post(&format!("/api/v1/releases/{id}/remediation"))
+            self.post(&format!("/api/v1/releases/{}/remediation", url_escape(id)))
                 .json(&request),
         )
         .await
@@ -396,8 +407,12 @@ impl Client {
         id: &str,
         action: CampaignAction,
     ) -> Result<Reply<CampaignInfo>, Error> {
-        self.call(self.action(&format!("/api/v1/campaigns/{id}/{}", action.name())))
-            .await
+        self.call(self.action(&format!(
+            "/api/v1/campaigns/{}/{}",
+            url_escape(id),
+            action.name()
+        )))
+        .await
     }
 
     /// Every campaign (`GET /api/v1/campaigns`).
@@ -413,7 +428,7 @@ impl Client {
     /// # Errors
     /// [`Error`]; `404` when there is none.
     pub async fn campaign(&self, id: &str) -> Result<Reply<CampaignInfo>, Error> {
-        self.call(self.get(&format!("/api/v1/campaigns/{id}")))
+        self.call(self.get(&format!("/api/v1/campaigns/{}", url_escape(id))))
             .await
     }
 
@@ -422,7 +437,7 @@ impl Client {
     /// # Errors
     /// [`Error`].
     pub async fn campaign_devices(&self, id: &str) -> Result<Reply<Vec<CampaignMember>>, Error> {
-        self.call(self.get(&format!("/api/v1/campaigns/{id}/devices")))
+        self.call(self.get(&format!("/api/v1/campaigns/{}/devices", url_escape(id))))
             .await
     }
 
@@ -449,7 +464,7 @@ impl Client {
     /// # Errors
     /// [`Error`].
     pub async fn revoke_token(&self, id: &str) -> Result<(), Error> {
-        self.call_empty(self.delete(&format!("/api/v1/tokens/{id}")))
+        self.call_empty(self.delete(&format!("/api/v1/tokens/{}", url_escape(id))))
             .await
     }
 
@@ -537,7 +552,8 @@ fn parse<T: DeserializeOwned>(body: &str) -> Result<Reply<T>, Error> {
     Ok(Reply { value, raw })
 }
 
-/// Percent-encodes a query value (RFC 3986 §2.3: only unreserved characters stay).
+/// Percent-encodes a query value or a path segment (RFC 3986 §2.3: only unreserved characters
+/// stay), so an id or tag holding `/`, `&`, `#`, `,` or `?` cannot change the request.
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -556,5 +572,12 @@ mod tests {
     #[test]
     fn query_values_are_escaped() {
         assert_eq!(url_escape("v1.2 beta/&x"), "v1.2%20beta%2F%26x");
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        let c = Client::new("http://127.0.0.1:9", "t", reqwest::Client::new());
+        let url = c.url(&format!("/api/v1/devices/{}", url_escape("a/../b?x#y")));
+        assert_eq!(url, "http://127.0.0.1:9/api/v1/devices/a%2F..%2Fb%3Fx%23y");
     }
 }
