@@ -41,10 +41,11 @@ impl<'e> Offer<'e> {
         policy: &TrustPolicy<'_>,
         installed: impl FnOnce(&VerifiedManifest<'e>) -> Option<u64>,
     ) -> Result<Authentic<'e>, suitcase_manifest::Error> {
-        let manifest = Envelope::decode(self.envelope).and_then(|e| e.verify(anchors, policy))?;
+        let envelope = self.envelope();
+        let manifest = Envelope::decode(envelope).and_then(|e| e.verify(anchors, policy))?;
         let installed = installed(&manifest);
         Ok(Authentic {
-            envelope: self.envelope,
+            envelope,
             manifest,
             installed,
         })
