@@ -47,6 +47,10 @@ pub(crate) enum Command {
     /// The vendor signs with its root threshold; the new owner countersigns with its own
     /// root keys (`suitcase trust sign`), as the new root's threshold is needed too.
     /// Afterwards the vendor's keys authorise nothing on the device.
+    ///
+    /// Example: suitcase trust handover --state trust-2.cbor --new-root owner-root.pub
+    ///   --new-signer owner-author.pub --sign root4.key --sign root5.key --out handover.suit;
+    ///   then the new owner: suitcase trust sign handover.suit --key owner-root.key
     Handover(HandoverArgs),
     /// Add root signatures to a trust update (a co-signer: another root key holder, or the
     /// new owner in a handover). Earlier signatures stay valid.
