@@ -1,9 +1,12 @@
 //! The fetched state: the install section has run and the payload is in the slot; reading it
 //! back through the validate section's image-match is the only way on.
 
-use suitcase_manifest::{Processor, ProcessorPolicy, Section, SuitDigest, VerifiedManifest};
+use suitcase_manifest::{
+    Platform, Processor, ProcessorPolicy, Section, SuitDigest, VerifiedManifest,
+};
 
 use super::check::Roles;
+use super::host::Recording;
 use super::io::{IoError, Journal, Progress, Slots, Transport};
 use super::pipeline::Pipeline;
 use super::staged::VerifiedCandidates;
@@ -11,9 +14,9 @@ use super::{Device, Error, Layout};
 
 /// Runs `sections` in order; returns the image digest the manifest set for component
 /// `image`, or the processor's error.
-pub(super) fn run<'e, T: Transport, S: Slots, J: Journal>(
+pub(super) fn run<'e, P: Platform>(
     manifest: &VerifiedManifest<'e>,
-    pipeline: &mut Pipeline<'_, T, S, J>,
+    platform: &mut P,
     installed: u64,
     sections: &[Section],
     image: usize,
@@ -22,7 +25,7 @@ pub(super) fn run<'e, T: Transport, S: Slots, J: Journal>(
         installed_sequence: Some(installed),
         allow_same_sequence: false,
     };
-    let mut processor = Processor::new(manifest, pipeline, policy)?;
+    let mut processor = Processor::new(manifest, platform, policy)?;
     for &section in sections {
         processor.run(section)?;
     }
@@ -90,15 +93,18 @@ pub(super) fn verify<'e, S: Slots>(
 ) -> Result<VerifiedCandidates<'e>, Error> {
     let mut pipeline: Pipeline<'_, NoTransport, S, NoJournal> =
         Pipeline::new(device, None, slots, None, roles, layout).written();
+    // The image-match tracking of `Authentic::image_match`, counting the validate section's.
+    let mut recording = Recording::new(&mut pipeline, Some(Section::Validate));
     let result = run(
         &manifest,
-        &mut pipeline,
+        &mut recording,
         installed,
         &[Section::Validate],
         roles.image,
     );
+    let matched = recording.matched(roles.image);
     let digest = finish(&mut pipeline, result)?;
-    if !pipeline.matched {
+    if !matched {
         return Err(Error::NotVerified);
     }
     let digest = digest.ok_or(Error::NotVerified)?;

@@ -133,14 +133,11 @@ impl<'e> Authentic<'e> {
         install: impl Fn(&P, usize) -> bool,
         take: impl FnOnce(&P) -> C,
     ) -> Result<Matched<'e, C>, MatchError> {
-        let mut recording = Recording {
-            inner: platform,
-            matched: [false; MAX_COMPONENTS],
-        };
+        let mut recording = Recording::new(platform, None);
         let ran = self
             .run(&mut recording, sections)
             .map_err(MatchError::Processing)?;
-        let Recording { inner, matched } = recording;
+        let Recording { inner, matched, .. } = recording;
         let components = self.manifest.manifest().components.len();
         if let Some(index) = (0..components)
             .find(|&i| install(inner, i) && !matched.get(i).copied().unwrap_or(false))
@@ -193,13 +190,30 @@ impl<'e, C> Matched<'e, C> {
 }
 
 /// The caller's platform, recording which components' current content an image-match
-/// accepted.
-struct Recording<'p, P> {
+/// (manifest §8.4.9.2) accepted: the one image-match tracking of both chains,
+/// [`Authentic::image_match`] and the one-image chain's [`super::Fetched::verify`].
+pub(super) struct Recording<'p, P> {
     inner: &'p mut P,
+    /// Only matches in this section count; `None`: any, the shared sequence included.
+    only: Option<Section>,
     matched: [bool; MAX_COMPONENTS],
 }
 
-impl<P> Recording<'_, P> {
+impl<'p, P> Recording<'p, P> {
+    /// Records image-matches on `inner`, those in section `only` if it is given.
+    pub(super) fn new(inner: &'p mut P, only: Option<Section>) -> Self {
+        Self {
+            inner,
+            only,
+            matched: [false; MAX_COMPONENTS],
+        }
+    }
+
+    /// Whether an image-match accepted the current content of component `index`.
+    pub(super) fn matched(&self, index: usize) -> bool {
+        self.matched.get(index).copied().unwrap_or(false)
+    }
+
     /// New content for a component forgets its match.
     fn forget(&mut self, index: usize) {
         if let Some(m) = self.matched.get_mut(index) {
@@ -295,6 +309,7 @@ impl<P: Platform> Platform for Recording<'_, P> {
     fn record(&mut self, record: &Record<'_>) {
         if record.success
             && matches!(record.command, Command::Condition(Condition::ImageMatch, _))
+            && self.only.is_none_or(|s| record.section == Some(s))
             && let Some(m) = self.matched.get_mut(record.component)
         {
             *m = true;

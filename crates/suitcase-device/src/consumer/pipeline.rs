@@ -12,8 +12,7 @@
 
 use suitcase_manifest::encryption::EncryptionInfo;
 use suitcase_manifest::{
-    Command, Component, Condition, FetchRequest, Identifier, IdentityKind, Platform, PlatformError,
-    Record, Section,
+    Component, FetchRequest, Identifier, IdentityKind, Platform, PlatformError,
 };
 
 use super::check::{Role, Roles};
@@ -36,8 +35,6 @@ pub(crate) struct Pipeline<'x, T, S, J> {
     pub(crate) durable: u64,
     /// The first error the platform met, with more detail than `PlatformError`.
     pub(crate) error: Option<Error>,
-    /// Validate's image-match succeeded on the image component.
-    pub(crate) matched: bool,
     /// Payload blocks requested from the transport.
     pub(crate) blocks: u64,
     // The write side: `tx` holds slot bytes `[tx_at, tx_at + tx_fill)`.
@@ -78,7 +75,6 @@ impl<'x, T: Transport, S: Slots, J: Journal> Pipeline<'x, T, S, J> {
             layout,
             durable: 0,
             error: None,
-            matched: false,
             blocks: 0,
             tx: [0xFF; BLOCK],
             tx_at: 0,
@@ -484,15 +480,5 @@ impl<T: Transport, S: Slots, J: Journal> Platform for Pipeline<'_, T, S, J> {
             .iter()
             .find_map(|k| k.unwrap_cek(info, cek).ok())
             .ok_or(PlatformError::Failed)
-    }
-
-    fn record(&mut self, record: &Record<'_>) {
-        if record.success
-            && record.component == self.roles.image
-            && matches!(record.command, Command::Condition(Condition::ImageMatch, _))
-            && record.section == Some(Section::Validate)
-        {
-            self.matched = true;
-        }
     }
 }
