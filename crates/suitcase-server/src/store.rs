@@ -309,7 +309,7 @@ impl Db {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO releases (id, name, sequence_number, manifest_digest, summary, signed_by, envelope, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO releases (id, name, sequence_number, manifest_digest, summary, signed_by, envelope, created_by, created_at, remediation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&r.id)
         .bind(&r.name)
@@ -320,6 +320,9 @@ impl Db {
         .bind(envelope)
         .bind(&r.created_by)
         .bind(r.created_at)
+        // The remediation mark is written with the release, never after it: a crash cannot
+        // leave an unmarked release that the upload's audit entry calls remediation.
+        .bind(i64::from(r.remediation))
         .execute(&mut *tx)
         .await?;
         for (i, uri) in uris.iter().enumerate() {

@@ -29,6 +29,7 @@ both_backends!(
     console_quarantines_with_confirmation_and_shows_badges_and_posture,
     ddi_poll_of_a_quarantined_device_offers_only_remediation,
     attack_signature_failures_on_two_nodes_at_once_quarantine_and_audit_once,
+    attack_author_token_cannot_mark_remediation,
 );
 
 /// MQTT push (docs/server.md §6) to a quarantined device: only for a remediation release.
@@ -760,5 +761,89 @@ async fn attack_signature_failures_on_two_nodes_at_once_quarantine_and_audit_onc
     let audit = audit_actions(&h, "device.quarantine").await;
     assert_eq!(audit.len(), 1, "{audit:?}");
     node_b.shutdown().await;
+    h.stop().await;
+}
+
+async fn upload_remediation(h: &Harness, token: &str, envelope: &[u8]) -> (StatusCode, Value) {
+    common_send(
+        h.client
+            .post(h.url("/api/v1/releases?name=fix&remediation=true"))
+            .bearer_auth(token)
+            .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
+            .body(envelope.to_vec()),
+    )
+    .await
+}
+
+/// RFC 8240 §9, docs/server.md §8: remediation is the only release a quarantined device is
+/// offered, and marking one is the admin's. An author token uploading with
+/// `?remediation=true` is refused (403 naming the admin role) and stores nothing, so it
+/// cannot reach a quarantined device; the admin's upload is marked in the same write.
+async fn attack_author_token_cannot_mark_remediation(b: Backend) {
+    let h = Harness::new(b).await;
+    let author = h.token("author").await;
+    let devs = h.devices("ar", 1, &["ar"]).await;
+    let (id, token) = &devs[0];
+    assert_eq!(quarantine(&h, id, "suspect").await.0, StatusCode::OK);
+    let image = [7u8; 300];
+    let env = h.build(5, &image, "https://fw.example/fix.bin");
+    let (s, v) = upload_remediation(&h, &author, &env).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"], "forbidden");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("remediation") && message.contains("admin role"),
+        "{v}"
+    );
+    assert!(v["hint"].as_str().unwrap().contains("remediation"), "{v}");
+    // Nothing was stored or audited.
+    let (s, list) = h.get(&h.admin, "/api/v1/releases").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert!(list.as_array().unwrap().is_empty(), "{list}");
+    assert!(audit_actions(&h, "release.upload").await.is_empty());
+    // The author may upload it unmarked; the quarantined device is still offered nothing.
+    let (s, v) = h.upload_envelope(&author, &env).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let rel = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        h.upload_payload(&author, &rel, 0, &image).await.0,
+        StatusCode::OK
+    );
+    let (s, v) = h
+        .get(&h.admin, &format!("/api/v1/releases/{rel}/remediation"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["remediation"], false);
+    h.campaign(json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["ar"]}}))
+        .await;
+    assert_eq!(h.checkin(token, 1).await.action, Action::None);
+    // Changing the mark afterwards is the admin's too.
+    let (s, v) = h
+        .post(
+            &author,
+            &format!("/api/v1/releases/{rel}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(h.checkin(token, 1).await.action, Action::None);
+    // The admin's upload with the mark: stored marked, audited as such.
+    let env2 = h.build(6, &image, "https://fw.example/fix2.bin");
+    let (s, v) = upload_remediation(&h, &h.admin, &env2).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let rel2 = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = h
+        .get(&h.admin, &format!("/api/v1/releases/{rel2}/remediation"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["remediation"], true);
+    let audit = audit_actions(&h, "release.upload").await;
+    let marked: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["target"] == rel2.as_str())
+        .collect();
+    assert_eq!(marked.len(), 1, "{audit:?}");
+    let detail: Value = serde_json::from_str(marked[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["remediation"], true, "{audit:?}");
     h.stop().await;
 }

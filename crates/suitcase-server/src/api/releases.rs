@@ -70,6 +70,8 @@ pub(crate) struct UploadQuery {
     name: Option<String>,
     /// Mark the release remediation: the only kind a quarantined device is offered
     /// (docs/server.md §8; `POST /api/v1/releases/{id}/remediation` changes it later).
+    /// Needs the admin role (403 forbidden otherwise, before the body is read); without
+    /// it an author's upload is never remediation.
     remediation: Option<bool>,
 }
 
@@ -101,11 +103,13 @@ async fn duplicate(state: &AppState, existing: &str) -> ApiErr {
 
 /// Upload a signed SUIT envelope. The server refuses it unless enough registered keys signed
 /// it (manifest §6.2: authenticate before anything else); then payloads are uploaded with
-/// `PUT /api/v1/releases/{id}/payloads/{index}`.
+/// `PUT /api/v1/releases/{id}/payloads/{index}`. Author or admin; with `remediation=true`
+/// admin only (403 otherwise), the mark stored with the release in one write.
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases",
     params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/suit-envelope+cose"),
     responses((status = 201, body = ReleaseInfo),
+              (status = 403, body = suitcase_protocol::ApiError, description = "the token's role may not upload, or `remediation=true` from a token without the admin role"),
               (status = 409, body = suitcase_protocol::ApiError, description = "already uploaded, or no keys registered"),
               (status = 422, body = suitcase_protocol::ApiError, description = "not an envelope, or not signed by a registered key")),
     security(("management_token" = [])))]
@@ -116,6 +120,21 @@ pub(crate) async fn upload(
     body: Bytes,
 ) -> ApiResult<(StatusCode, axum::Json<ReleaseInfo>)> {
     who.require(Cap::Upload)?;
+    let remediation = q.remediation.unwrap_or(false);
+    if remediation {
+        // Remediation is the only kind of release a quarantined device is offered (RFC 8240
+        // §9, docs/server.md §8), so marking one is the admin's, as changing the mark later is
+        // (POST /api/v1/releases/{id}/remediation): an author token cannot reach quarantined
+        // devices by uploading with the mark set.
+        who.require(Cap::Administer).map_err(|_| {
+            ApiErr::forbidden(format!(
+                "token {:?} has the {} role; uploading with remediation=true needs the admin role",
+                who.0.name,
+                who.0.role.name()
+            ))
+            .hint("upload without remediation=true (an author may), then have an admin mark it: suitcase fleet release remediation ID --on (POST /api/v1/releases/{id}/remediation)")
+        })?;
+    }
     let keys = state.db.key_list().await?;
     if keys.is_empty() {
         return Err(ApiErr::conflict(
@@ -194,7 +213,7 @@ pub(crate) async fn upload(
         payloads: Vec::new(),
         summary,
         archived: false,
-        remediation: false,
+        remediation,
     };
     if let Err(e) = state.db.release_create(&row, &body, &uris).await {
         // The same manifest uploaded by a concurrent request: its digest is unique.
@@ -204,10 +223,6 @@ pub(crate) async fn upload(
             return Err(duplicate(&state, &existing).await);
         }
         return Err(e.into());
-    }
-    let remediation = q.remediation.unwrap_or(false);
-    if remediation {
-        state.db.release_set_remediation(&row.id, true).await?;
     }
     audit(
         &state,
