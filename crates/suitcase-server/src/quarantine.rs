@@ -15,7 +15,9 @@
 //! A quarantined device is offered only releases marked remediation ([`offerable`], the one
 //! rule every path asks: check-ins on every device API through `engine::decide`, downloads
 //! on every device API through `Db::device_offered`, and MQTT push through
-//! `engine::notify_wave`); its reports are stored flagged (`reports.quarantined`). The state
+//! `engine::notify_wave` for device topics and `api::campaigns::group_pushable` for a
+//! group's topic, which is not pushed while the group holds a quarantined device and the
+//! release is not remediation); its reports are stored flagged (`reports.quarantined`). The state
 //! is in the database and changed only by conditional writes that carry their audit entry
 //! in the same transaction, so with several nodes each quarantine and release happens once
 //! and is audited once; the rules count in the database (bounded by the reports' own caps),

@@ -84,6 +84,83 @@ async fn push_wakes_a_quarantined_device_only_for_a_remediation_release() {
     h.stop().await;
 }
 
+/// A group's topic reaches every member, so it is not pushed at campaign start while the
+/// group holds a quarantined device, unless the release is remediation (RFC 8240 §9); the
+/// healthy member is still woken on its own topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_push_skips_a_group_holding_a_quarantined_device() {
+    let mut tag = [0u8; 6];
+    getrandom::fill(&mut tag).unwrap();
+    let p2 = format!("suitcase-test-{}", hex::encode(tag));
+    let h = Harness::with(Backend::Sqlite, move |c| {
+        c.mqtt = Some("mqtt://127.0.0.1:1883".into());
+        c.mqtt_prefix = p2;
+    })
+    .await;
+    let rel = h.release(3, &[13u8; 300]).await;
+    let devs = h.devices("gp", 2, &[]).await;
+    let (s, v) = h
+        .post(
+            &h.admin,
+            "/api/v1/groups",
+            &json!({"name": "lab", "devices": ["gp-0", "gp-1"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut topics = Vec::new();
+    for (_, t) in &devs {
+        topics.push(h.checkin(t, 1).await.push.unwrap().topics);
+    }
+    let own: Vec<String> = topics.iter().map(|t| t[0].clone()).collect();
+    let group = topics[0][1].clone();
+    assert_eq!(topics[1][1], group);
+    let all = vec![own[0].clone(), own[1].clone(), group.clone()];
+    let (_client, mut rx) = mqtt_listener(&all).await;
+    assert_eq!(quarantine(&h, &devs[0].0, "check").await.0, StatusCode::OK);
+    let first = h
+        .campaign(json!({"name": "g", "release_id": rel, "filter": {"group": "lab"}}))
+        .await;
+    assert_eq!(
+        next(&mut rx, 10_000).await.as_deref(),
+        Some(own[1].as_str())
+    );
+    assert_eq!(
+        next(&mut rx, 500).await,
+        None,
+        "neither the group topic nor the quarantined gp-0's own"
+    );
+    // A remediation release may use the group topic.
+    let fix = h.release(4, &[14u8; 300]).await;
+    let (s, _) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/releases/{fix}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h
+        .post(
+            &h.admin,
+            &format!("/api/v1/campaigns/{first}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.campaign(json!({"name": "r", "release_id": fix, "filter": {"group": "lab"}}))
+        .await;
+    let mut seen = Vec::new();
+    while let Some(t) = next(&mut rx, 3_000).await {
+        seen.push(t);
+        assert!(seen.len() <= 3, "{seen:?}");
+    }
+    seen.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(seen, want, "the group topic and both members' own");
+    h.stop().await;
+}
+
 async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, ms: u64) -> Option<String> {
     tokio::time::timeout(Duration::from_millis(ms), rx.recv())
         .await

@@ -578,6 +578,7 @@ pub(crate) async fn act(
             engine::notify_wave(&state, &id, 0).await;
             if let (Some(push), Some(g)) = (&state.push, &row.spec.filter.group)
                 && let Some(pid) = state.db.group_push_id(g).await?
+                && group_pushable(&state, g, &release).await?
             {
                 push.notify_group(&pid).await;
             }
@@ -632,4 +633,20 @@ pub(crate) async fn act(
     audit(&state, &who, &format!("campaign.{action}"), &id, detail).await?;
     let row = find(&state, &id).await?;
     Ok(axum::Json(info(&state, row).await?))
+}
+
+/// Whether a group's topic may be pushed for a release: one publish wakes every member, so
+/// not when a member is quarantined and the release is not remediation (RFC 8240 §9,
+/// `quarantine::offerable`). Each offerable member of the wave was already woken on its own
+/// topic (`engine::notify_wave`), so skipping the group topic wakes no one it should not.
+async fn group_pushable(state: &AppState, group: &str, release: &ReleaseRow) -> ApiResult<bool> {
+    if release.remediation {
+        return Ok(true);
+    }
+    let filter = suitcase_protocol::Filter {
+        group: Some(group.to_owned()),
+        ..suitcase_protocol::Filter::default()
+    };
+    let members = state.db.device_ids_matching(&filter, &[]).await?;
+    Ok(state.db.quarantined_among(&members).await?.is_empty())
 }
