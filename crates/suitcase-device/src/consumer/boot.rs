@@ -174,7 +174,7 @@ impl<F: NorFlash, S: NorFlash, R: Reset<F, S>> Slots for BootSlots<F, S, R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use suitcase_boot::simulate::{SimVerifier, sim_image};
     use suitcase_boot::{BootDecision, BootLoader};
     use suitcase_flash_sim::{Partition, SharedFlash, SimFlash};
@@ -186,12 +186,12 @@ mod tests {
     const SLOT: u32 = 16 * SECTOR;
     const IMAGE_LEN: u32 = 1000;
 
-    type Part = Partition<4, 256>;
+    pub(in crate::consumer) type Part = Partition<4, 256>;
 
     /// A simulated MCU's reset: `suitcase-boot`'s bootloader with the simulation's verifier,
     /// or, while `broken`, a reset whose bootloader cannot run (the agent's, without a
     /// verifier).
-    struct SimReset {
+    pub(in crate::consumer) struct SimReset {
         broken: bool,
     }
 
@@ -213,8 +213,8 @@ mod tests {
         }
     }
 
-    /// Slots booted into a factory image (version 1) with version 2 staged and pending.
-    fn staged() -> BootSlots<Part, Part, SimReset> {
+    /// Slots on a simulated NOR flash, booted into a factory image (version 1) in slot A.
+    pub(in crate::consumer) fn booted() -> BootSlots<Part, Part, SimReset> {
         let flash = SharedFlash::new(SimFlash::<4, 256>::uniform(SECTOR, 2 + 2 * 16, 1).unwrap());
         let factory = sim_image(ImageIndex(0), 1, IMAGE_LEN);
         flash
@@ -227,6 +227,12 @@ mod tests {
         let mut slots =
             BootSlots::new(Config::ab(SECTOR), pair, part(0, 2 * SECTOR), reset).unwrap();
         slots.reset_device().unwrap();
+        slots
+    }
+
+    /// [`booted`], with version 2 staged and pending.
+    fn staged() -> BootSlots<Part, Part, SimReset> {
+        let mut slots = booted();
         let update = sim_image(ImageIndex(0), 2, IMAGE_LEN);
         slots.begin(u64::from(IMAGE_LEN)).unwrap();
         for (i, block) in update.chunks(BLOCK).enumerate() {

@@ -138,3 +138,138 @@ impl Journal for NoJournal {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use suitcase_manifest::build::{Cmd, Index, Param};
+    use suitcase_manifest::{
+        ComponentId, Condition, DigestAlgorithm, Directive, PublicKey, TrustAnchor, TrustPolicy,
+    };
+
+    use super::super::Offer;
+    use super::super::boot::tests::booted;
+    use super::super::host::tests::{key, read_at, signed};
+    use super::*;
+    use crate::DeviceIdentity;
+
+    const IMAGE: &[u8] = &[0x5a; 700];
+    const URI: &str = "coap://fw.example/mcu.bin";
+    const VENDOR: [u8; 16] = [0xfa; 16];
+    const CLASS: [u8; 16] = [0x14; 16];
+    /// `["mcu"]`, CBOR-encoded.
+    const COMPONENT: [u8; 5] = [0x81, 0x43, b'm', b'c', b'u'];
+
+    /// Serves `IMAGE` at `URI`.
+    struct Server;
+
+    impl Transport for Server {
+        fn envelope(&mut self, _: &mut [u8]) -> Result<usize, IoError> {
+            Err(IoError::Failed)
+        }
+        fn payload(&mut self, uri: &str, at: u64, buf: &mut [u8]) -> Result<usize, IoError> {
+            Ok(if uri == URI {
+                read_at(IMAGE, at, buf)
+            } else {
+                0
+            })
+        }
+    }
+
+    /// A signed release of `IMAGE` for `["mcu"]`, fetched and image-matched at install, with
+    /// `shared` at the end of its shared sequence and `validate` as its validate section.
+    fn envelope(shared: Vec<Cmd>, validate: Vec<Cmd>) -> Vec<u8> {
+        let sha = DigestAlgorithm::Sha256;
+        let image_match = [
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ];
+        let mut install = vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::OverrideParameters(vec![Param::Uri(URI.into())]),
+            Cmd::Directive(Directive::Fetch, 2),
+        ];
+        install.extend(image_match);
+        let mut shared_sequence = vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::OverrideParameters(vec![
+                Param::VendorIdentifier(VENDOR.to_vec()),
+                Param::ClassIdentifier(CLASS.to_vec()),
+                Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
+                Param::ImageSize(IMAGE.len() as u64),
+            ]),
+            Cmd::Condition(Condition::VendorIdentifier, 15),
+            Cmd::Condition(Condition::ClassIdentifier, 15),
+        ];
+        shared_sequence.extend(shared);
+        signed(b"mcu", shared_sequence, install, validate)
+    }
+
+    /// Authenticates, fetches into simulated flash and verifies `envelope`: the image length
+    /// of the verified candidates.
+    fn fetch_and_verify(envelope: &[u8]) -> Result<u64, Error> {
+        let anchors = [TrustAnchor::new(
+            "author",
+            PublicKey::Ed25519(key().verifying_key()),
+        )];
+        let device = Device {
+            anchors: &anchors,
+            policy: TrustPolicy::default(),
+            identity: DeviceIdentity {
+                vendor: &VENDOR,
+                class: &CLASS,
+                device: None,
+            },
+            component: ComponentId::decode(&COMPONENT).unwrap(),
+            keys: &[],
+        };
+        let mut slots = booted();
+        let fetched = Offer::new(envelope)
+            .authenticate(&device, &mut slots)?
+            .fetch(&device, &mut Server, &mut slots, &mut NoJournal)?;
+        Ok(fetched.verify(&device, &mut slots)?.image_len())
+    }
+
+    #[test]
+    fn the_validate_sections_image_match_of_the_read_back_makes_verified_candidates() {
+        let validate = vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ];
+        assert_eq!(
+            fetch_and_verify(&envelope(vec![], validate)),
+            Ok(IMAGE.len() as u64)
+        );
+    }
+
+    #[test]
+    fn attack_validate_without_image_match_never_becomes_verified_candidates() {
+        let validate = vec![Cmd::SetComponentIndex(Index::One(0))];
+        assert_eq!(
+            fetch_and_verify(&envelope(vec![], validate)),
+            Err(Error::NotVerified)
+        );
+    }
+
+    #[test]
+    fn attack_image_match_outside_the_validate_section_does_not_verify_the_read_back() {
+        // The shared sequence runs before every section: its image-match fails softly before
+        // the fetch and passes before validate, which itself matches nothing.
+        let shared = vec![Cmd::TryEach(
+            vec![
+                vec![Cmd::Condition(Condition::ImageMatch, 15)],
+                vec![Cmd::SetComponentIndex(Index::One(0))],
+            ],
+            false,
+        )];
+        let validate = vec![Cmd::SetComponentIndex(Index::One(0))];
+        assert_eq!(
+            fetch_and_verify(&envelope(shared, validate)),
+            Err(Error::NotVerified)
+        );
+    }
+}

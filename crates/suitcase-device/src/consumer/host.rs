@@ -319,7 +319,7 @@ impl<P: Platform> Platform for Recording<'_, P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     extern crate alloc;
 
     use alloc::vec;
@@ -334,32 +334,55 @@ mod tests {
 
     const IMAGE: &[u8] = b"the image the manifest commits to";
 
-    fn key() -> ed25519_dalek::SigningKey {
+    /// The author's key.
+    pub(in crate::consumer) fn key() -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+    }
+
+    /// An envelope signed with [`key`]: sequence number 5, one component `[name]`, these
+    /// sequences (SHA-256).
+    pub(in crate::consumer) fn signed(
+        name: &[u8],
+        shared: Vec<Cmd>,
+        install: Vec<Cmd>,
+        validate: Vec<Cmd>,
+    ) -> Vec<u8> {
+        let m = ManifestBuilder {
+            sequence_number: 5,
+            components: vec![vec![name.to_vec()]],
+            shared_sequence: Some(shared),
+            install: Some(install),
+            validate: Some(validate),
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&m, DigestAlgorithm::Sha256);
+        b.sign1(alg::ED25519, None, |tbs| {
+            key().sign(tbs).to_bytes().to_vec()
+        });
+        b.encode()
+    }
+
+    /// Copies `src` from `at` into `buf`, as much as fits; the bytes copied.
+    pub(in crate::consumer) fn read_at(src: &[u8], at: u64, buf: &mut [u8]) -> usize {
+        let rest = src.get(usize::try_from(at).unwrap()..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf.get_mut(..n)
+            .unwrap()
+            .copy_from_slice(rest.get(..n).unwrap());
+        n
     }
 
     /// An envelope for one component `["app"]` with `IMAGE`'s digest, these sections.
     fn envelope(install: Vec<Cmd>, validate: Vec<Cmd>) -> Vec<u8> {
         let sha = DigestAlgorithm::Sha256;
-        let m = ManifestBuilder {
-            sequence_number: 5,
-            components: vec![vec![b"app".to_vec()]],
-            shared_sequence: Some(vec![
-                Cmd::SetComponentIndex(Index::One(0)),
-                Cmd::OverrideParameters(vec![
-                    Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
-                    Param::ImageSize(IMAGE.len() as u64),
-                ]),
+        let shared = vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::OverrideParameters(vec![
+                Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
+                Param::ImageSize(IMAGE.len() as u64),
             ]),
-            install: Some(install),
-            validate: Some(validate),
-            ..Default::default()
-        };
-        let mut b = EnvelopeBuilder::new(&m, sha);
-        b.sign1(alg::ED25519, None, |tbs| {
-            key().sign(tbs).to_bytes().to_vec()
-        });
-        b.encode()
+        ];
+        signed(b"app", shared, install, validate)
     }
 
     fn image_match() -> Vec<Cmd> {
@@ -388,15 +411,7 @@ mod tests {
             at: u64,
             buf: &mut [u8],
         ) -> Result<usize, PlatformError> {
-            let rest = self
-                .content
-                .get(usize::try_from(at).unwrap()..)
-                .unwrap_or_default();
-            let n = rest.len().min(buf.len());
-            buf.get_mut(..n)
-                .unwrap()
-                .copy_from_slice(rest.get(..n).unwrap());
-            Ok(n)
+            Ok(read_at(&self.content, at, buf))
         }
         fn write_begin(&mut self, _: &Component<'_>, _: Option<u64>) -> Result<(), PlatformError> {
             Err(PlatformError::Unsupported)
