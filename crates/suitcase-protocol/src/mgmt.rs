@@ -3,11 +3,12 @@
 //! fleet's posture, and their requests.
 //!
 //! The other management answers (`ReleaseInfo`, `DeviceInfo`, `CampaignInfo`, ...) are in
-//! the crate root, and the server's handlers return those types themselves. The server still
-//! has its own copies of these (`suitcase-server` `api/quarantine.rs`, `quarantine.rs`); the
-//! same fields, held together by `suitcase-sim`'s `mgmt_types` test, which fails when the
-//! server sends a field a type here lacks. As everywhere in this crate, unknown fields are
-//! ignored when reading and optional fields are `Option`.
+//! the crate root. The server's handlers answer with these types themselves (and store
+//! [`QuarantineRecord`] as they are), so the wire cannot drift from them; the requests here
+//! are what clients send, while the server reads its own stricter copies that refuse unknown
+//! fields. `suitcase-sim`'s `mgmt_types` test reads every answer strictly against these
+//! types. As everywhere in this crate, unknown fields are ignored when reading and optional
+//! fields are `Option`.
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -27,9 +27,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use suitcase_protocol::{Outcome, StepReport};
+// The fleet's posture, and why and since when a device is quarantined (stored as JSON in
+// `devices.quarantine`): the wire types of `suitcase_protocol::mgmt`, which the API answers
+// with.
+pub(crate) use suitcase_protocol::mgmt::{FleetPosture, QuarantineRecord};
 
 use crate::AppState;
 use crate::db::Db;
@@ -86,26 +89,6 @@ impl Rule {
             Self::SignatureFailures => "signature-failures",
         }
     }
-}
-
-/// Why and since when a device is quarantined, as stored and as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub(crate) struct QuarantineRecord {
-    /// Seconds since 1970.
-    pub(crate) since: i64,
-    /// `operator` or `rule`.
-    pub(crate) by: String,
-    /// The management token's name for `operator`; the server for `rule`.
-    pub(crate) actor: String,
-    /// The rule that tripped (`signature-failures`, `rollback-attempt`, `never-offered`),
-    /// absent for an operator's quarantine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) rule: Option<String>,
-    /// Why, in words.
-    pub(crate) reason: String,
-    /// The ids of the step reports that tripped the rule (flagged `quarantined`).
-    #[serde(default)]
-    pub(crate) evidence: Vec<i64>,
 }
 
 /// A device's quarantine row.
@@ -591,33 +574,9 @@ pub(crate) async fn judge_not_offered(
     trip(state, &dev.id, Rule::NeverOffered, reason, vec![id]).await
 }
 
-/// The fleet's posture (RFC 8240 §9, NEA's "posture").
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Posture {
-    /// Devices that are not revoked.
-    pub(crate) devices: u64,
-    /// Devices whose installed sequence number is at least the newest release's for their
-    /// class (or for whose class there is no release).
-    pub(crate) up_to_date: u64,
-    /// Devices behind the newest release for their class.
-    pub(crate) out_of_date: u64,
-    /// Devices that never reported a class or a sequence number (never checked in).
-    pub(crate) unknown: u64,
-    /// Quarantined devices.
-    pub(crate) quarantined: u64,
-    /// Devices that checked in before but not within `unreachable_after_seconds`.
-    pub(crate) unreachable: u64,
-    /// Devices that never checked in.
-    pub(crate) never_seen: u64,
-    /// The window of `unreachable`, in seconds.
-    pub(crate) unreachable_after_seconds: u64,
-    /// When this was counted, in seconds since 1970.
-    pub(crate) at: i64,
-}
-
 /// Counts the fleet's posture. "The newest release for a class" is the highest sequence
 /// number among complete, not archived releases whose manifest names the class id.
-pub(crate) async fn posture(state: &AppState) -> Result<Posture> {
+pub(crate) async fn posture(state: &AppState) -> Result<FleetPosture> {
     state.devices.flush(state).await;
     let now = state.now();
     let window = state.config.quarantine.unreachable_after.as_secs();
@@ -635,7 +594,7 @@ pub(crate) async fn posture(state: &AppState) -> Result<Posture> {
         .db
         .posture_counts(now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX)))
         .await?;
-    let mut p = Posture {
+    let mut p = FleetPosture {
         devices: 0,
         up_to_date: 0,
         out_of_date: 0,

@@ -603,7 +603,10 @@ async fn bad_quarantine_requests_are_clear_4xx(b: Backend) {
     assert!(spec["paths"]["/api/v1/releases/{id}/remediation"]["post"].is_object());
     let reason = &spec["components"]["schemas"]["QuarantineRequest"]["properties"]["reason"];
     assert!(reason["pattern"].is_string(), "{reason}");
-    assert!(spec["components"]["schemas"]["Posture"]["properties"]["out_of_date"].is_object());
+    // The answers are suitcase-protocol's types (mgmt.rs), under their names.
+    assert!(spec["components"]["schemas"]["FleetPosture"]["properties"]["out_of_date"].is_object());
+    let dq = &spec["components"]["schemas"]["DeviceQuarantine"]["properties"];
+    assert!(dq["flagged_reports"].is_object(), "{dq}");
     let (s, v) = h
         .get(&h.admin, &format!("/api/v1/releases/{rel}/remediation"))
         .await;

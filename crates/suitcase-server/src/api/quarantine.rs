@@ -7,50 +7,13 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::{Cap, Manager};
 use crate::error::{ApiErr, ApiResult};
-use crate::quarantine::{Posture, QuarantineRecord};
 use crate::wire::Wire;
+use suitcase_protocol::mgmt::{
+    DeviceQuarantine, FlaggedReport, FleetPosture, QuarantineRecord, ReleaseRemediation,
+};
 
 /// The most flagged reports a device's quarantine answer lists.
 const FLAGGED_SHOWN: i64 = 50;
-
-/// A device's quarantine.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct DeviceQuarantine {
-    /// The device id.
-    pub(crate) device_id: String,
-    /// The device name.
-    pub(crate) name: String,
-    /// Whether it is quarantined: offered only releases marked remediation, its reports
-    /// flagged.
-    pub(crate) quarantined: bool,
-    /// Why, since when and by whom (absent when not quarantined).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) quarantine: Option<QuarantineRecord>,
-    /// Its newest reports that were sent while it was quarantined or that quarantined it
-    /// (at most 50), newest first.
-    pub(crate) flagged_reports: Vec<FlaggedReport>,
-}
-
-/// A step report stored flagged `quarantined`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct FlaggedReport {
-    /// The report's id (the quarantine's `evidence` names these).
-    pub(crate) id: i64,
-    /// The release it names.
-    pub(crate) release_id: String,
-    /// The step.
-    pub(crate) step: String,
-    /// The outcome.
-    pub(crate) outcome: String,
-    /// The reason code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<String>,
-    /// The detail text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) detail: Option<String>,
-    /// When the server received it, in seconds since 1970.
-    pub(crate) at: i64,
-}
 
 /// Why an operator quarantines a device.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -65,15 +28,6 @@ pub(crate) struct QuarantineRequest {
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Remediation {
-    /// Whether quarantined devices are offered this release.
-    pub(crate) remediation: bool,
-}
-
-/// A release's remediation flag.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ReleaseRemediation {
-    /// The release id.
-    pub(crate) id: String,
     /// Whether quarantined devices are offered this release.
     pub(crate) remediation: bool,
 }
@@ -276,12 +230,12 @@ pub(crate) async fn remediation_get(
 /// release for their class, quarantined, unreachable (no check-in within the server's
 /// window) or never seen.
 #[utoipa::path(get, path = "/api/v1/fleet/posture", tag = "devices",
-    responses((status = 200, body = Posture)),
+    responses((status = 200, body = FleetPosture)),
     security(("management_token" = [])))]
 pub(crate) async fn posture(
     State(state): State<AppState>,
     who: Manager,
-) -> ApiResult<axum::Json<Posture>> {
+) -> ApiResult<axum::Json<FleetPosture>> {
     who.require(Cap::Read)?;
     Ok(axum::Json(crate::quarantine::posture(&state).await?))
 }

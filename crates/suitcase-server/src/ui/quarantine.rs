@@ -15,7 +15,7 @@ use suitcase_protocol::Role;
 use super::{Ui, check_form, e, error_page, page_error, u, when};
 use crate::AppState;
 use crate::api::quarantine as api;
-use crate::quarantine::{Posture, QuarantineRecord};
+use crate::quarantine::{FleetPosture, QuarantineRecord};
 use crate::wire::Wire;
 
 /// The badge a quarantined device carries in lists and on its page.
@@ -25,7 +25,7 @@ pub(crate) const BADGE: &str = "<span class=\"badge s-quarantined\">⛔ quaranti
 pub(crate) const REMEDIATION: &str = "<span class=\"badge s-remediation\">remediation</span>";
 
 /// The fleet page's posture panel.
-pub(crate) fn posture_panel(p: &Posture) -> String {
+pub(crate) fn posture_panel(p: &FleetPosture) -> String {
     format!(
         "<section aria-labelledby=\"h-posture\"><h2 id=\"h-posture\">Posture</h2><dl class=\"cards posture\">\
 <div><dt>Up to date</dt><dd>{}</dd></div>\
