@@ -104,7 +104,8 @@ pub(crate) struct Changes {
     #[arg(long = "remove-signer", value_name = "KEY|KID")]
     remove_signers: Vec<String>,
     /// Revoke a key (key file or 16-hex-digit key id): it is removed and any release it
-    /// signs is refused naming the revocation.
+    /// signs is refused naming the revocation. Revocation is permanent (no later update may
+    /// drop it) and at most 16 keys are revoked; when full, use --remove-signer.
     #[arg(long = "revoke", value_name = "KEY|KID")]
     revoke: Vec<String>,
     /// Distinct release signers needed for every release.
@@ -305,6 +306,8 @@ fn build(b: &Build, cur: &TrustState, mut next: TrustState) -> Result<ExitCode> 
             cur.sequence()
         );
     }
+    // RFC 8240 §3: revocation is permanent; a device refuses an update that drops one.
+    cur.check_successor(&next)?;
     if b.sign.is_empty() {
         bail!("give --sign with root private keys (the device needs its root threshold of them)");
     }

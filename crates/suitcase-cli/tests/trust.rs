@@ -517,3 +517,74 @@ fn walk_through_in_docs_runs_as_written() {
         "{text}"
     );
 }
+
+#[test]
+fn attack_trust_update_unrevoking_key_refused() {
+    let d = Dir::new();
+    d.release("app-1.suit", 1, "author1.key");
+    d.rotate_author();
+    // Root holders (or one who fooled them) sign an update built from a state that never
+    // revoked author1: the same roots, author1 a signer again, a higher sequence.
+    d.ok(&[
+        "trust",
+        "init",
+        "--root",
+        "root1.pub",
+        "--root",
+        "root2.pub",
+        "--root",
+        "root3.pub",
+        "--threshold",
+        "2",
+        "--signer",
+        "author1.pub",
+        "--out",
+        "forgetting.cbor",
+    ]);
+    d.ok(&[
+        "trust",
+        "update",
+        "--state",
+        "forgetting.cbor",
+        "--sequence",
+        "2",
+        "--sign",
+        "root1.key",
+        "--sign",
+        "root2.key",
+        "--out",
+        "update-2.suit",
+    ]);
+    let (code, v) = d.check("app-1.suit", &["update-1.suit", "update-2.suit"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["verdict"], "reject");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains("revocation is permanent"), "{detail}");
+    assert!(detail.contains(&kid(&d, "author1.pub")), "{detail}");
+    let (code, text) = d.run(&["trust", "apply", "--state", "trust-1.cbor", "update-2.suit"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("revocation is permanent"), "{text}");
+}
+
+#[test]
+fn a_full_revocation_list_is_refused_by_the_builder_naming_the_way_out() {
+    let d = Dir::new();
+    let ids: Vec<String> = (1..=17).map(|i| format!("{i:016x}")).collect();
+    let mut args = vec!["trust", "update", "--state", "trust.cbor"];
+    for id in &ids {
+        args.extend(["--revoke", id]);
+    }
+    args.extend([
+        "--sign",
+        "root1.key",
+        "--sign",
+        "root2.key",
+        "--out",
+        "full.suit",
+    ]);
+    let (code, text) = d.run(&args);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("revocation list is full"), "{text}");
+    assert!(text.contains("--remove-signer"), "{text}");
+    assert!(!d.path().join("full.suit").exists());
+}

@@ -164,6 +164,10 @@ fn expect_key(d: &mut Decoder<'_>, k: u8) -> Step<()> {
     }
 }
 
+/// Why a document listing more than [`MAX_REVOKED`] key ids is refused (the list only grows,
+/// see `TrustState::check_successor`).
+const TOO_MANY_REVOKED: &str = "at most 16 revoked keys (revocation is permanent: remove a release signer instead of revoking it)";
+
 fn bounded_array(d: &mut Decoder<'_>, max: usize, what: &'static str) -> Step<usize> {
     let n = d
         .array()
@@ -289,7 +293,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Step<Result<TrustState, TrustError>> {
         }
     }
     expect_key(d, 6)?;
-    let n = bounded_array(d, MAX_REVOKED, "at most 16 revoked keys")?;
+    let n = bounded_array(d, MAX_REVOKED, TOO_MANY_REVOKED)?;
     for _ in 0..n {
         let id: [u8; KEY_ID_LEN] = d
             .bytes()
@@ -300,7 +304,7 @@ fn decode_state(d: &mut Decoder<'_>) -> Step<Result<TrustState, TrustError>> {
             return Err("a revoked key id is listed twice");
         }
         let Some(slot) = state.revoked.get_mut(usize::from(state.revoked_count)) else {
-            return Err("at most 16 revoked keys");
+            return Err(TOO_MANY_REVOKED);
         };
         *slot = id;
         state.revoked_count = state.revoked_count.saturating_add(1);

@@ -267,6 +267,16 @@ pub enum TrustError {
     },
     /// A release names the trust-store component: only root-signed trust updates may.
     ReleaseTouchesTrust,
+    /// A trust update's new state drops a key id the state in force revoked: revocation is
+    /// permanent ([`TrustState::check_successor`]).
+    Unrevoked {
+        /// The revoked key id the new state no longer lists.
+        kid: KeyId,
+    },
+    /// Revoking one more key would exceed [`MAX_REVOKED`]: revocation is permanent, so the
+    /// list never shrinks. Remove the key as a release signer instead (it is no longer trusted,
+    /// only not named as revoked), or re-provision the device (a new genesis state).
+    RevocationFull,
 }
 
 impl TrustError {
@@ -277,9 +287,11 @@ impl TrustError {
             Self::Rollback { .. } => Reason::SequenceRollback,
             Self::PayloadMismatch => Reason::Digest,
             Self::Revoked { .. } | Self::ReleaseTouchesTrust => Reason::Signature,
-            Self::Document { .. } | Self::Capacity { .. } | Self::NotTrustUpdate { .. } => {
-                Reason::Malformed
-            }
+            Self::Document { .. }
+            | Self::Capacity { .. }
+            | Self::NotTrustUpdate { .. }
+            | Self::Unrevoked { .. }
+            | Self::RevocationFull => Reason::Malformed,
         }
     }
 }
@@ -311,6 +323,19 @@ impl fmt::Display for TrustError {
             }
             Self::ReleaseTouchesTrust => f.write_str(
                 "a release may not name the trust-store component; only a root-signed trust update may",
+            ),
+            Self::Unrevoked { kid } => {
+                f.write_str("the update drops revoked key ")?;
+                for b in kid {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str(" from the revocation list: revocation is permanent")
+            }
+            Self::RevocationFull => write!(
+                f,
+                "the revocation list is full ({MAX_REVOKED} key ids) and revocation is permanent: \
+                 remove the key as a release signer instead (--remove-signer; it is then no longer \
+                 trusted, only not named as revoked), or re-provision the device with a new genesis state"
             ),
         }
     }
@@ -489,23 +514,24 @@ impl TrustState {
         true
     }
 
-    /// Revokes `kid`: removes it as a release signer and remembers it (a release it signed
-    /// is refused with [`TrustError::Revoked`]).
+    /// Revokes `kid`: removes it as a release signer and remembers it for good (a release it
+    /// signed is refused with [`TrustError::Revoked`]; no later state may list it again, see
+    /// [`TrustState::check_successor`]).
     ///
     /// # Errors
-    /// [`TrustError::Capacity`] for more than [`MAX_REVOKED`] revocations.
+    /// [`TrustError::RevocationFull`] when [`MAX_REVOKED`] keys are revoked already; the state
+    /// is unchanged then.
     pub fn revoke(&mut self, kid: KeyId) -> Result<(), TrustError> {
-        self.remove_signer(&kid);
         if self.revoked().contains(&kid) {
+            self.remove_signer(&kid);
             return Ok(());
         }
         let slot = self
             .revoked
             .get_mut(count(self.revoked_count))
-            .ok_or(TrustError::Capacity {
-                what: "revoked keys",
-            })?;
+            .ok_or(TrustError::RevocationFull)?;
         *slot = kid;
+        self.remove_signer(&kid);
         self.revoked_count = self.revoked_count.saturating_add(1);
         Ok(())
     }
@@ -585,6 +611,25 @@ impl TrustState {
             );
         }
         Ok(())
+    }
+
+    /// Checks that `next` may follow this state (the one in force): every key id this state
+    /// revoked is still revoked in `next`. With [`TrustState::check`] on `next` (a revoked key
+    /// is neither root nor release signer), a revoked key can never be trusted again, whatever
+    /// later updates the root signs.
+    ///
+    /// RFC 8240 §3 asks that a compromised key can be revoked for the device's life; TUF §5.3
+    /// keeps revocation in force by never trusting a key the current root no longer lists. A
+    /// root-signed update that shrank the revocation list would silently re-admit the key, so
+    /// the list only grows (and is bounded: [`TrustError::RevocationFull`]).
+    ///
+    /// # Errors
+    /// [`TrustError::Unrevoked`] naming the first revoked key id `next` drops.
+    pub fn check_successor(&self, next: &Self) -> Result<(), TrustError> {
+        match self.revoked().iter().find(|k| !next.revoked().contains(k)) {
+            Some(kid) => Err(TrustError::Unrevoked { kid: *kid }),
+            None => Ok(()),
+        }
     }
 
     /// The release anchors and policy of this state, handed to `f` (they borrow the state):

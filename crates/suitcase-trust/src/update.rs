@@ -51,7 +51,9 @@ impl TrustState {
     /// 4. anti-rollback: its sequence number is above this state's (manifest §8.4.2: "a
     ///    monotonically increasing anti-rollback counter"; RFC 8240 §3; TUF §5.3.5), and the
     ///    document's sequence equals it;
-    /// 5. the new document decodes and is consistent ([`TrustState::check`]);
+    /// 5. the new document decodes and is consistent ([`TrustState::check`]), and keeps every
+    ///    key id this state revoked ([`TrustState::check_successor`]: revocation is permanent,
+    ///    RFC 8240 §3);
     /// 6. if the root keys or root threshold change, the envelope is also signed by the new
     ///    root's threshold (TUF §5.3.4: "signed by ... a threshold of keys specified in the
     ///    new root metadata"): a typo in the new keys cannot lock the device out.
@@ -76,6 +78,9 @@ impl TrustState {
                 what: "its sequence differs from the trust update's manifest sequence number",
             });
         }
+        // RFC 8240 §3: a revoked key stays revoked for the device's life; an update that drops
+        // it from the list would re-admit it (as a signer or root) now or in any later update.
+        self.check_successor(&next)?;
         if next.roots() != self.roots() || next.root_threshold != self.root_threshold {
             let auth = envelope.authentication().map_err(TrustError::Manifest)?;
             with_root_anchors(&next, |anchors, policy| {

@@ -138,7 +138,7 @@ fn the_largest_state_fits_the_record() {
     // One more of anything is refused, not stored.
     assert!(matches!(
         s.revoke([0xff; 8]),
-        Err(TrustError::Capacity { .. })
+        Err(TrustError::RevocationFull)
     ));
     assert!(matches!(
         s.add_signer(release_signer(50)),
@@ -460,4 +460,126 @@ fn every_bit_flip_of_a_trust_update_is_refused_or_changes_nothing() {
             }
         }
     }
+}
+
+/// State 2 of `rotation_and_revocation`: signer 11, signer 10 revoked.
+fn with_10_revoked() -> TrustState {
+    let s1 = genesis()
+        .apply_update(&update(&with_signer_10(), 1, &[1, 2]))
+        .unwrap();
+    let mut next = s1;
+    next.add_signer(release_signer(11)).unwrap();
+    next.revoke(key(10).id()).unwrap();
+    s1.apply_update(&update(&next, 2, &[2, 3])).unwrap()
+}
+
+/// Signer 11 and the roots of `genesis`, no revocation: what state 2 looks like to an update
+/// that forgets the revocation of 10.
+fn forgetting() -> TrustState {
+    let mut s = genesis();
+    s.add_signer(release_signer(11)).unwrap();
+    s
+}
+
+#[test]
+fn attack_trust_update_unrevoking_key_refused() {
+    let s2 = with_10_revoked();
+    // Root-signed (2 of 3), above the sequence, consistent on its own: but it drops the
+    // revocation of 10 (RFC 8240 §3: revocation is permanent).
+    let err = s2
+        .apply_update(&update(&forgetting(), 3, &[1, 2]))
+        .unwrap_err();
+    assert_eq!(err, TrustError::Unrevoked { kid: key(10).id() });
+    assert!(err.to_string().contains("permanent"), "{err}");
+    assert_eq!(err.reason(), Reason::Malformed);
+    // Signed by every root, it is refused all the same: no root threshold lifts it.
+    let err = s2
+        .apply_update(&update(&forgetting(), 3, &[1, 2, 3]))
+        .unwrap_err();
+    assert_eq!(err, TrustError::Unrevoked { kid: key(10).id() });
+}
+
+#[test]
+fn attack_trust_update_readmitting_revoked_signer_refused() {
+    let s2 = with_10_revoked();
+    // Unrevoke and re-add 10 as a release signer in one update.
+    let mut next = forgetting();
+    next.add_signer(release_signer(10)).unwrap();
+    let err = s2.apply_update(&update(&next, 3, &[1, 2])).unwrap_err();
+    assert_eq!(err, TrustError::Unrevoked { kid: key(10).id() });
+    // The old release stays refused as revoked.
+    let old = release(b"app", 2, &[10]);
+    assert!(matches!(
+        check_release(&s2, &old).unwrap_err(),
+        TrustError::Revoked { .. }
+    ));
+}
+
+#[test]
+fn attack_trust_update_readmitting_revoked_key_as_root_refused() {
+    let s2 = with_10_revoked();
+    // A root rotation to {1, 2, 10}, signed by old and new thresholds, that drops the
+    // revocation: refused.
+    let mut next = forgetting();
+    next.set_roots(&[key(1), key(2), key(10)], 2).unwrap();
+    let err = s2.apply_update(&update(&next, 3, &[1, 2])).unwrap_err();
+    assert_eq!(err, TrustError::Unrevoked { kid: key(10).id() });
+    // Keeping the revocation, the new state itself is inconsistent.
+    let mut next = s2;
+    next.set_roots(&[key(1), key(2), key(10)], 2).unwrap();
+    assert!(matches!(next.check(), Err(TrustError::Document { .. })));
+}
+
+#[test]
+fn revocations_carry_through_later_updates() {
+    let s2 = with_10_revoked();
+    // An ordinary later update (a new signer) keeps the revocation and applies.
+    let mut next = s2;
+    next.add_signer(release_signer(12)).unwrap();
+    let s3 = s2.apply_update(&update(&next, 3, &[1, 3])).unwrap();
+    assert_eq!(s3.revoked(), &[key(10).id()]);
+    assert!(matches!(
+        check_release(&s3, &release(b"app", 4, &[10])).unwrap_err(),
+        TrustError::Revoked { by: 3, .. }
+    ));
+}
+
+#[test]
+fn a_full_revocation_list_refuses_one_more_and_names_the_way_out() {
+    let mut s = genesis();
+    for i in 0..MAX_REVOKED {
+        s.revoke([i as u8 + 100; 8]).unwrap();
+    }
+    s.add_signer(release_signer(10)).unwrap();
+    let before = s;
+    let err = s.revoke(key(10).id()).unwrap_err();
+    assert_eq!(err, TrustError::RevocationFull);
+    assert!(
+        err.to_string()
+            .contains("remove the key as a release signer"),
+        "{err}"
+    );
+    // Nothing changed: 10 is still a signer.
+    assert_eq!(s, before);
+    // Dropping an old revocation to make room is what the device refuses.
+    let mut s16 = s;
+    s16.set_sequence(1);
+    let applied = genesis().apply_update(&update(&s16, 1, &[1, 2])).unwrap();
+    assert_eq!(applied.revoked().len(), MAX_REVOKED);
+    let mut room = genesis();
+    for i in 1..MAX_REVOKED {
+        room.revoke([i as u8 + 100; 8]).unwrap();
+    }
+    room.revoke(key(10).id()).unwrap();
+    assert_eq!(
+        applied
+            .apply_update(&update(&room, 2, &[1, 2]))
+            .unwrap_err(),
+        TrustError::Unrevoked { kid: [100; 8] }
+    );
+    // Removing the signer instead applies: 10 is no longer trusted.
+    let mut removed = applied;
+    assert!(removed.remove_signer(&key(10).id()));
+    let s2 = applied.apply_update(&update(&removed, 2, &[1, 2])).unwrap();
+    assert!(check_release(&s2, &release(b"app", 3, &[10])).is_err());
 }
