@@ -641,31 +641,19 @@ impl TrustState {
         time: Option<u64>,
         f: impl FnOnce(&[suitcase_manifest::TrustAnchor<'_>], &suitcase_manifest::TrustPolicy<'_>) -> R,
     ) -> R {
-        use suitcase_manifest::{Permissions, PublicKey, Rule, TrustAnchor, TrustPolicy};
+        use suitcase_manifest::{Permissions, Rule};
         let signers = self.signers();
         let mut prefixes: [Option<ComponentId<'_>>; MAX_SIGNERS] = [None; MAX_SIGNERS];
         for (p, s) in prefixes.iter_mut().zip(signers) {
             *p = s.component.component();
         }
-        let mut anchors =
-            [TrustAnchor::new("release signer", PublicKey::Hmac256(&[])); MAX_SIGNERS];
-        for ((a, s), p) in anchors.iter_mut().zip(signers).zip(&prefixes) {
-            // A key that does not decode (never: `Key::new` checked it) stays the placeholder,
-            // an HMAC anchor that no COSE_Sign1 block can verify against; indices keep matching
-            // `signers()`.
-            if let Some(key) = s.key.public_key() {
-                *a = TrustAnchor {
-                    name: "release signer",
-                    key,
-                    kid: None,
-                    permissions: Permissions {
-                        components: p.as_ref().map(core::slice::from_ref),
-                        actions: s.actions,
-                    },
-                };
-            }
-        }
-        let anchors = anchors.get(..signers.len()).unwrap_or(&[]);
+        let keys = signers.iter().zip(&prefixes).map(|(s, p)| {
+            let permissions = Permissions {
+                components: p.as_ref().map(core::slice::from_ref),
+                actions: s.actions,
+            };
+            (&s.key, permissions)
+        });
         let mut rules = [None; MAX_RULES];
         for (r, rule) in rules.iter_mut().zip(self.rules()) {
             // `check` refuses a rule without a prefix: the release threshold covers that.
@@ -679,15 +667,13 @@ impl TrustState {
                     signers: None,
                 });
         }
-        let mut policy = TrustPolicy {
-            threshold: NonZeroUsize::new(usize::from(self.release_threshold))
-                .unwrap_or(NonZeroUsize::MIN),
+        let policy = Policy {
+            threshold: self.release_threshold,
             rules: &[],
-            hybrid: false,
             time,
         };
         match rules.iter().flatten().next().copied() {
-            None => f(anchors, &policy),
+            None => with_anchors::<MAX_SIGNERS, _>("release signer", keys, &policy, f),
             Some(first) => {
                 let mut list = [first; MAX_RULES];
                 let mut m = 0;
@@ -695,11 +681,61 @@ impl TrustState {
                     *d = *s;
                     m += 1;
                 }
-                policy.rules = list.get(..m).unwrap_or(&[]);
-                f(anchors, &policy)
+                let policy = Policy {
+                    rules: list.get(..m).unwrap_or(&[]),
+                    ..policy
+                };
+                with_anchors::<MAX_SIGNERS, _>("release signer", keys, &policy, f)
             }
         }
     }
+}
+
+/// What [`with_anchors`] turns into a `TrustPolicy`.
+pub(crate) struct Policy<'p> {
+    /// Distinct anchors needed (a state's root or release threshold; `check` keeps it >= 1).
+    pub(crate) threshold: u8,
+    /// Per-component rules.
+    pub(crate) rules: &'p [suitcase_manifest::Rule<'p>],
+    /// The current time, if known.
+    pub(crate) time: Option<u64>,
+}
+
+/// The one place a state's keys become verification anchors: `keys` (at most `N`, each with
+/// what it may authorise) as `name` anchors, and `policy` as a threshold policy, handed to `f`
+/// (they borrow locals). Used for the root (trust updates) and the release signers (releases).
+///
+/// A key that does not decode (never: `Key::new` checked it) stays a placeholder, an HMAC
+/// anchor with an empty key that no COSE_Sign1 block can verify against, so anchor indices
+/// keep matching the key list. A threshold of 0 (refused by `check`) counts as 1, never as
+/// "no signature needed".
+pub(crate) fn with_anchors<'p, const N: usize, R>(
+    name: &'static str,
+    keys: impl Iterator<Item = (&'p Key, suitcase_manifest::Permissions<'p>)>,
+    policy: &Policy<'p>,
+    f: impl FnOnce(&[suitcase_manifest::TrustAnchor<'_>], &suitcase_manifest::TrustPolicy<'_>) -> R,
+) -> R {
+    use suitcase_manifest::{PublicKey, TrustAnchor, TrustPolicy};
+    let mut anchors = [TrustAnchor::new(name, PublicKey::Hmac256(&[])); N];
+    let mut n = 0;
+    for (a, (k, permissions)) in anchors.iter_mut().zip(keys) {
+        if let Some(key) = k.public_key() {
+            *a = TrustAnchor {
+                name,
+                key,
+                kid: None,
+                permissions,
+            };
+        }
+        n += 1;
+    }
+    let policy = TrustPolicy {
+        threshold: NonZeroUsize::new(usize::from(policy.threshold)).unwrap_or(NonZeroUsize::MIN),
+        rules: policy.rules,
+        hybrid: false,
+        time: policy.time,
+    };
+    f(anchors.get(..n).unwrap_or(&[]), &policy)
 }
 
 fn has_duplicates(ids: impl Iterator<Item = KeyId> + Clone) -> bool {

@@ -1,39 +1,28 @@
 //! Applying trust updates and checking releases against the trust state.
 
-use core::num::NonZeroUsize;
-
 use suitcase_manifest::{
     Command, Envelope, Parameter, Permissions, TrustAnchor, TrustPolicy, VerifiedManifest,
 };
 
-use crate::state::{KeyId, TrustError, TrustState};
+use crate::state::{KeyId, Policy, TrustError, TrustState, with_anchors};
 use crate::{MAX_ROOTS, TRUST_COMPONENT, TRUST_PAYLOAD};
 
 /// Root keys as anchors that may authorise everything (the root role is all-powerful over
-/// trust, TUF §2.1.1); handed to `f`.
+/// trust, TUF §2.1.1), with the root threshold; handed to `f`.
 fn with_root_anchors<R>(
     state: &TrustState,
     f: impl FnOnce(&[TrustAnchor<'_>], &TrustPolicy<'_>) -> R,
 ) -> R {
-    let placeholder = TrustAnchor::new("root", suitcase_manifest::PublicKey::Hmac256(&[]));
-    let mut anchors = [placeholder; MAX_ROOTS];
-    for (a, k) in anchors.iter_mut().zip(state.roots()) {
-        if let Some(key) = k.public_key() {
-            *a = TrustAnchor {
-                name: "root",
-                key,
-                kid: None,
-                permissions: Permissions::ALL,
-            };
-        }
-    }
     // TUF §5.3.4: "signed by a threshold of keys specified in the trusted root metadata";
     // `Envelope::verify` counts distinct anchors, and `TrustState::check` refuses a key listed
     // twice, so k counts distinct keys.
-    let policy = TrustPolicy::threshold(
-        NonZeroUsize::new(usize::from(state.root_threshold())).unwrap_or(NonZeroUsize::MIN),
-    );
-    f(anchors.get(..state.roots().len()).unwrap_or(&[]), &policy)
+    let policy = Policy {
+        threshold: state.root_threshold(),
+        rules: &[],
+        time: None,
+    };
+    let keys = state.roots().iter().map(|k| (k, Permissions::ALL));
+    with_anchors::<MAX_ROOTS, _>("root", keys, &policy, f)
 }
 
 impl TrustState {
