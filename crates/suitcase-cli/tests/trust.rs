@@ -197,6 +197,11 @@ fn attack_revoked_key_release_refused() {
     let (code, text) = d.run(&["manifest", "check", "app-1.suit", "--trust", "trust-1.cbor"]);
     assert_eq!(code, 1);
     assert!(text.contains("revoked"), "{text}");
+    // The hint fits a trust state, not only key files.
+    assert!(
+        text.contains("hint: ") && text.contains("`suitcase trust show`"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -314,7 +314,7 @@ const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740);
 fn hint(reason: Reason) -> &'static str {
     match reason {
         Reason::Signature => {
-            "check that --trust names the public key the release was signed with (PEM SPKI or COSE_Key); an unsigned envelope is always refused"
+            "check the signers against --trust: key files must include the public key the release was signed with (PEM SPKI or COSE_Key); a trust state (with its --trust-update chain) must list that key as a release signer, not revoked, for these components and actions, with enough signers for its thresholds (`suitcase trust show`); an unsigned envelope is always refused"
         }
         Reason::Digest => {
             "the payload or a severed member is not the one the manifest was signed for: rebuild or re-download it"
