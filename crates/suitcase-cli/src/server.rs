@@ -102,6 +102,32 @@ pub(crate) struct Args {
     /// behind; files nothing refers to, over an hour old). Default: every 30 minutes.
     #[arg(long, value_name = "SECONDS")]
     sweep_interval: Option<u64>,
+    /// Quarantine a device (RFC 8240 §9, docs/server.md §8) after this many online failure
+    /// reports with reason `signature` within --quarantine-window. The server only offers
+    /// releases it verified against its registered keys, so a device that keeps refusing
+    /// their signatures trusts other keys or is fed releases by someone else; one refusal is
+    /// more likely a misconfiguration. 0 turns the rule off.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    quarantine_signature_failures: u32,
+    /// The window of --quarantine-signature-failures: a number with a unit, s, m, h or d
+    /// (e.g. 90m, 24h, 7d; a bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+    quarantine_window: Duration,
+    /// Do not quarantine a device that refuses a release as a rollback (reason
+    /// `sequence-rollback`) although its inventory said it runs something older: by default
+    /// that contradiction (it lied in its check-in, or its anti-rollback counter was tampered
+    /// with) quarantines it.
+    #[arg(long)]
+    no_quarantine_rollback: bool,
+    /// Do not quarantine a device that reports on a release it was never offered: by default
+    /// it is (a genuine agent reports only on what a check-in offered it).
+    #[arg(long)]
+    no_quarantine_never_offered: bool,
+    /// The fleet posture (`suitcase fleet posture`) counts a device unreachable when it has
+    /// not checked in for this long: a number with a unit, s, m, h or d (e.g. 24h, 7d).
+    /// Choose more than the devices' poll interval.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
+    unreachable_after: Duration,
     #[command(subcommand)]
     action: Option<Action>,
 }
@@ -186,6 +212,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     }
     config.release_signatures = args.release_signatures.max(1);
     config.sweep_interval = args.sweep_interval.map(|s| Duration::from_secs(s.max(1)));
+    config.quarantine = suitcase_server::QuarantineRules {
+        signature_failures: args.quarantine_signature_failures,
+        signature_window: args.quarantine_window,
+        rollback_attempt: !args.no_quarantine_rollback,
+        never_offered: !args.no_quarantine_never_offered,
+        unreachable_after: args.unreachable_after,
+    };
     config.limits = suitcase_server::Limits {
         max_connections: args.max_connections.max(1),
         header_timeout: Duration::from_secs(args.header_timeout.max(1)),
@@ -265,5 +298,65 @@ fn init_logging(json: bool) {
         let _ = builder.json().try_init();
     } else {
         let _ = builder.try_init();
+    }
+}
+
+/// The most a duration flag takes: ten years, far past any sensible window, and small enough
+/// that the server's second counts cannot overflow.
+const DURATION_MAX_SECONDS: u64 = 10 * 366 * 24 * 3600;
+
+/// A duration flag: a positive whole number with an optional unit `s`, `m`, `h` or `d`
+/// (`90m`, `24h`, `7d`; a bare number is seconds).
+fn duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        _ => {
+            return Err(format!(
+                "{text:?}: use a whole number with s, m, h or d, e.g. 90m, 24h or 7d"
+            ));
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: use a whole number with s, m, h or d, e.g. 24h"))?;
+    match n.checked_mul(scale) {
+        Some(0) => Err(format!("{text:?}: must be more than zero")),
+        Some(secs) if secs <= DURATION_MAX_SECONDS => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("{text:?}: at most ten years")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_a_unit_and_refuse_nonsense() {
+        assert_eq!(duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in [
+            "",
+            "h",
+            "0",
+            "0h",
+            "1w",
+            "-1h",
+            "1.5h",
+            "99999999999999999999d",
+            "4000d",
+        ] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
     }
 }

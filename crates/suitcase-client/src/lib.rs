@@ -123,9 +123,34 @@ impl Client {
         envelope: Vec<u8>,
         name: Option<&str>,
     ) -> Result<Reply<ReleaseInfo>, Error> {
-        let q = name
-            .map(|n| format!("?name={}", url_escape(n)))
-            .unwrap_or_default();
+        self.upload_envelope_marked(envelope, name, false).await
+    }
+
+    /// Uploads a signed envelope (`POST /api/v1/releases`), under `name` if given, and with
+    /// `remediation` marked remediation at once (`?remediation=true`: the only releases a
+    /// quarantined device is offered; admin only, docs/server.md §8).
+    ///
+    /// # Errors
+    /// [`Error`]; as [`Self::upload_envelope`], and `403 forbidden` for `remediation` from a
+    /// token without the admin role.
+    pub async fn upload_envelope_marked(
+        &self,
+        envelope: Vec<u8>,
+        name: Option<&str>,
+        remediation: bool,
+    ) -> Result<Reply<ReleaseInfo>, Error> {
+        let mut q: Vec<String> = Vec::new();
+        if let Some(n) = name {
+            q.push(format!("name={}", url_escape(n)));
+        }
+        if remediation {
+            q.push("remediation=true".into());
+        }
+        let q = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
         let req = self
             .post(&format!("/api/v1/releases{q}"))
             .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)

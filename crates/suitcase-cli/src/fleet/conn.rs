@@ -65,6 +65,11 @@ impl Fleet {
         }
     }
 
+    /// Whether `--json` was given.
+    pub(super) fn json(&self) -> bool {
+        self.json
+    }
+
     /// Prints an answer: the server's JSON with `--json`, else `human`'s summary of it.
     pub(super) fn print<T>(&self, r: &Reply<T>, human: impl FnOnce(&T)) {
         if self.json {

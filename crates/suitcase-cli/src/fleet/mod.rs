@@ -1,5 +1,5 @@
 //! `suitcase fleet`: a client for the server's management API (keys, releases, devices,
-//! groups, campaigns, tokens, audit).
+//! groups, campaigns, tokens, audit, quarantine and the fleet's posture).
 //!
 //! `mod.rs` holds the command line and runs each command; the calls go through the typed
 //! client of `suitcase-client` (`conn.rs`), `show.rs` prints the answers, `upload.rs` reads
@@ -17,6 +17,7 @@ use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use suitcase_client::CampaignAction;
+use suitcase_protocol::mgmt::{QuarantineRequest, RemediationRequest};
 use suitcase_protocol::{
     DeviceCreate, DeviceList, DevicePatch, GroupCreate, KeyCreate, Role, TokenCreate,
 };
@@ -75,6 +76,11 @@ enum Command {
     /// Management tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// The fleet's posture (RFC 8240 §9): how many devices are up to date, out of date,
+    /// quarantined, unreachable or never seen (docs/server.md §8). Any role.
+    ///
+    /// Example: suitcase fleet posture --json
+    Posture,
     /// The audit log: every management action.
     Audit {
         /// Show at most this many entries.
@@ -103,6 +109,11 @@ enum ReleaseCmd {
         /// A name for the release.
         #[arg(long)]
         name: Option<String>,
+        /// Mark it remediation at once: the only kind of release a quarantined device is
+        /// offered (docs/server.md §8). Needs an admin token; an author uploads it unmarked
+        /// and an admin marks it with `suitcase fleet release remediation ID --on`.
+        #[arg(long)]
+        remediation: bool,
     },
     /// List releases.
     List,
@@ -113,6 +124,20 @@ enum ReleaseCmd {
     Archive { id: String },
     /// Delete a release no campaign ever used (refused otherwise: archive it).
     Delete { id: String },
+    /// Show whether a release is remediation, or mark it (--on) or unmark it (--off; admin).
+    /// Remediation releases are the only ones quarantined devices are offered, so mark the
+    /// release that fixes (or rolls back) what got them quarantined (docs/server.md §8).
+    ///
+    /// Example: suitcase fleet release remediation rel_123 --on
+    Remediation {
+        id: String,
+        /// Mark it remediation: quarantined devices in its campaigns are offered it.
+        #[arg(long, conflicts_with = "off")]
+        on: bool,
+        /// Unmark it: quarantined devices are no longer offered it.
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,8 +159,26 @@ enum DeviceCmd {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    /// Show a device: inventory and every step of its last update.
+    /// Show a device: whether it is quarantined, its inventory and every step of its last
+    /// update.
     Show { id: String },
+    /// Quarantine a device (admin; RFC 8240 §9): it is then offered only releases marked
+    /// remediation, is not woken by push for others, and its reports are stored flagged.
+    /// It keeps its place in its campaigns; `unquarantine` lets it carry on.
+    ///
+    /// Example: suitcase fleet device quarantine sensor-17 --reason "tampering suspected"
+    Quarantine {
+        /// The device's id or name.
+        id: String,
+        /// Why, for the audit log and whoever releases it (1 to 200 characters).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a device from quarantine (admin): it is offered its campaigns' releases again.
+    Unquarantine {
+        /// The device's id or name.
+        id: String,
+    },
     /// Add or remove tags.
     Tag {
         id: String,
@@ -270,8 +313,9 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             envelope,
             payloads,
             name,
+            remediation,
         }) => {
-            let r = upload::upload(&f, &envelope, &payloads, name.as_deref())?;
+            let r = upload::upload(&f, &envelope, &payloads, name.as_deref(), remediation)?;
             f.print(&r, show::release);
         }
         Command::Release(ReleaseCmd::List) => {
@@ -287,6 +331,14 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         Command::Release(ReleaseCmd::Delete { id }) => {
             f.call(c.delete_release(&id))?;
             outln!("deleted {id}");
+        }
+        Command::Release(ReleaseCmd::Remediation { id, on, off }) => {
+            let r = if on || off {
+                f.call(c.set_remediation(&id, RemediationRequest { remediation: on }))?
+            } else {
+                f.call(c.remediation(&id))?
+            };
+            f.print(&r, show::remediation);
         }
         Command::Device(DeviceCmd::Add {
             name,
@@ -304,7 +356,23 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         Command::Device(DeviceCmd::List { tags, limit }) => {
             f.print(&f.call(c.devices(&tags, limit))?, |l| show::devices(l));
         }
-        Command::Device(DeviceCmd::Show { id }) => f.print(&f.call(c.device(&id))?, show::device),
+        Command::Device(DeviceCmd::Show { id }) => {
+            let d = f.call(c.device(&id))?;
+            // --json prints the device's answer alone; the quarantine is its own endpoint.
+            let q = if f.json() {
+                None
+            } else {
+                Some(f.call(c.device_quarantine(&d.value.id))?.value)
+            };
+            f.print(&d, |v| show::device(v, q.as_ref()));
+        }
+        Command::Device(DeviceCmd::Quarantine { id, reason }) => {
+            let r = f.call(c.quarantine_device(&id, &QuarantineRequest { reason }))?;
+            f.print(&r, show::quarantine);
+        }
+        Command::Device(DeviceCmd::Unquarantine { id }) => {
+            f.print(&f.call(c.release_quarantine(&id))?, show::quarantine);
+        }
         Command::Device(DeviceCmd::Tag { id, add, remove }) => {
             let patch = DevicePatch {
                 add_tags: add,
@@ -372,6 +440,7 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
             f.call(c.revoke_token(&id))?;
             outln!("revoked {id}");
         }
+        Command::Posture => f.print(&f.call(c.posture())?, show::posture),
         Command::Audit { limit } => {
             // The newest `limit` entries of the log (oldest first), also in the JSON.
             let mut r = f.call(c.audit(10_000))?;

@@ -5,6 +5,9 @@
 //! user reads (tags as `["a","b"]`, a missing number as `null`).
 
 use serde::Serialize;
+use suitcase_protocol::mgmt::{
+    DeviceQuarantine, FleetPosture, QuarantineRecord, ReleaseRemediation,
+};
 use suitcase_protocol::{
     AuditEntry, CampaignDryRun, CampaignInfo, DeviceCreated, DeviceInfo, GroupInfo, KeyInfo,
     Outcome, ReleaseInfo, RollbackGap, TokenInfo,
@@ -126,8 +129,11 @@ pub(super) fn devices(list: &[DeviceInfo]) {
     }
 }
 
-pub(super) fn device(v: &DeviceInfo) {
+pub(super) fn device(v: &DeviceInfo, q: Option<&DeviceQuarantine>) {
     outln!("device {}  {}", v.name, v.id);
+    if let Some(r) = q.and_then(|q| q.quarantine.as_ref()) {
+        quarantine_record(r);
+    }
     outln!(
         "  tags {}  sequence {}  last seen {}",
         js(&v.tags),
@@ -337,4 +343,85 @@ pub(super) fn audit(list: &[AuditEntry]) {
             e.target
         );
     }
+}
+
+/// Why, since when and by whom a device is quarantined, and what that means.
+fn quarantine_record(r: &QuarantineRecord) {
+    let who = match r.rule.as_deref() {
+        Some(rule) => format!("rule {rule}"),
+        None => format!("{} {}", r.by, r.actor),
+    };
+    outln!(
+        "  QUARANTINED since {} by {who}: {}",
+        when(r.since),
+        printable(&r.reason)
+    );
+    if !r.evidence.is_empty() {
+        outln!("    evidence: report(s) {}", js(&r.evidence));
+    }
+    outln!("    offered only releases marked remediation; its reports are stored flagged");
+}
+
+pub(super) fn quarantine(v: &DeviceQuarantine) {
+    match &v.quarantine {
+        Some(r) => {
+            outln!("device {}  {}", v.name, v.device_id);
+            quarantine_record(r);
+        }
+        None => outln!(
+            "device {}  {}: not quarantined (offered its campaigns' releases)",
+            v.name,
+            v.device_id
+        ),
+    }
+    if !v.flagged_reports.is_empty() {
+        outln!("  flagged reports (newest first):");
+        for r in &v.flagged_reports {
+            outln!(
+                "    {}  {}  {} {} {}{}",
+                r.id,
+                when(r.at),
+                r.release_id,
+                r.step,
+                r.outcome,
+                r.reason
+                    .as_deref()
+                    .map(|x| format!(" ({})", printable(x)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+pub(super) fn remediation(v: &ReleaseRemediation) {
+    if v.remediation {
+        outln!(
+            "release {} is remediation: quarantined devices are offered it",
+            v.id
+        );
+    } else {
+        outln!(
+            "release {} is not remediation: quarantined devices are not offered it",
+            v.id
+        );
+    }
+}
+
+pub(super) fn posture(p: &FleetPosture) {
+    outln!("{} device(s), counted {}", p.devices, when(p.at));
+    outln!("  up to date   {}", p.up_to_date);
+    outln!("  out of date  {}", p.out_of_date);
+    outln!(
+        "  unknown      {}  (never reported what they run)",
+        p.unknown
+    );
+    outln!("  quarantined  {}", p.quarantined);
+    outln!(
+        "  unreachable  {}  (not seen for {})",
+        p.unreachable,
+        suitcase_protocol::time::duration(
+            i64::try_from(p.unreachable_after_seconds).unwrap_or(i64::MAX)
+        )
+    );
+    outln!("  never seen   {}", p.never_seen);
 }

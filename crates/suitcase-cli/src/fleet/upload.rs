@@ -37,9 +37,10 @@ pub(super) fn upload(
     envelope: &Path,
     payloads: &[PathBuf],
     name: Option<&str>,
+    remediation: bool,
 ) -> Result<Reply<ReleaseInfo>> {
     let env = crate::input::read_binary(envelope)?;
-    let rel = match f.block_on(f.client.upload_envelope(env, name)) {
+    let rel = match f.block_on(f.client.upload_envelope_marked(env, name, remediation)) {
         Ok(r) => r,
         Err(ClientError::Api(ref r))
             if r.status == reqwest::StatusCode::CONFLICT
@@ -50,6 +51,14 @@ pub(super) fn upload(
             // so the same command finishes what an interrupted or envelope-only upload
             // started.
             let rel = f.call(f.client.release(existing))?;
+            if remediation {
+                // The mark the upload would have set, on the release it already is.
+                f.call(f.client.set_remediation(
+                    existing,
+                    suitcase_protocol::mgmt::RemediationRequest { remediation: true },
+                ))?;
+                errln!("note: marked release {existing} remediation");
+            }
             if rel.value.complete {
                 errln!("note: this envelope is release {existing} already, with every payload");
             } else {

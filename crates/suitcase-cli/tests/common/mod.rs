@@ -159,6 +159,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// As [`Self::start`], with more `suitcase server` flags.
+    pub fn start_with(dir: &Path, flags: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -167,6 +172,7 @@ impl ServerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_suitcase"))
             .current_dir(dir)
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(flags)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
