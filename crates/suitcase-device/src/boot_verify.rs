@@ -7,7 +7,8 @@
 //! classical signature). In order:
 //!
 //! 1. the envelope's outer structure: tag 107, a map whose first member is the authentication
-//!    wrapper (manifest §8.3), then the manifest bstr and severable members, nothing unknown;
+//!    wrapper (manifest §8.3), then the manifest bstr, severable members and at most 8
+//!    integrated payloads, nothing unknown, no duplicate key;
 //! 2. the manifest digest: the manifest bstr is hashed from flash and compared with the
 //!    wrapper's SUIT_Digest (manifest §8.3), before anything in it is parsed (manifest §6.2);
 //! 3. the signatures: the COSE blocks are checked over that SUIT_Digest against the trust
@@ -45,7 +46,7 @@ use suitcase_boot::{
 use suitcase_manifest::codepoints::{command, common, manifest as mkey, param, tag};
 use suitcase_manifest::{
     Actions, AuthError, Authentication, ComponentId, DigestAlgorithm, Error as ManifestError,
-    Hasher, MAX_COMPONENTS, MAX_DIGEST_LEN, TrustAnchor, TrustPolicy,
+    Hasher, MAX_COMPONENTS, MAX_DIGEST_LEN, SEVERABLE_KEYS, TrustAnchor, TrustPolicy,
 };
 
 use crate::verifier::{DeviceIdentity, HEADER_SIZE, SlotHeader};
@@ -53,15 +54,13 @@ use crate::verifier::{DeviceIdentity, HEADER_SIZE, SlotHeader};
 /// Component selections are bit sets.
 const _: () = assert!(MAX_COMPONENTS <= 32);
 
-/// Severable members (manifest §8.4.12 and the extensions), in the envelope under the same key.
-const SEVERABLE: [u64; 6] = [
-    mkey::COSWID,
-    mkey::DEPENDENCY_RESOLUTION,
-    mkey::PAYLOAD_FETCH,
-    mkey::CANDIDATE_VERIFICATION,
-    mkey::INSTALL,
-    mkey::TEXT,
-];
+/// Severable members (manifest §8.4.12 and the extensions), in the envelope under the same key:
+/// the full decoder's list.
+const SEVERABLE: [u64; SEVERABLE_KEYS.len()] = SEVERABLE_KEYS;
+
+/// Integrated payloads (text keys) an envelope may carry at boot: each key's position is kept to
+/// refuse a duplicate; more are refused (the boot path reads none of them).
+const MAX_INTEGRATED: usize = 8;
 
 /// Bytes hashed per flash read.
 const CHUNK: usize = 64;
@@ -586,6 +585,33 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
         Ok(same)
     }
 
+    /// Whether the bytes at `a` equal the bytes at `b` (both in the slot).
+    fn same(&mut self, a: Span, b: Span) -> Result<bool, BootRefusal> {
+        if a.len != b.len {
+            return Ok(false);
+        }
+        let (mut x, mut y) = ([0u8; 16], [0u8; 16]);
+        let mut off = 0;
+        while off < a.len {
+            let n = (a.len - off).min(16);
+            let (x, y) = (
+                x.get_mut(..n as usize).unwrap_or_default(),
+                y.get_mut(..n as usize).unwrap_or_default(),
+            );
+            self.flash
+                .read(a.at.saturating_add(off), x)
+                .map_err(flash)?;
+            self.flash
+                .read(b.at.saturating_add(off), y)
+                .map_err(flash)?;
+            if x != y {
+                return Ok(false);
+            }
+            off += n;
+        }
+        Ok(true)
+    }
+
     /// Hashes `span` with `algorithm` and compares the result with `expected`.
     fn digest_is<H: BootHash>(
         &mut self,
@@ -644,16 +670,42 @@ impl Outer {
         let (mut auth, mut manifest) = (None, None);
         let mut severed = [None; 6];
         let mut seen = 0u64;
+        let mut texts = [Span { at: 0, len: 0 }; MAX_INTEGRATED];
+        let mut n_texts = 0;
         for i in 0..n {
+            // Manifest §8.3: "The suit-authentication-wrapper MUST come before any element in
+            // the SUIT_Envelope, regardless of canonical encoding of CBOR. All validators MUST
+            // reject any SUIT_Envelope that begins with any element other than a
+            // suit-authentication-wrapper": an integrated payload first is refused too.
+            if i == 0 && c.peek()? != 0 {
+                return Err(c.malformed("envelope must begin with the authentication wrapper"));
+            }
             if c.peek()? == 3 {
-                // Integrated payloads: `tstr => bstr`; nothing at boot reads them.
-                c.skip()?;
+                // Integrated payloads: `tstr => bstr`; nothing at boot reads them, but a
+                // duplicate key is refused as the full decoder refuses it (RFC 8949 §5.6).
+                let len = c.expect(3, "envelope key must be an unsigned integer or text")?;
+                let len = u32::try_from(len).map_err(|_| c.malformed("too long"))?;
+                let key = Span {
+                    at: c.advance(len)?,
+                    len,
+                };
+                for earlier in texts.get(..n_texts).unwrap_or_default() {
+                    if c.same(*earlier, key)? {
+                        return Err(BootRefusal::Malformed {
+                            at: key.at,
+                            what: "duplicate envelope member",
+                        });
+                    }
+                }
+                *texts.get_mut(n_texts).ok_or(BootRefusal::Unsupported {
+                    what: "more integrated payloads than the boot path tracks",
+                    id: MAX_INTEGRATED as i64,
+                })? = key;
+                n_texts += 1;
                 c.bstr("integrated payload must be a bstr")?;
                 continue;
             }
             let key = c.expect(0, "envelope key must be an unsigned integer or text")?;
-            // Manifest §8.3: "All validators MUST reject any SUIT_Envelope that begins with
-            // any element other than a suit-authentication-wrapper".
             if i == 0 && key != 2 {
                 return Err(c.malformed("envelope must begin with the authentication wrapper"));
             }

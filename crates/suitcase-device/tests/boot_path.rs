@@ -61,6 +61,8 @@ struct Shape {
     /// A try-each in the shared sequence.
     try_each: bool,
     signer: Option<ed25519_dalek::SigningKey>,
+    /// A key identifier in the COSE_Sign1's unprotected header.
+    kid: Option<&'static [u8]>,
 }
 
 fn envelope(shape: &Shape, image: &[u8]) -> Vec<u8> {
@@ -137,7 +139,7 @@ fn envelope(shape: &Shape, image: &[u8]) -> Vec<u8> {
     m.validate = Some(validate);
     let mut b = EnvelopeBuilder::new(&m, digest);
     let signer = shape.signer.clone().unwrap_or_else(author);
-    b.sign1(alg::ED25519, None, |tbs| {
+    b.sign1(alg::ED25519, shape.kid, |tbs| {
         signer.sign(tbs).to_bytes().to_vec()
     });
     b.encode()
@@ -271,19 +273,19 @@ fn accepts_what_the_full_processor_accepts_with_the_same_measurement() {
     }
 }
 
+/// Both paths refuse `slot`.
+fn both_refuse(name: &str, slot: &[u8]) {
+    let (l, f) = (lean(slot), full(slot));
+    assert!(l.is_err() && f.is_err(), "{name}: lean {l:?}, full {f:?}");
+}
+
 #[test]
 fn refuses_what_the_full_processor_refuses() {
     let good = slot_image(&plain(1), 1);
-    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-    let mut image_bit = good.clone();
+    assert!(lean(&good).is_ok() && full(&good).is_ok());
+    let mut image_bit = good;
     *image_bit.last_mut().unwrap() ^= 1;
-    cases.push(("image bit", image_bit));
-    // Every byte of the envelope, flipped in turn.
-    for i in 32..32 + envelope_len(&good) {
-        let mut bad = good.clone();
-        bad[i] ^= 0x01;
-        cases.push(("envelope byte", bad));
-    }
+    both_refuse("image bit", &image_bit);
     for shape in [
         Shape {
             vendor: Some([0x11; 16]),
@@ -306,13 +308,56 @@ fn refuses_what_the_full_processor_refuses() {
             ..plain(1)
         },
     ] {
-        cases.push(("shape", slot_image(&shape, 1)));
+        both_refuse("shape", &slot_image(&shape, 1));
     }
-    for (name, slot) in &cases {
-        agree(name, slot);
+}
+
+/// Flips every byte of the envelope in turn: each flip must be refused by both paths, except the
+/// bytes listed in `accepted`, which both must accept with the same measurement.
+fn sweep(name: &str, good: &[u8], accepted: &[usize]) {
+    let n = envelope_len(good);
+    for i in 0..n {
+        let mut bad = good.to_vec();
+        bad[32 + i] ^= 0x01;
+        let what = format!("{name}: envelope byte {i} ({:#04x})", good[32 + i]);
+        if accepted.contains(&i) {
+            assert!(lean(&bad).is_ok(), "{what}");
+            agree(&what, &bad);
+        } else {
+            both_refuse(&what, &bad);
+        }
     }
-    assert!(lean(&good).is_ok() && full(&good).is_ok());
-    assert!(lean(&cases[0].1).is_err(), "a flipped image bit is refused");
+}
+
+#[test]
+fn every_flipped_envelope_byte_is_refused_on_both_paths() {
+    // Without a key identifier every envelope byte is covered: the manifest by the SUIT_Digest,
+    // the SUIT_Digest and the protected header by the signature, the rest is structure.
+    sweep("no kid", &slot_image(&plain(1), 1), &[]);
+}
+
+#[test]
+fn a_flipped_key_identifier_is_accepted_on_both_paths_and_nothing_else() {
+    let good = slot_image(
+        &Shape {
+            kid: Some(b"author"),
+            ..plain(1)
+        },
+        1,
+    );
+    let env = &good[32..32 + envelope_len(&good)];
+    let kid = env.windows(6).position(|w| w == b"author").unwrap();
+    // The unprotected header `{4: h'617574686f72'}` (RFC 9052 §3.1) is outside the signature
+    // (the Sig_structure holds the protected header only, RFC 9052 §4.4).
+    assert_eq!(env[kid - 3..kid], [0xa1, 0x04, 0x46]);
+    let mut accepted = vec![
+        // Label 4 (kid) becomes 5 (IV): a Sign1 verifier does not use an IV.
+        kid - 2,
+    ];
+    // The kid's value: a hint to find the key (RFC 9052 §3.1); both paths try every trust
+    // anchor, so another kid selects nothing else.
+    accepted.extend(kid..kid + 6);
+    sweep("kid", &good, &accepted);
 }
 
 #[test]
@@ -656,4 +701,105 @@ fn attack_truncated_and_random_envelopes_are_refused() {
         }
         assert!(lean(&bad).is_err(), "round {round}");
     }
+}
+
+/// The envelope of `slot` with `before` and `after` added as integrated payloads (`tstr =>
+/// bstr`, short keys and values) before and after its members, packed again.
+fn with_integrated(slot: &[u8], before: &[(&[u8], &[u8])], after: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let env = &slot[32..32 + envelope_len(slot)];
+    assert_eq!(env[..2], [0xd8, 0x6b]);
+    let members = env[2] & 0x1f;
+    assert!(env[2] >> 5 == 5 && members < 24);
+    let entry = |(k, v): &(&[u8], &[u8])| {
+        assert!(k.len() < 24 && v.len() < 24);
+        let mut e = vec![0x60 | k.len() as u8];
+        e.extend(*k);
+        e.push(0x40 | v.len() as u8);
+        e.extend(*v);
+        e
+    };
+    let count = members as usize + before.len() + after.len();
+    assert!(count < 24);
+    let mut out = vec![0xd8, 0x6b, 0xa0 | count as u8];
+    out.extend(before.iter().flat_map(entry));
+    out.extend(&env[3..]);
+    out.extend(after.iter().flat_map(entry));
+    pack(&out, &image(1), 64).unwrap()
+}
+
+fn full_decode(slot: &[u8]) -> Result<(), Error> {
+    Envelope::decode(&slot[32..32 + envelope_len(slot)]).map(|_| ())
+}
+
+#[test]
+fn attack_integrated_payload_before_the_authentication_wrapper() {
+    let good = slot_image(&plain(1), 1);
+    // After the manifest, as in every public example: both paths accept it.
+    let after = with_integrated(&good, &[], &[(b"#fw", b"payload")]);
+    assert!(lean(&after).is_ok());
+    agree("integrated payload last", &after);
+    // Manifest §8.3: "All validators MUST reject any SUIT_Envelope that begins with any
+    // element other than a suit-authentication-wrapper".
+    let first = with_integrated(&good, &[(b"#fw", b"payload")], &[]);
+    assert!(matches!(
+        lean(&first).unwrap_err(),
+        BootRefusal::Malformed {
+            what: "envelope must begin with the authentication wrapper",
+            ..
+        }
+    ));
+    assert!(matches!(
+        full_decode(&first).unwrap_err(),
+        Error::Malformed {
+            what: "envelope must begin with the authentication wrapper",
+            ..
+        }
+    ));
+    assert!(full(&first).is_err());
+}
+
+#[test]
+fn attack_duplicate_integrated_payload_keys() {
+    let good = slot_image(&plain(1), 1);
+    let twice = with_integrated(&good, &[], &[(b"#fw", b"one"), (b"#fw", b"two")]);
+    assert!(matches!(
+        lean(&twice).unwrap_err(),
+        BootRefusal::Malformed {
+            what: "duplicate envelope member",
+            ..
+        }
+    ));
+    assert!(matches!(
+        full_decode(&twice).unwrap_err(),
+        Error::Malformed {
+            what: "duplicate map key",
+            ..
+        }
+    ));
+    assert!(full(&twice).is_err());
+    // Same length, different key: no duplicate.
+    let distinct = with_integrated(&good, &[], &[(b"#fw", b"one"), (b"#fx", b"two")]);
+    assert!(lean(&distinct).is_ok());
+    agree("distinct keys", &distinct);
+}
+
+#[test]
+fn attack_more_integrated_payloads_than_the_boot_path_tracks() {
+    let good = slot_image(&plain(1), 1);
+    let keys: Vec<[u8; 2]> = (0..9u8).map(|i| [b'#', b'a' + i]).collect();
+    let entries: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &b"x"[..])).collect();
+    let eight = with_integrated(&good, &[], &entries[..8]);
+    assert!(lean(&eight).is_ok());
+    agree("eight integrated payloads", &eight);
+    // The boot path keeps a bounded list of keys to refuse duplicates; beyond it it refuses
+    // (stricter than the full processor, docs/boot-path.md).
+    let nine = with_integrated(&good, &[], &entries);
+    assert_eq!(
+        lean(&nine).unwrap_err(),
+        BootRefusal::Unsupported {
+            what: "more integrated payloads than the boot path tracks",
+            id: 8
+        }
+    );
+    assert!(full(&nine).is_ok());
 }

@@ -8,8 +8,9 @@ use crate::digest::{DigestValue, SuitDigest};
 use crate::error::{AuthError, Error, Unsupported};
 use crate::manifest::{Manifest, Severable};
 
-/// Severable members that may appear in the envelope, by key.
-const SEVERABLE_KEYS: [u64; 6] = [
+/// Severable members that may appear in the envelope, by key (manifest §8.4.12 and the
+/// extensions that define severable members). The boot path (`suitcase-device`) reuses this list.
+pub const SEVERABLE_KEYS: [u64; 6] = [
     mkey::COSWID,
     mkey::DEPENDENCY_RESOLUTION,
     mkey::PAYLOAD_FETCH,
@@ -56,7 +57,18 @@ impl<'a> Envelope<'a> {
             let mut map = r.map()?;
             let (mut auth_wrapper, mut manifest) = (None, None);
             while let Some((index, key_start)) = r.next_entry(&mut map) {
+                // Manifest §8.3: "The suit-authentication-wrapper MUST come before any element
+                // in the SUIT_Envelope, regardless of canonical encoding of CBOR. All validators
+                // MUST reject any SUIT_Envelope that begins with any element other than a
+                // suit-authentication-wrapper". An integrated payload (a text key) is such an
+                // element too; every public example puts them after the manifest.
                 if r.kind()? == Kind::Text {
+                    if index == 0 {
+                        return Err(Error::Malformed {
+                            at: key_start,
+                            what: "envelope must begin with the authentication wrapper",
+                        });
+                    }
                     // Integrated payloads and dependencies: `* tstr => bstr`.
                     r.tstr()?;
                     r.check_unique(&map, index, key_start)?;
@@ -65,9 +77,7 @@ impl<'a> Envelope<'a> {
                 }
                 let k = r.int()?;
                 r.check_unique(&map, index, key_start)?;
-                // Manifest §8.3: "The suit-authentication-wrapper MUST come before any element
-                // in the SUIT_Envelope ... All validators MUST reject any SUIT_Envelope that
-                // begins with any element other than a suit-authentication-wrapper".
+                // Manifest §8.3, as above.
                 if index == 0 && k != key::AUTHENTICATION_WRAPPER as i64 {
                     return Err(Error::Malformed {
                         at: key_start,

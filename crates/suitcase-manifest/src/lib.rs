@@ -91,7 +91,7 @@ pub use command::{
 pub use component::{ComponentId, Components, MAX_COMPONENT_SEGMENTS, Segments};
 pub use cose::{AuthBlock, BlockKind, Headers, Signer};
 pub use digest::{DigestAlgorithm, DigestValue, Hasher, MAX_DIGEST_LEN, SuitDigest};
-pub use envelope::{Authentication, Envelope, SectionState, VerifiedManifest};
+pub use envelope::{Authentication, Envelope, SEVERABLE_KEYS, SectionState, VerifiedManifest};
 pub use error::{AuthError, DeltaCause, Error, Operation, Reason, Unsupported};
 pub use manifest::{Dependencies, MAX_COMPONENTS, Manifest, Severable, Text, TextEntry};
 pub use params::{Identifier, Parameter, ParameterMap, Parameters, VersionMatch, parameter_name};
