@@ -57,10 +57,16 @@ pub fn document(state: &TrustState) -> Result<Vec<u8>> {
 /// # Errors
 /// As [`document`].
 pub fn envelope(state: &TrustState) -> Result<EnvelopeBuilder> {
-    let doc = document(state)?;
+    Ok(envelope_for_document(state.sequence(), document(state)?))
+}
+
+/// The unsigned trust update carrying `doc` as given, unchecked, with manifest sequence number
+/// `sequence` (tests and fuzzing: what a device must refuse is built here too; authors use
+/// [`envelope`]).
+pub fn envelope_for_document(sequence: u64, doc: Vec<u8>) -> EnvelopeBuilder {
     let alg = DigestAlgorithm::Sha256;
     let manifest = ManifestBuilder {
-        sequence_number: state.sequence(),
+        sequence_number: sequence,
         components: vec![vec![TRUST_COMPONENT.to_vec()]],
         shared_sequence: Some(vec![Cmd::OverrideParameters(vec![
             Param::ImageDigest(alg, alg.digest(&doc).as_bytes().to_vec()),
@@ -75,7 +81,7 @@ pub fn envelope(state: &TrustState) -> Result<EnvelopeBuilder> {
     };
     let mut env = EnvelopeBuilder::new(&manifest, alg);
     env.integrate(TRUST_PAYLOAD, doc);
-    Ok(env)
+    env
 }
 
 /// Builds the trust update for `state` and signs it with every key in `signers` (the root
@@ -86,12 +92,20 @@ pub fn envelope(state: &TrustState) -> Result<EnvelopeBuilder> {
 /// [`AuthorError::Release`] for an inconsistent state, no signer, or an HMAC signer; the
 /// signer's error.
 pub fn build_update(state: &TrustState, signers: &[&dyn Signer]) -> Result<Vec<u8>> {
+    sign_update(envelope(state)?, signers)
+}
+
+/// Signs an unsigned trust update ([`envelope`], [`envelope_for_document`]) with every key in
+/// `signers`.
+///
+/// # Errors
+/// As [`build_update`], but for the state.
+pub fn sign_update(mut env: EnvelopeBuilder, signers: &[&dyn Signer]) -> Result<Vec<u8>> {
     if signers.is_empty() {
         return Err(AuthorError::Release(
             "a trust update needs at least one root signature".into(),
         ));
     }
-    let mut env = envelope(state)?;
     for signer in signers {
         if signer.structure() == Structure::Mac0 {
             return Err(AuthorError::Release(format!(
