@@ -89,36 +89,7 @@ pub(crate) async fn checkin(
     let now = state.now();
     let d = check_in(&state, &dev, &c, now).await?;
     let update = d.offer.map(|(r, rollback, consent)| {
-        metrics::counter!("suitcase_offers_total").increment(1);
-        UpdateOffer {
-            release_id: r.id.clone(),
-            sequence_number: r.sequence_number,
-            manifest_url: format!("/api/v1/device/releases/{}/envelope", r.id),
-            manifest_size: r.manifest_size,
-            payloads: r
-                .payloads
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let mut p = p.clone();
-                    // Offer a delta when the device runs an image the server has a patch from.
-                    let installed = r
-                        .payload_components
-                        .get(i)
-                        .and_then(Option::as_ref)
-                        .and_then(|id| c.components.iter().find(|ic| &ic.id == id))
-                        .and_then(|ic| ic.digest.as_deref());
-                    if let (Some(digest), Ok(idx)) = (installed, u32::try_from(i))
-                        && let Some(d) = state.deltas.find(&r.id, idx, digest)
-                    {
-                        p.delta = Some(d.offer());
-                    }
-                    p
-                })
-                .collect(),
-            requires_consent: consent,
-            rollback,
-        }
+        update_offer(&state, &c, &r, rollback, consent, str::to_owned)
     });
     let push = match &state.push {
         Some(p) => {
@@ -147,6 +118,52 @@ pub(crate) async fn checkin(
         push,
     };
     Ok(wire::reply(format, StatusCode::OK, &answer))
+}
+
+/// The update offer of a check-in decision, the same over every transport: each payload with
+/// a delta when the device runs an image the server has a patch from (its inventory's digest
+/// for the payload's component). `path` maps the HTTP device API's download paths to the
+/// transport's (the identity over HTTP, `/d/...` over CoAP).
+pub(crate) fn update_offer(
+    state: &AppState,
+    c: &CheckIn,
+    r: &engine::ReleaseRt,
+    rollback: bool,
+    consent: bool,
+    path: impl Fn(&str) -> String,
+) -> UpdateOffer {
+    metrics::counter!("suitcase_offers_total").increment(1);
+    UpdateOffer {
+        release_id: r.id.clone(),
+        sequence_number: r.sequence_number,
+        manifest_url: path(&format!("/api/v1/device/releases/{}/envelope", r.id)),
+        manifest_size: r.manifest_size,
+        payloads: r
+            .payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut p = p.clone();
+                p.url = path(&p.url);
+                let installed = r
+                    .payload_components
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|id| c.components.iter().find(|ic| &ic.id == id))
+                    .and_then(|ic| ic.digest.as_deref());
+                if let (Some(digest), Ok(idx)) = (installed, u32::try_from(i))
+                    && let Some(d) = state.deltas.find(&r.id, idx, digest)
+                {
+                    let mut offer = d.offer();
+                    offer.url = path(&offer.url);
+                    p.delta = Some(offer);
+                }
+                p
+            })
+            .collect(),
+        requires_consent: consent,
+        rollback,
+    }
 }
 
 /// The most step reports stored per device and release.

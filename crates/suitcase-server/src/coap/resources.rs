@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
-use suitcase_protocol::{Action, CheckIn, CheckInAnswer, StepReport, UpdateOffer};
+use suitcase_protocol::{Action, CheckIn, CheckInAnswer, StepReport};
 
 use super::block::{self, Block};
 use super::{Endpoint, MAX_BODY};
@@ -406,39 +406,7 @@ async fn checkin(state: &AppState, dev: &DeviceEntry, c: &CheckIn) -> Res<CheckI
     let now = state.now();
     let d = device::check_in(state, dev, c, now).await?;
     let update = d.offer.map(|(r, rollback, consent)| {
-        metrics::counter!("suitcase_offers_total").increment(1);
-        UpdateOffer {
-            release_id: r.id.clone(),
-            sequence_number: r.sequence_number,
-            manifest_url: format!("/d/releases/{}/envelope", r.id),
-            manifest_size: r.manifest_size,
-            payloads: r
-                .payloads
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let mut p = p.clone();
-                    p.url = coap_path(&p.url);
-                    // A delta when the device runs an image the server has a patch from.
-                    let installed = r
-                        .payload_components
-                        .get(i)
-                        .and_then(Option::as_ref)
-                        .and_then(|id| c.components.iter().find(|ic| &ic.id == id))
-                        .and_then(|ic| ic.digest.as_deref());
-                    if let (Some(digest), Ok(idx)) = (installed, u32::try_from(i))
-                        && let Some(d) = state.deltas.find(&r.id, idx, digest)
-                    {
-                        let mut offer = d.offer();
-                        offer.url = coap_path(&offer.url);
-                        p.delta = Some(offer);
-                    }
-                    p
-                })
-                .collect(),
-            requires_consent: consent,
-            rollback,
-        }
+        device::update_offer(state, c, &r, rollback, consent, coap_path)
     });
     Ok(CheckInAnswer {
         action: if update.is_some() {
