@@ -650,11 +650,26 @@ fn swap_seed(s: &Seeds) {
     s.put("processor", "swap-two-components", &seed);
 }
 
+/// The `trust` target's seeds (`suitcase_fuzz::trust::seeds`: fixed Ed25519 test keys, so
+/// the bytes are the same on every run).
+fn trust_seeds(s: &Seeds) {
+    for (name, bytes) in suitcase_fuzz::trust::seeds() {
+        s.put("trust", &name, &bytes);
+    }
+}
+
 fn main() {
     fs::create_dir_all(keys_dir()).unwrap();
     let dir = root().join("seeds");
+    // `-- trust`: only the trust seeds, every other committed seed untouched (the others are
+    // not all reproducible byte for byte: ECDSA signatures are randomised).
+    if std::env::args().nth(1).as_deref() == Some("trust") {
+        trust_seeds(&Seeds { dir });
+        return;
+    }
     let _ = fs::remove_dir_all(&dir);
     let s = Seeds { dir };
+    trust_seeds(&s);
     public_vectors(&s);
     own_releases(&s);
     delta_seeds(&s);

@@ -24,6 +24,7 @@ pub mod delta_sequential;
 pub mod keys;
 pub mod processor;
 pub mod secure_boot;
+pub mod trust;
 pub mod wire;
 
 mod delta_common;
