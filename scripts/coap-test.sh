@@ -40,7 +40,13 @@ ok() { echo "coap-test: ok: $*"; }
 free_port() { python3 -c "import socket,sys; s=socket.socket(socket.AF_INET, getattr(socket, sys.argv[1])); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"; }
 HTTP_PORT=$(free_port SOCK_STREAM)
 COAP_PORT=$(free_port SOCK_DGRAM)
-COAPS_PORT=$(free_port SOCK_DGRAM)
+# The kernel may hand out the same free port twice: ask again (bounded) until they differ.
+COAPS_PORT=$COAP_PORT
+for _ in $(seq 1 20); do
+  COAPS_PORT=$(free_port SOCK_DGRAM)
+  [ "$COAPS_PORT" != "$COAP_PORT" ] && break
+done
+[ "$COAPS_PORT" != "$COAP_PORT" ] || fail "no second free UDP port"
 BASE=http://127.0.0.1:$HTTP_PORT
 RUST_LOG=warn "$BIN" server --data "$WORK/data" --listen "127.0.0.1:$HTTP_PORT" \
   --coap-listen "127.0.0.1:$COAP_PORT" --coaps-listen "127.0.0.1:$COAPS_PORT" \
@@ -92,7 +98,8 @@ grep -q 'check_in' "$WORK/badkey" && fail "a wrong PSK was served"
 ok "coap-client with a wrong PSK gets nothing"
 
 # Both clients observe their device's offer; then a campaign offers the release.
-timeout 30 "$COAP_CLIENT" -B 20 -s 12 -u "$L_ID" -k "$L_KEY" -o "$WORK/observed" \
+# -s 40: the observation must outlast the wait for aiocoap (up to 30 s) and the campaign.
+timeout 60 "$COAP_CLIENT" -B 20 -s 40 -u "$L_ID" -k "$L_KEY" -o "$WORK/observed" \
   "coaps://127.0.0.1:$COAPS_PORT/d/offer" >"$WORK/observe.log" 2>&1 &
 OBSERVER=$!
 PIDS+=($OBSERVER)
@@ -101,13 +108,21 @@ timeout 90 python3 "$ROOT/scripts/coap-aiocoap.py" "$COAP_PORT" "$COAPS_PORT" \
   >"$WORK/aiocoap.log" 2>&1 &
 AIOCOAP=$!
 PIDS+=($AIOCOAP)
-for _ in $(seq 1 100); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
 [ -e "$WORK/ready" ] || { cat "$WORK/aiocoap.log" >&2; fail "aiocoap did not register its observation"; }
 sleep 1
 "$BIN" fleet campaign create --release "$RELEASE" --tag coap --start >/dev/null
 ok "campaign started"
 wait "$AIOCOAP" || { cat "$WORK/aiocoap.log" >&2; fail "aiocoap"; }
 sed 's/^/  /' "$WORK/aiocoap.log"
+# The observer ends after -s 40 at the latest; stop waiting once it has seen the offer.
+for _ in $(seq 1 600); do
+  kill -0 "$OBSERVER" 2>/dev/null || break
+  python3 -c 'import sys; sys.exit(0 if b"\xa1\x68check_in\xf5" in open(sys.argv[1], "rb").read() else 1)' \
+    "$WORK/observed" 2>/dev/null && break
+  sleep 0.1
+done
+kill "$OBSERVER" 2>/dev/null || true
 wait "$OBSERVER" || true
 # CBOR {"check_in": true}: a1 68 "check_in" f5.
 python3 - "$WORK/observed" <<'PY' || { cat "$WORK/observe.log" >&2; fail "coap-client observed no offer"; }
