@@ -112,6 +112,16 @@ struct Coaps {
 impl Coaps {
     async fn connect(addr: SocketAddr, identity: &str, key: &str) -> Result<Self, String> {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        Self::connect_on(sock, addr, identity, key).await
+    }
+
+    /// A handshake from this socket (its address chosen by the test).
+    async fn connect_on(
+        sock: UdpSocket,
+        addr: SocketAddr,
+        identity: &str,
+        key: &str,
+    ) -> Result<Self, String> {
         sock.connect(addr).await.unwrap();
         let config = dimpl::Config::builder()
             .with_psk_client(
@@ -177,9 +187,12 @@ impl Coaps {
         match tokio::time::timeout_at(until.into(), self.sock.recv(&mut buf)).await {
             Ok(Ok(n)) => {
                 self.wire.push(buf[..n].to_vec());
-                self.dtls
-                    .handle_packet(&buf[..n])
-                    .map_err(|e| format!("DTLS: {e}"))?;
+                let r = self.dtls.handle_packet(&buf[..n]);
+                // Once connected, a record that does not fit (the server's answer to a
+                // spoofed ClientHello in the attack tests) is discarded, as the server does.
+                if !self.connected {
+                    r.map_err(|e| format!("DTLS: {e}"))?;
+                }
             }
             Ok(Err(e)) => return Err(format!("recv: {e}")),
             Err(_) => self
@@ -314,13 +327,15 @@ async fn attack_unauthenticated_checkin_refused() {
     ciborium::into_writer(&s.h.inventory(1), &mut p.payload).unwrap();
     let r = plain(coap_addr(&s.h), &p).await;
     assert_eq!(code(&r), ResponseType::Unauthorized, "{}", text(&r));
-    assert!(text(&r).contains("coaps://"), "{}", text(&r));
-    let r = plain(
-        coap_addr(&s.h),
-        &request(RequestType::Get, "/d/payloads/x/0", 3),
-    )
-    .await;
+    assert_eq!(text(&r), "coaps only");
+    // RFC 7252 §11.3: no answer on the plain listener is larger than its request.
+    let ask = request(RequestType::Get, "/d/payloads/x/0", 3);
+    let r = plain(coap_addr(&s.h), &ask).await;
     assert_eq!(code(&r), ResponseType::Unauthorized);
+    assert!(r.to_bytes().unwrap().len() <= ask.to_bytes().unwrap().len() + 2);
+    let ask = request(RequestType::Get, "/no/such", 4);
+    let r = plain(coap_addr(&s.h), &ask).await;
+    assert!(text(&r).chars().count() <= 17, "{}", text(&r));
     s.h.stop().await;
 }
 
@@ -680,5 +695,157 @@ async fn observers_deregister_on_cancel_and_reset() {
     c.send(&rst).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(register(&mut c, 0xD, vec![]).await, "B's place is free");
+    s.h.stop().await;
+}
+
+/// RFC 7252 §9.1: message ids are matched within a DTLS session. A new session from the same
+/// address and port (the device again, or another device behind the same NAT) that reuses a
+/// message id gets its own answer, never the one kept for the old session.
+#[tokio::test]
+async fn attack_new_session_from_same_address_gets_no_old_answer() {
+    let s = setup(true).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut c1 = Coaps::connect_on(sock, coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let mut p = request(RequestType::Get, "/.well-known/core", 0x4242);
+    p.set_token(b"first".to_vec());
+    c1.send(&p).await;
+    let a = c1.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(a.get_token(), b"first");
+    drop(c1);
+    // The same address and port, a new session, the same message id.
+    let sock = UdpSocket::bind(local).await.unwrap();
+    let mut c2 = Coaps::connect_on(sock, coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let report = StepReport {
+        release_id: checkin(&mut c2, &s.h).await.update.unwrap().release_id,
+        step: Step::Receive,
+        outcome: Outcome::Success,
+        reason: None,
+        detail: None,
+        progress: None,
+        started_at: None,
+        log: None,
+        suit_report: None,
+        offline: false,
+    };
+    let mut p = request(RequestType::Post, "/d/reports", 0x4242);
+    p.set_token(b"second".to_vec());
+    p.add_option(CoapOption::ContentFormat, vec![60]);
+    ciborium::into_writer(&report, &mut p.payload).unwrap();
+    c2.send(&p).await;
+    let b = c2.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        b.get_token(),
+        b"second",
+        "the old session's answer was replayed"
+    );
+    assert_eq!(code(&b), ResponseType::Changed, "{}", text(&b));
+    let (_, v) =
+        s.h.get(&s.h.admin, &format!("/api/v1/devices/{}", s.device_id))
+            .await;
+    let steps = v["update"]["steps"].as_array().unwrap();
+    assert_eq!(
+        steps.iter().filter(|x| x["step"] == "receive").count(),
+        1,
+        "the report was not stored: {v}"
+    );
+    s.h.stop().await;
+}
+
+/// RFC 6347 §4.1.2.7: invalid records are discarded. Junk, a forged record of the session's
+/// epoch and a plaintext ClientHello with a high message_seq, all from the device's own
+/// address, leave its session working.
+#[tokio::test]
+async fn attack_spoofed_records_do_not_end_a_session() {
+    let s = setup(false).await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    assert_eq!(code(&c.get("/d/offer").await), ResponseType::Content);
+    let mut hello = c.wire[0].clone();
+    assert!(hello.len() > 20 && hello[0] == 22 && hello[13] == 1);
+    // message_seq (handshake header bytes 4..6) far ahead.
+    hello[17] = 0x7F;
+    hello[18] = 0xFF;
+    let mut forged = vec![23, 0xFE, 0xFD, 0, 1, 0, 0, 0, 0, 0, 99, 0, 24];
+    forged.extend_from_slice(&[0xAB; 24]);
+    for junk in [b"junk".to_vec(), vec![0u8; 13], forged, hello] {
+        c.sock.send(&junk).await.unwrap();
+        c.pump(Instant::now() + Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+    let r = c.get("/d/offer").await;
+    assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
+    s.h.stop().await;
+}
+
+/// A flood of ClientHellos from many source ports (more than the session limit) creates
+/// handshakes only in their own small map: the connected device's session survives and a
+/// new device still connects.
+#[tokio::test]
+async fn attack_client_hello_flood_does_not_evict_connected_sessions() {
+    let s = setup(false).await;
+    let server = coaps_addr(&s.h);
+    let mut c = Coaps::connect(server, &s.identity, &s.key).await.unwrap();
+    assert_eq!(code(&c.get("/d/offer").await), ResponseType::Content);
+    let hello = c.wire[0].clone();
+    let mut socks = Vec::new();
+    for i in 0..10_100u32 {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _ = sock.send_to(&hello, server);
+        socks.push(sock);
+        if i % 500 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(socks);
+    let r = c.get("/d/offer").await;
+    assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
+    let mut again = Coaps::connect(server, &s.identity, &s.key).await.unwrap();
+    assert_eq!(code(&again.get("/d/offer").await), ResponseType::Content);
+    s.h.stop().await;
+}
+
+/// RFC 8240 §9 (docs/server.md §8): a quarantined device in a campaign's open wave is not
+/// told to check in for a release that is not remediation; once the release is marked
+/// remediation, it is.
+#[tokio::test]
+async fn attack_quarantined_device_not_told_to_check_in() {
+    let s = setup(false).await;
+    let (st, v) =
+        s.h.post(
+            &s.h.admin,
+            &format!("/api/v1/devices/{}/quarantine", s.device_id),
+            &json!({"reason": "test"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let release = s.h.release(2, &s.image).await;
+    s.h.campaign(json!({"name": "coap", "release_id": release, "filter": {"tags": ["coap"]}}))
+        .await;
+    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
+        .await
+        .unwrap();
+    let offer =
+        |p: &Packet| -> serde_json::Value { ciborium::from_reader(p.payload.as_slice()).unwrap() };
+    let r = c.get("/d/offer").await;
+    assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
+    assert_eq!(offer(&r), json!({"check_in": false}));
+    let (st, v) =
+        s.h.post(
+            &s.h.admin,
+            &format!("/api/v1/releases/{release}/remediation"),
+            &json!({"remediation": true}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let r = c.get("/d/offer").await;
+    assert_eq!(offer(&r), json!({"check_in": true}));
     s.h.stop().await;
 }

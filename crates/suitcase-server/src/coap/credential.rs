@@ -73,6 +73,25 @@ pub struct CoapCredential {
     pub key: String,
 }
 
+/// Writes `bytes` to a new file at `path` (mode 0600), whole, never replacing one there:
+/// `AlreadyExists` if it is.
+fn create_noclobber(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+    let aside = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let r = o
+        .open(&aside)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::hard_link(&aside, path));
+    let _ = std::fs::remove_file(&aside);
+    r
+}
+
 fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC takes keys of any length.
     let Ok(mut m) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
@@ -85,7 +104,10 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 impl Secret {
-    /// Reads `DATA/coap-secret`, creating it (32 random bytes, hex, mode 0600) if missing.
+    /// Reads `DATA/coap-secret`, creating it (32 random bytes, base64url, mode 0600) if
+    /// missing. Two processes creating it at once (`coap-credential` while the server
+    /// starts) agree: the file appears whole or not at all (written aside, then hard-linked,
+    /// which never replaces), and the one that loses reads the winner's.
     pub(crate) fn load_or_create(data_dir: &Path) -> Result<Self, crate::ServerError> {
         let file = data_dir.join(SECRET_FILE);
         let bad = |e: &dyn core::fmt::Display| {
@@ -95,9 +117,13 @@ impl Secret {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (secret, _) = crate::auth::new_secret("");
-                suitcase_host::keys::write_atomic(&file, format!("{secret}\n").as_bytes(), true)
-                    .map_err(|e| bad(&e))?;
-                secret
+                match create_noclobber(&file, format!("{secret}\n").as_bytes()) {
+                    Ok(()) => secret,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::fs::read_to_string(&file).map_err(|e| bad(&e))?
+                    }
+                    Err(e) => return Err(bad(&e)),
+                }
             }
             Err(e) => return Err(bad(&e)),
         };

@@ -20,7 +20,7 @@ mod resources;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,10 +42,16 @@ pub(crate) const MAX_MESSAGE: usize = 1280;
 pub(crate) const MAX_BODY: usize = 1024;
 /// The PSK identity hint of the ServerKeyExchange (RFC 4279 §2): the same for every device.
 const PSK_HINT: &[u8] = b"suitcase";
-/// The most DTLS sessions at once; at the limit the longest-idle one is dropped.
+/// The most connected DTLS sessions at once; at the limit the longest-idle one is dropped.
 const MAX_SESSIONS: usize = 10_000;
-/// A DTLS session idle this long is dropped (the device handshakes again).
+/// A DTLS session idle this long (no datagram from the device, no notification to it) is
+/// dropped (the device handshakes again).
 const SESSION_IDLE: Duration = Duration::from_secs(600);
+/// The most DTLS handshakes under way at once, kept apart from the connected sessions: a
+/// flood of spoofed ClientHellos evicts only other handshakes, never a connected session.
+const MAX_HANDSHAKES: usize = 256;
+/// A handshake not finished in this long is dropped.
+const HANDSHAKE_EXPIRY: Duration = Duration::from_secs(10);
 /// RFC 7252 §4.8.2 EXCHANGE_LIFETIME: how long an answer is kept to answer a retransmission
 /// of its request the same (a report sent twice is stored once).
 const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
@@ -58,8 +64,23 @@ pub(crate) const OBSERVERS_PER_DEVICE: usize = 2;
 pub(crate) const OBSERVERS_MAX: usize = 1000;
 /// How often each observed offer is read again.
 const OBSERVE_POLL: Duration = Duration::from_secs(1);
-/// An observer is forgotten after this long (it registers again).
-const OBSERVE_MAX_AGE: Duration = Duration::from_secs(3600);
+/// An observer is forgotten after this long without registering again; its DTLS session
+/// ends after [`SESSION_IDLE`] without traffic either way.
+const OBSERVE_MAX_AGE: Duration = SESSION_IDLE;
+/// The Max-Age (RFC 7252 §5.10.5) of an observed offer's answers and notifications: half
+/// the session's idle limit, so that a client that registers again when it expires (RFC 7641
+/// §3.3.1) keeps its session and observation.
+pub(crate) const OBSERVE_REFRESH_S: u64 = SESSION_IDLE.as_secs() / 2;
+
+/// Who a message came from: the peer's address and its DTLS session (RFC 7252 §9.1: message
+/// ids, tokens and observations are scoped to the session; a new session from the same
+/// address — the device again, or another one behind the same NAT — shares none of them).
+/// `session` is 0 on the plain listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) session: u64,
+}
 
 /// The running CoAP listeners.
 #[derive(Debug)]
@@ -135,6 +156,8 @@ pub(crate) async fn issue(
 
 /// One DTLS session with a peer.
 struct Session {
+    /// This session's number (never reused): what answers kept and observers belong to.
+    id: u64,
     dtls: dimpl::Dtls,
     /// The device id the PSK identity opened to (set by the resolver during the handshake).
     device: Arc<Mutex<Option<String>>>,
@@ -145,6 +168,24 @@ struct Session {
     closed: bool,
     wake: Option<Instant>,
     last: Instant,
+    /// When the handshake began (for [`HANDSHAKE_EXPIRY`]).
+    born: Instant,
+    /// Records that failed on this connected session (discarded, RFC 6347 §4.1.2.7).
+    discarded: u64,
+}
+
+/// The DTLS sessions of the coaps listener: connected ones, and handshakes under way in a
+/// small map of their own (a handshake moves to `up` when it completes).
+struct Sessions {
+    up: LruCache<SocketAddr, Session>,
+    pending: LruCache<SocketAddr, Session>,
+}
+
+impl Session {
+    /// The device the handshake authenticated.
+    fn device(&self) -> Option<String> {
+        self.device.lock().ok().and_then(|d| d.clone())
+    }
 }
 
 /// The PSK lookup of one session: opens the identity and remembers which device it named.
@@ -155,8 +196,9 @@ struct Resolver {
 
 impl dimpl::PskResolver for Resolver {
     fn resolve(&self, identity: &[u8]) -> Option<Vec<u8>> {
-        // RFC 4279 §5.1: an unknown identity fails the handshake; a forged one opens to
-        // nothing (AES-GCM), so its key is never computed.
+        // RFC 4279 §5.1: an identity of the wrong form fails the handshake. Any other
+        // opens (one AES-256 block, no tag) to some device id, but its key is an HMAC under
+        // a server key: a forger does not have it, so the handshake's Finished fails.
         let id = self.secret.open(identity)?;
         if let Ok(mut d) = self.device.lock() {
             *d = Some(id);
@@ -188,14 +230,18 @@ pub(crate) struct Endpoint {
     state: AppState,
     socket: UdpSocket,
     secret: Option<Secret>,
-    sessions: Mutex<LruCache<SocketAddr, Session>>,
+    sessions: Mutex<Sessions>,
+    /// The next session number.
+    next_session: AtomicU64,
     /// (peer, message id) → the answer (None while it is being made).
-    dedup: Mutex<LruCache<(SocketAddr, u16), Kept>>,
+    dedup: Mutex<LruCache<(Peer, u16), Kept>>,
     /// (peer, token) → observer.
-    observers: Mutex<HashMap<(SocketAddr, Vec<u8>), Observer>>,
+    observers: Mutex<HashMap<(Peer, Vec<u8>), Observer>>,
     /// Message ids of notifications sent, to match a Reset (RFC 7641 §3.6).
-    notified: Mutex<LruCache<(SocketAddr, u16), Vec<u8>>>,
+    notified: Mutex<LruCache<(Peer, u16), Vec<u8>>>,
     mid: AtomicU16,
+    /// An observer poll is running (the next tick is skipped).
+    polling: AtomicBool,
 }
 
 impl Endpoint {
@@ -206,11 +252,16 @@ impl Endpoint {
             state,
             socket,
             secret,
-            sessions: Mutex::new(LruCache::new(MAX_SESSIONS)),
+            sessions: Mutex::new(Sessions {
+                up: LruCache::new(MAX_SESSIONS),
+                pending: LruCache::new(MAX_HANDSHAKES),
+            }),
+            next_session: AtomicU64::new(1),
             dedup: Mutex::new(LruCache::new(DEDUP_CAP)),
             observers: Mutex::new(HashMap::new()),
             notified: Mutex::new(LruCache::new(DEDUP_CAP)),
             mid: AtomicU16::new(u16::from_be_bytes(seed)),
+            polling: AtomicBool::new(false),
         })
     }
 
@@ -236,6 +287,7 @@ impl Endpoint {
                         if self.dtls() {
                             self.on_record(peer, &datagram).await;
                         } else {
+                            let peer = Peer { addr: peer, session: 0 };
                             self.clone().on_message(peer, None, datagram);
                         }
                     }
@@ -246,75 +298,173 @@ impl Endpoint {
                 },
                 _ = tick.tick() => self.on_tick().await,
                 _ = observe.tick() => {
-                    let ep = self.clone();
-                    tokio::spawn(async move { ep.poll_observers().await });
+                    // One poll at a time: a slow one makes the next ticks skip.
+                    if !self.polling.swap(true, Ordering::AcqRel) {
+                        let ep = self.clone();
+                        tokio::spawn(async move {
+                            ep.clone().poll_observers().await;
+                            ep.polling.store(false, Ordering::Release);
+                        });
+                    }
                 }
                 _ = stop.changed() => break,
             }
         }
     }
 
-    /// A datagram on the coaps listener: into the peer's DTLS session (a new one for a new
-    /// peer), then whatever it produced out.
-    async fn on_record(self: &Arc<Self>, peer: SocketAddr, datagram: &[u8]) {
+    /// A new handshaking session for a peer.
+    fn new_session(&self, now: Instant) -> Option<Session> {
+        let secret = self.secret.clone()?;
+        let device = Arc::new(Mutex::new(None));
+        let resolver = Arc::new(Resolver {
+            secret,
+            device: device.clone(),
+        });
+        let config = match dimpl::Config::builder()
+            // RFC 4279 §5.2: a hint names no device; tinydtls (aiocoap's DTLS) fails the
+            // handshake on an empty one.
+            .with_psk_server(Some(PSK_HINT.to_vec()), resolver)
+            .build()
+        {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "DTLS configuration");
+                return None;
+            }
+        };
+        let mut dtls = dimpl::Dtls::new_12_psk(config, now);
+        // dimpl needs a first timeout before the first packet.
+        dtls.handle_timeout(now).ok()?;
+        Some(Session {
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            dtls,
+            device,
+            name: None,
+            connected: false,
+            closed: false,
+            wake: None,
+            last: now,
+            born: now,
+            discarded: 0,
+        })
+    }
+
+    /// Forgets what belonged to ended sessions: answers kept, observers, notifications.
+    fn forget(&self, ended: &[Peer]) {
+        if ended.is_empty() {
+            return;
+        }
+        if let Ok(mut d) = self.dedup.lock() {
+            d.retain(|(p, _), _| !ended.contains(p));
+        }
+        if let Ok(mut o) = self.observers.lock() {
+            o.retain(|(p, _), _| !ended.contains(p));
+        }
+        if let Ok(mut n) = self.notified.lock() {
+            n.retain(|(p, _), _| !ended.contains(p));
+        }
+    }
+
+    /// A datagram on the coaps listener: into the peer's DTLS session, then whatever it
+    /// produced out. A session is created only for a datagram that begins with a DTLS
+    /// ClientHello record ([`is_client_hello`]); it handshakes in the small `pending` map and
+    /// moves to `up` once connected. A record a connected session cannot process is
+    /// discarded and the session kept (RFC 6347 §4.1.2.7): a spoofed datagram cannot end it.
+    async fn on_record(self: &Arc<Self>, addr: SocketAddr, datagram: &[u8]) {
         let now = Instant::now();
-        let (packets, messages, name, device) = {
-            let Ok(mut sessions) = self.sessions.lock() else {
+        let mut ended = Vec::new();
+        let out = {
+            let Ok(mut guard) = self.sessions.lock() else {
                 return;
             };
-            if sessions.get(&peer).is_none() {
-                let Some(secret) = self.secret.clone() else {
-                    return;
-                };
-                let device = Arc::new(Mutex::new(None));
-                let resolver = Arc::new(Resolver {
-                    secret,
-                    device: device.clone(),
-                });
-                let config = match dimpl::Config::builder()
-                    // RFC 4279 §5.2: a hint names no device; tinydtls (aiocoap's DTLS)
-                    // fails the handshake on an empty one.
-                    .with_psk_server(Some(PSK_HINT.to_vec()), resolver)
-                    .build()
-                {
-                    Ok(c) => Arc::new(c),
+            let ss = &mut *guard;
+            let hello = is_client_hello(datagram);
+            let epoch0 = datagram.get(3..5) == Some(&[0, 0][..]);
+            // A connected session takes every record but a new handshake's (epoch 0, when a
+            // handshake from this address is under way, or a ClientHello).
+            let mut out = None;
+            let to_up =
+                ss.up.contains_key(&addr) && !(hello || (epoch0 && ss.pending.contains_key(&addr)));
+            if to_up && let Some(s) = ss.up.get_mut(&addr) {
+                match s.dtls.handle_packet(datagram) {
+                    Ok(()) => {
+                        let (packets, messages) = drain(s);
+                        s.last = now;
+                        // Nothing came of it: perhaps the Finished of a new handshake from
+                        // this address (epoch 1), given to it below.
+                        if !(packets.is_empty()
+                            && messages.is_empty()
+                            && ss.pending.contains_key(&addr))
+                        {
+                            out = Some((packets, messages, s.id, s.name.clone(), s.device()));
+                        }
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "DTLS configuration");
+                        s.discarded += 1;
+                        tracing::debug!(error = %e, peer = %addr, discarded = s.discarded,
+                            "DTLS record discarded on a connected session");
+                        if !ss.pending.contains_key(&addr) {
+                            return;
+                        }
+                    }
+                }
+            }
+            match out {
+                Some(o) => o,
+                None => {
+                    if !ss.pending.contains_key(&addr) {
+                        if !hello {
+                            return;
+                        }
+                        let Some(fresh) = self.new_session(now) else {
+                            return;
+                        };
+                        // At the limit, the oldest handshake goes; connected sessions stay.
+                        if ss.pending.len() >= MAX_HANDSHAKES {
+                            ss.pending.remove_lru();
+                        }
+                        ss.pending.insert(addr, fresh);
+                    }
+                    let Some(s) = ss.pending.get_mut(&addr) else {
+                        return;
+                    };
+                    s.last = now;
+                    if let Err(e) = s.dtls.handle_packet(datagram) {
+                        tracing::debug!(error = %e, peer = %addr, "DTLS handshake failed");
+                        ss.pending.remove(&addr);
                         return;
                     }
-                };
-                let mut dtls = dimpl::Dtls::new_12_psk(config, now);
-                // dimpl needs a first timeout before the first packet.
-                if dtls.handle_timeout(now).is_err() {
-                    return;
+                    let (packets, messages) = drain(s);
+                    let o = (packets, messages, s.id, s.name.clone(), s.device());
+                    if s.connected
+                        && let Some(s) = ss.pending.remove(&addr)
+                    {
+                        // Connected: into the main map, replacing this address's old
+                        // session; at the limit the longest-idle one goes.
+                        if let Some(old) = ss.up.remove(&addr) {
+                            ended.push(Peer {
+                                addr,
+                                session: old.id,
+                            });
+                        }
+                        if ss.up.len() >= MAX_SESSIONS
+                            && let Some((a, old)) = ss.up.remove_lru()
+                        {
+                            ended.push(Peer {
+                                addr: a,
+                                session: old.id,
+                            });
+                        }
+                        ss.up.insert(addr, s);
+                    }
+                    o
                 }
-                sessions.insert(
-                    peer,
-                    Session {
-                        dtls,
-                        device,
-                        name: None,
-                        connected: false,
-                        closed: false,
-                        wake: None,
-                        last: now,
-                    },
-                );
             }
-            let Some(s) = sessions.get_mut(&peer) else {
-                return;
-            };
-            s.last = now;
-            if let Err(e) = s.dtls.handle_packet(datagram) {
-                tracing::debug!(error = %e, %peer, "DTLS session ended");
-                sessions.remove(&peer);
-                return;
-            }
-            let (packets, messages) = drain(s);
-            let device = s.device.lock().ok().and_then(|d| d.clone());
-            (packets, messages, s.name.clone(), device)
         };
-        self.send_packets(peer, packets).await;
+        self.forget(&ended);
+        let (packets, messages, session, name, device) = out;
+        let peer = Peer { addr, session };
+        self.send_packets(addr, packets).await;
         let Some(device) = device else {
             return;
         };
@@ -326,7 +476,8 @@ impl Endpoint {
             None => match self.state.db.device_get(&device).await {
                 Ok(Some(row)) if row.id == device => {
                     if let Ok(mut sessions) = self.sessions.lock()
-                        && let Some(s) = sessions.get_mut(&peer)
+                        && let Some(s) = sessions.up.get_mut(&addr)
+                        && s.id == session
                     {
                         s.name = Some(row.name.clone());
                     }
@@ -349,29 +500,42 @@ impl Endpoint {
         }
         let now = Instant::now();
         let mut out = Vec::new();
-        if let Ok(mut sessions) = self.sessions.lock() {
-            let mut dead = Vec::new();
-            for (peer, s) in sessions.iter_mut() {
-                if s.closed || now.duration_since(s.last) > SESSION_IDLE {
-                    dead.push(*peer);
-                    continue;
-                }
-                if s.wake.is_some_and(|w| w <= now) {
-                    s.wake = None;
-                    if s.dtls.handle_timeout(now).is_err() {
-                        dead.push(*peer);
+        let mut ended = Vec::new();
+        if let Ok(mut guard) = self.sessions.lock() {
+            let ss = &mut *guard;
+            for (map, up) in [(&mut ss.up, true), (&mut ss.pending, false)] {
+                let mut dead = Vec::new();
+                for (addr, s) in map.iter_mut() {
+                    if s.closed
+                        || now.duration_since(s.last) > SESSION_IDLE
+                        || (!up && now.duration_since(s.born) > HANDSHAKE_EXPIRY)
+                    {
+                        dead.push(*addr);
                         continue;
                     }
-                    let (packets, _) = drain(s);
-                    out.push((*peer, packets));
+                    if s.wake.is_some_and(|w| w <= now) {
+                        s.wake = None;
+                        if s.dtls.handle_timeout(now).is_err() {
+                            dead.push(*addr);
+                            continue;
+                        }
+                        let (packets, _) = drain(s);
+                        out.push((*addr, packets));
+                    }
+                }
+                for a in dead {
+                    if let Some(s) = map.remove(&a) {
+                        ended.push(Peer {
+                            addr: a,
+                            session: s.id,
+                        });
+                    }
                 }
             }
-            for p in dead {
-                sessions.remove(&p);
-            }
         }
-        for (peer, packets) in out {
-            self.send_packets(peer, packets).await;
+        self.forget(&ended);
+        for (addr, packets) in out {
+            self.send_packets(addr, packets).await;
         }
     }
 
@@ -383,35 +547,36 @@ impl Endpoint {
         }
     }
 
-    /// Sends a CoAP message to a peer, through its DTLS session on coaps.
-    async fn send(&self, peer: SocketAddr, message: &[u8]) {
+    /// Sends a CoAP message to a peer, through its DTLS session on coaps (only the session
+    /// the request came in: a later session from the same address gets nothing of it).
+    async fn send(&self, peer: Peer, message: &[u8]) {
         if !self.dtls() {
-            self.send_packets(peer, vec![message.to_vec()]).await;
+            self.send_packets(peer.addr, vec![message.to_vec()]).await;
             return;
         }
         let packets = {
             let Ok(mut sessions) = self.sessions.lock() else {
                 return;
             };
-            let Some(s) = sessions.get_mut(&peer) else {
+            let Some(s) = sessions.up.get_mut(&peer.addr) else {
                 return;
             };
-            if !s.connected || s.dtls.send_application_data(message).is_err() {
+            if s.id != peer.session
+                || !s.connected
+                || s.dtls.send_application_data(message).is_err()
+            {
                 return;
             }
+            // Traffic to the device keeps its session (and its observations) alive.
+            s.last = Instant::now();
             drain(s).0
         };
-        self.send_packets(peer, packets).await;
+        self.send_packets(peer.addr, packets).await;
     }
 
     /// One CoAP message from a peer (`device`: the device id and name its DTLS session
     /// authenticated), answered in the background.
-    fn on_message(
-        self: Arc<Self>,
-        peer: SocketAddr,
-        device: Option<(String, String)>,
-        bytes: Vec<u8>,
-    ) {
+    fn on_message(self: Arc<Self>, peer: Peer, device: Option<(String, String)>, bytes: Vec<u8>) {
         tokio::spawn(async move {
             if let Some(answer) = self.answer(peer, device, &bytes).await {
                 self.send(peer, &answer).await;
@@ -421,7 +586,7 @@ impl Endpoint {
 
     async fn answer(
         self: &Arc<Self>,
-        peer: SocketAddr,
+        peer: Peer,
         device: Option<(String, String)>,
         bytes: &[u8],
     ) -> Option<Vec<u8>> {
@@ -484,14 +649,7 @@ impl Endpoint {
     }
 
     /// Registers (or refreshes) an observer; `false` when a bound is reached.
-    fn observe(
-        &self,
-        peer: SocketAddr,
-        token: &[u8],
-        device_id: &str,
-        name: &str,
-        repr: &[u8],
-    ) -> bool {
+    fn observe(&self, peer: Peer, token: &[u8], device_id: &str, name: &str, repr: &[u8]) -> bool {
         let Ok(mut o) = self.observers.lock() else {
             return false;
         };
@@ -518,7 +676,7 @@ impl Endpoint {
         true
     }
 
-    fn unobserve(&self, peer: SocketAddr, token: &[u8]) {
+    fn unobserve(&self, peer: Peer, token: &[u8]) {
         if let Ok(mut o) = self.observers.lock() {
             o.remove(&(peer, token.to_vec()));
         }
@@ -531,8 +689,15 @@ impl Endpoint {
             let Ok(mut o) = self.observers.lock() else {
                 return;
             };
-            let sessions: Vec<SocketAddr> = match self.sessions.lock() {
-                Ok(s) => s.iter().map(|(p, _)| *p).collect(),
+            let sessions: Vec<Peer> = match self.sessions.lock() {
+                Ok(s) => {
+                    s.up.iter()
+                        .map(|(addr, s)| Peer {
+                            addr: *addr,
+                            session: s.id,
+                        })
+                        .collect()
+                }
                 Err(_) => return,
             };
             o.retain(|(peer, _), x| {
@@ -555,7 +720,7 @@ impl Endpoint {
                     continue;
                 }
             };
-            let due: Vec<(SocketAddr, Vec<u8>, u32)> = {
+            let due: Vec<(Peer, Vec<u8>, u32)> = {
                 let Ok(mut o) = self.observers.lock() else {
                     return;
                 };
@@ -580,6 +745,31 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// Whether a datagram begins with a DTLS ClientHello record (RFC 6347 §4.1, §4.2.2): content
+/// type 22 (handshake), a DTLS version, epoch 0, a record length within the datagram, and
+/// in it a handshake header of type 1 (client_hello) whose fragment fits the record. Only
+/// such a datagram creates a session: other junk costs nothing.
+fn is_client_hello(d: &[u8]) -> bool {
+    let be = |r: core::ops::Range<usize>| {
+        d.get(r).map_or(usize::MAX, |b| {
+            b.iter().fold(0usize, |a, x| (a << 8) | usize::from(*x))
+        })
+    };
+    let record_len = be(11..13);
+    let fragment_len = be(22..25);
+    d.first() == Some(&22)
+        && d.get(1) == Some(&0xFE)
+        && matches!(d.get(2), Some(&0xFD | &0xFF))
+        && d.get(3..5) == Some(&[0, 0][..])
+        && (12..=MAX_MESSAGE).contains(&record_len)
+        && record_len.checked_add(13).is_some_and(|n| n <= d.len())
+        && d.get(13) == Some(&1)
+        && be(14..17) <= MAX_MESSAGE
+        && fragment_len
+            .checked_add(12)
+            .is_some_and(|n| n <= record_len)
 }
 
 /// Everything a DTLS session has to say: records to send, and CoAP messages received.

@@ -3,7 +3,6 @@
 //! answer to CoAP: CBOR bodies (content-format 60), Block2 downloads, error codes with a
 //! diagnostic payload (RFC 7252 §5.5.2).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -13,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use suitcase_protocol::{Action, CheckIn, CheckInAnswer, StepReport};
 
 use super::block::{self, Block};
-use super::{Endpoint, MAX_BODY};
+use super::{Endpoint, MAX_BODY, Peer};
 use crate::AppState;
 use crate::api::device;
 use crate::devices::DeviceEntry;
@@ -112,7 +111,7 @@ fn uint(v: u64) -> Vec<u8> {
 /// Answers one request.
 pub(super) async fn handle(
     ep: &Arc<Endpoint>,
-    peer: SocketAddr,
+    peer: Peer,
     device: Option<(String, String)>,
     req: &Packet,
 ) -> Packet {
@@ -122,15 +121,17 @@ pub(super) async fn handle(
         out.clear_all_options();
         out.header.code = MessageClass::Response(f.code);
         // RFC 7252 §5.5.2: a diagnostic payload, UTF-8, no content-format; kept short enough
-        // for any datagram.
-        out.payload = crate::error::clip(&f.text, 400).into_bytes();
+        // for any datagram. RFC 7252 §11.3: on the plain listener, where a source address is
+        // not verified, at most 16 characters, so that an error amplifies next to nothing.
+        let limit = if peer.session == 0 { 16 } else { 400 };
+        out.payload = crate::error::clip(&f.text, limit).into_bytes();
     }
     out
 }
 
 async fn route(
     ep: &Arc<Endpoint>,
-    peer: SocketAddr,
+    peer: Peer,
     device: Option<&(String, String)>,
     req: &Packet,
     out: &mut Packet,
@@ -183,6 +184,9 @@ async fn route(
                 Some(1) => ep.unobserve(peer, token),
                 _ => {}
             }
+            // RFC 7641 §3.3.1: the client registers again when this expires, before the
+            // session's idle limit ends the observation.
+            out.add_option(CoapOption::MaxAge, uint(super::OBSERVE_REFRESH_S));
             cbor_raw(out, ResponseType::Content, repr);
             Ok(())
         }
@@ -323,12 +327,10 @@ async fn authenticated(
     device: Option<&(String, String)>,
 ) -> Res<Arc<DeviceEntry>> {
     // RFC 8240 §3: the device's credential identifies it, so the device resources are not
-    // served without DTLS.
+    // served without DTLS. RFC 7252 §11.3: on the plain listener (source addresses
+    // unverified) the answer is kept no larger than a request, so it amplifies nothing.
     let Some((id, name)) = device else {
-        return Err(Failure::new(
-            ResponseType::Unauthorized,
-            "unauthenticated: the device resources are served over coaps:// only (DTLS 1.2 PSK): a device's credential identifies it (RFC 8240 §3); see docs/coap.md",
-        ));
+        return Err(Failure::new(ResponseType::Unauthorized, "coaps only"));
     };
     let entry = state.devices.by_name(state, name, false).await?;
     match entry {
@@ -440,7 +442,7 @@ pub(super) async fn offer_state(
 ) -> Result<Vec<u8>, ApiErr> {
     use crate::engine::MState;
     let member = state.db.member_live(device_id).await?;
-    let due = member.is_some_and(|m| {
+    let mut due = member.as_ref().is_some_and(|m| {
         m.wave < m.opened_waves
             && match m.state {
                 MState::Pending => m.campaign_state == suitcase_protocol::CampaignState::Running,
@@ -448,6 +450,20 @@ pub(super) async fn offer_state(
                 _ => false,
             }
     });
+    // RFC 8240 §9, docs/server.md §8: a quarantined device is offered only remediation
+    // releases (quarantine::offerable, the rule of the HTTP check-in and the push), so it is
+    // not told to check in for another.
+    if due && let Some(m) = member.filter(|m| m.quarantined) {
+        let release = state
+            .db
+            .campaign_get(&m.campaign_id)
+            .await?
+            .map(|c| c.spec.release_id);
+        due = match release {
+            Some(r) => crate::quarantine::release_allowed(state, device_id, &r).await?,
+            None => false,
+        };
+    }
     let mut buf = Vec::new();
     ciborium::into_writer(&serde_json::json!({ "check_in": due }), &mut buf)
         .map_err(|e| ApiErr::internal(format!("CBOR encoding: {e}")))?;
@@ -544,7 +560,10 @@ where
     })?;
     let body = fetch(range).await?;
     out.header.code = MessageClass::Response(ResponseType::Content);
-    out.add_option(CoapOption::ETag, etag.to_vec());
+    // RFC 7252 §5.10.6: an ETag is 1 to 8 bytes; without one (no digest known) none is sent.
+    if !etag.is_empty() {
+        out.add_option(CoapOption::ETag, etag.to_vec());
+    }
     out.add_option(CoapOption::ContentFormat, uint(cf.into()));
     if !whole {
         let b = Block {
@@ -568,6 +587,7 @@ pub(super) fn notification(mid: u16, token: &[u8], seq: u32, repr: &[u8]) -> Pac
     p.set_token(token.to_vec());
     p.add_option(CoapOption::Observe, uint(seq.into()));
     p.add_option(CoapOption::ContentFormat, uint(CF_CBOR.into()));
+    p.add_option(CoapOption::MaxAge, uint(super::OBSERVE_REFRESH_S));
     p.payload = repr.to_vec();
     p
 }
