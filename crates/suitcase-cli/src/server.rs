@@ -191,14 +191,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     config.poll_interval = args.poll_interval.max(1);
     config.allow_plaintext_devices = args.allow_plaintext_devices;
     config.coap_listen = args.coap_listen;
-    config.coaps_listen = args.coaps_listen.or_else(|| {
-        args.coap_listen.map(|mut a| {
+    config.coaps_listen = match (args.coaps_listen, args.coap_listen) {
+        (Some(a), _) => Some(a),
+        (None, None) => None,
+        // coaps on the next port: there is none after 65535.
+        (None, Some(a)) if a.port() == u16::MAX => anyhow::bail!(
+            "--coap-listen {a}: coaps would take the next port and there is none; give --coaps-listen"
+        ),
+        (None, Some(mut a)) => {
             if a.port() != 0 {
                 a.set_port(a.port().saturating_add(1));
             }
-            a
-        })
-    });
+            Some(a)
+        }
+    };
     if let Some(f) = &args.ddi_gateway_token_file {
         let t = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the DDI gateway token {}", f.display()))?;
