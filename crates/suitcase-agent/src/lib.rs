@@ -66,6 +66,7 @@ pub mod slot;
 pub mod slots;
 pub mod state;
 mod steps;
+pub mod trust;
 mod verified;
 
 pub use agent::{Agent, Cycle, UpdateResult};

@@ -192,6 +192,15 @@ pub(crate) async fn run(ctx: &Ctx, mut j: Journal) -> Result<Finished, AgentErro
 }
 
 pub(crate) async fn run_step(ctx: &Ctx, j: &mut Journal, step: Step) -> StepResult {
+    if j.trust_update.is_some() && !matches!(step, Step::Receive | Step::Check) {
+        // A trust update is applied and stored by Check (`steps::check`); it installs no
+        // image, so the later steps succeed with nothing to do and the update is reported
+        // installed like any other.
+        return Ok(Done::Success(format!(
+            "nothing to do for a trust update (trust state {} is in force since Check)",
+            j.trust_update.unwrap_or_default()
+        )));
+    }
     match step {
         Step::Receive => receive(ctx, j).await,
         Step::Check => blocking(ctx, j, check).await,

@@ -250,6 +250,12 @@ pub struct Journal {
     /// The manifest's sequence number (Check).
     #[serde(default)]
     pub sequence: u64,
+    /// A trust update (docs/trust.md): the trust sequence number Check is storing or stored.
+    /// Set (and journalled) before the new trust state is written, so that a Check run again
+    /// after a crash knows the state in force may already be this one; the steps after Check
+    /// have nothing to install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_update: Option<u64>,
     /// When the step in progress began (kept across restarts, so a resumed step reports its
     /// original start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,6 +306,7 @@ impl Journal {
             candidates: Vec::new(),
             deltas: Vec::new(),
             started: None,
+            trust_update: None,
         }
     }
 

@@ -46,16 +46,20 @@ pub(crate) fn authenticated<T>(
     f: impl FnOnce(&Authentic<'_>) -> Result<T, Stop>,
 ) -> Result<T, Stop> {
     let bytes = read_envelope(ctx, j)?;
-    let anchors = ctx.cfg.trust.anchors();
     let installed = ctx.state.installed()?;
+    let installed_of = |v: &VerifiedManifest<'_>| {
+        v.manifest()
+            .components
+            .iter()
+            .filter_map(|c| installed.sequence(&hex_id(&c)))
+            .max()
+    };
+    if let Some(state) = crate::trust::in_force(ctx)? {
+        return with_trust_state(&state, &bytes, ctx.now(), step, installed_of, f);
+    }
+    let anchors = ctx.cfg.trust.anchors();
     let core = Offer::new(&bytes)
-        .verify(&anchors, &ctx.cfg.trust.policy(ctx.now()), |v| {
-            v.manifest()
-                .components
-                .iter()
-                .filter_map(|c| installed.sequence(&hex_id(&c)))
-                .max()
-        })
+        .verify(&anchors, &ctx.cfg.trust.policy(ctx.now()), installed_of)
         .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))?;
     let signers = core
         .manifest()
@@ -63,6 +67,48 @@ pub(crate) fn authenticated<T>(
         .iter()
         .filter_map(|i| anchors.get(i))
         .map(|a| a.name.to_owned())
+        .collect();
+    f(&Authentic { core, signers })
+}
+
+/// [`authenticated`] under a trust state (docs/trust.md): the core authenticates the release
+/// with the state's release signers, each limited to its component prefix and actions, under
+/// the state's release threshold and rules (`TrustState::with_release_policy`, manifest §9
+/// access control). A refusal whose blocks carry the kid of a revoked key is reported as
+/// reason `signature` naming the revocation (`TrustState::explain_release_failure`, RFC 8240
+/// §3), and a release naming the trust store is refused: only a root-signed trust update may
+/// change it.
+fn with_trust_state<T>(
+    state: &suitcase_trust::TrustState,
+    bytes: &[u8],
+    now: u64,
+    step: Step,
+    installed_of: impl FnOnce(&VerifiedManifest<'_>) -> Option<u64>,
+    f: impl FnOnce(&Authentic<'_>) -> Result<T, Stop>,
+) -> Result<T, Stop> {
+    let verified = state.with_release_policy(Some(now), |anchors, policy| {
+        Offer::new(bytes).verify(anchors, policy, installed_of)
+    });
+    let core = match verified {
+        Ok(core) => core,
+        Err(e) => {
+            let detail = match suitcase_manifest::Envelope::decode(bytes) {
+                Ok(envelope) => state.explain_release_failure(&envelope, e).to_string(),
+                Err(_) => e.to_string(),
+            };
+            return Err(fail(step, e.reason().code(), detail));
+        }
+    };
+    if crate::trust::names_trust_store(core.manifest()) {
+        let e = suitcase_trust::TrustError::ReleaseTouchesTrust;
+        return Err(fail(step, e.reason().code(), e.to_string()));
+    }
+    let signers = core
+        .manifest()
+        .signers()
+        .iter()
+        .filter_map(|i| state.signers().get(i))
+        .map(|s| format!("release signer {}", hex::encode(s.key.id())))
         .collect();
     f(&Authentic { core, signers })
 }
@@ -85,7 +131,7 @@ pub(crate) fn platform<'c>(
 }
 
 /// The stored envelope, at most [`MAX_ENVELOPE`] bytes of it.
-fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
+pub(crate) fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentError> {
     let path = ctx.state.work_file(&j.envelope.file);
     let mut f = std::fs::File::open(&path).map_err(crate::error::local(format!(
         "cannot read {}",

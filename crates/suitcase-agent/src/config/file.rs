@@ -49,17 +49,15 @@ pub(super) fn default_timeout() -> f64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TrustFile {
+    #[serde(default)]
     pub(super) anchors: Vec<PathBuf>,
-    #[serde(default = "one")]
-    pub(super) threshold: usize,
+    /// A trust state file (`suitcase trust init`), instead of `anchors`.
+    pub(super) state: Option<PathBuf>,
+    pub(super) threshold: Option<usize>,
     #[serde(default)]
     pub(super) hybrid: bool,
     #[serde(default)]
     pub(super) decrypt: Vec<PathBuf>,
-}
-
-pub(super) fn one() -> usize {
-    1
 }
 
 #[derive(Debug, Deserialize)]

@@ -213,30 +213,49 @@ impl Config {
             timeout: seconds(path, "server.timeout_seconds", f.server.timeout_seconds)?,
         };
 
-        if f.trust.anchors.is_empty() {
-            return Err(bad(
-                path,
-                "trust.anchors is empty: list the public keys that sign your releases",
-            ));
-        }
-        let anchors = load_anchors(path, &base, &f.trust.anchors)?;
-        let threshold = NonZeroUsize::new(f.trust.threshold)
-            .ok_or_else(|| bad(path, "trust.threshold must be at least 1"))?;
-        if threshold.get() > anchors.len() {
-            return Err(bad(
-                path,
-                format!(
-                    "trust.threshold = {threshold} but only {} anchors are listed",
-                    anchors.len()
-                ),
-            ));
-        }
+        let (anchors, threshold, state) = match &f.trust.state {
+            Some(file) => {
+                // The state's release threshold, rules and signers apply; fixed-anchor
+                // settings beside it would be silently ignored, so they are refused.
+                if !f.trust.anchors.is_empty() || f.trust.threshold.is_some() || f.trust.hybrid {
+                    return Err(bad(
+                        path,
+                        "trust.state replaces trust.anchors, trust.threshold and trust.hybrid (the trust state holds the release signers and thresholds): give either trust.state or trust.anchors",
+                    ));
+                }
+                let file = rel(file);
+                crate::trust::load(&file).map_err(|e| bad(path, e))?;
+                (Vec::new(), NonZeroUsize::MIN, Some(file))
+            }
+            None => {
+                if f.trust.anchors.is_empty() {
+                    return Err(bad(
+                        path,
+                        "trust.anchors is empty: list the public keys that sign your releases (or give trust.state, a trust state file)",
+                    ));
+                }
+                let anchors = load_anchors(path, &base, &f.trust.anchors)?;
+                let threshold = NonZeroUsize::new(f.trust.threshold.unwrap_or(1))
+                    .ok_or_else(|| bad(path, "trust.threshold must be at least 1"))?;
+                if threshold.get() > anchors.len() {
+                    return Err(bad(
+                        path,
+                        format!(
+                            "trust.threshold = {threshold} but only {} anchors are listed",
+                            anchors.len()
+                        ),
+                    ));
+                }
+                (anchors, threshold, None)
+            }
+        };
         let mut keys = DeviceKeys::default();
         for k in &f.trust.decrypt {
             keys.keys.push((None, load_decryption_key(path, &rel(k))?));
         }
         let trust = Trust {
             anchors,
+            state,
             threshold,
             hybrid: f.trust.hybrid,
             keys,
@@ -329,6 +348,21 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if trust.state.is_some()
+            && let Some(c) = components
+                .iter()
+                .find(|c| matches!(&c.kind, Kind::Mcu(m) if m.secondary.is_none()))
+        {
+            // The MCU's own boot path verifies with the agent's fixed anchors; checking it
+            // against a trust state is not built yet (docs/trust.md, Not yet).
+            return Err(bad(
+                path,
+                format!(
+                    "component {:?}: the MCU verifies its images with trust.anchors (a secondary MCU with its own `trust` keys excepted), which trust.state replaces: checking an MCU against a trust state is not supported yet",
+                    c.name
+                ),
+            ));
         }
         Ok(Self {
             path: path.to_path_buf(),

@@ -12,8 +12,12 @@ use crate::error::AgentError;
 /// The trust anchors and policy.
 #[derive(Debug)]
 pub struct Trust {
-    /// `(name, key)` of each anchor.
+    /// `(name, key)` of each anchor (empty with a trust state).
     pub anchors: Vec<(String, suitcase_host::keys::PublicKey)>,
+    /// The provisioned trust state file (`trust.state`), when the agent checks releases
+    /// against a trust state (docs/trust.md) instead of fixed anchors. The state in force is
+    /// the one the agent stored after its last trust update (`crate::trust`), else this file.
+    pub state: Option<PathBuf>,
     /// Distinct signers required.
     pub threshold: NonZeroUsize,
     /// Require a classical and a post-quantum signature.

@@ -11,14 +11,76 @@ use crate::error::{Stop, fail};
 use crate::platform::Mode;
 use crate::state::Journal;
 use crate::verified::{
-    Authentic, UPDATE_SECTIONS, authenticated, platform, preset_running, suit_failure,
+    Authentic, UPDATE_SECTIONS, authenticated, platform, preset_running, read_envelope,
+    suit_failure,
 };
 
 pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Check;
+    if ctx.cfg.trust.state.is_some() {
+        let bytes = read_envelope(ctx, j)?;
+        if crate::trust::is_trust_update(&bytes) {
+            return trust_update(ctx, j, &bytes);
+        }
+    }
     let (sequence, detail) = authenticated(ctx, j, step, |a| probe(ctx, j, step, a))?;
     j.sequence = sequence;
     Ok(Done::Success(detail))
+}
+
+/// Check of a trust update (docs/trust.md): applied with `TrustState::apply_update` under the
+/// state in force, which authenticates it with the **root** keys only (a release signer's
+/// signature never counts, TUF §2.1.1 role separation), refuses a replay or an older update
+/// (anti-rollback of the trust sequence, manifest §8.4.2, TUF §5.3.5), and keeps every
+/// revocation (RFC 8240 §3). Run inside Receive (before anything else is downloaded) it only
+/// decides; run as the Check step it stores the new state atomically. The steps after Check
+/// then have nothing to install.
+fn trust_update(ctx: &Ctx, j: &mut Journal, bytes: &[u8]) -> StepResult {
+    let step = Step::Check;
+    if crate::bundle::is_bundle_offer(&j.offer) {
+        // A bundle's index names the release by the manifest digest, which the release path
+        // checks (`probe`); that check and its tests are not built for trust updates yet.
+        return Err(fail(
+            step,
+            suitcase_manifest::Reason::Malformed.code(),
+            "a trust update from an offline bundle is not supported yet: deliver it through the server",
+        ));
+    }
+    let current = crate::trust::in_force(ctx)?.ok_or_else(|| {
+        crate::error::AgentError::Local("trust.state is set but no trust state is in force".into())
+    })?;
+    // Run again after a crash between storing the state and journalling the next step: the
+    // state this update carries is already in force.
+    if j.step == Step::Check && j.trust_update == Some(current.sequence()) {
+        j.sequence = current.sequence();
+        return Ok(Done::Success(format!(
+            "trust update applied (before a restart); now {}",
+            crate::trust::describe(&current)
+        )));
+    }
+    let next = current.apply_update(bytes).map_err(|e| {
+        fail(
+            step,
+            e.reason().code(),
+            format!(
+                "trust update refused: {e}; the trust state in force (sequence {}) is kept",
+                current.sequence()
+            ),
+        )
+    })?;
+    j.sequence = next.sequence();
+    if j.step != Step::Check {
+        // Receive's check before download: decide only.
+        return Ok(Done::Success(String::new()));
+    }
+    j.trust_update = Some(next.sequence());
+    ctx.state.save_journal(j)?;
+    crate::trust::store(ctx, &next)?;
+    Ok(Done::Success(format!(
+        "trust update applied: trust state {} replaced by {} (signed by the root in force)",
+        current.sequence(),
+        crate::trust::describe(&next)
+    )))
 }
 
 /// Check on the authenticated envelope: the bundle's release id, the update sections run

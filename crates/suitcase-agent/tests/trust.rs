@@ -1,0 +1,330 @@
+//! The agent with a trust state (docs/trust.md): releases checked against the state's release
+//! signers and revocations, and trust updates delivered through the real server like a
+//! release (uploaded, offered by a campaign), applied under the root keys in force and stored
+//! atomically. Keys and updates are made with `suitcase_author::trust`, as `suitcase trust`
+//! makes them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    missing_docs,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Device, Fleet, image, keypair};
+use serde_json::json;
+use suitcase_agent::{Config, Finished, Hooks};
+use suitcase_author::keys::KeyAlg;
+use suitcase_author::signer::Signer;
+use suitcase_manifest::Actions;
+use suitcase_trust::{Key, Prefix, ReleaseSigner, TrustState};
+
+fn key(public: &Path) -> Key {
+    suitcase_author::trust::trust_key(&suitcase_author::keys::load_public(public).unwrap()).unwrap()
+}
+
+fn signer(public: &Path) -> ReleaseSigner {
+    ReleaseSigner {
+        key: key(public),
+        actions: Actions::ALL,
+        component: Prefix::ALL,
+    }
+}
+
+/// The keys of a fleet with a 2-of-2 root: `author` (the fleet's, registered) signs releases.
+struct Keys {
+    root1: PathBuf,
+    root2: PathBuf,
+    author2: (PathBuf, PathBuf),
+    genesis: TrustState,
+}
+
+async fn keys(fleet: &Fleet) -> Keys {
+    let dir = fleet.dir.path();
+    let (root1, root1_pub) = keypair(dir, "root1", KeyAlg::Es256);
+    let (root2, root2_pub) = keypair(dir, "root2", KeyAlg::Es256);
+    let author2 = keypair(dir, "author2", KeyAlg::Es256);
+    // The server takes uploads signed by registered keys: the root keys (trust updates) and
+    // the new author. The device trusts none of them by this registration.
+    for (name, p) in [
+        ("root1", &root1_pub),
+        ("root2", &root2_pub),
+        ("author2", &author2.1),
+    ] {
+        register(fleet, name, p).await;
+    }
+    let mut genesis = TrustState::genesis(&[key(&root1_pub), key(&root2_pub)], 2).unwrap();
+    genesis.add_signer(signer(&fleet.key_pub)).unwrap();
+    Keys {
+        root1,
+        root2,
+        author2,
+        genesis,
+    }
+}
+
+async fn register(fleet: &Fleet, name: &str, public: &Path) {
+    let (pem, _) = suitcase_author::keys::load_public(public)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let (s, v) = fleet
+        .post(
+            "/api/v1/keys",
+            &json!({"name": name, "key": String::from_utf8(pem).unwrap()}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+}
+
+fn sign(state: &TrustState, with: &[&Path]) -> Vec<u8> {
+    let signers: Vec<Box<dyn Signer>> = with
+        .iter()
+        .map(|p| suitcase_author::signer::open(p).unwrap())
+        .collect();
+    let refs: Vec<&dyn Signer> = signers.iter().map(AsRef::as_ref).collect();
+    suitcase_author::trust::build_update(state, &refs).unwrap()
+}
+
+/// Uploads a trust update as a release (it has no payload to upload: the document is
+/// integrated) and offers it to `dev` by a campaign; the release id.
+async fn offer_update(fleet: &Fleet, dev: &Device, update: &[u8]) -> String {
+    let r = fleet
+        .client
+        .post(fleet.url(&format!("/api/v1/releases?name=trust-{}", update.len())))
+        .bearer_auth(&fleet.admin)
+        .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
+        .body(update.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    id
+}
+
+/// Offers a one-image release signed by `key` to `dev`; the envelope's size.
+async fn offer_release(fleet: &Fleet, dev: &Device, sequence: u64, key: &Path, seed: u8) -> u64 {
+    let mut req = fleet.request(sequence, vec![fleet.app(&image(seed, 30_000), sequence)]);
+    req.sign = vec![key.to_path_buf()];
+    let built = fleet.build(&req);
+    let id = fleet.upload(&built).await;
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    built.envelope.len() as u64
+}
+
+/// A device whose `agent.toml` names the trust state file `trust.cbor` (genesis).
+async fn device(fleet: &Fleet, name: &str, genesis: &TrustState) -> Device {
+    let dev = Device::new(fleet, name).await;
+    std::fs::write(
+        dev.path("genesis.cbor"),
+        suitcase_author::trust::document(genesis).unwrap(),
+    )
+    .unwrap();
+    dev
+}
+
+fn config(fleet: &Fleet, dev: &Device) -> Config {
+    let anchors = format!("anchors = [\"{}\"]\n", fleet.key_pub.display());
+    let toml = dev
+        .toml(fleet)
+        .replace(&anchors, "state = \"genesis.cbor\"\n");
+    assert!(toml.contains("state = \"genesis.cbor\""));
+    let path = dev.path("agent.toml");
+    std::fs::write(&path, toml).unwrap();
+    Config::load(&path).unwrap()
+}
+
+async fn cycle(fleet: &Fleet, dev: &Device) -> (Finished, common::Events) {
+    let events = common::Events::default();
+    let mut agent =
+        suitcase_agent::Agent::new(config(fleet, dev), Hooks::default(), events.sink()).unwrap();
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    (update.finished, events)
+}
+
+fn stored(dev: &Device) -> TrustState {
+    TrustState::decode(&dev.read("state/trust.cbor")).unwrap()
+}
+
+/// The revocation walk-through of docs/trust.md, through the server and the agent: a release
+/// by the author is accepted; a trust update (2-of-2 roots) revokes the author and adds
+/// author2; the revoked author's next release is refused at Check with nothing but the
+/// envelope downloaded, reason `signature` naming the revocation (RFC 8240 §3); author2's is
+/// accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_revoked_key_release_refused_by_agent() {
+    let fleet = Fleet::new().await;
+    let k = keys(&fleet).await;
+    let dev = device(&fleet, "d1", &k.genesis).await;
+
+    offer_release(&fleet, &dev, 1, &fleet.key, 1).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    assert_eq!(f, Finished::Installed, "{:?}", events.all());
+    assert!(
+        events.detail("check").unwrap().contains("release signer"),
+        "{:?}",
+        events.detail("check")
+    );
+
+    let mut next = k.genesis;
+    next.set_sequence(1);
+    next.add_signer(signer(&k.author2.1)).unwrap();
+    let author_kid = key(&fleet.key_pub).id();
+    next.revoke(author_kid).unwrap();
+    let update = sign(&next, &[&k.root1, &k.root2]);
+    offer_update(&fleet, &dev, &update).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    assert_eq!(f, Finished::Installed, "{:?}", events.all());
+    let detail = events.detail("check").unwrap();
+    assert!(detail.contains("trust update applied"), "{detail}");
+    assert_eq!(stored(&dev), next);
+    // The provisioned file is never written.
+    assert_eq!(
+        TrustState::decode(&dev.read("genesis.cbor")).unwrap(),
+        k.genesis
+    );
+
+    let envelope = offer_release(&fleet, &dev, 2, &fleet.key, 2).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    let Finished::Failed(failure) = f else {
+        panic!(
+            "the revoked key's release was not refused: {:?}",
+            events.all()
+        );
+    };
+    assert_eq!(failure.step, suitcase_protocol::Step::Check);
+    assert_eq!(failure.reason, "signature");
+    assert!(
+        failure.detail.contains(&hex::encode(author_kid)) && failure.detail.contains("revoked"),
+        "{}",
+        failure.detail
+    );
+    let traffic = events
+        .all()
+        .iter()
+        .find_map(|e| match e {
+            suitcase_agent::Event::Update { traffic, .. } => *traffic,
+            _ => None,
+        })
+        .unwrap();
+    // The envelope and not one payload byte (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
+    assert_eq!(traffic.download_body, envelope, "{traffic:?}");
+
+    offer_release(&fleet, &dev, 3, &k.author2.0, 3).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    assert_eq!(f, Finished::Installed, "{:?}", events.all());
+    fleet.stop().await;
+}
+
+/// A trust update signed by the release signer (not a root key) is refused with reason
+/// `signature` and the state in force is kept (TUF §2.1.1: the root role alone changes trust).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_release_signer_trust_update_refused_by_agent() {
+    let fleet = Fleet::new().await;
+    let k = keys(&fleet).await;
+    let dev = device(&fleet, "d2", &k.genesis).await;
+    let mut next = k.genesis;
+    next.set_sequence(1);
+    next.add_signer(signer(&k.author2.1)).unwrap();
+    let update = sign(&next, &[&fleet.key]);
+    offer_update(&fleet, &dev, &update).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    let Finished::Failed(failure) = f else {
+        panic!("accepted: {:?}", events.all());
+    };
+    assert_eq!(failure.step, suitcase_protocol::Step::Check);
+    assert_eq!(failure.reason, "signature", "{}", failure.detail);
+    assert!(
+        failure.detail.contains("trust update refused"),
+        "{}",
+        failure.detail
+    );
+    assert!(!dev.path("state/trust.cbor").exists());
+    // author2 is still not trusted.
+    offer_release(&fleet, &dev, 1, &k.author2.0, 1).await;
+    let (f, _) = cycle(&fleet, &dev).await;
+    assert!(
+        matches!(f, Finished::Failed(ref e) if e.reason == "signature"),
+        "{f:?}"
+    );
+    fleet.stop().await;
+}
+
+/// After trust updates 1 and 2, replaying update 1 (an older trust sequence number) is
+/// refused as `sequence-rollback` and the state in force stays 2 (manifest §8.4.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_trust_update_replay_refused_by_agent() {
+    let fleet = Fleet::new().await;
+    let k = keys(&fleet).await;
+    let dev = device(&fleet, "d3", &k.genesis).await;
+    let mut one = k.genesis;
+    one.set_sequence(1);
+    one.add_signer(signer(&k.author2.1)).unwrap();
+    let update1 = sign(&one, &[&k.root1, &k.root2]);
+    let mut two = one;
+    two.set_sequence(2);
+    two.set_release_threshold(1);
+    two.revoke(key(&fleet.key_pub).id()).unwrap();
+    let update2 = sign(&two, &[&k.root1, &k.root2]);
+    let mut ids = Vec::new();
+    for u in [&update1, &update2] {
+        ids.push(offer_update(&fleet, &dev, u).await);
+        let (f, events) = cycle(&fleet, &dev).await;
+        assert_eq!(f, Finished::Installed, "{:?}", events.all());
+    }
+    assert_eq!(stored(&dev), two);
+    // Update 1 offered again by a new campaign.
+    fleet
+        .campaign(&ids[0], &[&dev.id], json!({"name": "replay"}))
+        .await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    let Finished::Failed(failure) = f else {
+        panic!("replay accepted: {:?}", events.all());
+    };
+    assert_eq!(failure.reason, "sequence-rollback", "{}", failure.detail);
+    assert_eq!(stored(&dev), two);
+    fleet.stop().await;
+}
+
+/// `trust.state` replaces the fixed-anchor settings: given beside `anchors` (or `threshold`)
+/// the configuration is refused naming both, and a file that is not a trust state is refused
+/// naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_state_config_mistakes_are_named() {
+    let fleet = Fleet::new().await;
+    let k = keys(&fleet).await;
+    let dev = device(&fleet, "d4", &k.genesis).await;
+    let path = dev.path("agent.toml");
+    let both = dev
+        .toml(&fleet)
+        .replace("[trust]\n", "[trust]\nstate = \"genesis.cbor\"\n");
+    std::fs::write(&path, both).unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("trust.state") && e.contains("trust.anchors"),
+        "{e}"
+    );
+    let anchors = format!("anchors = [\"{}\"]\n", fleet.key_pub.display());
+    let not_state = dev.toml(&fleet).replace(
+        &anchors,
+        &format!("state = \"{}\"\n", fleet.key_pub.display()),
+    );
+    std::fs::write(&path, not_state).unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("trust state") && e.contains(&fleet.key_pub.display().to_string()),
+        "{e}"
+    );
+    fleet.stop().await;
+}
