@@ -328,3 +328,90 @@ async fn trust_state_config_mistakes_are_named() {
     );
     fleet.stop().await;
 }
+
+/// A crash after each durable write of a trust update (the agent restarted from its state
+/// directory each time): the update ends applied exactly as without the crash, and at every
+/// crash the trust state in force is the old or the new one, whole (write temp + fsync +
+/// rename; the journal's `trust_update` lets a Check run again find the new state in force).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_crash_after_every_durable_write_of_a_trust_update_applies_it_once() {
+    const DEVICES: usize = 40;
+    let fleet = Fleet::new().await;
+    let k = keys(&fleet).await;
+    let mut next = k.genesis;
+    next.set_sequence(1);
+    next.add_signer(signer(&k.author2.1)).unwrap();
+    next.revoke(key(&fleet.key_pub).id()).unwrap();
+    let update = sign(&next, &[&k.root1, &k.root2]);
+    let mut devices = Vec::new();
+    for i in 0..DEVICES {
+        devices.push(device(&fleet, &format!("c{i}"), &k.genesis).await);
+    }
+    let r = fleet
+        .client
+        .post(fleet.url("/api/v1/releases?name=trust-1"))
+        .bearer_auth(&fleet.admin)
+        .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
+        .body(update)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    fleet
+        .campaign(v["id"].as_str().unwrap(), &ids, json!({}))
+        .await;
+    let mut crashes = 0;
+    let mut completed = false;
+    for (i, dev) in devices.iter().enumerate() {
+        let hooks = Hooks {
+            crash_after_writes: Some(i as u64 + 1),
+            ..Hooks::default()
+        };
+        let events = common::Events::default();
+        let mut agent =
+            suitcase_agent::Agent::new(config(&fleet, dev), hooks, events.sink()).unwrap();
+        match agent.cycle().await {
+            Err(suitcase_agent::AgentError::InjectedCrash) => crashes += 1,
+            Ok(c) => {
+                assert_eq!(
+                    c.update.unwrap().finished,
+                    Finished::Installed,
+                    "{:?}",
+                    events.all()
+                );
+                assert_eq!(stored(dev), next);
+                completed = true;
+                break;
+            }
+            Err(e) => panic!("crash at write {}: {e}", i + 1),
+        }
+        // What is in force at the crash: the provisioned state or the new one, whole.
+        if dev.path("state/trust.cbor").exists() {
+            assert_eq!(stored(dev), next, "crash at write {}", i + 1);
+        }
+        let mut ended = false;
+        for _ in 0..5 {
+            let events = common::Events::default();
+            let mut agent =
+                suitcase_agent::Agent::new(config(&fleet, dev), Hooks::default(), events.sink())
+                    .unwrap();
+            let c = agent.cycle().await.unwrap();
+            if let Some(u) = c.update {
+                assert_eq!(u.finished, Finished::Installed, "{:?}", events.all());
+                ended = true;
+                break;
+            }
+            if c.answer.is_some_and(|a| a.update.is_none()) {
+                ended = true;
+                break;
+            }
+        }
+        assert!(ended, "crash at write {}: the update never ended", i + 1);
+        assert_eq!(stored(dev), next, "crash at write {}", i + 1);
+        assert!(!dev.path("state/journal.json").exists());
+    }
+    assert!(completed, "more than {DEVICES} durable writes");
+    assert!(crashes >= 3, "{crashes}");
+    fleet.stop().await;
+}
