@@ -573,6 +573,14 @@ async fn observe_notifies_when_a_campaign_offers() {
             .fold(0u32, |a, b| (a << 8) | u32::from(*b))
     };
     assert!(seq(&n) > seq(&first));
+    // RFC 7252 §5.10.5, RFC 7641 §3.3.1: Max-Age 300 on the answer and the notification, so
+    // the client registers again within the session's 600 s idle limit.
+    for m in [&first, &n] {
+        assert_eq!(
+            m.get_first_option(CoapOption::MaxAge).map(Vec::as_slice),
+            Some(&300u16.to_be_bytes()[..])
+        );
+    }
     // The check-in the notification asks for gets the offer.
     assert!(checkin(&mut c, &s.h).await.update.is_some());
     s.h.stop().await;

@@ -198,6 +198,36 @@ impl Secret {
 mod tests {
     use super::*;
 
+    /// Two processes creating DATA/coap-secret at once (the server starting while an
+    /// operator runs `coap-credential`) end up with one secret, whole, mode 0600.
+    #[test]
+    fn concurrent_creation_agrees_on_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<String> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let s = Secret::load_or_create(dir.path()).unwrap();
+                        s.key_for(b"c1AAAAAAAAAAAAAAAAAAAAAA")
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no file written aside is left");
+    }
+
     #[test]
     fn an_identity_opens_to_its_device_and_names_it_nowhere() {
         let s = Secret::from_master(b"0123456789abcdef0123456789abcdef");
