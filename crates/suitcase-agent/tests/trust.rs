@@ -189,6 +189,15 @@ async fn attack_revoked_key_release_refused_by_agent() {
     let detail = events.detail("check").unwrap();
     assert!(detail.contains("trust update applied"), "{detail}");
     assert_eq!(stored(&dev), next);
+    // The server got the ten step reports of an installed update.
+    let info = fleet.device_info(&dev.id).await;
+    let steps = common::server_steps(&info);
+    assert_eq!(
+        steps.iter().map(|(s, _, _)| s.as_str()).collect::<Vec<_>>(),
+        common::ALL_STEPS
+    );
+    assert!(steps.iter().all(|(_, o, _)| o == "success"), "{steps:?}");
+    assert_eq!(info["update"]["state"], "succeeded");
     // The provisioned file is never written.
     assert_eq!(
         TrustState::decode(&dev.read("genesis.cbor")).unwrap(),
@@ -251,6 +260,11 @@ async fn attack_release_signer_trust_update_refused_by_agent() {
         failure.detail
     );
     assert!(!dev.path("state/trust.cbor").exists());
+    let steps = common::server_steps(&fleet.device_info(&dev.id).await);
+    assert!(
+        steps.contains(&("check".into(), "failure".into(), Some("signature".into()))),
+        "{steps:?}"
+    );
     // author2 is still not trusted.
     offer_release(&fleet, &dev, 1, &k.author2.0, 1).await;
     let (f, _) = cycle(&fleet, &dev).await;
