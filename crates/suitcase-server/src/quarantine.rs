@@ -91,6 +91,31 @@ impl Rule {
     }
 }
 
+/// Writes an audit entry inside `conn`'s transaction, so that it is committed (or rolled
+/// back) with the quarantine change it records.
+async fn audit_in(
+    conn: &mut sqlx::AnyConnection,
+    at: i64,
+    actor: &str,
+    role: &str,
+    action: &str,
+    target: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(role)
+    .bind(action)
+    .bind(target)
+    .bind(detail.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A device's quarantine row.
 #[derive(Clone, Debug)]
 pub(crate) struct DeviceQuarantineRow {
@@ -129,16 +154,15 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        audit_in(
+            &mut tx,
+            record.since,
+            &record.actor,
+            role,
+            "device.quarantine",
+            device_id,
+            detail,
         )
-        .bind(record.since)
-        .bind(&record.actor)
-        .bind(role)
-        .bind("device.quarantine")
-        .bind(device_id)
-        .bind(detail.to_string())
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -169,16 +193,15 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        audit_in(
+            &mut tx,
+            now,
+            actor,
+            role,
+            "device.unquarantine",
+            device_id,
+            detail,
         )
-        .bind(now)
-        .bind(actor)
-        .bind(role)
-        .bind("device.unquarantine")
-        .bind(device_id)
-        .bind(detail.to_string())
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)

@@ -11,10 +11,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Redirect, Response};
 use serde::Deserialize;
 use suitcase_protocol::Role;
+use suitcase_protocol::mgmt::DeviceQuarantine;
 
 use super::{Ui, check_form, e, error_page, page_error, u, when};
 use crate::AppState;
 use crate::api::quarantine as api;
+use crate::error::ApiResult;
 use crate::quarantine::{FleetPosture, QuarantineRecord};
 use crate::wire::Wire;
 
@@ -129,12 +131,27 @@ pub(crate) struct QuarantineForm {
     confirm: Option<String>,
 }
 
-fn unconfirmed() -> Response {
-    page_error(
-        StatusCode::BAD_REQUEST,
-        "Not confirmed",
-        "tick the confirmation box to do this",
-    )
+/// What both actions check first: the anti-forgery token, then the ticked confirmation box.
+fn confirmed(ui: &Ui, headers: &HeaderMap, f: &QuarantineForm) -> Result<(), Response> {
+    check_form(ui, headers, f.csrf.as_deref())?;
+    if f.confirm.as_deref() != Some("yes") {
+        return Err(page_error(
+            StatusCode::BAD_REQUEST,
+            "Not confirmed",
+            "tick the confirmation box to do this",
+        ));
+    }
+    Ok(())
+}
+
+/// Both actions' answer: back to the device's page, or the API's error as a page.
+fn to_device_page(answer: ApiResult<axum::Json<DeviceQuarantine>>) -> Response {
+    match answer {
+        Ok(axum::Json(q)) => {
+            Redirect::to(&format!("/ui/devices/{}", u(&q.device_id))).into_response()
+        }
+        Err(err) => error_page(&err),
+    }
 }
 
 /// `POST /ui/devices/{id}/quarantine`.
@@ -145,28 +162,21 @@ pub(crate) async fn quarantine(
     Path(id): Path<String>,
     axum::Form(f): axum::Form<QuarantineForm>,
 ) -> Response {
-    if let Err(r) = check_form(&ui, &headers, f.csrf.as_deref()) {
+    if let Err(r) = confirmed(&ui, &headers, &f) {
         return r;
-    }
-    if f.confirm.as_deref() != Some("yes") {
-        return unconfirmed();
     }
     let body = api::QuarantineRequest {
         reason: f.reason.unwrap_or_default(),
     };
-    match api::set(
-        State(state),
-        ui.who.clone(),
-        Path(id),
-        Wire(crate::wire::Format::Json, body),
+    to_device_page(
+        api::set(
+            State(state),
+            ui.who.clone(),
+            Path(id),
+            Wire(crate::wire::Format::Json, body),
+        )
+        .await,
     )
-    .await
-    {
-        Ok(axum::Json(q)) => {
-            Redirect::to(&format!("/ui/devices/{}", u(&q.device_id))).into_response()
-        }
-        Err(err) => error_page(&err),
-    }
 }
 
 /// `POST /ui/devices/{id}/unquarantine`.
@@ -177,16 +187,8 @@ pub(crate) async fn unquarantine(
     Path(id): Path<String>,
     axum::Form(f): axum::Form<QuarantineForm>,
 ) -> Response {
-    if let Err(r) = check_form(&ui, &headers, f.csrf.as_deref()) {
+    if let Err(r) = confirmed(&ui, &headers, &f) {
         return r;
     }
-    if f.confirm.as_deref() != Some("yes") {
-        return unconfirmed();
-    }
-    match api::clear(State(state), ui.who.clone(), Path(id)).await {
-        Ok(axum::Json(q)) => {
-            Redirect::to(&format!("/ui/devices/{}", u(&q.device_id))).into_response()
-        }
-        Err(err) => error_page(&err),
-    }
+    to_device_page(api::clear(State(state), ui.who.clone(), Path(id)).await)
 }
