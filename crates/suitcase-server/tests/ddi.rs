@@ -548,14 +548,7 @@ async fn cancel_action_then_feedback_is_410() {
     let (_, cid, devs) = setup(&h, 1, b"image", json!({"name": "swu"})).await;
     let d = &devs[0];
     let (_, id) = d.action().await.unwrap();
-    let (s, v) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/campaigns/{cid}/cancel"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.cancel_campaign(&cid).await;
     let v = d.poll().await;
     assert!(v["_links"].get("deploymentBase").is_none(), "{v}");
     let href = v["_links"]["cancelAction"]["href"]
@@ -1148,14 +1141,7 @@ async fn rejected_cancel_feedback_keeps_the_action_cancelling() {
     let (_, cid, devs) = setup(&h, 1, b"image", json!({"name": "swu"})).await;
     let d = &devs[0];
     let (_, id) = d.action().await.unwrap();
-    let (s, v) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/campaigns/{cid}/cancel"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.cancel_campaign(&cid).await;
     let href = d.poll().await["_links"]["cancelAction"]["href"]
         .as_str()
         .unwrap()

@@ -198,14 +198,7 @@ async fn offer_gate_cancelled_before_offer_device_cannot_fetch(b: Backend) {
     let cid = h
         .campaign(json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["x"]}}))
         .await;
-    let (s, v) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/campaigns/{cid}/cancel"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.cancel_campaign(&cid).await;
     let tok = &devs[0].1;
     assert_eq!(h.checkin(tok, 1).await.action, Action::None);
     assert_eq!(
@@ -221,13 +214,8 @@ async fn offer_gate_cancelled_before_offer_device_cannot_fetch(b: Backend) {
 }
 
 async fn revoke(h: &Harness, by: &str, id: &str) -> StatusCode {
-    h.client
-        .delete(h.url(&format!("/api/v1/tokens/{id}")))
-        .bearer_auth(by)
-        .send()
+    h.status_of(h.client.delete(h.url(&format!("/api/v1/tokens/{id}"))), by)
         .await
-        .unwrap()
-        .status()
 }
 
 async fn working_admins(h: &Harness, token: &str) -> Vec<String> {

@@ -2,18 +2,13 @@
 //! an operator's quarantine, the server's own on suspicious reports, remediation releases,
 //! release from quarantine, and the fleet posture (docs/server.md §8).
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod common;
 
 use core::time::Duration;
 
-use common::{Backend, Harness};
+use common::{Backend, Harness, mqtt_harness, mqtt_listener, next_topic};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use suitcase_protocol::{Action, Outcome, Step};
@@ -36,15 +31,7 @@ both_backends!(
 /// Needs the broker on 127.0.0.1:1883 that .ci/run starts (as tests/transport.rs does).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_wakes_a_quarantined_device_only_for_a_remediation_release() {
-    let mut tag = [0u8; 6];
-    getrandom::fill(&mut tag).unwrap();
-    let prefix = format!("suitcase-test-{}", hex::encode(tag));
-    let p2 = prefix.clone();
-    let h = Harness::with(Backend::Sqlite, move |c| {
-        c.mqtt = Some("mqtt://127.0.0.1:1883".into());
-        c.mqtt_prefix = p2;
-    })
-    .await;
+    let (h, _) = mqtt_harness().await;
     let rel = h.release(3, &[11u8; 300]).await;
     let devs = h.devices("mp", 3, &[]).await;
     let mut topics = Vec::new();
@@ -57,28 +44,21 @@ async fn push_wakes_a_quarantined_device_only_for_a_remediation_release() {
     h.campaign(json!({"name": "n", "release_id": rel, "filter": {"devices": ["mp-0", "mp-1"]}}))
         .await;
     assert_eq!(
-        next(&mut rx, 10_000).await.as_deref(),
+        next_topic(&mut rx, 10_000).await.as_deref(),
         Some(topics[1].as_str())
     );
     assert_eq!(
-        next(&mut rx, 500).await,
+        next_topic(&mut rx, 500).await,
         None,
         "no push to the quarantined mp-0"
     );
     // A remediation release wakes the quarantined mp-2.
     let fix = h.release(4, &[12u8; 300]).await;
-    let (s, _) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/releases/{fix}/remediation"),
-            &json!({"remediation": true}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    h.mark_remediation(&fix).await;
     h.campaign(json!({"name": "r", "release_id": fix, "filter": {"devices": ["mp-2"]}}))
         .await;
     assert_eq!(
-        next(&mut rx, 10_000).await.as_deref(),
+        next_topic(&mut rx, 10_000).await.as_deref(),
         Some(topics[2].as_str())
     );
     h.stop().await;
@@ -89,14 +69,7 @@ async fn push_wakes_a_quarantined_device_only_for_a_remediation_release() {
 /// healthy member is still woken on its own topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_push_skips_a_group_holding_a_quarantined_device() {
-    let mut tag = [0u8; 6];
-    getrandom::fill(&mut tag).unwrap();
-    let p2 = format!("suitcase-test-{}", hex::encode(tag));
-    let h = Harness::with(Backend::Sqlite, move |c| {
-        c.mqtt = Some("mqtt://127.0.0.1:1883".into());
-        c.mqtt_prefix = p2;
-    })
-    .await;
+    let (h, _) = mqtt_harness().await;
     let rel = h.release(3, &[13u8; 300]).await;
     let devs = h.devices("gp", 2, &[]).await;
     let (s, v) = h
@@ -121,36 +94,22 @@ async fn group_push_skips_a_group_holding_a_quarantined_device() {
         .campaign(json!({"name": "g", "release_id": rel, "filter": {"group": "lab"}}))
         .await;
     assert_eq!(
-        next(&mut rx, 10_000).await.as_deref(),
+        next_topic(&mut rx, 10_000).await.as_deref(),
         Some(own[1].as_str())
     );
     assert_eq!(
-        next(&mut rx, 500).await,
+        next_topic(&mut rx, 500).await,
         None,
         "neither the group topic nor the quarantined gp-0's own"
     );
     // A remediation release may use the group topic.
     let fix = h.release(4, &[14u8; 300]).await;
-    let (s, _) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/releases/{fix}/remediation"),
-            &json!({"remediation": true}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, v) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/campaigns/{first}/cancel"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.mark_remediation(&fix).await;
+    h.cancel_campaign(&first).await;
     h.campaign(json!({"name": "r", "release_id": fix, "filter": {"group": "lab"}}))
         .await;
     let mut seen = Vec::new();
-    while let Some(t) = next(&mut rx, 3_000).await {
+    while let Some(t) = next_topic(&mut rx, 3_000).await {
         seen.push(t);
         assert!(seen.len() <= 3, "{seen:?}");
     }
@@ -159,55 +118,6 @@ async fn group_push_skips_a_group_holding_a_quarantined_device() {
     want.sort();
     assert_eq!(seen, want, "the group topic and both members' own");
     h.stop().await;
-}
-
-async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, ms: u64) -> Option<String> {
-    tokio::time::timeout(Duration::from_millis(ms), rx.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn mqtt_listener(
-    topics: &[String],
-) -> (
-    rumqttc::AsyncClient,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let mut tag = [0u8; 6];
-    getrandom::fill(&mut tag).unwrap();
-    let mut opts =
-        rumqttc::MqttOptions::new(format!("test-{}", hex::encode(tag)), "127.0.0.1", 1883);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    let _ = tx.send(p.topic.clone());
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                    let _ = ack_tx.send(());
-                }
-                Ok(_) => {}
-                Err(e) => panic!(
-                    "MQTT broker at 127.0.0.1:1883 is needed ({e}); .ci/run starts mosquitto"
-                ),
-            }
-        }
-    });
-    for t in topics {
-        client
-            .subscribe(t.clone(), rumqttc::QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), ack_rx.recv())
-            .await
-            .unwrap();
-    }
-    (client, rx)
 }
 
 async fn quarantine(h: &Harness, device: &str, reason: &str) -> (StatusCode, Value) {
@@ -241,13 +151,12 @@ async fn quarantine_of(h: &Harness, device: &str) -> Value {
 }
 
 async fn envelope_status(h: &Harness, device_token: &str, release: &str) -> StatusCode {
-    h.client
-        .get(h.url(&format!("/api/v1/device/releases/{release}/envelope")))
-        .bearer_auth(device_token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    h.status_of(
+        h.client
+            .get(h.url(&format!("/api/v1/device/releases/{release}/envelope"))),
+        device_token,
+    )
+    .await
 }
 
 async fn audit_actions(h: &Harness, action: &str) -> Vec<Value> {
@@ -422,14 +331,7 @@ async fn attack_report_for_release_never_offered_quarantines(b: Backend) {
     let cid = h
         .campaign(json!({"name": "c", "release_id": rel, "filter": {"devices": [cancelled.0]}}))
         .await;
-    let (s, v) = h
-        .post(
-            &h.admin,
-            &format!("/api/v1/campaigns/{cid}/cancel"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    h.cancel_campaign(&cid).await;
     assert_eq!(
         h.report(&cancelled.1, &rel, Step::Receive, Outcome::InProgress, None)
             .await,

@@ -2,18 +2,13 @@
 //! MQTT push through the local Mosquitto broker, and payloads in an S3-compatible store
 //! (moto_server on loopback).
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::std_instead_of_core,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::std_instead_of_core, reason = "test code")]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Harness};
+use common::{Backend, Harness, mqtt_harness, mqtt_listener};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -156,63 +151,11 @@ async fn mutual_tls_identifies_the_device_by_its_certificate() {
     h.stop().await;
 }
 
-async fn mqtt_listener(
-    topics: &[String],
-) -> (
-    rumqttc::AsyncClient,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let mut opts =
-        rumqttc::MqttOptions::new(format!("test-{}", hex::encode(rand6())), "127.0.0.1", 1883);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    let _ = tx.send(p.topic.clone());
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                    let _ = ack_tx.send(());
-                }
-                Ok(_) => {}
-                Err(e) => panic!(
-                    "MQTT broker at 127.0.0.1:1883 is needed ({e}); .ci/run starts mosquitto"
-                ),
-            }
-        }
-    });
-    for t in topics {
-        client
-            .subscribe(t.clone(), rumqttc::QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), ack_rx.recv())
-            .await
-            .unwrap();
-    }
-    (client, rx)
-}
-
-fn rand6() -> [u8; 6] {
-    let mut b = [0u8; 6];
-    getrandom::fill(&mut b).unwrap();
-    b
-}
-
 /// Hybrid updates: starting a campaign pushes "check in now" to each targeted device's own
 /// topic (an opaque id, never the device identifier) and to a targeted group's topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_start_pushes_to_device_and_group_topics() {
-    let prefix = format!("suitcase-test-{}", hex::encode(rand6()));
-    let p2 = prefix.clone();
-    let h = Harness::with(Backend::Sqlite, move |c| {
-        c.mqtt = Some("mqtt://127.0.0.1:1883".into());
-        c.mqtt_prefix = p2;
-    })
-    .await;
+    let (h, prefix) = mqtt_harness().await;
     let rel = h.release(3, &[3u8; 300]).await;
     let devs = h.devices("push", 3, &[]).await;
     let (s, v) = h

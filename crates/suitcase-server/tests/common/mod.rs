@@ -359,11 +359,110 @@ impl Harness {
         v
     }
 
+    /// Marks a release as remediation (offered to quarantined devices, RFC 8240 §9).
+    pub async fn mark_remediation(&self, release: &str) {
+        let (s, v) = self
+            .post(
+                &self.admin,
+                &format!("/api/v1/releases/{release}/remediation"),
+                &json!({"remediation": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
+    /// Cancels a campaign as the admin.
+    pub async fn cancel_campaign(&self, id: &str) {
+        let (s, v) = self
+            .post(
+                &self.admin,
+                &format!("/api/v1/campaigns/{id}/cancel"),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
+    /// The status of a request sent with `token`.
+    pub async fn status_of(&self, r: reqwest::RequestBuilder, token: &str) -> StatusCode {
+        r.bearer_auth(token).send().await.unwrap().status()
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
     }
+}
+
+/// A random tag, so that tests sharing the MQTT broker do not see each other's topics.
+pub fn tag() -> String {
+    hex::encode(rand_bytes())
+}
+
+/// A SQLite harness whose server pushes to the broker on 127.0.0.1:1883 (which .ci/run
+/// starts) under a fresh topic prefix, and that prefix.
+pub async fn mqtt_harness() -> (Harness, String) {
+    let prefix = format!("suitcase-test-{}", tag());
+    let p2 = prefix.clone();
+    let h = Harness::with(Backend::Sqlite, move |c| {
+        c.mqtt = Some("mqtt://127.0.0.1:1883".into());
+        c.mqtt_prefix = p2;
+    })
+    .await;
+    (h, prefix)
+}
+
+/// An MQTT client on 127.0.0.1:1883 subscribed to `topics` (each subscription acknowledged
+/// before this returns), and the topics of the messages it receives.
+pub async fn mqtt_listener(
+    topics: &[String],
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut opts = rumqttc::MqttOptions::new(format!("test-{}", tag()), "127.0.0.1", 1883);
+    opts.set_keep_alive(core::time::Duration::from_secs(10));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    let _ = tx.send(p.topic.clone());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = ack_tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "MQTT broker at 127.0.0.1:1883 is needed ({e}); .ci/run starts mosquitto"
+                ),
+            }
+        }
+    });
+    for t in topics {
+        client
+            .subscribe(t.clone(), rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::time::timeout(core::time::Duration::from_secs(5), ack_rx.recv())
+            .await
+            .unwrap();
+    }
+    (client, rx)
+}
+
+/// The next topic `rx` receives within `ms` milliseconds, if any.
+pub async fn next_topic(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    ms: u64,
+) -> Option<String> {
+    tokio::time::timeout(core::time::Duration::from_millis(ms), rx.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Runs a test body on both backends.
