@@ -55,6 +55,30 @@ fn request(method: RequestType, path: &str, mid: u16) -> Packet {
     p
 }
 
+/// A POST of `body` as CBOR (content-format 60).
+fn post_cbor<T: serde::Serialize>(path: &str, mid: u16, body: &T) -> Packet {
+    let mut p = request(RequestType::Post, path, mid);
+    p.add_option(CoapOption::ContentFormat, vec![60]);
+    ciborium::into_writer(body, &mut p.payload).unwrap();
+    p
+}
+
+/// A successful Receive step report on `release_id`.
+fn received(release_id: String) -> StepReport {
+    StepReport {
+        release_id,
+        step: Step::Receive,
+        outcome: Outcome::Success,
+        reason: None,
+        detail: None,
+        progress: None,
+        started_at: None,
+        log: None,
+        suit_report: None,
+        offline: false,
+    }
+}
+
 fn block2(num: u32, szx: u8) -> Vec<u8> {
     let v = (num << 4) | u32::from(szx);
     let b = v.to_be_bytes();
@@ -226,10 +250,16 @@ impl Coaps {
         }
     }
 
-    async fn call(&mut self, mut p: Packet) -> Packet {
+    async fn call(&mut self, p: Packet) -> Packet {
+        let token = (self.mid + 1).to_be_bytes().to_vec();
+        self.call_as(p, token).await
+    }
+
+    /// Sends `p` with the next message id and `token`, and waits for the answer to it.
+    async fn call_as(&mut self, mut p: Packet, token: Vec<u8>) -> Packet {
         self.mid += 1;
         p.header.message_id = self.mid;
-        p.set_token(self.mid.to_be_bytes().to_vec());
+        p.set_token(token);
         self.send(&p).await;
         loop {
             let m = self.next(Duration::from_secs(10)).await.expect("no answer");
@@ -244,10 +274,7 @@ impl Coaps {
     }
 
     async fn post_cbor<T: serde::Serialize>(&mut self, path: &str, body: &T) -> Packet {
-        let mut p = request(RequestType::Post, path, 0);
-        p.add_option(CoapOption::ContentFormat, vec![60]);
-        ciborium::into_writer(body, &mut p.payload).unwrap();
-        self.call(p).await
+        self.call(post_cbor(path, 0, body)).await
     }
 }
 
@@ -274,18 +301,50 @@ async fn setup(campaign: bool) -> Setup {
     .await
     .unwrap();
     let image: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    if campaign {
-        let release = h.release(2, &image).await;
-        h.campaign(json!({"name": "coap", "release_id": release, "filter": {"tags": ["coap"]}}))
-            .await;
-    }
-    Setup {
+    let s = Setup {
         h,
         device_id,
         device_name,
         identity: cred.identity,
         key: cred.key,
         image,
+    };
+    if campaign {
+        s.offer("coap").await;
+    }
+    s
+}
+
+impl Setup {
+    /// A DTLS session with the device's credential.
+    async fn connect(&self) -> Coaps {
+        Coaps::connect(coaps_addr(&self.h), &self.identity, &self.key)
+            .await
+            .unwrap()
+    }
+
+    /// Uploads the image as a release and starts a campaign `name` offering it to the device.
+    async fn offer(&self, name: &str) -> String {
+        let release = self.h.release(2, &self.image).await;
+        self.h
+            .campaign(json!({"name": name, "release_id": release, "filter": {"tags": ["coap"]}}))
+            .await;
+        release
+    }
+
+    /// How many Receive steps the server holds for the device's update, and the device as
+    /// the management API shows it.
+    async fn receive_steps(&self) -> (usize, serde_json::Value) {
+        let (st, v) = self
+            .h
+            .get(
+                &self.h.admin,
+                &format!("/api/v1/devices/{}", self.device_id),
+            )
+            .await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+        let steps = v["update"]["steps"].as_array().unwrap();
+        (steps.iter().filter(|x| x["step"] == "receive").count(), v)
     }
 }
 
@@ -322,9 +381,7 @@ async fn well_known_core_lists_the_resources() {
 async fn attack_unauthenticated_checkin_refused() {
     let s = setup(true).await;
     // Plain CoAP carries no credential: RFC 8240 §3, the device resources need DTLS.
-    let mut p = request(RequestType::Post, "/d/checkin", 2);
-    p.add_option(CoapOption::ContentFormat, vec![60]);
-    ciborium::into_writer(&s.h.inventory(1), &mut p.payload).unwrap();
+    let p = post_cbor("/d/checkin", 2, &s.h.inventory(1));
     let r = plain(coap_addr(&s.h), &p).await;
     assert_eq!(code(&r), ResponseType::Unauthorized, "{}", text(&r));
     assert_eq!(text(&r), "coaps only");
@@ -361,9 +418,7 @@ async fn attack_wrong_psk_or_forged_identity_fails_the_handshake() {
 #[tokio::test]
 async fn attack_device_id_not_in_clear() {
     let s = setup(true).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let a = checkin(&mut c, &s.h).await;
     assert!(a.update.is_some());
     // RFC 8240 §3: nothing on the wire names the device: not its id, not its name (the
@@ -391,9 +446,7 @@ async fn attack_device_id_not_in_clear() {
 #[tokio::test]
 async fn blockwise_download_at_every_size_and_resumed_from_any_block() {
     let s = setup(true).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let a = checkin(&mut c, &s.h).await;
     let offer = a.update.unwrap();
     let url = offer.payloads[0].url.clone();
@@ -431,9 +484,7 @@ async fn blockwise_download_at_every_size_and_resumed_from_any_block() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let s = setup(true).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let offer = checkin(&mut c, &s.h).await.update.unwrap();
     let url = offer.payloads[0].url.clone();
     // A block beyond the end.
@@ -495,25 +546,10 @@ async fn bad_requests_get_clear_errors() {
 #[tokio::test]
 async fn reports_are_stored_once_when_resent() {
     let s = setup(true).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let offer = checkin(&mut c, &s.h).await.update.unwrap();
-    let report = StepReport {
-        release_id: offer.release_id.clone(),
-        step: Step::Receive,
-        outcome: Outcome::Success,
-        reason: None,
-        detail: None,
-        progress: None,
-        started_at: None,
-        log: None,
-        suit_report: None,
-        offline: false,
-    };
-    let mut p = request(RequestType::Post, "/d/reports", 0x777);
-    p.add_option(CoapOption::ContentFormat, vec![60]);
-    ciborium::into_writer(&report, &mut p.payload).unwrap();
+    let report = received(offer.release_id.clone());
+    let p = post_cbor("/d/reports", 0x777, &report);
     // The same message id twice: a retransmission (RFC 7252 §4.5).
     c.send(&p).await;
     let a = c.next(Duration::from_secs(10)).await.unwrap();
@@ -521,16 +557,8 @@ async fn reports_are_stored_once_when_resent() {
     let b = c.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(code(&a), ResponseType::Changed, "{}", text(&a));
     assert_eq!(a, b);
-    let (st, v) =
-        s.h.get(&s.h.admin, &format!("/api/v1/devices/{}", s.device_id))
-            .await;
-    assert_eq!(st, reqwest::StatusCode::OK, "{v}");
-    let steps = v["update"]["steps"].as_array().unwrap();
-    assert_eq!(
-        steps.iter().filter(|x| x["step"] == "receive").count(),
-        1,
-        "{v}"
-    );
+    let (receives, v) = s.receive_steps().await;
+    assert_eq!(receives, 1, "{v}");
     // A report on a release never offered: 4.09, as 409 over HTTP.
     let mut bad = report.clone();
     bad.release_id = "rel_other".into();
@@ -542,9 +570,7 @@ async fn reports_are_stored_once_when_resent() {
 #[tokio::test]
 async fn observe_notifies_when_a_campaign_offers() {
     let s = setup(false).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let mut p = request(RequestType::Get, "/d/offer", 0x500);
     p.add_option(CoapOption::Observe, vec![]);
     c.send(&p).await;
@@ -556,9 +582,7 @@ async fn observe_notifies_when_a_campaign_offers() {
     );
     let v: serde_json::Value = ciborium::from_reader(first.payload.as_slice()).unwrap();
     assert_eq!(v["check_in"], false);
-    let release = s.h.release(2, &s.image).await;
-    s.h.campaign(json!({"name": "obs", "release_id": release, "filter": {"tags": ["coap"]}}))
-        .await;
+    s.offer("obs").await;
     let n = c
         .next(Duration::from_secs(10))
         .await
@@ -589,9 +613,7 @@ async fn observe_notifies_when_a_campaign_offers() {
 #[tokio::test]
 async fn observers_are_bounded_per_device() {
     let s = setup(false).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let mut registered = 0;
     for i in 0..4u16 {
         let mut p = request(RequestType::Get, "/d/offer", 0x600 + i);
@@ -622,9 +644,7 @@ async fn libcoap_client_fetches_a_payload_blockwise() {
         return;
     };
     let s = setup(true).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     let offer = checkin(&mut c, &s.h).await.update.unwrap();
     let out = s.h.dir.path().join("payload.bin");
     let uri = format!("coaps://{}{}", coaps_addr(&s.h), offer.payloads[0].url);
@@ -653,26 +673,12 @@ async fn libcoap_client_fetches_a_payload_blockwise() {
 #[tokio::test]
 async fn observers_deregister_on_cancel_and_reset() {
     let s = setup(false).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
-    let observe = |token: u16, value: Vec<u8>| {
+    let mut c = s.connect().await;
+    let register = async |c: &mut Coaps, token: u16, value: Vec<u8>| {
         let mut p = request(RequestType::Get, "/d/offer", 0);
         p.add_option(CoapOption::Observe, value);
-        (p, token)
-    };
-    let register = async |c: &mut Coaps, token: u16, value: Vec<u8>| {
-        let (mut p, token) = observe(token, value);
-        c.mid += 1;
-        p.header.message_id = c.mid;
-        p.set_token(token.to_be_bytes().to_vec());
-        c.send(&p).await;
-        loop {
-            let m = c.next(Duration::from_secs(10)).await.expect("no answer");
-            if m.get_token() == p.get_token() {
-                return m.get_first_option(CoapOption::Observe).is_some();
-            }
-        }
+        let m = c.call_as(p, token.to_be_bytes().to_vec()).await;
+        m.get_first_option(CoapOption::Observe).is_some()
     };
     assert!(register(&mut c, 0xA, vec![]).await);
     assert!(register(&mut c, 0xB, vec![]).await);
@@ -681,9 +687,7 @@ async fn observers_deregister_on_cancel_and_reset() {
     assert!(!register(&mut c, 0xA, vec![1]).await);
     assert!(register(&mut c, 0xC, vec![]).await);
     // A campaign: B and C are notified; a Reset to B's notification ends B.
-    let release = s.h.release(2, &s.image).await;
-    s.h.campaign(json!({"name": "rst", "release_id": release, "filter": {"tags": ["coap"]}}))
-        .await;
+    s.offer("rst").await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let n = c
@@ -728,22 +732,9 @@ async fn attack_new_session_from_same_address_gets_no_old_answer() {
     let mut c2 = Coaps::connect_on(sock, coaps_addr(&s.h), &s.identity, &s.key)
         .await
         .unwrap();
-    let report = StepReport {
-        release_id: checkin(&mut c2, &s.h).await.update.unwrap().release_id,
-        step: Step::Receive,
-        outcome: Outcome::Success,
-        reason: None,
-        detail: None,
-        progress: None,
-        started_at: None,
-        log: None,
-        suit_report: None,
-        offline: false,
-    };
-    let mut p = request(RequestType::Post, "/d/reports", 0x4242);
+    let report = received(checkin(&mut c2, &s.h).await.update.unwrap().release_id);
+    let mut p = post_cbor("/d/reports", 0x4242, &report);
     p.set_token(b"second".to_vec());
-    p.add_option(CoapOption::ContentFormat, vec![60]);
-    ciborium::into_writer(&report, &mut p.payload).unwrap();
     c2.send(&p).await;
     let b = c2.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(
@@ -752,15 +743,8 @@ async fn attack_new_session_from_same_address_gets_no_old_answer() {
         "the old session's answer was replayed"
     );
     assert_eq!(code(&b), ResponseType::Changed, "{}", text(&b));
-    let (_, v) =
-        s.h.get(&s.h.admin, &format!("/api/v1/devices/{}", s.device_id))
-            .await;
-    let steps = v["update"]["steps"].as_array().unwrap();
-    assert_eq!(
-        steps.iter().filter(|x| x["step"] == "receive").count(),
-        1,
-        "the report was not stored: {v}"
-    );
+    let (receives, v) = s.receive_steps().await;
+    assert_eq!(receives, 1, "the report was not stored: {v}");
     s.h.stop().await;
 }
 
@@ -772,9 +756,7 @@ async fn attack_new_session_from_same_address_gets_no_old_answer() {
 #[tokio::test]
 async fn attack_spoofed_records_do_not_end_a_session() {
     let s = setup(false).await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let mut c = s.connect().await;
     assert_eq!(code(&c.get("/d/offer").await), ResponseType::Content);
     let hello = c.wire[0].clone();
     assert!(hello.len() > 20 && hello[0] == 22 && hello[13] == 1);
@@ -806,7 +788,7 @@ async fn attack_spoofed_records_do_not_end_a_session() {
 async fn attack_client_hello_flood_does_not_evict_connected_sessions() {
     let s = setup(false).await;
     let server = coaps_addr(&s.h);
-    let mut c = Coaps::connect(server, &s.identity, &s.key).await.unwrap();
+    let mut c = s.connect().await;
     assert_eq!(code(&c.get("/d/offer").await), ResponseType::Content);
     let hello = c.wire[0].clone();
     // Every socket kept open, so that each ClientHello comes from its own port; each batch
@@ -829,7 +811,7 @@ async fn attack_client_hello_flood_does_not_evict_connected_sessions() {
     drop(socks);
     let r = c.get("/d/offer").await;
     assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
-    let mut again = Coaps::connect(server, &s.identity, &s.key).await.unwrap();
+    let mut again = s.connect().await;
     assert_eq!(code(&again.get("/d/offer").await), ResponseType::Content);
     s.h.stop().await;
 }
@@ -848,25 +830,14 @@ async fn attack_quarantined_device_not_told_to_check_in() {
         )
         .await;
     assert!(st.is_success(), "{v}");
-    let release = s.h.release(2, &s.image).await;
-    s.h.campaign(json!({"name": "coap", "release_id": release, "filter": {"tags": ["coap"]}}))
-        .await;
-    let mut c = Coaps::connect(coaps_addr(&s.h), &s.identity, &s.key)
-        .await
-        .unwrap();
+    let release = s.offer("coap").await;
+    let mut c = s.connect().await;
     let offer =
         |p: &Packet| -> serde_json::Value { ciborium::from_reader(p.payload.as_slice()).unwrap() };
     let r = c.get("/d/offer").await;
     assert_eq!(code(&r), ResponseType::Content, "{}", text(&r));
     assert_eq!(offer(&r), json!({"check_in": false}));
-    let (st, v) =
-        s.h.post(
-            &s.h.admin,
-            &format!("/api/v1/releases/{release}/remediation"),
-            &json!({"remediation": true}),
-        )
-        .await;
-    assert!(st.is_success(), "{v}");
+    s.h.mark_remediation(&release).await;
     let r = c.get("/d/offer").await;
     assert_eq!(offer(&r), json!({"check_in": true}));
     s.h.stop().await;
