@@ -36,7 +36,7 @@ pub(crate) use suitcase_protocol::mgmt::{FleetPosture, QuarantineRecord};
 
 use crate::AppState;
 use crate::db::Db;
-use crate::store::{ReportRow, to_u64};
+use crate::store::{ReportRow, audit_in, to_u64};
 
 /// The automatic quarantine rules and the posture's reachability window (docs/server.md §8).
 #[derive(Clone, Debug)]
@@ -89,31 +89,6 @@ impl Rule {
             Self::SignatureFailures => "signature-failures",
         }
     }
-}
-
-/// Writes an audit entry inside `conn`'s transaction, so that it is committed (or rolled
-/// back) with the quarantine change it records.
-async fn audit_in(
-    conn: &mut sqlx::AnyConnection,
-    at: i64,
-    actor: &str,
-    role: &str,
-    action: &str,
-    target: &str,
-    detail: &serde_json::Value,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(at)
-    .bind(actor)
-    .bind(role)
-    .bind(action)
-    .bind(target)
-    .bind(detail.to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// A device's quarantine row.

@@ -1929,18 +1929,8 @@ impl Db {
         target: &str,
         detail: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(now)
-        .bind(actor)
-        .bind(role)
-        .bind(action)
-        .bind(target)
-        .bind(detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        audit_in(&mut conn, now, actor, role, action, target, detail).await
     }
 
     pub(crate) async fn audit_list(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -2005,4 +1995,29 @@ impl Db {
         })
         .collect()
     }
+}
+
+/// Writes an audit entry on `conn`: inside a transaction, it is committed (or rolled back)
+/// with the change it records.
+pub(crate) async fn audit_in(
+    conn: &mut sqlx::AnyConnection,
+    at: i64,
+    actor: &str,
+    role: &str,
+    action: &str,
+    target: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, role, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(role)
+    .bind(action)
+    .bind(target)
+    .bind(detail.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
