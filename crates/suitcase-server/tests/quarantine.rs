@@ -120,6 +120,21 @@ async fn group_push_skips_a_group_holding_a_quarantined_device() {
     h.stop().await;
 }
 
+/// A release of `sequence` (a 300-byte image of `byte`) offered by a campaign that no error
+/// threshold stops to one device tagged `tag`, which has checked in and been told to update:
+/// the release and the device's id and token.
+async fn offered_one(h: &Harness, sequence: u64, byte: u8, tag: &str) -> (String, String, String) {
+    let rel = h.release(sequence, &[byte; 300]).await;
+    let (id, token) = h.devices(tag, 1, &[tag]).await.remove(0);
+    h.campaign(
+        json!({"name": "c", "release_id": rel, "filter": {"tags_all": [tag]},
+                      "error_threshold": 1.0}),
+    )
+    .await;
+    assert_eq!(h.checkin(&token, 1).await.action, Action::Update);
+    (rel, id, token)
+}
+
 async fn quarantine(h: &Harness, device: &str, reason: &str) -> (StatusCode, Value) {
     h.post(
         &h.admin,
@@ -263,15 +278,8 @@ async fn release_from_quarantine_restores_offers(b: Backend) {
 /// at upload (manifest §6.2) is quarantined by the server, once, with the reports as evidence.
 async fn attack_compromised_device_repeated_signature_failures_quarantined(b: Backend) {
     let h = Harness::new(b).await;
-    let rel = h.release(2, &[4u8; 300]).await;
-    let devs = h.devices("sf", 1, &["sf"]).await;
-    let (id, token) = &devs[0];
-    h.campaign(
-        json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["sf"]},
-                       "error_threshold": 1.0}),
-    )
-    .await;
-    assert_eq!(h.checkin(token, 1).await.action, Action::Update);
+    let (rel, id, token) = offered_one(&h, 2, 4, "sf").await;
+    let (id, token) = (&id, &token);
     let fail = || {
         h.report(
             token,
@@ -378,15 +386,8 @@ async fn attack_report_for_release_never_offered_quarantines(b: Backend) {
 /// a refusal of 5 as a rollback contradicts that inventory.
 async fn attack_rollback_refusal_contradicting_the_inventory_quarantines(b: Backend) {
     let h = Harness::new(b).await;
-    let rel = h.release(5, &[6u8; 300]).await;
-    let devs = h.devices("rb", 1, &["rb"]).await;
-    let (id, token) = &devs[0];
-    h.campaign(
-        json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["rb"]},
-                       "error_threshold": 1.0}),
-    )
-    .await;
-    assert_eq!(h.checkin(token, 1).await.action, Action::Update);
+    let (rel, id, token) = offered_one(&h, 5, 6, "rb").await;
+    let (id, token) = (&id, &token);
     assert_eq!(
         h.report(
             token,
@@ -701,15 +702,8 @@ async fn attack_signature_failures_on_two_nodes_at_once_quarantine_and_audit_onc
     let h = Harness::with(b, |c| c.quarantine.signature_failures = 2).await;
     let (node_b, _) = suitcase_server::start(h.config.clone()).await.unwrap();
     let other = node_b.url();
-    let rel = h.release(2, &[10u8; 300]).await;
-    let devs = h.devices("mq", 1, &["mq"]).await;
-    let (id, token) = &devs[0];
-    h.campaign(
-        json!({"name": "c", "release_id": rel, "filter": {"tags_all": ["mq"]},
-                       "error_threshold": 1.0}),
-    )
-    .await;
-    assert_eq!(h.checkin(token, 1).await.action, Action::Update);
+    let (rel, id, token) = offered_one(&h, 2, 10, "mq").await;
+    let (id, token) = (&id, &token);
     let report = |base: String, detail: &'static str| {
         let client = h.client.clone();
         let token = token.clone();
