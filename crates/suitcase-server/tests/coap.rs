@@ -842,3 +842,45 @@ async fn attack_quarantined_device_not_told_to_check_in() {
     assert_eq!(offer(&r), json!({"check_in": true}));
     s.h.stop().await;
 }
+
+/// RFC 8240 §9 (docs/server.md §8): a quarantined member rolling back is judged on the
+/// release the check-in would offer it, the campaign's rollback release (engine::decide),
+/// not on the campaign's release: told to check in once the rollback release is remediation.
+#[tokio::test]
+async fn quarantined_member_rolling_back_is_judged_on_the_rollback_release() {
+    let s = setup(false).await;
+    let release = s.h.release(2, &s.image).await;
+    let back = s.h.release(3, &s.image).await;
+    let campaign =
+        s.h.campaign(json!({"name": "coap-rb", "release_id": release,
+                         "rollback_release_id": back, "filter": {"tags": ["coap"]}}))
+            .await;
+    let mut c = s.connect().await;
+    let answer = checkin(&mut c, &s.h).await;
+    assert!(
+        answer.update.is_some(),
+        "the device is offered the release first"
+    );
+    let (st, v) =
+        s.h.post(
+            &s.h.admin,
+            &format!("/api/v1/devices/{}/quarantine", s.device_id),
+            &json!({"reason": "test"}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (st, v) =
+        s.h.post(
+            &s.h.admin,
+            &format!("/api/v1/campaigns/{campaign}/rollback"),
+            &json!({}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let offer =
+        |p: &Packet| -> serde_json::Value { ciborium::from_reader(p.payload.as_slice()).unwrap() };
+    assert_eq!(offer(&c.get("/d/offer").await), json!({"check_in": false}));
+    s.h.mark_remediation(&back).await;
+    assert_eq!(offer(&c.get("/d/offer").await), json!({"check_in": true}));
+    s.h.stop().await;
+}

@@ -454,11 +454,15 @@ pub(super) async fn offer_state(
     // releases (quarantine::offerable, the rule of the HTTP check-in and the push), so it is
     // not told to check in for another.
     if due && let Some(m) = member.filter(|m| m.quarantined) {
-        let release = state
-            .db
-            .campaign_get(&m.campaign_id)
-            .await?
-            .map(|c| c.spec.release_id);
+        // The release the check-in would offer (engine::decide): a member rolling back is
+        // offered the campaign's rollback release, every other member its release.
+        let release = state.db.campaign_get(&m.campaign_id).await?.and_then(|c| {
+            if m.state == MState::RollingBack {
+                c.spec.rollback_release_id
+            } else {
+                Some(c.spec.release_id)
+            }
+        });
         due = match release {
             Some(r) => crate::quarantine::release_allowed(state, device_id, &r).await?,
             None => false,
