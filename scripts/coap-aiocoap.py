@@ -55,13 +55,15 @@ async def main():
     if cbor2.loads(first.payload) != {"check_in": False}:
         fail(f"first offer state: {first.code} {first.payload!r}")
     pathlib.Path(ready).touch()
-    got = None
+
     async def notifications():
         async for n in req.observation:
             if cbor2.loads(n.payload).get("check_in"):
                 return n
     got = await asyncio.wait_for(notifications(), 20)
     req.observation.cancel()
+    if got is None:
+        fail("the observation ended without an offer")
     print(f"coap-aiocoap: ok: observed the offer over coaps ({cbor2.loads(got.payload)})")
 
     # Check in (CBOR), as the notification asks.

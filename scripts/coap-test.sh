@@ -53,26 +53,26 @@ RUST_LOG=warn "$BIN" server --data "$WORK/data" --listen "127.0.0.1:$HTTP_PORT" 
   >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 300); do
-  [ -s "$WORK/data/admin-token" ] && curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
+  [ -s "$WORK/data/admin-token" ] && curl -fsS --max-time 5 "$BASE/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
-curl -fsS "$BASE/healthz" >/dev/null || fail "the server did not start"
+curl -fsS --max-time 5 "$BASE/healthz" >/dev/null || fail "the server did not start"
 export SUITCASE_SERVER=$BASE SUITCASE_TOKEN
 SUITCASE_TOKEN=$(head -n1 "$WORK/data/admin-token")
 
 # A signed release of a 50,000-byte payload, and two devices with CoAP credentials.
-"$BIN" key generate --alg es256 -o "$WORK/author.key" --public "$WORK/author.pub" >/dev/null
-"$BIN" fleet key add author "$WORK/author.pub" >/dev/null
+timeout 60 "$BIN" key generate --alg es256 -o "$WORK/author.key" --public "$WORK/author.pub" >/dev/null
+timeout 60 "$BIN" fleet key add author "$WORK/author.pub" >/dev/null
 head -c 50000 /dev/urandom >"$WORK/app.bin"
-"$BIN" release build --image "$WORK/app.bin" --component 00 --vendor example.com --class thermostat \
+timeout 60 "$BIN" release build --image "$WORK/app.bin" --component 00 --vendor example.com --class thermostat \
   --sequence 2 --uri https://fw.example/app.bin --profile basic --sign "$WORK/author.key" \
   -o "$WORK/app.suit" >/dev/null
-RELEASE=$("$BIN" fleet --json release upload "$WORK/app.suit" --payload "$WORK/app.bin" \
+RELEASE=$(timeout 60 "$BIN" fleet --json release upload "$WORK/app.suit" --payload "$WORK/app.bin" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 cred() {
-  "$BIN" fleet device add "$1" --tag coap >/dev/null
+  timeout 60 "$BIN" fleet device add "$1" --tag coap >/dev/null
   # shellcheck disable=SC2086
-  "$BIN" server --data "$WORK/data" coap-credential "$1" $2 >"$WORK/$1.cred"
+  timeout 60 "$BIN" server --data "$WORK/data" coap-credential "$1" $2 >"$WORK/$1.cred"
   # RFC 8240 §3: the identity the handshake shows names no device.
   grep -q "$1" "$WORK/$1.cred" && fail "the credential names the device"
   sed -n 's/^identity: //p' "$WORK/$1.cred" >"$WORK/$1.id"
@@ -111,7 +111,7 @@ PIDS+=($AIOCOAP)
 for _ in $(seq 1 300); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
 [ -e "$WORK/ready" ] || { cat "$WORK/aiocoap.log" >&2; fail "aiocoap did not register its observation"; }
 sleep 1
-"$BIN" fleet campaign create --release "$RELEASE" --tag coap --start >/dev/null
+timeout 60 "$BIN" fleet campaign create --release "$RELEASE" --tag coap --start >/dev/null
 ok "campaign started"
 wait "$AIOCOAP" || { cat "$WORK/aiocoap.log" >&2; fail "aiocoap"; }
 sed 's/^/  /' "$WORK/aiocoap.log"
@@ -153,7 +153,7 @@ timeout 20 "$COAP_CLIENT" -B 10 -m post -t 60 -f "$WORK/report.cbor" -u "$L_ID" 
 grep -q '^[45]\.' "$WORK/report.log" && fail "report: $(cat "$WORK/report.log")"
 # Both devices' reports are in their timelines (through the HTTP management API).
 for d in coap-libcoap coap-aiocoap; do
-  "$BIN" fleet --json device show "$d" >"$WORK/$d.json"
+  timeout 60 "$BIN" fleet --json device show "$d" >"$WORK/$d.json"
   grep -q '"receive"' "$WORK/$d.json" || fail "$d: no receive step in its timeline: $(cat "$WORK/$d.json")"
 done
 ok "both devices' reports are in their timelines"
