@@ -86,19 +86,10 @@ pub(crate) fn store(ctx: &Ctx, state: &TrustState) -> Result<(), AgentError> {
 /// Whether an envelope is meant as a trust update: it carries the integrated trust document.
 /// Nothing in it is trusted yet; a trust update is then authenticated by the root keys only
 /// (`TrustState::apply_update`), and a release that names the trust store without this
-/// payload is refused by the release check (`names_trust_store`).
+/// payload is refused by the release check (`suitcase_trust::names_trust_store`).
 pub(crate) fn is_trust_update(envelope: &[u8]) -> bool {
     suitcase_manifest::Envelope::decode(envelope)
         .is_ok_and(|e| e.integrated(TRUST_PAYLOAD).is_some())
-}
-
-/// Whether a verified manifest names the trust store: only a root-signed trust update may
-/// (docs/trust.md, the model: a release may not name the trust-store component).
-pub(crate) fn names_trust_store(v: &suitcase_manifest::VerifiedManifest<'_>) -> bool {
-    v.manifest()
-        .components
-        .iter()
-        .any(|c| c.segments().next() == Some(suitcase_trust::TRUST_COMPONENT))
 }
 
 /// A short description of a state for reports.

@@ -99,7 +99,7 @@ fn with_trust_state<T>(
             return Err(fail(step, e.reason().code(), detail));
         }
     };
-    if crate::trust::names_trust_store(core.manifest()) {
+    if suitcase_trust::names_trust_store(core.manifest()) {
         let e = suitcase_trust::TrustError::ReleaseTouchesTrust;
         return Err(fail(step, e.reason().code(), e.to_string()));
     }

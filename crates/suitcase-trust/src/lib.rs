@@ -32,6 +32,8 @@ mod document;
 mod state;
 mod update;
 
+pub use update::names_trust_store;
+
 pub use state::{
     Key, KeyId, KeyKind, Prefix, ReleaseSigner, ThresholdRule, TrustError, TrustState,
 };

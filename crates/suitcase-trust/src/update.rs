@@ -135,7 +135,11 @@ impl TrustState {
     }
 }
 
-fn names_trust_store(verified: &VerifiedManifest<'_>) -> bool {
+/// Whether a verified manifest names the trust-store component ([`TRUST_COMPONENT`]): only a
+/// root-signed trust update may (docs/trust.md, the model), so a release that does is refused
+/// ([`TrustError::ReleaseTouchesTrust`]). Public for callers that verify through their own
+/// path (the agent's consumer core) instead of [`TrustState::verify_release`].
+pub fn names_trust_store(verified: &VerifiedManifest<'_>) -> bool {
     verified
         .manifest()
         .components
