@@ -16,10 +16,10 @@
 //!    §4, authenticity of the firmware before it is invoked);
 //! 4. only now the manifest: version 1 (manifest §8.4.1), the sequence number reported as the
 //!    security version for the bootloader's anti-rollback counter (RFC 9019 §6, manifest
-//!    §8.4.2), the component list (the slot's component must be in it, and the signers must
-//!    be allowed to have it invoked, manifest §9);
+//!    §8.4.2), the component list (the slot's component must be in it);
 //! 5. every severable member present in the envelope matches its digest in the manifest
-//!    (manifest §8.4.12);
+//!    (manifest §8.4.12), then the signers must be allowed to have the slot's component
+//!    invoked (manifest §9);
 //! 6. the shared sequence and then the validate section, interpreted for the commands a boot
 //!    decision needs: set-component-index, override- and set-parameters (vendor, class and
 //!    device identifiers, image digest and size), the vendor, class and device identifier
@@ -390,12 +390,15 @@ impl<'k, H: BootHash, const AUTH: usize> BootVerifier<'k, H, AUTH> {
             return Err(BootRefusal::NoImageMatch);
         };
         let mut bytes = [0u8; MAX_DIGEST_LEN];
-        let bytes = bytes
-            .get_mut(..digest.len as usize)
-            .ok_or(BootRefusal::BadHeader)?;
+        // The manifest's image digest, not the slot header, is what does not fit.
+        let bad_digest = BootRefusal::Malformed {
+            at: digest.at,
+            what: "image digest too long",
+        };
+        let bytes = bytes.get_mut(..digest.len as usize).ok_or(bad_digest)?;
         c.flash.read(digest.at, bytes).map_err(flash)?;
         Ok(Measurement {
-            digest: ImageDigest::new(bytes).ok_or(BootRefusal::BadHeader)?,
+            digest: ImageDigest::new(bytes).ok_or(bad_digest)?,
             security_version: SecurityVersion(manifest.sequence),
             size,
         })
