@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ServerProcess, run};
+use common::{ServerProcess, free_port, run};
 
 #[test]
 fn fleet_says_what_failed_and_what_to_do() {
@@ -12,11 +12,7 @@ fn fleet_says_what_failed_and_what_to_do() {
     let d = dir.path();
 
     // Nothing listens on the port: say where it tried, and what to check.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (code, _, out) = run(std::process::Command::new(env!("CARGO_BIN_EXE_suitcase"))
         .current_dir(d)

@@ -157,6 +157,15 @@ pub struct ServerProcess {
     pub admin: String,
 }
 
+/// A loopback TCP port nothing listens on right now (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl ServerProcess {
     pub fn start(dir: &Path) -> Self {
         Self::start_with(dir, &[])
@@ -164,11 +173,7 @@ impl ServerProcess {
 
     /// As [`Self::start`], with more `suitcase server` flags.
     pub fn start_with(dir: &Path, flags: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_suitcase"))
             .current_dir(dir)
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
