@@ -62,6 +62,7 @@ mod component;
 mod cose;
 #[cfg(feature = "delta")]
 mod delta;
+pub mod dependency;
 pub mod design;
 mod digest;
 pub mod encryption;
@@ -90,6 +91,7 @@ pub use command::{
 };
 pub use component::{ComponentId, Components, MAX_COMPONENT_SEGMENTS, Segments};
 pub use cose::{AuthBlock, BlockKind, Headers, Signer};
+pub use dependency::{DependencyCause, DependencyFailure, MAX_DEPENDENCY_DEPTH};
 pub use digest::{DigestAlgorithm, DigestValue, Hasher, MAX_DIGEST_LEN, SuitDigest};
 pub use envelope::{Authentication, Envelope, SEVERABLE_KEYS, SectionState, VerifiedManifest};
 pub use error::{AuthError, DeltaCause, Error, Operation, Reason, Unsupported};

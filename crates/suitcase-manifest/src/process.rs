@@ -8,12 +8,16 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::auth::{TrustAnchor, TrustPolicy};
 use crate::command::{
     Command, CommandSequence, Condition, CustomArg, Directive, IndexArg, IndexList,
 };
 use crate::component::ComponentId;
+use crate::dependency::{
+    DependencyCause, DependencyFailure, MAX_DEPENDENCY_DEPTH, State as DependencyState, Trust,
+};
 use crate::digest::{Hasher, SuitDigest};
-use crate::envelope::{SectionState, VerifiedManifest};
+use crate::envelope::{Envelope, SectionState, VerifiedManifest};
 use crate::error::{Error, Operation, Unsupported};
 use crate::manifest::MAX_COMPONENTS;
 use crate::params::{Apply, Identifier, Parameter, ParameterMap, Parameters};
@@ -55,6 +59,30 @@ impl Section {
 
     /// The invocation procedure, in order.
     pub const INVOCATION: [Self; 3] = [Self::Validate, Self::Load, Self::Invoke];
+
+    /// Every section, in manifest-key order.
+    pub const ALL: [Self; 7] = [
+        Self::Validate,
+        Self::Load,
+        Self::Invoke,
+        Self::DependencyResolution,
+        Self::PayloadFetch,
+        Self::CandidateVerification,
+        Self::Install,
+    ];
+
+    /// A bit of its own, for sets of sections.
+    pub(crate) fn bit(self) -> u8 {
+        match self {
+            Self::DependencyResolution => 1,
+            Self::PayloadFetch => 2,
+            Self::CandidateVerification => 4,
+            Self::Install => 8,
+            Self::Validate => 16,
+            Self::Load => 32,
+            Self::Invoke => 64,
+        }
+    }
 
     /// The manifest key of the section.
     pub fn key(self) -> u64 {
@@ -139,6 +167,10 @@ pub struct Record<'a> {
     pub component: usize,
     /// Whether it succeeded.
     pub success: bool,
+    /// Which manifest ran it: 0 for the manifest the processor was made for, 1 for a
+    /// dependency it processed, 2 for that one's dependency (trust-domains); `component` is an
+    /// index into that manifest's components.
+    pub depth: usize,
 }
 
 /// Everything the processor needs from the device. Only `read`, `write_begin`, `write`,
@@ -354,6 +386,7 @@ pub struct Processor<'a, 'p, P: Platform> {
     index: Selection<'a>,
     section: Option<Section>,
     indices: usize,
+    deps: DependencyState<'a>,
 }
 
 impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
@@ -378,6 +411,17 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 return Err(Error::SequenceRollback { installed, offered });
             }
         }
+        Self::with_state(*manifest, platform, DependencyState::default())
+    }
+
+    /// The setup of manifest §6.1 and §6.2 without the sequence check: for the root manifest
+    /// after it, and for a dependency, which its dependent's digest pins.
+    fn with_state(
+        manifest: VerifiedManifest<'a>,
+        platform: &'p mut P,
+        deps: DependencyState<'a>,
+    ) -> Result<Self, Error> {
+        let m = manifest.manifest();
         let indices = m.index_count();
         // Manifest §6.2: "check that the number of components listed in the manifest is not
         // larger than the number in the target system" — and that each one exists.
@@ -391,13 +435,45 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         }
         // Manifest §6.1: "the manifest processor clears all parameter storage".
         Ok(Self {
-            manifest: *manifest,
+            manifest,
             platform,
             params: [Parameters::default(); MAX_COMPONENTS],
             index: Selection::One(0),
             section: None,
             indices,
+            deps,
         })
+    }
+
+    /// Lets the processor run dependencies (draft-ietf-suit-trust-domains): each dependency
+    /// is authenticated against `anchors` under `policy`, with its own signers and their
+    /// permissions, before any of its commands runs (trust-domains §5.1, §5.4). Without this,
+    /// dependency-integrity and process-dependency are refused as unsupported (trust-domains
+    /// §5.1: a processor that does not support dependencies must abort).
+    #[must_use]
+    pub fn with_dependency_trust(
+        mut self,
+        anchors: &'a [TrustAnchor<'a>],
+        policy: TrustPolicy<'a>,
+    ) -> Self {
+        self.deps.trust = Some(Trust { anchors, policy });
+        self
+    }
+
+    /// Memory for dependencies read from component storage (fetched by URI, or installed
+    /// earlier): each is read once into it and used from there, so that what was checked is
+    /// what runs (RFC 9124 REQ.SEC.MFST.CONST). Integrated dependencies (`#name` envelope
+    /// members, trust-domains §8.1.1) need none: they are used in place. A dependency larger
+    /// than what is left of the buffer is refused.
+    #[must_use]
+    pub fn with_dependency_buffer(mut self, buffer: &'a mut [u8]) -> Self {
+        self.deps.buffer = buffer;
+        self
+    }
+
+    /// Why a dependency was refused, if one was: which, at what depth, and the clause.
+    pub fn dependency_failure(&self) -> Option<DependencyFailure> {
+        self.deps.failure
     }
 
     /// The parameters currently set for a component.
@@ -436,6 +512,9 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
     /// failure that aborted the section.
     pub fn run(&mut self, section: Section) -> Result<bool, Error> {
         let seq = match self.manifest.section(section) {
+            // A section the dependent does not have is not checked against its dependencies':
+            // the draft's encryption-with-dependency example has a root without the validate
+            // section its dependency has.
             SectionState::Absent => return Ok(false),
             SectionState::Severed => return Err(Error::SectionMissing { key: section.key() }),
             SectionState::Present(seq) => seq,
@@ -448,7 +527,290 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         self.section = Some(section);
         self.index = Selection::One(0);
         self.exec(&seq, false, 0).map_err(Flow::into_error)?;
+        self.dependencies_ran(section)?;
         Ok(true)
+    }
+
+    /// Trust-domains §5.1: "At the end of each section in the dependent: The corresponding
+    /// section in each Dependency has been executed, if present." Known for every dependency
+    /// this processor has processed (their sections are known once they are authenticated),
+    /// at the end of each section the dependent has.
+    fn dependencies_ran(&mut self, section: Section) -> Result<(), Error> {
+        self.deps.ran |= section.bit();
+        let skipped = self
+            .deps
+            .slots
+            .iter()
+            .position(|s| s.present & section.bit() != 0 && s.done & section.bit() == 0);
+        match skipped {
+            Some(index) => Err(self.dependency_refused(
+                index,
+                DependencyCause::SectionSkipped(section.key()),
+                SECTION_SKIPPED,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Records why a dependency was refused and returns `error`.
+    fn dependency_refused(&mut self, index: usize, cause: DependencyCause, error: Error) -> Error {
+        self.deps.failure.get_or_insert(DependencyFailure {
+            index,
+            depth: self.deps.depth,
+            cause,
+        });
+        error
+    }
+
+    fn is_dependency(&self, index: usize) -> bool {
+        self.manifest
+            .manifest()
+            .dependencies
+            .get(index as u64)
+            .is_some()
+    }
+
+    fn dependency_trust(&self, command: i64) -> Result<Trust<'a>, Error> {
+        self.deps.trust.ok_or(Error::UnsupportedCritical {
+            what: Unsupported::Command,
+            id: command,
+        })
+    }
+
+    /// The envelope of the dependency at `index`: as loaded, or read now from the
+    /// component's storage into the dependency buffer (at most `max` bytes).
+    fn dependency_bytes(
+        &mut self,
+        component: &Component<'a>,
+        max: Option<u64>,
+    ) -> Result<&'a [u8], Error> {
+        let index = component.index;
+        if let Some(bytes) = self.deps.slots.get(index).and_then(|s| s.bytes) {
+            return Ok(bytes);
+        }
+        let buffer = core::mem::take(&mut self.deps.buffer);
+        let room = buffer.len();
+        let limit = max.map_or(room, |m| usize::try_from(m).unwrap_or(usize::MAX).min(room));
+        let mut n = 0usize;
+        let mut failed = None;
+        while n < limit {
+            let dst = buffer.get_mut(n..limit).unwrap_or_default();
+            match self.platform.read(component, n as u64, dst) {
+                Ok(0) => break,
+                Ok(got) => n += got.min(limit - n),
+                Err(_) => {
+                    failed = Some(Error::Platform {
+                        op: Operation::Storage,
+                        component: index,
+                    });
+                    break;
+                }
+            }
+        }
+        if failed.is_none() && n == limit {
+            // Full: anything more does not fit the declared size or the buffer.
+            let mut probe = [0u8; 1];
+            if self
+                .platform
+                .read(component, n as u64, &mut probe)
+                .is_ok_and(|more| more > 0)
+            {
+                failed = Some(self.dependency_refused(
+                    index,
+                    DependencyCause::TooLarge,
+                    Error::TooLarge {
+                        component: index,
+                        size: n as u64 + 1,
+                        capacity: limit as u64,
+                    },
+                ));
+            }
+        }
+        if let Some(e) = failed {
+            self.deps.buffer = buffer;
+            return Err(e);
+        }
+        let Some((head, tail)) = buffer.split_at_mut_checked(n) else {
+            return Err(Error::ComponentIndex {
+                index: index as u64,
+            });
+        };
+        self.deps.buffer = tail;
+        let head: &'a [u8] = head;
+        if let Some(slot) = self.deps.slot(index) {
+            slot.bytes = Some(head);
+            slot.checked = false;
+        }
+        Ok(head)
+    }
+
+    /// Condition-dependency-integrity (trust-domains §5.6.4): the dependency's signature,
+    /// its digest against the dependent's image-digest, the dependency against its digest.
+    /// Any failure aborts ("the Manifest Processor MUST immediately Abort").
+    fn dependency_integrity(&mut self, index: usize) -> Result<(), Error> {
+        use crate::codepoints::param;
+        if !self.is_dependency(index) {
+            return Err(self.dependency_refused(index, DependencyCause::NotListed, NOT_LISTED));
+        }
+        let trust = self.dependency_trust(crate::codepoints::command::DEPENDENCY_INTEGRITY)?;
+        let component = self.component(index)?;
+        let p = *self.params(index)?;
+        let digest = p
+            .image_digest
+            .ok_or_else(|| Self::missing(param::IMAGE_DIGEST, index))?;
+        let bytes = self.dependency_bytes(&component, p.image_size)?;
+        let envelope = Envelope::decode(bytes)?;
+        // Step 2 first: a digest comparison costs less than a signature, so an envelope the
+        // dependent does not name is refused before any signature work.
+        if !digest.matches(envelope.manifest_wrapped()) {
+            return Err(self.dependency_refused(
+                index,
+                DependencyCause::DigestMismatch,
+                Error::ConditionFailed {
+                    condition: Condition::DependencyIntegrity,
+                    component: index,
+                },
+            ));
+        }
+        // Steps 1 and 3: the wrapper's digest against the manifest, and the signatures.
+        self.authenticate_dependency(index, envelope, trust)?;
+        if let Some(slot) = self.deps.slot(index) {
+            slot.checked = true;
+        }
+        Ok(())
+    }
+
+    fn authenticate_dependency(
+        &mut self,
+        index: usize,
+        envelope: Envelope<'a>,
+        trust: Trust<'a>,
+    ) -> Result<VerifiedManifest<'a>, Error> {
+        envelope
+            .verify(trust.anchors, &trust.policy)
+            .map_err(|e| match e {
+                Error::Unauthenticated(a) => {
+                    self.dependency_refused(index, DependencyCause::Unauthenticated(a), e)
+                }
+                e => e,
+            })
+    }
+
+    /// Image-match on a dependency: the digest of the bstr-wrapped manifest in its envelope
+    /// (trust-domains §5.2.2). A match binds these bytes to the dependent's digest, which
+    /// lets process-dependency run them (see [`crate::dependency`]).
+    fn dependency_image_matches(
+        &mut self,
+        component: &Component<'a>,
+        digest: &SuitDigest<'a>,
+        size: Option<u64>,
+    ) -> Result<bool, Error> {
+        let bytes = self.dependency_bytes(component, size)?;
+        let envelope = Envelope::decode(bytes)?;
+        Ok(digest.matches(envelope.manifest_wrapped()))
+    }
+
+    /// Process-dependency (trust-domains §5.4, §5.6.2): authenticates the dependency, then
+    /// runs its shared sequence and its section of the same name, with the dependent's
+    /// parameters for components of the same identifier; the dependency's changes to them
+    /// persist in the dependent (§5.4, §8.1).
+    fn process_dependency(&mut self, index: usize) -> Result<(), Error> {
+        // Validation refuses directives in the shared sequence ("The current section is
+        // 'Common metadata'" must abort, §5.6.2).
+        let Some(section) = self.section else {
+            return Err(Error::Malformed {
+                at: 0,
+                what: "process-dependency in the shared sequence",
+            });
+        };
+        if !self.is_dependency(index) {
+            return Err(self.dependency_refused(index, DependencyCause::NotListed, NOT_LISTED));
+        }
+        let trust = self.dependency_trust(crate::codepoints::command::PROCESS_DEPENDENCY)?;
+        let slot = self
+            .deps
+            .slots
+            .get(index)
+            .copied()
+            .ok_or(Error::ComponentIndex {
+                index: index as u64,
+            })?;
+        let (Some(bytes), true) = (slot.bytes, slot.checked) else {
+            return Err(self.dependency_refused(
+                index,
+                DependencyCause::NotIntegrityChecked,
+                NOT_CHECKED,
+            ));
+        };
+        if self.deps.depth >= MAX_DEPENDENCY_DEPTH {
+            return Err(self.dependency_refused(
+                index,
+                DependencyCause::DepthLimit,
+                Error::NestingLimit {
+                    limit: MAX_DEPENDENCY_DEPTH,
+                },
+            ));
+        }
+        let verified = self.authenticate_dependency(index, Envelope::decode(bytes)?, trust)?;
+        let present = Section::ALL
+            .iter()
+            .filter(|s| !matches!(verified.section(**s), SectionState::Absent))
+            .fold(0u8, |m, s| m | s.bit());
+        // §5.1: a section of the dependency that the dependent already ran without
+        // processing it.
+        let skipped = present & self.deps.ran & !slot.done & !section.bit();
+        if let Some(s) = Section::ALL.iter().find(|s| skipped & s.bit() != 0) {
+            return Err(self.dependency_refused(
+                index,
+                DependencyCause::SectionSkipped(s.key()),
+                SECTION_SKIPPED,
+            ));
+        }
+        // The dependent's parameters for the dependency's components, by identifier.
+        let theirs = verified.manifest();
+        let mine = self.manifest.manifest();
+        let mut params = [Parameters::default(); MAX_COMPONENTS];
+        for (j, p) in params.iter_mut().enumerate().take(theirs.index_count()) {
+            if let Some(k) = theirs
+                .component_id(j)
+                .and_then(|id| (0..self.indices).find(|k| mine.component_id(*k) == Some(id)))
+                && let Some(v) = self.params.get(k)
+            {
+                *p = *v;
+            }
+        }
+        let state = DependencyState {
+            trust: Some(trust),
+            buffer: core::mem::take(&mut self.deps.buffer),
+            depth: self.deps.depth + 1,
+            ..DependencyState::default()
+        };
+        let mut child = Processor::with_state(verified, &mut *self.platform, state)?;
+        child.params = params;
+        let result = child.run(section);
+        // Trust-domains §5.4: "Any changes made to Parameters by the Dependency persist in
+        // the dependent."
+        for (k, p) in self.params.iter_mut().enumerate().take(self.indices) {
+            if let Some(j) = mine
+                .component_id(k)
+                .and_then(|id| (0..child.indices).find(|j| theirs.component_id(*j) == Some(id)))
+                && let Some(v) = child.params.get(j)
+            {
+                *p = *v;
+            }
+        }
+        self.deps.buffer = core::mem::take(&mut child.deps.buffer);
+        if let Some(inner) = child.deps.failure {
+            self.deps.failure.get_or_insert(inner);
+        }
+        // §5.6.2: "an Abort in a Dependency causes an Abort in the
+        // suit-directive-process-dependency of the Dependent."
+        result?;
+        if let Some(s) = self.deps.slot(index) {
+            s.present = present;
+            s.done |= section.bit();
+        }
+        Ok(())
     }
 
     fn component(&self, index: usize) -> Result<Component<'a>, Error> {
@@ -646,6 +1008,7 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
             command,
             component,
             success,
+            depth: self.deps.depth,
         };
         self.platform.record(&record);
     }
@@ -656,11 +1019,16 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         mode: Apply,
         soft: &mut bool,
     ) -> Result<(), Flow> {
+        let deps = self.manifest.manifest().dependencies;
+        let is_dependency = |i: usize| deps.get(i as u64).is_some();
         for current in self.selected().collect_array() {
             let component = self.component(current)?;
             for p in map.iter() {
                 match p {
                     Parameter::SoftFailure(v) => *soft = v,
+                    // A dependency's size bounds the envelope read into the dependency buffer,
+                    // checked when it is loaded; it need not be a component of the device.
+                    Parameter::ImageSize(_) if is_dependency(current) => {}
                     Parameter::ImageSize(size) => {
                         // Refuse a declared size the component cannot hold before anything is
                         // fetched or written (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
@@ -737,6 +1105,17 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 let digest = p
                     .image_digest
                     .ok_or_else(|| Self::missing(param::IMAGE_DIGEST, index))?;
+                if self.is_dependency(index) {
+                    let matched =
+                        self.dependency_image_matches(&component, &digest, p.image_size)?;
+                    if matched
+                        && condition == Condition::ImageMatch
+                        && let Some(slot) = self.deps.slot(index)
+                    {
+                        slot.checked = true;
+                    }
+                    return Ok(matched == (condition == Condition::ImageMatch));
+                }
                 let matched = self.image_matches(&component, &digest, p.image_size)?;
                 matched == (condition == Condition::ImageMatch)
             }
@@ -799,7 +1178,11 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 .dependencies
                 .get(index as u64)
                 .is_some(),
-            Condition::DependencyIntegrity | Condition::Custom(_) => {
+            Condition::DependencyIntegrity => {
+                self.dependency_integrity(index).map_err(Flow::Abort)?;
+                true
+            }
+            Condition::Custom(_) => {
                 return Err(Flow::Abort(Error::UnsupportedCritical {
                     what: Unsupported::Command,
                     id: condition.id(),
@@ -832,6 +1215,16 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         {
             return Err(Error::Unauthenticated(crate::AuthError::NotAuthorized));
         }
+        // Trust-domains §5.6.4: a fetch or copy to a dependency's component forgets what was
+        // loaded and checked of it (a write or swap too: new content either way).
+        if needs == Some(crate::Actions::INSTALL) {
+            self.deps.forget(index);
+            if directive == Directive::Swap
+                && let Some(src) = p.source_component
+            {
+                self.deps.forget(usize::try_from(src).unwrap_or(usize::MAX));
+            }
+        }
         match directive {
             Directive::Write => {
                 let content = p
@@ -856,9 +1249,30 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 let capacity = self.platform.capacity(&component).unwrap_or(0);
                 // A fragment-only URI names an integrated payload in the envelope (manifest
                 // §7.6); it is taken from the authenticated envelope, never from the network.
+                let dependency = self.is_dependency(index);
                 if uri.starts_with('#')
                     && let Some(bytes) = self.manifest.envelope().integrated(uri)
                 {
+                    // An integrated dependency (trust-domains §8.1.1) is used where it is, in
+                    // the authenticated envelope's memory.
+                    if dependency {
+                        if p.image_size.is_some_and(|max| bytes.len() as u64 > max) {
+                            return Err(self.dependency_refused(
+                                index,
+                                DependencyCause::TooLarge,
+                                Error::TooLarge {
+                                    component: index,
+                                    size: bytes.len() as u64,
+                                    capacity: p.image_size.unwrap_or(0),
+                                },
+                            ));
+                        }
+                        if let Some(slot) = self.deps.slot(index) {
+                            slot.bytes = Some(bytes);
+                            slot.checked = false;
+                        }
+                        return Ok(());
+                    }
                     {
                         self.check_capacity(&component, bytes.len() as u64)?;
                         self.platform
@@ -881,7 +1295,13 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 };
                 self.platform
                     .fetch(&component, &request)
-                    .map_err(fail(Operation::Fetch))
+                    .map_err(fail(Operation::Fetch))?;
+                // A dependency fetched by URI is read once into the dependency buffer; what
+                // is checked and processed later is that copy.
+                if dependency {
+                    self.dependency_bytes(&component, p.image_size)?;
+                }
+                Ok(())
             }
             Directive::Copy | Directive::Swap => {
                 // Manifest §8.4.10.7: "If either the source component parameter or the source
@@ -929,12 +1349,11 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                     .wait(&component, info)
                     .map_err(fail(Operation::Query))
             }
-            Directive::ProcessDependency | Directive::Unlink | Directive::Custom(_) => {
-                Err(Error::UnsupportedCritical {
-                    what: Unsupported::Command,
-                    id: directive.id(),
-                })
-            }
+            Directive::ProcessDependency => self.process_dependency(index),
+            Directive::Unlink | Directive::Custom(_) => Err(Error::UnsupportedCritical {
+                what: Unsupported::Command,
+                id: directive.id(),
+            }),
         }
     }
 
@@ -1118,6 +1537,27 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         crate::encryption::decrypt(self, to, info, source)
     }
 }
+
+/// Trust-domains §5.4 step 1, §5.6.2.
+const NOT_LISTED: Error = Error::Malformed {
+    at: 0,
+    what: "process-dependency or dependency-integrity on a component that suit-dependencies \
+           does not list (trust-domains §5.6.2)",
+};
+
+/// Trust-domains §5.6.2 (and the reading in `crate::dependency`).
+const NOT_CHECKED: Error = Error::Malformed {
+    at: 0,
+    what: "process-dependency before dependency-integrity or image-match bound the dependency \
+           to the dependent's digest (trust-domains §5.6.2)",
+};
+
+/// Trust-domains §5.1.
+const SECTION_SKIPPED: Error = Error::Malformed {
+    at: 0,
+    what: "a section of a dependency was not processed by the dependent's same section \
+           (trust-domains §5.1)",
+};
 
 /// Where ciphertext comes from when decrypting.
 #[derive(Clone, Copy, Debug)]

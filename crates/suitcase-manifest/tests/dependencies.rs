@@ -1,0 +1,680 @@
+//! SUIT dependencies (draft-ietf-suit-trust-domains-12): the working group's vectors processed
+//! to the end on an in-memory device, an operator's root manifest wrapping an author's manifest
+//! (two trust domains, two signers), and every way of tampering with a dependency, each test
+//! named after the attack, with the clause that refuses it.
+
+#![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
+
+use ed25519_dalek::Signer as _;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use suitcase_manifest::build::{
+    Cmd, EncodedManifest, EnvelopeBuilder, Index, ManifestBuilder, Param,
+};
+use suitcase_manifest::codepoints::alg;
+use suitcase_manifest::encryption::KeyMaterial;
+use suitcase_manifest::memory::{MemoryComponent, MemoryDevice};
+use suitcase_manifest::{
+    Actions, AuthError, ComponentId, Condition, DependencyCause, DigestAlgorithm, Directive,
+    Envelope, Error, MAX_DEPENDENCY_DEPTH, Permissions, Processor, ProcessorPolicy, PublicKey,
+    Reason, TrustAnchor, TrustPolicy, Unsupported,
+};
+
+fn vector(path: &str) -> Vec<u8> {
+    let full = format!(
+        "{}/../../testdata/vectors/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
+    hex::decode(text.trim()).unwrap()
+}
+
+fn file(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../../testdata/vectors/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn p256_anchor(pem_path: &'static str) -> TrustAnchor<'static> {
+    let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&file(pem_path)).unwrap();
+    TrustAnchor::new(pem_path, PublicKey::P256(key))
+}
+
+fn example_key() -> TrustAnchor<'static> {
+    p256_anchor("keys/suit-example-es256-public.pem")
+}
+
+fn device(components: &[&[u8]]) -> MemoryDevice {
+    MemoryDevice {
+        components: components
+            .iter()
+            .map(|id| MemoryComponent {
+                id: vec![id.to_vec()],
+                capacity: 1 << 16,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn content(dev: &MemoryDevice, id: &[u8]) -> Vec<u8> {
+    dev.component(&[id]).unwrap().content.clone()
+}
+
+/// Runs the update procedure with dependencies authenticated under `anchors`; returns the
+/// result and the dependency failure, if any.
+fn update(
+    envelope: &[u8],
+    root: &[TrustAnchor<'_>],
+    anchors: &[TrustAnchor<'_>],
+    dev: &mut MemoryDevice,
+    buffer: &mut [u8],
+) -> (
+    Result<(), Error>,
+    Option<suitcase_manifest::DependencyFailure>,
+) {
+    let verified = Envelope::decode(envelope)
+        .unwrap()
+        .verify(root, &TrustPolicy::default())
+        .unwrap();
+    let mut p = Processor::new(&verified, dev, ProcessorPolicy::default())
+        .unwrap()
+        .with_dependency_trust(anchors, TrustPolicy::default())
+        .with_dependency_buffer(buffer);
+    let result = p.update();
+    (result, p.dependency_failure())
+}
+
+// ---- The working group's vectors -------------------------------------------------------------
+
+#[test]
+fn trust_domains_example1_fetches_its_dependency_by_uri_and_installs_both() {
+    let root = vector("trust-domains/example1_process.hex");
+    let mut dev = device(&[b"00", b"10", b"dependent.suit"]);
+    dev.payloads.push((
+        "http://example.com/dependent.suit".into(),
+        vector("trust-domains/example0_dependent.hex"),
+    ));
+    let mut buffer = [0u8; 512];
+    let anchors = [example_key()];
+    let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut buffer);
+    result.unwrap();
+    assert_eq!(failure, None);
+    // The dependency's install wrote its component, then the dependent's install its own.
+    assert_eq!(content(&dev, b"00"), b"hello world");
+    assert_eq!(content(&dev, b"10"), b" in multiple trust domains");
+}
+
+#[test]
+fn trust_domains_example2_integrated_dependency_processes_after_image_match() {
+    // The dependency is the envelope member "#dependent.suit"; install runs process-dependency
+    // after dependency-resolution's fetch and image-match only (see the module doc of
+    // suitcase_manifest::dependency for why that is accepted).
+    let root = vector("trust-domains/example2_integrated.hex");
+    let mut dev = device(&[b"00", b"10"]);
+    let anchors = [example_key()];
+    let (result, _) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    result.unwrap();
+    assert_eq!(content(&dev, b"00"), b"hello world");
+    assert_eq!(content(&dev, b"10"), b" in multiple trust domains");
+}
+
+fn recipient_key() -> KeyMaterial {
+    KeyMaterial::P256(
+        p256::SecretKey::from_pkcs8_pem(&file("keys/fwenc-esdh-recipient-p256-private.pem"))
+            .unwrap(),
+    )
+}
+
+#[test]
+fn encryption_with_dependency_decrypts_with_the_dependents_encryption_info() {
+    // Root signed by the distribution system's key sets content and encryption info; the
+    // author's dependency (another key) writes, decrypting, and image-matches the plaintext.
+    let root = vector("encryption/suit-manifest-es-ecdh-dependency.signed.hex");
+    let mut dev = device(&[b"decrypted-firmware"]);
+    dev.keys
+        .keys
+        .push((Some(b"kid-2".to_vec()), recipient_key()));
+    let operator = [p256_anchor("keys/fwenc-dependent-signer-public.pem")];
+    let anchors = [
+        p256_anchor("keys/fwenc-dependent-signer-public.pem"),
+        example_key(),
+    ];
+    let (result, failure) = update(&root, &operator, &anchors, &mut dev, &mut []);
+    result.unwrap();
+    assert_eq!(failure, None);
+    assert_eq!(
+        content(&dev, b"decrypted-firmware"),
+        b"This is a real firmware image."
+    );
+}
+
+#[test]
+fn without_dependency_trust_dependencies_stay_unsupported() {
+    // Trust-domains §5.1: a processor that does not support dependencies must abort.
+    let root = vector("trust-domains/example2_integrated.hex");
+    let verified = Envelope::decode(&root)
+        .unwrap()
+        .verify(&[example_key()], &TrustPolicy::default())
+        .unwrap();
+    let mut dev = device(&[b"00", b"10"]);
+    let err = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .update()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::UnsupportedCritical {
+            what: Unsupported::Command,
+            id: 11
+        }
+    );
+}
+
+// ---- Attacks on the vectors ------------------------------------------------------------------
+
+#[test]
+fn attack_dependency_signed_by_an_untrusted_key_is_refused() {
+    // The device trusts the distribution system's key only: the dependency, signed by the
+    // author's key, does not authenticate (trust-domains §5.1, §5.6.4 step 1), and nothing of
+    // it is written.
+    let root = vector("encryption/suit-manifest-es-ecdh-dependency.signed.hex");
+    let mut dev = device(&[b"decrypted-firmware"]);
+    dev.keys
+        .keys
+        .push((Some(b"kid-2".to_vec()), recipient_key()));
+    let operator = [p256_anchor("keys/fwenc-dependent-signer-public.pem")];
+    let (result, failure) = update(&root, &operator, &operator, &mut dev, &mut []);
+    let err = result.unwrap_err();
+    assert_eq!(err, Error::Unauthenticated(AuthError::NoTrustedSignature));
+    assert_eq!(err.reason(), Reason::Signature);
+    assert_eq!(
+        failure.unwrap().cause,
+        DependencyCause::Unauthenticated(AuthError::NoTrustedSignature)
+    );
+    assert!(content(&dev, b"decrypted-firmware").is_empty());
+}
+
+#[test]
+fn attack_substituted_dependency_at_the_uri_is_refused_by_its_digest() {
+    // The server hands out another manifest, validly signed by the same author, in place of
+    // the one the dependent names: dependency-resolution's image-match over its manifest
+    // digest refuses it (trust-domains §5.2.2) before anything is installed.
+    let root = vector("trust-domains/example1_process.hex");
+    let mut dev = device(&[b"00", b"10", b"dependent.suit"]);
+    // Example 0's manifest with other content, signed with the same (published) key.
+    let dependency = vector("trust-domains/example0_dependent.hex");
+    let mut manifest = Envelope::decode(&dependency)
+        .unwrap()
+        .manifest_bytes()
+        .to_vec();
+    let at = manifest.windows(5).position(|w| w == b"hello").unwrap();
+    manifest[at..at + 5].copy_from_slice(b"HACKD");
+    let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&file("keys/suit-example-es256-private.pem"))
+        .unwrap();
+    let mut b = EnvelopeBuilder::from_encoded(
+        EncodedManifest {
+            manifest,
+            severed: vec![],
+        },
+        DigestAlgorithm::Sha256,
+    );
+    b.sign1(alg::ESP256, None, |tbs| {
+        let s: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&key, tbs);
+        s.to_bytes().to_vec()
+    });
+    let other = b.encode();
+    assert_eq!(other.len(), dependency.len());
+    dev.payloads
+        .push(("http://example.com/dependent.suit".into(), other));
+    let mut buffer = [0u8; 512];
+    let anchors = [example_key()];
+    let (result, _) = update(&root, &anchors, &anchors, &mut dev, &mut buffer);
+    let err = result.unwrap_err();
+    assert_eq!(
+        err,
+        Error::ConditionFailed {
+            condition: Condition::ImageMatch,
+            component: 1
+        }
+    );
+    assert_eq!(err.reason(), Reason::Digest);
+    assert!(content(&dev, b"00").is_empty());
+}
+
+#[test]
+fn attack_tampered_integrated_dependency_is_refused_by_its_digest() {
+    // The integrated dependency is outside the root's signed manifest: a flipped byte in it
+    // leaves the root authentic but the dependency no longer has the named digest.
+    let mut root = vector("trust-domains/example2_integrated.hex");
+    let dep = vector("trust-domains/example0_dependent.hex");
+    let at = root.windows(dep.len()).position(|w| w == dep).unwrap();
+    // 'hello world' in the dependency's install section.
+    let hello = dep.windows(5).position(|w| w == b"hello").unwrap();
+    root[at + hello] ^= 0x20;
+    let mut dev = device(&[b"00", b"10"]);
+    let anchors = [example_key()];
+    let (result, _) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    assert_eq!(result.unwrap_err().reason(), Reason::Digest);
+    assert!(content(&dev, b"00").is_empty());
+}
+
+#[test]
+fn attack_dependency_larger_than_the_buffer_is_refused() {
+    let root = vector("trust-domains/example1_process.hex");
+    let mut dev = device(&[b"00", b"10", b"dependent.suit"]);
+    dev.payloads.push((
+        "http://example.com/dependent.suit".into(),
+        vector("trust-domains/example0_dependent.hex"),
+    ));
+    let mut buffer = [0u8; 100];
+    let anchors = [example_key()];
+    let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut buffer);
+    assert_eq!(result.unwrap_err().reason(), Reason::Size);
+    assert_eq!(failure.unwrap().cause, DependencyCause::TooLarge);
+}
+
+#[test]
+fn attack_dependent_skips_a_section_of_its_dependency_is_refused() {
+    // Example 1's invoke section does not process its dependency, which has an invoke
+    // section: trust-domains §5.1 requires "the corresponding section in each Dependency has
+    // been executed", so the invocation that follows the update is refused.
+    let root = vector("trust-domains/example2_integrated.hex");
+    let verified = Envelope::decode(&root)
+        .unwrap()
+        .verify(&[example_key()], &TrustPolicy::default())
+        .unwrap();
+    let anchors = [example_key()];
+    let mut dev = device(&[b"00", b"10"]);
+    let mut p = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .with_dependency_trust(&anchors, TrustPolicy::default());
+    p.update().unwrap();
+    let err = p.invoke().unwrap_err();
+    assert_eq!(err.reason(), Reason::Malformed);
+    assert_eq!(
+        p.dependency_failure().unwrap().cause,
+        DependencyCause::SectionSkipped(9)
+    );
+}
+
+// ---- An operator's root wrapping an author's manifest ----------------------------------------
+
+fn operator_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[1; 32])
+}
+
+fn author_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[2; 32])
+}
+
+fn stranger_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+}
+
+fn sign(
+    m: &ManifestBuilder,
+    key: &ed25519_dalek::SigningKey,
+    integrated: &[(&str, Vec<u8>)],
+) -> Vec<u8> {
+    let mut b = EnvelopeBuilder::new(m, DigestAlgorithm::Sha256);
+    for (name, bytes) in integrated {
+        b.integrate(name, bytes.clone());
+    }
+    b.sign1(alg::ED25519, None, |tbs| key.sign(tbs).to_bytes().to_vec());
+    b.encode()
+}
+
+const FIRMWARE: &[u8] = b"author's firmware 1.2";
+
+/// The author's manifest: writes its firmware into `["fw"]` and checks it.
+fn author_manifest() -> ManifestBuilder {
+    ManifestBuilder {
+        sequence_number: 3,
+        components: vec![vec![b"fw".to_vec()]],
+        shared_sequence: Some(vec![Cmd::OverrideParameters(vec![
+            Param::ImageDigest(
+                DigestAlgorithm::Sha256,
+                DigestAlgorithm::Sha256.digest(FIRMWARE).as_bytes().to_vec(),
+            ),
+            Param::ImageSize(FIRMWARE.len() as u64),
+        ])]),
+        install: Some(vec![
+            Cmd::SetParameters(vec![Param::Content(FIRMWARE.to_vec())]),
+            Cmd::Directive(Directive::Write, 15),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn digest_of(envelope: &[u8]) -> Vec<u8> {
+    let env = Envelope::decode(envelope).unwrap();
+    DigestAlgorithm::Sha256
+        .digest(env.manifest_wrapped())
+        .as_bytes()
+        .to_vec()
+}
+
+/// The operator's root: one component of its own (`["config"]`), the author's envelope as
+/// dependency 1 (integrated as `#author.suit`), and `install` as given.
+fn operator_root(dependency: &[u8], install: Vec<Cmd>) -> ManifestBuilder {
+    ManifestBuilder {
+        sequence_number: 10,
+        components: vec![vec![b"config".to_vec()]],
+        dependencies: vec![(1, Some(vec![b"author.suit".to_vec()]))],
+        shared_sequence: Some(vec![
+            Cmd::SetComponentIndex(Index::One(1)),
+            Cmd::OverrideParameters(vec![Param::ImageDigest(
+                DigestAlgorithm::Sha256,
+                digest_of(dependency),
+            )]),
+        ]),
+        dependency_resolution: Some(vec![
+            Cmd::SetComponentIndex(Index::One(1)),
+            Cmd::OverrideParameters(vec![Param::Uri("#author.suit".into())]),
+            Cmd::Directive(Directive::Fetch, 15),
+            Cmd::Condition(Condition::DependencyIntegrity, 15),
+            Cmd::Directive(Directive::ProcessDependency, 15),
+        ]),
+        install: Some(install),
+        ..Default::default()
+    }
+}
+
+fn checked_install() -> Vec<Cmd> {
+    vec![
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::Condition(Condition::DependencyIntegrity, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+        Cmd::SetComponentIndex(Index::One(0)),
+        Cmd::OverrideParameters(vec![Param::Content(b"region=eu".to_vec())]),
+        Cmd::Directive(Directive::Write, 15),
+    ]
+}
+
+fn ed(key: &ed25519_dalek::SigningKey) -> PublicKey<'static> {
+    PublicKey::Ed25519(key.verifying_key())
+}
+
+/// The device's anchors: the operator may act on `["config"]` and on the dependency's slot
+/// `["author.suit"]`, the author on `["fw"]` only (manifest §9, access control lists).
+fn two_domains<'k>(
+    operator_ids: &'k [ComponentId<'k>],
+    author_ids: &'k [ComponentId<'k>],
+) -> [TrustAnchor<'k>; 2] {
+    [
+        TrustAnchor {
+            name: "operator",
+            key: ed(&operator_key()),
+            kid: None,
+            permissions: Permissions {
+                components: Some(operator_ids),
+                actions: Actions::ALL,
+            },
+        },
+        TrustAnchor {
+            name: "author",
+            key: ed(&author_key()),
+            kid: None,
+            permissions: Permissions {
+                components: Some(author_ids),
+                actions: Actions::ALL,
+            },
+        },
+    ]
+}
+
+const CONFIG_ID: &[u8] = &[0x81, 0x46, b'c', b'o', b'n', b'f', b'i', b'g'];
+const SLOT_ID: &[u8] = &[
+    0x81, 0x4b, b'a', b'u', b't', b'h', b'o', b'r', b'.', b's', b'u', b'i', b't',
+];
+const FW_ID: &[u8] = &[0x81, 0x42, b'f', b'w'];
+
+fn run_two_domains(
+    root: &[u8],
+) -> (
+    Result<(), Error>,
+    Option<suitcase_manifest::DependencyFailure>,
+    MemoryDevice,
+) {
+    let operator_ids = [
+        ComponentId::decode(CONFIG_ID).unwrap(),
+        ComponentId::decode(SLOT_ID).unwrap(),
+    ];
+    let author_ids = [ComponentId::decode(FW_ID).unwrap()];
+    let anchors = two_domains(&operator_ids, &author_ids);
+    let mut dev = device(&[b"config", b"fw"]);
+    let (result, failure) = update(root, &anchors, &anchors, &mut dev, &mut []);
+    (result, failure, dev)
+}
+
+#[test]
+fn operator_root_wraps_the_authors_manifest_two_signers() {
+    let author = sign(&author_manifest(), &author_key(), &[]);
+    let root = sign(
+        &operator_root(&author, checked_install()),
+        &operator_key(),
+        &[("#author.suit", author)],
+    );
+    let (result, failure, dev) = run_two_domains(&root);
+    result.unwrap();
+    assert_eq!(failure, None);
+    assert_eq!(content(&dev, b"fw"), FIRMWARE);
+    assert_eq!(content(&dev, b"config"), b"region=eu");
+}
+
+#[test]
+fn attack_operator_signs_the_dependency_itself_is_refused() {
+    // The operator, who may not touch ["fw"], builds the "author's" manifest and signs it
+    // with its own key: the dependency is authenticated with its own signers' permissions,
+    // not the dependent's (trust-domains §5.1, manifest §9).
+    let forged = sign(&author_manifest(), &operator_key(), &[]);
+    let root = sign(
+        &operator_root(&forged, checked_install()),
+        &operator_key(),
+        &[("#author.suit", forged)],
+    );
+    let (result, failure, dev) = run_two_domains(&root);
+    assert_eq!(
+        result.unwrap_err(),
+        Error::Unauthenticated(AuthError::NotAuthorized)
+    );
+    assert_eq!(
+        failure.unwrap().cause,
+        DependencyCause::Unauthenticated(AuthError::NotAuthorized)
+    );
+    assert!(content(&dev, b"fw").is_empty());
+}
+
+#[test]
+fn attack_dependency_signed_by_a_stranger_is_refused() {
+    let forged = sign(&author_manifest(), &stranger_key(), &[]);
+    let root = sign(
+        &operator_root(&forged, checked_install()),
+        &operator_key(),
+        &[("#author.suit", forged)],
+    );
+    let (result, failure, _) = run_two_domains(&root);
+    assert_eq!(result.unwrap_err().reason(), Reason::Signature);
+    assert!(matches!(
+        failure.unwrap().cause,
+        DependencyCause::Unauthenticated(_)
+    ));
+}
+
+#[test]
+fn attack_dependency_digest_mismatch_is_refused_by_dependency_integrity() {
+    // The root names one author manifest; another one, also signed by the author (an older
+    // release, say), is put in its place: condition-dependency-integrity compares digests
+    // (trust-domains §5.6.4 step 2) and aborts before any signature work.
+    let named = sign(&author_manifest(), &author_key(), &[]);
+    let mut older = author_manifest();
+    older.sequence_number = 1;
+    let older = sign(&older, &author_key(), &[]);
+    let root = sign(
+        &operator_root(&named, checked_install()),
+        &operator_key(),
+        &[("#author.suit", older)],
+    );
+    let (result, failure, dev) = run_two_domains(&root);
+    let err = result.unwrap_err();
+    assert_eq!(
+        err,
+        Error::ConditionFailed {
+            condition: Condition::DependencyIntegrity,
+            component: 1
+        }
+    );
+    assert_eq!(err.reason(), Reason::Digest);
+    assert_eq!(failure.unwrap().cause, DependencyCause::DigestMismatch);
+    assert!(content(&dev, b"fw").is_empty());
+}
+
+#[test]
+fn attack_process_dependency_on_a_component_not_listed_is_refused() {
+    // process-dependency on the operator's own component 0, which suit-dependencies does not
+    // list (trust-domains §5.4 step 1, §5.6.2).
+    let author = sign(&author_manifest(), &author_key(), &[]);
+    let install = vec![
+        Cmd::SetComponentIndex(Index::One(0)),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ];
+    let root = sign(
+        &operator_root(&author, install),
+        &operator_key(),
+        &[("#author.suit", author)],
+    );
+    let (result, failure, _) = run_two_domains(&root);
+    assert_eq!(result.unwrap_err().reason(), Reason::Malformed);
+    let failure = failure.unwrap();
+    assert_eq!(
+        (failure.index, failure.cause),
+        (0, DependencyCause::NotListed)
+    );
+    assert!(failure.to_string().contains("does not list"), "{failure}");
+}
+
+#[test]
+fn attack_process_dependency_without_integrity_check_is_refused() {
+    // A root that fetches its dependency and processes it with no dependency-integrity and
+    // no image-match: any manifest the author ever signed could stand in for the one the
+    // root names (trust-domains §5.6.2).
+    let author = sign(&author_manifest(), &author_key(), &[]);
+    let mut m = operator_root(&author, checked_install());
+    m.dependency_resolution = Some(vec![
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::OverrideParameters(vec![Param::Uri("#author.suit".into())]),
+        Cmd::Directive(Directive::Fetch, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ]);
+    let root = sign(&m, &operator_key(), &[("#author.suit", author)]);
+    let (result, failure, dev) = run_two_domains(&root);
+    assert_eq!(result.unwrap_err().reason(), Reason::Malformed);
+    assert_eq!(failure.unwrap().cause, DependencyCause::NotIntegrityChecked);
+    assert!(content(&dev, b"fw").is_empty());
+}
+
+#[test]
+fn attack_dependency_refetched_after_its_integrity_check_is_refused() {
+    // Trust-domains §5.6.4: a fetch to the dependency's component forgets the check; the
+    // second envelope fetched after it is never processed.
+    let author = sign(&author_manifest(), &author_key(), &[]);
+    let mut other = author_manifest();
+    other.sequence_number = 1;
+    let other = sign(&other, &author_key(), &[]);
+    let mut m = operator_root(&author, checked_install());
+    m.dependency_resolution = Some(vec![
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::OverrideParameters(vec![Param::Uri("#author.suit".into())]),
+        Cmd::Directive(Directive::Fetch, 15),
+        Cmd::Condition(Condition::DependencyIntegrity, 15),
+        Cmd::OverrideParameters(vec![Param::Uri("#other.suit".into())]),
+        Cmd::Directive(Directive::Fetch, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ]);
+    let root = sign(
+        &m,
+        &operator_key(),
+        &[("#author.suit", author), ("#other.suit", other)],
+    );
+    let (result, failure, _) = run_two_domains(&root);
+    assert!(result.is_err());
+    assert_eq!(failure.unwrap().cause, DependencyCause::NotIntegrityChecked);
+}
+
+#[test]
+fn attack_dependent_substitutes_content_through_set_parameters_is_refused_by_image_match() {
+    // The author's install uses set-parameters for its content (trust-domains §5.6.1): a
+    // dependent that sets it first wins, as the draft intends for parameters meant to be
+    // overridden, so the operator can hand the author's write other bytes; the author's
+    // image-match (an override-parameters digest, which the dependent cannot change) refuses
+    // them.
+    let author = sign(&author_manifest(), &author_key(), &[]);
+    let mut m = operator_root(&author, checked_install());
+    m.components = vec![
+        vec![b"config".to_vec()],
+        vec![b"author.suit".to_vec()],
+        vec![b"fw".to_vec()],
+    ];
+    // Index 2 is ["fw"]: the operator sets its content before processing the dependency.
+    m.install = Some(vec![
+        Cmd::SetComponentIndex(Index::One(2)),
+        Cmd::SetParameters(vec![Param::Content(b"operator's firmware".to_vec())]),
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::Condition(Condition::DependencyIntegrity, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ]);
+    let root = sign(&m, &operator_key(), &[("#author.suit", author)]);
+    let operator_ids = [
+        ComponentId::decode(CONFIG_ID).unwrap(),
+        ComponentId::decode(SLOT_ID).unwrap(),
+        ComponentId::decode(FW_ID).unwrap(),
+    ];
+    let author_ids = [ComponentId::decode(FW_ID).unwrap()];
+    let anchors = two_domains(&operator_ids, &author_ids);
+    let mut dev = device(&[b"config", b"fw", b"author.suit"]);
+    let (result, _) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    // The author's image-match refuses the operator's content.
+    assert_eq!(
+        result.unwrap_err(),
+        Error::ConditionFailed {
+            condition: Condition::ImageMatch,
+            component: 0
+        }
+    );
+}
+
+#[test]
+fn attack_dependency_chain_deeper_than_the_limit_is_refused() {
+    // Each manifest wraps the next; the chain is one longer than MAX_DEPENDENCY_DEPTH.
+    let mut inner = sign(&author_manifest(), &author_key(), &[]);
+    for level in 0..=MAX_DEPENDENCY_DEPTH {
+        let m = operator_root(&inner, vec![Cmd::SetComponentIndex(Index::One(0))]);
+        let mut m = m;
+        m.sequence_number = level as u64;
+        m.install = None;
+        inner = sign(&m, &operator_key(), &[("#author.suit", inner)]);
+    }
+    let operator_ids = [
+        ComponentId::decode(CONFIG_ID).unwrap(),
+        ComponentId::decode(SLOT_ID).unwrap(),
+    ];
+    let author_ids = [ComponentId::decode(FW_ID).unwrap()];
+    let anchors = two_domains(&operator_ids, &author_ids);
+    let mut dev = device(&[b"config", b"fw"]);
+    let (result, failure) = update(&inner, &anchors, &anchors, &mut dev, &mut []);
+    assert_eq!(
+        result.unwrap_err(),
+        Error::NestingLimit {
+            limit: MAX_DEPENDENCY_DEPTH
+        }
+    );
+    let failure = failure.unwrap();
+    assert_eq!(
+        (failure.depth, failure.cause),
+        (MAX_DEPENDENCY_DEPTH, DependencyCause::DepthLimit)
+    );
+}
