@@ -116,11 +116,14 @@ mod layout;
 mod record;
 pub mod store;
 pub mod swap;
+pub mod trust_store;
 mod update;
 mod verify;
 
 #[cfg(feature = "std")]
 pub mod simulate;
+#[cfg(feature = "std")]
+pub mod trust_simulate;
 
 pub use boot::{BootDecision, BootLoader, BootTarget, ImageState};
 pub use error::{BootError, ConfigError, Failure, RecoveryReason, UpdateError};
