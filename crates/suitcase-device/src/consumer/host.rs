@@ -19,9 +19,9 @@
 
 use suitcase_manifest::encryption::EncryptionInfo;
 use suitcase_manifest::{
-    Command, Component, Condition, CustomArg, Envelope, FetchRequest, Identifier, IdentityKind,
-    MAX_COMPONENTS, Platform, PlatformError, Processor, ProcessorPolicy, Record, Section,
-    TrustAnchor, TrustPolicy, VerifiedManifest,
+    Command, Component, Condition, CustomArg, DependencyFailure, Envelope, FetchRequest,
+    Identifier, IdentityKind, MAX_COMPONENTS, Platform, PlatformError, Processor, ProcessorPolicy,
+    Record, Section, TrustAnchor, TrustPolicy, VerifiedManifest,
 };
 
 use super::Offer;
@@ -59,6 +59,17 @@ pub struct Authentic<'e> {
     envelope: &'e [u8],
     manifest: VerifiedManifest<'e>,
     installed: Option<u64>,
+}
+
+/// The anchors and policy a dependency is authenticated under
+/// ([`Authentic::run_with_dependencies`]): usually the device's anchors, whose permissions keep
+/// each signer to its own components (manifest §9).
+#[derive(Clone, Copy, Debug)]
+pub struct DependencyTrust<'a> {
+    /// The anchors.
+    pub anchors: &'a [TrustAnchor<'a>],
+    /// The policy.
+    pub policy: TrustPolicy<'a>,
 }
 
 /// Why [`Authentic::image_match`] made no [`Matched`].
@@ -116,6 +127,35 @@ impl<'e> Authentic<'e> {
         let mut ran = false;
         for &section in sections {
             ran |= processor.run(section)?;
+        }
+        Ok(ran)
+    }
+
+    /// As [`Authentic::run`], for a manifest with SUIT dependencies
+    /// (draft-ietf-suit-trust-domains): each dependency is authenticated under `trust` with
+    /// its own signers and their permissions before any of its commands runs; `buffer` holds
+    /// dependencies fetched by URI (integrated ones are used in the envelope). A refused
+    /// dependency is named with the clause in the second value.
+    ///
+    /// # Errors
+    /// What the processor refuses, with [`suitcase_manifest::DependencyFailure`] when a
+    /// dependency was the cause.
+    pub fn run_with_dependencies<'a, P: Platform>(
+        &'a self,
+        platform: &mut P,
+        sections: &[Section],
+        trust: DependencyTrust<'a>,
+        buffer: &'a mut [u8],
+    ) -> Result<bool, (suitcase_manifest::Error, Option<DependencyFailure>)> {
+        let mut processor = Processor::new(&self.manifest, platform, self.policy())
+            .map_err(|e| (e, None))?
+            .with_dependency_trust(trust.anchors, trust.policy)
+            .with_dependency_buffer(buffer);
+        let mut ran = false;
+        for &section in sections {
+            ran |= processor
+                .run(section)
+                .map_err(|e| (e, processor.dependency_failure()))?;
         }
         Ok(ran)
     }
@@ -307,7 +347,10 @@ impl<P: Platform> Platform for Recording<'_, P> {
         self.inner.content_key(info, cek)
     }
     fn record(&mut self, record: &Record<'_>) {
+        // Only the manifest's own commands: a dependency's component indices are its own
+        // (trust-domains), so its matches say nothing about this manifest's components.
         if record.success
+            && record.depth == 0
             && matches!(record.command, Command::Condition(Condition::ImageMatch, _))
             && self.only.is_none_or(|s| record.section == Some(s))
             && let Some(m) = self.matched.get_mut(record.component)
@@ -507,5 +550,169 @@ pub(super) mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// Components by identifier, written in memory.
+    #[derive(Default)]
+    struct Named {
+        components: Vec<(Vec<u8>, Vec<u8>)>,
+    }
+
+    impl Named {
+        fn slot(&mut self, c: &Component<'_>) -> Result<&mut Vec<u8>, PlatformError> {
+            self.components
+                .iter_mut()
+                .find(|(id, _)| c.id.eq_segments(&[id]))
+                .map(|(_, content)| content)
+                .ok_or(PlatformError::Failed)
+        }
+    }
+
+    impl Platform for Named {
+        fn capacity(&self, c: &Component<'_>) -> Option<u64> {
+            self.components
+                .iter()
+                .any(|(id, _)| c.id.eq_segments(&[id]))
+                .then_some(1 << 16)
+        }
+        fn identity(&self, _: &Component<'_>, _: IdentityKind) -> Option<Identifier<'_>> {
+            None
+        }
+        fn read(
+            &mut self,
+            c: &Component<'_>,
+            at: u64,
+            buf: &mut [u8],
+        ) -> Result<usize, PlatformError> {
+            Ok(read_at(self.slot(c)?, at, buf))
+        }
+        fn write_begin(&mut self, c: &Component<'_>, _: Option<u64>) -> Result<(), PlatformError> {
+            self.slot(c)?.clear();
+            Ok(())
+        }
+        fn write(&mut self, c: &Component<'_>, _: u64, data: &[u8]) -> Result<(), PlatformError> {
+            self.slot(c)?.extend_from_slice(data);
+            Ok(())
+        }
+        fn write_end(&mut self, _: &Component<'_>) -> Result<(), PlatformError> {
+            Ok(())
+        }
+    }
+
+    fn operator() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[8; 32])
+    }
+
+    /// An operator's root (component `["cfg"]`, dependency 1 at `["author.suit"]`,
+    /// integrated) wrapping `dependency`.
+    fn wrapping(dependency: Vec<u8>) -> Vec<u8> {
+        let sha = DigestAlgorithm::Sha256;
+        let digest = {
+            let e = Envelope::decode(&dependency).unwrap();
+            sha.digest(e.manifest_wrapped()).as_bytes().to_vec()
+        };
+        let m = ManifestBuilder {
+            sequence_number: 9,
+            components: vec![vec![b"cfg".to_vec()]],
+            dependencies: vec![(1, Some(vec![b"author.suit".to_vec()]))],
+            dependency_resolution: Some(vec![
+                Cmd::SetComponentIndex(Index::One(1)),
+                Cmd::OverrideParameters(vec![
+                    Param::ImageDigest(sha, digest),
+                    Param::Uri("#author.suit".into()),
+                ]),
+                Cmd::Directive(Directive::Fetch, 15),
+                Cmd::Condition(Condition::DependencyIntegrity, 15),
+                Cmd::Directive(Directive::ProcessDependency, 15),
+            ]),
+            install: Some(vec![
+                Cmd::SetComponentIndex(Index::One(1)),
+                Cmd::Condition(Condition::DependencyIntegrity, 15),
+                Cmd::Directive(Directive::ProcessDependency, 15),
+            ]),
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&m, sha);
+        b.integrate("#author.suit", dependency);
+        b.sign1(alg::ED25519, None, |tbs| {
+            operator().sign(tbs).to_bytes().to_vec()
+        });
+        b.encode()
+    }
+
+    /// The author's manifest writing `IMAGE` into `["app"]` and checking it.
+    fn authors(signer: &ed25519_dalek::SigningKey) -> Vec<u8> {
+        let sha = DigestAlgorithm::Sha256;
+        let m = ManifestBuilder {
+            sequence_number: 5,
+            components: vec![vec![b"app".to_vec()]],
+            install: Some(vec![
+                Cmd::OverrideParameters(vec![
+                    Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
+                    Param::Content(IMAGE.to_vec()),
+                ]),
+                Cmd::Directive(Directive::Write, 15),
+                Cmd::Condition(Condition::ImageMatch, 15),
+            ]),
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&m, sha);
+        b.sign1(alg::ED25519, None, |tbs| {
+            signer.sign(tbs).to_bytes().to_vec()
+        });
+        b.encode()
+    }
+
+    fn run_two_domains(
+        root: &[u8],
+    ) -> Result<Named, (suitcase_manifest::Error, Option<DependencyFailure>)> {
+        let cfg = suitcase_manifest::ComponentId::decode(&[0x81, 0x43, b'c', b'f', b'g']).unwrap();
+        let slot = suitcase_manifest::ComponentId::decode(&[
+            0x81, 0x4b, b'a', b'u', b't', b'h', b'o', b'r', b'.', b's', b'u', b'i', b't',
+        ])
+        .unwrap();
+        let app = suitcase_manifest::ComponentId::decode(&[0x81, 0x43, b'a', b'p', b'p']).unwrap();
+        let (operator_ids, author_ids) = ([cfg, slot], [app]);
+        let only = |ids| suitcase_manifest::Permissions {
+            components: Some(ids),
+            actions: suitcase_manifest::Actions::ALL,
+        };
+        let anchors = [
+            TrustAnchor {
+                permissions: only(&operator_ids[..]),
+                ..TrustAnchor::new("operator", PublicKey::Ed25519(operator().verifying_key()))
+            },
+            TrustAnchor {
+                permissions: only(&author_ids[..]),
+                ..TrustAnchor::new("author", PublicKey::Ed25519(key().verifying_key()))
+            },
+        ];
+        let a = Offer::new(root)
+            .verify(&anchors, &TrustPolicy::default(), |_| Some(8))
+            .unwrap();
+        let mut p = Named {
+            components: vec![(b"cfg".to_vec(), vec![]), (b"app".to_vec(), vec![])],
+        };
+        let trust = DependencyTrust {
+            anchors: &anchors,
+            policy: TrustPolicy::default(),
+        };
+        a.run_with_dependencies(&mut p, &Section::UPDATE, trust, &mut [])?;
+        Ok(p)
+    }
+
+    #[test]
+    fn an_operator_root_wrapping_the_authors_manifest_installs_it() {
+        let root = wrapping(authors(&key()));
+        let p = run_two_domains(&root).unwrap();
+        assert_eq!(p.components[1].1, IMAGE);
+    }
+
+    #[test]
+    fn attack_operator_signing_the_authors_manifest_is_refused() {
+        let root = wrapping(authors(&operator()));
+        let (err, failure) = run_two_domains(&root).err().unwrap();
+        assert_eq!(err.reason(), suitcase_manifest::Reason::Signature);
+        assert_eq!(failure.unwrap().index, 1);
     }
 }
