@@ -18,6 +18,11 @@ pub enum PublicKey<'k> {
     /// A P-256 public key: verifies ES256 (-7) and ESP256 (-9).
     #[cfg(feature = "es256")]
     P256(p256::ecdsa::VerifyingKey),
+    /// A P-256 public key whose verification the platform provides over the SHA-256 digest of
+    /// the Sig_structure (e.g. Cortex-M assembly in the bootloader): verifies ES256 (-7) and
+    /// ESP256 (-9) like [`Self::P256`].
+    #[cfg(feature = "es256-prehash")]
+    P256Prehash(&'k dyn P256PrehashVerifier),
     /// An Ed25519 public key: verifies EdDSA (-8) and Ed25519 (-19).
     #[cfg(feature = "ed25519")]
     Ed25519(ed25519_dalek::VerifyingKey),
@@ -40,6 +45,7 @@ impl PublicKey<'_> {
     pub fn supports(&self, alg: i64, kind: BlockKind) -> bool {
         #[cfg(any(
             feature = "es256",
+            feature = "es256-prehash",
             feature = "ed25519",
             feature = "hss-lms",
             feature = "ml-dsa"
@@ -48,6 +54,8 @@ impl PublicKey<'_> {
         match self {
             #[cfg(feature = "es256")]
             Self::P256(_) => signature && matches!(alg, alg::ES256 | alg::ESP256),
+            #[cfg(feature = "es256-prehash")]
+            Self::P256Prehash(_) => signature && matches!(alg, alg::ES256 | alg::ESP256),
             #[cfg(feature = "ed25519")]
             Self::Ed25519(_) => signature && matches!(alg, alg::EDDSA | alg::ED25519),
             Self::Hmac256(_) => kind == BlockKind::Mac0 && alg == alg::HMAC_256,
@@ -79,6 +87,8 @@ impl PublicKey<'_> {
         match self {
             #[cfg(feature = "es256")]
             Self::P256(_) => "p256",
+            #[cfg(feature = "es256-prehash")]
+            Self::P256Prehash(_) => "p256",
             #[cfg(feature = "ed25519")]
             Self::Ed25519(_) => "ed25519",
             Self::Hmac256(_) => "hmac256",
@@ -91,55 +101,107 @@ impl PublicKey<'_> {
         }
     }
 
-    /// Checks `signature` over `message`. Opaque: `false` for any failure.
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        match self {
+    /// Checks `signer`'s signature over its Sig_structure / MAC_structure on the detached
+    /// `payload` (RFC 9052 §4.4, §6.3). ES256 and HMAC stream the structure into SHA-256 or
+    /// the MAC (no buffer); the others need it whole. Opaque: `Ok(false)` for any failure of
+    /// the signature itself.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] if a structure the algorithm needs whole does not fit the buffer.
+    fn verify(&self, signer: &crate::cose::Signer<'_>, payload: &[u8]) -> Result<bool, Error> {
+        let signature = signer.signature;
+        Ok(match self {
             #[cfg(feature = "es256")]
             Self::P256(key) => {
-                use p256::ecdsa::signature::Verifier;
-                // COSE ECDSA signatures are r || s, 64 bytes (RFC 9053 §2.1).
-                p256::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify(message, &sig).is_ok())
+                use p256::ecdsa::signature::hazmat::PrehashVerifier;
+                // COSE ECDSA signatures are r || s, 64 bytes (RFC 9053 §2.1), over the
+                // SHA-256 of the Sig_structure: the same check as hashing the message whole.
+                p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| {
+                    sha256_to_be_signed(signer, payload)
+                        .is_some_and(|digest| key.verify_prehash(&digest, &sig).is_ok())
+                })
             }
-            #[cfg(feature = "ed25519")]
-            Self::Ed25519(key) => <[u8; 64]>::try_from(signature).is_ok_and(|bytes| {
-                // verify_strict refuses small-order keys and non-canonical signatures.
-                key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
-                    .is_ok()
+            #[cfg(feature = "es256-prehash")]
+            Self::P256Prehash(key) => <&[u8; 64]>::try_from(signature).is_ok_and(|sig| {
+                sha256_to_be_signed(signer, payload)
+                    .is_some_and(|digest| key.verify_prehash(&digest, sig))
             }),
+            #[cfg(feature = "ed25519")]
+            Self::Ed25519(key) => {
+                let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
+                    return Ok(false);
+                };
+                signer.with_to_be_signed(payload, |message| {
+                    // verify_strict refuses small-order keys and non-canonical signatures.
+                    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+                        .is_ok()
+                })?
+            }
             Self::Hmac256(secret) => {
                 use hmac::{KeyInit, Mac};
                 let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
-                    return false;
+                    return Ok(false);
                 };
-                mac.update(message);
-                // Constant-time comparison of the full 256-bit tag.
-                mac.verify_slice(signature).is_ok()
+                signer.write_to_be_signed(payload, crate::cose::Absorb(&mut mac)).is_some()
+                    // Constant-time comparison of the full 256-bit tag.
+                    && mac.verify_slice(signature).is_ok()
             }
             #[cfg(feature = "hss-lms")]
-            Self::HssLms(public) => {
+            Self::HssLms(public) => signer.with_to_be_signed(payload, |message| {
                 // RFC 8778 §2: the COSE signature is the HSS signature of RFC 8554 §6.
                 hss::well_formed(signature, public)
                     && hbs_lms::verify::<hbs_lms::Sha256_256>(message, signature, public).is_ok()
-            }
+            })?,
             #[cfg(feature = "ml-dsa")]
-            Self::MlDsa65(key) => {
+            Self::MlDsa65(key) => signer.with_to_be_signed(payload, |message| {
                 use ml_dsa::signature::Verifier;
                 // draft-ietf-cose-dilithium: pure ML-DSA over the ToBeSigned, empty context.
                 ml_dsa::Signature::<ml_dsa::MlDsa65>::try_from(signature)
                     .is_ok_and(|sig| key.verify(message, &sig).is_ok())
-            }
+            })?,
             // Needs the block's certificate chain and a time: see `verify_blocks`.
             #[cfg(feature = "x509")]
             Self::X509Root(_) => false,
-        }
+        })
     }
+}
+
+/// A P-256 ECDSA verification the platform provides ([`PublicKey::P256Prehash`]), for a
+/// device whose own implementation is smaller or faster than RustCrypto's `p256` (the
+/// Cortex-M bootloader's assembly).
+#[cfg(feature = "es256-prehash")]
+pub trait P256PrehashVerifier {
+    /// Whether `signature` (r || s, 32 bytes each, big-endian: RFC 9053 §2.1) is a valid
+    /// ECDSA signature by this key of a message whose SHA-256 digest is `digest` (FIPS 186-5
+    /// §6.4.2 from step 2 on). It must refuse r or s outside [1, n-1] and accept either s
+    /// (high or low, as the `p256` crate does: ECDSA malleability changes the signature, not
+    /// what is signed, and the manifest is identified by its digest, not its signature).
+    fn verify_prehash(&self, digest: &[u8; 32], signature: &[u8; 64]) -> bool;
+}
+
+/// Names the key kind only: no `Debug` bound on implementations, so that a device without
+/// `core::fmt` elsewhere does not link it for this.
+#[cfg(feature = "es256-prehash")]
+impl core::fmt::Debug for dyn P256PrehashVerifier + '_ {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("P256PrehashVerifier")
+    }
+}
+
+/// SHA-256 of the Sig_structure over `payload`, streamed (RFC 9053 §2.1: ES256 signs the
+/// SHA-256 of the ToBeSigned).
+#[cfg(any(feature = "es256", feature = "es256-prehash"))]
+fn sha256_to_be_signed(signer: &crate::cose::Signer<'_>, payload: &[u8]) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    signer.write_to_be_signed(payload, crate::cose::Absorb(&mut hash))?;
+    Some(hash.finalize().into())
 }
 
 /// Whether this build implements a signature or MAC algorithm at all.
 pub fn algorithm_supported(id: i64) -> bool {
     match id {
-        #[cfg(feature = "es256")]
+        #[cfg(any(feature = "es256", feature = "es256-prehash"))]
         alg::ES256 | alg::ESP256 => true,
         #[cfg(feature = "ed25519")]
         alg::EDDSA | alg::ED25519 => true,
@@ -364,18 +426,16 @@ pub(crate) fn verify_blocks(
                 unsupported_alg.get_or_insert(alg);
                 continue;
             }
-            signer.with_to_be_signed(auth.digest_bytes, |tbs| {
-                for (i, anchor) in anchors.iter().enumerate().take(MAX_ANCHORS) {
-                    if crate::cose::kids_conflict(anchor.kid, signer.headers.kid) {
-                        continue;
-                    }
-                    if anchor.key.supports(alg, block.kind)
-                        && verify_with(anchor, policy, &signer, alg, tbs)
-                    {
-                        signers.insert(i);
-                    }
+            for (i, anchor) in anchors.iter().enumerate().take(MAX_ANCHORS) {
+                if crate::cose::kids_conflict(anchor.kid, signer.headers.kid) {
+                    continue;
                 }
-            })?;
+                if anchor.key.supports(alg, block.kind)
+                    && verify_with(anchor, policy, &signer, alg, auth.digest_bytes)?
+                {
+                    signers.insert(i);
+                }
+            }
         }
     }
     let required = policy.threshold.get();
@@ -410,21 +470,21 @@ fn verify_with(
     policy: &TrustPolicy<'_>,
     signer: &crate::cose::Signer<'_>,
     alg: i64,
-    tbs: &[u8],
-) -> bool {
+    payload: &[u8],
+) -> Result<bool, Error> {
     match anchor.key {
         // RFC 9360 §2: the leaf of x5chain carries the signing key; the chain must lead to
         // the anchor, be valid now, and allow code signing.
         #[cfg(feature = "x509")]
         PublicKey::X509Root(root) => match (signer.headers.x5chain, policy.time) {
-            (Some(chain), Some(now)) => {
+            (Some(chain), Some(now)) => signer.with_to_be_signed(payload, |tbs| {
                 crate::x509::verify(root, chain, now, alg, tbs, signer.signature)
-            }
-            _ => false,
+            }),
+            _ => Ok(false),
         },
         _ => {
             let _ = (policy, alg);
-            anchor.key.verify(tbs, signer.signature)
+            anchor.key.verify(signer, payload)
         }
     }
 }
@@ -624,6 +684,16 @@ mod hss {
             s
         }
 
+        /// A COSE_Sign1 signer carrying `signature`.
+        fn signer(signature: &[u8]) -> crate::cose::Signer<'_> {
+            crate::cose::Signer {
+                kind: crate::BlockKind::Sign1,
+                body_protected: &[],
+                headers: crate::cose::Headers::default(),
+                signature,
+            }
+        }
+
         #[test]
         fn attack_malformed_hss_lms_signatures_cannot_panic_the_verifier() {
             let pk = public();
@@ -653,12 +723,111 @@ mod hss {
                 ("trailing byte", long),
             ] {
                 assert!(!well_formed(&sig, &pk), "{name}");
-                assert!(!key.verify(b"message", &sig), "{name}");
+                assert!(!key.verify(&signer(&sig), b"message").unwrap(), "{name}");
             }
             // A well-formed signature that is not the signer's is simply wrong.
-            assert!(!key.verify(b"message", &good));
+            assert!(!key.verify(&signer(&good), b"message").unwrap());
             // And a malformed trusted key is refused rather than parsed.
             assert!(!well_formed(&good, &pk[..59]));
         }
+    }
+}
+
+#[cfg(all(test, feature = "es256", feature = "es256-prehash"))]
+mod prehash_tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use p256::ecdsa::signature::Signer as _;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+
+    use super::{P256PrehashVerifier, PublicKey, TrustAnchor, TrustPolicy};
+    use crate::build::{EnvelopeBuilder, ManifestBuilder};
+    use crate::codepoints::alg;
+    use crate::{DigestAlgorithm, Envelope};
+
+    /// A platform verifier as the bootloader provides one, here over RustCrypto's `p256`.
+    struct Platform(p256::ecdsa::VerifyingKey);
+
+    impl P256PrehashVerifier for Platform {
+        fn verify_prehash(&self, digest: &[u8; 32], signature: &[u8; 64]) -> bool {
+            p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| self.0.verify_prehash(digest, &sig).is_ok())
+        }
+    }
+
+    fn key() -> p256::ecdsa::SigningKey {
+        p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap()
+    }
+
+    /// An envelope whose ES256 signature `edit` may change.
+    fn envelope(edit: impl Fn(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+        let manifest = ManifestBuilder {
+            sequence_number: 3,
+            components: vec![vec![vec![0]]],
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&manifest, DigestAlgorithm::Sha256);
+        b.sign1(alg::ES256, None, |tbs| {
+            let s: p256::ecdsa::Signature = key().sign(tbs);
+            edit(s.to_bytes().to_vec())
+        });
+        b.encode()
+    }
+
+    /// Whether the envelope verifies under `key` (the first error's absence).
+    fn verifies(bytes: &[u8], key: PublicKey<'_>) -> bool {
+        let anchors = [TrustAnchor::new("author", key)];
+        Envelope::decode(bytes)
+            .unwrap()
+            .verify(&anchors, &TrustPolicy::default())
+            .is_ok()
+    }
+
+    /// s' = n - s: the other signature of the same message (ECDSA malleability).
+    fn high_s(mut signature: Vec<u8>) -> Vec<u8> {
+        let sig = p256::ecdsa::Signature::from_slice(&signature).unwrap();
+        let (r, s) = sig.split_scalars();
+        let flipped = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        signature.copy_from_slice(&flipped.to_bytes());
+        signature
+    }
+
+    #[test]
+    fn the_streamed_sig_structure_verifies_with_both_p256_keys() {
+        let platform = Platform(*key().verifying_key());
+        let bytes = envelope(|s| s);
+        assert!(verifies(&bytes, PublicKey::P256(*key().verifying_key())));
+        assert!(verifies(&bytes, PublicKey::P256Prehash(&platform)));
+    }
+
+    #[test]
+    fn attack_tampered_es256_signature_fails_on_both_p256_keys() {
+        let platform = Platform(*key().verifying_key());
+        let bytes = envelope(|mut s| {
+            s[40] ^= 1;
+            s
+        });
+        assert!(!verifies(&bytes, PublicKey::P256(*key().verifying_key())));
+        assert!(!verifies(&bytes, PublicKey::P256Prehash(&platform)));
+        let other = p256::ecdsa::SigningKey::from_slice(&[8; 32]).unwrap();
+        let stranger = Platform(*other.verifying_key());
+        assert!(!verifies(
+            &envelope(|s| s),
+            PublicKey::P256Prehash(&stranger)
+        ));
+    }
+
+    #[test]
+    fn high_s_is_treated_alike_by_both_p256_keys() {
+        // crates.md: `p256` accepts high-S (ECDSA malleability changes the signature, not
+        // what is signed); a platform verifier must decide the same way.
+        let platform = Platform(*key().verifying_key());
+        let bytes = envelope(high_s);
+        assert_ne!(bytes, envelope(|s| s), "the signature changed");
+        assert!(verifies(&bytes, PublicKey::P256(*key().verifying_key())));
+        assert!(verifies(&bytes, PublicKey::P256Prehash(&platform)));
     }
 }

@@ -6,6 +6,13 @@
 //! tests as an independent decoder.
 
 use minicbor::Encoder;
+use minicbor::encode::Write;
+#[cfg(any(
+    feature = "ed25519",
+    feature = "hss-lms",
+    feature = "ml-dsa",
+    feature = "x509"
+))]
 use minicbor::encode::write::Cursor;
 
 use crate::cbor::{Kind, Reader, decode_exact};
@@ -252,21 +259,31 @@ impl Signer<'_> {
     }
 
     /// Calls `f` with the encoded Sig_structure / MAC_structure over the detached `payload`
-    /// (RFC 9052 §4.4 and §6.3), with an empty external AAD as SUIT requires.
+    /// (RFC 9052 §4.4 and §6.3), with an empty external AAD as SUIT requires. Only for the
+    /// algorithms that need the whole message at once (EdDSA, HSS-LMS, ML-DSA, X.509 chains);
+    /// ES256 and HMAC stream it through [`Self::write_to_be_signed`] instead of a buffer.
+    #[cfg(any(
+        feature = "ed25519",
+        feature = "hss-lms",
+        feature = "ml-dsa",
+        feature = "x509"
+    ))]
     pub(crate) fn with_to_be_signed<R>(
         &self,
         payload: &[u8],
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, Error> {
         let mut buf = [0u8; 512];
-        if let Some(n) = self.encode_tbs(payload, &mut buf) {
+        if let Some(cursor) = self.write_to_be_signed(payload, Cursor::new(&mut buf[..])) {
+            let n = cursor.position();
             return Ok(f(buf.get(..n).unwrap_or_default()));
         }
         #[cfg(feature = "alloc")]
         {
             let len = 32 + self.body_protected.len() + self.headers.protected.len() + payload.len();
             let mut big = alloc::vec![0u8; len];
-            if let Some(n) = self.encode_tbs(payload, &mut big) {
+            if let Some(cursor) = self.write_to_be_signed(payload, Cursor::new(&mut big[..])) {
+                let n = cursor.position();
                 return Ok(f(big.get(..n).unwrap_or_default()));
             }
         }
@@ -276,8 +293,11 @@ impl Signer<'_> {
         })
     }
 
-    fn encode_tbs(&self, payload: &[u8], buf: &mut [u8]) -> Option<usize> {
-        let mut e = Encoder::new(Cursor::new(buf));
+    /// Writes the Sig_structure / MAC_structure over the detached `payload` (RFC 9052 §4.4 and
+    /// §6.3, empty external AAD) into `w`, which may be a hash or MAC state (no buffer).
+    /// `None` if `w` fails or the structure is COSE_Mac (unsupported).
+    pub(crate) fn write_to_be_signed<W: Write>(&self, payload: &[u8], w: W) -> Option<W> {
+        let mut e = Encoder::new(w);
         match self.kind {
             BlockKind::Sign1 => {
                 e.array(4)
@@ -307,7 +327,21 @@ impl Signer<'_> {
             BlockKind::Mac => return None,
         }
         e.bytes(&[]).ok()?.bytes(payload).ok()?;
-        Some(e.into_writer().position())
+        Some(e.into_writer())
+    }
+}
+
+/// A [`Write`] that feeds what is written into a hash or MAC state (streaming the
+/// Sig_structure into SHA-256 or HMAC instead of encoding it into a buffer first). One type
+/// for both, so that the structure's encoder is compiled once.
+pub(crate) struct Absorb<'u>(pub(crate) &'u mut dyn sha2::digest::Update);
+
+impl Write for Absorb<'_> {
+    type Error = core::convert::Infallible;
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Self::Error> {
+        self.0.update(buf);
+        Ok(())
     }
 }
 

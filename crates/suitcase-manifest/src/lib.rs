@@ -81,6 +81,8 @@ mod x509;
 #[doc(hidden)]
 pub mod __fuzz;
 
+#[cfg(feature = "es256-prehash")]
+pub use auth::P256PrehashVerifier;
 pub use auth::{
     Actions, MAX_ANCHORS, Permissions, PublicKey, Rule, Signers, TrustAnchor, TrustPolicy,
     algorithm_supported, is_prefix,
