@@ -47,6 +47,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "trust")]
+pub mod boot_trust;
 mod boot_verify;
 pub mod consumer;
 mod verifier;
