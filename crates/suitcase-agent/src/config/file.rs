@@ -27,6 +27,9 @@ pub(super) struct File {
     pub(super) storage: StorageFile,
     #[serde(rename = "component", default)]
     pub(super) components: Vec<ComponentFile>,
+    /// Gateway mode (docs/gateway.md): sub-devices on serial links.
+    #[serde(default)]
+    pub(super) gateway: Option<crate::gateway::config::GatewayFile>,
 }
 
 #[derive(Debug, Deserialize)]

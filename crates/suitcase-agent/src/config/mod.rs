@@ -86,6 +86,8 @@ pub struct Config {
     pub reserve_bytes: u64,
     /// The components.
     pub components: Vec<ComponentConfig>,
+    /// Gateway mode (`[gateway]`, docs/gateway.md): the sub-devices it fronts.
+    pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 fn bad(path: &Path, what: impl core::fmt::Display) -> AgentError {
@@ -376,6 +378,7 @@ impl Config {
             push,
             reserve_bytes: f.storage.reserve_bytes,
             components,
+            gateway: f.gateway.map(|g| g.resolve(path, &base)).transpose()?,
         })
     }
 

@@ -1,0 +1,385 @@
+//! Gateway mode (RFC 8240 §3, RFC 9019 §5.5; docs/gateway.md): the agent fronts sub-devices
+//! without IP on serial links. Each sub-device speaks CoAP (RFC 7252) in SLIP frames with an
+//! FCS ([`slip`]) and uses the resource paths of the server's CoAP API (docs/coap.md); the
+//! gateway answers them and relays to the server's HTTP device API with the sub-device's
+//! own token, and **stores and forwards**:
+//!
+//! ```text
+//!  sub-device ─serial─▶ link.rs ─┬ POST /d/checkin ─▶ server (HTTP, its token) ─▶ answer kept on disk
+//!  (SLIP+FCS, CoAP)             │                      └ unreachable: the kept answer
+//!                               ├ GET  /d/releases|payloads|deltas ─▶ cache.rs (by digest, LRU)
+//!                               │                      └ not cached: fetched in the background, 5.03 meanwhile
+//!                               └ POST /d/reports ─▶ queue.rs (fsync'd) ─▶ sync task ─▶ server
+//! ```
+//!
+//! The gateway is trusted for availability and for relaying status, never for integrity: the
+//! SUIT envelope is signed end to end and the sub-device verifies it (and every payload's
+//! digest) itself, so a gateway that alters a byte gets the update refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use suitcase_protocol::CheckInAnswer;
+use tokio::sync::Notify;
+
+use crate::config::{Config, Server};
+use crate::error::AgentError;
+use crate::http::{Delivery, Http};
+
+pub mod cache;
+pub(crate) mod config;
+mod link;
+pub mod queue;
+pub mod serial;
+pub mod slip;
+
+pub use config::{GatewayConfig, Subdevice};
+
+/// The largest CoAP message on a serial link, in either direction (a 1024-byte block and
+/// its header and options fit; as the server's `MAX_DATAGRAM`).
+pub const MAX_MESSAGE: usize = 1280;
+/// Downloads from the server running at once (each fills the cache with one object).
+pub const MAX_FETCHES: usize = 4;
+/// Reports sent per round of the sync task before the queue is read again.
+const SYNC_BATCH: usize = 64;
+
+/// A running gateway's shared state.
+#[derive(Debug)]
+pub struct Gateway {
+    dir: PathBuf,
+    cfg: GatewayConfig,
+    cache: cache::Cache,
+    queue: queue::Queue,
+    subs: Vec<Sub>,
+    wake: Notify,
+    fetches: Mutex<HashMap<String, Fetch>>,
+}
+
+#[derive(Debug)]
+struct Sub {
+    cfg: Subdevice,
+    http: Http,
+    /// The last check-in answer the server gave this sub-device (HTTP paths), also on disk.
+    answer: Mutex<Option<CheckInAnswer>>,
+}
+
+#[derive(Debug, Clone)]
+enum Fetch {
+    Running,
+    Failed { error: String, at: Instant },
+}
+
+/// What a sub-device may download: an object of its last offer.
+#[derive(Clone, Debug)]
+pub(crate) struct Offered {
+    http_url: String,
+    size: u64,
+    sha256: Option<String>,
+}
+
+impl Gateway {
+    /// Opens the gateway's state (`STATE_DIR/gateway/`: cache, report queue, the last
+    /// answer per sub-device) for `config`, whose `[gateway]` section must be present.
+    ///
+    /// # Errors
+    /// `Config` without a `[gateway]` section or with unusable TLS settings; `Local` if the
+    /// state directory cannot be used.
+    pub fn open(config: &Config, gw: &GatewayConfig) -> Result<Arc<Self>, AgentError> {
+        let dir = config.state_dir.join("gateway");
+        let cache = cache::Cache::open(&dir.join("cache"), gw.cache_bytes)?;
+        let queue = queue::Queue::open(&dir.join("reports"), gw.queue_reports)?;
+        let answers = dir.join("subdevices");
+        std::fs::create_dir_all(&answers)
+            .map_err(|e| AgentError::Local(format!("{}: {e}", answers.display())))?;
+        let mut subs = Vec::with_capacity(gw.subdevices.len());
+        for s in &gw.subdevices {
+            // The sub-device's own credential; the gateway's TLS client certificate is the
+            // gateway's identity, not the sub-device's, so it is not sent for it.
+            let server = Server {
+                url: config.server.url.clone(),
+                token: Some(s.token.clone()),
+                ca_pem: config.server.ca_pem.clone(),
+                identity_pem: None,
+                timeout: config.server.timeout,
+            };
+            let answer = std::fs::read(answers.join(format!("{}.json", s.id)))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            subs.push(Sub {
+                cfg: s.clone(),
+                http: Http::new(&server, Vec::new())?,
+                answer: Mutex::new(answer),
+            });
+        }
+        Ok(Arc::new(Self {
+            dir,
+            cfg: gw.clone(),
+            cache,
+            queue,
+            subs,
+            wake: Notify::new(),
+            fetches: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Serves every sub-device's link and sends the queued reports, until dropped (the
+    /// tasks live in a `JoinSet` this future owns). Returns only if a task panics.
+    ///
+    /// # Errors
+    /// `Local` naming the task that ended.
+    pub async fn run(self: Arc<Self>) -> Result<(), AgentError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..self.subs.len() {
+            tasks.spawn(link::run(Arc::clone(&self), i));
+        }
+        tasks.spawn(sync(Arc::clone(&self)));
+        match tasks.join_next().await {
+            Some(Err(e)) => Err(AgentError::Local(format!("gateway task failed: {e}"))),
+            _ => Err(AgentError::Local("a gateway task ended".into())),
+        }
+    }
+
+    /// Step reports waiting for the server.
+    pub fn queued_reports(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Bytes in the cache.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.bytes()
+    }
+
+    fn answers_file(&self, id: &str) -> PathBuf {
+        self.dir.join("subdevices").join(format!("{id}.json"))
+    }
+
+    /// Keeps `answer` as sub-device `i`'s last, in memory and on disk.
+    fn keep_answer(&self, i: usize, answer: &CheckInAnswer) -> Result<(), AgentError> {
+        let Some(sub) = self.subs.get(i) else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(answer)
+            .map_err(|e| AgentError::Local(format!("check-in answer: {e}")))?;
+        cache::write_atomic(&self.answers_file(&sub.cfg.id), &bytes)?;
+        *lock(&sub.answer) = Some(answer.clone());
+        Ok(())
+    }
+
+    /// The object at CoAP `path` in sub-device `i`'s last offer.
+    fn offered(&self, i: usize, path: &str) -> Option<Offered> {
+        let sub = self.subs.get(i)?;
+        let answer = lock(&sub.answer);
+        let offer = answer.as_ref()?.update.as_ref()?;
+        if coap_path(&offer.manifest_url) == path {
+            return Some(Offered {
+                http_url: offer.manifest_url.clone(),
+                size: offer.manifest_size,
+                sha256: None,
+            });
+        }
+        offer.payloads.iter().find_map(|p| {
+            if coap_path(&p.url) == path {
+                return Some(Offered {
+                    http_url: p.url.clone(),
+                    size: p.size,
+                    sha256: Some(p.sha256.clone()),
+                });
+            }
+            let d = p.delta.as_ref()?;
+            (coap_path(&d.url) == path).then(|| Offered {
+                http_url: d.url.clone(),
+                size: d.size,
+                sha256: Some(d.sha256.clone()),
+            })
+        })
+    }
+
+    /// Every object of an offer, as (CoAP path, what to fetch).
+    fn objects_of(answer: &CheckInAnswer) -> Vec<(String, Offered)> {
+        let Some(offer) = &answer.update else {
+            return Vec::new();
+        };
+        let mut out = vec![(
+            coap_path(&offer.manifest_url),
+            Offered {
+                http_url: offer.manifest_url.clone(),
+                size: offer.manifest_size,
+                sha256: None,
+            },
+        )];
+        for p in &offer.payloads {
+            out.push((
+                coap_path(&p.url),
+                Offered {
+                    http_url: p.url.clone(),
+                    size: p.size,
+                    sha256: Some(p.sha256.clone()),
+                },
+            ));
+        }
+        out
+    }
+
+    /// Starts fetching `path` for sub-device `i` unless it is under way or failed a moment
+    /// ago; says what the sub-device is told meanwhile.
+    fn start_fetch(self: &Arc<Self>, i: usize, path: &str, what: Offered) -> String {
+        let mut fetches = lock(&self.fetches);
+        match fetches.get(path) {
+            Some(Fetch::Running) => return "fetching it from the server; ask again".into(),
+            Some(Fetch::Failed { error, at }) if at.elapsed() < self.cfg.retry_min => {
+                return format!("not cached, and the server cannot be reached: {error}");
+            }
+            _ => {}
+        }
+        let running = fetches
+            .values()
+            .filter(|f| matches!(f, Fetch::Running))
+            .count();
+        if running >= MAX_FETCHES {
+            return format!("{MAX_FETCHES} downloads under way; ask again");
+        }
+        fetches.insert(path.to_owned(), Fetch::Running);
+        let gw = Arc::clone(self);
+        let path = path.to_owned();
+        tokio::spawn(async move {
+            let r = gw.fetch(i, &path, &what).await;
+            let mut fetches = lock(&gw.fetches);
+            match r {
+                Ok(()) => {
+                    fetches.remove(&path);
+                }
+                Err(error) => {
+                    tracing::info!(%path, %error, "gateway: fetch failed");
+                    fetches.insert(
+                        path,
+                        Fetch::Failed {
+                            error,
+                            at: Instant::now(),
+                        },
+                    );
+                }
+            }
+        });
+        "fetching it from the server; ask again".into()
+    }
+
+    /// Downloads one object of sub-device `i`'s offer into the cache, checked: its size,
+    /// and its SHA-256 where the offer gives one (payloads, deltas).
+    async fn fetch(&self, i: usize, path: &str, what: &Offered) -> Result<(), String> {
+        let sub = self.subs.get(i).ok_or("no such sub-device")?;
+        if what.size > self.cfg.cache_bytes {
+            return Err(format!(
+                "{path} is {} bytes, more than the whole cache (gateway.cache_bytes = {})",
+                what.size, self.cfg.cache_bytes
+            ));
+        }
+        let name: String = path
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let partial = self.cache.partial(&name);
+        let mut d = crate::state::Download {
+            url: what.http_url.clone(),
+            size: what.size,
+            sha256: what.sha256.clone(),
+            file: name,
+            durable: 0,
+            etag: None,
+            complete: false,
+            resumes: 0,
+            restarts: 0,
+        };
+        sub.http
+            .download(&mut d, &partial, &mut |_| Ok(()), &mut |_| None)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let sha = crate::http::sha256_file(&partial).map_err(|e| e.to_string())?;
+        if let Some(want) = &what.sha256
+            && !want.eq_ignore_ascii_case(&sha)
+        {
+            let _ = std::fs::remove_file(&partial);
+            return Err(format!("{path}: SHA-256 {sha} is not the offered {want}"));
+        }
+        self.cache
+            .insert(path, &partial, &sha, what.size)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%path, bytes = what.size, "gateway: cached");
+        Ok(())
+    }
+}
+
+/// Runs the gateway of `config` (its `[gateway]` section) until the process ends.
+///
+/// # Errors
+/// `Config` without a `[gateway]` section; as [`Gateway::open`] and [`Gateway::run`].
+pub async fn run(config: &Config) -> Result<(), AgentError> {
+    let gw = config.gateway.as_ref().ok_or_else(|| {
+        AgentError::Config(format!(
+            "{}: no [gateway] section: add one with [[gateway.subdevice]] entries (docs/gateway.md)",
+            config.path.display()
+        ))
+    })?;
+    Gateway::open(config, gw)?.run().await
+}
+
+/// The HTTP device API's path of a download as the CoAP path the server's CoAP API uses
+/// (docs/coap.md): `/api/v1/device/X` → `/d/X`.
+pub(crate) fn coap_path(http: &str) -> String {
+    match http.strip_prefix("/api/v1/device/") {
+        Some(rest) => format!("/d/{rest}"),
+        None => http.to_owned(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends the queued reports in order; each is removed once the server answered it (taken,
+/// or refused for good); when the server cannot be reached the rest wait, with back-off.
+async fn sync(gw: Arc<Gateway>) {
+    let mut wait = gw.cfg.retry_min;
+    loop {
+        let batch = gw.queue.oldest(SYNC_BATCH);
+        if batch.is_empty() {
+            // Woken by a new report; the timeout only bounds the wait.
+            let _ = tokio::time::timeout(Duration::from_secs(30), gw.wake.notified()).await;
+            continue;
+        }
+        let mut unreachable = None;
+        for (seq, q) in batch {
+            let Some(sub) = gw.subs.iter().find(|s| s.cfg.id == q.subdevice) else {
+                tracing::warn!(subdevice = %q.subdevice, "a queued report of a sub-device no longer configured: dropped");
+                let _ = gw.queue.remove(seq);
+                continue;
+            };
+            match sub.http.report(&q.report).await {
+                Ok(Delivery::Delivered) => {}
+                Ok(Delivery::Refused(status)) => tracing::warn!(
+                    subdevice = %q.subdevice, status,
+                    "the server refused a {} report for {}; dropped",
+                    q.report.step.name(), q.report.release_id
+                ),
+                Err(e) => {
+                    unreachable = Some(e);
+                    break;
+                }
+            }
+            if let Err(e) = gw.queue.remove(seq) {
+                tracing::error!(error = %e, "cannot remove a sent report from the queue");
+                unreachable = Some(e);
+                break;
+            }
+        }
+        match unreachable {
+            None => wait = gw.cfg.retry_min,
+            Some(e) => {
+                tracing::info!(error = %e, queued = gw.queue.len(), "gateway: reports stay queued");
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2).min(gw.cfg.retry_max);
+            }
+        }
+    }
+}
