@@ -1,7 +1,8 @@
 //! Test support shared by the suitcase crates' integration tests (a dev-dependency only, never
 //! published): a real `suitcase-server` on a loopback socket with its data in a temporary
 //! directory ([`TestServer`]), author key pairs written as `suitcase key generate` writes them
-//! ([`keypair`]), and JSON calls through the public HTTP API ([`send`]).
+//! ([`keypair`]), JSON calls through the public HTTP API ([`send`]), and trust states and
+//! trust updates ([`trust`]).
 //!
 //! Real parts, no mocks: the server is the one `suitcase server` runs, and tests talk to it
 //! over HTTP on 127.0.0.1 only.
@@ -20,6 +21,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use suitcase_author::keys::{self, KeyAlg};
 use suitcase_server::{Config, RunningServer};
+
+pub mod trust;
 
 /// A real server on `127.0.0.1:0`, its data in `dir/data`, and the first admin token.
 #[derive(Debug)]
@@ -77,15 +80,7 @@ impl TestServer {
 
     /// Registers the public key in `public` (a file) as trusted signer `name`, as an admin.
     pub async fn register_key(&self, client: &reqwest::Client, name: &str, public: &Path) {
-        let (pem, _) = keys::load_public(public).unwrap().encode().unwrap();
-        let (s, v) = send(
-            client
-                .post(self.url("/api/v1/keys"))
-                .bearer_auth(&self.admin)
-                .json(&json!({"name": name, "key": String::from_utf8(pem).unwrap()})),
-        )
-        .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        register_key(client, &self.base, &self.admin, name, public).await;
     }
 
     /// Shuts the server down gracefully.
@@ -94,6 +89,27 @@ impl TestServer {
             s.shutdown().await;
         }
     }
+}
+
+/// Registers the public key in `public` (a file) as trusted signer `name` on the server at
+/// `base`, with the admin token `admin`. The server then takes releases it signs; no device
+/// trusts it by this.
+pub async fn register_key(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    name: &str,
+    public: &Path,
+) {
+    let (pem, _) = keys::load_public(public).unwrap().encode().unwrap();
+    let (s, v) = send(
+        client
+            .post(format!("{base}/api/v1/keys"))
+            .bearer_auth(admin)
+            .json(&json!({"name": name, "key": String::from_utf8(pem).unwrap()})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
 /// Writes a key pair as `suitcase key generate` does: `dir/NAME.key` and `dir/NAME.pub`;
