@@ -35,7 +35,7 @@ pub mod queue;
 pub mod serial;
 pub mod slip;
 
-pub use config::{GatewayConfig, Subdevice};
+pub use config::{GatewayConfig, Link, Subdevice};
 
 /// The largest CoAP message on a serial link, in either direction (a 1024-byte block and
 /// its header and options fit; as the server's `MAX_DATAGRAM`).

@@ -29,18 +29,18 @@ use sha2::{Digest as _, Sha256};
 use suitcase_agent::Config;
 use suitcase_agent::gateway::{Gateway, slip};
 use suitcase_protocol::CheckInAnswer;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::unix::pipe;
 
 /// The sub-device's side of a pty: a CoAP client speaking the gateway's framing.
 struct SubDevice {
-    rx: pipe::Receiver,
-    tx: pipe::Sender,
+    rx: Box<dyn AsyncRead + Unpin + Send>,
+    tx: Box<dyn AsyncWrite + Unpin + Send>,
     decoder: Box<slip::Decoder<1290>>,
     mid: u16,
     /// The pty's terminal side, held open so the line stays up (and raw) between the
     /// gateway's opens.
-    _slave: OwnedFd,
+    _slave: Option<OwnedFd>,
     path: PathBuf,
 }
 
@@ -64,13 +64,32 @@ impl SubDevice {
         rustix::io::ioctl_fionbio(&master, true).unwrap();
         let write = rustix::io::fcntl_dupfd_cloexec(&master, 0).unwrap();
         Self {
-            rx: pipe::Receiver::from_owned_fd_unchecked(master).unwrap(),
-            tx: pipe::Sender::from_owned_fd_unchecked(write).unwrap(),
+            rx: Box::new(pipe::Receiver::from_owned_fd_unchecked(master).unwrap()),
+            tx: Box::new(pipe::Sender::from_owned_fd_unchecked(write).unwrap()),
             decoder: Box::new(slip::Decoder::new()),
             mid: 0x1000,
-            _slave: slave,
+            _slave: Some(slave),
             path,
         }
+    }
+
+    /// A sub-device on the gateway's UNIX socket at `path` (as QEMU's `-serial unix:PATH`).
+    async fn socket(path: PathBuf) -> Self {
+        for _ in 0..100 {
+            if let Ok(stream) = tokio::net::UnixStream::connect(&path).await {
+                let (rx, tx) = stream.into_split();
+                return Self {
+                    rx: Box::new(rx),
+                    tx: Box::new(tx),
+                    decoder: Box::new(slip::Decoder::new()),
+                    mid: 0x7000,
+                    _slave: None,
+                    path,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the gateway never listened on {}", path.display());
     }
 
     async fn send_raw(&mut self, p: &Packet) {
@@ -281,6 +300,10 @@ async fn restart(fleet: &mut Fleet, addr: std::net::SocketAddr) {
     panic!("the server does not start again: {last:?}");
 }
 
+/// The tests that make the server store reports run one at a time: the counter
+/// `reports_stored` reads is the process's, shared by every server a test starts.
+static REPORTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Step reports the server stored, per step (its Prometheus counter).
 async fn reports_stored(fleet: &Fleet) -> std::collections::HashMap<String, i64> {
     let mut out = std::collections::HashMap::new();
@@ -311,6 +334,7 @@ async fn wait_drained(gw: &Gateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_serves_a_cached_release_while_the_server_is_down_and_syncs_every_report_once() {
+    let _one_at_a_time = REPORTING.lock().await;
     let mut fleet = Fleet::new().await;
     let payload = image(7, 5000);
     let built = fleet.build(&fleet.request(2, vec![fleet.app(&payload, 2)]));
@@ -445,6 +469,10 @@ async fn gateway_config_mistakes_are_named() {
             "gateway.cache_bytes = 10",
         ),
         ("[gateway]\nbogus = 1\n", "unknown field `bogus`"),
+        (
+            "[gateway]\n[[gateway.subdevice]]\nid = \"a\"\nserial = \"/dev/x\"\nsocket = \"/tmp/x\"\ntoken = \"t\"\n",
+            "give serial (a character device) or socket",
+        ),
     ];
     for (n, (section, want)) in cases.into_iter().enumerate() {
         let mut d = Device::new(&fleet, &format!("gw-{n}")).await;
@@ -453,4 +481,35 @@ async fn gateway_config_mistakes_are_named() {
         let e = Config::load(&path).unwrap_err().to_string();
         assert!(e.contains(want), "{section}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_serves_a_subdevice_on_a_unix_socket() {
+    let _one_at_a_time = REPORTING.lock().await;
+    let fleet = Fleet::new().await;
+    let payload = image(9, 3000);
+    let release = fleet.release(3, &payload).await;
+    let (id, token) = fleet.device("sub-sock").await;
+    let campaign = fleet.campaign(&release, &[&id], json!({})).await;
+    let mut dev = Device::new(&fleet, "gateway-sock").await;
+    let sock = dev.dir.join("sub.sock");
+    dev.extra = format!(
+        "[gateway]\n[[gateway.subdevice]]\nid = \"sub-sock\"\nsocket = \"{}\"\ntoken = \"{token}\"\n",
+        sock.display()
+    );
+    let config = dev.config(&fleet);
+    let gw = Gateway::open(&config, config.gateway.as_ref().unwrap()).unwrap();
+    let task = tokio::spawn(Arc::clone(&gw).run());
+    let mut s = SubDevice::socket(sock).await;
+    let u = offer(&s.checkin(&fleet).await).update.expect("an offer");
+    let got = s.download(&u.payloads[0].url).await;
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&payload));
+    s.report_all(&release).await;
+    wait_drained(&gw).await;
+    assert_eq!(
+        server_steps(&fleet.device_info(&id).await).len(),
+        ALL_STEPS.len()
+    );
+    wait_campaign(&fleet, &campaign, "succeeded", 1).await;
+    task.abort();
 }

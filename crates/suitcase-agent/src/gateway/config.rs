@@ -28,7 +28,8 @@ pub(crate) struct GatewayFile {
 #[serde(deny_unknown_fields)]
 struct SubdeviceFile {
     id: String,
-    serial: PathBuf,
+    serial: Option<PathBuf>,
+    socket: Option<PathBuf>,
     token: Option<String>,
     token_file: Option<PathBuf>,
 }
@@ -76,8 +77,8 @@ pub struct GatewayConfig {
 pub struct Subdevice {
     /// A name for logs, file names and the report queue: 1 to 64 of `A-Z a-z 0-9 . _ -`.
     pub id: String,
-    /// The character device of its serial link (a UART, a USB serial adapter, a pty).
-    pub serial: PathBuf,
+    /// Its link.
+    pub link: Link,
     /// Its device token at the server (`sct_d_…`): the gateway acts for it over HTTP.
     pub token: String,
 }
@@ -86,9 +87,28 @@ impl core::fmt::Debug for Subdevice {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Subdevice")
             .field("id", &self.id)
-            .field("serial", &self.serial)
+            .field("link", &self.link)
             .field("token", &"***")
             .finish()
+    }
+}
+
+/// A sub-device's link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// The character device of a serial line (a UART, a USB serial adapter, a pty), opened.
+    Serial(PathBuf),
+    /// A UNIX stream socket the gateway listens on, one connection at a time (QEMU's
+    /// `-serial unix:PATH` connects to it).
+    Socket(PathBuf),
+}
+
+impl Link {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Serial(p) | Self::Socket(p) => p,
+        }
     }
 }
 
@@ -111,7 +131,7 @@ impl GatewayFile {
         if self.subdevices.is_empty() {
             return Err(bad(
                 path,
-                "[gateway] has no sub-device: add [[gateway.subdevice]] with id, serial and token (or token_file)",
+                "[gateway] has no sub-device: add [[gateway.subdevice]] with id, serial (or socket) and token (or token_file)",
             ));
         }
         if self.subdevices.len() > SUBDEVICES_MAX {
@@ -165,15 +185,27 @@ impl GatewayFile {
                     ),
                 ));
             }
-            let serial = base.join(&s.serial);
+            let link = match (&s.serial, &s.socket) {
+                (Some(p), None) => Link::Serial(base.join(p)),
+                (None, Some(p)) => Link::Socket(base.join(p)),
+                _ => {
+                    return Err(bad(
+                        path,
+                        format!(
+                            "gateway.subdevice {:?}: give serial (a character device) or socket (a UNIX socket the gateway listens on), one of them",
+                            s.id
+                        ),
+                    ));
+                }
+            };
             if let Some(other) = subdevices
                 .iter()
-                .find(|o| o.id == s.id || o.serial == serial)
+                .find(|o| o.id == s.id || o.link.path() == link.path())
             {
                 return Err(bad(
                     path,
                     format!(
-                        "gateway.subdevice {:?}: its id or serial path is also sub-device {:?}'s; each needs its own",
+                        "gateway.subdevice {:?}: its id or link path is also sub-device {:?}'s; each needs its own",
                         s.id, other.id
                     ),
                 ));
@@ -211,7 +243,7 @@ impl GatewayFile {
             }
             subdevices.push(Subdevice {
                 id: s.id,
-                serial,
+                link,
                 token,
             });
         }

@@ -11,7 +11,7 @@ use suitcase_protocol::{Action, CheckIn, CheckInAnswer, StepReport};
 use super::queue::{Pushed, Queued};
 use super::serial::Serial;
 use super::slip::{self, Decoder};
-use super::{Gateway, MAX_MESSAGE, coap_path, lock};
+use super::{Gateway, Link, MAX_MESSAGE, coap_path, lock};
 
 /// RFC 7252 §12.3 content-formats.
 const CF_LINK: u16 = 40;
@@ -35,30 +35,56 @@ const WELL_KNOWN_CORE: &str = concat!(
     "</d/deltas>;rt=\"suitcase.deltas\";ct=42"
 );
 
-/// Serves sub-device `i`'s link forever: opens it (again after an error, with back-off up
-/// to 5 s) and answers its frames.
+/// Serves sub-device `i`'s link forever: opens the serial device, or listens on the socket
+/// and accepts one connection at a time (again after an error, with back-off up to 5 s),
+/// and answers its frames.
 pub(super) async fn run(gw: Arc<Gateway>, i: usize) {
     let Some(sub) = gw.subs.get(i) else { return };
-    let path = sub.cfg.serial.clone();
     let first = Duration::from_millis(100);
     let mut wait = first;
     let mut mid = u16::from_be_bytes(rand2());
+    let mut listener = None;
     loop {
-        match Serial::open(&path) {
+        let port = match &sub.cfg.link {
+            Link::Serial(path) => Serial::open(path),
+            Link::Socket(path) => accept(&mut listener, path).await,
+        };
+        let path = sub.cfg.link.path().display();
+        match port {
             Ok(port) => {
-                tracing::info!(subdevice = %sub.cfg.id, serial = %path.display(), "gateway: link open");
+                tracing::info!(subdevice = %sub.cfg.id, link = %path, "gateway: link open");
                 wait = first;
                 if let Err(e) = serve(&gw, i, &port, &mut mid).await {
                     tracing::info!(subdevice = %sub.cfg.id, error = %e, "gateway: link closed");
                 }
             }
             Err(e) => {
-                tracing::debug!(subdevice = %sub.cfg.id, serial = %path.display(), error = %e, "gateway: cannot open the link");
+                tracing::debug!(subdevice = %sub.cfg.id, link = %path, error = %e, "gateway: cannot open the link");
             }
         }
         tokio::time::sleep(wait).await;
         wait = wait.saturating_mul(2).min(Duration::from_secs(5));
     }
+}
+
+/// The next connection on the socket at `path`, bound on first use (a socket file left by
+/// an earlier run is replaced; any other file there is an error).
+async fn accept(
+    listener: &mut Option<tokio::net::UnixListener>,
+    path: &std::path::Path,
+) -> std::io::Result<Serial> {
+    if listener.is_none() {
+        use std::os::unix::fs::FileTypeExt as _;
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            std::fs::remove_file(path)?;
+        }
+        *listener = Some(tokio::net::UnixListener::bind(path)?);
+    }
+    let Some(l) = listener.as_ref() else {
+        return Err(std::io::Error::other("no listener"));
+    };
+    let (stream, _) = l.accept().await?;
+    Ok(Serial::from_stream(stream))
 }
 
 fn rand2() -> [u8; 2] {

@@ -1,19 +1,28 @@
-//! A serial link: the character device of a UART, a USB serial adapter or a pseudo-terminal,
-//! opened non-blocking, switched to raw mode (no echo, no line editing, no character
-//! translation: the SLIP frames pass byte for byte) and driven by tokio's reactor.
+//! A sub-device's link: the character device of a UART, a USB serial adapter or a
+//! pseudo-terminal, opened non-blocking, switched to raw mode (no echo, no line editing, no
+//! character translation: the SLIP frames pass byte for byte) and driven by tokio's reactor;
+//! or a connection accepted on a UNIX stream socket (an emulator's serial port).
 
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::unix::pipe;
 
-/// An open serial link: two descriptors of the one open device (tokio registers each once
-/// with its reactor), one for reading and one for writing.
-#[derive(Debug)]
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// An open link: for a serial device, two descriptors of the one open device (tokio
+/// registers each once with its reactor), one for reading and one for writing.
 pub struct Serial {
-    rx: tokio::sync::Mutex<pipe::Receiver>,
-    tx: tokio::sync::Mutex<pipe::Sender>,
+    rx: tokio::sync::Mutex<Reader>,
+    tx: tokio::sync::Mutex<Writer>,
+}
+
+impl core::fmt::Debug for Serial {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Serial")
+    }
 }
 
 impl Serial {
@@ -35,9 +44,18 @@ impl Serial {
         let write_fd = rustix::io::fcntl_dupfd_cloexec(&fd, 0)?;
         // The descriptors are non-blocking (opened so), as the unchecked constructors need.
         Ok(Self {
-            rx: tokio::sync::Mutex::new(pipe::Receiver::from_owned_fd_unchecked(fd)?),
-            tx: tokio::sync::Mutex::new(pipe::Sender::from_owned_fd_unchecked(write_fd)?),
+            rx: tokio::sync::Mutex::new(Box::new(pipe::Receiver::from_owned_fd_unchecked(fd)?)),
+            tx: tokio::sync::Mutex::new(Box::new(pipe::Sender::from_owned_fd_unchecked(write_fd)?)),
         })
+    }
+
+    /// A connection accepted on a UNIX stream socket.
+    pub fn from_stream(stream: tokio::net::UnixStream) -> Self {
+        let (rx, tx) = stream.into_split();
+        Self {
+            rx: tokio::sync::Mutex::new(Box::new(rx)),
+            tx: tokio::sync::Mutex::new(Box::new(tx)),
+        }
     }
 
     /// Reads what has arrived, at most `buf.len()` bytes; 0 at the end of the link.
