@@ -55,6 +55,13 @@ pub mod limits {
     pub const REPORT_REASON_MAX: usize = 64;
     /// The most bytes of a SUIT report attached to a step report.
     pub const SUIT_REPORT_MAX: usize = 64 * 1024;
+    /// The fewest bytes of a check-in nonce (64 bits: a recorded answer matches a later
+    /// check-in only by a 2^-64 chance; docs/trust.md, "Freshness").
+    pub const NONCE_MIN: usize = 8;
+    /// The most bytes of a check-in nonce.
+    pub const NONCE_MAX: usize = 32;
+    /// The most bytes of a freshness statement in a check-in answer.
+    pub const FRESHNESS_MAX: usize = 1100;
 
     /// Why a name was refused.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +286,12 @@ pub struct CheckIn {
     /// The agent's name and version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// A fresh random nonce, 8 to 32 bytes (`limits::NONCE_MIN`..`NONCE_MAX`; base64 in
+    /// JSON): the server answers with a freshness statement binding it (`CheckInAnswer::
+    /// freshness`; docs/trust.md, "Freshness"; NTIA step 3 +1: challenge/response).
+    #[serde(default, with = "bytes", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
+    pub nonce: Option<Vec<u8>>,
 }
 
 /// What the server wants the device to do.
@@ -363,6 +376,13 @@ pub struct CheckInAnswer {
     /// Where to listen for push notifications, if the server pushes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushInfo>,
+    /// The freshness statement answering the check-in's `nonce` (absent without one): a
+    /// COSE_Sign1 by the server's freshness key binding the nonce, the device, this answer's
+    /// offer (manifest digest and sequence number, or none) and the server's time, as
+    /// `[claims, COSE_Sign1]` (`suitcase_trust::freshness`; base64 in JSON).
+    #[serde(default, with = "bytes", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
+    pub freshness: Option<Vec<u8>>,
 }
 
 /// MQTT push settings for hybrid (push + poll) devices.

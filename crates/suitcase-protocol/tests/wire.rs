@@ -127,3 +127,29 @@ fn every_step_name_round_trips() {
         assert_eq!(json, format!("\"{}\"", s.name()));
     }
 }
+
+#[test]
+fn check_in_nonce_and_freshness_statement_are_base64_in_json_and_bstr_in_cbor() {
+    let c = CheckIn {
+        nonce: Some(vec![0xab; 16]),
+        ..CheckIn::default()
+    };
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["nonce"], "q6urq6urq6urq6urq6urqw==");
+    assert_eq!(serde_json::from_value::<CheckIn>(json).unwrap(), c);
+    let mut buf = Vec::new();
+    ciborium::into_writer(&c, &mut buf).unwrap();
+    assert!(buf.windows(2).any(|w| w == [0x50, 0xab]), "a 16-byte bstr");
+    assert_eq!(ciborium::from_reader::<CheckIn, _>(buf.as_slice()).unwrap(), c);
+    // Older agents send no nonce and older servers no statement: both stay absent.
+    assert!(serde_json::to_value(CheckIn::default()).unwrap().get("nonce").is_none());
+    let answer: suitcase_protocol::CheckInAnswer =
+        serde_json::from_str(r#"{"action":"none","next_poll_seconds":5}"#).unwrap();
+    assert_eq!(answer.freshness, None);
+    let with = suitcase_protocol::CheckInAnswer {
+        freshness: Some(vec![1, 2, 3]),
+        ..answer
+    };
+    let json = serde_json::to_value(&with).unwrap();
+    assert_eq!(json["freshness"], "AQID");
+}

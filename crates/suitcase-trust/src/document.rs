@@ -10,6 +10,9 @@
 //!   4 => [* signer],          ; release signers, at most MAX_SIGNERS
 //!   5 => [* rule],            ; per-component thresholds, at most MAX_RULES
 //!   6 => [* bstr .size 8],    ; revoked key ids, at most MAX_REVOKED
+//!   ? 7 => [+ key],           ; freshness signers (Ed25519), at most MAX_FRESHNESS_SIGNERS;
+//!                             ; absent when there are none, so that documents written before
+//!                             ; freshness existed decode (and re-encode) unchanged
 //! }
 //! key    = [kind: 1 (P-256) / 2 (Ed25519), bstr]
 //! signer = [key, actions: 1 install / 2 invoke / 3 both, prefix: bstr]  ; h'' = every component
@@ -26,7 +29,8 @@ use suitcase_manifest::Actions;
 
 use crate::state::{Key, KeyKind, Prefix, ReleaseSigner, ThresholdRule, TrustError, TrustState};
 use crate::{
-    KEY_ID_LEN, MAX_DOCUMENT_LEN, MAX_REVOKED, MAX_ROOTS, MAX_RULES, MAX_SIGNERS, RECORD_SIZE,
+    KEY_ID_LEN, MAX_DOCUMENT_LEN, MAX_FRESHNESS_SIGNERS, MAX_REVOKED, MAX_ROOTS, MAX_RULES,
+    MAX_SIGNERS, RECORD_SIZE,
 };
 
 fn actions_code(a: Actions) -> u8 {
@@ -74,7 +78,8 @@ impl TrustState {
     }
 
     fn encode_into(&self, e: &mut Encoder<Cursor<&mut [u8]>>) -> EncResult {
-        e.map(7)?;
+        let fresh = self.freshness_signers();
+        e.map(if fresh.is_empty() { 7 } else { 8 })?;
         e.u8(0)?.u64(self.sequence)?;
         e.u8(1)?.u8(self.root_threshold)?;
         e.u8(2)?.array(len(self.roots().len()))?;
@@ -96,6 +101,12 @@ impl TrustState {
         e.u8(6)?.array(len(self.revoked().len()))?;
         for id in self.revoked() {
             e.bytes(id)?;
+        }
+        if !fresh.is_empty() {
+            e.u8(7)?.array(len(fresh.len()))?;
+            for k in fresh {
+                encode_key(e, k)?;
+            }
         }
         Ok(())
     }
@@ -160,7 +171,7 @@ type Step<T> = Result<T, &'static str>;
 fn expect_key(d: &mut Decoder<'_>, k: u8) -> Step<()> {
     match d.u8() {
         Ok(v) if v == k => Ok(()),
-        _ => Err("keys must be 0 to 6, in order"),
+        _ => Err("keys must be 0 to 6 (and 7), in order"),
     }
 }
 
@@ -194,8 +205,9 @@ fn decode_key(d: &mut Decoder<'_>) -> Step<Result<Key, TrustError>> {
 }
 
 fn decode_state(d: &mut Decoder<'_>) -> Step<Result<TrustState, TrustError>> {
-    if d.map().map_err(|_| "a trust document is a CBOR map")? != Some(7) {
-        return Err("a trust document is a map of 7 entries");
+    let entries = d.map().map_err(|_| "a trust document is a CBOR map")?;
+    if entries != Some(7) && entries != Some(8) {
+        return Err("a trust document is a map of 7 or 8 entries");
     }
     expect_key(d, 0)?;
     let sequence = d
@@ -308,6 +320,25 @@ fn decode_state(d: &mut Decoder<'_>) -> Step<Result<TrustState, TrustError>> {
         };
         *slot = id;
         state.revoked_count = state.revoked_count.saturating_add(1);
+    }
+    if entries == Some(8) {
+        expect_key(d, 7)?;
+        let n = bounded_array(d, MAX_FRESHNESS_SIGNERS, "at most 2 freshness signers")?;
+        if n == 0 {
+            return Err("an empty freshness-signer list is omitted, not written");
+        }
+        for _ in 0..n {
+            let key = match decode_key(d)? {
+                Ok(k) => k,
+                Err(e) => return Ok(Err(e)),
+            };
+            if state.freshness_signers().contains(&key) {
+                return Err("a freshness signer is listed twice");
+            }
+            if let Err(e) = state.add_freshness_signer(key) {
+                return Ok(Err(e));
+            }
+        }
     }
     Ok(Ok(state))
 }

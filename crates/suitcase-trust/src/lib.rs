@@ -29,8 +29,11 @@
 #![deny(clippy::indexing_slicing)]
 
 mod document;
+pub mod freshness;
 mod state;
 mod update;
+
+pub use freshness::{Freshness, FreshnessError};
 
 pub use update::names_trust_store;
 
@@ -46,6 +49,9 @@ pub const MAX_SIGNERS: usize = 8;
 pub const MAX_RULES: usize = 4;
 /// The most revoked key ids a state remembers.
 pub const MAX_REVOKED: usize = 16;
+/// The most freshness signers a state holds: two, so that a server's freshness key can be
+/// replaced without a gap (add the new, move the servers to it, remove the old).
+pub const MAX_FRESHNESS_SIGNERS: usize = 2;
 /// The longest public key (P-256 SEC1 uncompressed).
 pub const MAX_KEY_LEN: usize = 65;
 /// The longest component prefix, as an encoded SUIT_Component_Identifier.
@@ -59,7 +65,7 @@ pub const RECORD_SIZE: usize = 1536;
 /// (1), sequence (1+9), root threshold (1+2), roots (1+2 + 4 × key 70), release threshold
 /// (1+2), signers (1+2 + 8 × (1 + key 70 + actions 1 + prefix 2+32)), rules (1+2 + 4 × (1 +
 /// prefix 2+32 + threshold 2)), revoked (1+2 + 16 × 9). A key is `[kind, bstr]`: 1+1+2+65=69,
-/// rounded up to 70.
+/// rounded up to 70; freshness signers (1+1 + 2 × Ed25519 key 36).
 pub const MAX_DOCUMENT_LEN: usize = 1
     + (1 + 9)
     + (1 + 2)
@@ -67,7 +73,8 @@ pub const MAX_DOCUMENT_LEN: usize = 1
     + (1 + 2)
     + (1 + 2 + MAX_SIGNERS * (1 + 70 + 1 + 2 + MAX_PREFIX_LEN))
     + (1 + 2 + MAX_RULES * (1 + 2 + MAX_PREFIX_LEN + 2))
-    + (1 + 2 + MAX_REVOKED * (1 + KEY_ID_LEN));
+    + (1 + 2 + MAX_REVOKED * (1 + KEY_ID_LEN))
+    + (1 + 1 + MAX_FRESHNESS_SIGNERS * 36);
 const _: () = assert!(MAX_DOCUMENT_LEN <= RECORD_SIZE);
 
 /// The component a trust update names (`["suitcase-trust"]`): the device's trust store.

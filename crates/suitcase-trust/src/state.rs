@@ -7,7 +7,8 @@ use sha2::Digest as _;
 use suitcase_manifest::{Actions, ComponentId, Error, Reason};
 
 use crate::{
-    KEY_ID_LEN, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_REVOKED, MAX_ROOTS, MAX_RULES, MAX_SIGNERS,
+    KEY_ID_LEN, MAX_FRESHNESS_SIGNERS, MAX_KEY_LEN, MAX_PREFIX_LEN, MAX_REVOKED, MAX_ROOTS,
+    MAX_RULES, MAX_SIGNERS,
 };
 
 /// A key id: the first 8 bytes of SHA-256 over the public key bytes.
@@ -277,6 +278,8 @@ pub enum TrustError {
     /// list never shrinks. Remove the key as a release signer instead (it is no longer trusted,
     /// only not named as revoked), or re-provision the device (a new genesis state).
     RevocationFull,
+    /// A freshness statement was refused (docs/trust.md, "Freshness").
+    Freshness(crate::FreshnessError),
 }
 
 impl TrustError {
@@ -287,6 +290,7 @@ impl TrustError {
             Self::Rollback { .. } => Reason::SequenceRollback,
             Self::PayloadMismatch => Reason::Digest,
             Self::Revoked { .. } | Self::ReleaseTouchesTrust => Reason::Signature,
+            Self::Freshness(e) => e.reason(),
             Self::Document { .. }
             | Self::Capacity { .. }
             | Self::NotTrustUpdate { .. }
@@ -337,6 +341,7 @@ impl fmt::Display for TrustError {
                  remove the key as a release signer instead (--remove-signer; it is then no longer \
                  trusted, only not named as revoked), or re-provision the device with a new genesis state"
             ),
+            Self::Freshness(e) => write!(f, "freshness statement refused: {e}"),
         }
     }
 }
@@ -358,6 +363,8 @@ pub struct TrustState {
     pub(crate) rule_count: u8,
     pub(crate) revoked: [KeyId; MAX_REVOKED],
     pub(crate) revoked_count: u8,
+    pub(crate) freshness: [Key; MAX_FRESHNESS_SIGNERS],
+    pub(crate) freshness_count: u8,
 }
 
 impl PartialEq for TrustState {
@@ -369,6 +376,7 @@ impl PartialEq for TrustState {
             && self.signers() == other.signers()
             && self.rules() == other.rules()
             && self.revoked() == other.revoked()
+            && self.freshness_signers() == other.freshness_signers()
     }
 }
 
@@ -408,6 +416,8 @@ impl TrustState {
             rule_count: 0,
             revoked: [[0; KEY_ID_LEN]; MAX_REVOKED],
             revoked_count: 0,
+            freshness: [Key::EMPTY; MAX_FRESHNESS_SIGNERS],
+            freshness_count: 0,
         };
         s.set_roots(roots, root_threshold)?;
         s.check()?;
@@ -452,6 +462,56 @@ impl TrustState {
     /// The revoked key ids.
     pub fn revoked(&self) -> &[KeyId] {
         self.revoked.get(..count(self.revoked_count)).unwrap_or(&[])
+    }
+
+    /// The freshness signers: the update servers' keys whose freshness statements this device
+    /// accepts (docs/trust.md, "Freshness"; RFC 9019 §4 freshness).
+    pub fn freshness_signers(&self) -> &[Key] {
+        self.freshness
+            .get(..count(self.freshness_count))
+            .unwrap_or(&[])
+    }
+
+    /// Adds a freshness signer (an Ed25519 key; a key already listed is left as is).
+    ///
+    /// # Errors
+    /// [`TrustError::Capacity`] for more than [`MAX_FRESHNESS_SIGNERS`];
+    /// [`TrustError::Document`] for a key that is not Ed25519 (statements are signed on every
+    /// check-in, and 32-byte keys keep the largest state within [`crate::RECORD_SIZE`]).
+    pub fn add_freshness_signer(&mut self, key: Key) -> Result<(), TrustError> {
+        if key.kind() != KeyKind::Ed25519 {
+            return Err(TrustError::Document {
+                what: "a freshness signer must be an Ed25519 key",
+            });
+        }
+        if self.freshness_signers().contains(&key) {
+            return Ok(());
+        }
+        let slot =
+            self.freshness
+                .get_mut(count(self.freshness_count))
+                .ok_or(TrustError::Capacity {
+                    what: "freshness signers",
+                })?;
+        *slot = key;
+        self.freshness_count = self.freshness_count.saturating_add(1);
+        Ok(())
+    }
+
+    /// Removes the freshness signer with key id `kid`; whether there was one.
+    pub fn remove_freshness_signer(&mut self, kid: &KeyId) -> bool {
+        let n = count(self.freshness_count);
+        let Some(at) = self.freshness_signers().iter().position(|k| k.id() == *kid) else {
+            return false;
+        };
+        if let Some(tail) = self.freshness.get_mut(at..n) {
+            tail.rotate_left(1);
+            if let Some(last) = tail.last_mut() {
+                *last = Key::EMPTY;
+            }
+        }
+        self.freshness_count = self.freshness_count.saturating_sub(1);
+        true
     }
 
     /// Replaces the root keys and threshold.
@@ -532,6 +592,7 @@ impl TrustState {
             .ok_or(TrustError::RevocationFull)?;
         *slot = kid;
         self.remove_signer(&kid);
+        self.remove_freshness_signer(&kid);
         self.revoked_count = self.revoked_count.saturating_add(1);
         Ok(())
     }
@@ -594,6 +655,24 @@ impl TrustState {
             .any(|id| self.revoked().contains(&id))
         {
             return doc("a revoked key is still listed as a root or a release signer");
+        }
+        // Role separation (TUF §2.1.1), as for roots and release signers: a freshness key signs
+        // only statements about time and offers, never a release or a trust update.
+        let fresh = self.freshness_signers();
+        if has_duplicates(fresh.iter().map(Key::id)) {
+            return doc("a freshness signer is listed twice");
+        }
+        if fresh.iter().any(|k| k.kind() != KeyKind::Ed25519) {
+            return doc("a freshness signer must be an Ed25519 key");
+        }
+        if fresh.iter().map(Key::id).any(|id| {
+            roots.iter().any(|r| r.id() == id)
+                || self.signers().iter().any(|s| s.key.id() == id)
+                || self.revoked().contains(&id)
+        }) {
+            return doc(
+                "a freshness signer may not be a root key, a release signer or a revoked key",
+            );
         }
         if self.release_threshold == 0 {
             return doc("the release threshold must be at least 1");

@@ -130,6 +130,9 @@ fn the_largest_state_fits_the_record() {
     for i in 0..MAX_REVOKED as u8 {
         s.revoke([i; 8]).unwrap();
     }
+    for i in 0..suitcase_trust::MAX_FRESHNESS_SIGNERS as u8 {
+        s.add_freshness_signer(key(200 + i)).unwrap();
+    }
     let mut buf = [0u8; 4096];
     let n = s.encode(&mut buf).unwrap();
     assert!(n <= suitcase_trust::MAX_DOCUMENT_LEN, "{n}");
