@@ -131,11 +131,26 @@ impl PublicKey<'_> {
                 let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
                     return Ok(false);
                 };
-                signer.with_to_be_signed(payload, |message| {
-                    // verify_strict refuses small-order keys and non-canonical signatures.
-                    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
-                        .is_ok()
-                })?
+                let sig = ed25519_dalek::Signature::from_bytes(&bytes);
+                // `verify_strict`'s checks with the Sig_structure streamed into SHA-512 (RFC
+                // 8032 §5.1.7) instead of a buffer: R must decode to a point and neither R nor
+                // the key may have small order (no key-substitution or forgery under a weak
+                // key); `verify_stream` refuses S ≥ L (no malleable signatures) and compares
+                // the encodings of R.
+                let strict = !key.is_weak()
+                    && ed25519_dalek::VerifyingKey::from_bytes(sig.r_bytes())
+                        .is_ok_and(|r| !r.is_weak());
+                let Ok(mut stream) = key.verify_stream(&sig) else {
+                    return Ok(false);
+                };
+                strict
+                    && signer
+                        .write_to_be_signed(
+                            payload,
+                            crate::cose::Absorb(&mut Ed25519Feed(&mut stream)),
+                        )
+                        .is_some()
+                    && stream.finalize_and_verify().is_ok()
             }
             Self::Hmac256(secret) => {
                 use hmac::{KeyInit, Mac};
@@ -185,6 +200,17 @@ pub trait P256PrehashVerifier {
 impl core::fmt::Debug for dyn P256PrehashVerifier + '_ {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("P256PrehashVerifier")
+    }
+}
+
+/// Feeds the Sig_structure to Ed25519's streaming verification (its SHA-512 of R, A, M).
+#[cfg(feature = "ed25519")]
+struct Ed25519Feed<'s>(&'s mut ed25519_dalek::StreamVerifier);
+
+#[cfg(feature = "ed25519")]
+impl sha2::digest::Update for Ed25519Feed<'_> {
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
     }
 }
 
@@ -829,5 +855,87 @@ mod prehash_tests {
         assert_ne!(bytes, envelope(|s| s), "the signature changed");
         assert!(verifies(&bytes, PublicKey::P256(*key().verifying_key())));
         assert!(verifies(&bytes, PublicKey::P256Prehash(&platform)));
+    }
+}
+
+#[cfg(all(test, feature = "ed25519", feature = "alloc"))]
+mod ed25519_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use ed25519_dalek::Signer as _;
+
+    use super::{PublicKey, TrustAnchor, TrustPolicy};
+    use crate::build::{EnvelopeBuilder, ManifestBuilder};
+    use crate::codepoints::alg;
+    use crate::{DigestAlgorithm, Envelope};
+
+    fn key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+    }
+
+    /// An envelope with one EdDSA block whose signature is `sign(Sig_structure)`.
+    fn envelope(sign: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let manifest = ManifestBuilder {
+            sequence_number: 3,
+            components: vec![vec![vec![0]]],
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&manifest, DigestAlgorithm::Sha256);
+        b.sign1(alg::EDDSA, None, sign);
+        b.encode()
+    }
+
+    fn verifies(bytes: &[u8], key: ed25519_dalek::VerifyingKey) -> bool {
+        let anchors = [TrustAnchor::new("author", PublicKey::Ed25519(key))];
+        Envelope::decode(bytes)
+            .unwrap()
+            .verify(&anchors, &TrustPolicy::default())
+            .is_ok()
+    }
+
+    #[test]
+    fn the_streamed_sig_structure_verifies() {
+        let bytes = envelope(|tbs| key().sign(tbs).to_bytes().to_vec());
+        assert!(verifies(&bytes, key().verifying_key()));
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        assert!(!verifies(&bytes, stranger.verifying_key()));
+    }
+
+    #[test]
+    fn attack_small_order_key_forges_any_manifest() {
+        // The identity point as the key, R = identity and S = 0: [S]B = R + [k]A holds for
+        // every message, so only the small-order check stands between it and a forgery.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        let bytes = envelope(|_| {
+            let mut sig = vec![0u8; 64];
+            sig[0] = 1;
+            sig
+        });
+        assert!(!verifies(&bytes, weak));
+    }
+
+    #[test]
+    fn attack_non_canonical_s_is_refused() {
+        // S + L is the same scalar, a second signature of the same message (malleability).
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let bytes = envelope(|tbs| {
+            let mut sig = key().sign(tbs).to_bytes().to_vec();
+            let mut carry = 0u16;
+            for (byte, l) in sig[32..].iter_mut().zip(L) {
+                let sum = u16::from(*byte) + u16::from(l) + carry;
+                *byte = sum.to_le_bytes()[0];
+                carry = sum >> 8;
+            }
+            sig
+        });
+        assert!(!verifies(&bytes, key().verifying_key()));
     }
 }

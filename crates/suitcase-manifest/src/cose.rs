@@ -7,12 +7,7 @@
 
 use minicbor::Encoder;
 use minicbor::encode::Write;
-#[cfg(any(
-    feature = "ed25519",
-    feature = "hss-lms",
-    feature = "ml-dsa",
-    feature = "x509"
-))]
+#[cfg(any(feature = "hss-lms", feature = "ml-dsa", feature = "x509"))]
 use minicbor::encode::write::Cursor;
 
 use crate::cbor::{Kind, Reader, decode_exact};
@@ -260,14 +255,9 @@ impl Signer<'_> {
 
     /// Calls `f` with the encoded Sig_structure / MAC_structure over the detached `payload`
     /// (RFC 9052 §4.4 and §6.3), with an empty external AAD as SUIT requires. Only for the
-    /// algorithms that need the whole message at once (EdDSA, HSS-LMS, ML-DSA, X.509 chains);
-    /// ES256 and HMAC stream it through [`Self::write_to_be_signed`] instead of a buffer.
-    #[cfg(any(
-        feature = "ed25519",
-        feature = "hss-lms",
-        feature = "ml-dsa",
-        feature = "x509"
-    ))]
+    /// algorithms that need the whole message at once (HSS-LMS, ML-DSA, X.509 chains); ES256,
+    /// EdDSA and HMAC stream it through [`Self::write_to_be_signed`] instead of a buffer.
+    #[cfg(any(feature = "hss-lms", feature = "ml-dsa", feature = "x509"))]
     pub(crate) fn with_to_be_signed<R>(
         &self,
         payload: &[u8],
