@@ -46,10 +46,12 @@ missing=()
 [ -d /usr/lib/rustlib/src/rust/library/core ] || missing+=("rust-web-src (/usr/lib/rustlib/src/rust/library)")
 command -v ld.lld >/dev/null || missing+=("lld (ld.lld)")
 command -v qemu-system-arm >/dev/null || missing+=("qemu-system-arm")
+# The ES256 bootloader's P-256 (P256-Cortex-M4's assembly, p256-cortex-m4-sys) is built by cc.
+command -v arm-none-eabi-gcc >/dev/null || missing+=("gcc-arm-none-eabi (arm-none-eabi-gcc)")
 [ -x "$OBJCOPY" ] || missing+=("rust-objcopy (rustc-web)")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "SKIP: QEMU boot test: missing ${missing[*]};"
-  echo "      install with: apt-get install -y rustc-web cargo-web rust-web-src lld qemu-system-arm"
+  echo "      install with: apt-get install -y rustc-web cargo-web rust-web-src lld qemu-system-arm gcc-arm-none-eabi"
   exit 0
 fi
 

@@ -34,11 +34,16 @@ impl Uart {
             core::ptr::write_volatile(DATA as *mut u32, u32::from(byte));
         }
     }
+
+    /// Send a string (the bootloader's reports, without `core::fmt`).
+    pub fn write_str(&mut self, s: &str) {
+        s.bytes().for_each(|byte| self.write_byte(byte));
+    }
 }
 
 impl fmt::Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        s.bytes().for_each(|byte| self.write_byte(byte));
+        Uart::write_str(self, s);
         Ok(())
     }
 }

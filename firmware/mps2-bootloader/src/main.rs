@@ -12,57 +12,39 @@
 //! **What it does not do.** It never boots an image the verifier refused or one older than the
 //! anti-rollback counter; it fetches nothing and decrypts nothing (the application stages
 //! updates); it holds no signing key. Exactly one verification algorithm is compiled in
-//! (features `es256`, `ed25519`, `hss-lms`, `ml-dsa`), so that each footprint in
-//! docs/benchmarks.md is that algorithm's alone.
+//! (features `es256`, `es256-rustcrypto`, `ed25519`, `hss-lms`, `ml-dsa`), so that each
+//! footprint in docs/benchmarks.md is that algorithm's alone.
 //!
 //! Everything it says goes to UART0, one line per event, prefixed `boot:`; tests read it.
 
 #![no_std]
 #![no_main]
 
-use core::fmt::Write;
-
 use cortex_m_rt::entry;
+use embedded_storage::nor_flash::NorFlashErrorKind;
 use embedded_storage::nor_flash::ReadNorFlash;
 use mps2_board::flash::{Flash, Partition};
 use mps2_board::layout::{self, APP_BASE, IMAGE_OFFSET, RAM};
 use mps2_board::uart::Uart;
 use mps2_board::{cycles, semihosting, stack};
 use suitcase_boot::{
-    BootDecision, BootLoader, ImageIndex, ImageSlots, ImageState, ImageVerifier, Measurement,
-    VerifyError,
+    BootDecision, BootError, BootLoader, Failure, ImageIndex, ImageSlots, ImageState,
+    ImageVerifier, Measurement, RecoveryReason, SecurityVersion, Slot, VerifyError,
 };
 use suitcase_device::{BootVerifier, DeviceIdentity, HEADER_SIZE, SlotHeader};
 use suitcase_manifest::key::CoseKey;
 use suitcase_manifest::{ComponentId, PublicKey, TrustAnchor, TrustPolicy};
 
-#[cfg(not(any(
-    all(
-        feature = "es256",
-        not(feature = "ed25519"),
-        not(feature = "hss-lms"),
-        not(feature = "ml-dsa")
-    ),
-    all(
-        feature = "ed25519",
-        not(feature = "es256"),
-        not(feature = "hss-lms"),
-        not(feature = "ml-dsa")
-    ),
-    all(
-        feature = "hss-lms",
-        not(feature = "es256"),
-        not(feature = "ed25519"),
-        not(feature = "ml-dsa")
-    ),
-    all(
-        feature = "ml-dsa",
-        not(feature = "es256"),
-        not(feature = "ed25519"),
-        not(feature = "hss-lms")
-    ),
-)))]
-compile_error!("enable exactly one verifier feature: es256, ed25519, hss-lms or ml-dsa");
+// Exactly one verifier per build.
+const _: () = assert!(
+    cfg!(feature = "es256") as u8
+        + cfg!(feature = "es256-rustcrypto") as u8
+        + cfg!(feature = "ed25519") as u8
+        + cfg!(feature = "hss-lms") as u8
+        + cfg!(feature = "ml-dsa") as u8
+        == 1,
+    "enable exactly one verifier feature: es256, es256-rustcrypto, ed25519, hss-lms or ml-dsa"
+);
 
 /// The author's public key, a COSE_Key (`suitcase key generate --format cose --public`).
 const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
@@ -71,7 +53,7 @@ const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
 /// from flash: the SUIT_Digest and one classical signature block (about 130 bytes), or a
 /// post-quantum signature (HSS-LMS h10w4,h10w4 5,076 bytes; ML-DSA-65 3,309 bytes) next to the
 /// classical one the Quantum tier also carries.
-#[cfg(any(feature = "es256", feature = "ed25519"))]
+#[cfg(any(feature = "es256", feature = "es256-rustcrypto", feature = "ed25519"))]
 const AUTH_BUF: usize = 256;
 #[cfg(feature = "hss-lms")]
 const AUTH_BUF: usize = 5632;
@@ -80,13 +62,15 @@ const AUTH_BUF: usize = 4096;
 
 /// The digests the boot path links: SHA-256 alone for the Basic tier's releases; every digest
 /// (the Quantum tier's SHAKE256) for the post-quantum paths.
-#[cfg(any(feature = "es256", feature = "ed25519"))]
+#[cfg(any(feature = "es256", feature = "es256-rustcrypto", feature = "ed25519"))]
 type Digests = suitcase_device::Sha256Only;
 #[cfg(any(feature = "hss-lms", feature = "ml-dsa"))]
 type Digests = suitcase_manifest::Hasher;
 
 #[cfg(feature = "es256")]
 const ALG: &str = "es256";
+#[cfg(feature = "es256-rustcrypto")]
+const ALG: &str = "es256 (RustCrypto p256)";
 #[cfg(feature = "ed25519")]
 const ALG: &str = "ed25519";
 #[cfg(feature = "hss-lms")]
@@ -97,7 +81,7 @@ const ALG: &str = "ml-dsa-65";
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     let mut uart = Uart::init();
-    let _ = writeln!(uart, "boot: panic");
+    uart.write_str("boot: panic\n");
     semihosting::exit(false)
 }
 
@@ -107,17 +91,25 @@ fn main() -> ! {
     // docs/benchmarks.md (meaningful under QEMU's `-icount shift=0`).
     cycles::start();
     let mut uart = Uart::init();
-    let _ = writeln!(
-        uart,
-        "boot: suitcase bootloader on mps2-an386, verifier {ALG}"
+    say(
+        &mut uart,
+        &[
+            &"boot: suitcase bootloader on mps2-an386, verifier ",
+            &ALG,
+            &"\n",
+        ],
     );
     match boot(&mut uart) {
         Ok(()) => {
-            let _ = writeln!(uart, "boot: jumping to {APP_BASE:#010x}");
+            say(&mut uart, &[&"boot: jumping to ", &Hex(APP_BASE), &"\n"]);
             let instructions = cycles::instructions();
-            let _ = writeln!(
-                uart,
-                "boot: instructions from main to the jump: {instructions} (under -icount shift=0)"
+            say(
+                &mut uart,
+                &[
+                    &"boot: instructions from main to the jump: ",
+                    &instructions,
+                    &" (under -icount shift=0)\n",
+                ],
             );
             // SAFETY: `check_vectors` found a vector table at APP_BASE whose stack pointer
             // lies in RAM and whose reset handler lies inside the verified image; the
@@ -128,7 +120,7 @@ fn main() -> ! {
             }
         }
         Err(why) => {
-            let _ = writeln!(uart, "boot: nothing to boot: {why}");
+            say(&mut uart, &[&"boot: nothing to boot: ", &why, &"\n"]);
             semihosting::exit(false)
         }
     }
@@ -177,28 +169,33 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
         )
         .map_err(|_| "the partitions do not fit the boot configuration")?
         .boot();
-        let _ = writeln!(
+        say(
             uart,
-            "boot: verification stack peak {} bytes over {} verifications; static RAM {} bytes",
-            verifier.peak,
-            verifier.calls,
-            stack::static_ram(RAM.0 as usize)
+            &[
+                &"boot: verification stack peak ",
+                &verifier.peak,
+                &" bytes over ",
+                &verifier.calls,
+                &" verifications; static RAM ",
+                &stack::static_ram(RAM.0 as usize),
+                &" bytes\n",
+            ],
         );
         match decision {
             Ok(BootDecision::Boot(target)) => {
                 if let Some(failure) = target.last_failure {
-                    let _ = writeln!(uart, "boot: last update failed: {failure}");
+                    say(uart, &[&"boot: last update failed: ", &failure, &"\n"]);
                 }
                 let [measurement] = target.measurements;
                 report(uart, target.slot, target.state, &measurement);
                 Ok(())
             }
             Ok(BootDecision::Recovery { reason }) => {
-                let _ = writeln!(uart, "boot: recovery: {reason}");
+                say(uart, &[&"boot: recovery: ", &reason, &"\n"]);
                 Err("no image may run")
             }
             Err(error) => {
-                let _ = writeln!(uart, "boot: error: {error}");
+                say(uart, &[&"boot: error: ", &error, &"\n"]);
                 Err("the boot state could not be processed")
             }
         }
@@ -208,25 +205,231 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
     check_vectors(&mut a)
 }
 
-fn report(uart: &mut Uart, slot: suitcase_boot::Slot, state: ImageState, m: &Measurement) {
-    let _ = write!(
+fn report(uart: &mut Uart, slot: Slot, state: ImageState, m: &Measurement) {
+    say(
         uart,
-        "boot: verified slot {slot}: security version {}, image digest ",
-        m.security_version
+        &[
+            &"boot: verified slot ",
+            &slot,
+            &": security version ",
+            &m.security_version,
+            &", image digest ",
+        ],
     );
     for byte in m.digest.as_bytes().iter().take(8) {
-        let _ = write!(uart, "{byte:02x}");
-    }
-    let _ = writeln!(uart, "...");
-    match state {
-        ImageState::Confirmed => {
-            let _ = writeln!(uart, "boot: booting slot {slot} (confirmed)");
+        for nibble in [byte >> 4, byte & 0xf] {
+            uart.write_byte(HEX_DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'?'));
         }
-        ImageState::Trial { boot, max } => {
-            let _ = writeln!(
+    }
+    uart.write_str("...\n");
+    match state {
+        ImageState::Confirmed => say(uart, &[&"boot: booting slot ", &slot, &" (confirmed)\n"]),
+        ImageState::Trial { boot, max } => say(
+            uart,
+            &[
+                &"boot: booting slot ",
+                &slot,
+                &" (trial boot ",
+                &boot,
+                &" of ",
+                &max,
+                &")\n",
+            ],
+        ),
+    }
+}
+
+/// Text for UART0 without `core::fmt`, whose formatting machinery (and the `Display`
+/// implementations it pulls in) cost 2.7 KB of flash here (docs/benchmarks.md); the lines
+/// are the same as `suitcase-boot`'s `Display` would print, which scripts/qemu-test.sh reads.
+trait Say {
+    fn say(&self, uart: &mut Uart);
+}
+
+/// Writes each part in turn.
+fn say(uart: &mut Uart, parts: &[&dyn Say]) {
+    for part in parts {
+        part.say(uart);
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+impl Say for &str {
+    fn say(&self, uart: &mut Uart) {
+        uart.write_str(self);
+    }
+}
+
+/// Decimal, without leading zeros.
+fn decimal(uart: &mut Uart, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at = at.saturating_sub(1);
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    digits
+        .get(at..)
+        .unwrap_or_default()
+        .iter()
+        .for_each(|&d| uart.write_byte(d));
+}
+
+impl Say for u64 {
+    fn say(&self, uart: &mut Uart) {
+        decimal(uart, *self);
+    }
+}
+
+impl Say for u32 {
+    fn say(&self, uart: &mut Uart) {
+        decimal(uart, u64::from(*self));
+    }
+}
+
+impl Say for u8 {
+    fn say(&self, uart: &mut Uart) {
+        decimal(uart, u64::from(*self));
+    }
+}
+
+impl Say for usize {
+    fn say(&self, uart: &mut Uart) {
+        decimal(uart, *self as u64);
+    }
+}
+
+/// `0x` and eight hexadecimal digits.
+struct Hex(u32);
+
+impl Say for Hex {
+    fn say(&self, uart: &mut Uart) {
+        uart.write_str("0x");
+        for shift in (0..8).rev() {
+            let nibble = (self.0 >> (shift * 4)) & 0xf;
+            uart.write_byte(HEX_DIGITS.get(nibble as usize).copied().unwrap_or(b'?'));
+        }
+    }
+}
+
+impl Say for Slot {
+    fn say(&self, uart: &mut Uart) {
+        uart.write_str(match self {
+            Slot::A => "A",
+            Slot::B => "B",
+        });
+    }
+}
+
+impl Say for ImageIndex {
+    fn say(&self, uart: &mut Uart) {
+        self.0.say(uart);
+    }
+}
+
+impl Say for SecurityVersion {
+    fn say(&self, uart: &mut Uart) {
+        self.0.say(uart);
+    }
+}
+
+impl Say for NorFlashErrorKind {
+    fn say(&self, uart: &mut Uart) {
+        uart.write_str(match self {
+            NorFlashErrorKind::NotAligned => "not aligned",
+            NorFlashErrorKind::OutOfBounds => "out of bounds",
+            _ => "flash driver error",
+        });
+    }
+}
+
+impl Say for VerifyError {
+    fn say(&self, uart: &mut Uart) {
+        match self {
+            VerifyError::Empty => uart.write_str("no image in the slot"),
+            VerifyError::Rejected => uart.write_str("image rejected by the verifier"),
+            VerifyError::Flash(kind) => say(uart, &[&"slot unreadable: ", kind]),
+        }
+    }
+}
+
+impl Say for Failure {
+    fn say(&self, uart: &mut Uart) {
+        match self {
+            Failure::NotConfirmed => uart.write_str("trial image not confirmed; reverted"),
+            Failure::Invalid { image, error } => {
+                say(uart, &[&"image ", image, &" invalid: ", error]);
+            }
+            Failure::Rollback {
+                image,
+                offered,
+                minimum,
+            } => say(
                 uart,
-                "boot: booting slot {slot} (trial boot {boot} of {max})"
-            );
+                &[
+                    &"image ",
+                    image,
+                    &" rolls back: security version ",
+                    offered,
+                    &" is below ",
+                    minimum,
+                ],
+            ),
+            Failure::TooLarge { image } => {
+                say(uart, &[&"image ", image, &" does not fit its slots"])
+            }
+        }
+    }
+}
+
+impl Say for RecoveryReason {
+    fn say(&self, uart: &mut Uart) {
+        match self {
+            RecoveryReason::Invalid { slot, image, error } => say(
+                uart,
+                &[&"image ", image, &" in slot ", slot, &" invalid: ", error],
+            ),
+            RecoveryReason::Rollback {
+                slot,
+                image,
+                offered,
+                minimum,
+            } => say(
+                uart,
+                &[
+                    &"image ",
+                    image,
+                    &" in slot ",
+                    slot,
+                    &" rolls back: security version ",
+                    offered,
+                    &" is below ",
+                    minimum,
+                ],
+            ),
+            RecoveryReason::UnsupportedState { version } => say(
+                uart,
+                &[&"state record format ", version, &" is not supported"],
+            ),
+            RecoveryReason::StateMismatch => {
+                uart.write_str("state record describes a different layout");
+            }
+        }
+    }
+}
+
+impl Say for BootError {
+    fn say(&self, uart: &mut Uart) {
+        match self {
+            BootError::Flash(kind) => say(uart, &[&"flash error: ", kind]),
+            BootError::NoProgress => uart.write_str("boot state machine did not settle"),
         }
     }
 }
@@ -262,6 +465,90 @@ fn check_vectors(slot: &mut Partition) -> Result<(), &'static str> {
 
 /// Calls `f` with the built-in trust anchor as a key.
 #[cfg(feature = "es256")]
+fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
+    let key = Cm4Key::from_cose(ANCHOR)?;
+    Some(f(PublicKey::P256Prehash(&key)))
+}
+
+/// A P-256 public key for P256-Cortex-M4's verification: x and y as little-endian 32-bit
+/// words, checked to lie on the curve.
+#[cfg(feature = "es256")]
+struct Cm4Key {
+    x: [u32; 8],
+    y: [u32; 8],
+}
+
+#[cfg(feature = "es256")]
+impl Cm4Key {
+    /// An EC2 P-256 COSE_Key (RFC 9053 §7.1.1) with both coordinates.
+    fn from_cose(raw: &[u8]) -> Option<Self> {
+        use suitcase_manifest::key::{crv, kty};
+        let key = CoseKey::decode(raw).ok()?;
+        if key.kty != kty::EC2 || key.crv != Some(crv::P256) {
+            return None;
+        }
+        let mut sec1 = [0u8; 65];
+        let (tag, xy) = sec1.split_at_mut(1);
+        let (x, y) = xy.split_at_mut(32);
+        tag.copy_from_slice(&[4]);
+        x.copy_from_slice(key.x.filter(|x| x.len() == 32)?);
+        y.copy_from_slice(key.y.filter(|y| y.len() == 32)?);
+        let mut key = Self {
+            x: [0; 8],
+            y: [0; 8],
+        };
+        // SEC 1 §2.3.4 with the public key validation of §3.2.2.1: coordinates below p and
+        // the point on the curve.
+        // SAFETY: x and y are 8 words each, as p256_octet_string_to_point writes; `sec1` is
+        // 65 bytes, the length passed.
+        let valid = unsafe {
+            p256_cortex_m4_sys::p256_octet_string_to_point(
+                key.x.as_mut_ptr(),
+                key.y.as_mut_ptr(),
+                sec1.as_ptr(),
+                65,
+            )
+        };
+        valid.then_some(key)
+    }
+}
+
+/// A 32-byte big-endian integer as P256-Cortex-M4's little-endian words.
+#[cfg(feature = "es256")]
+fn words(be: &[u8]) -> [u32; 8] {
+    let mut words = [0u32; 8];
+    for (word, chunk) in words.iter_mut().zip(be.rchunks_exact(4)) {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(chunk);
+        *word = u32::from_be_bytes(bytes);
+    }
+    words
+}
+
+#[cfg(feature = "es256")]
+impl suitcase_manifest::P256PrehashVerifier for Cm4Key {
+    fn verify_prehash(&self, digest: &[u8; 32], signature: &[u8; 64]) -> bool {
+        let (r, s) = signature.split_at(32);
+        let (r, s) = (words(r), words(s));
+        // FIPS 186-5 §6.4.2: P256-Cortex-M4 refuses r or s outside [1, n-1] and accepts a
+        // high s, as the host's `p256` does (docs/boot-path.md).
+        // SAFETY: every pointer is to 8 words (x, y, r, s) or to the 32 bytes passed (digest);
+        // p256_verify only reads them.
+        unsafe {
+            p256_cortex_m4_sys::p256_verify(
+                self.x.as_ptr(),
+                self.y.as_ptr(),
+                digest.as_ptr(),
+                32,
+                r.as_ptr(),
+                s.as_ptr(),
+            )
+        }
+    }
+}
+
+/// Calls `f` with the built-in trust anchor as a key.
+#[cfg(feature = "es256-rustcrypto")]
 fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
     use suitcase_manifest::key::{crv, kty};
     let key = CoseKey::decode(ANCHOR).ok()?;
