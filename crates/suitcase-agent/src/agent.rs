@@ -314,6 +314,9 @@ impl Agent {
             self.ctx.state.clear_work()?;
             resumed = Some(r);
         }
+        // The trust updates the bundle carries first: its releases are checked against the
+        // trust they bring (docs/bundles.md §3).
+        crate::bundle::apply_trust_updates(&ctx, &source)?;
         let pick = pick(&self.ctx, &source.index);
         (self.ctx.events)(&Event::Bundle {
             path: path.display().to_string(),

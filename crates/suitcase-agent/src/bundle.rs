@@ -15,6 +15,9 @@
 //! A member is read only if the index names it, by a relative path without `..`, and never
 //! beyond the size the index declares.
 //!
+//! A bundle may also carry trust updates (docs/trust.md), listed like releases of the trust
+//! store component; the agent applies them before it picks a release (`trust`).
+//!
 //! A release in a bundle is named by its manifest digest ([`bundle_release_id`]), which the
 //! server also knows the release by: reports of an offline install name it, and the server
 //! maps it to its own release (docs/server.md §3, offline reports).
@@ -30,9 +33,12 @@ use crate::error::{AgentError, local};
 use crate::state::Download;
 
 mod members;
+mod trust;
 
 pub use members::{MAX_TAR_EXTENSION, MAX_TAR_HEADERS};
 use members::{open_beneath, tar_members};
+pub(crate) use trust::apply_trust_updates;
+pub use trust::{is_listed_trust_update, is_trust_update, trust_component};
 
 /// The `format` of an index.
 pub const FORMAT: &str = "suitcase-bundle";

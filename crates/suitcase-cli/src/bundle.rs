@@ -31,6 +31,10 @@ pub(crate) enum Command {
     /// SHA-256 its manifest declares. Signatures are not checked: the device does, with the
     /// same checks as an update from the server. Install with
     /// `suitcase agent --config agent.toml --bundle PATH`.
+    ///
+    /// Trust updates (`suitcase trust update|rotate-root|handover --out FILE`, docs/trust.md)
+    /// travel in the same bundle with --trust-update FILE: a device with a trust state applies
+    /// them, in sequence order and each under the root in force, before it picks a release.
     Create(CreateArgs),
     /// Show what a bundle holds: each release (sequence number, vendor, class, components)
     /// and its payloads by URI, with sizes and SHA-256.
@@ -47,8 +51,12 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 pub(crate) struct CreateArgs {
     /// Signed envelopes (`suitcase release build -o RELEASE.suit`), one per release.
-    #[arg(required = true, value_name = "RELEASE.suit")]
+    #[arg(required_unless_present = "trust_updates", value_name = "RELEASE.suit")]
     releases: Vec<PathBuf>,
+    /// A trust update to carry (`suitcase trust update ... --out FILE`); repeat for a chain.
+    /// The device applies them before the bundle's releases (docs/bundles.md §3).
+    #[arg(long = "trust-update", value_name = "FILE")]
+    trust_updates: Vec<PathBuf>,
     /// Where to write the bundle (refused if it exists).
     #[arg(short, long)]
     output: PathBuf,
@@ -90,17 +98,20 @@ fn sha256_file(p: &Path) -> Result<(u64, String)> {
 }
 
 fn create(a: &CreateArgs) -> Result<ExitCode> {
+    // Releases, then trust updates: the index lists both (a trust update as a release of the
+    // trust store component that fetches nothing, `bundle::is_listed_trust_update`).
+    let envelopes: Vec<PathBuf> = a.releases.iter().chain(&a.trust_updates).cloned().collect();
     // What agents read of a bundle (bundle::MAX_*): refused here rather than on the device.
-    if a.releases.len() > bundle::MAX_RELEASES {
+    if envelopes.len() > bundle::MAX_RELEASES {
         bail!(
             "{} releases given; agents read at most {} from one bundle (make several bundles)",
-            a.releases.len(),
+            envelopes.len(),
             bundle::MAX_RELEASES
         );
     }
     let mut releases: Vec<Release> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
-    for (ri, path) in a.releases.iter().enumerate() {
+    for (ri, path) in envelopes.iter().enumerate() {
         let bytes = crate::input::read_binary(path)?;
         if bytes.len() as u64 > suitcase_agent::MAX_ENVELOPE {
             bail!(
@@ -117,6 +128,37 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
         let id = bundle::bundle_release_id(&s.manifest_digest.1);
         if releases.iter().any(|r| r.id == id) {
             bail!("{}: the same release is given twice", path.display());
+        }
+        let trust = ri >= a.releases.len();
+        match (trust, bundle::is_trust_update(&bytes)) {
+            (true, false) => bail!(
+                "{}: --trust-update takes a trust update (`suitcase trust update --out FILE`); this envelope carries no trust document: give it as a release",
+                path.display()
+            ),
+            (false, true) => bail!(
+                "{} is a trust update: give it with --trust-update {}",
+                path.display(),
+                path.display()
+            ),
+            _ => {}
+        }
+        if trust {
+            releases.push(Release {
+                id,
+                sequence_number: s.sequence_number,
+                manifest_digest: s.manifest_digest.clone(),
+                vendor_ids: Vec::new(),
+                class_ids: Vec::new(),
+                components: vec![bundle::trust_component()],
+                name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                envelope: Member {
+                    path: format!("releases/{ri}/envelope.suit"),
+                    size: bytes.len() as u64,
+                    sha256: String::new(),
+                },
+                payloads: Vec::new(),
+            });
+            continue;
         }
         let images: Vec<&suitcase_host::summary::ComponentSummary> = s.images().collect();
         for (uri, comp) in s.fetched() {
@@ -222,14 +264,14 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
         w.file = Some(f);
     }
     // Not given: what `release build` writes next to the envelope, or the URI's file name.
-    let mut per_release = vec![0usize; a.releases.len()];
+    let mut per_release = vec![0usize; envelopes.len()];
     for w in &mut wanted {
         let i = per_release[w.release];
         per_release[w.release] += 1;
         if w.file.is_some() {
             continue;
         }
-        let env = &a.releases[w.release];
+        let env = &envelopes[w.release];
         let dir = env.parent().unwrap_or(Path::new("."));
         let last = w.uri.rsplit('/').next().unwrap_or_default();
         let mut candidates = vec![crate::release::default_payload_path(env, i)];
@@ -247,7 +289,7 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
         }
     }
     let mut entries: Vec<Entry> = Vec::new();
-    for (ri, path) in a.releases.iter().enumerate() {
+    for (ri, path) in envelopes.iter().enumerate() {
         entries.push(Entry {
             name: releases[ri].envelope.path.clone(),
             from: path.clone(),
@@ -255,7 +297,7 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
     }
     // A hex-text envelope is written as the bytes it holds.
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    for (ri, path) in a.releases.iter().enumerate() {
+    for (ri, path) in envelopes.iter().enumerate() {
         let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         if raw.len() as u64 != releases[ri].envelope.size {
             let decoded = crate::input::read_binary(path)?;
@@ -275,7 +317,7 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
                 bail!(
                     "{} is {size} bytes but {} declares {n} for {:?} (the wrong file?)",
                     file.display(),
-                    a.releases[w.release].display(),
+                    envelopes[w.release].display(),
                     w.uri
                 );
             }
@@ -285,7 +327,7 @@ fn create(a: &CreateArgs) -> Result<ExitCode> {
                 bail!(
                     "{} has SHA-256 {sha256} but {} declares {d} for {:?} (the wrong file, or changed after signing)",
                     file.display(),
-                    a.releases[w.release].display(),
+                    envelopes[w.release].display(),
                     w.uri
                 );
             }
@@ -363,7 +405,12 @@ fn index_json(path: &Path, dir: bool, index: &Index) -> Value {
 fn print_index(index: &Index) {
     for r in &index.releases {
         outln!(
-            "  release {} sequence {}{}",
+            "  {} {} sequence {}{}",
+            if bundle::is_listed_trust_update(r) {
+                "trust update"
+            } else {
+                "release"
+            },
             r.id.get(..16).unwrap_or(&r.id),
             r.sequence_number,
             r.name
