@@ -68,7 +68,13 @@ struct Sub {
 #[derive(Debug, Clone)]
 enum Fetch {
     Running,
-    Failed { error: String, at: Instant },
+    /// The last attempt failed; `partial` is how far it got (the next attempt resumes there
+    /// with `Range` and `If-Range`, as the agent's own downloads do).
+    Failed {
+        error: String,
+        at: Instant,
+        partial: Option<crate::state::Download>,
+    },
 }
 
 /// What a sub-device may download: an object of its last offer.
@@ -228,7 +234,7 @@ impl Gateway {
         let mut fetches = lock(&self.fetches);
         match fetches.get(path) {
             Some(Fetch::Running) => return "fetching it from the server; ask again".into(),
-            Some(Fetch::Failed { error, at }) if at.elapsed() < self.cfg.retry_min => {
+            Some(Fetch::Failed { error, at, .. }) if at.elapsed() < self.cfg.retry_min => {
                 return format!("not cached, and the server cannot be reached: {error}");
             }
             _ => {}
@@ -240,23 +246,27 @@ impl Gateway {
         if running >= MAX_FETCHES {
             return format!("{MAX_FETCHES} downloads under way; ask again");
         }
-        fetches.insert(path.to_owned(), Fetch::Running);
+        let partial = match fetches.insert(path.to_owned(), Fetch::Running) {
+            Some(Fetch::Failed { partial, .. }) => partial,
+            _ => None,
+        };
         let gw = Arc::clone(self);
         let path = path.to_owned();
         tokio::spawn(async move {
-            let r = gw.fetch(i, &path, &what).await;
+            let r = gw.fetch(i, &path, &what, partial).await;
             let mut fetches = lock(&gw.fetches);
             match r {
                 Ok(()) => {
                     fetches.remove(&path);
                 }
-                Err(error) => {
+                Err((error, partial)) => {
                     tracing::info!(%path, %error, "gateway: fetch failed");
                     fetches.insert(
                         path,
                         Fetch::Failed {
                             error,
                             at: Instant::now(),
+                            partial,
                         },
                     );
                 }
@@ -266,46 +276,68 @@ impl Gateway {
     }
 
     /// Downloads one object of sub-device `i`'s offer into the cache, checked: its size,
-    /// and its SHA-256 where the offer gives one (payloads, deltas).
-    async fn fetch(&self, i: usize, path: &str, what: &Offered) -> Result<(), String> {
-        let sub = self.subs.get(i).ok_or("no such sub-device")?;
+    /// and its SHA-256 where the offer gives one (payloads, deltas). Resumes `partial` (an
+    /// earlier attempt of the same object) where it can; on failure, says why and how far
+    /// this attempt got.
+    async fn fetch(
+        &self,
+        i: usize,
+        path: &str,
+        what: &Offered,
+        partial: Option<crate::state::Download>,
+    ) -> Result<(), (String, Option<crate::state::Download>)> {
+        let sub = self
+            .subs
+            .get(i)
+            .ok_or_else(|| ("no such sub-device".to_owned(), None))?;
         if what.size > self.cfg.cache_bytes {
-            return Err(format!(
-                "{path} is {} bytes, more than the whole cache (gateway.cache_bytes = {})",
-                what.size, self.cfg.cache_bytes
+            return Err((
+                format!(
+                    "{path} is {} bytes, more than the whole cache (gateway.cache_bytes = {})",
+                    what.size, self.cfg.cache_bytes
+                ),
+                None,
             ));
         }
         let name: String = path
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        let partial = self.cache.partial(&name);
-        let mut d = crate::state::Download {
-            url: what.http_url.clone(),
-            size: what.size,
-            sha256: what.sha256.clone(),
-            file: name,
-            durable: 0,
-            etag: None,
-            complete: false,
-            resumes: 0,
-            restarts: 0,
-        };
-        sub.http
-            .download(&mut d, &partial, &mut |_| Ok(()), &mut |_| None)
+        let file = self.cache.partial(&name);
+        let mut d = partial
+            .filter(|d| d.url == what.http_url && d.size == what.size)
+            .unwrap_or_else(|| crate::state::Download {
+                url: what.http_url.clone(),
+                size: what.size,
+                sha256: what.sha256.clone(),
+                file: name,
+                durable: 0,
+                etag: None,
+                complete: false,
+                resumes: 0,
+                restarts: 0,
+            });
+        if let Err(e) = sub
+            .http
+            .download(&mut d, &file, &mut |_| Ok(()), &mut |_| None)
             .await
-            .map_err(|e| format!("{e:?}"))?;
-        let sha = crate::http::sha256_file(&partial).map_err(|e| e.to_string())?;
+        {
+            return Err((format!("{e:?}"), Some(d)));
+        }
+        let sha = crate::http::sha256_file(&file).map_err(|e| (e.to_string(), None))?;
         if let Some(want) = &what.sha256
             && !want.eq_ignore_ascii_case(&sha)
         {
-            let _ = std::fs::remove_file(&partial);
-            return Err(format!("{path}: SHA-256 {sha} is not the offered {want}"));
+            let _ = std::fs::remove_file(&file);
+            return Err((
+                format!("{path}: SHA-256 {sha} is not the offered {want}"),
+                None,
+            ));
         }
         self.cache
-            .insert(path, &partial, &sha, what.size)
-            .map_err(|e| e.to_string())?;
-        tracing::info!(%path, bytes = what.size, "gateway: cached");
+            .insert(path, &file, &sha, what.size)
+            .map_err(|e| (e.to_string(), None))?;
+        tracing::info!(%path, bytes = what.size, resumes = d.resumes, "gateway: cached");
         Ok(())
     }
 }

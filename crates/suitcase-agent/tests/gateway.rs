@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use common::proxy::{Proxy, Stats};
 use common::{ALL_STEPS, Device, Fleet, image, server_steps, wait_campaign};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -267,7 +268,17 @@ fn offer(a: &Packet) -> CheckInAnswer {
 
 /// The gateway device: an agent configuration with a `[gateway]` section for `subs`.
 async fn gateway_config(fleet: &Fleet, subs: &[(&str, &str, &PathBuf)]) -> Config {
+    gateway_config_via(fleet, subs, None).await
+}
+
+/// As [`gateway_config`], the gateway reaching the server at `base` (a proxy).
+async fn gateway_config_via(
+    fleet: &Fleet,
+    subs: &[(&str, &str, &PathBuf)],
+    base: Option<String>,
+) -> Config {
     let mut dev = Device::new(fleet, "gateway").await;
+    dev.base = base;
     let mut extra = String::from(
         "[gateway]\nretry_min_seconds = 0.2\nretry_max_seconds = 0.5\ncache_bytes = 16777216\n",
     );
@@ -511,5 +522,34 @@ async fn gateway_serves_a_subdevice_on_a_unix_socket() {
         ALL_STEPS.len()
     );
     wait_campaign(&fleet, &campaign, "succeeded", 1).await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_fetch_resumes_after_the_connection_to_the_server_is_cut() {
+    let fleet = Fleet::new().await;
+    let payload = image(11, 200_000);
+    let release = fleet.release(4, &payload).await;
+    let (id, token) = fleet.device("sub-cut").await;
+    fleet.campaign(&release, &[&id], json!({})).await;
+    // The check-in's connection is left whole; every later one is cut after 60,000 bytes
+    // towards the gateway, three times: the payload needs Range resumptions to arrive.
+    let proxy = Proxy::start(fleet.addr(), vec![u64::MAX, 60_000, 60_000, 60_000]).await;
+    let mut s = SubDevice::new();
+    let config =
+        gateway_config_via(&fleet, &[("sub-cut", &token, &s.path)], Some(proxy.url())).await;
+    let gw = Gateway::open(&config, config.gateway.as_ref().unwrap()).unwrap();
+    let task = tokio::spawn(Arc::clone(&gw).run());
+    let u = offer(&s.checkin(&fleet).await).update.expect("an offer");
+    let got = s.download(&u.payloads[0].url).await;
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&payload));
+    assert!(
+        Stats::get(&proxy.stats.cuts_done) >= 1,
+        "no connection was cut"
+    );
+    assert!(
+        Stats::get(&proxy.stats.range_requests) >= 1,
+        "the cut fetch was not resumed with a Range request"
+    );
     task.abort();
 }
