@@ -421,14 +421,26 @@ async fn gateway_serves_a_cached_release_while_the_server_is_down_and_syncs_ever
     let again = s2.call(&p).await;
     assert_eq!(first.to_bytes().unwrap(), again.to_bytes().unwrap());
     assert_eq!(gw.queued_reports(), ALL_STEPS.len());
-    let kept = offer(&s1.checkin(&fleet).await);
-    assert_eq!(kept.update.unwrap().release_id, release);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         gw.queued_reports(),
         ALL_STEPS.len(),
         "nothing leaves the queue while the server is down"
     );
+
+    // The gateway itself restarts (its tasks end, a new one opens the same state): the
+    // queued reports and the kept answers come back from its disk.
+    task.abort();
+    let _ = task.await;
+    drop(gw);
+    let gw = Gateway::open(&config, config.gateway.as_ref().unwrap()).unwrap();
+    assert_eq!(gw.queued_reports(), ALL_STEPS.len());
+    let task = tokio::spawn(Arc::clone(&gw).run());
+    // Sub-device 1, restarted too, checks in while the server is still down: its kept answer.
+    let kept = offer(&s1.checkin(&fleet).await);
+    assert_eq!(kept.update.unwrap().release_id, release);
+    let again = s2.download(&u.payloads[0].url).await;
+    assert_eq!(Sha256::digest(&again), Sha256::digest(&payload));
 
     // The server returns: every queued report reaches it, once.
     restart(&mut fleet, addr).await;
@@ -532,9 +544,9 @@ async fn gateway_fetch_resumes_after_the_connection_to_the_server_is_cut() {
     let release = fleet.release(4, &payload).await;
     let (id, token) = fleet.device("sub-cut").await;
     fleet.campaign(&release, &[&id], json!({})).await;
-    // The check-in's connection is left whole; every later one is cut after 60,000 bytes
-    // towards the gateway, three times: the payload needs Range resumptions to arrive.
-    let proxy = Proxy::start(fleet.addr(), vec![u64::MAX, 60_000, 60_000, 60_000]).await;
+    // Every connection towards the gateway is cut after 60,000 bytes, for the first six
+    // (small answers pass whole): the payload needs Range resumptions to arrive.
+    let proxy = Proxy::start(fleet.addr(), vec![60_000; 6]).await;
     let mut s = SubDevice::new();
     let config =
         gateway_config_via(&fleet, &[("sub-cut", &token, &s.path)], Some(proxy.url())).await;
