@@ -280,7 +280,7 @@ async fn route(
             Ok(())
         }
         (RequestType::Post, ["d", "checkin"]) => checkin(gw, i, req, out).await,
-        (RequestType::Post, ["d", "reports"]) => report(gw, i, req, out),
+        (RequestType::Post, ["d", "reports"]) => report(gw, i, req, out).await,
         (RequestType::Get, ["d", "offer"]) => Err(fail(
             ResponseType::NotFound,
             "not-relayed: the gateway does not relay /d/offer (no Observe over the serial link); POST /d/checkin every next_poll_seconds",
@@ -433,8 +433,9 @@ async fn checkin(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) ->
     }
 }
 
-/// POST /d/reports: queued durably (synced before the 2.04), sent by the sync task.
-fn report(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) -> Res<()> {
+/// POST /d/reports: queued durably (synced before the 2.04, on the blocking pool: an fsync
+/// must not hold up the other links), sent by the sync task.
+async fn report(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) -> Res<()> {
     let report: StepReport = cbor_body(req, "step report")?;
     let sub = gw
         .subs
@@ -444,7 +445,15 @@ fn report(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) -> Res<()
         subdevice: sub.cfg.id.clone(),
         report,
     };
-    match gw.queue.push(&q) {
+    let g = Arc::clone(gw);
+    let pushed = tokio::task::spawn_blocking(move || g.queue.push(&q))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::error::AgentError::Local(format!(
+                "report queue: {e}"
+            )))
+        });
+    match pushed {
         Ok(Pushed::Queued) => {
             gw.wake.notify_one();
             out.header.code = MessageClass::Response(ResponseType::Changed);
