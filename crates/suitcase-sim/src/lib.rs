@@ -31,6 +31,7 @@ pub mod admin;
 pub mod device;
 pub mod faults;
 pub mod scenario;
+pub mod trust_mcu;
 
 pub use faults::Faults;
 pub use scenario::{Plan, Snapshot, Summary, rehearse};
