@@ -173,6 +173,16 @@ impl Gateway {
         Ok(())
     }
 
+    /// Forgets sub-device `i`'s kept answer (the server refused its check-in).
+    fn forget_answer(&self, i: usize) {
+        let Some(sub) = self.subs.get(i) else { return };
+        *lock(&sub.answer) = None;
+        let file = self.answers_file(&sub.cfg.id);
+        if std::fs::remove_file(&file).is_ok() {
+            let _ = cache::sync_dir(&file);
+        }
+    }
+
     /// The object at CoAP `path` in sub-device `i`'s last offer.
     fn offered(&self, i: usize, path: &str) -> Option<Offered> {
         let sub = self.subs.get(i)?;

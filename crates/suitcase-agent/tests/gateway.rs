@@ -534,6 +534,33 @@ async fn gateway_serves_a_subdevice_on_a_unix_socket() {
         ALL_STEPS.len()
     );
     wait_campaign(&fleet, &campaign, "succeeded", 1).await;
+
+    // attack_decommissioned_subdevice_gets_no_kept_offer: the server refuses the
+    // sub-device's check-in (decommissioned): relayed as 4.01, and the kept answer is
+    // forgotten, so the cached release is no longer served to it.
+    let r = fleet
+        .client
+        .delete(fleet.url(&format!("/api/v1/devices/{id}")))
+        .bearer_auth(&fleet.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let a = s.checkin(&fleet).await;
+    assert_eq!(
+        a.header.code,
+        MessageClass::Response(ResponseType::Unauthorized),
+        "{}",
+        diag(&a)
+    );
+    let p = s.request(RequestType::Get, &u.payloads[0].url, None);
+    let a = s.call(&p).await;
+    assert_eq!(
+        a.header.code,
+        MessageClass::Response(ResponseType::NotFound),
+        "{}",
+        diag(&a)
+    );
     task.abort();
 }
 

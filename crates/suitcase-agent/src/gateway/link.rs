@@ -412,6 +412,13 @@ async fn checkin(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) ->
             cbor_answer(out, ResponseType::Changed, &as_coap(&a))
         }
         Err(e) => {
+            // The server answered and refused (4xx but 408 and 429: the device is unknown,
+            // decommissioned, or its check-in is wrong): relayed, and the kept answer is
+            // forgotten, so a sub-device the server no longer serves gets no old offer.
+            if let Some(code) = refused(&e.to_string()) {
+                gw.forget_answer(i);
+                return Err(fail(code, format!("refused by the server: {e}")));
+            }
             let kept = lock(&sub.answer).clone();
             match kept {
                 Some(a) => {
@@ -431,6 +438,29 @@ async fn checkin(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) ->
             }
         }
     }
+}
+
+/// The CoAP code for a check-in the server refused for good (HTTP 4xx but 408 and 429,
+/// read from the agent's error text `check-in: HTTP 401 Unauthorized: …`).
+fn refused(error: &str) -> Option<ResponseType> {
+    let status: u16 = error
+        .split("check-in: HTTP ")
+        .nth(1)?
+        .get(..3)?
+        .parse()
+        .ok()?;
+    Some(match status {
+        401 => ResponseType::Unauthorized,
+        403 => ResponseType::Forbidden,
+        404 => ResponseType::NotFound,
+        409 => ResponseType::Conflict,
+        413 => ResponseType::RequestEntityTooLarge,
+        415 => ResponseType::UnsupportedContentFormat,
+        422 => ResponseType::UnprocessableEntity,
+        408 | 429 => return None,
+        400..=499 => ResponseType::BadRequest,
+        _ => return None,
+    })
 }
 
 /// POST /d/reports: queued durably (synced before the 2.04, on the blocking pool: an fsync
