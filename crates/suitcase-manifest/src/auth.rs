@@ -185,7 +185,9 @@ impl PublicKey<'_> {
 /// device whose own implementation is smaller or faster than RustCrypto's `p256` (the
 /// Cortex-M bootloader's assembly).
 #[cfg(feature = "es256-prehash")]
-pub trait P256PrehashVerifier {
+/// `Sync`, so that a trust anchor holding one stays `Send` in async servers (a workspace build
+/// unifies the feature into every crate that uses the manifest crate).
+pub trait P256PrehashVerifier: Sync {
     /// Whether `signature` (r || s, 32 bytes each, big-endian: RFC 9053 §2.1) is a valid
     /// ECDSA signature by this key of a message whose SHA-256 digest is `digest` (FIPS 186-5
     /// §6.4.2 from step 2 on). It must refuse r or s outside [1, n-1] and accept either s
