@@ -133,9 +133,21 @@ impl Agent {
         crate::inventory::inventory(&self.ctx)
     }
 
-    async fn checkin(&mut self) -> Result<CheckInAnswer, AgentError> {
-        let inventory = crate::inventory::inventory(&self.ctx)?;
+    /// Checks in; with `trust.require_freshness` also checks the answer's freshness statement
+    /// (`crate::freshness`): the second value is why its offer must be refused, if it must.
+    async fn checkin(&mut self) -> Result<(CheckInAnswer, Option<String>), AgentError> {
+        let mut inventory = crate::inventory::inventory(&self.ctx)?;
+        inventory.nonce = crate::freshness::nonce(&self.ctx)?;
         let answer = self.ctx.http.checkin(&inventory).await?;
+        let refused =
+            crate::freshness::accept(&self.ctx, inventory.nonce.as_deref(), &answer)?.err();
+        if let Some(why) = &refused {
+            tracing::warn!("{why}");
+            (self.ctx.events)(&Event::Error {
+                message: why.clone(),
+                retry_in_seconds: None,
+            });
+        }
         let mut installed = self.ctx.state.installed()?;
         if installed.reverted {
             // The server has seen the revert now.
@@ -155,7 +167,7 @@ impl Agent {
         {
             self.push.ensure(p);
         }
-        Ok(answer)
+        Ok((answer, refused))
     }
 
     async fn resume(&mut self, j: Journal) -> Result<UpdateResult, AgentError> {
@@ -193,7 +205,7 @@ impl Agent {
         if let Some(j) = journal.take_if(|j| machine::touches_device(j.step) || j.undoing.is_some())
         {
             let result = self.resume(j).await?;
-            let answer = self.checkin().await.ok();
+            let answer = self.checkin().await.ok().map(|(a, _)| a);
             let next_poll = answer.as_ref().map_or(self.ctx.cfg.polling.interval, |a| {
                 Duration::from_secs(u64::from(a.next_poll_seconds))
             });
@@ -203,8 +215,18 @@ impl Agent {
                 next_poll,
             });
         }
-        let answer = self.checkin().await?;
+        let (answer, refused) = self.checkin().await?;
         let mut next_poll = Duration::from_secs(u64::from(answer.next_poll_seconds));
+        if refused.is_some() {
+            // docs/trust.md "Freshness": an offer without a valid statement is not acted on
+            // (nothing downloaded); an update under way keeps its journal and downloads for
+            // the next fresh answer.
+            return Ok(Cycle {
+                answer: Some(answer),
+                update: None,
+                next_poll,
+            });
+        }
         let offer = answer.update.clone();
         let job = match (journal, offer) {
             (Some(j), Some(o)) if j.offer.release_id == o.release_id => Some(j),

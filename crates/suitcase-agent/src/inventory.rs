@@ -67,5 +67,7 @@ pub(crate) fn inventory(ctx: &Ctx) -> Result<CheckIn, AgentError> {
             .map(|f| f.saturating_sub(ctx.cfg.reserve_bytes)),
         boot,
         agent: Some(crate::AGENT.into()),
+        // Set per check-in by `Agent::checkin` (docs/trust.md, "Freshness").
+        nonce: None,
     })
 }

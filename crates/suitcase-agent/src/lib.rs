@@ -51,6 +51,7 @@ mod ctx;
 pub mod delta;
 pub mod error;
 pub mod events;
+pub mod freshness;
 pub mod gateway;
 mod hooks;
 pub mod http;

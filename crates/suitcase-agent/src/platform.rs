@@ -162,8 +162,9 @@ pub(crate) struct DevicePlatform<'c> {
     pub(crate) no_space: bool,
     /// The last command that failed, for the report.
     pub(crate) last_failed: Option<String>,
-    /// Seconds since 1970.
-    now: u64,
+    /// Seconds since 1970; `None` when the device cannot tell (no real-time clock and no
+    /// freshness statement yet, `crate::freshness::now`).
+    now: Option<u64>,
 }
 
 impl core::fmt::Debug for DevicePlatform<'_> {
@@ -182,7 +183,7 @@ impl<'c> DevicePlatform<'c> {
         envelope_len: u64,
         work: PathBuf,
         payloads: Vec<(String, PathBuf, u64)>,
-        now: u64,
+        now: Option<u64>,
     ) -> Self {
         Self {
             cfg,
@@ -471,7 +472,7 @@ impl Platform for DevicePlatform<'_> {
     }
 
     fn now(&self) -> Option<u64> {
-        Some(self.now)
+        self.now
     }
 
     fn authorize(&mut self, _priority: Option<i64>) -> Result<bool, PlatformError> {
@@ -539,7 +540,7 @@ mod tests {
             "state_dir = \"state\"\n[server]\nurl = \"http://127.0.0.1:1\"\ntoken = \"t\"\n[trust]\nanchors = [\"a.pub\"]\n[identity]\nvendor = \"example.com\"\nclass = \"c\"\n[[component]]\nname = \"app\"\nid = \"41\"\nkind = \"file\"\nslots = [\"a.bin\", \"b.bin\"]\npointer = \"app.slot\"\ncapacity = 1048576\n",
         )
         .unwrap();
-        let mut p = DevicePlatform::new(&cfg, Mode::Process, 0, dir.clone(), Vec::new(), 0);
+        let mut p = DevicePlatform::new(&cfg, Mode::Process, 0, dir.clone(), Vec::new(), Some(0));
         // 0x41 = "A": a one-segment identifier, bstr "A" in an array.
         let raw = [0x81, 0x41, b'A'];
         let c = Component {

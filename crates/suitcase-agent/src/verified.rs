@@ -126,7 +126,8 @@ pub(crate) fn platform<'c>(
         a.envelope().len() as u64,
         ctx.state.work(),
         payloads,
-        ctx.now(),
+        // Without a real-time clock, the time of the last freshness statement (use-before).
+        crate::freshness::now(ctx),
     )
 }
 

@@ -159,6 +159,17 @@ enum Action {
         #[arg(long)]
         short_key: bool,
     },
+    /// Print the public key of the server's freshness key, DATA/freshness-key (an Ed25519
+    /// key, created if missing, mode 0600; every node needs the same file), to register it in
+    /// the devices' trust with `suitcase trust update --add-freshness-signer FILE`
+    /// (docs/trust.md, "Freshness"). Writes the PEM to -o FILE, or prints it.
+    ///
+    /// Example: suitcase server --data /var/lib/suitcase freshness-key -o freshness.pub
+    FreshnessKey {
+        /// Write the public key (PEM) here instead of printing it.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
@@ -167,6 +178,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if let Some(Action::AdminToken { reset }) = args.action {
         config.database = args.database;
         return admin_token(&config, reset);
+    }
+    if let Some(Action::FreshnessKey { output }) = &args.action {
+        let (pem, kid) = suitcase_server::freshness_public_key(&args.data)?;
+        match output {
+            Some(path) => {
+                suitcase_host::keys::write_atomic(path, pem.as_bytes(), false)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                outln!(
+                    "freshness key {kid}: public key written to {}",
+                    path.display()
+                );
+            }
+            None => outln!("{}", pem.trim_end()),
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if let Some(Action::CoapCredential { device, short_key }) = args.action {
         config.database = args.database;

@@ -114,6 +114,14 @@ pub(crate) struct Changes {
     /// Require N distinct release signers for components under PREFIX: `PREFIX=N`.
     #[arg(long = "rule", value_name = "PREFIX=N")]
     rules: Vec<String>,
+    /// Add a freshness signer: an update server's Ed25519 freshness key (the file `suitcase
+    /// server freshness-key -o FILE` writes), whose signed statements the devices then accept
+    /// as fresh (docs/trust.md, "Freshness"). At most 2, so a key can be replaced without a gap.
+    #[arg(long = "add-freshness-signer", value_name = "KEY")]
+    add_freshness_signers: Vec<PathBuf>,
+    /// Remove a freshness signer (key file or 16-hex-digit key id).
+    #[arg(long = "remove-freshness-signer", value_name = "KEY|KID")]
+    remove_freshness_signers: Vec<String>,
 }
 
 /// Output and signing options shared by every command that builds an update.
@@ -399,6 +407,18 @@ fn apply_changes(next: &mut TrustState, c: &Changes) -> Result<()> {
     if let Some(n) = c.release_threshold {
         next.set_release_threshold(n);
     }
+    for r in &c.remove_freshness_signers {
+        let kid = key_id(r)?;
+        if !next.remove_freshness_signer(&kid) {
+            bail!(
+                "--remove-freshness-signer {r}: no freshness signer has key id {}",
+                hex::encode(kid)
+            );
+        }
+    }
+    for k in load_keys(&c.add_freshness_signers)? {
+        next.add_freshness_signer(k)?;
+    }
     for r in &c.rules {
         let (p, n) = r
             .rsplit_once('=')
@@ -565,6 +585,7 @@ fn state_json(s: &TrustState) -> Value {
         }).collect::<Vec<_>>(),
         "rules": s.rules().iter().map(|r| json!({"component": describe_prefix(&r.component), "threshold": r.threshold})).collect::<Vec<_>>(),
         "revoked": s.revoked().iter().map(hex::encode).collect::<Vec<_>>(),
+        "freshness_signers": s.freshness_signers().iter().map(key_json).collect::<Vec<_>>(),
     })
 }
 
@@ -624,6 +645,13 @@ fn print_state(s: &TrustState, json: bool) -> Result<()> {
     }
     for id in s.revoked() {
         outln!("  revoked: {}", hex::encode(id));
+    }
+    for k in s.freshness_signers() {
+        outln!(
+            "  freshness signer: {} {}",
+            hex::encode(k.id()),
+            k.kind().name()
+        );
     }
     Ok(())
 }

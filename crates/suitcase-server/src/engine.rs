@@ -257,6 +257,8 @@ pub(crate) struct ReleaseRt {
     /// For a delta release: each patched component and the SHA-256 (hex) of the image the
     /// patch applies to (the image-match on its base component).
     pub(crate) delta_bases: Vec<(Vec<String>, String)>,
+    /// The manifest digest (hex), which a freshness statement binds (`freshness.rs`).
+    pub(crate) manifest_digest: String,
 }
 
 impl ReleaseRt {
@@ -264,6 +266,7 @@ impl ReleaseRt {
         Self {
             id: r.id.clone(),
             sequence_number: r.sequence_number,
+            manifest_digest: r.manifest_digest.clone(),
             manifest_size: r.envelope_bytes,
             payloads: r
                 .payloads

@@ -32,6 +32,7 @@ mod deltas;
 mod devices;
 mod engine;
 mod error;
+mod freshness;
 mod limits;
 mod metrics;
 mod push;
@@ -49,6 +50,7 @@ use std::time::Duration;
 
 pub use coap::{CoapCredential, KeyLength as CoapKeyLength};
 pub use error::ServerError;
+pub use freshness::public_key as freshness_public_key;
 
 pub use devices::CREDENTIAL_MAX_AGE_SECONDS;
 pub use quarantine::QuarantineRules;
@@ -221,6 +223,8 @@ pub(crate) struct Inner {
     pub(crate) push: Option<push::Push>,
     pub(crate) deltas: deltas::Deltas,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// `DATA/freshness-key`: signs freshness statements (docs/trust.md, "Freshness").
+    pub(crate) freshness: freshness::FreshnessKey,
 }
 
 impl core::ops::Deref for AppState {
@@ -276,6 +280,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened), ServerError> {
         admin_token = Some(token);
     }
     let payloads = blobs.describe.clone();
+    let freshness = freshness::FreshnessKey::load_or_create(&config.data_dir)?;
     let state = AppState(Arc::new(Inner {
         engine: engine::Engine::default(),
         devices: devices::Devices::default(),
@@ -287,6 +292,7 @@ async fn open_state(config: Config) -> Result<(AppState, Opened), ServerError> {
         blobs,
         push,
         config,
+        freshness,
     }));
     engine::load(&state).await?;
     deltas::load(&state).await?;

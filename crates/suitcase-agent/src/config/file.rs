@@ -61,6 +61,25 @@ pub(super) struct TrustFile {
     pub(super) hybrid: bool,
     #[serde(default)]
     pub(super) decrypt: Vec<PathBuf>,
+    /// Refuse offers without a valid freshness statement (docs/trust.md, "Freshness").
+    #[serde(default)]
+    pub(super) require_freshness: bool,
+    /// The name this device is registered under at the server (freshness statements bind it).
+    pub(super) device_name: Option<String>,
+    /// Report staleness after this long without a valid freshness statement.
+    #[serde(default = "default_stale_after")]
+    pub(super) stale_after_seconds: f64,
+    /// The device has a real-time clock (false: `use-before` uses the statement's time).
+    #[serde(default = "default_rtc")]
+    pub(super) rtc: bool,
+}
+
+pub(super) fn default_stale_after() -> f64 {
+    86_400.0
+}
+
+pub(super) fn default_rtc() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,8 +22,8 @@ pub use model::{
     ComponentConfig, Consent, FileSlots, Handler, Health, Identity, Kind, McuConfig, ModuleConfig,
     Polling, Push, SecondaryTrust, Server,
 };
-pub use trust::Trust;
 pub(crate) use trust::anchors_of;
+pub use trust::{Freshness, Trust};
 use trust::{identity, load_anchors, load_decryption_key};
 
 /// How the Announce step obtains consent.
@@ -261,6 +261,14 @@ impl Config {
             threshold,
             hybrid: f.trust.hybrid,
             keys,
+            freshness: trust::freshness(
+                path,
+                f.trust.require_freshness,
+                f.trust.state.is_some(),
+                f.trust.device_name.as_deref(),
+                f.trust.stale_after_seconds,
+                f.trust.rtc,
+            )?,
         };
 
         let identity = identity(

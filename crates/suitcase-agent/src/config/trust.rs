@@ -24,6 +24,76 @@ pub struct Trust {
     pub hybrid: bool,
     /// Decryption keys for encrypted payloads.
     pub keys: DeviceKeys,
+    /// Freshness required (`trust.require_freshness`, docs/trust.md "Freshness"): offers
+    /// without a valid statement by a freshness signer of the trust state are refused.
+    pub freshness: Option<Freshness>,
+}
+
+/// What `trust.require_freshness` asks (docs/trust.md, "Freshness").
+#[derive(Clone, Debug)]
+pub struct Freshness {
+    /// The name this device is registered under at the server (`trust.device_name`), which
+    /// every statement must bind.
+    pub device: String,
+    /// How long the agent goes without a valid statement before it reports staleness
+    /// (`trust.stale_after_seconds`): a server or an attacker withholding statements freezes
+    /// the device on what it runs (RFC 9019 §4, indefinite freeze).
+    pub stale_after: std::time::Duration,
+    /// The device has a real-time clock (`trust.rtc`, default true). Without one, `use-before`
+    /// conditions are judged at the time of the last valid statement.
+    pub rtc: bool,
+}
+
+/// Resolves the freshness settings of `[trust]`.
+pub(super) fn freshness(
+    path: &Path,
+    require: bool,
+    state: bool,
+    device: Option<&str>,
+    stale_after_seconds: f64,
+    rtc: bool,
+) -> Result<Option<Freshness>, AgentError> {
+    if !require {
+        if !rtc {
+            return Err(bad(
+                path,
+                "trust.rtc = false needs trust.require_freshness = true: without a real-time clock the time comes from the server's freshness statements",
+            ));
+        }
+        if device.is_some() {
+            return Err(bad(
+                path,
+                "trust.device_name is only used with trust.require_freshness = true",
+            ));
+        }
+        return Ok(None);
+    }
+    if !state {
+        return Err(bad(
+            path,
+            "trust.require_freshness needs trust.state: the freshness signers (the servers' keys) are part of the trust state",
+        ));
+    }
+    let device = device
+        .filter(|d| !d.trim().is_empty())
+        .ok_or_else(|| {
+            bad(
+                path,
+                "trust.require_freshness needs trust.device_name: the name this device is registered under at the server, which freshness statements bind",
+            )
+        })?
+        .to_owned();
+    if !(stale_after_seconds.is_finite() && stale_after_seconds >= 1.0) {
+        return Err(bad(
+            path,
+            "trust.stale_after_seconds must be at least 1 (a number of seconds)",
+        ));
+    }
+    Ok(Some(Freshness {
+        device,
+        stale_after: std::time::Duration::from_secs_f64(stale_after_seconds.min(1e9)),
+        rtc,
+    }))
 }
 
 impl Trust {

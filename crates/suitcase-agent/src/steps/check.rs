@@ -105,6 +105,10 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
             ));
         }
     }
+    // docs/trust.md "Freshness": the envelope is the offer the statement bound (mix-and-match).
+    if !crate::bundle::is_bundle_offer(&j.offer) {
+        crate::freshness::check_offer(ctx, step, v.digest().as_bytes(), v.sequence_number())?;
+    }
     let mut probe = platform(ctx, a, Mode::Probe, Vec::new());
     preset_running(ctx, v, &mut probe)?;
     // The core's processor, anti-rollback against the installed sequence number; a probe

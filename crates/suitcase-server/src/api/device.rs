@@ -87,7 +87,11 @@ pub(crate) async fn checkin(
     Wire(format, c): Wire<CheckIn>,
 ) -> ApiResult<Response> {
     let now = state.now();
+    if let Some(n) = &c.nonce {
+        crate::freshness::check_nonce(n)?;
+    }
     let d = check_in(&state, &dev, &c, now).await?;
+    let freshness = freshness_of(&state, &dev, &c, d.offer.as_ref().map(|(r, ..)| &**r), now)?;
     let update = d.offer.map(|(r, rollback, consent)| {
         update_offer(&state, &c, &r, rollback, consent, str::to_owned)
     });
@@ -116,8 +120,27 @@ pub(crate) async fn checkin(
         next_poll_seconds: next_poll(state.config.poll_interval, d.retry_after),
         update,
         push,
+        freshness,
     };
     Ok(wire::reply(format, StatusCode::OK, &answer))
+}
+
+/// The freshness statement for a check-in that sent a nonce (docs/trust.md, "Freshness"):
+/// the nonce, the device's registered name, the offer this answer makes (its manifest digest
+/// and sequence number) or none, and the server's time, signed with `DATA/freshness-key`.
+pub(crate) fn freshness_of(
+    state: &AppState,
+    dev: &crate::devices::DeviceEntry,
+    c: &CheckIn,
+    offer: Option<&engine::ReleaseRt>,
+    now: i64,
+) -> ApiResult<Option<Vec<u8>>> {
+    state.freshness.statement(
+        c.nonce.as_deref(),
+        &dev.name,
+        offer.map(|r| (r.sequence_number, r.manifest_digest.as_str())),
+        now,
+    )
 }
 
 /// The update offer of a check-in decision, the same over every transport: each payload with

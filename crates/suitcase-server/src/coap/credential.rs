@@ -75,7 +75,7 @@ pub struct CoapCredential {
 
 /// Writes `bytes` to a new file at `path` (mode 0600), whole, never replacing one there:
 /// `AlreadyExists` if it is.
-fn create_noclobber(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn create_noclobber(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;

@@ -32,8 +32,8 @@ use tokio::task::JoinHandle;
 
 use crate::AppState;
 
-pub(crate) use credential::Secret;
 pub use credential::{CoapCredential, KeyLength};
+pub(crate) use credential::{Secret, create_noclobber};
 
 /// The largest datagram accepted (RFC 7252 §4.6: 1152 bytes of message fit an IPv6 MTU of
 /// 1280); a longer one is answered 4.13 with Size1.

@@ -406,7 +406,13 @@ fn cbor_raw(out: &mut Packet, code: ResponseType, body: Vec<u8>) {
 /// A check-in: the HTTP API's decision (`device::check_in`), its offer with CoAP paths.
 async fn checkin(state: &AppState, dev: &DeviceEntry, c: &CheckIn) -> Res<CheckInAnswer> {
     let now = state.now();
+    if let Some(n) = &c.nonce {
+        crate::freshness::check_nonce(n)?;
+    }
     let d = device::check_in(state, dev, c, now).await?;
+    // The same statement as over HTTP (docs/trust.md, "Freshness"): CoAP devices get the
+    // challenge/response too.
+    let freshness = device::freshness_of(state, dev, c, d.offer.as_ref().map(|(r, ..)| &**r), now)?;
     let update = d.offer.map(|(r, rollback, consent)| {
         device::update_offer(state, c, &r, rollback, consent, coap_path)
     });
@@ -420,6 +426,7 @@ async fn checkin(state: &AppState, dev: &DeviceEntry, c: &CheckIn) -> Res<CheckI
         update,
         // Over CoAP the push is Observe on /d/offer (docs/coap.md), not MQTT.
         push: None,
+        freshness,
     })
 }
 

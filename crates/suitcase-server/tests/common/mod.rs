@@ -279,6 +279,7 @@ impl Harness {
             free_storage: Some(1 << 20),
             boot: None,
             agent: Some("test".into()),
+            nonce: None,
         }
     }
 
