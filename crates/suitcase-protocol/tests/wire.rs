@@ -140,9 +140,17 @@ fn check_in_nonce_and_freshness_statement_are_base64_in_json_and_bstr_in_cbor() 
     let mut buf = Vec::new();
     ciborium::into_writer(&c, &mut buf).unwrap();
     assert!(buf.windows(2).any(|w| w == [0x50, 0xab]), "a 16-byte bstr");
-    assert_eq!(ciborium::from_reader::<CheckIn, _>(buf.as_slice()).unwrap(), c);
+    assert_eq!(
+        ciborium::from_reader::<CheckIn, _>(buf.as_slice()).unwrap(),
+        c
+    );
     // Older agents send no nonce and older servers no statement: both stay absent.
-    assert!(serde_json::to_value(CheckIn::default()).unwrap().get("nonce").is_none());
+    assert!(
+        serde_json::to_value(CheckIn::default())
+            .unwrap()
+            .get("nonce")
+            .is_none()
+    );
     let answer: suitcase_protocol::CheckInAnswer =
         serde_json::from_str(r#"{"action":"none","next_poll_seconds":5}"#).unwrap();
     assert_eq!(answer.freshness, None);
