@@ -535,13 +535,19 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
     /// section in each Dependency has been executed, if present." Known for every dependency
     /// this processor has processed (their sections are known once they are authenticated),
     /// at the end of each section the dependent has.
+    ///
+    /// Enforced for the update procedure's sections, where a skipped section of a dependency
+    /// leaves its components fetched but not installed or not checked. Load and invoke are
+    /// the dependent's to decide, within its own signers' INVOKE permissions (manifest §9):
+    /// the draft's own examples invoke without processing their dependency's invoke section.
     fn dependencies_ran(&mut self, section: Section) -> Result<(), Error> {
         self.deps.ran |= section.bit();
+        let bit = section.bit() & ENFORCED_SECTIONS;
         let skipped = self
             .deps
             .slots
             .iter()
-            .position(|s| s.present & section.bit() != 0 && s.done & section.bit() == 0);
+            .position(|s| s.present & bit != 0 && s.done & bit == 0);
         match skipped {
             Some(index) => Err(self.dependency_refused(
                 index,
@@ -758,7 +764,7 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
             .fold(0u8, |m, s| m | s.bit());
         // §5.1: a section of the dependency that the dependent already ran without
         // processing it.
-        let skipped = present & self.deps.ran & !slot.done & !section.bit();
+        let skipped = present & self.deps.ran & !slot.done & !section.bit() & ENFORCED_SECTIONS;
         if let Some(s) = Section::ALL.iter().find(|s| skipped & s.bit() != 0) {
             return Err(self.dependency_refused(
                 index,
@@ -1551,6 +1557,9 @@ const NOT_CHECKED: Error = Error::Malformed {
     what: "process-dependency before dependency-integrity or image-match bound the dependency \
            to the dependent's digest (trust-domains §5.6.2)",
 };
+
+/// The sections whose skipping trust-domains §5.1 checks here: the update procedure's.
+const ENFORCED_SECTIONS: u8 = 1 | 2 | 4 | 8 | 16;
 
 /// Trust-domains §5.1.
 const SECTION_SKIPPED: Error = Error::Malformed {
