@@ -24,6 +24,7 @@ pub mod release;
 pub mod rng;
 pub mod signer;
 pub mod trust;
+pub mod wrap;
 pub mod x509;
 
 pub use error::AuthorError;

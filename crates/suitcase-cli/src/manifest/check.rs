@@ -108,7 +108,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     };
     let (verdict, reason, detail) = match &outcome {
         Ok(()) => ("accept", None, report.summary.clone()),
-        Err((reason, detail)) => ("reject", Some(*reason), detail.clone()),
+        Err((reason, detail)) => match &report.dependency_failure {
+            Some(why) => ("reject", Some(*reason), format!("{detail}; {why}")),
+            None => ("reject", Some(*reason), detail.clone()),
+        },
     };
     let state_signers = trust_state
         .as_ref()
@@ -185,7 +188,12 @@ struct Report {
     sections_skipped: Vec<String>,
     effects: Vec<String>,
     records: Vec<Value>,
+    /// Which dependency was refused and why, with the clause.
+    dependency_failure: Option<String>,
 }
+
+/// The most bytes a dependency fetched by URI may have (integrated ones are used in place).
+const DEPENDENCY_BUFFER: usize = 1 << 20;
 
 fn check(
     bytes: &[u8],
@@ -208,11 +216,20 @@ fn check(
             .collect();
         return Ok(());
     };
-    let policy = ProcessorPolicy {
+    let processor_policy = ProcessorPolicy {
         installed_sequence: profile.installed_sequence,
         allow_same_sequence: false,
     };
-    let result = run_device(&verified, &mut dev, policy, report);
+    // Dependencies (trust-domains) are authenticated under the same anchors and policy, each
+    // with its own signers' permissions (docs/trust.md, "Trust domains").
+    let mut buffer = vec![0u8; DEPENDENCY_BUFFER];
+    let result = run_device(
+        &verified,
+        &mut dev,
+        processor_policy,
+        (trust, *policy, &mut buffer),
+        report,
+    );
     report.effects = dev.effects.iter().map(effect).collect();
     report.records = dev
         .records
@@ -254,13 +271,20 @@ fn check(
 /// Runs the update procedure, then the invocation procedure. A severed section that the
 /// envelope does not carry is skipped and reported, as a device given a severed envelope would
 /// only boot (manifest §8.4.12 lets severed members be dropped after installation).
-fn run_device(
-    verified: &VerifiedManifest<'_>,
+fn run_device<'a>(
+    verified: &VerifiedManifest<'a>,
     dev: &mut MemoryDevice,
     policy: ProcessorPolicy,
+    (anchors, trust_policy, buffer): (
+        &'a [suitcase_manifest::TrustAnchor<'a>],
+        TrustPolicy<'a>,
+        &'a mut [u8],
+    ),
     report: &mut Report,
 ) -> Result<(), Error> {
-    let mut processor = Processor::new(verified, dev, policy)?;
+    let mut processor = Processor::new(verified, dev, policy)?
+        .with_dependency_trust(anchors, trust_policy)
+        .with_dependency_buffer(buffer);
     let order = [
         Section::DependencyResolution,
         Section::PayloadFetch,
@@ -278,7 +302,11 @@ fn run_device(
                 section.name()
             )),
             SectionState::Present(_) => {
-                processor.run(section)?;
+                if let Err(e) = processor.run(section) {
+                    report.dependency_failure =
+                        processor.dependency_failure().map(|f| f.to_string());
+                    return Err(e);
+                }
                 report.sections_run.push(section.name());
             }
         }
