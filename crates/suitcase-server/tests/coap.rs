@@ -24,7 +24,7 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, Resp
 use common::{Backend, Harness};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use suitcase_protocol::{CheckInAnswer, Outcome, Step, StepReport};
+use suitcase_protocol::{CheckIn, CheckInAnswer, Outcome, Step, StepReport};
 use tokio::net::UdpSocket;
 
 async fn harness() -> Harness {
@@ -882,5 +882,66 @@ async fn quarantined_member_rolling_back_is_judged_on_the_rollback_release() {
     assert_eq!(offer(&c.get("/d/offer").await), json!({"check_in": false}));
     s.h.mark_remediation(&back).await;
     assert_eq!(offer(&c.get("/d/offer").await), json!({"check_in": true}));
+    s.h.stop().await;
+}
+
+/// Freshness over CoAP (docs/trust.md, "Freshness"): a check-in with a nonce gets the same
+/// statement as over HTTP, signed with DATA/freshness-key, binding the nonce, the device's
+/// name and the offer; it verifies under a trust state listing that key and refuses another
+/// device's name (mix-and-match) and another nonce (a replay). A nonce outside 8 to 32 bytes
+/// is a bad request.
+#[tokio::test]
+async fn checkin_nonce_gets_a_freshness_statement() {
+    let s = setup(true).await;
+    let mut c = s.connect().await;
+    let nonce = vec![0x42u8; 16];
+    let body = CheckIn {
+        nonce: Some(nonce.clone()),
+        ..s.h.inventory(1)
+    };
+    let r = c.post_cbor("/d/checkin", &body).await;
+    assert_eq!(code(&r), ResponseType::Changed, "{}", text(&r));
+    let answer: CheckInAnswer = ciborium::from_reader(r.payload.as_slice()).unwrap();
+    let statement = answer.freshness.expect("a statement for the nonce");
+    let offer = answer.update.unwrap();
+
+    let (pem, _) = suitcase_server::freshness_public_key(&s.h.config.data_dir).unwrap();
+    let suitcase_host::keys::PublicKey::Ed25519(vk) =
+        suitcase_host::keys::parse_public(std::path::Path::new("freshness.pub"), pem.as_bytes())
+            .unwrap()
+    else {
+        panic!("the freshness key is Ed25519");
+    };
+    let ed = suitcase_trust::KeyKind::Ed25519;
+    let root = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+    let mut trust = suitcase_trust::TrustState::genesis(
+        &[suitcase_trust::Key::new(ed, root.as_bytes()).unwrap()],
+        1,
+    )
+    .unwrap();
+    trust
+        .add_freshness_signer(suitcase_trust::Key::new(ed, vk.as_bytes()).unwrap())
+        .unwrap();
+    let f = trust
+        .verify_freshness(&statement, &nonce, &s.device_name)
+        .unwrap();
+    assert_eq!(f.check_sequence(Some(offer.sequence_number)), Ok(()));
+    assert!(
+        trust
+            .verify_freshness(&statement, &nonce, "coap-other")
+            .is_err()
+    );
+    assert!(
+        trust
+            .verify_freshness(&statement, &[0x43; 16], &s.device_name)
+            .is_err()
+    );
+
+    let short = CheckIn {
+        nonce: Some(vec![1; 7]),
+        ..s.h.inventory(1)
+    };
+    let r = c.post_cbor("/d/checkin", &short).await;
+    assert_eq!(code(&r), ResponseType::BadRequest, "{}", text(&r));
     s.h.stop().await;
 }
