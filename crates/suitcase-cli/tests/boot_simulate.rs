@@ -79,3 +79,29 @@ fn bad_geometry_is_a_usage_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 18 item 2: the bootloader's trust area (two trust updates and a replay, committed at
+/// reset) keeps the old or the new trust state through a power cut at every flash operation.
+#[test]
+fn trust_state_survives_every_power_cut() {
+    let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
+        .args([
+            "boot",
+            "simulate",
+            "--layout",
+            "trust-state",
+            "--sector-size",
+            "256",
+        ])
+        .args(["--power-cuts", "all", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["layout"], "trust-state");
+    assert_eq!(report["lost"], 0, "{stdout}");
+    assert_eq!(report["mixed"], 0, "{stdout}");
+    assert_eq!(report["unfinished"], 0, "{stdout}");
+    assert!(report["cut_points"].as_u64().unwrap() > 10, "{stdout}");
+}
