@@ -155,7 +155,8 @@ pub(crate) struct State<'a> {
     pub(crate) slots: [Slot<'a>; MAX_COMPONENTS],
     /// 0 for the root manifest.
     pub(crate) depth: usize,
-    /// Sections this processor has run (bits of [`crate::Section::bit`]).
+    /// Sections this processor has reached: run, or passed because its manifest lacks them
+    /// (bits of [`crate::Section::bit`]).
     pub(crate) ran: u8,
     pub(crate) failure: Option<DependencyFailure>,
 }
@@ -168,8 +169,8 @@ impl<'a> State<'a> {
     /// Forgets what was loaded and checked at `index` (its component's content changes).
     pub(crate) fn forget(&mut self, index: usize) {
         if let Some(s) = self.slots.get_mut(index) {
-            s.bytes = None;
-            s.checked = false;
+            // New bytes: none of their sections has been processed (trust-domains §5.1).
+            *s = Slot::default();
         }
     }
 }

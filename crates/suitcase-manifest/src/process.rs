@@ -512,10 +512,15 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
     /// failure that aborted the section.
     pub fn run(&mut self, section: Section) -> Result<bool, Error> {
         let seq = match self.manifest.section(section) {
-            // A section the dependent does not have is not checked against its dependencies':
-            // the draft's encryption-with-dependency example has a root without the validate
-            // section its dependency has.
-            SectionState::Absent => return Ok(false),
+            // A section the dependent does not have has no end at which trust-domains §5.1
+            // could check its dependencies' (the draft's encryption-with-dependency example
+            // has a root without the validate section its dependency has). The procedure
+            // has reached it all the same: a dependency processed later must have had this
+            // section processed already (see `process_dependency`).
+            SectionState::Absent => {
+                self.deps.ran |= section.bit();
+                return Ok(false);
+            }
             SectionState::Severed => return Err(Error::SectionMissing { key: section.key() }),
             SectionState::Present(seq) => seq,
         };
@@ -762,9 +767,17 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
             .iter()
             .filter(|s| !matches!(verified.section(**s), SectionState::Absent))
             .fold(0u8, |m, s| m | s.bit());
-        // §5.1: a section of the dependency that the dependent already ran without
-        // processing it.
-        let skipped = present & self.deps.ran & !slot.done & !section.bit() & ENFORCED_SECTIONS;
+        // §5.1 ("the corresponding section in each Dependency has been executed, if
+        // present"): a section of the dependency's update procedure that comes before this
+        // one (manifest §6.7 order), or that the dependent's procedure has already reached
+        // (run, or passed because the dependent lacks it), and that was not processed.
+        // Otherwise a root without payload-fetch and candidate-verification could run its
+        // dependency's install on a candidate nobody fetched or checked.
+        let skipped = present
+            & (self.deps.ran | update_sections_before(section))
+            & !slot.done
+            & !section.bit()
+            & ENFORCED_SECTIONS;
         if let Some(s) = Section::ALL.iter().find(|s| skipped & s.bit() != 0) {
             return Err(self.dependency_refused(
                 index,
@@ -1560,6 +1573,19 @@ const NOT_CHECKED: Error = Error::Malformed {
 
 /// The sections whose skipping trust-domains §5.1 checks here: the update procedure's.
 const ENFORCED_SECTIONS: u8 = 1 | 2 | 4 | 8 | 16;
+
+/// The update procedure's sections before `section` (manifest §6.7 order), for a section
+/// that only the update procedure has; none for validate (it opens the invocation procedure
+/// too), load and invoke.
+fn update_sections_before(section: Section) -> u8 {
+    match section {
+        Section::Validate | Section::Load | Section::Invoke => 0,
+        s => Section::UPDATE
+            .iter()
+            .take_while(|u| **u != s)
+            .fold(0, |m, u| m | u.bit()),
+    }
+}
 
 /// Trust-domains §5.1.
 const SECTION_SKIPPED: Error = Error::Malformed {

@@ -659,13 +659,26 @@ fn attack_dependent_substitutes_content_through_set_parameters_is_refused_by_ima
     let operator_ids = [
         ComponentId::decode(CONFIG_ID).unwrap(),
         ComponentId::decode(SLOT_ID).unwrap(),
-        ComponentId::decode(FW_ID).unwrap(),
     ];
-    let author_ids = [ComponentId::decode(FW_ID).unwrap()];
-    let anchors = two_domains(&operator_ids, &author_ids);
+    let fw_ids = [ComponentId::decode(FW_ID).unwrap()];
+    let [operator, author] = two_domains(&operator_ids, &fw_ids);
+    // The operator may name ["fw"] (to invoke it) but not install it: its root verifies, and
+    // the only install right on ["fw"] is the author's.
+    let operator_invokes_fw = TrustAnchor {
+        name: "operator (invoke fw)",
+        key: ed(&operator_key()),
+        kid: None,
+        permissions: Permissions {
+            components: Some(&fw_ids),
+            actions: Actions::INVOKE,
+        },
+    };
+    let anchors = [operator, author, operator_invokes_fw];
     let mut dev = device(&[b"config", b"fw", b"author.suit"]);
     let (result, _) = update(&root, &anchors, &anchors, &mut dev, &mut []);
-    // The author's image-match refuses the operator's content.
+    // The author's image-match refuses the operator's content: the update fails. The author's
+    // write ran before its image-match, so ["fw"] holds the operator's bytes, never accepted
+    // (an installer writes into a slot that a failed update does not make bootable).
     assert_eq!(
         result.unwrap_err(),
         Error::ConditionFailed {
@@ -673,6 +686,7 @@ fn attack_dependent_substitutes_content_through_set_parameters_is_refused_by_ima
             component: 0
         }
     );
+    assert_eq!(content(&dev, b"fw"), b"operator's firmware");
 }
 
 #[test]
@@ -705,4 +719,112 @@ fn attack_dependency_chain_deeper_than_the_limit_is_refused() {
         (failure.depth, failure.cause),
         (MAX_DEPENDENCY_DEPTH, DependencyCause::DepthLimit)
     );
+}
+
+/// The author's staged manifest: payload-fetch writes the firmware into `["staging"]`,
+/// candidate-verification checks it there, install copies it into `["fw"]`.
+fn staged_author_manifest() -> ManifestBuilder {
+    ManifestBuilder {
+        sequence_number: 3,
+        components: vec![vec![b"fw".to_vec()], vec![b"staging".to_vec()]],
+        shared_sequence: Some(vec![
+            Cmd::SetComponentIndex(Index::All),
+            Cmd::OverrideParameters(vec![
+                Param::ImageDigest(
+                    DigestAlgorithm::Sha256,
+                    DigestAlgorithm::Sha256.digest(FIRMWARE).as_bytes().to_vec(),
+                ),
+                Param::ImageSize(FIRMWARE.len() as u64),
+            ]),
+        ]),
+        payload_fetch: Some(vec![
+            Cmd::SetComponentIndex(Index::One(1)),
+            Cmd::SetParameters(vec![Param::Content(FIRMWARE.to_vec())]),
+            Cmd::Directive(Directive::Write, 15),
+        ]),
+        candidate_verification: Some(vec![
+            Cmd::SetComponentIndex(Index::One(1)),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ]),
+        install: Some(vec![
+            Cmd::SetComponentIndex(Index::One(0)),
+            Cmd::OverrideParameters(vec![Param::SourceComponent(1)]),
+            Cmd::Directive(Directive::Copy, 15),
+        ]),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attack_root_without_fetch_and_verification_installs_unverified_candidate_is_refused() {
+    // The operator's root has no payload-fetch and no candidate-verification section, and
+    // processes the author's manifest in install only: the author's install would copy
+    // whatever lies in ["staging"] (here the attacker's image) into ["fw"], its fetch and
+    // its candidate check never run. Trust-domains §5.1 (the corresponding section of each
+    // dependency has been executed) and §5.4 (a dependency's sections run as the dependent's
+    // procedure reaches them): process-dependency in install is refused while an earlier
+    // update section of the dependency was not processed, whether the root has it or not.
+    let author = sign(&staged_author_manifest(), &author_key(), &[]);
+    let root = sign(
+        &operator_root(&author, checked_install()),
+        &operator_key(),
+        &[("#author.suit", author)],
+    );
+    let operator_ids = [
+        ComponentId::decode(CONFIG_ID).unwrap(),
+        ComponentId::decode(SLOT_ID).unwrap(),
+    ];
+    let staging_id: &[u8] = &[0x81, 0x47, b's', b't', b'a', b'g', b'i', b'n', b'g'];
+    let author_ids = [
+        ComponentId::decode(FW_ID).unwrap(),
+        ComponentId::decode(staging_id).unwrap(),
+    ];
+    let anchors = two_domains(&operator_ids, &author_ids);
+    let mut dev = device(&[b"config", b"fw", b"staging"]);
+    let evil = b"attacker's image".to_vec();
+    let i = dev
+        .components
+        .iter()
+        .position(|c| c.id == vec![b"staging".to_vec()])
+        .unwrap();
+    dev.components[i].content = evil;
+    let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    assert_eq!(result.unwrap_err().reason(), Reason::Malformed);
+    let failure = failure.unwrap();
+    assert_eq!(
+        (failure.index, failure.cause),
+        (1, DependencyCause::SectionSkipped(16))
+    );
+    assert!(content(&dev, b"fw").is_empty());
+}
+
+#[test]
+fn staged_author_manifest_installs_when_the_root_processes_every_section() {
+    // The same author manifest, wrapped by a root that processes it in payload-fetch,
+    // candidate-verification and install: accepted, the firmware installed.
+    let author = sign(&staged_author_manifest(), &author_key(), &[]);
+    let mut m = operator_root(&author, checked_install());
+    let process = vec![
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::Condition(Condition::DependencyIntegrity, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ];
+    m.payload_fetch = Some(process.clone());
+    m.candidate_verification = Some(process);
+    let root = sign(&m, &operator_key(), &[("#author.suit", author)]);
+    let operator_ids = [
+        ComponentId::decode(CONFIG_ID).unwrap(),
+        ComponentId::decode(SLOT_ID).unwrap(),
+    ];
+    let staging_id: &[u8] = &[0x81, 0x47, b's', b't', b'a', b'g', b'i', b'n', b'g'];
+    let author_ids = [
+        ComponentId::decode(FW_ID).unwrap(),
+        ComponentId::decode(staging_id).unwrap(),
+    ];
+    let anchors = two_domains(&operator_ids, &author_ids);
+    let mut dev = device(&[b"config", b"fw", b"staging"]);
+    let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    result.unwrap();
+    assert_eq!(failure, None);
+    assert_eq!(content(&dev, b"fw"), FIRMWARE);
 }
