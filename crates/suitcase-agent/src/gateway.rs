@@ -109,6 +109,7 @@ impl Gateway {
                 ca_pem: config.server.ca_pem.clone(),
                 identity_pem: None,
                 timeout: config.server.timeout,
+                min_rate: config.server.min_rate,
             };
             let answer = std::fs::read(answers.join(format!("{}.json", s.id)))
                 .ok()

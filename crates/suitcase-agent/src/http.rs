@@ -17,7 +17,9 @@
 //! bodies are read up to a limit by type ([`MAX_CHECKIN_ANSWER`], [`MAX_SMALL_ANSWER`],
 //! [`MAX_ERROR_BODY`]), within a total time; envelopes and payloads stream to files and
 //! never beyond the size the offer declared (the envelope at most
-//! [`crate::MAX_ENVELOPE`], a payload at most the largest slot).
+//! [`crate::MAX_ENVELOPE`], a payload at most the largest slot), and **in bounded time**:
+//! a download slower than [`MinRate`] over a window is cut, so a server that trickles a
+//! byte within each read timeout cannot hold the agent.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +55,29 @@ pub const MAX_SMALL_ANSWER: usize = 16 << 10;
 pub const MAX_ERROR_BODY: usize = 16 << 10;
 /// Redirects followed per request.
 pub const MAX_REDIRECTS: usize = 5;
+
+/// The slowest a download may go: at least `bytes` body bytes in every `window`
+/// (`server.download_min_bytes` per `server.download_window_seconds`), and its answer's
+/// head within the first window. The read timeout alone bounds a mirror that stalls, not
+/// one that trickles a byte within each read timeout (TUF "slow retrieval"; RFC 9019 §4,
+/// availability; RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION): with this bound an attempt at an
+/// `n`-byte download lasts at most about `n / bytes` windows, however the server paces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    /// Body bytes that must arrive in each window.
+    pub bytes: core::num::NonZeroU64,
+    /// The window (not zero).
+    pub window: std::time::Duration,
+}
+
+impl MinRate {
+    /// The default: 8 KiB per 30 s (about 270 bytes per second, far below any link an
+    /// update can be delivered over in practice).
+    pub const DEFAULT: Self = Self {
+        bytes: core::num::NonZeroU64::MIN.saturating_add((8 << 10) - 1),
+        window: std::time::Duration::from_secs(30),
+    };
+}
 
 /// Traffic counters, at the HTTP layer: request and status lines, headers and bodies as
 /// HTTP/1.1 frames them (TLS and TCP overhead not included).
@@ -175,6 +200,8 @@ pub struct Http {
     token: Option<String>,
     /// Total time for a request with a small answer (check-in, report), body included.
     small_timeout: std::time::Duration,
+    /// The slowest a download may go.
+    min_rate: MinRate,
     counters: Arc<Counters>,
     cuts: Arc<Mutex<VecDeque<u64>>>,
 }
@@ -263,6 +290,7 @@ impl Http {
             server: Url::parse(&server.url).ok(),
             token: server.token.clone(),
             small_timeout: server.timeout.saturating_mul(2),
+            min_rate: server.min_rate,
             counters: Arc::new(Counters::default()),
             cuts: Arc::new(Mutex::new(cuts.into())),
         }

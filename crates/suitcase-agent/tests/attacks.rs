@@ -11,8 +11,9 @@
 //! | arbitrary software | [`arbitrary_software_is_refused`] | signature against the device's trust anchors at Check, before a payload byte |
 //! | rollback | [`rollback_is_refused`] | the server does not offer it; the agent's and the bootloader's anti-rollback |
 //! | endless data | [`endless_data_is_bounded`] | every download stops at the size the manifest declares (the offer's, equal to it) |
-//! | extraneous dependencies | [`extraneous_dependency_is_refused`] | only what the signed manifest names is fetched and installed |
-//! | slow retrieval | [`slow_retrieval_times_out`] | a read timeout and a bounded number of attempts per cycle |
+//! | extraneous dependencies | [`extraneous_dependency_is_refused`] | only what the signed manifest names is fetched and installed; an offer adding a payload is refused at Check |
+//! | slow retrieval (stall) | [`slow_retrieval_times_out`] | a read timeout and a bounded number of attempts per cycle |
+//! | slow retrieval (trickle) | [`slow_retrieval_trickle_is_bounded`] | a minimum rate per window for every download, and a bounded number of attempts |
 //! | wrong software (class) | [`wrong_software_other_class_is_refused`] | class-identifier condition |
 //! | wrong software (device) | [`wrong_software_other_device_is_refused`] | device-identifier condition |
 //! | key compromise below threshold | [`key_compromise_below_threshold_is_refused`] | k-of-n release and root thresholds of the trust state |
@@ -22,11 +23,6 @@
 //! (`crates/suitcase-agent/tests/freshness.rs`), not here: **replayed offer**, **indefinite
 //! freeze** and **mix-and-match** (a device nonce bound by a signed freshness statement of the
 //! server).
-//!
-//! Not covered yet (the tests say where): a mirror that trickles a payload one byte at a time,
-//! each within the read timeout, is not bounded per download (only a stall is), and an offer
-//! listing a payload the manifest does not fetch is downloaded before it is discarded rather
-//! than refused at Check.
 //!
 //! The attacker is real too: where an attack needs a hostile server or mirror (endless data,
 //! slow retrieval, a forged offer), [`Attacker`] is a small HTTP/1.1 responder on loopback
@@ -85,6 +81,9 @@ enum Play {
     /// Fetches the real answer, announces its full length, sends its first `first` bytes,
     /// then nothing more while the connection stays open (a stalled mirror).
     Stall { first: usize },
+    /// Fetches the real answer, announces its full length, then sends it one byte every
+    /// `every` (a trickling mirror), until the agent hangs up.
+    Trickle { every: Duration },
 }
 
 type Plan = Arc<dyn Fn(&str, &str) -> Play + Send + Sync>;
@@ -279,6 +278,26 @@ async fn serve(
             pushed.fetch_add(n as u64, Ordering::SeqCst);
             // Hold the connection open, sending nothing, until the agent hangs up.
             while sock.read(&mut chunk).await? > 0 {}
+            Ok(())
+        }
+        Play::Trickle { every } => {
+            let (status, _, bytes) = forward().await?;
+            sock.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    bytes.len()
+                )
+                .as_bytes(),
+            )
+            .await?;
+            sock.flush().await?;
+            for b in &bytes {
+                tokio::time::sleep(every).await;
+                // Fails once the agent has hung up.
+                sock.write_all(&[*b]).await?;
+                sock.flush().await?;
+                pushed.fetch_add(1, Ordering::SeqCst);
+            }
             Ok(())
         }
     }
@@ -664,10 +683,11 @@ async fn endless_data_is_bounded() {
 ///    `unsupported-critical` naming the component, the envelope alone downloaded, nothing
 ///    written (not even the `app` part).
 /// 2. An attacker on the path adds to the real server's offer a payload the manifest does
-///    not fetch: it never reaches a slot and nothing of it stays on the device; only the
-///    manifest's image is installed. (The agent still downloads such a payload into its work
-///    area before discarding it; refusing, at Check, an offer that lists more than the
-///    manifest fetches is not done yet.)
+///    not fetch (RFC 9019 §4: the manifest alone says what a device fetches; the offer only
+///    where): refused at Check, `fetch` naming the payload, before anything but the envelope
+///    is downloaded (the attacker counts requests for it: none), nothing written. Control:
+///    another device behind the same attacker, the offer passed on unchanged, installs the
+///    same release.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extraneous_dependency_is_refused() {
     let fleet = Fleet::new().await;
@@ -696,7 +716,7 @@ async fn extraneous_dependency_is_refused() {
     // 2. A payload added to the offer on the way.
     let mut dev = Device::new(&fleet, "extra-payload").await;
     let built = app_release(&fleet, 3, 9, &[&fleet.key]);
-    offer(&fleet, &dev, &built).await;
+    let release = offer(&fleet, &dev, &built).await;
     let extra = image(99, 20_000);
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&extra));
     let add = Arc::new(move |v: &mut Value| {
@@ -709,25 +729,37 @@ async fn extraneous_dependency_is_refused() {
             }));
         }
     });
-    let served = extra.clone();
+    let attack = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (a, served) = (attack.clone(), extra.clone());
     let attacker = Attacker::start(&fleet.base, move |_, path| match path {
-        CHECKIN => Play::Rewrite(add.clone()),
+        CHECKIN if a.load(Ordering::SeqCst) => Play::Rewrite(add.clone()),
         "/extra" => Play::Answer(200, served.clone()),
         _ => Play::Forward,
     })
     .await;
     dev.base = Some(attacker.url());
-    let (f, _, events) = cycle(&fleet, &dev).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
-    assert_eq!(attacker.count("GET /extra"), 1, "the attack did not happen");
-    assert_eq!(dev.read("app-b.bin"), image(9, 30_000));
-    let installed = dev.installed();
-    assert_eq!(
-        installed["components"].as_array().map(Vec::len),
-        Some(1),
-        "{installed}"
+    let (f, body) = refused(&fleet, &dev).await;
+    check_refused(&f, "fetch");
+    assert!(
+        f.detail.contains("\"https://fw.example/backdoor.bin\"")
+            && f.detail.contains("never fetches"),
+        "{}",
+        f.detail
     );
-    // Nothing of it anywhere on the device: not in a slot, not left in the work area.
+    assert_eq!(
+        attacker.count("GET /extra"),
+        0,
+        "the extraneous payload was requested"
+    );
+    assert_eq!(
+        attacker.count(&format!("GET {PAYLOADS}")),
+        0,
+        "a payload was requested"
+    );
+    assert_eq!(body, built.envelope.len() as u64, "the envelope only");
+    nothing_installed(&dev);
+    server_has_check_failure(&fleet, &dev, "fetch").await;
+    // Nothing of it anywhere on the device: not in a slot, not in the work area.
     for file in walk(&dev.dir) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(
@@ -736,6 +768,19 @@ async fn extraneous_dependency_is_refused() {
             file.display()
         );
     }
+
+    // Control: the same release through the same attacker, the offer passed on unchanged.
+    attack.store(false, Ordering::SeqCst);
+    let mut other = Device::new(&fleet, "extra-control").await;
+    fleet.campaign(&release, &[&other.id], json!({})).await;
+    other.base = Some(attacker.url());
+    let (f, _, events) = cycle(&fleet, &other).await;
+    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    assert_eq!(other.read("app-b.bin"), image(9, 30_000));
+    assert_eq!(
+        other.installed()["components"].as_array().map(Vec::len),
+        Some(1)
+    );
     fleet.stop().await;
 }
 
@@ -761,9 +806,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// release and then sends nothing, keeping the connection open. Each attempt ends after the
 /// read timeout (`server.timeout_seconds`), a cycle makes `polling.download_attempts`
 /// attempts and ends with an error the next cycle resumes from, in bounded time, and nothing
-/// is installed. Control: the same mirror passing the download on lets it install. (A mirror
-/// that trickles a byte within each read timeout is not bounded yet: the agent has no
-/// deadline or minimum rate per download.)
+/// is installed. Control: the same mirror passing the download on lets it install. A mirror
+/// that trickles a byte within each read timeout: [`slow_retrieval_trickle_is_bounded`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_retrieval_times_out() {
     let fleet = Fleet::new().await;
@@ -819,6 +863,84 @@ async fn slow_retrieval_times_out() {
     stall.store(false, Ordering::SeqCst);
     let (f, _, events) = cycle_with(&fleet, &dev, edit).await;
     assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    fleet.stop().await;
+}
+
+/// **Slow retrieval, trickled** (TUF "slow retrieval", RFC 9019 §4 availability, RFC 9124
+/// REQ.SEC.RESOURCE-EXHAUSTION): a mirror on the path sends the payload of an authentic
+/// release one byte every 1.2 s, within the 2 s read timeout, so no read ever times out and
+/// the 30 000-byte payload would take ten hours. The agent's minimum rate
+/// (`server.download_min_bytes` per `server.download_window_seconds`, here 1024 bytes per
+/// 3 s) cuts each attempt at the end of its first window, with a reason naming that rate;
+/// the cycle's `download_attempts` end in bounded time with an error the next cycle resumes
+/// from, and nothing is installed. Control: the same mirror passing the payload on (at the
+/// same settings) lets it install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_retrieval_trickle_is_bounded() {
+    let fleet = Fleet::new().await;
+    let mut dev = Device::new(&fleet, "trickle").await;
+    let built = app_release(&fleet, 2, 8, &[&fleet.key]);
+    offer(&fleet, &dev, &built).await;
+    let trickle = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let s = trickle.clone();
+    let attacker = Attacker::start(&fleet.base, move |method, path| {
+        if method == "GET" && path.starts_with(PAYLOADS) && s.load(Ordering::SeqCst) {
+            Play::Trickle {
+                every: Duration::from_millis(1200),
+            }
+        } else {
+            Play::Forward
+        }
+    })
+    .await;
+    dev.base = Some(attacker.url());
+    let edit = |t: String| {
+        t.replace(
+            "timeout_seconds = 10",
+            "timeout_seconds = 2\ndownload_min_bytes = 1024\ndownload_window_seconds = 3",
+        )
+        .replace(
+            "backoff_max_seconds = 0.05\n",
+            "backoff_max_seconds = 0.05\ndownload_attempts = 2\n",
+        )
+    };
+    let path = dev.path("agent.toml");
+    std::fs::write(&path, edit(dev.toml(&fleet))).unwrap();
+    let mut agent = suitcase_agent::Agent::new(
+        Config::load(&path).unwrap(),
+        Hooks::default(),
+        common::Events::default().sink(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), agent.cycle())
+        .await
+        .expect("a trickling mirror held the agent for 20 s: no bound per download");
+    let e = match r {
+        Err(e @ AgentError::Server(_)) => e.to_string(),
+        other => panic!("not stopped: {other:?}"),
+    };
+    assert!(e.contains(PAYLOADS), "{e}");
+    assert!(
+        e.contains("too slow") && e.contains("at least 1024 bytes in every 3s"),
+        "{e}"
+    );
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert_eq!(attacker.count(&format!("GET {PAYLOADS}")), 2, "{e}");
+    // Bytes kept coming, so the read timeout never ended an attempt.
+    assert!(
+        attacker.pushed() >= 2,
+        "the mirror sent {}",
+        attacker.pushed()
+    );
+    nothing_installed(&dev);
+
+    // Control: the mirror passes the payload on; the update installs under the same bound.
+    trickle.store(false, Ordering::SeqCst);
+    let (f, _, events) = cycle_with(&fleet, &dev, edit).await;
+    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    assert_eq!(dev.read("app-b.bin"), image(8, 30_000));
     fleet.stop().await;
 }
 

@@ -43,10 +43,23 @@ pub(super) struct ServerFile {
     pub(super) client_key: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     pub(super) timeout_seconds: f64,
+    /// A download must receive this many bytes in every `download_window_seconds`.
+    #[serde(default = "default_download_min_bytes")]
+    pub(super) download_min_bytes: u64,
+    #[serde(default = "default_download_window")]
+    pub(super) download_window_seconds: f64,
 }
 
 pub(super) fn default_timeout() -> f64 {
     30.0
+}
+
+pub(super) fn default_download_min_bytes() -> u64 {
+    crate::http::MinRate::DEFAULT.bytes.get()
+}
+
+pub(super) fn default_download_window() -> f64 {
+    crate::http::MinRate::DEFAULT.window.as_secs_f64()
 }
 
 #[derive(Debug, Deserialize)]

@@ -103,6 +103,27 @@ fn seconds(path: &Path, key: &str, s: f64) -> Result<Duration, AgentError> {
     })
 }
 
+/// `server.download_min_bytes` per `server.download_window_seconds`: both above zero (a
+/// zero would turn the slow-retrieval bound off, or cut every download at once).
+fn min_rate(path: &Path, s: &file::ServerFile) -> Result<crate::http::MinRate, AgentError> {
+    let window = seconds(
+        path,
+        "server.download_window_seconds",
+        s.download_window_seconds,
+    )?;
+    let bytes = core::num::NonZeroU64::new(s.download_min_bytes);
+    match bytes {
+        Some(bytes) if !window.is_zero() => Ok(crate::http::MinRate { bytes, window }),
+        _ => Err(bad(
+            path,
+            format!(
+                "server.download_min_bytes = {} per server.download_window_seconds = {}: give a positive number of bytes per a positive number of seconds (the slowest a download may go before it is cut)",
+                s.download_min_bytes, s.download_window_seconds
+            ),
+        )),
+    }
+}
+
 fn parse_id(path: &Path, what: &str, id: &IdFile) -> Result<Vec<Vec<u8>>, AgentError> {
     let segments: Vec<&str> = match id {
         IdFile::Text(t) => t.split(['/', ',']).collect(),
@@ -213,6 +234,7 @@ impl Config {
             ca_pem,
             identity_pem,
             timeout: seconds(path, "server.timeout_seconds", f.server.timeout_seconds)?,
+            min_rate: min_rate(path, &f.server)?,
         };
 
         let (anchors, threshold, state) = match &f.trust.state {

@@ -20,6 +20,8 @@ pub struct Server {
     pub identity_pem: Option<Vec<u8>>,
     /// Per-request timeout (connect and each read).
     pub timeout: Duration,
+    /// The slowest a download may go (`download_min_bytes` per `download_window_seconds`).
+    pub min_rate: crate::http::MinRate,
 }
 
 /// Vendor, class and device identifiers (UUIDs).

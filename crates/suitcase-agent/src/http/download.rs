@@ -1,6 +1,6 @@
 //! Downloads: a file of the offer fetched into the work area, resumed with `Range` and
 //! `If-Range` from its last flushed byte, flushed and checkpointed every
-//! [`super::CHECKPOINT_BYTES`].
+//! [`super::CHECKPOINT_BYTES`], and cut when it runs slower than [`MinRate`].
 
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 
-use super::{CHECKPOINT_BYTES, DownloadError, Http, Pending, SendError};
+use super::{CHECKPOINT_BYTES, DownloadError, Http, MinRate, Pending, SendError};
 use crate::error::{AgentError, local};
 use crate::state::Download;
 
@@ -49,7 +49,18 @@ impl Http {
         let req = rb
             .build()
             .map_err(|e| DownloadError::Transient(format!("{}: {e}", d.url)))?;
-        let mut resp = self.send(req).await.map_err(|e| match e {
+        let rate = self.min_rate;
+        // The answer's head (and any redirects) within one window: headers trickled a byte
+        // per read timeout would otherwise hold the agent as long as a trickled body.
+        let sent = tokio::time::timeout(rate.window, self.send(req))
+            .await
+            .map_err(|_| {
+                DownloadError::Transient(format!(
+                    "{}: no answer within {:?} (server.download_window_seconds: the slow-retrieval bound)",
+                    d.url, rate.window
+                ))
+            })?;
+        let mut resp = sent.map_err(|e| match e {
             SendError::Refused(m) => DownloadError::Refused(m),
             SendError::Net(e) => DownloadError::Transient(format!("{}: {e}", d.url)),
         })?;
@@ -118,8 +129,33 @@ impl Http {
         });
         let mut this_transfer = 0u64;
         let mut since_flush = 0u64;
+        // TUF "slow retrieval" (RFC 9019 §4 availability): at least `rate.bytes` in every
+        // window, or the transfer is cut (what arrived is kept for the next attempt).
+        // A window need not bring more than what is left of the file.
+        let mut window_end = tokio::time::Instant::now() + rate.window;
+        let mut in_window = 0u64;
+        let mut need = rate.bytes.get().min(d.size.saturating_sub(d.durable));
         loop {
-            let chunk = match resp.chunk().await {
+            if tokio::time::Instant::now() >= window_end {
+                if in_window < need {
+                    flush(&mut file, d, &what)?;
+                    checkpoint(d)?;
+                    return Err(DownloadError::Transient(too_slow(
+                        &d.url, in_window, rate, d.durable, d.size,
+                    )));
+                }
+                in_window = 0;
+                window_end = tokio::time::Instant::now() + rate.window;
+                need = rate
+                    .bytes
+                    .get()
+                    .min(d.size.saturating_sub(d.durable + since_flush));
+            }
+            // Waiting for a chunk is cancel-safe: a frame not yet received stays in the body.
+            let Ok(next) = tokio::time::timeout_at(window_end, resp.chunk()).await else {
+                continue;
+            };
+            let chunk = match next {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
@@ -149,6 +185,7 @@ impl Http {
             self.counters.download_body.fetch_add(n, Ordering::Relaxed);
             this_transfer += n;
             since_flush += n;
+            in_window += n;
             // The caller decides whether this is worth a progress report (rarely: never per
             // chunk) and hands back the sending of it, done before the next chunk.
             if let Some(send) = progress(d.durable + since_flush) {
@@ -181,6 +218,16 @@ impl Http {
         }
         Ok(())
     }
+}
+
+/// Why a download was cut for being too slow, naming the configured rate.
+fn too_slow(url: &str, got: u64, rate: MinRate, held: u64, size: u64) -> String {
+    format!(
+        "{url}: too slow, {got} bytes in {:?}; a download must receive at least {} bytes in every {:?} (server.download_min_bytes per server.download_window_seconds: the slow-retrieval bound); cut at {held} of {size} bytes, kept for the next attempt",
+        rate.window,
+        rate.bytes.get(),
+        rate.window
+    )
 }
 
 fn flush(file: &mut std::fs::File, d: &mut Download, what: &str) -> Result<(), AgentError> {

@@ -7,6 +7,7 @@ fn http(url: &str) -> Http {
         ca_pem: None,
         identity_pem: None,
         timeout: std::time::Duration::from_secs(1),
+        min_rate: MinRate::DEFAULT,
     };
     Http::new(&server, vec![]).unwrap()
 }

@@ -1,6 +1,7 @@
 //! NTIA step 5, Check: the envelope authenticated, and the update's sections run in probe
-//! mode (anti-rollback, vendor, class, components, sizes against capacity), and a decryption
-//! key held for every encrypted payload. Receive runs it before any payload is downloaded.
+//! mode (anti-rollback, vendor, class, components, sizes against capacity), the offer's
+//! payloads all fetched by the manifest, and a decryption key held for every encrypted
+//! payload. Receive runs it before any payload is downloaded.
 
 use suitcase_manifest::VerifiedManifest;
 use suitcase_protocol::Step;
@@ -38,12 +39,13 @@ pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
 fn trust_update(ctx: &Ctx, j: &mut Journal, bytes: &[u8]) -> StepResult {
     let step = Step::Check;
     if crate::bundle::is_bundle_offer(&j.offer) {
-        // A bundle's index names the release by the manifest digest, which the release path
-        // checks (`probe`); that check and its tests are not built for trust updates yet.
+        // A bundle's trust updates are applied before a release is picked
+        // (`bundle::apply_trust_updates`, docs/bundles.md §3); one listed as a release (an
+        // index nobody checked) is not applied here.
         return Err(fail(
             step,
             suitcase_manifest::Reason::Malformed.code(),
-            "a trust update from an offline bundle is not supported yet: deliver it through the server",
+            "a trust update offered as a release of an offline bundle is refused: a bundle carries trust updates beside its releases (suitcase bundle create --trust-update FILE), and the agent applies those before it picks a release",
         ));
     }
     let current = crate::trust::in_force(ctx)?.ok_or_else(|| {
@@ -105,6 +107,11 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
             ));
         }
     }
+    // TUF "extraneous dependencies", RFC 9019 §4: the signed manifest is the only authority
+    // on what the device fetches; the offer only says where. A payload it adds is refused
+    // here, before any payload byte is downloaded.
+    extraneous(v, &j.offer.payloads)
+        .map_err(|detail| fail(step, suitcase_manifest::Reason::Fetch.code(), detail))?;
     // docs/trust.md "Freshness": the envelope is the offer the statement bound (mix-and-match).
     if !crate::bundle::is_bundle_offer(&j.offer) {
         crate::freshness::check_offer(ctx, step, v.digest().as_bytes(), v.sequence_number())?;
@@ -141,6 +148,76 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
             },
         ),
     ))
+}
+
+/// Whether the offer lists only payloads the manifest fetches, each once: every offered
+/// `uri` must be the value of a uri parameter (draft-ietf-suit-manifest §8.4.8.9) that the
+/// shared sequence or an update section sets, in any branch of a try-each. What is wrong,
+/// naming the payload.
+pub(crate) fn extraneous(
+    v: &VerifiedManifest<'_>,
+    offered: &[suitcase_protocol::PayloadOffer],
+) -> Result<(), String> {
+    use suitcase_manifest::{Command, CommandSequence, Parameter, ParameterMap, SectionState};
+
+    /// Nesting is bounded by the decoder already; a second bound, as in [`decryptable`].
+    const MAX_DEPTH: usize = 16;
+
+    fn map<'a>(p: &ParameterMap<'a>, uris: &mut Vec<&'a str>) {
+        for param in p.iter() {
+            if let Parameter::Uri(u) = param {
+                uris.push(u);
+            }
+        }
+    }
+
+    fn walk<'a>(seq: &CommandSequence<'a>, depth: usize, uris: &mut Vec<&'a str>) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        for (_, command) in seq.iter() {
+            match command {
+                Command::OverrideParameters(p) | Command::SetParameters(p) => map(&p, uris),
+                Command::OverrideMultiple(m) => {
+                    for (_, p) in m.iter() {
+                        map(&p, uris);
+                    }
+                }
+                Command::RunSequence(s) => walk(&s, depth + 1, uris),
+                Command::TryEach(t) => {
+                    for branch in t.branches() {
+                        walk(&branch, depth + 1, uris);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut uris = Vec::new();
+    if let Some(shared) = &v.manifest().shared_sequence {
+        walk(shared, 0, &mut uris);
+    }
+    for section in UPDATE_SECTIONS {
+        if let SectionState::Present(seq) = v.section(section) {
+            walk(&seq, 0, &mut uris);
+        }
+    }
+    for (i, p) in offered.iter().enumerate() {
+        if offered.iter().take(i).any(|q| q.uri == p.uri) {
+            return Err(format!(
+                "the offer lists payload {:?} twice (again as payload {i}, from {}): refused before any payload is downloaded",
+                p.uri, p.url
+            ));
+        }
+        if !uris.iter().any(|u| *u == p.uri) {
+            return Err(format!(
+                "the offer adds payload {i} {:?} (from {}, {} bytes), which the signed manifest never fetches: refused before any payload is downloaded (the manifest alone says what a device fetches)",
+                p.uri, p.url, p.size
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether this device holds a key for every encrypted payload of the update: each
