@@ -26,6 +26,10 @@ fn the_example_uses_every_key_and_parses() {
         c.identity.vendor,
         suitcase_author::uuid::vendor("example.com")
     );
+    assert_eq!(
+        (c.server.min_rate.bytes.get(), c.server.min_rate.window),
+        (16384, core::time::Duration::from_secs(60))
+    );
     assert_eq!(c.consent.mode, ConsentMode::Window);
     assert_eq!(c.consent.window.as_ref().unwrap().start_minute, 120);
     assert_eq!(c.health.command, ["/usr/libexec/healthy"]);
@@ -134,6 +138,18 @@ fn mistakes_are_named() {
         (
             format!("{BASE}{APP}").replace("kind = \"file\"", "kind = \"mcu\""),
             "slots does not apply",
+        ),
+        (
+            format!("{BASE}{APP}")
+                .replace("token = \"t\"\n", "token = \"t\"\ndownload_min_bytes = 0\n"),
+            "server.download_min_bytes = 0 per server.download_window_seconds = 30",
+        ),
+        (
+            format!("{BASE}{APP}").replace(
+                "token = \"t\"\n",
+                "token = \"t\"\ndownload_window_seconds = 0\n",
+            ),
+            "give a positive number of bytes per a positive number of seconds",
         ),
         (format!("{BASE}{APP}frobnicate = 1\n"), "unknown field"),
     ];
