@@ -139,11 +139,14 @@ impl TrustState {
 /// root-signed trust update may (docs/trust.md, the model), so a release that does is refused
 /// ([`TrustError::ReleaseTouchesTrust`]). Public for callers that verify through their own
 /// path (the agent's consumer core) instead of [`TrustState::verify_release`].
+///
+/// Every component index counts, dependency indices too: one beyond suit-components takes
+/// its dependency prefix as identifier (draft-ietf-suit-trust-domains §5.2.2), and commands
+/// reach it like any component.
 pub fn names_trust_store(verified: &VerifiedManifest<'_>) -> bool {
-    verified
-        .manifest()
-        .components
-        .iter()
+    let m = verified.manifest();
+    (0..m.index_count())
+        .filter_map(|i| m.component_id(i))
         .any(|c| c.segments().next() == Some(TRUST_COMPONENT))
 }
 
@@ -193,4 +196,41 @@ fn trust_document<'a>(verified: &VerifiedManifest<'a>) -> Result<&'a [u8], Trust
         return Err(TrustError::PayloadMismatch);
     }
     Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate alloc;
+    use alloc::vec;
+
+    use ed25519_dalek::Signer as _;
+    use suitcase_manifest::build::{EnvelopeBuilder, ManifestBuilder};
+    use suitcase_manifest::codepoints::alg;
+    use suitcase_manifest::{DigestAlgorithm, Envelope, PublicKey, TrustAnchor, TrustPolicy};
+
+    #[test]
+    fn attack_release_names_trust_store_as_a_dependency_prefix_is_caught() {
+        // The trust store named as the identifier of a dependency index (trust-domains
+        // §5.2.2: a dependency index beyond suit-components takes its prefix as identifier),
+        // not in suit-components: the release would write the trust store all the same.
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let manifest = ManifestBuilder {
+            sequence_number: 1,
+            components: vec![vec![b"app".to_vec()]],
+            dependencies: vec![(1, Some(vec![super::TRUST_COMPONENT.to_vec()]))],
+            ..ManifestBuilder::default()
+        };
+        let mut env = EnvelopeBuilder::new(&manifest, DigestAlgorithm::Sha256);
+        env.sign1(alg::ED25519, None, |tbs| key.sign(tbs).to_bytes().to_vec());
+        let bytes = env.encode();
+        let anchors = [TrustAnchor::new(
+            "release signer",
+            PublicKey::Ed25519(key.verifying_key()),
+        )];
+        let verified = Envelope::decode(&bytes)
+            .unwrap()
+            .verify(&anchors, &TrustPolicy::default())
+            .unwrap();
+        assert!(super::names_trust_store(&verified));
+    }
 }
