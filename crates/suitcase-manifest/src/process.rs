@@ -511,6 +511,25 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
     /// [`Error::SectionMissing`] if the section was severed and is not in the envelope, or the
     /// failure that aborted the section.
     pub fn run(&mut self, section: Section) -> Result<bool, Error> {
+        // Trust-domains §5.1: a processor that does not support dependencies aborts on a
+        // manifest that has them. Without dependency trust this one does not: it refuses the
+        // manifest before any command, so an index listed in suit-dependencies is never
+        // half-handled as a dependency (a fetch left in the envelope, an image-match hashing
+        // a manifest) by a caller that reads the result as a component's.
+        if self.deps.trust.is_none()
+            && self
+                .manifest
+                .manifest()
+                .dependencies
+                .iter()
+                .next()
+                .is_some()
+        {
+            return Err(Error::UnsupportedCritical {
+                what: Unsupported::CommonMember,
+                id: DEPENDENCIES_KEY,
+            });
+        }
         let seq = match self.manifest.section(section) {
             // A section the dependent does not have has no end at which trust-domains §5.1
             // could check its dependencies' (the draft's encryption-with-dependency example
@@ -1556,6 +1575,9 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         crate::encryption::decrypt(self, to, info, source)
     }
 }
+
+/// suit-dependencies, the SUIT_Common member (trust-domains §5.2).
+const DEPENDENCIES_KEY: i64 = 1;
 
 /// Trust-domains §5.4 step 1, §5.6.2.
 const NOT_LISTED: Error = Error::Malformed {

@@ -153,7 +153,8 @@ fn encryption_with_dependency_decrypts_with_the_dependents_encryption_info() {
 
 #[test]
 fn without_dependency_trust_dependencies_stay_unsupported() {
-    // Trust-domains §5.1: a processor that does not support dependencies must abort.
+    // Trust-domains §5.1: a processor that does not support dependencies must abort: before
+    // any command, on the manifest's suit-dependencies.
     let root = vector("trust-domains/example2_integrated.hex");
     let verified = Envelope::decode(&root)
         .unwrap()
@@ -167,8 +168,8 @@ fn without_dependency_trust_dependencies_stay_unsupported() {
     assert_eq!(
         err,
         Error::UnsupportedCritical {
-            what: Unsupported::Command,
-            id: 11
+            what: Unsupported::CommonMember,
+            id: 1
         }
     );
 }
@@ -827,4 +828,48 @@ fn staged_author_manifest_installs_when_the_root_processes_every_section() {
     result.unwrap();
     assert_eq!(failure, None);
     assert_eq!(content(&dev, b"fw"), FIRMWARE);
+}
+
+#[test]
+fn attack_image_match_on_a_dependency_without_dependency_trust_is_refused() {
+    // Component 0 is ["fw"] and also listed in suit-dependencies. A processor without
+    // dependency support (a consumer's plain image-match run) must not treat it as one:
+    // the fetch of "#x" would stay in the envelope and image-match would hash that
+    // manifest, so ["fw"] would count as matched while it holds nothing. Trust-domains
+    // §5.1: a processor that does not support dependencies aborts on a manifest with them.
+    let other = sign(&author_manifest(), &author_key(), &[]);
+    let m = ManifestBuilder {
+        sequence_number: 4,
+        components: vec![vec![b"fw".to_vec()]],
+        dependencies: vec![(0, None)],
+        shared_sequence: Some(vec![Cmd::OverrideParameters(vec![Param::ImageDigest(
+            DigestAlgorithm::Sha256,
+            digest_of(&other),
+        )])]),
+        install: Some(vec![
+            Cmd::OverrideParameters(vec![Param::Uri("#x".into())]),
+            Cmd::Directive(Directive::Fetch, 15),
+            Cmd::Condition(Condition::ImageMatch, 15),
+        ]),
+        ..Default::default()
+    };
+    let root = sign(&m, &author_key(), &[("#x", other)]);
+    let anchors = [TrustAnchor::new("author", ed(&author_key()))];
+    let verified = Envelope::decode(&root)
+        .unwrap()
+        .verify(&anchors, &TrustPolicy::default())
+        .unwrap();
+    let mut dev = device(&[b"fw"]);
+    let err = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .update()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::UnsupportedCritical {
+            what: Unsupported::CommonMember,
+            id: 1
+        }
+    );
+    assert!(content(&dev, b"fw").is_empty());
 }
