@@ -11,7 +11,7 @@
 //! | arbitrary software | [`arbitrary_software_is_refused`] | signature against the device's trust anchors at Check, before a payload byte |
 //! | rollback | [`rollback_is_refused`] | the server does not offer it; the agent's and the bootloader's anti-rollback |
 //! | endless data | [`endless_data_is_bounded`] | every download stops at the size the manifest declares (the offer's, equal to it) |
-//! | extraneous dependencies | [`extraneous_dependency_is_refused`] | only what the signed manifest names is fetched and installed; an offer adding a payload is refused at Check |
+//! | extraneous dependencies | [`extraneous_dependency_is_refused`], [`extraneous_payload_on_a_trust_update_is_refused`] | only what the signed manifest names is fetched and installed; an offer adding a payload is refused at Check |
 //! | slow retrieval (stall) | [`slow_retrieval_times_out`] | a read timeout and a bounded number of attempts per cycle |
 //! | slow retrieval (trickle) | [`slow_retrieval_trickle_is_bounded`] | a minimum rate per window for every download, and a bounded number of attempts |
 //! | wrong software (class) | [`wrong_software_other_class_is_refused`] | class-identifier condition |
@@ -784,6 +784,70 @@ async fn extraneous_dependency_is_refused() {
     fleet.stop().await;
 }
 
+/// **Extraneous dependencies on a trust update** (as [`extraneous_dependency_is_refused`]):
+/// an attacker on the path adds a payload to the real server's offer of an authentic trust
+/// update (signed by 2 of the 3 root keys), which fetches nothing. Refused at Check (`fetch`,
+/// naming the payload), the payload never requested, the trust state in force kept. Control:
+/// another device behind the same attacker, the offer passed on unchanged, applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extraneous_payload_on_a_trust_update_is_refused() {
+    let fleet = Fleet::new().await;
+    let k = trusted(&fleet, 1).await;
+    let mut dev = trust_device(&fleet, "extra-trust", &k.genesis).await;
+    let mut other = trust_device(&fleet, "extra-trust-control", &k.genesis).await;
+    let state = with_state(&fleet);
+    let mut next = k.genesis;
+    next.set_sequence(1);
+    next.add_signer(trust::signer(&k.mallory_pub)).unwrap();
+    let update = trust::update(&next, &[&k.root1, &k.root2]);
+    let release = offer_trust_update(&fleet, &dev, &update).await;
+    let add = Arc::new(|v: &mut Value| {
+        if let Some(p) = v["update"]["payloads"].as_array_mut() {
+            p.push(json!({
+                "uri": "https://fw.example/backdoor.bin",
+                "url": "/extra",
+                "size": 3,
+                "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"bad")),
+            }));
+        }
+    });
+    let attack = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let a = attack.clone();
+    let attacker = Attacker::start(&fleet.base, move |_, path| match path {
+        CHECKIN if a.load(Ordering::SeqCst) => Play::Rewrite(add.clone()),
+        "/extra" => Play::Answer(200, b"bad".to_vec()),
+        _ => Play::Forward,
+    })
+    .await;
+    dev.base = Some(attacker.url());
+    let (f, body) = refused_with(&fleet, &dev, &state).await;
+    check_refused(&f, "fetch");
+    assert!(
+        f.detail.contains("\"https://fw.example/backdoor.bin\"")
+            && f.detail.contains("fetches nothing"),
+        "{}",
+        f.detail
+    );
+    assert_eq!(attacker.count("GET /extra"), 0, "the payload was requested");
+    assert_eq!(body, update.len() as u64, "the envelope only");
+    assert!(
+        !dev.path("state/trust.cbor").exists(),
+        "the update was applied"
+    );
+
+    // Control: the offer passed on unchanged, the update applies.
+    attack.store(false, Ordering::SeqCst);
+    other.base = Some(attacker.url());
+    fleet.campaign(&release, &[&other.id], json!({})).await;
+    let (f, _, events) = cycle_with(&fleet, &other, &state).await;
+    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    assert_eq!(
+        TrustState::decode(&other.read("state/trust.cbor")).unwrap(),
+        next
+    );
+    fleet.stop().await;
+}
+
 /// Every regular file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -1071,8 +1135,8 @@ fn with_state(fleet: &Fleet) -> impl Fn(String) -> String + use<> {
 }
 
 /// Uploads a trust update (an envelope with its document integrated, no payload to upload)
-/// and offers it to `dev` by a campaign.
-async fn offer_trust_update(fleet: &Fleet, dev: &Device, update: &[u8]) {
+/// and offers it to `dev` by a campaign; the release id.
+async fn offer_trust_update(fleet: &Fleet, dev: &Device, update: &[u8]) -> String {
     let r = fleet
         .client
         .post(fleet.url(&format!("/api/v1/releases?name=trust-{}", update.len())))
@@ -1085,9 +1149,9 @@ async fn offer_trust_update(fleet: &Fleet, dev: &Device, update: &[u8]) {
     let s = r.status();
     let v: Value = r.json().await.unwrap();
     assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
-    fleet
-        .campaign(v["id"].as_str().unwrap(), &[&dev.id], json!({}))
-        .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    id
 }
 
 /// **Key compromise below the threshold** (RFC 8240 §3, TUF "key compromise" and its

@@ -48,6 +48,19 @@ fn trust_update(ctx: &Ctx, j: &mut Journal, bytes: &[u8]) -> StepResult {
             "a trust update offered as a release of an offline bundle is refused: a bundle carries trust updates beside its releases (suitcase bundle create --trust-update FILE), and the agent applies those before it picks a release",
         ));
     }
+    // A trust update fetches nothing (its document is integrated): any payload the offer
+    // lists is extraneous (RFC 9019 §4, TUF "extraneous dependencies"), refused before it
+    // is downloaded.
+    if let Some((i, p)) = j.offer.payloads.iter().enumerate().next() {
+        return Err(fail(
+            step,
+            suitcase_manifest::Reason::Fetch.code(),
+            format!(
+                "the offer adds payload {i} {:?} (from {}, {} bytes) to a trust update, which fetches nothing: refused before any payload is downloaded",
+                p.uri, p.url, p.size
+            ),
+        ));
+    }
     let current = crate::trust::in_force(ctx)?.ok_or_else(|| {
         crate::error::AgentError::Local("trust.state is set but no trust state is in force".into())
     })?;
