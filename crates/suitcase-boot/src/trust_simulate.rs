@@ -10,8 +10,14 @@
 //! is above the state in force (what `TrustState::apply_update` decides on a real device).
 //!
 //! Every operation of the uncut run (staging writes, copy erases and programs, staging clears)
-//! is a cut point, torn three ways (seeded random, nothing applied, everything applied but the
-//! power lost), followed by one more cut at a pseudo-random point of the recovery. After every
+//! is a cut point, torn four ways (seeded random, every byte independently untouched, applied
+//! or partly applied ("scatter"), nothing applied, everything applied but the power lost),
+//! followed by one more cut at a pseudo-random point of the recovery.
+//!
+//! Two flash models: the simulator's own (`READ_SIZE` 1, `WRITE_SIZE` 4) and [`AlignedFlash`]
+//! with `READ_SIZE` 4 and `WRITE_SIZE` 8, whose driver refuses a misaligned read or program as
+//! parts with ECC do ([`TrustSimConfig::read_size`]). The stand-in envelope has an odd length
+//! (a trailing byte), so the staged envelope never ends on a read unit. After every
 //! reset the bootloader must find:
 //!
 //! * a state in force (none: **lost**), never one older than a state already seen in force
@@ -33,13 +39,88 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use suitcase_flash_sim::{SharedFlash, SimFlash, Tear};
+use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+use suitcase_flash_sim::{SharedFlash, SimError, SimFlash, Tear};
 
+use crate::simulate::{SIM_ERASE_SIZE, SimPartition};
 use crate::trust_store::{CommitBuffers, TrustStaging, TrustStore, commit_staged};
+
+/// A partition of the simulated flash behind a driver that reads whole `READ`-byte units at
+/// `READ`-aligned offsets only and programs whole `WRITE`-byte units (`WRITE` a multiple of
+/// the simulator's 4), refusing anything else with [`SimError::NotAligned`]. `AlignedFlash<1,
+/// 4>` behaves exactly as the partition. [`AlignedFlash::fail_reads`] makes every read fail
+/// (a read fault the bootloader cannot tell from a broken part).
+#[derive(Debug)]
+pub struct AlignedFlash<const READ: usize, const WRITE: usize> {
+    inner: SimPartition,
+    fail_reads: bool,
+}
+
+impl<const READ: usize, const WRITE: usize> AlignedFlash<READ, WRITE> {
+    /// `inner` behind the aligned driver.
+    pub fn new(inner: SimPartition) -> Self {
+        Self {
+            inner,
+            fail_reads: false,
+        }
+    }
+
+    /// From now on every read fails (`true`) or works again (`false`).
+    pub fn fail_reads(&mut self, fail: bool) {
+        self.fail_reads = fail;
+    }
+
+    fn aligned(offset: u32, len: usize, align: usize) -> Result<(), SimError> {
+        let at = usize::try_from(offset).unwrap_or(usize::MAX);
+        if at.is_multiple_of(align) && len.is_multiple_of(align) {
+            Ok(())
+        } else {
+            Err(SimError::NotAligned { offset, len, align })
+        }
+    }
+}
+
+impl<const READ: usize, const WRITE: usize> ErrorType for AlignedFlash<READ, WRITE> {
+    type Error = SimError;
+}
+
+impl<const READ: usize, const WRITE: usize> ReadNorFlash for AlignedFlash<READ, WRITE> {
+    const READ_SIZE: usize = READ;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        Self::aligned(offset, bytes.len(), READ)?;
+        if self.fail_reads {
+            return Err(SimError::OutOfBounds {
+                offset,
+                len: bytes.len(),
+            });
+        }
+        self.inner.read(offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+}
+
+impl<const READ: usize, const WRITE: usize> NorFlash for AlignedFlash<READ, WRITE> {
+    const WRITE_SIZE: usize = WRITE;
+    const ERASE_SIZE: usize = SIM_ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.inner.erase(from, to)
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        Self::aligned(offset, bytes.len(), WRITE)?;
+        self.inner.write(offset, bytes)
+    }
+}
 
 /// Boots a run may take.
 const BOOT_LIMIT: u32 = 40;
 const TOY_MAGIC: &[u8; 4] = b"TOYU";
+const TOY_TRAILER: u8 = 0xA5;
 
 /// Geometry and knobs of a trust-area proof run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +136,9 @@ pub struct TrustSimConfig {
     pub edge_tears: bool,
     /// Seed of the tear shapes and repeated-cut distances.
     pub seed: u64,
+    /// The flash model: 1 (the simulator's: `READ_SIZE` 1, `WRITE_SIZE` 4) or 4
+    /// ([`AlignedFlash`]: `READ_SIZE` 4, `WRITE_SIZE` 8).
+    pub read_size: usize,
 }
 
 impl Default for TrustSimConfig {
@@ -66,6 +150,7 @@ impl Default for TrustSimConfig {
             repeat_cuts: 1,
             edge_tears: true,
             seed: 1,
+            read_size: 1,
         }
     }
 }
@@ -76,6 +161,14 @@ impl TrustSimConfig {
         Self {
             sector_size: 256,
             ..Self::default()
+        }
+    }
+
+    /// [`TrustSimConfig::small`] on [`AlignedFlash`]: `READ_SIZE` 4, `WRITE_SIZE` 8.
+    pub fn small_aligned() -> Self {
+        Self {
+            read_size: 4,
+            ..Self::small()
         }
     }
 }
@@ -95,6 +188,8 @@ pub struct TrustReport {
     pub unfinished: u64,
     /// Bytes programmed by one trust update (staging, copy, clear), uncut.
     pub writes_per_update: u64,
+    /// The flash model's `READ_SIZE`.
+    pub read_size: usize,
     /// The first problem, for a human.
     pub first_problem: Option<String>,
 }
@@ -109,6 +204,7 @@ impl TrustReport {
 impl fmt::Display for TrustReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "layout:            trust-state")?;
+        writeln!(f, "read size:         {}", self.read_size)?;
         writeln!(f, "cut points:        {}", self.cut_points)?;
         writeln!(f, "power cuts:        {}", self.cuts)?;
         writeln!(f, "lost:              {}", self.lost)?;
@@ -139,6 +235,8 @@ fn toy_update(seq: u64, len: usize) -> Vec<u8> {
     let mut e = TOY_MAGIC.to_vec();
     e.extend_from_slice(&seq.to_le_bytes());
     e.extend_from_slice(&toy_record(seq, len));
+    // An odd length: the staged envelope never ends on a read unit.
+    e.push(TOY_TRAILER);
     e
 }
 
@@ -152,7 +250,8 @@ fn toy_apply(current: &[u8], envelope: &[u8], next: &mut [u8]) -> Result<u64, St
     let (magic, rest) = envelope.split_at_checked(4).ok_or("short")?;
     let (seq, record) = rest.split_at_checked(8).ok_or("short")?;
     let seq = u64::from_le_bytes(seq.try_into().map_err(|_| "short")?);
-    if magic != TOY_MAGIC || record != toy_record(seq, len) {
+    let (trailer, record) = record.split_last().ok_or("short")?;
+    if magic != TOY_MAGIC || *trailer != TOY_TRAILER || record != toy_record(seq, len) {
         return Err("not authentic".into());
     }
     if seq <= current_seq {
@@ -177,7 +276,7 @@ impl Device {
         }
         let sectors = |bytes: usize| u32::try_from(bytes).unwrap_or(u32::MAX).div_ceil(s);
         let half = sectors(24 + config.record_len);
-        let staging = sectors(16 + 12 + config.record_len);
+        let staging = sectors(16 + 13 + config.record_len);
         let flash =
             SimFlash::<4, 64>::uniform(s, 2 * half + staging, seed).map_err(|e| format!("{e}"))?;
         Ok(Self {
@@ -188,12 +287,13 @@ impl Device {
         })
     }
 
-    fn parts(
+    #[allow(clippy::type_complexity, reason = "two flash types")]
+    fn parts<const R: usize, const W: usize>(
         &self,
     ) -> Result<
         (
-            TrustStore<crate::simulate::SimPartition>,
-            TrustStaging<crate::simulate::SimPartition>,
+            TrustStore<AlignedFlash<R, W>>,
+            TrustStaging<AlignedFlash<R, W>>,
         ),
         String,
     > {
@@ -206,8 +306,9 @@ impl Device {
             .partition(self.trust_len, self.staging_len)
             .map_err(|e| format!("{e}"))?;
         Ok((
-            TrustStore::new(store, self.record_len).map_err(|e| format!("{e}"))?,
-            TrustStaging::new(staging).map_err(|e| format!("{e}"))?,
+            TrustStore::new(AlignedFlash::new(store), self.record_len)
+                .map_err(|e| format!("{e}"))?,
+            TrustStaging::new(AlignedFlash::new(staging)).map_err(|e| format!("{e}"))?,
         ))
     }
 
@@ -230,9 +331,12 @@ struct Run {
 }
 
 impl Run {
-    fn new(config: &TrustSimConfig, seed: u64) -> Result<Self, String> {
+    fn new<const R: usize, const W: usize>(
+        config: &TrustSimConfig,
+        seed: u64,
+    ) -> Result<Self, String> {
         let device = Device::new(config, seed)?;
-        let (mut store, _) = device.parts()?;
+        let (mut store, _) = device.parts::<R, W>()?;
         store
             .write(None, 0, &toy_record(0, config.record_len))
             .map_err(|e| format!("provisioning: {e}"))?;
@@ -266,7 +370,7 @@ impl Run {
     }
 
     /// Runs the scenario; the flash operations it made when it finished.
-    fn execute(&mut self) -> Result<(u64, u64), (Kind, String)> {
+    fn execute<const R: usize, const W: usize>(&mut self) -> Result<(u64, u64), (Kind, String)> {
         let len = self.config.record_len;
         let mut seen = 0u64;
         let mut replay_staged = false;
@@ -278,7 +382,8 @@ impl Run {
             if boot > 0 {
                 self.reset();
             }
-            let (mut store, mut staging) = self.device.parts().map_err(|e| (Kind::Lost, e))?;
+            let (mut store, mut staging) =
+                self.device.parts::<R, W>().map_err(|e| (Kind::Lost, e))?;
             let outcome = commit_staged(
                 &mut store,
                 &mut staging,
@@ -343,21 +448,29 @@ impl Run {
 /// # Errors
 /// A message if the geometry is unusable or the uncut scenario fails.
 pub fn trust_power_cut_proof(config: &TrustSimConfig) -> Result<TrustReport, String> {
-    let mut report = trust_measure(config)?;
+    match config.read_size {
+        1 => proof::<1, 4>(config),
+        4 => proof::<4, 8>(config),
+        other => Err(format!("read size {other}: 1 or 4")),
+    }
+}
+
+fn proof<const R: usize, const W: usize>(config: &TrustSimConfig) -> Result<TrustReport, String> {
+    let mut report = measure::<R, W>(config)?;
     let tears: &[Tear] = if config.edge_tears {
-        &[Tear::Random, Tear::Nothing, Tear::Complete]
+        &[Tear::Random, Tear::Scatter, Tear::Nothing, Tear::Complete]
     } else {
         &[Tear::Random]
     };
     for n in 0..report.cut_points {
         for &tear in tears {
             let seed = config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut run = Run::new(config, seed)?;
+            let mut run = Run::new::<R, W>(config, seed)?;
             let _ = run.device.flash.with(|f| {
                 f.set_tear(tear);
                 f.cut_power_after(n);
             });
-            let outcome = run.execute();
+            let outcome = run.execute::<R, W>();
             report.cuts += run.cuts;
             if let Err((kind, message)) = outcome {
                 match kind {
@@ -379,13 +492,22 @@ pub fn trust_power_cut_proof(config: &TrustSimConfig) -> Result<TrustReport, Str
 /// # Errors
 /// A message if the geometry is unusable or the scenario fails.
 pub fn trust_measure(config: &TrustSimConfig) -> Result<TrustReport, String> {
-    let mut run = Run::new(config, config.seed)?;
+    match config.read_size {
+        1 => measure::<1, 4>(config),
+        4 => measure::<4, 8>(config),
+        other => Err(format!("read size {other}: 1 or 4")),
+    }
+}
+
+fn measure<const R: usize, const W: usize>(config: &TrustSimConfig) -> Result<TrustReport, String> {
+    let mut run = Run::new::<R, W>(config, config.seed)?;
     let (ops, bytes) = run
-        .execute()
+        .execute::<R, W>()
         .map_err(|(_, m)| format!("the scenario fails even without power cuts: {m}"))?;
     Ok(TrustReport {
         cut_points: ops,
         writes_per_update: bytes,
+        read_size: config.read_size,
         ..TrustReport::default()
     })
 }

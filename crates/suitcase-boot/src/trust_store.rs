@@ -38,6 +38,15 @@
 //! it with [`TrustStore::write`] and then clears the staging area. A cut between the write and
 //! the clear leaves the update staged: at the next reset the closure refuses it as not above the
 //! state in force (it already is the state in force), and it is cleared.
+//!
+//! **Nothing staged stops the boot.** The staging area is written by the application and
+//! authenticated by nothing but the closure, so what it holds is treated as untrusted input:
+//! any length is read (a tail that is not a whole number of `READ_SIZE` units through a padded
+//! scratch read, so a part that refuses misaligned reads reads it too); a torn or corrupt one
+//! reads as nothing staged; one larger than the bootloader's buffer, or one whose read fails,
+//! is dropped (the area is cleared, best effort for a read failure) and the state in force
+//! boots, reported as [`Commit::Nothing`]. Only errors of the trust area itself, and a failing
+//! erase of the staging area after a refusal or a commit, are returned as errors.
 
 use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
 
@@ -216,6 +225,31 @@ fn program<S: NorFlash>(flash: &mut S, at: u32, bytes: &[u8]) -> Result<(), Trus
     Ok(())
 }
 
+/// Reads `dst.len()` bytes at `at` (a multiple of `READ_SIZE`) in chunks. A tail that is not a
+/// whole number of read units is read padded through a scratch buffer and cut to length: a
+/// driver with `READ_SIZE` > 1 refuses a misaligned read, and a staged length is the
+/// application's choice (issue 18 review: a refused tail read stopped the bootloader).
+fn read_aligned<S: NorFlash>(
+    flash: &mut S,
+    at: u32,
+    dst: &mut [u8],
+) -> Result<(), TrustStoreError> {
+    let mut scratch = [0u8; CHUNK];
+    let mut done = 0usize;
+    while done < dst.len() {
+        let n = (dst.len() - done).min(CHUNK);
+        let padded = n.next_multiple_of(S::READ_SIZE);
+        let offset = u32::try_from(done).map_err(|_| TrustStoreError::Geometry)?;
+        let window = scratch.get_mut(..padded).ok_or(TrustStoreError::Geometry)?;
+        flash.read(at.saturating_add(offset), window)?;
+        dst.get_mut(done..done + n)
+            .ok_or(TrustStoreError::Geometry)?
+            .copy_from_slice(window.get(..n).ok_or(TrustStoreError::Geometry)?);
+        done += n;
+    }
+    Ok(())
+}
+
 fn write_size_ok<S: NorFlash>() -> bool {
     let write = S::WRITE_SIZE;
     write != 0
@@ -241,6 +275,7 @@ impl<S: NorFlash> TrustStore<S> {
             || half == 0
             || capacity != half * 2
             || !half.is_multiple_of(S::ERASE_SIZE)
+            || !half.is_multiple_of(S::READ_SIZE)
             || half < needed.next_multiple_of(S::WRITE_SIZE)
         {
             return Err(TrustStoreError::Geometry);
@@ -281,17 +316,11 @@ impl<S: NorFlash> TrustStore<S> {
         if usize::try_from(le32(&head, 16)).ok() != Some(self.record_len) {
             return Ok(None);
         }
-        let at = start.saturating_add(COPY_HEADER_OFFSET);
-        let mut done = 0usize;
-        while done < record.len() {
-            let n = (record.len() - done).min(CHUNK);
-            let dst = record
-                .get_mut(done..done + n)
-                .ok_or(TrustStoreError::RecordLen)?;
-            let offset = u32::try_from(done).map_err(|_| TrustStoreError::Geometry)?;
-            self.flash.read(at.saturating_add(offset), dst)?;
-            done += n;
-        }
+        read_aligned(
+            &mut self.flash,
+            start.saturating_add(COPY_HEADER_OFFSET),
+            record,
+        )?;
         if crc_of(head.get(..20).unwrap_or(&[]), record) != le32(&head, 20) {
             return Ok(None);
         }
@@ -396,6 +425,7 @@ impl<S: NorFlash> TrustStaging<S> {
         if !write_size_ok::<S>()
             || capacity <= STAGING_HEADER_LEN
             || !capacity.is_multiple_of(S::ERASE_SIZE)
+            || !capacity.is_multiple_of(S::READ_SIZE)
         {
             return Err(TrustStoreError::Geometry);
         }
@@ -462,17 +492,7 @@ impl<S: NorFlash> TrustStaging<S> {
         let dst = buf
             .get_mut(..len)
             .ok_or(TrustStoreError::TooLarge { len, capacity })?;
-        let mut done = 0usize;
-        while done < len {
-            let n = (len - done).min(CHUNK);
-            let window = dst
-                .get_mut(done..done + n)
-                .ok_or(TrustStoreError::Geometry)?;
-            let offset = u32::try_from(done).map_err(|_| TrustStoreError::Geometry)?;
-            self.flash
-                .read((STAGING_HEADER_OFFSET).saturating_add(offset), window)?;
-            done += n;
-        }
+        read_aligned(&mut self.flash, STAGING_HEADER_OFFSET, dst)?;
         if crc32(dst) != le32(&head, 8) {
             return Ok(None);
         }
@@ -495,7 +515,8 @@ impl<S: NorFlash> TrustStaging<S> {
 /// What [`commit_staged`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Commit<E> {
-    /// Nothing was staged.
+    /// Nothing usable was staged: none, a torn or corrupt one, one larger than the envelope
+    /// buffer or one that could not be read (these last two are cleared).
     Nothing,
     /// The staged update was verified and is now the state in force.
     Committed {
@@ -504,7 +525,8 @@ pub enum Commit<E> {
         /// The new sequence.
         to: u64,
     },
-    /// The staged update was refused (and cleared); the state in force is unchanged.
+    /// The staged update was refused and cleared (a failing clear is returned as an error
+    /// instead); the state in force is unchanged.
     Refused(E),
 }
 
@@ -525,13 +547,16 @@ pub struct CommitBuffers<'b> {
 /// writes the next record to its third argument, returning its sequence; the result is
 /// written with [`TrustStore::write`] (power-fail safe, anti-rollback) and the staging area
 /// is cleared. A refusal by `apply`, or an envelope too large for `buffers.envelope`, clears
-/// the staging area and keeps the state in force. On return `buffers.record` holds the record
+/// the staging area and keeps the state in force; so does a staging area that cannot be read
+/// (cleared best effort, [`Commit::Nothing`]: see the [module documentation](self) for why it
+/// must not stop the boot). On return `buffers.record` holds the record
 /// in force and the result says what happened; `Ok(None)` means the trust area was never
 /// provisioned (nothing is committed then: the staged update stays).
 ///
 /// # Errors
-/// [`TrustStoreError`] for flash errors and wrong buffer lengths; the state in force is then
-/// whichever copy the area holds.
+/// [`TrustStoreError`] for flash errors of the trust area, a failing erase of the staging area
+/// after a refusal or a commit, and wrong buffer lengths; the state in force is then whichever
+/// copy the area holds.
 pub fn commit_staged<S: NorFlash, T: NorFlash, E>(
     store: &mut TrustStore<S>,
     staging: &mut TrustStaging<T>,
@@ -558,7 +583,20 @@ pub fn commit_staged<S: NorFlash, T: NorFlash, E>(
             staging.clear()?;
             return Ok(Some((in_force, Commit::Nothing)));
         }
-        Err(e) => return Err(e),
+        Err(_) => {
+            // The staging area is the application's and unauthenticated: nothing read from
+            // it may stop the boot. A read error drops the staged update (best effort: a
+            // failing erase leaves it for the next reset, which drops it again) and the
+            // authenticated state in force boots. Integrity holds, since nothing unverified is
+            // committed; availability holds, since no staged content or read fault halts the
+            // bootloader (RFC 9019 §3: "Devices must not fail when a disruption [...] occurs
+            // during the update process"; §4: the verifier, not the staging area, decides what
+            // is trusted). An attacker who
+            // can make reads fail suppresses the staged update, which one who can write the
+            // staging area can do anyway; the application sees the sequence unchanged.
+            staging.clear().ok();
+            return Ok(Some((in_force, Commit::Nothing)));
+        }
     };
     let sequence = match apply(record, staged, next) {
         Ok(sequence) => sequence,
