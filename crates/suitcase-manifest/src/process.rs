@@ -804,16 +804,31 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 SECTION_SKIPPED,
             ));
         }
-        // The dependent's parameters for the dependency's components, by identifier.
+        // The dependent's parameters for the dependency's components, by identifier. Only
+        // components proper: a dependency slot on either side is never mapped (§5.4 shares
+        // the components both name; a dependent's slot is pinned by its own digest, §5.6.4,
+        // and an empty or equal prefix must not let a dependency re-point it).
         let theirs = verified.manifest();
         let mine = self.manifest.manifest();
+        let shared = |j: usize| -> Option<usize> {
+            if theirs.dependencies.get(j as u64).is_some() {
+                return None;
+            }
+            let id = theirs.component_id(j)?;
+            (0..self.indices).find(|k| {
+                mine.dependencies.get(*k as u64).is_none() && mine.component_id(*k) == Some(id)
+            })
+        };
         let mut params = [Parameters::default(); MAX_COMPONENTS];
-        for (j, p) in params.iter_mut().enumerate().take(theirs.index_count()) {
-            if let Some(k) = theirs
-                .component_id(j)
-                .and_then(|id| (0..self.indices).find(|k| mine.component_id(*k) == Some(id)))
-                && let Some(v) = self.params.get(k)
-            {
+        let mut mapping = [None; MAX_COMPONENTS];
+        for (j, (p, m)) in params
+            .iter_mut()
+            .zip(mapping.iter_mut())
+            .enumerate()
+            .take(theirs.index_count())
+        {
+            *m = shared(j);
+            if let Some(v) = m.and_then(|k| self.params.get(k)) {
                 *p = *v;
             }
         }
@@ -827,14 +842,15 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         child.params = params;
         let result = child.run(section);
         // Trust-domains §5.4: "Any changes made to Parameters by the Dependency persist in
-        // the dependent."
-        for (k, p) in self.params.iter_mut().enumerate().take(self.indices) {
-            if let Some(j) = mine
-                .component_id(k)
-                .and_then(|id| (0..child.indices).find(|j| theirs.component_id(*j) == Some(id)))
-                && let Some(v) = child.params.get(j)
-            {
-                *p = *v;
+        // the dependent", for the same components, and only from a dependency that
+        // completed (an aborted one leaves the dependent's parameters as they were).
+        if result.is_ok() {
+            for (j, k) in mapping.iter().enumerate().take(child.indices) {
+                if let (Some(k), Some(v)) = (k, child.params.get(j))
+                    && let Some(p) = self.params.get_mut(*k)
+                {
+                    *p = *v;
+                }
             }
         }
         self.deps.buffer = core::mem::take(&mut child.deps.buffer);

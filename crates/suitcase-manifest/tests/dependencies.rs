@@ -873,3 +873,87 @@ fn attack_image_match_on_a_dependency_without_dependency_trust_is_refused() {
     );
     assert!(content(&dev, b"fw").is_empty());
 }
+
+#[test]
+fn attack_dependency_rebinds_its_dependents_next_dependency_is_ignored() {
+    // The root has two dependencies: A in ["a.suit"], then B in ["b.suit"], each named by
+    // URI and digest in the root's shared sequence. A lists a dependency slot ["b.suit"] of
+    // its own and overrides its URI and digest to name C, another manifest its signer made.
+    // Were parameters mapped through dependency slots, processing A would re-point the root's
+    // binding of B, and the root would fetch, check and process C. Trust-domains §5.4 lets a
+    // dependency's parameter changes persist in the dependent for the components they share,
+    // not for the dependent's dependency slots, which its own digest pins (§5.6.4).
+    let b = sign(&author_manifest(), &author_key(), &[]);
+    let mut c = author_manifest();
+    c.sequence_number = 1;
+    c.install = Some(vec![
+        Cmd::SetParameters(vec![Param::Content(b"old firmware".to_vec())]),
+        Cmd::Directive(Directive::Write, 15),
+    ]);
+    let c = sign(&c, &author_key(), &[]);
+    let a = ManifestBuilder {
+        sequence_number: 5,
+        components: vec![vec![b"unused".to_vec()]],
+        dependencies: vec![(1, Some(vec![b"b.suit".to_vec()]))],
+        shared_sequence: Some(vec![
+            Cmd::SetComponentIndex(Index::One(1)),
+            Cmd::OverrideParameters(vec![
+                Param::Uri("#c.suit".into()),
+                Param::ImageDigest(DigestAlgorithm::Sha256, digest_of(&c)),
+            ]),
+        ]),
+        dependency_resolution: Some(vec![Cmd::SetComponentIndex(Index::One(0))]),
+        ..Default::default()
+    };
+    let a = sign(&a, &author_key(), &[]);
+    let process = |i: u64| {
+        vec![
+            Cmd::SetComponentIndex(Index::One(i)),
+            Cmd::Directive(Directive::Fetch, 15),
+            Cmd::Condition(Condition::DependencyIntegrity, 15),
+            Cmd::Directive(Directive::ProcessDependency, 15),
+        ]
+    };
+    let mut resolution = process(1);
+    resolution.extend(process(2));
+    let mut install = process(2);
+    install.remove(1);
+    let root = ManifestBuilder {
+        sequence_number: 10,
+        components: vec![vec![b"config".to_vec()]],
+        dependencies: vec![
+            (1, Some(vec![b"a.suit".to_vec()])),
+            (2, Some(vec![b"b.suit".to_vec()])),
+        ],
+        shared_sequence: Some(vec![
+            Cmd::SetComponentIndex(Index::One(1)),
+            Cmd::OverrideParameters(vec![
+                Param::Uri("#a.suit".into()),
+                Param::ImageDigest(DigestAlgorithm::Sha256, digest_of(&a)),
+            ]),
+            Cmd::SetComponentIndex(Index::One(2)),
+            Cmd::OverrideParameters(vec![
+                Param::Uri("#b.suit".into()),
+                Param::ImageDigest(DigestAlgorithm::Sha256, digest_of(&b)),
+            ]),
+        ]),
+        dependency_resolution: Some(resolution),
+        install: Some(install),
+        ..Default::default()
+    };
+    let root = sign(
+        &root,
+        &operator_key(),
+        &[("#a.suit", a), ("#b.suit", b), ("#c.suit", c)],
+    );
+    // Plain anchors (as `manifest check --trust` builds them): each may name every component.
+    let anchors = [
+        TrustAnchor::new("operator", ed(&operator_key())),
+        TrustAnchor::new("author", ed(&author_key())),
+    ];
+    let mut dev = device(&[b"config", b"fw", b"unused"]);
+    let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    result.unwrap();
+    assert_eq!(failure, None);
+    assert_eq!(content(&dev, b"fw"), FIRMWARE);
+}
