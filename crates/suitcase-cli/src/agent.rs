@@ -43,6 +43,12 @@ pub(crate) struct Args {
     /// With --watch: seconds between two looks at the directory.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, requires = "watch")]
     watch_interval: u64,
+    /// Run only the gateway of the configuration's [gateway] section until stopped: relay the
+    /// sub-devices on its serial links or sockets to the server, cache their releases and
+    /// queue their reports while the server is away (docs/gateway.md). Without this flag the
+    /// agent runs the gateway beside its own updates whenever the section is present.
+    #[arg(long, conflicts_with_all = ["once", "check_config", "bundle", "watch"])]
+    gateway: bool,
 }
 
 /// `--bundle` exit status: nothing in the bundle for this device (nothing changed).
@@ -123,12 +129,34 @@ fn sink(json: bool) -> suitcase_agent::EventSink {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let config = suitcase_agent::Config::load(&args.config)?;
+    let with_gateway = config.gateway.is_some();
+    if args.gateway && !with_gateway {
+        anyhow::bail!(
+            "{}: --gateway needs a [gateway] section with [[gateway.subdevice]] entries (docs/gateway.md)",
+            args.config.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if args.gateway {
+            suitcase_agent::gateway::run(&config).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The forever mode runs the gateway beside the agent: a configuration of its own,
+        // loaded from the same file (the agent takes its own by value).
+        let forever = !args.once && !args.check_config && args.bundle.is_none();
+        let gateway = if with_gateway && forever && args.watch.is_none() {
+            let config = suitcase_agent::Config::load(&args.config)?;
+            Some(tokio::spawn(async move {
+                suitcase_agent::gateway::run(&config).await
+            }))
+        } else {
+            None
+        };
         let mut agent = Agent::new(config, Hooks::default(), sink(args.json))?;
         if args.check_config {
             outln!("{}", serde_json::to_string_pretty(&agent.inventory()?)?);
@@ -169,7 +197,19 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                     )
                     .await
             }
-            None => agent.run().await,
+            None => match gateway {
+                Some(mut gateway) => tokio::select! {
+                    r = agent.run() => r,
+                    g = &mut gateway => {
+                        let g = g.context("the gateway task stopped")?;
+                        return Err(anyhow::Error::new(g.err().unwrap_or_else(|| {
+                            AgentError::Config("the gateway stopped".to_owned())
+                        }))
+                        .context("the gateway stopped"));
+                    }
+                },
+                None => agent.run().await,
+            },
         };
         match forever {
             // Forever mode stops for the reboot with 0, so that a supervisor restarting failed
