@@ -70,6 +70,10 @@ pub enum DependencyCause {
     /// The dependency has this section (a manifest key) but the dependent's same section
     /// did not process it.
     SectionSkipped(u64),
+    /// The caller's rule refused the dependency's authenticated manifest
+    /// ([`crate::Processor::with_dependency_rule`]; e.g. it names the trust store, which only
+    /// the root role may write).
+    Refused,
     /// The processor was given no trust anchors for dependencies.
     NoTrust,
 }
@@ -118,6 +122,10 @@ impl fmt::Display for DependencyFailure {
                 "the dependency's section {key} was not processed by the dependent's same \
                  section (trust-domains §5.1)"
             ),
+            DependencyCause::Refused => f.write_str(
+                "the device refuses a dependency naming these components (as it refuses such a \
+                 release)",
+            ),
             DependencyCause::NoTrust => {
                 f.write_str("the processor was given no trust anchors for dependencies")
             }
@@ -153,6 +161,9 @@ pub(crate) struct State<'a> {
     /// What is left of the caller's buffer for dependencies read from storage.
     pub(crate) buffer: &'a mut [u8],
     pub(crate) slots: [Slot<'a>; MAX_COMPONENTS],
+    /// The caller's rule: a dependency whose authenticated manifest it holds true for is
+    /// refused. Inherited by nested dependencies.
+    pub(crate) refuse: Option<fn(&crate::VerifiedManifest<'_>) -> bool>,
     /// 0 for the root manifest.
     pub(crate) depth: usize,
     /// Sections this processor has reached: run, or passed because its manifest lacks them

@@ -460,6 +460,17 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         self
     }
 
+    /// A rule of the caller's for every dependency, at any depth: a dependency whose
+    /// authenticated manifest `refuse` holds true for is refused before any of its commands
+    /// runs ([`DependencyCause::Refused`], reason `signature`). A device applies to a
+    /// dependency what it applies to a release, e.g. `suitcase_trust::names_trust_store`:
+    /// a dependency is authenticated with its own signers (trust-domains §5.1), so the
+    /// checks a release gets beyond its signature must be made here too.
+    pub fn with_dependency_rule(mut self, refuse: fn(&VerifiedManifest<'_>) -> bool) -> Self {
+        self.deps.refuse = Some(refuse);
+        self
+    }
+
     /// Memory for dependencies read from component storage (fetched by URI, or installed
     /// earlier): each is read once into it and used from there, so that what was checked is
     /// what runs (RFC 9124 REQ.SEC.MFST.CONST). Integrated dependencies (`#name` envelope
@@ -782,6 +793,13 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
             ));
         }
         let verified = self.authenticate_dependency(index, Envelope::decode(bytes)?, trust)?;
+        if self.deps.refuse.is_some_and(|refuse| refuse(&verified)) {
+            return Err(self.dependency_refused(
+                index,
+                DependencyCause::Refused,
+                Error::Unauthenticated(crate::AuthError::NotAuthorized),
+            ));
+        }
         let present = Section::ALL
             .iter()
             .filter(|s| !matches!(verified.section(**s), SectionState::Absent))
@@ -834,6 +852,7 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         }
         let state = DependencyState {
             trust: Some(trust),
+            refuse: self.deps.refuse,
             buffer: core::mem::take(&mut self.deps.buffer),
             depth: self.deps.depth + 1,
             ..DependencyState::default()

@@ -957,3 +957,49 @@ fn attack_dependency_rebinds_its_dependents_next_dependency_is_ignored() {
     assert_eq!(failure, None);
     assert_eq!(content(&dev, b"fw"), FIRMWARE);
 }
+
+/// A device's rule for dependencies, as for releases: none may name the trust store.
+fn names_trust_store(m: &suitcase_manifest::VerifiedManifest<'_>) -> bool {
+    let m = m.manifest();
+    (0..m.index_count())
+        .filter_map(|i| m.component_id(i))
+        .any(|c| c.segments().next() == Some(b"suitcase-trust".as_slice()))
+}
+
+#[test]
+fn attack_release_signer_reaches_trust_store_through_a_dependency_is_refused() {
+    // The author, a release signer whose anchor covers every component (Prefix::ALL), signs
+    // a dependency writing ["suitcase-trust"]; the operator's root wraps it. A release naming
+    // the trust store is refused (names_trust_store); the dependency is authenticated with its
+    // own signers (trust-domains §5.1), so the device's rule is applied to it too.
+    let mut m = author_manifest();
+    m.components = vec![vec![b"suitcase-trust".to_vec()]];
+    let author = sign(&m, &author_key(), &[]);
+    let root = sign(
+        &operator_root(&author, checked_install()),
+        &operator_key(),
+        &[("#author.suit", author)],
+    );
+    let anchors = [
+        TrustAnchor::new("operator", ed(&operator_key())),
+        TrustAnchor::new("author", ed(&author_key())),
+    ];
+    let mut dev = device(&[b"config", b"suitcase-trust"]);
+    let verified = Envelope::decode(&root)
+        .unwrap()
+        .verify(&anchors, &TrustPolicy::default())
+        .unwrap();
+    let mut p = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
+        .unwrap()
+        .with_dependency_trust(&anchors, TrustPolicy::default())
+        .with_dependency_rule(names_trust_store)
+        .with_dependency_buffer(&mut []);
+    let err = p.update().unwrap_err();
+    let failure = p.dependency_failure().unwrap();
+    assert_eq!(err, Error::Unauthenticated(AuthError::NotAuthorized));
+    assert_eq!(
+        (failure.index, failure.cause),
+        (1, DependencyCause::Refused)
+    );
+    assert!(content(&dev, b"suitcase-trust").is_empty());
+}

@@ -70,6 +70,10 @@ pub struct DependencyTrust<'a> {
     pub anchors: &'a [TrustAnchor<'a>],
     /// The policy.
     pub policy: TrustPolicy<'a>,
+    /// What the device refuses in any dependency, as in a release (e.g.
+    /// `suitcase_trust::names_trust_store`): the dependency is authenticated with its own
+    /// signers (trust-domains §5.1), so the release's own checks are not made on it otherwise.
+    pub refuse: Option<fn(&VerifiedManifest<'_>) -> bool>,
 }
 
 /// Why [`Authentic::image_match`] made no [`Matched`].
@@ -151,6 +155,9 @@ impl<'e> Authentic<'e> {
             .map_err(|e| (e, None))?
             .with_dependency_trust(trust.anchors, trust.policy)
             .with_dependency_buffer(buffer);
+        if let Some(refuse) = trust.refuse {
+            processor = processor.with_dependency_rule(refuse);
+        }
         let mut ran = false;
         for &section in sections {
             ran |= processor
@@ -696,6 +703,7 @@ pub(super) mod tests {
         let trust = DependencyTrust {
             anchors: &anchors,
             policy: TrustPolicy::default(),
+            refuse: Some(suitcase_trust::names_trust_store),
         };
         a.run_with_dependencies(&mut p, &Section::UPDATE, trust, &mut [])?;
         Ok(p)
