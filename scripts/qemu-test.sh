@@ -6,11 +6,18 @@
 #   3. an update the application does not confirm boots once on trial, then reverts at the
 #      next reset;
 #   4. an update staged by the host boots on trial, is confirmed, and stays;
-#   5. an authentic but older update is refused (anti-rollback).
+#   5. an authentic but older update is refused (anti-rollback);
+#   6. (trust-*) a bootloader built with the feature `trust` takes its anchors from the trust
+#      state in its protected trust area: a trust update made with `suitcase trust update`
+#      (the new author key in, the old one revoked) is committed at reset before the slot is
+#      verified, the new key's release boots, and the old key's newer release is refused at
+#      boot naming the revocation (`ok: trust-revoked`); the trust update staged again is
+#      refused as a replay.
 # With --footprint it also builds one bootloader per verification path (ES256, Ed25519,
 # HSS-LMS, ML-DSA-65), boots each with an envelope signed for it, and prints the footprint
 # table of docs/benchmarks.md (flash, static RAM, painted-stack peak measured in QEMU), and
-# one JSON line per verification path:
+# one JSON line per verification path (and "es256-trust": the `trust` bootloader, RustCrypto
+# ES256 and Ed25519 under the trust state, booting a release by the state's ES256 signer):
 #   {"path": "es256", "flash": N, "static_ram": N, "peak_stack": N, "boot_cycles": N}
 # flash: .vector_table + .text + .rodata + .data (what the ELF puts in flash); static_ram:
 # .data + .bss; peak_stack: the painted-stack peak; boot_cycles: instructions from main to the
@@ -211,6 +218,46 @@ section_size() {
   echo $((16#${hex:-0}))
 }
 
+step "trust state in the bootloader's trust area (feature trust): rotation, revocation"
+# 2-of-2 root (P-256); author keys: the old one is revoked by trust update 1, which adds the
+# new one (docs/trust.md's walk-through).
+for k in trust-root1 trust-root2 trust-old trust-new; do
+  "$SUITCASE" key generate --alg es256 -o "$RUN/keys/$k.key" --public "$RUN/keys/$k.pub" >/dev/null
+done
+"$SUITCASE" trust init --root "$RUN/keys/trust-root1.pub" --root "$RUN/keys/trust-root2.pub" \
+  --threshold 2 --signer "$RUN/keys/trust-old.pub" --out "$RUN/trust.cbor" >/dev/null
+"$SUITCASE" trust update --state "$RUN/trust.cbor" --add-signer "$RUN/keys/trust-new.pub" \
+  --revoke "$RUN/keys/trust-old.pub" --sign "$RUN/keys/trust-root1.key" \
+  --sign "$RUN/keys/trust-root2.key" --out "$RUN/trust-update-1.suit" --state-out "$RUN/trust-1.cbor" >/dev/null
+bootloader trust es256
+TBL=$RUN/bootloader-trust.elf
+release 1.0.0 1 trust-old-v1 basic trust-old
+release 2.0.0 2 trust-new-v2 basic trust-new
+release 1.0.0 3 trust-old-v3 basic trust-old
+"$FLASHTOOL" init --slot "$RUN/trust-old-v1.slot" -o "$RUN/flash.bin"
+"$FLASHTOOL" trust-init --flash "$RUN/flash.bin" --state "$RUN/trust.cbor"
+boot trust-factory-state-0 "$TBL" "" \
+  "boot: trust state 0 in force" "boot: verified slot A: security version 1" \
+  "boot: booting slot A (confirmed)" "app: hello from version 1.0.0"
+# The trust update and the new key's release together (docs/trust.md: rotate before you
+# revoke the running image's key): the update is committed first, then the release verified.
+"$FLASHTOOL" trust-stage --flash "$RUN/flash.bin" --update "$RUN/trust-update-1.suit"
+"$FLASHTOOL" stage --flash "$RUN/flash.bin" --slot "$RUN/trust-new-v2.slot"
+boot trust-update-committed "$TBL" "" \
+  "boot: trust update committed: trust state 0 -> 1" "boot: trust state 1 in force" \
+  "boot: booting slot A (trial boot 1 of 1)" "app: hello from version 2.0.0" \
+  "app: version 2.0.0 confirmed"
+# The old key's newer release, and the trust update replayed.
+"$FLASHTOOL" trust-stage --flash "$RUN/flash.bin" --update "$RUN/trust-update-1.suit"
+"$FLASHTOOL" stage --flash "$RUN/flash.bin" --slot "$RUN/trust-old-v3.slot"
+boot trust-revoked "$TBL" "" \
+  "boot: trust update refused" "boot: trust state 1 in force" \
+  "boot: image 0 refused: signed by revoked key" "(revoked by trust state 1)" \
+  "boot: last update failed: image 0 invalid: image rejected by the verifier" \
+  "boot: verified slot A: security version 2" "boot: booting slot A (confirmed)" \
+  "app: hello from version 2.0.0" "!app: hello from version 1.0.0" \
+  "!trust update committed"
+
 if [ "$FOOTPRINT" -eq 1 ]; then
   step "footprint: one bootloader per verification path (thumbv7em, opt-level z, LTO)"
   # feature, key, profile and signing keys of the envelope. The Quantum tier is hybrid, so
@@ -228,18 +275,12 @@ if [ "$FOOTPRINT" -eq 1 ]; then
     echo "| verification path | envelope bytes | flash: text + rodata (+ 1 KiB vectors) | static RAM (.data + .bss) | peak stack during verification |"
     echo "|---|---|---|---|---|"
   } >"$table"
-  for spec in "es256 es256 basic es256" "es256-small es256 basic es256" "ed25519 ed25519 basic ed25519" \
-    "hss-lms hss-lms quantum es256 hss-lms" "ml-dsa ml-dsa-65 quantum es256 ml-dsa-65"; do
-    # shellcheck disable=SC2086
-    set -- $spec
-    feature=$1 key=$2 profile=$3
-    shift 3
-    [ "$feature" = es256 ] || bootloader "$feature" "$key"
-    release max 1 "fp-$feature" "$profile" "$@"
-    "$FLASHTOOL" init --slot "$RUN/fp-$feature.slot" -o "$RUN/flash.bin"
-    boot "footprint-$feature" "$RUN/bootloader-$feature.elf" "" \
+  # measure NAME ELF: boot ELF on flash.bin (the release fp-NAME), then add NAME's row and
+  # JSON line from the ELF's sections, the UART's stack peak and a second run's instructions.
+  measure() {
+    local feature=$1 elf=$2 text rodata vectors data bss stack envelope cycles
+    boot "footprint-$feature" "$elf" "" \
       "boot: verified slot A: security version 1" "app: hello from version 1.0.0"
-    elf=$RUN/bootloader-$feature.elf
     text=$(section_size "$elf" .text) rodata=$(section_size "$elf" .rodata)
     vectors=$(section_size "$elf" .vector_table)
     data=$(section_size "$elf" .data) bss=$(section_size "$elf" .bss)
@@ -247,7 +288,7 @@ if [ "$FOOTPRINT" -eq 1 ]; then
     envelope=$(stat -c %s "$RUN/fp-$feature.suit")
     echo "| $feature | $envelope | $((text + rodata)) (+ $vectors) | $((data + bss)) | $stack |" >>"$table"
     # The second reset (a confirmed image) under -icount, without the stack paint.
-    QEMU_EXTRA="-icount shift=0" boot "cycles-$feature" "$RUN/bootloader-$feature.elf" cycles \
+    QEMU_EXTRA="-icount shift=0" boot "cycles-$feature" "$elf" cycles \
       "boot: booting slot A (confirmed)" "app: hello from version 1.0.0"
     cycles=$(sed -n 's/.*instructions from main to the jump: \([0-9]*\) .*/\1/p' "$RUN/cycles-$feature.log")
     # A figure the run did not print fails the script instead of becoming a 0 in the JSON.
@@ -257,7 +298,23 @@ if [ "$FOOTPRINT" -eq 1 ]; then
     fi
     printf '{"path": "%s", "flash": %d, "static_ram": %d, "peak_stack": %d, "boot_cycles": %d}\n' \
       "$feature" $((vectors + text + rodata + data)) $((data + bss)) "$stack" "$cycles" >>"$json"
+  }
+  for spec in "es256 es256 basic es256" "es256-small es256 basic es256" "ed25519 ed25519 basic ed25519" \
+    "hss-lms hss-lms quantum es256 hss-lms" "ml-dsa ml-dsa-65 quantum es256 ml-dsa-65"; do
+    # shellcheck disable=SC2086
+    set -- $spec
+    feature=$1 key=$2 profile=$3
+    shift 3
+    [ "$feature" = es256 ] || bootloader "$feature" "$key"
+    release max 1 "fp-$feature" "$profile" "$@"
+    "$FLASHTOOL" init --slot "$RUN/fp-$feature.slot" -o "$RUN/flash.bin"
+    measure "$feature" "$RUN/bootloader-$feature.elf"
   done
+  # The trust bootloader: a release by the signer of trust state 1, the state provisioned.
+  release max 1 fp-es256-trust basic trust-new
+  "$FLASHTOOL" init --slot "$RUN/fp-es256-trust.slot" -o "$RUN/flash.bin"
+  "$FLASHTOOL" trust-init --flash "$RUN/flash.bin" --state "$RUN/trust-1.cbor" >/dev/null
+  measure es256-trust "$TBL"
   echo
   cat "$table"
   echo

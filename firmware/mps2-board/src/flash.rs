@@ -12,7 +12,7 @@ use embedded_storage::nor_flash::{
     check_write,
 };
 
-use crate::layout::{FLASH_BASE, FLASH_SIZE, SECTOR, SLOT_A, SLOT_B, STATE};
+use crate::layout::{FLASH_BASE, FLASH_SIZE, SECTOR, SLOT_A, SLOT_B, STATE, TRUST, TRUST_STAGING};
 use crate::semihosting::{File, HostError};
 
 /// Why a flash operation failed.
@@ -94,6 +94,11 @@ impl Flash {
     /// Slot A (primary) and slot B (secondary).
     pub fn slots(self) -> (Partition, Partition) {
         (self.partition(SLOT_A), self.partition(SLOT_B))
+    }
+
+    /// The trust area (two copies of the trust state in force) and the trust staging area.
+    pub fn trust(self) -> (Partition, Partition) {
+        (self.partition(TRUST), self.partition(TRUST_STAGING))
     }
 
     fn partition(self, (offset, size): (u32, u32)) -> Partition {

@@ -10,6 +10,8 @@
 //! | `0x0010_0000` | 8 KiB | boot state: two 4 KiB halves ([`suitcase_boot::store`]) |
 //! | `0x0010_2000` | 64 KiB | slot A, the primary (execution) slot |
 //! | `0x0011_2000` | 68 KiB | slot B, the secondary (staging) slot: the spare sector the swap-offset swap needs, then the staged update |
+//! | `0x0012_3000` | 8 KiB | trust area: two 4 KiB copies of the trust state in force ([`suitcase_boot::trust_store`]), written by the bootloader alone |
+//! | `0x0012_5000` | 8 KiB | trust staging area: a trust update the application hands the bootloader |
 //!
 //! A slot holds the `suitcase-device` slot image: header, SUIT envelope, then the application
 //! image at [`IMAGE_OFFSET`], so the application is linked at [`APP_BASE`] and runs in place
@@ -28,8 +30,17 @@ pub const SLOT_A: (u32, u32) = (0x2000, 0x10000);
 /// Slot B (secondary): offset in the flash region and size. One sector more than slot A: the
 /// update is staged after its first sector (swap-offset, [`suitcase_boot::Mode::SwapOffset`]).
 pub const SLOT_B: (u32, u32) = (0x12000, 0x11000);
+/// Trust area (the bootloader's protected trust state, feature `trust` of the bootloader):
+/// offset and size. Two sectors, one copy of the 1,536-byte record each.
+pub const TRUST: (u32, u32) = (0x23000, 0x2000);
+/// Trust staging area: offset and size. Holds one trust update envelope of up to
+/// [`MAX_TRUST_UPDATE`] bytes after its 16-byte header.
+pub const TRUST_STAGING: (u32, u32) = (0x25000, 0x2000);
+/// The largest trust update the bootloader reads from the staging area (its RAM buffer); a
+/// larger one is cleared unread.
+pub const MAX_TRUST_UPDATE: usize = 4096;
 /// Size of the flash region and of the host file that persists it.
-pub const FLASH_SIZE: u32 = 0x23000;
+pub const FLASH_SIZE: u32 = 0x27000;
 /// Where the application image starts in a slot: after the 32-byte slot header and the
 /// envelope (up to 8,160 bytes, enough for an HSS-LMS or ML-DSA-65 signature).
 pub const IMAGE_OFFSET: u32 = 0x2000;
@@ -63,7 +74,10 @@ pub const CLASS_ID: [u8; 16] = [
 const _: () = {
     assert!(SLOT_A.0 == STATE.0 + STATE.1);
     assert!(SLOT_B.0 == SLOT_A.0 + SLOT_A.1);
-    assert!(FLASH_SIZE == SLOT_B.0 + SLOT_B.1);
+    assert!(TRUST.0 == SLOT_B.0 + SLOT_B.1);
+    assert!(TRUST_STAGING.0 == TRUST.0 + TRUST.1);
+    assert!(FLASH_SIZE == TRUST_STAGING.0 + TRUST_STAGING.1);
+    assert!(TRUST.1 == 2 * SECTOR && TRUST_STAGING.1.is_multiple_of(SECTOR));
     assert!(SLOT_B.1 == SLOT_A.1 + SECTOR);
     // Vector table alignment for up to 128 entries.
     assert!(APP_BASE.is_multiple_of(512));

@@ -15,6 +15,10 @@
 //! (features `es256`, `es256-rustcrypto`, `ed25519`, `hss-lms`, `ml-dsa`), so that each
 //! footprint in docs/benchmarks.md is that algorithm's alone.
 //!
+//! With the feature `trust` (instead of a verifier feature) the anchors are not built in: they
+//! are the release signers of the trust state in force in the protected trust area, and a
+//! staged trust update is committed at reset before any slot is verified (`trust.rs`).
+//!
 //! Everything it says goes to UART0, one line per event, prefixed `boot:`; tests read it.
 
 #![no_std]
@@ -31,9 +35,17 @@ use suitcase_boot::{
     BootDecision, BootError, BootLoader, Failure, ImageIndex, ImageSlots, ImageState,
     ImageVerifier, Measurement, RecoveryReason, SecurityVersion, Slot, VerifyError,
 };
-use suitcase_device::{BootVerifier, DeviceIdentity, HEADER_SIZE, SlotHeader};
+#[cfg(not(feature = "trust"))]
+use suitcase_device::BootVerifier;
+use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader};
+use suitcase_manifest::ComponentId;
+#[cfg(not(feature = "trust"))]
 use suitcase_manifest::key::CoseKey;
-use suitcase_manifest::{ComponentId, PublicKey, TrustAnchor, TrustPolicy};
+#[cfg(not(feature = "trust"))]
+use suitcase_manifest::{PublicKey, TrustAnchor, TrustPolicy};
+
+#[cfg(feature = "trust")]
+mod trust;
 
 // Exactly one verifier per build.
 const _: () = assert!(
@@ -42,11 +54,13 @@ const _: () = assert!(
         + cfg!(feature = "ed25519") as u8
         + cfg!(feature = "hss-lms") as u8
         + cfg!(feature = "ml-dsa") as u8
+        + cfg!(feature = "trust") as u8
         == 1,
-    "enable exactly one verifier feature: es256, es256-rustcrypto, ed25519, hss-lms or ml-dsa"
+    "enable exactly one verifier feature: es256, es256-rustcrypto, ed25519, hss-lms, ml-dsa or trust"
 );
 
 /// The author's public key, a COSE_Key (`suitcase key generate --format cose --public`).
+#[cfg(not(feature = "trust"))]
 const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
 
 /// RAM for the authentication wrapper, the only part of the envelope the boot path copies
@@ -55,6 +69,9 @@ const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
 /// classical one the Quantum tier also carries.
 #[cfg(any(feature = "es256", feature = "es256-rustcrypto", feature = "ed25519"))]
 const AUTH_BUF: usize = 256;
+/// Under a trust state: a release threshold of up to three classical signatures.
+#[cfg(feature = "trust")]
+const AUTH_BUF: usize = 512;
 #[cfg(feature = "hss-lms")]
 const AUTH_BUF: usize = 5632;
 #[cfg(feature = "ml-dsa")]
@@ -62,7 +79,12 @@ const AUTH_BUF: usize = 4096;
 
 /// The digests the boot path links: SHA-256 alone for the Basic tier's releases; every digest
 /// (the Quantum tier's SHAKE256) for the post-quantum paths.
-#[cfg(any(feature = "es256", feature = "es256-rustcrypto", feature = "ed25519"))]
+#[cfg(any(
+    feature = "es256",
+    feature = "es256-rustcrypto",
+    feature = "ed25519",
+    feature = "trust"
+))]
 type Digests = suitcase_device::Sha256Only;
 #[cfg(any(feature = "hss-lms", feature = "ml-dsa"))]
 type Digests = suitcase_manifest::Hasher;
@@ -77,6 +99,8 @@ const ALG: &str = "ed25519";
 const ALG: &str = "hss-lms";
 #[cfg(feature = "ml-dsa")]
 const ALG: &str = "ml-dsa-65";
+#[cfg(feature = "trust")]
+const ALG: &str = "es256/ed25519 under the trust state in force";
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
@@ -129,18 +153,14 @@ fn main() -> ! {
 /// Decide what to boot, report it, and check the image before the jump.
 fn boot(uart: &mut Uart) -> Result<(), &'static str> {
     let (flash, paint) = load()?;
-    let (a, b) = flash.slots();
+    #[cfg(feature = "trust")]
+    trust::boot(uart, flash, paint)?;
+    #[cfg(not(feature = "trust"))]
     with_anchor(|key| {
         // Manifest §8.3: one trusted signature from the built-in anchor authorises the
         // manifest (TrustPolicy::default, threshold 1).
         let anchors = [TrustAnchor::new("author", key)];
-        let components =
-            [ComponentId::decode(&layout::COMPONENT_ID).map_err(|_| "bad component id")?];
-        let identity = DeviceIdentity {
-            vendor: &layout::VENDOR_ID,
-            class: &layout::CLASS_ID,
-            device: None,
-        };
+        let (components, identity) = device()?;
         let mut verifier = Measured {
             inner: BootVerifier::<Digests, AUTH_BUF>::new(
                 &anchors,
@@ -156,6 +176,7 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
         // bootloader calls the verifier for a pending update before it moves anything and for
         // the image it is about to boot on every reset, and boots nothing the verifier refused
         // or whose sequence number is below the anti-rollback counter (RFC 9019 §6).
+        let (a, b) = flash.slots();
         let decision = BootLoader::new(
             layout::CONFIG,
             [ImageSlots::new(a, b)],
@@ -164,40 +185,60 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
         )
         .map_err(|_| "the partitions do not fit the boot configuration")?
         .boot();
-        say(
-            uart,
-            &[
-                &"boot: verification stack peak ",
-                &verifier.peak,
-                &" bytes over ",
-                &verifier.calls,
-                &" verifications; static RAM ",
-                &stack::static_ram(RAM.0 as usize),
-                &" bytes\n",
-            ],
-        );
-        match decision {
-            Ok(BootDecision::Boot(target)) => {
-                if let Some(failure) = target.last_failure {
-                    say(uart, &[&"boot: last update failed: ", &failure, &"\n"]);
-                }
-                let [measurement] = target.measurements;
-                report(uart, target.slot, target.state, &measurement);
-                Ok(())
-            }
-            Ok(BootDecision::Recovery { reason }) => {
-                say(uart, &[&"boot: recovery: ", &reason, &"\n"]);
-                Err("no image may run")
-            }
-            Err(error) => {
-                say(uart, &[&"boot: error: ", &error, &"\n"]);
-                Err("the boot state could not be processed")
-            }
-        }
+        settle(uart, decision, &verifier)
     })
     .ok_or("the built-in trust anchor is not a usable COSE_Key")??;
     let (mut a, _) = flash.slots();
     check_vectors(&mut a)
+}
+
+/// The component and the identity the manifest's conditions are checked against.
+fn device() -> Result<([ComponentId<'static>; 1], DeviceIdentity<'static>), &'static str> {
+    let components = [ComponentId::decode(&layout::COMPONENT_ID).map_err(|_| "bad component id")?];
+    let identity = DeviceIdentity {
+        vendor: &layout::VENDOR_ID,
+        class: &layout::CLASS_ID,
+        device: None,
+    };
+    Ok((components, identity))
+}
+
+/// Reports the stack the verifications used and what the bootloader decided.
+fn settle<V>(
+    uart: &mut Uart,
+    decision: Result<BootDecision<1>, BootError>,
+    verifier: &Measured<V>,
+) -> Result<(), &'static str> {
+    say(
+        uart,
+        &[
+            &"boot: verification stack peak ",
+            &verifier.peak,
+            &" bytes over ",
+            &verifier.calls,
+            &" verifications; static RAM ",
+            &stack::static_ram(RAM.0 as usize),
+            &" bytes\n",
+        ],
+    );
+    match decision {
+        Ok(BootDecision::Boot(target)) => {
+            if let Some(failure) = target.last_failure {
+                say(uart, &[&"boot: last update failed: ", &failure, &"\n"]);
+            }
+            let [measurement] = target.measurements;
+            report(uart, target.slot, target.state, &measurement);
+            Ok(())
+        }
+        Ok(BootDecision::Recovery { reason }) => {
+            say(uart, &[&"boot: recovery: ", &reason, &"\n"]);
+            Err("no image may run")
+        }
+        Err(error) => {
+            say(uart, &[&"boot: error: ", &error, &"\n"]);
+            Err("the boot state could not be processed")
+        }
+    }
 }
 
 /// Loads the flash file the command line names and says whether to paint the stack. Not

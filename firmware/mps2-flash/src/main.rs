@@ -6,21 +6,33 @@
 //! mps2-flash init --slot APP.slot -o FLASH.bin                      factory flash: APP in slot A
 //! mps2-flash stage --flash FLASH.bin --slot APP.slot                stage an update into slot B
 //! mps2-flash status --flash FLASH.bin                               print the boot state
+//! mps2-flash trust-init --flash FLASH.bin --state TRUST.cbor        provision the trust area
+//! mps2-flash trust-stage --flash FLASH.bin --update UPDATE.suit     stage a trust update
 //! ```
 //!
 //! Staging goes through `suitcase-boot`'s [`Updater`] on a simulated NOR flash holding the
 //! file, exactly as an application on the device would stage an update it downloaded: erase
 //! the secondary slot, program it, then record the update pending. The partition map is
 //! `mps2-board`'s, the one the firmware is built with.
+//!
+//! For the bootloader built with the feature `trust`: `trust-init` is the factory's
+//! provisioning of the protected trust area with a trust state (`suitcase trust init`'s
+//! document, written as `suitcase-boot`'s `TrustStore` record), and `trust-stage` is what the
+//! application does with a downloaded trust update (`suitcase trust update`'s envelope): it
+//! only reaches the staging area (`TrustStaging::stage`); the bootloader verifies and commits
+//! it at the next reset.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mps2_board::layout::{
-    CONFIG, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, SECTOR, SLOT_A, SLOT_B, STATE,
+    CONFIG, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, MAX_TRUST_UPDATE, SECTOR, SLOT_A, SLOT_B, STATE,
+    TRUST, TRUST_STAGING,
 };
+use suitcase_boot::trust_store::{TrustStaging, TrustStore};
 use suitcase_boot::{ImageIndex, ImageSlots, Updater};
 use suitcase_flash_sim::{SharedFlash, SimFlash};
+use suitcase_trust::{RECORD_SIZE, TrustState};
 
 type Flash = SharedFlash<4, { SECTOR as usize }>;
 
@@ -53,13 +65,16 @@ fn run(args: &[String]) -> Result<(), String> {
         "init" => init(&opt("--slot")?, &opt("-o")?),
         "stage" => stage(&opt("--flash")?, &opt("--slot")?),
         "status" => status(&opt("--flash")?),
+        "trust-init" => trust_init(&opt("--flash")?, &opt("--state")?),
+        "trust-stage" => trust_stage(&opt("--flash")?, &opt("--update")?),
         _ => Err(usage()),
     }
 }
 
 fn usage() -> String {
     "usage: mps2-flash pack --envelope E --image I -o SLOT | tamper SLOT -o SLOT | \
-     init --slot SLOT -o FLASH | stage --flash FLASH --slot SLOT | status --flash FLASH"
+     init --slot SLOT -o FLASH | stage --flash FLASH --slot SLOT | status --flash FLASH | \
+     trust-init --flash FLASH --state TRUST.cbor | trust-stage --flash FLASH --update UPDATE.suit"
         .into()
 }
 
@@ -198,9 +213,79 @@ fn status(path: &PathBuf) -> Result<(), String> {
         "phase {}, running slot {}, anti-rollback minimum {minimum}",
         s.phase, s.running
     );
-    match s.last_failure {
-        Some(failure) => println!(", last failure: {failure}"),
-        None => println!(),
+    if let Some(failure) = s.last_failure {
+        print!(", last failure: {failure}");
     }
+    let mut record = vec![0u8; RECORD_SIZE];
+    match trust_store(&flash)?.load(&mut record) {
+        Ok(Some(in_force)) => println!(", trust state {}", in_force.sequence),
+        Ok(None) => println!(", no trust state"),
+        Err(e) => println!(", {e}"),
+    }
+    Ok(())
+}
+
+fn save(flash: &Flash, path: &PathBuf) -> Result<(), String> {
+    let bytes = flash
+        .with(|f| f.contents().to_vec())
+        .map_err(|e| format!("{e:?}"))?;
+    write(path, &bytes)
+}
+
+fn trust_store(
+    flash: &Flash,
+) -> Result<TrustStore<suitcase_flash_sim::Partition<4, { SECTOR as usize }>>, String> {
+    let (offset, size) = TRUST;
+    let part = flash
+        .partition(offset, size)
+        .map_err(|e| format!("{e:?}"))?;
+    TrustStore::new(part, RECORD_SIZE).map_err(|e| e.to_string())
+}
+
+/// The factory's provisioning (TUF §5.2: the first root is shipped out of band): the trust
+/// area is erased and the state written as its only copy.
+fn trust_init(path: &PathBuf, state: &PathBuf) -> Result<(), String> {
+    let state = TrustState::decode(&read(state)?)
+        .map_err(|e| format!("{}: not a trust state: {e}", state.display()))?;
+    let flash = open(path)?;
+    let (offset, size) = TRUST;
+    flash
+        .with(|f| f.load(offset, &vec![0xFF; size as usize]))
+        .map_err(|e| format!("{e:?}"))?
+        .map_err(|e| format!("{e:?}"))?;
+    trust_store(&flash)?
+        .write(None, state.sequence(), &state.encode_record())
+        .map_err(|e| e.to_string())?;
+    save(&flash, path)?;
+    println!(
+        "trust area of {}: trust state {} provisioned",
+        path.display(),
+        state.sequence()
+    );
+    Ok(())
+}
+
+/// The application's side of a trust update: into the staging area, never the trust area.
+fn trust_stage(path: &PathBuf, update: &PathBuf) -> Result<(), String> {
+    let envelope = read(update)?;
+    if envelope.len() > MAX_TRUST_UPDATE {
+        return Err(format!(
+            "the trust update is {} bytes; the bootloader reads at most {MAX_TRUST_UPDATE}",
+            envelope.len()
+        ));
+    }
+    let flash = open(path)?;
+    let (offset, size) = TRUST_STAGING;
+    let part = flash
+        .partition(offset, size)
+        .map_err(|e| format!("{e:?}"))?;
+    TrustStaging::new(part)
+        .and_then(|mut s| s.stage(&envelope))
+        .map_err(|e| e.to_string())?;
+    save(&flash, path)?;
+    println!(
+        "staged a {}-byte trust update; the bootloader verifies it at the next reset",
+        envelope.len()
+    );
     Ok(())
 }
