@@ -152,6 +152,8 @@ pub(crate) struct Slot<'a> {
     pub(crate) present: u8,
     /// Sections processed.
     pub(crate) done: u8,
+    /// The bstr-wrapped manifest `present` and `done` are about.
+    pub(crate) processed_manifest: Option<&'a [u8]>,
 }
 
 /// The dependency state of one processor.
@@ -180,8 +182,11 @@ impl<'a> State<'a> {
     /// Forgets what was loaded and checked at `index` (its component's content changes).
     pub(crate) fn forget(&mut self, index: usize) {
         if let Some(s) = self.slots.get_mut(index) {
-            // New bytes: none of their sections has been processed (trust-domains §5.1).
-            *s = Slot::default();
+            // What was processed stays tied to the manifest it was processed for
+            // (`processed_manifest`): a re-fetch of the same manifest keeps it, another
+            // manifest in this slot starts with nothing processed (trust-domains §5.1).
+            s.bytes = None;
+            s.checked = false;
         }
     }
 }

@@ -792,7 +792,16 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
                 },
             ));
         }
-        let verified = self.authenticate_dependency(index, Envelope::decode(bytes)?, trust)?;
+        let envelope = Envelope::decode(bytes)?;
+        // Sections processed count for this very manifest only (a slot re-loaded with
+        // another one starts afresh, trust-domains §5.1).
+        let wrapped = envelope.manifest_wrapped();
+        let done = if slot.processed_manifest == Some(wrapped) {
+            slot.done
+        } else {
+            0
+        };
+        let verified = self.authenticate_dependency(index, envelope, trust)?;
         if self.deps.refuse.is_some_and(|refuse| refuse(&verified)) {
             return Err(self.dependency_refused(
                 index,
@@ -812,7 +821,7 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         // dependency's install on a candidate nobody fetched or checked.
         let skipped = present
             & (self.deps.ran | update_sections_before(section))
-            & !slot.done
+            & !done
             & !section.bit()
             & ENFORCED_SECTIONS;
         if let Some(s) = Section::ALL.iter().find(|s| skipped & s.bit() != 0) {
@@ -881,7 +890,8 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
         result?;
         if let Some(s) = self.deps.slot(index) {
             s.present = present;
-            s.done |= section.bit();
+            s.done = done | section.bit();
+            s.processed_manifest = Some(wrapped);
         }
         Ok(())
     }

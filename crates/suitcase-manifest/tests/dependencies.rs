@@ -1003,3 +1003,53 @@ fn attack_release_signer_reaches_trust_store_through_a_dependency_is_refused() {
     );
     assert!(content(&dev, b"suitcase-trust").is_empty());
 }
+
+#[test]
+fn attack_slot_reloaded_with_another_manifest_inherits_processed_sections_is_refused() {
+    // The root processes the author's staged manifest A in every section up to
+    // candidate-verification, then in install re-points the slot to D (another manifest the
+    // author signed, same sections) and processes D's install: D's fetch and candidate check
+    // never ran. What was processed belongs to A's manifest, not to the slot (trust-domains
+    // §5.1), so D's install is refused.
+    let a = sign(&staged_author_manifest(), &author_key(), &[]);
+    let mut d = staged_author_manifest();
+    d.sequence_number = 1;
+    let d = sign(&d, &author_key(), &[]);
+    let mut m = operator_root(&a, checked_install());
+    let process = vec![
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::Condition(Condition::DependencyIntegrity, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ];
+    m.payload_fetch = Some(process.clone());
+    m.candidate_verification = Some(process);
+    m.install = Some(vec![
+        Cmd::SetComponentIndex(Index::One(1)),
+        Cmd::OverrideParameters(vec![
+            Param::Uri("#d.suit".into()),
+            Param::ImageDigest(DigestAlgorithm::Sha256, digest_of(&d)),
+        ]),
+        Cmd::Directive(Directive::Fetch, 15),
+        Cmd::Condition(Condition::DependencyIntegrity, 15),
+        Cmd::Directive(Directive::ProcessDependency, 15),
+    ]);
+    let root = sign(&m, &operator_key(), &[("#author.suit", a), ("#d.suit", d)]);
+    let operator_ids = [
+        ComponentId::decode(CONFIG_ID).unwrap(),
+        ComponentId::decode(SLOT_ID).unwrap(),
+    ];
+    let staging_id: &[u8] = &[0x81, 0x47, b's', b't', b'a', b'g', b'i', b'n', b'g'];
+    let author_ids = [
+        ComponentId::decode(FW_ID).unwrap(),
+        ComponentId::decode(staging_id).unwrap(),
+    ];
+    let anchors = two_domains(&operator_ids, &author_ids);
+    let mut dev = device(&[b"config", b"fw", b"staging"]);
+    let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut []);
+    assert_eq!(result.unwrap_err().reason(), Reason::Malformed);
+    let failure = failure.unwrap();
+    assert_eq!(
+        (failure.index, failure.cause),
+        (1, DependencyCause::SectionSkipped(16))
+    );
+}
