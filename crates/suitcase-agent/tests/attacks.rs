@@ -27,7 +27,8 @@
 //! The attacker is real too: where an attack needs a hostile server or mirror (endless data,
 //! slow retrieval, a forged offer), [`Attacker`] is a small HTTP/1.1 responder on loopback
 //! that sits where the agent expects its server, passes what it does not attack to the real
-//! server, and answers the rest itself. It is the adversary, not a stand-in for our server.
+//! server, and answers the rest itself (reading and answering through `common::hostile`).
+//! It is the adversary, not a stand-in for our server.
 
 #![allow(
     clippy::unwrap_used,
@@ -48,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hostile::{Request, read_request, write_answer};
 use common::{Device, Fleet, image, keypair, server_steps};
 use serde_json::{Value, json};
 use suitcase_agent::config::Kind;
@@ -173,42 +175,15 @@ async fn serve(
     seen: &Mutex<Vec<String>>,
     pushed: &AtomicU64,
 ) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 64 << 10 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    }) = read_request(&mut sock).await?
+    else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_owned();
-    let path = first.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let k = k.trim().to_ascii_lowercase();
-            if k == "content-length" {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            headers.push((k, v.trim().to_owned()));
-        }
-    }
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length.min(1 << 20) {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
     seen.lock().unwrap().push(format!("{method} {path}"));
     let play = plan(&method, &path);
     let forward = || async {
@@ -277,6 +252,7 @@ async fn serve(
             sock.flush().await?;
             pushed.fetch_add(n as u64, Ordering::SeqCst);
             // Hold the connection open, sending nothing, until the agent hangs up.
+            let mut chunk = [0u8; 8192];
             while sock.read(&mut chunk).await? > 0 {}
             Ok(())
         }
@@ -310,23 +286,46 @@ async fn answer(
     body: &[u8],
     pushed: &AtomicU64,
 ) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    sock.write_all(out.as_bytes()).await?;
-    sock.write_all(body).await?;
-    sock.flush().await?;
+    write_answer(sock, status, headers, body).await?;
     pushed.fetch_add(body.len() as u64, Ordering::SeqCst);
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
+
+/// `dev`'s agent, its `agent.toml` rewritten by `edit`, reporting to `events`.
+fn agent_with(
+    fleet: &Fleet,
+    dev: &Device,
+    edit: impl Fn(String) -> String,
+    events: &common::Events,
+) -> suitcase_agent::Agent {
+    let path = dev.path("agent.toml");
+    std::fs::write(&path, edit(dev.toml(fleet))).unwrap();
+    suitcase_agent::Agent::new(
+        Config::load(&path).unwrap(),
+        Hooks::default(),
+        events.sink(),
+    )
+    .unwrap()
+}
+
+/// Runs one cycle of `agent`, which must end within `limit` (else panics with `hung`) in a
+/// server error (the download refused); that error's text.
+async fn server_error_within(
+    agent: &mut suitcase_agent::Agent,
+    limit: Duration,
+    hung: &str,
+) -> String {
+    match tokio::time::timeout(limit, agent.cycle())
+        .await
+        .expect(hung)
+    {
+        Err(e @ AgentError::Server(_)) => e.to_string(),
+        other => panic!("not stopped: {other:?}"),
+    }
+}
 
 /// Runs one cycle of `dev`'s agent, its `agent.toml` changed by `edit`; the update's end
 /// (`None`: nothing was offered), the payload and envelope bytes downloaded, the events.
@@ -335,15 +334,8 @@ async fn cycle_with(
     dev: &Device,
     edit: impl Fn(String) -> String,
 ) -> (Option<Finished>, u64, common::Events) {
-    let path = dev.path("agent.toml");
-    std::fs::write(&path, edit(dev.toml(fleet))).unwrap();
     let events = common::Events::default();
-    let mut agent = suitcase_agent::Agent::new(
-        Config::load(&path).unwrap(),
-        Hooks::default(),
-        events.sink(),
-    )
-    .unwrap();
+    let mut agent = agent_with(fleet, dev, edit, &events);
     let c = agent.cycle().await.unwrap();
     (
         c.update.map(|u| u.finished),
@@ -485,16 +477,6 @@ async fn arbitrary_software_is_refused() {
     fleet.stop().await;
 }
 
-const MCU_COMPONENT: &str = r#"
-[[component]]
-name = "mcu"
-id = "6d6375"
-kind = "mcu"
-flash = "mcu.flash"
-sector_size = 4096
-slot_sectors = 32
-"#;
-
 fn mcu_release(fleet: &Fleet, sequence: u64, img: &[u8]) -> BuiltRelease {
     fleet.build(&fleet.request(
         sequence,
@@ -527,7 +509,7 @@ fn mcu_release(fleet: &Fleet, sequence: u64, img: &[u8]) -> BuiltRelease {
 async fn rollback_is_refused() {
     let fleet = Fleet::new().await;
     let mut dev = Device::new(&fleet, "mcu").await;
-    dev.components = MCU_COMPONENT.into();
+    dev.components = common::MCU_COMPONENT.into();
     let new = mcu_release(&fleet, 5, &image(5, 40_000));
     offer(&fleet, &dev, &new).await;
     let (f, _, events) = cycle(&fleet, &dev).await;
@@ -638,13 +620,12 @@ async fn endless_data_is_bounded() {
     dev.base = Some(attacker.url());
     let (mut agent, _) = dev.agent(&fleet, Hooks::default());
     let t = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(60), agent.cycle())
-        .await
-        .expect("the agent kept reading for a minute");
-    let e = match r {
-        Err(e @ AgentError::Server(_)) => e.to_string(),
-        other => panic!("not stopped: {other:?}"),
-    };
+    let e = server_error_within(
+        &mut agent,
+        Duration::from_secs(60),
+        "the agent kept reading for a minute",
+    )
+    .await;
     assert!(
         e.contains(&format!("more than the offered {size} bytes")),
         "{e}"
@@ -800,7 +781,7 @@ async fn extraneous_payload_on_a_trust_update_is_refused() {
     next.set_sequence(1);
     next.add_signer(trust::signer(&k.mallory_pub)).unwrap();
     let update = trust::update(&next, &[&k.root1, &k.root2]);
-    let release = offer_trust_update(&fleet, &dev, &update).await;
+    let release = fleet.offer_trust_update(&dev, &update).await;
     let add = Arc::new(|v: &mut Value| {
         if let Some(p) = v["update"]["payloads"].as_array_mut() {
             p.push(json!({
@@ -896,22 +877,14 @@ async fn slow_retrieval_times_out() {
                 "backoff_max_seconds = 0.05\ndownload_attempts = 2\n",
             )
     };
-    let path = dev.path("agent.toml");
-    std::fs::write(&path, edit(dev.toml(&fleet))).unwrap();
-    let mut agent = suitcase_agent::Agent::new(
-        Config::load(&path).unwrap(),
-        Hooks::default(),
-        common::Events::default().sink(),
-    )
-    .unwrap();
+    let mut agent = agent_with(&fleet, &dev, edit, &common::Events::default());
     let t = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(60), agent.cycle())
-        .await
-        .expect("the agent waited a minute for a stalled download");
-    let e = match r {
-        Err(e @ AgentError::Server(_)) => e.to_string(),
-        other => panic!("not stopped: {other:?}"),
-    };
+    let e = server_error_within(
+        &mut agent,
+        Duration::from_secs(60),
+        "the agent waited a minute for a stalled download",
+    )
+    .await;
     assert!(e.contains(PAYLOADS), "{e}");
     let took = t.elapsed();
     assert!(took < Duration::from_secs(20), "{took:?}");
@@ -968,22 +941,14 @@ async fn slow_retrieval_trickle_is_bounded() {
             "backoff_max_seconds = 0.05\ndownload_attempts = 2\n",
         )
     };
-    let path = dev.path("agent.toml");
-    std::fs::write(&path, edit(dev.toml(&fleet))).unwrap();
-    let mut agent = suitcase_agent::Agent::new(
-        Config::load(&path).unwrap(),
-        Hooks::default(),
-        common::Events::default().sink(),
-    )
-    .unwrap();
+    let mut agent = agent_with(&fleet, &dev, edit, &common::Events::default());
     let t = Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(20), agent.cycle())
-        .await
-        .expect("a trickling mirror held the agent for 20 s: no bound per download");
-    let e = match r {
-        Err(e @ AgentError::Server(_)) => e.to_string(),
-        other => panic!("not stopped: {other:?}"),
-    };
+    let e = server_error_within(
+        &mut agent,
+        Duration::from_secs(20),
+        "a trickling mirror held the agent for 20 s: no bound per download",
+    )
+    .await;
     assert!(e.contains(PAYLOADS), "{e}");
     assert!(
         e.contains("too slow") && e.contains("at least 1024 bytes in every 3s"),
@@ -1134,26 +1099,6 @@ fn with_state(fleet: &Fleet) -> impl Fn(String) -> String + use<> {
     }
 }
 
-/// Uploads a trust update (an envelope with its document integrated, no payload to upload)
-/// and offers it to `dev` by a campaign; the release id.
-async fn offer_trust_update(fleet: &Fleet, dev: &Device, update: &[u8]) -> String {
-    let r = fleet
-        .client
-        .post(fleet.url(&format!("/api/v1/releases?name=trust-{}", update.len())))
-        .bearer_auth(&fleet.admin)
-        .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
-        .body(update.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    fleet.campaign(&id, &[&dev.id], json!({})).await;
-    id
-}
-
 /// **Key compromise below the threshold** (RFC 8240 §3, TUF "key compromise" and its
 /// thresholds, RFC 9124 REQ.SEC.AUTHENTIC; draft-ietf-suit-manifest §8.3 several
 /// authentication blocks): the device's trust state needs 2 release signers and 2 of its 3
@@ -1184,7 +1129,9 @@ async fn key_compromise_below_threshold_is_refused() {
     evil.set_sequence(1);
     evil.add_signer(trust::signer(&k.mallory_pub)).unwrap();
     evil.set_release_threshold(1);
-    offer_trust_update(&fleet, &dev, &trust::update(&evil, &[&k.root1])).await;
+    fleet
+        .offer_trust_update(&dev, &trust::update(&evil, &[&k.root1]))
+        .await;
     let (f, _) = refused_with(&fleet, &dev, &state).await;
     check_refused(&f, "signature");
     assert!(f.detail.contains("trust update refused"), "{}", f.detail);
@@ -1233,7 +1180,9 @@ async fn revoked_key_is_refused() {
     next.set_sequence(1);
     let kid = trust::key(&fleet.key_pub).id();
     next.revoke(kid).unwrap();
-    offer_trust_update(&fleet, &dev, &trust::update(&next, &[&k.root1, &k.root2])).await;
+    fleet
+        .offer_trust_update(&dev, &trust::update(&next, &[&k.root1, &k.root2]))
+        .await;
     let (f, _, events) = cycle_with(&fleet, &dev, &state).await;
     assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
     assert_eq!(

@@ -185,6 +185,36 @@ fn notes(events: &common::Events) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that a bundle note among `events` contains `needle`.
+fn assert_note(events: &common::Events, needle: &str) {
+    assert!(
+        notes(events).iter().any(|n| n.contains(needle)),
+        "{:?}",
+        notes(events)
+    );
+}
+
+/// Writes `file` in the fleet's directory: a bundle of `updates` and `releases`.
+fn bundle_at(fleet: &Fleet, file: &str, updates: &[&[u8]], releases: &[&BuiltRelease]) -> PathBuf {
+    let path = fleet.dir.path().join(file);
+    make_bundle(&path, updates, releases);
+    path
+}
+
+/// Installs the bundle at `path` with a fresh agent on the trust state: how its update ended,
+/// and the events.
+async fn install(fleet: &Fleet, dev: &Device, path: &Path) -> (Finished, common::Events) {
+    let (mut a, events) = agent(fleet, dev, true);
+    let end = a
+        .install_bundle(path)
+        .await
+        .unwrap()
+        .update
+        .unwrap()
+        .finished;
+    (end, events)
+}
+
 fn stored(dev: &Device) -> Option<TrustState> {
     dev.path("state/trust.cbor")
         .exists()
@@ -206,64 +236,29 @@ async fn bundle_trust_update_is_applied_before_its_releases() {
 
     // Without the update, author2's release is refused: the control.
     let by_author2 = release(&fleet, 2, &k.author2.0, 2);
-    let plain = fleet.dir.path().join("plain.bundle");
-    make_bundle(&plain, &[], &[&by_author2]);
-    let (mut a, events) = agent(&fleet, &dev, true);
-    let Finished::Failed(f) = a
-        .install_bundle(&plain)
-        .await
-        .unwrap()
-        .update
-        .unwrap()
-        .finished
-    else {
+    let plain = bundle_at(&fleet, "plain.bundle", &[], &[&by_author2]);
+    let (end, events) = install(&fleet, &dev, &plain).await;
+    let Finished::Failed(f) = end else {
         panic!("installed without the trust update: {:?}", events.all());
     };
     assert_eq!((f.step.name(), f.reason.as_str()), ("check", "signature"));
 
-    let path = fleet.dir.path().join("rotation.bundle");
-    make_bundle(&path, &[&update], &[&by_author2]);
-    let (mut a, events) = agent(&fleet, &dev, true);
-    let update_result = a.install_bundle(&path).await.unwrap().update.unwrap();
-    assert_eq!(
-        update_result.finished,
-        Finished::Installed,
-        "{:?}",
-        events.all()
-    );
+    let path = bundle_at(&fleet, "rotation.bundle", &[&update], &[&by_author2]);
+    let (end, events) = install(&fleet, &dev, &path).await;
+    assert_eq!(end, Finished::Installed, "{:?}", events.all());
     assert_eq!(stored(&dev), Some(next));
-    assert!(
-        notes(&events)
-            .iter()
-            .any(|n| n.contains("trust update applied from the bundle")),
-        "{:?}",
-        notes(&events)
-    );
+    assert_note(&events, "trust update applied from the bundle");
     assert_eq!(dev.read("app-b.bin"), image(2, 20_000));
 
     let by_revoked = release(&fleet, 3, &fleet.key, 3);
-    let again = fleet.dir.path().join("again.bundle");
-    make_bundle(&again, &[&update], &[&by_revoked]);
-    let (mut a, events) = agent(&fleet, &dev, true);
-    let Finished::Failed(f) = a
-        .install_bundle(&again)
-        .await
-        .unwrap()
-        .update
-        .unwrap()
-        .finished
-    else {
+    let again = bundle_at(&fleet, "again.bundle", &[&update], &[&by_revoked]);
+    let (end, events) = install(&fleet, &dev, &again).await;
+    let Finished::Failed(f) = end else {
         panic!("the revoked key's release installed: {:?}", events.all());
     };
     assert_eq!((f.step.name(), f.reason.as_str()), ("check", "signature"));
     assert!(f.detail.contains("revoked"), "{}", f.detail);
-    assert!(
-        notes(&events)
-            .iter()
-            .any(|n| n.contains("not applied (sequence-rollback)")),
-        "{:?}",
-        notes(&events)
-    );
+    assert_note(&events, "not applied (sequence-rollback)");
     assert_eq!(stored(&dev), Some(next));
     assert_eq!(dev.read("app-b.bin"), image(2, 20_000));
     fleet.stop().await;
@@ -285,8 +280,12 @@ async fn attack_bundle_trust_update_below_the_root_threshold_is_refused() {
         ("release-signer", vec![fleet.key.as_path()]),
     ] {
         let update = trust::update(&next, &signers);
-        let path = fleet.dir.path().join(format!("{name}.bundle"));
-        make_bundle(&path, &[&update], &[&by_author2]);
+        let path = bundle_at(
+            &fleet,
+            &format!("{name}.bundle"),
+            &[&update],
+            &[&by_author2],
+        );
         let (mut a, events) = agent(&fleet, &dev, true);
         let e = match a.install_bundle(&path).await {
             Err(e @ AgentError::Local(_)) => e.to_string(),
@@ -312,8 +311,8 @@ async fn bundle_trust_update_for_a_device_with_fixed_anchors_is_refused() {
     let k = keys(&fleet);
     let dev = device(&fleet, "d3", &k.genesis).await;
     let update = trust::update(&rotation(&fleet, &k), &[&k.root1, &k.root2]);
-    let path = fleet.dir.path().join("fixed.bundle");
-    make_bundle(&path, &[&update], &[&release(&fleet, 2, &fleet.key, 2)]);
+    let by_signer = release(&fleet, 2, &fleet.key, 2);
+    let path = bundle_at(&fleet, "fixed.bundle", &[&update], &[&by_signer]);
     let (mut a, _) = agent(&fleet, &dev, false);
     let e = a.install_bundle(&path).await.unwrap_err().to_string();
     assert!(e.contains("trust.state"), "{e}");

@@ -17,16 +17,6 @@ use suitcase_author::keys::KeyAlg;
 use suitcase_author::release::ImageInput;
 use suitcase_boot::{Phase, Slot};
 
-const MCU_COMPONENT: &str = r#"
-[[component]]
-name = "mcu"
-id = "6d6375"
-kind = "mcu"
-flash = "mcu.flash"
-sector_size = 4096
-slot_sectors = 32
-"#;
-
 fn mcu_status(dev: &Device, fleet: &Fleet, name: &str) -> suitcase_boot::BootStatus<1> {
     let cfg = dev.config(fleet);
     let c = cfg.components.iter().find(|c| c.name == name).unwrap();
@@ -46,7 +36,7 @@ fn mcu_status(dev: &Device, fleet: &Fleet, name: &str) -> suitcase_boot::BootSta
 async fn mcu_update_boots_on_trial_through_the_bootloader_and_is_confirmed() {
     let fleet = Fleet::new().await;
     let mut dev = Device::new(&fleet, "mcu").await;
-    dev.components = MCU_COMPONENT.into();
+    dev.components = common::MCU_COMPONENT.into();
     let img = image(11, 60_000);
     let built = fleet.build(&fleet.request(
         4,
@@ -118,7 +108,7 @@ async fn mcu_update_boots_on_trial_through_the_bootloader_and_is_confirmed() {
 async fn fault_mcu_health_check_failure_reverts_through_the_bootloader() {
     let fleet = Fleet::new().await;
     let mut dev = Device::new(&fleet, "mcu-sick").await;
-    dev.components = MCU_COMPONENT.into();
+    dev.components = common::MCU_COMPONENT.into();
     dev.extra = "[health]\ncommand = [\"false\"]\n".into();
     let built = fleet.build(&fleet.request(
         4,
@@ -328,7 +318,7 @@ async fn attack_secondary_image_signed_by_an_untrusted_key_is_refused_by_the_sec
 async fn mcu_delta_release_patches_the_running_slot() {
     let fleet = Fleet::with(|c| c.deltas = false).await;
     let mut dev = Device::new(&fleet, "mcu-delta").await;
-    dev.components = MCU_COMPONENT.into();
+    dev.components = common::MCU_COMPONENT.into();
     let mcu_image = |bytes: &[u8], seq: u64, from: Option<&[u8]>| ImageInput {
         name: "mcu".into(),
         bytes: bytes.to_vec(),

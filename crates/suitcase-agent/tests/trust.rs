@@ -93,26 +93,6 @@ fn sign(state: &TrustState, with: &[&Path]) -> Vec<u8> {
     suitcase_author::trust::build_update(state, &refs).unwrap()
 }
 
-/// Uploads a trust update as a release (it has no payload to upload: the document is
-/// integrated) and offers it to `dev` by a campaign; the release id.
-async fn offer_update(fleet: &Fleet, dev: &Device, update: &[u8]) -> String {
-    let r = fleet
-        .client
-        .post(fleet.url(&format!("/api/v1/releases?name=trust-{}", update.len())))
-        .bearer_auth(&fleet.admin)
-        .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
-        .body(update.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_owned();
-    fleet.campaign(&id, &[&dev.id], json!({})).await;
-    id
-}
-
 /// Offers a one-image release signed by `key` to `dev`; the envelope's size.
 async fn offer_release(fleet: &Fleet, dev: &Device, sequence: u64, key: &Path, seed: u8) -> u64 {
     let mut req = fleet.request(sequence, vec![fleet.app(&image(seed, 30_000), sequence)]);
@@ -183,7 +163,7 @@ async fn attack_revoked_key_release_refused_by_agent() {
     let author_kid = key(&fleet.key_pub).id();
     next.revoke(author_kid).unwrap();
     let update = sign(&next, &[&k.root1, &k.root2]);
-    offer_update(&fleet, &dev, &update).await;
+    fleet.offer_trust_update(&dev, &update).await;
     let (f, events) = cycle(&fleet, &dev).await;
     assert_eq!(f, Finished::Installed, "{:?}", events.all());
     let detail = events.detail("check").unwrap();
@@ -247,7 +227,7 @@ async fn attack_release_signer_trust_update_refused_by_agent() {
     next.set_sequence(1);
     next.add_signer(signer(&k.author2.1)).unwrap();
     let update = sign(&next, &[&fleet.key]);
-    offer_update(&fleet, &dev, &update).await;
+    fleet.offer_trust_update(&dev, &update).await;
     let (f, events) = cycle(&fleet, &dev).await;
     let Finished::Failed(failure) = f else {
         panic!("accepted: {:?}", events.all());
@@ -293,7 +273,7 @@ async fn attack_trust_update_replay_refused_by_agent() {
     let update2 = sign(&two, &[&k.root1, &k.root2]);
     let mut ids = Vec::new();
     for u in [&update1, &update2] {
-        ids.push(offer_update(&fleet, &dev, u).await);
+        ids.push(fleet.offer_trust_update(&dev, u).await);
         let (f, events) = cycle(&fleet, &dev).await;
         assert_eq!(f, Finished::Installed, "{:?}", events.all());
     }

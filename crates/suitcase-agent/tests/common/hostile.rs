@@ -181,25 +181,38 @@ impl Hostile {
     }
 }
 
-/// One request per connection (answers say `connection: close`).
-async fn serve(
-    mut sock: TcpStream,
-    seen: &Mutex<Vec<Seen>>,
-    sent: &AtomicU64,
-    handler: &Handler,
-) -> std::io::Result<()> {
+/// A request as read off the socket: header names lowercased, values trimmed.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one HTTP/1.1 request (head at most 64 KiB, body at most 1 MiB); `None` if the
+/// client hung up first.
+pub async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<Request>> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         if buf.len() > 64 << 10 {
-            return Ok(());
+            return Ok(None);
         }
         let n = sock.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
     };
@@ -208,17 +221,15 @@ async fn serve(
     let mut first = lines.next().unwrap_or_default().split(' ');
     let method = first.next().unwrap_or_default().to_owned();
     let path = first.next().unwrap_or_default().to_owned();
-    let mut authorization = None;
-    let mut length = 0usize;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            match k.trim().to_ascii_lowercase().as_str() {
-                "authorization" => authorization = Some(v.trim().to_owned()),
-                "content-length" => length = v.trim().parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = buf[head_end..].to_vec();
     while body.len() < length.min(1 << 20) {
         let n = sock.read(&mut chunk).await?;
@@ -227,11 +238,49 @@ async fn serve(
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    let request = Seen {
+    Ok(Some(Request {
         method,
         path,
-        authorization,
+        headers,
         body,
+    }))
+}
+
+/// Writes a complete answer with `connection: close` and flushes it.
+pub async fn write_answer(
+    sock: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    sock.write_all(out.as_bytes()).await?;
+    sock.write_all(body).await?;
+    sock.flush().await
+}
+
+/// One request per connection (answers say `connection: close`).
+async fn serve(
+    mut sock: TcpStream,
+    seen: &Mutex<Vec<Seen>>,
+    sent: &AtomicU64,
+    handler: &Handler,
+) -> std::io::Result<()> {
+    let Some(r) = read_request(&mut sock).await? else {
+        return Ok(());
+    };
+    let request = Seen {
+        authorization: r.header("authorization").map(str::to_owned),
+        method: r.method,
+        path: r.path,
+        body: r.body,
     };
     seen.lock().unwrap().push(request.clone());
     match handler(&request) {
@@ -240,16 +289,7 @@ async fn serve(
             headers,
             body,
         } => {
-            let mut out = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-                body.len()
-            );
-            for (k, v) in headers {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-            out.push_str("\r\n");
-            sock.write_all(out.as_bytes()).await?;
-            sock.write_all(&body).await?;
+            write_answer(&mut sock, status, &headers, &body).await?;
             sent.fetch_add(body.len() as u64, Ordering::SeqCst);
         }
         Answer::Endless {

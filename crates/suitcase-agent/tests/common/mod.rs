@@ -44,6 +44,18 @@ pub struct Fleet {
 
 pub use suitcase_test_support::keypair;
 
+/// A device's `[[component]]` table for one MCU `mcu` (id "mcu") on `mcu.flash`: 4 KiB
+/// sectors, 32 a slot.
+pub const MCU_COMPONENT: &str = r#"
+[[component]]
+name = "mcu"
+id = "6d6375"
+kind = "mcu"
+flash = "mcu.flash"
+sector_size = 4096
+slot_sectors = 32
+"#;
+
 pub fn image(seed: u8, len: usize) -> Vec<u8> {
     let mut x = u32::from(seed).wrapping_mul(2_654_435_761).wrapping_add(1);
     (0..len)
@@ -219,6 +231,26 @@ impl Fleet {
             v["id"].as_str().unwrap().to_owned(),
             v["token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Uploads a trust update as a release (it has no payload to upload: the document is
+    /// integrated) and offers it to `dev` by a campaign; the release id.
+    pub async fn offer_trust_update(&self, dev: &Device, update: &[u8]) -> String {
+        let r = self
+            .client
+            .post(self.url(&format!("/api/v1/releases?name=trust-{}", update.len())))
+            .bearer_auth(&self.admin)
+            .header("content-type", suitcase_protocol::SUIT_MEDIA_TYPE)
+            .body(update.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        self.campaign(&id, &[&dev.id], json!({})).await;
+        id
     }
 
     /// Creates and starts a campaign of `release` for `devices`.
