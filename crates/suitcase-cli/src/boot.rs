@@ -94,8 +94,8 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
         measure(&config)
     }
     .map_err(|e| anyhow!("{e}"))?;
-    if args.json {
-        let out = json!({
+    let json = args.json.then(|| {
+        json!({
             "layout": report.layout.to_string(),
             "cut_points": report.cut_points,
             "cuts": report.cuts,
@@ -108,16 +108,9 @@ fn simulate(args: &SimulateArgs) -> Result<ExitCode> {
             "image_bytes": report.image_bytes,
             "write_amplification": write_amplification(&report),
             "first_problem": report.first_problem,
-        });
-        outln!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        outln!("{report}");
-    }
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+        })
+    });
+    print_report(json, &report, report.passed())
 }
 
 /// `--layout trust-state`: the trust area's power-cut proof (`suitcase_boot::trust_simulate`).
@@ -136,8 +129,8 @@ fn simulate_trust(args: &SimulateArgs) -> Result<ExitCode> {
         trust_measure(&config)
     }
     .map_err(|e| anyhow!("{e}"))?;
-    if args.json {
-        let out = json!({
+    let json = args.json.then(|| {
+        json!({
             "layout": "trust-state",
             "cut_points": report.cut_points,
             "cuts": report.cuts,
@@ -146,12 +139,22 @@ fn simulate_trust(args: &SimulateArgs) -> Result<ExitCode> {
             "unfinished": report.unfinished,
             "writes_per_update": report.writes_per_update,
             "first_problem": report.first_problem,
-        });
-        outln!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        outln!("{report}");
+        })
+    });
+    print_report(json, &report, report.passed())
+}
+
+/// Prints `json` if given, else `report`; exit 0 if the proof `passed`, 1 if not.
+fn print_report(
+    json: Option<serde_json::Value>,
+    report: &impl std::fmt::Display,
+    passed: bool,
+) -> Result<ExitCode> {
+    match json {
+        Some(out) => outln!("{}", serde_json::to_string_pretty(&out)?),
+        None => outln!("{report}"),
     }
-    Ok(if report.passed() {
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

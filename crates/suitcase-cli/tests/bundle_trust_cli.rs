@@ -48,27 +48,7 @@ fn bundle_with_a_trust_update_installs_the_new_authors_release_offline() {
             "trust.cbor",
         ],
     );
-    common::ok(
-        d,
-        &[
-            "trust",
-            "update",
-            "--state",
-            "trust.cbor",
-            "--add-signer",
-            "author2.pub",
-            "--revoke",
-            "author1.pub",
-            "--sign",
-            "root1.key",
-            "--sign",
-            "root2.key",
-            "--out",
-            "update-1.suit",
-            "--state-out",
-            "trust-1.cbor",
-        ],
-    );
+    common::ok(d, &common::ROTATE_AUTHOR_ARGS);
     common::ok(
         d,
         &common::build_args(

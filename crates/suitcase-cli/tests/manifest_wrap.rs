@@ -6,25 +6,40 @@
 
 #![expect(clippy::unwrap_used, reason = "test code")]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::suitcase;
 use serde_json::Value;
 
 fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
 }
 
-fn suitcase(dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_suitcase"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.code().unwrap_or(-1), json, stdout + &stderr)
+/// `suitcase manifest check ENVELOPE --trust T… --device DEVICE --json` in `dir`.
+fn manifest_check(
+    dir: &Path,
+    envelope: &str,
+    trust: &[&str],
+    device: &str,
+) -> (i32, Value, String) {
+    let mut args = vec!["manifest", "check", envelope];
+    for t in trust {
+        args.extend(["--trust", t]);
+    }
+    args.extend(["--device", device, "--json"]);
+    suitcase(dir, &args)
+}
+
+/// The encryption-with-dependency vector checked on its device, trusting `trust`.
+fn check_dependency_vector(trust: &[&str]) -> (i32, Value, String) {
+    manifest_check(
+        &testdata(),
+        "vectors/encryption/suit-manifest-es-ecdh-dependency.signed.hex",
+        trust,
+        "devices/fwenc-es-dh.json",
+    )
 }
 
 fn vector(path: &str) -> PathBuf {
@@ -66,19 +81,8 @@ fn trust_domains_vectors_process_to_accept_on_a_device_profile() {
         "trust-domains/example1_process.hex",
         "trust-domains/example2_integrated.hex",
     ] {
-        let (code, json, out) = suitcase(
-            d,
-            &[
-                "manifest",
-                "check",
-                text(&vector(envelope)),
-                "--trust",
-                text(&example),
-                "--device",
-                "device.json",
-                "--json",
-            ],
-        );
+        let (code, json, out) =
+            manifest_check(d, text(&vector(envelope)), &[text(&example)], "device.json");
         assert_eq!(
             (code, json["verdict"].as_str()),
             (0, Some("accept")),
@@ -102,21 +106,10 @@ fn trust_domains_vectors_process_to_accept_on_a_device_profile() {
         );
     }
     // The encryption-with-dependency vector: two signers, the device trusts both.
-    let (code, json, out) = suitcase(
-        &testdata(),
-        &[
-            "manifest",
-            "check",
-            "vectors/encryption/suit-manifest-es-ecdh-dependency.signed.hex",
-            "--trust",
-            "vectors/keys/fwenc-dependent-signer-public.pem",
-            "--trust",
-            "vectors/keys/suit-example-es256-public.pem",
-            "--device",
-            "devices/fwenc-es-dh.json",
-            "--json",
-        ],
-    );
+    let (code, json, out) = check_dependency_vector(&[
+        "vectors/keys/fwenc-dependent-signer-public.pem",
+        "vectors/keys/suit-example-es256-public.pem",
+    ]);
     assert_eq!(
         (code, json["verdict"].as_str()),
         (0, Some("accept")),
@@ -129,19 +122,8 @@ fn trust_domains_vectors_process_to_accept_on_a_device_profile() {
     );
     // Trusting only the distribution system's key: its root authenticates, the author's
     // dependency does not, and the verdict names it.
-    let (code, json, out) = suitcase(
-        &testdata(),
-        &[
-            "manifest",
-            "check",
-            "vectors/encryption/suit-manifest-es-ecdh-dependency.signed.hex",
-            "--trust",
-            "vectors/keys/fwenc-dependent-signer-public.pem",
-            "--device",
-            "devices/fwenc-es-dh.json",
-            "--json",
-        ],
-    );
+    let (code, json, out) =
+        check_dependency_vector(&["vectors/keys/fwenc-dependent-signer-public.pem"]);
     assert_eq!(
         (code, json["reason"].as_str()),
         (1, Some("signature")),
@@ -157,11 +139,7 @@ fn trust_domains_vectors_process_to_accept_on_a_device_profile() {
 fn wrap_builds_an_operator_root_that_check_accepts_with_both_anchors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = |args: &[&str]| {
-        let (code, json, out) = suitcase(d, args);
-        assert_eq!(code, 0, "suitcase {args:?}: {out}");
-        json
-    };
+    let run = |args: &[&str]| common::ok(d, args);
     for who in ["author", "operator"] {
         run(&[
             "key",
@@ -175,26 +153,20 @@ fn wrap_builds_an_operator_root_that_check_accepts_with_both_anchors() {
         ]);
     }
     std::fs::write(d.join("app.bin"), b"the author's firmware").unwrap();
-    let built = run(&[
-        "release",
-        "build",
-        "--image",
-        "app.bin",
-        "--component",
-        "00",
-        "--vendor",
-        "example.com",
-        "--class",
+    let built = run(&common::build_args(
         "thermostat",
-        "--sequence",
         "4",
-        "--integrated",
-        "--sign",
-        "author.key",
-        "-o",
-        "author.suit",
-        "--json",
-    ]);
+        &[
+            "--component",
+            "00",
+            "--integrated",
+            "--sign",
+            "author.key",
+            "-o",
+            "author.suit",
+            "--json",
+        ],
+    ));
     let wrapped = run(&[
         "manifest",
         "wrap",
@@ -220,20 +192,7 @@ fn wrap_builds_an_operator_root_that_check_accepts_with_both_anchors() {
         ),
     )
     .unwrap();
-    let check = |trust: &[&str]| {
-        let mut args = vec![
-            "manifest",
-            "check",
-            "root.suit",
-            "--device",
-            "device.json",
-            "--json",
-        ];
-        for t in trust {
-            args.extend(["--trust", t]);
-        }
-        suitcase(d, &args)
-    };
+    let check = |trust: &[&str]| manifest_check(d, "root.suit", trust, "device.json");
     let (code, json, out) = check(&["operator.pub", "author.pub"]);
     assert_eq!(
         (code, json["verdict"].as_str()),

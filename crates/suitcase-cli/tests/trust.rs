@@ -4,6 +4,8 @@
 
 #![expect(clippy::unwrap_used, reason = "test code")]
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -117,24 +119,7 @@ impl Dir {
 
     /// The walk-through's rotation: author2 added, author1 revoked, signed by root1+root2.
     fn rotate_author(&self) {
-        self.ok(&[
-            "trust",
-            "update",
-            "--state",
-            "trust.cbor",
-            "--add-signer",
-            "author2.pub",
-            "--revoke",
-            "author1.pub",
-            "--sign",
-            "root1.key",
-            "--sign",
-            "root2.key",
-            "--out",
-            "update-1.suit",
-            "--state-out",
-            "trust-1.cbor",
-        ]);
+        self.ok(&common::ROTATE_AUTHOR_ARGS);
     }
 }
 

@@ -101,6 +101,28 @@ pub fn sign_args<'a>(key: &'a str, out: &'a str) -> [&'a str; 7] {
     ["release", "sign", "app.suit", "--key", key, "-o", out]
 }
 
+/// `suitcase trust update` of docs/trust.md's signer rotation on `trust.cbor`: author2 added,
+/// author1 revoked, signed by root1 and root2; the update in `update-1.suit`, the state after
+/// it in `trust-1.cbor`.
+pub const ROTATE_AUTHOR_ARGS: [&str; 16] = [
+    "trust",
+    "update",
+    "--state",
+    "trust.cbor",
+    "--add-signer",
+    "author2.pub",
+    "--revoke",
+    "author1.pub",
+    "--sign",
+    "root1.key",
+    "--sign",
+    "root2.key",
+    "--out",
+    "update-1.suit",
+    "--state-out",
+    "trust-1.cbor",
+];
+
 /// `suitcase manifest check ENVELOPE --trust T… --threshold N`.
 pub fn check_args<'a>(envelope: &'a str, trust: &[&'a str], threshold: &'a str) -> Vec<&'a str> {
     let mut args = vec!["manifest", "check", envelope];
