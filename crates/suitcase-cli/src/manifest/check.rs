@@ -284,6 +284,9 @@ fn run_device<'a>(
 ) -> Result<(), Error> {
     let mut processor = Processor::new(verified, dev, policy)?
         .with_dependency_trust(anchors, trust_policy)
+        // A dependency, like a release, must not name the trust store: trust updates come
+        // only from the root (docs/trust.md; trust-domains §5.2.2 for dependency prefixes).
+        .with_dependency_rule(suitcase_trust::names_trust_store)
         .with_dependency_buffer(buffer);
     let order = [
         Section::DependencyResolution,
