@@ -344,6 +344,13 @@ async fn cycle_with(
     )
 }
 
+/// Runs one cycle of `dev`'s agent (`agent.toml` changed by `edit`), which must install the
+/// update it is offered.
+async fn installs_with(fleet: &Fleet, dev: &Device, edit: impl Fn(String) -> String) {
+    let (f, _, events) = cycle_with(fleet, dev, edit).await;
+    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+}
+
 async fn cycle(fleet: &Fleet, dev: &Device) -> (Option<Finished>, u64, common::Events) {
     cycle_with(fleet, dev, |t| t).await
 }
@@ -471,8 +478,7 @@ async fn arbitrary_software_is_refused() {
     // Control: the device's author's release of the same image installs.
     let dev = Device::new(&fleet, "control").await;
     offer(&fleet, &dev, &app_release(&fleet, 3, 2, &[&fleet.key])).await;
-    let (f, _, events) = cycle(&fleet, &dev).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, |t| t).await;
     assert_eq!(dev.read("app-b.bin"), image(2, 30_000));
     fleet.stop().await;
 }
@@ -647,8 +653,7 @@ async fn endless_data_is_bounded() {
 
     // Control: straight to the server, the update resumes and installs.
     dev.base = None;
-    let (f, _, events) = cycle(&fleet, &dev).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, |t| t).await;
     assert_eq!(dev.read("app-b.bin"), image(7, 30_000));
     fleet.stop().await;
 }
@@ -755,8 +760,7 @@ async fn extraneous_dependency_is_refused() {
     let mut other = Device::new(&fleet, "extra-control").await;
     fleet.campaign(&release, &[&other.id], json!({})).await;
     other.base = Some(attacker.url());
-    let (f, _, events) = cycle(&fleet, &other).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &other, |t| t).await;
     assert_eq!(other.read("app-b.bin"), image(9, 30_000));
     assert_eq!(
         other.installed()["components"].as_array().map(Vec::len),
@@ -820,8 +824,7 @@ async fn extraneous_payload_on_a_trust_update_is_refused() {
     attack.store(false, Ordering::SeqCst);
     other.base = Some(attacker.url());
     fleet.campaign(&release, &[&other.id], json!({})).await;
-    let (f, _, events) = cycle_with(&fleet, &other, &state).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &other, &state).await;
     assert_eq!(
         TrustState::decode(&other.read("state/trust.cbor")).unwrap(),
         next
@@ -898,8 +901,7 @@ async fn slow_retrieval_times_out() {
 
     // Control: the mirror passes the payload on; the update installs.
     stall.store(false, Ordering::SeqCst);
-    let (f, _, events) = cycle_with(&fleet, &dev, edit).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, edit).await;
     fleet.stop().await;
 }
 
@@ -967,8 +969,7 @@ async fn slow_retrieval_trickle_is_bounded() {
 
     // Control: the mirror passes the payload on; the update installs under the same bound.
     trickle.store(false, Ordering::SeqCst);
-    let (f, _, events) = cycle_with(&fleet, &dev, edit).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, edit).await;
     assert_eq!(dev.read("app-b.bin"), image(8, 30_000));
     fleet.stop().await;
 }
@@ -994,8 +995,7 @@ async fn wrong_software_other_class_is_refused() {
     server_has_check_failure(&fleet, &dev, "class-id").await;
 
     offer(&fleet, &dev, &app_release(&fleet, 3, 4, &[&fleet.key])).await;
-    let (f, _, events) = cycle(&fleet, &dev).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, |t| t).await;
     fleet.stop().await;
 }
 
@@ -1033,8 +1033,7 @@ async fn wrong_software_other_device_is_refused() {
     server_has_check_failure(&fleet, &dev, "device-id").await;
 
     offer(&fleet, &dev, &for_device(3, mine)).await;
-    let (f, _, events) = cycle_with(&fleet, &dev, identity).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, identity).await;
     fleet.stop().await;
 }
 
@@ -1153,8 +1152,7 @@ async fn key_compromise_below_threshold_is_refused() {
         &app_release(&fleet, 4, 4, &[&fleet.key, &k.author2]),
     )
     .await;
-    let (f, _, events) = cycle_with(&fleet, &dev, &state).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, &state).await;
     assert_eq!(dev.read("app-b.bin"), image(4, 30_000));
     fleet.stop().await;
 }
@@ -1208,8 +1206,7 @@ async fn revoked_key_is_refused() {
     server_has_check_failure(&fleet, &dev, "signature").await;
 
     offer(&fleet, &dev, &app_release(&fleet, 4, 4, &[&k.author2])).await;
-    let (f, _, events) = cycle_with(&fleet, &dev, &state).await;
-    assert_eq!(f, Some(Finished::Installed), "{:?}", events.all());
+    installs_with(&fleet, &dev, &state).await;
     assert_eq!(dev.read("app-a.bin"), image(4, 30_000));
     fleet.stop().await;
 }
