@@ -25,6 +25,11 @@ pub(crate) struct Authentic<'e> {
     core: consumer::Authentic<'e>,
     /// The names of the anchors whose signatures verified.
     pub(crate) signers: Vec<String>,
+    /// What a SUIT dependency of the manifest (draft-ietf-suit-trust-domains §5.1) is
+    /// authenticated under: the same anchors and policy as the release (fixed anchors, or the
+    /// trust state's release signers each limited to its components), and a dependency naming
+    /// the trust store refused as a release naming it is.
+    pub(crate) dependencies: consumer::DependencyTrust<'e>,
 }
 
 impl<'e> std::ops::Deref for Authentic<'e> {
@@ -58,8 +63,9 @@ pub(crate) fn authenticated<T>(
         return with_trust_state(&state, &bytes, ctx.now(), step, installed_of, f);
     }
     let anchors = ctx.cfg.trust.anchors();
+    let policy = ctx.cfg.trust.policy(ctx.now());
     let core = Offer::new(&bytes)
-        .verify(&anchors, &ctx.cfg.trust.policy(ctx.now()), installed_of)
+        .verify(&anchors, &policy, installed_of)
         .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))?;
     let signers = core
         .manifest()
@@ -68,7 +74,16 @@ pub(crate) fn authenticated<T>(
         .filter_map(|i| anchors.get(i))
         .map(|a| a.name.to_owned())
         .collect();
-    f(&Authentic { core, signers })
+    let dependencies = consumer::DependencyTrust {
+        anchors: &anchors,
+        policy,
+        refuse: Some(suitcase_trust::names_trust_store),
+    };
+    f(&Authentic {
+        core,
+        signers,
+        dependencies,
+    })
 }
 
 /// [`authenticated`] under a trust state (docs/trust.md): the core authenticates the release
@@ -86,31 +101,41 @@ fn with_trust_state<T>(
     installed_of: impl FnOnce(&VerifiedManifest<'_>) -> Option<u64>,
     f: impl FnOnce(&Authentic<'_>) -> Result<T, Stop>,
 ) -> Result<T, Stop> {
-    let verified = state.with_release_policy(Some(now), |anchors, policy| {
-        Offer::new(bytes).verify(anchors, policy, installed_of)
-    });
-    let core = match verified {
-        Ok(core) => core,
-        Err(e) => {
-            let detail = match suitcase_manifest::Envelope::decode(bytes) {
-                Ok(envelope) => state.explain_release_failure(&envelope, e).to_string(),
-                Err(_) => e.to_string(),
-            };
-            return Err(fail(step, e.reason().code(), detail));
+    // The whole step runs inside the policy's scope: a dependency is authenticated under the
+    // same anchors (trust-domains §5.1).
+    state.with_release_policy(Some(now), |anchors, policy| {
+        let core = match Offer::new(bytes).verify(anchors, policy, installed_of) {
+            Ok(core) => core,
+            Err(e) => {
+                let detail = match suitcase_manifest::Envelope::decode(bytes) {
+                    Ok(envelope) => state.explain_release_failure(&envelope, e).to_string(),
+                    Err(_) => e.to_string(),
+                };
+                return Err(fail(step, e.reason().code(), detail));
+            }
+        };
+        if suitcase_trust::names_trust_store(core.manifest()) {
+            let e = suitcase_trust::TrustError::ReleaseTouchesTrust;
+            return Err(fail(step, e.reason().code(), e.to_string()));
         }
-    };
-    if suitcase_trust::names_trust_store(core.manifest()) {
-        let e = suitcase_trust::TrustError::ReleaseTouchesTrust;
-        return Err(fail(step, e.reason().code(), e.to_string()));
-    }
-    let signers = core
-        .manifest()
-        .signers()
-        .iter()
-        .filter_map(|i| state.signers().get(i))
-        .map(|s| format!("release signer {}", hex::encode(s.key.id())))
-        .collect();
-    f(&Authentic { core, signers })
+        let signers = core
+            .manifest()
+            .signers()
+            .iter()
+            .filter_map(|i| state.signers().get(i))
+            .map(|s| format!("release signer {}", hex::encode(s.key.id())))
+            .collect();
+        let dependencies = consumer::DependencyTrust {
+            anchors,
+            policy: *policy,
+            refuse: Some(suitcase_trust::names_trust_store),
+        };
+        f(&Authentic {
+            core,
+            signers,
+            dependencies,
+        })
+    })
 }
 
 /// A platform in `mode` for the authenticated envelope.

@@ -133,10 +133,14 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
     preset_running(ctx, v, &mut probe)?;
     // The core's processor, anti-rollback against the installed sequence number; a probe
     // that stopped at its first side effect has checked all it can.
-    if let Err(e) = a.run(&mut probe, &UPDATE_SECTIONS)
-        && !probe.side_effect
-    {
-        return Err(suit_failure(step, &e, &probe));
+    if v.manifest().dependencies.is_empty() {
+        if let Err(e) = a.run(&mut probe, &UPDATE_SECTIONS)
+            && !probe.side_effect
+        {
+            return Err(suit_failure(step, &e, &probe));
+        }
+    } else {
+        dependencies(step, a, &mut probe)?;
     }
     let encrypted = decryptable(ctx, v).map_err(|detail| {
         fail(
@@ -160,6 +164,42 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
                 n => format!("; holds the key for {n} encrypted payload(s)"),
             },
         ),
+    ))
+}
+
+/// A root manifest with SUIT dependencies (draft-ietf-suit-trust-domains, e.g. an operator's
+/// root wrapping an author's manifest, `suitcase manifest wrap`): its update sections run with
+/// every dependency authenticated under the agent's anchors before any of its commands runs
+/// (§5.1, [`Authentic::dependencies`]), so a dependency whose signer is not trusted for its
+/// components is refused here, naming the dependency. Only integrated dependencies are used
+/// (no buffer for one fetched by URI: that fetch is refused). The agent does not install such
+/// a release yet: Process's image-match (`consumer::Authentic::image_match`) runs without
+/// dependencies and the journal lists only the root's components, so an authentic one is
+/// refused here too, as unsupported, before anything is downloaded (docs/agent.md).
+fn dependencies(
+    step: Step,
+    a: &Authentic<'_>,
+    probe: &mut crate::platform::DevicePlatform<'_>,
+) -> Result<(), Stop> {
+    let mut fetched: [u8; 0] = [];
+    if let Err((e, failure)) =
+        a.run_with_dependencies(probe, &UPDATE_SECTIONS, a.dependencies, &mut fetched)
+        && (failure.is_some() || !probe.side_effect)
+    {
+        let Stop::Fail(mut f) = suit_failure(step, &e, probe) else {
+            return Err(suit_failure(step, &e, probe));
+        };
+        if let Some(failure) = failure {
+            f.detail = format!("{}: {failure}", f.detail);
+        }
+        return Err(Stop::Fail(f));
+    }
+    Err(fail(
+        step,
+        suitcase_manifest::Reason::UnsupportedCritical.code(),
+        "the release is a root manifest whose components are in SUIT dependencies \
+         (draft-ietf-suit-trust-domains); the dependencies Check processed are authentic, \
+         but this agent does not install from a dependency yet (docs/agent.md)",
     ))
 }
 
