@@ -743,6 +743,20 @@ pub struct ReleaseInfo {
     /// Archived: kept (with its campaigns' history) but offered to no new campaign.
     #[serde(default)]
     pub archived: bool,
+    /// What the envelope is, decided by the server at upload: [`RELEASE_KIND_TRUST_UPDATE`]
+    /// when it names the trust store component (docs/trust.md), else [`RELEASE_KIND_RELEASE`]
+    /// (also what an answer from an older server, without the field, means).
+    #[serde(default = "release_kind_default")]
+    pub kind: String,
+}
+
+/// [`ReleaseInfo::kind`] of firmware (and any envelope not naming the trust store).
+pub const RELEASE_KIND_RELEASE: &str = "release";
+/// [`ReleaseInfo::kind`] of a trust update: an envelope for the `suitcase-trust` component.
+pub const RELEASE_KIND_TRUST_UPDATE: &str = "trust-update";
+
+fn release_kind_default() -> String {
+    RELEASE_KIND_RELEASE.to_owned()
 }
 
 /// A delta patch the server generated for a release's payload.

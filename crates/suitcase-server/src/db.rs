@@ -169,6 +169,10 @@ CREATE INDEX devices_quarantined ON devices (quarantined_at);
 CREATE INDEX reports_failures ON reports (device_id, reason, id)
 "
     .to_owned();
+    // A release's kind, decided at upload (docs/server.md §4, docs/trust.md): `trust-update`
+    // when the envelope names the trust store component, else `release`. Releases stored
+    // before were uploaded as firmware and stay `release`.
+    let v13 = "ALTER TABLE releases ADD COLUMN kind TEXT NOT NULL DEFAULT 'release'".to_owned();
     vec![
         (1, v1),
         (2, v2),
@@ -182,6 +186,7 @@ CREATE INDEX reports_failures ON reports (device_id, reason, id)
         (10, v10),
         (11, v11),
         (12, v12),
+        (13, v13),
     ]
 }
 

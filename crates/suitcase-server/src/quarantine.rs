@@ -580,7 +580,9 @@ pub(crate) async fn posture(state: &AppState) -> Result<FleetPosture> {
     let window = state.config.quarantine.unreachable_after.as_secs();
     let mut newest: HashMap<String, u64> = HashMap::new();
     for r in state.db.release_list().await? {
-        if r.archived || !r.complete() {
+        // A trust update's sequence number counts trust states, not firmware versions: it
+        // never makes a device out of date (docs/server.md §8).
+        if r.archived || !r.complete() || r.is_trust_update() {
             continue;
         }
         for class in r.summary.class_ids() {

@@ -281,9 +281,16 @@ pub(crate) struct ReleaseRow {
     pub(crate) archived: bool,
     /// The only kind of release a quarantined device is offered (quarantine.rs).
     pub(crate) remediation: bool,
+    /// `release` or `trust-update` (suitcase_protocol::RELEASE_KIND_*), decided at upload.
+    pub(crate) kind: String,
 }
 
 impl ReleaseRow {
+    /// A trust update (the envelope names the trust store), not firmware.
+    pub(crate) fn is_trust_update(&self) -> bool {
+        self.kind == suitcase_protocol::RELEASE_KIND_TRUST_UPDATE
+    }
+
     /// Every payload is uploaded.
     pub(crate) fn complete(&self) -> bool {
         self.payloads.iter().all(|p| p.object_key.is_some())
@@ -298,7 +305,7 @@ impl ReleaseRow {
     }
 }
 
-const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived, remediation";
+const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived, remediation, kind";
 
 impl Db {
     pub(crate) async fn release_create(
@@ -309,7 +316,7 @@ impl Db {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO releases (id, name, sequence_number, manifest_digest, summary, signed_by, envelope, created_by, created_at, remediation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO releases (id, name, sequence_number, manifest_digest, summary, signed_by, envelope, created_by, created_at, remediation, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&r.id)
         .bind(&r.name)
@@ -323,6 +330,7 @@ impl Db {
         // The remediation mark is written with the release, never after it: a crash cannot
         // leave an unmarked release that the upload's audit entry calls remediation.
         .bind(i64::from(r.remediation))
+        .bind(&r.kind)
         .execute(&mut *tx)
         .await?;
         for (i, uri) in uris.iter().enumerate() {
@@ -383,6 +391,7 @@ impl Db {
             envelope_bytes: to_u64(r.try_get("envelope_bytes")?),
             archived: r.try_get::<i64, _>("archived")? != 0,
             remediation: r.try_get::<i64, _>("remediation")? != 0,
+            kind: r.try_get("kind")?,
             created_by: r.try_get("created_by")?,
             created_at: r.try_get("created_at")?,
         })

@@ -51,6 +51,16 @@ async fn every_management_answer_is_its_protocol_type_with_no_unknown_field() {
             &c.release(&r.id).await.unwrap(),
         );
     }
+    // The rehearsal's releases are firmware: the server records them as kind `release`
+    // (a trust update would be `trust-update`, docs/server.md §4).
+    assert!(
+        releases
+            .value
+            .iter()
+            .all(|r| r.kind == suitcase_protocol::RELEASE_KIND_RELEASE),
+        "{}",
+        releases.raw
+    );
     assert!(
         releases.value.iter().any(|r| !r.deltas.is_empty()),
         "no release with a delta: {}",

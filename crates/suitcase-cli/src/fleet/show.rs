@@ -49,8 +49,9 @@ pub(super) fn keys(list: &[KeyInfo]) {
 pub(super) fn releases(list: &[ReleaseInfo]) {
     for r in list {
         outln!(
-            "{}  seq {}  {}  {}{}",
+            "{}  {}  seq {}  {}  {}{}",
             r.id,
+            r.kind,
             r.sequence_number,
             if r.complete {
                 "complete  "
@@ -70,6 +71,7 @@ pub(super) fn release(v: &ReleaseInfo) {
         v.name,
         v.sequence_number
     );
+    outln!("  kind {}", v.kind);
     outln!("  signed by {}", js(&v.signed_by));
     outln!("  uploaded {} by {}", when(v.created_at), v.created_by);
     for p in &v.payloads {

@@ -222,6 +222,20 @@ async fn validate(state: &AppState, c: &CampaignCreate) -> ApiResult<ReleaseRow>
         }
         (_, Some(rb)) => {
             let r = crate::api::release_found(state, rb).await?;
+            // A campaign carries one release and, at most, the one its devices go back to.
+            // A trust update and firmware have separate anti-rollback sequences (docs/trust.md)
+            // and a device refuses firmware as a trust update and the other way round
+            // (names_trust_store), so a campaign mixing the two kinds could never roll back.
+            if r.kind != release.kind {
+                return Err(ApiErr::unprocessable(
+                    "mixed-release-kinds",
+                    format!(
+                        "release {} is a {} but the rollback release {} is a {}; a campaign may not mix a trust update and a firmware release",
+                        release.id, release.kind, r.id, r.kind
+                    ),
+                )
+                .hint("run the trust update and the firmware release as two campaigns (the trust update first when the firmware is signed by a newly added key), each with a rollback release of its own kind"));
+            }
             if r.sequence_number <= release.sequence_number {
                 return Err(ApiErr::unprocessable(
                     "rollback-sequence",

@@ -58,6 +58,7 @@ pub(crate) fn info(state: &AppState, r: &ReleaseRow) -> ReleaseInfo {
         created_at: r.created_at,
         deltas: state.deltas.of_release(&r.id),
         archived: r.archived,
+        kind: r.kind.clone(),
     }
 }
 
@@ -214,6 +215,15 @@ pub(crate) async fn upload(
         summary,
         archived: false,
         remediation,
+        // The same rule the agent and the bootloader apply (suitcase_trust::names_trust_store):
+        // an envelope naming the trust store component is a trust update, whatever else it
+        // names, so the server never counts it as firmware (docs/server.md §4).
+        kind: if suitcase_trust::names_trust_store(&verified) {
+            suitcase_protocol::RELEASE_KIND_TRUST_UPDATE
+        } else {
+            suitcase_protocol::RELEASE_KIND_RELEASE
+        }
+        .to_owned(),
     };
     if let Err(e) = state.db.release_create(&row, &body, &uris).await {
         // The same manifest uploaded by a concurrent request: its digest is unique.
@@ -229,7 +239,7 @@ pub(crate) async fn upload(
         &who,
         "release.upload",
         &row.id,
-        serde_json::json!({"name": row.name, "sequence_number": row.sequence_number, "manifest_digest": row.manifest_digest, "signed_by": row.signed_by, "remediation": remediation}),
+        serde_json::json!({"name": row.name, "sequence_number": row.sequence_number, "manifest_digest": row.manifest_digest, "signed_by": row.signed_by, "remediation": remediation, "kind": row.kind}),
     )
     .await?;
     let stored = state
