@@ -89,7 +89,13 @@ pub(crate) fn create_noclobber(path: &Path, bytes: &[u8]) -> std::io::Result<()>
         .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .and_then(|()| std::fs::hard_link(&aside, path));
     let _ = std::fs::remove_file(&aside);
-    r
+    // The new name is durable only once its directory is: without this a power cut right
+    // after the first start could lose the key, and the next start would make another one
+    // (every device registered with the old one would then refuse this server).
+    r.and_then(|()| match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => std::fs::File::open(".")?.sync_all(),
+    })
 }
 
 fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
