@@ -384,3 +384,49 @@ fn with_use_before(
     built.envelope = suitcase_author::trust::sign_update(eb, &[signer.as_ref()]).unwrap();
     built
 }
+
+/// Mix-and-match with a trust update: the attacker relays the real server's fresh answer for
+/// release R (its statement binds R's sequence and manifest digest), keeps the sequence, drops
+/// the payloads and serves at `manifest_url` a trust update signed by the device's root that
+/// nobody offered this device (one held back for a canary group). The statement does not bind
+/// it: refused at Check as `freshness`, the trust state in force is kept (docs/trust.md
+/// "Freshness"; RFC 9019 §4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_statement_for_a_release_cannot_carry_a_trust_update() {
+    let fleet = Fleet::new().await;
+    let mut dev = device(&fleet, "t1", "").await;
+    offer(&fleet, &[&dev.id], 2, 6).await;
+    let dir = fleet.dir.path();
+    let genesis = std::fs::read(dev.path("genesis.cbor")).unwrap();
+    let mut next = TrustState::decode(&genesis).unwrap();
+    next.set_sequence(1);
+    let root = suitcase_author::signer::open(&dir.join("root-t1.key")).unwrap();
+    let evil = suitcase_author::trust::build_update(&next, &[root.as_ref()]).unwrap();
+    let (base, token) = (fleet.base.clone(), dev.token.clone());
+    let h = Hostile::start(move |r| match r.path.as_str() {
+        CHECKIN => {
+            let mut a = relay(&base, &token, &r.body);
+            a["update"]["manifest_url"] = json!("/evil/trust-update");
+            a["update"]["manifest_size"] = json!(evil.len());
+            a["update"]["payloads"] = json!([]);
+            Answer::json(200, &a)
+        }
+        "/evil/trust-update" => Answer::bytes(&evil),
+        _ => Answer::not_found(),
+    })
+    .await;
+    dev.base = Some(h.url());
+
+    let (mut agent, events) = agent(&fleet, &dev, "t1", "", Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    let Finished::Failed(f) = update.finished else {
+        panic!("refused expected: {:?}", events.all());
+    };
+    assert_eq!(f.reason, "freshness", "{f:?}");
+    assert!(f.detail.contains("mix-and-match"), "{f:?}");
+    assert!(
+        paths(&h).iter().any(|p| p == "/evil/trust-update"),
+        "the trust update was fetched: {:?}",
+        paths(&h)
+    );
+}

@@ -83,6 +83,15 @@ fn trust_update(ctx: &Ctx, j: &mut Journal, bytes: &[u8]) -> StepResult {
             ),
         )
     })?;
+    // docs/trust.md "Freshness": a trust update is an offer too; the statement must bind it
+    // (its manifest digest and trust sequence), or a fresh answer for a release could carry
+    // any root-signed update the server did not offer this device (mix-and-match, RFC 9019
+    // §4). Checked in Receive's decide-only run and again before the state is stored;
+    // `apply_update` changed nothing yet. Bundle offers were refused above.
+    let digest = suitcase_manifest::Envelope::decode(bytes)
+        .and_then(|e| e.authentication())
+        .map_err(|e| fail(step, e.reason().code(), format!("trust update: {e}")))?;
+    crate::freshness::check_offer(ctx, step, digest.digest.bytes, next.sequence())?;
     j.sequence = next.sequence();
     if j.step != Step::Check {
         // Receive's check before download: decide only.
