@@ -55,6 +55,8 @@ pub struct Gateway {
     subs: Vec<Sub>,
     wake: Notify,
     fetches: Mutex<HashMap<String, Fetch>>,
+    /// Reports the server refused for their sub-device's credential (set aside or dropped).
+    refused_reports: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -63,6 +65,9 @@ struct Sub {
     http: Http,
     /// The last check-in answer the server gave this sub-device (HTTP paths), also on disk.
     answer: Mutex<Option<CheckInAnswer>>,
+    /// The server refused this sub-device's check-in or a report for its credential (HTTP
+    /// 4xx but 408/429): its reports are not accepted until a check-in succeeds.
+    refused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +123,7 @@ impl Gateway {
                 cfg: s.clone(),
                 http: Http::new(&server, Vec::new())?,
                 answer: Mutex::new(answer),
+                refused: std::sync::atomic::AtomicBool::new(false),
             });
         }
         Ok(Arc::new(Self {
@@ -128,6 +134,7 @@ impl Gateway {
             subs,
             wake: Notify::new(),
             fetches: Mutex::new(HashMap::new()),
+            refused_reports: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -153,6 +160,33 @@ impl Gateway {
         self.queue.len()
     }
 
+    /// Reports the server refused for their sub-device's credential since the gateway started
+    /// (set aside in `reports/refused/`, or dropped once that holds `queue_reports` files).
+    pub fn refused_reports(&self) -> u64 {
+        self.refused_reports
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The reports each sub-device may have queued: an equal share of `queue_reports`, at
+    /// least 1, so one sub-device cannot fill the queue for the others.
+    pub(crate) fn queue_share(&self) -> usize {
+        (self.cfg.queue_reports / self.subs.len().max(1)).max(1)
+    }
+
+    /// Whether the server refused sub-device `i` (its reports are then not accepted).
+    pub(crate) fn is_refused(&self, i: usize) -> bool {
+        self.subs
+            .get(i)
+            .is_some_and(|s| s.refused.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn set_refused(&self, i: usize, refused: bool) {
+        if let Some(s) = self.subs.get(i) {
+            s.refused
+                .store(refused, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Bytes in the cache.
     pub fn cached_bytes(&self) -> u64 {
         self.cache.bytes()
@@ -171,12 +205,14 @@ impl Gateway {
             .map_err(|e| AgentError::Local(format!("check-in answer: {e}")))?;
         cache::write_atomic(&self.answers_file(&sub.cfg.id), &bytes)?;
         *lock(&sub.answer) = Some(answer.clone());
+        self.set_refused(i, false);
         Ok(())
     }
 
     /// Forgets sub-device `i`'s kept answer (the server refused its check-in).
     fn forget_answer(&self, i: usize) {
         let Some(sub) = self.subs.get(i) else { return };
+        self.set_refused(i, true);
         *lock(&sub.answer) = None;
         let file = self.answers_file(&sub.cfg.id);
         if std::fs::remove_file(&file).is_ok() {
@@ -380,47 +416,91 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Sends the queued reports in order; each is removed once the server answered it (taken,
-/// or refused for good); when the server cannot be reached the rest wait, with back-off.
+/// Whether a report error is the server refusing it for its sub-device (HTTP 4xx but 408
+/// and 429, read from the agent's error text `report: HTTP 401 Unauthorized: …`: the
+/// credential is unknown, revoked or mistyped) rather than the server being unreachable.
+fn report_refused(error: &str) -> bool {
+    error
+        .split("report: HTTP ")
+        .nth(1)
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse::<u16>().ok())
+        .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
+}
+
+/// Sends the queued reports, each sub-device's in order; each is removed once the server
+/// answered it (taken, or refused for good). A sub-device whose report cannot be delivered
+/// waits (with back-off) without holding up the others': when the server cannot be reached
+/// its reports stay queued; when the server refuses its credential (HTTP 401/403/404…) they
+/// are set aside in `reports/refused/` and it is refused new ones until a check-in succeeds.
 async fn sync(gw: Arc<Gateway>) {
     let mut wait = gw.cfg.retry_min;
     loop {
-        let batch = gw.queue.oldest(SYNC_BATCH);
-        if batch.is_empty() {
-            // Woken by a new report; the timeout only bounds the wait.
-            let _ = tokio::time::timeout(Duration::from_secs(30), gw.wake.notified()).await;
-            continue;
-        }
-        let mut unreachable = None;
-        for (seq, q) in batch {
-            let Some(sub) = gw.subs.iter().find(|s| s.cfg.id == q.subdevice) else {
-                tracing::warn!(subdevice = %q.subdevice, "a queued report of a sub-device no longer configured: dropped");
-                let _ = gw.queue.remove(seq);
-                continue;
-            };
-            match sub.http.report(&q.report).await {
-                Ok(Delivery::Delivered) => {}
-                Ok(Delivery::Refused(status)) => tracing::warn!(
-                    subdevice = %q.subdevice, status,
-                    "the server refused a {} report for {}; dropped",
-                    q.report.step.name(), q.report.release_id
-                ),
-                Err(e) => {
-                    unreachable = Some(e);
-                    break;
-                }
-            }
-            if let Err(e) = gw.queue.remove(seq) {
-                tracing::error!(error = %e, "cannot remove a sent report from the queue");
-                unreachable = Some(e);
+        // Sub-devices whose oldest report is not delivered this round: their later ones wait
+        // (order per sub-device), the others' go on.
+        let mut blocked = std::collections::HashSet::new();
+        let mut last_error = None;
+        loop {
+            let batch = gw.queue.oldest_except(SYNC_BATCH, &blocked);
+            if batch.is_empty() {
                 break;
             }
+            for (seq, q) in batch {
+                if blocked.contains(&q.subdevice) {
+                    continue;
+                }
+                let Some((i, sub)) = gw
+                    .subs
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| s.cfg.id == q.subdevice)
+                else {
+                    tracing::warn!(subdevice = %q.subdevice, "a queued report of a sub-device no longer configured: dropped");
+                    if gw.queue.remove(seq).is_err() {
+                        blocked.insert(q.subdevice);
+                    }
+                    continue;
+                };
+                let done = match sub.http.report(&q.report).await {
+                    Ok(Delivery::Delivered) => gw.queue.remove(seq),
+                    Ok(Delivery::Refused(status)) => {
+                        tracing::warn!(
+                            subdevice = %q.subdevice, status,
+                            "the server refused a {} report for {}; dropped",
+                            q.report.step.name(), q.report.release_id
+                        );
+                        gw.queue.remove(seq)
+                    }
+                    Err(e) if report_refused(&e.to_string()) => {
+                        gw.set_refused(i, true);
+                        gw.refused_reports
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let parked = gw.queue.park(seq);
+                        tracing::warn!(
+                            subdevice = %q.subdevice, error = %e,
+                            kept = matches!(parked, Ok(true)),
+                            "the server refused this sub-device's report (its credential): set aside in reports/refused/; its reports are refused until a check-in succeeds"
+                        );
+                        parked.map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = done {
+                    blocked.insert(q.subdevice);
+                    last_error = Some(e);
+                }
+            }
         }
-        match unreachable {
-            None => wait = gw.cfg.retry_min,
+        match last_error {
+            None => {
+                wait = gw.cfg.retry_min;
+                // Woken by a new report; the timeout only bounds the wait.
+                let _ = tokio::time::timeout(Duration::from_secs(30), gw.wake.notified()).await;
+            }
             Some(e) => {
                 tracing::info!(error = %e, queued = gw.queue.len(), "gateway: reports stay queued");
-                tokio::time::sleep(wait).await;
+                // A new report (of another sub-device) starts a round early.
+                let _ = tokio::time::timeout(wait, gw.wake.notified()).await;
                 wait = wait.saturating_mul(2).min(gw.cfg.retry_max);
             }
         }

@@ -592,3 +592,54 @@ async fn gateway_fetch_resumes_after_the_connection_to_the_server_is_cut() {
     );
     task.abort();
 }
+
+/// A sub-device whose token the server refuses (revoked, decommissioned, mistyped) must not
+/// hold up the other sub-devices' reports (docs/gateway.md §4): its report is set aside, the
+/// others reach the server, and it is refused new reports until a check-in succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_revoked_subdevice_does_not_block_other_subdevices_reports() {
+    let _one_at_a_time = REPORTING.lock().await;
+    let fleet = Fleet::new().await;
+    let release = fleet.release(5, &image(13, 3000)).await;
+    let (id, token) = fleet.device("sub-good").await;
+    let (bad_id, _) = fleet.device("sub-revoked").await;
+    fleet.campaign(&release, &[&id, &bad_id], json!({})).await;
+    let mut good = SubDevice::new();
+    let mut bad = SubDevice::new();
+    let config = gateway_config(
+        &fleet,
+        &[
+            ("sub-revoked", "not-the-token-the-server-knows", &bad.path),
+            ("sub-good", &token, &good.path),
+        ],
+    )
+    .await;
+    let gw = Gateway::open(&config, config.gateway.as_ref().unwrap()).unwrap();
+    let task = tokio::spawn(Arc::clone(&gw).run());
+
+    // The good one is offered the release; the refused sub-device's report is queued first
+    // (the gateway cannot know yet), then the good one's.
+    let u = offer(&good.checkin(&fleet).await).update.expect("an offer");
+    assert_eq!(u.release_id, release);
+    bad.report_steps(&release, &ALL_STEPS[..1]).await;
+    good.report_all(&release).await;
+    wait_drained(&gw).await;
+    assert_eq!(
+        server_steps(&fleet.device_info(&id).await).len(),
+        ALL_STEPS.len(),
+        "the good sub-device's timeline: every step"
+    );
+    assert_eq!(gw.refused_reports(), 1);
+    // The refused one is now told so, clearly, instead of filling the queue.
+    let p = bad.report_packet(&release, ALL_STEPS[1]);
+    let a = bad.call(&p).await;
+    assert_eq!(
+        a.header.code,
+        MessageClass::Response(ResponseType::Forbidden),
+        "{}",
+        diag(&a)
+    );
+    assert!(diag(&a).contains("refused"), "{}", diag(&a));
+    assert_eq!(gw.queued_reports(), 0);
+    task.abort();
+}

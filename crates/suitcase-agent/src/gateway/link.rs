@@ -471,12 +471,20 @@ async fn report(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) -> 
         .subs
         .get(i)
         .ok_or_else(|| fail(ResponseType::InternalServerError, "internal"))?;
+    if gw.is_refused(i) {
+        // Queuing it would only hold it for a server that refuses it (docs/gateway.md §4).
+        return Err(fail(
+            ResponseType::Forbidden,
+            "refused: the server refused this sub-device's credential (its token is unknown, revoked or mistyped); reports are not accepted until a check-in succeeds",
+        ));
+    }
     let q = Queued {
         subdevice: sub.cfg.id.clone(),
         report,
     };
     let g = Arc::clone(gw);
-    let pushed = tokio::task::spawn_blocking(move || g.queue.push(&q))
+    let share = gw.queue_share();
+    let pushed = tokio::task::spawn_blocking(move || g.queue.push(&q, share))
         .await
         .unwrap_or_else(|e| {
             Err(crate::error::AgentError::Local(format!(
@@ -491,7 +499,7 @@ async fn report(gw: &Arc<Gateway>, i: usize, req: &Packet, out: &mut Packet) -> 
         }
         Ok(Pushed::Full) => Err(unavailable(
             format!(
-                "queue-full: {} reports wait for the server; send this one again later",
+                "queue-full: the queue holds {} reports, or {share} of this sub-device's (its share); send this one again later",
                 gw.cfg.queue_reports
             ),
             60,
