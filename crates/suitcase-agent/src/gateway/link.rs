@@ -176,7 +176,28 @@ async fn answer(
         out.header.message_id = *mid;
     }
     out.set_token(req.get_token().to_vec());
-    if let Err(f) = route(gw, i, method, &req, &mut out).await {
+    let mut routed = route(gw, i, method, &req, &mut out).await;
+    // An answer longer than a frame holds (a check-in answer with a long freshness statement
+    // or many payloads) would be dropped by the sub-device's decoder as too long, and asked
+    // again forever: it is answered 5.00 naming why instead (RFC 7252 §5.9.3.1).
+    if routed.is_ok()
+        && let Ok(b) = out.to_bytes()
+        && b.len() > MAX_MESSAGE
+    {
+        tracing::warn!(
+            subdevice = i,
+            bytes = b.len(),
+            "gateway: answer too large for the link"
+        );
+        routed = Err(fail(
+            ResponseType::InternalServerError,
+            format!(
+                "too-large: the answer is {} bytes, more than the {MAX_MESSAGE} a frame holds (the gateway does not send it block-wise)",
+                b.len()
+            ),
+        ));
+    }
+    if let Err(f) = routed {
         out.clear_all_options();
         out.header.code = MessageClass::Response(f.code);
         if let Some(age) = f.max_age {
