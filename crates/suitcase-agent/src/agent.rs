@@ -229,7 +229,14 @@ impl Agent {
         }
         let offer = answer.update.clone();
         let job = match (journal, offer) {
-            (Some(j), Some(o)) if j.offer.release_id == o.release_id => Some(j),
+            // docs/trust.md "Freshness": the release id is not signed; with freshness the
+            // statement must bind what the journal installs, or it starts again on the offer.
+            (Some(j), Some(o))
+                if j.offer.release_id == o.release_id
+                    && crate::freshness::binds_journal(&self.ctx, &j) =>
+            {
+                Some(j)
+            }
             (Some(j), offer) => {
                 tracing::info!(
                     "the server no longer offers {}; discarding its downloads",

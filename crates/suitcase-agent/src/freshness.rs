@@ -182,3 +182,25 @@ pub(crate) fn now(ctx: &Ctx) -> Option<u64> {
         _ => Some(ctx.now()),
     }
 }
+
+/// Whether an update under way may go on after this check-in: its journal is past Check (so
+/// Check's [`check_offer`] will not run again) and the last valid statement, from this
+/// check-in, must bind what the journal installs (its sequence number and its envelope's
+/// manifest digest). The offer's release id is not signed and not in the statement: an
+/// attacker relaying the fresh answer for another release under the journal's release id
+/// would otherwise keep an install going that no statement binds (mix-and-match, RFC 9019
+/// §4). `true` when freshness is not required or the journal is not past Check yet.
+pub(crate) fn binds_journal(ctx: &Ctx, j: &crate::state::Journal) -> bool {
+    use suitcase_protocol::Step;
+    if ctx.cfg.trust.freshness.is_none() || matches!(j.step, Step::Receive | Step::Check) {
+        return true;
+    }
+    let Ok(bytes) = crate::verified::read_envelope(ctx, j) else {
+        return false;
+    };
+    let Ok(auth) = suitcase_manifest::Envelope::decode(&bytes).and_then(|e| e.authentication())
+    else {
+        return false;
+    };
+    read(ctx).offer == Some((j.sequence, hex::encode(auth.digest.bytes)))
+}

@@ -430,3 +430,59 @@ async fn replayed_statement_for_a_release_cannot_carry_a_trust_update() {
         paths(&h)
     );
 }
+
+/// Mix-and-match with an update under way: release X waits at Announce (consent deferred);
+/// the server now offers Y; the attacker relays Y's fresh answer under X's release id (not
+/// signed, not in the statement). The statement binds Y, not X: the agent drops X's journal
+/// and starts again on the offer (its envelope fetched from the answer's `manifest_url`)
+/// instead of going on with X, which no statement binds (docs/trust.md "Freshness").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_statement_for_another_release_cannot_resume_a_journal() {
+    let fleet = Fleet::new().await;
+    let mut dev = device(&fleet, "j1", "").await;
+    let script = dev.script("consent.sh", "exit 75");
+    dev.extra = format!(
+        "[consent]\nmode = \"command\"\ncommand = [\"{}\"]\n",
+        script.display()
+    );
+    let x = fleet.release(2, &image(7, 20_000)).await;
+    let campaign = fleet.campaign(&x, &[&dev.id], json!({})).await;
+    let (mut first, events) = agent(&fleet, &dev, "j1", "", Hooks::default());
+    let update = first.cycle().await.unwrap().update.unwrap();
+    assert!(
+        matches!(update.finished, Finished::Deferred(_)),
+        "X waits at Announce: {:?}",
+        events.all()
+    );
+    drop(first);
+    let (s, v) = fleet
+        .post(&format!("/api/v1/campaigns/{campaign}/cancel"), &json!({}))
+        .await;
+    assert!(s.is_success(), "{v}");
+    offer(&fleet, &[&dev.id], 3, 8).await;
+    let (base, token) = (fleet.base.clone(), dev.token.clone());
+    let y_url = Arc::new(Mutex::new(String::new()));
+    let seen_url = Arc::clone(&y_url);
+    let h = hostile(move |r| {
+        let mut a = relay(&base, &token, &r.body);
+        assert_eq!(a["update"]["sequence_number"], json!(3), "{a}");
+        *seen_url.lock().unwrap() = a["update"]["manifest_url"].as_str().unwrap().to_owned();
+        a["update"]["release_id"] = json!(x);
+        a
+    })
+    .await;
+    dev.base = Some(h.url());
+    let (mut second, events) = agent(&fleet, &dev, "j1", "", Hooks::default());
+    let update = second.cycle().await.unwrap().update.unwrap();
+    assert!(
+        !matches!(update.finished, Finished::Deferred(_)),
+        "X is not resumed: {:?}",
+        events.all()
+    );
+    let y = y_url.lock().unwrap().clone();
+    assert!(
+        paths(&h).contains(&y),
+        "the agent started again on the offer the statement binds ({y}): {:?}",
+        paths(&h)
+    );
+}
