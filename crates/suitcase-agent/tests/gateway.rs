@@ -643,3 +643,36 @@ async fn attack_revoked_subdevice_does_not_block_other_subdevices_reports() {
     assert_eq!(gw.queued_reports(), 0);
     task.abort();
 }
+
+/// A check-in answer longer than a frame holds (many payloads) is answered 5.00 naming why,
+/// not sent whole for the sub-device's decoder to drop as too long (asked again forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_answer_longer_than_a_frame_is_refused_with_a_diagnostic() {
+    let fleet = Fleet::new().await;
+    let images = (0..16u8)
+        .map(|n| {
+            let mut app = fleet.app(&image(n, 100), 3);
+            app.name = format!("app{n}");
+            app.component = vec![format!("app{n}").into_bytes()];
+            app.uri = Some(format!("https://fw.example/app{n}-3.bin"));
+            app
+        })
+        .collect();
+    let built = fleet.build(&fleet.request(3, images));
+    let release = fleet.upload(&built).await;
+    let (id, token) = fleet.device("sub-many").await;
+    fleet.campaign(&release, &[&id], json!({})).await;
+    let mut s = SubDevice::new();
+    let config = gateway_config(&fleet, &[("sub-many", &token, &s.path)]).await;
+    let gw = Gateway::open(&config, config.gateway.as_ref().unwrap()).unwrap();
+    let task = tokio::spawn(Arc::clone(&gw).run());
+    let a = s.checkin(&fleet).await;
+    assert_eq!(
+        a.header.code,
+        MessageClass::Response(ResponseType::InternalServerError),
+        "{}",
+        diag(&a)
+    );
+    assert!(diag(&a).contains("too-large"), "{}", diag(&a));
+    task.abort();
+}

@@ -180,20 +180,18 @@ async fn answer(
     // An answer longer than a frame holds (a check-in answer with a long freshness statement
     // or many payloads) would be dropped by the sub-device's decoder as too long, and asked
     // again forever: it is answered 5.00 naming why instead (RFC 7252 §5.9.3.1).
-    if routed.is_ok()
-        && let Ok(b) = out.to_bytes()
-        && b.len() > MAX_MESSAGE
-    {
+    // (coap-lite refuses to encode a message over 1280 bytes: that is too long as well.)
+    if routed.is_ok() && !matches!(out.to_bytes(), Ok(b) if b.len() <= MAX_MESSAGE) {
+        let n = out.payload.len();
         tracing::warn!(
             subdevice = i,
-            bytes = b.len(),
+            payload = n,
             "gateway: answer too large for the link"
         );
         routed = Err(fail(
             ResponseType::InternalServerError,
             format!(
-                "too-large: the answer is {} bytes, more than the {MAX_MESSAGE} a frame holds (the gateway does not send it block-wise)",
-                b.len()
+                "too-large: the answer's {n}-byte payload does not fit the {MAX_MESSAGE} bytes a frame holds (the gateway does not send it block-wise)"
             ),
         ));
     }
