@@ -13,7 +13,7 @@
 //! | endless data | [`endless_data_is_bounded`] | every download stops at the size the manifest declares (the offer's, equal to it) |
 //! | extraneous dependencies | [`extraneous_dependency_is_refused`], [`extraneous_payload_on_a_trust_update_is_refused`] | only what the signed manifest names is fetched and installed; an offer adding a payload is refused at Check |
 //! | slow retrieval (stall) | [`slow_retrieval_times_out`] | a read timeout and a bounded number of attempts per cycle |
-//! | slow retrieval (trickle) | [`slow_retrieval_trickle_is_bounded`] | a minimum rate per window for every download, and a bounded number of attempts |
+//! | slow retrieval (trickle) | [`slow_retrieval_trickle_is_bounded`] | a minimum rate per window for every download (an error body within one window), and a bounded number of attempts |
 //! | wrong software (class) | [`wrong_software_other_class_is_refused`] | class-identifier condition |
 //! | wrong software (device) | [`wrong_software_other_device_is_refused`] | device-identifier condition |
 //! | key compromise below threshold | [`key_compromise_below_threshold_is_refused`] | k-of-n release and root thresholds of the trust state |
@@ -86,6 +86,13 @@ enum Play {
     /// Fetches the real answer, announces its full length, then sends it one byte every
     /// `every` (a trickling mirror), until the agent hangs up.
     Trickle { every: Duration },
+    /// Answers it itself with `status` and `body`, the body one byte every `every` (an error
+    /// answer trickling in).
+    TrickleAnswer {
+        status: u16,
+        body: Vec<u8>,
+        every: Duration,
+    },
 }
 
 type Plan = Arc<dyn Fn(&str, &str) -> Play + Send + Sync>;
@@ -256,8 +263,19 @@ async fn serve(
             while sock.read(&mut chunk).await? > 0 {}
             Ok(())
         }
-        Play::Trickle { every } => {
-            let (status, _, bytes) = forward().await?;
+        Play::Trickle { .. } | Play::TrickleAnswer { .. } => {
+            let (status, bytes, every) = match play {
+                Play::TrickleAnswer {
+                    status,
+                    body,
+                    every,
+                } => (status, body, every),
+                Play::Trickle { every } => {
+                    let (status, _, bytes) = forward().await?;
+                    (status, bytes, every)
+                }
+                _ => unreachable!(),
+            };
             sock.write_all(
                 format!(
                     "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -912,23 +930,28 @@ async fn slow_retrieval_times_out() {
 /// (`server.download_min_bytes` per `server.download_window_seconds`, here 1024 bytes per
 /// 3 s) cuts each attempt at the end of its first window, with a reason naming that rate;
 /// the cycle's `download_attempts` end in bounded time with an error the next cycle resumes
-/// from, and nothing is installed. Control: the same mirror passing the payload on (at the
-/// same settings) lets it install.
+/// from, and nothing is installed. The same mirror answering 503 with a 16 KiB error body
+/// trickled the same way is cut at the end of the window too. Control: the same mirror
+/// passing the payload on (at the same settings) lets it install.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_retrieval_trickle_is_bounded() {
     let fleet = Fleet::new().await;
     let mut dev = Device::new(&fleet, "trickle").await;
     let built = app_release(&fleet, 2, 8, &[&fleet.key]);
     offer(&fleet, &dev, &built).await;
-    let trickle = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // 0: the payload trickles; 1: an error answer (503) whose body trickles; 2: forward.
+    let trickle = Arc::new(AtomicU64::new(0));
     let s = trickle.clone();
     let attacker = Attacker::start(&fleet.base, move |method, path| {
-        if method == "GET" && path.starts_with(PAYLOADS) && s.load(Ordering::SeqCst) {
-            Play::Trickle {
-                every: Duration::from_millis(1200),
-            }
-        } else {
-            Play::Forward
+        let every = Duration::from_millis(1200);
+        match s.load(Ordering::SeqCst) {
+            0 if method == "GET" && path.starts_with(PAYLOADS) => Play::Trickle { every },
+            1 if method == "GET" && path.starts_with(PAYLOADS) => Play::TrickleAnswer {
+                status: 503,
+                body: vec![b'x'; 16 << 10],
+                every,
+            },
+            _ => Play::Forward,
         }
     })
     .await;
@@ -967,8 +990,26 @@ async fn slow_retrieval_trickle_is_bounded() {
     );
     nothing_installed(&dev);
 
+    // An error answer's body trickles in (16 KiB at a byte per 1.2 s: five and a half
+    // hours): it is bounded by the same window.
+    trickle.store(1, Ordering::SeqCst);
+    let mut agent = agent_with(&fleet, &dev, edit, &common::Events::default());
+    let t = Instant::now();
+    let e = server_error_within(
+        &mut agent,
+        Duration::from_secs(20),
+        "a trickling error body held the agent for 20 s: no bound per download",
+    )
+    .await;
+    assert!(
+        e.contains("503") && e.contains("did not arrive within the download window"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    nothing_installed(&dev);
+
     // Control: the mirror passes the payload on; the update installs under the same bound.
-    trickle.store(false, Ordering::SeqCst);
+    trickle.store(2, Ordering::SeqCst);
     installs_with(&fleet, &dev, edit).await;
     assert_eq!(dev.read("app-b.bin"), image(8, 30_000));
     fleet.stop().await;

@@ -151,6 +151,14 @@ fn mistakes_are_named() {
             ),
             "give a positive number of bytes per a positive number of seconds",
         ),
+        // A window so long it bounds nothing (and would overflow the download's deadline).
+        (
+            format!("{BASE}{APP}").replace(
+                "token = \"t\"\n",
+                "token = \"t\"\ndownload_window_seconds = 1e15\n",
+            ),
+            "server.download_window_seconds = 1000000000000000: at most 86400 seconds",
+        ),
         (format!("{BASE}{APP}frobnicate = 1\n"), "unknown field"),
     ];
     for (text, want) in cases {

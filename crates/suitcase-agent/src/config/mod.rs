@@ -103,14 +103,30 @@ fn seconds(path: &Path, key: &str, s: f64) -> Result<Duration, AgentError> {
     })
 }
 
+/// The longest `server.download_window_seconds` (a day).
+const MAX_DOWNLOAD_WINDOW: Duration = Duration::from_secs(86_400);
+
 /// `server.download_min_bytes` per `server.download_window_seconds`: both above zero (a
-/// zero would turn the slow-retrieval bound off, or cut every download at once).
+/// zero would turn the slow-retrieval bound off, or cut every download at once), the window
+/// at most [`MAX_DOWNLOAD_WINDOW`].
 fn min_rate(path: &Path, s: &file::ServerFile) -> Result<crate::http::MinRate, AgentError> {
     let window = seconds(
         path,
         "server.download_window_seconds",
         s.download_window_seconds,
     )?;
+    // A window past a day is no bound on a slow retrieval, and a huge one would overflow the
+    // clock the download computes its deadlines with.
+    if window > MAX_DOWNLOAD_WINDOW {
+        return Err(bad(
+            path,
+            format!(
+                "server.download_window_seconds = {}: at most {} seconds (a day)",
+                s.download_window_seconds,
+                MAX_DOWNLOAD_WINDOW.as_secs()
+            ),
+        ));
+    }
     let bytes = core::num::NonZeroU64::new(s.download_min_bytes);
     match bytes {
         Some(bytes) if !window.is_zero() => Ok(crate::http::MinRate { bytes, window }),

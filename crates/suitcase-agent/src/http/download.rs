@@ -113,9 +113,20 @@ impl Http {
                 )));
             }
             s => {
-                return Err(DownloadError::Transient(
-                    self.error_answer(&d.url, s, resp).await.to_string(),
-                ));
+                // TUF "slow retrieval" (RFC 9019 §4): an error body trickling in is bounded
+                // by the same window as a payload, not only by the read timeout per byte.
+                let answer = tokio::time::timeout(rate.window, self.error_answer(&d.url, s, resp))
+                    .await
+                    .map_or_else(
+                        |_| {
+                            format!(
+                                "{}: HTTP {s}, and its error body did not arrive within the download window ({:?}): cut",
+                                d.url, rate.window
+                            )
+                        },
+                        |e| e.to_string(),
+                    );
+                return Err(DownloadError::Transient(answer));
             }
         }
         // Test hook: the next cut applies to the first transfer long enough to reach it.
@@ -132,7 +143,7 @@ impl Http {
         // TUF "slow retrieval" (RFC 9019 §4 availability): at least `rate.bytes` in every
         // window, or the transfer is cut (what arrived is kept for the next attempt).
         // A window need not bring more than what is left of the file.
-        let mut window_end = tokio::time::Instant::now() + rate.window;
+        let mut window_end = window_end_from_now(rate.window);
         let mut in_window = 0u64;
         let mut need = rate.bytes.get().min(d.size.saturating_sub(d.durable));
         loop {
@@ -145,7 +156,7 @@ impl Http {
                     )));
                 }
                 in_window = 0;
-                window_end = tokio::time::Instant::now() + rate.window;
+                window_end = window_end_from_now(rate.window);
                 need = rate
                     .bytes
                     .get()
@@ -285,4 +296,14 @@ pub fn sha256_file(path: &Path) -> Result<String, AgentError> {
         h.update(buf.get(..n).unwrap_or_default());
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// The end of a window starting now. `Instant + Duration` panics on overflow: a window too
+/// long for the clock (the config refuses more than a day; a library caller may build any
+/// [`super::MinRate`]) ends a year from now instead.
+fn window_end_from_now(window: core::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(window)
+        .or_else(|| now.checked_add(core::time::Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
