@@ -486,3 +486,29 @@ async fn relayed_statement_for_another_release_cannot_resume_a_journal() {
         paths(&h)
     );
 }
+
+/// The accept path for a trust update: the real server offers a root-signed trust update; its
+/// fresh statement binds the update's manifest digest and trust sequence, so it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_trust_update_is_applied() {
+    let fleet = Fleet::new().await;
+    let dev = device(&fleet, "t2", "").await;
+    let mut next = TrustState::decode(&std::fs::read(dev.path("genesis.cbor")).unwrap()).unwrap();
+    next.set_sequence(1);
+    let root = suitcase_author::signer::open(&fleet.dir.path().join("root-t2.key")).unwrap();
+    let update = suitcase_author::trust::build_update(&next, &[root.as_ref()]).unwrap();
+    // The server takes releases signed by registered keys: register the root's.
+    let public = fleet.dir.path().join("root-t2.pub");
+    let (pem, _) = suitcase_author::keys::load_public(&public)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let body = json!({"name": "root-t2", "key": String::from_utf8(pem).unwrap()});
+    let (s, v) = fleet.post("/api/v1/keys", &body).await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+    fleet.offer_trust_update(&dev, &update).await;
+    let (mut agent, events) = agent(&fleet, &dev, "t2", "", Hooks::default());
+    let update = agent.cycle().await.unwrap().update.unwrap();
+    assert_eq!(update.finished, Finished::Installed, "{:?}", events.all());
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+}
