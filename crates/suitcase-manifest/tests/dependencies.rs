@@ -6,7 +6,7 @@
 #![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
 use ed25519_dalek::Signer as _;
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use p256::pkcs8::DecodePrivateKey;
 use suitcase_manifest::build::{
     Cmd, EncodedManifest, EnvelopeBuilder, Index, ManifestBuilder, Param,
 };
@@ -16,34 +16,12 @@ use suitcase_manifest::memory::{MemoryComponent, MemoryDevice};
 use suitcase_manifest::{
     Actions, AuthError, ComponentId, Condition, DependencyCause, DigestAlgorithm, Directive,
     Envelope, Error, MAX_DEPENDENCY_DEPTH, Permissions, Processor, ProcessorPolicy, PublicKey,
-    Reason, TrustAnchor, TrustPolicy, Unsupported,
+    Reason, TrustAnchor, TrustPolicy, Unsupported, VerifiedManifest,
 };
 
-fn vector(path: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/../../testdata/vectors/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
-    hex::decode(text.trim()).unwrap()
-}
+mod common;
 
-fn file(path: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../testdata/vectors/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn p256_anchor(pem_path: &'static str) -> TrustAnchor<'static> {
-    let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&file(pem_path)).unwrap();
-    TrustAnchor::new(pem_path, PublicKey::P256(key))
-}
-
-fn example_key() -> TrustAnchor<'static> {
-    p256_anchor("keys/suit-example-es256-public.pem")
-}
+use common::{example_key, file, p256_anchor, vector};
 
 fn device(components: &[&[u8]]) -> MemoryDevice {
     MemoryDevice {
@@ -75,16 +53,35 @@ fn update(
     Result<(), Error>,
     Option<suitcase_manifest::DependencyFailure>,
 ) {
-    let verified = Envelope::decode(envelope)
-        .unwrap()
-        .verify(root, &TrustPolicy::default())
-        .unwrap();
+    let verified = verified(envelope, root);
     let mut p = Processor::new(&verified, dev, ProcessorPolicy::default())
         .unwrap()
         .with_dependency_trust(anchors, TrustPolicy::default())
         .with_dependency_buffer(buffer);
     let result = p.update();
     (result, p.dependency_failure())
+}
+
+/// `envelope` decoded and verified under `anchors` (the default policy).
+fn verified<'a>(envelope: &'a [u8], anchors: &[TrustAnchor<'_>]) -> VerifiedManifest<'a> {
+    Envelope::decode(envelope)
+        .unwrap()
+        .verify(anchors, &TrustPolicy::default())
+        .unwrap()
+}
+
+/// Runs the update procedure of `envelope`, verified under `anchors`, on a processor without
+/// dependency support; returns its error.
+fn update_without_dependency_trust(
+    envelope: &[u8],
+    anchors: &[TrustAnchor<'_>],
+    dev: &mut MemoryDevice,
+) -> Error {
+    let verified = verified(envelope, anchors);
+    Processor::new(&verified, dev, ProcessorPolicy::default())
+        .unwrap()
+        .update()
+        .unwrap_err()
 }
 
 // ---- The working group's vectors -------------------------------------------------------------
@@ -156,15 +153,8 @@ fn without_dependency_trust_dependencies_stay_unsupported() {
     // Trust-domains §5.1: a processor that does not support dependencies must abort: before
     // any command, on the manifest's suit-dependencies.
     let root = vector("trust-domains/example2_integrated.hex");
-    let verified = Envelope::decode(&root)
-        .unwrap()
-        .verify(&[example_key()], &TrustPolicy::default())
-        .unwrap();
     let mut dev = device(&[b"00", b"10"]);
-    let err = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
-        .unwrap()
-        .update()
-        .unwrap_err();
+    let err = update_without_dependency_trust(&root, &[example_key()], &mut dev);
     assert_eq!(
         err,
         Error::UnsupportedCritical {
@@ -283,11 +273,8 @@ fn trust_domains_example2_updates_then_invokes_on_one_processor() {
     // does not run: load and invoke are the dependent's to decide (see
     // suitcase_manifest::dependency); the update procedure's sections are held to §5.1.
     let root = vector("trust-domains/example2_integrated.hex");
-    let verified = Envelope::decode(&root)
-        .unwrap()
-        .verify(&[example_key()], &TrustPolicy::default())
-        .unwrap();
     let anchors = [example_key()];
+    let verified = verified(&root, &anchors);
     let mut dev = device(&[b"00", b"10"]);
     let mut p = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
         .unwrap()
@@ -400,6 +387,15 @@ fn checked_install() -> Vec<Cmd> {
 
 fn ed(key: &ed25519_dalek::SigningKey) -> PublicKey<'static> {
     PublicKey::Ed25519(key.verifying_key())
+}
+
+/// The operator's and the author's keys as plain anchors (as `manifest check --trust` builds
+/// them): each may name every component.
+fn plain_anchors() -> [TrustAnchor<'static>; 2] {
+    [
+        TrustAnchor::new("operator", ed(&operator_key())),
+        TrustAnchor::new("author", ed(&author_key())),
+    ]
 }
 
 /// The device's anchors: the operator may act on `["config"]` and on the dependency's slot
@@ -855,15 +851,8 @@ fn attack_image_match_on_a_dependency_without_dependency_trust_is_refused() {
     };
     let root = sign(&m, &author_key(), &[("#x", other)]);
     let anchors = [TrustAnchor::new("author", ed(&author_key()))];
-    let verified = Envelope::decode(&root)
-        .unwrap()
-        .verify(&anchors, &TrustPolicy::default())
-        .unwrap();
     let mut dev = device(&[b"fw"]);
-    let err = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
-        .unwrap()
-        .update()
-        .unwrap_err();
+    let err = update_without_dependency_trust(&root, &anchors, &mut dev);
     assert_eq!(
         err,
         Error::UnsupportedCritical {
@@ -947,10 +936,7 @@ fn attack_dependency_rebinds_its_dependents_next_dependency_is_ignored() {
         &[("#a.suit", a), ("#b.suit", b), ("#c.suit", c)],
     );
     // Plain anchors (as `manifest check --trust` builds them): each may name every component.
-    let anchors = [
-        TrustAnchor::new("operator", ed(&operator_key())),
-        TrustAnchor::new("author", ed(&author_key())),
-    ];
+    let anchors = plain_anchors();
     let mut dev = device(&[b"config", b"fw", b"unused"]);
     let (result, failure) = update(&root, &anchors, &anchors, &mut dev, &mut []);
     result.unwrap();
@@ -959,7 +945,7 @@ fn attack_dependency_rebinds_its_dependents_next_dependency_is_ignored() {
 }
 
 /// A device's rule for dependencies, as for releases: none may name the trust store.
-fn names_trust_store(m: &suitcase_manifest::VerifiedManifest<'_>) -> bool {
+fn names_trust_store(m: &VerifiedManifest<'_>) -> bool {
     let m = m.manifest();
     (0..m.index_count())
         .filter_map(|i| m.component_id(i))
@@ -980,15 +966,9 @@ fn attack_release_signer_reaches_trust_store_through_a_dependency_is_refused() {
         &operator_key(),
         &[("#author.suit", author)],
     );
-    let anchors = [
-        TrustAnchor::new("operator", ed(&operator_key())),
-        TrustAnchor::new("author", ed(&author_key())),
-    ];
+    let anchors = plain_anchors();
     let mut dev = device(&[b"config", b"suitcase-trust"]);
-    let verified = Envelope::decode(&root)
-        .unwrap()
-        .verify(&anchors, &TrustPolicy::default())
-        .unwrap();
+    let verified = verified(&root, &anchors);
     let mut p = Processor::new(&verified, &mut dev, ProcessorPolicy::default())
         .unwrap()
         .with_dependency_trust(&anchors, TrustPolicy::default())

@@ -3,7 +3,7 @@
 
 #![expect(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use p256::pkcs8::DecodePrivateKey;
 use suitcase_manifest::encryption::{DecryptionKey, EncryptionInfo, KeyMaterial, decrypt_payload};
 use suitcase_manifest::memory::{Effect, MemoryComponent, MemoryDevice};
 use suitcase_manifest::{
@@ -11,36 +11,9 @@ use suitcase_manifest::{
     SectionState, TrustAnchor, TrustPolicy, Unsupported, VerifiedManifest,
 };
 
-fn vector(path: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/../../testdata/vectors/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
-    hex::decode(text.trim()).unwrap()
-}
+mod common;
 
-fn file(path: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../../testdata/vectors/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn p256_anchor(pem_path: &'static str) -> TrustAnchor<'static> {
-    let key = p256::ecdsa::VerifyingKey::from_public_key_pem(&file(pem_path)).unwrap();
-    TrustAnchor {
-        name: pem_path,
-        key: PublicKey::P256(key),
-        kid: None,
-        permissions: suitcase_manifest::Permissions::ALL,
-    }
-}
-
-fn example_key() -> TrustAnchor<'static> {
-    p256_anchor("keys/suit-example-es256-public.pem")
-}
+use common::{example_key, file, p256_anchor, vector};
 
 const MAC_KEY: &[u8] = b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const KEK: [u8; 16] = *b"aaaaaaaaaaaaaaaa";
