@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use common::hostile::{Answer, Hostile, Seen};
 use common::{Device, Events, Fleet, image};
 use serde_json::{Value, json};
-use suitcase_agent::{Agent, Config, Event, Finished, Hooks};
+use suitcase_agent::{Agent, Config, Event, Finished, Hooks, StepFailure};
 use suitcase_author::keys::KeyAlg;
 use suitcase_manifest::Actions;
 use suitcase_trust::{Key, Prefix, ReleaseSigner, TrustState};
@@ -136,6 +136,50 @@ fn paths(h: &Hostile) -> Vec<String> {
     h.seen().into_iter().map(|s| s.path).collect()
 }
 
+/// The attacker's swap: relays each check-in of `dev` to the real server, then points the
+/// answer's `manifest_url` at `evil` (served at `path`); `strip_payloads` also empties the
+/// payload list.
+async fn swapping(
+    fleet: &Fleet,
+    dev: &Device,
+    path: &'static str,
+    evil: Vec<u8>,
+    strip_payloads: bool,
+) -> Hostile {
+    let (base, token) = (fleet.base.clone(), dev.token.clone());
+    Hostile::start(move |r| match r.path.as_str() {
+        CHECKIN => {
+            let mut a = relay(&base, &token, &r.body);
+            a["update"]["manifest_url"] = json!(path);
+            a["update"]["manifest_size"] = json!(evil.len());
+            if strip_payloads {
+                a["update"]["payloads"] = json!([]);
+            }
+            Answer::json(200, &a)
+        }
+        p if p == path => Answer::bytes(&evil),
+        _ => Answer::not_found(),
+    })
+    .await
+}
+
+/// The step failure an update ended with; panics with `what` and the events if it did not fail.
+fn failure(finished: Finished, events: &Events, what: &str) -> StepFailure {
+    let Finished::Failed(f) = finished else {
+        panic!("{what}: {:?}", events.all());
+    };
+    f
+}
+
+/// A trust update to sequence 1 of `dev`'s genesis, signed by its root (`root-{name}.key`).
+fn root_signed_trust_update(fleet: &Fleet, dev: &Device, name: &str) -> Vec<u8> {
+    let mut next = TrustState::decode(&std::fs::read(dev.path("genesis.cbor")).unwrap()).unwrap();
+    next.set_sequence(1);
+    let key = fleet.dir.path().join(format!("root-{name}.key"));
+    let root = suitcase_author::signer::open(&key).unwrap();
+    suitcase_author::trust::build_update(&next, &[root.as_ref()]).unwrap()
+}
+
 /// The accept path: a fresh statement from the real server for this device and this offer;
 /// the update installs, and the next check-in ("no offer") is fresh too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,26 +280,12 @@ async fn mix_and_match_statement_for_other_offer_is_refused() {
     let mut dev = device(&fleet, "o1", "").await;
     offer(&fleet, &[&dev.id], 2, 4).await;
     let swapped = fleet.build(&fleet.request(2, vec![fleet.app(&image(5, 20_000), 2)]));
-    let evil = swapped.envelope.clone();
-    let (base, token) = (fleet.base.clone(), dev.token.clone());
-    let h = Hostile::start(move |r| match r.path.as_str() {
-        CHECKIN => {
-            let mut a = relay(&base, &token, &r.body);
-            a["update"]["manifest_url"] = json!("/evil/envelope");
-            a["update"]["manifest_size"] = json!(evil.len());
-            Answer::json(200, &a)
-        }
-        "/evil/envelope" => Answer::bytes(&evil),
-        _ => Answer::not_found(),
-    })
-    .await;
+    let h = swapping(&fleet, &dev, "/evil/envelope", swapped.envelope, false).await;
     dev.base = Some(h.url());
 
     let (mut agent, events) = agent(&fleet, &dev, "o1", "", Hooks::default());
     let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("refused expected: {:?}", events.all());
-    };
+    let f = failure(update.finished, &events, "refused expected");
     assert_eq!(f.reason, "freshness", "{f:?}");
     assert!(f.detail.contains("mix-and-match"), "{f:?}");
     assert!(
@@ -358,9 +388,7 @@ async fn use_before_uses_the_statement_time_without_rtc() {
     fleet.campaign(&id, &[&dev.id], json!({})).await;
     let (mut a, events) = agent(&fleet, &dev, "u1", trust, hooks());
     let update = a.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("use-before passed: {:?}", events.all());
-    };
+    let f = failure(update.finished, &events, "use-before passed");
     assert_eq!(f.reason, "condition", "{f:?}");
 }
 
@@ -396,32 +424,13 @@ async fn replayed_statement_for_a_release_cannot_carry_a_trust_update() {
     let fleet = Fleet::new().await;
     let mut dev = device(&fleet, "t1", "").await;
     offer(&fleet, &[&dev.id], 2, 6).await;
-    let dir = fleet.dir.path();
-    let genesis = std::fs::read(dev.path("genesis.cbor")).unwrap();
-    let mut next = TrustState::decode(&genesis).unwrap();
-    next.set_sequence(1);
-    let root = suitcase_author::signer::open(&dir.join("root-t1.key")).unwrap();
-    let evil = suitcase_author::trust::build_update(&next, &[root.as_ref()]).unwrap();
-    let (base, token) = (fleet.base.clone(), dev.token.clone());
-    let h = Hostile::start(move |r| match r.path.as_str() {
-        CHECKIN => {
-            let mut a = relay(&base, &token, &r.body);
-            a["update"]["manifest_url"] = json!("/evil/trust-update");
-            a["update"]["manifest_size"] = json!(evil.len());
-            a["update"]["payloads"] = json!([]);
-            Answer::json(200, &a)
-        }
-        "/evil/trust-update" => Answer::bytes(&evil),
-        _ => Answer::not_found(),
-    })
-    .await;
+    let evil = root_signed_trust_update(&fleet, &dev, "t1");
+    let h = swapping(&fleet, &dev, "/evil/trust-update", evil, true).await;
     dev.base = Some(h.url());
 
     let (mut agent, events) = agent(&fleet, &dev, "t1", "", Hooks::default());
     let update = agent.cycle().await.unwrap().update.unwrap();
-    let Finished::Failed(f) = update.finished else {
-        panic!("refused expected: {:?}", events.all());
-    };
+    let f = failure(update.finished, &events, "refused expected");
     assert_eq!(f.reason, "freshness", "{f:?}");
     assert!(f.detail.contains("mix-and-match"), "{f:?}");
     assert!(
@@ -493,10 +502,7 @@ async fn relayed_statement_for_another_release_cannot_resume_a_journal() {
 async fn fresh_trust_update_is_applied() {
     let fleet = Fleet::new().await;
     let dev = device(&fleet, "t2", "").await;
-    let mut next = TrustState::decode(&std::fs::read(dev.path("genesis.cbor")).unwrap()).unwrap();
-    next.set_sequence(1);
-    let root = suitcase_author::signer::open(&fleet.dir.path().join("root-t2.key")).unwrap();
-    let update = suitcase_author::trust::build_update(&next, &[root.as_ref()]).unwrap();
+    let update = root_signed_trust_update(&fleet, &dev, "t2");
     // The server takes releases signed by registered keys: register the root's.
     let public = fleet.dir.path().join("root-t2.pub");
     let (pem, _) = suitcase_author::keys::load_public(&public)

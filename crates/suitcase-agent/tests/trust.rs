@@ -18,17 +18,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::trust::{config, cycle, key, register, write_genesis};
 use common::{Device, Fleet, image, keypair};
 use serde_json::json;
 use suitcase_agent::{Config, Finished, Hooks};
 use suitcase_author::keys::KeyAlg;
 use suitcase_author::signer::Signer;
 use suitcase_manifest::Actions;
-use suitcase_trust::{Key, Prefix, ReleaseSigner, TrustState};
-
-fn key(public: &Path) -> Key {
-    suitcase_author::trust::trust_key(&suitcase_author::keys::load_public(public).unwrap()).unwrap()
-}
+use suitcase_trust::{Prefix, ReleaseSigner, TrustState};
 
 fn signer(public: &Path) -> ReleaseSigner {
     ReleaseSigner {
@@ -70,20 +67,6 @@ async fn keys(fleet: &Fleet) -> Keys {
     }
 }
 
-async fn register(fleet: &Fleet, name: &str, public: &Path) {
-    let (pem, _) = suitcase_author::keys::load_public(public)
-        .unwrap()
-        .encode()
-        .unwrap();
-    let (s, v) = fleet
-        .post(
-            "/api/v1/keys",
-            &json!({"name": name, "key": String::from_utf8(pem).unwrap()}),
-        )
-        .await;
-    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
-}
-
 fn sign(state: &TrustState, with: &[&Path]) -> Vec<u8> {
     let signers: Vec<Box<dyn Signer>> = with
         .iter()
@@ -106,31 +89,8 @@ async fn offer_release(fleet: &Fleet, dev: &Device, sequence: u64, key: &Path, s
 /// A device whose `agent.toml` names the trust state file `trust.cbor` (genesis).
 async fn device(fleet: &Fleet, name: &str, genesis: &TrustState) -> Device {
     let dev = Device::new(fleet, name).await;
-    std::fs::write(
-        dev.path("genesis.cbor"),
-        suitcase_author::trust::document(genesis).unwrap(),
-    )
-    .unwrap();
+    write_genesis(&dev, genesis);
     dev
-}
-
-fn config(fleet: &Fleet, dev: &Device) -> Config {
-    let anchors = format!("anchors = [\"{}\"]\n", fleet.key_pub.display());
-    let toml = dev
-        .toml(fleet)
-        .replace(&anchors, "state = \"genesis.cbor\"\n");
-    assert!(toml.contains("state = \"genesis.cbor\""));
-    let path = dev.path("agent.toml");
-    std::fs::write(&path, toml).unwrap();
-    Config::load(&path).unwrap()
-}
-
-async fn cycle(fleet: &Fleet, dev: &Device) -> (Finished, common::Events) {
-    let events = common::Events::default();
-    let mut agent =
-        suitcase_agent::Agent::new(config(fleet, dev), Hooks::default(), events.sink()).unwrap();
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    (update.finished, events)
 }
 
 fn stored(dev: &Device) -> TrustState {

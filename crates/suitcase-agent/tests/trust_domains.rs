@@ -19,23 +19,20 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::trust::{cycle, key, register, write_genesis};
 use common::{Device, Fleet, image, keypair};
 use serde_json::json;
-use suitcase_agent::{Config, Finished, Hooks};
+use suitcase_agent::Finished;
 use suitcase_author::keys::KeyAlg;
 use suitcase_author::wrap::{WrapRequest, wrap};
 use suitcase_manifest::Actions;
 use suitcase_protocol::Step;
-use suitcase_trust::{Key, Prefix, ReleaseSigner, TrustState};
+use suitcase_trust::{Prefix, ReleaseSigner, TrustState};
 
 /// The dependency's slot (`suitcase manifest wrap`'s default) and the author's component,
 /// as encoded SUIT_Component_Identifiers.
 const SLOT: &[u8] = b"\x81\x4fdependency.suit";
 const APP: &[u8] = b"\x81\x43app";
-
-fn key(public: &Path) -> Key {
-    suitcase_author::trust::trust_key(&suitcase_author::keys::load_public(public).unwrap()).unwrap()
-}
 
 fn signer(public: &Path, prefix: &[u8]) -> ReleaseSigner {
     ReleaseSigner {
@@ -43,20 +40,6 @@ fn signer(public: &Path, prefix: &[u8]) -> ReleaseSigner {
         actions: Actions::ALL,
         component: Prefix::new(prefix).unwrap(),
     }
-}
-
-async fn register(fleet: &Fleet, name: &str, public: &Path) {
-    let (pem, _) = suitcase_author::keys::load_public(public)
-        .unwrap()
-        .encode()
-        .unwrap();
-    let (s, v) = fleet
-        .post(
-            "/api/v1/keys",
-            &json!({"name": name, "key": String::from_utf8(pem).unwrap()}),
-        )
-        .await;
-    assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
 }
 
 /// The operator's key pair (registered with the server) and a device whose trust state
@@ -70,23 +53,8 @@ async fn setup(fleet: &Fleet) -> (PathBuf, Device) {
     genesis.add_signer(signer(&fleet.key_pub, APP)).unwrap();
     genesis.add_signer(signer(&operator_pub, SLOT)).unwrap();
     let dev = Device::new(fleet, "d1").await;
-    std::fs::write(
-        dev.path("genesis.cbor"),
-        suitcase_author::trust::document(&genesis).unwrap(),
-    )
-    .unwrap();
+    write_genesis(&dev, &genesis);
     (operator, dev)
-}
-
-fn config(fleet: &Fleet, dev: &Device) -> Config {
-    let anchors = format!("anchors = [\"{}\"]\n", fleet.key_pub.display());
-    let toml = dev
-        .toml(fleet)
-        .replace(&anchors, "state = \"genesis.cbor\"\n");
-    assert!(toml.contains("state = \"genesis.cbor\""));
-    let path = dev.path("agent.toml");
-    std::fs::write(&path, toml).unwrap();
-    Config::load(&path).unwrap()
 }
 
 /// Builds the author's one-image (`app`) release signed with `author`, wraps it in a root
@@ -113,14 +81,6 @@ async fn offer_wrapped(
     let id = fleet.upload(&built).await;
     fleet.campaign(&id, &[&dev.id], json!({})).await;
     (bytes, id)
-}
-
-async fn cycle(fleet: &Fleet, dev: &Device) -> (Finished, common::Events) {
-    let events = common::Events::default();
-    let mut agent =
-        suitcase_agent::Agent::new(config(fleet, dev), Hooks::default(), events.sink()).unwrap();
-    let update = agent.cycle().await.unwrap().update.unwrap();
-    (update.finished, events)
 }
 
 /// The operator's root wrapping the author's release, each signed by the signer the device

@@ -29,6 +29,7 @@ use suitcase_test_support::{TestServer, send};
 
 pub mod hostile;
 pub mod proxy;
+pub mod trust;
 
 pub struct Fleet {
     pub server: Option<RunningServer>,
