@@ -455,8 +455,7 @@ impl<S: NorFlash> TrustStaging<S> {
                 capacity,
             });
         }
-        let end = u32::try_from(self.flash.capacity()).map_err(|_| TrustStoreError::Geometry)?;
-        self.flash.erase(0, end)?;
+        self.clear()?;
         program(&mut self.flash, STAGING_HEADER_OFFSET, envelope)?;
         let mut head = [0u8; STAGING_HEADER_LEN];
         let len = u32::try_from(envelope.len()).map_err(|_| TrustStoreError::Geometry)?;
