@@ -44,9 +44,9 @@ impl FreshnessKey {
             ServerError::Storage(anyhow::anyhow!("freshness key {}: {e}", file.display()))
         };
         if !file.exists() {
-            let mut seed = zeroize_on_drop([0u8; 32]);
-            getrandom::fill(&mut seed.0).map_err(|e| bad(&e))?;
-            let pem = ed25519_dalek::SigningKey::from_bytes(&seed.0)
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(seed.as_mut_slice()).map_err(|e| bad(&e))?;
+            let pem = ed25519_dalek::SigningKey::from_bytes(&seed)
                 .to_pkcs8_pem(Default::default())
                 .map_err(|e| bad(&e))?;
             match crate::coap::create_noclobber(&file, pem.as_bytes()) {
@@ -148,18 +148,6 @@ pub(crate) fn check_nonce(nonce: &[u8]) -> ApiResult<()> {
         ),
     )
     .hint("send 16 fresh random bytes per check-in"))
-}
-
-struct Zeroizing32([u8; 32]);
-
-impl Drop for Zeroizing32 {
-    fn drop(&mut self) {
-        self.0.fill(0);
-    }
-}
-
-fn zeroize_on_drop(b: [u8; 32]) -> Zeroizing32 {
-    Zeroizing32(b)
 }
 
 /// The public key of `DATA/freshness-key` (created if missing) as PEM, and its key id.

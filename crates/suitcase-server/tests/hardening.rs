@@ -1119,3 +1119,33 @@ async fn openapi_states_the_name_rule_on_tags_and_every_limit() {
     assert_eq!(s, StatusCode::OK, "{v}");
     h.stop().await;
 }
+
+/// A check-in nonce outside 8 to 32 bytes (docs/trust.md, "Freshness": at least 64 bits so
+/// that a recorded answer cannot match a later check-in by chance, at most 32 bytes so that a
+/// device cannot grow the signed answer) is refused with 400 `bad-nonce` over HTTP; a
+/// 16-byte nonce gets a freshness statement.
+#[tokio::test]
+async fn oversized_checkin_nonce_is_refused_and_a_good_one_gets_a_statement() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let devs = h.devices("nonce", 1, &["n"]).await;
+    let tok = &devs[0].1;
+    let checkin = |nonce: Vec<u8>| {
+        let mut c = h.inventory(1);
+        c.nonce = Some(nonce);
+        h.client
+            .post(h.url("/api/v1/device/checkin"))
+            .bearer_auth(tok)
+            .json(&c)
+            .send()
+    };
+    for bad in [vec![1u8; 7], vec![1u8; 33], vec![1u8; 4096]] {
+        let r = checkin(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{} bytes", bad.len());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "bad-nonce", "{v}");
+    }
+    let r = checkin(vec![9u8; 16]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: suitcase_protocol::CheckInAnswer = r.json().await.unwrap();
+    assert!(a.freshness.is_some_and(|s| !s.is_empty()), "no statement");
+}

@@ -48,6 +48,10 @@ pub(crate) async fn check_in(
     c: &CheckIn,
     now: i64,
 ) -> ApiResult<engine::Decision> {
+    // A bad nonce is refused before the check-in has any effect, on every transport.
+    if let Some(n) = &c.nonce {
+        crate::freshness::check_nonce(n)?;
+    }
     state.devices.record(dev, c, now);
     metrics::counter!("suitcase_checkins_total").increment(1);
     let d = engine::decide(state, &dev.id, c, now).await?;
@@ -87,9 +91,6 @@ pub(crate) async fn checkin(
     Wire(format, c): Wire<CheckIn>,
 ) -> ApiResult<Response> {
     let now = state.now();
-    if let Some(n) = &c.nonce {
-        crate::freshness::check_nonce(n)?;
-    }
     let d = check_in(&state, &dev, &c, now).await?;
     let freshness = freshness_of(&state, &dev, &c, d.offer.as_ref().map(|(r, ..)| &**r), now)?;
     let update = d.offer.map(|(r, rollback, consent)| {
