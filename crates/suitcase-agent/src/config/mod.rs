@@ -90,11 +90,11 @@ pub struct Config {
     pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
-fn bad(path: &Path, what: impl core::fmt::Display) -> AgentError {
+pub(crate) fn bad(path: &Path, what: impl core::fmt::Display) -> AgentError {
     AgentError::Config(format!("{}: {what}", path.display()))
 }
 
-fn seconds(path: &Path, key: &str, s: f64) -> Result<Duration, AgentError> {
+pub(crate) fn seconds(path: &Path, key: &str, s: f64) -> Result<Duration, AgentError> {
     Duration::try_from_secs_f64(s).map_err(|_| {
         bad(
             path,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::{bad, seconds};
 use crate::error::AgentError;
 
 /// The section as written.
@@ -110,19 +111,6 @@ impl Link {
             Self::Serial(p) | Self::Socket(p) => p,
         }
     }
-}
-
-fn bad(path: &Path, what: impl core::fmt::Display) -> AgentError {
-    AgentError::Config(format!("{}: {what}", path.display()))
-}
-
-fn seconds(path: &Path, key: &str, s: f64) -> Result<Duration, AgentError> {
-    Duration::try_from_secs_f64(s).map_err(|_| {
-        bad(
-            path,
-            format!("{key} = {s}: give a non-negative number of seconds"),
-        )
-    })
 }
 
 impl GatewayFile {

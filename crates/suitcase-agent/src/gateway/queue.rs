@@ -43,6 +43,15 @@ pub struct Queue {
     state: Mutex<(BTreeMap<u64, String>, u64)>,
 }
 
+/// Removes `path`; a file already gone is no error.
+fn remove_if_present(path: &Path) -> Result<(), AgentError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AgentError::Local(format!("{}: {e}", path.display()))),
+    }
+}
+
 fn name(seq: u64) -> String {
     format!("{seq:020}.json")
 }
@@ -167,11 +176,7 @@ impl Queue {
     /// `Local` if the disk fails (the report is then sent again: at least once).
     pub fn remove(&self, seq: u64) -> Result<(), AgentError> {
         let path = self.dir.join(name(seq));
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(AgentError::Local(format!("{}: {e}", path.display()))),
-        }
+        remove_if_present(&path)?;
         sync_dir(&path)?;
         self.lock().0.remove(&seq);
         Ok(())
@@ -198,11 +203,7 @@ impl Queue {
                 .map_err(|e| AgentError::Local(format!("{}: {e}", path.display())))?;
             sync_dir(&to)?;
         } else {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(AgentError::Local(format!("{}: {e}", path.display()))),
-            }
+            remove_if_present(&path)?;
         }
         sync_dir(&path)?;
         self.lock().0.remove(&seq);

@@ -51,12 +51,12 @@ fn trust_update(ctx: &Ctx, j: &mut Journal, bytes: &[u8]) -> StepResult {
     // A trust update fetches nothing (its document is integrated): any payload the offer
     // lists is extraneous (RFC 9019 §4, TUF "extraneous dependencies"), refused before it
     // is downloaded.
-    if let Some((i, p)) = j.offer.payloads.iter().enumerate().next() {
+    if let Some(p) = j.offer.payloads.first() {
         return Err(fail(
             step,
             suitcase_manifest::Reason::Fetch.code(),
             format!(
-                "the offer adds payload {i} {:?} (from {}, {} bytes) to a trust update, which fetches nothing: refused before any payload is downloaded",
+                "the offer adds payload 0 {:?} (from {}, {} bytes) to a trust update, which fetches nothing: refused before any payload is downloaded",
                 p.uri, p.url, p.size
             ),
         ));
