@@ -14,9 +14,7 @@
 use suitcase_manifest::build::{
     Cmd, EncodedManifest, EnvelopeBuilder, Index, ManifestBuilder, Param,
 };
-use suitcase_manifest::{
-    Condition, DigestAlgorithm, Directive, Envelope, Manifest, Section, Severable,
-};
+use suitcase_manifest::{Condition, DigestAlgorithm, Directive, Envelope, Manifest, Section};
 
 use crate::error::AuthorError;
 use crate::signer::Signer;
@@ -49,8 +47,9 @@ pub struct Wrapped {
 /// an author's signed envelope.
 ///
 /// # Errors
-/// [`AuthorError::Manifest`] if `dependency` is not an envelope whose manifest matches its
-/// digest; [`AuthorError::Release`] for a name that is not `#...`; the signer's error.
+/// [`AuthorError::Manifest`] if `dependency` is not a SUIT envelope; [`AuthorError::Release`]
+/// for a name that is not `#...`, a manifest that does not match its digest, or an unsigned
+/// dependency; the signer's error.
 pub fn wrap(
     dependency: &[u8],
     request: &WrapRequest,
@@ -98,7 +97,6 @@ pub fn wrap(
             Cmd::Directive(Directive::ProcessDependency, 15),
         ])
     };
-    let has = |s: &Option<Severable<'_, _>>| s.is_some();
     let mut root = ManifestBuilder {
         sequence_number: request.sequence,
         dependencies: vec![(0, Some(request.slot.clone()))],
@@ -116,16 +114,20 @@ pub fn wrap(
     let mut sections = vec![Section::DependencyResolution.name()];
     for (present, slot, section) in [
         (
-            has(&theirs.payload_fetch),
+            theirs.payload_fetch.is_some(),
             &mut root.payload_fetch,
             Section::PayloadFetch,
         ),
         (
-            has(&theirs.candidate_verification),
+            theirs.candidate_verification.is_some(),
             &mut root.candidate_verification,
             Section::CandidateVerification,
         ),
-        (has(&theirs.install), &mut root.install, Section::Install),
+        (
+            theirs.install.is_some(),
+            &mut root.install,
+            Section::Install,
+        ),
         (
             theirs.validate.is_some(),
             &mut root.validate,

@@ -30,15 +30,20 @@ use crate::{BootHash, BootRefusal, BootVerifier, DeviceIdentity, HEADER_SIZE, Sl
 /// The record length of the trust area (`suitcase-trust`'s fixed record).
 pub const TRUST_RECORD_LEN: usize = RECORD_SIZE;
 
+/// A record buffer of another length than [`RECORD_SIZE`].
+fn wrong_record_len<E>(_: E) -> TrustError {
+    TrustError::Document {
+        what: "the trust area's record is not 1,536 bytes",
+    }
+}
+
 /// The trust state in force, from the trust area's record.
 ///
 /// # Errors
 /// [`TrustError`] if the record is not one state's (`TrustState::decode_record`: strict,
 /// checked; a bootloader must then boot nothing).
 pub fn state_of(record: &[u8]) -> Result<TrustState, TrustError> {
-    let record: &[u8; RECORD_SIZE] = record.try_into().map_err(|_| TrustError::Document {
-        what: "the trust area's record is not 1,536 bytes",
-    })?;
+    let record: &[u8; RECORD_SIZE] = record.try_into().map_err(wrong_record_len)?;
     TrustState::decode_record(record)
 }
 
@@ -51,9 +56,7 @@ pub fn state_of(record: &[u8]) -> Result<TrustState, TrustError> {
 pub fn apply_staged(current: &[u8], envelope: &[u8], next: &mut [u8]) -> Result<u64, TrustError> {
     let state = state_of(current)?;
     let new = state.apply_update(envelope)?;
-    let out: &mut [u8; RECORD_SIZE] = next.try_into().map_err(|_| TrustError::Document {
-        what: "the trust area's record is not 1,536 bytes",
-    })?;
+    let out: &mut [u8; RECORD_SIZE] = next.try_into().map_err(wrong_record_len)?;
     *out = new.encode_record();
     Ok(new.sequence())
 }

@@ -74,8 +74,6 @@ pub enum DependencyCause {
     /// ([`crate::Processor::with_dependency_rule`]; e.g. it names the trust store, which only
     /// the root role may write).
     Refused,
-    /// The processor was given no trust anchors for dependencies.
-    NoTrust,
 }
 
 /// A refused dependency: which one, how deep, and why.
@@ -126,9 +124,6 @@ impl fmt::Display for DependencyFailure {
                 "the device refuses a dependency naming these components (as it refuses such a \
                  release)",
             ),
-            DependencyCause::NoTrust => {
-                f.write_str("the processor was given no trust anchors for dependencies")
-            }
         }
     }
 }

@@ -72,7 +72,7 @@ impl Section {
     ];
 
     /// A bit of its own, for sets of sections.
-    pub(crate) fn bit(self) -> u8 {
+    pub(crate) const fn bit(self) -> u8 {
         match self {
             Self::DependencyResolution => 1,
             Self::PayloadFetch => 2,
@@ -1639,7 +1639,11 @@ const NOT_CHECKED: Error = Error::Malformed {
 };
 
 /// The sections whose skipping trust-domains §5.1 checks here: the update procedure's.
-const ENFORCED_SECTIONS: u8 = 1 | 2 | 4 | 8 | 16;
+const ENFORCED_SECTIONS: u8 = Section::DependencyResolution.bit()
+    | Section::PayloadFetch.bit()
+    | Section::CandidateVerification.bit()
+    | Section::Install.bit()
+    | Section::Validate.bit();
 
 /// The update procedure's sections before `section` (manifest §6.7 order), for a section
 /// that only the update procedure has; none for validate (it opens the invocation procedure
