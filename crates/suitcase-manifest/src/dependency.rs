@@ -18,7 +18,7 @@
 //! | the dependency's manifest digest differs from the dependent's image-digest | [`DependencyCause::DigestMismatch`] | trust-domains §5.6.4 step 2, §5.2.2 |
 //! | the dependency's signature does not verify under the device's anchors | [`DependencyCause::Unauthenticated`] | trust-domains §5.1, §5.6.4 step 1, §5.4 step 3 |
 //! | a dependency nested deeper than [`MAX_DEPENDENCY_DEPTH`] | [`DependencyCause::DepthLimit`] | issue policy (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION) |
-//! | a fetched dependency larger than the caller's buffer | [`DependencyCause::TooLarge`] | RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION |
+//! | a fetched dependency larger than its declared image-size or the caller's buffer | [`DependencyCause::TooLarge`] | RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION |
 //! | a section of the update procedure the dependency has, not processed by the dependent's same section | [`DependencyCause::SectionSkipped`] | trust-domains §5.1 ("the corresponding section in each Dependency has been executed, if present"); load and invoke are left to the dependent, whose signers need INVOKE rights (the draft's examples invoke without processing the dependency's invoke) |
 //!
 //! **When process-dependency may run without a preceding condition-dependency-integrity.**
@@ -65,7 +65,8 @@ pub enum DependencyCause {
     Unauthenticated(AuthError),
     /// Dependencies nested deeper than [`MAX_DEPENDENCY_DEPTH`].
     DepthLimit,
-    /// The dependency does not fit the buffer the caller gave for fetched dependencies.
+    /// The dependency is larger than its declared image-size or the buffer the caller gave
+    /// for fetched dependencies.
     TooLarge,
     /// The dependency has this section (a manifest key) but the dependent's same section
     /// did not process it.
