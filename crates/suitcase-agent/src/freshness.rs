@@ -173,9 +173,10 @@ pub(crate) fn check_offer(
     ))
 }
 
-/// The time of day for `use-before` and certificate validity: the agent's clock, or with
-/// `trust.rtc = false` the server's time in the last valid statement (`None` before one
-/// arrived: a `use-before` condition then fails, as the processor does without a time).
+/// The time of day for `use-before`: the agent's clock, or with `trust.rtc = false` the
+/// server's time in the last valid statement (`None` before one arrived: a `use-before`
+/// condition then fails, as the processor does without a time). Certificate validity is
+/// judged on the agent's clock (`verified::authenticated`).
 pub(crate) fn now(ctx: &Ctx) -> Option<u64> {
     match &ctx.cfg.trust.freshness {
         Some(f) if !f.rtc => read(ctx).time,
