@@ -57,23 +57,11 @@ fn io(what: impl core::fmt::Display) -> impl FnOnce(std::io::Error) -> AgentErro
     move |e| AgentError::Local(format!("{what}: {e}"))
 }
 
-/// Writes `bytes` to `path` whole or not at all: aside, synced, renamed, directory synced.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(tmp.display()))?;
-    f.write_all(bytes).map_err(io(tmp.display()))?;
-    f.sync_all().map_err(io(tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(io(path.display()))?;
-    sync_dir(path)
-}
+pub(crate) use crate::state::write_atomic;
 
 /// Syncs the directory holding `path` (a rename or unlink in it becomes durable).
 pub(crate) fn sync_dir(path: &Path) -> Result<(), AgentError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir.display()))
+    crate::state::sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 impl Cache {
