@@ -522,6 +522,24 @@ fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
     Some(f(PublicKey::P256Prehash(&key)))
 }
 
+/// The SEC 1 uncompressed point (SEC 1 §2.3.3) of an EC2 P-256 COSE_Key (RFC 9053 §7.1.1)
+/// with both coordinates; `None` for any other key.
+#[cfg(any(feature = "es256", feature = "es256-rustcrypto"))]
+fn p256_sec1(raw: &[u8]) -> Option<[u8; 65]> {
+    use suitcase_manifest::key::{crv, kty};
+    let key = CoseKey::decode(raw).ok()?;
+    if key.kty != kty::EC2 || key.crv != Some(crv::P256) {
+        return None;
+    }
+    let mut sec1 = [0u8; 65];
+    let (tag, xy) = sec1.split_at_mut(1);
+    let (x, y) = xy.split_at_mut(32);
+    tag.copy_from_slice(&[4]);
+    x.copy_from_slice(key.x.filter(|x| x.len() == 32)?);
+    y.copy_from_slice(key.y.filter(|y| y.len() == 32)?);
+    Some(sec1)
+}
+
 /// A P-256 public key for P256-Cortex-M4's verification: x and y as little-endian 32-bit
 /// words, checked to lie on the curve.
 #[cfg(feature = "es256")]
@@ -534,17 +552,7 @@ struct Cm4Key {
 impl Cm4Key {
     /// An EC2 P-256 COSE_Key (RFC 9053 §7.1.1) with both coordinates.
     fn from_cose(raw: &[u8]) -> Option<Self> {
-        use suitcase_manifest::key::{crv, kty};
-        let key = CoseKey::decode(raw).ok()?;
-        if key.kty != kty::EC2 || key.crv != Some(crv::P256) {
-            return None;
-        }
-        let mut sec1 = [0u8; 65];
-        let (tag, xy) = sec1.split_at_mut(1);
-        let (x, y) = xy.split_at_mut(32);
-        tag.copy_from_slice(&[4]);
-        x.copy_from_slice(key.x.filter(|x| x.len() == 32)?);
-        y.copy_from_slice(key.y.filter(|y| y.len() == 32)?);
+        let sec1 = p256_sec1(raw)?;
         let mut key = Self {
             x: [0; 8],
             y: [0; 8],
@@ -602,18 +610,7 @@ impl suitcase_manifest::P256PrehashVerifier for Cm4Key {
 /// Calls `f` with the built-in trust anchor as a key.
 #[cfg(feature = "es256-rustcrypto")]
 fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
-    use suitcase_manifest::key::{crv, kty};
-    let key = CoseKey::decode(ANCHOR).ok()?;
-    if key.kty != kty::EC2 || key.crv != Some(crv::P256) {
-        return None;
-    }
-    let mut sec1 = [0u8; 65];
-    let (tag, xy) = sec1.split_at_mut(1);
-    let (x, y) = xy.split_at_mut(32);
-    tag.copy_from_slice(&[4]);
-    x.copy_from_slice(key.x.filter(|x| x.len() == 32)?);
-    y.copy_from_slice(key.y.filter(|y| y.len() == 32)?);
-    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()?;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&p256_sec1(ANCHOR)?).ok()?;
     Some(f(PublicKey::P256(key)))
 }
 
