@@ -19,14 +19,14 @@
 use core::fmt::Write as _;
 
 use mps2_board::flash::Flash;
-use mps2_board::layout::{self, MAX_TRUST_UPDATE};
+use mps2_board::layout::MAX_TRUST_UPDATE;
 use mps2_board::uart::Uart;
 use suitcase_boot::trust_store::{Commit, CommitBuffers, TrustStaging, TrustStore, commit_staged};
 use suitcase_device::boot_trust::{
     TRUST_RECORD_LEN, apply_staged, state_of, with_trusted_verifier,
 };
 
-use crate::{AUTH_BUF, BootLoader, Digests, ImageSlots, Measured, device, say, settle};
+use crate::{AUTH_BUF, Digests, Measured, decide, device, say, settle};
 
 /// Commits a staged trust update, then decides what boots under the trust state in force and
 /// reports it (as the built-in-anchor path does).
@@ -92,15 +92,7 @@ pub(crate) fn boot(uart: &mut Uart, flash: Flash, paint: bool) -> Result<(), &'s
         };
         // RFC 9019 §4, as on the built-in-anchor path: every image is verified before it is
         // invoked, here under the trust state in force.
-        let (a, b) = flash.slots();
-        let decision = BootLoader::new(
-            layout::CONFIG,
-            [ImageSlots::new(a, b)],
-            flash.state(),
-            &mut verifier,
-        )
-        .map_err(|_| "the partitions do not fit the boot configuration")?
-        .boot();
+        let decision = decide(flash, &mut verifier)?;
         if let Some((image, why)) = verifier.inner.last_refusal() {
             let _ = writeln!(uart, "boot: image {} refused: {why}", image.0);
         }
