@@ -515,7 +515,8 @@ impl<S: NorFlash> TrustStaging<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Commit<E> {
     /// Nothing usable was staged: none, a torn or corrupt one, one larger than the envelope
-    /// buffer or one that could not be read (these last two are cleared).
+    /// buffer, one that could not be read, or one `apply` accepted with a sequence not above
+    /// the state in force (these last three are cleared).
     Nothing,
     /// The staged update was verified and is now the state in force.
     Committed {
@@ -604,7 +605,17 @@ pub fn commit_staged<S: NorFlash, T: NorFlash, E>(
             return Ok(Some((in_force, Commit::Refused(e))));
         }
     };
-    let now = store.write(Some(in_force), sequence, next)?;
+    let now = match store.write(Some(in_force), sequence, next) {
+        Ok(now) => now,
+        // The trust state's own anti-rollback, enforced here whatever `apply` checked: an
+        // update not newer than the state in force is dropped like any refused one, so that a
+        // replayed staging area cannot stop every later boot on the same error.
+        Err(TrustStoreError::Rollback { .. }) => {
+            staging.clear()?;
+            return Ok(Some((in_force, Commit::Nothing)));
+        }
+        Err(e) => return Err(e),
+    };
     record.copy_from_slice(next);
     staging.clear()?;
     Ok(Some((
@@ -675,6 +686,39 @@ mod tests {
                 assert_eq!((loaded.sequence, buf), (1, record(1)), "{tear:?} {cut}");
             }
         }
+    }
+
+    /// An `apply` that lets a replayed update through (its sequence not above the state in
+    /// force) must not halt the boot: the store's anti-rollback refuses the write, the staging
+    /// area is cleared and the state in force stays.
+    #[test]
+    fn replayed_update_passed_by_apply_is_cleared_not_retried_every_reset() {
+        let flash = SharedFlash::new(SimFlash::<4, 64>::uniform(256, 5, 1).unwrap());
+        let mut store = TrustStore::new(flash.partition(0, 512).unwrap(), 100).unwrap();
+        let mut staging = TrustStaging::new(flash.partition(512, 512).unwrap()).unwrap();
+        let now = store.write(None, 0, &record(0)).unwrap();
+        store.write(Some(now), 3, &record(3)).unwrap();
+        staging.stage(b"a replayed update").unwrap();
+        let (mut rec, mut next, mut env) = ([0u8; 100], [0u8; 100], [0u8; 256]);
+        let apply = |_: &[u8], _: &[u8], out: &mut [u8]| -> Result<u64, ()> {
+            out.copy_from_slice(&record(2));
+            Ok(2)
+        };
+        let buffers = CommitBuffers {
+            record: &mut rec,
+            next: &mut next,
+            envelope: &mut env,
+        };
+        let (in_force, outcome) = commit_staged(&mut store, &mut staging, buffers, apply)
+            .unwrap()
+            .unwrap();
+        assert_eq!((in_force.sequence, outcome), (3, Commit::Nothing));
+        assert_eq!(rec, record(3));
+        assert_eq!(
+            staging.read(&mut env).unwrap(),
+            None,
+            "the replay stays staged"
+        );
     }
 
     #[test]
