@@ -87,9 +87,15 @@ async fn accept(
     Ok(Serial::from_stream(stream))
 }
 
+/// The first message ID of a link, randomized as RFC 7252 §4.4 recommends (so that IDs from
+/// before a gateway restart are not taken as duplicates). Without a random source it starts
+/// at 0: on a point-to-point serial link there is no off-path sender to guess it, and the
+/// sub-device's duplicate detection only ever sees this gateway's IDs.
 fn rand2() -> [u8; 2] {
     let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
+    if let Err(e) = getrandom::fill(&mut b) {
+        tracing::warn!(error = %e, "gateway: no random source for the first CoAP message ID; starting at 0");
+    }
     b
 }
 
