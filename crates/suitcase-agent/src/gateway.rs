@@ -33,7 +33,7 @@ pub(crate) mod config;
 mod link;
 pub mod queue;
 pub mod serial;
-pub mod slip;
+pub use suitcase_link::slip;
 
 pub use config::{GatewayConfig, Link, Subdevice};
 

@@ -7,7 +7,7 @@
 //!               0xC0 ; 0xC0 → 0xDB 0xDC, 0xDB → 0xDB 0xDD (RFC 1055) ; 0xC0
 //! ```
 //!
-//! `core` only, no allocation, no panics: the same code can run on the sub-device. The
+//! `core` only, no allocation, no panics: the same code runs on the sub-device (firmware/mps2-app). The
 //! decoder holds at most `N` bytes of one frame (message and FCS); a longer frame, a bad
 //! escape or a bad FCS drops that frame alone and the decoder finds the next END.
 
@@ -189,6 +189,10 @@ impl<const N: usize> Decoder<N> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+    use alloc::vec;
+    use alloc::vec::Vec;
 
     use super::*;
 
