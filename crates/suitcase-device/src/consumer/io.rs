@@ -54,6 +54,15 @@ pub trait Slots {
     /// [`IoError::Failed`].
     fn capacity(&mut self) -> Result<u64, IoError>;
 
+    /// The smallest offset the image may start at in the slot image. An image that runs in
+    /// place is linked for one address, so its slot image must put it there (the Cortex-M
+    /// application: `layout::IMAGE_OFFSET`, 8 KiB); the core places it at this offset or right
+    /// after the header and envelope, whichever is further, rounded up to [`super::BLOCK`].
+    /// The default, 0, packs it right after the envelope.
+    fn min_image_offset(&self) -> u32 {
+        0
+    }
+
     /// The anti-rollback state: the sequence number of the installed (confirmed) manifest.
     /// An update must carry a larger one (RFC 9124 REQ.SEC.SEQUENCE).
     ///

@@ -232,10 +232,12 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    fn new(envelope_len: usize, image_len: u64) -> Option<Self> {
+    /// `min_offset`: [`Slots::min_image_offset`].
+    fn new(envelope_len: usize, image_len: u64, min_offset: u32) -> Option<Self> {
         let envelope_len = u32::try_from(envelope_len).ok()?;
         let image_offset = HEADER_SIZE
             .checked_add(envelope_len)?
+            .max(min_offset)
             .checked_next_multiple_of(u32::try_from(BLOCK).ok()?)?;
         u32::try_from(image_len).ok()?;
         let slot_len = u64::from(image_offset)
@@ -251,5 +253,23 @@ impl Layout {
 
     pub(crate) fn image_len_u32(&self) -> u32 {
         u32::try_from(self.image_len).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn the_image_starts_at_the_slots_minimum_offset_or_after_the_envelope() {
+        let at = |envelope, min| Layout::new(envelope, 1000, min).map(|l| l.image_offset);
+        // Packed right after header and envelope, rounded up to a block.
+        assert_eq!(at(100, 0), Some(512));
+        // An image linked to run in place 8 KiB into the slot (the Cortex-M application).
+        assert_eq!(at(100, 0x2000), Some(0x2000));
+        // An envelope longer than the minimum pushes the image further, never over it.
+        assert_eq!(at(9000, 0x2000), Some(9216));
+        // A minimum off the block grid is rounded up to it.
+        assert_eq!(at(100, 0x2001), Some(0x2200));
     }
 }

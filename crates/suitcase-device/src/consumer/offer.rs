@@ -68,10 +68,12 @@ impl<'e> Offer<'e> {
         let roles = Roles::of(&manifest, &device.component)?;
         let image_len = check::check(device, &manifest, &roles)?;
         let capacity = slots.capacity().map_err(io)?;
-        let layout = Layout::new(self.envelope.len(), image_len).ok_or(Refusal::TooLarge {
-            size: image_len,
-            capacity,
-        })?;
+        let layout = Layout::new(self.envelope.len(), image_len, slots.min_image_offset()).ok_or(
+            Refusal::TooLarge {
+                size: image_len,
+                capacity,
+            },
+        )?;
         if layout.slot_len > capacity {
             return Err(Refusal::TooLarge {
                 size: layout.slot_len,
