@@ -258,6 +258,9 @@ boot trust-revoked "$TBL" "" \
   "app: hello from version 2.0.0" "!app: hello from version 1.0.0" \
   "!trust update committed"
 
+# Power cuts on the target: the swap, confirm and revert cut at their flash operations.
+. "$ROOT/scripts/qemu-powercut.sh"
+
 if [ "$FOOTPRINT" -eq 1 ]; then
   step "footprint: one bootloader per verification path (thumbv7em, opt-level z, LTO)"
   # feature, key, profile and signing keys of the envelope. The Quantum tier is hybrid, so

@@ -5,6 +5,7 @@
 //! mps2-flash tamper APP.slot -o BAD.slot                            flip one bit of the image
 //! mps2-flash init --slot APP.slot -o FLASH.bin                      factory flash: APP in slot A
 //! mps2-flash stage --flash FLASH.bin --slot APP.slot                stage an update into slot B
+//!            [--cut-after N [--torn]]                               ... with a power cut after operation N
 //! mps2-flash status --flash FLASH.bin                               print the boot state
 //! mps2-flash trust-init --flash FLASH.bin --state TRUST.cbor        provision the trust area
 //! mps2-flash trust-stage --flash FLASH.bin --update UPDATE.suit     stage a trust update
@@ -31,7 +32,7 @@ use mps2_board::layout::{
 };
 use suitcase_boot::trust_store::{TrustStaging, TrustStore};
 use suitcase_boot::{ImageIndex, ImageSlots, Updater};
-use suitcase_flash_sim::{SharedFlash, SimFlash};
+use suitcase_flash_sim::{SharedFlash, SimFlash, Tear};
 use suitcase_trust::{RECORD_SIZE, TrustState};
 
 type Flash = SharedFlash<4, { SECTOR as usize }>;
@@ -63,7 +64,19 @@ fn run(args: &[String]) -> Result<(), String> {
             tamper(&input, &opt("-o")?)
         }
         "init" => init(&opt("--slot")?, &opt("-o")?),
-        "stage" => stage(&opt("--flash")?, &opt("--slot")?),
+        "stage" => {
+            let cut = match rest.iter().position(|a| a == "--cut-after") {
+                None => None,
+                Some(i) => Some(
+                    rest.get(i + 1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("stage: --cut-after wants an operation number from 1")?,
+                ),
+            };
+            let torn = rest.iter().any(|a| a == "--torn");
+            stage(&opt("--flash")?, &opt("--slot")?, cut, torn)
+        }
         "status" => status(&opt("--flash")?),
         "trust-init" => trust_init(&opt("--flash")?, &opt("--state")?),
         "trust-stage" => trust_stage(&opt("--flash")?, &opt("--update")?),
@@ -73,7 +86,7 @@ fn run(args: &[String]) -> Result<(), String> {
 
 fn usage() -> String {
     "usage: mps2-flash pack --envelope E --image I -o SLOT | tamper SLOT -o SLOT | \
-     init --slot SLOT -o FLASH | stage --flash FLASH --slot SLOT | status --flash FLASH | \
+     init --slot SLOT -o FLASH | stage --flash FLASH --slot SLOT [--cut-after N [--torn]] | status --flash FLASH | \
      trust-init --flash FLASH --state TRUST.cbor | trust-stage --flash FLASH --update UPDATE.suit"
         .into()
 }
@@ -180,26 +193,46 @@ fn parts(flash: &Flash) -> Result<Parts, String> {
     ))
 }
 
-fn stage(path: &PathBuf, slot: &PathBuf) -> Result<(), String> {
+/// Stage `slot` as an update. With `cut` (scripts/qemu-powercut.sh), the power goes after
+/// erase or program operation `cut` of the staging (from 1; `torn`: during it, a prefix of it
+/// applied, as docs/qemu.md says), and the file keeps what the cut left.
+fn stage(path: &PathBuf, slot: &PathBuf, cut: Option<u64>, torn: bool) -> Result<(), String> {
     let mut slot = read(slot)?;
     let flash = open(path)?;
+    if let Some(n) = cut {
+        flash
+            .with(|f| {
+                f.set_tear(if torn { Tear::Prefix } else { Tear::Complete });
+                f.cut_power_after(n - 1);
+            })
+            .map_err(|e| format!("{e:?}"))?;
+    }
     let (slots, state) = parts(&flash)?;
     let mut updater = Updater::new(CONFIG, slots, state).map_err(|e| e.to_string())?;
     let size = u32::try_from(slot.len()).map_err(|_| "slot image too large")?;
     // Programming is in whole 4-byte words; pad with erased bytes.
     slot.resize(slot.len().next_multiple_of(4), 0xFF);
-    let mut staging = updater.begin([size]).map_err(|e| e.to_string())?;
-    let target = staging.target();
-    staging
-        .write(ImageIndex(0), 0, &slot)
-        .map_err(|e| e.to_string())?;
-    staging.finish().map_err(|e| e.to_string())?;
+    let staged = updater.begin([size]).and_then(|mut staging| {
+        let target = staging.target();
+        staging.write(ImageIndex(0), 0, &slot)?;
+        staging.finish().map(|()| target)
+    });
     drop(updater);
-    let bytes = flash
-        .with(|f| f.contents().to_vec())
+    let (powered, operations) = flash
+        .with(|f| (f.is_powered(), f.stats().mutations()))
         .map_err(|e| format!("{e:?}"))?;
-    write(path, &bytes)?;
-    println!("staged {size} bytes into slot {target}; update pending");
+    if !powered {
+        save(&flash, path)?;
+        println!(
+            "power cut during the staging at operation {operations}; flash kept as the cut left it"
+        );
+        return Ok(());
+    }
+    let target = staged.map_err(|e| e.to_string())?;
+    save(&flash, path)?;
+    println!(
+        "staged {size} bytes into slot {target}; update pending ({operations} flash operations)"
+    );
     Ok(())
 }
 

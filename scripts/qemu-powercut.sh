@@ -1,0 +1,296 @@
+# shellcheck shell=bash
+# Power cuts on the target (issue 19 item 4): sourced by scripts/qemu-test.sh after its
+# update scenarios, with its keys, `release`, `thumb_cargo`, `step`, $RUN, $FLASHTOOL.
+#
+# The real bootloader and application on QEMU mps2-an386, built with the board's `power-cut`
+# feature (firmware/mps2-board/src/flash.rs): the command line `cut-after=N` ends the QEMU run
+# right after the N-th erase or program of the power cycle (bootloader and application
+# counted together), `torn` leaves that operation half applied, `flash-trace` lists every
+# operation. The flash file is what survives; running QEMU again on it is the next reset.
+#
+# Each scenario starts from one flash image, runs it once uncut with `flash-trace` to list its
+# cut points, then for each chosen point: restore the image, run with the cut, and restart
+# (no cut, 30 s timeout per run) until an application run starts with its image confirmed (at
+# most 4 restarts). The device must then run a verified image that is byte for byte the old
+# or the new slot image (else `mixed`), an allowed one (the revert scenario: only the old),
+# and a device left on the old image must take the update when it is staged again
+# (`retried`). Anything else, a boot that fails or never settles, is `bricked`. One line per
+# scenario: `ok: power-cut-<name> cuts=N old=a new=b retried=r bricked=0 mixed=0 wrong=0`,
+# else FAIL and exit 1.
+#
+# Scenarios (docs/qemu.md, "Power cuts on the target"):
+#   stage   the host's staging of v2 into slot B (mps2-flash stage --cut-after N: the same
+#           suitcase-boot Updater, on the host's simulated part), then the device restarts
+#   swap    v2 staged: the bootloader's swap, its trial-boot record, the application's confirm
+#   revert  v2 booted on trial and not confirmed: the bootloader's revert swap at the next reset
+#   kill    kill -9 of QEMU at seeded random wall-clock times during the swap run and the
+#           first restart (SUITCASE_POWERCUT_SEED, printed; default from the clock)
+#
+# Every erase and program of the state partition is cut (whole and torn), and every erase of
+# the slots (whole and torn); of the other slot programs every PC_STRIDE-th (default 8). With
+# SUITCASE_POWERCUT_ALL=1 every operation is cut, whole and torn (minutes, not for CI).
+#
+# Adding a scenario (e.g. a cut during the application's own download): build its "before"
+# flash image, then `pc_sweep NAME BEFORE "APPEND" "ALLOWED" RETRY`; PC_QEMU_EXTRA adds QEMU
+# options to every run (a -serial to a gateway), and PC_BEFORE_CUT names a function run before
+# each cut run (to restart a gateway).
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  echo "usage: sourced by scripts/qemu-test.sh (run that; it builds the firmware and keys)" >&2
+  exit 2
+fi
+
+PC=$RUN/powercut
+mkdir -p "$PC"
+pc_began=$SECONDS
+
+step "power cuts: bootloader (es256) and application with the board's power-cut hook"
+SUITCASE_TRUST_ANCHOR="$RUN/keys/es256.pub" thumb_cargo build -q -j2 --release -Zbuild-std=core \
+  --target "$TARGET" -p mps2-bootloader --features es256,mps2-board/power-cut
+cp "$ELF_DIR/mps2-bootloader" "$PC/bootloader.elf"
+for version in 1.0.0 2.0.0; do
+  APP_VERSION=$version thumb_cargo build -q -j2 --release -Zbuild-std=core --target "$TARGET" \
+    -p mps2-app --features mps2-board/power-cut
+  "$OBJCOPY" -O binary "$ELF_DIR/mps2-app" "$RUN/app-cut-$version.bin"
+done
+release cut-1.0.0 1 cut-v1 basic es256 >/dev/null
+release cut-2.0.0 2 cut-v2 basic es256 >/dev/null
+pc_built=$SECONDS
+
+PC_STRIDE=${PC_STRIDE:-8}
+PC_QEMU_EXTRA=${PC_QEMU_EXTRA:-}
+PC_BEFORE_CUT=${PC_BEFORE_CUT:-}
+PC_FLASH=$PC/flash.bin
+pc_runs=0
+
+# pc_qemu LOG APPEND [KILL_AFTER]: one power cycle on $PC_FLASH; returns QEMU's status (86: the
+# hook cut the power; 137: killed at KILL_AFTER seconds, 124: the 30 s timeout).
+pc_qemu() {
+  local log=$1 append=$2 kill=${3:-}
+  local limit=(timeout 30)
+  pc_runs=$((pc_runs + 1))
+  [ -z "$kill" ] || limit=(timeout -s KILL "$kill")
+  # The subshell's stderr: bash's "Killed" notice when `timeout -s KILL` ends QEMU.
+  # shellcheck disable=SC2086
+  (cd "$PC" && "${limit[@]}" qemu-system-arm -M mps2-an386 -nographic -semihosting $PC_QEMU_EXTRA \
+    -kernel "$PC/bootloader.elf" -append "flash=flash.bin $append" </dev/null >"$log" 2>&1) 2>/dev/null
+}
+
+# pc_settle NAME APPEND: restart the device until an application run starts confirmed. Sets
+# PC_VERSION (what it runs) or PC_WHY and returns 1.
+pc_settle() {
+  local name=$1 append=$2 i status
+  PC_VERSION="" PC_WHY=""
+  for i in 1 2 3 4 5; do
+    status=0
+    pc_qemu "$PC/$name.restart$i.log" "$append" || status=$?
+    if [ "$status" -ne 0 ]; then
+      PC_WHY="restart $i: QEMU exited with status $status ($PC/$name.restart$i.log)"
+      return 1
+    fi
+    if grep -q "^app: running from slot A, phase confirmed" "$PC/$name.restart$i.log"; then
+      PC_VERSION=$(sed -n 's/^app: hello from version //p' "$PC/$name.restart$i.log")
+      return 0
+    fi
+  done
+  PC_WHY="no confirmed application run in 5 restarts ($PC/$name.restart5.log)"
+  return 1
+}
+
+# pc_slot_is SLOT: slot A of $PC_FLASH holds SLOT's bytes.
+pc_slot_is() {
+  cmp -s -i "$((0x2000)):0" -n "$(stat -c %s "$1")" "$PC_FLASH" "$1"
+}
+
+# pc_outcome NAME APPEND ALLOWED RETRY: after a cut, settle and classify into PC_OUTCOME:
+# old, new, bricked (no verified image runs), mixed (slot A is neither slot image, or not the
+# one whose version runs), wrong (a version ALLOWED does not list), or retry-failed.
+pc_outcome() {
+  local name=$1 append=$2 allowed=$3 retry=$4 want
+  PC_RETRIED=0
+  if ! pc_settle "$name" "$append"; then
+    PC_OUTCOME=bricked
+    return
+  fi
+  case $PC_VERSION in
+    1.0.0) PC_OUTCOME=old want=$RUN/cut-v1.slot ;;
+    2.0.0) PC_OUTCOME=new want=$RUN/cut-v2.slot ;;
+    *) PC_OUTCOME=bricked PC_WHY="settled on version '$PC_VERSION'"; return ;;
+  esac
+  if ! pc_slot_is "$want"; then
+    PC_WHY="app $PC_VERSION runs but slot A is not its slot image"
+    PC_OUTCOME=mixed
+    return
+  fi
+  if [[ " $allowed " != *" $PC_OUTCOME "* ]]; then
+    PC_WHY="settled on $PC_OUTCOME ($PC_VERSION); this scenario allows: $allowed"
+    PC_OUTCOME=wrong
+    return
+  fi
+  if [ "$retry" = 1 ] && [ "$PC_OUTCOME" = old ]; then
+    # The update was lost or reverted: staged again, it must go through.
+    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$RUN/cut-v2.slot" >"$PC/$name.restage.log" 2>&1 ||
+      { PC_OUTCOME=retry-failed PC_WHY="staging again failed ($PC/$name.restage.log)"; return; }
+    if ! pc_settle "$name-retry" "" || [ "$PC_VERSION" != 2.0.0 ] || ! pc_slot_is "$RUN/cut-v2.slot"; then
+      PC_OUTCOME=retry-failed PC_WHY="the update staged again did not install: ${PC_WHY:-settled on $PC_VERSION}"
+      return
+    fi
+    PC_RETRIED=1
+  fi
+}
+
+# pc_count NAME: add PC_OUTCOME to the scenario's counters; keep the logs of a failure.
+pc_count() {
+  local name=$1
+  case $PC_OUTCOME in
+    old) pc_old=$((pc_old + 1)) ;;
+    new) pc_new=$((pc_new + 1)) ;;
+    mixed) pc_mixed=$((pc_mixed + 1)) ;;
+    wrong | retry-failed) pc_wrong=$((pc_wrong + 1)) ;;
+    *) pc_bricked=$((pc_bricked + 1)) ;;
+  esac
+  pc_retried=$((pc_retried + PC_RETRIED))
+  case $PC_OUTCOME in
+    old | new) ;;
+    *)
+      echo "  $name: $PC_OUTCOME: $PC_WHY"
+      mkdir -p "$PC/failed"
+      cp "$PC"/*.log "$PC/failed/" 2>/dev/null || true
+      cp "$PC_FLASH" "$PC/failed/$name.flash.bin"
+      ;;
+  esac
+}
+
+pc_reset_counts() { pc_cuts=0 pc_old=0 pc_new=0 pc_bricked=0 pc_mixed=0 pc_wrong=0 pc_retried=0; }
+
+# pc_summary NAME DETAIL: the scenario's line; any failure fails the script.
+pc_summary() {
+  local line="power-cut-$1 cuts=$pc_cuts old=$pc_old new=$pc_new retried=$pc_retried bricked=$pc_bricked mixed=$pc_mixed wrong=$pc_wrong"
+  if [ $((pc_bricked + pc_mixed + pc_wrong)) -ne 0 ]; then
+    echo "FAIL: $line ($2; logs and flash images of the failures in $PC/failed)"
+    exit 1
+  fi
+  echo "ok: $line ($2)"
+}
+
+# pc_points TRACE: the cut points of an uncut run's flash trace, one "N" or "N torn" per line:
+# every state-partition operation and every erase whole and torn, every PC_STRIDE-th slot
+# program whole (every operation both ways with SUITCASE_POWERCUT_ALL=1).
+pc_points() {
+  sed -n 's/^flash: op \([0-9]*\) \([a-z]*\) \([a-z-]*\)+.*/\1 \2 \3/p' "$1" |
+    awk -v stride="$PC_STRIDE" -v all="${SUITCASE_POWERCUT_ALL:-0}" '
+      { n = $1; op = $2; part = $3 }
+      all == 1 || part == "state" || op == "erase" { print n; print n " torn"; next }
+      n % stride == 0 { print n }'
+}
+
+# pc_sweep NAME BEFORE APPEND ALLOWED RETRY: cut the first power cycle on flash image BEFORE
+# at each of its cut points (pc_points), restart with APPEND until settled, count outcomes.
+pc_sweep() {
+  local name=$1 before=$2 append=$3 allowed=$4 retry=$5
+  local trace=$PC/$name.trace.log total state erases points status n torn
+  pc_reset_counts
+  cp "$before" "$PC_FLASH"
+  [ -z "$PC_BEFORE_CUT" ] || "$PC_BEFORE_CUT"
+  status=0
+  pc_qemu "$trace" "$append flash-trace" || status=$?
+  total=$(sed -n 's/^flash: \([0-9]*\) operations this power cycle/\1/p' "$trace" | tail -1)
+  if [ "$status" -ne 0 ] || [ -z "$total" ]; then
+    echo "FAIL: power-cut-$name: the uncut run failed (status $status; $trace)"
+    sed 's/^/  | /' "$trace"
+    exit 1
+  fi
+  state=$(grep -c '^flash: op [0-9]* [a-z]* state+' "$trace" || true)
+  erases=$(grep -c '^flash: op [0-9]* erase ' "$trace" || true)
+  points=$(pc_points "$trace")
+  echo "  $name: $total flash operations in the uncut power cycle ($state on the state partition, $erases erases);" \
+    "cutting at $(grep -c . <<<"$points") points"
+  while read -r n torn; do
+    cp "$before" "$PC_FLASH"
+    [ -z "$PC_BEFORE_CUT" ] || "$PC_BEFORE_CUT"
+    status=0
+    pc_qemu "$PC/$name.cut.log" "$append cut-after=$n $torn" || status=$?
+    pc_cuts=$((pc_cuts + 1))
+    if [ "$status" -ne 86 ]; then
+      PC_OUTCOME=bricked PC_WHY="cut run at op $n ${torn:-whole}: QEMU exited with status $status, not the cut's 86 ($PC/$name.cut.log)"
+    else
+      pc_outcome "$name" "$append" "$allowed" "$retry"
+    fi
+    pc_count "$name-$n${torn:+-torn}"
+  done <<<"$points"
+  pc_summary "$name" "$total operations: all $state state, all $erases erases whole and torn, every ${PC_STRIDE}th other"
+}
+
+step "power cuts: flash images before each scenario"
+"$FLASHTOOL" init --slot "$RUN/cut-v1.slot" -o "$PC_FLASH" >/dev/null
+pc_qemu "$PC/factory.log" "" || { echo "FAIL: power-cut factory boot ($PC/factory.log)"; exit 1; }
+cp "$PC_FLASH" "$PC/v1.bin"
+"$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$RUN/cut-v2.slot" >"$PC/stage.log"
+cp "$PC_FLASH" "$PC/v2-staged.bin"
+pc_qemu "$PC/trial.log" "no-confirm" || { echo "FAIL: power-cut trial boot ($PC/trial.log)"; exit 1; }
+grep -q "app: on trial (boot 1 of 1), not confirming" "$PC/trial.log" ||
+  { echo "FAIL: power-cut trial boot did not run v2 on trial ($PC/trial.log)"; exit 1; }
+cp "$PC_FLASH" "$PC/v2-trial.bin"
+
+step "power cuts: the host's staging into slot B (simulated part), then the device restarts"
+stage_ops=$(sed -n 's/.*(\([0-9]*\) flash operations)$/\1/p' "$PC/stage.log")
+pc_reset_counts
+for n in $(seq 1 "$stage_ops"); do
+  for torn in "" --torn; do
+    cp "$PC/v1.bin" "$PC_FLASH"
+    # shellcheck disable=SC2086
+    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$RUN/cut-v2.slot" --cut-after "$n" $torn >"$PC/stage-cut.log"
+    pc_cuts=$((pc_cuts + 1))
+    pc_outcome stage "" "old new" 1
+    pc_count "stage-$n$torn"
+  done
+done
+pc_summary stage "$stage_ops operations, each whole and torn"
+
+step "power cuts: the swap, the trial boot and the confirm (one power cycle after staging)"
+pc_sweep swap "$PC/v2-staged.bin" "" "old new" 1
+
+step "power cuts: the revert of an update the application did not confirm"
+pc_sweep revert "$PC/v2-trial.bin" "no-confirm" "old" 0
+
+step "power cuts: kill -9 of QEMU at random times (swap run, then the first restart)"
+seed=${SUITCASE_POWERCUT_SEED:-$(date +%s)}
+RANDOM=$seed
+# The window: around the time from the end of the first flash operation (a run cut after
+# it) to the end of an uncut run, widened for the host's jitter (single runs; 1 to 10 ms
+# apart here); most of a run before it is QEMU's start and the verification of the update,
+# which write nothing.
+pc_ms() {
+  local t0
+  cp "$PC/v2-staged.bin" "$PC_FLASH"
+  t0=$(date +%s%N)
+  pc_qemu "$PC/kill-timing.log" "$1" || true
+  echo $((($(date +%s%N) - t0) / 1000000))
+}
+first_ms=$(($(pc_ms cut-after=1) * 3 / 4))
+run_ms=$(pc_ms "")
+pc_runs=$((pc_runs + 2)) # the two above, counted in their subshells
+[ "$run_ms" -gt "$first_ms" ] || run_ms=$first_ms
+run_ms=$((run_ms + 10))
+pc_reset_counts
+killed=0 landed=0
+for i in $(seq 1 "${SUITCASE_POWERCUT_KILLS:-24}"); do
+  cp "$PC/v2-staged.bin" "$PC_FLASH"
+  for phase in cut restart; do
+    ms=$((first_ms + RANDOM % (run_ms - first_ms)))
+    cp "$PC_FLASH" "$PC/kill.before.bin"
+    status=0
+    pc_qemu "$PC/kill.$phase.log" "" "$((ms / 1000)).$(printf %03d $((ms % 1000)))" || status=$?
+    if [ "$status" -eq 137 ]; then
+      killed=$((killed + 1))
+      # Killed after the run had changed the flash: in the middle of the update.
+      cmp -s "$PC/kill.before.bin" "$PC_FLASH" || landed=$((landed + 1))
+    fi
+  done
+  pc_cuts=$((pc_cuts + 1))
+  pc_outcome kill "" "old new" 1
+  pc_count "kill-$i"
+done
+pc_summary kill "seed $seed, two kills per trial at ${first_ms}..${run_ms} ms: $killed of $((2 * pc_cuts)) before the run ended, $landed of them after it had written the flash"
+
+echo "power cuts: $((SECONDS - pc_began)) s ($((pc_built - pc_began)) s building, $((SECONDS - pc_built)) s for $pc_runs QEMU runs)"
