@@ -6,13 +6,26 @@
 //! reverts the update at the next reset. It ends the QEMU run through semihosting (a power
 //! cut, as far as the device is concerned).
 //!
-//! **What it does not do.** It downloads nothing: the test harness stages updates into slot B
-//! from the host (`mps2-flash stage`), as the device agent would.
+//! **Updates.** Built with the feature `gateway` and run with `gateway` on the command line,
+//! it updates itself through the gateway agent over UART1 ([`gateway`]: check-in, envelope,
+//! authentication before any payload byte, payload into slot B, staged; after the reset the
+//! trial boot reports and confirms). Without the feature it downloads nothing: the test
+//! harness stages updates into slot B from the host (`mps2-flash stage`), and the image stays
+//! small (the bootloader's footprint figures boot it).
 //!
 //! Everything it says goes to UART0, prefixed `app:`; tests read it.
 
 #![no_std]
 #![no_main]
+
+#[cfg(feature = "gateway")]
+mod gateway;
+#[cfg(feature = "gateway")]
+mod link;
+#[cfg(feature = "gateway")]
+mod slots;
+#[cfg(feature = "gateway")]
+mod wire;
 
 use core::fmt::Write;
 
@@ -37,6 +50,8 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "gateway")]
+    mps2_board::cycles::start(); // the link's clock
     let mut uart = Uart::init();
     let _ = writeln!(uart, "app: hello from version {VERSION}");
     let ok = run(&mut uart);
@@ -47,6 +62,8 @@ fn run(uart: &mut Uart) -> bool {
     let mut line = [0u8; 256];
     let cmdline = semihosting::cmdline(&mut line).unwrap_or_default();
     let path = semihosting::arg(cmdline, b"flash").unwrap_or(b"flash.bin");
+    #[cfg(feature = "gateway")]
+    let gateway = semihosting::flag(cmdline, b"gateway");
     // The bootloader loaded the flash in this power cycle; only the file is needed.
     let Ok(flash) = Flash::attach(path) else {
         let _ = writeln!(uart, "app: cannot open the flash file");
@@ -74,6 +91,10 @@ fn run(uart: &mut Uart) -> bool {
         status.running, status.phase
     );
     if status.phase != Phase::Trial {
+        #[cfg(feature = "gateway")]
+        if gateway {
+            return gateway::update(uart, flash);
+        }
         return true;
     }
     if semihosting::flag(cmdline, b"no-confirm") {
@@ -84,9 +105,19 @@ fn run(uart: &mut Uart) -> bool {
         );
         return true;
     }
+    #[cfg(feature = "gateway")]
+    let mut trial = if gateway {
+        gateway::trial(uart, flash)
+    } else {
+        None
+    };
     match updater.confirm() {
         Ok(()) => {
             let _ = writeln!(uart, "app: version {VERSION} confirmed");
+            #[cfg(feature = "gateway")]
+            if let Some(t) = trial.as_mut() {
+                t.confirmed(uart);
+            }
             true
         }
         Err(error) => {

@@ -8,10 +8,14 @@
 //! |---|---|---|
 //! | `0x0000_0000` | 1 MiB | bootloader code (vector table first) |
 //! | `0x0010_0000` | 8 KiB | boot state: two 4 KiB halves ([`suitcase_boot::store`]) |
-//! | `0x0010_2000` | 64 KiB | slot A, the primary (execution) slot |
-//! | `0x0011_2000` | 68 KiB | slot B, the secondary (staging) slot: the spare sector the swap-offset swap needs, then the staged update |
-//! | `0x0012_3000` | 8 KiB | trust area: two 4 KiB copies of the trust state in force ([`suitcase_boot::trust_store`]), written by the bootloader alone |
-//! | `0x0012_5000` | 8 KiB | trust staging area: a trust update the application hands the bootloader |
+//! | `0x0010_2000` | 256 KiB | slot A, the primary (execution) slot |
+//! | `0x0014_2000` | 260 KiB | slot B, the secondary (staging) slot: the spare sector the swap-offset swap needs, then the staged update |
+//! | `0x0018_3000` | 8 KiB | trust area: two 4 KiB copies of the trust state in force ([`suitcase_boot::trust_store`]), written by the bootloader alone |
+//! | `0x0018_5000` | 8 KiB | trust staging area: a trust update the application hands the bootloader |
+//!
+//! The slots were 64 KiB until the application carried its own update client (the SUIT
+//! processor, P-256, AES, CoAP: more than the 56 KiB a 64 KiB slot leaves after the header
+//! area); SSRAM1 has 4 MiB.
 //!
 //! A slot holds the `suitcase-device` slot image: header, SUIT envelope, then the application
 //! image at [`IMAGE_OFFSET`], so the application is linked at [`APP_BASE`] and runs in place
@@ -26,21 +30,21 @@ pub const FLASH_BASE: u32 = 0x0010_0000;
 /// Boot state partition: offset in the flash region and size.
 pub const STATE: (u32, u32) = (0, 0x2000);
 /// Slot A (primary): offset in the flash region and size.
-pub const SLOT_A: (u32, u32) = (0x2000, 0x10000);
+pub const SLOT_A: (u32, u32) = (0x2000, 0x40000);
 /// Slot B (secondary): offset in the flash region and size. One sector more than slot A: the
 /// update is staged after its first sector (swap-offset, [`suitcase_boot::Mode::SwapOffset`]).
-pub const SLOT_B: (u32, u32) = (0x12000, 0x11000);
+pub const SLOT_B: (u32, u32) = (0x42000, 0x41000);
 /// Trust area (the bootloader's protected trust state, feature `trust` of the bootloader):
 /// offset and size. Two sectors, one copy of the 1,536-byte record each.
-pub const TRUST: (u32, u32) = (0x23000, 0x2000);
+pub const TRUST: (u32, u32) = (0x83000, 0x2000);
 /// Trust staging area: offset and size. Holds one trust update envelope of up to
 /// [`MAX_TRUST_UPDATE`] bytes after its 16-byte header.
-pub const TRUST_STAGING: (u32, u32) = (0x25000, 0x2000);
+pub const TRUST_STAGING: (u32, u32) = (0x85000, 0x2000);
 /// The largest trust update the bootloader reads from the staging area (its RAM buffer); a
 /// larger one is cleared unread.
 pub const MAX_TRUST_UPDATE: usize = 4096;
 /// Size of the flash region and of the host file that persists it.
-pub const FLASH_SIZE: u32 = 0x27000;
+pub const FLASH_SIZE: u32 = 0x87000;
 /// Where the application image starts in a slot: after the 32-byte slot header and the
 /// envelope (up to 8,160 bytes, enough for an HSS-LMS or ML-DSA-65 signature).
 pub const IMAGE_OFFSET: u32 = 0x2000;

@@ -1,0 +1,650 @@
+//! The update client (feature `gateway`): the application updates itself through the
+//! gateway agent (issue 19 item 3; docs/qemu.md, "Self-update through the gateway").
+//!
+//! Over UART1, CoAP in SLIP frames to the gateway ([`crate::link`], docs/gateway.md §2), it
+//! checks in, downloads the offered envelope block-wise, **authenticates it** with the
+//! firmware consumer core ([`Offer::authenticate`], against the release key built in at build
+//! time) **before it asks for any payload block**, then streams the payload block by block
+//! (512 bytes, CoAP Block2) through the SUIT processor into slot B, reads it back against the
+//! manifest's digest, marks it pending, and reports each step to `/d/reports`. After the
+//! reset, on trial, it checks in again (saying so: the server then still names the release
+//! it offered) and reports `activate`, and `clean-up` once confirmed.
+
+use core::fmt::Write;
+
+use embedded_storage::nor_flash::ReadNorFlash;
+use mps2_board::flash::{Flash, Partition};
+use mps2_board::layout::{CLASS_ID, COMPONENT_ID, VENDOR_ID};
+use mps2_board::uart::Uart;
+use suitcase_device::consumer::{
+    self, BLOCK, Device, IoError, Journal, Offer, Progress, Refusal, Transport,
+};
+use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader};
+use suitcase_link::coap::{self, Block, CF_CBOR};
+use suitcase_manifest::encryption::{DecryptionKey, KeyMaterial};
+use suitcase_manifest::{ComponentId, Envelope, Manifest, PublicKey, TrustAnchor, TrustPolicy};
+
+use crate::link::{self, Link, MAX_MESSAGE};
+use crate::slots::BoardSlots;
+use crate::wire;
+
+/// The release signer's COSE_Key (P-256), from `APP_TRUST_ANCHOR` at build time (build.rs);
+/// empty when none was given: the application then takes no update.
+const ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/anchor.cose"));
+
+/// The key-encryption key for encrypted payloads (COSE_Key, A128KW or A256KW), from
+/// `APP_DECRYPTION_KEY` at build time; empty when none was given.
+const KEK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kek.cose"));
+
+/// The largest envelope this device takes (the slot header area, layout.rs).
+const MAX_ENVELOPE: usize = 8160;
+/// SZX 5: 512-byte blocks, the consumer's [`BLOCK`].
+const SZX: u8 = 5;
+/// How often a 5.03 (the gateway is still fetching the object) is waited out.
+const MAX_UNAVAILABLE: u32 = 30;
+
+/// The trial boot's session with the gateway: the release it runs, as the server names it.
+pub struct Trial {
+    client: Client,
+    release: wire::Text<80>,
+}
+
+/// On a trial boot: check in (on trial) and report `activate`.
+pub fn trial(uart: &mut Uart, flash: Flash) -> Option<Trial> {
+    let mut envelope = [0u8; MAX_ENVELOPE];
+    let (a, _) = flash.slots();
+    let running = running_sequence(a, &mut envelope).unwrap_or(0);
+    let mut client = Client::new(uart);
+    // A check-in on trial is answered with the offer still in force: the server counts the
+    // update installed only once it is confirmed.
+    let release = match client.check_in(uart, running, true) {
+        Ok(Some(offer)) if offer.sequence == running => offer.release_id,
+        Ok(_) => {
+            let _ = writeln!(uart, "app: on trial, but no offer names this release");
+            return None;
+        }
+        Err(()) => return None,
+    };
+    client.report(
+        uart,
+        release.as_str(),
+        "activate",
+        "success",
+        None,
+        Some("booted on trial by the bootloader after its verification"),
+        None,
+    );
+    Some(Trial { client, release })
+}
+
+impl Trial {
+    /// After the confirmation: report `clean-up` (the update is done).
+    pub fn confirmed(&mut self, uart: &mut Uart) {
+        let release = self.release;
+        self.client.report(
+            uart,
+            release.as_str(),
+            "clean-up",
+            "success",
+            None,
+            Some("confirmed: the anti-rollback counter advanced"),
+            None,
+        );
+    }
+}
+
+/// The sequence number of the manifest in slot A (the bootloader verified it at this reset).
+fn running_sequence(mut a: Partition, buf: &mut [u8]) -> Option<u64> {
+    let mut header = [0u8; HEADER_SIZE as usize];
+    a.read(0, &mut header).ok()?;
+    let header = SlotHeader::parse(&header).ok()??;
+    let envelope = buf.get_mut(..usize::try_from(header.envelope_len).ok()?)?;
+    a.read(HEADER_SIZE, envelope).ok()?;
+    let envelope = Envelope::decode(envelope).ok()?;
+    Some(
+        Manifest::decode_unauthenticated(envelope.manifest_bytes())
+            .ok()?
+            .sequence_number,
+    )
+}
+
+/// The CoAP client: the link and a scratch buffer for answers.
+struct Client {
+    link: Link,
+    answer: [u8; MAX_MESSAGE],
+}
+
+impl Client {
+    fn new(uart: &mut Uart) -> Self {
+        let _ = writeln!(
+            uart,
+            "app: link to the gateway on UART1 (CoAP over SLIP, docs/gateway.md)"
+        );
+        Self {
+            link: Link::open(),
+            answer: [0; MAX_MESSAGE],
+        }
+    }
+
+    /// POST /d/checkin; the offer, if any.
+    fn check_in(
+        &mut self,
+        uart: &mut Uart,
+        sequence: u64,
+        trial: bool,
+    ) -> Result<Option<wire::Offer>, ()> {
+        let mut body = [0u8; 384];
+        let c = wire::CheckIn {
+            vendor: &VENDOR_ID,
+            class: &CLASS_ID,
+            component: "00",
+            sequence,
+            trial,
+            agent: concat!("mps2-app/", env!("CARGO_PKG_VERSION")),
+        };
+        let n = match wire::check_in(&c, &mut body) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writeln!(uart, "app: check-in not encoded: {e}");
+                return Err(());
+            }
+        };
+        for _ in 0..MAX_UNAVAILABLE {
+            let a = match self.link.request(
+                coap::code::POST,
+                "/d/checkin",
+                Some(CF_CBOR),
+                None,
+                body.get(..n).unwrap_or_default(),
+                &mut self.answer,
+            ) {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = writeln!(uart, "app: check-in failed: {e}");
+                    return Err(());
+                }
+            };
+            if a.code == coap::code::SERVICE_UNAVAILABLE {
+                link::sleep_ms(u64::from(a.max_age.unwrap_or(1).min(5)) * 1000);
+                continue;
+            }
+            if a.code != coap::code::CHANGED {
+                let (class, detail) = coap::code::split(a.code);
+                let text = core::str::from_utf8(self.answer.get(..a.len).unwrap_or_default())
+                    .unwrap_or("");
+                let _ = writeln!(uart, "app: check-in answered {class}.{detail:02}: {text}");
+                return Err(());
+            }
+            return match wire::answer(self.answer.get(..a.len).unwrap_or_default()) {
+                Ok(offer) => Ok(offer),
+                Err(e) => {
+                    let _ = writeln!(uart, "app: {e}");
+                    Err(())
+                }
+            };
+        }
+        let _ = writeln!(uart, "app: check-in: the gateway stayed unavailable");
+        Err(())
+    }
+
+    /// GET `path`'s block `num` (512 bytes) into `out`; its length and whether more follow.
+    /// A 5.03 (the gateway is still fetching it) is waited out for its Max-Age.
+    fn block(
+        &mut self,
+        uart: &mut Uart,
+        path: &str,
+        num: u32,
+        out: &mut [u8],
+    ) -> Result<(usize, bool), ()> {
+        let want = Block {
+            num,
+            more: false,
+            szx: SZX,
+        };
+        for _ in 0..MAX_UNAVAILABLE {
+            let a = match self
+                .link
+                .request(coap::code::GET, path, None, Some(want), &[], out)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = writeln!(uart, "app: GET {path} block {num}: {e}");
+                    return Err(());
+                }
+            };
+            match a.code {
+                coap::code::CONTENT => {
+                    // RFC 7959 §2.4: the server may answer with a smaller block than asked;
+                    // this client writes whole 512-byte blocks, so it takes only its own size.
+                    return match a.block2 {
+                        None if num == 0 => Ok((a.len, false)),
+                        Some(b) if b.num == num && b.szx == SZX => Ok((a.len, b.more)),
+                        _ => {
+                            let _ = writeln!(
+                                uart,
+                                "app: GET {path}: answered with another block than block {num} of 512 bytes"
+                            );
+                            Err(())
+                        }
+                    };
+                }
+                coap::code::SERVICE_UNAVAILABLE => {
+                    link::sleep_ms(u64::from(a.max_age.unwrap_or(1).min(5)) * 1000);
+                }
+                code => {
+                    let (class, detail) = coap::code::split(code);
+                    let text =
+                        core::str::from_utf8(out.get(..a.len).unwrap_or_default()).unwrap_or("");
+                    let _ = writeln!(
+                        uart,
+                        "app: GET {path} block {num} answered {class}.{detail:02}: {text}"
+                    );
+                    return Err(());
+                }
+            }
+        }
+        let _ = writeln!(uart, "app: GET {path}: the gateway stayed unavailable");
+        Err(())
+    }
+
+    /// POST /d/reports: one step report. A report that is not taken is said on the UART;
+    /// the update goes on (the gateway queues what it took, docs/gateway.md §4).
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        uart: &mut Uart,
+        release: &str,
+        step: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        detail: Option<&str>,
+        progress: Option<u64>,
+    ) {
+        let mut body = [0u8; 512];
+        let r = wire::Report {
+            release_id: release,
+            step,
+            outcome,
+            reason,
+            detail,
+            progress,
+        };
+        let Ok(n) = wire::report(&r, &mut body) else {
+            let _ = writeln!(uart, "app: report {step} not encoded");
+            return;
+        };
+        match self.link.request(
+            coap::code::POST,
+            "/d/reports",
+            Some(CF_CBOR),
+            None,
+            body.get(..n).unwrap_or_default(),
+            &mut self.answer,
+        ) {
+            Ok(a) if a.code == coap::code::CHANGED => {
+                let _ = writeln!(uart, "app: reported {step} {outcome}");
+            }
+            Ok(a) => {
+                let (class, detail) = coap::code::split(a.code);
+                let _ = writeln!(uart, "app: report {step} answered {class}.{detail:02}");
+            }
+            Err(e) => {
+                let _ = writeln!(uart, "app: report {step} failed: {e}");
+            }
+        }
+    }
+}
+
+/// The consumer's transport: payload blocks over CoAP Block2 from the gateway.
+struct CoapTransport<'c, 'u> {
+    client: &'c mut Client,
+    uart: &'u mut Uart,
+    uri: &'c str,
+    url: &'c str,
+    blocks: u32,
+}
+
+impl Transport for CoapTransport<'_, '_> {
+    fn envelope(&mut self, _: &mut [u8]) -> Result<usize, IoError> {
+        Err(IoError::Failed) // the envelope is downloaded before the consumer starts
+    }
+
+    fn payload(&mut self, uri: &str, offset: u64, buf: &mut [u8]) -> Result<usize, IoError> {
+        if uri != self.uri {
+            let _ = writeln!(
+                self.uart,
+                "app: the manifest fetches {uri}, the offer carries {}",
+                self.uri
+            );
+            return Err(IoError::Failed);
+        }
+        let num = u32::try_from(offset / BLOCK as u64).map_err(|_| IoError::Failed)?;
+        self.blocks += 1;
+        let (n, _) = self
+            .client
+            .block(self.uart, self.url, num, buf)
+            .map_err(|()| IoError::Failed)?;
+        Ok(n)
+    }
+}
+
+/// The journal in RAM: an interrupted download starts again after a reset.
+struct RamJournal(Option<Progress>);
+
+impl Journal for RamJournal {
+    fn load(&mut self) -> Result<Option<Progress>, IoError> {
+        Ok(self.0)
+    }
+
+    fn store(&mut self, progress: Option<Progress>) -> Result<(), IoError> {
+        self.0 = progress;
+        Ok(())
+    }
+}
+
+/// `StepReport.reason` for a refusal (the SUIT processor's and the agent's codes).
+fn reason(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::Unauthenticated(_) => "unauthenticated",
+        Refusal::Rollback { .. } => "rollback",
+        Refusal::WrongVendor | Refusal::WrongClass | Refusal::WrongDevice => "condition",
+        Refusal::TooLarge { .. } => "no-space",
+        Refusal::NoDecryptionKey => "no-key",
+        _ => "unsupported",
+    }
+}
+
+/// The release signer's key, decoded from [`ANCHOR`].
+fn anchor() -> Option<p256::ecdsa::VerifyingKey> {
+    use suitcase_manifest::key::{CoseKey, crv, kty};
+    let key = CoseKey::decode(ANCHOR).ok()?;
+    if key.kty != kty::EC2 || key.crv != Some(crv::P256) {
+        return None;
+    }
+    let mut sec1 = [4u8; 65];
+    sec1.get_mut(1..33)?
+        .copy_from_slice(key.x.filter(|x| x.len() == 32)?);
+    sec1.get_mut(33..)?
+        .copy_from_slice(key.y.filter(|y| y.len() == 32)?);
+    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()
+}
+
+/// The payload decryption key built in, if any (RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY;
+/// draft-ietf-suit-firmware-encryption, AES-KW recipients).
+fn kek() -> Option<DecryptionKey<'static>> {
+    use suitcase_manifest::key::CoseKey;
+    let key = CoseKey::decode(KEK).ok()?;
+    let k = key.k?;
+    let material = match k.len() {
+        16 => KeyMaterial::Aes128Kw(k.try_into().ok()?),
+        32 => KeyMaterial::Aes256Kw(k.try_into().ok()?),
+        _ => return None,
+    };
+    Some(DecryptionKey {
+        kid: key.kid,
+        material,
+    })
+}
+
+/// One update from the gateway; `true` unless the device itself failed.
+pub fn update(uart: &mut Uart, flash: Flash) -> bool {
+    let mut envelope = [0u8; MAX_ENVELOPE];
+    let (a, _) = flash.slots();
+    let running = running_sequence(a, &mut envelope).unwrap_or(0);
+    let envelope = &mut envelope;
+    let Some(key) = anchor() else {
+        let _ = writeln!(
+            uart,
+            "app: no release key built in (APP_TRUST_ANCHOR); not checking in"
+        );
+        return false;
+    };
+    let mut client = Client::new(uart);
+    let offer = match client.check_in(uart, running, false) {
+        Ok(Some(offer)) => offer,
+        Ok(None) => {
+            let _ = writeln!(uart, "app: checked in: no update offered");
+            return true;
+        }
+        Err(()) => return false,
+    };
+    let release = offer.release_id.as_str();
+    let _ = writeln!(
+        uart,
+        "app: offered release {release}, sequence {}, envelope {} bytes",
+        offer.sequence, offer.manifest_size
+    );
+    // The envelope, block-wise: the only bytes taken before authentication.
+    let size = usize::try_from(offer.manifest_size).unwrap_or(usize::MAX);
+    if size > envelope.len() {
+        client.report(
+            uart,
+            release,
+            "receive",
+            "failure",
+            Some("no-space"),
+            Some("envelope larger than the 8160 bytes the slot header area holds"),
+            None,
+        );
+        return true;
+    }
+    let mut got = 0;
+    let mut num = 0;
+    loop {
+        let Some(dst) = envelope.get_mut(got..(got + BLOCK).min(MAX_ENVELOPE)) else {
+            break;
+        };
+        let Ok((n, more)) = client.block(uart, offer.manifest_url.as_str(), num, dst) else {
+            client.report(
+                uart,
+                release,
+                "receive",
+                "failure",
+                Some("download"),
+                Some("the envelope download failed"),
+                Some(got as u64),
+            );
+            return false;
+        };
+        got += n;
+        num += 1;
+        if !more || n == 0 {
+            break;
+        }
+    }
+    let _ = writeln!(uart, "app: envelope {got} bytes in {num} blocks of 512");
+    let Some(envelope) = envelope.get(..got) else {
+        return false;
+    };
+
+    let anchors = [TrustAnchor::new("release", PublicKey::P256(key))];
+    let keys = kek();
+    let Ok(component) = ComponentId::decode(&COMPONENT_ID) else {
+        return false;
+    };
+    let device = Device {
+        anchors: &anchors,
+        policy: TrustPolicy::default(),
+        identity: DeviceIdentity {
+            vendor: &VENDOR_ID,
+            class: &CLASS_ID,
+            device: None,
+        },
+        component,
+        keys: keys.as_slice(),
+    };
+    let (a, b) = flash.slots();
+    let mut slots = BoardSlots::new(a, b, flash.state(), running);
+    // RFC 9019 §4 / RFC 9124 REQ.SEC.AUTHENTIC: signature, rollback, identity and size are
+    // checked here, before the first payload block is asked for.
+    let authenticated = match Offer::new(envelope).authenticate(&device, &mut slots) {
+        Ok(a) => a,
+        Err(consumer::Error::Refused(r)) => {
+            let mut detail = Detail::default();
+            let _ = write!(detail, "refused before download: {r}");
+            let _ = writeln!(
+                uart,
+                "app: release {release} {}; payload blocks requested: 0",
+                detail.as_str()
+            );
+            client.report(
+                uart,
+                release,
+                "check",
+                "failure",
+                Some(reason(&r)),
+                Some(detail.as_str()),
+                None,
+            );
+            return true;
+        }
+        Err(e) => {
+            let _ = writeln!(uart, "app: authentication failed: {e}");
+            return false;
+        }
+    };
+    let _ = writeln!(
+        uart,
+        "app: envelope authenticated: sequence {} above {running}, signed by the built-in release key",
+        authenticated.manifest().sequence_number()
+    );
+    client.report(
+        uart,
+        release,
+        "check",
+        "success",
+        None,
+        Some("envelope authenticated on the device before any payload block"),
+        None,
+    );
+    let image_len = authenticated.image_len();
+    let mut journal = RamJournal(None);
+    let mut transport = CoapTransport {
+        client: &mut client,
+        uart,
+        uri: offer.payload_uri.as_str(),
+        url: offer.payload_url.as_str(),
+        blocks: 0,
+    };
+    let fetched = authenticated.fetch(&device, &mut transport, &mut slots, &mut journal);
+    let blocks = transport.blocks;
+    let _ = writeln!(uart, "app: payload blocks requested: {blocks}");
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            let mut detail = Detail::default();
+            let _ = write!(detail, "{e}");
+            let _ = writeln!(uart, "app: fetch failed: {}", detail.as_str());
+            client.report(
+                uart,
+                release,
+                "apply",
+                "failure",
+                Some("fetch"),
+                Some(detail.as_str()),
+                None,
+            );
+            return true;
+        }
+    };
+    let _ = writeln!(uart, "app: image {image_len} bytes streamed into slot B");
+    client.report(
+        uart,
+        release,
+        "receive",
+        "success",
+        None,
+        None,
+        Some(image_len),
+    );
+    client.report(
+        uart,
+        release,
+        "apply",
+        "success",
+        None,
+        Some("written block by block into slot B"),
+        None,
+    );
+    let verified = match fetched.verify(&device, &mut slots) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut detail = Detail::default();
+            let _ = write!(detail, "{e}");
+            let _ = writeln!(uart, "app: slot B does not verify: {}", detail.as_str());
+            client.report(
+                uart,
+                release,
+                "reverify",
+                "failure",
+                Some("digest"),
+                Some(detail.as_str()),
+                None,
+            );
+            return true;
+        }
+    };
+    client.report(
+        uart,
+        release,
+        "reverify",
+        "success",
+        None,
+        Some("slot B read back: image-match"),
+        None,
+    );
+    match verified.stage(&mut slots, &mut journal) {
+        Ok(_) => {
+            client.report(
+                uart,
+                release,
+                "stage",
+                "success",
+                None,
+                Some("pending: the bootloader verifies and swaps it in at the next reset"),
+                None,
+            );
+            let _ = writeln!(uart, "app: update staged (pending); resetting");
+            true
+        }
+        Err(e) => {
+            let _ = writeln!(uart, "app: staging failed: {e}");
+            false
+        }
+    }
+}
+
+/// A report's detail text, bounded.
+struct Detail {
+    buf: [u8; 200],
+    len: usize,
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Self {
+            buf: [0; 200],
+            len: 0,
+        }
+    }
+}
+
+impl Detail {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or("")
+    }
+}
+
+impl Write for Detail {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let mut end = s.len().min(self.buf.len() - self.len);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.len..self.len + end), s.get(..end)) {
+            dst.copy_from_slice(src.as_bytes());
+            self.len += end;
+        }
+        Ok(())
+    }
+}

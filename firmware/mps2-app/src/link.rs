@@ -1,0 +1,151 @@
+//! CoAP over the serial link to the gateway (docs/gateway.md §2): each request a confirmable
+//! message (RFC 7252 §4.2) in one SLIP frame with its FCS-16 on UART1, retransmitted with
+//! doubling timeouts up to MAX_RETRANSMIT times; the answer is the ACK with the same message
+//! id and token. Codec and framing: `suitcase-link`, the crate the gateway decodes with.
+
+use mps2_board::cycles;
+use mps2_board::uart::Uart;
+use suitcase_link::coap::{self, Block, Request};
+use suitcase_link::slip::{self, Decoder};
+
+/// The largest CoAP message on the link (docs/gateway.md §2).
+pub const MAX_MESSAGE: usize = 1280;
+/// The largest request this client sends (a check-in or a report with its detail).
+const MAX_REQUEST: usize = 640;
+/// Timer ticks per millisecond (CMSDK timer 0, 25 MHz SYSCLK).
+const TICKS_PER_MS: u64 = 25_000;
+
+/// Why a request got no usable answer.
+#[derive(Clone, Copy, Debug)]
+pub enum LinkError {
+    /// No answer after MAX_RETRANSMIT retransmissions (RFC 7252 §4.2).
+    Timeout,
+    /// The request does not fit a message.
+    TooLarge,
+    /// The answer is not a CoAP message this client reads.
+    Coap(coap::CoapError),
+    /// The gateway reset the exchange (RFC 7252 §4.2).
+    Reset,
+}
+
+impl core::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("no answer from the gateway after 4 retransmissions (is the gateway agent running on the socket?)"),
+            Self::TooLarge => f.write_str("request larger than a link message"),
+            Self::Coap(e) => write!(f, "bad answer: {e}"),
+            Self::Reset => f.write_str("the gateway answered Reset"),
+        }
+    }
+}
+
+/// An answer: its code, options, and the payload copied into the caller's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer {
+    /// The response code (`coap::code`).
+    pub code: u8,
+    /// Block2, if present.
+    pub block2: Option<Block>,
+    /// Max-Age, if present.
+    pub max_age: Option<u32>,
+    /// Payload bytes copied.
+    pub len: usize,
+}
+
+/// The client end of the link.
+pub struct Link {
+    uart: Uart,
+    mid: u16,
+    token: u32,
+    decoder: Decoder<{ MAX_MESSAGE + 2 }>,
+}
+
+fn now_ms() -> u64 {
+    cycles::instructions() / cycles::INSTRUCTIONS_PER_TICK / TICKS_PER_MS
+}
+
+impl Link {
+    /// Opens UART1. The first message id and token come from the timer (RFC 7252 §4.4 asks
+    /// for a random start; the board has no random source, and the gateway keeps message ids
+    /// per connection, which each power cycle opens anew).
+    pub fn open() -> Self {
+        let seed = cycles::instructions();
+        Self {
+            uart: Uart::link(),
+            mid: (seed as u16) ^ 0x5A5A,
+            token: (seed >> 8) as u32 ^ 0xC0A9_0000,
+            decoder: Decoder::new(),
+        }
+    }
+
+    /// Sends one confirmable request and waits for its answer, retransmitting on timeouts.
+    pub fn request(
+        &mut self,
+        code: u8,
+        path: &str,
+        content_format: Option<u16>,
+        block2: Option<Block>,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<Answer, LinkError> {
+        self.mid = self.mid.wrapping_add(1);
+        self.token = self.token.wrapping_add(1);
+        let token = self.token.to_be_bytes();
+        let mut message = [0u8; MAX_REQUEST];
+        let n = coap::encode_request(
+            &Request {
+                code,
+                mid: self.mid,
+                token: &token,
+                path,
+                content_format,
+                block2,
+                payload,
+            },
+            &mut message,
+        )
+        .map_err(|_| LinkError::TooLarge)?;
+        let mut frame = [0u8; slip::encoded_max(MAX_REQUEST)];
+        let len = slip::encode(message.get(..n).unwrap_or_default(), &mut frame)
+            .map_err(|_| LinkError::TooLarge)?;
+        for attempt in 0..=coap::MAX_RETRANSMIT {
+            self.uart.write_all(frame.get(..len).unwrap_or_default());
+            let deadline = now_ms() + u64::from(coap::timeout_ms(attempt));
+            while now_ms() < deadline {
+                let Some(byte) = self.uart.read_byte() else {
+                    continue;
+                };
+                let Some(Ok(msg)) = self.decoder.push(byte) else {
+                    continue; // not the end of a frame yet, or a dropped frame
+                };
+                let r = match coap::parse(msg) {
+                    Ok(r) => r,
+                    Err(e) => return Err(LinkError::Coap(e)),
+                };
+                if !r.answers(self.mid, &token) {
+                    continue; // a late answer to an earlier request
+                }
+                if r.kind == coap::kind::RST {
+                    return Err(LinkError::Reset);
+                }
+                let len = r.payload.len().min(out.len());
+                if let (Some(dst), Some(src)) = (out.get_mut(..len), r.payload.get(..len)) {
+                    dst.copy_from_slice(src);
+                }
+                return Ok(Answer {
+                    code: r.code,
+                    block2: r.block2,
+                    max_age: r.max_age,
+                    len,
+                });
+            }
+        }
+        Err(LinkError::Timeout)
+    }
+}
+
+/// Waits `ms` milliseconds.
+pub fn sleep_ms(ms: u64) {
+    let until = now_ms() + ms;
+    while now_ms() < until {}
+}

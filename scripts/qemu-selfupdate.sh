@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# A Cortex-M4 (QEMU mps2-an386) that updates itself from a real `suitcase server` campaign
+# through the gateway agent (issue 19 item 3; docs/qemu.md "Self-update through the gateway",
+# docs/gateway.md §2):
+#
+#   suitcase server ──HTTP── suitcase agent --gateway ──UNIX socket── QEMU UART1 ── mps2-app
+#                                                        CoAP in SLIP frames + FCS-16
+#
+# Prints one line per passing scenario:
+#   ok: self-update-full               v1 checks in, downloads the envelope block-wise,
+#                                      authenticates it, streams the payload into slot B,
+#                                      stages it; the bootloader swaps it in on trial; v2
+#                                      confirms; the campaign completes and the device's steps
+#                                      are in the server's timeline (CLI --json).
+#   ok: self-update-encrypted          the same with an encrypted release (AES-KW + AES-CTR,
+#                                      `release build --encrypt-for`): the device holds the
+#                                      key-encryption key and decrypts block by block.
+#   ok: self-update-untrusted-refused  a release signed by a key the device does not trust
+#                                      (the server trusts it) is refused at check, reason
+#                                      `unauthenticated`, and the wire between QEMU and the
+#                                      gateway (scripts/serial-tap.py) carried no payload GET.
+#
+# Called by scripts/qemu-test.sh (which has built the suitcase CLI and mps2-flash); by hand:
+#   SUITCASE_BIN=target/debug/suitcase SUITCASE_QEMU_OUT=/tmp/thumb scripts/qemu-selfupdate.sh
+# Environment: SUITCASE_BIN (required), SUITCASE_QEMU_OUT (work directory, default
+# target/thumb; the firmware is built in its cargo/). Every wait is bounded; the server and
+# the gateway are stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SUITCASE=$(realpath "${SUITCASE_BIN:?SUITCASE_BIN: a built suitcase CLI}")
+OUT=${SUITCASE_QEMU_OUT:-$ROOT/target/thumb}
+WORK=$OUT/selfupdate
+TARGET=thumbv7em-none-eabihf
+OBJCOPY=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-objcopy
+ELF_DIR=$OUT/cargo/$TARGET/release
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+thumb_cargo() {
+  if declare -F heal_dev_null >/dev/null; then heal_dev_null; fi
+  (cd "$ROOT/firmware" &&
+    PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$OUT/cargo" \
+      RUSTFLAGS="-D warnings --cfg sha2_backend_soft=\"compact\"" \
+      /usr/bin/cargo "$@")
+}
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  for f in "$WORK"/*.log; do
+    [ -f "$f" ] || continue
+    echo "  --- $f (last 30 lines)"
+    tail -30 "$f" | sed 's/^/  | /'
+  done
+  exit 1
+}
+
+# --- firmware: the bootloader and the application trust the same release key -------------
+"$SUITCASE" key generate --alg es256 --format cose -o "$WORK/release.key" --public "$WORK/release.pub" >/dev/null
+"$SUITCASE" key generate --alg es256 --format cose -o "$WORK/untrusted.key" --public "$WORK/untrusted.pub" >/dev/null
+# The payload key-encryption key (AES-KW) the device holds, for the encrypted release.
+"$SUITCASE" key generate --alg a128kw -o "$WORK/kek.key" --public "$WORK/kek.pub" >/dev/null
+SUITCASE_TRUST_ANCHOR="$WORK/release.pub" \
+  thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-bootloader --features es256
+cp "$ELF_DIR/mps2-bootloader" "$WORK/bootloader.elf"
+for version in 1.0.0 2.0.0; do
+  APP_VERSION=$version APP_TRUST_ANCHOR="$WORK/release.pub" APP_DECRYPTION_KEY="$WORK/kek.key" \
+    thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-app --features gateway
+  "$OBJCOPY" -O binary "$ELF_DIR/mps2-app" "$WORK/app-$version.bin"
+  cp "$ELF_DIR/mps2-app" "$WORK/app-$version.elf"
+done
+thumb_cargo build -q -j2 --release -p mps2-flash
+FLASHTOOL=$OUT/cargo/release/mps2-flash
+
+# release VERSION SEQUENCE KEY OUT [OPTION...]: a signed envelope for app VERSION.
+release() {
+  local version=$1 sequence=$2 key=$3 out=$4
+  shift 4
+  "$SUITCASE" release build --image "$WORK/app-$version.bin" --component 00 \
+    --vendor example.com --class mps2-an386 --sequence "$sequence" \
+    --uri "coap://gateway/mps2/$out.bin" --profile "${PROFILE:-basic}" --sign "$WORK/$key.key" -o "$WORK/$out.suit" "$@" >/dev/null
+}
+release 1.0.0 1 release v1
+release 2.0.0 2 release v2
+release 2.0.0 3 untrusted rogue
+# AES-KW (A128KW) wraps a fresh content key; the payload is AES-CTR (A128CTR) ciphertext
+# (the Upgraded tier: the Basic one sends plaintext; it signs ESP256).
+PROFILE=upgraded release 2.0.0 2 release v2-encrypted --encrypt-for "$WORK/kek.key" --content a128ctr \
+  --payload-out "$WORK/v2-encrypted.bin"
+"$FLASHTOOL" pack --envelope "$WORK/v1.suit" --image "$WORK/app-1.0.0.bin" -o "$WORK/v1.slot"
+for d in mcu-1 mcu-2 mcu-3; do "$FLASHTOOL" init --slot "$WORK/v1.slot" -o "$WORK/$d.flash"; done
+
+# --- the server, its fleet, the gateway -------------------------------------------------
+free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"; }
+PORT=$(free_port)
+BASE=http://127.0.0.1:$PORT
+RUST_LOG=warn "$SUITCASE" server --data "$WORK/data" --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 300); do
+  [ -s "$WORK/data/admin-token" ] && curl -fsS --max-time 5 "$BASE/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS --max-time 5 "$BASE/healthz" >/dev/null || fail "the server did not start"
+export SUITCASE_SERVER=$BASE SUITCASE_TOKEN
+SUITCASE_TOKEN=$(head -n1 "$WORK/data/admin-token")
+fleet() { timeout 60 "$SUITCASE" fleet "$@"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# The server trusts both keys; the device only the release key (the rogue release stands
+# for a key the server accepts and the device does not: a compromised or foreign signer).
+fleet key add release "$WORK/release.pub" >/dev/null
+fleet key add untrusted "$WORK/untrusted.pub" >/dev/null
+V2=$(fleet --json release upload "$WORK/v2.suit" --payload "$WORK/app-2.0.0.bin" | json 'd["id"]')
+ROGUE=$(fleet --json release upload "$WORK/rogue.suit" --payload "$WORK/app-2.0.0.bin" | json 'd["id"]')
+ENCRYPTED=$(fleet --json release upload "$WORK/v2-encrypted.suit" --payload "$WORK/v2-encrypted.bin" | json 'd["id"]')
+token() { fleet --json device add "$1" --tag "$2" | json 'd["token"]'; }
+GW_TOKEN=$(token gateway gateway)
+MCU1_TOKEN=$(token mcu-1 selfupdate)
+MCU2_TOKEN=$(token mcu-2 untrusted)
+MCU3_TOKEN=$(token mcu-3 encrypted)
+
+cat >"$WORK/agent.toml" <<EOF
+state_dir = "state"
+[server]
+url = "$BASE"
+token = "$GW_TOKEN"
+[trust]
+anchors = ["release.pub"]
+[identity]
+vendor = "example.com"
+class = "gateway"
+[push]
+enabled = false
+[gateway]
+retry_min_seconds = 1
+retry_max_seconds = 2
+[[gateway.subdevice]]
+id = "mcu-1"
+socket = "$WORK/mcu-1.sock"
+token = "$MCU1_TOKEN"
+[[gateway.subdevice]]
+id = "mcu-2"
+socket = "$WORK/mcu-2.sock"
+token = "$MCU2_TOKEN"
+[[gateway.subdevice]]
+id = "mcu-3"
+socket = "$WORK/mcu-3.sock"
+token = "$MCU3_TOKEN"
+[[component]]
+name = "app"
+id = "617070"
+kind = "file"
+slots = ["app-a.bin", "app-b.bin"]
+pointer = "app.slot"
+capacity = 1048576
+EOF
+(cd "$WORK" && exec "$SUITCASE" agent --config agent.toml --gateway >"$WORK/gateway.log" 2>&1) &
+PIDS+=($!)
+for _ in $(seq 1 300); do
+  [ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && break
+  sleep 0.1
+done
+[ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] || fail "the gateway did not open its sockets"
+# A wire tap between each QEMU and the gateway (scripts/serial-tap.py): it relays the bytes
+# unchanged and logs every CoAP request the device sends (code and Uri-Path) to DEVICE.wire,
+# the independent record of what the device asked for.
+for d in mcu-1 mcu-2 mcu-3; do
+  python3 "$ROOT/scripts/serial-tap.py" "$WORK/$d-tap.sock" "$WORK/$d.sock" "$WORK/$d.wire" &
+  PIDS+=($!)
+done
+for _ in $(seq 1 100); do
+  [ -S "$WORK/mcu-1-tap.sock" ] && [ -S "$WORK/mcu-2-tap.sock" ] && [ -S "$WORK/mcu-3-tap.sock" ] && break
+  sleep 0.1
+done
+
+CAMPAIGN=$(fleet --json campaign create --release "$V2" --tag selfupdate --start | json 'd["id"]')
+fleet --json campaign create --release "$ROGUE" --tag untrusted --start >/dev/null
+ENCRYPTED_CAMPAIGN=$(fleet --json campaign create --release "$ENCRYPTED" --tag encrypted --start | json 'd["id"]')
+
+# power_cycle DEVICE NAME APPEND PATTERN...: one QEMU run of DEVICE (UART0 to the log, UART1
+# to the gateway's socket); every PATTERN on UART0, none prefixed '!'.
+power_cycle() {
+  local dev=$1 name=$2 append=$3 status=0
+  shift 3
+  local log=$WORK/$name.log
+  (cd "$WORK" && timeout 60 qemu-system-arm -M mps2-an386 -display none -monitor none -semihosting \
+    -serial stdio -serial "unix:$WORK/$dev-tap.sock" \
+    -kernel "$WORK/bootloader.elf" -append "flash=$dev.flash $append" </dev/null >"$log" 2>&1) || status=$?
+  local failed=()
+  [ "$status" -eq 0 ] || failed+=("QEMU exited with status $status (124: timeout)")
+  for pattern in "$@"; do
+    if [[ $pattern == '!'* ]]; then
+      ! grep -qF -- "${pattern#!}" "$log" || failed+=("unexpected line: ${pattern#!}")
+    else
+      grep -qF -- "$pattern" "$log" || failed+=("missing line: $pattern")
+    fi
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    printf '  %s\n' "${failed[@]}"
+    fail "$name"
+  fi
+}
+
+# timeline DEVICE: the steps of the device's last update on the server (`fleet device show
+# --json`: update.steps), one "step outcome reason" a line.
+timeline() {
+  fleet --json device show "$1" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for r in (d.get("update") or {}).get("steps") or []:
+    print(r["step"], r["outcome"], r.get("reason") or "")'
+}
+
+# updated DEVICE NAME RELEASE CAMPAIGN: two power cycles of DEVICE on v1 (download and stage
+# RELEASE; on trial, confirm), then the campaign completed and every step in the timeline.
+updated() {
+  local dev=$1 name=$2 rel=$3 campaign=$4 state=""
+  power_cycle "$dev" "$name-1-download" gateway \
+    "app: hello from version 1.0.0" "app: offered release $rel, sequence 2" \
+    "app: envelope authenticated" "app: update staged (pending); resetting"
+  power_cycle "$dev" "$name-2-trial" gateway \
+    "boot: verified slot A: security version 2" "boot: booting slot A (trial boot 1 of 1)" \
+    "app: hello from version 2.0.0" "app: reported activate success" "app: version 2.0.0 confirmed" \
+    "app: reported clean-up success"
+  for _ in $(seq 1 100); do
+    state=$(fleet --json campaign show "$campaign" | json 'd["state"]')
+    [ "$state" = completed ] && break
+    sleep 0.2
+  done
+  [ "$state" = completed ] || fail "$name: campaign $campaign is $state, not completed"
+  timeline "$dev" >"$WORK/$dev.timeline"
+  for step in "check success" "receive success" "apply success" "reverify success" "stage success" \
+    "activate success" "clean-up success"; do
+    grep -q "^$step" "$WORK/$dev.timeline" || fail "$name: no '$step' in $dev's timeline: $(tr '\n' ';' <"$WORK/$dev.timeline")"
+  done
+  BLOCKS=$(grep -c "^0.01 /d/payloads/$rel/" "$WORK/$dev.wire" || true)
+  local said
+  said=$(sed -n 's/.*app: payload blocks requested: \([0-9]*\).*/\1/p' "$WORK/$name-1-download.log")
+  [ "$BLOCKS" = "$said" ] || fail "$name: the wire carried $BLOCKS payload GETs, the device says it sent $said"
+  STEPS=$(wc -l <"$WORK/$dev.timeline")
+}
+
+# --- self-update-full ------------------------------------------------------------------
+updated mcu-1 full "$V2" "$CAMPAIGN"
+echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP, campaign completed, $STEPS steps in the server's timeline)"
+
+# --- self-update-encrypted -------------------------------------------------------------
+# The payload is served as ciphertext; the device unwraps the content key with its AES-KW key
+# and decrypts block by block into slot B; the bootloader then verifies the plaintext image.
+cmp -s "$WORK/v2-encrypted.bin" "$WORK/app-2.0.0.bin" && fail "self-update-encrypted: the payload is not encrypted"
+updated mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
+echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline)"
+
+# --- self-update-untrusted-refused ----------------------------------------------------------
+power_cycle mcu-2 untrusted-1 gateway \
+  "app: hello from version 1.0.0" "app: offered release $ROGUE, sequence 3" \
+  "refused before download: the envelope is not authentic" "payload blocks requested: 0" \
+  "app: reported check failure" "!app: update staged"
+power_cycle mcu-2 untrusted-2 "" \
+  "boot: booting slot A (confirmed)" "app: hello from version 1.0.0" "!app: hello from version 2.0.0"
+# The wire's record of mcu-2's requests: check-in, the envelope, the report; no payload block.
+grep -q "^0.01 /d/releases/$ROGUE/envelope" "$WORK/mcu-2.wire" ||
+  fail "self-update-untrusted-refused: no envelope GET on mcu-2's wire: $(tr '\n' ';' <"$WORK/mcu-2.wire")"
+if grep -q "/d/payloads/" "$WORK/mcu-2.wire"; then
+  fail "self-update-untrusted-refused: mcu-2 requested a payload block of a release it refused: $(grep -c /d/payloads/ "$WORK/mcu-2.wire") GETs"
+fi
+for _ in $(seq 1 100); do
+  timeline mcu-2 >"$WORK/mcu-2.timeline"
+  grep -q "^check failure unauthenticated" "$WORK/mcu-2.timeline" && break
+  sleep 0.2
+done
+grep -q "^check failure unauthenticated" "$WORK/mcu-2.timeline" ||
+  fail "self-update-untrusted-refused: no 'check failure unauthenticated' in mcu-2's timeline: $(tr '\n' ';' <"$WORK/mcu-2.timeline")"
+echo "ok: self-update-untrusted-refused (check failure, reason unauthenticated, in the server's timeline; on the wire: $(wc -l <"$WORK/mcu-2.wire") requests, the envelope GET and no payload GET)"
