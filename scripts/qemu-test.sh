@@ -258,6 +258,9 @@ boot trust-revoked "$TBL" "" \
   "app: hello from version 2.0.0" "!app: hello from version 1.0.0" \
   "!trust update committed"
 
+# Power cuts on the target: the swap, confirm and revert cut at their flash operations.
+. "$ROOT/scripts/qemu-powercut.sh"
+
 # The application updates itself through the gateway agent from a real server campaign.
 SUITCASE_BIN="$SUITCASE" SUITCASE_QEMU_OUT="$OUT" "$ROOT/scripts/qemu-selfupdate.sh"
 
