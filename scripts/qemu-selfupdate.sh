@@ -15,6 +15,8 @@
 #   ok: self-update-encrypted          the same with an encrypted release (AES-KW + AES-CTR,
 #                                      `release build --encrypt-for`): the device holds the
 #                                      key-encryption key and decrypts block by block.
+#   ok: self-update-delta              the same with a suitcase-delta patch from v1's image
+#                                      (`release build --delta-from`), applied on the device.
 #   ok: self-update-untrusted-refused  a release signed by a key the device does not trust
 #                                      (the server trusts it) is refused at check, reason
 #                                      `unauthenticated`, and the wire between QEMU and the
@@ -96,8 +98,11 @@ release 2.0.0 3 untrusted rogue
 # (the Upgraded tier: the Basic one sends plaintext; it signs ESP256).
 PROFILE=upgraded release 2.0.0 2 release v2-encrypted --encrypt-for "$WORK/kek.key" --content a128ctr \
   --payload-out "$WORK/v2-encrypted.bin"
+# A suitcase-delta patch from v1's image (the one in slot A) to v2's; the manifest names v1's
+# image by digest as the patch's base.
+release 2.0.0 2 release v2-delta --delta-from "$WORK/app-1.0.0.bin" --payload-out "$WORK/v2-delta.bin"
 "$FLASHTOOL" pack --envelope "$WORK/v1.suit" --image "$WORK/app-1.0.0.bin" -o "$WORK/v1.slot"
-for d in mcu-1 mcu-2 mcu-3; do "$FLASHTOOL" init --slot "$WORK/v1.slot" -o "$WORK/$d.flash"; done
+for d in mcu-1 mcu-2 mcu-3 mcu-4; do "$FLASHTOOL" init --slot "$WORK/v1.slot" -o "$WORK/$d.flash"; done
 
 # --- the server, its fleet, the gateway -------------------------------------------------
 free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"; }
@@ -122,11 +127,13 @@ fleet key add untrusted "$WORK/untrusted.pub" >/dev/null
 V2=$(fleet --json release upload "$WORK/v2.suit" --payload "$WORK/app-2.0.0.bin" | json 'd["id"]')
 ROGUE=$(fleet --json release upload "$WORK/rogue.suit" --payload "$WORK/app-2.0.0.bin" | json 'd["id"]')
 ENCRYPTED=$(fleet --json release upload "$WORK/v2-encrypted.suit" --payload "$WORK/v2-encrypted.bin" | json 'd["id"]')
+DELTA=$(fleet --json release upload "$WORK/v2-delta.suit" --payload "$WORK/v2-delta.bin" | json 'd["id"]')
 token() { fleet --json device add "$1" --tag "$2" | json 'd["token"]'; }
 GW_TOKEN=$(token gateway gateway)
 MCU1_TOKEN=$(token mcu-1 selfupdate)
 MCU2_TOKEN=$(token mcu-2 untrusted)
 MCU3_TOKEN=$(token mcu-3 encrypted)
+MCU4_TOKEN=$(token mcu-4 delta)
 
 cat >"$WORK/agent.toml" <<EOF
 state_dir = "state"
@@ -155,6 +162,10 @@ token = "$MCU2_TOKEN"
 id = "mcu-3"
 socket = "$WORK/mcu-3.sock"
 token = "$MCU3_TOKEN"
+[[gateway.subdevice]]
+id = "mcu-4"
+socket = "$WORK/mcu-4.sock"
+token = "$MCU4_TOKEN"
 [[component]]
 name = "app"
 id = "617070"
@@ -166,25 +177,26 @@ EOF
 (cd "$WORK" && exec "$SUITCASE" agent --config agent.toml --gateway >"$WORK/gateway.log" 2>&1) &
 PIDS+=($!)
 for _ in $(seq 1 300); do
-  [ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && break
+  [ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && [ -S "$WORK/mcu-4.sock" ] && break
   sleep 0.1
 done
-[ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] || fail "the gateway did not open its sockets"
+[ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && [ -S "$WORK/mcu-4.sock" ] || fail "the gateway did not open its sockets"
 # A wire tap between each QEMU and the gateway (scripts/serial-tap.py): it relays the bytes
 # unchanged and logs every CoAP request the device sends (code and Uri-Path) to DEVICE.wire,
 # the independent record of what the device asked for.
-for d in mcu-1 mcu-2 mcu-3; do
+for d in mcu-1 mcu-2 mcu-3 mcu-4; do
   python3 "$ROOT/scripts/serial-tap.py" "$WORK/$d-tap.sock" "$WORK/$d.sock" "$WORK/$d.wire" &
   PIDS+=($!)
 done
 for _ in $(seq 1 100); do
-  [ -S "$WORK/mcu-1-tap.sock" ] && [ -S "$WORK/mcu-2-tap.sock" ] && [ -S "$WORK/mcu-3-tap.sock" ] && break
+  [ -S "$WORK/mcu-1-tap.sock" ] && [ -S "$WORK/mcu-2-tap.sock" ] && [ -S "$WORK/mcu-3-tap.sock" ] && [ -S "$WORK/mcu-4-tap.sock" ] && break
   sleep 0.1
 done
 
 CAMPAIGN=$(fleet --json campaign create --release "$V2" --tag selfupdate --start | json 'd["id"]')
 fleet --json campaign create --release "$ROGUE" --tag untrusted --start >/dev/null
 ENCRYPTED_CAMPAIGN=$(fleet --json campaign create --release "$ENCRYPTED" --tag encrypted --start | json 'd["id"]')
+DELTA_CAMPAIGN=$(fleet --json campaign create --release "$DELTA" --tag delta --start | json 'd["id"]')
 
 # power_cycle DEVICE NAME APPEND PATTERN...: one QEMU run of DEVICE (UART0 to the log, UART1
 # to the gateway's socket); every PATTERN on UART0, none prefixed '!'.
@@ -259,6 +271,12 @@ echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over C
 cmp -s "$WORK/v2-encrypted.bin" "$WORK/app-2.0.0.bin" && fail "self-update-encrypted: the payload is not encrypted"
 updated mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
 echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline)"
+
+# --- self-update-delta -----------------------------------------------------------------
+# The payload is a suitcase-delta patch; the device applies it against slot A's image block by
+# block into slot B (the consumer core's delta path), and image-match checks the result.
+updated mcu-4 delta "$DELTA" "$DELTA_CAMPAIGN"
+echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline)"
 
 # --- self-update-untrusted-refused ----------------------------------------------------------
 power_cycle mcu-2 untrusted-1 gateway \

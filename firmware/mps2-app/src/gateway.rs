@@ -5,10 +5,11 @@
 //! checks in, downloads the offered envelope block-wise, **authenticates it** with the
 //! firmware consumer core ([`Offer::authenticate`], against the release key built in at build
 //! time) **before it asks for any payload block**, then streams the payload block by block
-//! (512 bytes, CoAP Block2) through the SUIT processor into slot B, reads it back against the
-//! manifest's digest, marks it pending, and reports each step to `/d/reports`. After the
-//! reset, on trial, it checks in again (saying so: the server then still names the release
-//! it offered) and reports `activate`, and `clean-up` once confirmed.
+//! (512 bytes, CoAP Block2) through the SUIT processor (which decrypts it with the built-in
+//! AES-KW key, or applies it as a `suitcase-delta` patch against slot A) into slot B, reads it
+//! back against the manifest's digest, marks it pending, and reports each step to
+//! `/d/reports`. After the reset, on trial, it checks in again (saying so: the server then
+//! still names the release it offered) and reports `activate`, and `clean-up` once confirmed.
 
 use core::fmt::Write;
 
