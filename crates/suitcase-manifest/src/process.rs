@@ -171,6 +171,10 @@ pub struct Record<'a> {
     /// dependency it processed, 2 for that one's dependency (trust-domains); `component` is an
     /// index into that manifest's components.
     pub depth: usize,
+    /// The identifier of that component, if the index names one: what a caller that runs
+    /// dependencies tracks a component by (trust-domains §5.4 shares components between a
+    /// dependent and its dependency by identifier, not by index).
+    pub id: Option<ComponentId<'a>>,
 }
 
 /// Everything the processor needs from the device. Only `read`, `write_begin`, `write`,
@@ -1092,6 +1096,7 @@ impl<'a, 'p, P: Platform> Processor<'a, 'p, P> {
             component,
             success,
             depth: self.deps.depth,
+            id: self.manifest.manifest().component_id(component),
         };
         self.platform.record(&record);
     }

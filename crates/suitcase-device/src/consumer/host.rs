@@ -19,9 +19,9 @@
 
 use suitcase_manifest::encryption::EncryptionInfo;
 use suitcase_manifest::{
-    Command, Component, Condition, CustomArg, DependencyFailure, Envelope, FetchRequest,
-    Identifier, IdentityKind, MAX_COMPONENTS, Platform, PlatformError, Processor, ProcessorPolicy,
-    Record, Section, TrustAnchor, TrustPolicy, VerifiedManifest,
+    Command, Component, ComponentId, Condition, CustomArg, DependencyFailure, Envelope,
+    FetchRequest, Identifier, IdentityKind, MAX_COMPONENTS, Platform, PlatformError, Processor,
+    ProcessorPolicy, Record, Section, TrustAnchor, TrustPolicy, VerifiedManifest,
 };
 
 use super::Offer;
@@ -202,6 +202,80 @@ impl<'e> Authentic<'e> {
             candidates: take(inner),
         })
     }
+
+    /// As [`Authentic::run_with_dependencies`], with the components of the manifest and of its
+    /// dependencies given to `platform` under one index each: their position in `components`,
+    /// which the caller lists by identifier (a root manifest's own indices first, so they keep
+    /// their index). Trust-domains §5.4 shares a component between a dependent and its
+    /// dependency by identifier; a dependency's indices are its own, so without this a
+    /// platform keyed by index would take the dependency's component 0 for the root's. A
+    /// component not in `components` has no capacity (the processor refuses the manifest
+    /// naming it, manifest §6.1) and no storage.
+    ///
+    /// # Errors
+    /// As [`Authentic::run_with_dependencies`]; [`suitcase_manifest::Error::TooManyComponents`]
+    /// if `components` lists more than [`MAX_FLAT_COMPONENTS`].
+    pub fn run_flat<'a, P: Platform>(
+        &'a self,
+        platform: &mut P,
+        sections: &[Section],
+        trust: DependencyTrust<'a>,
+        buffer: &'a mut [u8],
+        components: &[ComponentId<'_>],
+    ) -> Result<bool, (suitcase_manifest::Error, Option<DependencyFailure>)> {
+        let mut flat = Flat::new(platform, components).map_err(|e| (e, None))?;
+        self.run_with_dependencies(&mut flat, sections, trust, buffer)
+    }
+
+    /// [`Authentic::image_match`] for a manifest with SUIT dependencies
+    /// (draft-ietf-suit-trust-domains): the sections run as in [`Authentic::run_flat`], and an
+    /// image-match (manifest §8.4.9.2) by the root or by a dependency counts for the component
+    /// it names, by identifier: the author's image-match in the author's dependency, under the
+    /// author's digest, is what accepts the author's image. `install` and `take` see indices
+    /// into `components`. New content (a write, fetch or swap, by either manifest) forgets a
+    /// match. A refused dependency is named in the second value.
+    ///
+    /// # Errors
+    /// [`MatchError`], and the [`DependencyFailure`] when a dependency was the cause.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the run's inputs and the caller's two views of its platform"
+    )]
+    pub fn image_match_with_dependencies<'a, P: Platform, C>(
+        &'a self,
+        platform: &mut P,
+        sections: &[Section],
+        trust: DependencyTrust<'a>,
+        buffer: &'a mut [u8],
+        components: &[ComponentId<'_>],
+        install: impl Fn(&P, usize) -> bool,
+        take: impl FnOnce(&P) -> C,
+    ) -> Result<Matched<'e, C>, (MatchError, Option<DependencyFailure>)> {
+        let mut flat =
+            Flat::new(platform, components).map_err(|e| (MatchError::Processing(e), None))?;
+        let ran = self
+            .run_with_dependencies(&mut flat, sections, trust, buffer)
+            .map_err(|(e, f)| (MatchError::Processing(e), f))?;
+        let Flat { inner, matched, .. } = flat;
+        if let Some(index) = (0..components.len())
+            .find(|&i| install(inner, i) && !matched.get(i).copied().unwrap_or(false))
+        {
+            return Err((
+                if ran {
+                    MatchError::Unmatched { index }
+                } else {
+                    MatchError::NotRun { index }
+                },
+                None,
+            ));
+        }
+        Ok(Matched {
+            envelope: self.envelope,
+            manifest: self.manifest,
+            ran,
+            candidates: take(inner),
+        })
+    }
 }
 
 /// Candidates `C` whose every image to install an image-match of an authentic manifest
@@ -365,6 +439,163 @@ impl<P: Platform> Platform for Recording<'_, P> {
             *m = true;
         }
         self.inner.record(record);
+    }
+}
+
+/// The most components [`Authentic::run_flat`] and [`Authentic::image_match_with_dependencies`]
+/// index across a root manifest and its dependencies.
+pub const MAX_FLAT_COMPONENTS: usize = 2 * MAX_COMPONENTS;
+
+/// The caller's platform, seeing the components of a manifest and its dependencies under one
+/// index each (their position in `ids`), and recording which ones an image-match accepted, by
+/// the identifier the processor's record names (any depth: a dependency's image-match is its
+/// signer's check of its own component).
+struct Flat<'p, 'c, P> {
+    inner: &'p mut P,
+    ids: &'c [ComponentId<'c>],
+    matched: [bool; MAX_FLAT_COMPONENTS],
+}
+
+impl<'p, 'c, P> Flat<'p, 'c, P> {
+    fn new(inner: &'p mut P, ids: &'c [ComponentId<'c>]) -> Result<Self, suitcase_manifest::Error> {
+        if ids.len() > MAX_FLAT_COMPONENTS {
+            return Err(suitcase_manifest::Error::TooManyComponents {
+                manifest: ids.len(),
+                limit: MAX_FLAT_COMPONENTS,
+            });
+        }
+        Ok(Self {
+            inner,
+            ids,
+            matched: [false; MAX_FLAT_COMPONENTS],
+        })
+    }
+
+    fn position(&self, id: &ComponentId<'_>) -> Option<usize> {
+        self.ids.iter().position(|x| x.as_cbor() == id.as_cbor())
+    }
+
+    /// `c` under its flat index; a component not listed has no storage.
+    fn flat<'x>(&self, c: &Component<'x>) -> Result<Component<'x>, PlatformError> {
+        self.position(&c.id)
+            .map(|index| Component { index, id: c.id })
+            .ok_or(PlatformError::Failed)
+    }
+
+    fn forget(&mut self, index: usize) {
+        if let Some(m) = self.matched.get_mut(index) {
+            *m = false;
+        }
+    }
+}
+
+impl<P: Platform> Platform for Flat<'_, '_, P> {
+    fn capacity(&self, component: &Component<'_>) -> Option<u64> {
+        self.inner.capacity(&self.flat(component).ok()?)
+    }
+    fn identity(&self, component: &Component<'_>, kind: IdentityKind) -> Option<Identifier<'_>> {
+        let c = self.flat(component).ok()?;
+        self.inner.identity(&c, kind)
+    }
+    fn read(
+        &mut self,
+        c: &Component<'_>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, PlatformError> {
+        let c = self.flat(c)?;
+        self.inner.read(&c, offset, buf)
+    }
+    fn write_begin(&mut self, c: &Component<'_>, size: Option<u64>) -> Result<(), PlatformError> {
+        let c = self.flat(c)?;
+        self.forget(c.index);
+        self.inner.write_begin(&c, size)
+    }
+    fn write(&mut self, c: &Component<'_>, offset: u64, data: &[u8]) -> Result<(), PlatformError> {
+        let c = self.flat(c)?;
+        self.forget(c.index);
+        self.inner.write(&c, offset, data)
+    }
+    fn write_end(&mut self, c: &Component<'_>) -> Result<(), PlatformError> {
+        let c = self.flat(c)?;
+        self.forget(c.index);
+        self.inner.write_end(&c)
+    }
+    fn read_staged(
+        &mut self,
+        c: &Component<'_>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, PlatformError> {
+        let c = self.flat(c)?;
+        self.inner.read_staged(&c, offset, buf)
+    }
+    fn slot(&self, c: &Component<'_>) -> Option<u64> {
+        self.inner.slot(&self.flat(c).ok()?)
+    }
+    fn fetch(
+        &mut self,
+        c: &Component<'_>,
+        request: &FetchRequest<'_>,
+    ) -> Result<(), PlatformError> {
+        let c = self.flat(c)?;
+        self.forget(c.index);
+        self.inner.fetch(&c, request)
+    }
+    fn swap(&mut self, a: &Component<'_>, b: &Component<'_>) -> Result<(), PlatformError> {
+        let (a, b) = (self.flat(a)?, self.flat(b)?);
+        self.forget(a.index);
+        self.forget(b.index);
+        self.inner.swap(&a, &b)
+    }
+    fn invoke(&mut self, c: &Component<'_>, args: Option<&[u8]>) -> Result<(), PlatformError> {
+        let c = self.flat(c)?;
+        self.inner.invoke(&c, args)
+    }
+    fn now(&self) -> Option<u64> {
+        self.inner.now()
+    }
+    fn battery_mwh(&self) -> Option<u64> {
+        self.inner.battery_mwh()
+    }
+    fn authorize(&mut self, priority: Option<i64>) -> Result<bool, PlatformError> {
+        self.inner.authorize(priority)
+    }
+    fn version(&self, c: &Component<'_>) -> Option<&[i64]> {
+        self.inner.version(&self.flat(c).ok()?)
+    }
+    fn wait(&mut self, c: &Component<'_>, wait_info: &[u8]) -> Result<(), PlatformError> {
+        let c = self.flat(c)?;
+        self.inner.wait(&c, wait_info)
+    }
+    fn custom(
+        &mut self,
+        c: &Component<'_>,
+        id: i64,
+        arg: CustomArg<'_>,
+    ) -> Result<bool, PlatformError> {
+        let c = self.flat(c)?;
+        self.inner.custom(&c, id, arg)
+    }
+    fn content_key(
+        &mut self,
+        info: &EncryptionInfo<'_>,
+        cek: &mut [u8; 32],
+    ) -> Result<usize, PlatformError> {
+        self.inner.content_key(info, cek)
+    }
+    fn record(&mut self, record: &Record<'_>) {
+        let flat = record.id.and_then(|id| self.position(&id));
+        if record.success
+            && matches!(record.command, Command::Condition(Condition::ImageMatch, _))
+            && let Some(m) = flat.and_then(|i| self.matched.get_mut(i))
+        {
+            *m = true;
+        }
+        self.inner.record(&Record {
+            component: flat.unwrap_or(record.component),
+            ..*record
+        });
     }
 }
 
@@ -649,18 +880,26 @@ pub(super) mod tests {
 
     /// The author's manifest writing `IMAGE` into `["app"]` and checking it.
     fn authors(signer: &ed25519_dalek::SigningKey) -> Vec<u8> {
+        authors_checking(signer, true)
+    }
+
+    /// The author's manifest writing `IMAGE` into `["app"]`, image-matching it if `check`.
+    fn authors_checking(signer: &ed25519_dalek::SigningKey, check: bool) -> Vec<u8> {
         let sha = DigestAlgorithm::Sha256;
+        let mut install = vec![
+            Cmd::OverrideParameters(vec![
+                Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
+                Param::Content(IMAGE.to_vec()),
+            ]),
+            Cmd::Directive(Directive::Write, 15),
+        ];
+        if check {
+            install.push(Cmd::Condition(Condition::ImageMatch, 15));
+        }
         let m = ManifestBuilder {
             sequence_number: 5,
             components: vec![vec![b"app".to_vec()]],
-            install: Some(vec![
-                Cmd::OverrideParameters(vec![
-                    Param::ImageDigest(sha, sha.digest(IMAGE).as_bytes().to_vec()),
-                    Param::Content(IMAGE.to_vec()),
-                ]),
-                Cmd::Directive(Directive::Write, 15),
-                Cmd::Condition(Condition::ImageMatch, 15),
-            ]),
+            install: Some(install),
             ..Default::default()
         };
         let mut b = EnvelopeBuilder::new(&m, sha);
@@ -673,12 +912,12 @@ pub(super) mod tests {
     fn run_two_domains(
         root: &[u8],
     ) -> Result<Named, (suitcase_manifest::Error, Option<DependencyFailure>)> {
-        let cfg = suitcase_manifest::ComponentId::decode(&[0x81, 0x43, b'c', b'f', b'g']).unwrap();
-        let slot = suitcase_manifest::ComponentId::decode(&[
+        let cfg = ComponentId::decode(&[0x81, 0x43, b'c', b'f', b'g']).unwrap();
+        let slot = ComponentId::decode(&[
             0x81, 0x4b, b'a', b'u', b't', b'h', b'o', b'r', b'.', b's', b'u', b'i', b't',
         ])
         .unwrap();
-        let app = suitcase_manifest::ComponentId::decode(&[0x81, 0x43, b'a', b'p', b'p']).unwrap();
+        let app = ComponentId::decode(&[0x81, 0x43, b'a', b'p', b'p']).unwrap();
         let (operator_ids, author_ids) = ([cfg, slot], [app]);
         let only = |ids| suitcase_manifest::Permissions {
             components: Some(ids),
@@ -707,6 +946,64 @@ pub(super) mod tests {
         };
         a.run_with_dependencies(&mut p, &Section::UPDATE, trust, &mut [])?;
         Ok(p)
+    }
+
+    /// [`Authentic::image_match_with_dependencies`] on `root` over the components `cfg`, the
+    /// dependency's slot and `app` (flat indices 0, 1, 2), `app` to be installed.
+    fn match_two_domains(root: &[u8]) -> Result<Vec<u8>, MatchError> {
+        let root: &'static [u8] = Vec::leak(root.to_vec());
+        let ids: Vec<&'static [u8]> = vec![
+            &[0x81, 0x43, b'c', b'f', b'g'],
+            &[
+                0x81, 0x4b, b'a', b'u', b't', b'h', b'o', b'r', b'.', b's', b'u', b'i', b't',
+            ],
+            &[0x81, 0x43, b'a', b'p', b'p'],
+        ];
+        let ids: Vec<ComponentId<'static>> = ids
+            .into_iter()
+            .map(|raw| ComponentId::decode(raw).unwrap())
+            .collect();
+        let anchors = [
+            TrustAnchor::new("operator", PublicKey::Ed25519(operator().verifying_key())),
+            TrustAnchor::new("author", PublicKey::Ed25519(key().verifying_key())),
+        ];
+        let a = Offer::new(root)
+            .verify(&anchors, &TrustPolicy::default(), |_| Some(8))
+            .unwrap();
+        let mut p = Named {
+            components: vec![(b"cfg".to_vec(), vec![]), (b"app".to_vec(), vec![])],
+        };
+        let trust = DependencyTrust {
+            anchors: &anchors,
+            policy: TrustPolicy::default(),
+            refuse: None,
+        };
+        a.image_match_with_dependencies(
+            &mut p,
+            &Section::UPDATE,
+            trust,
+            &mut [],
+            &ids,
+            |_, i| i == 2,
+            |p: &Named| p.components[1].1.clone(),
+        )
+        .map(|m| m.candidates().clone())
+        .map_err(|(e, _)| e)
+    }
+
+    #[test]
+    fn a_dependencys_image_match_accepts_the_component_it_names() {
+        let root = wrapping(authors(&key()));
+        assert_eq!(match_two_domains(&root).unwrap(), IMAGE);
+    }
+
+    #[test]
+    fn attack_component_the_dependency_writes_without_image_match_is_not_matched() {
+        let root = wrapping(authors_checking(&key(), false));
+        assert_eq!(
+            match_two_domains(&root).unwrap_err(),
+            MatchError::Unmatched { index: 2 }
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ use suitcase_manifest::{ComponentId, TrustAnchor, TrustPolicy};
 
 pub use boot::{BootSlots, Reset};
 pub use fetched::Fetched;
-pub use host::{Authentic, DependencyTrust, MatchError, Matched};
+pub use host::{Authentic, DependencyTrust, MAX_FLAT_COMPONENTS, MatchError, Matched};
 pub use io::{IoError, Journal, Progress, SlotRole, Slots, Transport};
 pub use offer::{Authenticated, Offer};
 pub use pipeline::MAX_URI;
