@@ -37,6 +37,41 @@ impl<'a> ComponentId<'a> {
         })
     }
 
+    /// An identifier fixed when the program is built (e.g. a bootloader's own component),
+    /// checked without the CBOR decoder, so that a device that needs nothing else of it links
+    /// none: `raw` must be one CBOR array of at most [`MAX_COMPONENT_SEGMENTS`] byte strings
+    /// of at most 23 bytes each, every head in its one-byte form (RFC 8949 §4.2.1, as the
+    /// encoder writes them), nothing after it. `None` otherwise; [`Self::decode`] reads every
+    /// form.
+    pub const fn from_static(raw: &'static [u8]) -> Option<ComponentId<'static>> {
+        let Some((&head, mut rest)) = raw.split_first() else {
+            return None;
+        };
+        // 0x80..=0x97: an array of 0 to 23 items in the one-byte head.
+        if head < 0x80 || head > 0x97 || (head - 0x80) as u64 > MAX_COMPONENT_SEGMENTS {
+            return None;
+        }
+        let mut n = head - 0x80;
+        while n > 0 {
+            let Some((&h, tail)) = rest.split_first() else {
+                return None;
+            };
+            if h < 0x40 || h > 0x57 {
+                return None;
+            }
+            let Some((_, after)) = tail.split_at_checked((h - 0x40) as usize) else {
+                return None;
+            };
+            rest = after;
+            n -= 1;
+        }
+        if rest.is_empty() {
+            Some(ComponentId { raw })
+        } else {
+            None
+        }
+    }
+
     /// Parses an encoded identifier (a CBOR array of byte strings).
     ///
     /// # Errors
@@ -184,5 +219,42 @@ impl<'a> Components<'a> {
         let mut r = Reader::new(self.raw);
         let n = r.array().unwrap_or(0);
         (0..n).map_while(move |_| ComponentId::read(&mut r).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ComponentId;
+
+    #[test]
+    fn from_static_accepts_what_decode_accepts_in_the_short_form() {
+        for raw in [
+            &[0x80][..],
+            &[0x81, 0x41, 0x00],
+            &[0x82, 0x43, b'u', b's', b'r', 0x40],
+        ] {
+            let fixed = ComponentId::from_static(raw).map(|c| c.as_cbor());
+            assert_eq!(fixed, ComponentId::decode(raw).ok().map(|c| c.as_cbor()));
+            assert_eq!(fixed, Some(raw));
+        }
+    }
+
+    #[test]
+    fn from_static_refuses_what_is_not_one_short_component_id() {
+        for raw in [
+            &[][..],
+            &[0x81],                   // a segment missing
+            &[0x81, 0x42, 0x00],       // a segment cut short
+            &[0x81, 0x41, 0x00, 0x00], // a trailing byte
+            &[0x81, 0x01],             // an integer segment
+            &[0xa0],                   // a map
+            &[
+                0x91, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40,
+                0x40, 0x40, 0x40, 0x40,
+            ], // 17 segments
+            &[0x81, 0x58, 0x01, 0x00], // a long head (decode reads it)
+        ] {
+            assert!(ComponentId::from_static(raw).is_none(), "{raw:02x?}");
+        }
     }
 }
