@@ -259,24 +259,27 @@ updated() {
   said=$(sed -n 's/.*app: payload blocks requested: \([0-9]*\).*/\1/p' "$WORK/$name-1-download.log")
   [ "$BLOCKS" = "$said" ] || fail "$name: the wire carried $BLOCKS payload GETs, the device says it sent $said"
   STEPS=$(wc -l <"$WORK/$dev.timeline")
+  # The download's peak stack, measured on the target (the application paints its stack).
+  PEAK=$(sed -n 's/.*app: stack peak \([0-9]*\) bytes.*/\1/p' "$WORK/$name-1-download.log")
+  [ -n "$PEAK" ] || fail "$name: the application printed no stack peak"
 }
 
 # --- self-update-full ------------------------------------------------------------------
 updated mcu-1 full "$V2" "$CAMPAIGN"
-echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP, campaign completed, $STEPS steps in the server's timeline)"
+echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 
 # --- self-update-encrypted -------------------------------------------------------------
 # The payload is served as ciphertext; the device unwraps the content key with its AES-KW key
 # and decrypts block by block into slot B; the bootloader then verifies the plaintext image.
 cmp -s "$WORK/v2-encrypted.bin" "$WORK/app-2.0.0.bin" && fail "self-update-encrypted: the payload is not encrypted"
 updated mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
-echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline)"
+echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 
 # --- self-update-delta -----------------------------------------------------------------
 # The payload is a suitcase-delta patch; the device applies it against slot A's image block by
 # block into slot B (the consumer core's delta path), and image-match checks the result.
 updated mcu-4 delta "$DELTA" "$DELTA_CAMPAIGN"
-echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline)"
+echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 
 # --- self-update-untrusted-refused ----------------------------------------------------------
 power_cycle mcu-2 untrusted-1 gateway \

@@ -52,9 +52,19 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 fn main() -> ! {
     #[cfg(feature = "gateway")]
     mps2_board::cycles::start(); // the link's clock
+    // The update client's stack depth, measured on the target (mps2-board's stack paint).
+    #[cfg(feature = "gateway")]
+    mps2_board::stack::paint();
     let mut uart = Uart::init();
     let _ = writeln!(uart, "app: hello from version {VERSION}");
     let ok = run(&mut uart);
+    #[cfg(feature = "gateway")]
+    let _ = writeln!(
+        uart,
+        "app: stack peak {} bytes; static RAM {} bytes",
+        mps2_board::stack::peak(),
+        mps2_board::stack::static_ram(mps2_board::layout::RAM.0 as usize)
+    );
     semihosting::exit(ok)
 }
 
