@@ -46,7 +46,7 @@ use suitcase_boot::{
 use suitcase_manifest::codepoints::{command, common, manifest as mkey, param, tag};
 use suitcase_manifest::{
     Actions, AuthError, Authentication, ComponentId, DigestAlgorithm, Error as ManifestError,
-    Hasher, MAX_COMPONENTS, MAX_DIGEST_LEN, SEVERABLE_KEYS, TrustAnchor, TrustPolicy,
+    Hasher, MAX_COMPONENTS, MAX_DIGEST_LEN, SEVERABLE_KEYS, Signers, TrustAnchor, TrustPolicy,
 };
 
 use crate::verifier::{DeviceIdentity, HEADER_SIZE, SlotHeader};
@@ -263,12 +263,90 @@ impl BootHash for Hasher {
     }
 }
 
-/// The lean SUIT secure-boot verifier: `H` the hash functions it links, `AUTH` the bytes of
-/// RAM for the authentication wrapper (the only part of the envelope held in memory).
+/// How the boot path decides that an envelope is authentic and who may have its component
+/// invoked: [`Anchors`] (trust anchors under a policy, through the manifest crate's COSE
+/// decoder: any number of signers, thresholds, post-quantum and hybrid signatures) or
+/// [`OneKey`](crate::OneKey) (one built-in key, COSE_Sign1 read by the boot path's own CBOR
+/// reader: the smallest bootloader).
+pub trait Authority {
+    /// Who signed: what [`Authority::authorize`] needs.
+    type Signers: Copy;
+
+    /// Checks the authentication wrapper at `wrapper` in the slot: its structure, that the
+    /// manifest bstr at `manifest` (with its head) hashes to the wrapper's SUIT_Digest
+    /// (manifest §8.3) before anything in the manifest is parsed (manifest §6.2), then the
+    /// signatures over that SUIT_Digest (manifest §8.3; RFC 9019 §4). `AUTH` is the RAM the
+    /// verifier was built with for a wrapper that must be held whole.
+    ///
+    /// # Errors
+    /// The check that failed.
+    fn authenticate<H: BootHash, F: ReadNorFlash, const AUTH: usize>(
+        &self,
+        c: &mut Cursor<'_, F>,
+        wrapper: Span,
+        manifest: Span,
+    ) -> Result<Self::Signers, BootRefusal>;
+
+    /// Manifest §9: whether `signers` may have `component` invoked.
+    ///
+    /// # Errors
+    /// [`BootRefusal::NotAuthorized`].
+    fn authorize(
+        &self,
+        signers: Self::Signers,
+        component: &ComponentId<'_>,
+    ) -> Result<(), BootRefusal>;
+}
+
+/// Trust anchors under a policy: the wrapper is copied into `AUTH` bytes of RAM and decoded by
+/// the manifest crate ([`Authentication::decode`], [`Authentication::verify_signatures`]), as
+/// the full processor does.
 #[derive(Debug)]
-pub struct BootVerifier<'k, H, const AUTH: usize> {
+pub struct Anchors<'k> {
     anchors: &'k [TrustAnchor<'k>],
     policy: TrustPolicy<'k>,
+}
+
+impl Authority for Anchors<'_> {
+    type Signers = Signers;
+
+    fn authenticate<H: BootHash, F: ReadNorFlash, const AUTH: usize>(
+        &self,
+        c: &mut Cursor<'_, F>,
+        wrapper: Span,
+        manifest: Span,
+    ) -> Result<Signers, BootRefusal> {
+        let mut buf = [0u8; AUTH];
+        let raw = buf
+            .get_mut(..wrapper.len as usize)
+            .ok_or(BootRefusal::AuthenticationTooLarge { len: wrapper.len })?;
+        c.flash.read(wrapper.at, raw).map_err(flash)?;
+        let auth = Authentication::decode(raw).map_err(BootRefusal::Unauthenticated)?;
+        if !c.digest_is::<H>(
+            manifest,
+            auth.digest.algorithm,
+            Expected::Ram(auth.digest.bytes),
+        )? {
+            return Err(BootRefusal::ManifestDigestMismatch);
+        }
+        auth.verify_signatures(self.anchors, &self.policy)
+            .map_err(BootRefusal::Unauthenticated)
+    }
+
+    fn authorize(&self, signers: Signers, component: &ComponentId<'_>) -> Result<(), BootRefusal> {
+        signers
+            .authorize(component, Actions::INVOKE, self.anchors, &self.policy)
+            .map_err(BootRefusal::NotAuthorized)
+    }
+}
+
+/// The lean SUIT secure-boot verifier: `H` the hash functions it links, `AUTH` the bytes of
+/// RAM for the authentication wrapper (the only part of the envelope held in memory, by
+/// [`Anchors`]; [`OneKey`](crate::OneKey) reads it from flash and needs none), `A` how it
+/// authenticates.
+#[derive(Debug)]
+pub struct BootVerifier<'k, H, const AUTH: usize, A = Anchors<'k>> {
+    auth: A,
     identity: DeviceIdentity<'k>,
     /// The component identifier the image of each [`ImageIndex`] has in the manifest.
     components: &'k [ComponentId<'k>],
@@ -284,9 +362,20 @@ impl<'k, H: BootHash, const AUTH: usize> BootVerifier<'k, H, AUTH> {
         identity: DeviceIdentity<'k>,
         components: &'k [ComponentId<'k>],
     ) -> Self {
+        Self::with_authority(Anchors { anchors, policy }, identity, components)
+    }
+}
+
+impl<'k, H: BootHash, const AUTH: usize, A: Authority> BootVerifier<'k, H, AUTH, A> {
+    /// A verifier that authenticates with `auth`; `components[i]` is the component id of
+    /// image `i` (e.g. `[h'00']`).
+    pub fn with_authority(
+        auth: A,
+        identity: DeviceIdentity<'k>,
+        components: &'k [ComponentId<'k>],
+    ) -> Self {
         Self {
-            anchors,
-            policy,
+            auth,
             identity,
             components,
             hash: PhantomData,
@@ -329,25 +418,9 @@ impl<'k, H: BootHash, const AUTH: usize> BootVerifier<'k, H, AUTH> {
         let outer = Outer::read(&mut c)?;
 
         // Manifest §8.3 and §6.2: the digest and the signatures, before the manifest is parsed.
-        let mut buf = [0u8; AUTH];
-        let wrapper =
-            buf.get_mut(..outer.auth.len as usize)
-                .ok_or(BootRefusal::AuthenticationTooLarge {
-                    len: outer.auth.len,
-                })?;
-        c.flash.read(outer.auth.at, wrapper).map_err(flash)?;
-        let auth = Authentication::decode(wrapper).map_err(BootRefusal::Unauthenticated)?;
-        let algorithm = auth.digest.algorithm;
-        if !c.digest_is::<H>(
-            outer.manifest_wrapped,
-            algorithm,
-            Expected::Ram(auth.digest.bytes),
-        )? {
-            return Err(BootRefusal::ManifestDigestMismatch);
-        }
-        let signers = auth
-            .verify_signatures(self.anchors, &self.policy)
-            .map_err(BootRefusal::Unauthenticated)?;
+        let signers =
+            self.auth
+                .authenticate::<H, F, AUTH>(&mut c, outer.auth, outer.manifest_wrapped)?;
 
         let manifest = Manifest::read(&mut c, outer.manifest, &component)?;
         // Manifest §8.4.12: each severed member carried in the envelope against its digest.
@@ -355,16 +428,14 @@ impl<'k, H: BootHash, const AUTH: usize> BootVerifier<'k, H, AUTH> {
             let Some(carried) = carried else { continue };
             let (alg, want) = digest.ok_or(BootRefusal::Malformed {
                 at: carried.at,
-                what: "envelope carries a member that the manifest does not sever",
+                what: text!("envelope carries a member that the manifest does not sever"),
             })?;
             if !c.digest_is::<H>(carried, alg, Expected::Flash(want))? {
                 return Err(BootRefusal::SeveredMemberMismatch { key: *key });
             }
         }
         // Manifest §9: the signers may have this component invoked.
-        signers
-            .authorize(&component, Actions::INVOKE, self.anchors, &self.policy)
-            .map_err(BootRefusal::NotAuthorized)?;
+        self.auth.authorize(signers, &component)?;
 
         let mut run = Run::<H> {
             me: manifest.me,
@@ -393,7 +464,7 @@ impl<'k, H: BootHash, const AUTH: usize> BootVerifier<'k, H, AUTH> {
         // The manifest's image digest, not the slot header, is what does not fit.
         let bad_digest = BootRefusal::Malformed {
             at: digest.at,
-            what: "image digest too long",
+            what: text!("image digest too long"),
         };
         let bytes = bytes.get_mut(..digest.len as usize).ok_or(bad_digest)?;
         c.flash.read(digest.at, bytes).map_err(flash)?;
@@ -405,7 +476,7 @@ impl<'k, H: BootHash, const AUTH: usize> BootVerifier<'k, H, AUTH> {
     }
 }
 
-impl<H: BootHash, const AUTH: usize> ImageVerifier for BootVerifier<'_, H, AUTH> {
+impl<H: BootHash, const AUTH: usize, A: Authority> ImageVerifier for BootVerifier<'_, H, AUTH, A> {
     fn verify<F: ReadNorFlash>(
         &mut self,
         image: ImageIndex,
@@ -415,15 +486,15 @@ impl<H: BootHash, const AUTH: usize> ImageVerifier for BootVerifier<'_, H, AUTH>
     }
 }
 
-fn flash<E: NorFlashError>(e: E) -> BootRefusal {
+pub(crate) fn flash<E: NorFlashError>(e: E) -> BootRefusal {
     BootRefusal::Flash(e.kind())
 }
 
 /// Bytes in the slot: `len` bytes from offset `at`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    at: u32,
-    len: u32,
+pub struct Span {
+    pub(crate) at: u32,
+    pub(crate) len: u32,
 }
 
 impl Span {
@@ -433,40 +504,41 @@ impl Span {
 }
 
 /// What a digest is compared with.
-enum Expected<'a> {
+pub(crate) enum Expected<'a> {
     Ram(&'a [u8]),
     Flash(Span),
 }
 
 /// A CBOR reader over the slot, between `pos` and `end`. Definite lengths only (manifest §8.1:
 /// deterministic encoding; the full decoder refuses indefinite lengths too).
-struct Cursor<'f, F> {
-    flash: &'f mut F,
-    pos: u32,
-    end: u32,
+#[derive(Debug)]
+pub struct Cursor<'f, F> {
+    pub(crate) flash: &'f mut F,
+    pub(crate) pos: u32,
+    pub(crate) end: u32,
 }
 
 impl<F: ReadNorFlash> Cursor<'_, F> {
-    fn malformed(&self, what: &'static str) -> BootRefusal {
+    pub(crate) fn malformed(&self, what: &'static str) -> BootRefusal {
         BootRefusal::Malformed { at: self.pos, what }
     }
 
-    fn advance(&mut self, n: u32) -> Result<u32, BootRefusal> {
+    pub(crate) fn advance(&mut self, n: u32) -> Result<u32, BootRefusal> {
         let at = self.pos;
         self.pos = at
             .checked_add(n)
             .filter(|next| *next <= self.end)
-            .ok_or(self.malformed("item runs past its container"))?;
+            .ok_or(self.malformed(text!("item runs past its container")))?;
         Ok(at)
     }
 
-    fn read(&mut self, buf: &mut [u8]) -> Result<(), BootRefusal> {
-        let n = u32::try_from(buf.len()).map_err(|_| self.malformed("too long"))?;
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<(), BootRefusal> {
+        let n = u32::try_from(buf.len()).map_err(|_| self.malformed(text!("too long")))?;
         let at = self.advance(n)?;
         self.flash.read(at, buf).map_err(flash)
     }
 
-    fn byte(&mut self) -> Result<u8, BootRefusal> {
+    pub(crate) fn byte(&mut self) -> Result<u8, BootRefusal> {
         let mut b = [0u8; 1];
         self.read(&mut b)?;
         let [b] = b;
@@ -474,7 +546,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
     }
 
     /// The next item's major type, without consuming it.
-    fn peek(&mut self) -> Result<u8, BootRefusal> {
+    pub(crate) fn peek(&mut self) -> Result<u8, BootRefusal> {
         let at = self.pos;
         let b = self.byte()?;
         self.pos = at;
@@ -482,7 +554,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
     }
 
     /// An item head: (major type, argument). Simple values keep their 5-bit code.
-    fn head(&mut self) -> Result<(u8, u64), BootRefusal> {
+    pub(crate) fn head(&mut self) -> Result<(u8, u64), BootRefusal> {
         let initial = self.byte()?;
         let n = match initial & 0x1f {
             info @ 0..=23 => return Ok((initial >> 5, u64::from(info))),
@@ -490,7 +562,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
             25 => 2,
             26 => 4,
             27 => 8,
-            _ => return Err(self.malformed("indefinite length or reserved CBOR item")),
+            _ => return Err(self.malformed(text!("indefinite length or reserved CBOR item"))),
         };
         let mut b = [0u8; 8];
         let arg = b.get_mut(..n).unwrap_or_default();
@@ -501,7 +573,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
         ))
     }
 
-    fn expect(&mut self, major: u8, what: &'static str) -> Result<u64, BootRefusal> {
+    pub(crate) fn expect(&mut self, major: u8, what: &'static str) -> Result<u64, BootRefusal> {
         let at = self.pos;
         match self.head()? {
             (m, arg) if m == major => Ok(arg),
@@ -509,7 +581,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
         }
     }
 
-    fn int(&mut self, what: &'static str) -> Result<i64, BootRefusal> {
+    pub(crate) fn int(&mut self, what: &'static str) -> Result<i64, BootRefusal> {
         let at = self.pos;
         let value = match self.head()? {
             (0, n) => i64::try_from(n).ok(),
@@ -519,7 +591,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
         value.ok_or(BootRefusal::Malformed { at, what })
     }
 
-    fn bstr(&mut self, what: &'static str) -> Result<Span, BootRefusal> {
+    pub(crate) fn bstr(&mut self, what: &'static str) -> Result<Span, BootRefusal> {
         let len = self.expect(2, what)?;
         let len = u32::try_from(len).map_err(|_| self.malformed(what))?;
         Ok(Span {
@@ -530,14 +602,14 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
 
     /// Skips one item of any depth, iteratively (no recursion: a hostile nesting depth costs
     /// no stack), never past `end`.
-    fn skip(&mut self) -> Result<(), BootRefusal> {
+    pub(crate) fn skip(&mut self) -> Result<(), BootRefusal> {
         let mut pending: u64 = 1;
         while pending > 0 {
             pending -= 1;
             let (major, arg) = self.head()?;
             let more = match major {
                 2 | 3 => {
-                    let n = u32::try_from(arg).map_err(|_| self.malformed("too long"))?;
+                    let n = u32::try_from(arg).map_err(|_| self.malformed(text!("too long")))?;
                     self.advance(n)?;
                     0
                 }
@@ -549,21 +621,21 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
             pending = pending.saturating_add(more);
             // Every pending item takes at least a byte.
             if pending > u64::from(self.end.saturating_sub(self.pos)) {
-                return Err(self.malformed("container holds more items than bytes"));
+                return Err(self.malformed(text!("container holds more items than bytes")));
             }
         }
         Ok(())
     }
 
     /// Descends into a bstr holding CBOR; returns the outer end for [`Cursor::leave`].
-    fn enter(&mut self, span: Span) -> u32 {
+    pub(crate) fn enter(&mut self, span: Span) -> u32 {
         let outer = self.end;
         self.pos = span.at;
         self.end = span.end();
         outer
     }
 
-    fn leave(&mut self, outer: u32, what: &'static str) -> Result<(), BootRefusal> {
+    pub(crate) fn leave(&mut self, outer: u32, what: &'static str) -> Result<(), BootRefusal> {
         if self.pos != self.end {
             return Err(self.malformed(what));
         }
@@ -572,7 +644,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
     }
 
     /// Whether the bytes at `span` equal `bytes`.
-    fn equals(&mut self, span: Span, bytes: &[u8]) -> Result<bool, BootRefusal> {
+    pub(crate) fn equals(&mut self, span: Span, bytes: &[u8]) -> Result<bool, BootRefusal> {
         if span.len as usize != bytes.len() {
             return Ok(false);
         }
@@ -589,7 +661,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
     }
 
     /// Whether the bytes at `a` equal the bytes at `b` (both in the slot).
-    fn same(&mut self, a: Span, b: Span) -> Result<bool, BootRefusal> {
+    pub(crate) fn same(&mut self, a: Span, b: Span) -> Result<bool, BootRefusal> {
         if a.len != b.len {
             return Ok(false);
         }
@@ -615,8 +687,22 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
         Ok(true)
     }
 
+    /// Reads `span` from the slot a chunk at a time into `f` (a hash or signature state).
+    pub(crate) fn feed(&mut self, span: Span, mut f: impl FnMut(&[u8])) -> Result<(), BootRefusal> {
+        let mut buf = [0u8; CHUNK];
+        let mut at = span.at;
+        while at < span.end() {
+            let n = (span.end() - at).min(CHUNK_U32);
+            let chunk = buf.get_mut(..n as usize).unwrap_or_default();
+            self.flash.read(at, chunk).map_err(flash)?;
+            f(chunk);
+            at += n;
+        }
+        Ok(())
+    }
+
     /// Hashes `span` with `algorithm` and compares the result with `expected`.
-    fn digest_is<H: BootHash>(
+    pub(crate) fn digest_is<H: BootHash>(
         &mut self,
         span: Span,
         algorithm: DigestAlgorithm,
@@ -625,15 +711,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
         let mut h = H::start(algorithm).ok_or(BootRefusal::UnsupportedDigest {
             alg: algorithm.cose_id(),
         })?;
-        let mut buf = [0u8; CHUNK];
-        let mut at = span.at;
-        while at < span.end() {
-            let n = (span.end() - at).min(CHUNK_U32);
-            let chunk = buf.get_mut(..n as usize).unwrap_or_default();
-            self.flash.read(at, chunk).map_err(flash)?;
-            h.update(chunk);
-            at += n;
-        }
+        self.feed(span, |chunk| h.update(chunk))?;
         let mut got = [0u8; MAX_DIGEST_LEN];
         let n = h.finish(&mut got);
         let got = got.get(..n).unwrap_or_default();
@@ -644,7 +722,7 @@ impl<F: ReadNorFlash> Cursor<'_, F> {
             Expected::Flash(span) => {
                 let w = want
                     .get_mut(..span.len as usize)
-                    .ok_or(self.malformed("digest too long"))?;
+                    .ok_or(self.malformed(text!("digest too long")))?;
                 self.flash.read(span.at, w).map_err(flash)?;
                 w
             }
@@ -667,9 +745,9 @@ struct Outer {
 impl Outer {
     fn read<F: ReadNorFlash>(c: &mut Cursor<'_, F>) -> Result<Self, BootRefusal> {
         if c.head()? != (6, tag::ENVELOPE) {
-            return Err(c.malformed("envelope must be CBOR tag 107"));
+            return Err(c.malformed(text!("envelope must be CBOR tag 107")));
         }
-        let n = c.expect(5, "envelope must be a map")?;
+        let n = c.expect(5, text!("envelope must be a map"))?;
         let (mut auth, mut manifest) = (None, None);
         let mut severed = [None; 6];
         let mut seen = 0u64;
@@ -681,13 +759,15 @@ impl Outer {
             // reject any SUIT_Envelope that begins with any element other than a
             // suit-authentication-wrapper": an integrated payload first is refused too.
             if i == 0 && c.peek()? != 0 {
-                return Err(c.malformed("envelope must begin with the authentication wrapper"));
+                return Err(
+                    c.malformed(text!("envelope must begin with the authentication wrapper"))
+                );
             }
             if c.peek()? == 3 {
                 // Integrated payloads: `tstr => bstr`; nothing at boot reads them, but a
                 // duplicate key is refused as the full decoder refuses it (RFC 8949 §5.6).
-                let len = c.expect(3, "envelope key must be an unsigned integer or text")?;
-                let len = u32::try_from(len).map_err(|_| c.malformed("too long"))?;
+                let len = c.expect(3, text!("envelope key must be an unsigned integer or text"))?;
+                let len = u32::try_from(len).map_err(|_| c.malformed(text!("too long")))?;
                 let key = Span {
                     at: c.advance(len)?,
                     len,
@@ -696,28 +776,30 @@ impl Outer {
                     if c.same(*earlier, key)? {
                         return Err(BootRefusal::Malformed {
                             at: key.at,
-                            what: "duplicate envelope member",
+                            what: text!("duplicate envelope member"),
                         });
                     }
                 }
                 *texts.get_mut(n_texts).ok_or(BootRefusal::Unsupported {
-                    what: "more integrated payloads than the boot path tracks",
+                    what: text!("more integrated payloads than the boot path tracks"),
                     id: MAX_INTEGRATED as i64,
                 })? = key;
                 n_texts += 1;
-                c.bstr("integrated payload must be a bstr")?;
+                c.bstr(text!("integrated payload must be a bstr"))?;
                 continue;
             }
-            let key = c.expect(0, "envelope key must be an unsigned integer or text")?;
+            let key = c.expect(0, text!("envelope key must be an unsigned integer or text"))?;
             if i == 0 && key != 2 {
-                return Err(c.malformed("envelope must begin with the authentication wrapper"));
+                return Err(
+                    c.malformed(text!("envelope must begin with the authentication wrapper"))
+                );
             }
             if key >= 64 || seen & (1 << key) != 0 {
-                return Err(c.malformed("duplicate or unknown envelope member"));
+                return Err(c.malformed(text!("duplicate or unknown envelope member")));
             }
             seen |= 1 << key;
             let head = c.pos;
-            let value = c.bstr("envelope member must be a bstr")?;
+            let value = c.bstr(text!("envelope member must be a bstr"))?;
             let wrapped = Span {
                 at: head,
                 len: value.end() - head,
@@ -728,7 +810,7 @@ impl Outer {
                 _ => {
                     let j = SEVERABLE.iter().position(|k| *k == key).ok_or(
                         BootRefusal::Unsupported {
-                            what: "envelope member",
+                            what: text!("envelope member"),
                             id: key as i64,
                         },
                     )?;
@@ -739,11 +821,11 @@ impl Outer {
             }
         }
         if c.pos != c.end {
-            return Err(c.malformed("trailing bytes after envelope"));
+            return Err(c.malformed(text!("trailing bytes after envelope")));
         }
-        let auth = auth.ok_or(c.malformed("envelope has no authentication wrapper"))?;
+        let auth = auth.ok_or(c.malformed(text!("envelope has no authentication wrapper")))?;
         let (manifest_wrapped, manifest) =
-            manifest.ok_or(c.malformed("envelope has no manifest"))?;
+            manifest.ok_or(c.malformed(text!("envelope has no manifest")))?;
         Ok(Self {
             auth,
             manifest_wrapped,
@@ -772,23 +854,23 @@ impl Manifest {
         component: &ComponentId<'_>,
     ) -> Result<Self, BootRefusal> {
         let outer = c.enter(span);
-        let n = c.expect(5, "manifest must be a map")?;
+        let n = c.expect(5, text!("manifest must be a map"))?;
         let (mut version, mut sequence, mut common) = (None, None, None);
         let (mut validate, mut severed) = (None, [None; 6]);
         let mut seen = 0u64;
         for _ in 0..n {
-            let key = c.expect(0, "manifest key must be an unsigned integer")?;
+            let key = c.expect(0, text!("manifest key must be an unsigned integer"))?;
             if key < 64 && seen & (1 << key) != 0 {
-                return Err(c.malformed("duplicate manifest member"));
+                return Err(c.malformed(text!("duplicate manifest member")));
             }
             seen |= 1 << key.min(63);
             match key {
-                mkey::VERSION => version = Some(c.expect(0, "version must be a uint")?),
+                mkey::VERSION => version = Some(c.expect(0, text!("version must be a uint"))?),
                 mkey::SEQUENCE_NUMBER => {
-                    sequence = Some(c.expect(0, "sequence number must be a uint")?);
+                    sequence = Some(c.expect(0, text!("sequence number must be a uint"))?);
                 }
-                mkey::COMMON => common = Some(c.bstr("suit-common must be a bstr")?),
-                mkey::VALIDATE => validate = Some(c.bstr("suit-validate must be a bstr")?),
+                mkey::COMMON => common = Some(c.bstr(text!("suit-common must be a bstr"))?),
+                mkey::VALIDATE => validate = Some(c.bstr(text!("suit-validate must be a bstr"))?),
                 // Not used at boot; the full processor checks them at install time.
                 mkey::REFERENCE_URI
                 | mkey::MANIFEST_COMPONENT_ID
@@ -799,7 +881,7 @@ impl Manifest {
                 _ => {
                     let j = SEVERABLE.iter().position(|k| *k == key).ok_or(
                         BootRefusal::Unsupported {
-                            what: "manifest member",
+                            what: text!("manifest member"),
                             id: key as i64,
                         },
                     )?;
@@ -810,44 +892,44 @@ impl Manifest {
                             *slot = Some(digest);
                         }
                     } else {
-                        c.bstr("severable member must be a bstr or a digest")?;
+                        c.bstr(text!("severable member must be a bstr or a digest"))?;
                     }
                 }
             }
         }
-        c.leave(outer, "trailing bytes after manifest")?;
+        c.leave(outer, text!("trailing bytes after manifest"))?;
         match version {
             Some(1) => {}
             Some(version) => return Err(BootRefusal::ManifestVersion { version }),
-            None => return Err(c.malformed("manifest has no version")),
+            None => return Err(c.malformed(text!("manifest has no version"))),
         }
-        let sequence = sequence.ok_or(c.malformed("manifest has no sequence number"))?;
-        let common = common.ok_or(c.malformed("manifest has no suit-common"))?;
+        let sequence = sequence.ok_or(c.malformed(text!("manifest has no sequence number")))?;
+        let common = common.ok_or(c.malformed(text!("manifest has no suit-common")))?;
 
         let outer = c.enter(common);
-        let n = c.expect(5, "suit-common must be a map")?;
+        let n = c.expect(5, text!("suit-common must be a map"))?;
         let (mut found, mut shared, mut seen) = (None, None, 0u8);
         for _ in 0..n {
-            let key = c.expect(0, "suit-common key must be an unsigned integer")?;
+            let key = c.expect(0, text!("suit-common key must be an unsigned integer"))?;
             if key >= 8 || seen & (1 << key) != 0 {
-                return Err(c.malformed("duplicate or unknown suit-common member"));
+                return Err(c.malformed(text!("duplicate or unknown suit-common member")));
             }
             seen |= 1 << key;
             match key {
                 common::COMPONENTS => found = Some(components(c, component)?),
                 common::SHARED_SEQUENCE => {
-                    shared = Some(c.bstr("shared sequence must be a bstr")?);
+                    shared = Some(c.bstr(text!("shared sequence must be a bstr"))?);
                 }
                 _ => {
                     return Err(BootRefusal::Unsupported {
-                        what: "suit-common member",
+                        what: text!("suit-common member"),
                         id: key as i64,
                     });
                 }
             }
         }
-        c.leave(outer, "trailing bytes after suit-common")?;
-        let (count, me) = found.ok_or(c.malformed("suit-common has no components"))?;
+        c.leave(outer, text!("trailing bytes after suit-common"))?;
+        let (count, me) = found.ok_or(c.malformed(text!("suit-common has no components")))?;
         Ok(Self {
             sequence,
             count,
@@ -864,16 +946,16 @@ fn components<F: ReadNorFlash>(
     c: &mut Cursor<'_, F>,
     component: &ComponentId<'_>,
 ) -> Result<(usize, Option<usize>), BootRefusal> {
-    let n = c.expect(4, "components must be an array")?;
+    let n = c.expect(4, text!("components must be an array"))?;
     let count = usize::try_from(n)
         .ok()
         .filter(|n| (1..=MAX_COMPONENTS).contains(n))
-        .ok_or(c.malformed("component count out of range"))?;
+        .ok_or(c.malformed(text!("component count out of range")))?;
     let mut me = None;
     for i in 0..count {
         let at = c.pos;
         if c.peek()? != 4 {
-            return Err(c.malformed("component identifier must be an array"));
+            return Err(c.malformed(text!("component identifier must be an array")));
         }
         c.skip()?;
         let id = Span {
@@ -888,18 +970,18 @@ fn components<F: ReadNorFlash>(
 }
 
 /// A SUIT_Digest at the cursor: the algorithm and where its bytes are.
-fn read_digest<F: ReadNorFlash>(
+pub(crate) fn read_digest<F: ReadNorFlash>(
     c: &mut Cursor<'_, F>,
 ) -> Result<(DigestAlgorithm, Span), BootRefusal> {
-    if c.expect(4, "SUIT_Digest must be an array")? != 2 {
-        return Err(c.malformed("SUIT_Digest must be [algorithm-id, digest-bytes]"));
+    if c.expect(4, text!("SUIT_Digest must be an array"))? != 2 {
+        return Err(c.malformed(text!("SUIT_Digest must be [algorithm-id, digest-bytes]")));
     }
-    let id = c.int("digest algorithm must be an integer")?;
+    let id = c.int(text!("digest algorithm must be an integer"))?;
     let algorithm =
         DigestAlgorithm::from_cose(id).map_err(|_| BootRefusal::UnsupportedDigest { alg: id })?;
-    let bytes = c.bstr("digest bytes must be a bstr")?;
+    let bytes = c.bstr(text!("digest bytes must be a bstr"))?;
     if bytes.len as usize != algorithm.output_len() {
-        return Err(c.malformed("digest length does not match its algorithm"));
+        return Err(c.malformed(text!("digest length does not match its algorithm")));
     }
     Ok((algorithm, bytes))
 }
@@ -946,18 +1028,18 @@ impl<H: BootHash> Run<'_, H> {
         validate: bool,
     ) -> Result<(), BootRefusal> {
         let outer = c.enter(span);
-        let n = c.expect(4, "command sequence must be an array")?;
+        let n = c.expect(4, text!("command sequence must be an array"))?;
         if n % 2 != 0 {
-            return Err(c.malformed("command sequence must hold command/argument pairs"));
+            return Err(c.malformed(text!("command sequence must hold command/argument pairs")));
         }
         let mut selected: u32 = 1;
         for i in 0..n / 2 {
-            let id = c.int("command must be an integer")?;
+            let id = c.int(text!("command must be an integer"))?;
             // Manifest §6.2: "If the manifest contains more than one component, each command
             // sequence MUST begin with a Set Component Index".
             if i == 0 && self.count > 1 && id != command::SET_COMPONENT_INDEX {
                 return Err(c.malformed(
-                    "with several components, each command sequence must begin with set-component-index",
+                    text!("with several components, each command sequence must begin with set-component-index"),
                 ));
             }
             match id {
@@ -965,7 +1047,9 @@ impl<H: BootHash> Run<'_, H> {
                 command::SET_PARAMETERS if !validate => {
                     // As the full processor's validation (trust-domains §6: set-parameters is
                     // for dependents filling in defaults, never in a shared sequence).
-                    return Err(c.malformed("set-parameters is not allowed in the shared sequence"));
+                    return Err(c.malformed(text!(
+                        "set-parameters is not allowed in the shared sequence"
+                    )));
                 }
                 command::OVERRIDE_PARAMETERS | command::SET_PARAMETERS => {
                     self.parameters(c, selected, id == command::OVERRIDE_PARAMETERS)?;
@@ -975,20 +1059,20 @@ impl<H: BootHash> Run<'_, H> {
                 | command::DEVICE_IDENTIFIER
                 | command::IMAGE_MATCH => {
                     // The reporting policy changes what is reported, not what is checked.
-                    c.expect(0, "reporting policy must be a uint")?;
+                    c.expect(0, text!("reporting policy must be a uint"))?;
                     for index in (0..self.count).filter(|i| selected & (1 << i) != 0) {
                         self.condition(c, id, index, validate)?;
                     }
                 }
                 _ => {
                     return Err(BootRefusal::Unsupported {
-                        what: "command",
+                        what: text!("command"),
                         id,
                     });
                 }
             }
         }
-        c.leave(outer, "trailing bytes after command sequence")
+        c.leave(outer, text!("trailing bytes after command sequence"))
     }
 
     /// set-component-index (manifest §8.4.10.1): an index, `true` for all, or a list.
@@ -998,7 +1082,7 @@ impl<H: BootHash> Run<'_, H> {
                 .ok()
                 .filter(|i| *i < self.count)
                 .map(|i| 1u32 << i)
-                .ok_or(c.malformed("component index out of range"))
+                .ok_or(c.malformed(text!("component index out of range")))
         };
         match c.head()? {
             (0, i) => bit(c, i),
@@ -1006,12 +1090,12 @@ impl<H: BootHash> Run<'_, H> {
             (4, n) => {
                 let mut set = 0;
                 for _ in 0..n {
-                    let i = c.expect(0, "component index must be a uint")?;
+                    let i = c.expect(0, text!("component index must be a uint"))?;
                     set |= bit(c, i)?;
                 }
                 Ok(set)
             }
-            _ => Err(c.malformed("component index must be a uint, true or an array")),
+            _ => Err(c.malformed(text!("component index must be a uint, true or an array"))),
         }
     }
 
@@ -1021,14 +1105,14 @@ impl<H: BootHash> Run<'_, H> {
         selected: u32,
         overrides: bool,
     ) -> Result<(), BootRefusal> {
-        let n = c.expect(5, "parameters must be a map")?;
+        let n = c.expect(5, text!("parameters must be a map"))?;
         let mine = selected & (1 << self.me) != 0;
         let mut seen = 0u64;
         for _ in 0..n {
-            let key = c.int("parameter key must be an integer")?;
+            let key = c.int(text!("parameter key must be an integer"))?;
             if (0..64).contains(&key) {
                 if seen & (1 << key) != 0 {
-                    return Err(c.malformed("duplicate parameter"));
+                    return Err(c.malformed(text!("duplicate parameter")));
                 }
                 seen |= 1 << key;
             }
@@ -1036,7 +1120,7 @@ impl<H: BootHash> Run<'_, H> {
             match key {
                 param::VENDOR_IDENTIFIER => {
                     let uuid = if c.peek()? == 2 {
-                        Some(c.bstr("vendor identifier")?)
+                        Some(c.bstr(text!("vendor identifier"))?)
                     } else {
                         // CBOR-PEN (RFC 9090): kept as "not a UUID".
                         c.skip()?;
@@ -1049,7 +1133,7 @@ impl<H: BootHash> Run<'_, H> {
                     }
                 }
                 param::CLASS_IDENTIFIER | param::DEVICE_IDENTIFIER => {
-                    let value = c.bstr("identifier must be a bstr")?;
+                    let value = c.bstr(text!("identifier must be a bstr"))?;
                     for i in targets {
                         if let Some(ids) = self.ids.get_mut(i) {
                             let slot = if key == param::CLASS_IDENTIFIER {
@@ -1062,16 +1146,16 @@ impl<H: BootHash> Run<'_, H> {
                     }
                 }
                 param::IMAGE_DIGEST => {
-                    let wrapped = c.bstr("image digest must be a bstr")?;
+                    let wrapped = c.bstr(text!("image digest must be a bstr"))?;
                     let outer = c.enter(wrapped);
                     let digest = read_digest(c)?;
-                    c.leave(outer, "trailing bytes after SUIT_Digest")?;
+                    c.leave(outer, text!("trailing bytes after SUIT_Digest"))?;
                     if mine {
                         put(&mut self.digest, digest, overrides);
                     }
                 }
                 param::IMAGE_SIZE => {
-                    let size = c.expect(0, "image size must be a uint")?;
+                    let size = c.expect(0, text!("image size must be a uint"))?;
                     // As the full processor: a declared size the component cannot hold is
                     // refused when it is set (RFC 9124 REQ.SEC.RESOURCE-EXHAUSTION).
                     if mine && size > u64::from(self.image.len) {
@@ -1088,11 +1172,11 @@ impl<H: BootHash> Run<'_, H> {
                     (7, 20) => {}
                     (7, 21) => {
                         return Err(BootRefusal::Unsupported {
-                            what: "parameter",
+                            what: text!("parameter"),
                             id: key,
                         });
                     }
-                    _ => return Err(c.malformed("soft-failure must be a bool")),
+                    _ => return Err(c.malformed(text!("soft-failure must be a bool"))),
                 },
                 // Parameters for installation (URI, encryption info, ...): not used at boot.
                 _ => c.skip()?,

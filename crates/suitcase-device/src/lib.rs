@@ -47,13 +47,28 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+/// A boot-path refusal's text (`BootRefusal::Malformed`'s and `Unsupported`'s `what`): empty
+/// with the feature `terse`, so that a bootloader that prints no texts keeps none in flash;
+/// the offset and the identifier still say where and what.
+macro_rules! text {
+    ($s:literal) => {
+        if cfg!(feature = "terse") { "" } else { $s }
+    };
+}
+
+mod boot_cose;
 #[cfg(feature = "trust")]
 pub mod boot_trust;
 mod boot_verify;
 pub mod consumer;
 mod verifier;
 
-pub use boot_verify::{BootHash, BootRefusal, BootVerifier, Sha256Only};
+pub use boot_cose::{BootCheck, BootKey, OneKey};
+#[cfg(feature = "ed25519")]
+pub use boot_cose::{Ed25519, Ed25519Check};
+#[cfg(feature = "es256-prehash")]
+pub use boot_cose::{Es256, Es256Check};
+pub use boot_verify::{Anchors, Authority, BootHash, BootRefusal, BootVerifier, Sha256Only};
 pub use verifier::{DeviceIdentity, HEADER_SIZE, MAGIC, SlotHeader, SuitVerifier};
 
 #[cfg(feature = "alloc")]

@@ -15,7 +15,9 @@ use ed25519_dalek::Signer as _;
 use suitcase_boot::{
     BootDecision, BootLoader, Config, ImageIndex, ImageSlots, ImageVerifier, Measurement, Updater,
 };
-use suitcase_device::{BootRefusal, BootVerifier, DeviceIdentity, Sha256Only, SuitVerifier, pack};
+use suitcase_device::{
+    BootRefusal, BootVerifier, DeviceIdentity, Ed25519, OneKey, Sha256Only, SuitVerifier, pack,
+};
 use suitcase_flash_sim::{SharedFlash, SimFlash};
 use suitcase_manifest::build::{Cmd, EnvelopeBuilder, Index, ManifestBuilder, Param};
 use suitcase_manifest::codepoints::{alg, manifest as mkey, text};
@@ -183,9 +185,27 @@ fn partition(slot: &[u8]) -> suitcase_flash_sim::Partition<4, 256> {
     flash.partition(0, SLOT).unwrap()
 }
 
-/// The lean path with every digest (`Hasher`) on `slot`.
+/// The lean path with every digest (`Hasher`) on `slot`, with the manifest crate's COSE
+/// decoder under the trust anchors (`Anchors`); on every slot the tests build, the same path
+/// with the bootloader's own COSE_Sign1 reader and one key (`OneKey`) must not accept what it
+/// refuses, and must find the same measurement.
 fn lean(slot: &[u8]) -> Result<Measurement, BootRefusal> {
-    lean_with(slot, &anchors())
+    let anchors = lean_with(slot, &anchors());
+    if let Ok(one) = one_key(slot) {
+        let same = anchors.as_ref().is_ok_and(|a| {
+            (a.digest, a.security_version, a.size) == (one.digest, one.security_version, one.size)
+        });
+        assert!(same, "OneKey accepted a slot Anchors refused: {anchors:?}");
+    }
+    anchors
+}
+
+/// The lean path with one built-in Ed25519 key and its own COSE_Sign1 reader.
+fn one_key(slot: &[u8]) -> Result<Measurement, BootRefusal> {
+    let key = Ed25519::from_bytes(author().verifying_key().as_bytes()).unwrap();
+    let components = component();
+    BootVerifier::<Hasher, 0, _>::with_authority(OneKey(&key), identity(), &components)
+        .check(ImageIndex(0), &mut partition(slot))
 }
 
 fn lean_with(slot: &[u8], anchors: &[TrustAnchor<'_>]) -> Result<Measurement, BootRefusal> {
@@ -262,6 +282,8 @@ fn accepts_what_the_full_processor_accepts_with_the_same_measurement() {
     for (name, shape) in shapes {
         let slot = slot_image(&shape, 1);
         let m = lean(&slot).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let one = one_key(&slot).unwrap_or_else(|e| panic!("{name}: OneKey: {e}"));
+        assert_eq!(one.digest, m.digest, "{name}");
         assert_eq!(m.security_version.0, shape.sequence, "{name}");
         let digest = shape.digest.unwrap_or(DigestAlgorithm::Sha256);
         assert_eq!(

@@ -39,9 +39,9 @@ use suitcase_boot::{
 use suitcase_device::BootVerifier;
 use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader};
 use suitcase_manifest::ComponentId;
-#[cfg(not(feature = "trust"))]
+#[cfg(any(feature = "es256-rustcrypto", feature = "hss-lms", feature = "ml-dsa"))]
 use suitcase_manifest::key::CoseKey;
-#[cfg(not(feature = "trust"))]
+#[cfg(any(feature = "es256-rustcrypto", feature = "hss-lms", feature = "ml-dsa"))]
 use suitcase_manifest::{PublicKey, TrustAnchor, TrustPolicy};
 
 #[cfg(feature = "trust")]
@@ -60,14 +60,20 @@ const _: () = assert!(
 );
 
 /// The author's public key, a COSE_Key (`suitcase key generate --format cose --public`).
-#[cfg(not(feature = "trust"))]
+#[cfg(any(feature = "es256-rustcrypto", feature = "hss-lms", feature = "ml-dsa"))]
 const ANCHOR: &[u8] = include_bytes!(env!("SUITCASE_TRUST_ANCHOR"));
+
+// The same key for ES256 and Ed25519, decoded from its COSE_Key by build.rs: ANCHOR_P256 and
+// ANCHOR_ED25519.
+#[cfg(any(feature = "es256", feature = "ed25519"))]
+include!(concat!(env!("OUT_DIR"), "/anchor.rs"));
 
 /// RAM for the authentication wrapper, the only part of the envelope the boot path copies
 /// from flash: the SUIT_Digest and one classical signature block (about 130 bytes), or a
 /// post-quantum signature (HSS-LMS h10w4,h10w4 5,076 bytes; ML-DSA-65 3,309 bytes) next to the
 /// classical one the Quantum tier also carries.
-#[cfg(any(feature = "es256", feature = "es256-rustcrypto", feature = "ed25519"))]
+/// (ES256 and Ed25519 read it from flash where it lies: `OneKey`.)
+#[cfg(feature = "es256-rustcrypto")]
 const AUTH_BUF: usize = 256;
 /// Under a trust state: a release threshold of up to three classical signatures.
 #[cfg(feature = "trust")]
@@ -155,7 +161,26 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
     let (flash, paint) = load()?;
     #[cfg(feature = "trust")]
     trust::boot(uart, flash, paint)?;
-    #[cfg(not(feature = "trust"))]
+    // ES256 and Ed25519: the one built-in key, COSE_Sign1 read by the boot path itself
+    // (suitcase-device's OneKey; manifest §9, the single trusted-key model).
+    #[cfg(any(feature = "es256", feature = "ed25519"))]
+    {
+        let key = built_in_key().ok_or("the built-in trust anchor is not a usable key")?;
+        let (components, identity) = device()?;
+        let mut verifier = Measured {
+            inner: BootVerifier::<Digests, 0, _>::with_authority(
+                suitcase_device::OneKey(&key),
+                identity,
+                &components,
+            ),
+            paint,
+            peak: 0,
+            calls: 0,
+        };
+        let decision = decide(flash, &mut verifier)?;
+        settle(uart, decision, &verifier)?;
+    }
+    #[cfg(any(feature = "es256-rustcrypto", feature = "hss-lms", feature = "ml-dsa"))]
     with_anchor(|key| {
         // Manifest §8.3: one trusted signature from the built-in anchor authorises the
         // manifest (TrustPolicy::default, threshold 1).
@@ -182,7 +207,8 @@ fn boot(uart: &mut Uart) -> Result<(), &'static str> {
 
 /// The component and the identity the manifest's conditions are checked against.
 fn device() -> Result<([ComponentId<'static>; 1], DeviceIdentity<'static>), &'static str> {
-    let components = [ComponentId::decode(&layout::COMPONENT_ID).map_err(|_| "bad component id")?];
+    // Checked without the CBOR decoder: the bootloader links none (docs/benchmarks.md).
+    let components = [ComponentId::from_static(&layout::COMPONENT_ID).ok_or("bad component id")?];
     let identity = DeviceIdentity {
         vendor: &layout::VENDOR_ID,
         class: &layout::CLASS_ID,
@@ -524,16 +550,21 @@ fn check_vectors(slot: &mut Partition) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Calls `f` with the built-in trust anchor as a key.
+/// The built-in trust anchor as a key for the lean boot path.
 #[cfg(feature = "es256")]
-fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
-    let key = Cm4Key::from_cose(ANCHOR)?;
-    Some(f(PublicKey::P256Prehash(&key)))
+fn built_in_key() -> Option<suitcase_device::Es256<Cm4Key>> {
+    Cm4Key::from_sec1(&ANCHOR_P256?).map(suitcase_device::Es256)
+}
+
+/// The built-in trust anchor as a key for the lean boot path (small-order keys refused).
+#[cfg(feature = "ed25519")]
+fn built_in_key() -> Option<suitcase_device::Ed25519> {
+    suitcase_device::Ed25519::from_bytes(&ANCHOR_ED25519?)
 }
 
 /// The SEC 1 uncompressed point (SEC 1 §2.3.3) of an EC2 P-256 COSE_Key (RFC 9053 §7.1.1)
 /// with both coordinates; `None` for any other key.
-#[cfg(any(feature = "es256", feature = "es256-rustcrypto"))]
+#[cfg(feature = "es256-rustcrypto")]
 fn p256_sec1(raw: &[u8]) -> Option<[u8; 65]> {
     use suitcase_manifest::key::{crv, kty};
     let key = CoseKey::decode(raw).ok()?;
@@ -559,9 +590,8 @@ struct Cm4Key {
 
 #[cfg(feature = "es256")]
 impl Cm4Key {
-    /// An EC2 P-256 COSE_Key (RFC 9053 §7.1.1) with both coordinates.
-    fn from_cose(raw: &[u8]) -> Option<Self> {
-        let sec1 = p256_sec1(raw)?;
+    /// A SEC 1 uncompressed point (SEC 1 §2.3.3).
+    fn from_sec1(sec1: &[u8; 65]) -> Option<Self> {
         let mut key = Self {
             x: [0; 8],
             y: [0; 8],
@@ -621,19 +651,6 @@ impl suitcase_manifest::P256PrehashVerifier for Cm4Key {
 fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&p256_sec1(ANCHOR)?).ok()?;
     Some(f(PublicKey::P256(key)))
-}
-
-/// Calls `f` with the built-in trust anchor as a key.
-#[cfg(feature = "ed25519")]
-fn with_anchor<R>(f: impl FnOnce(PublicKey<'_>) -> R) -> Option<R> {
-    use suitcase_manifest::key::{crv, kty};
-    let key = CoseKey::decode(ANCHOR).ok()?;
-    if key.kty != kty::OKP || key.crv != Some(crv::ED25519) {
-        return None;
-    }
-    let x: [u8; 32] = key.x?.try_into().ok()?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).ok()?;
-    Some(f(PublicKey::Ed25519(key)))
 }
 
 /// Calls `f` with the built-in trust anchor as a key.
