@@ -87,7 +87,7 @@ pub(crate) fn process<'e>(
         .map(|(o, d)| (o.uri.clone(), ctx.state.work_file(&d.file), d.size))
         .collect();
     let mut p = platform(ctx, a, Mode::Process, payloads);
-    preset_running(ctx, a.manifest(), &mut p)?;
+    preset_running(ctx, a, &mut p)?;
     let matched = a.image_match(&mut p, &UPDATE_SECTIONS, install(j), files(j));
     match matched {
         Ok(m) => Ok((m, p.decrypted)),

@@ -7,7 +7,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 
 use suitcase_device::consumer::{self, Offer};
-use suitcase_manifest::{Section, VerifiedManifest};
+use suitcase_manifest::{ComponentId, DependencyFailure, Section, VerifiedManifest};
 use suitcase_protocol::Step;
 
 use crate::ctx::Ctx;
@@ -30,6 +30,158 @@ pub(crate) struct Authentic<'e> {
     /// trust state's release signers each limited to its components), and a dependency naming
     /// the trust store refused as a release naming it is.
     pub(crate) dependencies: consumer::DependencyTrust<'e>,
+    /// The manifest's SUIT dependencies (draft-ietf-suit-trust-domains), authenticated: see
+    /// [`dependencies_of`]. Empty for a release without `suit-dependencies`.
+    pub(crate) wrapped: Vec<VerifiedManifest<'e>>,
+    /// Every component the update touches, one index each: the manifest's own indices first
+    /// (its components and dependency slots, so a release without dependencies keeps its
+    /// indices), then its dependencies' components by identifier (trust-domains §5.4 shares a
+    /// component between a dependent and its dependency by identifier). The journal's
+    /// targets and candidates are indices into this list.
+    pub(crate) components: Vec<ComponentId<'e>>,
+}
+
+impl<'e> Authentic<'e> {
+    /// Whether entry `index` of [`Authentic::components`] is the root manifest's dependency
+    /// slot (where a dependency's envelope is held, never an image).
+    pub(crate) fn is_dependency_slot(&self, index: usize) -> bool {
+        let m = self.core.manifest().manifest();
+        index < m.index_count() && m.dependencies.get(index as u64).is_some()
+    }
+
+    /// Runs `sections` on `p` (Check's probe), with the dependencies authenticated under
+    /// [`Authentic::dependencies`] when the manifest has some; what the processor refused,
+    /// and the dependency that caused it.
+    pub(crate) fn run_sections(
+        &self,
+        p: &mut DevicePlatform<'_>,
+        sections: &[Section],
+    ) -> Result<bool, (suitcase_manifest::Error, Option<DependencyFailure>)> {
+        if self.wrapped.is_empty() && self.manifest().manifest().dependencies.is_empty() {
+            return self.core.run(p, sections).map_err(|e| (e, None));
+        }
+        let mut none: [u8; 0] = [];
+        self.core
+            .run_flat(p, sections, self.dependencies, &mut none, &self.components)
+    }
+
+    /// The core's image-match (`consumer::Authentic::image_match`), or for a manifest with
+    /// dependencies `image_match_with_dependencies` over [`Authentic::components`]: an
+    /// image-match in the dependency that names a component (its signer's digest) is what
+    /// accepts it. A refused dependency is named in `p.problem`, for the report.
+    pub(crate) fn image_match<C>(
+        &self,
+        p: &mut DevicePlatform<'_>,
+        sections: &[Section],
+        install: impl Fn(&DevicePlatform<'_>, usize) -> bool,
+        take: impl FnOnce(&DevicePlatform<'_>) -> C,
+    ) -> Result<consumer::Matched<'e, C>, consumer::MatchError> {
+        if self.wrapped.is_empty() && self.manifest().manifest().dependencies.is_empty() {
+            return self.core.image_match(p, sections, install, take);
+        }
+        let mut none: [u8; 0] = [];
+        let r = self.core.image_match_with_dependencies(
+            p,
+            sections,
+            self.dependencies,
+            &mut none,
+            &self.components,
+            install,
+            take,
+        );
+        r.map_err(|(e, failure)| {
+            if let Some(failure) = failure {
+                p.problem = Some(match p.problem.take() {
+                    Some(problem) => format!("{failure}: {problem}"),
+                    None => failure.to_string(),
+                });
+            }
+            e
+        })
+    }
+}
+
+/// The SUIT dependencies of `root` (draft-ietf-suit-trust-domains), as far as this agent runs
+/// them: each envelope integrated in an authentic envelope (§8.1.1, `suitcase manifest wrap`)
+/// whose manifest digest is an image-digest that envelope's signed manifest sets (§5.2.2:
+/// how a dependent names its dependency), authenticated under `trust` with its own signers
+/// (§5.1); then theirs, down to `MAX_DEPENDENCY_DEPTH`. What they name is what Distribute
+/// routes, Check lets the offer fetch and anti-rollback compares; the processor still checks
+/// each dependency itself (dependency-integrity, process-dependency) before any of its
+/// commands runs, and refuses one that is not authentic or not the one named. A member the
+/// signed manifest does not name by digest is left out: an envelope added to the offer's
+/// root (another authentic release of the author's) must not let the offer fetch its
+/// payloads (RFC 9019 §4, TUF extraneous dependencies).
+pub(crate) fn dependencies_of<'e>(
+    root: &VerifiedManifest<'e>,
+    trust: &consumer::DependencyTrust<'_>,
+) -> Vec<VerifiedManifest<'e>> {
+    fn walk<'e>(
+        m: &VerifiedManifest<'e>,
+        trust: &consumer::DependencyTrust<'_>,
+        depth: usize,
+        out: &mut Vec<VerifiedManifest<'e>>,
+    ) {
+        if depth >= suitcase_manifest::MAX_DEPENDENCY_DEPTH || m.manifest().dependencies.is_empty()
+        {
+            return;
+        }
+        let digests = crate::steps::check::image_digests(m);
+        for (_, bytes) in m.envelope().integrated_payloads() {
+            let Ok(envelope) = suitcase_manifest::Envelope::decode(bytes) else {
+                continue;
+            };
+            if !digests
+                .iter()
+                .any(|d| d.matches(envelope.manifest_wrapped()))
+            {
+                continue;
+            }
+            if let Ok(v) = envelope.verify(trust.anchors, &trust.policy) {
+                out.push(v);
+                walk(&v, trust, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, trust, 0, &mut out);
+    out
+}
+
+/// [`Authentic::components`] for `root` and its dependencies.
+fn components_of<'e>(
+    root: &VerifiedManifest<'e>,
+    wrapped: &[VerifiedManifest<'e>],
+) -> Vec<ComponentId<'e>> {
+    let m = root.manifest();
+    let mut ids: Vec<ComponentId<'e>> = (0..m.index_count())
+        .filter_map(|i| m.component_id(i))
+        .collect();
+    for d in wrapped {
+        let dm = d.manifest();
+        for (i, id) in dm.components.iter().enumerate() {
+            if dm.dependencies.get(i as u64).is_none()
+                && !ids.iter().any(|x| x.as_cbor() == id.as_cbor())
+            {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// The highest installed sequence number of the components `v` and its dependencies name:
+/// what the root's sequence number must exceed (anti-rollback, manifest §8.4.2; for a root
+/// wrapping an author's manifest, the root's own sequence number counts, trust-domains §5.1).
+fn installed_sequence(
+    installed: &crate::state::Installed,
+    v: &VerifiedManifest<'_>,
+    trust: &consumer::DependencyTrust<'_>,
+) -> Option<u64> {
+    components_of(v, &dependencies_of(v, trust))
+        .iter()
+        .filter_map(|c| installed.sequence(&hex_id(c)))
+        .max()
 }
 
 impl<'e> std::ops::Deref for Authentic<'e> {
@@ -52,20 +204,20 @@ pub(crate) fn authenticated<T>(
 ) -> Result<T, Stop> {
     let bytes = read_envelope(ctx, j)?;
     let installed = ctx.state.installed()?;
-    let installed_of = |v: &VerifiedManifest<'_>| {
-        v.manifest()
-            .components
-            .iter()
-            .filter_map(|c| installed.sequence(&hex_id(&c)))
-            .max()
-    };
     if let Some(state) = crate::trust::in_force(ctx)? {
-        return with_trust_state(&state, &bytes, ctx.now(), step, installed_of, f);
+        return with_trust_state(&state, &bytes, ctx.now(), step, &installed, f);
     }
     let anchors = ctx.cfg.trust.anchors();
     let policy = ctx.cfg.trust.policy(ctx.now());
+    let dependencies = consumer::DependencyTrust {
+        anchors: &anchors,
+        policy,
+        refuse: Some(suitcase_trust::names_trust_store),
+    };
     let core = Offer::new(&bytes)
-        .verify(&anchors, &policy, installed_of)
+        .verify(&anchors, &policy, |v| {
+            installed_sequence(&installed, v, &dependencies)
+        })
         .map_err(|e| Stop::Fail(StepFailure::suit(step, &e)))?;
     let signers = core
         .manifest()
@@ -74,15 +226,14 @@ pub(crate) fn authenticated<T>(
         .filter_map(|i| anchors.get(i))
         .map(|a| a.name.to_owned())
         .collect();
-    let dependencies = consumer::DependencyTrust {
-        anchors: &anchors,
-        policy,
-        refuse: Some(suitcase_trust::names_trust_store),
-    };
+    let wrapped = dependencies_of(core.manifest(), &dependencies);
+    let components = components_of(core.manifest(), &wrapped);
     f(&Authentic {
         core,
         signers,
         dependencies,
+        wrapped,
+        components,
     })
 }
 
@@ -98,12 +249,19 @@ fn with_trust_state<T>(
     bytes: &[u8],
     now: u64,
     step: Step,
-    installed_of: impl FnOnce(&VerifiedManifest<'_>) -> Option<u64>,
+    installed: &crate::state::Installed,
     f: impl FnOnce(&Authentic<'_>) -> Result<T, Stop>,
 ) -> Result<T, Stop> {
     // The whole step runs inside the policy's scope: a dependency is authenticated under the
     // same anchors (trust-domains §5.1).
     state.with_release_policy(Some(now), |anchors, policy| {
+        let dependencies = consumer::DependencyTrust {
+            anchors,
+            policy: *policy,
+            refuse: Some(suitcase_trust::names_trust_store),
+        };
+        let installed_of =
+            |v: &VerifiedManifest<'_>| installed_sequence(installed, v, &dependencies);
         let core = match Offer::new(bytes).verify(anchors, policy, installed_of) {
             Ok(core) => core,
             Err(e) => {
@@ -125,15 +283,14 @@ fn with_trust_state<T>(
             .filter_map(|i| state.signers().get(i))
             .map(|s| format!("release signer {}", hex::encode(s.key.id())))
             .collect();
-        let dependencies = consumer::DependencyTrust {
-            anchors,
-            policy: *policy,
-            refuse: Some(suitcase_trust::names_trust_store),
-        };
+        let wrapped = dependencies_of(core.manifest(), &dependencies);
+        let components = components_of(core.manifest(), &wrapped);
         f(&Authentic {
             core,
             signers,
             dependencies,
+            wrapped,
+            components,
         })
     })
 }
@@ -174,7 +331,7 @@ pub(crate) fn read_envelope(ctx: &Ctx, j: &Journal) -> Result<Vec<u8>, AgentErro
     Ok(bytes)
 }
 
-pub(crate) fn hex_id(id: &suitcase_manifest::ComponentId<'_>) -> Vec<String> {
+pub(crate) fn hex_id(id: &ComponentId<'_>) -> Vec<String> {
     id.segments().map(hex::encode).collect()
 }
 
@@ -184,11 +341,11 @@ pub(crate) fn hex_id(id: &suitcase_manifest::ComponentId<'_>) -> Vec<String> {
 /// delta built for another image and the applier only ever reads a verified base.
 pub(crate) fn preset_running(
     ctx: &Ctx,
-    v: &VerifiedManifest<'_>,
+    a: &Authentic<'_>,
     p: &mut DevicePlatform<'_>,
 ) -> Result<(), AgentError> {
-    for (index, id) in v.manifest().components.iter().enumerate() {
-        let Some(Route::Running(ci)) = platform::route(&ctx.cfg, &id) else {
+    for (index, id) in a.components.iter().enumerate() {
+        let Some(Route::Running(ci)) = platform::route(&ctx.cfg, id) else {
             continue;
         };
         match crate::delta::running(ctx, ci)? {

@@ -51,6 +51,30 @@ pub struct ReleaseSummary {
     pub components: Vec<ComponentSummary>,
     /// Integrated payloads: (key, bytes).
     pub integrated: Vec<(String, usize)>,
+    /// The SUIT dependencies the release wraps (draft-ietf-suit-trust-domains; `suitcase
+    /// manifest wrap`): each integrated envelope whose manifest digest the release's manifest
+    /// sets as an image-digest (§5.2.2). Their components follow the release's own in
+    /// `components` (their source and delta-base indices shifted to match), so the payloads
+    /// they fetch are the release's too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<DependencySummary>,
+    /// The image digests the manifest sets, while it is summarised.
+    #[serde(skip)]
+    digests: Vec<(String, String)>,
+}
+
+/// A SUIT dependency a release wraps, as its envelope says (not authenticated here: a device
+/// authenticates it under its own signer's key, trust-domains §5.1; the server only names it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencySummary {
+    /// Its envelope key in the release's envelope (`#name`).
+    pub name: String,
+    /// Its own sequence number.
+    pub sequence_number: u64,
+    /// Its manifest digest: (algorithm, hex), as the release names it.
+    pub manifest_digest: (String, String),
+    /// How many of `ReleaseSummary::components` are its, from the first after those before.
+    pub components: usize,
 }
 
 impl ReleaseSummary {
@@ -108,7 +132,40 @@ pub fn summarize(verified: &VerifiedManifest<'_>) -> ReleaseSummary {
         hex::encode(digest.as_bytes()),
     );
     s.integrated = integrated(verified.envelope());
+    if !verified.manifest().dependencies.is_empty() {
+        add_dependencies(&mut s, verified.envelope());
+    }
+    s.digests.clear();
     s
+}
+
+/// Appends the dependencies `envelope` integrates and `s`'s manifest names by digest (see
+/// [`ReleaseSummary::dependencies`]), one level deep.
+fn add_dependencies(s: &mut ReleaseSummary, envelope: &suitcase_manifest::Envelope<'_>) {
+    let named = std::mem::take(&mut s.digests);
+    for (name, bytes) in envelope.integrated_payloads() {
+        let Ok(dep) = suitcase_manifest::Envelope::decode(bytes) else {
+            continue;
+        };
+        let Ok(d) = summarize_unauthenticated(&dep) else {
+            continue;
+        };
+        if !named.contains(&d.manifest_digest) {
+            continue;
+        }
+        let offset = s.components.len() as u64;
+        s.dependencies.push(DependencySummary {
+            name: name.to_owned(),
+            sequence_number: d.sequence_number,
+            manifest_digest: d.manifest_digest.clone(),
+            components: d.components.len(),
+        });
+        s.components.extend(d.components.into_iter().map(|mut c| {
+            c.source_component = c.source_component.map(|i| i.saturating_add(offset));
+            c.delta_base = c.delta_base.map(|i| i.saturating_add(offset));
+            c
+        }));
+    }
 }
 
 /// Summarises an envelope **without authenticating it**: what its manifest says, for tools
@@ -155,6 +212,10 @@ pub fn summarize_unauthenticated<'a>(
     });
     s.manifest_digest = (digest_name(envelope), hex::encode(computed.as_bytes()));
     s.integrated = integrated(envelope);
+    if !m.dependencies.is_empty() {
+        add_dependencies(&mut s, envelope);
+    }
+    s.digests.clear();
     Ok(s)
 }
 
@@ -178,10 +239,12 @@ fn walk<'a>(
             ..ComponentSummary::default()
         })
         .collect();
+    let mut digests = Vec::new();
     let mut walker = Walker {
         comps: &mut comps,
         current: vec![0],
         depth: 0,
+        digests: &mut digests,
     };
     if let Some(seq) = m.shared_sequence {
         walker.sequence(&seq);
@@ -202,6 +265,8 @@ fn walk<'a>(
         manifest_digest: (String::new(), String::new()),
         components: comps,
         integrated: Vec::new(),
+        dependencies: Vec::new(),
+        digests,
     }
 }
 
@@ -219,6 +284,8 @@ struct Walker<'c> {
     comps: &'c mut Vec<ComponentSummary>,
     current: Vec<usize>,
     depth: usize,
+    /// Every image digest set, for any index (a dependency's is beyond the component list).
+    digests: &'c mut Vec<(String, String)>,
 }
 
 impl Walker<'_> {
@@ -274,6 +341,12 @@ impl Walker<'_> {
     }
 
     fn params(&mut self, p: &ParameterMap<'_>, overwrite: bool, only: Option<usize>) {
+        for param in p.iter() {
+            if let Parameter::ImageDigest(d) = param {
+                self.digests
+                    .push((d.algorithm.name().to_owned(), hex::encode(d.bytes)));
+            }
+        }
         let targets = only.map_or_else(|| self.current.clone(), |i| vec![i]);
         for index in targets {
             let Some(c) = self.comps.get_mut(index) else {

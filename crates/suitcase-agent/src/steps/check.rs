@@ -129,29 +129,41 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
             ));
         }
     }
-    // TUF "extraneous dependencies", RFC 9019 §4: the signed manifest is the only authority
-    // on what the device fetches; the offer only says where. A payload it adds is refused
-    // here, before any payload byte is downloaded.
-    extraneous(v, &j.offer.payloads)
-        .map_err(|detail| fail(step, suitcase_manifest::Reason::Fetch.code(), detail))?;
     // docs/trust.md "Freshness": the envelope is the offer the statement bound (mix-and-match).
     if !crate::bundle::is_bundle_offer(&j.offer) {
         crate::freshness::check_offer(ctx, step, v.digest().as_bytes(), v.sequence_number())?;
     }
     let mut probe = platform(ctx, a, Mode::Probe, Vec::new());
-    preset_running(ctx, v, &mut probe)?;
+    preset_running(ctx, a, &mut probe)?;
     // The core's processor, anti-rollback against the installed sequence number; a probe
-    // that stopped at its first side effect has checked all it can.
-    if v.manifest().dependencies.is_empty() {
-        if let Err(e) = a.run(&mut probe, &UPDATE_SECTIONS)
-            && !probe.side_effect
-        {
+    // that stopped at its first side effect has checked all it can. A root manifest with
+    // SUIT dependencies (draft-ietf-suit-trust-domains; an operator's root wrapping an
+    // author's manifest, `suitcase manifest wrap`) runs with every dependency authenticated
+    // under the agent's anchors and policy before any of its commands runs (§5.1,
+    // `Authentic::dependencies`): the root's dependency-resolution fetches the integrated
+    // dependency, checks it against the root's digest (§5.6.4) and processes it, all before
+    // the first side effect, so a tampered, substituted or untrusted dependency is refused
+    // here, named, before any payload byte is downloaded. Only integrated dependencies are
+    // used (no buffer for one fetched by URI: that fetch is refused).
+    if let Err((e, failure)) = a.run_sections(&mut probe, &UPDATE_SECTIONS)
+        && (failure.is_some() || !probe.side_effect)
+    {
+        let Stop::Fail(mut f) = suit_failure(step, &e, &probe) else {
             return Err(suit_failure(step, &e, &probe));
+        };
+        if let Some(failure) = failure {
+            f.detail = format!("{}: {failure}", f.detail);
         }
-    } else {
-        dependencies(step, a, &mut probe)?;
+        return Err(Stop::Fail(f));
     }
-    let encrypted = decryptable(ctx, v).map_err(|detail| {
+    // TUF "extraneous dependencies", RFC 9019 §4: the signed manifest is the only authority
+    // on what the device fetches; the offer only says where. A payload it adds is refused
+    // here, before any payload byte is downloaded. The manifests are the release's and its
+    // authenticated dependencies' (whose payloads a wrapped release fetches).
+    let manifests: Vec<&VerifiedManifest<'_>> = std::iter::once(v).chain(&a.wrapped).collect();
+    extraneous(&manifests, &j.offer.payloads)
+        .map_err(|detail| fail(step, suitcase_manifest::Reason::Fetch.code(), detail))?;
+    let encrypted = decryptable(ctx, &manifests).map_err(|detail| {
         fail(
             step,
             suitcase_manifest::Error::Decrypt.reason().code(),
@@ -161,8 +173,16 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
     Ok((
         v.sequence_number(),
         format!(
-            "authentic (signed by {}); sequence number {} {}; applicable to this device (vendor, class, components, sizes){}",
+            "authentic (signed by {}{}); sequence number {} {}; applicable to this device (vendor, class, components, sizes){}",
             a.signers.join(", "),
+            match a.wrapped.len() {
+                0 => String::new(),
+                n => format!(
+                    "; {n} SUIT dependenc{} authenticated under its own signer{}",
+                    if n == 1 { "y" } else { "ies" },
+                    if n == 1 { "" } else { "s" }
+                ),
+            },
             v.sequence_number(),
             installed.map_or_else(
                 || "(nothing installed yet)".to_owned(),
@@ -176,48 +196,12 @@ fn probe(ctx: &Ctx, j: &Journal, step: Step, a: &Authentic<'_>) -> Result<(u64, 
     ))
 }
 
-/// A root manifest with SUIT dependencies (draft-ietf-suit-trust-domains, e.g. an operator's
-/// root wrapping an author's manifest, `suitcase manifest wrap`): its update sections run with
-/// every dependency authenticated under the agent's anchors before any of its commands runs
-/// (§5.1, [`Authentic::dependencies`]), so a dependency whose signer is not trusted for its
-/// components is refused here, naming the dependency. Only integrated dependencies are used
-/// (no buffer for one fetched by URI: that fetch is refused). The agent does not install such
-/// a release yet: Process's image-match (`consumer::Authentic::image_match`) runs without
-/// dependencies and the journal lists only the root's components, so an authentic one is
-/// refused here too, as unsupported, before anything is downloaded (docs/agent.md).
-fn dependencies(
-    step: Step,
-    a: &Authentic<'_>,
-    probe: &mut crate::platform::DevicePlatform<'_>,
-) -> Result<(), Stop> {
-    let mut fetched: [u8; 0] = [];
-    if let Err((e, failure)) =
-        a.run_with_dependencies(probe, &UPDATE_SECTIONS, a.dependencies, &mut fetched)
-        && (failure.is_some() || !probe.side_effect)
-    {
-        let Stop::Fail(mut f) = suit_failure(step, &e, probe) else {
-            return Err(suit_failure(step, &e, probe));
-        };
-        if let Some(failure) = failure {
-            f.detail = format!("{}: {failure}", f.detail);
-        }
-        return Err(Stop::Fail(f));
-    }
-    Err(fail(
-        step,
-        suitcase_manifest::Reason::UnsupportedCritical.code(),
-        "the release is a root manifest whose components are in SUIT dependencies \
-         (draft-ietf-suit-trust-domains); the dependencies Check processed are authentic, \
-         but this agent does not install from a dependency yet (docs/agent.md)",
-    ))
-}
-
 /// Whether the offer lists only payloads the manifest fetches, each once: every offered
 /// `uri` must be the value of a uri parameter (draft-ietf-suit-manifest §8.4.8.9) that the
 /// shared sequence or an update section sets, in any branch of a try-each. What is wrong,
 /// naming the payload.
 pub(crate) fn extraneous(
-    v: &VerifiedManifest<'_>,
+    manifests: &[&VerifiedManifest<'_>],
     offered: &[suitcase_protocol::PayloadOffer],
 ) -> Result<(), String> {
     use suitcase_manifest::{Command, CommandSequence, Parameter, ParameterMap, SectionState};
@@ -257,12 +241,14 @@ pub(crate) fn extraneous(
     }
 
     let mut uris = Vec::new();
-    if let Some(shared) = &v.manifest().shared_sequence {
-        walk(shared, 0, &mut uris);
-    }
-    for section in UPDATE_SECTIONS {
-        if let SectionState::Present(seq) = v.section(section) {
-            walk(&seq, 0, &mut uris);
+    for v in manifests {
+        if let Some(shared) = &v.manifest().shared_sequence {
+            walk(shared, 0, &mut uris);
+        }
+        for section in UPDATE_SECTIONS {
+            if let SectionState::Present(seq) = v.section(section) {
+                walk(&seq, 0, &mut uris);
+            }
         }
     }
     for (i, p) in offered.iter().enumerate() {
@@ -289,7 +275,7 @@ pub(crate) fn extraneous(
 /// encrypted for other devices is refused at Check, before its payloads are downloaded. In a try-each, one branch whose payloads can all be decrypted is enough (the
 /// processor takes the first branch that succeeds). Returns how many encryption infos were
 /// unwrapped, or what is missing.
-pub(crate) fn decryptable(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<usize, String> {
+pub(crate) fn decryptable(ctx: &Ctx, manifests: &[&VerifiedManifest<'_>]) -> Result<usize, String> {
     use suitcase_manifest::{Command, CommandSequence, Parameter, ParameterMap, SectionState};
 
     /// Nesting is bounded by the decoder already (try-each and run-sequence depth); this is
@@ -359,13 +345,75 @@ pub(crate) fn decryptable(ctx: &Ctx, v: &VerifiedManifest<'_>) -> Result<usize, 
     }
 
     let mut n = 0;
-    if let Some(shared) = &v.manifest().shared_sequence {
-        walk(ctx, shared, 0, &mut n)?;
-    }
-    for section in UPDATE_SECTIONS {
-        if let SectionState::Present(seq) = v.section(section) {
-            walk(ctx, &seq, 0, &mut n)?;
+    for v in manifests {
+        if let Some(shared) = &v.manifest().shared_sequence {
+            walk(ctx, shared, 0, &mut n)?;
+        }
+        for section in UPDATE_SECTIONS {
+            if let SectionState::Present(seq) = v.section(section) {
+                walk(ctx, &seq, 0, &mut n)?;
+            }
         }
     }
     Ok(n)
+}
+
+/// Every image-digest parameter (manifest §8.4.8.6) the shared sequence and the sections of
+/// `v` set, for any component: how a dependent names its dependencies (trust-domains §5.2.2),
+/// for `crate::verified::dependencies_of`.
+pub(crate) fn image_digests<'a>(
+    v: &VerifiedManifest<'a>,
+) -> Vec<suitcase_manifest::SuitDigest<'a>> {
+    use suitcase_manifest::{
+        Command, CommandSequence, Parameter, ParameterMap, Section, SectionState,
+    };
+
+    /// Nesting is bounded by the decoder already; a second bound, as in [`decryptable`].
+    const MAX_DEPTH: usize = 16;
+
+    fn map<'a>(p: &ParameterMap<'a>, out: &mut Vec<suitcase_manifest::SuitDigest<'a>>) {
+        for param in p.iter() {
+            if let Parameter::ImageDigest(d) = param {
+                out.push(d);
+            }
+        }
+    }
+
+    fn walk<'a>(
+        seq: &CommandSequence<'a>,
+        depth: usize,
+        out: &mut Vec<suitcase_manifest::SuitDigest<'a>>,
+    ) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        for (_, command) in seq.iter() {
+            match command {
+                Command::OverrideParameters(p) | Command::SetParameters(p) => map(&p, out),
+                Command::OverrideMultiple(m) => {
+                    for (_, p) in m.iter() {
+                        map(&p, out);
+                    }
+                }
+                Command::RunSequence(s) => walk(&s, depth + 1, out),
+                Command::TryEach(t) => {
+                    for branch in t.branches() {
+                        walk(&branch, depth + 1, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut out = Vec::new();
+    if let Some(shared) = &v.manifest().shared_sequence {
+        walk(shared, 0, &mut out);
+    }
+    for section in Section::ALL {
+        if let SectionState::Present(seq) = v.section(section) {
+            walk(&seq, 0, &mut out);
+        }
+    }
+    out
 }

@@ -1,7 +1,6 @@
 //! NTIA step 7, Distribute: each manifest component routed to a configured component, and
 //! for a slotted one the slot it runs and the slot the update goes to.
 
-use suitcase_manifest::VerifiedManifest;
 use suitcase_protocol::Step;
 
 use super::{Done, StepResult};
@@ -10,31 +9,32 @@ use crate::ctx::Ctx;
 use crate::error::{Stop, fail};
 use crate::platform::{self, Route};
 use crate::state::{Journal, Role, Target, TargetState};
-use crate::verified::{authenticated, hex_id};
+use crate::verified::{Authentic, authenticated, hex_id};
 
 pub(crate) fn distribute(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::Distribute;
-    let (targets, notes) = authenticated(ctx, j, step, |a| route(ctx, step, a.manifest()))?;
+    let (targets, notes) = authenticated(ctx, j, step, |a| route(ctx, step, a))?;
     j.targets = targets;
     Ok(Done::Success(notes.join("; ")))
 }
 
-/// Where each component of the authenticated manifest goes, and the notes for the report.
-fn route(
-    ctx: &Ctx,
-    step: Step,
-    v: &VerifiedManifest<'_>,
-) -> Result<(Vec<Target>, Vec<String>), Stop> {
+/// Where each component of the authenticated manifest goes, and the notes for the report:
+/// its own components and those of its SUIT dependencies (trust-domains; `Authentic::
+/// components`), not the slots that hold a dependency's envelope.
+fn route(ctx: &Ctx, step: Step, a: &Authentic<'_>) -> Result<(Vec<Target>, Vec<String>), Stop> {
     let mut targets = Vec::new();
     let mut notes = Vec::new();
-    for (index, id) in v.manifest().components.iter().enumerate() {
-        let Some(r) = platform::route(&ctx.cfg, &id) else {
+    for (index, id) in a.components.iter().enumerate() {
+        if a.is_dependency_slot(index) {
+            continue;
+        }
+        let Some(r) = platform::route(&ctx.cfg, id) else {
             return Err(fail(
                 step,
                 "unsupported-critical",
                 format!(
                     "the manifest names component {:?}, which this device does not have",
-                    hex_id(&id)
+                    hex_id(id)
                 ),
             ));
         };
@@ -50,8 +50,8 @@ fn route(
         let mut t = Target {
             index,
             component: ci,
-            id: hex_id(&id),
-            name: format!("{}{}", c.name, r.suffix(&id)),
+            id: hex_id(id),
+            name: format!("{}{}", c.name, r.suffix(id)),
             role,
             from_slot: None,
             to_slot: None,
