@@ -451,3 +451,57 @@ async fn attack_wrapped_root_replay_and_rollback_refused_at_check() {
         json!(2)
     );
 }
+
+/// A dependency naming the trust store (`["suitcase-trust"]`), wrapped by the operator, on a
+/// device with fixed anchors (every anchor may act on every component, so the author's
+/// signature alone would authorize it): the device refuses any release naming the trust
+/// store, which only a root-signed trust update may change (docs/trust.md, TUF §2.1.1 role
+/// separation), and a dependency is authenticated with its own signers (trust-domains §5.1),
+/// so the same rule is applied to it (`names_trust_store`, the processor's dependency rule).
+/// Check refuses the root as `signature` naming the dependency; nothing is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_dependency_naming_the_trust_store_refused_at_check() {
+    let fleet = Fleet::new().await;
+    let dir = fleet.dir.path();
+    let (operator, operator_pub) = keypair(dir, "operator", KeyAlg::Es256);
+    register(&fleet, "operator", &operator_pub).await;
+    let dev = Device::new(&fleet, "d1").await;
+    let mut trust_store = fleet.app(&image(7, 2_000), 1);
+    trust_store.component = vec![b"suitcase-trust".to_vec()];
+    let root = wrapped(
+        &fleet.build(&fleet.request(1, vec![trust_store])),
+        &operator,
+        1,
+    );
+    let id = fleet.upload(&root).await;
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    let anchors = format!("anchors = [\"{}\"]", fleet.key_pub.display());
+    let both = format!(
+        "anchors = [\"{}\", \"{}\"]",
+        fleet.key_pub.display(),
+        operator_pub.display()
+    );
+    let path = dev.path("agent.toml");
+    std::fs::write(&path, dev.toml(&fleet).replace(&anchors, &both)).unwrap();
+    let events = common::Events::default();
+    let mut agent = suitcase_agent::Agent::new(
+        suitcase_agent::Config::load(&path).unwrap(),
+        suitcase_agent::Hooks::default(),
+        events.sink(),
+    )
+    .unwrap();
+    let f = agent.cycle().await.unwrap().update.unwrap().finished;
+    let failure = failed(
+        f,
+        &events,
+        "the dependency naming the trust store was not refused",
+    );
+    assert_eq!(failure.step, Step::Check, "{failure:?}");
+    assert_eq!(failure.reason, "signature", "{failure:?}");
+    assert!(
+        failure.detail.contains("dependency 0") && failure.detail.contains("refuses a dependency"),
+        "{}",
+        failure.detail
+    );
+    nothing_installed(&dev);
+}
