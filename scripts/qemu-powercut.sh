@@ -11,7 +11,7 @@
 # Each scenario starts from one flash image, runs it once uncut with `flash-trace` to list its
 # cut points, then for each chosen point: restore the image, run with the cut, and restart
 # (no cut, 30 s timeout per run) until an application run starts with its image confirmed (at
-# most 4 restarts). The device must then run a verified image that is byte for byte the old
+# most 5 restarts). The device must then run a verified image that is byte for byte the old
 # or the new slot image (else `mixed`), an allowed one (the revert scenario: only the old),
 # and a device left on the old image must take the update when it is staged again
 # (`retried`). Anything else, a boot that fails or never settles, is `bricked`. One line per
@@ -30,38 +30,38 @@
 # the slots (whole and torn); of the other slot programs every PC_STRIDE-th (default 8). With
 # SUITCASE_POWERCUT_ALL=1 every operation is cut, whole and torn (minutes, not for CI).
 #
-# Adding a scenario (e.g. a cut during the application's own download): build its "before"
-# flash image, then `pc_sweep NAME BEFORE "APPEND" "ALLOWED" RETRY`; PC_QEMU_EXTRA adds QEMU
-# options to every run (a -serial to a gateway), and PC_BEFORE_CUT names a function run before
-# each cut run (to restart a gateway).
+# Adding a scenario (e.g. a cut during the application's own download, where the application
+# built with `--features gateway,mps2-board/power-cut` writes slot B itself): with
+# PC_LIBRARY=1 sourcing this file only defines the functions and the settings below (PC, the
+# work directory, is then the caller's to set); build the scenario's "before" flash image and
+# call `pc_sweep NAME BEFORE "APPEND" "ALLOWED" RETRY`, then `pc_summary`'s line is printed.
+# Settings: PC_BOOTLOADER (the power-cut bootloader), PC_FLASH (the flash file every run
+# uses), PC_QEMU_IO (QEMU's display and serial options, e.g. `-display none -monitor none
+# -serial stdio -serial unix:GATEWAY.sock`), PC_OLD_SLOT/PC_NEW_SLOT and
+# PC_OLD_VERSION/PC_NEW_VERSION (what slot A must hold byte for byte for each version),
+# PC_BEFORE_CUT (a function run before each cut run, e.g. to reset a gateway's session),
+# PC_SETTLED (a function of one restart's log: has the device settled? default: its
+# application started confirmed), PC_RESTAGE (a function that offers the update again after
+# an old outcome; default: mps2-flash stage PC_NEW_SLOT).
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
   echo "usage: sourced by scripts/qemu-test.sh (run that; it builds the firmware and keys)" >&2
   exit 2
 fi
 
-PC=$RUN/powercut
-mkdir -p "$PC"
-pc_began=$SECONDS
-
-step "power cuts: bootloader (es256) and application with the board's power-cut hook"
-SUITCASE_TRUST_ANCHOR="$RUN/keys/es256.pub" thumb_cargo build -q -j2 --release -Zbuild-std=core \
-  --target "$TARGET" -p mps2-bootloader --features es256,mps2-board/power-cut
-cp "$ELF_DIR/mps2-bootloader" "$PC/bootloader.elf"
-for version in 1.0.0 2.0.0; do
-  APP_VERSION=$version thumb_cargo build -q -j2 --release -Zbuild-std=core --target "$TARGET" \
-    -p mps2-app --features mps2-board/power-cut
-  "$OBJCOPY" -O binary "$ELF_DIR/mps2-app" "$RUN/app-cut-$version.bin"
-done
-release cut-1.0.0 1 cut-v1 basic es256 >/dev/null
-release cut-2.0.0 2 cut-v2 basic es256 >/dev/null
-pc_built=$SECONDS
-
+PC=${PC:-$RUN/powercut}
 PC_STRIDE=${PC_STRIDE:-8}
-PC_QEMU_EXTRA=${PC_QEMU_EXTRA:-}
+PC_BOOTLOADER=${PC_BOOTLOADER:-$PC/bootloader.elf}
+PC_FLASH=${PC_FLASH:-$PC/flash.bin}
+PC_QEMU_IO=${PC_QEMU_IO:--nographic}
+PC_OLD_SLOT=${PC_OLD_SLOT:-${RUN:-}/cut-v1.slot} PC_NEW_SLOT=${PC_NEW_SLOT:-${RUN:-}/cut-v2.slot}
+PC_OLD_VERSION=${PC_OLD_VERSION:-1.0.0} PC_NEW_VERSION=${PC_NEW_VERSION:-2.0.0}
 PC_BEFORE_CUT=${PC_BEFORE_CUT:-}
-PC_FLASH=$PC/flash.bin
+PC_SETTLED=${PC_SETTLED:-pc_settled}
+PC_RESTAGE=${PC_RESTAGE:-pc_restage}
 pc_runs=0
+mkdir -p "$PC"
+: >"$PC/outcomes.txt" # one "SCENARIO-CUT OUTCOME" line per cut
 
 # pc_qemu LOG APPEND [KILL_AFTER]: one power cycle on $PC_FLASH; returns QEMU's status (86: the
 # hook cut the power; 137: killed at KILL_AFTER seconds, 124: the 30 s timeout).
@@ -72,8 +72,18 @@ pc_qemu() {
   [ -z "$kill" ] || limit=(timeout -s KILL "$kill")
   # The subshell's stderr: bash's "Killed" notice when `timeout -s KILL` ends QEMU.
   # shellcheck disable=SC2086
-  (cd "$PC" && "${limit[@]}" qemu-system-arm -M mps2-an386 -nographic -semihosting $PC_QEMU_EXTRA \
-    -kernel "$PC/bootloader.elf" -append "flash=flash.bin $append" </dev/null >"$log" 2>&1) 2>/dev/null
+  (cd "$(dirname "$PC_FLASH")" && "${limit[@]}" qemu-system-arm -M mps2-an386 $PC_QEMU_IO -semihosting \
+    -kernel "$PC_BOOTLOADER" -append "flash=$(basename "$PC_FLASH") $append" </dev/null >"$log" 2>&1) 2>/dev/null
+}
+
+# pc_settled LOG: the default settle test: the application started with its image confirmed.
+pc_settled() {
+  grep -q "^app: running from slot A, phase confirmed" "$1"
+}
+
+# pc_restage: the default way to offer the update again: the host stages PC_NEW_SLOT.
+pc_restage() {
+  "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$PC_NEW_SLOT"
 }
 
 # pc_settle NAME APPEND: restart the device until an application run starts confirmed. Sets
@@ -88,7 +98,7 @@ pc_settle() {
       PC_WHY="restart $i: QEMU exited with status $status ($PC/$name.restart$i.log)"
       return 1
     fi
-    if grep -q "^app: running from slot A, phase confirmed" "$PC/$name.restart$i.log"; then
+    if "$PC_SETTLED" "$PC/$name.restart$i.log"; then
       PC_VERSION=$(sed -n 's/^app: hello from version //p' "$PC/$name.restart$i.log")
       return 0
     fi
@@ -113,8 +123,8 @@ pc_outcome() {
     return
   fi
   case $PC_VERSION in
-    1.0.0) PC_OUTCOME=old want=$RUN/cut-v1.slot ;;
-    2.0.0) PC_OUTCOME=new want=$RUN/cut-v2.slot ;;
+    "$PC_OLD_VERSION") PC_OUTCOME=old want=$PC_OLD_SLOT ;;
+    "$PC_NEW_VERSION") PC_OUTCOME=new want=$PC_NEW_SLOT ;;
     *) PC_OUTCOME=bricked PC_WHY="settled on version '$PC_VERSION'"; return ;;
   esac
   if ! pc_slot_is "$want"; then
@@ -128,10 +138,10 @@ pc_outcome() {
     return
   fi
   if [ "$retry" = 1 ] && [ "$PC_OUTCOME" = old ]; then
-    # The update was lost or reverted: staged again, it must go through.
-    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$RUN/cut-v2.slot" >"$PC/$name.restage.log" 2>&1 ||
-      { PC_OUTCOME=retry-failed PC_WHY="staging again failed ($PC/$name.restage.log)"; return; }
-    if ! pc_settle "$name-retry" "" || [ "$PC_VERSION" != 2.0.0 ] || ! pc_slot_is "$RUN/cut-v2.slot"; then
+    # The update was lost or reverted: offered again, it must go through.
+    "$PC_RESTAGE" >"$PC/$name.restage.log" 2>&1 ||
+      { PC_OUTCOME=retry-failed PC_WHY="offering the update again failed ($PC/$name.restage.log)"; return; }
+    if ! pc_settle "$name-retry" "$append" || [ "$PC_VERSION" != "$PC_NEW_VERSION" ] || ! pc_slot_is "$PC_NEW_SLOT"; then
       PC_OUTCOME=retry-failed PC_WHY="the update staged again did not install: ${PC_WHY:-settled on $PC_VERSION}"
       return
     fi
@@ -150,6 +160,7 @@ pc_count() {
     *) pc_bricked=$((pc_bricked + 1)) ;;
   esac
   pc_retried=$((pc_retried + PC_RETRIED))
+  echo "$name $PC_OUTCOME" >>"$PC/outcomes.txt"
   case $PC_OUTCOME in
     old | new) ;;
     *)
@@ -218,14 +229,35 @@ pc_sweep() {
     fi
     pc_count "$name-$n${torn:+-torn}"
   done <<<"$points"
-  pc_summary "$name" "$total operations: all $state state, all $erases erases whole and torn, every ${PC_STRIDE}th other"
+  if [ "${SUITCASE_POWERCUT_ALL:-0}" = 1 ]; then
+    pc_summary "$name" "$total operations, each whole and torn"
+  else
+    pc_summary "$name" "$total operations: all $state state, all $erases erases whole and torn, every ${PC_STRIDE}th other"
+  fi
 }
 
+[ -z "${PC_LIBRARY:-}" ] || return 0
+
+pc_began=$SECONDS
+
+step "power cuts: bootloader (es256) and application with the board's power-cut hook"
+SUITCASE_TRUST_ANCHOR="$RUN/keys/es256.pub" thumb_cargo build -q -j2 --release -Zbuild-std=core \
+  --target "$TARGET" -p mps2-bootloader --features es256,mps2-board/power-cut
+cp "$ELF_DIR/mps2-bootloader" "$PC_BOOTLOADER"
+for version in 1.0.0 2.0.0; do
+  APP_VERSION=$version thumb_cargo build -q -j2 --release -Zbuild-std=core --target "$TARGET" \
+    -p mps2-app --features mps2-board/power-cut
+  "$OBJCOPY" -O binary "$ELF_DIR/mps2-app" "$RUN/app-cut-$version.bin"
+done
+release cut-1.0.0 1 cut-v1 basic es256 >/dev/null
+release cut-2.0.0 2 cut-v2 basic es256 >/dev/null
+pc_built=$SECONDS
+
 step "power cuts: flash images before each scenario"
-"$FLASHTOOL" init --slot "$RUN/cut-v1.slot" -o "$PC_FLASH" >/dev/null
+"$FLASHTOOL" init --slot "$PC_OLD_SLOT" -o "$PC_FLASH" >/dev/null
 pc_qemu "$PC/factory.log" "" || { echo "FAIL: power-cut factory boot ($PC/factory.log)"; exit 1; }
 cp "$PC_FLASH" "$PC/v1.bin"
-"$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$RUN/cut-v2.slot" >"$PC/stage.log"
+"$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$PC_NEW_SLOT" >"$PC/stage.log"
 cp "$PC_FLASH" "$PC/v2-staged.bin"
 pc_qemu "$PC/trial.log" "no-confirm" || { echo "FAIL: power-cut trial boot ($PC/trial.log)"; exit 1; }
 grep -q "app: on trial (boot 1 of 1), not confirming" "$PC/trial.log" ||
@@ -239,7 +271,7 @@ for n in $(seq 1 "$stage_ops"); do
   for torn in "" --torn; do
     cp "$PC/v1.bin" "$PC_FLASH"
     # shellcheck disable=SC2086
-    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$RUN/cut-v2.slot" --cut-after "$n" $torn >"$PC/stage-cut.log"
+    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$PC_NEW_SLOT" --cut-after "$n" $torn >"$PC/stage-cut.log"
     pc_cuts=$((pc_cuts + 1))
     pc_outcome stage "" "old new" 1
     pc_count "stage-$n$torn"
