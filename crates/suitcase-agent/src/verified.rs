@@ -57,7 +57,7 @@ impl<'e> Authentic<'e> {
         p: &mut DevicePlatform<'_>,
         sections: &[Section],
     ) -> Result<bool, (suitcase_manifest::Error, Option<DependencyFailure>)> {
-        if self.wrapped.is_empty() && self.manifest().manifest().dependencies.is_empty() {
+        if self.manifest().manifest().dependencies.is_empty() {
             return self.core.run(p, sections).map_err(|e| (e, None));
         }
         let mut none: [u8; 0] = [];
@@ -76,7 +76,7 @@ impl<'e> Authentic<'e> {
         install: impl Fn(&DevicePlatform<'_>, usize) -> bool,
         take: impl FnOnce(&DevicePlatform<'_>) -> C,
     ) -> Result<consumer::Matched<'e, C>, consumer::MatchError> {
-        if self.wrapped.is_empty() && self.manifest().manifest().dependencies.is_empty() {
+        if self.manifest().manifest().dependencies.is_empty() {
             return self.core.image_match(p, sections, install, take);
         }
         let mut none: [u8; 0] = [];
