@@ -171,8 +171,10 @@ fn components_of<'e>(
 }
 
 /// The highest installed sequence number of the components `v` and its dependencies name:
-/// what the root's sequence number must exceed (anti-rollback, manifest §8.4.2; for a root
-/// wrapping an author's manifest, the root's own sequence number counts, trust-domains §5.1).
+/// what the root's sequence number must exceed (anti-rollback, manifest §8.4.2). For a root
+/// wrapping an author's manifest the root's sequence number is the one compared, and the
+/// dependency's own is not (decided in docs/trust.md "Trust domains": the root pins the
+/// dependency by digest).
 fn installed_sequence(
     installed: &crate::state::Installed,
     v: &VerifiedManifest<'_>,

@@ -408,8 +408,8 @@ async fn attack_operator_root_installing_unpermitted_component_refused_at_check(
     nothing_installed(&dev);
 }
 
-/// Anti-rollback of the root (manifest §8.4.2; trust-domains §5.1: the root's sequence number
-/// is the one the device compares, whatever its dependency's): after root 2 is installed, root
+/// Anti-rollback of the root (manifest §8.4.2; the root's sequence number is the one the
+/// device compares, whatever its dependency's, docs/trust.md): after root 2 is installed, root
 /// 2 replayed and root 1 (wrapping a newer author release) are refused at Check as
 /// `sequence-rollback`, before any payload byte is requested, while a genuine root 3 is
 /// offered.
