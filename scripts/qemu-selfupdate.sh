@@ -25,7 +25,8 @@
 # Called by scripts/qemu-test.sh (which has built the suitcase CLI and mps2-flash); by hand:
 #   SUITCASE_BIN=target/debug/suitcase SUITCASE_QEMU_OUT=/tmp/thumb scripts/qemu-selfupdate.sh
 # Environment: SUITCASE_BIN (required), SUITCASE_QEMU_OUT (work directory, default
-# target/thumb; the firmware is built in its cargo/). Every wait is bounded; the server and
+# target/thumb; the firmware is built in its cargo/), SUITCASE_SELFUPDATE_KEY and
+# SUITCASE_SELFUPDATE_BOOTLOADER (below). Every wait is bounded; the server and
 # the gateway are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,13 +68,22 @@ fail() {
 }
 
 # --- firmware: the bootloader and the application trust the same release key -------------
-"$SUITCASE" key generate --alg es256 --format cose -o "$WORK/release.key" --public "$WORK/release.pub" >/dev/null
+# qemu-test.sh hands over its ES256 key and the bootloader it built for it
+# (SUITCASE_SELFUPDATE_KEY: the path without .key/.pub; SUITCASE_SELFUPDATE_BOOTLOADER), which
+# saves a bootloader build; run alone, the script makes its own.
+if [ -n "${SUITCASE_SELFUPDATE_KEY:-}" ] && [ -n "${SUITCASE_SELFUPDATE_BOOTLOADER:-}" ]; then
+  cp "$SUITCASE_SELFUPDATE_KEY.key" "$WORK/release.key"
+  cp "$SUITCASE_SELFUPDATE_KEY.pub" "$WORK/release.pub"
+  cp "$SUITCASE_SELFUPDATE_BOOTLOADER" "$WORK/bootloader.elf"
+else
+  "$SUITCASE" key generate --alg es256 --format cose -o "$WORK/release.key" --public "$WORK/release.pub" >/dev/null
+  SUITCASE_TRUST_ANCHOR="$WORK/release.pub" \
+    thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-bootloader --features es256
+  cp "$ELF_DIR/mps2-bootloader" "$WORK/bootloader.elf"
+fi
 "$SUITCASE" key generate --alg es256 --format cose -o "$WORK/untrusted.key" --public "$WORK/untrusted.pub" >/dev/null
 # The payload key-encryption key (AES-KW) the device holds, for the encrypted release.
 "$SUITCASE" key generate --alg a128kw -o "$WORK/kek.key" --public "$WORK/kek.pub" >/dev/null
-SUITCASE_TRUST_ANCHOR="$WORK/release.pub" \
-  thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-bootloader --features es256
-cp "$ELF_DIR/mps2-bootloader" "$WORK/bootloader.elf"
 for version in 1.0.0 2.0.0; do
   APP_VERSION=$version APP_TRUST_ANCHOR="$WORK/release.pub" APP_DECRYPTION_KEY="$WORK/kek.key" \
     thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-app --features gateway
@@ -82,6 +92,7 @@ for version in 1.0.0 2.0.0; do
 done
 thumb_cargo build -q -j2 --release -p mps2-flash
 FLASHTOOL=$OUT/cargo/release/mps2-flash
+echo "self-update: firmware built in $SECONDS s"
 
 # release VERSION SEQUENCE KEY OUT [OPTION...]: a signed envelope for app VERSION.
 release() {
@@ -243,7 +254,7 @@ updated() {
     "boot: verified slot A: security version 2" "boot: booting slot A (trial boot 1 of 1)" \
     "app: hello from version 2.0.0" "app: reported activate success" "app: version 2.0.0 confirmed" \
     "app: reported clean-up success"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 150); do
     state=$(fleet --json campaign show "$campaign" | json 'd["state"]')
     [ "$state" = completed ] && break
     sleep 0.2
@@ -254,7 +265,9 @@ updated() {
     "activate success" "clean-up success"; do
     grep -q "^$step" "$WORK/$dev.timeline" || fail "$name: no '$step' in $dev's timeline: $(tr '\n' ';' <"$WORK/$dev.timeline")"
   done
-  BLOCKS=$(grep -c "^0.01 /d/payloads/$rel/" "$WORK/$dev.wire" || true)
+  # Distinct blocks asked for: a retransmission (RFC 7252 §4.5) or a request repeated after a
+  # 5.03 (the gateway was still fetching the payload) asks for the same block again.
+  BLOCKS=$(sed -n "s|^0.01 /d/payloads/$rel/\([^ ]*\) block=\([0-9]*\) .*|\1 \2|p" "$WORK/$dev.wire" | sort -u | wc -l)
   local said
   said=$(sed -n 's/.*app: payload blocks requested: \([0-9]*\).*/\1/p' "$WORK/$name-1-download.log")
   [ "$BLOCKS" = "$said" ] || fail "$name: the wire carried $BLOCKS payload GETs, the device says it sent $said"
@@ -264,22 +277,22 @@ updated() {
   [ -n "$PEAK" ] || fail "$name: the application printed no stack peak"
 }
 
-# --- self-update-full ------------------------------------------------------------------
-updated mcu-1 full "$V2" "$CAMPAIGN"
-echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
-
-# --- self-update-encrypted -------------------------------------------------------------
 # The payload is served as ciphertext; the device unwraps the content key with its AES-KW key
 # and decrypts block by block into slot B; the bootloader then verifies the plaintext image.
 cmp -s "$WORK/v2-encrypted.bin" "$WORK/app-2.0.0.bin" && fail "self-update-encrypted: the payload is not encrypted"
-updated mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
-echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
-
-# --- self-update-delta -----------------------------------------------------------------
-# The payload is a suitcase-delta patch; the device applies it against slot A's image block by
-# block into slot B (the consumer core's delta path), and image-match checks the result.
-updated mcu-4 delta "$DELTA" "$DELTA_CAMPAIGN"
-echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+# A delta release's payload is a suitcase-delta patch the device applies against slot A's
+# image block by block into slot B (the consumer core's delta path); image-match checks it.
+# The three updates run at once (their own sockets, flash files and campaigns; QEMU mostly
+# waits on the link), each in a subshell that writes its figures to NAME.result.
+updated_bg() {
+  (updated "$@" && echo "$BLOCKS $STEPS $PEAK" >"$WORK/$2.result") &
+}
+updated_bg mcu-1 full "$V2" "$CAMPAIGN"
+FULL=$!
+updated_bg mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
+ENCRYPTED_PID=$!
+updated_bg mcu-4 delta "$DELTA" "$DELTA_CAMPAIGN"
+DELTA_PID=$!
 
 # --- self-update-untrusted-refused ----------------------------------------------------------
 power_cycle mcu-2 untrusted-1 gateway \
@@ -302,3 +315,16 @@ done
 grep -q "^check failure unauthenticated" "$WORK/mcu-2.timeline" ||
   fail "self-update-untrusted-refused: no 'check failure unauthenticated' in mcu-2's timeline: $(tr '\n' ';' <"$WORK/mcu-2.timeline")"
 echo "ok: self-update-untrusted-refused (check failure, reason unauthenticated, in the server's timeline; on the wire: $(wc -l <"$WORK/mcu-2.wire") requests, the envelope GET and no payload GET)"
+
+status=0
+wait "$FULL" || status=1
+wait "$ENCRYPTED_PID" || status=1
+wait "$DELTA_PID" || status=1
+[ "$status" -eq 0 ] || fail "an update scenario failed (its FAIL lines above)"
+read -r BLOCKS STEPS PEAK <"$WORK/full.result"
+echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+read -r BLOCKS STEPS PEAK <"$WORK/encrypted.result"
+echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+read -r BLOCKS STEPS PEAK <"$WORK/delta.result"
+echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+echo "self-update: every scenario passed in $SECONDS s"

@@ -262,7 +262,8 @@ boot trust-revoked "$TBL" "" \
 . "$ROOT/scripts/qemu-powercut.sh"
 
 # The application updates itself through the gateway agent from a real server campaign.
-SUITCASE_BIN="$SUITCASE" SUITCASE_QEMU_OUT="$OUT" "$ROOT/scripts/qemu-selfupdate.sh"
+SUITCASE_BIN="$SUITCASE" SUITCASE_QEMU_OUT="$OUT" SUITCASE_SELFUPDATE_KEY="$RUN/keys/es256" \
+  SUITCASE_SELFUPDATE_BOOTLOADER="$BL" "$ROOT/scripts/qemu-selfupdate.sh"
 
 if [ "$FOOTPRINT" -eq 1 ]; then
   step "footprint: one bootloader per verification path (thumbv7em, opt-level z, LTO)"

@@ -5,7 +5,8 @@
 
 Listens on LISTEN_SOCKET (QEMU's `-serial unix:...` connects to it), connects each connection
 to the gateway's GATEWAY_SOCKET, relays bytes both ways unchanged, and writes one line per
-CoAP request the sub-device sends to LOG: `<method code> <Uri-Path>` (SLIP frames decoded,
+CoAP request the sub-device sends to LOG: `<method code> <Uri-Path> [block=<Block2 NUM>]
+mid=<message id>` (a retransmission repeats its message id, RFC 7252 §4.5; SLIP frames decoded,
 RFC 1055; the FCS-16 checked, RFC 1662 §C.2; options walked, RFC 7252 §3.1). It is the
 independent record of what the device asked for: the firmware's own count is not trusted for
 the proof that a refused release cost no payload block.
@@ -25,9 +26,10 @@ def fcs16(data):
     return fcs ^ 0xFFFF
 
 
-def uri_path(msg):
+def options(msg):
+    """The Uri-Path and the Block2 number (None without one)."""
     tkl = msg[0] & 0x0F
-    at, number, path = 4 + tkl, 0, []
+    at, number, path, block = 4 + tkl, 0, [], None
     while at < len(msg) and msg[at] != 0xFF:
         head = msg[at]
         at += 1
@@ -43,8 +45,10 @@ def uri_path(msg):
         number += vals[0]
         if number == 11:
             path.append(msg[at:at + vals[1]].decode("utf-8", "replace"))
+        elif number == 23:
+            block = int.from_bytes(msg[at:at + vals[1]], "big") >> 4
         at += vals[1]
-    return "/" + "/".join(path)
+    return "/" + "/".join(path), block
 
 
 class Frames:
@@ -59,7 +63,10 @@ class Frames:
                     msg = frame[:-2]
                     if len(msg) >= 4 and msg[1] != 0:
                         code = msg[1]
-                        self.log.write(f"{code >> 5}.{code & 0x1F:02} {uri_path(msg)}\n")
+                        mid = int.from_bytes(msg[2:4], "big")
+                        path, block = options(msg)
+                        block = "" if block is None else f" block={block}"
+                        self.log.write(f"{code >> 5}.{code & 0x1F:02} {path}{block} mid={mid}\n")
                         self.log.flush()
             elif self.esc:
                 self.buf.append({0xDC: 0xC0, 0xDD: 0xDB}.get(b, b))
