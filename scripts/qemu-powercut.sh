@@ -14,9 +14,15 @@
 # most 5 restarts). The device must then run a verified image that is byte for byte the old
 # or the new slot image (else `mixed`), an allowed one (the revert scenario: only the old),
 # and a device left on the old image must take the update when it is staged again
-# (`retried`). Anything else, a boot that fails or never settles, is `bricked`. One line per
-# scenario: `ok: power-cut-<name> cuts=N old=a new=b retried=r bricked=0 mixed=0 wrong=0`,
-# else FAIL and exit 1.
+# (`retried`). The anti-rollback minimum the settled application prints (`app: running from
+# slot A, phase confirmed, anti-rollback minimum N`, the boot state's) must be the new
+# release's sequence number on the new image (else `rollback`: a cut that left the new image
+# confirmed with the old minimum would let the old image back in), and on the old image what
+# it was before the cut or more, up to the old release's number (the factory image,
+# `mps2-flash init`, starts at 0: the bootloader raises the minimum when it records an update
+# confirmed). Anything else, a boot that fails or never settles, is `bricked`.
+# One line per scenario: `ok: power-cut-<name> cuts=N old=a new=b retried=r bricked=0
+# mixed=0 wrong=0 rollback=0`, else FAIL and exit 1.
 #
 # Scenarios (docs/qemu.md, "Power cuts on the target"):
 #   stage   the host's staging of v2 into slot B (mps2-flash stage --cut-after N: the same
@@ -39,6 +45,9 @@
 # uses), PC_QEMU_IO (QEMU's display and serial options, e.g. `-display none -monitor none
 # -serial stdio -serial unix:GATEWAY.sock`), PC_OLD_SLOT/PC_NEW_SLOT and
 # PC_OLD_VERSION/PC_NEW_VERSION (what slot A must hold byte for byte for each version),
+# PC_OLD_SEQUENCE/PC_NEW_SEQUENCE (their manifests' sequence numbers, for the anti-rollback
+# minimum), PC_POINTS (a function of the uncut run's trace printing the cut points, default
+# pc_points; PC_POINTS_SAID: what they are, for the summary line),
 # PC_BEFORE_CUT (a function run before each cut run, e.g. to reset a gateway's session),
 # PC_SETTLED (a function of one restart's log: has the device settled? default: its
 # application started confirmed), PC_RESTAGE (a function that offers the update again after
@@ -56,6 +65,8 @@ PC_FLASH=${PC_FLASH:-$PC/flash.bin}
 PC_QEMU_IO=${PC_QEMU_IO:--nographic}
 PC_OLD_SLOT=${PC_OLD_SLOT:-${RUN:-}/cut-v1.slot} PC_NEW_SLOT=${PC_NEW_SLOT:-${RUN:-}/cut-v2.slot}
 PC_OLD_VERSION=${PC_OLD_VERSION:-1.0.0} PC_NEW_VERSION=${PC_NEW_VERSION:-2.0.0}
+PC_OLD_SEQUENCE=${PC_OLD_SEQUENCE:-1} PC_NEW_SEQUENCE=${PC_NEW_SEQUENCE:-2}
+PC_POINTS=${PC_POINTS:-pc_points}
 PC_BEFORE_CUT=${PC_BEFORE_CUT:-}
 PC_SETTLED=${PC_SETTLED:-pc_settled}
 PC_RESTAGE=${PC_RESTAGE:-pc_restage}
@@ -87,10 +98,11 @@ pc_restage() {
 }
 
 # pc_settle NAME APPEND: restart the device until an application run starts confirmed. Sets
-# PC_VERSION (what it runs) or PC_WHY and returns 1.
+# PC_VERSION (what it runs), PC_MINIMUM (the anti-rollback minimum it printed; empty if
+# none) and PC_SETTLED_LOG, or PC_WHY and returns 1.
 pc_settle() {
   local name=$1 append=$2 i status
-  PC_VERSION="" PC_WHY=""
+  PC_VERSION="" PC_WHY="" PC_MINIMUM="" PC_SETTLED_LOG=""
   for i in 1 2 3 4 5; do
     status=0
     pc_qemu "$PC/$name.restart$i.log" "$append" || status=$?
@@ -99,7 +111,10 @@ pc_settle() {
       return 1
     fi
     if "$PC_SETTLED" "$PC/$name.restart$i.log"; then
-      PC_VERSION=$(sed -n 's/^app: hello from version //p' "$PC/$name.restart$i.log")
+      PC_SETTLED_LOG=$PC/$name.restart$i.log
+      PC_VERSION=$(sed -n 's/^app: hello from version //p' "$PC_SETTLED_LOG" | tail -1)
+      PC_MINIMUM=$(sed -n 's/^app: running from slot A, phase confirmed, anti-rollback minimum \([0-9]*\)$/\1/p' \
+        "$PC_SETTLED_LOG" | tail -1)
       return 0
     fi
   done
@@ -112,9 +127,31 @@ pc_slot_is() {
   cmp -s -i "$((0x2000)):0" -n "$(stat -c %s "$1")" "$PC_FLASH" "$1"
 }
 
+# pc_minimum_of FLASH: the anti-rollback minimum of a flash image's boot state.
+pc_minimum_of() {
+  "$FLASHTOOL" status --flash "$1" | sed -n 's/.*anti-rollback minimum \([0-9]*\).*/\1/p'
+}
+
+# pc_minimum_ok OUTCOME: the settled run's anti-rollback minimum fits OUTCOME (old: at least
+# PC_BEFORE_MINIMUM, the minimum before the cut, and at most the old release's sequence
+# number; new: the new one's), else PC_WHY and returns 1.
+pc_minimum_ok() {
+  local want
+  case $1 in
+    old) [ -n "$PC_MINIMUM" ] && [ "$PC_MINIMUM" -ge "${PC_BEFORE_MINIMUM:?}" ] &&
+      [ "$PC_MINIMUM" -le "$PC_OLD_SEQUENCE" ] && return 0
+      want="$PC_BEFORE_MINIMUM..$PC_OLD_SEQUENCE" ;;
+    *) [ "$PC_MINIMUM" = "$PC_NEW_SEQUENCE" ] && return 0
+      want="$PC_NEW_SEQUENCE" ;;
+  esac
+  PC_WHY="$1 ($PC_VERSION) runs confirmed with anti-rollback minimum '${PC_MINIMUM}', not $want ($PC_SETTLED_LOG)"
+  return 1
+}
+
 # pc_outcome NAME APPEND ALLOWED RETRY: after a cut, settle and classify into PC_OUTCOME:
 # old, new, bricked (no verified image runs), mixed (slot A is neither slot image, or not the
-# one whose version runs), wrong (a version ALLOWED does not list), or retry-failed.
+# one whose version runs), wrong (a version ALLOWED does not list), rollback (the
+# anti-rollback minimum does not fit the version, pc_minimum_ok), or retry-failed.
 pc_outcome() {
   local name=$1 append=$2 allowed=$3 retry=$4 want
   PC_RETRIED=0
@@ -132,6 +169,10 @@ pc_outcome() {
     PC_OUTCOME=mixed
     return
   fi
+  if ! pc_minimum_ok "$PC_OUTCOME"; then
+    PC_OUTCOME=rollback
+    return
+  fi
   if [[ " $allowed " != *" $PC_OUTCOME "* ]]; then
     PC_WHY="settled on $PC_OUTCOME ($PC_VERSION); this scenario allows: $allowed"
     PC_OUTCOME=wrong
@@ -143,6 +184,10 @@ pc_outcome() {
       { PC_OUTCOME=retry-failed PC_WHY="offering the update again failed ($PC/$name.restage.log)"; return; }
     if ! pc_settle "$name-retry" "$append" || [ "$PC_VERSION" != "$PC_NEW_VERSION" ] || ! pc_slot_is "$PC_NEW_SLOT"; then
       PC_OUTCOME=retry-failed PC_WHY="the update staged again did not install: ${PC_WHY:-settled on $PC_VERSION}"
+      return
+    fi
+    if ! pc_minimum_ok new; then
+      PC_OUTCOME=rollback PC_WHY="after the retry: $PC_WHY"
       return
     fi
     PC_RETRIED=1
@@ -157,6 +202,7 @@ pc_count() {
     new) pc_new=$((pc_new + 1)) ;;
     mixed) pc_mixed=$((pc_mixed + 1)) ;;
     wrong | retry-failed) pc_wrong=$((pc_wrong + 1)) ;;
+    rollback) pc_rollback=$((pc_rollback + 1)) ;;
     *) pc_bricked=$((pc_bricked + 1)) ;;
   esac
   pc_retried=$((pc_retried + PC_RETRIED))
@@ -172,12 +218,17 @@ pc_count() {
   esac
 }
 
-pc_reset_counts() { pc_cuts=0 pc_old=0 pc_new=0 pc_bricked=0 pc_mixed=0 pc_wrong=0 pc_retried=0; }
+pc_reset_counts() { pc_cuts=0 pc_old=0 pc_new=0 pc_bricked=0 pc_mixed=0 pc_wrong=0 pc_rollback=0 pc_retried=0; }
 
-# pc_summary NAME DETAIL: the scenario's line; any failure fails the script.
+# pc_summary NAME DETAIL [COUNTS]: the scenario's line (COUNTS: more "name=N" after cuts=);
+# any failure, or no cut at all, fails the script.
 pc_summary() {
-  local line="power-cut-$1 cuts=$pc_cuts old=$pc_old new=$pc_new retried=$pc_retried bricked=$pc_bricked mixed=$pc_mixed wrong=$pc_wrong"
-  if [ $((pc_bricked + pc_mixed + pc_wrong)) -ne 0 ]; then
+  local line="power-cut-$1 cuts=$pc_cuts${3:+ $3} old=$pc_old new=$pc_new retried=$pc_retried bricked=$pc_bricked mixed=$pc_mixed wrong=$pc_wrong rollback=$pc_rollback"
+  if [ "$pc_cuts" -eq 0 ]; then
+    echo "FAIL: $line ($2): no power cut happened, nothing was tested"
+    exit 1
+  fi
+  if [ $((pc_bricked + pc_mixed + pc_wrong + pc_rollback)) -ne 0 ]; then
     echo "FAIL: $line ($2; logs and flash images of the failures in $PC/failed)"
     exit 1
   fi
@@ -201,6 +252,7 @@ pc_sweep() {
   local name=$1 before=$2 append=$3 allowed=$4 retry=$5
   local trace=$PC/$name.trace.log total state erases points status n torn
   pc_reset_counts
+  PC_BEFORE_MINIMUM=$(pc_minimum_of "$before")
   cp "$before" "$PC_FLASH"
   [ -z "$PC_BEFORE_CUT" ] || "$PC_BEFORE_CUT"
   status=0
@@ -213,7 +265,11 @@ pc_sweep() {
   fi
   state=$(grep -c '^flash: op [0-9]* [a-z]* state+' "$trace" || true)
   erases=$(grep -c '^flash: op [0-9]* erase ' "$trace" || true)
-  points=$(pc_points "$trace")
+  points=$("$PC_POINTS" "$trace")
+  if [ -z "$points" ]; then
+    echo "FAIL: power-cut-$name: no cut point in the uncut run's trace ($trace)"
+    exit 1
+  fi
   echo "  $name: $total flash operations in the uncut power cycle ($state on the state partition, $erases erases);" \
     "cutting at $(grep -c . <<<"$points") points"
   while read -r n torn; do
@@ -229,7 +285,9 @@ pc_sweep() {
     fi
     pc_count "$name-$n${torn:+-torn}"
   done <<<"$points"
-  if [ "${SUITCASE_POWERCUT_ALL:-0}" = 1 ]; then
+  if [ -n "${PC_POINTS_SAID:-}" ]; then
+    pc_summary "$name" "$total operations: $PC_POINTS_SAID"
+  elif [ "${SUITCASE_POWERCUT_ALL:-0}" = 1 ]; then
     pc_summary "$name" "$total operations, each whole and torn"
   else
     pc_summary "$name" "$total operations: all $state state, all $erases erases whole and torn, every ${PC_STRIDE}th other"
@@ -265,19 +323,40 @@ grep -q "app: on trial (boot 1 of 1), not confirming" "$PC/trial.log" ||
 cp "$PC_FLASH" "$PC/v2-trial.bin"
 
 step "power cuts: the host's staging into slot B (simulated part), then the device restarts"
+# mps2-flash stage --cut-after N exits 86 when the cut happened (its line says so), 0 when
+# the staging finished first: only the 86s are counted as cuts; any other status fails.
 stage_ops=$(sed -n 's/.*(\([0-9]*\) flash operations)$/\1/p' "$PC/stage.log")
+if ! [ "${stage_ops:-0}" -gt 0 ] 2>/dev/null; then
+  echo "FAIL: power-cut-stage: no operation count in mps2-flash stage's output ($PC/stage.log): $(cat "$PC/stage.log")"
+  exit 1
+fi
 pc_reset_counts
-for n in $(seq 1 "$stage_ops"); do
+PC_BEFORE_MINIMUM=$(pc_minimum_of "$PC/v1.bin")
+for n in $(seq 1 "$stage_ops") $((stage_ops + 1)); do
   for torn in "" --torn; do
     cp "$PC/v1.bin" "$PC_FLASH"
+    status=0
     # shellcheck disable=SC2086
-    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$PC_NEW_SLOT" --cut-after "$n" $torn >"$PC/stage-cut.log"
+    "$FLASHTOOL" stage --flash "$PC_FLASH" --slot "$PC_NEW_SLOT" --cut-after "$n" $torn >"$PC/stage-cut.log" 2>&1 ||
+      status=$?
+    if [ "$n" -gt "$stage_ops" ]; then
+      # Beyond the last operation: no cut, the staging finishes (the exit status tells).
+      if [ "$status" -ne 0 ] || ! grep -q "update pending ($stage_ops flash operations)" "$PC/stage-cut.log"; then
+        echo "FAIL: power-cut-stage: --cut-after $n $torn (beyond the $stage_ops operations) did not stage uncut (status $status): $(cat "$PC/stage-cut.log")"
+        exit 1
+      fi
+      continue
+    fi
+    if [ "$status" -ne 86 ] || ! grep -q "^power cut during the staging at operation $n;" "$PC/stage-cut.log"; then
+      echo "FAIL: power-cut-stage: --cut-after $n $torn did not cut (status $status, not 86): $(cat "$PC/stage-cut.log")"
+      exit 1
+    fi
     pc_cuts=$((pc_cuts + 1))
     pc_outcome stage "" "old new" 1
     pc_count "stage-$n$torn"
   done
 done
-pc_summary stage "$stage_ops operations, each whole and torn"
+pc_summary stage "$stage_ops operations, each whole and torn; --cut-after $((stage_ops + 1)) stages uncut"
 
 step "power cuts: the swap, the trial boot and the confirm (one power cycle after staging)"
 pc_sweep swap "$PC/v2-staged.bin" "" "old new" 1
@@ -305,7 +384,8 @@ pc_runs=$((pc_runs + 2)) # the two above, counted in their subshells
 [ "$run_ms" -gt "$first_ms" ] || run_ms=$first_ms
 run_ms=$((run_ms + 10))
 pc_reset_counts
-killed=0 landed=0
+killed=0 landed=0 trials=0
+PC_BEFORE_MINIMUM=$(pc_minimum_of "$PC/v2-staged.bin")
 for i in $(seq 1 "${SUITCASE_POWERCUT_KILLS:-24}"); do
   cp "$PC/v2-staged.bin" "$PC_FLASH"
   for phase in cut restart; do
@@ -319,10 +399,15 @@ for i in $(seq 1 "${SUITCASE_POWERCUT_KILLS:-24}"); do
       cmp -s "$PC/kill.before.bin" "$PC_FLASH" || landed=$((landed + 1))
     fi
   done
-  pc_cuts=$((pc_cuts + 1))
+  trials=$((trials + 1))
   pc_outcome kill "" "old new" 1
   pc_count "kill-$i"
 done
-pc_summary kill "seed $seed, two kills per trial at ${first_ms}..${run_ms} ms: $killed of $((2 * pc_cuts)) before the run ended, $landed of them after it had written the flash"
+# A kill counts as a power cut only if it ended a run after that run had written the flash
+# (the others hit QEMU's start or the verification, or came after the run ended); the line
+# says cuts=landed and the trials apart, and a run where no kill landed tested nothing.
+pc_cuts=$landed
+pc_summary kill "seed $seed, two kills per trial at ${first_ms}..${run_ms} ms: $killed of $((2 * trials)) before the run ended, $landed of them after it had written the flash" \
+  "trials=$trials"
 
 echo "power cuts: $((SECONDS - pc_began)) s ($((pc_built - pc_began)) s building, $((SECONDS - pc_built)) s for $pc_runs QEMU runs)"
