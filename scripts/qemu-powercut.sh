@@ -31,6 +31,8 @@
 #   revert  v2 booted on trial and not confirmed: the bootloader's revert swap at the next reset
 #   kill    kill -9 of QEMU at seeded random wall-clock times during the swap run and the
 #           first restart (SUITCASE_POWERCUT_SEED, printed; default from the clock)
+#   download  the application's own download through a real server and gateway, cut at its
+#           flash writes (scripts/qemu-powercut-download.sh, sourced at the end)
 #
 # Every erase and program of the state partition is cut (whole and torn), and every erase of
 # the slots (whole and torn); of the other slot programs every PC_STRIDE-th (default 8). With
@@ -411,3 +413,7 @@ pc_summary kill "seed $seed, two kills per trial at ${first_ms}..${run_ms} ms: $
   "trials=$trials"
 
 echo "power cuts: $((SECONDS - pc_began)) s ($((pc_built - pc_began)) s building, $((SECONDS - pc_built)) s for $pc_runs QEMU runs)"
+
+# The application's own download through the gateway, cut (its own server, gateway, campaign).
+# shellcheck source=scripts/qemu-powercut-download.sh
+. "$(dirname "${BASH_SOURCE[0]}")/qemu-powercut-download.sh"
