@@ -14,9 +14,14 @@
 #                                      are in the server's timeline (CLI --json).
 #   ok: self-update-encrypted          the same with an encrypted release (AES-KW + AES-CTR,
 #                                      `release build --encrypt-for`): the device holds the
-#                                      key-encryption key and decrypts block by block.
+#                                      key-encryption key in its device key partition and
+#                                      decrypts block by block.
 #   ok: self-update-delta              the same with a suitcase-delta patch from v1's image
 #                                      (`release build --delta-from`), applied on the device.
+#   ok: self-update-kek-not-in-image   the key-encryption key is provisioned into the device
+#                                      key partition (mps2-flash provision-key), and no
+#                                      plaintext release image carries it (RFC 9124
+#                                      REQ.SEC.IMG.CONFIDENTIALITY).
 #   ok: self-update-untrusted-refused  a release signed by a key the device does not trust
 #                                      (the server trusts it) is refused at check, reason
 #                                      `unauthenticated`, and the wire between QEMU and the
@@ -82,10 +87,12 @@ else
   cp "$ELF_DIR/mps2-bootloader" "$WORK/bootloader.elf"
 fi
 "$SUITCASE" key generate --alg es256 --format cose -o "$WORK/untrusted.key" --public "$WORK/untrusted.pub" >/dev/null
-# The payload key-encryption key (AES-KW) the device holds, for the encrypted release.
+# The payload key-encryption key (AES-KW) the device holds, for the encrypted release: not
+# built into the image (which every release carries in clear) but provisioned into mcu-3's
+# device key partition below (mps2-flash provision-key).
 "$SUITCASE" key generate --alg a128kw -o "$WORK/kek.key" --public "$WORK/kek.pub" >/dev/null
 for version in 1.0.0 2.0.0; do
-  APP_VERSION=$version APP_TRUST_ANCHOR="$WORK/release.pub" APP_DECRYPTION_KEY="$WORK/kek.key" \
+  APP_VERSION=$version APP_TRUST_ANCHOR="$WORK/release.pub" \
     thumb_cargo build -q -j2 --release -Zbuild-std=core --target $TARGET -p mps2-app --features gateway
   "$OBJCOPY" -O binary "$ELF_DIR/mps2-app" "$WORK/app-$version.bin"
   cp "$ELF_DIR/mps2-app" "$WORK/app-$version.elf"
@@ -114,6 +121,25 @@ PROFILE=upgraded release 2.0.0 2 release v2-encrypted --encrypt-for "$WORK/kek.k
 release 2.0.0 2 release v2-delta --delta-from "$WORK/app-1.0.0.bin" --payload-out "$WORK/v2-delta.bin"
 "$FLASHTOOL" pack --envelope "$WORK/v1.suit" --image "$WORK/app-1.0.0.bin" -o "$WORK/v1.slot"
 for d in mcu-1 mcu-2 mcu-3 mcu-4; do "$FLASHTOOL" init --slot "$WORK/v1.slot" -o "$WORK/$d.flash"; done
+# The factory provisions mcu-3's key-encryption key outside the slots; the others have none.
+"$FLASHTOOL" provision-key --flash "$WORK/mcu-3.flash" --key "$WORK/kek.key" >/dev/null
+# RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY: no plaintext release (v1, v2, the delta's base) may
+# carry the key-encryption key: its raw AES key (COSE_Key label -1) is in no image.
+python3 - "$WORK/kek.key" "$WORK/app-1.0.0.bin" "$WORK/app-2.0.0.bin" "$WORK/v2-delta.bin" <<'PY' ||
+import sys
+cose = open(sys.argv[1], "rb").read()
+# -1 (0x20) => bstr of 16 (0x50) or 32 (0x58 0x20) bytes: the symmetric key (RFC 9053 §6.1).
+at = cose.find(b"\x20\x50")
+k = cose[at + 2:at + 18] if at >= 0 else b""
+if len(k) != 16:
+    sys.exit(f"no 16-byte key in {sys.argv[1]}")
+for image in sys.argv[2:]:
+    data = open(image, "rb").read()
+    if k in data or cose in data:
+        sys.exit(f"{image} carries the key-encryption key")
+PY
+  fail "self-update-kek-not-in-image: a release image carries the key-encryption key"
+echo "ok: self-update-kek-not-in-image (the AES-KW key is in mcu-3's device key partition, in none of v1, v2, the delta)"
 
 # --- the server, its fleet, the gateway -------------------------------------------------
 free_port() { python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"; }

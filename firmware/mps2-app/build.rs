@@ -2,9 +2,10 @@
 //! runs in place, with cortex-m-rt's link.x. The version it prints is APP_VERSION. For the
 //! update client (feature `gateway`): the release signer it trusts is the COSE_Key file
 //! APP_TRUST_ANCHOR (copied to OUT_DIR/anchor.cose; without it the file is empty and the
-//! application takes no update), and APP_DECRYPTION_KEY an AES key-wrap key (COSE_Key,
-//! `suitcase key generate --alg a128kw`) for encrypted payloads (OUT_DIR/kek.cose, empty
-//! without it).
+//! application takes no update). The payload key-encryption key is **not** built in: the
+//! image is the release every device downloads, so a key in it would travel in clear; it is
+//! provisioned per device into the flash's device key partition (layout.rs `DEVICE_KEY`,
+//! `mps2-flash provision-key`). APP_DECRYPTION_KEY, which used to build it in, is refused.
 
 use std::path::PathBuf;
 
@@ -16,10 +17,15 @@ fn main() {
         println!("cargo::error=cannot write memory.x to OUT_DIR");
     }
     // Key files named by the environment, copied to OUT_DIR (empty when unset).
-    for (var, file) in [
-        ("APP_TRUST_ANCHOR", "anchor.cose"),
-        ("APP_DECRYPTION_KEY", "kek.cose"),
-    ] {
+    if std::env::var_os("APP_DECRYPTION_KEY").is_some() {
+        println!(
+            "cargo::error=APP_DECRYPTION_KEY: the key-encryption key is no longer built into the \
+             image (every release would carry it in clear); provision it into the device key \
+             partition with `mps2-flash provision-key --flash FLASH --key KEK.cose`"
+        );
+    }
+    println!("cargo::rerun-if-env-changed=APP_DECRYPTION_KEY");
+    for (var, file) in [("APP_TRUST_ANCHOR", "anchor.cose")] {
         let bytes = match std::env::var_os(var) {
             Some(path) => {
                 let path = PathBuf::from(path);

@@ -5,8 +5,8 @@
 //! checks in, downloads the offered envelope block-wise, **authenticates it** with the
 //! firmware consumer core ([`Offer::authenticate`], against the release key built in at build
 //! time) **before it asks for any payload block**, then streams the payload block by block
-//! (512 bytes, CoAP Block2) through the SUIT processor (which decrypts it with the built-in
-//! AES-KW key, or applies it as a `suitcase-delta` patch against slot A) into slot B, reads it
+//! (512 bytes, CoAP Block2) through the SUIT processor (which decrypts it with the device's
+//! AES-KW key, provisioned at manufacturing into the device key partition outside the slots, or applies it as a `suitcase-delta` patch against slot A) into slot B, reads it
 //! back against the manifest's digest, marks it pending, and reports each step to
 //! `/d/reports`. After the reset, on trial, it checks in again (saying so: the server then
 //! still names the release it offered) and reports `activate`, and `clean-up` once confirmed.
@@ -15,7 +15,7 @@ use core::fmt::Write;
 
 use embedded_storage::nor_flash::ReadNorFlash;
 use mps2_board::flash::{Flash, Partition};
-use mps2_board::layout::{CLASS_ID, COMPONENT_ID, VENDOR_ID};
+use mps2_board::layout::{CLASS_ID, COMPONENT_ID, DEVICE_KEY_MAGIC, VENDOR_ID};
 use mps2_board::uart::Uart;
 use suitcase_device::consumer::{
     self, BLOCK, Device, IoError, Journal, Offer, Progress, Refusal, Transport,
@@ -33,9 +33,9 @@ use crate::wire;
 /// empty when none was given: the application then takes no update.
 const ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/anchor.cose"));
 
-/// The key-encryption key for encrypted payloads (COSE_Key, A128KW or A256KW), from
-/// `APP_DECRYPTION_KEY` at build time; empty when none was given.
-const KEK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kek.cose"));
+/// The largest COSE_Key the device key partition holds (layout.rs `DEVICE_KEY`, after the
+/// 4-byte magic and the 2-byte length); a symmetric key-wrap key is about 40 bytes.
+const MAX_DEVICE_KEY: usize = 256;
 
 /// The largest envelope this device takes (the slot header area, layout.rs).
 const MAX_ENVELOPE: usize = 8160;
@@ -370,11 +370,31 @@ fn anchor() -> Option<p256::ecdsa::VerifyingKey> {
     p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).ok()
 }
 
-/// The payload decryption key built in, if any (RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY;
+/// The device key partition's COSE_Key (layout.rs `DEVICE_KEY`), copied into `buf`; `None`
+/// when the partition is erased (nothing provisioned) or does not hold a key record.
+///
+/// The key-encryption key lives there and not in the image: the image is what every plaintext
+/// release and every delta base carries, so a built-in key would be public (RFC 9124
+/// REQ.SEC.IMG.CONFIDENTIALITY).
+fn device_key(flash: Flash, buf: &mut [u8; MAX_DEVICE_KEY]) -> Option<&[u8]> {
+    let mut part = flash.device_key();
+    let mut head = [0u8; 6];
+    part.read(0, &mut head).ok()?;
+    let (magic, len) = head.split_at(4);
+    if magic != DEVICE_KEY_MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes(len.try_into().ok()?));
+    let key = buf.get_mut(..len)?;
+    part.read(6, key).ok()?;
+    Some(key)
+}
+
+/// The payload decryption key in `cose` (RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY;
 /// draft-ietf-suit-firmware-encryption, AES-KW recipients).
-fn kek() -> Option<DecryptionKey<'static>> {
+fn kek(cose: &[u8]) -> Option<DecryptionKey<'_>> {
     use suitcase_manifest::key::CoseKey;
-    let key = CoseKey::decode(KEK).ok()?;
+    let key = CoseKey::decode(cose).ok()?;
     let k = key.k?;
     let material = match k.len() {
         16 => KeyMaterial::Aes128Kw(k.try_into().ok()?),
@@ -459,7 +479,26 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
     };
 
     let anchors = [TrustAnchor::new("release", PublicKey::P256(key))];
-    let keys = kek();
+    let mut key_buf = [0u8; MAX_DEVICE_KEY];
+    let keys = match device_key(flash, &mut key_buf) {
+        Some(cose) => {
+            let k = kek(cose);
+            if k.is_none() {
+                let _ = writeln!(
+                    uart,
+                    "app: the device key partition holds no AES-KW key (A128KW/A256KW COSE_Key)"
+                );
+            }
+            k
+        }
+        None => {
+            let _ = writeln!(
+                uart,
+                "app: no device key provisioned (the device key partition is empty): an encrypted release is refused"
+            );
+            None
+        }
+    };
     let Ok(component) = ComponentId::decode(&COMPONENT_ID) else {
         return false;
     };

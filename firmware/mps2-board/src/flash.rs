@@ -126,6 +126,11 @@ impl Flash {
         (self.partition(TRUST), self.partition(TRUST_STAGING))
     }
 
+    /// The device key partition (`layout::DEVICE_KEY`), written at manufacturing.
+    pub fn device_key(self) -> Partition {
+        self.partition(crate::layout::DEVICE_KEY)
+    }
+
     fn partition(self, (offset, size): (u32, u32)) -> Partition {
         Partition {
             file: self.file,

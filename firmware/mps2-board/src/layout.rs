@@ -12,10 +12,17 @@
 //! | `0x0014_2000` | 260 KiB | slot B, the secondary (staging) slot: the spare sector the swap-offset swap needs, then the staged update |
 //! | `0x0018_3000` | 8 KiB | trust area: two 4 KiB copies of the trust state in force ([`suitcase_boot::trust_store`]), written by the bootloader alone |
 //! | `0x0018_5000` | 8 KiB | trust staging area: a trust update the application hands the bootloader |
+//! | `0x0018_7000` | 4 KiB | device key: the payload key-encryption key, written at manufacturing (`mps2-flash provision-key`), read by the application |
 //!
 //! The slots were 64 KiB until the application carried its own update client (the SUIT
 //! processor, P-256, AES, CoAP: more than the 56 KiB a 64 KiB slot leaves after the header
 //! area); SSRAM1 has 4 MiB.
+//!
+//! **The device key lives outside the slots.** A slot's image is the release every device of
+//! the class downloads, and the base of every delta: a key built into the application would
+//! travel in clear in each plaintext release (RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY). The
+//! key-encryption key is therefore provisioned per device into [`DEVICE_KEY`], which no update
+//! writes.
 //!
 //! A slot holds the `suitcase-device` slot image: header, SUIT envelope, then the application
 //! image at [`IMAGE_OFFSET`], so the application is linked at [`APP_BASE`] and runs in place
@@ -40,11 +47,18 @@ pub const TRUST: (u32, u32) = (0x83000, 0x2000);
 /// Trust staging area: offset and size. Holds one trust update envelope of up to
 /// [`MAX_TRUST_UPDATE`] bytes after its 16-byte header.
 pub const TRUST_STAGING: (u32, u32) = (0x85000, 0x2000);
+/// Device key partition: offset and size. Written once at manufacturing (`mps2-flash
+/// provision-key`), never by an update; read by the application. Its first 4 bytes are
+/// [`DEVICE_KEY_MAGIC`], then the COSE_Key's length (2 bytes, big-endian), then the COSE_Key
+/// (the AES key-wrap key for encrypted payloads); erased (`0xFF`) when none was provisioned.
+pub const DEVICE_KEY: (u32, u32) = (0x87000, 0x1000);
+/// The first bytes of a provisioned [`DEVICE_KEY`] partition.
+pub const DEVICE_KEY_MAGIC: [u8; 4] = *b"SKEY";
 /// The largest trust update the bootloader reads from the staging area (its RAM buffer); a
 /// larger one is cleared unread.
 pub const MAX_TRUST_UPDATE: usize = 4096;
 /// Size of the flash region and of the host file that persists it.
-pub const FLASH_SIZE: u32 = 0x87000;
+pub const FLASH_SIZE: u32 = 0x88000;
 /// Where the application image starts in a slot: after the 32-byte slot header and the
 /// envelope (up to 8,160 bytes, enough for an HSS-LMS or ML-DSA-65 signature).
 pub const IMAGE_OFFSET: u32 = 0x2000;
@@ -80,7 +94,9 @@ const _: () = {
     assert!(SLOT_B.0 == SLOT_A.0 + SLOT_A.1);
     assert!(TRUST.0 == SLOT_B.0 + SLOT_B.1);
     assert!(TRUST_STAGING.0 == TRUST.0 + TRUST.1);
-    assert!(FLASH_SIZE == TRUST_STAGING.0 + TRUST_STAGING.1);
+    assert!(DEVICE_KEY.0 == TRUST_STAGING.0 + TRUST_STAGING.1);
+    assert!(FLASH_SIZE == DEVICE_KEY.0 + DEVICE_KEY.1);
+    assert!(DEVICE_KEY.1 == SECTOR);
     assert!(TRUST.1 == 2 * SECTOR && TRUST_STAGING.1.is_multiple_of(SECTOR));
     assert!(SLOT_B.1 == SLOT_A.1 + SECTOR);
     // Vector table alignment for up to 128 entries.

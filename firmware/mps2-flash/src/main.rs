@@ -9,6 +9,7 @@
 //! mps2-flash status --flash FLASH.bin                               print the boot state
 //! mps2-flash trust-init --flash FLASH.bin --state TRUST.cbor        provision the trust area
 //! mps2-flash trust-stage --flash FLASH.bin --update UPDATE.suit     stage a trust update
+//! mps2-flash provision-key --flash FLASH.bin --key KEK.cose         provision the device key
 //! ```
 //!
 //! Staging goes through `suitcase-boot`'s [`Updater`] on a simulated NOR flash holding the
@@ -24,12 +25,16 @@
 //! application does with a downloaded trust update (`suitcase trust update`'s envelope): it
 //! only reaches the staging area (`TrustStaging::stage`); the bootloader verifies and commits
 //! it at the next reset.
+//!
+//! `provision-key` is the factory's other step: the device's payload key-encryption key
+//! (`suitcase key generate --alg a128kw`'s COSE_Key) into the device key partition, outside
+//! the slots, so that no release image carries it (layout.rs `DEVICE_KEY`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mps2_board::layout::{
-    CONFIG, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, MAX_TRUST_UPDATE, SECTOR, SLOT_A, SLOT_B, STATE,
+    CONFIG, DEVICE_KEY, DEVICE_KEY_MAGIC, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, MAX_TRUST_UPDATE, SECTOR, SLOT_A, SLOT_B, STATE,
     TRUST, TRUST_STAGING,
 };
 use suitcase_boot::trust_store::{TrustStaging, TrustStore};
@@ -95,6 +100,7 @@ fn run(args: &[String]) -> Result<Done, String> {
         "status" => status(&opt("--flash")?),
         "trust-init" => trust_init(&opt("--flash")?, &opt("--state")?),
         "trust-stage" => trust_stage(&opt("--flash")?, &opt("--update")?),
+        "provision-key" => provision_key(&opt("--flash")?, &opt("--key")?),
         _ => Err(usage()),
     };
     done.map(|()| Done::Finished)
@@ -103,7 +109,8 @@ fn run(args: &[String]) -> Result<Done, String> {
 fn usage() -> String {
     "usage: mps2-flash pack --envelope E --image I -o SLOT | tamper SLOT -o SLOT | \
      init --slot SLOT -o FLASH | stage --flash FLASH --slot SLOT [--cut-after N [--torn]] | status --flash FLASH | \
-     trust-init --flash FLASH --state TRUST.cbor | trust-stage --flash FLASH --update UPDATE.suit"
+     trust-init --flash FLASH --state TRUST.cbor | trust-stage --flash FLASH --update UPDATE.suit | \
+     provision-key --flash FLASH --key KEK.cose"
         .into()
 }
 
@@ -337,6 +344,50 @@ fn trust_stage(path: &PathBuf, update: &PathBuf) -> Result<(), String> {
     println!(
         "staged a {}-byte trust update; the bootloader verifies it at the next reset",
         envelope.len()
+    );
+    Ok(())
+}
+
+/// The factory's provisioning of the device key (layout.rs `DEVICE_KEY`): the partition is
+/// erased and written with the magic, the COSE_Key's length and the COSE_Key. No update
+/// writes this partition, so the key never travels in a release image (RFC 9124
+/// REQ.SEC.IMG.CONFIDENTIALITY).
+fn provision_key(path: &PathBuf, key: &PathBuf) -> Result<(), String> {
+    let cose = read(key)?;
+    let (offset, size) = DEVICE_KEY;
+    let room = size as usize - DEVICE_KEY_MAGIC.len() - 2;
+    // A COSE_Key is a CBOR map (RFC 9052 §7): major type 5.
+    if cose.first().is_none_or(|b| b >> 5 != 5) {
+        return Err(format!(
+            "{}: not a COSE_Key (expected a CBOR map, as `suitcase key generate --alg a128kw` writes)",
+            key.display()
+        ));
+    }
+    if cose.len() > room {
+        return Err(format!(
+            "{}: {} bytes; the device key partition holds at most {room}",
+            key.display(),
+            cose.len()
+        ));
+    }
+    let len = u16::try_from(cose.len()).map_err(|_| "key too large")?;
+    let mut part = vec![0xFF; size as usize];
+    let mut record = DEVICE_KEY_MAGIC.to_vec();
+    record.extend_from_slice(&len.to_be_bytes());
+    record.extend_from_slice(&cose);
+    part.get_mut(..record.len())
+        .ok_or("key too large")?
+        .copy_from_slice(&record);
+    let flash = open(path)?;
+    flash
+        .with(|f| f.load(offset, &part))
+        .map_err(|e| format!("{e:?}"))?
+        .map_err(|e| format!("{e:?}"))?;
+    save(&flash, path)?;
+    println!(
+        "device key partition of {}: {}-byte key provisioned",
+        path.display(),
+        cose.len()
     );
     Ok(())
 }
