@@ -24,7 +24,7 @@
 #                                      REQ.SEC.IMG.CONFIDENTIALITY).
 #   ok: self-update-untrusted-refused  a release signed by a key the device does not trust
 #                                      (the server trusts it) is refused at check, reason
-#                                      `unauthenticated`, and the wire between QEMU and the
+#                                      `signature` (the canonical code), and the wire between QEMU and the
 #                                      gateway (scripts/serial-tap.py) carried no payload GET.
 #
 # Called by scripts/qemu-test.sh (which has built the suitcase CLI and mps2-flash); by hand:
@@ -273,7 +273,7 @@ for r in (d.get("update") or {}).get("steps") or []:
 # RELEASE; on trial, confirm), then the campaign completed and every step in the timeline.
 updated() {
   local dev=$1 name=$2 rel=$3 campaign=$4 state=""
-  power_cycle "$dev" "$name-1-download" gateway \
+  power_cycle "$dev" "$name-1-download" "gateway ${CLOCK_WRAP:-}" \
     "app: hello from version 1.0.0" "app: offered release $rel, sequence 2" \
     "app: envelope authenticated" "app: update staged (pending); resetting"
   power_cycle "$dev" "$name-2-trial" gateway \
@@ -313,7 +313,9 @@ cmp -s "$WORK/v2-encrypted.bin" "$WORK/app-2.0.0.bin" && fail "self-update-encry
 updated_bg() {
   (updated "$@" && echo "$BLOCKS $STEPS $PEAK" >"$WORK/$2.result") &
 }
-updated_bg mcu-1 full "$V2" "$CAMPAIGN"
+# The full update's download starts 2 s before the link's 32-bit timer wraps (the app's
+# `clock-wrap`): the session must cross the wrap without hanging (it used to wait ~171 s).
+CLOCK_WRAP=clock-wrap updated_bg mcu-1 full "$V2" "$CAMPAIGN"
 FULL=$!
 updated_bg mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
 ENCRYPTED_PID=$!
@@ -335,12 +337,12 @@ if grep -q "/d/payloads/" "$WORK/mcu-2.wire"; then
 fi
 for _ in $(seq 1 100); do
   timeline mcu-2 >"$WORK/mcu-2.timeline"
-  grep -q "^check failure unauthenticated" "$WORK/mcu-2.timeline" && break
+  grep -q "^check failure signature" "$WORK/mcu-2.timeline" && break
   sleep 0.2
 done
-grep -q "^check failure unauthenticated" "$WORK/mcu-2.timeline" ||
-  fail "self-update-untrusted-refused: no 'check failure unauthenticated' in mcu-2's timeline: $(tr '\n' ';' <"$WORK/mcu-2.timeline")"
-echo "ok: self-update-untrusted-refused (check failure, reason unauthenticated, in the server's timeline; on the wire: $(wc -l <"$WORK/mcu-2.wire") requests, the envelope GET and no payload GET)"
+grep -q "^check failure signature" "$WORK/mcu-2.timeline" ||
+  fail "self-update-untrusted-refused: no 'check failure signature' in mcu-2's timeline: $(tr '\n' ';' <"$WORK/mcu-2.timeline")"
+echo "ok: self-update-untrusted-refused (check failure, reason signature (the canonical code the server quarantines on), in the server's timeline; on the wire: $(wc -l <"$WORK/mcu-2.wire") requests, the envelope GET and no payload GET)"
 
 status=0
 wait "$FULL" || status=1
@@ -348,7 +350,10 @@ wait "$ENCRYPTED_PID" || status=1
 wait "$DELTA_PID" || status=1
 [ "$status" -eq 0 ] || fail "an update scenario failed (its FAIL lines above)"
 read -r BLOCKS STEPS PEAK <"$WORK/full.result"
-echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+SESSION=$(sed -n 's/.*app: session with the gateway: \([0-9]*\) ms.*/\1/p' "$WORK/full-1-download.log")
+grep -qF "app: clock-wrap: timer 0 wraps in 2000 ms" "$WORK/full-1-download.log" && [ "${SESSION:-0}" -gt 2000 ] ||
+  fail "self-update-full: the download did not cross the timer's wrap (session ${SESSION:-?} ms, clock-wrap line missing?)"
+echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP across the link timer's wrap ($SESSION ms session, the timer wrapped at 2000 ms), campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 read -r BLOCKS STEPS PEAK <"$WORK/encrypted.result"
 echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 read -r BLOCKS STEPS PEAK <"$WORK/delta.result"

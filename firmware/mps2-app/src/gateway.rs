@@ -23,9 +23,11 @@ use suitcase_device::consumer::{
 use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader};
 use suitcase_link::coap::{self, Block, CF_CBOR};
 use suitcase_manifest::encryption::{DecryptionKey, KeyMaterial};
-use suitcase_manifest::{ComponentId, Envelope, Manifest, PublicKey, TrustAnchor, TrustPolicy};
+use suitcase_manifest::{
+    ComponentId, Envelope, Manifest, PublicKey, Reason, TrustAnchor, TrustPolicy,
+};
 
-use crate::link::{self, Link, MAX_MESSAGE};
+use crate::link::{Link, MAX_MESSAGE};
 use crate::slots::BoardSlots;
 use crate::wire;
 
@@ -166,7 +168,13 @@ impl Client {
                 }
             };
             if a.code == coap::code::SERVICE_UNAVAILABLE {
-                link::sleep_ms(u64::from(a.max_age.unwrap_or(1).min(5)) * 1000);
+                if let Err(e) = self
+                    .link
+                    .sleep_ms(u64::from(a.max_age.unwrap_or(1).min(5)) * 1000)
+                {
+                    let _ = writeln!(uart, "app: {e}");
+                    return Err(());
+                }
                 continue;
             }
             if a.code != coap::code::CHANGED {
@@ -230,7 +238,13 @@ impl Client {
                     };
                 }
                 coap::code::SERVICE_UNAVAILABLE => {
-                    link::sleep_ms(u64::from(a.max_age.unwrap_or(1).min(5)) * 1000);
+                    if let Err(e) = self
+                        .link
+                        .sleep_ms(u64::from(a.max_age.unwrap_or(1).min(5)) * 1000)
+                    {
+                        let _ = writeln!(uart, "app: {e}");
+                        return Err(());
+                    }
                 }
                 code => {
                     let (class, detail) = coap::code::split(code);
@@ -343,15 +357,33 @@ impl Journal for RamJournal {
     }
 }
 
-/// `StepReport.reason` for a refusal (the SUIT processor's and the agent's codes).
+/// `StepReport.reason` for a refusal: the SUIT processor's canonical code
+/// (`suitcase_manifest::Reason::code`, what `suitcase manifest check --json` prints and the
+/// server's quarantine rules read: `signature` for the signature-failures rule,
+/// `sequence-rollback` for the rollback-attempt rule; RFC 8240 §9, docs/gateway.md §3).
 fn reason(r: &Refusal) -> &'static str {
     match r {
-        Refusal::Unauthenticated(_) => "unauthenticated",
-        Refusal::Rollback { .. } => "rollback",
-        Refusal::WrongVendor | Refusal::WrongClass | Refusal::WrongDevice => "condition",
-        Refusal::TooLarge { .. } => "no-space",
-        Refusal::NoDecryptionKey => "no-key",
-        _ => "unsupported",
+        Refusal::Unauthenticated(e) => e.reason().code(),
+        Refusal::Rollback { .. } => Reason::SequenceRollback.code(),
+        Refusal::WrongVendor => Reason::VendorId.code(),
+        Refusal::WrongClass => Reason::ClassId.code(),
+        Refusal::WrongDevice => Reason::DeviceId.code(),
+        Refusal::TooLarge { .. } => Reason::Size.code(),
+        Refusal::NoDecryptionKey => Reason::Decrypt.code(),
+        Refusal::UnsupportedComponent { .. } | Refusal::NoImage => Reason::Condition.code(),
+        _ => Reason::Malformed.code(),
+    }
+}
+
+/// `StepReport.reason` for an update that stopped after the check (canonical codes, as
+/// [`reason`]): a payload block the link did not deliver is `fetch`, a flash failure `storage`.
+fn error_reason(e: &consumer::Error) -> &'static str {
+    match e {
+        consumer::Error::Refused(r) => reason(r),
+        consumer::Error::Io(consumer::Step::Fetch, _) => Reason::Fetch.code(),
+        consumer::Error::Io(..) => Reason::Storage.code(),
+        consumer::Error::Processing(e) => e.reason().code(),
+        _ => Reason::Condition.code(),
     }
 }
 
@@ -443,7 +475,7 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
             release,
             "receive",
             "failure",
-            Some("no-space"),
+            Some(Reason::Size.code()),
             Some("envelope larger than the 8160 bytes the slot header area holds"),
             None,
         );
@@ -461,7 +493,7 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
                 release,
                 "receive",
                 "failure",
-                Some("download"),
+                Some(Reason::Fetch.code()),
                 Some("the envelope download failed"),
                 Some(got as u64),
             );
@@ -580,7 +612,7 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
                 release,
                 "apply",
                 "failure",
-                Some("fetch"),
+                Some(error_reason(&e)),
                 Some(detail.as_str()),
                 None,
             );
@@ -617,7 +649,7 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
                 release,
                 "reverify",
                 "failure",
-                Some("digest"),
+                Some(error_reason(&e)),
                 Some(detail.as_str()),
                 None,
             );
@@ -643,6 +675,11 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
                 None,
                 Some("pending: the bootloader verifies and swaps it in at the next reset"),
                 None,
+            );
+            let _ = writeln!(
+                uart,
+                "app: session with the gateway: {} ms",
+                client.link.elapsed_ms()
             );
             let _ = writeln!(uart, "app: update staged (pending); resetting");
             true

@@ -14,6 +14,10 @@ pub const MAX_MESSAGE: usize = 1280;
 const MAX_REQUEST: usize = 640;
 /// Timer ticks per millisecond (CMSDK timer 0, 25 MHz SYSCLK).
 const TICKS_PER_MS: u64 = 25_000;
+/// The longest a session with the gateway may take (check-in, envelope, every payload block,
+/// the reports, the 5.03 waits): past it every request fails with [`LinkError::SessionOver`]
+/// and the application ends its run, rather than wait on a gateway that never completes.
+pub const MAX_SESSION_MS: u64 = 300_000;
 
 /// Why a request got no usable answer.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +30,8 @@ pub enum LinkError {
     Coap(coap::CoapError),
     /// The gateway reset the exchange (RFC 7252 §4.2).
     Reset,
+    /// The session took longer than [`MAX_SESSION_MS`].
+    SessionOver,
 }
 
 impl core::fmt::Display for LinkError {
@@ -35,6 +41,7 @@ impl core::fmt::Display for LinkError {
             Self::TooLarge => f.write_str("request larger than a link message"),
             Self::Coap(e) => write!(f, "bad answer: {e}"),
             Self::Reset => f.write_str("the gateway answered Reset"),
+            Self::SessionOver => f.write_str("the session with the gateway took longer than its 300 s; giving up until the next reset"),
         }
     }
 }
@@ -58,10 +65,35 @@ pub struct Link {
     mid: u16,
     token: u32,
     decoder: Decoder<{ MAX_MESSAGE + 2 }>,
+    clock: Clock,
+    opened_ms: u64,
 }
 
-fn now_ms() -> u64 {
-    cycles::instructions() / cycles::INSTRUCTIONS_PER_TICK / TICKS_PER_MS
+/// Milliseconds since reset, from timer 0's 32-bit tick count (which wraps every 171.8 s,
+/// `mps2_board::cycles::ticks`) extended to 64 bits in software: each reading adds the ticks
+/// since the previous one, a wrapping difference, exact as long as readings are less than
+/// 171 s apart (the link reads it in every wait loop, and nothing between two requests takes
+/// that long: one block's flash write and decryption).
+struct Clock {
+    last: u32,
+    total: u64,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let last = cycles::ticks();
+        Self {
+            last,
+            total: u64::from(last),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        let t = cycles::ticks();
+        self.total += u64::from(t.wrapping_sub(self.last));
+        self.last = t;
+        self.total / TICKS_PER_MS
+    }
 }
 
 impl Link {
@@ -70,12 +102,32 @@ impl Link {
     /// per connection, which each power cycle opens anew).
     pub fn open() -> Self {
         let seed = cycles::instructions();
+        let mut clock = Clock::new();
+        let opened_ms = clock.now_ms();
         Self {
             uart: Uart::link(),
             mid: (seed as u16) ^ 0x5A5A,
             token: (seed >> 8) as u32 ^ 0xC0A9_0000,
             decoder: Decoder::new(),
+            clock,
+            opened_ms,
         }
+    }
+
+    /// Milliseconds since the link opened.
+    pub fn elapsed_ms(&mut self) -> u64 {
+        self.clock.now_ms().saturating_sub(self.opened_ms)
+    }
+
+    /// Waits `ms` milliseconds (a 5.03's Max-Age); [`LinkError::SessionOver`] if that ends
+    /// the session's time.
+    pub fn sleep_ms(&mut self, ms: u64) -> Result<(), LinkError> {
+        let until = self.clock.now_ms() + ms;
+        while self.clock.now_ms() < until {}
+        if self.elapsed_ms() > MAX_SESSION_MS {
+            return Err(LinkError::SessionOver);
+        }
+        Ok(())
     }
 
     /// Sends one confirmable request and waits for its answer, retransmitting on timeouts.
@@ -88,6 +140,9 @@ impl Link {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<Answer, LinkError> {
+        if self.elapsed_ms() > MAX_SESSION_MS {
+            return Err(LinkError::SessionOver);
+        }
         self.mid = self.mid.wrapping_add(1);
         self.token = self.token.wrapping_add(1);
         let token = self.token.to_be_bytes();
@@ -110,8 +165,8 @@ impl Link {
             .map_err(|_| LinkError::TooLarge)?;
         for attempt in 0..=coap::MAX_RETRANSMIT {
             self.uart.write_all(frame.get(..len).unwrap_or_default());
-            let deadline = now_ms() + u64::from(coap::timeout_ms(attempt));
-            while now_ms() < deadline {
+            let deadline = self.clock.now_ms() + u64::from(coap::timeout_ms(attempt));
+            while self.clock.now_ms() < deadline {
                 let Some(byte) = self.uart.read_byte() else {
                     continue;
                 };
@@ -142,10 +197,4 @@ impl Link {
         }
         Err(LinkError::Timeout)
     }
-}
-
-/// Waits `ms` milliseconds.
-pub fn sleep_ms(ms: u64) {
-    let until = now_ms() + ms;
-    while now_ms() < until {}
 }

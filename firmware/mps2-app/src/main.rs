@@ -74,6 +74,13 @@ fn run(uart: &mut Uart) -> bool {
     let path = semihosting::arg(cmdline, b"flash").unwrap_or(b"flash.bin");
     #[cfg(feature = "gateway")]
     let gateway = semihosting::flag(cmdline, b"gateway");
+    // A test of the link clock's wrap handling: timer 0 (32 bits, 25 MHz) restarted 2 s
+    // before it wraps, so that the session crosses the wrap (scripts/qemu-selfupdate.sh).
+    #[cfg(feature = "gateway")]
+    if semihosting::flag(cmdline, b"clock-wrap") {
+        mps2_board::cycles::start_at(2 * 25_000_000);
+        let _ = writeln!(uart, "app: clock-wrap: timer 0 wraps in 2000 ms");
+    }
     // The bootloader loaded the flash in this power cycle; only the file is needed.
     let Ok(flash) = Flash::attach(path) else {
         let _ = writeln!(uart, "app: cannot open the flash file");

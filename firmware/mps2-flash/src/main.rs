@@ -34,8 +34,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mps2_board::layout::{
-    CONFIG, DEVICE_KEY, DEVICE_KEY_MAGIC, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, MAX_TRUST_UPDATE, SECTOR, SLOT_A, SLOT_B, STATE,
-    TRUST, TRUST_STAGING,
+    CONFIG, DEVICE_KEY, DEVICE_KEY_MAGIC, FLASH_SIZE, IMAGE_OFFSET, MAX_IMAGE, MAX_TRUST_UPDATE,
+    SECTOR, SLOT_A, SLOT_B, STATE, TRUST, TRUST_STAGING,
 };
 use suitcase_boot::trust_store::{TrustStaging, TrustStore};
 use suitcase_boot::{ImageIndex, ImageSlots, Updater};
