@@ -38,8 +38,7 @@
 # the slots (whole and torn); of the other slot programs every PC_STRIDE-th (default 8). With
 # SUITCASE_POWERCUT_ALL=1 every operation is cut, whole and torn (minutes, not for CI).
 #
-# Adding a scenario (e.g. a cut during the application's own download, where the application
-# built with `--features gateway,mps2-board/power-cut` writes slot B itself): with
+# Adding a scenario (as scripts/qemu-powercut-download.sh does, sourced at the end): with
 # PC_LIBRARY=1 sourcing this file only defines the functions and the settings below (PC, the
 # work directory, is then the caller's to set); build the scenario's "before" flash image and
 # call `pc_sweep NAME BEFORE "APPEND" "ALLOWED" RETRY`, then `pc_summary`'s line is printed.
