@@ -250,6 +250,12 @@ pub struct Journal {
     /// The manifest's sequence number (Check).
     #[serde(default)]
     pub sequence: u64,
+    /// The components a SUIT dependency of the manifest writes (draft-ietf-suit-trust-domains;
+    /// an author's manifest wrapped in an operator's root), each with that dependency's own
+    /// sequence number (Check): Clean-up records it as the component's
+    /// [`Installed::writers`] entry (the root's sequence number for the others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<WriterSequence>,
     /// A trust update (docs/trust.md): the trust sequence number Check is storing or stored.
     /// Set (and journalled) before the new trust state is written, so that a Check run again
     /// after a crash knows the state in force may already be this one; the steps after Check
@@ -307,6 +313,7 @@ impl Journal {
             deltas: Vec::new(),
             started: None,
             trust_update: None,
+            writers: Vec::new(),
         }
     }
 
@@ -333,6 +340,26 @@ pub struct Installed {
     /// The last release installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_release: Option<String>,
+    /// Per component, the sequence number of the manifest that wrote it, in that manifest's
+    /// own signer's domain: a SUIT dependency's (an author's manifest wrapped in an
+    /// operator's root, draft-ietf-suit-trust-domains) when a dependency wrote it, else the
+    /// release's own (`components`' `sequence_number` is always the root's, the operator's
+    /// counter). Anti-rollback (manifest §8.4.2, RFC 9124 REQ.SEC.SEQUENCE) compares a
+    /// dependency, and a release installed directly, with it (docs/trust.md "Trust
+    /// domains"). Absent for a component installed before this record was kept (the
+    /// root's sequence number is all that is known of it then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<WriterSequence>,
+}
+
+/// A component and the sequence number of the manifest that wrote it ([`Installed::writers`],
+/// [`Journal::writers`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterSequence {
+    /// The component identifier's segments, hex.
+    pub id: Vec<String>,
+    /// The writing manifest's sequence number.
+    pub sequence: u64,
 }
 
 impl Installed {
@@ -342,6 +369,20 @@ impl Installed {
             .iter()
             .find(|c| c.id == id)
             .map(|c| c.sequence_number)
+    }
+
+    /// The sequence number of the manifest that wrote a component, if recorded
+    /// ([`Installed::writers`]).
+    pub fn writer_sequence(&self, id: &[String]) -> Option<u64> {
+        self.writers.iter().find(|w| w.id == id).map(|w| w.sequence)
+    }
+
+    /// Records the sequence number of the manifest that wrote a component.
+    pub fn set_writer(&mut self, w: WriterSequence) {
+        match self.writers.iter_mut().find(|x| x.id == w.id) {
+            Some(x) => *x = w,
+            None => self.writers.push(w),
+        }
     }
 
     /// Records a component.

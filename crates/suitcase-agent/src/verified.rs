@@ -13,7 +13,10 @@ use suitcase_protocol::Step;
 use crate::ctx::Ctx;
 use crate::error::{AgentError, StepFailure, Stop, fail, reason};
 use crate::platform::{self, DevicePlatform, Mode, Route};
-use crate::state::Journal;
+use crate::state::{Journal, WriterSequence};
+
+/// The reason code of an anti-rollback refusal.
+const ROLLBACK: &str = "sequence-rollback";
 
 /// The largest envelope the agent accepts (it is held in memory to be verified).
 pub const MAX_ENVELOPE: u64 = 1 << 20;
@@ -170,20 +173,92 @@ fn components_of<'e>(
     ids
 }
 
-/// The highest installed sequence number of the components `v` and its dependencies name:
-/// what the root's sequence number must exceed (anti-rollback, manifest §8.4.2). For a root
-/// wrapping an author's manifest the root's sequence number is the one compared, and the
-/// dependency's own is not (decided in docs/trust.md "Trust domains": the root pins the
-/// dependency by digest).
+/// The components each SUIT dependency in `wrapped` writes (its own components, not its
+/// dependency slots), with that dependency's sequence number: the sequence in the
+/// dependency's signer's trust domain (draft-ietf-suit-trust-domains §5.1: each manifest
+/// under its own signer). A component two of them name is the deeper one's.
+fn written_by_dependencies(wrapped: &[VerifiedManifest<'_>]) -> Vec<WriterSequence> {
+    let mut out: Vec<WriterSequence> = Vec::new();
+    for d in wrapped {
+        let dm = d.manifest();
+        for (i, id) in dm.components.iter().enumerate() {
+            if dm.dependencies.get(i as u64).is_some() {
+                continue;
+            }
+            let w = WriterSequence {
+                id: hex_id(&id),
+                sequence: d.sequence_number(),
+            };
+            match out.iter_mut().find(|x| x.id == w.id) {
+                Some(x) => *x = w,
+                None => out.push(w),
+            }
+        }
+    }
+    out
+}
+
+/// What Check journals for Clean-up to record as [`crate::state::Installed::writers`]: the
+/// components the release's SUIT dependencies write, each with its dependency's sequence
+/// number.
+pub(crate) fn writers_of(a: &Authentic<'_>) -> Vec<WriterSequence> {
+    written_by_dependencies(&a.wrapped)
+}
+
+/// What the root's sequence number must exceed (anti-rollback, manifest §8.4.2, RFC 9124
+/// REQ.SEC.SEQUENCE): the root's installed sequence number (`sequence_number`, the root
+/// domain's counter) of every component `v` and its dependencies name, and for a component
+/// `v` writes itself (none of its dependencies names it: a release installed directly is
+/// the writer of all its components) also the sequence number of the manifest that last
+/// wrote it ([`crate::state::Installed::writers`]): after an author's release 7 was
+/// installed wrapped in an operator's root 2, the author's release 5 offered alone is
+/// refused (its counter is the author's, not the operator's). A dependency is compared
+/// with its own domain's counter by [`dependency_rollback`]. Conservative for a component
+/// that changes hands: a release installed directly after a wrapped one must exceed both
+/// counters.
 fn installed_sequence(
     installed: &crate::state::Installed,
     v: &VerifiedManifest<'_>,
     trust: &consumer::DependencyTrust<'_>,
 ) -> Option<u64> {
-    components_of(v, &dependencies_of(v, trust))
+    let wrapped = dependencies_of(v, trust);
+    let written = written_by_dependencies(&wrapped);
+    components_of(v, &wrapped)
         .iter()
-        .filter_map(|c| installed.sequence(&hex_id(c)))
+        .filter_map(|c| {
+            let id = hex_id(c);
+            let root = installed.sequence(&id);
+            if written.iter().any(|w| w.id == id) {
+                root
+            } else {
+                root.max(installed.writer_sequence(&id))
+            }
+        })
         .max()
+}
+
+/// Anti-rollback of each SUIT dependency in its own signer's domain (manifest §8.4.2 applies
+/// to every manifest processed; RFC 9124 THREAT.MFST.OLD): a dependency's sequence number
+/// must be at least the installed writer's sequence number of every component it writes
+/// (equal: the same author release wrapped again in a newer root). The root's digest pins
+/// which manifest it is, not that it is not older, so without this an operator alone could
+/// downgrade an author's component by wrapping an old author release in a new root. A
+/// component with no writer recorded (installed before it was kept) is not compared. What is
+/// wrong, for a `sequence-rollback` refusal.
+fn dependency_rollback(
+    installed: &crate::state::Installed,
+    wrapped: &[VerifiedManifest<'_>],
+) -> Option<String> {
+    written_by_dependencies(wrapped).into_iter().find_map(|w| {
+        let have = installed.writer_sequence(&w.id)?;
+        (w.sequence < have).then(|| {
+            format!(
+                "sequence number rollback of a SUIT dependency (manifest §8.4.2, in the dependency's own signer's domain): the dependency writing component {} has sequence number {}, but the installed image was written by a manifest with sequence number {have}; wrap the author's release {have} or newer",
+                suitcase_protocol::component_label(&w.id),
+                w.sequence
+            )
+        })
+    })
 }
 
 impl<'e> std::ops::Deref for Authentic<'e> {
@@ -229,6 +304,9 @@ pub(crate) fn authenticated<T>(
         .map(|a| a.name.to_owned())
         .collect();
     let wrapped = dependencies_of(core.manifest(), &dependencies);
+    if let Some(detail) = dependency_rollback(&installed, &wrapped) {
+        return Err(fail(step, ROLLBACK, detail));
+    }
     let components = components_of(core.manifest(), &wrapped);
     f(&Authentic {
         core,
@@ -286,6 +364,9 @@ fn with_trust_state<T>(
             .map(|s| format!("release signer {}", hex::encode(s.key.id())))
             .collect();
         let wrapped = dependencies_of(core.manifest(), &dependencies);
+        if let Some(detail) = dependency_rollback(installed, &wrapped) {
+            return Err(fail(step, ROLLBACK, detail));
+        }
         let components = components_of(core.manifest(), &wrapped);
         f(&Authentic {
             core,

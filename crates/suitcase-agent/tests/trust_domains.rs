@@ -505,3 +505,84 @@ async fn attack_dependency_naming_the_trust_store_refused_at_check() {
     );
     nothing_installed(&dev);
 }
+
+/// Installs root 2 wrapping the author's release 7 on `dev` (the author's counter ahead of
+/// the operator's).
+async fn install_root_2_wrapping_author_7(fleet: &Fleet, dev: &Device, operator: &Path) {
+    let root = wrapped(
+        &authors(fleet, &fleet.key, 7, &image(7, 30_000)),
+        operator,
+        2,
+    );
+    let id = fleet.upload(&root).await;
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    let (f, events) = cycle(fleet, dev).await;
+    assert_eq!(f, Finished::Installed, "{:?}", events.all());
+}
+
+/// Zero-key rollback of the author's component (RFC 9124 REQ.SEC.SEQUENCE,
+/// THREAT.MFST.OLD; manifest §8.4.2): after root 2 wrapping the author's release 7 is
+/// installed, an older author-signed envelope (release 5, sequence above the root's 2; an
+/// integrated dependency of an earlier root is public, anyone can cut it out) is offered
+/// alone. It verifies under the author's key, but the author's counter for `app` is 7, not the
+/// operator's 2: Check refuses it as `sequence-rollback` and `app` keeps release 7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_author_release_cut_from_earlier_root_rolls_back_refused() {
+    let fleet = Fleet::new().await;
+    let (operator, dev) = setup(&fleet).await;
+    install_root_2_wrapping_author_7(&fleet, &dev, &operator).await;
+    let old = authors(&fleet, &fleet.key, 5, &image(5, 30_000));
+    let id = fleet.upload(&old).await;
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    let failure = failed(f, &events, "the author's older release 5 was installed");
+    assert_eq!(failure.step, Step::Check, "{failure:?}");
+    assert_eq!(failure.reason, "sequence-rollback", "{failure:?}");
+    assert_eq!(dev.read("app-b.bin"), image(7, 30_000));
+}
+
+/// The operator alone downgrading the author's component (manifest §8.4.2 applied to every
+/// manifest processed, RFC 9124 THREAT.MFST.OLD; the root's digest pins which author release,
+/// not that it is not older): after root 2 wrapping the author's release 7, a root 3 wrapping
+/// release 7 again installs (the same author release re-wrapped: equal is allowed), and a new
+/// root 4 wrapping the author's older release 5 is refused at Check as `sequence-rollback`
+/// naming the dependency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_new_root_wrapping_old_author_release_refused() {
+    let fleet = Fleet::new().await;
+    let (operator, dev) = setup(&fleet).await;
+    install_root_2_wrapping_author_7(&fleet, &dev, &operator).await;
+    let three = wrapped(
+        &authors(&fleet, &fleet.key, 7, &image(7, 30_000)),
+        &operator,
+        3,
+    );
+    let id = fleet.upload(&three).await;
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    assert_eq!(f, Finished::Installed, "{:?}", events.all());
+    assert_eq!(
+        dev.installed()["components"][0]["sequence_number"],
+        json!(3)
+    );
+    let four = wrapped(
+        &authors(&fleet, &fleet.key, 5, &image(5, 30_000)),
+        &operator,
+        4,
+    );
+    let id = fleet.upload(&four).await;
+    fleet.campaign(&id, &[&dev.id], json!({})).await;
+    let (f, events) = cycle(&fleet, &dev).await;
+    let failure = failed(
+        f,
+        &events,
+        "root 4 wrapping the author's release 5 was installed",
+    );
+    assert_eq!(failure.step, Step::Check, "{failure:?}");
+    assert_eq!(failure.reason, "sequence-rollback", "{failure:?}");
+    assert!(failure.detail.contains("dependency"), "{}", failure.detail);
+    assert_eq!(
+        dev.installed()["components"][0]["sequence_number"],
+        json!(3)
+    );
+}

@@ -68,3 +68,22 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// An `installed.json` written before the writers' sequence numbers were kept (trust
+/// domains) still reads, its components and sequence numbers kept, with no writer recorded
+/// (anti-rollback then knows only the root's sequence number, docs/trust.md); written again,
+/// the writers round-trip.
+#[test]
+fn installed_json_without_writers_still_reads_and_keeps_its_sequence_numbers() {
+    let old = r#"{"components":[{"id":["617070"],"sequence_number":2,"digest":"ab"}],"reverted":false,"last_release":"rel_1"}"#;
+    let mut i: Installed = serde_json::from_str(old).unwrap();
+    assert_eq!(i.sequence(&["617070".to_owned()]), Some(2));
+    assert_eq!(i.writer_sequence(&["617070".to_owned()]), None);
+    i.set_writer(WriterSequence {
+        id: vec!["617070".to_owned()],
+        sequence: 7,
+    });
+    let again: Installed = serde_json::from_slice(&serde_json::to_vec(&i).unwrap()).unwrap();
+    assert_eq!(again.writer_sequence(&["617070".to_owned()]), Some(7));
+    assert_eq!(again.sequence(&["617070".to_owned()]), Some(2));
+}

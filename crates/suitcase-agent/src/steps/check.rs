@@ -24,8 +24,11 @@ pub(crate) fn check(ctx: &Ctx, j: &mut Journal) -> StepResult {
             return trust_update(ctx, j, &bytes);
         }
     }
-    let (sequence, detail) = authenticated(ctx, j, step, |a| probe(ctx, j, step, a))?;
+    let ((sequence, detail), writers) = authenticated(ctx, j, step, |a| {
+        Ok((probe(ctx, j, step, a)?, crate::verified::writers_of(a)))
+    })?;
     j.sequence = sequence;
+    j.writers = writers;
     Ok(Done::Success(detail))
 }
 

@@ -9,7 +9,7 @@ use crate::command;
 use crate::ctx::{Ctx, blocking};
 use crate::error::{StepFailure, Stop, fail, reason};
 use crate::slot::Slot;
-use crate::state::Journal;
+use crate::state::{Journal, WriterSequence};
 
 pub(crate) async fn clean_up(ctx: &Ctx, j: &mut Journal) -> StepResult {
     let step = Step::CleanUp;
@@ -103,6 +103,17 @@ pub(crate) fn confirm(ctx: &Ctx, j: &mut Journal) -> Result<String, Stop> {
             size: (t.len > 0).then_some(t.len),
             version: c.and_then(|c| c.version.clone()),
             ..InstalledComponent::default()
+        });
+        // The writer's own counter (docs/trust.md "Trust domains"): a SUIT dependency's
+        // sequence number for a component it wrote, else the release's.
+        let sequence = j
+            .writers
+            .iter()
+            .find(|w| w.id == t.id)
+            .map_or(j.sequence, |w| w.sequence);
+        installed.set_writer(WriterSequence {
+            id: t.id.clone(),
+            sequence,
         });
     }
     installed.reverted = false;
