@@ -400,6 +400,35 @@ impl Client {
         self.call(self.get("/api/v1/fleet/posture")).await
     }
 
+    // ---- the fleet's trust state (admin; docs/trust.md, "The server and trust updates") ----
+
+    /// The trust state in force (`GET /api/v1/trust-state`), as the server's JSON.
+    ///
+    /// # Errors
+    /// [`Error`]; none registered is `404 no-trust-state`.
+    pub async fn trust_state(&self) -> Result<Reply<Value>, Error> {
+        self.call(self.get("/api/v1/trust-state")).await
+    }
+
+    /// Registers the fleet's trust state, a trust document given in hex (`POST
+    /// /api/v1/trust-state`).
+    ///
+    /// # Errors
+    /// [`Error`]; one registered already is `409 trust-state-exists`.
+    pub async fn set_trust_state(&self, document_hex: &str) -> Result<Reply<Value>, Error> {
+        let body = serde_json::json!({"document": document_hex});
+        self.call(self.post("/api/v1/trust-state").json(&body))
+            .await
+    }
+
+    /// Removes the registered trust state (`DELETE /api/v1/trust-state`).
+    ///
+    /// # Errors
+    /// [`Error`].
+    pub async fn remove_trust_state(&self) -> Result<(), Error> {
+        self.call_empty(self.delete("/api/v1/trust-state")).await
+    }
+
     // ---- campaigns (operator) ----
 
     /// Creates a campaign, as a draft (`POST /api/v1/campaigns`).

@@ -173,6 +173,18 @@ CREATE INDEX reports_failures ON reports (device_id, reason, id)
     // when the envelope names the trust store component, else `release`. Releases stored
     // before were uploaded as firmware and stay `release`.
     let v13 = "ALTER TABLE releases ADD COLUMN kind TEXT NOT NULL DEFAULT 'release'".to_owned();
+    // The fleet's trust state in force (docs/trust.md, "The server and trust updates"): one
+    // row (id 1), the trust document an admin registered and every trust update accepted at
+    // upload since advanced, with the trust update that set it. A trust update's upload
+    // advances it in the transaction that stores the release, conditional on the sequence it
+    // was checked against, so two nodes cannot both advance from the same state.
+    let v14 = format!(
+        "
+CREATE TABLE trust_state (
+    id BIGINT PRIMARY KEY CHECK (id = 1), sequence BIGINT NOT NULL, document {blob} NOT NULL,
+    release_id TEXT, set_by TEXT NOT NULL, updated_at BIGINT NOT NULL)
+"
+    );
     vec![
         (1, v1),
         (2, v2),
@@ -187,6 +199,7 @@ CREATE INDEX reports_failures ON reports (device_id, reason, id)
         (11, v11),
         (12, v12),
         (13, v13),
+        (14, v14),
     ]
 }
 

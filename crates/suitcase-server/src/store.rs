@@ -192,6 +192,84 @@ impl Db {
 // Author keys
 // ---------------------------------------------------------------------------------------------
 
+/// The trust state an upload was checked against, for [`Db::release_create`].
+#[derive(Clone, Debug)]
+pub(crate) struct TrustGuard {
+    /// The sequence number of the state in force the upload was checked against.
+    pub(crate) expected: u64,
+    /// For a trust update: the new state's sequence number and document.
+    pub(crate) next: Option<(u64, Vec<u8>)>,
+}
+
+/// The trust state in force changed between an upload's check and its insert.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TrustStateMoved;
+
+impl core::fmt::Display for TrustStateMoved {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the trust state in force changed while this upload was checked")
+    }
+}
+
+impl std::error::Error for TrustStateMoved {}
+
+/// The fleet's registered trust state (docs/trust.md, "The server and trust updates").
+#[derive(Clone, Debug)]
+pub(crate) struct TrustRow {
+    pub(crate) sequence: u64,
+    /// The trust document (`TrustState::encode`).
+    pub(crate) document: Vec<u8>,
+    /// The trust update that set it; `None` for the state an admin registered.
+    pub(crate) release_id: Option<String>,
+    /// The token that registered the first state.
+    pub(crate) set_by: String,
+    pub(crate) updated_at: i64,
+}
+
+impl Db {
+    pub(crate) async fn trust_state(&self) -> Result<Option<TrustRow>> {
+        sqlx::query(
+            "SELECT sequence, document, release_id, set_by, updated_at FROM trust_state WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| {
+            Ok(TrustRow {
+                sequence: u64::try_from(r.try_get::<i64, _>("sequence")?)?,
+                document: r.try_get("document")?,
+                release_id: r.try_get("release_id")?,
+                set_by: r.try_get("set_by")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Registers the trust state, unless one is registered: `false` then.
+    pub(crate) async fn trust_state_register(&self, t: &TrustRow) -> Result<bool> {
+        Ok(sqlx::query(
+            "INSERT INTO trust_state (id, sequence, document, release_id, set_by, updated_at) VALUES (1, $1, $2, NULL, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(to_i64(t.sequence))
+        .bind(&t.document)
+        .bind(&t.set_by)
+        .bind(t.updated_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Removes the registered trust state: `false` if there was none.
+    pub(crate) async fn trust_state_remove(&self) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM trust_state WHERE id = 1")
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+}
+
 /// A registered release-signing key.
 #[derive(Clone, Debug)]
 pub(crate) struct KeyRow {
@@ -308,13 +386,44 @@ impl ReleaseRow {
 const RELEASE_COLS: &str = "id, name, sequence_number, manifest_digest, summary, signed_by, created_by, created_at, LENGTH(envelope) AS envelope_bytes, archived, remediation, kind";
 
 impl Db {
+    /// Stores a release. With `trust`, in the same transaction, the trust state in force is
+    /// checked to be still the one the upload was checked against (and, for a trust update,
+    /// advanced to the new state); if another upload changed it meanwhile nothing is stored
+    /// and the error is [`TrustStateMoved`].
     pub(crate) async fn release_create(
         &self,
         r: &ReleaseRow,
         envelope: &[u8],
         uris: &[String],
+        trust: Option<&TrustGuard>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        if let Some(g) = trust {
+            // One conditional write on the state's row: on PostgreSQL it locks the row until
+            // the commit, on SQLite it takes the database's write lock, so a concurrent trust
+            // update (or a concurrent release checked against the old state) waits and then
+            // finds the sequence moved. `sequence = sequence` still counts as a matched row.
+            let q = match &g.next {
+                Some((sequence, document)) => sqlx::query(
+                    "UPDATE trust_state SET sequence = $1, document = $2, release_id = $3, updated_at = $4 WHERE id = 1 AND sequence = $5",
+                )
+                .bind(to_i64(*sequence))
+                .bind(document.as_slice())
+                .bind(&r.id)
+                .bind(r.created_at),
+                None => sqlx::query(
+                    "UPDATE trust_state SET sequence = sequence WHERE id = 1 AND sequence = $1",
+                ),
+            };
+            let n = q
+                .bind(to_i64(g.expected))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n != 1 {
+                return Err(TrustStateMoved.into());
+            }
+        }
         sqlx::query(
             "INSERT INTO releases (id, name, sequence_number, manifest_digest, summary, signed_by, envelope, created_by, created_at, remediation, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )

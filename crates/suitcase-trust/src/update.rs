@@ -13,16 +13,48 @@ fn with_root_anchors<R>(
     state: &TrustState,
     f: impl FnOnce(&[TrustAnchor<'_>], &TrustPolicy<'_>) -> R,
 ) -> R {
-    // TUF §5.3.4: "signed by a threshold of keys specified in the trusted root metadata";
-    // `Envelope::verify` counts distinct anchors, and `TrustState::check` refuses a key listed
-    // twice, so k counts distinct keys.
-    let policy = Policy {
-        threshold: state.root_threshold(),
-        rules: &[],
-        time: None,
-    };
-    let keys = state.roots().iter().map(|k| (k, Permissions::ALL));
-    with_anchors::<MAX_ROOTS, _>("root", keys, &policy, f)
+    state.with_root_policy(f)
+}
+
+impl TrustState {
+    /// The root anchors and policy of this state, handed to `f` (they borrow the state): the
+    /// root keys, each allowed everything, in the order of [`TrustState::roots`] (anchor `i`
+    /// is `roots()[i]`, so a [`VerifiedManifest::signers`] index names a root key), and the
+    /// root threshold. This is what [`TrustState::apply_update`] verifies a trust update with
+    /// (its check 1); a caller that has applied an update with `apply_update` uses it to learn
+    /// which root keys signed it (the update server records them). Never use it for a
+    /// release: a release is checked with [`TrustState::with_release_policy`].
+    pub fn with_root_policy<R>(
+        &self,
+        f: impl FnOnce(&[TrustAnchor<'_>], &TrustPolicy<'_>) -> R,
+    ) -> R {
+        let state = self;
+        // TUF §5.3.4: "signed by a threshold of keys specified in the trusted root metadata";
+        // `Envelope::verify` counts distinct anchors, and `TrustState::check` refuses a key listed
+        // twice, so k counts distinct keys.
+        let policy = Policy {
+            threshold: state.root_threshold(),
+            rules: &[],
+            time: None,
+        };
+        let keys = state.roots().iter().map(|k| (k, Permissions::ALL));
+        with_anchors::<MAX_ROOTS, _>("root", keys, &policy, f)
+    }
+
+    /// The first key id among the envelope's authentication blocks' kids that is a release
+    /// signer of this state: why a trust update that failed its root check (check 1 of
+    /// [`TrustState::apply_update`]) was refused, when it was signed by a release signer. A
+    /// release signer never counts toward a trust update (role separation, TUF §2.1.1). Like
+    /// [`TrustState::revoked_signer`], the kid is an unprotected hint (RFC 9052 §3.1), used
+    /// only to name why an update that already failed was refused, never to accept one.
+    pub fn release_signer_in(&self, envelope: &Envelope<'_>) -> Option<KeyId> {
+        let auth = envelope.authentication().ok()?;
+        auth.blocks()
+            .flat_map(|b| b.signers())
+            .filter_map(|s| s.headers.kid)
+            .filter_map(|kid| <KeyId>::try_from(kid).ok())
+            .find(|kid| self.signers().iter().any(|s| s.key.id() == *kid))
+    }
 }
 
 impl TrustState {

@@ -76,6 +76,11 @@ enum Command {
     /// Management tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// The fleet's trust state on the server (docs/trust.md, "The server and trust updates"):
+    /// once registered, a trust update is stored only if the devices would apply it, and
+    /// advances it; a release signed only by a key it revoked is refused.
+    #[command(subcommand)]
+    Trust(TrustCmd),
     /// The fleet's posture (RFC 8240 §9): how many devices are up to date, out of date,
     /// quarantined, unreachable or never seen (docs/server.md §8). Any role.
     ///
@@ -96,6 +101,23 @@ enum KeyCmd {
     Add { name: String, public_key: PathBuf },
     /// List the registered keys.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCmd {
+    /// Register the trust state the devices were provisioned with (the file `suitcase trust
+    /// init` wrote, or `suitcase trust apply --out` for devices already updated). Admin.
+    ///
+    /// Example: suitcase fleet trust set trust.cbor
+    Set { state: PathBuf },
+    /// The trust state in force: the one registered, advanced by every trust update uploaded
+    /// since. Any role.
+    ///
+    /// Example: suitcase fleet trust show --json
+    Show,
+    /// Remove the registered trust state: trust updates are then checked against the
+    /// registered keys only. Admin.
+    Remove,
 }
 
 #[derive(Debug, Subcommand)]
@@ -439,6 +461,23 @@ pub(crate) fn run(args: FleetArgs) -> Result<ExitCode> {
         Command::Token(TokenCmd::Revoke { id }) => {
             f.call(c.revoke_token(&id))?;
             outln!("revoked {id}");
+        }
+        Command::Trust(TrustCmd::Set { state }) => {
+            let doc = std::fs::read(&state).map_err(|e| {
+                anyhow!(
+                    "cannot read {}: {e}\n  the trust state is the file `suitcase trust init --out` wrote",
+                    state.display()
+                )
+            })?;
+            let r = f.call(c.set_trust_state(&hex::encode(doc)))?;
+            f.print(&r, show::trust_state);
+        }
+        Command::Trust(TrustCmd::Show) => f.print(&f.call(c.trust_state())?, show::trust_state),
+        Command::Trust(TrustCmd::Remove) => {
+            f.call(c.remove_trust_state())?;
+            outln!(
+                "trust state removed: trust updates are checked against the registered keys only"
+            );
         }
         Command::Posture => f.print(&f.call(c.posture())?, show::posture),
         Command::Audit { limit } => {

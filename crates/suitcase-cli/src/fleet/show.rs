@@ -5,6 +5,7 @@
 //! user reads (tags as `["a","b"]`, a missing number as `null`).
 
 use serde::Serialize;
+use serde_json::Value;
 use suitcase_protocol::mgmt::{
     DeviceQuarantine, FleetPosture, QuarantineRecord, ReleaseRemediation,
 };
@@ -406,6 +407,52 @@ pub(super) fn remediation(v: &ReleaseRemediation) {
             "release {} is not remediation: quarantined devices are not offered it",
             v.id
         );
+    }
+}
+
+/// The server's trust state in force (`GET /api/v1/trust-state`).
+pub(super) fn trust_state(v: &Value) {
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let set_by = match v["release_id"].as_str() {
+        Some(id) => format!("trust update {id}"),
+        None => format!("registered by {}", v["set_by"].as_str().unwrap_or("?")),
+    };
+    outln!(
+        "trust state {} ({set_by}, {})",
+        v["sequence"],
+        when(v["updated_at"].as_i64().unwrap_or(0))
+    );
+    outln!(
+        "  root threshold {} of {}",
+        v["root_threshold"],
+        list("roots").len()
+    );
+    for k in list("roots") {
+        outln!(
+            "    root {} {}",
+            k["kid"].as_str().unwrap_or("?"),
+            k["kind"].as_str().unwrap_or("?")
+        );
+    }
+    outln!("  release threshold {}", v["release_threshold"]);
+    for s in list("signers") {
+        outln!(
+            "    signer {} {} actions {} components {}",
+            s["kid"].as_str().unwrap_or("?"),
+            s["kind"].as_str().unwrap_or("?"),
+            s["actions"].as_str().unwrap_or("?"),
+            s["component"].as_str().unwrap_or("all")
+        );
+    }
+    for r in list("rules") {
+        outln!(
+            "  rule: {} signer(s) for components under {}",
+            r["threshold"],
+            r["component"].as_str().unwrap_or("?")
+        );
+    }
+    for kid in list("revoked") {
+        outln!("  revoked: {}", kid.as_str().unwrap_or("?"));
     }
 }
 

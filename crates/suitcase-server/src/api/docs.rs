@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, campaigns, device, fleet, quarantine, releases};
+use super::{admin, campaigns, device, fleet, quarantine, releases, trust};
 use crate::AppState;
 
 struct Security;
@@ -52,6 +52,7 @@ impl Modify for Security {
         campaigns::create, campaigns::dry_run, campaigns::list, campaigns::get, campaigns::members, campaigns::act,
         admin::token_create, admin::token_list, admin::token_revoke,
         admin::key_create, admin::key_list, admin::key_delete, admin::audit,
+        trust::get, trust::set, trust::remove,
         super::healthz, super::metrics,
     ),
     modifiers(&Security),
@@ -60,7 +61,7 @@ impl Modify for Security {
         (name = "releases", description = "signed releases and their payloads"),
         (name = "devices", description = "the fleet: devices, tags, groups"),
         (name = "campaigns", description = "rollouts in waves with thresholds"),
-        (name = "admin", description = "tokens, signing keys, audit log"),
+        (name = "admin", description = "tokens, signing keys, the fleet's trust state, audit log"),
         (name = "operations", description = "health and metrics"),
     )
 )]

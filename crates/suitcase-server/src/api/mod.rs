@@ -19,6 +19,7 @@ pub(crate) mod docs;
 pub(crate) mod fleet;
 pub(crate) mod quarantine;
 pub(crate) mod releases;
+pub(crate) mod trust;
 
 pub(crate) use releases::UPLOAD_CLAIM_STALE;
 
@@ -50,6 +51,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/keys", get(admin::key_list).post(admin::key_create))
         .route("/api/v1/keys/{id}", delete(admin::key_delete))
         .route("/api/v1/audit", get(admin::audit))
+        .route(
+            "/api/v1/trust-state",
+            get(trust::get).post(trust::set).delete(trust::remove),
+        )
         .route("/api/v1/releases", get(releases::list))
         .route(
             "/api/v1/releases/{id}",

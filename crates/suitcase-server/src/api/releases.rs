@@ -103,7 +103,9 @@ async fn duplicate(state: &AppState, existing: &str) -> ApiErr {
 }
 
 /// Upload a signed SUIT envelope. The server refuses it unless enough registered keys signed
-/// it (manifest §6.2: authenticate before anything else); then payloads are uploaded with
+/// it (manifest §6.2: authenticate before anything else); a trust update, when a trust state
+/// is registered (`/api/v1/trust-state`), unless it applies to the state in force as on a
+/// device (docs/trust.md), which it then advances; then payloads are uploaded with
 /// `PUT /api/v1/releases/{id}/payloads/{index}`. Author or admin; with `remediation=true`
 /// admin only (403 otherwise), the mark stored with the release in one write.
 #[utoipa::path(post, path = "/api/v1/releases", tag = "releases",
@@ -111,8 +113,8 @@ async fn duplicate(state: &AppState, existing: &str) -> ApiErr {
     request_body(content = Vec<u8>, content_type = "application/suit-envelope+cose"),
     responses((status = 201, body = ReleaseInfo),
               (status = 403, body = suitcase_protocol::ApiError, description = "the token's role may not upload, or `remediation=true` from a token without the admin role"),
-              (status = 409, body = suitcase_protocol::ApiError, description = "already uploaded, or no keys registered"),
-              (status = 422, body = suitcase_protocol::ApiError, description = "not an envelope, or not signed by a registered key")),
+              (status = 409, body = suitcase_protocol::ApiError, description = "already uploaded, or no keys registered; under a registered trust state: a trust update whose sequence is not above the state in force (trust-update-rollback), or the state changed during the upload (trust-state-changed)"),
+              (status = 422, body = suitcase_protocol::ApiError, description = "not an envelope, or not signed by a registered key; under a registered trust state: a trust update the devices would refuse (trust-update-unauthorized, trust-update-release-signer, trust-update-refused), or a release signed only by a revoked key (revoked-key)")),
     security(("management_token" = [])))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
@@ -136,26 +138,6 @@ pub(crate) async fn upload(
             .hint("upload without remediation=true (an author may), then have an admin mark it: suitcase fleet release remediation ID --on (POST /api/v1/releases/{id}/remediation)")
         })?;
     }
-    let keys = state.db.key_list().await?;
-    if keys.is_empty() {
-        return Err(ApiErr::conflict(
-            "no-keys",
-            "no release-signing keys are registered, so no release can be trusted",
-        )
-        .hint("an admin registers the author's public key: suitcase fleet key add NAME KEY.pub (POST /api/v1/keys)"));
-    }
-    let parsed: Vec<(String, suitcase_host::keys::PublicKey)> = keys
-        .iter()
-        .filter_map(|k| {
-            suitcase_host::keys::parse_public(FsPath::new(&k.name), &k.key_bytes)
-                .ok()
-                .map(|p| (k.name.clone(), p))
-        })
-        .collect();
-    let anchors: Vec<TrustAnchor<'_>> = parsed
-        .iter()
-        .filter_map(|(n, k)| k.as_trust_key().map(|t| TrustAnchor::new(n, t)))
-        .collect();
     let envelope = Envelope::decode(&body).map_err(|e| {
         ApiErr::unprocessable(
             "not-an-envelope",
@@ -166,30 +148,132 @@ pub(crate) async fn upload(
         )
         .hint("upload the signed envelope file (suitcase release build -o FILE) as the raw body")
     })?;
-    let threshold =
-        NonZeroUsize::new(state.config.release_signatures.max(1)).unwrap_or(NonZeroUsize::MIN);
-    let policy = TrustPolicy {
-        threshold,
-        time: u64::try_from(state.now()).ok(),
-        ..TrustPolicy::default()
-    };
-    let verified = envelope.verify(&anchors, &policy).map_err(|e| {
-        ApiErr::unprocessable(
-            "untrusted-release",
-            format!("the envelope is not signed by {threshold} registered key(s): {e}"),
-        )
-        .hint("sign it with a registered key (suitcase release sign), or have an admin register the signer's public key")
-    })?;
+    // The fleet's trust state in force, if an admin registered one (docs/trust.md, "The
+    // server and trust updates"): trust updates are then checked as a device checks them,
+    // and releases signed only by revoked keys are refused.
+    let trust = crate::api::trust::in_force(&state).await?;
+    let parsed: Vec<(String, suitcase_host::keys::PublicKey)>;
+    let anchors: Vec<TrustAnchor<'_>>;
+    let verified;
+    let signed_by: Vec<String>;
+    let guard;
+    match &trust {
+        // A trust update (it carries the integrated trust document, as the agent recognises
+        // one) under a registered state: the device's own check, `apply_update` (docs/trust.md
+        // checks 1 to 6: root threshold, the trust-store component, digest, anti-rollback,
+        // the new document, a new root's countersignature). The registered release keys play
+        // no part: a trust update is the root's.
+        Some((_, ts)) if envelope.integrated(suitcase_trust::TRUST_PAYLOAD).is_some() => {
+            let next = ts
+                .apply_update(&body)
+                .map_err(|e| crate::api::trust::refusal(ts, &envelope, e))?;
+            verified = ts
+                .with_root_policy(|a, p| envelope.verify(a, p))
+                .map_err(|e| {
+                    ApiErr::internal(format!("a trust update applied but does not verify: {e}"))
+                })?;
+            signed_by = verified
+                .signers()
+                .iter()
+                .filter_map(|i| ts.roots().get(i))
+                .map(|k| format!("root {}", hex::encode(k.id())))
+                .collect();
+            let mut document = vec![0; suitcase_trust::MAX_DOCUMENT_LEN];
+            let n = next
+                .encode(&mut document)
+                .map_err(|e| ApiErr::internal(format!("cannot encode the new trust state: {e}")))?;
+            document.truncate(n);
+            guard = Some(crate::store::TrustGuard {
+                expected: ts.sequence(),
+                next: Some((next.sequence(), document)),
+            });
+        }
+        _ => {
+            let keys = state.db.key_list().await?;
+            if keys.is_empty() {
+                return Err(ApiErr::conflict(
+                    "no-keys",
+                    "no release-signing keys are registered, so no release can be trusted",
+                )
+                .hint("an admin registers the author's public key: suitcase fleet key add NAME KEY.pub (POST /api/v1/keys)"));
+            }
+            // A key the trust state in force revoked is no anchor, as on the devices
+            // (RFC 8240 §3: a revoked key is never trusted again), even while registered.
+            let revoked = |kid: &[u8]| {
+                trust
+                    .as_ref()
+                    .is_some_and(|(_, ts)| ts.revoked().iter().any(|r| r.as_slice() == kid))
+            };
+            parsed = keys
+                .iter()
+                .filter_map(|k| {
+                    suitcase_host::keys::parse_public(FsPath::new(&k.name), &k.key_bytes)
+                        .ok()
+                        .map(|p| (k.name.clone(), p))
+                })
+                .filter(|(_, p)| !revoked(&p.kid()))
+                .collect();
+            anchors = parsed
+                .iter()
+                .filter_map(|(n, k)| k.as_trust_key().map(|t| TrustAnchor::new(n, t)))
+                .collect();
+            let threshold = NonZeroUsize::new(state.config.release_signatures.max(1))
+                .unwrap_or(NonZeroUsize::MIN);
+            let policy = TrustPolicy {
+                threshold,
+                time: u64::try_from(state.now()).ok(),
+                ..TrustPolicy::default()
+            };
+            verified = envelope.verify(&anchors, &policy).map_err(|e| {
+                if let Some((_, ts)) = &trust
+                    && let Some(kid) = ts.revoked_signer(&envelope)
+                {
+                    return ApiErr::unprocessable(
+                        "revoked-key",
+                        format!(
+                            "the envelope is signed by key {}, which the trust state in force (sequence {}) revoked, and not by {threshold} other registered key(s): the devices refuse it (RFC 8240 §3, docs/trust.md): {e}",
+                            hex::encode(kid),
+                            ts.sequence()
+                        ),
+                    )
+                    .hint("sign the release with a key the trust state lists as a release signer (suitcase fleet trust show), and remove the revoked key: suitcase fleet key list, DELETE /api/v1/keys/{id}");
+                }
+                ApiErr::unprocessable(
+                    "untrusted-release",
+                    format!("the envelope is not signed by {threshold} registered key(s): {e}"),
+                )
+                .hint("sign it with a registered key (suitcase release sign), or have an admin register the signer's public key")
+            })?;
+            if let Some((_, ts)) = &trust
+                && suitcase_trust::names_trust_store(&verified)
+            {
+                // Devices with a trust state refuse it: only a root-signed trust update,
+                // its document integrated, may name the trust store (docs/trust.md, rule 2).
+                return Err(ApiErr::unprocessable(
+                    "trust-update-refused",
+                    format!(
+                        "trust update refused by rule 2 (the document integrated as \"#suitcase-trust\", SUIT manifest §7.5): the envelope names the trust store but carries no trust document; devices under trust state {} refuse it",
+                        ts.sequence()
+                    ),
+                )
+                .hint("build trust updates with suitcase trust update (it integrates the document) and sign them with the root keys"));
+            }
+            signed_by = verified
+                .signers()
+                .iter()
+                .filter_map(|i| anchors.get(i).map(|a| a.name.to_owned()))
+                .collect();
+            guard = trust.as_ref().map(|(_, ts)| crate::store::TrustGuard {
+                expected: ts.sequence(),
+                next: None,
+            });
+        }
+    }
     let summary = summarize(&verified);
     let digest = summary.manifest_digest.1.clone();
     if let Some(existing) = state.db.release_by_digest(&digest).await? {
         return Err(duplicate(&state, &existing).await);
     }
-    let signed_by: Vec<String> = verified
-        .signers()
-        .iter()
-        .filter_map(|i| anchors.get(i).map(|a| a.name.to_owned()))
-        .collect();
     let mut uris: Vec<String> = Vec::new();
     for (u, _) in summary.fetched() {
         if !uris.iter().any(|x| x == u) {
@@ -225,7 +309,18 @@ pub(crate) async fn upload(
         }
         .to_owned(),
     };
-    if let Err(e) = state.db.release_create(&row, &body, &uris).await {
+    if let Err(e) = state
+        .db
+        .release_create(&row, &body, &uris, guard.as_ref())
+        .await
+    {
+        if e.downcast_ref::<crate::store::TrustStateMoved>().is_some() {
+            return Err(ApiErr::conflict(
+                "trust-state-changed",
+                "the trust state in force changed while this upload was checked (another trust update was stored, or the state was replaced); nothing was stored",
+            )
+            .hint("upload it again: it is checked against the state in force now (suitcase fleet trust show)"));
+        }
         // The same manifest uploaded by a concurrent request: its digest is unique.
         if crate::error::is_unique_violation(&e)
             && let Some(existing) = state.db.release_by_digest(&row.manifest_digest).await?
@@ -239,7 +334,10 @@ pub(crate) async fn upload(
         &who,
         "release.upload",
         &row.id,
-        serde_json::json!({"name": row.name, "sequence_number": row.sequence_number, "manifest_digest": row.manifest_digest, "signed_by": row.signed_by, "remediation": remediation, "kind": row.kind}),
+        serde_json::json!({"name": row.name, "sequence_number": row.sequence_number, "manifest_digest": row.manifest_digest, "signed_by": row.signed_by, "remediation": remediation, "kind": row.kind,
+            // The trust state in force it was checked against, and, for a trust update, the
+            // one it advanced to (docs/trust.md, "The server and trust updates").
+            "trust_state": guard.as_ref().map(|g| g.expected), "trust_state_now": guard.as_ref().and_then(|g| g.next.as_ref().map(|n| n.0))}),
     )
     .await?;
     let stored = state
