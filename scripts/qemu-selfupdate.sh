@@ -22,6 +22,9 @@
 #                                      key partition (mps2-flash provision-key), and no
 #                                      plaintext release image carries it (RFC 9124
 #                                      REQ.SEC.IMG.CONFIDENTIALITY).
+#   ok: self-update-revert-reported    v2 staged, not confirmed on trial: the bootloader reverts
+#                                      it; the next boot reports `activate` failure (reason
+#                                      `condition`) once and does not download v2 again.
 #   ok: self-update-untrusted-refused  a release signed by a key the device does not trust
 #                                      (the server trusts it) is refused at check, reason
 #                                      `signature` (the canonical code), and the wire between QEMU and the
@@ -120,7 +123,7 @@ PROFILE=upgraded release 2.0.0 2 release v2-encrypted --encrypt-for "$WORK/kek.k
 # image by digest as the patch's base.
 release 2.0.0 2 release v2-delta --delta-from "$WORK/app-1.0.0.bin" --payload-out "$WORK/v2-delta.bin"
 "$FLASHTOOL" pack --envelope "$WORK/v1.suit" --image "$WORK/app-1.0.0.bin" -o "$WORK/v1.slot"
-for d in mcu-1 mcu-2 mcu-3 mcu-4; do "$FLASHTOOL" init --slot "$WORK/v1.slot" -o "$WORK/$d.flash"; done
+for d in mcu-1 mcu-2 mcu-3 mcu-4 mcu-5; do "$FLASHTOOL" init --slot "$WORK/v1.slot" -o "$WORK/$d.flash"; done
 # The factory provisions mcu-3's key-encryption key outside the slots; the others have none.
 "$FLASHTOOL" provision-key --flash "$WORK/mcu-3.flash" --key "$WORK/kek.key" >/dev/null
 # RFC 9124 REQ.SEC.IMG.CONFIDENTIALITY: no plaintext release (v1, v2, the delta's base) may
@@ -171,6 +174,7 @@ MCU1_TOKEN=$(token mcu-1 selfupdate)
 MCU2_TOKEN=$(token mcu-2 untrusted)
 MCU3_TOKEN=$(token mcu-3 encrypted)
 MCU4_TOKEN=$(token mcu-4 delta)
+MCU5_TOKEN=$(token mcu-5 revert)
 
 cat >"$WORK/agent.toml" <<EOF
 state_dir = "state"
@@ -203,6 +207,10 @@ token = "$MCU3_TOKEN"
 id = "mcu-4"
 socket = "$WORK/mcu-4.sock"
 token = "$MCU4_TOKEN"
+[[gateway.subdevice]]
+id = "mcu-5"
+socket = "$WORK/mcu-5.sock"
+token = "$MCU5_TOKEN"
 [[component]]
 name = "app"
 id = "617070"
@@ -214,19 +222,23 @@ EOF
 (cd "$WORK" && exec "$SUITCASE" agent --config agent.toml --gateway >"$WORK/gateway.log" 2>&1) &
 PIDS+=($!)
 for _ in $(seq 1 300); do
-  [ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && [ -S "$WORK/mcu-4.sock" ] && break
+  [ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && [ -S "$WORK/mcu-4.sock" ] && [ -S "$WORK/mcu-5.sock" ] && break
   sleep 0.1
 done
-[ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && [ -S "$WORK/mcu-4.sock" ] || fail "the gateway did not open its sockets"
+[ -S "$WORK/mcu-1.sock" ] && [ -S "$WORK/mcu-2.sock" ] && [ -S "$WORK/mcu-3.sock" ] && [ -S "$WORK/mcu-4.sock" ] && [ -S "$WORK/mcu-5.sock" ] || fail "the gateway did not open its sockets"
 # A wire tap between each QEMU and the gateway (scripts/serial-tap.py): it relays the bytes
 # unchanged and logs every CoAP request the device sends (code and Uri-Path) to DEVICE.wire,
 # the independent record of what the device asked for.
-for d in mcu-1 mcu-2 mcu-3 mcu-4; do
-  python3 "$ROOT/scripts/serial-tap.py" "$WORK/$d-tap.sock" "$WORK/$d.sock" "$WORK/$d.wire" &
+# mcu-1's tap answers its first two reports 5.03 queue-full itself (docs/gateway.md §3): the
+# device must keep each and send it again after the Max-Age.
+for d in mcu-1 mcu-2 mcu-3 mcu-4 mcu-5; do
+  refuse=0
+  [ "$d" = mcu-1 ] && refuse=2
+  python3 "$ROOT/scripts/serial-tap.py" "$WORK/$d-tap.sock" "$WORK/$d.sock" "$WORK/$d.wire" "$refuse" &
   PIDS+=($!)
 done
 for _ in $(seq 1 100); do
-  [ -S "$WORK/mcu-1-tap.sock" ] && [ -S "$WORK/mcu-2-tap.sock" ] && [ -S "$WORK/mcu-3-tap.sock" ] && [ -S "$WORK/mcu-4-tap.sock" ] && break
+  [ -S "$WORK/mcu-1-tap.sock" ] && [ -S "$WORK/mcu-2-tap.sock" ] && [ -S "$WORK/mcu-3-tap.sock" ] && [ -S "$WORK/mcu-4-tap.sock" ] && [ -S "$WORK/mcu-5-tap.sock" ] && break
   sleep 0.1
 done
 
@@ -234,14 +246,17 @@ CAMPAIGN=$(fleet --json campaign create --release "$V2" --tag selfupdate --start
 fleet --json campaign create --release "$ROGUE" --tag untrusted --start >/dev/null
 ENCRYPTED_CAMPAIGN=$(fleet --json campaign create --release "$ENCRYPTED" --tag encrypted --start | json 'd["id"]')
 DELTA_CAMPAIGN=$(fleet --json campaign create --release "$DELTA" --tag delta --start | json 'd["id"]')
+fleet --json campaign create --release "$V2" --tag revert --start >/dev/null
 
 # power_cycle DEVICE NAME APPEND PATTERN...: one QEMU run of DEVICE (UART0 to the log, UART1
 # to the gateway's socket); every PATTERN on UART0, none prefixed '!'.
+# Each run is bounded at 120 s: a download of 350 blocks takes 35 s on an idle machine, twice
+# that under a load of 7 on 2 cores (five QEMUs, the gateway, the taps and others' builds).
 power_cycle() {
   local dev=$1 name=$2 append=$3 status=0
   shift 3
   local log=$WORK/$name.log
-  (cd "$WORK" && timeout 60 qemu-system-arm -M mps2-an386 -display none -monitor none -semihosting \
+  (cd "$WORK" && timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -semihosting \
     -serial stdio -serial "unix:$WORK/$dev-tap.sock" \
     -kernel "$WORK/bootloader.elf" -append "flash=$dev.flash $append" </dev/null >"$log" 2>&1) || status=$?
   local failed=()
@@ -275,7 +290,8 @@ updated() {
   local dev=$1 name=$2 rel=$3 campaign=$4 state=""
   power_cycle "$dev" "$name-1-download" "gateway ${CLOCK_WRAP:-}" \
     "app: hello from version 1.0.0" "app: offered release $rel, sequence 2" \
-    "app: envelope authenticated" "app: update staged (pending); resetting"
+    "app: envelope authenticated" "app: update staged (pending); resetting" \
+    "${DOWNLOAD_EXPECT:-app: update staged}"
   power_cycle "$dev" "$name-2-trial" gateway \
     "boot: verified slot A: security version 2" "boot: booting slot A (trial boot 1 of 1)" \
     "app: hello from version 2.0.0" "app: reported activate success" "app: version 2.0.0 confirmed" \
@@ -315,12 +331,37 @@ updated_bg() {
 }
 # The full update's download starts 2 s before the link's 32-bit timer wraps (the app's
 # `clock-wrap`): the session must cross the wrap without hanging (it used to wait ~171 s).
-CLOCK_WRAP=clock-wrap updated_bg mcu-1 full "$V2" "$CAMPAIGN"
+DOWNLOAD_EXPECT="app: report check answered 5.03 (attempt 1 of 4); sending it again in 1 s" \
+  CLOCK_WRAP=clock-wrap updated_bg mcu-1 full "$V2" "$CAMPAIGN"
 FULL=$!
 updated_bg mcu-3 encrypted "$ENCRYPTED" "$ENCRYPTED_CAMPAIGN"
 ENCRYPTED_PID=$!
 updated_bg mcu-4 delta "$DELTA" "$DELTA_CAMPAIGN"
 DELTA_PID=$!
+
+# --- self-update-revert-reported: the bootloader reverts the update (v2 not confirmed on
+# trial); the next boot reports `activate` failure with the reason and does not download the
+# same release again; the server then stops offering it.
+reverted() {
+  power_cycle mcu-5 revert-1-download gateway \
+    "app: offered release $V2, sequence 2" "app: update staged (pending); resetting"
+  power_cycle mcu-5 revert-2-trial "gateway no-confirm" \
+    "app: hello from version 2.0.0" "not confirming" "!app: reported"
+  power_cycle mcu-5 revert-3-reverted gateway \
+    "app: hello from version 1.0.0" "app: offered release $V2, sequence 2" \
+    "the bootloader did not keep it: trial image not confirmed; reverted; not downloading it again" \
+    "app: reported activate failure" "!app: envelope" "!payload blocks requested"
+  power_cycle mcu-5 revert-4-after gateway \
+    "app: hello from version 1.0.0" "app: checked in: no update offered"
+  local envelopes
+  envelopes=$(sed -n "s|^0.01 /d/releases/$V2/envelope block=0 mid=\([0-9]*\)|\1|p" "$WORK/mcu-5.wire" | sort -u | wc -l)
+  [ "$envelopes" = 1 ] || fail "self-update-revert-reported: mcu-5 asked for the reverted release's envelope $envelopes times"
+  timeline mcu-5 >"$WORK/mcu-5.timeline"
+  grep -q "^activate failure condition" "$WORK/mcu-5.timeline" ||
+    fail "self-update-revert-reported: no 'activate failure condition' in mcu-5's timeline: $(tr '\n' ';' <"$WORK/mcu-5.timeline")"
+}
+(reverted && echo ok >"$WORK/revert.result") &
+REVERT_PID=$!
 
 # --- self-update-untrusted-refused ----------------------------------------------------------
 power_cycle mcu-2 untrusted-1 gateway \
@@ -348,14 +389,18 @@ status=0
 wait "$FULL" || status=1
 wait "$ENCRYPTED_PID" || status=1
 wait "$DELTA_PID" || status=1
+wait "$REVERT_PID" || status=1
 [ "$status" -eq 0 ] || fail "an update scenario failed (its FAIL lines above)"
 read -r BLOCKS STEPS PEAK <"$WORK/full.result"
+[ "$(grep -c '^tap: 5.03' "$WORK/mcu-1.wire")" = 2 ] ||
+  fail "self-update-full: the tap did not answer two reports 5.03: $(grep -c '^tap: 5.03' "$WORK/mcu-1.wire")"
 SESSION=$(sed -n 's/.*app: session with the gateway: \([0-9]*\) ms.*/\1/p' "$WORK/full-1-download.log")
 grep -qF "app: clock-wrap: timer 0 wraps in 2000 ms" "$WORK/full-1-download.log" && [ "${SESSION:-0}" -gt 2000 ] ||
   fail "self-update-full: the download did not cross the timer's wrap (session ${SESSION:-?} ms, clock-wrap line missing?)"
-echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP across the link timer's wrap ($SESSION ms session, the timer wrapped at 2000 ms), campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+echo "ok: self-update-full (v1 -> v2: $BLOCKS payload blocks of 512 bytes over CoAP/SLIP across the link timer's wrap ($SESSION ms session, the timer wrapped at 2000 ms), campaign completed, $STEPS steps in the server's timeline although its first two reports were answered 5.03 queue-full and sent again, stack peak $PEAK bytes)"
 read -r BLOCKS STEPS PEAK <"$WORK/encrypted.result"
 echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 read -r BLOCKS STEPS PEAK <"$WORK/delta.result"
 echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
+echo "ok: self-update-revert-reported (v2 staged, not confirmed on trial, reverted by the bootloader; the next boot reported activate failure, reason condition, and did not download it again: one envelope GET on the wire; the boot after that was offered nothing)"
 echo "self-update: every scenario passed in $SECONDS s"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A wire tap on a sub-device's serial link (docs/gateway.md §2), for scripts/qemu-selfupdate.sh.
 
-    serial-tap.py LISTEN_SOCKET GATEWAY_SOCKET LOG
+    serial-tap.py LISTEN_SOCKET GATEWAY_SOCKET LOG [QUEUE_FULL]
 
 Listens on LISTEN_SOCKET (QEMU's `-serial unix:...` connects to it), connects each connection
 to the gateway's GATEWAY_SOCKET, relays bytes both ways unchanged, and writes one line per
@@ -10,6 +10,10 @@ mid=<message id>` (a retransmission repeats its message id, RFC 7252 §4.5; SLIP
 RFC 1055; the FCS-16 checked, RFC 1662 §C.2; options walked, RFC 7252 §3.1). It is the
 independent record of what the device asked for: the firmware's own count is not trusted for
 the proof that a refused release cost no payload block.
+
+With QUEUE_FULL = N, the tap answers the first N `POST /d/reports` itself, as the gateway does
+when its report queue is full (docs/gateway.md §3: 5.03 with Max-Age, here 1 s), instead of
+relaying them: the sub-device must keep each report and send it again (logged `tap: 5.03`).
 """
 import os
 import select
@@ -51,14 +55,34 @@ def options(msg):
     return "/" + "/".join(path), block
 
 
+def slip(msg):
+    """One SLIP frame (RFC 1055) of `msg` and its FCS-16, low byte first (RFC 1662 §C.2)."""
+    out = bytearray([0xC0])
+    for b in msg + fcs16(msg).to_bytes(2, "little"):
+        out += {0xC0: b"\xDB\xDC", 0xDB: b"\xDB\xDD"}.get(b, bytes([b]))
+    return bytes(out + b"\xC0")
+
+
+def queue_full(msg):
+    """The gateway's answer to a report it cannot queue: ACK 5.03, same message id and token,
+    Max-Age 1 (option 14: delta 13+1, length 1), payload `queue-full` (RFC 7252 §3, §5.10.5)."""
+    tkl = msg[0] & 0x0F
+    return slip(bytes([0x60 | tkl, 0xA3]) + msg[2:4] + msg[4:4 + tkl] + b"\xD1\x01\x01\xFFqueue-full")
+
+
 class Frames:
-    def __init__(self, log):
-        self.buf, self.esc, self.log = bytearray(), False, log
+    def __init__(self, log, queue_full=0):
+        self.buf, self.raw, self.esc, self.log = bytearray(), bytearray(), False, log
+        self.queue_full = queue_full
 
     def push(self, data):
+        """The bytes to relay to the gateway, and those to answer the device with."""
+        relay, answer = bytearray(), bytearray()
         for b in data:
+            self.raw.append(b)
             if b == 0xC0:
                 frame, self.buf = bytes(self.buf), bytearray()
+                raw, self.raw = bytes(self.raw), bytearray()
                 if len(frame) >= 3 and fcs16(frame[:-2]) == int.from_bytes(frame[-2:], "little"):
                     msg = frame[:-2]
                     if len(msg) >= 4 and msg[1] != 0:
@@ -67,7 +91,13 @@ class Frames:
                         path, block = options(msg)
                         block = "" if block is None else f" block={block}"
                         self.log.write(f"{code >> 5}.{code & 0x1F:02} {path}{block} mid={mid}\n")
+                        if code == 0x02 and path == "/d/reports" and self.queue_full > 0:
+                            self.queue_full -= 1
+                            self.log.write(f"tap: 5.03 queue-full to mid={mid}\n")
+                            answer += queue_full(msg)
+                            raw = b""
                         self.log.flush()
+                relay += raw
             elif self.esc:
                 self.buf.append({0xDC: 0xC0, 0xDD: 0xDB}.get(b, b))
                 self.esc = False
@@ -75,10 +105,12 @@ class Frames:
                 self.esc = True
             else:
                 self.buf.append(b)
+        return bytes(relay), bytes(answer)
 
 
 def main():
     listen, gateway, log_path = sys.argv[1:4]
+    reports_refused = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     if os.path.exists(listen):
         os.unlink(listen)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -89,7 +121,8 @@ def main():
             device, _ = server.accept()
             upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             upstream.connect(gateway)
-            frames = Frames(log)
+            frames = Frames(log, reports_refused)
+            reports_refused = 0  # only on the first connection
             peers = {device: upstream, upstream: device}
             open_ = True
             while open_:
@@ -100,7 +133,11 @@ def main():
                         open_ = False
                         break
                     if s is device:
-                        frames.push(data)
+                        data, answer = frames.push(data)
+                        if answer:
+                            device.sendall(answer)
+                        if not data:
+                            continue
                     peers[s].sendall(data)
             device.close()
             upstream.close()

@@ -15,8 +15,9 @@ use core::fmt::Write;
 
 use embedded_storage::nor_flash::ReadNorFlash;
 use mps2_board::flash::{Flash, Partition};
-use mps2_board::layout::{CLASS_ID, COMPONENT_ID, DEVICE_KEY_MAGIC, VENDOR_ID};
+use mps2_board::layout::{CLASS_ID, COMPONENT_ID, DEVICE_KEY_MAGIC, SECTOR, VENDOR_ID};
 use mps2_board::uart::Uart;
+use suitcase_boot::Failure;
 use suitcase_device::consumer::{
     self, BLOCK, Device, IoError, Journal, Offer, Progress, Refusal, Transport,
 };
@@ -27,7 +28,7 @@ use suitcase_manifest::{
     ComponentId, Envelope, Manifest, PublicKey, Reason, TrustAnchor, TrustPolicy,
 };
 
-use crate::link::{Link, MAX_MESSAGE};
+use crate::link::{Link, LinkError, MAX_MESSAGE};
 use crate::slots::BoardSlots;
 use crate::wire;
 
@@ -45,6 +46,11 @@ const MAX_ENVELOPE: usize = 8160;
 const SZX: u8 = 5;
 /// How often a 5.03 (the gateway is still fetching the object) is waited out.
 const MAX_UNAVAILABLE: u32 = 30;
+/// How often a report is sent before it is given up (a 5.03 `queue-full` or no answer).
+const REPORT_ATTEMPTS: u32 = 4;
+/// The longest wait for a report's 5.03 Max-Age (the gateway says 60 s; the session's
+/// 300 s bound the whole).
+const MAX_REPORT_WAIT_S: u32 = 60;
 
 /// The trial boot's session with the gateway: the release it runs, as the server names it.
 pub struct Trial {
@@ -97,12 +103,18 @@ impl Trial {
 }
 
 /// The sequence number of the manifest in slot A (the bootloader verified it at this reset).
-fn running_sequence(mut a: Partition, buf: &mut [u8]) -> Option<u64> {
+fn running_sequence(a: Partition, buf: &mut [u8]) -> Option<u64> {
+    slot_sequence(a, 0, buf)
+}
+
+/// The sequence number of the manifest of the slot image at `at` in `part` (not authenticated:
+/// used to recognise an offer, never to trust one).
+fn slot_sequence(mut part: Partition, at: u32, buf: &mut [u8]) -> Option<u64> {
     let mut header = [0u8; HEADER_SIZE as usize];
-    a.read(0, &mut header).ok()?;
+    part.read(at, &mut header).ok()?;
     let header = SlotHeader::parse(&header).ok()??;
     let envelope = buf.get_mut(..usize::try_from(header.envelope_len).ok()?)?;
-    a.read(HEADER_SIZE, envelope).ok()?;
+    part.read(at + HEADER_SIZE, envelope).ok()?;
     let envelope = Envelope::decode(envelope).ok()?;
     Some(
         Manifest::decode_unauthenticated(envelope.manifest_bytes())
@@ -196,15 +208,17 @@ impl Client {
         Err(())
     }
 
-    /// GET `path`'s block `num` (512 bytes) into `out`; its length and whether more follow.
-    /// A 5.03 (the gateway is still fetching it) is waited out for its Max-Age.
+    /// GET `path`'s block `num` (512 bytes) into `out`; its length, whether more follow, and
+    /// Size2. A 5.03 (the gateway is still fetching it) is waited out for its Max-Age. RFC 7959
+    /// §2.2: every block but the last is exactly the block size, so a short block with the
+    /// More flag set is refused, as is an answer larger than the block (link.rs).
     fn block(
         &mut self,
         uart: &mut Uart,
         path: &str,
         num: u32,
         out: &mut [u8],
-    ) -> Result<(usize, bool), ()> {
+    ) -> Result<(usize, bool, Option<u32>), ()> {
         let want = Block {
             num,
             more: false,
@@ -226,8 +240,16 @@ impl Client {
                     // RFC 7959 §2.4: the server may answer with a smaller block than asked;
                     // this client writes whole 512-byte blocks, so it takes only its own size.
                     return match a.block2 {
-                        None if num == 0 => Ok((a.len, false)),
-                        Some(b) if b.num == num && b.szx == SZX => Ok((a.len, b.more)),
+                        None if num == 0 => Ok((a.len, false, a.size2)),
+                        Some(b) if b.more && a.len != BLOCK => {
+                            let _ = writeln!(
+                                uart,
+                                "app: GET {path} block {num}: {} bytes with more to follow; a block but the last is 512 bytes (RFC 7959 §2.2)",
+                                a.len
+                            );
+                            Err(())
+                        }
+                        Some(b) if b.num == num && b.szx == SZX => Ok((a.len, b.more, a.size2)),
                         _ => {
                             let _ = writeln!(
                                 uart,
@@ -288,25 +310,55 @@ impl Client {
             let _ = writeln!(uart, "app: report {step} not encoded");
             return;
         };
-        match self.link.request(
-            coap::code::POST,
-            "/d/reports",
-            Some(CF_CBOR),
-            None,
-            body.get(..n).unwrap_or_default(),
-            &mut self.answer,
-        ) {
-            Ok(a) if a.code == coap::code::CHANGED => {
-                let _ = writeln!(uart, "app: reported {step} {outcome}");
-            }
-            Ok(a) => {
-                let (class, detail) = coap::code::split(a.code);
-                let _ = writeln!(uart, "app: report {step} answered {class}.{detail:02}");
-            }
-            Err(e) => {
-                let _ = writeln!(uart, "app: report {step} failed: {e}");
+        // docs/gateway.md §3: a 5.03 `queue-full` means the gateway did not take it; the
+        // sub-device keeps the report and sends it again after the answer's Max-Age. A timeout
+        // sends the same message again (same message id: the gateway acts on it once).
+        for attempt in 1..=REPORT_ATTEMPTS {
+            match self.link.request(
+                coap::code::POST,
+                "/d/reports",
+                Some(CF_CBOR),
+                None,
+                body.get(..n).unwrap_or_default(),
+                &mut self.answer,
+            ) {
+                Ok(a) if a.code == coap::code::CHANGED => {
+                    let _ = writeln!(uart, "app: reported {step} {outcome}");
+                    return;
+                }
+                Ok(a) if a.code == coap::code::SERVICE_UNAVAILABLE => {
+                    let wait = u64::from(a.max_age.unwrap_or(1).clamp(1, MAX_REPORT_WAIT_S));
+                    let _ = writeln!(
+                        uart,
+                        "app: report {step} answered 5.03 (attempt {attempt} of {REPORT_ATTEMPTS}); sending it again in {wait} s"
+                    );
+                    if let Err(e) = self.link.sleep_ms(wait * 1000) {
+                        let _ = writeln!(uart, "app: report {step}: {e}");
+                        break;
+                    }
+                }
+                Ok(a) => {
+                    let (class, detail) = coap::code::split(a.code);
+                    let _ = writeln!(uart, "app: report {step} answered {class}.{detail:02}");
+                    return;
+                }
+                Err(LinkError::SessionOver) => {
+                    let _ = writeln!(uart, "app: report {step}: {}", LinkError::SessionOver);
+                    break;
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        uart,
+                        "app: report {step} failed (attempt {attempt} of {REPORT_ATTEMPTS}): {e}"
+                    );
+                    self.link.repeat_next();
+                }
             }
         }
+        let _ = writeln!(
+            uart,
+            "app: report {step} not taken after {REPORT_ATTEMPTS} attempts; the server learns the outcome from the next check-in"
+        );
     }
 }
 
@@ -317,6 +369,8 @@ struct CoapTransport<'c, 'u> {
     uri: &'c str,
     url: &'c str,
     blocks: u32,
+    /// The block number after the last one (an answer without More), once seen.
+    end: Option<u32>,
 }
 
 impl Transport for CoapTransport<'_, '_> {
@@ -334,11 +388,21 @@ impl Transport for CoapTransport<'_, '_> {
             return Err(IoError::Failed);
         }
         let num = u32::try_from(offset / BLOCK as u64).map_err(|_| IoError::Failed)?;
+        if offset % BLOCK as u64 != 0 || self.end.is_some_and(|end| num >= end) {
+            let _ = writeln!(
+                self.uart,
+                "app: the payload asked for at byte {offset}, past its last block or not on a block"
+            );
+            return Err(IoError::Failed);
+        }
         self.blocks += 1;
-        let (n, _) = self
+        let (n, more, _) = self
             .client
             .block(self.uart, self.url, num, buf)
             .map_err(|()| IoError::Failed)?;
+        if !more {
+            self.end = Some(num + 1);
+        }
         Ok(n)
     }
 }
@@ -439,11 +503,26 @@ fn kek(cose: &[u8]) -> Option<DecryptionKey<'_>> {
     })
 }
 
-/// One update from the gateway; `true` unless the device itself failed.
-pub fn update(uart: &mut Uart, flash: Flash) -> bool {
+/// `StepReport.reason` for an update the bootloader did not keep (canonical codes, as
+/// [`reason`]).
+fn failure_reason(f: &Failure) -> &'static str {
+    match f {
+        Failure::NotConfirmed => Reason::Condition.code(),
+        Failure::Invalid { .. } => Reason::Digest.code(),
+        Failure::Rollback { .. } => Reason::SequenceRollback.code(),
+        Failure::TooLarge { .. } => Reason::Size.code(),
+    }
+}
+
+/// One update from the gateway; `true` unless the device itself failed. `last_failure`: why
+/// the bootloader refused or reverted the last update this application staged.
+pub fn update(uart: &mut Uart, flash: Flash, last_failure: Option<Failure>) -> bool {
     let mut envelope = [0u8; MAX_ENVELOPE];
-    let (a, _) = flash.slots();
+    let (a, b) = flash.slots();
     let running = running_sequence(a, &mut envelope).unwrap_or(0);
+    // The update the bootloader refused (left in slot B, one sector in) or reverted (swapped
+    // back there: swap-offset): its sequence number, to recognise it offered again.
+    let refused = last_failure.and_then(|_| slot_sequence(b, SECTOR, &mut envelope[..]));
     let envelope = &mut envelope;
     let Some(key) = anchor() else {
         let _ = writeln!(
@@ -467,6 +546,31 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
         "app: offered release {release}, sequence {}, envelope {} bytes",
         offer.sequence, offer.manifest_size
     );
+    // The bootloader refused or reverted this very release (RFC 9019 §3: the status tracker
+    // hears of it): report `activate` failed, with the reason, and do not download it again;
+    // the server closes the device's part of the campaign on the failure, so this happens
+    // once.
+    if let (Some(failure), Some(seq)) = (last_failure, refused)
+        && seq == offer.sequence
+    {
+        let mut detail = Detail::default();
+        let _ = write!(detail, "the bootloader did not keep it: {failure}");
+        let _ = writeln!(
+            uart,
+            "app: release {release} {}; not downloading it again",
+            detail.as_str()
+        );
+        client.report(
+            uart,
+            release,
+            "activate",
+            "failure",
+            Some(failure_reason(&failure)),
+            Some(detail.as_str()),
+            None,
+        );
+        return true;
+    }
     // The envelope, block-wise: the only bytes taken before authentication.
     let size = usize::try_from(offer.manifest_size).unwrap_or(usize::MAX);
     if size > envelope.len() {
@@ -483,11 +587,19 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
     }
     let mut got = 0;
     let mut num = 0;
+    let mut total_ok = true;
     loop {
-        let Some(dst) = envelope.get_mut(got..(got + BLOCK).min(MAX_ENVELOPE)) else {
+        // Every block but the last is full (block() refuses a short one with More), so block
+        // `num` starts at num * 512, where `got` is.
+        if got >= size {
+            total_ok = false; // more blocks than the offered size holds
+            break;
+        }
+        let Some(dst) = envelope.get_mut(got..(got + BLOCK).min(size)) else {
+            total_ok = false; // more blocks than the offered size holds
             break;
         };
-        let Ok((n, more)) = client.block(uart, offer.manifest_url.as_str(), num, dst) else {
+        let Ok((n, more, size2)) = client.block(uart, offer.manifest_url.as_str(), num, dst) else {
             client.report(
                 uart,
                 release,
@@ -499,11 +611,34 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
             );
             return false;
         };
+        // RFC 7959 §4: Size2 is the whole envelope's size; it must be the offered one.
+        if size2.is_some_and(|s| u64::from(s) != offer.manifest_size) {
+            total_ok = false;
+            break;
+        }
         got += n;
         num += 1;
         if !more || n == 0 {
             break;
         }
+    }
+    if !total_ok || got != size {
+        let mut detail = Detail::default();
+        let _ = write!(
+            detail,
+            "the envelope download does not have the offered size of {size} bytes (got {got} in {num} blocks, or Size2 differs)"
+        );
+        let _ = writeln!(uart, "app: {}", detail.as_str());
+        client.report(
+            uart,
+            release,
+            "receive",
+            "failure",
+            Some(Reason::Size.code()),
+            Some(detail.as_str()),
+            Some(got as u64),
+        );
+        return true;
     }
     let _ = writeln!(uart, "app: envelope {got} bytes in {num} blocks of 512");
     let Some(envelope) = envelope.get(..got) else {
@@ -597,6 +732,7 @@ pub fn update(uart: &mut Uart, flash: Flash) -> bool {
         uri: offer.payload_uri.as_str(),
         url: offer.payload_url.as_str(),
         blocks: 0,
+        end: None,
     };
     let fetched = authenticated.fetch(&device, &mut transport, &mut slots, &mut journal);
     let blocks = transport.blocks;

@@ -32,6 +32,9 @@ pub enum LinkError {
     Reset,
     /// The session took longer than [`MAX_SESSION_MS`].
     SessionOver,
+    /// The answer's payload is larger than the caller's buffer (a block larger than asked
+    /// for): refused, not truncated.
+    Oversized,
 }
 
 impl core::fmt::Display for LinkError {
@@ -41,6 +44,7 @@ impl core::fmt::Display for LinkError {
             Self::TooLarge => f.write_str("request larger than a link message"),
             Self::Coap(e) => write!(f, "bad answer: {e}"),
             Self::Reset => f.write_str("the gateway answered Reset"),
+            Self::Oversized => f.write_str("answer larger than asked for (refused, not truncated)"),
             Self::SessionOver => f.write_str("the session with the gateway took longer than its 300 s; giving up until the next reset"),
         }
     }
@@ -55,6 +59,8 @@ pub struct Answer {
     pub block2: Option<Block>,
     /// Max-Age, if present.
     pub max_age: Option<u32>,
+    /// Size2 (RFC 7959 §4: the whole representation's size), if present.
+    pub size2: Option<u32>,
     /// Payload bytes copied.
     pub len: usize,
 }
@@ -67,6 +73,7 @@ pub struct Link {
     decoder: Decoder<{ MAX_MESSAGE + 2 }>,
     clock: Clock,
     opened_ms: u64,
+    repeat: bool,
 }
 
 /// Milliseconds since reset, from timer 0's 32-bit tick count (which wraps every 171.8 s,
@@ -111,7 +118,16 @@ impl Link {
             decoder: Decoder::new(),
             clock,
             opened_ms,
+            repeat: false,
         }
+    }
+
+    /// The next request reuses the last one's message id and token: the same request sent
+    /// again after it timed out, which the gateway's duplicate cache acts on once
+    /// (docs/gateway.md §2, RFC 7252 §4.5), so a report the gateway took but whose answer was
+    /// lost is not queued twice. Not after a 5.03: that answer would be replayed.
+    pub fn repeat_next(&mut self) {
+        self.repeat = true;
     }
 
     /// Milliseconds since the link opened.
@@ -143,8 +159,10 @@ impl Link {
         if self.elapsed_ms() > MAX_SESSION_MS {
             return Err(LinkError::SessionOver);
         }
-        self.mid = self.mid.wrapping_add(1);
-        self.token = self.token.wrapping_add(1);
+        if !core::mem::take(&mut self.repeat) {
+            self.mid = self.mid.wrapping_add(1);
+            self.token = self.token.wrapping_add(1);
+        }
         let token = self.token.to_be_bytes();
         let mut message = [0u8; MAX_REQUEST];
         let n = coap::encode_request(
@@ -183,14 +201,16 @@ impl Link {
                 if r.kind == coap::kind::RST {
                     return Err(LinkError::Reset);
                 }
-                let len = r.payload.len().min(out.len());
-                if let (Some(dst), Some(src)) = (out.get_mut(..len), r.payload.get(..len)) {
-                    dst.copy_from_slice(src);
-                }
+                let len = r.payload.len();
+                let Some(dst) = out.get_mut(..len) else {
+                    return Err(LinkError::Oversized);
+                };
+                dst.copy_from_slice(r.payload);
                 return Ok(Answer {
                     code: r.code,
                     block2: r.block2,
                     max_age: r.max_age,
+                    size2: r.size2,
                     len,
                 });
             }

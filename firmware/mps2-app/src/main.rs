@@ -110,7 +110,7 @@ fn run(uart: &mut Uart) -> bool {
     if status.phase != Phase::Trial {
         #[cfg(feature = "gateway")]
         if gateway {
-            return gateway::update(uart, flash);
+            return gateway::update(uart, flash, status.last_failure);
         }
         return true;
     }
