@@ -133,21 +133,32 @@ pub fn summarize(verified: &VerifiedManifest<'_>) -> ReleaseSummary {
     );
     s.integrated = integrated(verified.envelope());
     if !verified.manifest().dependencies.is_empty() {
-        add_dependencies(&mut s, verified.envelope());
+        add_dependencies(&mut s, verified.envelope(), 0);
     }
     s.digests.clear();
     s
 }
 
 /// Appends the dependencies `envelope` integrates and `s`'s manifest names by digest (see
-/// [`ReleaseSummary::dependencies`]), one level deep.
-fn add_dependencies(s: &mut ReleaseSummary, envelope: &suitcase_manifest::Envelope<'_>) {
+/// [`ReleaseSummary::dependencies`]); theirs in turn, `depth` being `envelope`'s below the
+/// root, down to `suitcase_manifest::MAX_DEPENDENCY_DEPTH` (what a device processes,
+/// trust-domains §5.1 as bounded there): the envelope is not authenticated yet (an offline
+/// bundle's), so nesting beyond the limit is not followed rather than recursed into until
+/// the stack overflows.
+fn add_dependencies(
+    s: &mut ReleaseSummary,
+    envelope: &suitcase_manifest::Envelope<'_>,
+    depth: usize,
+) {
     let named = std::mem::take(&mut s.digests);
+    if depth >= suitcase_manifest::MAX_DEPENDENCY_DEPTH {
+        return;
+    }
     for (name, bytes) in envelope.integrated_payloads() {
         let Ok(dep) = suitcase_manifest::Envelope::decode(bytes) else {
             continue;
         };
-        let Ok(d) = summarize_unauthenticated(&dep) else {
+        let Ok(d) = summarize_at(&dep, depth + 1) else {
             continue;
         };
         if !named.contains(&d.manifest_digest) {
@@ -177,8 +188,16 @@ fn add_dependencies(s: &mut ReleaseSummary, envelope: &suitcase_manifest::Envelo
 /// # Errors
 /// The envelope or its manifest does not parse, or the stated manifest digest does not
 /// match the manifest.
-pub fn summarize_unauthenticated<'a>(
+pub fn summarize_unauthenticated(
+    envelope: &suitcase_manifest::Envelope<'_>,
+) -> Result<ReleaseSummary, suitcase_manifest::Error> {
+    summarize_at(envelope, 0)
+}
+
+/// [`summarize_unauthenticated`] of an envelope `depth` dependencies below the root.
+fn summarize_at<'a>(
     envelope: &suitcase_manifest::Envelope<'a>,
+    depth: usize,
 ) -> Result<ReleaseSummary, suitcase_manifest::Error> {
     use suitcase_manifest::{Manifest, Severable, codepoints::manifest as k};
     let auth = envelope.authentication()?;
@@ -213,7 +232,7 @@ pub fn summarize_unauthenticated<'a>(
     s.manifest_digest = (digest_name(envelope), hex::encode(computed.as_bytes()));
     s.integrated = integrated(envelope);
     if !m.dependencies.is_empty() {
-        add_dependencies(&mut s, envelope);
+        add_dependencies(&mut s, envelope, depth);
     }
     s.digests.clear();
     Ok(s)
@@ -395,4 +414,46 @@ fn apply(c: &mut ComponentSummary, p: &Parameter<'_>, overwrite: bool) {
 
 fn uuid(b: &[u8]) -> String {
     <[u8; 16]>::try_from(b).map_or_else(|_| hex::encode(b), |u| crate::uuid::to_string(&u))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod nesting_tests {
+    use suitcase_manifest::DigestAlgorithm;
+    use suitcase_manifest::build::{EnvelopeBuilder, ManifestBuilder};
+
+    /// An unauthenticated envelope (an offline bundle's, read before any signature check)
+    /// nesting 4000 integrated "dependencies", each a manifest with `suit-dependencies`:
+    /// summarised without following them past `MAX_DEPENDENCY_DEPTH` (trust-domains §5.1 as
+    /// the processor bounds it), where it used to recurse until the stack overflowed and the
+    /// process aborted.
+    #[test]
+    fn attack_deeply_nested_dependencies_in_bundle_refused_not_crashed() {
+        let sha = DigestAlgorithm::Sha256;
+        let mut inner: Option<Vec<u8>> = None;
+        for n in 0..4000_u64 {
+            let m = ManifestBuilder {
+                sequence_number: n,
+                components: vec![vec![b"dep".to_vec()]],
+                dependencies: vec![(0, None)],
+                ..Default::default()
+            };
+            let mut b = EnvelopeBuilder::from_encoded(m.encode(sha), sha);
+            if let Some(bytes) = inner.take() {
+                b.integrate("#d", bytes);
+            }
+            inner = Some(b.encode());
+        }
+        let bytes = inner.unwrap();
+        let s = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let e = suitcase_manifest::Envelope::decode(&bytes).unwrap();
+                super::summarize_unauthenticated(&e).map(|s| s.sequence_number)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(s.unwrap(), 3999);
+    }
 }

@@ -127,10 +127,14 @@ pub(crate) fn apply_trust_updates(ctx: &Ctx, source: &Source) -> Result<usize, A
         // (anti-rollback), and no reason to refuse the bundle's releases: a bundle may carry a
         // chain for devices further behind, whose first links the root in force no longer
         // signs.
+        // Only the sequence number is read (no dependency of this unauthenticated envelope
+        // is followed).
         let sequence = suitcase_manifest::Envelope::decode(&bytes)
             .ok()
-            .and_then(|e| suitcase_host::summary::summarize_unauthenticated(&e).ok())
-            .map(|s| s.sequence_number);
+            .and_then(|e| {
+                suitcase_manifest::Manifest::decode_unauthenticated(e.manifest_bytes()).ok()
+            })
+            .map(|m| m.sequence_number);
         if let Some(n) = sequence
             && n <= current.sequence()
         {
