@@ -193,7 +193,7 @@ pub(crate) async fn get(
 pub(crate) async fn set(
     State(state): State<AppState>,
     who: Manager,
-    axum::Json(req): axum::Json<TrustStateSet>,
+    crate::wire::Wire(_, req): crate::wire::Wire<TrustStateSet>,
 ) -> ApiResult<(StatusCode, axum::Json<TrustStateInfo>)> {
     who.require(Cap::Administer)?;
     let text = req.document.trim();
