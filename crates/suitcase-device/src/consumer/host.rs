@@ -448,12 +448,17 @@ pub const MAX_FLAT_COMPONENTS: usize = 2 * MAX_COMPONENTS;
 
 /// The caller's platform, seeing the components of a manifest and its dependencies under one
 /// index each (their position in `ids`), and recording which ones an image-match accepted, by
-/// the identifier the processor's record names (any depth: a dependency's image-match is its
-/// signer's check of its own component).
+/// the identifier the processor's record names. A match counts only from the manifest depth
+/// that last wrote the component (fetch, write, copy, swap; trust-domains §5.1: each manifest
+/// acts under its own signers, whose INSTALL permission the processor checked for that
+/// write): a dependency's image-match is its signer's check of its own component, and a root
+/// cannot vouch with its own digest for what the author's manifest wrote (or left open).
 struct Flat<'p, 'c, P> {
     inner: &'p mut P,
     ids: &'c [ComponentId<'c>],
     matched: [bool; MAX_FLAT_COMPONENTS],
+    /// The depth of the manifest that last wrote each component in this run.
+    writer: [Option<usize>; MAX_FLAT_COMPONENTS],
 }
 
 impl<'p, 'c, P> Flat<'p, 'c, P> {
@@ -468,6 +473,7 @@ impl<'p, 'c, P> Flat<'p, 'c, P> {
             inner,
             ids,
             matched: [false; MAX_FLAT_COMPONENTS],
+            writer: [None; MAX_FLAT_COMPONENTS],
         })
     }
 
@@ -587,6 +593,27 @@ impl<P: Platform> Platform for Flat<'_, '_, P> {
     fn record(&mut self, record: &Record<'_>) {
         let flat = record.id.and_then(|id| self.position(&id));
         if record.success
+            && matches!(
+                record.command,
+                Command::Directive(
+                    suitcase_manifest::Directive::Fetch
+                        | suitcase_manifest::Directive::Write
+                        | suitcase_manifest::Directive::Copy
+                        | suitcase_manifest::Directive::Swap,
+                    _
+                )
+            )
+            && let Some(w) = flat.and_then(|i| self.writer.get_mut(i))
+        {
+            *w = Some(record.depth);
+        }
+        // Not written in this run (content the platform already held): any depth's match,
+        // as before.
+        let by_writer = flat
+            .and_then(|i| self.writer.get(i).copied().flatten())
+            .is_none_or(|w| w == record.depth);
+        if record.success
+            && by_writer
             && matches!(record.command, Command::Condition(Condition::ImageMatch, _))
             && let Some(m) = flat.and_then(|i| self.matched.get_mut(i))
         {
@@ -995,6 +1022,56 @@ pub(super) mod tests {
     fn a_dependencys_image_match_accepts_the_component_it_names() {
         let root = wrapping(authors(&key()));
         assert_eq!(match_two_domains(&root).unwrap(), IMAGE);
+    }
+
+    /// The operator's root naming `app` itself and image-matching it with its own digest after
+    /// the author's dependency wrote `app` without an image-match of its own: the root's match
+    /// is not the writer's (trust-domains §5.1, each manifest under its own signers), so it
+    /// does not accept `app`.
+    #[test]
+    fn attack_root_image_match_for_component_the_dependency_wrote_is_not_matched() {
+        let sha = DigestAlgorithm::Sha256;
+        let dependency = authors_checking(&key(), false);
+        let digest = {
+            let e = Envelope::decode(&dependency).unwrap();
+            sha.digest(e.manifest_wrapped()).as_bytes().to_vec()
+        };
+        let m = ManifestBuilder {
+            sequence_number: 9,
+            components: vec![vec![b"cfg".to_vec()], vec![b"app".to_vec()]],
+            dependencies: vec![(2, Some(vec![b"author.suit".to_vec()]))],
+            dependency_resolution: Some(vec![
+                Cmd::SetComponentIndex(Index::One(2)),
+                Cmd::OverrideParameters(vec![
+                    Param::ImageDigest(sha, digest),
+                    Param::Uri("#author.suit".into()),
+                ]),
+                Cmd::Directive(Directive::Fetch, 15),
+                Cmd::Condition(Condition::DependencyIntegrity, 15),
+                Cmd::Directive(Directive::ProcessDependency, 15),
+            ]),
+            install: Some(vec![
+                Cmd::SetComponentIndex(Index::One(2)),
+                Cmd::Condition(Condition::DependencyIntegrity, 15),
+                Cmd::Directive(Directive::ProcessDependency, 15),
+                Cmd::SetComponentIndex(Index::One(1)),
+                Cmd::OverrideParameters(vec![Param::ImageDigest(
+                    sha,
+                    sha.digest(IMAGE).as_bytes().to_vec(),
+                )]),
+                Cmd::Condition(Condition::ImageMatch, 15),
+            ]),
+            ..Default::default()
+        };
+        let mut b = EnvelopeBuilder::new(&m, sha);
+        b.integrate("#author.suit", dependency);
+        b.sign1(alg::ED25519, None, |tbs| {
+            operator().sign(tbs).to_bytes().to_vec()
+        });
+        assert_eq!(
+            match_two_domains(&b.encode()).unwrap_err(),
+            MatchError::Unmatched { index: 2 }
+        );
     }
 
     #[test]
