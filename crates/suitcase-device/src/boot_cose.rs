@@ -295,31 +295,55 @@ impl<V: suitcase_manifest::P256PrehashVerifier> BootCheck for Es256Check<'_, V> 
     }
 }
 
-/// EdDSA/Ed25519 by `ed25519-dalek`, with `verify_strict`'s checks (as the manifest crate's
-/// `PublicKey::Ed25519`): neither the key nor R of small order, S below L (no malleable
-/// signatures, RFC 8032 §5.1.7), R compared by its encoding.
+/// EdDSA/Ed25519 (RFC 8032 §5.1.7) on `curve25519-dalek`'s arithmetic, with `ed25519-dalek`'s
+/// `verify_strict` checks (as the manifest crate's `PublicKey::Ed25519`): neither the key nor R
+/// of small order, S below L (no malleable signatures), R compared by its encoding. The
+/// equation is `verify_strict`'s (`[S]B + [k](-A)`, encoded, equals R's bytes); it is
+/// written here rather than called through `ed25519-dalek` so that the check holds the key by
+/// reference and nothing of the signature or the SHA-512 state is copied between frames
+/// (docs/benchmarks.md, the Ed25519 levers).
 #[cfg(feature = "ed25519")]
 #[derive(Debug)]
-pub struct Ed25519(ed25519_dalek::VerifyingKey);
+pub struct Ed25519 {
+    /// A as encoded (RFC 8032 §5.1.7 hashes it as given).
+    encoded: [u8; 32],
+    /// -A, the point the equation multiplies.
+    minus_a: curve25519_dalek::EdwardsPoint,
+}
 
 #[cfg(feature = "ed25519")]
 impl Ed25519 {
     /// The key whose compressed point (RFC 8032 §5.1.2) is `bytes`; `None` if it does not
     /// decode or has small order (a weak key verifies forged signatures).
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Self> {
-        ed25519_dalek::VerifyingKey::from_bytes(bytes)
-            .ok()
-            .filter(|k| !k.is_weak())
-            .map(Self)
+        let a = large_order_point(bytes)?;
+        Some(Self {
+            encoded: *bytes,
+            minus_a: -a,
+        })
     }
 }
 
-/// [`Ed25519`]'s check in progress: dalek's streaming verification (its SHA-512 of R, A, M).
+/// The point encoded by `bytes` (RFC 8032 §5.1.3), if it decodes and its order is not small
+/// (`verify_strict`: a small-order A or R lets one signature verify for many messages).
 #[cfg(feature = "ed25519")]
-pub struct Ed25519Check(ed25519_dalek::StreamVerifier);
+fn large_order_point(bytes: &[u8; 32]) -> Option<curve25519_dalek::EdwardsPoint> {
+    curve25519_dalek::edwards::CompressedEdwardsY(*bytes)
+        .decompress()
+        .filter(|p| !p.is_small_order())
+}
+
+/// [`Ed25519`]'s check in progress: R, S and the SHA-512 of `R || A || M` (RFC 8032 §5.1.7).
+#[cfg(feature = "ed25519")]
+pub struct Ed25519Check<'a> {
+    key: &'a Ed25519,
+    r: [u8; 32],
+    s: curve25519_dalek::Scalar,
+    sha: sha2::Sha512,
+}
 
 #[cfg(feature = "ed25519")]
-impl core::fmt::Debug for Ed25519Check {
+impl core::fmt::Debug for Ed25519Check<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Ed25519Check")
     }
@@ -328,7 +352,7 @@ impl core::fmt::Debug for Ed25519Check {
 #[cfg(feature = "ed25519")]
 impl BootKey for Ed25519 {
     type Check<'a>
-        = Ed25519Check
+        = Ed25519Check<'a>
     where
         Self: 'a;
 
@@ -337,26 +361,191 @@ impl BootKey for Ed25519 {
         matches!(alg, alg::EDDSA | alg::ED25519)
     }
 
-    fn start(&self, signature: &[u8; 64]) -> Option<Ed25519Check> {
-        let sig = ed25519_dalek::Signature::from_bytes(signature);
-        // R must decode to a point of large order (verify_strict); the key was checked when
-        // it was made. verify_stream refuses S ≥ L.
-        let r_ok =
-            ed25519_dalek::VerifyingKey::from_bytes(sig.r_bytes()).is_ok_and(|r| !r.is_weak());
-        if !r_ok || self.0.is_weak() {
+    fn start(&self, signature: &[u8; 64]) -> Option<Ed25519Check<'_>> {
+        let (r, s) = signature.split_at(32);
+        let r: [u8; 32] = r.try_into().ok()?;
+        let s: [u8; 32] = s.try_into().ok()?;
+        // RFC 8032 §5.1.7: S must be in [0, L) (no malleable signatures).
+        if !below_l(&s) {
             return None;
         }
-        self.0.verify_stream(&sig).ok().map(Ed25519Check)
+        let s = curve25519_dalek::Scalar::from_bits(s);
+        // verify_strict: R must decode to a point of large order; the key was checked when
+        // it was made.
+        large_order_point(&r)?;
+        let mut sha = <sha2::Sha512 as sha2::Digest>::new();
+        sha2::Digest::update(&mut sha, r);
+        sha2::Digest::update(&mut sha, self.encoded);
+        Some(Ed25519Check {
+            key: self,
+            r,
+            s,
+            sha,
+        })
     }
 }
 
 #[cfg(feature = "ed25519")]
-impl BootCheck for Ed25519Check {
+impl BootCheck for Ed25519Check<'_> {
     fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
+        sha2::Digest::update(&mut self.sha, data);
     }
 
     fn finish(self) -> bool {
-        self.0.finalize_and_verify().is_ok()
+        use curve25519_dalek::{EdwardsPoint, Scalar};
+        // RFC 8032 §5.1.7: k = SHA-512(R || A || M) mod L; R' = [S]B - [k]A, compared with R
+        // by its encoding (verify_strict: a non-canonical R never matches).
+        let k = Scalar::from_bits(reduce_wide(&sha2::Digest::finalize(self.sha).into()));
+        // Two single-scalar multiplications rather than dalek's double-base one (the sum
+        // verify_strict computes): one window table on the stack at a time, and less code
+        // (docs/benchmarks.md, Ed25519 lever d).
+        let r = EdwardsPoint::mul_base(&self.s) + self.key.minus_a * k;
+        r.compress().to_bytes() == self.r
+    }
+}
+
+/// L, the order of Ed25519's base point (RFC 8032 §5.1: 2^252 +
+/// 27742317777372353535851937790883648493), in little-endian 32-bit limbs.
+#[cfg(feature = "ed25519")]
+const L: [u32; 8] = [
+    0x5cf5_d3ed,
+    0x5812_631a,
+    0xa2f7_9cd6,
+    0x14de_f9de,
+    0,
+    0,
+    0,
+    0x1000_0000,
+];
+
+/// Whether the little-endian integer `x` is below L. A byte comparison and the bit-serial
+/// reduction below replace `curve25519-dalek`'s Montgomery scalar arithmetic (1.9 KB of
+/// flash in the bootloader, docs/benchmarks.md): the bootloader needs no other scalar
+/// operation, and `Scalar::from_bits` takes the result (below L, so below 2^255, which is
+/// all a scalar multiplication needs).
+#[cfg(feature = "ed25519")]
+fn below_l(x: &[u8; 32]) -> bool {
+    limbs_below_l(&limbs(x))
+}
+
+#[cfg(feature = "ed25519")]
+fn limbs(x: &[u8; 32]) -> [u32; 8] {
+    let mut out = [0u32; 8];
+    for (limb, bytes) in out.iter_mut().zip(x.chunks_exact(4)) {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(bytes);
+        *limb = u32::from_le_bytes(word);
+    }
+    out
+}
+
+#[cfg(feature = "ed25519")]
+fn limbs_below_l(x: &[u32; 8]) -> bool {
+    for (a, l) in x.iter().zip(L.iter()).rev() {
+        if a != l {
+            return a < l;
+        }
+    }
+    false
+}
+
+/// A 512-bit little-endian integer modulo L (RFC 8032 §5.1.7: k = SHA-512(R || A || M) mod
+/// L), one bit at a time from the top: r stays below L, so 2r + 1 < 2L < 2^254 and one
+/// subtraction of L brings it back. Variable time is fine here: k is public.
+#[cfg(feature = "ed25519")]
+fn reduce_wide(h: &[u8; 64]) -> [u8; 32] {
+    let mut r = [0u32; 8];
+    for byte in h.iter().rev() {
+        for bit in (0..8).rev() {
+            let mut carry = u32::from((byte >> bit) & 1);
+            for limb in &mut r {
+                let top = *limb >> 31;
+                *limb = (*limb << 1) | carry;
+                carry = top;
+            }
+            if !limbs_below_l(&r) {
+                let mut borrow = false;
+                for (a, l) in r.iter_mut().zip(L) {
+                    let (d, b1) = a.overflowing_sub(l);
+                    let (d, b2) = d.overflowing_sub(u32::from(borrow));
+                    *a = d;
+                    borrow = b1 | b2;
+                }
+            }
+        }
+    }
+    let mut out = [0u8; 32];
+    for (bytes, limb) in out.chunks_exact_mut(4).zip(r) {
+        bytes.copy_from_slice(&limb.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(all(test, feature = "ed25519"))]
+mod tests {
+    use super::{below_l, reduce_wide};
+    use curve25519_dalek::Scalar;
+    use sha2::Digest as _;
+
+    /// L's encoding (RFC 8032 §5.1), little-endian.
+    const L_BYTES: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+
+    fn plus(mut x: [u8; 32], n: i16) -> [u8; 32] {
+        // Little-endian add/subtract of a small number (tests only: no overflow out of 256 bits).
+        let mut carry = i32::from(n);
+        for b in &mut x {
+            let v = i32::from(*b) + carry;
+            *b = u8::try_from(v.rem_euclid(256)).unwrap_or_default();
+            carry = v.div_euclid(256);
+        }
+        x
+    }
+
+    fn inputs() -> impl Iterator<Item = [u8; 64]> {
+        let edges =
+            [[0u8; 64], [0xff; 64]]
+                .into_iter()
+                .chain([-1i16, 0, 1, 2].into_iter().flat_map(|n| {
+                    // L + n, and (L + n)·2^256 + (L + n).
+                    let x = plus(L_BYTES, n);
+                    let mut low = [0u8; 64];
+                    low.split_at_mut(32).0.copy_from_slice(&x);
+                    let mut both = low;
+                    both.split_at_mut(32).1.copy_from_slice(&x);
+                    [low, both]
+                }));
+        let hashes = (0u32..2000).map(|i| sha2::Sha512::digest(i.to_le_bytes()).into());
+        edges.chain(hashes)
+    }
+
+    #[test]
+    fn reduce_wide_is_dalek_s_reduction_mod_l() {
+        for h in inputs() {
+            assert_eq!(
+                reduce_wide(&h),
+                Scalar::from_bytes_mod_order_wide(&h).to_bytes(),
+                "{h:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn below_l_is_dalek_s_canonical_check() {
+        let fixed = [[0u8; 32], [0xff; 32], [0x7f; 32]]
+            .into_iter()
+            .chain([-2i16, -1, 0, 1, 2].map(|n| plus(L_BYTES, n)));
+        let halves = inputs().flat_map(|h| {
+            let (low, high) = h.split_at(32);
+            [low, high].map(|x| <[u8; 32]>::try_from(x).unwrap())
+        });
+        for x in fixed.chain(halves) {
+            let canonical: bool = Scalar::from_canonical_bytes(x).is_some().into();
+            assert_eq!(below_l(&x), canonical, "{x:02x?}");
+        }
+        assert!(below_l(&plus(L_BYTES, -1)));
+        assert!(!below_l(&L_BYTES));
     }
 }

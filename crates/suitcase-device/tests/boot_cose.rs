@@ -258,6 +258,44 @@ fn attack_non_canonical_ed25519_s_is_refused() {
 }
 
 #[test]
+fn attack_small_order_ed25519_r_is_refused() {
+    // R = the identity (order 1) and S = k·a: [S]B = R + [k]A holds, so only verify_strict's
+    // small-order check of R (which the equation alone does not make) refuses it. Anyone
+    // holding the key can make such a signature; it is refused so that the boot path accepts
+    // no signature verify_strict refuses.
+    use curve25519_dalek::{EdwardsPoint, Scalar, scalar::clamp_integer};
+    use sha2::Digest as _;
+    let key = ed25519_key();
+    let h = sha2::Sha512::digest(key.to_bytes());
+    let a = Scalar::from_bytes_mod_order(clamp_integer(h[..32].try_into().unwrap()));
+    let public = key.verifying_key().to_bytes();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut equation_holds = false;
+    let slot = release(1, VENDOR, alg::EDDSA, |tbs| {
+        let k = Scalar::from_hash(
+            sha2::Sha512::new()
+                .chain_update(identity)
+                .chain_update(public)
+                .chain_update(tbs),
+        );
+        let s = k * a;
+        let a_point = EdwardsPoint::mul_base(&a);
+        equation_holds = EdwardsPoint::mul_base(&s) - k * a_point
+            == curve25519_dalek::edwards::CompressedEdwardsY(identity)
+                .decompress()
+                .unwrap();
+        [identity, s.to_bytes()].concat()
+    });
+    assert!(
+        equation_holds,
+        "the forged signature must satisfy the equation"
+    );
+    let ed = Ed25519::from_bytes(&public).unwrap();
+    assert_eq!(one_key(&ed, &slot).unwrap_err(), no_trusted_signature());
+}
+
+#[test]
 fn attack_unsigned_envelope_is_refused() {
     let img = image();
     let m = ManifestBuilder {

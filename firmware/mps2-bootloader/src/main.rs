@@ -352,10 +352,11 @@ fn decimal(uart: &mut Uart, mut n: u64) {
     let mut at = digits.len();
     loop {
         at = at.saturating_sub(1);
+        let (q, digit) = div10(n);
         if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
+            *d = b'0' + digit;
         }
-        n /= 10;
+        n = q;
         if n == 0 || at == 0 {
             break;
         }
@@ -365,6 +366,21 @@ fn decimal(uart: &mut Uart, mut n: u64) {
         .unwrap_or_default()
         .iter()
         .for_each(|&d| uart.write_byte(d));
+}
+
+/// `n / 10` and `n % 10` by 32-bit divisions of 16-bit chunks (the Cortex-M4 divides 32-bit
+/// words in hardware; a `u64` division links compiler-builtins' 394-byte routine, which
+/// nothing else in the bootloader needs: docs/benchmarks.md, Ed25519 levers).
+fn div10(n: u64) -> (u64, u8) {
+    let (mut q, mut rem) = (0u64, 0u32);
+    for shift in [48u32, 32, 16, 0] {
+        let chunk = u32::try_from((n >> shift) & 0xffff).unwrap_or_default();
+        // rem < 10, so the dividend stays below 10 · 2^16.
+        let cur = (rem << 16) | chunk;
+        q |= u64::from(cur / 10) << shift;
+        rem = cur % 10;
+    }
+    (q, u8::try_from(rem).unwrap_or_default())
 }
 
 impl Say for u64 {
