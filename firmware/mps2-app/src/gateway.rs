@@ -13,15 +13,16 @@
 
 use core::fmt::Write;
 
+use embedded_storage::nor_flash::NorFlashErrorKind;
 use embedded_storage::nor_flash::ReadNorFlash;
-use mps2_board::flash::{Flash, Partition};
+use mps2_board::flash::{Flash, FlashError, Partition};
 use mps2_board::layout::{CLASS_ID, COMPONENT_ID, DEVICE_KEY_MAGIC, SECTOR, VENDOR_ID};
 use mps2_board::uart::Uart;
-use suitcase_boot::Failure;
+use suitcase_boot::{Failure, ImageIndex, ImageVerifier};
 use suitcase_device::consumer::{
     self, BLOCK, Device, IoError, Journal, Offer, Progress, Refusal, Transport,
 };
-use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader};
+use suitcase_device::{DeviceIdentity, HEADER_SIZE, SlotHeader, SuitVerifier};
 use suitcase_link::coap::{self, Block, CF_CBOR};
 use suitcase_manifest::encryption::{DecryptionKey, KeyMaterial};
 use suitcase_manifest::{
@@ -351,7 +352,14 @@ impl Client {
                         uart,
                         "app: report {step} failed (attempt {attempt} of {REPORT_ATTEMPTS}): {e}"
                     );
-                    self.link.repeat_next();
+                    // Only a timeout sends the same message again (the gateway may have taken
+                    // it and its answer got lost; RFC 7252 §4.5), and only if another attempt
+                    // follows: otherwise the next, different request would reuse this message
+                    // id and token and be answered from the gateway's duplicate cache. After
+                    // a reset, an unreadable or oversized answer, a new message is sent.
+                    if matches!(e, LinkError::Timeout) && attempt < REPORT_ATTEMPTS {
+                        self.link.repeat_next();
+                    }
                 }
             }
         }
@@ -514,15 +522,97 @@ fn failure_reason(f: &Failure) -> &'static str {
     }
 }
 
+/// Slot B from one sector in: where an update is staged, and where the bootloader leaves one
+/// it refused or swaps back one it reverted (swap-offset; what suitcase-boot's verifier reads).
+struct StagedSlot(Partition);
+
+impl embedded_storage::nor_flash::ErrorType for StagedSlot {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for StagedSlot {
+    const READ_SIZE: usize = <Partition as ReadNorFlash>::READ_SIZE;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        let at = offset
+            .checked_add(SECTOR)
+            .ok_or(FlashError::Bounds(NorFlashErrorKind::OutOfBounds))?;
+        self.0.read(at, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.capacity().saturating_sub(SECTOR as usize)
+    }
+}
+
+/// The sequence number of the image in slot B if it is a **complete** update image: its
+/// envelope authentic under the release key and the whole image matching the manifest's
+/// digest (the verification the bootloader runs, suitcase-device's `SuitVerifier`; manifest
+/// §7.2 image-match). `None` for an erased slot or a download cut short: the consumer writes
+/// the header and envelope before the first payload block, so they alone prove nothing.
+#[inline(never)] // its 8 KB envelope buffer is not on the stack during the update
+fn complete_staged(b: Partition) -> Option<u64> {
+    let key = anchor()?;
+    let anchors = [TrustAnchor::new("release", PublicKey::P256(key))];
+    let components = [ComponentId::decode(&COMPONENT_ID).ok()?];
+    let identity = DeviceIdentity {
+        vendor: &VENDOR_ID,
+        class: &CLASS_ID,
+        device: None,
+    };
+    let mut verifier: SuitVerifier<'_, MAX_ENVELOPE> =
+        SuitVerifier::new(&anchors, TrustPolicy::default(), identity, &components);
+    verifier
+        .verify(ImageIndex(0), &mut StagedSlot(b))
+        .ok()
+        .map(|m| m.security_version.0)
+}
+
+/// The bootloader's failure to report for an offer of sequence `offered`, if the offer is the
+/// update it refused or reverted: `last_failure` is set (suitcase-boot keeps it until the next
+/// update is staged *and marked pending*, so it outlives a download that was begun and cut)
+/// and slot B holds the complete image of that sequence (`staged`, [`complete_staged`]).
+/// A partial download (`staged` `None`) never counts as refused: the offer is downloaded.
+/// The offer carries no envelope digest (`UpdateOffer`), so the sequence number is the match.
+fn refused_by_bootloader(
+    last_failure: Option<Failure>,
+    staged: Option<u64>,
+    offered: u64,
+) -> Option<Failure> {
+    let failure = last_failure?;
+    (staged? == offered).then_some(failure)
+}
+
 /// One update from the gateway; `true` unless the device itself failed. `last_failure`: why
 /// the bootloader refused or reverted the last update this application staged.
 pub fn update(uart: &mut Uart, flash: Flash, last_failure: Option<Failure>) -> bool {
+    // The update the bootloader refused or reverted, to recognise it offered again: only a
+    // complete image in slot B is one the bootloader examined.
+    let staged = last_failure.and_then(|failure| {
+        let (_, b) = flash.slots();
+        let staged = complete_staged(b);
+        if staged.is_none() {
+            let _ = writeln!(
+                uart,
+                "app: the bootloader's last failure ({failure}) is not about slot B's contents: no complete authentic image there (a download cut short); an offer is downloaded"
+            );
+        }
+        staged
+    });
+    download(uart, flash, last_failure, staged)
+}
+
+/// [`update`] once slot B has been examined.
+#[inline(never)]
+fn download(
+    uart: &mut Uart,
+    flash: Flash,
+    last_failure: Option<Failure>,
+    staged: Option<u64>,
+) -> bool {
     let mut envelope = [0u8; MAX_ENVELOPE];
-    let (a, b) = flash.slots();
+    let (a, _) = flash.slots();
     let running = running_sequence(a, &mut envelope).unwrap_or(0);
-    // The update the bootloader refused (left in slot B, one sector in) or reverted (swapped
-    // back there: swap-offset): its sequence number, to recognise it offered again.
-    let refused = last_failure.and_then(|_| slot_sequence(b, SECTOR, &mut envelope[..]));
     let envelope = &mut envelope;
     let Some(key) = anchor() else {
         let _ = writeln!(
@@ -550,9 +640,7 @@ pub fn update(uart: &mut Uart, flash: Flash, last_failure: Option<Failure>) -> b
     // hears of it): report `activate` failed, with the reason, and do not download it again;
     // the server closes the device's part of the campaign on the failure, so this happens
     // once.
-    if let (Some(failure), Some(seq)) = (last_failure, refused)
-        && seq == offer.sequence
-    {
+    if let Some(failure) = refused_by_bootloader(last_failure, staged, offer.sequence) {
         let mut detail = Detail::default();
         let _ = write!(detail, "the bootloader did not keep it: {failure}");
         let _ = writeln!(

@@ -125,7 +125,8 @@ impl Link {
     /// The next request reuses the last one's message id and token: the same request sent
     /// again after it timed out, which the gateway's duplicate cache acts on once
     /// (docs/gateway.md §2, RFC 7252 §4.5), so a report the gateway took but whose answer was
-    /// lost is not queued twice. Not after a 5.03: that answer would be replayed.
+    /// lost is not queued twice. Not after a 5.03: that answer would be replayed. Call it only
+    /// right before sending that same request again: the flag applies to the next request.
     pub fn repeat_next(&mut self) {
         self.repeat = true;
     }
@@ -156,10 +157,13 @@ impl Link {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<Answer, LinkError> {
+        // The repeat flag is consumed by this request whatever becomes of it (also when the
+        // session is over), so it never reaches a later, different request.
+        let repeat = core::mem::take(&mut self.repeat);
         if self.elapsed_ms() > MAX_SESSION_MS {
             return Err(LinkError::SessionOver);
         }
-        if !core::mem::take(&mut self.repeat) {
+        if !repeat {
             self.mid = self.mid.wrapping_add(1);
             self.token = self.token.wrapping_add(1);
         }
