@@ -23,7 +23,9 @@
 #                                      plaintext release image carries it (RFC 9124
 #                                      REQ.SEC.IMG.CONFIDENTIALITY).
 #   ok: self-update-revert-reported    v2 staged, not confirmed on trial: the bootloader reverts
-#                                      it; the next boot reports `activate` failure (reason
+#                                      it; slot B's copy cut short (a download cut after its
+#                                      envelope) is no refusal: v2 is downloaded again; reverted
+#                                      again, the next boot reports `activate` failure (reason
 #                                      `condition`) once and does not download v2 again.
 #   ok: self-update-untrusted-refused  a release signed by a key the device does not trust
 #                                      (the server trusts it) is refused at check, reason
@@ -342,20 +344,48 @@ DELTA_PID=$!
 # --- self-update-revert-reported: the bootloader reverts the update (v2 not confirmed on
 # trial); the next boot reports `activate` failure with the reason and does not download the
 # same release again; the server then stops offering it.
+# First a download cut short after the revert: the bootloader reverts v2 (a boot without the
+# gateway), then the tail of v2's image in slot B is erased, as a download of that release cut
+# after its header, envelope and first blocks leaves it (Updater::begin erases, the consumer
+# writes in order) while last_failure is still set: that is no refusal, v2 is downloaded again.
+revert_cut() {
+  python3 - "$WORK/mcu-5.flash" <<'PY'
+import struct, sys
+path = sys.argv[1]
+flash = bytearray(open(path, "rb").read())
+at = 0x42000 + 4096  # layout.rs SLOT_B, one sector in (swap-offset)
+if flash[at:at + 4] != b"SUIT":
+    sys.exit("no slot image in slot B")
+offset, length = struct.unpack_from("<II", flash, at + 12)
+end = at + offset + length
+if flash[end - 512:end] == b"\xff" * 512:
+    sys.exit("the image's last 512 bytes are already erased")
+flash[end - 512:end] = b"\xff" * 512
+open(path, "wb").write(flash)
+PY
+}
 reverted() {
   power_cycle mcu-5 revert-1-download gateway \
     "app: offered release $V2, sequence 2" "app: update staged (pending); resetting"
   power_cycle mcu-5 revert-2-trial "gateway no-confirm" \
     "app: hello from version 2.0.0" "not confirming" "!app: reported"
-  power_cycle mcu-5 revert-3-reverted gateway \
+  power_cycle mcu-5 revert-3-reverted "" "app: hello from version 1.0.0"
+  revert_cut || fail "self-update-revert-reported: cannot cut slot B's image short"
+  power_cycle mcu-5 revert-4-cut gateway \
+    "app: hello from version 1.0.0" "no complete authentic image there" \
+    "app: offered release $V2, sequence 2" "app: envelope authenticated" \
+    "app: update staged (pending); resetting" "!not downloading it again"
+  power_cycle mcu-5 revert-5-trial "gateway no-confirm" \
+    "app: hello from version 2.0.0" "not confirming" "!app: reported"
+  power_cycle mcu-5 revert-6-reverted gateway \
     "app: hello from version 1.0.0" "app: offered release $V2, sequence 2" \
     "the bootloader did not keep it: trial image not confirmed; reverted; not downloading it again" \
     "app: reported activate failure" "!app: envelope" "!payload blocks requested"
-  power_cycle mcu-5 revert-4-after gateway \
+  power_cycle mcu-5 revert-7-after gateway \
     "app: hello from version 1.0.0" "app: checked in: no update offered"
   local envelopes
   envelopes=$(sed -n "s|^0.01 /d/releases/$V2/envelope block=0 mid=\([0-9]*\)|\1|p" "$WORK/mcu-5.wire" | sort -u | wc -l)
-  [ "$envelopes" = 1 ] || fail "self-update-revert-reported: mcu-5 asked for the reverted release's envelope $envelopes times"
+  [ "$envelopes" = 2 ] || fail "self-update-revert-reported: mcu-5 asked for the reverted release's envelope $envelopes times (2: the first download and the one after the cut)"
   timeline mcu-5 >"$WORK/mcu-5.timeline"
   grep -q "^activate failure condition" "$WORK/mcu-5.timeline" ||
     fail "self-update-revert-reported: no 'activate failure condition' in mcu-5's timeline: $(tr '\n' ';' <"$WORK/mcu-5.timeline")"
@@ -402,5 +432,5 @@ read -r BLOCKS STEPS PEAK <"$WORK/encrypted.result"
 echo "ok: self-update-encrypted (A128KW + A128CTR: $BLOCKS ciphertext blocks decrypted into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
 read -r BLOCKS STEPS PEAK <"$WORK/delta.result"
 echo "ok: self-update-delta ($(stat -c %s "$WORK/v2-delta.bin")-byte patch for a $(stat -c %s "$WORK/app-2.0.0.bin")-byte image: $BLOCKS blocks, applied against slot A into slot B, campaign completed, $STEPS steps in the server's timeline, stack peak $PEAK bytes)"
-echo "ok: self-update-revert-reported (v2 staged, not confirmed on trial, reverted by the bootloader; the next boot reported activate failure, reason condition, and did not download it again: one envelope GET on the wire; the boot after that was offered nothing)"
+echo "ok: self-update-revert-reported (v2 staged, not confirmed on trial, reverted by the bootloader; slot B's copy cut short (its last 512 bytes erased) was no refusal: v2 downloaded and staged again; reverted again, the next boot reported activate failure, reason condition, and did not download it again: two envelope GETs on the wire; the boot after that was offered nothing)"
 echo "self-update: every scenario passed in $SECONDS s"
