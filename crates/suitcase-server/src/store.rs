@@ -197,6 +197,9 @@ impl Db {
 pub(crate) struct TrustGuard {
     /// The sequence number of the state in force the upload was checked against.
     pub(crate) expected: u64,
+    /// That state's document: the compare-and-set is on both, so a state an admin removed
+    /// and replaced by another document with the same sequence meanwhile is a change too.
+    pub(crate) expected_document: Vec<u8>,
     /// For a trust update: the new state's sequence number and document.
     pub(crate) next: Option<(u64, Vec<u8>)>,
 }
@@ -212,6 +215,19 @@ impl core::fmt::Display for TrustStateMoved {
 }
 
 impl std::error::Error for TrustStateMoved {}
+
+/// A release [`Db::release_delete`] refused: a trust update the registered trust state in
+/// force was advanced through (docs/trust.md, "The server and trust updates").
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TrustUpdateInForce;
+
+impl core::fmt::Display for TrustUpdateInForce {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the release is a trust update of the trust state in force")
+    }
+}
+
+impl std::error::Error for TrustUpdateInForce {}
 
 /// The fleet's registered trust state (docs/trust.md, "The server and trust updates").
 #[derive(Clone, Debug)]
@@ -389,7 +405,8 @@ impl Db {
     /// Stores a release. With `trust`, in the same transaction, the trust state in force is
     /// checked to be still the one the upload was checked against (and, for a trust update,
     /// advanced to the new state); if another upload changed it meanwhile nothing is stored
-    /// and the error is [`TrustStateMoved`].
+    /// and the error is [`TrustStateMoved`]. Without `trust` (the upload was checked with no
+    /// state registered) the same error if a state was registered meanwhile.
     pub(crate) async fn release_create(
         &self,
         r: &ReleaseRow,
@@ -398,6 +415,13 @@ impl Db {
         trust: Option<&TrustGuard>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        if trust.is_none() && self.dialect == crate::db::Dialect::Postgres {
+            // Checked with no state registered: a registration (an insert) waits for this
+            // commit, so the read below sees one committed before it, and none comes after.
+            sqlx::query("LOCK TABLE trust_state IN SHARE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(g) = trust {
             // One conditional write on the state's row: on PostgreSQL it locks the row until
             // the commit, on SQLite it takes the database's write lock, so a concurrent trust
@@ -405,18 +429,19 @@ impl Db {
             // finds the sequence moved. `sequence = sequence` still counts as a matched row.
             let q = match &g.next {
                 Some((sequence, document)) => sqlx::query(
-                    "UPDATE trust_state SET sequence = $1, document = $2, release_id = $3, updated_at = $4 WHERE id = 1 AND sequence = $5",
+                    "UPDATE trust_state SET sequence = $1, document = $2, release_id = $3, updated_at = $4 WHERE id = 1 AND sequence = $5 AND document = $6",
                 )
                 .bind(to_i64(*sequence))
                 .bind(document.as_slice())
                 .bind(&r.id)
                 .bind(r.created_at),
                 None => sqlx::query(
-                    "UPDATE trust_state SET sequence = sequence WHERE id = 1 AND sequence = $1",
+                    "UPDATE trust_state SET sequence = sequence WHERE id = 1 AND sequence = $1 AND document = $2",
                 ),
             };
             let n = q
                 .bind(to_i64(g.expected))
+                .bind(g.expected_document.as_slice())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -442,6 +467,16 @@ impl Db {
         .bind(&r.kind)
         .execute(&mut *tx)
         .await?;
+        if trust.is_none()
+            && sqlx::query("SELECT 1 FROM trust_state WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some()
+        {
+            // Checked with no state registered, and one was registered meanwhile (on SQLite
+            // the insert above holds the write lock, so the read is the state at the commit).
+            return Err(TrustStateMoved.into());
+        }
         for (i, uri) in uris.iter().enumerate() {
             sqlx::query("INSERT INTO payloads (release_id, idx, uri) VALUES ($1, $2, $3)")
                 .bind(&r.id)
@@ -542,6 +577,10 @@ impl Db {
 
     /// Deletes a release with its payload rows and its own deltas, in one transaction. The
     /// payload store's files are then referred to by nothing, and the sweeper removes them.
+    /// A trust update the registered trust state in force was advanced through (the one that
+    /// set it, or one with a sequence at or below it) is refused with [`TrustUpdateInForce`]
+    /// and nothing is deleted: the devices still below it could never receive it again, and a
+    /// new upload of it is a rollback (docs/trust.md, rule 4).
     pub(crate) async fn release_delete(&self, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         for sql in [
@@ -549,6 +588,18 @@ impl Db {
             "DELETE FROM payloads WHERE release_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        // After a write, so on SQLite the transaction holds the write lock when it reads.
+        if sqlx::query(
+            "SELECT 1 FROM trust_state t, releases r WHERE t.id = 1 AND r.id = $1 AND (t.release_id = r.id OR (r.kind = $2 AND r.sequence_number <= t.sequence))",
+        )
+        .bind(id)
+        .bind(suitcase_protocol::RELEASE_KIND_TRUST_UPDATE)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some()
+        {
+            return Err(TrustUpdateInForce.into());
         }
         let n = sqlx::query("DELETE FROM releases WHERE id = $1")
             .bind(id)
@@ -2138,4 +2189,85 @@ pub(crate) async fn audit_in(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(id: &str) -> ReleaseRow {
+        ReleaseRow {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            sequence_number: 1,
+            manifest_digest: format!("digest-{id}"),
+            summary: ReleaseSummary::default(),
+            signed_by: Vec::new(),
+            envelope_bytes: 0,
+            created_by: "test".to_owned(),
+            created_at: 0,
+            payloads: Vec::new(),
+            archived: false,
+            remediation: false,
+            kind: suitcase_protocol::RELEASE_KIND_RELEASE.to_owned(),
+        }
+    }
+
+    fn state(document: &[u8]) -> TrustRow {
+        TrustRow {
+            sequence: 0,
+            document: document.to_vec(),
+            release_id: None,
+            set_by: "admin".to_owned(),
+            updated_at: 0,
+        }
+    }
+
+    /// The upload's check and its insert are apart in time: an upload checked against one
+    /// state is not stored after an admin removed it and registered another document with the
+    /// same sequence, nor one checked with no state after a state was registered (the
+    /// compare-and-set is on the document, and on the state's absence; docs/trust.md).
+    #[tokio::test]
+    async fn attack_upload_checked_against_a_state_replaced_meanwhile_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::open(&url).await.unwrap();
+        assert!(db.trust_state_register(&state(b"A")).await.unwrap());
+        let checked_against_a = TrustGuard {
+            expected: 0,
+            expected_document: b"A".to_vec(),
+            next: None,
+        };
+        // Still A: stored.
+        db.release_create(&release("rel_1"), b"e1", &[], Some(&checked_against_a))
+            .await
+            .unwrap();
+        // Replaced by B with the same sequence: not stored.
+        assert!(db.trust_state_remove().await.unwrap());
+        assert!(db.trust_state_register(&state(b"B")).await.unwrap());
+        let e = db
+            .release_create(&release("rel_2"), b"e2", &[], Some(&checked_against_a))
+            .await
+            .unwrap_err();
+        assert!(e.downcast_ref::<TrustStateMoved>().is_some(), "{e:#}");
+        // Checked with none registered, stored after B was: not stored.
+        let e = db
+            .release_create(&release("rel_3"), b"e3", &[], None)
+            .await
+            .unwrap_err();
+        assert!(e.downcast_ref::<TrustStateMoved>().is_some(), "{e:#}");
+        let ids: Vec<String> = db
+            .release_list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["rel_1"]);
+        // With none registered, a guard-less upload is stored as before.
+        assert!(db.trust_state_remove().await.unwrap());
+        db.release_create(&release("rel_4"), b"e4", &[], None)
+            .await
+            .unwrap();
+    }
 }

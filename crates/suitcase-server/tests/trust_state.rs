@@ -24,6 +24,7 @@ both_backends!(
     attack_release_signer_trust_update_upload_refused,
     attack_revoked_key_release_upload_refused,
     trust_update_chain_advances_the_state_in_force,
+    attack_author_deletes_trust_update_in_force_refused,
 );
 
 /// Three Ed25519 root keys (2-of-3) and a second author key, as files in the harness's
@@ -349,5 +350,68 @@ async fn trust_update_chain_advances_the_state_in_force(b: Backend) {
         f.h.upload_envelope(&f.h.admin, &update(&three, &[&f.h.key]))
             .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    f.h.stop().await;
+}
+
+/// Manifest §8.4.2 (docs/trust.md rule 4): an author deleting the trust update that set the
+/// state in force, or one the state was advanced through, would strand the devices still
+/// below it (they can never receive it; uploading it again is a rollback). Refused with
+/// `409 trust-update-in-force`, nothing deleted; once an admin removed the state, it goes.
+async fn attack_author_deletes_trust_update_in_force_refused(b: Backend) {
+    let f = Fleet::new(b).await;
+    let author = f.h.token("author").await;
+    let genesis = f.genesis();
+    f.register(&genesis).await;
+    let one = with_author2(&f, &genesis);
+    let (s, v) =
+        f.h.upload_envelope(&f.h.admin, &update(&one, &[&f.roots[0], &f.roots[1]]))
+            .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id1 = v["id"].as_str().unwrap().to_owned();
+    let delete = |id: String| {
+        let h = &f.h;
+        let author = author.clone();
+        async move {
+            let r = h
+                .client
+                .delete(h.url(&format!("/api/v1/releases/{id}")))
+                .bearer_auth(&author)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // The update that set the state in force.
+    let (s, v) = delete(id1.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "trust-update-in-force", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("rule 4"), "{v}");
+    assert_eq!(f.trust_updates().await, 1);
+    assert_eq!(f.in_force().await["release_id"], id1.as_str());
+    // One the state was advanced through, no longer the one that set it.
+    let mut two = one;
+    two.set_sequence(2);
+    let (s, v) =
+        f.h.upload_envelope(&f.h.admin, &update(&two, &[&f.roots[1], &f.roots[2]]))
+            .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = delete(id1.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "trust-update-in-force", "{v}");
+    assert_eq!(f.trust_updates().await, 2);
+    // The way out the hint names: an admin removes the state, then the delete goes through.
+    let r =
+        f.h.client
+            .delete(f.h.url("/api/v1/trust-state"))
+            .bearer_auth(&f.h.admin)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (s, v) = delete(id1).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(f.trust_updates().await, 1);
     f.h.stop().await;
 }

@@ -163,7 +163,7 @@ pub(crate) async fn upload(
         // checks 1 to 6: root threshold, the trust-store component, digest, anti-rollback,
         // the new document, a new root's countersignature). The registered release keys play
         // no part: a trust update is the root's.
-        Some((_, ts)) if envelope.integrated(suitcase_trust::TRUST_PAYLOAD).is_some() => {
+        Some((row, ts)) if envelope.integrated(suitcase_trust::TRUST_PAYLOAD).is_some() => {
             let next = ts
                 .apply_update(&body)
                 .map_err(|e| crate::api::trust::refusal(ts, &envelope, e))?;
@@ -185,6 +185,7 @@ pub(crate) async fn upload(
             document.truncate(n);
             guard = Some(crate::store::TrustGuard {
                 expected: ts.sequence(),
+                expected_document: row.document.clone(),
                 next: Some((next.sequence(), document)),
             });
         }
@@ -263,8 +264,9 @@ pub(crate) async fn upload(
                 .iter()
                 .filter_map(|i| anchors.get(i).map(|a| a.name.to_owned()))
                 .collect();
-            guard = trust.as_ref().map(|(_, ts)| crate::store::TrustGuard {
+            guard = trust.as_ref().map(|(row, ts)| crate::store::TrustGuard {
                 expected: ts.sequence(),
+                expected_document: row.document.clone(),
                 next: None,
             });
         }
@@ -317,7 +319,7 @@ pub(crate) async fn upload(
         if e.downcast_ref::<crate::store::TrustStateMoved>().is_some() {
             return Err(ApiErr::conflict(
                 "trust-state-changed",
-                "the trust state in force changed while this upload was checked (another trust update was stored, or the state was replaced); nothing was stored",
+                "the trust state in force changed while this upload was checked (another trust update was stored, or the state was replaced, removed or registered); nothing was stored",
             )
             .hint("upload it again: it is checked against the state in force now (suitcase fleet trust show)"));
         }
@@ -672,7 +674,7 @@ pub(crate) async fn archive(
 #[utoipa::path(delete, path = "/api/v1/releases/{id}", tag = "releases",
     params(("id" = String, Path)),
     responses((status = 204, description = "deleted"),
-              (status = 409, body = suitcase_protocol::ApiError, description = "a campaign used it, or another release's delta is made from it")),
+              (status = 409, body = suitcase_protocol::ApiError, description = "a campaign used it, another release's delta is made from it, or it is a trust update the trust state in force was advanced through (trust-update-in-force)")),
     security(("management_token" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -694,7 +696,20 @@ pub(crate) async fn delete(
         )
         .hint("archive it instead"));
     }
-    state.db.release_delete(&id).await?;
+    if let Err(e) = state.db.release_delete(&id).await {
+        if e.downcast_ref::<crate::store::TrustUpdateInForce>()
+            .is_some()
+        {
+            // The devices still below it could never receive it again, and uploading it again
+            // is a rollback (docs/trust.md rule 4; SUIT manifest §8.4.2).
+            return Err(ApiErr::conflict(
+                "trust-update-in-force",
+                format!("release {id} cannot be deleted: it is a trust update the registered trust state in force (suitcase fleet trust show) was advanced through; devices not yet updated still need it, and it could not be uploaded again (a rollback, docs/trust.md rule 4)"),
+            )
+            .hint("archive it instead (POST /api/v1/releases/{id}/archive); to really delete it, an admin first removes the trust state (suitcase fleet trust remove) and registers the right one again afterwards"));
+        }
+        return Err(e.into());
+    }
     state.deltas.forget_release(&id);
     audit(
         &state,
