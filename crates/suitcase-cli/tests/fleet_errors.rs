@@ -25,9 +25,42 @@ fn fleet_says_what_failed_and_what_to_do() {
     );
 
     let s = ServerProcess::start(d);
-    // A refusal with the server's message and, on its own line, its hint.
+    // A refusal with the server's message and, on its own line, its hint (the body is read
+    // as an envelope before any key is looked up: a malformed one is named as such).
     std::fs::write(d.join("x.suit"), b"not an envelope").unwrap();
     let (code, _, out) = run(&mut s.command(d, &["fleet", "release", "upload", "x.suit"]));
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("the server answered 422 Unprocessable Entity: the body is not a SUIT envelope (malformed)")
+            && out.contains("\n  hint: upload the signed envelope file (suitcase release build -o FILE)"),
+        "{out}"
+    );
+    // A signed envelope while no release-signing key is registered: 409 and what to do.
+    let cli = || std::process::Command::new(env!("CARGO_BIN_EXE_suitcase"));
+    let (code, _, out) = run(cli().current_dir(d).args([
+        "key", "generate", "--alg", "ed25519", "-o", "a.key", "--public", "a.pub",
+    ]));
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(d.join("app.bin"), [7u8; 256]).unwrap();
+    let (code, _, out) = run(cli().current_dir(d).args([
+        "release",
+        "build",
+        "--image",
+        "app.bin",
+        "--vendor",
+        "example.com",
+        "--class",
+        "thermostat",
+        "--sequence",
+        "1",
+        "--integrated",
+        "--sign",
+        "a.key",
+        "-o",
+        "ok.suit",
+    ]));
+    assert_eq!(code, 0, "{out}");
+    let (code, _, out) = run(&mut s.command(d, &["fleet", "release", "upload", "ok.suit"]));
     assert_ne!(code, 0, "{out}");
     assert!(
         out.contains("the server answered 409 Conflict: no release-signing keys are registered")
