@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ServerProcess, free_port, run};
+use common::{ServerProcess, build_args, es256_key, free_port, ok, run};
 
 #[test]
 fn fleet_says_what_failed_and_what_to_do() {
@@ -36,30 +36,16 @@ fn fleet_says_what_failed_and_what_to_do() {
         "{out}"
     );
     // A signed envelope while no release-signing key is registered: 409 and what to do.
-    let cli = || std::process::Command::new(env!("CARGO_BIN_EXE_suitcase"));
-    let (code, _, out) = run(cli().current_dir(d).args([
-        "key", "generate", "--alg", "ed25519", "-o", "a.key", "--public", "a.pub",
-    ]));
-    assert_eq!(code, 0, "{out}");
+    es256_key(d, "a");
     std::fs::write(d.join("app.bin"), [7u8; 256]).unwrap();
-    let (code, _, out) = run(cli().current_dir(d).args([
-        "release",
-        "build",
-        "--image",
-        "app.bin",
-        "--vendor",
-        "example.com",
-        "--class",
-        "thermostat",
-        "--sequence",
-        "1",
-        "--integrated",
-        "--sign",
-        "a.key",
-        "-o",
-        "ok.suit",
-    ]));
-    assert_eq!(code, 0, "{out}");
+    ok(
+        d,
+        &build_args(
+            "thermostat",
+            "1",
+            &["--integrated", "--sign", "a.key", "-o", "ok.suit"],
+        ),
+    );
     let (code, _, out) = run(&mut s.command(d, &["fleet", "release", "upload", "ok.suit"]));
     assert_ne!(code, 0, "{out}");
     assert!(
