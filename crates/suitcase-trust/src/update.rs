@@ -7,13 +7,16 @@ use suitcase_manifest::{
 use crate::state::{KeyId, Policy, TrustError, TrustState, with_anchors};
 use crate::{MAX_ROOTS, TRUST_COMPONENT, TRUST_PAYLOAD};
 
-/// Root keys as anchors that may authorise everything (the root role is all-powerful over
-/// trust, TUF §2.1.1), with the root threshold; handed to `f`.
-fn with_root_anchors<R>(
-    state: &TrustState,
-    f: impl FnOnce(&[TrustAnchor<'_>], &TrustPolicy<'_>) -> R,
-) -> R {
-    state.with_root_policy(f)
+/// The first key id among an envelope's authentication blocks' kids that `wanted` accepts.
+/// Kids are unprotected hints (RFC 9052 §3.1), used only to explain a refusal, never to
+/// accept anything.
+fn find_signer_kid(envelope: &Envelope<'_>, wanted: impl Fn(&KeyId) -> bool) -> Option<KeyId> {
+    let auth = envelope.authentication().ok()?;
+    auth.blocks()
+        .flat_map(|b| b.signers())
+        .filter_map(|s| s.headers.kid)
+        .filter_map(|kid| <KeyId>::try_from(kid).ok())
+        .find(|kid| wanted(kid))
 }
 
 impl TrustState {
@@ -28,16 +31,15 @@ impl TrustState {
         &self,
         f: impl FnOnce(&[TrustAnchor<'_>], &TrustPolicy<'_>) -> R,
     ) -> R {
-        let state = self;
         // TUF §5.3.4: "signed by a threshold of keys specified in the trusted root metadata";
         // `Envelope::verify` counts distinct anchors, and `TrustState::check` refuses a key listed
         // twice, so k counts distinct keys.
         let policy = Policy {
-            threshold: state.root_threshold(),
+            threshold: self.root_threshold(),
             rules: &[],
             time: None,
         };
-        let keys = state.roots().iter().map(|k| (k, Permissions::ALL));
+        let keys = self.roots().iter().map(|k| (k, Permissions::ALL));
         with_anchors::<MAX_ROOTS, _>("root", keys, &policy, f)
     }
 
@@ -48,12 +50,9 @@ impl TrustState {
     /// [`TrustState::revoked_signer`], the kid is an unprotected hint (RFC 9052 §3.1), used
     /// only to name why an update that already failed was refused, never to accept one.
     pub fn release_signer_in(&self, envelope: &Envelope<'_>) -> Option<KeyId> {
-        let auth = envelope.authentication().ok()?;
-        auth.blocks()
-            .flat_map(|b| b.signers())
-            .filter_map(|s| s.headers.kid)
-            .filter_map(|kid| <KeyId>::try_from(kid).ok())
-            .find(|kid| self.signers().iter().any(|s| s.key.id() == *kid))
+        find_signer_kid(envelope, |kid| {
+            self.signers().iter().any(|s| s.key.id() == *kid)
+        })
     }
 }
 
@@ -83,7 +82,8 @@ impl TrustState {
     /// The first check that fails, as a [`TrustError`].
     pub fn apply_update(&self, envelope: &[u8]) -> Result<Self, TrustError> {
         let envelope = Envelope::decode(envelope).map_err(TrustError::Manifest)?;
-        let verified = with_root_anchors(self, |anchors, policy| envelope.verify(anchors, policy))
+        let verified = self
+            .with_root_policy(|anchors, policy| envelope.verify(anchors, policy))
             .map_err(TrustError::Manifest)?;
         let document = trust_document(&verified)?;
         let offered = verified.sequence_number();
@@ -104,10 +104,8 @@ impl TrustState {
         self.check_successor(&next)?;
         if next.roots() != self.roots() || next.root_threshold != self.root_threshold {
             let auth = envelope.authentication().map_err(TrustError::Manifest)?;
-            with_root_anchors(&next, |anchors, policy| {
-                auth.verify_signatures(anchors, policy)
-            })
-            .map_err(TrustError::NewRootNotSigned)?;
+            next.with_root_policy(|anchors, policy| auth.verify_signatures(anchors, policy))
+                .map_err(TrustError::NewRootNotSigned)?;
         }
         Ok(next)
     }
@@ -158,12 +156,7 @@ impl TrustState {
 
     /// The first revoked key id found among the envelope's authentication blocks' kids.
     pub fn revoked_signer(&self, envelope: &Envelope<'_>) -> Option<KeyId> {
-        let auth = envelope.authentication().ok()?;
-        auth.blocks()
-            .flat_map(|b| b.signers())
-            .filter_map(|s| s.headers.kid)
-            .filter_map(|kid| <KeyId>::try_from(kid).ok())
-            .find(|kid| self.revoked().contains(kid))
+        find_signer_kid(envelope, |kid| self.revoked().contains(kid))
     }
 }
 
