@@ -16,7 +16,9 @@ use core::fmt::Write;
 use embedded_storage::nor_flash::NorFlashErrorKind;
 use embedded_storage::nor_flash::ReadNorFlash;
 use mps2_board::flash::{Flash, FlashError, Partition};
-use mps2_board::layout::{CLASS_ID, COMPONENT_ID, DEVICE_KEY_MAGIC, SECTOR, VENDOR_ID};
+use mps2_board::layout::{
+    CLASS_ID, COMPONENT_ID, DEVICE_KEY_MAGIC, IMAGE_OFFSET, SECTOR, VENDOR_ID,
+};
 use mps2_board::uart::Uart;
 use suitcase_boot::{Failure, ImageIndex, ImageVerifier};
 use suitcase_device::consumer::{
@@ -41,8 +43,13 @@ const ANCHOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/anchor.cose"));
 /// 4-byte magic and the 2-byte length); a symmetric key-wrap key is about 40 bytes.
 const MAX_DEVICE_KEY: usize = 256;
 
-/// The largest envelope this device takes (the slot header area, layout.rs).
-const MAX_ENVELOPE: usize = 8160;
+/// The largest envelope this device takes: the slot header area before the image
+/// (layout.rs `IMAGE_OFFSET`), less the slot header.
+const MAX_ENVELOPE: usize = (IMAGE_OFFSET - HEADER_SIZE) as usize;
+const _: () = assert!(
+    MAX_ENVELOPE == 8160,
+    "the envelope refusal below names 8160 bytes"
+);
 /// SZX 5: 512-byte blocks, the consumer's [`BLOCK`].
 const SZX: u8 = 5;
 /// How often a 5.03 (the gateway is still fetching the object) is waited out.

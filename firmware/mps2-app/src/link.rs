@@ -105,8 +105,9 @@ impl Clock {
 
 impl Link {
     /// Opens UART1. The first message id and token come from the timer (RFC 7252 §4.4 asks
-    /// for a random start; the board has no random source, and the gateway keeps message ids
-    /// per connection, which each power cycle opens anew).
+    /// for a random start; the board has no random source). On a socket link each power
+    /// cycle is a new connection with its own duplicate cache at the gateway; on a tty link
+    /// the cache outlives a reset (docs/gateway.md §2 says what that costs and the fix).
     pub fn open() -> Self {
         let seed = cycles::instructions();
         let mut clock = Clock::new();
